@@ -1,0 +1,162 @@
+# ramfold: GNU make, no generated build system.
+#
+#   make            library (static, shared, pkg-config file), VMM, guest
+#   make test       every test suite, then the unit suite under ASan+UBSan
+#   make demo       4 guests for ~30 s with the live memory table
+#   make bench      benchmarks: tables on stdout, CSV and SVG under build/bench/
+#   make fuzz       the libFuzzer targets for a longer run
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Every top-level target first runs scripts/deps.sh, which installs missing
+# Debian packages (quiet when all are present).
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+B       ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+
+# The version lives in include/ramfold/version.h alone.
+vpart = $(shell sed -n 's/^\#define RF_VERSION_$(1) \([0-9]*\)/\1/p' include/ramfold/version.h)
+VERSION := $(call vpart,MAJOR).$(call vpart,MINOR).$(call vpart,PATCH)
+SOMAJOR := $(call vpart,MAJOR)
+SONAME  := libramfold.so.$(SOMAJOR)
+
+export B
+CC      ?= gcc
+WARN    := -Wall -Wextra -Werror -Wno-missing-field-initializers
+CFLAGS  ?= -O2 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -pthread -Iinclude -Isrc
+LIB_CFLAGS  := $(BASE_CFLAGS) -fPIC -fvisibility=hidden
+LIB_DEPS    := -lurcu-cds -lurcu-memb -lurcu-common -lxxhash -lnuma -ljemalloc -llz4 -lpthread
+TEST_LIBS   := -lcmocka
+
+LIB_SRCS := $(sort $(wildcard src/*.c ksm/*.c balloon/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+KVM_TESTS  := $(patsubst tests/kvm/%.c,$(B)/tests/kvm/%,$(wildcard tests/kvm/test_*.c))
+E2E_TESTS  := $(patsubst tests/e2e/%.c,$(B)/tests/e2e/%,$(wildcard tests/e2e/test_*.c))
+
+.PHONY: all deps lib test unit kvm e2e asan install uninstall demo bench fuzz fuzz-smoke \
+	check-exports install-test format clean
+
+deps:
+	@scripts/deps.sh
+
+all: deps lib
+lib: $(B)/libramfold.a $(B)/$(SONAME) $(B)/libramfold.so $(B)/ramfold.pc
+
+-include $(LIB_OBJS:.o=.d)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/libramfold.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libramfold.so.$(VERSION): $(LIB_OBJS) src/libramfold.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libramfold.map \
+		-Wl,--no-undefined -o $@ $(LIB_OBJS) $(LIB_DEPS)
+
+$(B)/$(SONAME): $(B)/libramfold.so.$(VERSION)
+	ln -sf $(<F) $@
+$(B)/libramfold.so: $(B)/$(SONAME)
+	ln -sf $(<F) $@
+
+$(B)/ramfold.pc: Makefile include/ramfold/version.h
+	@mkdir -p $(@D)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+		'Name: ramfold' \
+		'Description: Make KVM guest RAM go further: page dedup, virtio-balloon, overcommit, swap' \
+		'Version: $(VERSION)' \
+		'Requires.private: liburcu-cds libxxhash numa jemalloc liblz4' \
+		'Libs: -L$${libdir} -lramfold' \
+		'Libs.private: -lpthread' \
+		'Cflags: -I$${includedir}' > $@
+
+install: all
+	install -d $(DESTDIR)$(INCDIR)/ramfold $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/ramfold/*.h $(DESTDIR)$(INCDIR)/ramfold/
+	install -m 644 $(B)/libramfold.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(B)/libramfold.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libramfold.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libramfold.so
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
+		-e 's|^includedir=.*|includedir=$(INCDIR)|' $(B)/ramfold.pc \
+		> $(DESTDIR)$(LIBDIR)/pkgconfig/ramfold.pc
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCDIR)/ramfold
+	rm -f $(DESTDIR)$(LIBDIR)/libramfold.* $(DESTDIR)$(LIBDIR)/pkgconfig/ramfold.pc
+
+# ---- tests -----------------------------------------------------------------
+# Unit and KVM tests link the static library, so they can reach private
+# functions through the headers in src/.
+
+$(B)/tests/%: tests/%.c $(HELPER_SRCS) $(B)/libramfold.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< $(HELPER_SRCS) \
+		$(B)/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
+
+unit: all $(UNIT_TESTS)
+	@scripts/run-tests.sh unit $(UNIT_TESTS)
+kvm: all $(KVM_TESTS) $(TEST_PROGRAMS)
+	@scripts/run-tests.sh kvm $(KVM_TESTS)
+e2e: all $(E2E_TESTS) $(TEST_PROGRAMS)
+	@scripts/run-tests.sh e2e $(E2E_TESTS)
+
+# ASan+UBSan: the library and the unit suite again, with metadata from libc's
+# malloc (RF_ARENA_LIBC) so LeakSanitizer sees every allocation.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined -DRF_ARENA_LIBC
+ASAN_OBJS  := $(LIB_SRCS:%.c=$(B)/asan/obj/%.o)
+ASAN_UNIT  := $(patsubst tests/unit/%.c,$(B)/asan/tests/unit/%,$(wildcard tests/unit/test_*.c))
+-include $(ASAN_OBJS:.o=.d)
+
+$(B)/asan/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(LIB_CFLAGS) $(ASAN_FLAGS) -MMD -MP -c $< -o $@
+$(B)/asan/libramfold.a: $(ASAN_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+$(B)/asan/tests/%: tests/%.c $(HELPER_SRCS) $(B)/asan/libramfold.a
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(ASAN_FLAGS) -Itests/helpers -o $@ $< $(HELPER_SRCS) \
+		$(B)/asan/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
+
+asan: deps $(ASAN_UNIT)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+		scripts/run-tests.sh asan $(ASAN_UNIT)
+
+check-exports: lib
+	@scripts/check-exports.sh $(B)/libramfold.so.$(VERSION) src/libramfold.map
+
+install-test: lib
+	@scripts/install-test.sh
+
+test: all
+	@scripts/run-tests.sh --begin
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory kvm
+	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory check-exports
+	@$(MAKE) --no-print-directory install-test
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@scripts/run-tests.sh --end
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(B)
+
+# Each component adds its own rules and programs here.
+-include vmm/vmm.mk guest/guest.mk bench/bench.mk tests/fuzz/fuzz.mk

@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One guest: its promised RAM, its guest-physical regions (library-owned
+ * host memory that the embedder hands to KVM), and the state of every 4 KiB
+ * page in them.
+ *
+ * Page states (one per page; the page-state table is the single source of
+ * truth, and rf_vm_audit() checks it against what the kernel says):
+ *
+ *   PRIVATE        the guest's own anonymous page (resident or not yet touched)
+ *   ZERO           found all-zero and discarded; reads as the kernel zero page
+ *   MERGED         maps a canonical page of the dedup store, copy-on-write
+ *   BALLOONED      given back by the guest through the balloon; discarded
+ *   FREE_REPORTED  reported free by the guest; discarded, still the guest's
+ *   SWAPPED        content in the swap file; discarded, faults in through the pager
+ *   COMPRESSED     content in the compressed in-memory tier; likewise
+ *
+ * Who may call what concurrently:
+ *
+ *   call                      embedder  vCPU threads  library threads
+ *   rf_vm_new / rf_vm_free    yes (alone on this VM)
+ *   rf_vm_map_ram / unmap     yes (not while a vCPU runs in the region)
+ *   rf_vm_gpa_to_hva & co.    any thread
+ *   rf_vm_stats / rf_vm_audit any thread (they read /proc/self/pagemap)
+ *
+ * Guest memory itself is written by vCPUs at any time; every library module
+ * that changes a page's mapping does so under the page's lock bit.
+ */
+#ifndef RAMFOLD_VM_H
+#define RAMFOLD_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rf_vm rf_vm;
+
+#define RF_PAGE_SIZE  4096u
+#define RF_PAGE_SHIFT 12
+
+enum rf_page_state {
+	RF_PAGE_PRIVATE = 0,
+	RF_PAGE_ZERO,
+	RF_PAGE_MERGED,
+	RF_PAGE_BALLOONED,
+	RF_PAGE_FREE_REPORTED,
+	RF_PAGE_SWAPPED,
+	RF_PAGE_COMPRESSED,
+	RF_PAGE_NSTATES
+};
+
+/* Short lower-case name of a state ("private", "merged", ...). */
+const char *rf_page_state_name(enum rf_page_state s);
+
+/* VM flags */
+#define RF_VM_THP (1u << 0) /* allow transparent huge pages on guest RAM (off by default) */
+
+struct rf_vm_config {
+	/* RAM promised to the guest: the sum of its regions may not exceed it. */
+	uint64_t ram_bytes;
+	/* Sharing domain: VMs with the same non-NULL domain may share pages with
+	 * each other. NULL: the VM shares only with itself (and zero pages). */
+	const char *domain;
+	/* NUMA node for guest RAM and its store pages; -1 for no binding. */
+	int numa_node;
+	unsigned int flags; /* RF_VM_* */
+};
+
+void rf_vm_config_init(struct rf_vm_config *cfg);
+
+/*
+ * Create a VM named @name (1..31 printable characters, unique in the engine).
+ * Returns 0 and sets *@out, or -EINVAL (bad name or config, ram_bytes 0 or
+ * not page-aligned, numa_node not configured), -EEXIST (name in use), -ENOMEM.
+ * Pairs with rf_vm_free().
+ */
+int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *cfg, rf_vm **out);
+
+/* Free a VM; regions still mapped are unmapped first. NULL is accepted. */
+void rf_vm_free(rf_vm *vm);
+
+const char *rf_vm_name(const rf_vm *vm);
+rf_engine *rf_vm_engine(const rf_vm *vm);
+
+/*
+ * Map @size bytes of guest RAM at guest-physical address @gpa, owned by the
+ * library, and return its host address in *@hva for KVM_SET_USER_MEMORY_REGION.
+ * The memory is MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, reads as zero, has
+ * transparent huge pages off unless RF_VM_THP, and is bound to the VM's node.
+ * Errors: -EINVAL (NULL, size 0, gpa or size not 4 KiB aligned, gpa+size
+ * wraps), -EEXIST (overlaps a mapped region), -E2BIG (regions would exceed
+ * the promised RAM), -ENOSPC (too many regions), -ENOMEM.
+ */
+int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva);
+
+/* Unmap the region that starts at @gpa. -ENOENT if none starts there. */
+int rf_vm_unmap_ram(rf_vm *vm, uint64_t gpa);
+
+/*
+ * The checked accessor for guest addresses: *@hva = host address of
+ * [@gpa, @gpa+@len) if the whole range lies inside one region, else -EFAULT.
+ * @len 0 is checked as 1. O(log regions).
+ */
+int rf_vm_gpa_to_hva(const rf_vm *vm, uint64_t gpa, uint64_t len, void **hva);
+
+/* Inverse of rf_vm_gpa_to_hva for one byte: -EFAULT if @hva is not guest RAM. */
+int rf_vm_hva_to_gpa(const rf_vm *vm, const void *hva, uint64_t *gpa);
+
+/* Number of guest RAM regions, and the @i-th by ascending gpa. */
+unsigned int rf_vm_nr_regions(const rf_vm *vm);
+int rf_vm_region(const rf_vm *vm, unsigned int i, uint64_t *gpa, uint64_t *size, void **hva);
+
+/* State of the page holding @gpa: a value of enum rf_page_state, or -EFAULT. */
+int rf_vm_page_state(const rf_vm *vm, uint64_t gpa);
+
+/*
+ * Exclude [@gpa, @gpa+@len) from merging, swapping and ballooning (memory
+ * pinned for device DMA must never be remapped under the device), or include
+ * it again. Pages already merged or swapped are not brought back by this call.
+ */
+int rf_vm_exclude_range(rf_vm *vm, uint64_t gpa, uint64_t len, bool exclude);
+
+struct rf_vm_stats {
+	uint64_t promised_bytes;		   /* rf_vm_config.ram_bytes */
+	uint64_t mapped_bytes;			   /* sum of region sizes */
+	uint64_t state_bytes[RF_PAGE_NSTATES];	   /* from the page-state table */
+	/* Measured from /proc/self/pagemap over the VM's regions: */
+	uint64_t resident_bytes;		   /* present pages, not the zero page */
+	uint64_t resident_anon_bytes;		   /* of which private anonymous */
+	uint64_t resident_file_bytes;		   /* of which mapped from the store */
+	uint64_t metadata_bytes;		   /* library metadata for this VM */
+};
+
+/* Fill @st. Reads pagemap: O(pages) and meant for ~1 Hz, not a hot path. */
+int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st);
+
+/* rf_vm_audit flags */
+#define RF_AUDIT_FIX (1u << 0) /* resync what the guest changed behind the table */
+
+struct rf_audit_report {
+	uint64_t pages_checked;
+	/* Contradictions: the table says something the kernel proves false. */
+	uint64_t mismatches;
+	uint64_t merged_not_file;     /* MERGED, but mapped anonymous (not from the store) */
+	uint64_t discarded_present;   /* SWAPPED/COMPRESSED, but a page is present */
+	uint64_t private_file;	      /* PRIVATE/ZERO/..., but mapped from the store */
+	/* Drift: the guest acted after the library (a write to a ZERO or
+	 * BALLOONED page, a copy-on-write break of a MERGED page). Expected, and
+	 * fixed with RF_AUDIT_FIX. */
+	uint64_t drift;
+	uint64_t first_bad_gpa;	      /* of the first mismatch, or UINT64_MAX */
+};
+
+/*
+ * Compare the page-state table with /proc/self/pagemap. Returns 0 if there is
+ * no mismatch, -EIO if there is (each logged, rate-limited), or another
+ * negative errno if pagemap cannot be read.
+ */
+int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

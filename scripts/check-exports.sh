@@ -1,0 +1,23 @@
+#!/bin/bash
+# The shared library must export exactly the symbols of its version script,
+# and each of them must be declared in a public header.
+set -eu
+so=$1 map=$2
+want=$(sed -n 's/^[[:space:]]*\(rf_[a-z0-9_]*\);.*/\1/p' "$map" | sort)
+have=$(nm -D --defined-only "$so" | awk '$2 ~ /^[TDBRV]$/ {print $3}' | sed 's/@.*//' | sort)
+fail=0
+extra=$(comm -13 <(echo "$want") <(echo "$have"))
+missing=$(comm -23 <(echo "$want") <(echo "$have"))
+[ -z "$extra" ] || { echo "exported but not in $map: $extra"; fail=1; }
+[ -z "$missing" ] || { echo "in $map but not defined: $missing"; fail=1; }
+for s in $want; do
+	grep -qw "$s" include/ramfold/*.h || { echo "$s is exported but declared in no public header"; fail=1; }
+done
+n=$(echo "$want" | wc -w)
+if [ $fail -eq 0 ]; then
+	echo "exports: 1 passed, 0 failed ($n public symbols, all in include/ramfold/)"
+	echo "exports 1 0 0" >>"${B:-build}/test-summary" 2>/dev/null || true
+else
+	echo "exports 0 1 0" >>"${B:-build}/test-summary" 2>/dev/null || true
+	[ -f "${B:-build}/test-summary" ] || exit 1
+fi

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Installs ramfold into a scratch prefix with DESTDIR, then builds and runs a
+# tiny embedder against the installed copy through pkg-config alone.
+set -u
+B=${B:-build}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+prefix=/opt/ramfold-test
+report() {
+	echo "install-test: $1 passed, $2 failed"
+	if [ -f "$B/test-summary" ]; then echo "install $1 $2 0" >>"$B/test-summary"; exit 0; fi
+	exit "$2"
+}
+make -s --no-print-directory install PREFIX=$prefix DESTDIR="$tmp" >"$tmp/install.log" 2>&1 ||
+	{ cat "$tmp/install.log"; report 0 1; }
+root=$tmp$prefix
+# The .pc file names the final prefix; point pkg-config at the staged copy.
+export PKG_CONFIG_PATH=$root/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$tmp
+cat >"$tmp/embed.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ramfold/ramfold.h>
+
+int main(void)
+{
+	struct rf_engine_config ec;
+	struct rf_vm_config vc;
+	struct rf_vm_stats st;
+	rf_engine *e;
+	rf_vm *vm;
+	Dl_info di;
+	char *ram;
+
+	rf_engine_config_init(&ec);
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = 16 << 20;
+	if (rf_engine_new(&ec, &e) || rf_vm_new(e, "embed0", &vc, &vm) ||
+	    rf_vm_map_ram(vm, 0, vc.ram_bytes, (void **)&ram))
+		return 1;
+	memset(ram, 1, 4096 * 10);
+	if (rf_vm_stats(vm, &st) || st.resident_bytes != 4096 * 10)
+		return 2;
+	/* The library must not impose its allocator: malloc stays libc's. */
+	if (!dladdr((void *)malloc, &di) || !strstr(di.dli_fname, "libc.so"))
+		return 3;
+	printf("embed: ramfold %s, %s resident %llu bytes, malloc from %s\n", rf_version(),
+	       rf_vm_name(vm), (unsigned long long)st.resident_bytes, di.dli_fname);
+	rf_engine_free(e);
+	return 0;
+}
+C
+flags=$(pkg-config --cflags --libs ramfold) || report 0 1
+${CC:-gcc} -std=c11 -Wall -Wextra -Werror -o "$tmp/embed" "$tmp/embed.c" $flags -ldl ||
+	report 0 1
+LD_LIBRARY_PATH=$root/lib "$tmp/embed" || { echo "install-test: embedder failed ($?)"; report 0 1; }
+# The library itself must be found through its SONAME.
+readelf -d "$root/lib/libramfold.so" | grep -q "SONAME.*libramfold.so.0" || report 0 1
+report 1 0

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private core of libramfold: the engine, VMs and their guest-RAM regions, as
+ * the library's modules (src/, ksm/, balloon/) see them. Not installed.
+ *
+ * Lock order (outer first): engine->vms_lock, vm->regions_lock (read side
+ * for everyone but map/unmap), a page's lock bit (page_table.h), module locks.
+ * No module may take engine->vms_lock while it holds a page lock.
+ */
+#ifndef RF_INTERNAL_H
+#define RF_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <ramfold/ramfold.h>
+
+#include "log.h"
+#include "page_table.h"
+
+#define RF_EXPORT __attribute__((visibility("default")))
+
+#define RF_MAX_REGIONS 32
+#define RF_NAME_MAX    32
+
+struct rf_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t npages;
+	uint8_t *hva;
+	rf_pte_t *pte;		/* npages entries, mmap'ed: untouched = PRIVATE */
+	size_t pte_bytes;
+};
+
+/*
+ * A module (dedup, balloon, pager, ledger) that keeps per-VM state registers
+ * hooks so the core can tell it a region is going away or the VM is freed,
+ * without the core knowing the module.
+ */
+struct rf_vm_hooks {
+	/* Called with regions_lock held for writing, before the region is
+	 * unmapped: drop every reference into it. */
+	void (*region_unmap)(rf_vm *vm, struct rf_region *r, void *arg);
+	/* Called once from rf_vm_free(), before any region is unmapped. */
+	void (*vm_free)(rf_vm *vm, void *arg);
+	/*
+	 * States whose pages this module owns (bit (1 << state)): before such a
+	 * page is discarded by another module, page_release is called with the
+	 * page locked and must leave it an ordinary private anonymous mapping
+	 * with no reference left in the module (the merger remaps a store page
+	 * anonymous; the pager frees the swap slot). Returns 0 or -errno (the
+	 * page is then skipped and stays as it was).
+	 */
+	unsigned int owns_states;
+	int (*page_release)(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg);
+	void *arg;
+};
+
+#define RF_VM_MAX_HOOKS 8
+
+struct rf_vm {
+	rf_engine *e;
+	char name[RF_NAME_MAX];
+	char domain[RF_NAME_MAX]; /* "" = private to this VM */
+	struct rf_vm_config cfg;
+	unsigned int id;	  /* engine-unique, never reused */
+
+	pthread_rwlock_t regions_lock;
+	struct rf_region *regions[RF_MAX_REGIONS]; /* sorted by gpa */
+	unsigned int nr_regions;
+	uint64_t mapped_bytes;
+
+	_Atomic uint64_t state_pages[RF_PAGE_NSTATES];
+	_Atomic uint64_t metadata_bytes;
+
+	struct rf_vm_hooks hooks[RF_VM_MAX_HOOKS];
+	unsigned int nr_hooks;
+
+	/* Per-VM module state; each owned by the module named. */
+	struct rf_dedup_vm *dedup;	/* ksm/ */
+	struct rf_balloon *balloon;	/* balloon/ */
+	struct rf_pager *pager;		/* src/pager.c */
+	struct rf_ledger_vm *ledger;	/* src/ledger.c */
+
+	rf_vm *next; /* engine->vms, under engine->vms_lock */
+};
+
+struct rf_engine {
+	struct rf_engine_config cfg;
+	char dev_kvm_path[256];
+	char ksm_sysfs_dir[256];
+	struct rf_features feat;
+	uint64_t zero_pfn;	/* PFN of the kernel zero page, 0 if unknown */
+	int pagemap_fd;		/* /proc/self/pagemap, O_RDONLY; pread is thread-safe */
+	unsigned int arena;	/* jemalloc arena for metadata, this struct included */
+
+	pthread_mutex_t vms_lock;
+	rf_vm *vms;
+	unsigned int next_vm_id;
+
+	/* Engine-wide module state. */
+	struct rf_dedup *dedup; /* ksm/ */
+	struct rf_swap *swap;	/* src/swap_store.c */
+	struct rf_ledger *ledger;
+
+	pthread_mutex_t err_lock;
+	char last_error[512];
+};
+
+/* arena.c: metadata allocations in the library's own jemalloc arena. */
+int rf_arena_new(unsigned int *idx);
+void rf_arena_delete(unsigned int idx);
+void *rf_arena_alloc_engine(unsigned int idx, size_t size);
+void *rf_zalloc(rf_engine *e, size_t size);
+void rf_free(rf_engine *e, void *p);
+char *rf_strdup(rf_engine *e, const char *s);
+
+/* features.c */
+int rf_features_detect(rf_engine *e);
+
+/* Register module hooks on @vm. -ENOSPC if all slots are taken. */
+int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h);
+
+/*
+ * Region lookup. The caller holds vm->regions_lock (read or write):
+ * the "__" prefix says so, as in liburcu.
+ */
+struct rf_region *__rf_vm_find_region(const rf_vm *vm, uint64_t gpa);
+
+static inline void rf_vm_regions_rdlock(rf_vm *vm)
+{
+	pthread_rwlock_rdlock(&vm->regions_lock);
+}
+
+static inline void rf_vm_regions_unlock(rf_vm *vm)
+{
+	pthread_rwlock_unlock(&vm->regions_lock);
+}
+
+/* Page index of @gpa inside region @r (gpa must lie in it). */
+static inline uint64_t rf_region_index(const struct rf_region *r, uint64_t gpa)
+{
+	return (gpa - r->gpa) >> RF_PAGE_SHIFT;
+}
+
+static inline void *rf_region_page(const struct rf_region *r, uint64_t idx)
+{
+	return r->hva + (idx << RF_PAGE_SHIFT);
+}
+
+/*
+ * page_ops.c: discard @npages pages from @gpa (all inside one region) and
+ * give them state @to (ZERO, BALLOONED or FREE_REPORTED). Pages in a state
+ * another module owns are released through its hook first; excluded pages
+ * and pages whose release failed are left alone and counted in *@skipped.
+ * Adjacent pages are discarded with one madvise(MADV_DONTNEED). Takes the
+ * regions lock for reading. Returns 0, -EFAULT (range not in one region) or
+ * -EINVAL.
+ */
+int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
+		  uint64_t *skipped);
+
+/* pagemap.c: read @npages pagemap entries for the host range at @addr. */
+int rf_pagemap_read(rf_engine *e, const void *addr, size_t npages, uint64_t *out);
+/* True if a pagemap entry is a resident page other than the kernel zero page. */
+bool rf_pagemap_resident(const rf_engine *e, uint64_t ent);
+
+#endif

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Discarding guest pages, the one path the balloon, free page reporting and
+ * the zero-page scanner share.
+ *
+ * The trap it exists for: madvise(MADV_DONTNEED) on a page that is mapped
+ * from the dedup store (MAP_PRIVATE of a memfd) does not give a fresh zero
+ * page, it brings back the store's content. So a page in a state another
+ * module owns (MERGED, SWAPPED, COMPRESSED) is first handed back to that
+ * module, which leaves a plain anonymous mapping and drops its references;
+ * only then is the range discarded.
+ *
+ * Pages are locked in address order, which is the lock order for page bits
+ * (two discarders never deadlock); at most one run is locked at a time.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+static struct rf_vm_hooks *owner_of(rf_vm *vm, enum rf_page_state s)
+{
+	for (unsigned int i = 0; i < vm->nr_hooks; i++)
+		if (vm->hooks[i].owns_states & (1u << s))
+			return &vm->hooks[i];
+	return NULL;
+}
+
+#define DISCARD_RUN 512
+
+struct locked_page {
+	uint64_t idx;
+	uint64_t old;
+};
+
+static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, unsigned int n,
+		      enum rf_page_state to)
+{
+	unsigned int i = 0;
+
+	/* Split into address-contiguous runs: one madvise for each. */
+	while (i < n) {
+		unsigned int j = i + 1;
+
+		while (j < n && run[j].idx == run[j - 1].idx + 1)
+			j++;
+		if (madvise(rf_region_page(r, run[i].idx), (size_t)(j - i) << RF_PAGE_SHIFT,
+			    MADV_DONTNEED) != 0)
+			rf_log(vm->e, RF_LOG_ERR, "%s: discard: madvise(DONTNEED) at gpa 0x%llx: %s",
+			       vm->name, (unsigned long long)(r->gpa + (run[i].idx << RF_PAGE_SHIFT)),
+			       strerror(errno));
+		i = j;
+	}
+	for (i = 0; i < n; i++) {
+		uint64_t nv = rf_pte_with_state(run[i].old, to);
+
+		nv &= ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE | RF_PTE_F_COLD);
+		rf_pte_unlock(vm, &r->pte[run[i].idx], run[i].old, rf_pte_with_payload(nv, 0));
+	}
+}
+
+int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
+		  uint64_t *skipped)
+{
+	struct locked_page run[DISCARD_RUN];
+	struct rf_region *r;
+	unsigned int n = 0;
+	uint64_t first;
+
+	if (skipped)
+		*skipped = 0;
+	if (to != RF_PAGE_ZERO && to != RF_PAGE_BALLOONED && to != RF_PAGE_FREE_REPORTED)
+		return -EINVAL;
+	if (npages == 0 || (gpa & (RF_PAGE_SIZE - 1)))
+		return -EINVAL;
+	rf_vm_regions_rdlock(vm);
+	r = __rf_vm_find_region(vm, gpa);
+	if (!r || npages > r->npages - rf_region_index(r, gpa)) {
+		rf_vm_regions_unlock(vm);
+		return -EFAULT;
+	}
+	first = rf_region_index(r, gpa);
+	for (uint64_t idx = first; idx < first + npages; idx++) {
+		uint64_t v = rf_pte_lock(&r->pte[idx]);
+		enum rf_page_state s = rf_pte_state(v);
+		struct rf_vm_hooks *h;
+
+		if (v & RF_PTE_EXCLUDED) {
+			rf_pte_unlock(vm, &r->pte[idx], v, v);
+			if (skipped)
+				(*skipped)++;
+			continue;
+		}
+		h = owner_of(vm, s);
+		if (h && h->page_release && h->page_release(vm, r, idx, v, h->arg) != 0) {
+			rf_pte_unlock(vm, &r->pte[idx], v, v);
+			if (skipped)
+				(*skipped)++;
+			continue;
+		}
+		run[n].idx = idx;
+		run[n].old = v;
+		if (++n == DISCARD_RUN) {
+			flush_run(vm, r, run, n, to);
+			n = 0;
+		}
+	}
+	if (n)
+		flush_run(vm, r, run, n, to);
+	rf_vm_regions_unlock(vm);
+	return 0;
+}
