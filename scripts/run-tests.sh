@@ -14,6 +14,7 @@ case "${1:-}" in
 --begin)
 	mkdir -p "$B"
 	: >"$SUM"
+	rm -f "$B/failed-tests"
 	date +%s >"$SUM.start"
 	exit 0
 	;;

@@ -104,8 +104,7 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 	struct vma *vmas;
 	int err;
 
-	err = read_file_vmas(vm->e, (uintptr_t)r->hva, (uintptr_t)r->hva + r->size, vmap, cap,
-			     &nv);
+	err = read_file_vmas(vm->e, (uintptr_t)r->hva, (uintptr_t)r->hva + r->size, vmap, cap, &nv);
 	vmas = *vmap;
 	if (err)
 		return err;
@@ -127,14 +126,16 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 			switch (s) {
 			case RF_PAGE_PRIVATE:
 				if (file)
-					note_mismatch(vm, rep, gpa, "private, but a store page is mapped",
+					note_mismatch(vm, rep, gpa,
+						      "private, but a store page is mapped",
 						      &rep->private_file);
 				break;
 			case RF_PAGE_ZERO:
 			case RF_PAGE_BALLOONED:
 			case RF_PAGE_FREE_REPORTED:
 				if (file) {
-					note_mismatch(vm, rep, gpa, "discarded, but a store page is mapped",
+					note_mismatch(vm, rep, gpa,
+						      "discarded, but a store page is mapped",
 						      &rep->private_file);
 				} else if (anon) {
 					rep->drift++;
@@ -142,13 +143,15 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 					    rf_pte_trylock(&r->pte[idx], &v)) {
 						if (rf_pte_state(v) == s)
 							v = rf_pte_with_state(v, RF_PAGE_PRIVATE);
-						rf_pte_unlock(vm, &r->pte[idx], rf_pte_with_state(v, s), v);
+						rf_pte_unlock(vm, &r->pte[idx],
+							      rf_pte_with_state(v, s), v);
 					}
 				}
 				break;
 			case RF_PAGE_MERGED:
 				if (!in_file_vma(vmas, nv, &cur, a))
-					note_mismatch(vm, rep, gpa, "merged, but the mapping is anonymous",
+					note_mismatch(vm, rep, gpa,
+						      "merged, but the mapping is anonymous",
 						      &rep->merged_not_file);
 				else if (anon)
 					rep->drift++;
@@ -156,7 +159,8 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 			case RF_PAGE_SWAPPED:
 			case RF_PAGE_COMPRESSED:
 				if (present)
-					note_mismatch(vm, rep, gpa, "swapped out, but a page is present",
+					note_mismatch(vm, rep, gpa,
+						      "swapped out, but a page is present",
 						      &rep->discarded_present);
 				break;
 			default:

@@ -41,7 +41,7 @@ static void detect_kvm(rf_engine *e, struct rf_features *f)
 
 static void detect_uffd(struct rf_features *f)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
+	struct uffdio_api api = {.api = UFFD_API, .features = 0};
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 
 	if (fd < 0)
@@ -127,20 +127,27 @@ int rf_features_detect(rf_engine *e)
 		snprintf(f->kernel_release, sizeof(f->kernel_release), "%s", u.release);
 
 	if ((e->cfg.flags & RF_ENGINE_REQUIRE_KVM) && !f->kvm) {
-		rf_log(e, RF_LOG_ERR, "ramfold: feature missing: KVM (%s cannot be opened read-write or does not answer KVM_GET_API_VERSION)",
+		rf_log(e, RF_LOG_ERR,
+		       "ramfold: feature missing: KVM (%s cannot be opened read-write or does not "
+		       "answer KVM_GET_API_VERSION)",
 		       e->dev_kvm_path);
 		return -ENODEV;
 	}
 	if ((e->cfg.flags & RF_ENGINE_REQUIRE_UFFD) && !f->uffd) {
-		rf_log(e, RF_LOG_ERR, "ramfold: feature missing: userfaultfd (syscall refused; see vm.unprivileged_userfaultfd)");
+		rf_log(e, RF_LOG_ERR,
+		       "ramfold: feature missing: userfaultfd (syscall refused; see "
+		       "vm.unprivileged_userfaultfd)");
 		return -ENODEV;
 	}
 	if ((e->cfg.flags & RF_ENGINE_REQUIRE_UFFD_WP) && !f->uffd_wp) {
-		rf_log(e, RF_LOG_ERR, "ramfold: feature missing: userfaultfd write-protect (UFFD_FEATURE_PAGEFAULT_FLAG_WP, Linux 5.7+)");
+		rf_log(e, RF_LOG_ERR,
+		       "ramfold: feature missing: userfaultfd write-protect "
+		       "(UFFD_FEATURE_PAGEFAULT_FLAG_WP, Linux 5.7+)");
 		return -ENODEV;
 	}
 	if ((e->cfg.flags & RF_ENGINE_REQUIRE_KSM) && !f->ksm) {
-		rf_log(e, RF_LOG_ERR, "ramfold: feature missing: kernel KSM (%s/run not found; CONFIG_KSM)",
+		rf_log(e, RF_LOG_ERR,
+		       "ramfold: feature missing: kernel KSM (%s/run not found; CONFIG_KSM)",
 		       e->ksm_sysfs_dir);
 		return -ENODEV;
 	}

@@ -29,7 +29,7 @@ struct rf_region {
 	uint64_t size;
 	uint64_t npages;
 	uint8_t *hva;
-	rf_pte_t *pte;		/* npages entries, mmap'ed: untouched = PRIVATE */
+	rf_pte_t *pte; /* npages entries, mmap'ed: untouched = PRIVATE */
 	size_t pte_bytes;
 };
 
@@ -64,7 +64,7 @@ struct rf_vm {
 	char name[RF_NAME_MAX];
 	char domain[RF_NAME_MAX]; /* "" = private to this VM */
 	struct rf_vm_config cfg;
-	unsigned int id;	  /* engine-unique, never reused */
+	unsigned int id; /* engine-unique, never reused */
 
 	pthread_rwlock_t regions_lock;
 	struct rf_region *regions[RF_MAX_REGIONS]; /* sorted by gpa */
@@ -78,10 +78,10 @@ struct rf_vm {
 	unsigned int nr_hooks;
 
 	/* Per-VM module state; each owned by the module named. */
-	struct rf_dedup_vm *dedup;	/* ksm/ */
-	struct rf_balloon *balloon;	/* balloon/ */
-	struct rf_pager *pager;		/* src/pager.c */
-	struct rf_ledger_vm *ledger;	/* src/ledger.c */
+	struct rf_dedup_vm *dedup;   /* ksm/ */
+	struct rf_balloon *balloon;  /* balloon/ */
+	struct rf_pager *pager;	     /* src/pager.c */
+	struct rf_ledger_vm *ledger; /* src/ledger.c */
 
 	rf_vm *next; /* engine->vms, under engine->vms_lock */
 };
@@ -91,9 +91,9 @@ struct rf_engine {
 	char dev_kvm_path[256];
 	char ksm_sysfs_dir[256];
 	struct rf_features feat;
-	uint64_t zero_pfn;	/* PFN of the kernel zero page, 0 if unknown */
-	int pagemap_fd;		/* /proc/self/pagemap, O_RDONLY; pread is thread-safe */
-	unsigned int arena;	/* jemalloc arena for metadata, this struct included */
+	uint64_t zero_pfn;  /* PFN of the kernel zero page, 0 if unknown */
+	int pagemap_fd;	    /* /proc/self/pagemap, O_RDONLY; pread is thread-safe */
+	unsigned int arena; /* jemalloc arena for metadata, this struct included */
 
 	pthread_mutex_t vms_lock;
 	rf_vm *vms;

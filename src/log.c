@@ -23,7 +23,8 @@ static void rf_vlog(rf_engine *e, enum rf_log_level level, const char *fmt, va_l
 		return;
 	if (level <= RF_LOG_WARN) {
 		pthread_mutex_lock(&e->err_lock);
-		memcpy(e->last_error, msg, sizeof(msg) < sizeof(e->last_error) ? sizeof(msg) : sizeof(e->last_error));
+		memcpy(e->last_error, msg,
+		       sizeof(msg) < sizeof(e->last_error) ? sizeof(msg) : sizeof(e->last_error));
 		e->last_error[sizeof(e->last_error) - 1] = '\0';
 		pthread_mutex_unlock(&e->err_lock);
 	}

@@ -13,7 +13,7 @@
 #include <ramfold/engine.h>
 
 void rf_log(rf_engine *e, enum rf_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* At most @burst messages per second; the rest are counted in @suppressed and
  * summarised in the next message that gets through. */
@@ -24,7 +24,10 @@ struct rf_ratelimit {
 	uint32_t burst;
 };
 
-#define RF_RATELIMIT_INIT(b) { .burst = (b) }
+#define RF_RATELIMIT_INIT(b)                                                                       \
+	{                                                                                          \
+		.burst = (b)                                                                       \
+	}
 
 void rf_log_ratelimited(rf_engine *e, struct rf_ratelimit *rl, enum rf_log_level level,
 			const char *fmt, ...) __attribute__((format(printf, 4, 5)));

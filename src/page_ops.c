@@ -47,8 +47,9 @@ static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, u
 			j++;
 		if (madvise(rf_region_page(r, run[i].idx), (size_t)(j - i) << RF_PAGE_SHIFT,
 			    MADV_DONTNEED) != 0)
-			rf_log(vm->e, RF_LOG_ERR, "%s: discard: madvise(DONTNEED) at gpa 0x%llx: %s",
-			       vm->name, (unsigned long long)(r->gpa + (run[i].idx << RF_PAGE_SHIFT)),
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: discard: madvise(DONTNEED) at gpa 0x%llx: %s", vm->name,
+			       (unsigned long long)(r->gpa + (run[i].idx << RF_PAGE_SHIFT)),
 			       strerror(errno));
 		i = j;
 	}

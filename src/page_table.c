@@ -4,10 +4,13 @@
 #include "internal.h"
 
 static const char *const state_names[RF_PAGE_NSTATES] = {
-	[RF_PAGE_PRIVATE] = "private",	 [RF_PAGE_ZERO] = "zero",
-	[RF_PAGE_MERGED] = "merged",	 [RF_PAGE_BALLOONED] = "ballooned",
-	[RF_PAGE_FREE_REPORTED] = "free-reported", [RF_PAGE_SWAPPED] = "swapped",
-	[RF_PAGE_COMPRESSED] = "compressed",
+    [RF_PAGE_PRIVATE] = "private",
+    [RF_PAGE_ZERO] = "zero",
+    [RF_PAGE_MERGED] = "merged",
+    [RF_PAGE_BALLOONED] = "ballooned",
+    [RF_PAGE_FREE_REPORTED] = "free-reported",
+    [RF_PAGE_SWAPPED] = "swapped",
+    [RF_PAGE_COMPRESSED] = "compressed",
 };
 
 RF_EXPORT const char *rf_page_state_name(enum rf_page_state s)

@@ -28,15 +28,15 @@
 
 typedef _Atomic uint64_t rf_pte_t;
 
-#define RF_PTE_STATE_MASK   0x7ull
-#define RF_PTE_LOCKED	    (1ull << 3)
-#define RF_PTE_EXCLUDED	    (1ull << 4)
+#define RF_PTE_STATE_MASK 0x7ull
+#define RF_PTE_LOCKED	  (1ull << 3)
+#define RF_PTE_EXCLUDED	  (1ull << 4)
 /* Module flags. */
-#define RF_PTE_F_VOLATILE   (1ull << 5) /* ksm: content changed since last pass */
-#define RF_PTE_F_NOMERGE    (1ull << 6) /* ksm: failed to merge, skip until written */
-#define RF_PTE_F_WP	    (1ull << 7) /* write-protected by the library right now */
-#define RF_PTE_F_COLD	    (1ull << 8) /* pager: not accessed in the last period */
-#define RF_PTE_FLAGS_MASK   0xfff0ull
+#define RF_PTE_F_VOLATILE    (1ull << 5) /* ksm: content changed since last pass */
+#define RF_PTE_F_NOMERGE     (1ull << 6) /* ksm: failed to merge, skip until written */
+#define RF_PTE_F_WP	     (1ull << 7) /* write-protected by the library right now */
+#define RF_PTE_F_COLD	     (1ull << 8) /* pager: not accessed in the last period */
+#define RF_PTE_FLAGS_MASK    0xfff0ull
 #define RF_PTE_PAYLOAD_SHIFT 32
 
 static inline enum rf_page_state rf_pte_state(uint64_t v)

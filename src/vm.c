@@ -50,13 +50,15 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 		return -EINVAL;
 	}
 	if (cfg->ram_bytes == 0 || (cfg->ram_bytes & (RF_PAGE_SIZE - 1))) {
-		rf_log(e, RF_LOG_ERR, "%s: vm_new: promised RAM %llu bytes is not a positive multiple of 4 KiB",
+		rf_log(e, RF_LOG_ERR,
+		       "%s: vm_new: promised RAM %llu bytes is not a positive multiple of 4 KiB",
 		       name, (unsigned long long)cfg->ram_bytes);
 		return -EINVAL;
 	}
 	if (cfg->domain && !valid_name(cfg->domain)) {
-		rf_log(e, RF_LOG_ERR, "%s: vm_new: sharing domain must be 1..%d printable characters",
-		       name, RF_NAME_MAX - 1);
+		rf_log(e, RF_LOG_ERR,
+		       "%s: vm_new: sharing domain must be 1..%d printable characters", name,
+		       RF_NAME_MAX - 1);
 		return -EINVAL;
 	}
 	if (cfg->numa_node < -1 || cfg->numa_node >= e->feat.numa_nodes) {
@@ -104,7 +106,7 @@ int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h)
 
 static void region_free(rf_vm *vm, struct rf_region *r)
 {
-	uint64_t counts[RF_PAGE_NSTATES] = { 0 };
+	uint64_t counts[RF_PAGE_NSTATES] = {0};
 
 	for (unsigned int i = 0; i < vm->nr_hooks; i++)
 		if (vm->hooks[i].region_unmap)
@@ -210,7 +212,8 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 		return -EINVAL;
 	*hva = NULL;
 	if (size == 0 || (gpa | size) & (RF_PAGE_SIZE - 1)) {
-		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: gpa 0x%llx size 0x%llx: must be non-zero and 4 KiB aligned",
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: map_ram: gpa 0x%llx size 0x%llx: must be non-zero and 4 KiB aligned",
 		       vm->name, (unsigned long long)gpa, (unsigned long long)size);
 		return -EINVAL;
 	}
@@ -221,7 +224,9 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 	}
 	pthread_rwlock_wrlock(&vm->regions_lock);
 	if (vm->mapped_bytes + size > vm->cfg.ram_bytes) {
-		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: 0x%llx bytes at gpa 0x%llx would exceed the promised RAM (0x%llx of 0x%llx mapped)",
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: map_ram: 0x%llx bytes at gpa 0x%llx would exceed the promised RAM "
+		       "(0x%llx of 0x%llx mapped)",
 		       vm->name, (unsigned long long)size, (unsigned long long)gpa,
 		       (unsigned long long)vm->mapped_bytes, (unsigned long long)vm->cfg.ram_bytes);
 		err = -E2BIG;
@@ -251,7 +256,8 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 	r->npages = size >> RF_PAGE_SHIFT;
 	/* The table is mmap'ed: untouched entries read 0 = PRIVATE, unlocked,
 	 * and cost nothing until written. */
-	r->pte_bytes = (r->npages * sizeof(rf_pte_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
+	r->pte_bytes =
+	    (r->npages * sizeof(rf_pte_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
 	r->pte = mmap(NULL, r->pte_bytes, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (r->pte == MAP_FAILED) {

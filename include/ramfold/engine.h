@@ -40,10 +40,10 @@ enum rf_log_level {
 typedef void (*rf_log_fn)(void *arg, enum rf_log_level level, const char *msg);
 
 /* Engine flags: features the embedder requires; missing ones fail rf_engine_new. */
-#define RF_ENGINE_REQUIRE_KVM	   (1u << 0) /* /dev/kvm present and usable */
-#define RF_ENGINE_REQUIRE_UFFD_WP  (1u << 1) /* userfaultfd write-protect (anon) */
-#define RF_ENGINE_REQUIRE_KSM	   (1u << 2) /* kernel KSM at the sysfs path */
-#define RF_ENGINE_REQUIRE_UFFD	   (1u << 3) /* userfaultfd missing mode */
+#define RF_ENGINE_REQUIRE_KVM	  (1u << 0) /* /dev/kvm present and usable */
+#define RF_ENGINE_REQUIRE_UFFD_WP (1u << 1) /* userfaultfd write-protect (anon) */
+#define RF_ENGINE_REQUIRE_KSM	  (1u << 2) /* kernel KSM at the sysfs path */
+#define RF_ENGINE_REQUIRE_UFFD	  (1u << 3) /* userfaultfd missing mode */
 
 struct rf_engine_config {
 	/* Host memory ramfold may hand to guests, in bytes. Must not be 0. */
@@ -86,22 +86,22 @@ void rf_engine_free(rf_engine *e);
 
 /* Kernel features found by rf_engine_new(); all detected at run time. */
 struct rf_features {
-	bool kvm;		/* /dev/kvm opens and answers KVM_GET_API_VERSION */
-	bool kvm_pvm;		/* the KVM module is kvm_pvm (ring 0 is emulated) */
-	bool uffd;		/* userfaultfd(2) works (missing mode, anon) */
-	bool uffd_wp;		/* write-protect mode on anonymous memory */
+	bool kvm;		  /* /dev/kvm opens and answers KVM_GET_API_VERSION */
+	bool kvm_pvm;		  /* the KVM module is kvm_pvm (ring 0 is emulated) */
+	bool uffd;		  /* userfaultfd(2) works (missing mode, anon) */
+	bool uffd_wp;		  /* write-protect mode on anonymous memory */
 	bool uffd_wp_unpopulated; /* WP of not-yet-populated ptes (6.4+) */
-	bool uffd_wp_async;	/* asynchronous write-protect (6.7+) */
-	bool uffd_missing_shmem; /* missing mode on shmem/memfd */
-	bool uffd_event_remove; /* UFFD_EVENT_REMOVE */
-	bool uffd_move;		/* UFFDIO_MOVE (6.8+) */
-	bool pagemap_scan;	/* PAGEMAP_SCAN ioctl on /proc/self/pagemap (6.7+) */
-	bool pagemap_pfn;	/* pagemap shows PFNs (CAP_SYS_ADMIN) */
-	bool ksm;		/* kernel KSM sysfs present */
-	bool thp;		/* transparent huge pages available */
-	int numa_nodes;		/* configured NUMA nodes, 1 without NUMA */
-	uint64_t uffd_features; /* raw UFFDIO_API feature mask */
-	uint64_t max_map_count; /* vm.max_map_count */
+	bool uffd_wp_async;	  /* asynchronous write-protect (6.7+) */
+	bool uffd_missing_shmem;  /* missing mode on shmem/memfd */
+	bool uffd_event_remove;	  /* UFFD_EVENT_REMOVE */
+	bool uffd_move;		  /* UFFDIO_MOVE (6.8+) */
+	bool pagemap_scan;	  /* PAGEMAP_SCAN ioctl on /proc/self/pagemap (6.7+) */
+	bool pagemap_pfn;	  /* pagemap shows PFNs (CAP_SYS_ADMIN) */
+	bool ksm;		  /* kernel KSM sysfs present */
+	bool thp;		  /* transparent huge pages available */
+	int numa_nodes;		  /* configured NUMA nodes, 1 without NUMA */
+	uint64_t uffd_features;	  /* raw UFFDIO_API feature mask */
+	uint64_t max_map_count;	  /* vm.max_map_count */
 	char kernel_release[65];
 };
 

@@ -10,8 +10,8 @@
 #define RF_VERSION_MINOR 1
 #define RF_VERSION_PATCH 0
 
-#define RF_STR_(x)	 #x
-#define RF_STR(x)	 RF_STR_(x)
+#define RF_STR_(x) #x
+#define RF_STR(x)  RF_STR_(x)
 #define RF_VERSION_STRING                                                                          \
 	RF_STR(RF_VERSION_MAJOR) "." RF_STR(RF_VERSION_MINOR) "." RF_STR(RF_VERSION_PATCH)
 

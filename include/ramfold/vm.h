@@ -127,14 +127,14 @@ int rf_vm_page_state(const rf_vm *vm, uint64_t gpa);
 int rf_vm_exclude_range(rf_vm *vm, uint64_t gpa, uint64_t len, bool exclude);
 
 struct rf_vm_stats {
-	uint64_t promised_bytes;		   /* rf_vm_config.ram_bytes */
-	uint64_t mapped_bytes;			   /* sum of region sizes */
-	uint64_t state_bytes[RF_PAGE_NSTATES];	   /* from the page-state table */
+	uint64_t promised_bytes;	       /* rf_vm_config.ram_bytes */
+	uint64_t mapped_bytes;		       /* sum of region sizes */
+	uint64_t state_bytes[RF_PAGE_NSTATES]; /* from the page-state table */
 	/* Measured from /proc/self/pagemap over the VM's regions: */
-	uint64_t resident_bytes;		   /* present pages, not the zero page */
-	uint64_t resident_anon_bytes;		   /* of which private anonymous */
-	uint64_t resident_file_bytes;		   /* of which mapped from the store */
-	uint64_t metadata_bytes;		   /* library metadata for this VM */
+	uint64_t resident_bytes;      /* present pages, not the zero page */
+	uint64_t resident_anon_bytes; /* of which private anonymous */
+	uint64_t resident_file_bytes; /* of which mapped from the store */
+	uint64_t metadata_bytes;      /* library metadata for this VM */
 };
 
 /* Fill @st. Reads pagemap: O(pages) and meant for ~1 Hz, not a hot path. */
@@ -147,14 +147,14 @@ struct rf_audit_report {
 	uint64_t pages_checked;
 	/* Contradictions: the table says something the kernel proves false. */
 	uint64_t mismatches;
-	uint64_t merged_not_file;     /* MERGED, but mapped anonymous (not from the store) */
-	uint64_t discarded_present;   /* SWAPPED/COMPRESSED, but a page is present */
-	uint64_t private_file;	      /* PRIVATE/ZERO/..., but mapped from the store */
+	uint64_t merged_not_file;   /* MERGED, but mapped anonymous (not from the store) */
+	uint64_t discarded_present; /* SWAPPED/COMPRESSED, but a page is present */
+	uint64_t private_file;	    /* PRIVATE/ZERO/..., but mapped from the store */
 	/* Drift: the guest acted after the library (a write to a ZERO or
 	 * BALLOONED page, a copy-on-write break of a MERGED page). Expected, and
 	 * fixed with RF_AUDIT_FIX. */
 	uint64_t drift;
-	uint64_t first_bad_gpa;	      /* of the first mismatch, or UINT64_MAX */
+	uint64_t first_bad_gpa; /* of the first mismatch, or UINT64_MAX */
 };
 
 /*

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <string.h>
+
+#include "rf_test.h"
+
+static void capture(void *arg, enum rf_log_level level, const char *msg)
+{
+	struct rf_test_log *log = arg;
+
+	(void)level;
+	snprintf(log->last, sizeof(log->last), "%s", msg);
+	log->count++;
+}
+
+rf_engine *rf_test_engine(struct rf_test_log *log)
+{
+	struct rf_engine_config cfg;
+	rf_engine *e = NULL;
+
+	rf_engine_config_init(&cfg);
+	if (log) {
+		memset(log, 0, sizeof(*log));
+		cfg.log = capture;
+		cfg.log_arg = log;
+		cfg.log_level = RF_LOG_DEBUG;
+	}
+	assert_int_equal(rf_engine_new(&cfg, &e), 0);
+	return e;
+}
+
+rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva)
+{
+	struct rf_vm_config vc;
+	rf_vm *vm = NULL;
+	void *p = NULL;
+
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = ram_bytes;
+	assert_int_equal(rf_vm_new(e, name, &vc, &vm), 0);
+	assert_int_equal(rf_vm_map_ram(vm, 0, ram_bytes, &p), 0);
+	if (hva)
+		*hva = p;
+	return vm;
+}
+
+static uint64_t read_kb_field(const char *path, const char *field)
+{
+	char line[256], key[64];
+	unsigned long long kb;
+	FILE *f = fopen(path, "re");
+	uint64_t v = UINT64_MAX;
+
+	if (!f)
+		return v;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) == 2 && strcmp(key, field) == 0) {
+			v = (uint64_t)kb * 1024;
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+uint64_t rf_test_smaps_rollup(const char *field)
+{
+	return read_kb_field("/proc/self/smaps_rollup", field);
+}
+
+uint64_t rf_test_meminfo(const char *field)
+{
+	return read_kb_field("/proc/meminfo", field);
+}

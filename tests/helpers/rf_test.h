@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared test helpers: an engine whose log is captured (so tests assert the
+ * reason, not just the errno), the kernel's own numbers (smaps_rollup), and
+ * feature checks that skip with a reason instead of passing silently.
+ */
+#ifndef RF_TEST_H
+#define RF_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ramfold/ramfold.h>
+
+struct rf_test_log {
+	char last[512];
+	unsigned int count;
+};
+
+/* An engine with default config whose messages land in @log (may be NULL). */
+rf_engine *rf_test_engine(struct rf_test_log *log);
+
+/* A VM named @name with @ram_bytes promised and all of it mapped at gpa 0. */
+rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva);
+
+/* Field of /proc/self/smaps_rollup ("Rss", "Pss", "Anonymous", ...) in bytes. */
+uint64_t rf_test_smaps_rollup(const char *field);
+
+/* Field of /proc/meminfo in bytes. */
+uint64_t rf_test_meminfo(const char *field);
+
+/* Log substring assertion with a readable failure. */
+#define assert_log_contains(log, s)                                                                \
+	do {                                                                                       \
+		if (!strstr((log)->last, (s)))                                                     \
+			fail_msg("log \"%s\" does not contain \"%s\"", (log)->last, (s));          \
+	} while (0)
+
+/* Skip the current test (with the reason printed) unless @cond holds. */
+#define rf_require(cond, reason)                                                                   \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			print_message("[   SKIP   ] %s: %s\n", __func__, (reason));                \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+
+#endif
