@@ -42,7 +42,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/
 KVM_TESTS  := $(patsubst tests/kvm/%.c,$(B)/tests/kvm/%,$(wildcard tests/kvm/test_*.c))
 E2E_TESTS  := $(patsubst tests/e2e/%.c,$(B)/tests/e2e/%,$(wildcard tests/e2e/test_*.c))
 
-.PHONY: all deps lib test unit kvm e2e asan install uninstall demo bench fuzz fuzz-smoke \
+.PHONY: all deps lib test unit kvm e2e asan valgrind install uninstall demo bench fuzz fuzz-smoke \
 	check-exports install-test format clean
 
 deps:
@@ -134,6 +134,11 @@ $(B)/asan/tests/%: tests/%.c $(HELPER_SRCS) $(B)/asan/libramfold.a
 asan: deps $(ASAN_UNIT)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		scripts/run-tests.sh asan $(ASAN_UNIT)
+
+# The unit suite under valgrind's memcheck (slower; not part of `make test`).
+valgrind: unit
+	@RF_TEST_WRAP="valgrind -q --error-exitcode=9 --leak-check=full" \
+		scripts/run-tests.sh valgrind $(UNIT_TESTS)
 
 check-exports: lib
 	@scripts/check-exports.sh $(B)/libramfold.so.$(VERSION) src/libramfold.map

@@ -43,7 +43,8 @@ for t in "$@"; do
 	name=$(basename "$t")
 	log="$B/logs/$suite-$name.log"
 	echo "---- $suite/$name"
-	timeout -k 10 "$TIMEOUT" "$t" 2>&1 | tee "$log"
+	# shellcheck disable=SC2086
+	timeout -k 10 "$TIMEOUT" ${RF_TEST_WRAP:-} "$t" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	tp=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
 	tf=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)

@@ -68,6 +68,7 @@ struct rf_vm {
 
 	pthread_rwlock_t regions_lock;
 	struct rf_region *regions[RF_MAX_REGIONS]; /* sorted by gpa */
+	struct rf_region *by_hva[RF_MAX_REGIONS];  /* the same, sorted by hva */
 	unsigned int nr_regions;
 	uint64_t mapped_bytes;
 

@@ -14,6 +14,9 @@
 #include "compat_linux.h"
 #include "internal.h"
 
+static void by_hva_insert(rf_vm *vm, struct rf_region *r);
+static void by_hva_remove(rf_vm *vm, struct rf_region *r);
+
 RF_EXPORT void rf_vm_config_init(struct rf_vm_config *cfg)
 {
 	if (!cfg)
@@ -134,8 +137,13 @@ RF_EXPORT void rf_vm_free(rf_vm *vm)
 		if (vm->hooks[i].vm_free)
 			vm->hooks[i].vm_free(vm, vm->hooks[i].arg);
 	pthread_rwlock_wrlock(&vm->regions_lock);
-	while (vm->nr_regions)
-		region_free(vm, vm->regions[--vm->nr_regions]);
+	while (vm->nr_regions) {
+		struct rf_region *r = vm->regions[vm->nr_regions - 1];
+
+		by_hva_remove(vm, r);
+		vm->nr_regions--;
+		region_free(vm, r);
+	}
 	pthread_rwlock_unlock(&vm->regions_lock);
 
 	pthread_mutex_lock(&e->vms_lock);
@@ -185,6 +193,39 @@ struct rf_region *__rf_vm_find_region(const rf_vm *vm, uint64_t gpa)
 		return NULL;
 	r = vm->regions[i - 1];
 	return gpa - r->gpa < r->size ? r : NULL;
+}
+
+/* Index of the first region in by_hva whose hva is greater than @a. */
+static unsigned int hva_upper_bound(const rf_vm *vm, uintptr_t a)
+{
+	unsigned int lo = 0, hi = vm->nr_regions;
+
+	while (lo < hi) {
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if ((uintptr_t)vm->by_hva[mid]->hva <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void by_hva_insert(rf_vm *vm, struct rf_region *r)
+{
+	unsigned int pos = hva_upper_bound(vm, (uintptr_t)r->hva);
+
+	memmove(&vm->by_hva[pos + 1], &vm->by_hva[pos],
+		(vm->nr_regions - pos) * sizeof(vm->by_hva[0]));
+	vm->by_hva[pos] = r;
+}
+
+static void by_hva_remove(rf_vm *vm, struct rf_region *r)
+{
+	unsigned int i = hva_upper_bound(vm, (uintptr_t)r->hva) - 1;
+
+	memmove(&vm->by_hva[i], &vm->by_hva[i + 1],
+		(vm->nr_regions - i - 1) * sizeof(vm->by_hva[0]));
 }
 
 static int apply_numa_and_thp(rf_vm *vm, void *hva, uint64_t size)
@@ -274,6 +315,7 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 	}
 	r->hva = mem;
 	apply_numa_and_thp(vm, mem, size);
+	by_hva_insert(vm, r); /* before nr_regions grows: it counts the old entries */
 	memmove(&vm->regions[pos + 1], &vm->regions[pos],
 		(vm->nr_regions - pos) * sizeof(vm->regions[0]));
 	vm->regions[pos] = r;
@@ -310,6 +352,7 @@ RF_EXPORT int rf_vm_unmap_ram(rf_vm *vm, uint64_t gpa)
 		       (unsigned long long)gpa);
 		return -ENOENT;
 	}
+	by_hva_remove(vm, vm->regions[i]);
 	region_free(vm, vm->regions[i]);
 	memmove(&vm->regions[i], &vm->regions[i + 1],
 		(vm->nr_regions - i - 1) * sizeof(vm->regions[0]));
@@ -344,17 +387,18 @@ RF_EXPORT int rf_vm_hva_to_gpa(const rf_vm *vm, const void *hva, uint64_t *gpa)
 {
 	uintptr_t a = (uintptr_t)hva;
 	int err = -EFAULT;
+	unsigned int i;
 
 	if (!vm || !gpa)
 		return -EINVAL;
 	pthread_rwlock_rdlock((pthread_rwlock_t *)&vm->regions_lock);
-	for (unsigned int i = 0; i < vm->nr_regions; i++) {
-		struct rf_region *r = vm->regions[i];
+	i = hva_upper_bound(vm, a);
+	if (i > 0) {
+		struct rf_region *r = vm->by_hva[i - 1];
 
-		if (a >= (uintptr_t)r->hva && a - (uintptr_t)r->hva < r->size) {
+		if (a - (uintptr_t)r->hva < r->size) {
 			*gpa = r->gpa + (a - (uintptr_t)r->hva);
 			err = 0;
-			break;
 		}
 	}
 	pthread_rwlock_unlock((pthread_rwlock_t *)&vm->regions_lock);
