@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "internal.h"
 #include "rf_test.h"
 
 static void capture(void *arg, enum rf_log_level level, const char *msg)
@@ -71,4 +72,16 @@ uint64_t rf_test_smaps_rollup(const char *field)
 uint64_t rf_test_meminfo(const char *field)
 {
 	return read_kb_field("/proc/meminfo", field);
+}
+
+void rf_test_set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s)
+{
+	struct rf_region *r = __rf_vm_find_region(vm, gpa);
+	rf_pte_t *p;
+	uint64_t v;
+
+	assert_non_null(r);
+	p = &r->pte[rf_region_index(r, gpa)];
+	v = rf_pte_lock(p);
+	rf_pte_unlock(vm, p, v, rf_pte_with_state(v, s));
 }

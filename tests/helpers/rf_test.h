@@ -26,6 +26,9 @@ rf_engine *rf_test_engine(struct rf_test_log *log);
 /* A VM named @name with @ram_bytes promised and all of it mapped at gpa 0. */
 rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva);
 
+/* Force the page-state table entry of @gpa to @s (tests that fake a table). */
+void rf_test_set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s);
+
 /* Field of /proc/self/smaps_rollup ("Rss", "Pss", "Anonymous", ...) in bytes. */
 uint64_t rf_test_smaps_rollup(const char *field);
 

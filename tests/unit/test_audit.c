@@ -15,15 +15,6 @@
 
 #define MiB (1ull << 20)
 
-static void set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s)
-{
-	struct rf_region *r = __rf_vm_find_region(vm, gpa);
-	rf_pte_t *p = &r->pte[rf_region_index(r, gpa)];
-	uint64_t v = rf_pte_lock(p);
-
-	rf_pte_unlock(vm, p, v, rf_pte_with_state(v, s));
-}
-
 static void test_clean_audit(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
@@ -54,8 +45,8 @@ static void test_wrong_table_caught(void **state)
 
 	(void)state;
 	memset(ram, 3, MiB);
-	set_state(vm, 5 * 4096, RF_PAGE_SWAPPED);
-	set_state(vm, 9 * 4096, RF_PAGE_MERGED);
+	rf_test_set_state(vm, 5 * 4096, RF_PAGE_SWAPPED);
+	rf_test_set_state(vm, 9 * 4096, RF_PAGE_MERGED);
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), -EIO);
 	assert_int_equal(rep.mismatches, 2);
 	assert_int_equal(rep.discarded_present, 1);
@@ -63,8 +54,8 @@ static void test_wrong_table_caught(void **state)
 	assert_int_equal(rep.first_bad_gpa, 5 * 4096);
 	assert_log_contains(&log, "vm0: audit: gpa 0x9000: merged, but the mapping is anonymous");
 	/* Put right, the audit is clean again. */
-	set_state(vm, 5 * 4096, RF_PAGE_PRIVATE);
-	set_state(vm, 9 * 4096, RF_PAGE_PRIVATE);
+	rf_test_set_state(vm, 5 * 4096, RF_PAGE_PRIVATE);
+	rf_test_set_state(vm, 9 * 4096, RF_PAGE_PRIVATE);
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
 	rf_engine_free(e);
 }
@@ -91,7 +82,7 @@ static void test_store_page_behind_table(void **state)
 	assert_int_equal(rep.private_file, 1);
 	assert_int_equal(rep.first_bad_gpa, 3 * 4096);
 	/* Said merged, it is consistent; a guest write is then drift (CoW). */
-	set_state(vm, 3 * 4096, RF_PAGE_MERGED);
+	rf_test_set_state(vm, 3 * 4096, RF_PAGE_MERGED);
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
 	ram[3 * 4096 + 1] = 'y';
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);

@@ -19,14 +19,6 @@ static rf_pte_t *pte_of(rf_vm *vm, uint64_t gpa)
 	return &r->pte[rf_region_index(r, gpa)];
 }
 
-static void set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s)
-{
-	rf_pte_t *p = pte_of(vm, gpa);
-	uint64_t v = rf_pte_lock(p);
-
-	rf_pte_unlock(vm, p, v, rf_pte_with_state(v, s));
-}
-
 static void test_state_names(void **state)
 {
 	(void)state;
@@ -50,10 +42,10 @@ static void test_transitions_and_counters(void **state)
 	for (int s = 1; s < RF_PAGE_NSTATES; s++)
 		assert_int_equal(st.state_bytes[s], 0);
 
-	set_state(vm, 0, RF_PAGE_ZERO);
-	set_state(vm, 4096, RF_PAGE_BALLOONED);
-	set_state(vm, 8192, RF_PAGE_BALLOONED);
-	set_state(vm, 8192, RF_PAGE_SWAPPED);
+	rf_test_set_state(vm, 0, RF_PAGE_ZERO);
+	rf_test_set_state(vm, 4096, RF_PAGE_BALLOONED);
+	rf_test_set_state(vm, 8192, RF_PAGE_BALLOONED);
+	rf_test_set_state(vm, 8192, RF_PAGE_SWAPPED);
 	assert_int_equal(rf_vm_page_state(vm, 0), RF_PAGE_ZERO);
 	assert_int_equal(rf_vm_page_state(vm, 4096 + 17), RF_PAGE_BALLOONED);
 	assert_int_equal(rf_vm_page_state(vm, 8192), RF_PAGE_SWAPPED);
@@ -180,7 +172,7 @@ static void test_discard(void **state)
 	assert_int_equal(rf_vm_add_hooks(vm, &h), 0);
 	memset(ram, 0xab, 64 * 4096);
 	rf_vm_exclude_range(vm, 10 * 4096, 4096, true);
-	set_state(vm, 11 * 4096, RF_PAGE_MERGED);
+	rf_test_set_state(vm, 11 * 4096, RF_PAGE_MERGED);
 
 	assert_int_equal(rf_vm_discard(vm, 8 * 4096, 8, RF_PAGE_BALLOONED, &skipped), 0);
 	assert_int_equal(skipped, 1); /* the excluded page */
@@ -202,7 +194,7 @@ static void test_discard(void **state)
 
 	/* An owner that cannot release its page keeps it, content and state. */
 	owner.fail = 1;
-	set_state(vm, 20 * 4096, RF_PAGE_MERGED);
+	rf_test_set_state(vm, 20 * 4096, RF_PAGE_MERGED);
 	assert_int_equal(rf_vm_discard(vm, 20 * 4096, 2, RF_PAGE_ZERO, &skipped), 0);
 	assert_int_equal(skipped, 1);
 	assert_int_equal(ram[20 * 4096], 0xab);
