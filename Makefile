@@ -174,3 +174,4 @@ fuzz-smoke: all
 
 # Each component adds its own rules and programs here.
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
+-include guest/linux/linux.mk tests/nested/nested.mk
