@@ -6,5 +6,6 @@
 #include "version.h"
 #include "engine.h"
 #include "vm.h"
+#include "balloon.h"
 
 #endif

@@ -1,0 +1,1072 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The virtio-balloon device: what the guest's requests do to guest pages.
+ *
+ *   inflateq   PFNs the guest gives up: discarded through rf_vm_discard()
+ *              (which releases MERGED/SWAPPED pages through their owners
+ *              first), state BALLOONED.
+ *   deflateq   PFNs the guest takes back: BALLOONED -> PRIVATE under the
+ *              page lock, discarded again on the way so they fault in as
+ *              fresh zero pages even if the guest wrote to them meanwhile.
+ *   statsq     one buffer of {tag, value} entries, held by the device and
+ *              returned when the polling interval has passed (that is how
+ *              the device asks for fresh stats).
+ *   reporting  device-writable page ranges the guest reports free:
+ *              discarded, state FREE_REPORTED (still the guest's memory),
+ *              unless PAGE_POISON was negotiated with a non-zero poison value
+ *              (a discarded page would read back as zero, not the poison).
+ *
+ * Invariants:
+ *  - A request is validated as a whole before anything is done: a buffer
+ *    with one PFN outside guest RAM is returned untouched, no page of it
+ *    discarded. Counting and logging happen at the point of rejection.
+ *  - The device's own accounting comes from the page-state table; `actual`
+ *    and the stats are what the guest says and only ever displayed.
+ *  - The work per request is bounded (max_pfns_per_buffer,
+ *    max_report_bytes), and so is the number of requests handled per notify
+ *    (4 x queue size); the rest waits for the next notify or tick.
+ *
+ * Locking: b->lock serialises everything on the device (lock order: b->lock,
+ * then the VM's regions lock, then page locks, as internal.h orders them).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "internal.h"
+#include "balloon_stats.h"
+#include "pfn_runs.h"
+#include "virtio_mmio.h"
+
+#define VIRTIO_ID_BALLOON 5
+#define BALLOON_CONFIG_SIZE 16 /* num_pages, actual, free_page_hint_cmd_id, poison_val */
+#define CFG_NUM_PAGES 0
+#define CFG_ACTUAL 4
+#define CFG_CMD_ID 8
+#define CFG_POISON 12
+
+enum queue_role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_FREE_PAGE, ROLE_REPORTING };
+
+static const char *const role_names[] = {
+	[ROLE_NONE] = "queue?",	      [ROLE_INFLATE] = "inflateq", [ROLE_DEFLATE] = "deflateq",
+	[ROLE_STATS] = "statsq",      [ROLE_FREE_PAGE] = "free_page_vq",
+	[ROLE_REPORTING] = "reporting_vq",
+};
+
+struct rf_balloon {
+	struct rf_virtio_dev dev; /* first: the ops get it back by a cast */
+	rf_vm *vm;
+	rf_engine *e;
+	pthread_mutex_t lock;
+	struct rf_balloon_ops ops;
+	struct rf_balloon_config cfg;
+	enum queue_role role[RF_VIRTIO_MAX_QUEUES];
+
+	uint32_t num_pages;
+	uint32_t actual;
+	uint32_t poison_val;
+	uint64_t actual_changed_ns;
+
+	bool stats_held; /* the guest's stats buffer is with the device */
+	uint16_t stats_head;
+	uint64_t stats_since_ns;
+	struct rf_balloon_stats stats;
+
+	struct rf_balloon_counters ctr;
+	struct rf_ratelimit rl;
+
+	/* Scratch for one request, sized by the config: off the stack. */
+	struct rf_virtq_chain chain;
+	uint32_t *pfns;
+	struct rf_pfn_run *runs;
+	struct rf_pfn_run *sub;
+};
+
+static struct rf_balloon *to_balloon(struct rf_virtio_dev *d)
+{
+	return (struct rf_balloon *)d;
+}
+
+#define BAD(b, field, ...)                                                                         \
+	do {                                                                                       \
+		(b)->ctr.field++;                                                                  \
+		rf_log_ratelimited((b)->e, &(b)->rl, RF_LOG_WARN, __VA_ARGS__);                    \
+	} while (0)
+
+/* ---- counters for the generic layer's rejections ------------------------- */
+
+static const size_t reject_counter[RF_RJ_NR] = {
+	[RF_RJ_MMIO_ACCESS] = offsetof(struct rf_balloon_counters, mmio_access_invalid),
+	[RF_RJ_STATUS] = offsetof(struct rf_balloon_counters, status_invalid),
+	[RF_RJ_FEATURES_UNSUPPORTED] = offsetof(struct rf_balloon_counters, features_unsupported),
+	[RF_RJ_FEATURES_LATE] = offsetof(struct rf_balloon_counters, features_after_features_ok),
+	[RF_RJ_CONFIG_RANGE] = offsetof(struct rf_balloon_counters, config_out_of_range),
+	[RF_RJ_CONFIG_READONLY] = offsetof(struct rf_balloon_counters, config_write_readonly),
+	[RF_RJ_QUEUE_SETUP] = offsetof(struct rf_balloon_counters, queue_setup_invalid),
+	[RF_RJ_QUEUE_SIZE] = offsetof(struct rf_balloon_counters, queue_size_invalid),
+	[RF_RJ_RING_ADDR] = offsetof(struct rf_balloon_counters, ring_addr_invalid),
+	[RF_RJ_NOTIFY_INVALID] = offsetof(struct rf_balloon_counters, notify_invalid),
+	[RF_RJ_NOTIFY_EARLY] = offsetof(struct rf_balloon_counters, notify_before_driver_ok),
+	[RF_RJ_NOTIFY_NEEDS_RESET] = offsetof(struct rf_balloon_counters, notify_needs_reset),
+	[RF_RJ_VQ + RF_VQ_E_DESC_INDEX] = offsetof(struct rf_balloon_counters, desc_index_invalid),
+	[RF_RJ_VQ + RF_VQ_E_CHAIN_LEN] = offsetof(struct rf_balloon_counters, desc_chain_too_long),
+	[RF_RJ_VQ + RF_VQ_E_DESC_FLAGS] = offsetof(struct rf_balloon_counters, desc_flags_invalid),
+	[RF_RJ_VQ + RF_VQ_E_DESC_ADDR] = offsetof(struct rf_balloon_counters, desc_addr_invalid),
+	[RF_RJ_VQ + RF_VQ_E_DIRECTION] = offsetof(struct rf_balloon_counters, desc_wrong_direction),
+	[RF_RJ_VQ + RF_VQ_E_INDIRECT_NOT_NEG] =
+		offsetof(struct rf_balloon_counters, indirect_not_negotiated),
+	[RF_RJ_VQ + RF_VQ_E_INDIRECT_NESTED] = offsetof(struct rf_balloon_counters, indirect_nested),
+	[RF_RJ_VQ + RF_VQ_E_INDIRECT_LEN] =
+		offsetof(struct rf_balloon_counters, indirect_len_invalid),
+	[RF_RJ_VQ + RF_VQ_E_AVAIL_JUMP] = offsetof(struct rf_balloon_counters, avail_idx_jump),
+	[RF_RJ_VQ + RF_VQ_E_HEAD_INDEX] = offsetof(struct rf_balloon_counters, desc_index_invalid),
+	[RF_RJ_VQ + RF_VQ_E_RING_GONE] = offsetof(struct rf_balloon_counters, ring_addr_invalid),
+};
+
+static void dev_reject(struct rf_virtio_dev *d, enum rf_virtio_reject kind, const char *detail)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	if ((unsigned int)kind < RF_RJ_NR && reject_counter[kind])
+		(*(uint64_t *)((char *)&b->ctr + reject_counter[kind]))++;
+	rf_log_ratelimited(b->e, &b->rl, RF_LOG_WARN, "%s: balloon: %s", b->vm->name, detail);
+}
+
+static void dev_irq(struct rf_virtio_dev *d, unsigned int reason)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	if (b->ops.irq)
+		b->ops.irq(b->ops.arg, reason);
+}
+
+/* ---- queues --------------------------------------------------------------- */
+
+static unsigned int dev_num_queues(struct rf_virtio_dev *d, uint64_t f)
+{
+	(void)d;
+	/* Linux's virtio-mmio numbers only the queues that exist (it skips a
+	 * missing one without using up its index), so the count, and each
+	 * queue's index, follow the features. */
+	return 2 + !!(f & RF_BALLOON_F_STATS_VQ) + !!(f & RF_BALLOON_F_FREE_PAGE_HINT) +
+	       !!(f & RF_BALLOON_F_REPORTING);
+}
+
+static void assign_roles(struct rf_balloon *b, uint64_t f)
+{
+	unsigned int q = 0;
+
+	memset(b->role, 0, sizeof(b->role));
+	b->role[q++] = ROLE_INFLATE;
+	b->role[q++] = ROLE_DEFLATE;
+	if (f & RF_BALLOON_F_STATS_VQ)
+		b->role[q++] = ROLE_STATS;
+	if (f & RF_BALLOON_F_FREE_PAGE_HINT)
+		b->role[q++] = ROLE_FREE_PAGE;
+	if (f & RF_BALLOON_F_REPORTING)
+		b->role[q++] = ROLE_REPORTING;
+}
+
+static bool dev_queue_device_writes(struct rf_virtio_dev *d, unsigned int q)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	return q < RF_VIRTIO_MAX_QUEUES &&
+	       (b->role[q] == ROLE_REPORTING || b->role[q] == ROLE_FREE_PAGE);
+}
+
+static void dev_features_ok(struct rf_virtio_dev *d)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	char layout[96] = "";
+	size_t len = 0;
+
+	assign_roles(b, d->driver_features);
+	for (unsigned int q = 0; q < RF_VIRTIO_MAX_QUEUES && b->role[q] != ROLE_NONE; q++)
+		len += (size_t)snprintf(layout + len, sizeof(layout) - len, "%s%u=%s", q ? " " : "",
+					q, role_names[b->role[q]]);
+	rf_log(b->e, RF_LOG_INFO, "%s: balloon: features negotiated 0x%llx, queues %s",
+	       b->vm->name, (unsigned long long)d->driver_features, layout);
+}
+
+static uint64_t guest_ram_bytes(rf_vm *vm)
+{
+	uint64_t n;
+
+	rf_vm_regions_rdlock(vm);
+	n = vm->mapped_bytes;
+	rf_vm_regions_unlock(vm);
+	return n;
+}
+
+/* ---- config space ---------------------------------------------------------- */
+
+static void config_image(struct rf_balloon *b, uint8_t img[BALLOON_CONFIG_SIZE])
+{
+	uint32_t v[4] = { htole32(b->num_pages), htole32(b->actual), 0, htole32(b->poison_val) };
+
+	memcpy(img, v, BALLOON_CONFIG_SIZE);
+}
+
+static void dev_config_read(struct rf_virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len)
+{
+	uint8_t img[BALLOON_CONFIG_SIZE];
+
+	config_image(to_balloon(d), img);
+	memcpy(data, img + off, len);
+}
+
+static bool byte_writable(struct rf_balloon *b, uint32_t off)
+{
+	if (off >= CFG_ACTUAL && off < CFG_ACTUAL + 4)
+		return true;
+	return off >= CFG_POISON && off < CFG_POISON + 4 &&
+	       rf_virtio_negotiated(&b->dev, RF_BALLOON_F_PAGE_POISON);
+}
+
+static int dev_config_write(struct rf_virtio_dev *d, uint32_t off, const uint8_t *data, uint32_t len)
+{
+	struct rf_balloon *b = to_balloon(d);
+	uint8_t img[BALLOON_CONFIG_SIZE];
+	uint32_t actual, poison;
+
+	for (uint32_t i = 0; i < len; i++)
+		if (!byte_writable(b, off + i))
+			return -EPERM;
+	config_image(b, img);
+	memcpy(img + off, data, len);
+	memcpy(&actual, img + CFG_ACTUAL, 4);
+	memcpy(&poison, img + CFG_POISON, 4);
+	b->poison_val = le32toh(poison);
+	actual = le32toh(actual);
+	if (actual != b->actual) {
+		uint64_t ram_pages = guest_ram_bytes(b->vm) >> RF_PAGE_SHIFT;
+
+		b->actual = actual;
+		b->actual_changed_ns = rf_now_ns();
+		/* Shown as the guest said it; the device's own count of
+		 * ballooned pages comes from the page-state table. */
+		if (actual > ram_pages)
+			BAD(b, actual_implausible,
+			    "%s: balloon: guest reports actual %u pages, it has only %llu",
+			    b->vm->name, actual, (unsigned long long)ram_pages);
+		if (b->ops.actual_changed)
+			b->ops.actual_changed(b->ops.arg, (uint64_t)actual << RF_PAGE_SHIFT);
+	}
+	return 0;
+}
+
+/* ---- inflate / deflate ----------------------------------------------------- */
+
+/*
+ * Copy the PFN array out of the guest's buffer (it may change under us) and
+ * check its shape. Returns the number of PFNs, or 0 if the buffer is dropped.
+ */
+static size_t gather_pfns(struct rf_balloon *b, const char *qn)
+{
+	struct rf_virtq_chain *c = &b->chain;
+	size_t n, off = 0;
+
+	if (c->total_len == 0 || c->total_len % 4) {
+		BAD(b, buf_len_invalid, "%s: balloon: %s: buffer of %llu bytes is not whole PFNs, dropped",
+		    b->vm->name, qn, (unsigned long long)c->total_len);
+		return 0;
+	}
+	n = c->total_len / 4;
+	if (n > b->cfg.max_pfns_per_buffer) {
+		BAD(b, buf_too_many_pfns, "%s: balloon: %s: %zu PFNs in one buffer (at most %u), dropped",
+		    b->vm->name, qn, n, b->cfg.max_pfns_per_buffer);
+		return 0;
+	}
+	for (unsigned int i = 0; i < c->nseg; i++) {
+		memcpy((uint8_t *)b->pfns + off, c->seg[i].hva, c->seg[i].len);
+		off += c->seg[i].len;
+	}
+	for (size_t i = 0; i < n; i++)
+		b->pfns[i] = le32toh(b->pfns[i]);
+	return n;
+}
+
+/* Every PFN inside guest RAM? Called with the regions lock held. */
+static bool __pfns_valid(struct rf_balloon *b, size_t n, const char *qn)
+{
+	for (size_t i = 0; i < n; i++) {
+		/* Widen before shifting: PFN 0x80000000 is gpa 0x80000000000,
+		 * not a negative number. */
+		uint64_t gpa = (uint64_t)b->pfns[i] << RF_PAGE_SHIFT;
+
+		if (!__rf_vm_find_region(b->vm, gpa)) {
+			BAD(b, pfn_invalid,
+			    "%s: balloon: %s: PFN 0x%x beyond guest RAM (0x%llx pages) or in a hole, buffer dropped",
+			    b->vm->name, qn, b->pfns[i],
+			    (unsigned long long)(b->vm->mapped_bytes >> RF_PAGE_SHIFT));
+			return false;
+		}
+	}
+	return true;
+}
+
+static void inflate_buffer(struct rf_balloon *b)
+{
+	size_t n = gather_pfns(b, "inflateq"), nruns, nsub = 0, dups;
+	struct rf_region *last_r = NULL;
+	uint64_t already = 0;
+
+	if (!n)
+		return;
+	rf_vm_regions_rdlock(b->vm);
+	if (!__pfns_valid(b, n, "inflateq")) {
+		rf_vm_regions_unlock(b->vm);
+		return;
+	}
+	nruns = rf_pfn_runs(b->pfns, n, b->runs, &dups);
+	/* Split runs at region ends and around pages already ballooned (a
+	 * second inflate of a page must not count it twice). The state is
+	 * read without the page lock: only this device makes pages
+	 * BALLOONED, and it holds b->lock. */
+	for (size_t i = 0; i < nruns; i++) {
+		for (uint64_t p = b->runs[i].pfn; p < b->runs[i].pfn + b->runs[i].npages; p++) {
+			uint64_t gpa = p << RF_PAGE_SHIFT;
+			struct rf_region *r = __rf_vm_find_region(b->vm, gpa);
+			uint64_t idx = rf_region_index(r, gpa);
+
+			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) == RF_PAGE_BALLOONED) {
+				already++;
+				continue;
+			}
+			if (nsub && r == last_r && b->sub[nsub - 1].pfn + b->sub[nsub - 1].npages == p)
+				b->sub[nsub - 1].npages++;
+			else
+				b->sub[nsub++] = (struct rf_pfn_run){ p, 1 };
+			last_r = r;
+		}
+	}
+	rf_vm_regions_unlock(b->vm);
+	if (dups + already)
+		BAD(b, inflate_already_ballooned,
+		    "%s: balloon: inflateq: %llu PFNs inflated twice, counted once",
+		    b->vm->name, (unsigned long long)(dups + already));
+	if (dups + already > 1)
+		b->ctr.inflate_already_ballooned += dups + already - 1;
+	for (size_t i = 0; i < nsub; i++) {
+		uint64_t skipped = 0;
+		int err = rf_vm_discard(b->vm, b->sub[i].pfn << RF_PAGE_SHIFT, b->sub[i].npages,
+					RF_PAGE_BALLOONED, &skipped);
+
+		if (err) {
+			rf_log(b->e, RF_LOG_ERR, "%s: balloon: inflateq: discard of %llu pages at PFN 0x%llx: %s",
+			       b->vm->name, (unsigned long long)b->sub[i].npages,
+			       (unsigned long long)b->sub[i].pfn, strerror(-err));
+			continue;
+		}
+		b->ctr.inflated_pages += b->sub[i].npages - skipped;
+		b->ctr.excluded_pages += skipped;
+	}
+	b->ctr.inflate_buffers++;
+}
+
+/* Discard and unlock pages [first, first+n) of @r, locked BALLOONED, as PRIVATE. */
+static void release_run(struct rf_balloon *b, struct rf_region *r, uint64_t first, uint64_t n,
+			const uint64_t *old)
+{
+	/* They were discarded when inflated; again now, so a page the guest
+	 * wrote while it was in the balloon still comes back as zero. A
+	 * BALLOONED page is always anonymous (discard released any store
+	 * mapping first), so DONTNEED yields the zero page, not old data. */
+	if (madvise(rf_region_page(r, first), n << RF_PAGE_SHIFT, MADV_DONTNEED))
+		rf_log(b->e, RF_LOG_ERR, "%s: balloon: deflateq: madvise at gpa 0x%llx: %s",
+		       b->vm->name, (unsigned long long)(r->gpa + (first << RF_PAGE_SHIFT)),
+		       strerror(errno));
+	for (uint64_t i = 0; i < n; i++)
+		rf_pte_unlock(b->vm, &r->pte[first + i], old[i],
+			      rf_pte_with_payload(rf_pte_with_state(old[i], RF_PAGE_PRIVATE), 0));
+	b->ctr.deflated_pages += n;
+}
+
+static void deflate_buffer(struct rf_balloon *b)
+{
+	size_t n = gather_pfns(b, "deflateq"), nruns, dups;
+	uint64_t not_ballooned = 0, *old = (uint64_t *)b->sub; /* scratch, n entries */
+	struct rf_region *run_r = NULL;
+	uint64_t run_first = 0, run_n = 0;
+
+	if (!n)
+		return;
+	rf_vm_regions_rdlock(b->vm);
+	if (!__pfns_valid(b, n, "deflateq")) {
+		rf_vm_regions_unlock(b->vm);
+		return;
+	}
+	nruns = rf_pfn_runs(b->pfns, n, b->runs, &dups);
+	not_ballooned = dups;
+	/* Pages are locked in ascending address order (the PFNs are sorted),
+	 * one run at a time, as page_ops.c does. */
+	for (size_t i = 0; i < nruns; i++) {
+		for (uint64_t p = b->runs[i].pfn; p < b->runs[i].pfn + b->runs[i].npages; p++) {
+			uint64_t gpa = p << RF_PAGE_SHIFT;
+			struct rf_region *r = __rf_vm_find_region(b->vm, gpa);
+			uint64_t idx = rf_region_index(r, gpa);
+			uint64_t v = rf_pte_lock(&r->pte[idx]);
+
+			if (rf_pte_state(v) != RF_PAGE_BALLOONED) {
+				rf_pte_unlock(b->vm, &r->pte[idx], v, v);
+				not_ballooned++;
+				continue;
+			}
+			if (run_n && (r != run_r || idx != run_first + run_n)) {
+				release_run(b, run_r, run_first, run_n, old);
+				run_n = 0;
+			}
+			if (!run_n) {
+				run_r = r;
+				run_first = idx;
+			}
+			old[run_n++] = v;
+		}
+	}
+	if (run_n)
+		release_run(b, run_r, run_first, run_n, old);
+	rf_vm_regions_unlock(b->vm);
+	if (not_ballooned) {
+		BAD(b, deflate_not_ballooned,
+		    "%s: balloon: deflateq: %llu PFNs were not in the balloon, left alone",
+		    b->vm->name, (unsigned long long)not_ballooned);
+		b->ctr.deflate_not_ballooned += not_ballooned - 1;
+	}
+	b->ctr.deflate_buffers++;
+}
+
+/* ---- free page reporting --------------------------------------------------- */
+
+static void report_buffer(struct rf_balloon *b)
+{
+	struct rf_virtq_chain *c = &b->chain;
+	uint64_t pages = c->total_len >> RF_PAGE_SHIFT;
+
+	if (c->total_len > b->cfg.max_report_bytes) {
+		BAD(b, report_too_long, "%s: balloon: reporting_vq: %llu bytes in one buffer (at most %llu), dropped",
+		    b->vm->name, (unsigned long long)c->total_len,
+		    (unsigned long long)b->cfg.max_report_bytes);
+		return;
+	}
+	for (unsigned int i = 0; i < c->nseg; i++) {
+		if ((c->seg[i].gpa | c->seg[i].len) & (RF_PAGE_SIZE - 1) || c->seg[i].len == 0) {
+			BAD(b, report_range_invalid,
+			    "%s: balloon: reporting_vq: range gpa 0x%llx len 0x%x not whole pages, buffer dropped",
+			    b->vm->name, (unsigned long long)c->seg[i].gpa, c->seg[i].len);
+			return;
+		}
+	}
+	b->ctr.report_buffers++;
+	if (rf_virtio_negotiated(&b->dev, RF_BALLOON_F_PAGE_POISON) && b->poison_val != 0) {
+		/* The guest expects free pages to hold its poison pattern; a
+		 * discarded page would read as zero. Keep them. */
+		b->ctr.report_poison_kept += pages;
+		return;
+	}
+	for (unsigned int i = 0; i < c->nseg; i++) {
+		uint64_t p = c->seg[i].gpa >> RF_PAGE_SHIFT;
+		uint64_t end = p + (c->seg[i].len >> RF_PAGE_SHIFT);
+
+		while (p < end) {
+			size_t nsub = 0;
+			struct rf_region *r;
+
+			/* Skip ballooned pages: they are the host's, and making
+			 * them FREE_REPORTED would hand them back to the guest.
+			 * Only this device makes pages BALLOONED (under b->lock),
+			 * so the unlocked read is stable. Sub-runs are collected
+			 * in batches, then discarded without the regions lock
+			 * (rf_vm_discard takes it itself). */
+			rf_vm_regions_rdlock(b->vm);
+			r = __rf_vm_find_region(b->vm, p << RF_PAGE_SHIFT);
+			for (; r && p < end; p++) {
+				uint64_t idx = rf_region_index(r, p << RF_PAGE_SHIFT);
+
+				if (rf_pte_state(rf_pte_peek(&r->pte[idx])) == RF_PAGE_BALLOONED)
+					continue;
+				if (nsub && b->sub[nsub - 1].pfn + b->sub[nsub - 1].npages == p) {
+					b->sub[nsub - 1].npages++;
+					continue;
+				}
+				if (nsub == b->cfg.max_pfns_per_buffer)
+					break;
+				b->sub[nsub++] = (struct rf_pfn_run){ p, 1 };
+			}
+			rf_vm_regions_unlock(b->vm);
+			if (!r)
+				break; /* the region went away: cannot happen while mapped */
+			for (size_t k = 0; k < nsub; k++) {
+				uint64_t skipped = 0;
+
+				if (rf_vm_discard(b->vm, b->sub[k].pfn << RF_PAGE_SHIFT,
+						  b->sub[k].npages, RF_PAGE_FREE_REPORTED,
+						  &skipped) == 0) {
+					b->ctr.reported_pages += b->sub[k].npages - skipped;
+					b->ctr.excluded_pages += skipped;
+				}
+			}
+		}
+	}
+}
+
+/* ---- stats ------------------------------------------------------------------ */
+
+static void return_stats_buffer(struct rf_balloon *b, unsigned int q)
+{
+	b->stats_held = false;
+	if (rf_virtq_push(&b->dev.vq[q], b->stats_head, 0)) {
+		rf_virtio_vq_error(&b->dev, q, -RF_VQ_E_RING_GONE, b->stats_head);
+		return;
+	}
+	rf_virtio_vq_done(&b->dev, q, 1);
+}
+
+/* Returns true if the buffer is kept by the device (not to be pushed now). */
+static bool stats_buffer(struct rf_balloon *b)
+{
+	struct rf_virtq_chain *c = &b->chain;
+	uint8_t buf[RF_BALLOON_STATS_MAX_BYTES];
+	struct rf_stats_parse sp;
+	struct timespec ts;
+	size_t off = 0;
+
+	if (b->stats_held) {
+		BAD(b, stats_second_buffer,
+		    "%s: balloon: statsq: second stats buffer while one is outstanding, dropped",
+		    b->vm->name);
+		return false;
+	}
+	if (c->total_len == 0 || c->total_len > RF_BALLOON_STATS_MAX_BYTES ||
+	    c->total_len % RF_BALLOON_STAT_ENTRY) {
+		BAD(b, stats_len_invalid,
+		    "%s: balloon: statsq: buffer of %llu bytes is not whole 10-byte entries (at most %u bytes), dropped",
+		    b->vm->name, (unsigned long long)c->total_len, RF_BALLOON_STATS_MAX_BYTES);
+		return false;
+	}
+	for (unsigned int i = 0; i < c->nseg; i++) {
+		memcpy(buf + off, c->seg[i].hva, c->seg[i].len);
+		off += c->seg[i].len;
+	}
+	rf_balloon_stats_parse(buf, off, &sp);
+	if (sp.duplicate) {
+		BAD(b, stats_tag_duplicate, "%s: balloon: statsq: tag %u sent more than once, first kept",
+		    b->vm->name, sp.first_bad_tag);
+		b->ctr.stats_tag_duplicate += sp.duplicate - 1;
+	}
+	if (sp.unknown) {
+		b->ctr.stats_tag_unknown += sp.unknown;
+		rf_log_ratelimited(b->e, &b->rl, RF_LOG_DEBUG,
+				   "%s: balloon: statsq: %u unknown tags ignored", b->vm->name,
+				   sp.unknown);
+	}
+	memcpy(b->stats.value, sp.value, sizeof(sp.value));
+	b->stats.last_update_ns = rf_now_ns();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	b->stats.last_update = ts.tv_sec;
+	b->stats.updates++;
+	b->ctr.stats_buffers++;
+	b->stats_held = true;
+	b->stats_head = c->head;
+	b->stats_since_ns = b->stats.last_update_ns;
+	if (b->ops.stats_updated)
+		b->ops.stats_updated(b->ops.arg);
+	return true;
+}
+
+/* ---- queue processing ------------------------------------------------------- */
+
+static void process_queue(struct rf_balloon *b, unsigned int q)
+{
+	struct rf_virtq *vq = &b->dev.vq[q];
+	enum queue_role role = b->role[q];
+	unsigned int pushed = 0, budget = 4u * vq->size;
+	int r;
+
+	while (budget-- && (r = rf_virtq_pop(vq, &b->chain)) != 0) {
+		if (r < 0) {
+			if (!rf_virtio_vq_error(&b->dev, q, r, b->chain.head))
+				break;
+			pushed++;
+			continue;
+		}
+		switch (role) {
+		case ROLE_INFLATE:
+			inflate_buffer(b);
+			break;
+		case ROLE_DEFLATE:
+			deflate_buffer(b);
+			break;
+		case ROLE_REPORTING:
+			report_buffer(b);
+			break;
+		case ROLE_STATS:
+			if (stats_buffer(b))
+				continue; /* held: returned by the next poll */
+			break;
+		default:
+			break;
+		}
+		if (rf_virtq_push(vq, b->chain.head, 0)) {
+			rf_virtio_vq_error(&b->dev, q, -RF_VQ_E_RING_GONE, b->chain.head);
+			break;
+		}
+		pushed++;
+	}
+	rf_virtio_vq_done(&b->dev, q, pushed);
+}
+
+static void dev_queue_notify(struct rf_virtio_dev *d, unsigned int q)
+{
+	process_queue(to_balloon(d), q);
+}
+
+/* Linux's driver queues its first stats buffer (and notifies) before it
+ * sets DRIVER_OK; that notify was counted and deferred, not lost: whatever
+ * is pending is processed now. */
+static void dev_driver_ok(struct rf_virtio_dev *d)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	for (unsigned int q = 0; q < rf_virtio_num_queues(d); q++)
+		if (d->vq[q].size && rf_virtq_pending(&d->vq[q]) > 0 &&
+		    !(d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET))
+			process_queue(b, q);
+}
+
+/* After a guest reset the guest owns all its RAM again: pages left in the
+ * balloon go back to PRIVATE (they are discarded; they fault in as zero). */
+static void unballoon_all(struct rf_balloon *b)
+{
+	if (atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) == 0)
+		return;
+	rf_vm_regions_rdlock(b->vm);
+	for (unsigned int i = 0; i < b->vm->nr_regions; i++) {
+		struct rf_region *r = b->vm->regions[i];
+
+		for (uint64_t idx = 0; idx < r->npages; idx++) {
+			uint64_t v;
+
+			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) != RF_PAGE_BALLOONED)
+				continue;
+			v = rf_pte_lock(&r->pte[idx]);
+			rf_pte_unlock(b->vm, &r->pte[idx], v,
+				      rf_pte_state(v) == RF_PAGE_BALLOONED
+					      ? rf_pte_with_state(v, RF_PAGE_PRIVATE)
+					      : v);
+		}
+	}
+	rf_vm_regions_unlock(b->vm);
+}
+
+static void dev_reset(struct rf_virtio_dev *d)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	b->ctr.resets++;
+	b->stats_held = false;
+	b->poison_val = 0;
+	if (b->actual) {
+		b->actual = 0;
+		b->actual_changed_ns = rf_now_ns();
+		if (b->ops.actual_changed)
+			b->ops.actual_changed(b->ops.arg, 0);
+	}
+	assign_roles(b, b->dev.host_features);
+	unballoon_all(b);
+}
+
+static const struct rf_virtio_dev_ops balloon_dev_ops = {
+	.device_id = VIRTIO_ID_BALLOON,
+	.config_size = BALLOON_CONFIG_SIZE,
+	.num_queues = dev_num_queues,
+	.queue_device_writes = dev_queue_device_writes,
+	.config_read = dev_config_read,
+	.config_write = dev_config_write,
+	.features_ok = dev_features_ok,
+	.queue_notify = dev_queue_notify,
+	.driver_ok = dev_driver_ok,
+	.reset = dev_reset,
+	.reject = dev_reject,
+	.irq = dev_irq,
+};
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+RF_EXPORT void rf_balloon_config_init(struct rf_balloon_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->features = RF_BALLOON_FEATURES_DEFAULT;
+	cfg->stats_interval_ms = 0;
+	cfg->queue_size_max = 256;
+	cfg->max_pfns_per_buffer = 256;
+	cfg->max_report_bytes = 128ull << 20;
+}
+
+static void balloon_destroy(struct rf_balloon *b)
+{
+	rf_engine *e = b->e;
+
+	b->vm->balloon = NULL;
+	pthread_mutex_destroy(&b->lock);
+	rf_free(e, b->pfns);
+	rf_free(e, b->runs);
+	rf_free(e, b->sub);
+	atomic_fetch_sub(&b->vm->metadata_bytes, sizeof(*b));
+	rf_free(e, b);
+}
+
+/* The VM is going away first: take its balloon with it. The hook's arg is
+ * unused; the VM's own pointer says whether a balloon is attached, so the
+ * hook stays valid after rf_balloon_free(). */
+static void balloon_vm_free(rf_vm *vm, void *arg)
+{
+	(void)arg;
+	if (vm->balloon)
+		balloon_destroy(vm->balloon);
+}
+
+static int ensure_vm_hook(rf_vm *vm)
+{
+	struct rf_vm_hooks h = { .vm_free = balloon_vm_free };
+
+	for (unsigned int i = 0; i < vm->nr_hooks; i++)
+		if (vm->hooks[i].vm_free == balloon_vm_free)
+			return 0;
+	return rf_vm_add_hooks(vm, &h);
+}
+
+RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
+			     const struct rf_balloon_config *cfg, rf_balloon **out)
+{
+	struct rf_balloon_config c;
+	struct rf_balloon *b;
+	unsigned int qmax;
+	int err;
+
+	if (!vm || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (cfg)
+		c = *cfg;
+	else
+		rf_balloon_config_init(&c);
+	qmax = c.queue_size_max;
+	if (qmax < 2 || qmax > RF_VIRTQ_MAX_SIZE || (qmax & (qmax - 1)) ||
+	    c.max_pfns_per_buffer == 0 || c.max_pfns_per_buffer > 4096 ||
+	    c.max_report_bytes < RF_PAGE_SIZE) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: balloon_new: queue_size_max %u (power of two 2..%u), max_pfns_per_buffer %u (1..4096), max_report_bytes %llu (>= 4096)",
+		       vm->name, qmax, RF_VIRTQ_MAX_SIZE, c.max_pfns_per_buffer,
+		       (unsigned long long)c.max_report_bytes);
+		return -EINVAL;
+	}
+	if (vm->balloon) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: balloon_new: the VM already has a balloon", vm->name);
+		return -EBUSY;
+	}
+	c.features = (c.features | RF_VIRTIO_F_VERSION_1) & RF_BALLOON_FEATURES_DEFAULT;
+	b = rf_zalloc(vm->e, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->pfns = rf_zalloc(vm->e, c.max_pfns_per_buffer * sizeof(*b->pfns));
+	b->runs = rf_zalloc(vm->e, c.max_pfns_per_buffer * sizeof(*b->runs));
+	b->sub = rf_zalloc(vm->e, c.max_pfns_per_buffer * sizeof(*b->sub));
+	if (!b->pfns || !b->runs || !b->sub) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	err = ensure_vm_hook(vm);
+	if (err) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: balloon_new: no free module hook slot", vm->name);
+		goto out_free;
+	}
+	b->vm = vm;
+	b->e = vm->e;
+	b->cfg = c;
+	if (ops)
+		b->ops = *ops;
+	b->rl.burst = 10;
+	pthread_mutex_init(&b->lock, NULL);
+	for (unsigned int i = 0; i < RF_BALLOON_NR_STATS; i++)
+		b->stats.value[i] = RF_BALLOON_STAT_UNSET;
+	rf_virtio_dev_init(&b->dev, &balloon_dev_ops, vm, c.features, qmax);
+	assign_roles(b, c.features);
+	vm->balloon = b;
+	atomic_fetch_add(&vm->metadata_bytes, sizeof(*b));
+	*out = b;
+	return 0;
+
+out_free:
+	rf_free(vm->e, b->pfns);
+	rf_free(vm->e, b->runs);
+	rf_free(vm->e, b->sub);
+	rf_free(vm->e, b);
+	return err;
+}
+
+RF_EXPORT void rf_balloon_free(rf_balloon *b)
+{
+	if (b)
+		balloon_destroy(b);
+}
+
+/* ---- transport entry points --------------------------------------------------- */
+
+#define LOCKED(b, expr)                                                                            \
+	({                                                                                         \
+		pthread_mutex_lock(&(b)->lock);                                                    \
+		__typeof__(expr) _r = (expr);                                                      \
+		pthread_mutex_unlock(&(b)->lock);                                                  \
+		_r;                                                                                \
+	})
+
+RF_EXPORT int rf_balloon_mmio_read(rf_balloon *b, uint64_t offset, void *data, unsigned int len)
+{
+	if (!b || !data || len == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	if (offset >= RF_BALLOON_MMIO_SIZE) {
+		memset(data, 0, len > 8 ? 8 : len);
+		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS, "mmio read beyond the register window");
+	} else {
+		rf_virtio_mmio_read(&b->dev, offset, data, len);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_balloon_mmio_write(rf_balloon *b, uint64_t offset, const void *data,
+				    unsigned int len)
+{
+	if (!b || !data || len == 0)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	if (offset >= RF_BALLOON_MMIO_SIZE)
+		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS, "mmio write beyond the register window");
+	else
+		rf_virtio_mmio_write(&b->dev, offset, data, len);
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_balloon_queue_notify(rf_balloon *b, unsigned int queue)
+{
+	if (!b)
+		return -EINVAL;
+	LOCKED(b, rf_virtio_notify(&b->dev, queue));
+	return 0;
+}
+
+RF_EXPORT uint32_t rf_balloon_interrupt_status(rf_balloon *b)
+{
+	return b ? LOCKED(b, b->dev.isr) : 0;
+}
+
+RF_EXPORT void rf_balloon_interrupt_ack(rf_balloon *b, uint32_t bits)
+{
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->dev.isr &= ~bits;
+	pthread_mutex_unlock(&b->lock);
+}
+
+RF_EXPORT uint64_t rf_balloon_device_features(rf_balloon *b)
+{
+	return b ? b->dev.host_features : 0;
+}
+
+RF_EXPORT int rf_balloon_set_driver_features(rf_balloon *b, uint64_t features)
+{
+	return b ? LOCKED(b, rf_virtio_set_driver_features(&b->dev, features)) : -EINVAL;
+}
+
+RF_EXPORT uint8_t rf_balloon_get_status(rf_balloon *b)
+{
+	return b ? LOCKED(b, b->dev.status) : 0;
+}
+
+RF_EXPORT int rf_balloon_set_status(rf_balloon *b, uint8_t status)
+{
+	return b ? LOCKED(b, rf_virtio_set_status(&b->dev, status)) : -EINVAL;
+}
+
+RF_EXPORT unsigned int rf_balloon_num_queues(rf_balloon *b)
+{
+	return b ? LOCKED(b, rf_virtio_num_queues(&b->dev)) : 0;
+}
+
+RF_EXPORT unsigned int rf_balloon_queue_size_max(rf_balloon *b)
+{
+	return b ? b->dev.queue_size_max : 0;
+}
+
+RF_EXPORT int rf_balloon_queue_setup(rf_balloon *b, unsigned int queue, unsigned int size,
+				     uint64_t desc, uint64_t avail, uint64_t used)
+{
+	return b ? LOCKED(b, rf_virtio_queue_enable(&b->dev, queue, size, desc, avail, used))
+		 : -EINVAL;
+}
+
+RF_EXPORT int rf_balloon_config_read(rf_balloon *b, uint64_t offset, void *data, unsigned int len)
+{
+	if (!b || !data || len == 0 || len > 8)
+		return -EINVAL;
+	return LOCKED(b, rf_virtio_config_read(&b->dev, offset, data, len));
+}
+
+RF_EXPORT int rf_balloon_config_write(rf_balloon *b, uint64_t offset, const void *data,
+				      unsigned int len)
+{
+	if (!b || !data || len == 0 || len > 8)
+		return -EINVAL;
+	return LOCKED(b, rf_virtio_config_write(&b->dev, offset, data, len));
+}
+
+RF_EXPORT uint32_t rf_balloon_config_generation(rf_balloon *b)
+{
+	return b ? LOCKED(b, b->dev.config_generation) : 0;
+}
+
+/* ---- host side ------------------------------------------------------------------ */
+
+RF_EXPORT int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes)
+{
+	uint64_t ram, pages;
+
+	if (!b)
+		return -EINVAL;
+	ram = guest_ram_bytes(b->vm);
+	pages = balloon_bytes >> RF_PAGE_SHIFT;
+	if (balloon_bytes > ram || pages > UINT32_MAX) {
+		rf_log(b->e, RF_LOG_ERR,
+		       "%s: balloon: target of %llu bytes is larger than the guest's RAM (%llu bytes)",
+		       b->vm->name, (unsigned long long)balloon_bytes, (unsigned long long)ram);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&b->lock);
+	if (b->num_pages != pages) {
+		b->num_pages = (uint32_t)pages;
+		rf_virtio_config_changed(&b->dev);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
+{
+	if (!b || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->guest_ram_bytes = guest_ram_bytes(b->vm);
+	pthread_mutex_lock(&b->lock);
+	out->target_bytes = (uint64_t)b->num_pages << RF_PAGE_SHIFT;
+	out->actual_bytes = (uint64_t)b->actual << RF_PAGE_SHIFT;
+	out->actual_changed_ns = b->actual_changed_ns;
+	out->features_offered = b->dev.host_features;
+	out->features_negotiated =
+		(b->dev.status & RF_VIRTIO_STATUS_FEATURES_OK) ? b->dev.driver_features : 0;
+	out->poison_val = b->poison_val;
+	out->status = b->dev.status;
+	out->stats_interval_ms = b->cfg.stats_interval_ms;
+	pthread_mutex_unlock(&b->lock);
+	out->ballooned_bytes = atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) << RF_PAGE_SHIFT;
+	out->reported_bytes = atomic_load(&b->vm->state_pages[RF_PAGE_FREE_REPORTED])
+			      << RF_PAGE_SHIFT;
+	return 0;
+}
+
+RF_EXPORT int rf_balloon_stats(rf_balloon *b, struct rf_balloon_stats *out)
+{
+	if (!b || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	*out = b->stats;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_balloon_set_stats_interval(rf_balloon *b, unsigned int ms)
+{
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	b->cfg.stats_interval_ms = ms;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+static int stats_queue(struct rf_balloon *b)
+{
+	for (unsigned int q = 0; q < RF_VIRTIO_MAX_QUEUES; q++)
+		if (b->role[q] == ROLE_STATS)
+			return (int)q;
+	return -1;
+}
+
+RF_EXPORT int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms)
+{
+	unsigned int next = UINT32_MAX;
+	uint8_t st;
+
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	st = b->dev.status;
+	if ((st & RF_VIRTIO_STATUS_DRIVER_OK) && !(st & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET)) {
+		int sq = stats_queue(b);
+
+		/* Buffers left over by the per-notify budget. */
+		for (unsigned int q = 0; q < rf_virtio_num_queues(&b->dev); q++)
+			if (b->dev.vq[q].size && rf_virtq_pending(&b->dev.vq[q]) > 0 &&
+			    !(b->dev.status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET))
+				process_queue(b, q);
+		if (sq >= 0 && b->stats_held && b->cfg.stats_interval_ms &&
+		    b->dev.vq[sq].size) {
+			uint64_t now = rf_now_ns();
+			uint64_t due = b->stats_since_ns + (uint64_t)b->cfg.stats_interval_ms * 1000000;
+
+			if (now >= due)
+				return_stats_buffer(b, (unsigned int)sq);
+			else
+				next = (unsigned int)((due - now + 999999) / 1000000);
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (next_ms)
+		*next_ms = next;
+	return 0;
+}
+
+RF_EXPORT int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out)
+{
+	if (!b || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	*out = b->ctr;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *c)
+{
+	const uint64_t *p, *end;
+	uint64_t sum = 0;
+
+	if (!c)
+		return 0;
+	/* Every field from mmio_access_invalid to the end counts rejections. */
+	p = &c->mmio_access_invalid;
+	end = &c->actual_implausible;
+	for (; p <= end; p++)
+		sum += *p;
+	return sum;
+}
