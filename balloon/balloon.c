@@ -42,19 +42,25 @@
 #include "pfn_runs.h"
 #include "virtio_mmio.h"
 
-#define VIRTIO_ID_BALLOON 5
+#define VIRTIO_ID_BALLOON   5
 #define BALLOON_CONFIG_SIZE 16 /* num_pages, actual, free_page_hint_cmd_id, poison_val */
-#define CFG_NUM_PAGES 0
-#define CFG_ACTUAL 4
-#define CFG_CMD_ID 8
-#define CFG_POISON 12
+#define CFG_NUM_PAGES	    0
+#define CFG_ACTUAL	    4
+#define CFG_CMD_ID	    8
+#define CFG_POISON	    12
 
-enum queue_role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_FREE_PAGE, ROLE_REPORTING };
+enum queue_role {
+	ROLE_NONE,
+	ROLE_INFLATE,
+	ROLE_DEFLATE,
+	ROLE_STATS,
+	ROLE_FREE_PAGE,
+	ROLE_REPORTING
+};
 
 static const char *const role_names[] = {
-	[ROLE_NONE] = "queue?",	      [ROLE_INFLATE] = "inflateq", [ROLE_DEFLATE] = "deflateq",
-	[ROLE_STATS] = "statsq",      [ROLE_FREE_PAGE] = "free_page_vq",
-	[ROLE_REPORTING] = "reporting_vq",
+    [ROLE_NONE] = "queue?",  [ROLE_INFLATE] = "inflateq",	[ROLE_DEFLATE] = "deflateq",
+    [ROLE_STATS] = "statsq", [ROLE_FREE_PAGE] = "free_page_vq", [ROLE_REPORTING] = "reporting_vq",
 };
 
 struct rf_balloon {
@@ -100,31 +106,30 @@ static struct rf_balloon *to_balloon(struct rf_virtio_dev *d)
 /* ---- counters for the generic layer's rejections ------------------------- */
 
 static const size_t reject_counter[RF_RJ_NR] = {
-	[RF_RJ_MMIO_ACCESS] = offsetof(struct rf_balloon_counters, mmio_access_invalid),
-	[RF_RJ_STATUS] = offsetof(struct rf_balloon_counters, status_invalid),
-	[RF_RJ_FEATURES_UNSUPPORTED] = offsetof(struct rf_balloon_counters, features_unsupported),
-	[RF_RJ_FEATURES_LATE] = offsetof(struct rf_balloon_counters, features_after_features_ok),
-	[RF_RJ_CONFIG_RANGE] = offsetof(struct rf_balloon_counters, config_out_of_range),
-	[RF_RJ_CONFIG_READONLY] = offsetof(struct rf_balloon_counters, config_write_readonly),
-	[RF_RJ_QUEUE_SETUP] = offsetof(struct rf_balloon_counters, queue_setup_invalid),
-	[RF_RJ_QUEUE_SIZE] = offsetof(struct rf_balloon_counters, queue_size_invalid),
-	[RF_RJ_RING_ADDR] = offsetof(struct rf_balloon_counters, ring_addr_invalid),
-	[RF_RJ_NOTIFY_INVALID] = offsetof(struct rf_balloon_counters, notify_invalid),
-	[RF_RJ_NOTIFY_EARLY] = offsetof(struct rf_balloon_counters, notify_before_driver_ok),
-	[RF_RJ_NOTIFY_NEEDS_RESET] = offsetof(struct rf_balloon_counters, notify_needs_reset),
-	[RF_RJ_VQ + RF_VQ_E_DESC_INDEX] = offsetof(struct rf_balloon_counters, desc_index_invalid),
-	[RF_RJ_VQ + RF_VQ_E_CHAIN_LEN] = offsetof(struct rf_balloon_counters, desc_chain_too_long),
-	[RF_RJ_VQ + RF_VQ_E_DESC_FLAGS] = offsetof(struct rf_balloon_counters, desc_flags_invalid),
-	[RF_RJ_VQ + RF_VQ_E_DESC_ADDR] = offsetof(struct rf_balloon_counters, desc_addr_invalid),
-	[RF_RJ_VQ + RF_VQ_E_DIRECTION] = offsetof(struct rf_balloon_counters, desc_wrong_direction),
-	[RF_RJ_VQ + RF_VQ_E_INDIRECT_NOT_NEG] =
-		offsetof(struct rf_balloon_counters, indirect_not_negotiated),
-	[RF_RJ_VQ + RF_VQ_E_INDIRECT_NESTED] = offsetof(struct rf_balloon_counters, indirect_nested),
-	[RF_RJ_VQ + RF_VQ_E_INDIRECT_LEN] =
-		offsetof(struct rf_balloon_counters, indirect_len_invalid),
-	[RF_RJ_VQ + RF_VQ_E_AVAIL_JUMP] = offsetof(struct rf_balloon_counters, avail_idx_jump),
-	[RF_RJ_VQ + RF_VQ_E_HEAD_INDEX] = offsetof(struct rf_balloon_counters, desc_index_invalid),
-	[RF_RJ_VQ + RF_VQ_E_RING_GONE] = offsetof(struct rf_balloon_counters, ring_addr_invalid),
+    [RF_RJ_MMIO_ACCESS] = offsetof(struct rf_balloon_counters, mmio_access_invalid),
+    [RF_RJ_STATUS] = offsetof(struct rf_balloon_counters, status_invalid),
+    [RF_RJ_FEATURES_UNSUPPORTED] = offsetof(struct rf_balloon_counters, features_unsupported),
+    [RF_RJ_FEATURES_LATE] = offsetof(struct rf_balloon_counters, features_after_features_ok),
+    [RF_RJ_CONFIG_RANGE] = offsetof(struct rf_balloon_counters, config_out_of_range),
+    [RF_RJ_CONFIG_READONLY] = offsetof(struct rf_balloon_counters, config_write_readonly),
+    [RF_RJ_QUEUE_SETUP] = offsetof(struct rf_balloon_counters, queue_setup_invalid),
+    [RF_RJ_QUEUE_SIZE] = offsetof(struct rf_balloon_counters, queue_size_invalid),
+    [RF_RJ_RING_ADDR] = offsetof(struct rf_balloon_counters, ring_addr_invalid),
+    [RF_RJ_NOTIFY_INVALID] = offsetof(struct rf_balloon_counters, notify_invalid),
+    [RF_RJ_NOTIFY_EARLY] = offsetof(struct rf_balloon_counters, notify_before_driver_ok),
+    [RF_RJ_NOTIFY_NEEDS_RESET] = offsetof(struct rf_balloon_counters, notify_needs_reset),
+    [RF_RJ_VQ + RF_VQ_E_DESC_INDEX] = offsetof(struct rf_balloon_counters, desc_index_invalid),
+    [RF_RJ_VQ + RF_VQ_E_CHAIN_LEN] = offsetof(struct rf_balloon_counters, desc_chain_too_long),
+    [RF_RJ_VQ + RF_VQ_E_DESC_FLAGS] = offsetof(struct rf_balloon_counters, desc_flags_invalid),
+    [RF_RJ_VQ + RF_VQ_E_DESC_ADDR] = offsetof(struct rf_balloon_counters, desc_addr_invalid),
+    [RF_RJ_VQ + RF_VQ_E_DIRECTION] = offsetof(struct rf_balloon_counters, desc_wrong_direction),
+    [RF_RJ_VQ + RF_VQ_E_INDIRECT_NOT_NEG] =
+	offsetof(struct rf_balloon_counters, indirect_not_negotiated),
+    [RF_RJ_VQ + RF_VQ_E_INDIRECT_NESTED] = offsetof(struct rf_balloon_counters, indirect_nested),
+    [RF_RJ_VQ + RF_VQ_E_INDIRECT_LEN] = offsetof(struct rf_balloon_counters, indirect_len_invalid),
+    [RF_RJ_VQ + RF_VQ_E_AVAIL_JUMP] = offsetof(struct rf_balloon_counters, avail_idx_jump),
+    [RF_RJ_VQ + RF_VQ_E_HEAD_INDEX] = offsetof(struct rf_balloon_counters, desc_index_invalid),
+    [RF_RJ_VQ + RF_VQ_E_RING_GONE] = offsetof(struct rf_balloon_counters, ring_addr_invalid),
 };
 
 static void dev_reject(struct rf_virtio_dev *d, enum rf_virtio_reject kind, const char *detail)
@@ -190,8 +195,8 @@ static void dev_features_ok(struct rf_virtio_dev *d)
 	for (unsigned int q = 0; q < RF_VIRTIO_MAX_QUEUES && b->role[q] != ROLE_NONE; q++)
 		len += (size_t)snprintf(layout + len, sizeof(layout) - len, "%s%u=%s", q ? " " : "",
 					q, role_names[b->role[q]]);
-	rf_log(b->e, RF_LOG_INFO, "%s: balloon: features negotiated 0x%llx, queues %s",
-	       b->vm->name, (unsigned long long)d->driver_features, layout);
+	rf_log(b->e, RF_LOG_INFO, "%s: balloon: features negotiated 0x%llx, queues %s", b->vm->name,
+	       (unsigned long long)d->driver_features, layout);
 }
 
 static uint64_t guest_ram_bytes(rf_vm *vm)
@@ -208,7 +213,7 @@ static uint64_t guest_ram_bytes(rf_vm *vm)
 
 static void config_image(struct rf_balloon *b, uint8_t img[BALLOON_CONFIG_SIZE])
 {
-	uint32_t v[4] = { htole32(b->num_pages), htole32(b->actual), 0, htole32(b->poison_val) };
+	uint32_t v[4] = {htole32(b->num_pages), htole32(b->actual), 0, htole32(b->poison_val)};
 
 	memcpy(img, v, BALLOON_CONFIG_SIZE);
 }
@@ -229,7 +234,8 @@ static bool byte_writable(struct rf_balloon *b, uint32_t off)
 	       rf_virtio_negotiated(&b->dev, RF_BALLOON_F_PAGE_POISON);
 }
 
-static int dev_config_write(struct rf_virtio_dev *d, uint32_t off, const uint8_t *data, uint32_t len)
+static int dev_config_write(struct rf_virtio_dev *d, uint32_t off, const uint8_t *data,
+			    uint32_t len)
 {
 	struct rf_balloon *b = to_balloon(d);
 	uint8_t img[BALLOON_CONFIG_SIZE];
@@ -273,14 +279,16 @@ static size_t gather_pfns(struct rf_balloon *b, const char *qn)
 	size_t n, off = 0;
 
 	if (c->total_len == 0 || c->total_len % 4) {
-		BAD(b, buf_len_invalid, "%s: balloon: %s: buffer of %llu bytes is not whole PFNs, dropped",
-		    b->vm->name, qn, (unsigned long long)c->total_len);
+		BAD(b, buf_len_invalid,
+		    "%s: balloon: %s: buffer of %llu bytes is not whole PFNs, dropped", b->vm->name,
+		    qn, (unsigned long long)c->total_len);
 		return 0;
 	}
 	n = c->total_len / 4;
 	if (n > b->cfg.max_pfns_per_buffer) {
-		BAD(b, buf_too_many_pfns, "%s: balloon: %s: %zu PFNs in one buffer (at most %u), dropped",
-		    b->vm->name, qn, n, b->cfg.max_pfns_per_buffer);
+		BAD(b, buf_too_many_pfns,
+		    "%s: balloon: %s: %zu PFNs in one buffer (at most %u), dropped", b->vm->name,
+		    qn, n, b->cfg.max_pfns_per_buffer);
 		return 0;
 	}
 	for (unsigned int i = 0; i < c->nseg; i++) {
@@ -302,7 +310,8 @@ static bool __pfns_valid(struct rf_balloon *b, size_t n, const char *qn)
 
 		if (!__rf_vm_find_region(b->vm, gpa)) {
 			BAD(b, pfn_invalid,
-			    "%s: balloon: %s: PFN 0x%x beyond guest RAM (0x%llx pages) or in a hole, buffer dropped",
+			    "%s: balloon: %s: PFN 0x%x beyond guest RAM (0x%llx pages) or in a "
+			    "hole, buffer dropped",
 			    b->vm->name, qn, b->pfns[i],
 			    (unsigned long long)(b->vm->mapped_bytes >> RF_PAGE_SHIFT));
 			return false;
@@ -339,18 +348,19 @@ static void inflate_buffer(struct rf_balloon *b)
 				already++;
 				continue;
 			}
-			if (nsub && r == last_r && b->sub[nsub - 1].pfn + b->sub[nsub - 1].npages == p)
+			if (nsub && r == last_r &&
+			    b->sub[nsub - 1].pfn + b->sub[nsub - 1].npages == p)
 				b->sub[nsub - 1].npages++;
 			else
-				b->sub[nsub++] = (struct rf_pfn_run){ p, 1 };
+				b->sub[nsub++] = (struct rf_pfn_run){p, 1};
 			last_r = r;
 		}
 	}
 	rf_vm_regions_unlock(b->vm);
 	if (dups + already)
 		BAD(b, inflate_already_ballooned,
-		    "%s: balloon: inflateq: %llu PFNs inflated twice, counted once",
-		    b->vm->name, (unsigned long long)(dups + already));
+		    "%s: balloon: inflateq: %llu PFNs inflated twice, counted once", b->vm->name,
+		    (unsigned long long)(dups + already));
 	if (dups + already > 1)
 		b->ctr.inflate_already_ballooned += dups + already - 1;
 	for (size_t i = 0; i < nsub; i++) {
@@ -359,7 +369,8 @@ static void inflate_buffer(struct rf_balloon *b)
 					RF_PAGE_BALLOONED, &skipped);
 
 		if (err) {
-			rf_log(b->e, RF_LOG_ERR, "%s: balloon: inflateq: discard of %llu pages at PFN 0x%llx: %s",
+			rf_log(b->e, RF_LOG_ERR,
+			       "%s: balloon: inflateq: discard of %llu pages at PFN 0x%llx: %s",
 			       b->vm->name, (unsigned long long)b->sub[i].npages,
 			       (unsigned long long)b->sub[i].pfn, strerror(-err));
 			continue;
@@ -449,7 +460,8 @@ static void report_buffer(struct rf_balloon *b)
 	uint64_t pages = c->total_len >> RF_PAGE_SHIFT;
 
 	if (c->total_len > b->cfg.max_report_bytes) {
-		BAD(b, report_too_long, "%s: balloon: reporting_vq: %llu bytes in one buffer (at most %llu), dropped",
+		BAD(b, report_too_long,
+		    "%s: balloon: reporting_vq: %llu bytes in one buffer (at most %llu), dropped",
 		    b->vm->name, (unsigned long long)c->total_len,
 		    (unsigned long long)b->cfg.max_report_bytes);
 		return;
@@ -457,7 +469,8 @@ static void report_buffer(struct rf_balloon *b)
 	for (unsigned int i = 0; i < c->nseg; i++) {
 		if ((c->seg[i].gpa | c->seg[i].len) & (RF_PAGE_SIZE - 1) || c->seg[i].len == 0) {
 			BAD(b, report_range_invalid,
-			    "%s: balloon: reporting_vq: range gpa 0x%llx len 0x%x not whole pages, buffer dropped",
+			    "%s: balloon: reporting_vq: range gpa 0x%llx len 0x%x not whole pages, "
+			    "buffer dropped",
 			    b->vm->name, (unsigned long long)c->seg[i].gpa, c->seg[i].len);
 			return;
 		}
@@ -496,7 +509,7 @@ static void report_buffer(struct rf_balloon *b)
 				}
 				if (nsub == b->cfg.max_pfns_per_buffer)
 					break;
-				b->sub[nsub++] = (struct rf_pfn_run){ p, 1 };
+				b->sub[nsub++] = (struct rf_pfn_run){p, 1};
 			}
 			rf_vm_regions_unlock(b->vm);
 			if (!r)
@@ -545,7 +558,8 @@ static bool stats_buffer(struct rf_balloon *b)
 	if (c->total_len == 0 || c->total_len > RF_BALLOON_STATS_MAX_BYTES ||
 	    c->total_len % RF_BALLOON_STAT_ENTRY) {
 		BAD(b, stats_len_invalid,
-		    "%s: balloon: statsq: buffer of %llu bytes is not whole 10-byte entries (at most %u bytes), dropped",
+		    "%s: balloon: statsq: buffer of %llu bytes is not whole 10-byte entries (at "
+		    "most %u bytes), dropped",
 		    b->vm->name, (unsigned long long)c->total_len, RF_BALLOON_STATS_MAX_BYTES);
 		return false;
 	}
@@ -555,8 +569,9 @@ static bool stats_buffer(struct rf_balloon *b)
 	}
 	rf_balloon_stats_parse(buf, off, &sp);
 	if (sp.duplicate) {
-		BAD(b, stats_tag_duplicate, "%s: balloon: statsq: tag %u sent more than once, first kept",
-		    b->vm->name, sp.first_bad_tag);
+		BAD(b, stats_tag_duplicate,
+		    "%s: balloon: statsq: tag %u sent more than once, first kept", b->vm->name,
+		    sp.first_bad_tag);
 		b->ctr.stats_tag_duplicate += sp.duplicate - 1;
 	}
 	if (sp.unknown) {
@@ -657,8 +672,8 @@ static void unballoon_all(struct rf_balloon *b)
 			v = rf_pte_lock(&r->pte[idx]);
 			rf_pte_unlock(b->vm, &r->pte[idx], v,
 				      rf_pte_state(v) == RF_PAGE_BALLOONED
-					      ? rf_pte_with_state(v, RF_PAGE_PRIVATE)
-					      : v);
+					  ? rf_pte_with_state(v, RF_PAGE_PRIVATE)
+					  : v);
 		}
 	}
 	rf_vm_regions_unlock(b->vm);
@@ -682,18 +697,18 @@ static void dev_reset(struct rf_virtio_dev *d)
 }
 
 static const struct rf_virtio_dev_ops balloon_dev_ops = {
-	.device_id = VIRTIO_ID_BALLOON,
-	.config_size = BALLOON_CONFIG_SIZE,
-	.num_queues = dev_num_queues,
-	.queue_device_writes = dev_queue_device_writes,
-	.config_read = dev_config_read,
-	.config_write = dev_config_write,
-	.features_ok = dev_features_ok,
-	.queue_notify = dev_queue_notify,
-	.driver_ok = dev_driver_ok,
-	.reset = dev_reset,
-	.reject = dev_reject,
-	.irq = dev_irq,
+    .device_id = VIRTIO_ID_BALLOON,
+    .config_size = BALLOON_CONFIG_SIZE,
+    .num_queues = dev_num_queues,
+    .queue_device_writes = dev_queue_device_writes,
+    .config_read = dev_config_read,
+    .config_write = dev_config_write,
+    .features_ok = dev_features_ok,
+    .queue_notify = dev_queue_notify,
+    .driver_ok = dev_driver_ok,
+    .reset = dev_reset,
+    .reject = dev_reject,
+    .irq = dev_irq,
 };
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -735,7 +750,7 @@ static void balloon_vm_free(rf_vm *vm, void *arg)
 
 static int ensure_vm_hook(rf_vm *vm)
 {
-	struct rf_vm_hooks h = { .vm_free = balloon_vm_free };
+	struct rf_vm_hooks h = {.vm_free = balloon_vm_free};
 
 	for (unsigned int i = 0; i < vm->nr_hooks; i++)
 		if (vm->hooks[i].vm_free == balloon_vm_free)
@@ -763,13 +778,15 @@ RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 	    c.max_pfns_per_buffer == 0 || c.max_pfns_per_buffer > 4096 ||
 	    c.max_report_bytes < RF_PAGE_SIZE) {
 		rf_log(vm->e, RF_LOG_ERR,
-		       "%s: balloon_new: queue_size_max %u (power of two 2..%u), max_pfns_per_buffer %u (1..4096), max_report_bytes %llu (>= 4096)",
+		       "%s: balloon_new: queue_size_max %u (power of two 2..%u), "
+		       "max_pfns_per_buffer %u (1..4096), max_report_bytes %llu (>= 4096)",
 		       vm->name, qmax, RF_VIRTQ_MAX_SIZE, c.max_pfns_per_buffer,
 		       (unsigned long long)c.max_report_bytes);
 		return -EINVAL;
 	}
 	if (vm->balloon) {
-		rf_log(vm->e, RF_LOG_ERR, "%s: balloon_new: the VM already has a balloon", vm->name);
+		rf_log(vm->e, RF_LOG_ERR, "%s: balloon_new: the VM already has a balloon",
+		       vm->name);
 		return -EBUSY;
 	}
 	c.features = (c.features | RF_VIRTIO_F_VERSION_1) & RF_BALLOON_FEATURES_DEFAULT;
@@ -835,7 +852,8 @@ RF_EXPORT int rf_balloon_mmio_read(rf_balloon *b, uint64_t offset, void *data, u
 	pthread_mutex_lock(&b->lock);
 	if (offset >= RF_BALLOON_MMIO_SIZE) {
 		memset(data, 0, len > 8 ? 8 : len);
-		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS, "mmio read beyond the register window");
+		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS,
+				   "mmio read beyond the register window");
 	} else {
 		rf_virtio_mmio_read(&b->dev, offset, data, len);
 	}
@@ -850,7 +868,8 @@ RF_EXPORT int rf_balloon_mmio_write(rf_balloon *b, uint64_t offset, const void *
 		return -EINVAL;
 	pthread_mutex_lock(&b->lock);
 	if (offset >= RF_BALLOON_MMIO_SIZE)
-		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS, "mmio write beyond the register window");
+		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS,
+				   "mmio write beyond the register window");
 	else
 		rf_virtio_mmio_write(&b->dev, offset, data, len);
 	pthread_mutex_unlock(&b->lock);
@@ -947,9 +966,10 @@ RF_EXPORT int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes)
 	ram = guest_ram_bytes(b->vm);
 	pages = balloon_bytes >> RF_PAGE_SHIFT;
 	if (balloon_bytes > ram || pages > UINT32_MAX) {
-		rf_log(b->e, RF_LOG_ERR,
-		       "%s: balloon: target of %llu bytes is larger than the guest's RAM (%llu bytes)",
-		       b->vm->name, (unsigned long long)balloon_bytes, (unsigned long long)ram);
+		rf_log(
+		    b->e, RF_LOG_ERR,
+		    "%s: balloon: target of %llu bytes is larger than the guest's RAM (%llu bytes)",
+		    b->vm->name, (unsigned long long)balloon_bytes, (unsigned long long)ram);
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&b->lock);
@@ -973,7 +993,7 @@ RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
 	out->actual_changed_ns = b->actual_changed_ns;
 	out->features_offered = b->dev.host_features;
 	out->features_negotiated =
-		(b->dev.status & RF_VIRTIO_STATUS_FEATURES_OK) ? b->dev.driver_features : 0;
+	    (b->dev.status & RF_VIRTIO_STATUS_FEATURES_OK) ? b->dev.driver_features : 0;
 	out->poison_val = b->poison_val;
 	out->status = b->dev.status;
 	out->stats_interval_ms = b->cfg.stats_interval_ms;
@@ -1029,10 +1049,10 @@ RF_EXPORT int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms)
 			if (b->dev.vq[q].size && rf_virtq_pending(&b->dev.vq[q]) > 0 &&
 			    !(b->dev.status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 				process_queue(b, q);
-		if (sq >= 0 && b->stats_held && b->cfg.stats_interval_ms &&
-		    b->dev.vq[sq].size) {
+		if (sq >= 0 && b->stats_held && b->cfg.stats_interval_ms && b->dev.vq[sq].size) {
 			uint64_t now = rf_now_ns();
-			uint64_t due = b->stats_since_ns + (uint64_t)b->cfg.stats_interval_ms * 1000000;
+			uint64_t due =
+			    b->stats_since_ns + (uint64_t)b->cfg.stats_interval_ms * 1000000;
 
 			if (now >= due)
 				return_stats_buffer(b, (unsigned int)sq);

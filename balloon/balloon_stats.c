@@ -8,22 +8,22 @@
 
 /* The names QEMU's guest-stats property uses (and libvirt reads). */
 static const char *const stat_names[RF_BALLOON_NR_STATS] = {
-	[RF_BALLOON_S_SWAP_IN] = "stat-swap-in",
-	[RF_BALLOON_S_SWAP_OUT] = "stat-swap-out",
-	[RF_BALLOON_S_MAJFLT] = "stat-major-faults",
-	[RF_BALLOON_S_MINFLT] = "stat-minor-faults",
-	[RF_BALLOON_S_MEMFREE] = "stat-free-memory",
-	[RF_BALLOON_S_MEMTOT] = "stat-total-memory",
-	[RF_BALLOON_S_AVAIL] = "stat-available-memory",
-	[RF_BALLOON_S_CACHES] = "stat-disk-caches",
-	[RF_BALLOON_S_HTLB_PGALLOC] = "stat-htlb-pgalloc",
-	[RF_BALLOON_S_HTLB_PGFAIL] = "stat-htlb-pgfail",
-	[RF_BALLOON_S_OOM_KILL] = "stat-oom-kills",
-	[RF_BALLOON_S_ALLOC_STALL] = "stat-alloc-stalls",
-	[RF_BALLOON_S_ASYNC_SCAN] = "stat-async-scans",
-	[RF_BALLOON_S_DIRECT_SCAN] = "stat-direct-scans",
-	[RF_BALLOON_S_ASYNC_RECLAIM] = "stat-async-reclaims",
-	[RF_BALLOON_S_DIRECT_RECLAIM] = "stat-direct-reclaims",
+    [RF_BALLOON_S_SWAP_IN] = "stat-swap-in",
+    [RF_BALLOON_S_SWAP_OUT] = "stat-swap-out",
+    [RF_BALLOON_S_MAJFLT] = "stat-major-faults",
+    [RF_BALLOON_S_MINFLT] = "stat-minor-faults",
+    [RF_BALLOON_S_MEMFREE] = "stat-free-memory",
+    [RF_BALLOON_S_MEMTOT] = "stat-total-memory",
+    [RF_BALLOON_S_AVAIL] = "stat-available-memory",
+    [RF_BALLOON_S_CACHES] = "stat-disk-caches",
+    [RF_BALLOON_S_HTLB_PGALLOC] = "stat-htlb-pgalloc",
+    [RF_BALLOON_S_HTLB_PGFAIL] = "stat-htlb-pgfail",
+    [RF_BALLOON_S_OOM_KILL] = "stat-oom-kills",
+    [RF_BALLOON_S_ALLOC_STALL] = "stat-alloc-stalls",
+    [RF_BALLOON_S_ASYNC_SCAN] = "stat-async-scans",
+    [RF_BALLOON_S_DIRECT_SCAN] = "stat-direct-scans",
+    [RF_BALLOON_S_ASYNC_RECLAIM] = "stat-async-reclaims",
+    [RF_BALLOON_S_DIRECT_RECLAIM] = "stat-direct-reclaims",
 };
 
 RF_EXPORT const char *rf_balloon_stat_name(unsigned int tag)

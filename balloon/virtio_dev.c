@@ -31,7 +31,7 @@ void rf_virtio_reset(struct rf_virtio_dev *d)
 }
 
 static void reject(struct rf_virtio_dev *d, enum rf_virtio_reject kind, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void reject(struct rf_virtio_dev *d, enum rf_virtio_reject kind, const char *fmt, ...)
 {
@@ -51,8 +51,8 @@ bool rf_virtio_negotiated(const struct rf_virtio_dev *d, uint64_t feature)
 
 unsigned int rf_virtio_num_queues(struct rf_virtio_dev *d)
 {
-	uint64_t f = (d->status & RF_VIRTIO_STATUS_FEATURES_OK) ? d->driver_features
-								 : d->host_features;
+	uint64_t f =
+	    (d->status & RF_VIRTIO_STATUS_FEATURES_OK) ? d->driver_features : d->host_features;
 	unsigned int n = d->ops->num_queues(d, f);
 
 	return n < RF_VIRTIO_MAX_QUEUES ? n : RF_VIRTIO_MAX_QUEUES;
@@ -61,7 +61,8 @@ unsigned int rf_virtio_num_queues(struct rf_virtio_dev *d)
 int rf_virtio_set_driver_features(struct rf_virtio_dev *d, uint64_t features)
 {
 	if (d->status & RF_VIRTIO_STATUS_FEATURES_OK) {
-		reject(d, RF_RJ_FEATURES_LATE, "driver features 0x%llx written after FEATURES_OK, ignored",
+		reject(d, RF_RJ_FEATURES_LATE,
+		       "driver features 0x%llx written after FEATURES_OK, ignored",
 		       (unsigned long long)features);
 		return -EBUSY;
 	}
@@ -100,7 +101,8 @@ int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status)
 			reject(d, RF_RJ_FEATURES_UNSUPPORTED,
 			       "FEATURES_OK refused: driver features 0x%llx (not offered 0x%llx%s)",
 			       (unsigned long long)d->driver_features, (unsigned long long)bad,
-			       (d->driver_features & RF_VIRTIO_F_VERSION_1) ? "" : ", no VERSION_1");
+			       (d->driver_features & RF_VIRTIO_F_VERSION_1) ? ""
+									    : ", no VERSION_1");
 			status &= ~RF_VIRTIO_STATUS_FEATURES_OK;
 			d->status = status | (d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 			return -EINVAL;
@@ -172,7 +174,8 @@ int rf_virtio_config_read(struct rf_virtio_dev *d, uint64_t off, void *data, uns
 	return 0;
 }
 
-int rf_virtio_config_write(struct rf_virtio_dev *d, uint64_t off, const void *data, unsigned int len)
+int rf_virtio_config_write(struct rf_virtio_dev *d, uint64_t off, const void *data,
+			   unsigned int len)
 {
 	if (!config_range_ok(d, off, len)) {
 		reject(d, RF_RJ_CONFIG_RANGE, "config write of %u bytes at offset 0x%llx (size %u)",
@@ -180,8 +183,9 @@ int rf_virtio_config_write(struct rf_virtio_dev *d, uint64_t off, const void *da
 		return -EINVAL;
 	}
 	if (d->ops->config_write(d, (uint32_t)off, data, len) == -EPERM) {
-		reject(d, RF_RJ_CONFIG_READONLY, "config write of %u bytes at offset 0x%llx: read-only field",
-		       len, (unsigned long long)off);
+		reject(d, RF_RJ_CONFIG_READONLY,
+		       "config write of %u bytes at offset 0x%llx: read-only field", len,
+		       (unsigned long long)off);
 		return -EPERM;
 	}
 	return 0;
@@ -219,11 +223,13 @@ int rf_virtio_notify(struct rf_virtio_dev *d, unsigned int q)
 		return -ENOENT;
 	}
 	if (!(d->status & RF_VIRTIO_STATUS_DRIVER_OK)) {
-		reject(d, RF_RJ_NOTIFY_EARLY, "queue %u notified before DRIVER_OK, deferred until DRIVER_OK", q);
+		reject(d, RF_RJ_NOTIFY_EARLY,
+		       "queue %u notified before DRIVER_OK, deferred until DRIVER_OK", q);
 		return -EAGAIN;
 	}
 	if (d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET) {
-		reject(d, RF_RJ_NOTIFY_NEEDS_RESET, "queue %u used while the device needs a reset", q);
+		reject(d, RF_RJ_NOTIFY_NEEDS_RESET, "queue %u used while the device needs a reset",
+		       q);
 		return -EIO;
 	}
 	d->ops->queue_notify(d, q);

@@ -62,7 +62,8 @@ struct rf_virtio_dev_ops {
 	/* Config access, already checked to lie inside config_size. A write
 	 * returns -EPERM if it touches a read-only field (nothing written). */
 	void (*config_read)(struct rf_virtio_dev *d, uint32_t off, uint8_t *data, uint32_t len);
-	int (*config_write)(struct rf_virtio_dev *d, uint32_t off, const uint8_t *data, uint32_t len);
+	int (*config_write)(struct rf_virtio_dev *d, uint32_t off, const uint8_t *data,
+			    uint32_t len);
 	/* FEATURES_OK accepted: d->driver_features are final. */
 	void (*features_ok)(struct rf_virtio_dev *d);
 	/* Process queue @q (DRIVER_OK set, queue enabled, not NEEDS_RESET). */
@@ -117,7 +118,8 @@ int rf_virtio_queue_enable(struct rf_virtio_dev *d, unsigned int q, unsigned int
 /* Config space access with bounds checks (offsets that overflow included);
  * an out-of-range read yields zeros. */
 int rf_virtio_config_read(struct rf_virtio_dev *d, uint64_t off, void *data, unsigned int len);
-int rf_virtio_config_write(struct rf_virtio_dev *d, uint64_t off, const void *data, unsigned int len);
+int rf_virtio_config_write(struct rf_virtio_dev *d, uint64_t off, const void *data,
+			   unsigned int len);
 
 /* The device changed its config: bump the generation, raise the interrupt. */
 void rf_virtio_config_changed(struct rf_virtio_dev *d);

@@ -13,7 +13,7 @@ static void bad_access(struct rf_virtio_dev *d, const char *what, uint64_t off, 
 	/* snprintf via the device's reject hook keeps one log format. */
 	memset(msg, 0, sizeof(msg));
 	snprintf(msg, sizeof(msg), "mmio %s of %u bytes at offset 0x%llx", what, len,
-			   (unsigned long long)off);
+		 (unsigned long long)off);
 	d->ops->reject(d, RF_RJ_MMIO_ACCESS, msg);
 }
 
@@ -128,7 +128,8 @@ static void reg_write(struct rf_virtio_dev *d, uint64_t off, uint32_t v)
 		return;
 	case RF_VMMIO_QUEUE_READY:
 		if (d->queue_sel >= rf_virtio_num_queues(d)) {
-			d->ops->reject(d, RF_RJ_QUEUE_SETUP, "QueueReady of a queue that does not exist");
+			d->ops->reject(d, RF_RJ_QUEUE_SETUP,
+				       "QueueReady of a queue that does not exist");
 			return;
 		}
 		if (v == 0) {

@@ -13,9 +13,9 @@
 
 #include "virtio_dev.h"
 
-#define RF_VIRTIO_MMIO_MAGIC	 0x74726976u /* "virt" */
-#define RF_VIRTIO_MMIO_VERSION	 2u
-#define RF_VIRTIO_MMIO_VENDOR	 0x554d4551u /* the value QEMU uses; drivers ignore it */
+#define RF_VIRTIO_MMIO_MAGIC   0x74726976u /* "virt" */
+#define RF_VIRTIO_MMIO_VERSION 2u
+#define RF_VIRTIO_MMIO_VENDOR  0x554d4551u /* the value QEMU uses; drivers ignore it */
 
 #define RF_VMMIO_MAGIC		   0x000
 #define RF_VMMIO_VERSION	   0x004
@@ -48,6 +48,7 @@
 #define RF_VMMIO_CONFIG		   0x100
 
 void rf_virtio_mmio_read(struct rf_virtio_dev *d, uint64_t off, void *data, unsigned int len);
-void rf_virtio_mmio_write(struct rf_virtio_dev *d, uint64_t off, const void *data, unsigned int len);
+void rf_virtio_mmio_write(struct rf_virtio_dev *d, uint64_t off, const void *data,
+			  unsigned int len);
 
 #endif

@@ -24,18 +24,18 @@ _Static_assert(sizeof(struct vring_desc) == 16, "virtq descriptor is 16 bytes");
 #define DESC_KNOWN_FLAGS (RF_VRING_DESC_F_NEXT | RF_VRING_DESC_F_WRITE | RF_VRING_DESC_F_INDIRECT)
 
 static const char *const err_names[RF_VQ_E_NR] = {
-	[RF_VQ_OK] = "ok",
-	[RF_VQ_E_DESC_INDEX] = "descriptor index out of range",
-	[RF_VQ_E_CHAIN_LEN] = "descriptor chain loops or is too long",
-	[RF_VQ_E_DESC_FLAGS] = "invalid descriptor flags",
-	[RF_VQ_E_DESC_ADDR] = "buffer not inside guest RAM",
-	[RF_VQ_E_DIRECTION] = "buffer direction wrong for this queue",
-	[RF_VQ_E_INDIRECT_NOT_NEG] = "indirect descriptor not negotiated",
-	[RF_VQ_E_INDIRECT_NESTED] = "indirect descriptor inside an indirect table",
-	[RF_VQ_E_INDIRECT_LEN] = "indirect table length invalid",
-	[RF_VQ_E_AVAIL_JUMP] = "avail index jumped beyond the queue size",
-	[RF_VQ_E_HEAD_INDEX] = "avail ring entry out of range",
-	[RF_VQ_E_RING_GONE] = "ring no longer inside guest RAM",
+    [RF_VQ_OK] = "ok",
+    [RF_VQ_E_DESC_INDEX] = "descriptor index out of range",
+    [RF_VQ_E_CHAIN_LEN] = "descriptor chain loops or is too long",
+    [RF_VQ_E_DESC_FLAGS] = "invalid descriptor flags",
+    [RF_VQ_E_DESC_ADDR] = "buffer not inside guest RAM",
+    [RF_VQ_E_DIRECTION] = "buffer direction wrong for this queue",
+    [RF_VQ_E_INDIRECT_NOT_NEG] = "indirect descriptor not negotiated",
+    [RF_VQ_E_INDIRECT_NESTED] = "indirect descriptor inside an indirect table",
+    [RF_VQ_E_INDIRECT_LEN] = "indirect table length invalid",
+    [RF_VQ_E_AVAIL_JUMP] = "avail index jumped beyond the queue size",
+    [RF_VQ_E_HEAD_INDEX] = "avail ring entry out of range",
+    [RF_VQ_E_RING_GONE] = "ring no longer inside guest RAM",
 };
 
 const char *rf_virtq_err_name(int err)
@@ -80,7 +80,8 @@ void rf_virtq_reset(struct rf_virtq *q)
 }
 
 void rf_virtq_enable(struct rf_virtq *q, const rf_vm *vm, unsigned int size, uint64_t desc,
-		     uint64_t avail, uint64_t used, bool device_writes, bool event_idx, bool indirect)
+		     uint64_t avail, uint64_t used, bool device_writes, bool event_idx,
+		     bool indirect)
 {
 	rf_virtq_reset(q);
 	q->vm = vm;
@@ -138,7 +139,7 @@ static int store16(const struct rf_virtq *q, uint64_t gpa, uint16_t v)
 #define USED_AVAIL_EVENT(q) ((q)->used_gpa + 4 + 8ull * (q)->size)
 
 static int fail(struct rf_virtq *q, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(struct rf_virtq *q, int err, const char *fmt, ...)
 {
@@ -159,8 +160,8 @@ static int read_avail_idx(struct rf_virtq *q, uint16_t *idx)
 	/* Unsigned 16-bit difference: wrap-around is legal, running more than
 	 * a ring's worth ahead is not. */
 	if ((uint16_t)(*idx - q->last_avail) > q->size)
-		return fail(q, RF_VQ_E_AVAIL_JUMP, "avail idx %u, consumed %u, queue size %u",
-			    *idx, q->last_avail, q->size);
+		return fail(q, RF_VQ_E_AVAIL_JUMP, "avail idx %u, consumed %u, queue size %u", *idx,
+			    q->last_avail, q->size);
 	return 0;
 }
 
@@ -220,7 +221,8 @@ static int walk_indirect(struct rf_virtq *q, struct rf_virtq_chain *c, const str
 	uint16_t i = 0;
 
 	if (!q->indirect)
-		return fail(q, RF_VQ_E_INDIRECT_NOT_NEG, "indirect descriptor, feature not negotiated");
+		return fail(q, RF_VQ_E_INDIRECT_NOT_NEG,
+			    "indirect descriptor, feature not negotiated");
 	if (ind->flags & RF_VRING_DESC_F_NEXT)
 		return fail(q, RF_VQ_E_DESC_FLAGS, "descriptor has both INDIRECT and NEXT");
 	if (ind->len == 0 || (ind->len % 16))
@@ -229,7 +231,8 @@ static int walk_indirect(struct rf_virtq *q, struct rf_virtq_chain *c, const str
 		return fail(q, RF_VQ_E_CHAIN_LEN, "indirect table of %llu entries",
 			    (unsigned long long)n);
 	if (rf_vm_gpa_to_hva(q->vm, ind->addr, ind->len, &hva))
-		return fail(q, RF_VQ_E_DESC_ADDR, "indirect table gpa 0x%llx len 0x%x not inside guest RAM",
+		return fail(q, RF_VQ_E_DESC_ADDR,
+			    "indirect table gpa 0x%llx len 0x%x not inside guest RAM",
 			    (unsigned long long)ind->addr, ind->len);
 	/* At most n steps: one more means a loop inside the table. */
 	for (uint64_t steps = 0;; steps++) {
@@ -241,15 +244,17 @@ static int walk_indirect(struct rf_virtq *q, struct rf_virtq_chain *c, const str
 		if (read_desc(q, ind->addr, i, &d))
 			return fail(q, RF_VQ_E_DESC_ADDR, "indirect table left guest RAM");
 		if (d.flags & RF_VRING_DESC_F_INDIRECT)
-			return fail(q, RF_VQ_E_INDIRECT_NESTED, "indirect descriptor %u inside an indirect table", i);
+			return fail(q, RF_VQ_E_INDIRECT_NESTED,
+				    "indirect descriptor %u inside an indirect table", i);
 		err = add_seg(q, c, &d);
 		if (err)
 			return err;
 		if (!(d.flags & RF_VRING_DESC_F_NEXT))
 			return 0;
 		if (d.next >= n)
-			return fail(q, RF_VQ_E_DESC_INDEX, "indirect next %u, table has %llu entries",
-				    d.next, (unsigned long long)n);
+			return fail(q, RF_VQ_E_DESC_INDEX,
+				    "indirect next %u, table has %llu entries", d.next,
+				    (unsigned long long)n);
 		i = d.next;
 	}
 }
@@ -286,8 +291,9 @@ int rf_virtq_pop(struct rf_virtq *q, struct rf_virtq_chain *c)
 		struct vring_desc d;
 
 		if (steps == q->size)
-			return fail(q, RF_VQ_E_CHAIN_LEN, "chain from head %u loops or exceeds queue size %u",
-				    head, q->size);
+			return fail(q, RF_VQ_E_CHAIN_LEN,
+				    "chain from head %u loops or exceeds queue size %u", head,
+				    q->size);
 		if (read_desc(q, q->desc_gpa, i, &d))
 			return fail(q, RF_VQ_E_RING_GONE, "descriptor table left guest RAM");
 		if (d.flags & RF_VRING_DESC_F_INDIRECT) {

@@ -52,14 +52,14 @@
 enum rf_virtq_err {
 	RF_VQ_OK = 0,
 	/* chain dropped (head valid): return it used, length 0 */
-	RF_VQ_E_DESC_INDEX = 1,	   /* a next index >= queue size (or table size) */
-	RF_VQ_E_CHAIN_LEN,	   /* loop, or longer than allowed */
-	RF_VQ_E_DESC_FLAGS,	   /* unknown bits, INDIRECT with NEXT */
-	RF_VQ_E_DESC_ADDR,	   /* not inside guest RAM */
-	RF_VQ_E_DIRECTION,	   /* WRITE flag wrong for this queue */
-	RF_VQ_E_INDIRECT_NOT_NEG,  /* INDIRECT without the feature */
-	RF_VQ_E_INDIRECT_NESTED,   /* INDIRECT inside an indirect table */
-	RF_VQ_E_INDIRECT_LEN,	   /* table length 0 or not a multiple of 16 */
+	RF_VQ_E_DESC_INDEX = 1,	  /* a next index >= queue size (or table size) */
+	RF_VQ_E_CHAIN_LEN,	  /* loop, or longer than allowed */
+	RF_VQ_E_DESC_FLAGS,	  /* unknown bits, INDIRECT with NEXT */
+	RF_VQ_E_DESC_ADDR,	  /* not inside guest RAM */
+	RF_VQ_E_DIRECTION,	  /* WRITE flag wrong for this queue */
+	RF_VQ_E_INDIRECT_NOT_NEG, /* INDIRECT without the feature */
+	RF_VQ_E_INDIRECT_NESTED,  /* INDIRECT inside an indirect table */
+	RF_VQ_E_INDIRECT_LEN,	  /* table length 0 or not a multiple of 16 */
 	/* queue broken: the device must set DEVICE_NEEDS_RESET */
 	RF_VQ_E_BROKEN_FIRST,
 	RF_VQ_E_AVAIL_JUMP = RF_VQ_E_BROKEN_FIRST, /* avail idx ran more than size ahead */
@@ -96,9 +96,9 @@ struct rf_virtq {
 	const rf_vm *vm;
 	uint16_t size; /* 0: not enabled */
 	uint64_t desc_gpa, avail_gpa, used_gpa;
-	bool device_writes; /* chains must be device-writable (else device-readable) */
-	bool event_idx;	    /* VIRTIO_F_EVENT_IDX negotiated */
-	bool indirect;	    /* VIRTIO_F_INDIRECT_DESC negotiated */
+	bool device_writes;	 /* chains must be device-writable (else device-readable) */
+	bool event_idx;		 /* VIRTIO_F_EVENT_IDX negotiated */
+	bool indirect;		 /* VIRTIO_F_INDIRECT_DESC negotiated */
 	uint16_t last_avail;	 /* next avail entry to consume */
 	uint16_t used_idx;	 /* used->idx as the device last published it */
 	uint16_t signalled_used; /* used idx at the last interrupt (event_idx) */

@@ -63,20 +63,20 @@ extern "C" {
 typedef struct rf_balloon rf_balloon;
 
 /* Feature bits (bit numbers as in the virtio spec; values are masks). */
-#define RF_BALLOON_F_MUST_TELL_HOST  (1ull << 0)
-#define RF_BALLOON_F_STATS_VQ	     (1ull << 1)
-#define RF_BALLOON_F_DEFLATE_ON_OOM  (1ull << 2)
-#define RF_BALLOON_F_FREE_PAGE_HINT  (1ull << 3) /* not implemented, never offered */
-#define RF_BALLOON_F_PAGE_POISON     (1ull << 4)
-#define RF_BALLOON_F_REPORTING	     (1ull << 5)
-#define RF_VIRTIO_F_INDIRECT_DESC    (1ull << 28)
-#define RF_VIRTIO_F_EVENT_IDX	     (1ull << 29)
-#define RF_VIRTIO_F_VERSION_1	     (1ull << 32) /* always offered and required */
+#define RF_BALLOON_F_MUST_TELL_HOST (1ull << 0)
+#define RF_BALLOON_F_STATS_VQ	    (1ull << 1)
+#define RF_BALLOON_F_DEFLATE_ON_OOM (1ull << 2)
+#define RF_BALLOON_F_FREE_PAGE_HINT (1ull << 3) /* not implemented, never offered */
+#define RF_BALLOON_F_PAGE_POISON    (1ull << 4)
+#define RF_BALLOON_F_REPORTING	    (1ull << 5)
+#define RF_VIRTIO_F_INDIRECT_DESC   (1ull << 28)
+#define RF_VIRTIO_F_EVENT_IDX	    (1ull << 29)
+#define RF_VIRTIO_F_VERSION_1	    (1ull << 32) /* always offered and required */
 
 /* What rf_balloon_config_init() offers: everything implemented. */
 #define RF_BALLOON_FEATURES_DEFAULT                                                                \
-	(RF_BALLOON_F_MUST_TELL_HOST | RF_BALLOON_F_STATS_VQ | RF_BALLOON_F_DEFLATE_ON_OOM |      \
-	 RF_BALLOON_F_PAGE_POISON | RF_BALLOON_F_REPORTING | RF_VIRTIO_F_INDIRECT_DESC |         \
+	(RF_BALLOON_F_MUST_TELL_HOST | RF_BALLOON_F_STATS_VQ | RF_BALLOON_F_DEFLATE_ON_OOM |       \
+	 RF_BALLOON_F_PAGE_POISON | RF_BALLOON_F_REPORTING | RF_VIRTIO_F_INDIRECT_DESC |           \
 	 RF_VIRTIO_F_EVENT_IDX | RF_VIRTIO_F_VERSION_1)
 
 /* virtio device status bits */
@@ -219,12 +219,12 @@ void rf_balloon_interrupt_ack(rf_balloon *b, uint32_t bits);
 int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes);
 
 struct rf_balloon_info {
-	uint64_t guest_ram_bytes;     /* sum of the VM's regions */
-	uint64_t target_bytes;	      /* balloon size asked for (num_pages) */
-	uint64_t actual_bytes;	      /* the guest's `actual` as it reports it */
-	uint64_t ballooned_bytes;     /* pages in state BALLOONED (page-state table) */
-	uint64_t reported_bytes;      /* pages in state FREE_REPORTED */
-	uint64_t actual_changed_ns;   /* CLOCK_MONOTONIC of the last change of actual */
+	uint64_t guest_ram_bytes;   /* sum of the VM's regions */
+	uint64_t target_bytes;	    /* balloon size asked for (num_pages) */
+	uint64_t actual_bytes;	    /* the guest's `actual` as it reports it */
+	uint64_t ballooned_bytes;   /* pages in state BALLOONED (page-state table) */
+	uint64_t reported_bytes;    /* pages in state FREE_REPORTED */
+	uint64_t actual_changed_ns; /* CLOCK_MONOTONIC of the last change of actual */
 	uint64_t features_offered;
 	uint64_t features_negotiated; /* valid once FEATURES_OK */
 	uint32_t poison_val;	      /* as written by the guest (PAGE_POISON) */
@@ -291,14 +291,14 @@ int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms);
 struct rf_balloon_counters {
 	/* work done */
 	uint64_t inflate_buffers;
-	uint64_t inflated_pages;     /* pages that became BALLOONED */
+	uint64_t inflated_pages; /* pages that became BALLOONED */
 	uint64_t deflate_buffers;
-	uint64_t deflated_pages;     /* pages that left BALLOONED */
+	uint64_t deflated_pages; /* pages that left BALLOONED */
 	uint64_t report_buffers;
 	uint64_t reported_pages;     /* pages discarded as FREE_REPORTED */
 	uint64_t report_poison_kept; /* reported pages kept: non-zero poison value */
 	uint64_t stats_buffers;
-	uint64_t excluded_pages;     /* excluded by the embedder: not ballooned */
+	uint64_t excluded_pages; /* excluded by the embedder: not ballooned */
 	uint64_t resets;
 
 	/* transport: registers, status, features, config space */
@@ -307,24 +307,24 @@ struct rf_balloon_counters {
 	uint64_t features_unsupported;	     /* not offered, or no VERSION_1: FEATURES_OK refused */
 	uint64_t features_after_features_ok; /* DriverFeatures written after FEATURES_OK */
 	uint64_t config_out_of_range;	     /* offset/length past the config space */
-	uint64_t config_write_readonly;	     /* write to num_pages, cmd id, poison (not negotiated) */
-	uint64_t queue_setup_invalid;	     /* write to queue registers of a missing/live queue */
-	uint64_t queue_size_invalid;	     /* 0, not a power of two, above the maximum */
-	uint64_t ring_addr_invalid;	     /* unaligned, outside guest RAM, wrapping */
-	uint64_t notify_invalid;	     /* missing or not-enabled queue */
-	uint64_t notify_before_driver_ok;    /* queue used before DRIVER_OK */
-	uint64_t notify_needs_reset;	     /* queue used while DEVICE_NEEDS_RESET */
+	uint64_t config_write_readonly;	  /* write to num_pages, cmd id, poison (not negotiated) */
+	uint64_t queue_setup_invalid;	  /* write to queue registers of a missing/live queue */
+	uint64_t queue_size_invalid;	  /* 0, not a power of two, above the maximum */
+	uint64_t ring_addr_invalid;	  /* unaligned, outside guest RAM, wrapping */
+	uint64_t notify_invalid;	  /* missing or not-enabled queue */
+	uint64_t notify_before_driver_ok; /* queue used before DRIVER_OK */
+	uint64_t notify_needs_reset;	  /* queue used while DEVICE_NEEDS_RESET */
 
 	/* split virtqueue */
-	uint64_t avail_idx_jump;	/* avail index moved more than the queue size */
-	uint64_t desc_index_invalid;	/* head or next index out of range */
-	uint64_t desc_chain_too_long;	/* loops, or longer than the queue/table */
-	uint64_t desc_flags_invalid;	/* unknown flags, INDIRECT together with NEXT */
-	uint64_t desc_addr_invalid;	/* buffer outside guest RAM, wraps, crosses a region end */
-	uint64_t desc_wrong_direction;	/* device-writable where readable is due, or back */
+	uint64_t avail_idx_jump;       /* avail index moved more than the queue size */
+	uint64_t desc_index_invalid;   /* head or next index out of range */
+	uint64_t desc_chain_too_long;  /* loops, or longer than the queue/table */
+	uint64_t desc_flags_invalid;   /* unknown flags, INDIRECT together with NEXT */
+	uint64_t desc_addr_invalid;    /* buffer outside guest RAM, wraps, crosses a region end */
+	uint64_t desc_wrong_direction; /* device-writable where readable is due, or back */
 	uint64_t indirect_not_negotiated;
 	uint64_t indirect_nested;
-	uint64_t indirect_len_invalid;	/* 0 or not a multiple of 16 */
+	uint64_t indirect_len_invalid; /* 0 or not a multiple of 16 */
 
 	/* balloon requests */
 	uint64_t buf_len_invalid;	    /* PFN buffer empty or not a multiple of 4 */
@@ -336,9 +336,9 @@ struct rf_balloon_counters {
 	uint64_t report_too_long;	    /* more than max_report_bytes */
 	uint64_t stats_len_invalid;	    /* not whole 10-byte entries, or too long */
 	uint64_t stats_tag_duplicate;
-	uint64_t stats_tag_unknown;	    /* ignored (a newer driver) */
-	uint64_t stats_second_buffer;	    /* a stats buffer while one is outstanding */
-	uint64_t actual_implausible;	    /* guest's actual above its RAM */
+	uint64_t stats_tag_unknown;   /* ignored (a newer driver) */
+	uint64_t stats_second_buffer; /* a stats buffer while one is outstanding */
+	uint64_t actual_implausible;  /* guest's actual above its RAM */
 };
 
 int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out);

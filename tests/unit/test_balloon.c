@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The balloon device doing its job: a mock driver (tests/helpers/virtq_mock)
+ * negotiates over virtio-mmio, puts requests in real guest RAM, and each test
+ * checks what happened to the pages: state table, content, and what the
+ * kernel says is resident.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rf_test.h"
+#include "virtq_mock.h"
+#include "internal.h"
+
+#define RAM (16ull << 20)
+#define ALL (~0ull)
+
+static void drain_used(struct vq_mock *m)
+{
+	while (vq_mock_get_used(m, NULL, NULL))
+		;
+}
+
+static uint64_t resident(struct bdrv *d)
+{
+	struct rf_vm_stats st;
+
+	assert_int_equal(rf_vm_stats(d->vm, &st), 0);
+	return st.resident_bytes;
+}
+
+static struct rf_balloon_counters ctr(struct bdrv *d)
+{
+	struct rf_balloon_counters c;
+
+	assert_int_equal(rf_balloon_counters(d->b, &c), 0);
+	return c;
+}
+
+static void test_handshake_and_registers(void **state)
+{
+	struct bdrv d;
+	struct rf_balloon_info info;
+	uint8_t cfg8 = 0xff;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	assert_true(d.features == RF_BALLOON_FEATURES_DEFAULT);
+	assert_int_equal(d.nq, 4);
+	assert_int_equal(rf_balloon_num_queues(d.b), 4);
+	bdrv_w32(&d, 0x30, 4); /* a fifth queue does not exist */
+	assert_int_equal(bdrv_r32(&d, 0x34), 0);
+	assert_int_equal(bdrv_r32(&d, 0x0c), 0x554d4551);
+	assert_int_equal(bdrv_r32(&d, 0xb0), 0xffffffff); /* no shared memory */
+	assert_int_equal(rf_balloon_info(d.b, &info), 0);
+	assert_true(info.features_negotiated == RF_BALLOON_FEATURES_DEFAULT);
+	assert_int_equal(info.guest_ram_bytes, RAM);
+	assert_int_equal(info.status, 15);
+	/* config: 1-byte read works */
+	assert_int_equal(rf_balloon_mmio_read(d.b, 0x100, &cfg8, 1), 0);
+	assert_int_equal(cfg8, 0);
+	assert_int_equal(rf_balloon_rejected_total(&(struct rf_balloon_counters){0}), 0);
+	{
+		struct rf_balloon_counters c = ctr(&d);
+
+		assert_int_equal(rf_balloon_rejected_total(&c), 0);
+	}
+	assert_string_equal(rf_balloon_stat_name(0), "stat-swap-in");
+	bdrv_teardown(&d);
+}
+
+static void test_queue_layout_follows_features(void **state)
+{
+	struct bdrv d;
+
+	(void)state;
+	/* Without STATS_VQ the reporting queue is number 2, as Linux numbers it. */
+	assert_int_equal(bdrv_setup(&d, RAM, ALL & ~RF_BALLOON_F_STATS_VQ, NULL, true), 0);
+	assert_int_equal(d.nq, 3);
+	assert_int_equal(d.report_q, 2);
+	bdrv_fill_page(&d, 600, 1);
+	{
+		uint64_t a = 600ull << 12;
+		uint32_t l = 4096;
+
+		vq_mock_add_chain(&d.q[2], &a, &l, 1, true);
+	}
+	rf_balloon_queue_notify(d.b, 2);
+	assert_int_equal(rf_vm_page_state(d.vm, 600ull << 12), RF_PAGE_FREE_REPORTED);
+	bdrv_teardown(&d);
+}
+
+static void test_inflate_discards(void **state)
+{
+	struct bdrv d;
+	uint32_t pfns[256];
+	struct rf_balloon_info info;
+	struct rf_balloon_counters c;
+	uint64_t before, after;
+	uint32_t id, len;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	for (unsigned int i = 0; i < 256; i++) {
+		/* mixed order, two runs */
+		pfns[i] = (i % 2) ? 1000 + i / 2 : 2000 + i / 2;
+		bdrv_fill_page(&d, pfns[i], 7);
+	}
+	bdrv_fill_page(&d, 999, 7);
+	before = resident(&d);
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 256);
+	assert_int_equal(vq_mock_get_used(&d.q[d.inflate_q], &id, &len), 1);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.inflate_q]), 1);
+	for (unsigned int i = 0; i < 256; i++) {
+		assert_int_equal(rf_vm_page_state(d.vm, (uint64_t)pfns[i] << 12),
+				 RF_PAGE_BALLOONED);
+	}
+	after = resident(&d);
+	assert_true(before - after >= 256 * 4096ull);
+	assert_true(bdrv_page_is(&d, 999, 7)); /* the neighbour is untouched */
+	for (unsigned int i = 0; i < 256; i++)
+		assert_true(bdrv_page_is_zero(&d, pfns[i]));
+	c = ctr(&d);
+	assert_int_equal(c.inflated_pages, 256);
+	assert_int_equal(c.inflate_buffers, 1);
+	assert_int_equal(rf_balloon_rejected_total(&c), 0);
+	rf_balloon_info(d.b, &info);
+	assert_int_equal(info.ballooned_bytes, 256 * 4096ull);
+	assert_true(d.irqs >= 1);
+	bdrv_teardown(&d);
+}
+
+static unsigned int releases;
+
+static int fake_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg)
+{
+	(void)vm, (void)r, (void)idx, (void)pte, (void)arg;
+	releases++;
+	return 0;
+}
+
+static void test_inflate_merged_page_goes_through_owner(void **state)
+{
+	struct bdrv d;
+	struct rf_vm_hooks h = {.owns_states = 1u << RF_PAGE_MERGED, .page_release = fake_release};
+	uint32_t pfn = 300;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	assert_int_equal(rf_vm_add_hooks(d.vm, &h), 0);
+	rf_test_set_state(d.vm, 300ull << 12, RF_PAGE_MERGED);
+	releases = 0;
+	bdrv_send_pfns(&d, d.inflate_q, &pfn, 1);
+	assert_int_equal(releases, 1); /* the owner dropped its reference first */
+	assert_int_equal(rf_vm_page_state(d.vm, 300ull << 12), RF_PAGE_BALLOONED);
+	bdrv_teardown(&d);
+}
+
+static void test_deflate_returns_zero_pages(void **state)
+{
+	struct bdrv d;
+	uint32_t pfns[64];
+	struct rf_balloon_counters c;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	for (unsigned int i = 0; i < 64; i++) {
+		pfns[i] = 500 + i;
+		bdrv_fill_page(&d, pfns[i], 3);
+	}
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 64);
+	/* A guest that breaks the protocol writes to a ballooned page... */
+	bdrv_fill_page(&d, 510, 9);
+	bdrv_send_pfns(&d, d.deflate_q, pfns, 64);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.deflate_q]), 1);
+	for (unsigned int i = 0; i < 64; i++) {
+		assert_int_equal(rf_vm_page_state(d.vm, (uint64_t)pfns[i] << 12), RF_PAGE_PRIVATE);
+		/* ...and still gets a fresh zero page back. */
+		assert_true(bdrv_page_is_zero(&d, pfns[i]));
+	}
+	bdrv_fill_page(&d, 520, 4); /* usable again */
+	assert_true(bdrv_page_is(&d, 520, 4));
+	c = ctr(&d);
+	assert_int_equal(c.deflated_pages, 64);
+	assert_int_equal(c.inflated_pages, 64);
+	assert_int_equal(rf_balloon_rejected_total(&c), 0);
+	bdrv_teardown(&d);
+}
+
+static void test_excluded_pages_stay(void **state)
+{
+	struct bdrv d;
+	uint32_t pfns[2] = {700, 701};
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	bdrv_fill_page(&d, 700, 2);
+	bdrv_fill_page(&d, 701, 2);
+	assert_int_equal(rf_vm_exclude_range(d.vm, 700ull << 12, 4096, true), 0);
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 2);
+	assert_true(bdrv_page_is(&d, 700, 2));
+	assert_int_equal(rf_vm_page_state(d.vm, 701ull << 12), RF_PAGE_BALLOONED);
+	assert_int_equal(ctr(&d).excluded_pages, 1);
+	bdrv_teardown(&d);
+}
+
+static void report(struct bdrv *d, uint64_t gpa, uint32_t len)
+{
+	vq_mock_add_chain(&d->q[d->report_q], &gpa, &len, 1, true);
+	rf_balloon_queue_notify(d->b, (unsigned int)d->report_q);
+}
+
+static void test_free_page_reporting(void **state)
+{
+	struct bdrv d;
+	uint64_t before, after;
+	uint32_t pfn = 1024 + 5;
+	struct rf_balloon_info info;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	for (uint64_t p = 1024; p < 1024 + 1024; p++)
+		bdrv_fill_page(&d, p, 5);
+	bdrv_send_pfns(&d, d.inflate_q, &pfn, 1); /* one page already ballooned */
+	before = resident(&d);
+	report(&d, 4ull << 20, 2u << 20);
+	report(&d, 6ull << 20, 2u << 20);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.report_q]), 2);
+	after = resident(&d);
+	assert_true(before - after >= (4ull << 20) - 4096);
+	assert_int_equal(rf_vm_page_state(d.vm, 4ull << 20), RF_PAGE_FREE_REPORTED);
+	/* the ballooned page stays the host's */
+	assert_int_equal(rf_vm_page_state(d.vm, (uint64_t)pfn << 12), RF_PAGE_BALLOONED);
+	assert_true(bdrv_page_is_zero(&d, 1024));
+	rf_balloon_info(d.b, &info);
+	assert_int_equal(info.reported_bytes, (4ull << 20) - 4096);
+	assert_int_equal(ctr(&d).reported_pages, 1023);
+	/* deflating a reported page is not a deflate: it was never ballooned */
+	bdrv_send_pfns(&d, d.deflate_q, (uint32_t[]){1024}, 1);
+	assert_int_equal(rf_vm_page_state(d.vm, 4ull << 20), RF_PAGE_FREE_REPORTED);
+	assert_int_equal(ctr(&d).deflate_not_ballooned, 1);
+	bdrv_teardown(&d);
+}
+
+static void test_reporting_with_poison_keeps_pages(void **state)
+{
+	struct bdrv d;
+	uint32_t poison = 0xaa;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	assert_true(d.features & RF_BALLOON_F_PAGE_POISON);
+	assert_int_equal(rf_balloon_mmio_write(d.b, 0x100 + 12, &poison, 4), 0);
+	for (uint64_t p = 1024; p < 1024 + 512; p++)
+		bdrv_fill_page(&d, p, 6);
+	report(&d, 4ull << 20, 2u << 20);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.report_q]), 1);
+	for (uint64_t p = 1024; p < 1024 + 512; p++)
+		assert_true(bdrv_page_is(&d, p, 6));
+	assert_int_equal(ctr(&d).report_poison_kept, 512);
+	/* poison value 0: zero pages are what the guest expects, so discard */
+	poison = 0;
+	rf_balloon_mmio_write(d.b, 0x100 + 12, &poison, 4);
+	report(&d, 4ull << 20, 2u << 20);
+	assert_true(bdrv_page_is_zero(&d, 1024));
+	bdrv_teardown(&d);
+}
+
+static void put_stat(uint8_t *b, unsigned int i, uint16_t tag, uint64_t v)
+{
+	memcpy(b + 10 * i, &tag, 2);
+	memcpy(b + 10 * i + 2, &v, 8);
+}
+
+static void test_stats_polling(void **state)
+{
+	struct bdrv d;
+	struct rf_balloon_stats st;
+	struct rf_balloon_config cfg;
+	uint8_t buf[160];
+	unsigned int next;
+	struct timespec ts = {0, 80 * 1000000};
+
+	(void)state;
+	rf_balloon_config_init(&cfg);
+	cfg.stats_interval_ms = 50;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, &cfg, true), 0);
+	for (unsigned int t = 0; t < 16; t++)
+		put_stat(buf, t, (uint16_t)t, 1000 + t);
+	vq_mock_add(&d.q[d.stats_q], buf, 160, false);
+	rf_balloon_queue_notify(d.b, (unsigned int)d.stats_q);
+	/* held by the device until the interval passes */
+	assert_int_equal(vq_mock_used_idx(&d.q[d.stats_q]), 0);
+	assert_int_equal(rf_balloon_stats(d.b, &st), 0);
+	assert_int_equal(st.updates, 1);
+	assert_int_equal(st.value[RF_BALLOON_S_MEMFREE], 1004);
+	assert_int_equal(st.value[RF_BALLOON_S_DIRECT_RECLAIM], 1015);
+	assert_true(st.last_update > 1600000000);
+	rf_balloon_tick(d.b, &next);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.stats_q]), 0);
+	assert_true(next > 0 && next <= 50);
+	nanosleep(&ts, NULL);
+	rf_balloon_tick(d.b, &next);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.stats_q]), 1);
+	assert_int_equal(next, UINT32_MAX);
+	/* the guest refills with fewer tags: absent ones become unset */
+	put_stat(buf, 0, RF_BALLOON_S_AVAIL, 77);
+	vq_mock_add(&d.q[d.stats_q], buf, 10, false);
+	rf_balloon_queue_notify(d.b, (unsigned int)d.stats_q);
+	rf_balloon_stats(d.b, &st);
+	assert_int_equal(st.updates, 2);
+	assert_int_equal(st.value[RF_BALLOON_S_AVAIL], 77);
+	assert_true(st.value[RF_BALLOON_S_MEMFREE] == RF_BALLOON_STAT_UNSET);
+	/* interval off: never returned */
+	rf_balloon_set_stats_interval(d.b, 0);
+	nanosleep(&ts, NULL);
+	rf_balloon_tick(d.b, &next);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.stats_q]), 1);
+	bdrv_teardown(&d);
+}
+
+static void test_target_and_actual(void **state)
+{
+	struct bdrv d;
+	struct rf_balloon_info info;
+	uint32_t v, gen;
+	unsigned int irqs;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	gen = bdrv_r32(&d, 0xfc);
+	irqs = d.irqs;
+	assert_int_equal(rf_balloon_set_target(d.b, 4ull << 20), 0);
+	assert_int_equal(bdrv_r32(&d, 0x100), 1024); /* num_pages */
+	assert_int_equal(bdrv_r32(&d, 0xfc), gen + 1);
+	assert_int_equal(d.irqs, irqs + 1);
+	assert_true(bdrv_r32(&d, 0x60) & RF_BALLOON_IRQ_CONFIG);
+	bdrv_w32(&d, 0x64, RF_BALLOON_IRQ_CONFIG);
+	assert_int_equal(bdrv_r32(&d, 0x60) & RF_BALLOON_IRQ_CONFIG, 0);
+	assert_int_equal(rf_balloon_set_target(d.b, RAM + 4096), -EINVAL);
+	assert_int_equal(rf_balloon_set_target(d.b, RAM), 0);
+	/* the guest reports its balloon */
+	v = 512;
+	rf_balloon_mmio_write(d.b, 0x104, &v, 4);
+	assert_int_equal(d.last_actual, 512 * 4096ull);
+	rf_balloon_info(d.b, &info);
+	assert_int_equal(info.actual_bytes, 512 * 4096ull);
+	assert_int_equal(info.target_bytes, RAM);
+	assert_int_equal(info.ballooned_bytes, 0); /* its word, not the table's */
+	assert_true(info.actual_changed_ns > 0);
+	bdrv_teardown(&d);
+}
+
+static void test_reset_unballoons(void **state)
+{
+	struct bdrv d;
+	uint32_t pfns[4] = {40, 41, 42, 43};
+	struct rf_balloon_info info;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	uint64_t resets;
+
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 4);
+	rf_balloon_info(d.b, &info);
+	assert_int_equal(info.ballooned_bytes, 4 * 4096);
+	resets = ctr(&d).resets;
+	bdrv_w32(&d, 0x70, 0); /* guest reboot */
+	rf_balloon_info(d.b, &info);
+	assert_int_equal(info.ballooned_bytes, 0);
+	assert_int_equal(info.status, 0);
+	assert_int_equal(rf_vm_page_state(d.vm, 40ull << 12), RF_PAGE_PRIVATE);
+	assert_int_equal(ctr(&d).resets, resets + 1);
+	/* and it can be brought up again */
+	assert_int_equal(bdrv_handshake(&d, ALL), 0);
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 4);
+	assert_int_equal(rf_vm_page_state(d.vm, 40ull << 12), RF_PAGE_BALLOONED);
+	bdrv_teardown(&d);
+}
+
+static void test_own_transport(void **state)
+{
+	struct bdrv d;
+	struct vq_mock m;
+	uint32_t pfn = htole32(77);
+	uint64_t f;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, 0, NULL, false), 0);
+	f = rf_balloon_device_features(d.b);
+	assert_true(f & RF_VIRTIO_F_VERSION_1);
+	assert_false(f & RF_BALLOON_F_FREE_PAGE_HINT);
+	assert_int_equal(rf_balloon_set_status(d.b, 1 | 2), 0);
+	assert_int_equal(rf_balloon_set_driver_features(d.b, RF_VIRTIO_F_VERSION_1), 0);
+	assert_int_equal(rf_balloon_set_status(d.b, 1 | 2 | 8), 0);
+	assert_int_equal(rf_balloon_get_status(d.b), 1 | 2 | 8);
+	assert_int_equal(rf_balloon_num_queues(d.b), 2);
+	vq_mock_init(&m, d.vm, 8ull << 20, 64, 64 << 10);
+	assert_int_equal(rf_balloon_queue_setup(d.b, 0, 64, m.desc, m.avail, m.used), 0);
+	assert_int_equal(rf_balloon_queue_setup(d.b, 0, 64, m.desc, m.avail, m.used), -EBUSY);
+	assert_int_equal(rf_balloon_queue_setup(d.b, 2, 64, m.desc, m.avail, m.used), -ENOENT);
+	assert_int_equal(rf_balloon_set_status(d.b, 1 | 2 | 8 | 4), 0);
+	bdrv_fill_page(&d, 77, 1);
+	vq_mock_add(&m, &pfn, 4, false);
+	assert_int_equal(rf_balloon_queue_notify(d.b, 0), 0);
+	assert_int_equal(vq_mock_used_idx(&m), 1);
+	assert_int_equal(rf_vm_page_state(d.vm, 77ull << 12), RF_PAGE_BALLOONED);
+	assert_true(rf_balloon_interrupt_status(d.b) & RF_BALLOON_IRQ_VRING);
+	rf_balloon_interrupt_ack(d.b, RF_BALLOON_IRQ_VRING);
+	assert_int_equal(rf_balloon_interrupt_status(d.b), 0);
+	bdrv_teardown(&d);
+}
+
+static void test_lifecycle(void **state)
+{
+	struct bdrv d;
+	rf_balloon *b2;
+	struct rf_balloon_config cfg;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	assert_int_equal(rf_balloon_new(d.vm, NULL, NULL, &b2), -EBUSY);
+	rf_balloon_config_init(&cfg);
+	cfg.queue_size_max = 100;
+	rf_balloon_free(d.b);
+	assert_int_equal(rf_balloon_new(d.vm, NULL, &cfg, &b2), -EINVAL);
+	cfg.queue_size_max = 256;
+	assert_int_equal(rf_balloon_new(d.vm, NULL, &cfg, &b2), 0);
+	/* freeing the VM first takes the balloon with it (ASan checks) */
+	rf_vm_free(d.vm);
+	d.b = NULL;
+	bdrv_teardown(&d);
+	rf_balloon_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_handshake_and_registers),
+	    cmocka_unit_test(test_queue_layout_follows_features),
+	    cmocka_unit_test(test_inflate_discards),
+	    cmocka_unit_test(test_inflate_merged_page_goes_through_owner),
+	    cmocka_unit_test(test_deflate_returns_zero_pages),
+	    cmocka_unit_test(test_excluded_pages_stay),
+	    cmocka_unit_test(test_free_page_reporting),
+	    cmocka_unit_test(test_reporting_with_poison_keeps_pages),
+	    cmocka_unit_test(test_stats_polling),
+	    cmocka_unit_test(test_target_and_actual),
+	    cmocka_unit_test(test_reset_unballoons),
+	    cmocka_unit_test(test_own_transport),
+	    cmocka_unit_test(test_lifecycle),
+	};
+
+	(void)drain_used;
+	return cmocka_run_group_tests_name("balloon", tests, NULL, NULL);
+}
