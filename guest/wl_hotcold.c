@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hotcold: write a cold set once, then keep touching a hot set (read and
+ * write every word) and report the hot set's throughput about once a second.
+ * Swap and dedup policies should leave the hot set alone: its throughput is
+ * what a bad policy costs the guest.
+ */
+#include "drivers.h"
+#include "lib.h"
+#include "pageset.h"
+#include "workloads.h"
+
+int wl_hotcold(const struct rf_bootinfo *bi)
+{
+	const struct rf_wl_params *p = &bi->p;
+	struct pageset cold, hot;
+	uint64_t reports = 0, passes = 0, t0, total_passes = 0, total_ns = 0;
+
+	if (pageset_alloc(&cold, p->mib * MIB / PAGE_SIZE) ||
+	    pageset_alloc(&hot, p->hot_mib * MIB / PAGE_SIZE)) {
+		console_printf("hotcold: cannot allocate %lu+%lu MiB", p->mib, p->hot_mib);
+		return 1;
+	}
+	for (uint64_t i = 0; i < cold.n; i++) {
+		uint64_t *pg = pageset_page(&cold, i);
+
+		for (unsigned w = 0; w < 512; w++)
+			pg[w] = mix64(p->seed ^ (i << 9 | w));
+	}
+	for (uint64_t i = 0; i < hot.n; i++)
+		memset(pageset_page(&hot, i), 0, PAGE_SIZE);
+	wl_ready();
+	t0 = time_ns();
+	while (!p->rounds || reports < p->rounds) {
+		uint64_t now;
+
+		for (uint64_t i = 0; i < hot.n; i++) {
+			uint64_t *pg = pageset_page(&hot, i);
+
+			for (unsigned w = 0; w < 512; w++)
+				pg[w] += w;
+		}
+		passes++;
+		drivers_poll();
+		now = time_ns();
+		if (now - t0 >= 1000000000ull) {
+			reports++;
+			total_passes += passes;
+			total_ns += now - t0;
+			console_printf("hotcold: hot %lu MiB cold %lu MiB: %lu passes, %lu MB/s",
+				       p->hot_mib, p->mib, passes,
+				       mbps(passes * hot.n * PAGE_SIZE, now - t0));
+			passes = 0;
+			t0 = now;
+		}
+	}
+	console_printf("RESULT hotcold hot_mib=%lu cold_mib=%lu hot_MBps=%lu", p->hot_mib, p->mib,
+		       mbps(total_passes * hot.n * PAGE_SIZE, total_ns));
+	return 0;
+}

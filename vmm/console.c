@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest console lines: each goes to the VM's log file (with the time since
+ * the VM started) and, when asked, to stdout prefixed with the VM name. The
+ * line "READY" marks the workload's steady state: its time is recorded and
+ * announced.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+#include "vm_internal.h"
+
+int vm_open_console(struct vmm_vm *vm)
+{
+	char path[4096];
+
+	if (!vm->vmm->log_dir)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s.log", vm->vmm->log_dir, vm->name);
+	vm->console_log = fopen(path, "we");
+	if (!vm->console_log) {
+		vmm_errorf("%s: console log %s: %s", vm->name, path, strerror(errno));
+		return -1;
+	}
+	setvbuf(vm->console_log, NULL, _IOLBF, 0);
+	return 0;
+}
+
+void console_line(struct vmm_vm *vm, const char *line)
+{
+	uint64_t t = now_ns() - vm->start_ns;
+
+	atomic_fetch_add(&vm->console_lines, 1);
+	if (vm->console_log)
+		fprintf(vm->console_log, "%8.3f %s\n", t / 1e9, line);
+	if (vm->console_stdout)
+		vmm_printf(vm->vmm, "%s: %s", vm->name, line);
+	if (!strcmp(line, "READY") && !atomic_load(&vm->ready_ns)) {
+		atomic_store(&vm->ready_ns, now_ns());
+		atomic_store(&vm->state, VMM_VM_READY);
+		if (!vm->vmm->quiet)
+			vmm_printf(vm->vmm, "%s: READY after %.1f ms", vm->name, t / 1e6);
+	}
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers of the demo VMM: sizes, time, formatting. */
+#ifndef VMM_UTIL_H
+#define VMM_UTIL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* "256M", "1G", "4096", "2k": bytes. Suffixes K/M/G/T are powers of 1024,
+ * optionally followed by "iB" or "B". 0, or -EINVAL (also on overflow). */
+int parse_size(const char *s, uint64_t *out);
+/* A non-negative decimal integer: 0 or -EINVAL. */
+int parse_u64(const char *s, uint64_t *out);
+/* Human size: "256.0M", "1.50G", "12K", into @buf. */
+const char *fmt_size(char *buf, size_t len, uint64_t bytes);
+uint64_t now_ns(void);
+
+#endif
