@@ -83,6 +83,9 @@ struct rf_vm {
 	struct rf_balloon *balloon;  /* balloon/ */
 	struct rf_pager *pager;	     /* src/pager.c */
 	struct rf_ledger_vm *ledger; /* src/ledger.c */
+	/* The VM's userfaultfd and pager thread, shared by the modules that
+	 * need it (src/uffd.c: rf_uffd_get/rf_uffd_put). */
+	struct rf_uffd *uffd;
 
 	rf_vm *next; /* engine->vms, under engine->vms_lock */
 };

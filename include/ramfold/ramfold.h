@@ -7,5 +7,6 @@
 #include "engine.h"
 #include "vm.h"
 #include "balloon.h"
+#include "dedup.h"
 
 #endif

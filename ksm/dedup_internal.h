@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private structures of the dedup engine (ksm/). Not installed.
+ *
+ * Pieces and who touches them:
+ *
+ *   store.c    canonical pages in a memfd per NUMA node; refcounts; hole punch
+ *   index.c    content index: liburcu cds_lfht keyed by (hash, domain, node),
+ *              read under RCU by every scanner thread
+ *   merge.c    the page-mapping changes: merge runs, zero runs, unmerge,
+ *              release (for rf_vm_discard), always under the page locks
+ *   scanner.c  scanner threads: passes over all VMs, stable-page logic, budget
+ *   dedup.c    public API, per-VM attach/detach hooks, stats
+ *   kernel_ksm.c  the RF_DEDUP_KSM backend
+ *
+ * Lock order (outer first): d->lock (VM list) -> vm->regions_lock (read) ->
+ * rcu_read_lock -> page lock bits (always taken with trylock by the merger, so
+ * their order among themselves does not matter) -> store->lock.
+ * A scanner that needs another VM's regions lock while inside an RCU
+ * read-side section takes it with tryrdlock: the region_unmap hook holds the
+ * write lock while it waits for a grace period.
+ */
+#ifndef RF_DEDUP_INTERNAL_H
+#define RF_DEDUP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <urcu/urcu-memb.h>
+#include <urcu/rculfhash.h>
+
+#include <ramfold/dedup.h>
+
+#include "internal.h"
+#include "uffd.h"
+
+/*
+ * The content hash (XXH3-64). A pointer so unit tests can force collisions;
+ * set it only while no engine is started.
+ */
+extern uint64_t (*dedup_hash_fn)(const void *page, size_t len);
+
+/* ---- store.c ---------------------------------------------------------- */
+
+/* A store page number and its node fit the 32-bit pte payload. */
+#define STORE_PG_BITS	28
+#define STORE_PG_MASK	((1u << STORE_PG_BITS) - 1)
+#define STORE_MAX_NODES 16
+
+struct store_page {
+	_Atomic uint32_t ref; /* guest pages mapping it + transient holders */
+	uint32_t pad;
+	struct index_node *node; /* its STORE entry in the index, or NULL */
+};
+
+struct rf_store {
+	rf_engine *e;
+	int node;		  /* NUMA node, -1 = none */
+	int fd;			  /* memfd */
+	uint8_t *win;		  /* MAP_SHARED window over the whole memfd */
+	uint64_t cap;		  /* pages */
+	struct store_page *pages; /* cap entries, mmap'ed */
+	pthread_mutex_t lock;	  /* next, free list, zombies */
+	uint64_t next;		  /* bump allocator */
+	uint32_t *free_pgs;	  /* cap entries, mmap'ed */
+	uint64_t nfree;
+	uint32_t *zombies; /* ref hit 0: index entry still to remove */
+	uint64_t nzombies;
+	_Atomic uint64_t live; /* allocated and not yet released (ref > 0, or being filled) */
+	_Atomic uint64_t punched;
+};
+
+int store_init(struct rf_store *s, rf_engine *e, int node, uint64_t cap_pages);
+void store_destroy(struct rf_store *s);
+/* @n consecutive fresh pages; their refs start at 0. -ENOSPC when full. */
+int store_alloc(struct rf_store *s, unsigned int n, uint32_t *first);
+/* Give back pages from store_alloc that were never mapped. */
+void store_unalloc(struct rf_store *s, uint32_t first, unsigned int n);
+static inline uint8_t *store_addr(const struct rf_store *s, uint32_t pg)
+{
+	return s->win + ((uint64_t)pg << RF_PAGE_SHIFT);
+}
+static inline uint64_t store_off(uint32_t pg)
+{
+	return (uint64_t)pg << RF_PAGE_SHIFT;
+}
+/* Take a reference unless the page is already dying (ref 0). */
+bool store_get_unless_zero(struct rf_store *s, uint32_t pg);
+void store_get(struct rf_store *s, uint32_t pg);
+/* Drop a reference; the last one punches the page out of the memfd at once
+ * and queues it for index removal and reuse (store_reap). Any thread. */
+void store_put(struct rf_store *s, uint32_t pg);
+/* Scanner thread (RCU-registered): remove dead pages from the index and
+ * recycle their numbers after a grace period. */
+void store_reap(struct rf_store *s, struct cds_lfht *ht);
+/* Bytes of the memfd resident in memory (fstat). */
+uint64_t store_resident_bytes(const struct rf_store *s);
+
+/* ---- index.c ---------------------------------------------------------- */
+
+enum index_kind { NODE_STORE = 1, NODE_CAND = 2 };
+
+struct index_node {
+	struct cds_lfht_node lfht;
+	uint64_t hash;
+	uint32_t domain;
+	int16_t numa;
+	uint8_t kind;
+	/* NODE_STORE */
+	struct rf_store *store;
+	uint32_t pg;
+	/* NODE_CAND: a private page seen stable, not yet merged */
+	rf_vm *vm;
+	struct rf_region *region;
+	uint64_t idx;
+	struct rcu_head rcu;
+	rf_engine *e;
+};
+
+struct index_key {
+	uint64_t hash;
+	uint32_t domain;
+	int16_t numa;
+};
+
+struct cds_lfht *index_new(void);
+void index_destroy(struct cds_lfht *ht);
+uint64_t index_key_hash(const struct index_key *k);
+/* Call under rcu_read_lock. First node of @kind matching @k (and, for CAND,
+ * not the page @self_region/@self_idx), or NULL. */
+struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
+				enum index_kind kind, const struct rf_region *self_region,
+				uint64_t self_idx);
+/* Call under rcu_read_lock. */
+void index_add(struct cds_lfht *ht, struct index_node *n);
+/* Call under rcu_read_lock. Removes @n; true if this call removed it (and
+ * scheduled its free after a grace period). */
+bool index_del(struct cds_lfht *ht, struct index_node *n);
+/* Remove the CAND node for (@region, @idx) filed under @k. rcu_read_lock held. */
+bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct rf_region *region,
+		    uint64_t idx);
+/* Remove every CAND node of @vm (and of @region only, if not NULL). Any
+ * registered thread or not: takes rcu_read_lock itself. */
+void index_del_cands_of(struct cds_lfht *ht, rf_vm *vm, const struct rf_region *region);
+struct index_node *index_node_new(rf_engine *e);
+uint64_t index_count(struct cds_lfht *ht);
+
+/* ---- per-VM and engine state -------------------------------------------- */
+
+/* Per-page byte of scanner state (pflags). */
+#define PF_HASHED  (1u << 0) /* hash[] holds the hash from the previous pass */
+#define PF_CAND	   (1u << 1) /* a CAND node for this page is in the index */
+#define PF_NOMERGE (1u << 2) /* failed to merge with this hash: skip until it changes */
+
+struct dedup_region {
+	struct rf_region *r;
+	uint64_t *hash;		 /* per page, mmap'ed */
+	_Atomic uint8_t *pflags; /* per page, mmap'ed */
+	size_t hash_bytes, pflags_bytes;
+};
+
+struct rf_dedup;
+
+struct rf_dedup_vm {
+	struct rf_dedup *d;
+	rf_vm *vm;
+	struct rf_uffd *uffd;
+	uint32_t domain;
+	int numa;		   /* store node for this VM's pages */
+	bool store_wp;		   /* store mappings can be write-protected */
+	pthread_mutex_t regs_lock; /* regs[] membership */
+	struct dedup_region regs[RF_MAX_REGIONS];
+	unsigned int nregs;
+	_Atomic int refs; /* scan units in flight */
+	_Atomic bool dead;
+	struct rf_dedup_vm *next; /* d->vms, under d->lock */
+
+	_Atomic uint64_t scanned, merged, unmerged, volatile_skipped, races;
+	/* KSM backend: regions marked MADV_MERGEABLE. */
+	bool ksm_marked;
+};
+
+struct scan_unit {
+	struct rf_dedup_vm *dv;
+	uint64_t gpa;
+	uint64_t npages;
+};
+
+struct rf_dedup {
+	rf_engine *e;
+	struct rf_dedup_config cfg;
+	struct cds_lfht *ht;
+	struct rf_store stores[STORE_MAX_NODES];
+	int nstores;
+	uint64_t zero_hash;
+
+	pthread_mutex_t lock; /* vms, units, wake */
+	pthread_cond_t wake;
+	struct rf_dedup_vm *vms;
+	bool kick;
+	int go; /* scanner threads: 0 wait, 1 run, -1 abort start */
+	_Atomic bool stop;
+	uint32_t domain_ids[256]; /* interned domain names, index = id - 1 */
+	char domain_names[256][RF_NAME_MAX];
+	unsigned int ndomains;
+
+	unsigned int nthreads;
+	pthread_t threads[64];
+	pthread_barrier_t barrier;
+	struct scan_unit *units;
+	unsigned int nunits, units_cap;
+	_Atomic unsigned int next_unit;
+	_Atomic uint64_t pass_merges; /* merges + zero discards + unmerges this pass */
+	_Atomic bool converged;
+	_Atomic uint64_t gen;
+
+	uint64_t vma_budget;
+	_Atomic uint64_t vmas; /* estimate, recounted from /proc/self/maps */
+	_Atomic uint64_t vma_recount_ns;
+	_Atomic uint64_t vma_stops;
+	_Atomic bool vma_stop_logged;
+
+	_Atomic uint64_t scanned, merged, zeroed, unmerged, volatile_skipped, races, collisions;
+	_Atomic uint64_t passes;
+	_Atomic uint64_t cpu_ns_exited; /* CPU of threads that have ended */
+	_Atomic uint64_t thread_cpu_ns[64];
+
+	/* RF_DEDUP_KSM */
+	struct {
+		bool saved;
+		char run[32], pages_to_scan[32], sleep_ms[32];
+		int ksmd_pid;
+		uint64_t ksmd_cpu0_ns;
+		uint64_t full_scans0;
+	} ksm;
+};
+
+/*
+ * RCU registration of the calling thread. Scanner threads stay registered;
+ * embedder threads running a hook register for the duration of the hook
+ * (rcu_enter returns whether it did, rcu_leave undoes only that).
+ */
+bool dedup_rcu_enter(void);
+void dedup_rcu_leave(bool registered_here);
+void dedup_rcu_thread_online(void);
+void dedup_rcu_thread_offline(void);
+
+/* ---- merge.c ---------------------------------------------------------- */
+
+/* A run of adjacent guest pages (B) to map onto adjacent store pages; for a
+ * first-time duplicate also the adjacent pages (A) whose content seeds them. */
+struct merge_run {
+	struct rf_dedup_vm *dv;
+	struct rf_region *r;
+	uint64_t idx;
+	unsigned int n;
+	/* target: existing store pages (refs held, one per page)... */
+	struct rf_store *store;
+	uint32_t pg;
+	bool pair;
+	/* ...or, if pair, the seed pages, allocated at flush time */
+	struct rf_dedup_vm *adv;
+	struct rf_region *ar;
+	uint64_t aidx;
+	uint64_t hashes[512];
+};
+#define MERGE_RUN_MAX 512
+
+/* Flush a run: lock, write-protect, compare, remap, wake, publish. Called
+ * with the B VM's regions lock held for reading and rcu_read_lock held. */
+void merge_run_flush(struct rf_dedup *d, struct merge_run *m);
+/* Discard a run of all-zero pages (verified under write-protect). */
+void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		    unsigned int n);
+/* A MERGED page whose copy-on-write was broken by a guest write: back to a
+ * private anonymous mapping with its content. Regions lock held (read). */
+int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		 unsigned int n, bool count_as_write);
+/* rf_vm_hooks.page_release for MERGED pages. */
+int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg);
+struct rf_store *dedup_store_of(struct rf_dedup *d, uint32_t payload, uint32_t *pg);
+bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed);
+uint64_t count_vmas(void);
+struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r,
+				     bool create);
+
+/* ---- scanner.c -------------------------------------------------------- */
+
+int scanner_start(struct rf_dedup *d);
+void scanner_stop(struct rf_dedup *d);
+uint64_t scanner_cpu_ns(struct rf_dedup *d);
+
+/* ---- kernel_ksm.c ----------------------------------------------------- */
+
+int ksm_backend_start(struct rf_dedup *d);
+int ksm_backend_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv);
+void ksm_backend_stop(struct rf_dedup *d);
+int ksm_backend_stats(struct rf_dedup *d, struct rf_dedup_stats *st);
+
+#endif

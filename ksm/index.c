@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The content index: a liburcu lock-free hash table (cds_lfht) from page
+ * content to where that content lives. Scanner threads look pages up under
+ * rcu_read_lock without any lock, in parallel with inserts and removals.
+ *
+ * A key is (64-bit XXH3 of the page, sharing domain, NUMA node): pages of
+ * different domains or nodes never meet in the index, so they can never be
+ * merged. The table keeps duplicates (several nodes may share a key): a
+ * STORE node names a canonical store page; a CAND node names a private guest
+ * page that was unchanged over one pass and is waiting for a twin (the
+ * "unstable" side, as in mm/ksm.c). Two pages whose 64-bit hashes collide
+ * are told apart by memcmp in the merger, never here.
+ *
+ * Nodes are freed with call_rcu after removal, so a reader that found a node
+ * may use its fields until it leaves its read-side section.
+ */
+#include <string.h>
+
+#include "dedup_internal.h"
+
+static int key_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct index_node *n = caa_container_of(node, struct index_node, lfht);
+	const struct index_key *k = key;
+
+	return n->hash == k->hash && n->domain == k->domain && n->numa == k->numa;
+}
+
+uint64_t index_key_hash(const struct index_key *k)
+{
+	/* The content hash is already uniform; fold the domain and node in
+	 * with an odd multiplier so equal pages of two domains land apart. */
+	return k->hash ^ (((uint64_t)k->domain << 16 | (uint16_t)k->numa) * 0x9e3779b97f4a7c15ull);
+}
+
+struct cds_lfht *index_new(void)
+{
+	return cds_lfht_new_flavor(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
+				   &urcu_memb_flavor, NULL);
+}
+
+static void node_free_cb(struct rcu_head *head)
+{
+	struct index_node *n = caa_container_of(head, struct index_node, rcu);
+
+	rf_free(n->e, n);
+}
+
+struct index_node *index_node_new(rf_engine *e)
+{
+	struct index_node *n = rf_zalloc(e, sizeof(*n));
+
+	if (n)
+		n->e = e;
+	return n;
+}
+
+void index_destroy(struct cds_lfht *ht)
+{
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	if (!ht)
+		return;
+	urcu_memb_read_lock();
+	cds_lfht_for_each_entry (ht, &it, n, lfht)
+		index_del(ht, n);
+	urcu_memb_read_unlock();
+	urcu_memb_barrier(); /* run pending frees */
+	cds_lfht_destroy(ht, NULL);
+}
+
+struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
+				enum index_kind kind, const struct rf_region *self_region,
+				uint64_t self_idx)
+{
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match, k, &it, n, lfht) {
+		if (n->kind != kind)
+			continue;
+		if (kind == NODE_CAND && n->region == self_region && n->idx == self_idx)
+			continue;
+		return n;
+	}
+	return NULL;
+}
+
+void index_add(struct cds_lfht *ht, struct index_node *n)
+{
+	struct index_key k = {n->hash, n->domain, n->numa};
+
+	cds_lfht_add(ht, index_key_hash(&k), &n->lfht);
+}
+
+bool index_del(struct cds_lfht *ht, struct index_node *n)
+{
+	if (cds_lfht_del(ht, &n->lfht) != 0)
+		return false;
+	urcu_memb_call_rcu(&n->rcu, node_free_cb);
+	return true;
+}
+
+bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct rf_region *region,
+		    uint64_t idx)
+{
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match, k, &it, n, lfht) {
+		if (n->kind == NODE_CAND && n->region == region && n->idx == idx)
+			return index_del(ht, n);
+	}
+	return false;
+}
+
+void index_del_cands_of(struct cds_lfht *ht, rf_vm *vm, const struct rf_region *region)
+{
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	urcu_memb_read_lock();
+	cds_lfht_for_each_entry (ht, &it, n, lfht) {
+		if (n->kind == NODE_CAND && n->vm == vm && (!region || n->region == region))
+			index_del(ht, n);
+	}
+	urcu_memb_read_unlock();
+}
+
+uint64_t index_count(struct cds_lfht *ht)
+{
+	long before, after;
+	unsigned long count;
+
+	urcu_memb_read_lock();
+	cds_lfht_count_nodes(ht, &before, &count, &after);
+	urcu_memb_read_unlock();
+	return count;
+}

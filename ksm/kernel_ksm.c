@@ -1,0 +1,205 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RF_DEDUP_KSM backend: the same API, with the kernel's KSM doing the
+ * work, so a user can compare the two engines on their own guests.
+ *
+ * Guest RAM is marked MADV_MERGEABLE and ksmd is configured and started
+ * through sysfs (pages_to_scan, sleep_millisecs, run=1). On stop, guest RAM
+ * is marked MADV_UNMERGEABLE, run=2 unmerges what is left, the previous
+ * pages_to_scan and sleep_millisecs are written back, and run=0 (the host is
+ * left with KSM off, whatever it was). Stats come from sysfs; CPU time is
+ * ksmd's, from /proc/PID/stat.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "dedup_internal.h"
+
+static int ksm_read(struct rf_dedup *d, const char *name, char *buf, size_t len)
+{
+	char path[320];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", d->e->ksm_sysfs_dir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static uint64_t ksm_u64(struct rf_dedup *d, const char *name)
+{
+	char buf[64];
+
+	if (ksm_read(d, name, buf, sizeof(buf)) != 0)
+		return 0;
+	return strtoull(buf, NULL, 10);
+}
+
+static int ksm_write(struct rf_dedup *d, const char *name, const char *val)
+{
+	char path[320];
+	ssize_t n;
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", d->e->ksm_sysfs_dir, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		err = -errno;
+	} else {
+		n = write(fd, val, strlen(val));
+		if (n < 0)
+			err = -errno;
+		close(fd);
+	}
+	if (err)
+		rf_log(d->e, RF_LOG_ERR, "dedup: ksm: writing %s to %s: %s", val, path,
+		       strerror(-err));
+	return err;
+}
+
+static int find_ksmd(void)
+{
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	int pid = -1;
+
+	if (!dir)
+		return -1;
+	while ((de = readdir(dir)) && pid < 0) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && strcmp(comm, "ksmd\n") == 0)
+			pid = atoi(de->d_name);
+		fclose(f);
+	}
+	closedir(dir);
+	return pid;
+}
+
+/* utime + stime of @pid, in ns. */
+static uint64_t proc_cpu_ns(int pid)
+{
+	unsigned long long ut = 0, st = 0;
+	char path[64], buf[1024], *p;
+	FILE *f;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return 0;
+	return (ut + st) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
+}
+
+int ksm_backend_start(struct rf_dedup *d)
+{
+	char v[32];
+	int err;
+
+	if (ksm_read(d, "run", d->ksm.run, sizeof(d->ksm.run)) ||
+	    ksm_read(d, "pages_to_scan", d->ksm.pages_to_scan, sizeof(d->ksm.pages_to_scan)) ||
+	    ksm_read(d, "sleep_millisecs", d->ksm.sleep_ms, sizeof(d->ksm.sleep_ms))) {
+		rf_log(d->e, RF_LOG_ERR, "dedup: ksm: cannot read %s", d->e->ksm_sysfs_dir);
+		return -ENODEV;
+	}
+	d->ksm.saved = true;
+	if (d->cfg.ksm_pages_to_scan) {
+		snprintf(v, sizeof(v), "%u", d->cfg.ksm_pages_to_scan);
+		if ((err = ksm_write(d, "pages_to_scan", v)))
+			return err;
+	}
+	if (d->cfg.ksm_sleep_ms || d->cfg.fastest) {
+		snprintf(v, sizeof(v), "%u", d->cfg.ksm_sleep_ms);
+		if ((err = ksm_write(d, "sleep_millisecs", v)))
+			return err;
+	}
+	d->ksm.ksmd_pid = find_ksmd();
+	d->ksm.ksmd_cpu0_ns = proc_cpu_ns(d->ksm.ksmd_pid);
+	d->ksm.full_scans0 = ksm_u64(d, "full_scans");
+	return ksm_write(d, "run", "1");
+}
+
+int ksm_backend_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
+{
+	rf_vm *vm = dv->vm;
+	int err = 0;
+
+	(void)d;
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
+		if (madvise(vm->regions[i]->hva, vm->regions[i]->size, MADV_MERGEABLE) != 0) {
+			err = -errno;
+			rf_log(vm->e, RF_LOG_ERR, "%s: dedup: ksm: madvise(MERGEABLE): %s",
+			       vm->name, strerror(errno));
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	dv->ksm_marked = !err;
+	return err;
+}
+
+void ksm_backend_stop(struct rf_dedup *d)
+{
+	if (!d->ksm.saved)
+		return;
+	/* Unmerge whatever KSM still shares, then leave it off. */
+	ksm_write(d, "run", "2");
+	for (int i = 0; i < 2000 && ksm_u64(d, "pages_shared"); i++)
+		usleep(5000);
+	ksm_write(d, "pages_to_scan", d->ksm.pages_to_scan);
+	ksm_write(d, "sleep_millisecs", d->ksm.sleep_ms);
+	ksm_write(d, "run", "0");
+	d->ksm.saved = false;
+}
+
+int ksm_backend_stats(struct rf_dedup *d, struct rf_dedup_stats *st)
+{
+	uint64_t zero = ksm_u64(d, "ksm_zero_pages");
+
+	pthread_mutex_lock(&d->lock);
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next)
+		if (!dv->ksm_marked)
+			ksm_backend_add_vm(d, dv);
+	pthread_mutex_unlock(&d->lock);
+	st->pages_sharing = ksm_u64(d, "pages_sharing");
+	st->store_pages = ksm_u64(d, "pages_shared");
+	st->pages_zero = zero;
+	st->scan_passes = ksm_u64(d, "full_scans") - d->ksm.full_scans0;
+	st->pages_scanned = 0;
+	st->cpu_ns = proc_cpu_ns(d->ksm.ksmd_pid) - d->ksm.ksmd_cpu0_ns;
+	st->saved_bytes = (st->pages_sharing + zero) << RF_PAGE_SHIFT;
+	st->converged = false;
+	return 0;
+}

@@ -1,0 +1,486 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scanner: threads that walk every page of every attached VM, pass
+ * after pass, and find what can be merged.
+ *
+ * A pass is cut into units of 512 pages (2 MiB); the threads take units from
+ * a shared cursor, so a pass spreads over all of them. For each unit the
+ * kernel's pagemap is read first: pages that are not present (never touched,
+ * discarded) or map the zero page cost nothing and are skipped unhashed.
+ *
+ * Stable pages only (as in mm/ksm.c's unstable tree): each page's XXH3 hash
+ * is kept from the previous pass. A page whose hash changed is volatile: it
+ * is not merged (it would be broken again at once), only remembered. A page
+ * whose hash is unchanged is looked up in the content index:
+ *   - a store page of equal hash  -> merge onto it;
+ *   - another stable private page (CAND) -> both are merged onto a new store
+ *     page filled from it;
+ *   - nothing -> the page is filed as a CAND for a later twin.
+ * All-zero stable pages are discarded instead. A page that failed a byte
+ * comparison with its hash unchanged (a collision) is not tried again until
+ * its content changes. Merges of adjacent pages onto adjacent store pages are
+ * gathered into runs and done with one mapping each (merge.c).
+ *
+ * The same walk notices what guests did since: a MERGED page now mapped
+ * anonymous was written (copy-on-write), so it is unmerged; a ZERO page
+ * present again was written, so it is PRIVATE again.
+ *
+ * Budget: until a pass finds nothing new, a "fastest" engine runs
+ * unthrottled; otherwise, after each unit, a thread sleeps long enough to
+ * keep within its share of a core (measured with the thread's CPU clock) and
+ * within the pages-per-second limit. Once converged, the share is
+ * idle_cpu_percent, and passes start at most every 100 ms.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "compat_linux.h"
+#include "dedup_internal.h"
+
+#define UNIT_PAGES 512
+
+struct scan_ctx {
+	struct rf_dedup *d;
+	unsigned int id;
+	struct merge_run run;
+	/* pending zero run */
+	struct rf_dedup_vm *zdv;
+	struct rf_region *zr;
+	uint64_t zidx;
+	unsigned int zn;
+	uint64_t ents[UNIT_PAGES];
+	uint64_t new_hashed; /* pages hashed for the first time, this pass */
+};
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void flush_zero(struct scan_ctx *c)
+{
+	if (c->zn)
+		zero_run_flush(c->d, c->zdv, c->zr, c->zidx, c->zn);
+	c->zn = 0;
+}
+
+static void flush_runs(struct scan_ctx *c)
+{
+	if (c->run.n)
+		merge_run_flush(c->d, &c->run);
+	flush_zero(c);
+}
+
+static void add_zero(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx)
+{
+	if (c->zn &&
+	    (c->zdv != dv || c->zr != r || c->zidx + c->zn != idx || c->zn == MERGE_RUN_MAX))
+		flush_zero(c);
+	if (c->zn == 0) {
+		c->zdv = dv;
+		c->zr = r;
+		c->zidx = idx;
+	}
+	c->zn++;
+}
+
+static void add_store(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		      struct rf_store *s, uint32_t pg, uint64_t h)
+{
+	struct merge_run *m = &c->run;
+
+	if (m->n && (m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx || m->store != s ||
+		     m->pg + m->n != pg || m->n == MERGE_RUN_MAX))
+		merge_run_flush(c->d, m);
+	if (m->n == 0) {
+		m->dv = dv;
+		m->r = r;
+		m->idx = idx;
+		m->store = s;
+		m->pg = pg;
+		m->pair = false;
+	}
+	m->hashes[m->n++] = h;
+}
+
+static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		     const struct index_node *cand, uint64_t h)
+{
+	struct merge_run *m = &c->run;
+	struct rf_dedup_vm *adv = cand->vm->dedup;
+
+	if (!adv)
+		return;
+	if (m->n && (!m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx ||
+		     m->ar != cand->region || m->aidx + m->n != cand->idx || m->n == MERGE_RUN_MAX))
+		merge_run_flush(c->d, m);
+	if (m->n == 0) {
+		m->dv = dv;
+		m->r = r;
+		m->idx = idx;
+		m->pair = true;
+		m->adv = adv;
+		m->ar = cand->region;
+		m->aidx = cand->idx;
+		m->store = NULL;
+	}
+	m->hashes[m->n++] = h;
+}
+
+static bool page_is_zero(const void *p)
+{
+	const uint64_t *w = p;
+
+	for (unsigned int i = 0; i < RF_PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static void zero_to_private(struct rf_dedup_vm *dv, struct rf_region *r, struct dedup_region *dr,
+			    uint64_t idx)
+{
+	rf_pte_t *p = &r->pte[idx];
+	uint64_t v;
+
+	if (!rf_pte_trylock(p, &v))
+		return;
+	atomic_store(&dr->pflags[idx], 0);
+	rf_pte_unlock(dv->vm, p, v,
+		      rf_pte_state(v) == RF_PAGE_ZERO ? rf_pte_with_state(v, RF_PAGE_PRIVATE) : v);
+}
+
+static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r,
+		      struct dedup_region *dr, uint64_t idx, uint64_t ent)
+{
+	struct rf_dedup *d = c->d;
+	uint64_t v = rf_pte_peek(&r->pte[idx]), h;
+	uint8_t pf = atomic_load_explicit(&dr->pflags[idx], memory_order_relaxed);
+	struct index_key key = {0, dv->domain, d->cfg.cross_node ? 0 : (int16_t)dv->numa};
+	bool present = ent & PM_PRESENT, file = ent & PM_FILE;
+	struct index_node *n;
+	void *page;
+
+	if (rf_pte_state(v) == RF_PAGE_MERGED) {
+		if (present && !file) /* written: the kernel made a private copy */
+			unmerge_page(d, dv, r, idx, 1, true);
+		return;
+	}
+	if (rf_pte_state(v) == RF_PAGE_ZERO) {
+		if (rf_pagemap_resident(d->e, ent) && !file)
+			zero_to_private(dv, r, dr, idx);
+		return;
+	}
+	if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_EXCLUDED) || !present || file ||
+	    !rf_pagemap_resident(d->e, ent)) {
+		if (pf & PF_CAND) {
+			key.hash = dr->hash[idx];
+			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
+				index_del_cand(d->ht, &key, r, idx);
+		}
+		return;
+	}
+	page = rf_region_page(r, idx);
+	h = dedup_hash_fn(page, RF_PAGE_SIZE);
+	atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
+	if (!(pf & PF_HASHED) || dr->hash[idx] != h) {
+		if (pf & PF_HASHED) {
+			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
+		} else {
+			c->new_hashed++;
+		}
+		if (pf & PF_CAND) {
+			key.hash = dr->hash[idx];
+			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
+				index_del_cand(d->ht, &key, r, idx);
+		}
+		dr->hash[idx] = h;
+		atomic_store_explicit(&dr->pflags[idx], PF_HASHED, memory_order_relaxed);
+		return;
+	}
+	/* Stable since the previous pass. */
+	if (h == d->zero_hash && page_is_zero(page)) {
+		add_zero(c, dv, r, idx);
+		return;
+	}
+	if (d->cfg.mode == RF_DEDUP_ZERO || (pf & PF_NOMERGE))
+		return;
+	key.hash = h;
+	n = index_lookup(d->ht, &key, NODE_STORE, NULL, 0);
+	if (n && store_get_unless_zero(n->store, n->pg)) {
+		add_store(c, dv, r, idx, n->store, n->pg, h);
+		return;
+	}
+	n = index_lookup(d->ht, &key, NODE_CAND, r, idx);
+	if (n) {
+		add_pair(c, dv, r, idx, n, h);
+		return;
+	}
+	if (!(pf & PF_CAND)) {
+		n = index_node_new(d->e);
+		if (!n)
+			return;
+		n->kind = NODE_CAND;
+		n->hash = h;
+		n->domain = key.domain;
+		n->numa = key.numa;
+		n->vm = dv->vm;
+		n->region = r;
+		n->idx = idx;
+		atomic_fetch_or(&dr->pflags[idx], PF_CAND);
+		index_add(d->ht, n);
+		c->new_hashed++; /* a new candidate is progress too */
+	}
+}
+
+static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
+{
+	struct rf_dedup_vm *dv = u->dv;
+	struct dedup_region *dr;
+	struct rf_region *r;
+	uint64_t idx0, work0;
+
+	if (atomic_load(&dv->dead))
+		return;
+	rf_vm_regions_rdlock(dv->vm);
+	r = __rf_vm_find_region(dv->vm, u->gpa);
+	if (!r || rf_region_index(r, u->gpa) + u->npages > r->npages)
+		goto out;
+	dr = dedup_region_of(dv, r, true);
+	if (!dr)
+		goto out;
+	idx0 = rf_region_index(r, u->gpa);
+	if (rf_pagemap_read(c->d->e, rf_region_page(r, idx0), u->npages, c->ents) != 0)
+		goto out;
+	work0 = atomic_load(&c->d->pass_merges);
+	urcu_memb_read_lock();
+	for (uint64_t k = 0; k < u->npages; k++)
+		scan_page(c, dv, r, dr, idx0 + k, c->ents[k]);
+	flush_runs(c);
+	urcu_memb_read_unlock();
+	/* Guests are changing memory again: leave the idle budget now rather
+	 * than at the end of a slow pass. */
+	if (atomic_load(&c->d->pass_merges) != work0)
+		atomic_store(&c->d->converged, false);
+out:
+	rf_vm_regions_unlock(dv->vm);
+}
+
+/* Sleep until @ns passed or the engine is kicked or stopped. */
+static void nap(struct rf_dedup *d, uint64_t ns)
+{
+	struct timespec ts;
+
+	if (ns == 0)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ns += (uint64_t)ts.tv_nsec;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	pthread_mutex_lock(&d->lock);
+	if (!atomic_load(&d->stop) && !d->kick)
+		pthread_cond_timedwait(&d->wake, &d->lock, &ts);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void throttle(struct rf_dedup *d, uint64_t cpu_ns, uint64_t wall_ns, uint64_t pages)
+{
+	bool conv = atomic_load(&d->converged);
+	unsigned int pct = conv ? d->cfg.idle_cpu_percent : d->cfg.cpu_percent;
+	uint64_t sleep = 0;
+
+	if (!conv && d->cfg.fastest)
+		return;
+	if (pct > 0 && pct < 100)
+		sleep = cpu_ns * (100 - pct) / pct;
+	if (d->cfg.pages_per_sec && !conv) {
+		uint64_t want = pages * 1000000000ull / (d->cfg.pages_per_sec / d->nthreads + 1);
+
+		if (want > wall_ns && want - wall_ns > sleep)
+			sleep = want - wall_ns;
+	}
+	nap(d, sleep);
+}
+
+static int build_units(struct rf_dedup *d)
+{
+	unsigned int n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
+		if (atomic_load(&dv->dead))
+			continue;
+		rf_vm_regions_rdlock(dv->vm);
+		for (unsigned int i = 0; i < dv->vm->nr_regions; i++) {
+			struct rf_region *r = dv->vm->regions[i];
+
+			for (uint64_t p = 0; p < r->npages; p += UNIT_PAGES) {
+				if (n == d->units_cap) {
+					unsigned int cap = d->units_cap ? 2 * d->units_cap : 1024;
+					struct scan_unit *nu = rf_zalloc(d->e, cap * sizeof(*nu));
+
+					if (!nu)
+						break;
+					if (d->units)
+						memcpy(nu, d->units, n * sizeof(*nu));
+					rf_free(d->e, d->units);
+					d->units = nu;
+					d->units_cap = cap;
+				}
+				d->units[n].dv = dv;
+				d->units[n].gpa = r->gpa + (p << RF_PAGE_SHIFT);
+				d->units[n].npages =
+				    r->npages - p < UNIT_PAGES ? r->npages - p : UNIT_PAGES;
+				atomic_fetch_add(&dv->refs, 1);
+				n++;
+			}
+		}
+		rf_vm_regions_unlock(dv->vm);
+	}
+	d->nunits = n;
+	atomic_store(&d->next_unit, 0);
+	d->kick = false;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+struct thread_arg {
+	struct rf_dedup *d;
+	unsigned int id;
+};
+
+static void *scanner_main(void *arg)
+{
+	struct thread_arg *ta = arg;
+	struct rf_dedup *d = ta->d;
+	unsigned int id = ta->id;
+	struct scan_ctx *c;
+	bool stop;
+
+	rf_free(d->e, ta);
+	pthread_mutex_lock(&d->lock);
+	while (d->go == 0)
+		pthread_cond_wait(&d->wake, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+	if (d->go < 0)
+		return NULL;
+	c = rf_zalloc(d->e, sizeof(*c));
+	dedup_rcu_thread_online();
+	for (;;) {
+		if (id == 0) {
+			/* Between passes: once converged, start at most every
+			 * 100 ms (the per-unit throttle keeps the CPU share). */
+			if (atomic_load(&d->converged))
+				nap(d, 100000000ull);
+			atomic_fetch_add(&d->gen, 1);
+			atomic_store(&d->pass_merges, 0);
+			build_units(d);
+		}
+		pthread_barrier_wait(&d->barrier);
+		stop = atomic_load(&d->stop) || !c;
+		if (c)
+			c->new_hashed = 0;
+		for (;;) {
+			unsigned int u = atomic_fetch_add(&d->next_unit, 1);
+			uint64_t cpu0, t0;
+
+			if (u >= d->nunits)
+				break;
+			if (!stop && !atomic_load(&d->stop)) {
+				cpu0 = thread_cpu_ns();
+				t0 = rf_now_ns();
+				c->d = d;
+				c->id = id;
+				scan_unit(c, &d->units[u]);
+				atomic_store(&d->thread_cpu_ns[id], thread_cpu_ns());
+				throttle(d, thread_cpu_ns() - cpu0, rf_now_ns() - t0,
+					 d->units[u].npages);
+			}
+			atomic_fetch_sub(&d->units[u].dv->refs, 1);
+		}
+		if (c)
+			atomic_fetch_add(&d->pass_merges, c->new_hashed);
+		pthread_barrier_wait(&d->barrier);
+		if (stop)
+			break;
+		if (id == 0) {
+			for (int i = 0; i < d->nstores; i++)
+				store_reap(&d->stores[i], d->ht);
+			atomic_fetch_add(&d->passes, 1);
+			atomic_store(&d->converged, atomic_load(&d->pass_merges) == 0);
+		}
+	}
+	dedup_rcu_thread_offline();
+	rf_free(d->e, c);
+	return NULL;
+}
+
+int scanner_start(struct rf_dedup *d)
+{
+	unsigned int i;
+	int err = 0;
+
+	d->nthreads = d->cfg.scan_threads;
+	d->go = 0;
+	err = pthread_barrier_init(&d->barrier, NULL, d->nthreads);
+	if (err)
+		return -err;
+	for (i = 0; i < d->nthreads; i++) {
+		struct thread_arg *ta = rf_zalloc(d->e, sizeof(*ta));
+
+		if (!ta) {
+			err = ENOMEM;
+			break;
+		}
+		ta->d = d;
+		ta->id = i;
+		err = pthread_create(&d->threads[i], NULL, scanner_main, ta);
+		if (err) {
+			rf_free(d->e, ta);
+			break;
+		}
+	}
+	/* Threads wait for the go: the barrier counts all of them, so either
+	 * all run or none does. */
+	pthread_mutex_lock(&d->lock);
+	d->go = i == d->nthreads ? 1 : -1;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	if (i < d->nthreads) {
+		rf_log(d->e, RF_LOG_ERR, "dedup: starting scanner thread %u: %s", i, strerror(err));
+		for (unsigned int k = 0; k < i; k++)
+			pthread_join(d->threads[k], NULL);
+		pthread_barrier_destroy(&d->barrier);
+		d->nthreads = 0;
+		return -err;
+	}
+	return 0;
+}
+
+void scanner_stop(struct rf_dedup *d)
+{
+	pthread_mutex_lock(&d->lock);
+	atomic_store(&d->stop, true);
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	for (unsigned int i = 0; i < d->nthreads; i++)
+		pthread_join(d->threads[i], NULL);
+	d->nthreads = 0;
+	pthread_barrier_destroy(&d->barrier);
+}
+
+uint64_t scanner_cpu_ns(struct rf_dedup *d)
+{
+	uint64_t sum = atomic_load(&d->cpu_ns_exited);
+
+	for (unsigned int i = 0; i < 64; i++)
+		sum += atomic_load(&d->thread_cpu_ns[i]);
+	return sum;
+}

@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-VM userfaultfd and its pager thread: see uffd.h for the protocol.
+ *
+ * The thread waits in ppoll() on the descriptor and on an eventfd that
+ * rf_uffd_put uses to stop it. It reads messages in batches and dispatches
+ * each by kind. A handler that cannot finish now (a page lock is busy)
+ * returns -EAGAIN; the message goes on a small pending list that is retried
+ * every millisecond, so the pager itself never blocks on a module's lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat_linux.h"
+#include "uffd.h"
+
+#define PENDING_MAX 256
+#define READ_BATCH  32
+
+struct rf_uffd {
+	rf_vm *vm;
+	int fd;
+	int stop_fd;
+	uint64_t features;
+	_Atomic uint64_t base_mode;
+	unsigned int users; /* under uffd_create_lock */
+	pthread_t thread;
+
+	struct {
+		_Atomic(rf_uffd_handler) fn;
+		void *_Atomic arg;
+	} handlers[RF_UFFD_NKINDS];
+
+	struct uffd_msg pending[PENDING_MAX];
+	unsigned int npending;
+
+	_Atomic uint64_t msgs[RF_UFFD_NKINDS];
+	_Atomic uint64_t retried;
+	_Atomic uint64_t eagain;
+};
+
+/* Creation and the users count: rare, so one lock for all VMs. */
+static pthread_mutex_t uffd_create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static enum rf_uffd_kind msg_kind(const struct uffd_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+			return RF_UFFD_FAULT_WP;
+		if (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_MINOR)
+			return RF_UFFD_FAULT_MINOR;
+		return RF_UFFD_FAULT_MISSING;
+	case UFFD_EVENT_REMOVE:
+		return RF_UFFD_EV_REMOVE;
+	case UFFD_EVENT_UNMAP:
+		return RF_UFFD_EV_UNMAP;
+	case UFFD_EVENT_REMAP:
+		return RF_UFFD_EV_REMAP;
+	default:
+		return RF_UFFD_EV_FORK;
+	}
+}
+
+/* ioctl with the EAGAIN rule of uffd.h. */
+static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg);
+
+static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
+{
+	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(RF_PAGE_SIZE - 1);
+
+	switch (msg_kind(m)) {
+	case RF_UFFD_FAULT_WP:
+		/* Nobody claims this protection: lift it (which wakes), or, if
+		 * the range is no longer registered (remapped), just wake. */
+		if (rf_uffd_writeprotect(u, (void *)page, RF_PAGE_SIZE, false, false) != 0)
+			rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
+		return 0;
+	case RF_UFFD_FAULT_MISSING: {
+		struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE}};
+		int err = uffd_ioctl(u, UFFDIO_ZEROPAGE, &z);
+
+		/* EEXIST: a racing fill won, which is success. Anything else:
+		 * the range changed under us; waking makes the thread retry. */
+		if (err)
+			rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
+		return 0;
+	}
+	case RF_UFFD_FAULT_MINOR:
+		rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int dispatch(struct rf_uffd *u, const struct uffd_msg *m)
+{
+	enum rf_uffd_kind k = msg_kind(m);
+	rf_uffd_handler fn = atomic_load(&u->handlers[k].fn);
+
+	if (fn)
+		return fn(u, m, atomic_load(&u->handlers[k].arg));
+	return default_handler(u, m);
+}
+
+static void retry_pending(struct rf_uffd *u)
+{
+	unsigned int n = u->npending, kept = 0;
+
+	u->npending = 0;
+	for (unsigned int i = 0; i < n; i++) {
+		struct uffd_msg m = u->pending[i];
+
+		if (dispatch(u, &m) == -EAGAIN) {
+			atomic_fetch_add(&u->retried, 1);
+			u->pending[kept++] = m;
+		}
+	}
+	/* Messages that arrived while retrying were appended after n. */
+	memmove(&u->pending[kept], &u->pending[n], (u->npending) * sizeof(u->pending[0]));
+	u->npending += kept;
+}
+
+/* Read and dispatch what is readable now. Returns messages read. */
+static unsigned int process_ready(struct rf_uffd *u)
+{
+	struct uffd_msg msgs[READ_BATCH];
+	unsigned int total = 0;
+
+	for (;;) {
+		ssize_t n = read(u->fd, msgs, sizeof(msgs));
+
+		if (n <= 0)
+			return total;
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
+			atomic_fetch_add_explicit(&u->msgs[msg_kind(&msgs[i])], 1,
+						  memory_order_relaxed);
+			if (dispatch(u, &msgs[i]) != -EAGAIN)
+				continue;
+			atomic_fetch_add(&u->retried, 1);
+			while (u->npending == PENDING_MAX) {
+				/* Full: the pending ones must move first. */
+				sched_yield();
+				retry_pending(u);
+			}
+			u->pending[u->npending++] = msgs[i];
+		}
+		total += (unsigned int)((size_t)n / sizeof(msgs[0]));
+	}
+}
+
+static void *pager_main(void *arg)
+{
+	struct rf_uffd *u = arg;
+	struct pollfd pfd[2] = {{.fd = u->fd, .events = POLLIN},
+				{.fd = u->stop_fd, .events = POLLIN}};
+	const struct timespec retry = {0, 1000000};
+
+	for (;;) {
+		int n = ppoll(pfd, 2, u->npending ? &retry : NULL, NULL);
+
+		if (n < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents & POLLIN)
+			break;
+		if (pfd[0].revents & POLLIN)
+			process_ready(u);
+		if (u->npending)
+			retry_pending(u);
+	}
+	return NULL;
+}
+
+bool rf_uffd_on_pager(const struct rf_uffd *u)
+{
+	return u && pthread_equal(pthread_self(), u->thread);
+}
+
+static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg)
+{
+	for (unsigned long tries = 0;; tries++) {
+		if (ioctl(u->fd, req, arg) == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return -errno;
+		/* An event (remove, unmap) is pending: the pager must read it
+		 * before the kernel lets this through. */
+		atomic_fetch_add_explicit(&u->eagain, 1, memory_order_relaxed);
+		if (rf_uffd_on_pager(u))
+			process_ready(u);
+		else if (tries > 16)
+			sched_yield();
+		if (tries > 10000000)
+			return -EAGAIN;
+		/* UFFDIO_COPY & co. report partial progress; the callers here
+		 * use whole-range operations that are safe to repeat. */
+	}
+}
+
+int rf_uffd_register(struct rf_uffd *u, void *addr, uint64_t len, uint64_t mode)
+{
+	struct uffdio_register r = {
+	    .range = {(uintptr_t)addr, len},
+	    .mode = mode | atomic_load(&u->base_mode),
+	};
+
+	if (ioctl(u->fd, UFFDIO_REGISTER, &r) != 0)
+		return -errno;
+	return 0;
+}
+
+int rf_uffd_unregister(struct rf_uffd *u, void *addr, uint64_t len)
+{
+	struct uffdio_range r = {(uintptr_t)addr, len};
+
+	if (ioctl(u->fd, UFFDIO_UNREGISTER, &r) != 0)
+		return -errno;
+	return 0;
+}
+
+int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, bool dontwake)
+{
+	struct uffdio_writeprotect w = {
+	    .range = {(uintptr_t)addr, len},
+	    .mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+		    (dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0),
+	};
+
+	return uffd_ioctl(u, UFFDIO_WRITEPROTECT, &w);
+}
+
+int rf_uffd_wake(struct rf_uffd *u, void *addr, uint64_t len)
+{
+	struct uffdio_range r = {(uintptr_t)addr, len};
+
+	if (ioctl(u->fd, UFFDIO_WAKE, &r) != 0)
+		return -errno;
+	return 0;
+}
+
+void rf_uffd_set_handler(struct rf_uffd *u, enum rf_uffd_kind kind, rf_uffd_handler fn, void *arg)
+{
+	if ((unsigned int)kind >= RF_UFFD_NKINDS)
+		return;
+	/* Argument first: the pager loads fn, then arg. */
+	atomic_store(&u->handlers[kind].arg, arg);
+	atomic_store(&u->handlers[kind].fn, fn);
+}
+
+void rf_uffd_add_base_mode(struct rf_uffd *u, uint64_t mode)
+{
+	atomic_fetch_or(&u->base_mode, mode);
+}
+
+uint64_t rf_uffd_features(const struct rf_uffd *u)
+{
+	return u->features;
+}
+
+int rf_uffd_fd(const struct rf_uffd *u)
+{
+	return u->fd;
+}
+
+rf_vm *rf_uffd_vm(const struct rf_uffd *u)
+{
+	return u->vm;
+}
+
+void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st)
+{
+	clockid_t cid;
+	struct timespec ts;
+
+	memset(st, 0, sizeof(*st));
+	for (int k = 0; k < RF_UFFD_NKINDS; k++)
+		st->msgs[k] = atomic_load(&u->msgs[k]);
+	st->retried = atomic_load(&u->retried);
+	st->eagain = atomic_load(&u->eagain);
+	if (pthread_getcpuclockid(u->thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
+		st->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int uffd_open(rf_vm *vm, struct rf_uffd **out)
+{
+	rf_engine *e = vm->e;
+	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
+			UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_MISSING_SHMEM;
+	struct uffdio_api api = {.api = UFFD_API};
+	struct rf_uffd *u;
+	int err;
+
+	if (!e->feat.uffd || !e->feat.uffd_wp) {
+		rf_log(e, RF_LOG_ERR, "%s: userfaultfd: %s", vm->name,
+		       !e->feat.uffd ? "not available (see vm.unprivileged_userfaultfd)"
+				     : "write-protect mode not supported by this kernel");
+		return -ENODEV;
+	}
+	u = rf_zalloc(e, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->vm = vm;
+	u->stop_fd = -1;
+	u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (u->fd < 0) {
+		err = -errno;
+		rf_log(e, RF_LOG_ERR, "%s: userfaultfd(): %s", vm->name, strerror(errno));
+		goto err_free;
+	}
+	api.features = want & e->feat.uffd_features;
+	if (ioctl(u->fd, UFFDIO_API, &api) != 0) {
+		err = -errno;
+		rf_log(e, RF_LOG_ERR, "%s: UFFDIO_API(features 0x%llx): %s", vm->name,
+		       (unsigned long long)(want & e->feat.uffd_features), strerror(errno));
+		goto err_close;
+	}
+	u->features = api.features;
+	u->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->stop_fd < 0) {
+		err = -errno;
+		goto err_close;
+	}
+	err = -pthread_create(&u->thread, NULL, pager_main, u);
+	if (err) {
+		rf_log(e, RF_LOG_ERR, "%s: pager thread: %s", vm->name, strerror(-err));
+		goto err_close;
+	}
+	*out = u;
+	return 0;
+
+err_close:
+	if (u->stop_fd >= 0)
+		close(u->stop_fd);
+	close(u->fd);
+err_free:
+	rf_free(e, u);
+	return err;
+}
+
+int rf_uffd_get(rf_vm *vm, struct rf_uffd **out)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&uffd_create_lock);
+	if (!vm->uffd)
+		err = uffd_open(vm, &vm->uffd);
+	if (!err) {
+		vm->uffd->users++;
+		*out = vm->uffd;
+	}
+	pthread_mutex_unlock(&uffd_create_lock);
+	return err;
+}
+
+void rf_uffd_put(rf_vm *vm)
+{
+	struct rf_uffd *u;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&uffd_create_lock);
+	u = vm->uffd;
+	if (!u || --u->users > 0) {
+		pthread_mutex_unlock(&uffd_create_lock);
+		return;
+	}
+	vm->uffd = NULL;
+	pthread_mutex_unlock(&uffd_create_lock);
+	if (write(u->stop_fd, &one, sizeof(one)) != sizeof(one))
+		rf_log(vm->e, RF_LOG_ERR, "%s: pager: cannot signal stop: %s", vm->name,
+		       strerror(errno));
+	pthread_join(u->thread, NULL);
+	/* Closing the descriptor wakes any thread still waiting on it and
+	 * drops every registration. */
+	close(u->fd);
+	close(u->stop_fd);
+	rf_free(vm->e, u);
+}

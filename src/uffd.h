@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The per-VM userfaultfd and its pager thread.
+ *
+ * One userfaultfd per VM, opened on first use by whichever module needs it
+ * (dedup for write-protect, swap for missing faults), and one pager thread
+ * that reads it. The thread is an event loop: each message is dispatched by
+ * kind (write-protect fault, missing fault, minor fault, remove, unmap,
+ * remap, fork event) to the handler a module installed for that kind; a kind
+ * nobody handles gets a safe default (a write-protect fault is resolved by
+ * un-protecting the page, a missing fault by mapping a zero page; events are
+ * counted).
+ *
+ * Rules that keep the pager from deadlocking with the vCPUs and the modules:
+ *   - A handler never blocks on a page lock (rf_pte_lock): the thread that
+ *     holds one may itself be waiting in the kernel for this pager to read
+ *     an event (madvise(MADV_DONTNEED) on a registered range waits until
+ *     UFFD_EVENT_REMOVE is read). Handlers use rf_pte_trylock or read the
+ *     entry without the lock, and rely on the protocol below.
+ *   - Write-protect protocol (RF_PTE_F_WP): a module that write-protects a
+ *     page sets RF_PTE_F_WP under the page lock first, and before clearing
+ *     it either removes the protection (rf_uffd_writeprotect(.., false, ..),
+ *     which wakes waiters) or replaces the mapping and calls rf_uffd_wake.
+ *     So the pager may drop a write-protect fault on a page whose F_WP is
+ *     set: the module will wake the writer. A fault on a page without F_WP
+ *     is resolved by the pager itself.
+ *   - ioctls that fail with EAGAIN (the kernel has an event pending that
+ *     this pager has not read yet) are retried by the helpers below; when
+ *     the caller is the pager thread itself, it first reads pending events.
+ *
+ * Registration: UFFDIO_REGISTER replaces a VMA's mode rather than adding to
+ * it, so the VM keeps a base mode that every module's registration is ORed
+ * with (dedup adds WP for all guest RAM; swap adds MISSING where it needs
+ * it). A mmap(MAP_FIXED) or mremap over a registered range leaves an
+ * unregistered VMA: the module that remaps registers the new range again.
+ *
+ * Concurrency: rf_uffd_get may be called by any module's setup path (it is
+ * serialised by the VM's uffd lock); the ioctl helpers from any thread;
+ * rf_uffd_put only from rf_vm_free's hooks, once.
+ */
+#ifndef RF_UFFD_H
+#define RF_UFFD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/userfaultfd.h>
+
+#include "internal.h"
+
+enum rf_uffd_kind {
+	RF_UFFD_FAULT_WP = 0,
+	RF_UFFD_FAULT_MISSING,
+	RF_UFFD_FAULT_MINOR,
+	RF_UFFD_EV_REMOVE,
+	RF_UFFD_EV_UNMAP,
+	RF_UFFD_EV_REMAP,
+	RF_UFFD_EV_FORK,
+	RF_UFFD_NKINDS
+};
+
+struct rf_uffd;
+
+/*
+ * A handler runs on the pager thread. It returns 0 when it dealt with the
+ * message, or -EAGAIN to have it retried after the next poll round (at most
+ * a millisecond later; for a page whose lock is busy, say).
+ */
+typedef int (*rf_uffd_handler)(struct rf_uffd *u, const struct uffd_msg *msg, void *arg);
+
+struct rf_uffd_stats {
+	uint64_t msgs[RF_UFFD_NKINDS];
+	uint64_t retried; /* handler asked for a retry */
+	uint64_t eagain;  /* ioctls retried on EAGAIN */
+	uint64_t cpu_ns;  /* pager thread CPU time */
+};
+
+/*
+ * The VM's userfaultfd, opened and its pager started on first call with
+ * every feature the kernel has of: write-protect (anonymous and shmem),
+ * UFFD_EVENT_REMOVE, missing faults on shmem. Returns 0 and *@out, or
+ * -ENODEV (no userfaultfd or no write-protect), -ENOMEM, -errno.
+ */
+int rf_uffd_get(rf_vm *vm, struct rf_uffd **out);
+
+/* Drop a reference taken by rf_uffd_get; the last one stops the pager and
+ * closes the descriptor (each module calls it from its vm_free hook). */
+void rf_uffd_put(rf_vm *vm);
+
+/* Install @fn for @kind (NULL: back to the default). Any thread. */
+void rf_uffd_set_handler(struct rf_uffd *u, enum rf_uffd_kind kind, rf_uffd_handler fn, void *arg);
+
+/* Base registration mode ORed into every rf_uffd_register (UFFDIO_REGISTER_MODE_*). */
+void rf_uffd_add_base_mode(struct rf_uffd *u, uint64_t mode);
+
+/* Features the descriptor was opened with (UFFD_FEATURE_*). */
+uint64_t rf_uffd_features(const struct rf_uffd *u);
+int rf_uffd_fd(const struct rf_uffd *u);
+rf_vm *rf_uffd_vm(const struct rf_uffd *u);
+
+/* Register [@addr, @addr+@len) with @mode | base mode. 0 or -errno. */
+int rf_uffd_register(struct rf_uffd *u, void *addr, uint64_t len, uint64_t mode);
+int rf_uffd_unregister(struct rf_uffd *u, void *addr, uint64_t len);
+
+/*
+ * Write-protect (@wp) or un-protect a range. Un-protecting wakes the
+ * writers waiting on it unless @dontwake. -ENOENT/-EINVAL if the range is
+ * not (all) registered for write-protect.
+ */
+int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, bool dontwake);
+
+/* Wake threads waiting on faults in the range (whatever its VMA is now). */
+int rf_uffd_wake(struct rf_uffd *u, void *addr, uint64_t len);
+
+void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st);
+
+/* True when called on @u's pager thread. */
+bool rf_uffd_on_pager(const struct rf_uffd *u);
+
+#endif

@@ -1,0 +1,566 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The dedup engine in-process (no KVM): guest RAM written by threads of this
+ * process. Savings are read from the kernel (smaps_rollup), never from the
+ * engine's counters; every test ends with the content checked page by page
+ * and the page-state table audited against pagemap.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ramfold/ramfold.h>
+
+#include "../../ksm/dedup_internal.h"
+#include "dedup_util.h"
+
+#define PG 4096u
+
+struct fx {
+	rf_engine *e;
+	rf_vm *vm[2];
+	uint8_t *ram[2];
+	size_t size;
+};
+
+static int skip_unless_supported(void)
+{
+	const char *why = NULL;
+
+	if (!dedup_supported(&why)) {
+		printf("skipped: %s\n", why);
+		return 1;
+	}
+	return 0;
+}
+
+static void fx_init(struct fx *f, size_t size, unsigned int nvms, const char *dom0,
+		    const char *dom1)
+{
+	struct rf_engine_config ec;
+	struct rf_vm_config vc;
+	const char *doms[2] = {dom0, dom1};
+
+	memset(f, 0, sizeof(*f));
+	rf_engine_config_init(&ec);
+	ec.log = dedup_test_log;
+	ec.scan_threads = 2;
+	assert_int_equal(rf_engine_new(&ec, &f->e), 0);
+	f->size = size;
+	for (unsigned int i = 0; i < nvms; i++) {
+		char name[16];
+		void *hva;
+
+		rf_vm_config_init(&vc);
+		vc.ram_bytes = size;
+		vc.domain = doms[i];
+		snprintf(name, sizeof(name), "vm%u", i);
+		assert_int_equal(rf_vm_new(f->e, name, &vc, &f->vm[i]), 0);
+		assert_int_equal(rf_vm_map_ram(f->vm[i], 0, size, &hva), 0);
+		f->ram[i] = hva;
+	}
+}
+
+static void fx_start_idle(struct fx *f, enum rf_dedup_mode mode, uint64_t vma_budget,
+			  unsigned int idle_pct)
+{
+	struct rf_dedup_config dc;
+
+	rf_dedup_config_init(&dc);
+	dc.mode = mode;
+	dc.vma_budget = vma_budget;
+	dc.idle_cpu_percent = idle_pct;
+	assert_int_equal(rf_dedup_start(f->e, &dc), 0);
+	for (unsigned int i = 0; i < 2; i++)
+		if (f->vm[i])
+			assert_int_equal(rf_dedup_add_vm(f->vm[i]), 0);
+}
+
+static void fx_start(struct fx *f, enum rf_dedup_mode mode, uint64_t vma_budget)
+{
+	fx_start_idle(f, mode, vma_budget, 0);
+}
+
+static void fx_audit(struct fx *f)
+{
+	for (unsigned int i = 0; i < 2; i++) {
+		struct rf_audit_report rep;
+
+		if (!f->vm[i])
+			continue;
+		assert_int_equal(rf_vm_audit(f->vm[i], &rep, 0), 0);
+		assert_int_equal(rep.mismatches, 0);
+	}
+}
+
+static void fx_fini(struct fx *f)
+{
+	rf_dedup_stop(f->e);
+	rf_engine_free(f->e);
+}
+
+/* Layout used by several tests: @copies copies of a @tpl-page template,
+ * then @uniq unique pages, then @zero zero pages (written, so resident). */
+static size_t fill_layout(uint8_t *ram, unsigned int copies, unsigned int tpl, unsigned int uniq,
+			  unsigned int zero, uint64_t seed)
+{
+	size_t p = 0;
+
+	for (unsigned int c = 0; c < copies; c++)
+		for (unsigned int i = 0; i < tpl; i++)
+			dedup_fill_page(ram + (p++) * PG, seed + i);
+	for (unsigned int i = 0; i < uniq; i++)
+		dedup_fill_page(ram + (p++) * PG, seed + 1000000 + i);
+	for (unsigned int i = 0; i < zero; i++) {
+		memset(ram + p * PG, 0, PG);
+		ram[p * PG] = 1;     /* fault in a private page... */
+		ram[(p++) * PG] = 0; /* ...that reads all zero */
+	}
+	return p;
+}
+
+static void check_layout(const uint8_t *ram, unsigned int copies, unsigned int tpl,
+			 unsigned int uniq, unsigned int zero, uint64_t seed)
+{
+	static uint8_t want[PG];
+	size_t p = 0;
+
+	for (unsigned int c = 0; c < copies; c++)
+		for (unsigned int i = 0; i < tpl; i++) {
+			dedup_fill_page(want, seed + i);
+			assert_memory_equal(ram + (p++) * PG, want, PG);
+		}
+	for (unsigned int i = 0; i < uniq; i++) {
+		dedup_fill_page(want, seed + 1000000 + i);
+		assert_memory_equal(ram + (p++) * PG, want, PG);
+	}
+	memset(want, 0, PG);
+	for (unsigned int i = 0; i < zero; i++)
+		assert_memory_equal(ram + (p++) * PG, want, PG);
+}
+
+/* Duplicates, uniques and zero pages: the kernel's Pss falls by at least 90%
+ * of what perfect dedup would save. */
+static void test_savings_measured(void **state)
+{
+	const unsigned int copies = 8, tpl = 1024, uniq = 2048, zero = 2048;
+	struct dedup_mem before, after;
+	struct rf_dedup_stats st;
+	uint64_t ideal, saved;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 64u << 20, 1, NULL, NULL);
+	fill_layout(f.ram[0], copies, tpl, uniq, zero, 1);
+	assert_int_equal(dedup_mem_read(&before), 0);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(dedup_mem_read(&after), 0);
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	ideal = (uint64_t)(copies - 1) * tpl * PG + (uint64_t)zero * PG;
+	saved = before.pss > after.pss ? before.pss - after.pss : 0;
+	printf("  pss %llu -> %llu KiB: saved %llu KiB of ideal %llu KiB (engine says %llu KiB), "
+	       "%llu passes\n",
+	       (unsigned long long)before.pss >> 10, (unsigned long long)after.pss >> 10,
+	       (unsigned long long)saved >> 10, (unsigned long long)ideal >> 10,
+	       (unsigned long long)st.saved_bytes >> 10, (unsigned long long)st.scan_passes);
+	assert_true(saved >= ideal * 9 / 10);
+	assert_int_equal(st.pages_sharing, copies * tpl);
+	assert_int_equal(st.pages_zero, zero);
+	assert_int_equal(st.store_pages, tpl);
+	check_layout(f.ram[0], copies, tpl, uniq, zero, 1);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+/* A guest write to a merged page breaks the sharing, keeps the write, and
+ * the engine notices: page PRIVATE again, store reference dropped. */
+static void test_cow_unmerge(void **state)
+{
+	struct rf_dedup_stats st;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 8u << 20, 1, NULL, NULL);
+	fill_layout(f.ram[0], 4, 256, 0, 0, 7);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_vm_page_state(f.vm[0], 5 * PG), RF_PAGE_MERGED);
+	f.ram[0][5 * PG + 100] ^= 0xff;
+	f.ram[0][(256 + 5) * PG + 100] ^= 0xff;
+	rf_dedup_scan_now(f.e);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	assert_true(st.pages_unmerged >= 2);
+	/* The two written pages are equal to each other again: merged anew. */
+	assert_int_equal(f.ram[0][5 * PG + 100], f.ram[0][(256 + 5) * PG + 100]);
+	fx_audit(&f);
+	rf_dedup_stop(f.e);
+	for (size_t p = 0; p < 1024; p++)
+		assert_int_equal(rf_vm_page_state(f.vm[0], p * PG), RF_PAGE_PRIVATE);
+	fx_audit(&f);
+	rf_engine_free(f.e);
+}
+
+struct writer {
+	uint8_t *ram;
+	unsigned int npages, first, stride;
+	uint64_t writes, bad_reads;
+	uint32_t *last;
+	unsigned int seed;
+	_Atomic bool *stop;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t target = w->writes;
+
+	w->writes = 0;
+	while (w->writes < target) {
+		unsigned int p =
+		    w->first + w->stride * (rand_r(&w->seed) % (w->npages / w->stride));
+		volatile uint32_t *word = (volatile uint32_t *)(w->ram + (size_t)p * PG + 64);
+		uint32_t v = (uint32_t)(rand_r(&w->seed) % 4); /* few values: pages stay twins */
+
+		*word = v;
+		w->last[p] = v;
+		if (*word != v)
+			w->bad_reads++;
+		w->writes++;
+		if ((w->writes & 511) == 0)
+			usleep(1000); /* let pages sit still for a pass now and then */
+	}
+	return NULL;
+}
+
+/* Threads write continuously while the scanner merges: >= 10^6 writes, and
+ * every page holds exactly its last value at the end. */
+static void test_racing_writers(void **state)
+{
+	const unsigned int npages = 2048, nw = 2;
+	struct writer w[2];
+	pthread_t t[2];
+	uint32_t *last = calloc(npages, sizeof(uint32_t));
+	struct rf_dedup_stats st;
+	uint64_t total = 0, lost = 0, bad = 0;
+	static uint8_t tpl[PG];
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, (size_t)npages * PG, 1, NULL, NULL);
+	dedup_fill_page(tpl, 42);
+	for (unsigned int p = 0; p < npages; p++) {
+		memcpy(f.ram[0] + (size_t)p * PG, tpl, PG);
+		*(uint32_t *)(f.ram[0] + (size_t)p * PG + 64) = 0;
+	}
+	/* No idle throttle: the scanner keeps merging under the writers. */
+	fx_start_idle(&f, RF_DEDUP_INTRA_VM, 0, 100);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	for (unsigned int i = 0; i < nw; i++) {
+		w[i] = (struct writer){.ram = f.ram[0],
+				       .npages = npages,
+				       .first = i,
+				       .stride = nw,
+				       .writes = 600000,
+				       .last = last,
+				       .seed = 1234 + i};
+		assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+	}
+	for (unsigned int i = 0; i < nw; i++) {
+		pthread_join(t[i], NULL);
+		total += w[i].writes;
+		bad += w[i].bad_reads;
+	}
+	/* The audit compares a snapshot of the mappings with the table: only
+	 * meaningful once the engine has nothing left to change. */
+	rf_dedup_scan_now(f.e);
+	assert_true(dedup_wait_converged(f.e, 2, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	for (unsigned int p = 0; p < npages; p++) {
+		uint8_t *pg = f.ram[0] + (size_t)p * PG;
+
+		if (*(uint32_t *)(pg + 64) != last[p])
+			lost++;
+		assert_memory_equal(pg, tpl, 64);
+		assert_memory_equal(pg + 68, tpl + 68, PG - 68);
+	}
+	printf("  %llu writes, %llu lost, %llu bad read-backs; engine: %llu merged, %llu unmerged "
+	       "by writes, %llu races, %llu volatile skipped, %llu passes\n",
+	       (unsigned long long)total, (unsigned long long)lost, (unsigned long long)bad,
+	       (unsigned long long)st.pages_merged, (unsigned long long)st.pages_unmerged,
+	       (unsigned long long)st.merge_races, (unsigned long long)st.volatile_skipped,
+	       (unsigned long long)st.scan_passes);
+	assert_true(total >= 1000000);
+	assert_int_equal(lost, 0);
+	assert_int_equal(bad, 0);
+	/* The race was real: merges happened under the writers. */
+	assert_true(st.pages_unmerged > 100);
+	fx_audit(&f);
+	fx_fini(&f);
+	free(last);
+}
+
+static uint64_t const_hash(const void *p, size_t len)
+{
+	(void)p;
+	(void)len;
+	return 0x1234;
+}
+
+/* Every page hashes the same: only byte-equal pages may merge. */
+static void test_forced_collision(void **state)
+{
+	struct rf_dedup_stats st;
+	uint64_t (*saved_fn)(const void *, size_t) = dedup_hash_fn;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 4u << 20, 1, NULL, NULL);
+	/* 2 contents, interleaved: A B A B ... */
+	for (unsigned int p = 0; p < 512; p++)
+		dedup_fill_page(f.ram[0] + (size_t)p * PG, p & 1);
+	dedup_hash_fn = const_hash;
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	printf("  collisions %llu, sharing %llu\n", (unsigned long long)st.hash_collisions,
+	       (unsigned long long)st.pages_sharing);
+	assert_true(st.hash_collisions > 0);
+	for (unsigned int p = 0; p < 512; p++) {
+		static uint8_t want[PG];
+
+		dedup_fill_page(want, p & 1);
+		assert_memory_equal(f.ram[0] + (size_t)p * PG, want, PG);
+	}
+	fx_audit(&f);
+	fx_fini(&f);
+	dedup_hash_fn = saved_fn;
+}
+
+/* Two VMs with identical content: different domains never share (only zero
+ * pages go); the same domain shares. */
+static void run_domains(const char *d0, const char *d1, enum rf_dedup_mode mode,
+			uint64_t want_sharing)
+{
+	struct rf_dedup_stats st;
+	struct fx f;
+
+	fx_init(&f, 4u << 20, 2, d0, d1);
+	for (unsigned int i = 0; i < 2; i++)
+		fill_layout(f.ram[i], 1, 512, 0, 256, 99);
+	fx_start(&f, mode, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	printf("  domains %s/%s mode %s: sharing %llu zero %llu\n", d0 ? d0 : "-", d1 ? d1 : "-",
+	       rf_dedup_mode_name(mode), (unsigned long long)st.pages_sharing,
+	       (unsigned long long)st.pages_zero);
+	assert_int_equal(st.pages_sharing, want_sharing);
+	assert_int_equal(st.pages_zero, 512);
+	for (unsigned int i = 0; i < 2; i++)
+		check_layout(f.ram[i], 1, 512, 0, 256, 99);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+static void test_domains(void **state)
+{
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	run_domains("red", "blue", RF_DEDUP_DOMAINS, 0);
+	run_domains(NULL, NULL, RF_DEDUP_DOMAINS, 0);
+	run_domains("red", "red", RF_DEDUP_INTRA_VM, 0); /* intra mode ignores domains */
+	run_domains("red", "red", RF_DEDUP_DOMAINS, 1024);
+}
+
+/* Zero-only mode discards zero pages and merges nothing. */
+static void test_zero_mode(void **state)
+{
+	struct rf_dedup_stats st;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 8u << 20, 1, NULL, NULL);
+	fill_layout(f.ram[0], 2, 256, 16, 300, 5);
+	fx_start(&f, RF_DEDUP_ZERO, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	assert_int_equal(st.pages_sharing, 0);
+	assert_int_equal(st.pages_zero, 300);
+	check_layout(f.ram[0], 2, 256, 16, 300, 5);
+	/* A write to a discarded zero page lands, and the page is private again. */
+	f.ram[0][(512 + 16 + 3) * PG] = 7;
+	rf_dedup_scan_now(f.e);
+	assert_true(dedup_wait_converged(f.e, 2, 20000));
+	assert_int_equal(rf_vm_page_state(f.vm[0], (512 + 16 + 3) * PG), RF_PAGE_PRIVATE);
+	assert_int_equal(f.ram[0][(512 + 16 + 3) * PG], 7);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+/* Excluded pages (pinned for DMA) are never remapped. */
+static void test_exclusion(void **state)
+{
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 4u << 20, 1, NULL, NULL);
+	fill_layout(f.ram[0], 2, 256, 0, 256, 3);
+	assert_int_equal(rf_vm_exclude_range(f.vm[0], 0, 64 * PG, true), 0);
+	assert_int_equal(rf_vm_exclude_range(f.vm[0], 512 * PG, 64 * PG, true), 0);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	for (unsigned int p = 0; p < 64; p++) {
+		assert_int_equal(rf_vm_page_state(f.vm[0], (uint64_t)p * PG), RF_PAGE_PRIVATE);
+		assert_int_equal(rf_vm_page_state(f.vm[0], (uint64_t)(512 + p) * PG),
+				 RF_PAGE_PRIVATE);
+	}
+	assert_int_equal(rf_vm_page_state(f.vm[0], 100 * PG), RF_PAGE_MERGED);
+	assert_int_equal(rf_vm_page_state(f.vm[0], 600 * PG), RF_PAGE_ZERO);
+	check_layout(f.ram[0], 2, 256, 0, 256, 3);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+/* An artificially low VMA budget: merging stops with a stat and a logged
+ * reason; content and the table stay right. */
+static void test_vma_budget(void **state)
+{
+	struct rf_dedup_stats st;
+	char err[512];
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 8u << 20, 1, NULL, NULL);
+	/* Pairs of equal pages separated by unique ones: no run coalesces. */
+	for (unsigned int p = 0; p < 2048; p++)
+		dedup_fill_page(f.ram[0] + (size_t)p * PG, (p & 1) ? 500000 + p : p / 4);
+	fx_start(&f, RF_DEDUP_INTRA_VM, count_vmas() + 40);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
+	printf("  budget stops %llu, sharing %llu, vmas %llu\n",
+	       (unsigned long long)st.vma_budget_stops, (unsigned long long)st.pages_sharing,
+	       (unsigned long long)count_vmas());
+	assert_true(st.vma_budget_stops > 0);
+	assert_true(st.pages_sharing > 0);
+	assert_true(st.pages_sharing < 1024);
+	assert_true(rf_engine_last_error(f.e, err, sizeof(err)) > 0);
+	assert_non_null(strstr(err, "VMA budget"));
+	for (unsigned int p = 0; p < 2048; p++) {
+		static uint8_t want[PG];
+
+		dedup_fill_page(want, (p & 1) ? 500000 + p : p / 4);
+		assert_memory_equal(f.ram[0] + (size_t)p * PG, want, PG);
+	}
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+/* Discarding merged pages through the core (what the balloon does) releases
+ * them to the engine first: they read as zeros, store pages are freed. */
+static void test_discard_merged(void **state)
+{
+	struct rf_dedup_stats st0, st1;
+	uint64_t skipped;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 4u << 20, 1, NULL, NULL);
+	fill_layout(f.ram[0], 2, 128, 0, 0, 11);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st0), 0);
+	assert_int_equal(st0.store_pages, 128);
+	assert_int_equal(rf_vm_discard(f.vm[0], 0, 128, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(rf_vm_discard(f.vm[0], 128 * PG, 128, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(skipped, 0);
+	for (unsigned int p = 0; p < 256; p++) {
+		assert_int_equal(rf_vm_page_state(f.vm[0], (uint64_t)p * PG), RF_PAGE_BALLOONED);
+		for (unsigned int b = 0; b < PG; b += 512)
+			assert_int_equal(f.ram[0][(size_t)p * PG + b], 0);
+	}
+	rf_dedup_scan_now(f.e);
+	assert_true(dedup_wait_converged(f.e, 2, 20000));
+	assert_int_equal(rf_dedup_stats(f.e, &st1), 0);
+	assert_int_equal(st1.pages_sharing, 0);
+	assert_int_equal(st1.store_pages, 0);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+static void test_bad_config(void **state)
+{
+	struct rf_engine_config ec;
+	struct rf_dedup_config dc;
+	struct rf_vm_config vc;
+	enum rf_dedup_mode m;
+	rf_engine *e;
+	rf_vm *vm;
+
+	(void)state;
+	rf_engine_config_init(&ec);
+	assert_int_equal(rf_engine_new(&ec, &e), 0);
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = 1 << 20;
+	assert_int_equal(rf_vm_new(e, "v", &vc, &vm), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), -ENOENT);
+	rf_dedup_config_init(&dc);
+	dc.mode = (enum rf_dedup_mode)42;
+	assert_int_equal(rf_dedup_start(e, &dc), -EINVAL);
+	rf_dedup_config_init(&dc);
+	dc.scan_threads = 65;
+	assert_int_equal(rf_dedup_start(e, &dc), -EINVAL);
+	rf_dedup_config_init(&dc);
+	dc.cpu_percent = 101;
+	assert_int_equal(rf_dedup_start(e, &dc), -EINVAL);
+	assert_int_equal(rf_dedup_mode_parse("bogus", &m), -EINVAL);
+	assert_int_equal(rf_dedup_mode_parse("domains", &m), 0);
+	assert_int_equal(m, RF_DEDUP_DOMAINS);
+	rf_dedup_config_init(&dc);
+	dc.mode = RF_DEDUP_OFF;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_start(e, &dc), -EALREADY);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), -EALREADY);
+	rf_dedup_stop(e);
+	rf_engine_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bad_config),	   cmocka_unit_test(test_savings_measured),
+	    cmocka_unit_test(test_cow_unmerge),	   cmocka_unit_test(test_forced_collision),
+	    cmocka_unit_test(test_domains),	   cmocka_unit_test(test_zero_mode),
+	    cmocka_unit_test(test_exclusion),	   cmocka_unit_test(test_vma_budget),
+	    cmocka_unit_test(test_discard_merged), cmocka_unit_test(test_racing_writers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
