@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "ledger.h"
 
 RF_EXPORT const char *rf_version(void)
 {
@@ -108,6 +109,7 @@ RF_EXPORT void rf_engine_free(rf_engine *e)
 
 	if (!e)
 		return;
+	rf_ledger_engine_free(e); /* stops the policy thread first */
 	while (e->vms)
 		rf_vm_free(e->vms);
 	if (e->pagemap_fd >= 0)

@@ -13,6 +13,7 @@
 
 #include "compat_linux.h"
 #include "internal.h"
+#include "ledger.h"
 
 static void by_hva_insert(rf_vm *vm, struct rf_region *r);
 static void by_hva_remove(rf_vm *vm, struct rf_region *r);
@@ -43,6 +44,7 @@ static bool valid_name(const char *name)
 RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *cfg, rf_vm **out)
 {
 	rf_vm *vm, *it;
+	int err;
 
 	if (!e || !cfg || !out)
 		return -EINVAL;
@@ -90,6 +92,13 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 			rf_free(e, vm);
 			return -EEXIST;
 		}
+	}
+	err = __rf_ledger_admit_vm(e, vm); /* admission control: ledger.c */
+	if (err) {
+		pthread_mutex_unlock(&e->vms_lock);
+		pthread_rwlock_destroy(&vm->regions_lock);
+		rf_free(e, vm);
+		return err;
 	}
 	vm->id = e->next_vm_id++;
 	vm->next = e->vms;

@@ -8,5 +8,7 @@
 #include "vm.h"
 #include "balloon.h"
 #include "dedup.h"
+#include "ledger.h"
+#include "policy.h"
 
 #endif

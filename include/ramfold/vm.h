@@ -70,6 +70,13 @@ struct rf_vm_config {
 	/* NUMA node for guest RAM and its store pages; -1 for no binding. */
 	int numa_node;
 	unsigned int flags; /* RF_VM_* */
+	/* The overcommit contract (ledger.h), checked by admission control:
+	 * host memory guaranteed (page-aligned, <= ram_bytes; default 0), the
+	 * most it may ever use (0 = no limit), weight under contention (0 =
+	 * RF_SHARES_DEFAULT). */
+	uint64_t reservation_bytes;
+	uint64_t limit_bytes;
+	uint32_t shares;
 };
 
 void rf_vm_config_init(struct rf_vm_config *cfg);
@@ -77,7 +84,9 @@ void rf_vm_config_init(struct rf_vm_config *cfg);
 /*
  * Create a VM named @name (1..31 printable characters, unique in the engine).
  * Returns 0 and sets *@out, or -EINVAL (bad name or config, ram_bytes 0 or
- * not page-aligned, numa_node not configured), -EEXIST (name in use), -ENOMEM.
+ * not page-aligned, numa_node not configured), -EEXIST (name in use), -ENOMEM
+ * (out of memory, or refused by admission control: the reservation cannot be
+ * covered, or the maximum overcommit ratio would be exceeded; see ledger.h).
  * Pairs with rf_vm_free().
  */
 int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *cfg, rf_vm **out);

@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Measuring the ledger: one pass over every VM's page-state table and the
+ * matching /proc/self/pagemap entries, then the host-wide count of sharers
+ * of each store page, then the pure breakdown (ledger.c).
+ *
+ * Fair part of a store page: a MERGED page that is present in a guest
+ * mapping shows the store page's PFN in pagemap. Collecting the PFNs of all
+ * VMs and counting how often each occurs gives the number of guest mappings
+ * of every store page, so each mapping is charged 1/sharers of a page and
+ * the charges of one store page add up to exactly one page. This is the
+ * kernel's own count, not the dedup engine's belief. Without CAP_SYS_ADMIN
+ * pagemap hides PFNs; each mapping is then charged a whole page (an upper
+ * bound), and the audit's Pss check still holds.
+ *
+ * The audit reads /proc/self/smaps and attributes to a VM the Rss and Pss
+ * of each mapping that lies inside its guest RAM: these are what the kernel
+ * charges for the guest's memory, measured apart from the VMM's own.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compat_linux.h"
+#include "internal.h"
+#include "ledger.h"
+#include "policy.h"
+
+#define WALK_CHUNK 4096
+
+struct pfn_list {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int pfn_push(rf_engine *e, struct pfn_list *l, uint64_t pfn)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 1024;
+		uint64_t *nv = rf_zalloc(e, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		if (l->n)
+			memcpy(nv, l->v, l->n * sizeof(*nv));
+		rf_free(e, l->v);
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = pfn;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Occurrences of @key in sorted @v. */
+static size_t count_sorted(const uint64_t *v, size_t n, uint64_t key)
+{
+	size_t lo = 0, hi = n, first;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	first = lo;
+	hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (v[mid] <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - first;
+}
+
+/* Walk @vm's table and pagemap; PFNs of present store pages go to @pfns. */
+static int walk_vm(rf_vm *vm, struct rf_ledger_walk *w, struct pfn_list *pfns, uint64_t *ents)
+{
+	rf_engine *e = vm->e;
+	int err = 0;
+
+	memset(w, 0, sizeof(*w));
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
+		struct rf_region *r = vm->regions[i];
+
+		for (uint64_t base = 0; base < r->npages && !err; base += WALK_CHUNK) {
+			size_t n = r->npages - base < WALK_CHUNK ? r->npages - base : WALK_CHUNK;
+
+			err = rf_pagemap_read(e, rf_region_page(r, base), n, ents);
+			for (size_t k = 0; k < n && !err; k++) {
+				enum rf_page_state s = rf_pte_state(rf_pte_peek(&r->pte[base + k]));
+				uint64_t pm = ents[k];
+
+				w->pages[s]++;
+				if (!rf_pagemap_resident(e, pm))
+					continue;
+				w->resident[s]++;
+				if (!(pm & PM_FILE))
+					w->anon[s]++;
+				else if (s == RF_PAGE_MERGED)
+					err = pfn_push(e, pfns,
+						       e->feat.pagemap_pfn ? pm & PM_PFN_MASK : 0);
+			}
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	return err;
+}
+
+static void read_rollup(uint64_t *rss, uint64_t *pss)
+{
+	char line[256], key[64];
+	unsigned long long kb;
+	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+
+	*rss = *pss = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)
+			continue;
+		if (strcmp(key, "Rss") == 0)
+			*rss = (uint64_t)kb << 10;
+		else if (strcmp(key, "Pss") == 0)
+			*pss = (uint64_t)kb << 10;
+	}
+	fclose(f);
+}
+
+void rf_ledger_snap_free(rf_engine *e, struct rf_ledger_snap *s)
+{
+	rf_free(e, s->vms);
+	s->vms = NULL;
+	s->nr = 0;
+}
+
+int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
+{
+	struct rf_ledger *l = rf_ledger_get(e);
+	struct pfn_list *lists = NULL, all = {0};
+	struct rf_host_stats *h = &s->host;
+	uint64_t *ents = NULL;
+	unsigned int n = 0, i;
+	int err = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (!l)
+		return -ENOMEM;
+	ents = rf_zalloc(e, WALK_CHUNK * sizeof(*ents));
+	if (!ents)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->vms_lock);
+	for (rf_vm *vm = e->vms; vm; vm = vm->next)
+		n++;
+	s->vms = rf_zalloc(e, (n ? n : 1) * sizeof(*s->vms));
+	lists = rf_zalloc(e, (n ? n : 1) * sizeof(*lists));
+	if (!s->vms || !lists) {
+		err = -ENOMEM;
+		goto out_unlock;
+	}
+	i = 0;
+	for (rf_vm *vm = e->vms; vm && !err; vm = vm->next, i++) {
+		struct rf_ledger_vm_snap *vs = &s->vms[i];
+		struct rf_mech_reading m;
+
+		vs->vm = vm;
+		snprintf(vs->name, sizeof(vs->name), "%s", vm->name);
+		for (int st = 0; st < RF_PAGE_NSTATES; st++)
+			vs->counters[st] = atomic_load(&vm->state_pages[st]);
+		vs->mapped_bytes = vm->mapped_bytes;
+		err = walk_vm(vm, &vs->walk, &lists[i], ents);
+		rf_mech_read(vm, &m);
+		vs->has_balloon = m.has_balloon;
+		vs->bd.compressed_host_bytes = m.compressed_host_bytes;
+		vs->bd.balloon_target_bytes = m.balloon_target_bytes;
+		vs->bd.swap_target_bytes = m.swap_target_bytes;
+		vs->bd.guest_free_bytes = m.guest_free_bytes;
+		if (vm->ledger) {
+			vs->bd.reservation_bytes = atomic_load(&vm->ledger->reservation);
+			vs->bd.limit_bytes = atomic_load(&vm->ledger->limit);
+			vs->bd.shares = atomic_load(&vm->ledger->shares);
+		} else {
+			vs->bd.limit_bytes = UINT64_MAX;
+			vs->bd.shares = RF_SHARES_DEFAULT;
+		}
+		vs->bd.promised_bytes = vm->cfg.ram_bytes;
+		vs->bd.metadata_bytes = atomic_load(&vm->metadata_bytes);
+	}
+	s->nr = i;
+	pthread_mutex_unlock(&e->vms_lock);
+	if (err)
+		goto out;
+
+	/* Sharers of each store page, over all VMs. */
+	for (i = 0; i < s->nr && !err; i++)
+		for (size_t k = 0; k < lists[i].n && !err; k++)
+			err = pfn_push(e, &all, lists[i].v[k]);
+	if (err)
+		goto out;
+	qsort(all.v, all.n, sizeof(*all.v), cmp_u64);
+	for (size_t k = 0; k < all.n; k++)
+		if ((k == 0 || all.v[k] != all.v[k - 1]) && all.v[k] != 0)
+			h->store_pages_resident++;
+	for (i = 0; i < s->nr; i++) {
+		struct rf_ledger_vm_snap *vs = &s->vms[i];
+
+		for (size_t k = 0; k < lists[i].n; k++) {
+			size_t c = lists[i].v[k] ? count_sorted(all.v, all.n, lists[i].v[k]) : 1;
+
+			vs->walk.shared_fair_milli += 1000 / (c ? c : 1);
+			if (!lists[i].v[k])
+				h->store_pages_resident++;
+		}
+		rf_breakdown_compute(vs->counters, &vs->walk, vs->bd.promised_bytes,
+				     vs->mapped_bytes, vs->bd.metadata_bytes,
+				     vs->bd.compressed_host_bytes, &vs->bd);
+	}
+
+	/* Host totals. */
+	h->capacity_bytes = rf_engine_capacity(e);
+	h->nr_vms = s->nr;
+	h->state = (enum rf_mem_state)atomic_load(&l->state);
+	h->admissions_refused = atomic_load(&l->admissions_refused);
+	for (i = 0; i < s->nr; i++) {
+		const struct rf_vm_breakdown *b = &s->vms[i].bd;
+
+		h->reserved_bytes += b->reservation_bytes;
+		h->promised_bytes += b->promised_bytes;
+		h->used_bytes += b->host_bytes;
+		h->private_bytes += b->private_bytes + b->drift_bytes;
+		h->shared_fair_bytes += b->shared_fair_bytes;
+		h->zero_bytes += b->zero_bytes;
+		h->ballooned_bytes += b->ballooned_bytes;
+		h->free_reported_bytes += b->free_reported_bytes;
+		h->swapped_bytes += b->swapped_file_bytes + b->swapped_compressed_bytes;
+		h->compressed_host_bytes += b->compressed_host_bytes;
+		h->metadata_bytes += b->metadata_bytes;
+		h->saved.dedup += b->saved.dedup;
+		h->saved.zero += b->saved.zero;
+		h->saved.balloon += b->saved.balloon;
+		h->saved.free_report += b->saved.free_report;
+		h->saved.swap += b->saved.swap;
+	}
+	h->overcommit_permille =
+	    h->capacity_bytes ? h->promised_bytes * 1000 / h->capacity_bytes : 0;
+	h->free_bytes = h->capacity_bytes > h->used_bytes ? h->capacity_bytes - h->used_bytes : 0;
+	read_rollup(&h->process_rss_bytes, &h->process_pss_bytes);
+	goto out;
+
+out_unlock:
+	pthread_mutex_unlock(&e->vms_lock);
+out:
+	if (lists) {
+		for (i = 0; i < n; i++)
+			rf_free(e, lists[i].v);
+		rf_free(e, lists);
+	}
+	rf_free(e, all.v);
+	rf_free(e, ents);
+	if (err) {
+		rf_log(e, RF_LOG_ERR, "ramfold: ledger: measuring the VMs failed: %s",
+		       strerror(-err));
+		rf_ledger_snap_free(e, s);
+	}
+	return err;
+}
+
+RF_EXPORT int rf_host_stats(rf_engine *e, struct rf_host_stats *out)
+{
+	struct rf_ledger_snap s;
+	int err;
+
+	if (!e || !out)
+		return -EINVAL;
+	err = rf_ledger_snapshot(e, &s);
+	if (err)
+		return err;
+	*out = s.host;
+	rf_ledger_snap_free(e, &s);
+	return 0;
+}
+
+RF_EXPORT int rf_vm_breakdown(rf_vm *vm, struct rf_vm_breakdown *out)
+{
+	struct rf_ledger_snap s;
+	int err;
+
+	if (!vm || !out)
+		return -EINVAL;
+	err = rf_ledger_snapshot(vm->e, &s);
+	if (err)
+		return err;
+	err = -ENOENT;
+	for (unsigned int i = 0; i < s.nr; i++) {
+		if (s.vms[i].vm == vm) {
+			*out = s.vms[i].bd;
+			err = 0;
+		}
+	}
+	rf_ledger_snap_free(vm->e, &s);
+	return err;
+}
+
+/* ---- the audit ---- */
+
+struct range {
+	uintptr_t lo, hi;
+	unsigned int vm;
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Sum smaps Rss/Pss of mappings inside guest RAM into the snapshot's VMs. */
+static int read_smaps(struct rf_ledger_snap *s, struct range *rg, unsigned int nrg)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	int cur = -1;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long lo, hi, kb;
+		char key[64];
+
+		/* A mapping's header starts "lo-hi "; no field name parses so. */
+		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2) {
+			cur = -1;
+			for (unsigned int i = 0; i < nrg; i++) {
+				if (lo >= rg[i].lo && hi <= rg[i].hi) {
+					cur = (int)rg[i].vm;
+					break;
+				}
+			}
+			continue;
+		}
+		if (cur < 0 || sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)
+			continue;
+		if (strcmp(key, "Rss") == 0)
+			s->vms[cur].kernel_rss += (uint64_t)kb << 10;
+		else if (strcmp(key, "Pss") == 0)
+			s->vms[cur].kernel_pss += (uint64_t)kb << 10;
+	}
+	fclose(f);
+	return 0;
+}
+
+RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
+{
+	struct rf_ledger *l;
+	struct rf_ledger_snap s;
+	struct range *rg = NULL;
+	unsigned int nrg = 0;
+	struct rf_ledger_config cfg;
+	int err;
+
+	if (!e || !rep)
+		return -EINVAL;
+	memset(rep, 0, sizeof(*rep));
+	l = rf_ledger_get(e);
+	if (!l)
+		return -ENOMEM;
+	pthread_mutex_lock(&l->lock);
+	cfg = l->cfg;
+	pthread_mutex_unlock(&l->lock);
+	/* The gate keeps the VMs alive between the snapshot and smaps. */
+	pthread_rwlock_rdlock(&l->gate);
+	err = rf_ledger_snapshot(e, &s);
+	if (err)
+		goto out_gate;
+	rg = rf_zalloc(e, (s.nr ? s.nr : 1) * RF_MAX_REGIONS * sizeof(*rg));
+	if (!rg) {
+		err = -ENOMEM;
+		goto out_snap;
+	}
+	for (unsigned int i = 0; i < s.nr; i++) {
+		rf_vm *vm = s.vms[i].vm;
+
+		rf_vm_regions_rdlock(vm);
+		for (unsigned int k = 0; k < vm->nr_regions; k++) {
+			rg[nrg].lo = (uintptr_t)vm->regions[k]->hva;
+			rg[nrg].hi = rg[nrg].lo + vm->regions[k]->size;
+			rg[nrg++].vm = i;
+		}
+		rf_vm_regions_unlock(vm);
+	}
+	qsort(rg, nrg, sizeof(*rg), cmp_range);
+	err = read_smaps(&s, rg, nrg);
+	if (err) {
+		rf_log(e, RF_LOG_ERR, "ramfold: ledger audit: reading /proc/self/smaps: %s",
+		       strerror(-err));
+		goto out_snap;
+	}
+	rep->process_rss_bytes = s.host.process_rss_bytes;
+	for (unsigned int i = 0; i < s.nr; i++) {
+		struct rf_ledger_vm_snap *vs = &s.vms[i];
+		const struct rf_vm_breakdown *b = &vs->bd;
+		struct rf_ledger_check c = {.name = vs->name};
+		char why[256];
+
+		memcpy(c.counters, vs->counters, sizeof(c.counters));
+		memcpy(c.walked, vs->walk.pages, sizeof(c.walked));
+		c.mapped_bytes = vs->mapped_bytes;
+		c.forbidden_resident_bytes =
+		    (vs->walk.resident[RF_PAGE_BALLOONED] + vs->walk.resident[RF_PAGE_SWAPPED] +
+		     vs->walk.resident[RF_PAGE_COMPRESSED])
+		    << RF_PAGE_SHIFT;
+		c.ledger_resident_bytes =
+		    b->private_bytes + b->drift_bytes + b->shared_resident_bytes;
+		c.ledger_fair_bytes = b->private_bytes + b->drift_bytes + b->shared_fair_bytes;
+		c.kernel_rss_bytes = vs->kernel_rss;
+		c.kernel_pss_bytes = vs->kernel_pss;
+		c.slack_bytes = cfg.audit_slack_bytes + b->metadata_bytes;
+		c.pct = cfg.audit_pct;
+		rep->vms_checked++;
+		rep->ledger_resident_bytes += c.ledger_resident_bytes;
+		rep->ledger_fair_bytes += c.ledger_fair_bytes;
+		rep->kernel_rss_bytes += c.kernel_rss_bytes;
+		rep->kernel_pss_bytes += c.kernel_pss_bytes;
+		if (rf_ledger_compare(&c, why, sizeof(why)) != 0) {
+			rep->vms_disagreeing++;
+			if (!rep->first_reason[0])
+				snprintf(rep->first_reason, sizeof(rep->first_reason), "%s", why);
+			rf_log(e, RF_LOG_WARN, "%s", why);
+		}
+	}
+	/* The whole process holds at least the guests' resident pages. */
+	if (rep->kernel_rss_bytes >
+	    rep->process_rss_bytes +
+		rf_ledger_tolerance(rep->process_rss_bytes, cfg.audit_pct, cfg.audit_slack_bytes)) {
+		char b1[32], b2[32], why[256];
+
+		rep->vms_disagreeing++;
+		snprintf(why, sizeof(why),
+			 "ramfold: ledger: guest mappings hold %s, more than the process's %s "
+			 "(smaps_rollup Rss)",
+			 rf_ledger_fmt_bytes(rep->kernel_rss_bytes, b1, sizeof(b1)),
+			 rf_ledger_fmt_bytes(rep->process_rss_bytes, b2, sizeof(b2)));
+		if (!rep->first_reason[0])
+			snprintf(rep->first_reason, sizeof(rep->first_reason), "%s", why);
+		rf_log(e, RF_LOG_WARN, "%s", why);
+	}
+	err = rep->vms_disagreeing ? -EIO : 0;
+out_snap:
+	rf_free(e, rg);
+	rf_ledger_snap_free(e, &s);
+out_gate:
+	pthread_rwlock_unlock(&l->gate);
+	return err;
+}

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The default reclaim policy, pure: a reading in, actions out. No kernel, no
+ * locks, no clock (the reading carries the time), so unit tests drive it
+ * with made-up readings.
+ *
+ * 1. Free-memory state. free = capacity - measured use. Thresholds are
+ *    fractions of capacity (ESX's defaults: 6%, 4%, 2%, 1%). Falling below a
+ *    threshold enters the worse state at once; climbing back needs free to
+ *    exceed the better state's threshold by the hysteresis, so a reading
+ *    that hovers at a threshold does not flap between two states.
+ *
+ * 2. Who gives back how much. Outside the high state the host must get back
+ *    goal = used - (capacity - high threshold). What each VM keeps is found
+ *    by water-filling: alloc[i] = clamp(lambda * weight[i], lo[i], hi[i])
+ *    with lo = the reservation (never reclaimed below), hi = the limit
+ *    (never exceeded), and lambda set so the allocations add up to what the
+ *    host can hold. The weight is ESX's shares-per-page ratio turned around:
+ *    shares / (active + k * idle) with k = 1 / (1 - idle tax), where idle is
+ *    the part of its memory the guest itself reports free (balloon stats).
+ *    With equal shares, a guest that reports much free memory is allotted
+ *    less, so it gives more back. A VM above its limit is reclaimed in every
+ *    state, including high.
+ *
+ * 3. How. The balloon first: a VM's balloon target grows by its excess
+ *    (what it holds above its allocation), counting inflation already asked
+ *    for and not yet done. Swap only in the hard and low states or above a
+ *    limit, and only for the excess the balloon has not removed after
+ *    balloon_grace_ms (at once for a VM without a balloon). In high, with
+ *    room to spare beyond the hysteresis, balloons are deflated a step at a
+ *    time, best-weighted VMs first, never past a VM's limit.
+ *
+ * 4. Sharing is the cheapest: the dedup scan rate goes up the moment the
+ *    host leaves high, and back down to the idle rate when it returns.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "ledger.h"
+#include "policy.h"
+
+/* A reason longer than RF_POLICY_WHY_MAX is cut short on purpose: it is a
+ * log phrase, and every number that matters comes first. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
+#define MIN_STEP (1ull << 20) /* ignore excesses under 1 MiB: noise */
+
+RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->high_bp = 600;
+	cfg->soft_bp = 400;
+	cfg->hard_bp = 200;
+	cfg->low_bp = 100;
+	cfg->hysteresis_bp = 100;
+	cfg->idle_tax_pct = 75;
+	cfg->balloon_grace_ms = 2000;
+	cfg->scan_rate_idle = 2000;
+	cfg->scan_rate_pressure = 200000;
+	cfg->min_guest_bytes = 32ull << 20;
+	cfg->deflate_step_bytes = 64ull << 20;
+}
+
+int rf_policy_config_check(const struct rf_policy_config *cfg)
+{
+	if (!cfg ||
+	    !(cfg->low_bp < cfg->hard_bp && cfg->hard_bp < cfg->soft_bp &&
+	      cfg->soft_bp < cfg->high_bp) ||
+	    cfg->high_bp + cfg->hysteresis_bp > 10000 || cfg->idle_tax_pct > 99)
+		return -EINVAL;
+	return 0;
+}
+
+void rf_policy_default_init(struct rf_policy_default *p, const struct rf_policy_config *cfg)
+{
+	memset(p, 0, sizeof(*p));
+	if (cfg)
+		p->cfg = *cfg;
+	else
+		rf_policy_config_init(&p->cfg);
+	p->state = RF_MEM_HIGH;
+}
+
+static uint64_t bp_of(uint64_t capacity, unsigned int bp)
+{
+	return capacity / 10000 * bp + capacity % 10000 * bp / 10000;
+}
+
+/* Entry threshold of a state: free below it enters the state. */
+static uint64_t enter_thr(const struct rf_policy_config *c, enum rf_mem_state s, uint64_t cap)
+{
+	static const unsigned int zero = 0;
+	const unsigned int *bp = s == RF_MEM_SOFT   ? &c->soft_bp
+				 : s == RF_MEM_HARD ? &c->hard_bp
+				 : s == RF_MEM_LOW  ? &c->low_bp
+						    : &zero;
+
+	return bp_of(cap, *bp);
+}
+
+/* Exit threshold: free at or above it leaves @s for the next better state.
+ * Soft is left only at the high threshold (ESX's band between soft and
+ * high), the others at their entry threshold plus the hysteresis. */
+static uint64_t exit_thr(const struct rf_policy_config *c, enum rf_mem_state s, uint64_t cap)
+{
+	unsigned int bp = (s == RF_MEM_SOFT   ? c->soft_bp
+			   : s == RF_MEM_HARD ? c->hard_bp
+					      : c->low_bp) +
+			  c->hysteresis_bp;
+
+	if (s == RF_MEM_SOFT && bp < c->high_bp)
+		bp = c->high_bp;
+	return bp_of(cap, bp);
+}
+
+enum rf_mem_state rf_policy_next_state(const struct rf_policy_config *c, enum rf_mem_state cur,
+				       uint64_t free_bytes, uint64_t capacity)
+{
+	enum rf_mem_state raw = RF_MEM_HIGH;
+
+	/* The worst state whose entry threshold the reading is below. */
+	for (int s = RF_MEM_SOFT; s <= RF_MEM_LOW; s++)
+		if (free_bytes < enter_thr(c, (enum rf_mem_state)s, capacity))
+			raw = (enum rf_mem_state)s;
+	if (raw >= cur)
+		return raw; /* worse, or the same: at once */
+	/* Better: climb one state at a time, each past its exit threshold. */
+	while (cur > raw && free_bytes >= exit_thr(c, cur, capacity))
+		cur = (enum rf_mem_state)(cur - 1);
+	return cur;
+}
+
+double rf_policy_weight(uint32_t shares, uint64_t promised, uint64_t guest_free,
+			unsigned int idle_tax_pct)
+{
+	double idle = 0.0, k = 1.0 / (1.0 - idle_tax_pct / 100.0);
+
+	if (guest_free != UINT64_MAX && promised)
+		idle = guest_free >= promised ? 1.0 : (double)guest_free / (double)promised;
+	return (double)(shares ? shares : RF_SHARES_DEFAULT) / ((1.0 - idle) + k * idle);
+}
+
+static uint64_t clamp_alloc(double lambda, double w, uint64_t lo, uint64_t hi)
+{
+	double v = lambda * w;
+
+	if (v <= (double)lo)
+		return lo;
+	if (v >= (double)hi)
+		return hi;
+	return (uint64_t)v;
+}
+
+void rf_policy_share(uint64_t total, unsigned int n, const double *weight, const uint64_t *lo,
+		     const uint64_t *hi, uint64_t *alloc)
+{
+	double a = 0.0, b = 1.0;
+	uint64_t sum_lo = 0, sum_hi = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		sum_lo += lo[i];
+		sum_hi += hi[i] > lo[i] ? hi[i] : lo[i];
+	}
+	if (total <= sum_lo || total >= sum_hi) {
+		for (unsigned int i = 0; i < n; i++)
+			alloc[i] = total <= sum_lo ? lo[i] : (hi[i] > lo[i] ? hi[i] : lo[i]);
+		return;
+	}
+	/* Find b with sum(alloc(b)) >= total, then bisect [a, b]. */
+	for (;;) {
+		uint64_t s = 0;
+
+		for (unsigned int i = 0; i < n; i++)
+			s += clamp_alloc(b, weight[i], lo[i], hi[i] > lo[i] ? hi[i] : lo[i]);
+		if (s >= total || b > 1e30)
+			break;
+		b *= 2.0;
+	}
+	for (int it = 0; it < 200; it++) {
+		double m = (a + b) / 2.0;
+		uint64_t s = 0;
+
+		for (unsigned int i = 0; i < n; i++)
+			s += clamp_alloc(m, weight[i], lo[i], hi[i] > lo[i] ? hi[i] : lo[i]);
+		if (s >= total)
+			b = m;
+		else
+			a = m;
+	}
+	for (unsigned int i = 0; i < n; i++)
+		alloc[i] = clamp_alloc(b, weight[i], lo[i], hi[i] > lo[i] ? hi[i] : lo[i]);
+}
+
+static struct rf_policy_vm_track *track_of(struct rf_policy_default *p, const char *name)
+{
+	struct rf_policy_vm_track *free_slot = NULL, *oldest = &p->track[0];
+
+	for (unsigned int i = 0; i < RF_POLICY_MAX_TRACKED; i++) {
+		struct rf_policy_vm_track *t = &p->track[i];
+
+		if (t->name[0] && strcmp(t->name, name) == 0)
+			return t;
+		if (!t->name[0] && !free_slot)
+			free_slot = t;
+		if (t->seen_tick < oldest->seen_tick)
+			oldest = t;
+	}
+	if (!free_slot)
+		free_slot = oldest; /* a VM not seen for longest is gone */
+	memset(free_slot, 0, sizeof(*free_slot));
+	snprintf(free_slot->name, sizeof(free_slot->name), "%s", name);
+	return free_slot;
+}
+
+static struct rf_policy_action *add_action(struct rf_policy_action *acts, unsigned int max,
+					   unsigned int *n, enum rf_policy_action_kind kind,
+					   unsigned int vm, uint64_t value)
+{
+	struct rf_policy_action *a;
+
+	if (*n >= max)
+		return NULL;
+	a = &acts[(*n)++];
+	memset(a, 0, sizeof(*a));
+	a->kind = kind;
+	a->vm = vm;
+	a->value = value;
+	return a;
+}
+
+#define PAGE_DOWN(x) ((x) & ~(uint64_t)(RF_PAGE_SIZE - 1))
+
+int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
+			     struct rf_policy_action *acts, unsigned int max, unsigned int *n,
+			     enum rf_mem_state *state_out)
+{
+	struct rf_policy_default *p = arg;
+	const struct rf_policy_config *c = &p->cfg;
+	uint64_t cap = in->capacity_bytes, used = in->used_bytes;
+	uint64_t free_b = cap > used ? cap - used : 0, goal = 0, sum_cost = 0, total;
+	uint64_t high_thr = bp_of(cap, c->high_bp), room;
+	enum rf_mem_state st;
+	char fb[32], tb[32], b1[32], b2[32], b3[32];
+	struct rf_policy_action *a;
+	unsigned int nv = in->nr_vms;
+	uint64_t lo[RF_POLICY_MAX_TRACKED], hi[RF_POLICY_MAX_TRACKED], alloc[RF_POLICY_MAX_TRACKED];
+	double w[RF_POLICY_MAX_TRACKED];
+	char ctx[96];
+
+	*n = 0;
+	if (nv > RF_POLICY_MAX_TRACKED)
+		return -E2BIG;
+	p->tick++;
+	st = rf_policy_next_state(c, p->state, free_b, cap);
+	p->state = st;
+	*state_out = st;
+	snprintf(ctx, sizeof(ctx), "%s (free %s %s high %s)", rf_mem_state_name(st),
+		 rf_ledger_fmt_bytes(free_b, fb, sizeof(fb)),
+		 free_b < high_thr ? "<" : ">=", rf_ledger_fmt_bytes(high_thr, tb, sizeof(tb)));
+
+	/* Sharing first: it costs the guests nothing. */
+	{
+		uint64_t want = st == RF_MEM_HIGH ? c->scan_rate_idle : c->scan_rate_pressure;
+
+		if (!p->scan_rate_set || want != p->scan_rate) {
+			a = add_action(acts, max, n, RF_POLICY_SET_SCAN_RATE, 0, want);
+			if (a) {
+				snprintf(a->why, sizeof(a->why), "%s: dedup at the %s rate", ctx,
+					 st == RF_MEM_HIGH ? "idle" : "pressure");
+				p->scan_rate_set = true;
+				p->scan_rate = want;
+			}
+		}
+	}
+
+	/* What each VM may keep. */
+	for (unsigned int i = 0; i < nv; i++) {
+		const struct rf_policy_vm *v = &in->vms[i];
+
+		lo[i] = v->host_bytes < v->reservation_bytes ? v->host_bytes : v->reservation_bytes;
+		hi[i] = v->host_bytes < v->limit_bytes ? v->host_bytes : v->limit_bytes;
+		if (hi[i] < lo[i])
+			hi[i] = lo[i];
+		w[i] = rf_policy_weight(v->shares, v->promised_bytes, v->guest_free_bytes,
+					c->idle_tax_pct);
+		sum_cost += v->host_bytes;
+		track_of(p, v->name)->seen_tick = p->tick;
+	}
+	if (st != RF_MEM_HIGH && used > cap - high_thr)
+		goal = used - (cap - high_thr);
+	total = sum_cost > goal ? sum_cost - goal : 0;
+	if (goal)
+		rf_policy_share(total, nv, w, lo, hi, alloc);
+	else
+		memcpy(alloc, hi, nv * sizeof(*alloc));
+
+	room = free_b > high_thr + bp_of(cap, c->hysteresis_bp)
+		   ? free_b - high_thr - bp_of(cap, c->hysteresis_bp)
+		   : 0;
+	for (unsigned int i = 0; i < nv; i++) {
+		const struct rf_policy_vm *v = &in->vms[i];
+		struct rf_policy_vm_track *t = track_of(p, v->name);
+		uint64_t excess = v->host_bytes - alloc[i]; /* alloc <= host_bytes */
+		bool over_limit = v->host_bytes > v->limit_bytes;
+		uint64_t floor_guest = v->reservation_bytes > c->min_guest_bytes
+					   ? v->reservation_bytes
+					   : c->min_guest_bytes;
+		uint64_t max_balloon = PAGE_DOWN(
+		    v->promised_bytes > floor_guest ? v->promised_bytes - floor_guest : 0);
+		char why_vm[96];
+
+		if (excess < MIN_STEP && !(over_limit && excess))
+			excess = 0;
+		if (!excess)
+			t->excess_since_ns = 0;
+		else if (!t->excess_since_ns)
+			t->excess_since_ns = in->now_ns ? in->now_ns : 1;
+		snprintf(why_vm, sizeof(why_vm), "holds %s, allotted %s (shares %u%s)",
+			 rf_ledger_fmt_bytes(v->host_bytes, b1, sizeof(b1)),
+			 rf_ledger_fmt_bytes(alloc[i], b2, sizeof(b2)), v->shares,
+			 over_limit ? ", above its limit" : "");
+
+		/* Balloon: grow by the excess not already asked for. */
+		if (excess && v->has_balloon) {
+			uint64_t want = PAGE_DOWN(v->ballooned_bytes + excess);
+
+			if (want > max_balloon)
+				want = max_balloon;
+			if (want > v->balloon_target_bytes) {
+				a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i, want);
+				if (a) {
+					char gf[48] = "";
+
+					if (v->guest_free_bytes != UINT64_MAX)
+						snprintf(gf, sizeof(gf), ", guest reports %s free",
+							 rf_ledger_fmt_bytes(v->guest_free_bytes,
+									     b3, sizeof(b3)));
+					snprintf(a->why, sizeof(a->why), "%s: %s%s", ctx, why_vm,
+						 gf);
+				}
+			}
+		} else if (!excess && v->has_balloon && st == RF_MEM_HIGH &&
+			   v->balloon_target_bytes && room) {
+			/* Deflate a step, within the room and the limit. */
+			uint64_t step = c->deflate_step_bytes;
+			uint64_t head =
+			    v->limit_bytes > v->host_bytes ? v->limit_bytes - v->host_bytes : 0;
+
+			if (step > v->balloon_target_bytes)
+				step = v->balloon_target_bytes;
+			if (step > room)
+				step = room;
+			if (step > head)
+				step = head;
+			step = PAGE_DOWN(step);
+			if (step) {
+				a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i,
+					       v->balloon_target_bytes - step);
+				if (a) {
+					snprintf(a->why, sizeof(a->why),
+						 "%s: room to spare, %s back to the guest", ctx,
+						 rf_ledger_fmt_bytes(step, b3, sizeof(b3)));
+					room -= step;
+				}
+			}
+		}
+
+		/* Swap: what the balloon did not get in time. */
+		if (excess && (st >= RF_MEM_HARD || over_limit) &&
+		    (!v->has_balloon || in->now_ns - t->excess_since_ns >=
+					    (uint64_t)c->balloon_grace_ms * 1000000ull)) {
+			uint64_t want = PAGE_DOWN(v->swapped_bytes + excess);
+
+			if (want > v->swap_target_bytes) {
+				a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i, want);
+				if (a)
+					snprintf(a->why, sizeof(a->why), "%s: %s, %s", ctx, why_vm,
+						 v->has_balloon ? "balloon too slow"
+								: "no balloon");
+			}
+		} else if (!excess && st == RF_MEM_HIGH &&
+			   v->swap_target_bytes > v->swapped_bytes) {
+			a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i,
+				       PAGE_DOWN(v->swapped_bytes));
+			if (a)
+				snprintf(a->why, sizeof(a->why), "%s: pressure gone, stop swapping",
+					 ctx);
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The policy's private side: the default policy's pure state machine and
+ * target arithmetic (policy.c), the runner that logs, counts and applies
+ * actions and owns the tick thread (policy_run.c), and the one table of
+ * mechanisms (policy_actuators.c) through which the policy reads the balloon
+ * and swap and drives them.
+ */
+#ifndef RF_POLICY_PRIV_H
+#define RF_POLICY_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ramfold/policy.h>
+
+struct rf_ledger;
+
+/* ---- the default policy: pure ---- */
+
+#define RF_POLICY_MAX_TRACKED 64
+
+struct rf_policy_vm_track {
+	char name[32];
+	uint64_t excess_since_ns; /* 0: not above its target */
+	uint64_t seen_tick;
+};
+
+struct rf_policy_default {
+	struct rf_policy_config cfg;
+	enum rf_mem_state state;
+	bool scan_rate_set;
+	uint64_t scan_rate;
+	uint64_t tick;
+	struct rf_policy_vm_track track[RF_POLICY_MAX_TRACKED];
+};
+
+void rf_policy_default_init(struct rf_policy_default *p, const struct rf_policy_config *cfg);
+
+/* -EINVAL unless the thresholds are ordered and within 100%. */
+int rf_policy_config_check(const struct rf_policy_config *cfg);
+
+/*
+ * The free-memory state after a reading of @free_bytes out of @capacity,
+ * coming from @cur: worse states are entered at once, better ones only once
+ * free exceeds their threshold by the hysteresis.
+ */
+enum rf_mem_state rf_policy_next_state(const struct rf_policy_config *cfg, enum rf_mem_state cur,
+				       uint64_t free_bytes, uint64_t capacity);
+
+/*
+ * Share @total bytes among @n VMs: alloc[i] = clamp(lambda * weight[i],
+ * lo[i], hi[i]) with lambda chosen so the allocations add up to @total (or
+ * as close as the bounds allow). Water-filling by bisection on lambda.
+ */
+void rf_policy_share(uint64_t total, unsigned int n, const double *weight, const uint64_t *lo,
+		     const uint64_t *hi, uint64_t *alloc);
+
+/* The idle-taxed weight of a VM: shares / (active + k * idle) per byte. */
+double rf_policy_weight(uint32_t shares, uint64_t promised, uint64_t guest_free,
+			unsigned int idle_tax_pct);
+
+/* The default rf_policy_fn; @arg is a struct rf_policy_default. */
+int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
+			     struct rf_policy_action *acts, unsigned int max, unsigned int *n,
+			     enum rf_mem_state *state);
+
+/* ---- the runner ---- */
+
+#define RF_POLICY_MAX_ACTIONS 256
+
+struct rf_policy_runner {
+	pthread_mutex_t lock; /* one tick at a time; fn, actuators, counters */
+	rf_policy_fn fn;
+	void *arg;
+	struct rf_policy_default def;
+	struct rf_policy_actuators act;
+	struct rf_policy_counters counters;
+	bool failed_logged[RF_POLICY_NR_ACTIONS];
+	struct rf_policy_action acts[RF_POLICY_MAX_ACTIONS];
+
+	pthread_t thread;
+	bool running;
+	pthread_mutex_t thread_lock;
+	pthread_cond_t cond;
+	bool stop;
+	unsigned int period_ms;
+};
+
+/*
+ * Decide on @in with the runner's policy, log each action in one line,
+ * count it and apply it. The caller keeps the rf_vm pointers in @in alive.
+ * Sets the ledger's state (admission control reads it) when @l is given.
+ */
+int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
+		  const struct rf_policy_reading *in);
+
+/* The engine's runner, created on first use (NULL if out of memory). */
+struct rf_policy_runner *rf_policy_runner_get(rf_engine *e);
+void rf_policy_runner_free(rf_engine *e, struct rf_ledger *l);
+
+/* ---- mechanisms (policy_actuators.c) ---- */
+
+struct rf_mech_reading {
+	int has_balloon;
+	uint64_t balloon_target_bytes;
+	uint64_t guest_free_bytes; /* UINT64_MAX = unknown */
+	uint64_t swap_target_bytes;
+	uint64_t compressed_host_bytes;
+};
+
+/* Read what the balloon and swap of @vm report (engine->vms_lock held). */
+void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out);
+
+/* ramfold's own actuators. */
+extern const struct rf_policy_actuators rf_policy_builtin_actuators;
+
+#endif

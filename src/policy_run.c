@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Running the policy: take a reading from the ledger, ask the policy
+ * callback, then for each action log one line (the state and free memory,
+ * the VM, the old and new value, the policy's reason), count it, and apply
+ * it through the actuators. Also the tick thread that does this every
+ * period.
+ *
+ * Locks: runner->lock serialises ticks and guards the callback, actuators
+ * and counters. A tick holds ledger->gate for reading from the reading to
+ * the last action, so no VM in the reading is freed under it (ledger.h).
+ * Order: gate, runner->lock, vms_lock (inside the snapshot).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "ledger.h"
+#include "policy.h"
+
+static const char *const action_names[RF_POLICY_NR_ACTIONS] = {"balloon", "swap", "scan-rate"};
+
+struct rf_policy_runner *rf_policy_runner_get(rf_engine *e)
+{
+	struct rf_ledger *l = rf_ledger_get(e);
+	struct rf_policy_runner *r, *expected = NULL;
+
+	if (!l)
+		return NULL;
+	r = __atomic_load_n(&l->policy, __ATOMIC_ACQUIRE);
+	if (r)
+		return r;
+	r = rf_zalloc(e, sizeof(*r));
+	if (!r)
+		return NULL;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->thread_lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	rf_policy_default_init(&r->def, NULL);
+	r->fn = rf_policy_default_decide;
+	r->arg = &r->def;
+	r->act = rf_policy_builtin_actuators;
+	if (!__atomic_compare_exchange_n(&l->policy, &expected, r, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		pthread_cond_destroy(&r->cond);
+		pthread_mutex_destroy(&r->thread_lock);
+		pthread_mutex_destroy(&r->lock);
+		rf_free(e, r);
+		return expected;
+	}
+	return r;
+}
+
+void rf_policy_runner_free(rf_engine *e, struct rf_ledger *l)
+{
+	struct rf_policy_runner *r = l->policy;
+
+	if (!r)
+		return;
+	rf_policy_stop(e);
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->thread_lock);
+	pthread_mutex_destroy(&r->lock);
+	rf_free(e, r);
+	l->policy = NULL;
+}
+
+static int apply(struct rf_policy_runner *r, rf_engine *e, const struct rf_policy_action *a,
+		 rf_vm *vm)
+{
+	switch (a->kind) {
+	case RF_POLICY_SET_BALLOON:
+		return r->act.set_balloon ? r->act.set_balloon(r->act.arg, vm, a->value) : -ENOSYS;
+	case RF_POLICY_SET_SWAP:
+		return r->act.set_swap ? r->act.set_swap(r->act.arg, vm, a->value) : -ENOSYS;
+	case RF_POLICY_SET_SCAN_RATE:
+		return r->act.set_scan_rate ? r->act.set_scan_rate(r->act.arg, e, a->value)
+					    : -ENOSYS;
+	default:
+		return -EINVAL;
+	}
+}
+
+static uint64_t old_value(const struct rf_policy_action *a, const struct rf_policy_vm *v,
+			  const struct rf_policy_runner *r)
+{
+	switch (a->kind) {
+	case RF_POLICY_SET_BALLOON:
+		return v ? v->balloon_target_bytes : 0;
+	case RF_POLICY_SET_SWAP:
+		return v ? v->swap_target_bytes : 0;
+	default:
+		return r->def.scan_rate;
+	}
+}
+
+int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
+		  const struct rf_policy_reading *in)
+{
+	enum rf_mem_state st;
+	unsigned int n = 0;
+	int err;
+
+	pthread_mutex_lock(&r->lock);
+	st = r->counters.state;
+	err = r->fn(r->arg, in, r->acts, RF_POLICY_MAX_ACTIONS, &n, &st);
+	r->counters.ticks++;
+	if (err) {
+		pthread_mutex_unlock(&r->lock);
+		rf_log(e, RF_LOG_ERR, "ramfold: policy: the policy failed: %s", strerror(-err));
+		return err;
+	}
+	if ((unsigned int)st > RF_MEM_LOW)
+		st = RF_MEM_LOW;
+	if (st != r->counters.state || r->counters.ticks == 1) {
+		char fb[32];
+		uint64_t free_b =
+		    in->capacity_bytes > in->used_bytes ? in->capacity_bytes - in->used_bytes : 0;
+
+		if (st != r->counters.state)
+			r->counters.transitions++;
+		r->counters.entered[st]++;
+		rf_log(e, RF_LOG_INFO, "ramfold: policy: %s -> %s (free %s of %" PRIu64 " MiB)",
+		       rf_mem_state_name(r->counters.state), rf_mem_state_name(st),
+		       rf_ledger_fmt_bytes(free_b, fb, sizeof(fb)), in->capacity_bytes >> 20);
+		r->counters.state = st;
+	}
+	if (l)
+		atomic_store(&l->state, (int)st);
+	for (unsigned int i = 0; i < n; i++) {
+		const struct rf_policy_action *a = &r->acts[i];
+		const struct rf_policy_vm *v = NULL;
+		char ob[32], nb[32], who[40];
+		uint64_t old;
+		int aerr;
+
+		if ((unsigned int)a->kind >= RF_POLICY_NR_ACTIONS ||
+		    (a->kind != RF_POLICY_SET_SCAN_RATE && a->vm >= in->nr_vms)) {
+			rf_log(e, RF_LOG_ERR, "ramfold: policy: action %u is malformed, dropped",
+			       i);
+			continue;
+		}
+		if (a->kind != RF_POLICY_SET_SCAN_RATE)
+			v = &in->vms[a->vm];
+		old = old_value(a, v, r);
+		snprintf(who, sizeof(who), "%s", v ? v->name : "host");
+		if (a->kind == RF_POLICY_SET_SCAN_RATE)
+			rf_log(e, RF_LOG_INFO,
+			       "ramfold: policy: %s: scan-rate %" PRIu64 " -> %" PRIu64
+			       " pages/s: %s",
+			       who, old, a->value, a->why);
+		else
+			rf_log(e, RF_LOG_INFO, "ramfold: policy: %s: %s %s -> %s: %s", who,
+			       action_names[a->kind], rf_ledger_fmt_bytes(old, ob, sizeof(ob)),
+			       rf_ledger_fmt_bytes(a->value, nb, sizeof(nb)), a->why);
+		r->counters.actions[a->kind]++;
+		if (a->kind == RF_POLICY_SET_BALLOON && a->value > old)
+			r->counters.balloon_bytes_asked += a->value - old;
+		if (a->kind == RF_POLICY_SET_SWAP && a->value > old)
+			r->counters.swap_bytes_asked += a->value - old;
+		aerr = apply(r, e, a, v ? v->vm : NULL);
+		if (aerr) {
+			r->counters.failed[a->kind]++;
+			if (!r->failed_logged[a->kind]) {
+				r->failed_logged[a->kind] = true;
+				rf_log(e, RF_LOG_WARN,
+				       "ramfold: policy: %s: cannot set %s: %s (logged once)", who,
+				       action_names[a->kind], strerror(-aerr));
+			}
+			continue;
+		}
+		/* Remember what was asked, for the next reading and the metrics. */
+		if (v && v->vm && v->vm->ledger) {
+			if (a->kind == RF_POLICY_SET_BALLOON)
+				atomic_store(&v->vm->ledger->balloon_target, a->value);
+			else
+				atomic_store(&v->vm->ledger->swap_target, a->value);
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_policy_tick(rf_engine *e)
+{
+	struct rf_ledger *l;
+	struct rf_policy_runner *r;
+	struct rf_ledger_snap s;
+	struct rf_policy_reading in;
+	struct rf_policy_vm *vms;
+	int err;
+
+	if (!e)
+		return -EINVAL;
+	l = rf_ledger_get(e);
+	r = rf_policy_runner_get(e);
+	if (!l || !r)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&l->gate);
+	err = rf_ledger_snapshot(e, &s);
+	if (err)
+		goto out;
+	vms = rf_zalloc(e, (s.nr ? s.nr : 1) * sizeof(*vms));
+	if (!vms) {
+		err = -ENOMEM;
+		goto out_snap;
+	}
+	for (unsigned int i = 0; i < s.nr; i++) {
+		const struct rf_vm_breakdown *b = &s.vms[i].bd;
+		struct rf_policy_vm *v = &vms[i];
+
+		v->vm = s.vms[i].vm;
+		v->name = s.vms[i].name;
+		v->promised_bytes = b->promised_bytes;
+		v->reservation_bytes = b->reservation_bytes;
+		v->limit_bytes = b->limit_bytes;
+		v->shares = b->shares;
+		v->host_bytes = b->host_bytes;
+		v->ballooned_bytes = b->ballooned_bytes;
+		v->balloon_target_bytes = b->balloon_target_bytes;
+		v->swapped_bytes = b->swapped_file_bytes + b->swapped_compressed_bytes;
+		v->swap_target_bytes = b->swap_target_bytes;
+		v->guest_free_bytes = b->guest_free_bytes;
+		v->has_balloon = s.vms[i].has_balloon;
+	}
+	in.now_ns = rf_now_ns();
+	in.capacity_bytes = s.host.capacity_bytes;
+	in.used_bytes = s.host.used_bytes;
+	in.nr_vms = s.nr;
+	in.vms = vms;
+	err = rf_policy_run(e, r, l, &in);
+	rf_free(e, vms);
+out_snap:
+	rf_ledger_snap_free(e, &s);
+out:
+	pthread_rwlock_unlock(&l->gate);
+	return err;
+}
+
+static void *tick_thread(void *arg)
+{
+	rf_engine *e = arg;
+	struct rf_policy_runner *r = e->ledger->policy;
+	struct timespec ts;
+
+	pthread_mutex_lock(&r->thread_lock);
+	while (!r->stop) {
+		pthread_mutex_unlock(&r->thread_lock);
+		rf_policy_tick(e);
+		pthread_mutex_lock(&r->thread_lock);
+		if (r->stop)
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)(r->period_ms % 1000) * 1000000L;
+		ts.tv_sec += r->period_ms / 1000 + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		while (!r->stop && pthread_cond_timedwait(&r->cond, &r->thread_lock, &ts) == 0)
+			;
+	}
+	pthread_mutex_unlock(&r->thread_lock);
+	return NULL;
+}
+
+RF_EXPORT int rf_policy_start(rf_engine *e, unsigned int period_ms)
+{
+	struct rf_policy_runner *r;
+	pthread_condattr_t ca;
+	int err;
+
+	if (!e)
+		return -EINVAL;
+	if (period_ms < 100 || period_ms > 1000) {
+		rf_log(e, RF_LOG_ERR, "ramfold: policy: tick period %u ms outside 100..1000",
+		       period_ms);
+		return -EINVAL;
+	}
+	r = rf_policy_runner_get(e);
+	if (!r)
+		return -ENOMEM;
+	if (r->running)
+		return -EALREADY;
+	/* The timed wait counts on CLOCK_MONOTONIC: wall-clock jumps do not
+	 * stall or hurry the policy. */
+	pthread_cond_destroy(&r->cond);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	r->stop = false;
+	r->period_ms = period_ms;
+	err = pthread_create(&r->thread, NULL, tick_thread, e);
+	if (err) {
+		rf_log(e, RF_LOG_ERR, "ramfold: policy: cannot start the tick thread: %s",
+		       strerror(err));
+		return -err;
+	}
+	r->running = true;
+	return 0;
+}
+
+RF_EXPORT void rf_policy_stop(rf_engine *e)
+{
+	struct rf_policy_runner *r;
+
+	if (!e || !e->ledger || !(r = e->ledger->policy) || !r->running)
+		return;
+	pthread_mutex_lock(&r->thread_lock);
+	r->stop = true;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->thread_lock);
+	pthread_join(r->thread, NULL);
+	r->running = false;
+}
+
+RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
+{
+	struct rf_policy_runner *r;
+
+	if (!e)
+		return -EINVAL;
+	r = rf_policy_runner_get(e);
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_lock(&r->lock);
+	r->fn = fn ? fn : rf_policy_default_decide;
+	r->arg = fn ? arg : &r->def;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *cfg)
+{
+	struct rf_policy_runner *r;
+
+	if (!e || rf_policy_config_check(cfg)) {
+		if (e)
+			rf_log(e, RF_LOG_ERR,
+			       "ramfold: policy: thresholds must be low < hard < soft < high "
+			       "<= 100%% and the idle tax below 100%%");
+		return -EINVAL;
+	}
+	r = rf_policy_runner_get(e);
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_lock(&r->lock);
+	r->def.cfg = *cfg;
+	r->def.scan_rate_set = false;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actuators *acts)
+{
+	struct rf_policy_runner *r;
+
+	if (!e)
+		return -EINVAL;
+	r = rf_policy_runner_get(e);
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_lock(&r->lock);
+	r->act = acts ? *acts : rf_policy_builtin_actuators;
+	memset(r->failed_logged, 0, sizeof(r->failed_logged));
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out)
+{
+	struct rf_policy_runner *r;
+
+	if (!e || !out)
+		return -EINVAL;
+	r = rf_policy_runner_get(e);
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_lock(&r->lock);
+	*out = r->counters;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
