@@ -107,6 +107,7 @@ struct rf_ledger_check {
 	uint64_t ledger_fair_bytes;	   /* private + drift + shared fair */
 	uint64_t kernel_rss_bytes;	   /* smaps Rss over the VM's mappings */
 	uint64_t kernel_pss_bytes;
+	bool skip_kernel;     /* its mappings are merged with another VM's: no Rss/Pss */
 	uint64_t slack_bytes; /* fixed slack + the VM's metadata */
 	unsigned int pct;
 };

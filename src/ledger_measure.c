@@ -211,7 +211,8 @@ int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
 			err = pfn_push(e, &all, lists[i].v[k]);
 	if (err)
 		goto out;
-	qsort(all.v, all.n, sizeof(*all.v), cmp_u64);
+	if (all.n)
+		qsort(all.v, all.n, sizeof(*all.v), cmp_u64);
 	for (size_t k = 0; k < all.n; k++)
 		if ((k == 0 || all.v[k] != all.v[k - 1]) && all.v[k] != 0)
 			h->store_pages_resident++;
@@ -329,39 +330,81 @@ static int cmp_range(const void *a, const void *b)
 	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
+struct smaps_extra {
+	bool *grouped;	    /* per VM: shares a kernel mapping with another VM */
+	uint64_t group_rss; /* Rss/Pss of such mappings */
+	uint64_t group_pss;
+	unsigned int outside; /* mappings reaching beyond guest RAM */
+};
+
+/*
+ * Attribute one mapping [lo, hi) to a VM: it usually lies inside one region.
+ * Adjacent regions of two VMs with equal flags may be merged by the kernel
+ * into one mapping; its Rss cannot be split, so it counts for the group and
+ * those VMs are compared with the kernel as a group (the host check).
+ * Returns the VM index, -1 for a group mapping, -2 for none.
+ */
+static int attribute(const struct range *rg, unsigned int nrg, uintptr_t lo, uintptr_t hi,
+		     struct smaps_extra *x)
+{
+	unsigned int i = 0, j;
+
+	while (i < nrg && rg[i].hi <= lo)
+		i++;
+	if (i == nrg || rg[i].lo >= hi)
+		return -2; /* not guest RAM */
+	if (lo >= rg[i].lo && hi <= rg[i].hi)
+		return (int)rg[i].vm;
+	for (j = i; j + 1 < nrg && rg[j].hi < hi && rg[j + 1].lo == rg[j].hi; j++)
+		;
+	for (unsigned int k = i; k <= j; k++)
+		x->grouped[rg[k].vm] = true;
+	if (lo < rg[i].lo || hi > rg[j].hi) {
+		x->outside++;
+		return -2;
+	}
+	return -1;
+}
+
 /* Sum smaps Rss/Pss of mappings inside guest RAM into the snapshot's VMs. */
-static int read_smaps(struct rf_ledger_snap *s, struct range *rg, unsigned int nrg)
+static int read_smaps(struct rf_ledger_snap *s, const struct range *rg, unsigned int nrg,
+		      struct smaps_extra *x)
 {
 	FILE *f = fopen("/proc/self/smaps", "re");
 	char line[512];
-	int cur = -1;
+	int cur = -2;
 
 	if (!f)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long lo, hi, kb;
 		char key[64];
+		uint64_t *rss, *pss;
 
 		/* A mapping's header starts "lo-hi "; no field name parses so. */
 		if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2) {
-			cur = -1;
-			for (unsigned int i = 0; i < nrg; i++) {
-				if (lo >= rg[i].lo && hi <= rg[i].hi) {
-					cur = (int)rg[i].vm;
-					break;
-				}
-			}
+			cur = attribute(rg, nrg, (uintptr_t)lo, (uintptr_t)hi, x);
 			continue;
 		}
-		if (cur < 0 || sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)
+		if (cur == -2 || sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)
 			continue;
+		rss = cur >= 0 ? &s->vms[cur].kernel_rss : &x->group_rss;
+		pss = cur >= 0 ? &s->vms[cur].kernel_pss : &x->group_pss;
 		if (strcmp(key, "Rss") == 0)
-			s->vms[cur].kernel_rss += (uint64_t)kb << 10;
+			*rss += (uint64_t)kb << 10;
 		else if (strcmp(key, "Pss") == 0)
-			s->vms[cur].kernel_pss += (uint64_t)kb << 10;
+			*pss += (uint64_t)kb << 10;
 	}
 	fclose(f);
 	return 0;
+}
+
+static void note_disagreement(rf_engine *e, struct rf_ledger_audit_report *rep, const char *why)
+{
+	rep->vms_disagreeing++;
+	if (!rep->first_reason[0])
+		snprintf(rep->first_reason, sizeof(rep->first_reason), "%s", why);
+	rf_log(e, RF_LOG_WARN, "%s", why);
 }
 
 RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
@@ -371,6 +414,7 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 	struct range *rg = NULL;
 	unsigned int nrg = 0;
 	struct rf_ledger_config cfg;
+	struct smaps_extra x = {0};
 	int err;
 
 	if (!e || !rep)
@@ -388,7 +432,8 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 	if (err)
 		goto out_gate;
 	rg = rf_zalloc(e, (s.nr ? s.nr : 1) * RF_MAX_REGIONS * sizeof(*rg));
-	if (!rg) {
+	x.grouped = rf_zalloc(e, (s.nr ? s.nr : 1) * sizeof(*x.grouped));
+	if (!rg || !x.grouped) {
 		err = -ENOMEM;
 		goto out_snap;
 	}
@@ -404,13 +449,14 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 		rf_vm_regions_unlock(vm);
 	}
 	qsort(rg, nrg, sizeof(*rg), cmp_range);
-	err = read_smaps(&s, rg, nrg);
+	err = read_smaps(&s, rg, nrg, &x);
 	if (err) {
 		rf_log(e, RF_LOG_ERR, "ramfold: ledger audit: reading /proc/self/smaps: %s",
 		       strerror(-err));
 		goto out_snap;
 	}
 	rep->process_rss_bytes = s.host.process_rss_bytes;
+	rep->vmas_outside = x.outside;
 	for (unsigned int i = 0; i < s.nr; i++) {
 		struct rf_ledger_vm_snap *vs = &s.vms[i];
 		const struct rf_vm_breakdown *b = &vs->bd;
@@ -429,19 +475,34 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 		c.ledger_fair_bytes = b->private_bytes + b->drift_bytes + b->shared_fair_bytes;
 		c.kernel_rss_bytes = vs->kernel_rss;
 		c.kernel_pss_bytes = vs->kernel_pss;
+		c.skip_kernel = x.grouped[i];
 		c.slack_bytes = cfg.audit_slack_bytes + b->metadata_bytes;
 		c.pct = cfg.audit_pct;
 		rep->vms_checked++;
+		rep->vms_grouped += x.grouped[i];
 		rep->ledger_resident_bytes += c.ledger_resident_bytes;
 		rep->ledger_fair_bytes += c.ledger_fair_bytes;
 		rep->kernel_rss_bytes += c.kernel_rss_bytes;
 		rep->kernel_pss_bytes += c.kernel_pss_bytes;
-		if (rf_ledger_compare(&c, why, sizeof(why)) != 0) {
-			rep->vms_disagreeing++;
-			if (!rep->first_reason[0])
-				snprintf(rep->first_reason, sizeof(rep->first_reason), "%s", why);
-			rf_log(e, RF_LOG_WARN, "%s", why);
-		}
+		rep->metadata_bytes += b->metadata_bytes;
+		if (rf_ledger_compare(&c, why, sizeof(why)) != 0)
+			note_disagreement(e, rep, why);
+	}
+	rep->kernel_rss_bytes += x.group_rss;
+	rep->kernel_pss_bytes += x.group_pss;
+	/* All guests together, when the kernel saw all their mappings. */
+	if (!x.outside) {
+		struct rf_ledger_check c = {.name = "ramfold: all guests"};
+		char why[256];
+
+		c.ledger_resident_bytes = rep->ledger_resident_bytes;
+		c.ledger_fair_bytes = rep->ledger_fair_bytes;
+		c.kernel_rss_bytes = rep->kernel_rss_bytes;
+		c.kernel_pss_bytes = rep->kernel_pss_bytes;
+		c.slack_bytes = cfg.audit_slack_bytes + rep->metadata_bytes;
+		c.pct = cfg.audit_pct;
+		if (rf_ledger_compare(&c, why, sizeof(why)) != 0)
+			note_disagreement(e, rep, why);
 	}
 	/* The whole process holds at least the guests' resident pages. */
 	if (rep->kernel_rss_bytes >
@@ -449,18 +510,16 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 		rf_ledger_tolerance(rep->process_rss_bytes, cfg.audit_pct, cfg.audit_slack_bytes)) {
 		char b1[32], b2[32], why[256];
 
-		rep->vms_disagreeing++;
 		snprintf(why, sizeof(why),
 			 "ramfold: ledger: guest mappings hold %s, more than the process's %s "
 			 "(smaps_rollup Rss)",
 			 rf_ledger_fmt_bytes(rep->kernel_rss_bytes, b1, sizeof(b1)),
 			 rf_ledger_fmt_bytes(rep->process_rss_bytes, b2, sizeof(b2)));
-		if (!rep->first_reason[0])
-			snprintf(rep->first_reason, sizeof(rep->first_reason), "%s", why);
-		rf_log(e, RF_LOG_WARN, "%s", why);
+		note_disagreement(e, rep, why);
 	}
 	err = rep->vms_disagreeing ? -EIO : 0;
 out_snap:
+	rf_free(e, x.grouped);
 	rf_free(e, rg);
 	rf_ledger_snap_free(e, &s);
 out_gate:

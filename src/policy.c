@@ -11,7 +11,8 @@
  *    that hovers at a threshold does not flap between two states.
  *
  * 2. Who gives back how much. Outside the high state the host must get back
- *    goal = used - (capacity - high threshold). What each VM keeps is found
+ *    goal = used - (capacity - high threshold - hysteresis / 2). What each
+ *    VM keeps is found
  *    by water-filling: alloc[i] = clamp(lambda * weight[i], lo[i], hi[i])
  *    with lo = the reservation (never reclaimed below), hi = the limit
  *    (never exceeded), and lambda set so the allocations add up to what the
@@ -243,7 +244,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 	const struct rf_policy_config *c = &p->cfg;
 	uint64_t cap = in->capacity_bytes, used = in->used_bytes;
 	uint64_t free_b = cap > used ? cap - used : 0, goal = 0, sum_cost = 0, total;
-	uint64_t high_thr = bp_of(cap, c->high_bp), room;
+	uint64_t high_thr = bp_of(cap, c->high_bp), room, aim;
 	enum rf_mem_state st;
 	char fb[32], tb[32], b1[32], b2[32], b3[32];
 	struct rf_policy_action *a;
@@ -291,8 +292,12 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		sum_cost += v->host_bytes;
 		track_of(p, v->name)->seen_tick = p->tick;
 	}
-	if (st != RF_MEM_HIGH && used > cap - high_thr)
-		goal = used - (cap - high_thr);
+	/* Aim half the hysteresis above the high threshold: landing exactly on
+	 * it would leave rounding on the wrong side, and the deflate room
+	 * starts a whole hysteresis above, so the two do not chase each other. */
+	aim = high_thr + bp_of(cap, c->hysteresis_bp) / 2;
+	if (st != RF_MEM_HIGH && used > cap - aim)
+		goal = used - (cap - aim);
 	total = sum_cost > goal ? sum_cost - goal : 0;
 	if (goal)
 		rf_policy_share(total, nv, w, lo, hi, alloc);
@@ -319,7 +324,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		if (!excess)
 			t->excess_since_ns = 0;
 		else if (!t->excess_since_ns)
-			t->excess_since_ns = in->now_ns ? in->now_ns : 1;
+			t->excess_since_ns = in->now_ns + 1; /* +1: 0 means "none" */
 		snprintf(why_vm, sizeof(why_vm), "holds %s, allotted %s (shares %u%s)",
 			 rf_ledger_fmt_bytes(v->host_bytes, b1, sizeof(b1)),
 			 rf_ledger_fmt_bytes(alloc[i], b2, sizeof(b2)), v->shares,
@@ -372,7 +377,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 
 		/* Swap: what the balloon did not get in time. */
 		if (excess && (st >= RF_MEM_HARD || over_limit) &&
-		    (!v->has_balloon || in->now_ns - t->excess_since_ns >=
+		    (!v->has_balloon || in->now_ns + 1 - t->excess_since_ns >=
 					    (uint64_t)c->balloon_grace_ms * 1000000ull)) {
 			uint64_t want = PAGE_DOWN(v->swapped_bytes + excess);
 
@@ -382,6 +387,16 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 					snprintf(a->why, sizeof(a->why), "%s: %s, %s", ctx, why_vm,
 						 v->has_balloon ? "balloon too slow"
 								: "no balloon");
+				/* Swap takes over what the balloon has not got yet:
+				 * left pending, it would be reclaimed twice. */
+				if (v->has_balloon &&
+				    v->balloon_target_bytes > PAGE_DOWN(v->ballooned_bytes)) {
+					a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i,
+						       PAGE_DOWN(v->ballooned_bytes));
+					if (a)
+						snprintf(a->why, sizeof(a->why),
+							 "%s: swap takes over the rest", ctx);
+				}
 			}
 		} else if (!excess && st == RF_MEM_HIGH &&
 			   v->swap_target_bytes > v->swapped_bytes) {

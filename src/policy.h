@@ -23,7 +23,7 @@ struct rf_ledger;
 
 struct rf_policy_vm_track {
 	char name[32];
-	uint64_t excess_since_ns; /* 0: not above its target */
+	uint64_t excess_since_ns; /* 1 + when it went above its target; 0: not */
 	uint64_t seen_tick;
 };
 
@@ -78,6 +78,7 @@ struct rf_policy_runner {
 	struct rf_policy_actuators act;
 	struct rf_policy_counters counters;
 	bool failed_logged[RF_POLICY_NR_ACTIONS];
+	uint64_t applied_scan_rate; /* the last rate an actuator accepted */
 	struct rf_policy_action acts[RF_POLICY_MAX_ACTIONS];
 
 	pthread_t thread;

@@ -8,6 +8,9 @@
  * ledger remembers (the last target the policy set, the guest's free memory
  * an embedder reported with rf_vm_set_guest_free) and its actuator answers
  * -ENOSYS, which the runner counts and logs once.
+ *
+ * Wired: the balloon (balloon/, rf_balloon_set_target, rf_balloon_info,
+ * rf_balloon_stats). Not yet: swap (issue 6), the dedup scan rate (issue 4).
  */
 #include <errno.h>
 
@@ -18,20 +21,35 @@
 void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 {
 	struct rf_ledger_vm *lv = vm->ledger;
+	struct rf_balloon_info bi;
+	struct rf_balloon_stats bs;
 
 	out->has_balloon = 0;
 	out->balloon_target_bytes = lv ? atomic_load(&lv->balloon_target) : 0;
 	out->guest_free_bytes = lv ? atomic_load(&lv->guest_free) : UINT64_MAX;
 	out->swap_target_bytes = lv ? atomic_load(&lv->swap_target) : 0;
 	out->compressed_host_bytes = 0;
+
+	/* ramfold's balloon (balloon/): driven once the guest's driver is up.
+	 * The guest's free memory is its own report: it only weighs the idle
+	 * tax, never decides what memory is touched. */
+	if (vm->balloon && rf_balloon_info(vm->balloon, &bi) == 0 &&
+	    (bi.status & RF_VIRTIO_STATUS_DRIVER_OK) &&
+	    !(bi.status & (RF_VIRTIO_STATUS_FAILED | RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET))) {
+		out->has_balloon = 1;
+		out->balloon_target_bytes = bi.target_bytes;
+		if (rf_balloon_stats(vm->balloon, &bs) == 0 && bs.last_update_ns &&
+		    bs.value[RF_BALLOON_S_MEMFREE] != RF_BALLOON_STAT_UNSET)
+			out->guest_free_bytes = bs.value[RF_BALLOON_S_MEMFREE];
+	}
 }
 
 static int builtin_set_balloon(void *arg, rf_vm *vm, uint64_t bytes)
 {
 	(void)arg;
-	(void)vm;
-	(void)bytes;
-	return -ENOSYS; /* the balloon device (issue 5) is not attached */
+	if (!vm->balloon)
+		return -ENOSYS; /* no balloon device on this VM */
+	return rf_balloon_set_target(vm->balloon, bytes);
 }
 
 static int builtin_set_swap(void *arg, rf_vm *vm, uint64_t bytes)

@@ -93,7 +93,7 @@ static uint64_t old_value(const struct rf_policy_action *a, const struct rf_poli
 	case RF_POLICY_SET_SWAP:
 		return v ? v->swap_target_bytes : 0;
 	default:
-		return r->def.scan_rate;
+		return r->applied_scan_rate;
 	}
 }
 
@@ -173,7 +173,9 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 			continue;
 		}
 		/* Remember what was asked, for the next reading and the metrics. */
-		if (v && v->vm && v->vm->ledger) {
+		if (a->kind == RF_POLICY_SET_SCAN_RATE)
+			r->applied_scan_rate = a->value;
+		else if (v && v->vm && v->vm->ledger) {
 			if (a->kind == RF_POLICY_SET_BALLOON)
 				atomic_store(&v->vm->ledger->balloon_target, a->value);
 			else

@@ -185,7 +185,12 @@ struct rf_ledger_audit_report {
 	uint64_t ledger_fair_bytes;	/* private + drift + shared fair */
 	uint64_t kernel_pss_bytes;	/* smaps Pss over guest-RAM mappings */
 	uint64_t process_rss_bytes;	/* smaps_rollup Rss */
-	char first_reason[256];		/* the first disagreement, "" if none */
+	uint64_t metadata_bytes;	/* the VMs' metadata (part of the slack) */
+	/* The kernel may merge adjacent guest RAM of two VMs into one mapping
+	 * whose Rss cannot be split: such VMs are compared as a group. */
+	unsigned int vms_grouped;
+	unsigned int vmas_outside; /* mappings reaching beyond guest RAM */
+	char first_reason[256];	   /* the first disagreement, "" if none */
 };
 
 /*
