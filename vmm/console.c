@@ -31,16 +31,19 @@ int vm_open_console(struct vmm_vm *vm)
 void console_line(struct vmm_vm *vm, const char *line)
 {
 	uint64_t t = now_ns() - vm->start_ns;
+	bool ready = !strcmp(line, "READY") && !atomic_load(&vm->ready_ns);
 
+	/* The state changes before the line is shown, so whoever sees the line
+	 * (a test, a script) finds the VM ready when it asks. */
+	if (ready) {
+		atomic_store(&vm->ready_ns, now_ns());
+		atomic_store(&vm->state, VMM_VM_READY);
+	}
 	atomic_fetch_add(&vm->console_lines, 1);
 	if (vm->console_log)
 		fprintf(vm->console_log, "%8.3f %s\n", t / 1e9, line);
 	if (vm->console_stdout)
 		vmm_printf(vm->vmm, "%s: %s", vm->name, line);
-	if (!strcmp(line, "READY") && !atomic_load(&vm->ready_ns)) {
-		atomic_store(&vm->ready_ns, now_ns());
-		atomic_store(&vm->state, VMM_VM_READY);
-		if (!vm->vmm->quiet)
-			vmm_printf(vm->vmm, "%s: READY after %.1f ms", vm->name, t / 1e6);
-	}
+	if (ready && !vm->vmm->quiet)
+		vmm_printf(vm->vmm, "%s: READY after %.1f ms", vm->name, t / 1e6);
 }

@@ -165,6 +165,23 @@ static int read_scenario(struct vmm *vmm, const char *path)
 	return 0;
 }
 
+/* Built-in options: 1 if it takes a value, 0 for a flag, -1 if unknown. */
+static int builtin_option(const char *name)
+{
+	static const char *const with_value[] = {"vm",	      "scenario",    "guest",
+						 "kvm",	      "ctl",	     "log-dir",
+						 "stats-csv", "preload-dir", "duration"};
+	static const char *const flags[] = {"console", "table", "no-table", "quiet", "verbose"};
+
+	for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
+		if (!strcmp(name, with_value[i]))
+			return 1;
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		if (!strcmp(name, flags[i]))
+			return 0;
+	return -1;
+}
+
 /* Options with values accept "--opt value" and "--opt=value". */
 static int parse_args(struct vmm *vmm, int argc, char **argv)
 {
@@ -190,10 +207,17 @@ static int parse_args(struct vmm *vmm, int argc, char **argv)
 			exit(0);
 		}
 		mo = find_module_option(name);
-		needs = mo ? mo->arg != NULL
-			   : !(!strcmp(name, "console") || !strcmp(name, "table") ||
-			       !strcmp(name, "no-table") || !strcmp(name, "quiet") ||
-			       !strcmp(name, "verbose"));
+		if (mo) {
+			needs = mo->arg != NULL;
+		} else {
+			int b = builtin_option(name);
+
+			if (b < 0) {
+				vmm_errorf("unknown option --%s (see --help)", name);
+				return -1;
+			}
+			needs = b;
+		}
 		if (needs) {
 			if (eq)
 				val = (char *)eq + 1;
