@@ -10,7 +10,8 @@
  * -ENOSYS, which the runner counts and logs once.
  *
  * Wired: the balloon (balloon/, rf_balloon_set_target, rf_balloon_info,
- * rf_balloon_stats). Not yet: swap (issue 6), the dedup scan rate (issue 4).
+ * rf_balloon_stats); dedup (ksm/, rf_dedup_scan_now: a pass on demand under
+ * pressure, as it has no rate setting). Not yet: swap (issue 6).
  */
 #include <errno.h>
 
@@ -60,12 +61,21 @@ static int builtin_set_swap(void *arg, rf_vm *vm, uint64_t bytes)
 	return -ENOSYS; /* the pager (issue 6) is not attached */
 }
 
+/*
+ * The dedup engine (ksm/) has no run-time rate setting yet; what it offers
+ * is a pass on demand. Under pressure (a rate above the idle one) the
+ * scanner is woken for a pass now; at the idle rate it keeps its own idle
+ * budget. -ENOENT (counted by the runner) when dedup is not started.
+ */
 static int builtin_set_scan_rate(void *arg, rf_engine *e, uint64_t pps)
 {
+	struct rf_policy_config def;
+
 	(void)arg;
-	(void)e;
-	(void)pps;
-	return -ENOSYS; /* the dedup engine (issue 4) is not attached */
+	rf_policy_config_init(&def);
+	if (pps <= def.scan_rate_idle)
+		return e->dedup ? 0 : -ENOENT;
+	return rf_dedup_scan_now(e);
 }
 
 const struct rf_policy_actuators rf_policy_builtin_actuators = {

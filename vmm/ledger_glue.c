@@ -1,0 +1,613 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The overcommit ledger and reclaim policy in the demo VMM: options for the
+ * host budget, admission control and the policy tick; --vm keys for each
+ * VM's reservation, limit and shares; control commands query-host,
+ * query-breakdown, set-vm and ledger-audit; and the Prometheus metrics,
+ * served on a loopback port (--metrics-port) and/or written to a file, plus
+ * a per-second CSV of the host's memory by category (--ledger-csv) that the
+ * overcommit experiment plots.
+ *
+ * Threads: everything runs on the main thread (hooks, control commands)
+ * except the metrics server, one thread that answers HTTP GETs on
+ * 127.0.0.1 with rf_metrics_format(); it is stopped in the stop hook,
+ * before any VM is torn down.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "util.h"
+#include "vmm.h"
+
+static struct {
+	uint64_t budget; /* 0: the library's default (MemTotal or cgroup) */
+	uint64_t host_reserved;
+	unsigned int max_overcommit_permille;
+	unsigned int policy_ms; /* 0: no policy thread */
+	int metrics_port;	/* 0: none */
+	const char *metrics_file;
+	const char *csv_path;
+	FILE *csv;
+	int listen_fd, stop_fd;
+	pthread_t server;
+	bool server_running;
+} lg = {.listen_fd = -1, .stop_fd = -1};
+
+/* ---- options -------------------------------------------------------- */
+
+static int opt_budget(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (parse_size(v, &lg.budget) || lg.budget < (1u << 20)) {
+		vmm_errorf("--host-budget %s: expected a size of at least 1M (e.g. 1G)", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_reserved(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (parse_size(v, &lg.host_reserved)) {
+		vmm_errorf("--host-reserved %s: expected a size (e.g. 128M)", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_overcommit(struct vmm *vmm, const char *v)
+{
+	char *end;
+	double r = strtod(v, &end);
+
+	(void)vmm;
+	if (end == v || *end || !(r >= 0.1 && r <= 1000.0)) {
+		vmm_errorf("--max-overcommit %s: expected a ratio such as 3 or 2.5", v);
+		return -1;
+	}
+	lg.max_overcommit_permille = (unsigned int)(r * 1000.0 + 0.5);
+	return 0;
+}
+
+static int opt_policy(struct vmm *vmm, const char *v)
+{
+	uint64_t ms;
+
+	(void)vmm;
+	if (!strcmp(v, "off")) {
+		lg.policy_ms = 0;
+		return 0;
+	}
+	if (parse_u64(v, &ms) || ms < 100 || ms > 1000) {
+		vmm_errorf("--policy %s: expected a tick period in ms (100..1000) or off", v);
+		return -1;
+	}
+	lg.policy_ms = (unsigned int)ms;
+	return 0;
+}
+
+static int opt_metrics_port(struct vmm *vmm, const char *v)
+{
+	uint64_t p;
+
+	(void)vmm;
+	if (parse_u64(v, &p) || p == 0 || p > 65535) {
+		vmm_errorf("--metrics-port %s: expected a TCP port 1..65535", v);
+		return -1;
+	}
+	lg.metrics_port = (int)p;
+	return 0;
+}
+
+static int opt_metrics_file(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	lg.metrics_file = v;
+	return 0;
+}
+
+static int opt_csv(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	lg.csv_path = v;
+	return 0;
+}
+
+static const struct vmm_option ledger_options[] = {
+    {"host-budget", "SIZE", "host memory the guests may use (default: MemTotal)", opt_budget},
+    {"host-reserved", "SIZE", "kept back from reservations for the host", opt_reserved},
+    {"max-overcommit", "RATIO", "refuse VMs beyond RATIO x the budget promised", opt_overcommit},
+    {"policy", "MS|off", "run the reclaim policy every MS ms (default off)", opt_policy},
+    {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
+     opt_metrics_port},
+    {"metrics-file", "FILE", "Prometheus metrics written to FILE every second", opt_metrics_file},
+    {"ledger-csv", "FILE", "host memory by category every second, as CSV", opt_csv},
+    {NULL},
+};
+
+static const char *const ledger_vm_keys[] = {"reservation", "limit", "shares", NULL};
+
+/* ---- hooks ---------------------------------------------------------- */
+
+static int ledger_engine_config(struct vmm *vmm, struct rf_engine_config *cfg)
+{
+	(void)vmm;
+	if (lg.budget)
+		cfg->host_capacity_bytes = lg.budget;
+	return 0;
+}
+
+static int ledger_vm_config(struct vmm_vm *vm, struct rf_vm_config *cfg)
+{
+	const char *v;
+	uint64_t x;
+
+	if ((v = vmm_vm_key(vm, "reservation"))) {
+		if (parse_size(v, &x)) {
+			vmm_errorf("%s: reservation=%s: expected a size", vm->name, v);
+			return -1;
+		}
+		cfg->reservation_bytes = x;
+	}
+	if ((v = vmm_vm_key(vm, "limit"))) {
+		if (parse_size(v, &x)) {
+			vmm_errorf("%s: limit=%s: expected a size", vm->name, v);
+			return -1;
+		}
+		cfg->limit_bytes = x;
+	}
+	if ((v = vmm_vm_key(vm, "shares"))) {
+		if (parse_u64(v, &x) || x == 0 || x > RF_SHARES_MAX) {
+			vmm_errorf("%s: shares=%s: expected 1..%u", vm->name, v, RF_SHARES_MAX);
+			return -1;
+		}
+		cfg->shares = (uint32_t)x;
+	}
+	return 0;
+}
+
+static void csv_header(FILE *f)
+{
+	fprintf(f, "t_s,state,capacity,used,free,private,shared_fair,zero,ballooned,free_reported,"
+		   "swapped,compressed_host,metadata,saved_dedup,saved_zero,saved_balloon,"
+		   "saved_free_report,saved_swap,process_rss,process_pss\n");
+}
+
+static void csv_row(struct vmm *vmm)
+{
+	struct rf_host_stats h;
+
+	if (!lg.csv || rf_host_stats(vmm->engine, &h))
+		return;
+	fprintf(
+	    lg.csv,
+	    "%.3f,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,"
+	    "%llu,%llu,%llu\n",
+	    (double)(now_ns() - vmm->start_ns) / 1e9, rf_mem_state_name(h.state),
+	    (unsigned long long)h.capacity_bytes, (unsigned long long)h.used_bytes,
+	    (unsigned long long)h.free_bytes, (unsigned long long)h.private_bytes,
+	    (unsigned long long)h.shared_fair_bytes, (unsigned long long)h.zero_bytes,
+	    (unsigned long long)h.ballooned_bytes, (unsigned long long)h.free_reported_bytes,
+	    (unsigned long long)h.swapped_bytes, (unsigned long long)h.compressed_host_bytes,
+	    (unsigned long long)h.metadata_bytes, (unsigned long long)h.saved.dedup,
+	    (unsigned long long)h.saved.zero, (unsigned long long)h.saved.balloon,
+	    (unsigned long long)h.saved.free_report, (unsigned long long)h.saved.swap,
+	    (unsigned long long)h.process_rss_bytes, (unsigned long long)h.process_pss_bytes);
+	fflush(lg.csv);
+}
+
+/* ---- metrics server ------------------------------------------------- */
+
+static void serve_one(struct vmm *vmm, int fd)
+{
+	char req[1024], head[256];
+	long need;
+	char *body = NULL;
+	size_t cap = 64 * 1024;
+	ssize_t n;
+	bool ok;
+
+	/* One request per connection; anything but GET /metrics is a 404. */
+	n = recv(fd, req, sizeof(req) - 1, 0);
+	if (n <= 0)
+		return;
+	req[n] = 0;
+	ok = !strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6);
+	for (int tries = 0; ok && tries < 3; tries++) {
+		free(body);
+		body = malloc(cap);
+		if (!body)
+			return;
+		need = rf_metrics_format(vmm->engine, body, cap);
+		if (need < 0) {
+			ok = false;
+			break;
+		}
+		if ((size_t)need < cap)
+			break;
+		cap = (size_t)need + 4096;
+	}
+	if (!ok) {
+		const char *nf = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+
+		(void)!send(fd, nf, strlen(nf), MSG_NOSIGNAL);
+		free(body);
+		return;
+	}
+	snprintf(head, sizeof(head),
+		 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+		 "Content-Length: %zu\r\n\r\n",
+		 strlen(body));
+	(void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
+	(void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
+	free(body);
+}
+
+static void *metrics_server(void *arg)
+{
+	struct vmm *vmm = arg;
+	struct pollfd p[2] = {{.fd = lg.listen_fd, .events = POLLIN},
+			      {.fd = lg.stop_fd, .events = POLLIN}};
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN) {
+			int c = accept4(lg.listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (c < 0)
+				continue;
+			serve_one(vmm, c);
+			close(c);
+		}
+	}
+	return NULL;
+}
+
+static int metrics_listen(struct vmm *vmm)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)lg.metrics_port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1, err;
+
+	lg.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lg.listen_fd < 0 ||
+	    setsockopt(lg.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(lg.listen_fd, (struct sockaddr *)&a, sizeof(a)) || listen(lg.listen_fd, 8)) {
+		vmm_errorf("--metrics-port %d: %s", lg.metrics_port, strerror(errno));
+		return -1;
+	}
+	lg.stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (lg.stop_fd < 0) {
+		vmm_errorf("--metrics-port: eventfd: %s", strerror(errno));
+		return -1;
+	}
+	err = pthread_create(&lg.server, NULL, metrics_server, vmm);
+	if (err) {
+		vmm_errorf("--metrics-port: cannot start the server thread: %s", strerror(err));
+		return -1;
+	}
+	lg.server_running = true;
+	return 0;
+}
+
+/* ---- control commands ------------------------------------------------ */
+
+static void kv_saved(struct jbuf *jb, const struct rf_saved *s)
+{
+	jb_key(jb, "saved");
+	jb_obj_open(jb);
+	jb_kv_u64(jb, "dedup", s->dedup);
+	jb_kv_u64(jb, "zero", s->zero);
+	jb_kv_u64(jb, "balloon", s->balloon);
+	jb_kv_u64(jb, "free-report", s->free_report);
+	jb_kv_u64(jb, "swap", s->swap);
+	jb_obj_close(jb);
+}
+
+static int cmd_query_host(struct vmm_ctl_req *req, void *arg)
+{
+	struct rf_host_stats h;
+	struct rf_policy_counters pc;
+	struct jbuf *jb = req->ret;
+	int rc;
+
+	(void)arg;
+	rc = rf_host_stats(req->vmm->engine, &h);
+	if (rc)
+		return vmm_ctl_fail(req, "query-host: rf_host_stats: %s", strerror(-rc));
+	jb_obj_open(jb);
+	jb_kv_u64(jb, "capacity", h.capacity_bytes);
+	jb_kv_u64(jb, "reserved", h.reserved_bytes);
+	jb_kv_u64(jb, "promised", h.promised_bytes);
+	jb_kv_double(jb, "overcommit-ratio", (double)h.overcommit_permille / 1000.0);
+	jb_kv_u64(jb, "used", h.used_bytes);
+	jb_kv_u64(jb, "free", h.free_bytes);
+	jb_kv_str(jb, "state", rf_mem_state_name(h.state));
+	jb_kv_u64(jb, "vms", h.nr_vms);
+	jb_kv_u64(jb, "private", h.private_bytes);
+	jb_kv_u64(jb, "shared-fair", h.shared_fair_bytes);
+	jb_kv_u64(jb, "zero", h.zero_bytes);
+	jb_kv_u64(jb, "ballooned", h.ballooned_bytes);
+	jb_kv_u64(jb, "free-reported", h.free_reported_bytes);
+	jb_kv_u64(jb, "swapped", h.swapped_bytes);
+	jb_kv_u64(jb, "compressed-host", h.compressed_host_bytes);
+	jb_kv_u64(jb, "metadata", h.metadata_bytes);
+	jb_kv_u64(jb, "store-pages-resident", h.store_pages_resident);
+	kv_saved(jb, &h.saved);
+	jb_kv_u64(jb, "process-rss", h.process_rss_bytes);
+	jb_kv_u64(jb, "process-pss", h.process_pss_bytes);
+	jb_kv_u64(jb, "admissions-refused", h.admissions_refused);
+	if (rf_policy_counters(req->vmm->engine, &pc) == 0) {
+		jb_key(jb, "policy");
+		jb_obj_open(jb);
+		jb_kv_bool(jb, "running", lg.policy_ms != 0);
+		jb_kv_u64(jb, "ticks", pc.ticks);
+		jb_kv_u64(jb, "transitions", pc.transitions);
+		jb_kv_u64(jb, "balloon-actions", pc.actions[RF_POLICY_SET_BALLOON]);
+		jb_kv_u64(jb, "swap-actions", pc.actions[RF_POLICY_SET_SWAP]);
+		jb_kv_u64(jb, "scan-rate-actions", pc.actions[RF_POLICY_SET_SCAN_RATE]);
+		jb_kv_u64(jb, "failed-actions", pc.failed[0] + pc.failed[1] + pc.failed[2]);
+		jb_kv_u64(jb, "balloon-bytes-asked", pc.balloon_bytes_asked);
+		jb_kv_u64(jb, "swap-bytes-asked", pc.swap_bytes_asked);
+		jb_obj_close(jb);
+	}
+	jb_obj_close(jb);
+	return 0;
+}
+
+static void write_breakdown(struct jbuf *jb, const char *name, const struct rf_vm_breakdown *b)
+{
+	jb_obj_open(jb);
+	jb_kv_str(jb, "name", name);
+	jb_kv_u64(jb, "promised", b->promised_bytes);
+	jb_kv_u64(jb, "reservation", b->reservation_bytes);
+	if (b->limit_bytes != UINT64_MAX)
+		jb_kv_u64(jb, "limit", b->limit_bytes);
+	else
+		jb_kv_str(jb, "limit", "none");
+	jb_kv_u64(jb, "shares", b->shares);
+	jb_kv_u64(jb, "private", b->private_bytes);
+	jb_kv_u64(jb, "untouched", b->untouched_bytes);
+	jb_kv_u64(jb, "shared", b->shared_bytes);
+	jb_kv_u64(jb, "shared-fair", b->shared_fair_bytes);
+	jb_kv_u64(jb, "zero", b->zero_bytes);
+	jb_kv_u64(jb, "ballooned", b->ballooned_bytes);
+	jb_kv_u64(jb, "free-reported", b->free_reported_bytes);
+	jb_kv_u64(jb, "swapped-file", b->swapped_file_bytes);
+	jb_kv_u64(jb, "swapped-compressed", b->swapped_compressed_bytes);
+	jb_kv_u64(jb, "compressed-host", b->compressed_host_bytes);
+	jb_kv_u64(jb, "drift", b->drift_bytes);
+	jb_kv_u64(jb, "unmapped", b->unmapped_bytes);
+	jb_kv_u64(jb, "metadata", b->metadata_bytes);
+	jb_kv_u64(jb, "host", b->host_bytes);
+	kv_saved(jb, &b->saved);
+	jb_kv_u64(jb, "balloon-target", b->balloon_target_bytes);
+	jb_kv_u64(jb, "swap-target", b->swap_target_bytes);
+	if (b->guest_free_bytes != UINT64_MAX)
+		jb_kv_u64(jb, "guest-free", b->guest_free_bytes);
+	jb_obj_close(jb);
+}
+
+/* query-breakdown [vm=NAME]: one VM, or all of them as an array. */
+static int cmd_query_breakdown(struct vmm_ctl_req *req, void *arg)
+{
+	struct rf_vm_breakdown b;
+	int rc;
+
+	(void)arg;
+	if (json_get_str(req->args, "vm")) {
+		struct vmm_vm *vm = vmm_ctl_arg_vm(req);
+
+		if (!vm)
+			return -1;
+		rc = rf_vm_breakdown(vm->rf, &b);
+		if (rc)
+			return vmm_ctl_fail(req, "query-breakdown: %s: %s", vm->name,
+					    strerror(-rc));
+		write_breakdown(req->ret, vm->name, &b);
+		return 0;
+	}
+	jb_arr_open(req->ret);
+	for (unsigned int i = 0; i < req->vmm->nr_vms; i++) {
+		struct vmm_vm *vm = req->vmm->vms[i];
+
+		if (!vm->rf || rf_vm_breakdown(vm->rf, &b))
+			continue;
+		write_breakdown(req->ret, vm->name, &b);
+	}
+	jb_arr_close(req->ret);
+	return 0;
+}
+
+/*
+ * set-vm vm=NAME [reservation=SIZE] [limit=SIZE|0] [shares=N]: all values
+ * are checked before any is applied; the reservation goes through
+ * admission control. An error names what was refused and changes nothing
+ * that came after it.
+ */
+static int cmd_set_vm(struct vmm_ctl_req *req, void *arg)
+{
+	struct vmm_vm *vm = vmm_ctl_arg_vm(req);
+	uint64_t resv = 0, limit = 0, shares = 0;
+	struct rf_vm_breakdown old;
+	int r, l, sh, rc = 0;
+	char err[256];
+
+	(void)arg;
+	if (!vm)
+		return -1;
+	r = json_get_size(req->args, "reservation", &resv);
+	l = json_get_size(req->args, "limit", &limit);
+	sh = json_get_u64(req->args, "shares", &shares);
+	if (r == -EINVAL || l == -EINVAL || sh == -EINVAL)
+		return vmm_ctl_fail(req, "set-vm: reservation and limit are sizes, shares a "
+					 "number");
+	if (r && l && sh)
+		return vmm_ctl_fail(req, "set-vm: nothing to set (reservation=, limit=, shares=)");
+	if (!sh && (shares == 0 || shares > RF_SHARES_MAX))
+		return vmm_ctl_fail(req, "set-vm: shares %llu out of range 1..%u",
+				    (unsigned long long)shares, RF_SHARES_MAX);
+	if (!r && !l && limit && limit < resv)
+		return vmm_ctl_fail(req, "set-vm: limit below the reservation");
+	rc = rf_vm_breakdown(vm->rf, &old); /* to put back on a refusal */
+	if (rc)
+		return vmm_ctl_fail(req, "set-vm: %s: %s", vm->name, strerror(-rc));
+	/* The limit first, unless it must wait for a lower reservation. */
+	if (!l) {
+		rc = rf_vm_set_limit(vm->rf, limit);
+		if (rc == -EINVAL && !r) {
+			rc = rf_vm_set_reservation(vm->rf, resv);
+			r = 1; /* done */
+			if (!rc)
+				rc = rf_vm_set_limit(vm->rf, limit);
+		}
+	}
+	if (!rc && !r)
+		rc = rf_vm_set_reservation(vm->rf, resv);
+	if (!rc && !sh)
+		rc = rf_vm_set_shares(vm->rf, (uint32_t)shares);
+	if (rc) {
+		rf_engine_last_error(req->vmm->engine, err, sizeof(err));
+		/* All or nothing: lower first whichever the order needs. */
+		rf_vm_set_limit(vm->rf, 0);
+		rf_vm_set_reservation(vm->rf, old.reservation_bytes);
+		rf_vm_set_limit(vm->rf, old.limit_bytes == UINT64_MAX ? 0 : old.limit_bytes);
+		rf_vm_set_shares(vm->rf, old.shares);
+		return vmm_ctl_fail(req, "set-vm: %s: %s", strerror(-rc), err);
+	}
+	{
+		struct rf_vm_breakdown b;
+
+		rc = rf_vm_breakdown(vm->rf, &b);
+		if (rc)
+			return vmm_ctl_fail(req, "set-vm: %s: %s", vm->name, strerror(-rc));
+		write_breakdown(req->ret, vm->name, &b);
+	}
+	return 0;
+}
+
+static int cmd_ledger_audit(struct vmm_ctl_req *req, void *arg)
+{
+	struct rf_ledger_audit_report rep;
+	struct jbuf *jb = req->ret;
+	int rc;
+
+	(void)arg;
+	rc = rf_ledger_audit(req->vmm->engine, &rep);
+	if (rc && rc != -EIO)
+		return vmm_ctl_fail(req, "ledger-audit: %s", strerror(-rc));
+	jb_obj_open(jb);
+	jb_kv_bool(jb, "agree", rc == 0);
+	jb_kv_u64(jb, "vms-checked", rep.vms_checked);
+	jb_kv_u64(jb, "vms-disagreeing", rep.vms_disagreeing);
+	jb_kv_u64(jb, "vms-grouped", rep.vms_grouped);
+	jb_kv_u64(jb, "ledger-resident", rep.ledger_resident_bytes);
+	jb_kv_u64(jb, "kernel-rss", rep.kernel_rss_bytes);
+	jb_kv_u64(jb, "ledger-fair", rep.ledger_fair_bytes);
+	jb_kv_u64(jb, "kernel-pss", rep.kernel_pss_bytes);
+	jb_kv_u64(jb, "process-rss", rep.process_rss_bytes);
+	jb_kv_str(jb, "first-reason", rep.first_reason);
+	jb_obj_close(jb);
+	return 0;
+}
+
+static int ledger_start(struct vmm *vmm)
+{
+	struct rf_ledger_config lc;
+
+	rf_ledger_config_init(&lc);
+	lc.host_reserved_bytes = lg.host_reserved;
+	lc.max_overcommit_permille = lg.max_overcommit_permille;
+	if (rf_ledger_configure(vmm->engine, &lc)) {
+		vmm_errorf("ledger: cannot configure admission control");
+		return -1;
+	}
+	if (vmm_ctl_register("query-host", "host capacity, use, state, savings", cmd_query_host,
+			     NULL) ||
+	    vmm_ctl_register("query-breakdown", "[vm=NAME] where each VM's memory is",
+			     cmd_query_breakdown, NULL) ||
+	    vmm_ctl_register("set-vm", "vm=NAME [reservation=SIZE] [limit=SIZE] [shares=N]",
+			     cmd_set_vm, NULL) ||
+	    vmm_ctl_register("ledger-audit", "check the ledger against the kernel",
+			     cmd_ledger_audit, NULL)) {
+		vmm_errorf("ledger: cannot register the control commands");
+		return -1;
+	}
+	if (lg.csv_path) {
+		lg.csv = fopen(lg.csv_path, "we");
+		if (!lg.csv) {
+			vmm_errorf("--ledger-csv %s: %s", lg.csv_path, strerror(errno));
+			return -1;
+		}
+		csv_header(lg.csv);
+	}
+	if (lg.metrics_port && metrics_listen(vmm))
+		return -1;
+	if (lg.policy_ms) {
+		int rc = rf_policy_start(vmm->engine, lg.policy_ms);
+
+		if (rc) {
+			vmm_errorf("--policy: cannot start the policy: %s", strerror(-rc));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void ledger_tick(struct vmm *vmm)
+{
+	csv_row(vmm);
+	if (lg.metrics_file && rf_metrics_write_file(vmm->engine, lg.metrics_file))
+		vmm_errorf("--metrics-file %s: write failed", lg.metrics_file);
+}
+
+static void ledger_stop(struct vmm *vmm)
+{
+	uint64_t one = 1;
+
+	rf_policy_stop(vmm->engine);
+	if (lg.server_running) {
+		(void)!write(lg.stop_fd, &one, sizeof(one));
+		pthread_join(lg.server, NULL);
+		lg.server_running = false;
+	}
+	if (lg.listen_fd >= 0)
+		close(lg.listen_fd);
+	if (lg.stop_fd >= 0)
+		close(lg.stop_fd);
+	lg.listen_fd = lg.stop_fd = -1;
+	if (lg.csv) {
+		csv_row(vmm);
+		fclose(lg.csv);
+		lg.csv = NULL;
+	}
+}
+
+static const struct vmm_module ledger_module = {
+    .name = "ledger",
+    .options = ledger_options,
+    .vm_keys = ledger_vm_keys,
+    .engine_config = ledger_engine_config,
+    .start = ledger_start,
+    .vm_config = ledger_vm_config,
+    .tick = ledger_tick,
+    .stop = ledger_stop,
+};
+
+VMM_MODULE(ledger_module)
