@@ -270,6 +270,12 @@ static void *guard_at(void *addr)
 int bdrv_setup(struct bdrv *d, uint64_t ram_bytes, uint64_t features,
 	       const struct rf_balloon_config *cfg, bool driver_ok)
 {
+	return bdrv_setup2(d, ram_bytes, 0, 0, features, cfg, driver_ok);
+}
+
+int bdrv_setup2(struct bdrv *d, uint64_t ram_bytes, uint64_t gpa2, uint64_t bytes2,
+		uint64_t features, const struct rf_balloon_config *cfg, bool driver_ok)
+{
 	struct rf_engine_config ec;
 	struct rf_vm_config vc;
 	struct rf_balloon_ops ops = {.irq = on_irq, .actual_changed = on_actual};
@@ -283,9 +289,11 @@ int bdrv_setup(struct bdrv *d, uint64_t ram_bytes, uint64_t features,
 	if (rf_engine_new(&ec, &d->e))
 		return -1;
 	rf_vm_config_init(&vc);
-	vc.ram_bytes = ram_bytes;
+	vc.ram_bytes = ram_bytes + bytes2;
 	if (rf_vm_new(d->e, "vm0", &vc, &d->vm) || rf_vm_map_ram(d->vm, 0, ram_bytes, &hva))
 		return -2;
+	if (bytes2 && rf_vm_map_ram(d->vm, gpa2, bytes2, &d->ram2))
+		return -4;
 	d->ram = hva;
 	d->ram_bytes = ram_bytes;
 	/* Guard pages: a device access one byte outside guest RAM faults. */

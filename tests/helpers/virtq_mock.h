@@ -84,6 +84,7 @@ struct bdrv {
 	rf_vm *vm;
 	rf_balloon *b;
 	uint8_t *ram; /* region at gpa 0 */
+	void *ram2;   /* optional second region */
 	uint64_t ram_bytes;
 	uint64_t features; /* negotiated */
 	unsigned int nq;
@@ -107,6 +108,11 @@ void bdrv_w32(struct bdrv *d, uint64_t off, uint32_t v);
  */
 int bdrv_setup(struct bdrv *d, uint64_t ram_bytes, uint64_t features,
 	       const struct rf_balloon_config *cfg, bool driver_ok);
+
+/* The same with a second RAM region [@gpa2, @gpa2+@bytes2) (a hole before
+ * it), for PFNs in holes and above 2^31. */
+int bdrv_setup2(struct bdrv *d, uint64_t ram_bytes, uint64_t gpa2, uint64_t bytes2,
+		uint64_t features, const struct rf_balloon_config *cfg, bool driver_ok);
 
 /* The handshake alone (on a device after bdrv_setup(..., false)). */
 int bdrv_handshake(struct bdrv *d, uint64_t features);
