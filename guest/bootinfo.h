@@ -61,6 +61,7 @@ enum rf_workload {
 	RF_WL_CHURN,
 	RF_WL_HOTCOLD,
 	RF_WL_CRASH,
+	RF_WL_SELFTEST,
 };
 
 /* How the crash workload fails (tests of fault isolation). */

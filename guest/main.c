@@ -32,9 +32,10 @@ void wl_pause_ms(uint64_t ms)
 static const char *workload_name(uint32_t w)
 {
 	static const char *const names[] = {
-	    [RF_WL_IDLE] = "idle",	   [RF_WL_DUP] = "dup",	    [RF_WL_OSIMAGE] = "osimage",
-	    [RF_WL_MEMCHECK] = "memcheck", [RF_WL_CHURN] = "churn", [RF_WL_HOTCOLD] = "hotcold",
-	    [RF_WL_CRASH] = "crash",
+	    [RF_WL_IDLE] = "idle",	 [RF_WL_DUP] = "dup",
+	    [RF_WL_OSIMAGE] = "osimage", [RF_WL_MEMCHECK] = "memcheck",
+	    [RF_WL_CHURN] = "churn",	 [RF_WL_HOTCOLD] = "hotcold",
+	    [RF_WL_CRASH] = "crash",	 [RF_WL_SELFTEST] = "selftest",
 	};
 
 	return w < sizeof(names) / sizeof(names[0]) && names[w] ? names[w] : "?";
@@ -83,6 +84,9 @@ void guest_main(struct rf_bootinfo *bi)
 		break;
 	case RF_WL_CRASH:
 		rc = wl_crash(bi);
+		break;
+	case RF_WL_SELFTEST:
+		rc = wl_selftest(bi);
 		break;
 	default:
 		console_printf("boot: unknown workload %u", bi->workload);

@@ -18,6 +18,7 @@ int wl_memcheck(const struct rf_bootinfo *bi);
 int wl_churn(const struct rf_bootinfo *bi);
 int wl_hotcold(const struct rf_bootinfo *bi);
 int wl_crash(const struct rf_bootinfo *bi);
+int wl_selftest(const struct rf_bootinfo *bi);
 
 /* Print the READY marker (once). */
 void wl_ready(void);

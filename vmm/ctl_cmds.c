@@ -25,6 +25,8 @@ static const char *workload_name(enum rf_workload w)
 		return "hotcold";
 	case RF_WL_CRASH:
 		return "crash";
+	case RF_WL_SELFTEST:
+		return "selftest";
 	}
 	return "?";
 }

@@ -20,9 +20,9 @@ static const struct {
 	const char *name;
 	enum rf_workload wl;
 } workloads[] = {
-    {"idle", RF_WL_IDLE},	  {"dup", RF_WL_DUP},	  {"osimage", RF_WL_OSIMAGE},
-    {"memcheck", RF_WL_MEMCHECK}, {"churn", RF_WL_CHURN}, {"hotcold", RF_WL_HOTCOLD},
-    {"crash", RF_WL_CRASH},
+    {"idle", RF_WL_IDLE},	  {"dup", RF_WL_DUP},		{"osimage", RF_WL_OSIMAGE},
+    {"memcheck", RF_WL_MEMCHECK}, {"churn", RF_WL_CHURN},	{"hotcold", RF_WL_HOTCOLD},
+    {"crash", RF_WL_CRASH},	  {"selftest", RF_WL_SELFTEST},
 };
 
 const char *workload_to_name(enum rf_workload w)
@@ -72,7 +72,7 @@ void vm_spec_help(FILE *f)
 	fprintf(f, "    %-10s %s\n", "dir", "osimage: directory of the files to preload");
 	fprintf(f, "    %-10s %s\n", "files", "osimage: glob of the file names (default *.so*)");
 	fprintf(f, "    %-10s %s\n", "crash", "crash: pagefault|badmmio|ud|exit");
-	fprintf(f, "  workloads: idle dup osimage memcheck churn hotcold crash\n");
+	fprintf(f, "  workloads: idle dup osimage memcheck churn hotcold crash selftest\n");
 }
 
 static bool module_key(const char *key)
@@ -148,6 +148,8 @@ static void set_defaults(struct vmm *vmm, struct vmm_vm *vm)
 			p->pause_ms = 500;
 		if (vm->workload == RF_WL_HOTCOLD && !p->hot_mib)
 			p->hot_mib = 16;
+		break;
+	case RF_WL_SELFTEST:
 		break;
 	case RF_WL_CRASH:
 		if (!p->crash)
@@ -310,7 +312,7 @@ int vm_spec_parse(struct vmm *vmm, const char *spec)
 		if (!vm->workload) {
 			vmm_errorf(
 			    "%s: unknown workload \"%s\" (idle, dup, osimage, memcheck, churn, "
-			    "hotcold, crash)",
+			    "hotcold, crash, selftest)",
 			    vm->name, wl);
 			return -1;
 		}
@@ -352,6 +354,7 @@ int vm_spec_check_memory(struct vmm *vmm, struct vmm_vm *vm)
 		work = (p->mib + p->hot_mib) << 20;
 		break;
 	case RF_WL_CRASH:
+	case RF_WL_SELFTEST:
 		break;
 	default:
 		work = p->mib << 20;

@@ -71,6 +71,11 @@ static bool handle_mmio(struct vmm_vm *vm)
 		       (unsigned long long)addr, (unsigned long long)x86_guest_rip(vm));
 		return false;
 	}
+	if (rc == -EINVAL) {
+		vm_end(vm, VMM_VM_FAULTED, "MMIO access of %u bytes at 0x%llx is not supported",
+		       run->mmio.len, (unsigned long long)addr);
+		return false;
+	}
 	if (rc) {
 		vm_end(vm, VMM_VM_FAULTED, "device %s failed at 0x%llx: %s",
 		       mmio_bus_window_name(vm->bus, addr), (unsigned long long)addr,

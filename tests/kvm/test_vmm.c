@@ -45,6 +45,7 @@ static void test_workloads_report_results(void **state)
 	    "--vm", "name=mc,mem=96M,workload=memcheck,mib=64,rounds=3,then=exit",
 	    "--vm", "name=churn,mem=96M,workload=churn,mib=48,rounds=2,pause=10,then=exit",
 	    "--vm", "name=hc,mem=96M,workload=hotcold,mib=32,hot=8,rounds=1,then=exit",
+	    "--vm", "name=st,mem=96M,workload=selftest,then=exit",
 	    NULL};
 	struct vmm_proc p;
 	uint64_t pages, d, u, z;
@@ -76,7 +77,10 @@ static void test_workloads_report_results(void **state)
 				      "first_bad=none"));
 	assert_non_null(strstr(p.out, "churn: RESULT churn waves=2 mib=48"));
 	assert_true(result_u64(&p, "hc: RESULT hotcold", "hot_MBps") > 0);
-	for (const char *vm = "idle\0dup\0os\0mc\0churn\0hc\0"; *vm; vm += strlen(vm) + 1) {
+	/* The guest memory manager's own contract checks. */
+	assert_true(result_u64(&p, "st: RESULT selftest", "checks") > 1000);
+	assert_int_equal(result_u64(&p, "st: RESULT selftest", "failed"), 0);
+	for (const char *vm = "idle\0dup\0os\0mc\0churn\0hc\0st\0"; *vm; vm += strlen(vm) + 1) {
 		char needle[64];
 
 		snprintf(needle, sizeof(needle), "%s: guest exited with status 0", vm);
@@ -383,6 +387,65 @@ static void test_bad_arguments_refused(void **state)
 		expect_refused(cases[i].args, cases[i].expect);
 }
 
+/* A scenario file, the CSV rows and the per-VM console logs. */
+static void test_scenario_csv_and_logs(void **state)
+{
+	char dir[] = "/tmp/rf-vmm-scen.XXXXXX", scen[96], csv[96], logdir[96], path[160];
+	char buf[65536];
+	const char *args[] = {"--no-table", "--quiet", "--scenario", scen,  "--stats-csv", csv,
+			      "--log-dir",  logdir,    "--duration", "2.5", NULL};
+	struct vmm_proc p;
+	FILE *f;
+	size_t n;
+	int rows_a = 0, rows_host = 0;
+
+	(void)state;
+	require_kvm();
+	assert_non_null(mkdtemp(dir));
+	snprintf(scen, sizeof(scen), "%s/scenario", dir);
+	snprintf(csv, sizeof(csv), "%s/stats.csv", dir);
+	snprintf(logdir, sizeof(logdir), "%s/logs/deeper", dir);
+	f = fopen(scen, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"# two guests\nname=a,mem=64M,workload=dup,mib=16\n\n  name=b,mem=32M  # idle\n");
+	fclose(f);
+	assert_int_equal(vmm_proc_spawn(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_exit(&p, 20000), 0);
+	/* --quiet: no status lines at all. */
+	assert_int_equal(p.out_len, 0);
+
+	f = fopen(csv, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	assert_int_equal(strncmp(buf, "time_s,vm,state,promised_bytes,resident_bytes,", 46), 0);
+	for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+		rows_a += strstr(l, ",a,") != NULL;
+		rows_host += strstr(l, ",host,") != NULL;
+	}
+	/* One row per VM per second, plus the final one. */
+	assert_in_range(rows_a, 3, 5);
+	assert_int_equal(rows_a, rows_host);
+
+	snprintf(path, sizeof(path), "%s/a.log", logdir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	assert_non_null(strstr(buf, " READY\n"));
+	assert_non_null(strstr(buf, " RESULT dup pages=4096 "));
+	assert_non_null(strstr(buf, "[vmm] stopped by the VMM"));
+	snprintf(path, sizeof(path), "%s/b.log", logdir);
+	assert_int_equal(access(path, R_OK), 0);
+
+	vmm_proc_free(&p);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	assert_int_equal(system(path), 0);
+}
+
 static void test_help_and_version(void **state)
 {
 	const char *h[] = {"--help", NULL}, *v[] = {"--version", NULL};
@@ -412,6 +475,7 @@ int main(void)
 	    cmocka_unit_test(test_ram_too_small_refused),
 	    cmocka_unit_test(test_kvm_missing_refused),
 	    cmocka_unit_test(test_bad_arguments_refused),
+	    cmocka_unit_test(test_scenario_csv_and_logs),
 	    cmocka_unit_test(test_help_and_version),
 	};
 
