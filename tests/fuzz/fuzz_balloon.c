@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target: a hostile guest driving the balloon device through its
+ * virtio-mmio registers, the own-transport calls, and its own RAM (rings,
+ * descriptors, PFN lists, stats, reported ranges), interleaved with the host
+ * side (targets, stats ticks). Built with ASan+UBSan: any out-of-bounds
+ * access, overflow or crash is a finding; so is a broken invariant (more
+ * ballooned bytes than RAM), which aborts.
+ *
+ * Input: a sequence of operations, each an opcode byte and its arguments
+ * (little-endian), until the input runs out:
+ *   0 mmio write   off:u16 width:u8 value:u64
+ *   1 mmio read    off:u16 width:u8
+ *   2 notify       queue:u8
+ *   3 guest memory gpa:u32 len:u8 bytes[len]
+ *   4 target       pages:u32
+ *   5 tick         interval_ms:u16
+ *   6 handshake    features:u64 qsize:u16     (rings at QBASE + q * QSTRIDE)
+ *   7 config API   off:u64 width:u8 write:u8 value:u64
+ *   8 pfn buffer   queue:u8 n:u8 pfns:u32[n]  (one descriptor, published)
+ *   9 report range queue:u8 gpa:u32 len:u32   (one device-writable descriptor)
+ * Each input gets a fresh VM (1 MiB at gpa 0, 64 KiB at 2 MiB: a hole
+ * between) and a fresh device; the engine is shared.
+ */
+#include <endian.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ramfold/ramfold.h>
+
+#define RAM1	(1u << 20)
+#define GPA2	(2u << 20)
+#define RAM2	(64u << 10)
+#define QBASE	0x40000u
+#define QSTRIDE 0x8000u
+#define BUFS	0x80000u
+
+static rf_engine *engine;
+
+struct in {
+	const uint8_t *p;
+	size_t n;
+};
+
+static int take(struct in *in, void *out, size_t len)
+{
+	if (in->n < len)
+		return -1;
+	memcpy(out, in->p, len);
+	in->p += len;
+	in->n -= len;
+	return 0;
+}
+
+static void *gpa_ptr(rf_vm *vm, uint64_t gpa, uint64_t len)
+{
+	void *p;
+
+	return rf_vm_gpa_to_hva(vm, gpa, len, &p) ? NULL : p;
+}
+
+static void w32(rf_balloon *b, uint32_t off, uint32_t v)
+{
+	v = htole32(v);
+	rf_balloon_mmio_write(b, off, &v, 4);
+}
+
+static void handshake(rf_balloon *b, uint64_t features, uint16_t qsize)
+{
+	w32(b, 0x70, 0);
+	w32(b, 0x70, 3);
+	w32(b, 0x24, 0);
+	w32(b, 0x20, (uint32_t)features);
+	w32(b, 0x24, 1);
+	w32(b, 0x20, (uint32_t)(features >> 32));
+	w32(b, 0x70, 11);
+	for (uint32_t q = 0; q < 5; q++) {
+		uint32_t base = QBASE + q * QSTRIDE;
+
+		w32(b, 0x30, q);
+		w32(b, 0x38, qsize);
+		w32(b, 0x80, base);
+		w32(b, 0x84, 0);
+		w32(b, 0x90, base + 0x1000);
+		w32(b, 0x94, 0);
+		w32(b, 0xa0, base + 0x2000);
+		w32(b, 0xa4, 0);
+		w32(b, 0x44, 1);
+	}
+	w32(b, 0x70, 15);
+}
+
+/* Publish one descriptor on queue @q as a driver would (reading the avail
+ * index back from guest memory, which the input may also have scribbled). */
+static void publish(rf_vm *vm, unsigned int q, uint16_t qsize, uint64_t addr, uint32_t len,
+		    uint16_t flags)
+{
+	uint32_t base = QBASE + (q % 5) * QSTRIDE;
+	uint8_t *desc = gpa_ptr(vm, base, 16), *avail = gpa_ptr(vm, base + 0x1000, 4);
+	uint16_t idx, slot, size = qsize && !(qsize & (qsize - 1)) && qsize <= 256 ? qsize : 256;
+	uint64_t a = htole64(addr);
+	uint32_t l = htole32(len);
+	uint16_t f = htole16(flags), zero = 0, head;
+
+	if (!desc || !avail)
+		return;
+	memcpy(&idx, avail + 2, 2);
+	idx = le16toh(idx);
+	head = idx % size;
+	desc = gpa_ptr(vm, base + 16u * head, 16);
+	memcpy(desc, &a, 8);
+	memcpy(desc + 8, &l, 4);
+	memcpy(desc + 12, &f, 2);
+	memcpy(desc + 14, &zero, 2);
+	slot = htole16(head);
+	memcpy(gpa_ptr(vm, base + 0x1000 + 4 + 2u * (idx % size), 2), &slot, 2);
+	idx = htole16((uint16_t)(idx + 1));
+	memcpy(avail + 2, &idx, 2);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct rf_vm_config vc;
+	struct rf_balloon_config bc;
+	struct rf_balloon_info info;
+	struct in in = {data, size};
+	uint16_t qsize = 256;
+	rf_balloon *b;
+	rf_vm *vm;
+	void *hva;
+	uint8_t op;
+
+	if (!engine) {
+		struct rf_engine_config ec;
+
+		rf_engine_config_init(&ec);
+		ec.log_level = RF_LOG_ERR; /* the rate limiter is still exercised */
+		if (rf_engine_new(&ec, &engine))
+			abort();
+	}
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = RAM1 + RAM2;
+	if (rf_vm_new(engine, "fz", &vc, &vm) || rf_vm_map_ram(vm, 0, RAM1, &hva) ||
+	    rf_vm_map_ram(vm, GPA2, RAM2, &hva))
+		abort();
+	rf_balloon_config_init(&bc);
+	bc.stats_interval_ms = 1;
+	if (rf_balloon_new(vm, NULL, &bc, &b))
+		abort();
+
+	while (take(&in, &op, 1) == 0) {
+		switch (op % 10) {
+		case 0: {
+			uint16_t off;
+			uint8_t w;
+			uint64_t v;
+
+			if (take(&in, &off, 2) || take(&in, &w, 1) || take(&in, &v, 8))
+				goto done;
+			rf_balloon_mmio_write(b, off % 0x240, &v, 1u << (w & 3));
+			break;
+		}
+		case 1: {
+			uint16_t off;
+			uint8_t w;
+			uint64_t v;
+
+			if (take(&in, &off, 2) || take(&in, &w, 1))
+				goto done;
+			rf_balloon_mmio_read(b, off % 0x240, &v, 1u << (w & 3));
+			break;
+		}
+		case 2: {
+			uint8_t q;
+
+			if (take(&in, &q, 1))
+				goto done;
+			rf_balloon_queue_notify(b, q % 8);
+			break;
+		}
+		case 3: {
+			uint32_t gpa;
+			uint8_t len;
+			void *p;
+
+			if (take(&in, &gpa, 4) || take(&in, &len, 1) || in.n < len)
+				goto done;
+			p = gpa_ptr(vm, gpa % RAM1, len);
+			if (p)
+				memcpy(p, in.p, len);
+			in.p += len;
+			in.n -= len;
+			break;
+		}
+		case 4: {
+			uint32_t pages;
+
+			if (take(&in, &pages, 4))
+				goto done;
+			rf_balloon_set_target(b, (uint64_t)pages << 12);
+			break;
+		}
+		case 5: {
+			uint16_t ms;
+
+			if (take(&in, &ms, 2))
+				goto done;
+			rf_balloon_set_stats_interval(b, ms % 3);
+			rf_balloon_tick(b, NULL);
+			break;
+		}
+		case 6: {
+			uint64_t f;
+
+			if (take(&in, &f, 8) || take(&in, &qsize, 2))
+				goto done;
+			handshake(b, f, qsize);
+			break;
+		}
+		case 7: {
+			uint64_t off, v;
+			uint8_t w, wr;
+
+			if (take(&in, &off, 8) || take(&in, &w, 1) || take(&in, &wr, 1) ||
+			    take(&in, &v, 8))
+				goto done;
+			if (wr & 1)
+				rf_balloon_config_write(b, off, &v, 1u << (w & 3));
+			else
+				rf_balloon_config_read(b, off, &v, 1u << (w & 3));
+			break;
+		}
+		case 8: {
+			uint8_t q, n;
+			uint32_t buf = BUFS;
+			uint8_t *p;
+
+			if (take(&in, &q, 1) || take(&in, &n, 1) || in.n < 4u * n)
+				goto done;
+			p = gpa_ptr(vm, buf, 4u * n + 1);
+			memcpy(p, in.p, 4u * n);
+			in.p += 4u * n;
+			in.n -= 4u * n;
+			publish(vm, q, qsize, buf, 4u * n, 0);
+			rf_balloon_queue_notify(b, q % 5);
+			break;
+		}
+		case 9: {
+			uint8_t q;
+			uint32_t gpa, len;
+
+			if (take(&in, &q, 1) || take(&in, &gpa, 4) || take(&in, &len, 4))
+				goto done;
+			publish(vm, q, qsize, gpa, len, 2);
+			rf_balloon_queue_notify(b, q % 5);
+			break;
+		}
+		}
+	}
+done:
+	rf_balloon_info(b, &info);
+	if (info.ballooned_bytes + info.reported_bytes > RAM1 + RAM2)
+		abort(); /* the table can never account more than the guest has */
+	rf_balloon_free(b);
+	rf_vm_free(vm);
+	return 0;
+}
