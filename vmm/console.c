@@ -8,9 +8,27 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 #include "vm_internal.h"
+
+static void log_path(struct vmm_vm *vm, char *path, size_t len)
+{
+	snprintf(path, len, "%s/%s.log", vm->vmm->log_dir, vm->name);
+}
+
+void vm_remove_console(struct vmm_vm *vm)
+{
+	char path[4096];
+
+	if (!vm->console_log)
+		return;
+	fclose(vm->console_log);
+	vm->console_log = NULL;
+	log_path(vm, path, sizeof(path));
+	unlink(path);
+}
 
 int vm_open_console(struct vmm_vm *vm)
 {
@@ -18,7 +36,7 @@ int vm_open_console(struct vmm_vm *vm)
 
 	if (!vm->vmm->log_dir)
 		return 0;
-	snprintf(path, sizeof(path), "%s/%s.log", vm->vmm->log_dir, vm->name);
+	log_path(vm, path, sizeof(path));
 	vm->console_log = fopen(path, "we");
 	if (!vm->console_log) {
 		vmm_errorf("%s: console log %s: %s", vm->name, path, strerror(errno));

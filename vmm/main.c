@@ -401,7 +401,7 @@ int main(int argc, char **argv)
 	struct vmm *vmm = &the_vmm;
 	struct rf_engine_config ec;
 	int rc = 2, started = 0;
-	bool failed = false;
+	bool failed = false, made_log_dir = false;
 
 	pthread_mutex_init(&vmm->out_lock, NULL);
 	vmm->wake_fd = -1;
@@ -454,17 +454,35 @@ int main(int argc, char **argv)
 		vmm_errorf("eventfd: %s", strerror(errno));
 		goto out;
 	}
-	if (vmm->log_dir && make_dirs(vmm->log_dir)) {
-		vmm_errorf("--log-dir %s: %s", vmm->log_dir, strerror(errno));
-		goto out;
-	}
-	for (unsigned int i = 0; i < vmm->nr_vms; i++)
-		if (vm_open_console(vmm->vms[i]))
-			goto out;
-	if (table_open(vmm))
-		goto out;
+	/* Socket first, files after: a failure removes whatever was created. */
 	if (vmm->ctl_path && vmm_ctl_listen(vmm, vmm->ctl_path))
 		goto out;
+	if (vmm->log_dir) {
+		struct stat st;
+
+		made_log_dir = stat(vmm->log_dir, &st) != 0;
+		if (make_dirs(vmm->log_dir)) {
+			vmm_errorf("--log-dir %s: %s", vmm->log_dir, strerror(errno));
+			goto out;
+		}
+	}
+	if (table_open(vmm)) {
+		if (made_log_dir)
+			rmdir(vmm->log_dir);
+		goto out;
+	}
+	for (unsigned int i = 0; i < vmm->nr_vms; i++) {
+		if (vm_open_console(vmm->vms[i])) {
+			table_close();
+			if (vmm->csv_path)
+				unlink(vmm->csv_path);
+			for (unsigned int k = 0; k < i; k++)
+				vm_remove_console(vmm->vms[k]);
+			if (made_log_dir)
+				rmdir(vmm->log_dir);
+			goto out;
+		}
+	}
 	vcpu_signal_init();
 	signal(SIGPIPE, SIG_IGN);
 	{

@@ -73,6 +73,16 @@ void vm_spec_help(FILE *f)
 	fprintf(f, "    %-10s %s\n", "files", "osimage: glob of the file names (default *.so*)");
 	fprintf(f, "    %-10s %s\n", "crash", "crash: pagefault|badmmio|ud|exit");
 	fprintf(f, "  workloads: idle dup osimage memcheck churn hotcold crash selftest\n");
+	for (unsigned int i = 0; i < vmm_nr_modules(); i++) {
+		const char *const *k = vmm_module_at(i)->vm_keys;
+
+		if (!k || !*k)
+			continue;
+		fprintf(f, "  --vm keys of %s:", vmm_module_at(i)->name);
+		for (; *k; k++)
+			fprintf(f, " %s", *k);
+		fprintf(f, "\n");
+	}
 }
 
 static bool module_key(const char *key)

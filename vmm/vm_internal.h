@@ -12,6 +12,7 @@ int vm_start(struct vmm_vm *vm);		  /* start the vCPU thread */
 void vm_join(struct vmm_vm *vm);		  /* wait for the vCPU thread */
 void vm_destroy(struct vmm_vm *vm);		  /* KVM fds, bus, RAM, log */
 int vm_open_console(struct vmm_vm *vm);		  /* the per-VM log file */
+void vm_remove_console(struct vmm_vm *vm);	  /* close and delete it (setup failed) */
 
 /* vcpu.c */
 void *vcpu_thread(void *arg);

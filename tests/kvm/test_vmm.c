@@ -446,6 +446,24 @@ static void test_scenario_csv_and_logs(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+/* Failures after the VMs are set up (socket, CSV) still leave nothing. */
+static void test_late_failures_leave_nothing(void **state)
+{
+	(void)state;
+	require_kvm();
+	{
+		const char *a[] = {"--vm", "mem=32M", "--ctl", "/proc/nonexistent/ctl.sock", NULL};
+
+		expect_refused(a, "control socket /proc/nonexistent/ctl.sock: No such file");
+	}
+	{
+		const char *a[] = {"--vm", "mem=32M", "--stats-csv", "/proc/nonexistent/s.csv",
+				   NULL};
+
+		expect_refused(a, "--stats-csv /proc/nonexistent/s.csv: No such file");
+	}
+}
+
 static void test_help_and_version(void **state)
 {
 	const char *h[] = {"--help", NULL}, *v[] = {"--version", NULL};
@@ -476,6 +494,7 @@ int main(void)
 	    cmocka_unit_test(test_kvm_missing_refused),
 	    cmocka_unit_test(test_bad_arguments_refused),
 	    cmocka_unit_test(test_scenario_csv_and_logs),
+	    cmocka_unit_test(test_late_failures_leave_nothing),
 	    cmocka_unit_test(test_help_and_version),
 	};
 
