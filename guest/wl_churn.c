@@ -5,6 +5,7 @@
  * memory stays resident on the host until something (free page reporting)
  * tells the host about it.
  */
+#include "drivers.h"
 #include "lib.h"
 #include "pageset.h"
 #include "workloads.h"
@@ -27,6 +28,8 @@ int wl_churn(const struct rf_bootinfo *bi)
 
 			for (unsigned w = 0; w < 512; w++)
 				pg[w] = mix64(p->seed ^ wave ^ (i << 9 | w));
+			if ((i & 1023) == 1023)
+				drivers_poll();
 		}
 		pageset_free(&ps);
 		console_printf("churn: wave %lu: allocated, wrote and freed %lu MiB in %lu ms",

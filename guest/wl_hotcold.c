@@ -26,6 +26,8 @@ int wl_hotcold(const struct rf_bootinfo *bi)
 
 		for (unsigned w = 0; w < 512; w++)
 			pg[w] = mix64(p->seed ^ (i << 9 | w));
+		if ((i & 1023) == 1023)
+			drivers_poll();
 	}
 	for (uint64_t i = 0; i < hot.n; i++)
 		memset(pageset_page(&hot, i), 0, PAGE_SIZE);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* idle: touch a base set of pages (the guest's "kernel and daemons"), wait. */
+#include "drivers.h"
 #include "lib.h"
 #include "mm.h"
 #include "pageset.h"
@@ -18,6 +19,8 @@ int wl_idle(const struct rf_bootinfo *bi)
 
 		for (unsigned w = 0; w < 512; w += 64)
 			p[w] = mix64(bi->p.seed ^ (i << 9 | w));
+		if ((i & 1023) == 1023)
+			drivers_poll();
 	}
 	wl_ready();
 	console_printf("RESULT idle base_mib=%lu", bi->p.mib);

@@ -17,9 +17,10 @@ struct parser {
 	bool failed;
 };
 
-static void fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void parse_fail(struct parser *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void fail(struct parser *p, const char *fmt, ...)
+static void parse_fail(struct parser *p, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -44,7 +45,7 @@ static struct json *new_node(struct parser *p, enum json_type t)
 	struct json *j = calloc(1, sizeof(*j));
 
 	if (!j)
-		fail(p, "out of memory");
+		parse_fail(p, "out of memory");
 	else
 		j->type = t;
 	return j;
@@ -87,14 +88,14 @@ static int parse_hex4(struct parser *p, uint32_t *cp)
 {
 	*cp = 0;
 	if (p->end - p->s < 4) {
-		fail(p, "truncated \\u escape");
+		parse_fail(p, "truncated \\u escape");
 		return -1;
 	}
 	for (int i = 0; i < 4; i++) {
 		int v = hexval(p->s[i]);
 
 		if (v < 0) {
-			fail(p, "bad \\u escape");
+			parse_fail(p, "bad \\u escape");
 			return -1;
 		}
 		*cp = *cp << 4 | (uint32_t)v;
@@ -111,14 +112,14 @@ static char *parse_string(struct parser *p)
 
 	out = o = malloc((size_t)(p->end - start) + 1);
 	if (!out) {
-		fail(p, "out of memory");
+		parse_fail(p, "out of memory");
 		return NULL;
 	}
 	while (p->s < p->end && *p->s != '"') {
 		unsigned char c = (unsigned char)*p->s;
 
 		if (c < 0x20) {
-			fail(p, "control character in string");
+			parse_fail(p, "control character in string");
 			goto bad;
 		}
 		if (c != '\\') {
@@ -164,28 +165,28 @@ static char *parse_string(struct parser *p)
 				if (parse_hex4(p, &lo))
 					goto bad;
 				if (lo < 0xdc00 || lo > 0xdfff) {
-					fail(p, "bad surrogate pair");
+					parse_fail(p, "bad surrogate pair");
 					goto bad;
 				}
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 			} else if (cp >= 0xd800 && cp < 0xe000) {
-				fail(p, "lone surrogate");
+				parse_fail(p, "lone surrogate");
 				goto bad;
 			}
 			if (cp == 0) {
-				fail(p, "NUL in string");
+				parse_fail(p, "NUL in string");
 				goto bad;
 			}
 			put_utf8(&o, cp);
 			break;
 		}
 		default:
-			fail(p, "bad escape");
+			parse_fail(p, "bad escape");
 			goto bad;
 		}
 	}
 	if (p->s >= p->end) {
-		fail(p, "unterminated string");
+		parse_fail(p, "unterminated string");
 		goto bad;
 	}
 	p->s++;
@@ -205,11 +206,11 @@ static void parse_number(struct parser *p, struct json *j)
 	if (p->s < p->end && *p->s == '-')
 		p->s++;
 	if (p->s >= p->end || *p->s < '0' || *p->s > '9') {
-		fail(p, "bad number");
+		parse_fail(p, "bad number");
 		return;
 	}
 	if (*p->s == '0' && p->s + 1 < p->end && p->s[1] >= '0' && p->s[1] <= '9') {
-		fail(p, "leading zero in number");
+		parse_fail(p, "leading zero in number");
 		return;
 	}
 	while (p->s < p->end && *p->s >= '0' && *p->s <= '9')
@@ -218,7 +219,7 @@ static void parse_number(struct parser *p, struct json *j)
 		frac = true;
 		p->s++;
 		if (p->s >= p->end || *p->s < '0' || *p->s > '9') {
-			fail(p, "bad number");
+			parse_fail(p, "bad number");
 			return;
 		}
 		while (p->s < p->end && *p->s >= '0' && *p->s <= '9')
@@ -230,7 +231,7 @@ static void parse_number(struct parser *p, struct json *j)
 		if (p->s < p->end && (*p->s == '+' || *p->s == '-'))
 			p->s++;
 		if (p->s >= p->end || *p->s < '0' || *p->s > '9') {
-			fail(p, "bad number");
+			parse_fail(p, "bad number");
 			return;
 		}
 		while (p->s < p->end && *p->s >= '0' && *p->s <= '9')
@@ -238,7 +239,7 @@ static void parse_number(struct parser *p, struct json *j)
 	}
 	j->str = strndup(start, (size_t)(p->s - start));
 	if (!j->str) {
-		fail(p, "out of memory");
+		parse_fail(p, "out of memory");
 		return;
 	}
 	j->num = strtod(j->str, NULL);
@@ -282,7 +283,7 @@ static struct json *parse_container(struct parser *p, unsigned depth, bool obj)
 		skip_ws(p);
 		if (obj) {
 			if (p->s >= p->end || *p->s != '"') {
-				fail(p, "expected a member name");
+				parse_fail(p, "expected a member name");
 				break;
 			}
 			key = parse_string(p);
@@ -291,7 +292,7 @@ static struct json *parse_container(struct parser *p, unsigned depth, bool obj)
 			skip_ws(p);
 			if (p->s >= p->end || *p->s != ':') {
 				free(key);
-				fail(p, "expected ':'");
+				parse_fail(p, "expected ':'");
 				break;
 			}
 			p->s++;
@@ -312,7 +313,7 @@ static struct json *parse_container(struct parser *p, unsigned depth, bool obj)
 			p->s++;
 			return j;
 		}
-		fail(p, "expected ',' or '%c'", close);
+		parse_fail(p, "expected ',' or '%c'", close);
 		break;
 	}
 	json_free(j);
@@ -335,12 +336,12 @@ static struct json *parse_value(struct parser *p, unsigned depth)
 	struct json *j;
 
 	if (depth > JSON_MAX_DEPTH) {
-		fail(p, "nested deeper than %d", JSON_MAX_DEPTH);
+		parse_fail(p, "nested deeper than %d", JSON_MAX_DEPTH);
 		return NULL;
 	}
 	skip_ws(p);
 	if (p->s >= p->end) {
-		fail(p, "unexpected end of input");
+		parse_fail(p, "unexpected end of input");
 		return NULL;
 	}
 	switch (*p->s) {
@@ -366,7 +367,7 @@ static struct json *parse_value(struct parser *p, unsigned depth)
 		}
 		if (match(p, "null"))
 			return new_node(p, JSON_NULL);
-		fail(p, "unexpected word");
+		parse_fail(p, "unexpected word");
 		return NULL;
 	default:
 		j = new_node(p, JSON_NUMBER);
@@ -393,7 +394,7 @@ struct json *json_parse(const char *text, size_t len, char *err, size_t errlen)
 		return NULL;
 	skip_ws(&p);
 	if (p.s != p.end) {
-		fail(&p, "trailing characters after the value");
+		parse_fail(&p, "trailing characters after the value");
 		json_free(j);
 		return NULL;
 	}
