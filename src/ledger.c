@@ -392,6 +392,7 @@ int __rf_ledger_admit_vm(rf_engine *e, rf_vm *vm)
 	atomic_store(&lv->limit, vm->cfg.limit_bytes ? vm->cfg.limit_bytes : UINT64_MAX);
 	atomic_store(&lv->shares, vm->cfg.shares ? vm->cfg.shares : RF_SHARES_DEFAULT);
 	atomic_store(&lv->guest_free, UINT64_MAX);
+	atomic_store(&lv->resident_target, UINT64_MAX);
 	h.arg = l;
 	err = rf_vm_add_hooks(vm, &h);
 	if (err) {

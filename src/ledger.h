@@ -33,7 +33,7 @@ struct rf_ledger_vm {
 	_Atomic uint64_t guest_free; /* embedder-reported; UINT64_MAX = unknown */
 	/* What the policy last asked for (for the breakdown and the metrics). */
 	_Atomic uint64_t balloon_target;
-	_Atomic uint64_t swap_target;
+	_Atomic uint64_t resident_target; /* UINT64_MAX = none */
 };
 
 /* Engine-wide (engine->ledger), allocated on first use. */

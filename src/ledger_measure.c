@@ -187,7 +187,7 @@ int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
 		vs->has_balloon = m.has_balloon;
 		vs->bd.compressed_host_bytes = m.compressed_host_bytes;
 		vs->bd.balloon_target_bytes = m.balloon_target_bytes;
-		vs->bd.swap_target_bytes = m.swap_target_bytes;
+		vs->bd.resident_target_bytes = m.resident_target_bytes;
 		vs->bd.guest_free_bytes = m.guest_free_bytes;
 		if (vm->ledger) {
 			vs->bd.reservation_bytes = atomic_load(&vm->ledger->reservation);

@@ -132,7 +132,8 @@ RF_EXPORT long rf_metrics_format(rf_engine *e, char *buf, size_t len)
 		    {"metadata", b->metadata_bytes},
 		    {"host", b->host_bytes},
 		    {"balloon_target", b->balloon_target_bytes},
-		    {"swap_target", b->swap_target_bytes},
+		    {"resident_target",
+		     b->resident_target_bytes == UINT64_MAX ? 0 : b->resident_target_bytes},
 		};
 		char name[80];
 

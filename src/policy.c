@@ -27,7 +27,9 @@
  *    (what it holds above its allocation), counting inflation already asked
  *    for and not yet done. Swap only in the hard and low states or above a
  *    limit, and only for the excess the balloon has not removed after
- *    balloon_grace_ms (at once for a VM without a balloon). In high, with
+ *    balloon_grace_ms (at once for a VM without a balloon): the VM's
+ *    resident target becomes its allocation, and the balloon's pending
+ *    inflation is cancelled (swap took it over). In high, with
  *    room to spare beyond the hysteresis, balloons are deflated a step at a
  *    time, best-weighted VMs first, never past a VM's limit.
  *
@@ -379,9 +381,9 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		if (excess && (st >= RF_MEM_HARD || over_limit) &&
 		    (!v->has_balloon || in->now_ns + 1 - t->excess_since_ns >=
 					    (uint64_t)c->balloon_grace_ms * 1000000ull)) {
-			uint64_t want = PAGE_DOWN(v->swapped_bytes + excess);
+			uint64_t want = PAGE_DOWN(alloc[i]); /* what it may keep resident */
 
-			if (want > v->swap_target_bytes) {
+			if (want < v->resident_target_bytes) {
 				a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i, want);
 				if (a)
 					snprintf(a->why, sizeof(a->why), "%s: %s, %s", ctx, why_vm,
@@ -398,13 +400,21 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 							 "%s: swap takes over the rest", ctx);
 				}
 			}
-		} else if (!excess && st == RF_MEM_HIGH &&
-			   v->swap_target_bytes > v->swapped_bytes) {
-			a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i,
-				       PAGE_DOWN(v->swapped_bytes));
-			if (a)
-				snprintf(a->why, sizeof(a->why), "%s: pressure gone, stop swapping",
-					 ctx);
+		} else if (!excess && st == RF_MEM_HIGH && room &&
+			   v->resident_target_bytes != UINT64_MAX) {
+			/* Pressure gone: lift the target, but never above the
+			 * limit, or the VM would be swapped down to it again. */
+			uint64_t want = v->limit_bytes >= v->promised_bytes
+					    ? UINT64_MAX
+					    : PAGE_DOWN(v->limit_bytes);
+
+			if (want > v->resident_target_bytes) {
+				a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i, want);
+				if (a)
+					snprintf(a->why, sizeof(a->why), "%s: pressure gone, %s", ctx,
+						 want == UINT64_MAX ? "no resident target"
+								    : "back to its limit");
+			}
 		}
 	}
 	return 0;

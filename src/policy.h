@@ -107,7 +107,7 @@ struct rf_mech_reading {
 	int has_balloon;
 	uint64_t balloon_target_bytes;
 	uint64_t guest_free_bytes; /* UINT64_MAX = unknown */
-	uint64_t swap_target_bytes;
+	uint64_t resident_target_bytes;
 	uint64_t compressed_host_bytes;
 };
 

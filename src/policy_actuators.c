@@ -28,7 +28,7 @@ void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 	out->has_balloon = 0;
 	out->balloon_target_bytes = lv ? atomic_load(&lv->balloon_target) : 0;
 	out->guest_free_bytes = lv ? atomic_load(&lv->guest_free) : UINT64_MAX;
-	out->swap_target_bytes = lv ? atomic_load(&lv->swap_target) : 0;
+	out->resident_target_bytes = lv ? atomic_load(&lv->resident_target) : UINT64_MAX;
 	out->compressed_host_bytes = 0;
 
 	/* ramfold's balloon (balloon/): driven once the guest's driver is up.

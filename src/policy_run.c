@@ -21,7 +21,8 @@
 #include "ledger.h"
 #include "policy.h"
 
-static const char *const action_names[RF_POLICY_NR_ACTIONS] = {"balloon", "swap", "scan-rate"};
+static const char *const action_names[RF_POLICY_NR_ACTIONS] = {"balloon", "resident-target",
+								 "scan-rate"};
 
 struct rf_policy_runner *rf_policy_runner_get(rf_engine *e)
 {
@@ -91,7 +92,7 @@ static uint64_t old_value(const struct rf_policy_action *a, const struct rf_poli
 	case RF_POLICY_SET_BALLOON:
 		return v ? v->balloon_target_bytes : 0;
 	case RF_POLICY_SET_SWAP:
-		return v ? v->swap_target_bytes : 0;
+		return v ? v->resident_target_bytes : UINT64_MAX;
 	default:
 		return r->applied_scan_rate;
 	}
@@ -154,13 +155,20 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 			       who, old, a->value, a->why);
 		else
 			rf_log(e, RF_LOG_INFO, "ramfold: policy: %s: %s %s -> %s: %s", who,
-			       action_names[a->kind], rf_ledger_fmt_bytes(old, ob, sizeof(ob)),
-			       rf_ledger_fmt_bytes(a->value, nb, sizeof(nb)), a->why);
+			       action_names[a->kind],
+			       old == UINT64_MAX ? "none" : rf_ledger_fmt_bytes(old, ob, sizeof(ob)),
+			       a->value == UINT64_MAX ? "none"
+						      : rf_ledger_fmt_bytes(a->value, nb, sizeof(nb)),
+			       a->why);
 		r->counters.actions[a->kind]++;
 		if (a->kind == RF_POLICY_SET_BALLOON && a->value > old)
 			r->counters.balloon_bytes_asked += a->value - old;
-		if (a->kind == RF_POLICY_SET_SWAP && a->value > old)
-			r->counters.swap_bytes_asked += a->value - old;
+		/* A lower resident target asks swap for the difference. */
+		if (a->kind == RF_POLICY_SET_SWAP && a->value < old)
+			r->counters.swap_bytes_asked +=
+			    old != UINT64_MAX ? old - a->value
+			    : v && v->host_bytes > a->value ? v->host_bytes - a->value
+							    : 0;
 		aerr = apply(r, e, a, v ? v->vm : NULL);
 		if (aerr) {
 			r->counters.failed[a->kind]++;
@@ -179,7 +187,7 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 			if (a->kind == RF_POLICY_SET_BALLOON)
 				atomic_store(&v->vm->ledger->balloon_target, a->value);
 			else
-				atomic_store(&v->vm->ledger->swap_target, a->value);
+				atomic_store(&v->vm->ledger->resident_target, a->value);
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -224,7 +232,7 @@ RF_EXPORT int rf_policy_tick(rf_engine *e)
 		v->ballooned_bytes = b->ballooned_bytes;
 		v->balloon_target_bytes = b->balloon_target_bytes;
 		v->swapped_bytes = b->swapped_file_bytes + b->swapped_compressed_bytes;
-		v->swap_target_bytes = b->swap_target_bytes;
+		v->resident_target_bytes = b->resident_target_bytes;
 		v->guest_free_bytes = b->guest_free_bytes;
 		v->has_balloon = s.vms[i].has_balloon;
 	}

@@ -113,7 +113,7 @@ struct rf_vm_breakdown {
 	struct rf_saved saved;
 	/* The mechanisms' view, when they are attached (else 0). */
 	uint64_t balloon_target_bytes;
-	uint64_t swap_target_bytes;
+	uint64_t resident_target_bytes; /* swap's resident target; UINT64_MAX = none */
 	uint64_t guest_free_bytes; /* from the guest's balloon stats; UINT64_MAX = unknown */
 };
 

@@ -61,7 +61,7 @@ struct rf_policy_vm {
 	uint64_t ballooned_bytes; /* pages in the balloon now */
 	uint64_t balloon_target_bytes;
 	uint64_t swapped_bytes; /* file + compressed */
-	uint64_t swap_target_bytes;
+	uint64_t resident_target_bytes; /* swap keeps it below this; UINT64_MAX = none */
 	uint64_t guest_free_bytes; /* guest's report; UINT64_MAX = unknown */
 	int has_balloon;	   /* a balloon device is attached and driven */
 };
@@ -76,7 +76,7 @@ struct rf_policy_reading {
 
 enum rf_policy_action_kind {
 	RF_POLICY_SET_BALLOON = 0, /* value: balloon size in bytes */
-	RF_POLICY_SET_SWAP,	   /* value: bytes of the VM to keep swapped out */
+	RF_POLICY_SET_SWAP,	   /* value: resident target, UINT64_MAX = none (swap.h) */
 	RF_POLICY_SET_SCAN_RATE,   /* value: dedup pages per second (vm ignored) */
 	RF_POLICY_NR_ACTIONS
 };
@@ -130,7 +130,7 @@ int rf_policy_configure(rf_engine *e, const struct rf_policy_config *cfg);
  */
 struct rf_policy_actuators {
 	int (*set_balloon)(void *arg, rf_vm *vm, uint64_t balloon_bytes);
-	int (*set_swap)(void *arg, rf_vm *vm, uint64_t swapped_bytes);
+	int (*set_swap)(void *arg, rf_vm *vm, uint64_t resident_bytes);
 	int (*set_scan_rate)(void *arg, rf_engine *e, uint64_t pages_per_sec);
 	void *arg;
 };
@@ -155,7 +155,7 @@ struct rf_policy_counters {
 	uint64_t actions[RF_POLICY_NR_ACTIONS];
 	uint64_t failed[RF_POLICY_NR_ACTIONS]; /* the actuator returned an error */
 	uint64_t balloon_bytes_asked;	       /* sum of balloon increases */
-	uint64_t swap_bytes_asked;	       /* sum of swap target increases */
+	uint64_t swap_bytes_asked;	       /* sum of resident target decreases */
 	enum rf_mem_state state;
 };
 

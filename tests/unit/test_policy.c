@@ -111,7 +111,8 @@ struct sim_vm {
 	uint64_t guest_free;
 	int has_balloon;
 	uint64_t balloon_rate; /* per tick the guest's driver inflates */
-	uint64_t ballooned, balloon_target, swapped, swap_target;
+	uint64_t ballooned, balloon_target, swapped;
+	uint64_t resident_target; /* UINT64_MAX = none */
 	uint64_t swap_asked_at_tick;
 };
 
@@ -148,7 +149,7 @@ static void sim_reading(struct sim *s, struct rf_policy_vm *pv, struct rf_policy
 		pv[i].ballooned_bytes = v->ballooned;
 		pv[i].balloon_target_bytes = v->balloon_target;
 		pv[i].swapped_bytes = v->swapped;
-		pv[i].swap_target_bytes = v->swap_target;
+		pv[i].resident_target_bytes = v->resident_target;
 		pv[i].guest_free_bytes = v->guest_free;
 		pv[i].has_balloon = v->has_balloon;
 		in->used_bytes += pv[i].host_bytes;
@@ -166,7 +167,7 @@ static void sim_apply(struct sim *s, const struct rf_policy_action *a, unsigned 
 			assert_true(v->has_balloon);
 			v->balloon_target = a[i].value;
 		} else if (a[i].kind == RF_POLICY_SET_SWAP) {
-			v->swap_target = a[i].value;
+			v->resident_target = a[i].value;
 			v->swap_asked_at_tick = s->tick;
 		}
 	}
@@ -180,10 +181,19 @@ static void sim_apply(struct sim *s, const struct rf_policy_action *a, unsigned 
 		} else {
 			v->ballooned = v->balloon_target; /* deflate at once */
 		}
-		if (v->swap_target > v->swapped)
-			v->swapped = v->swap_target;
-		else if (v->swap_target < v->swapped && sim_cost(v) == 0)
-			v->swapped = v->swap_target;
+		/* Swap-out to the resident target within the tick; swapped
+		 * pages come back as the guest touches them, 8 MiB a tick,
+		 * as far as the target allows. */
+		if (v->resident_target != UINT64_MAX && sim_cost(v) > v->resident_target) {
+			v->swapped += sim_cost(v) - v->resident_target;
+		} else if (v->swapped) {
+			uint64_t back = v->swapped < 8 * MiB ? v->swapped : 8 * MiB;
+
+			if (v->resident_target != UINT64_MAX &&
+			    back > v->resident_target - sim_cost(v))
+				back = v->resident_target - sim_cost(v);
+			v->swapped -= back;
+		}
 	}
 }
 
@@ -238,6 +248,7 @@ static void test_scripted_pressure(void **state)
 				  .limit = UINT64_MAX,
 				  .shares = 1000,
 				  .guest_free = UINT64_MAX,
+				  .resident_target = UINT64_MAX,
 				  .has_balloon = 1,
 				  .balloon_rate = 64 * MiB};
 	s.vm[1] = (struct sim_vm){.name = "capped",
@@ -245,6 +256,7 @@ static void test_scripted_pressure(void **state)
 				  .limit = 128 * MiB,
 				  .shares = 1000,
 				  .guest_free = UINT64_MAX,
+				  .resident_target = UINT64_MAX,
 				  .has_balloon = 1,
 				  .balloon_rate = 64 * MiB};
 	s.vm[2] = (struct sim_vm){.name = "idle",
@@ -252,6 +264,7 @@ static void test_scripted_pressure(void **state)
 				  .limit = UINT64_MAX,
 				  .shares = 1000,
 				  .guest_free = 400 * MiB,
+				  .resident_target = UINT64_MAX,
 				  .has_balloon = 1,
 				  .balloon_rate = 64 * MiB};
 	s.vm[3] = (struct sim_vm){.name = "busy",
@@ -259,6 +272,7 @@ static void test_scripted_pressure(void **state)
 				  .limit = UINT64_MAX,
 				  .shares = 1000,
 				  .guest_free = 0,
+				  .resident_target = UINT64_MAX,
 				  .has_balloon = 1,
 				  .balloon_rate = 64 * MiB};
 	s.vm[4] = (struct sim_vm){.name = "nob",
@@ -266,12 +280,14 @@ static void test_scripted_pressure(void **state)
 				  .limit = UINT64_MAX,
 				  .shares = 1000,
 				  .guest_free = UINT64_MAX,
+				  .resident_target = UINT64_MAX,
 				  .has_balloon = 0};
 	s.vm[5] = (struct sim_vm){.name = "slow",
 				  .promised = 256 * MiB,
 				  .limit = UINT64_MAX,
 				  .shares = 1000,
 				  .guest_free = UINT64_MAX,
+				  .resident_target = UINT64_MAX,
 				  .has_balloon = 1,
 				  .balloon_rate = 2 * MiB};
 	s.n = 6;
@@ -303,7 +319,7 @@ static void test_scripted_pressure(void **state)
 			if (acts[k].kind == RF_POLICY_SET_SCAN_RATE)
 				continue;
 			assert_true(acts[k].why[0] != '\0');
-			if (acts[k].kind == RF_POLICY_SET_SWAP && acts[k].value > v->swapped &&
+			if (acts[k].kind == RF_POLICY_SET_SWAP && acts[k].value != UINT64_MAX &&
 			    v->has_balloon && v->limit == UINT64_MAX) {
 				/* Swap for a ballooned VM: only after the grace. */
 				assert_true(st >= RF_MEM_HARD);
@@ -321,7 +337,7 @@ static void test_scripted_pressure(void **state)
 				assert_true(cost + 1 * MiB >= v->reservation);
 			if (cost > 0 && !excess_since[i])
 				excess_since[i] = s.now - 500 * MS;
-			if (v->balloon_target == v->ballooned && v->swap_target == v->swapped)
+			if (v->balloon_target == v->ballooned && cost <= v->resident_target)
 				excess_since[i] = 0; /* a rough mirror of the policy's clock */
 		}
 		if (s.vm[2].ballooned > s.vm[3].ballooned + 64 * MiB)
@@ -344,7 +360,7 @@ static void test_scripted_pressure(void **state)
 	/* The reserved VM kept its reservation. */
 	assert_true(sim_cost(&s.vm[0]) >= 256 * MiB);
 
-	/* Pressure goes away: balloons deflate, swap targets drop. */
+	/* Pressure goes away: balloons deflate, resident targets are lifted. */
 	for (unsigned int i = 0; i < s.n; i++)
 		s.vm[i].demand /= 4;
 	for (unsigned int t = 0; t < 40; t++)
@@ -352,7 +368,7 @@ static void test_scripted_pressure(void **state)
 	assert_int_equal(st, RF_MEM_HIGH);
 	assert_true(s.vm[2].balloon_target < s.vm[2].promised / 2);
 	for (unsigned int i = 0; i < s.n; i++)
-		assert_true(s.vm[i].swap_target <= s.vm[i].swapped);
+		assert_int_equal(s.vm[i].resident_target, UINT64_MAX);
 	assert_true(sim_cost(&s.vm[1]) <= 128 * MiB + MiB);
 }
 
@@ -378,6 +394,7 @@ static void test_swap_after_grace(void **state)
 					  .limit = UINT64_MAX,
 					  .shares = 1000,
 					  .guest_free = UINT64_MAX,
+					  .resident_target = UINT64_MAX,
 					  .has_balloon = 1,
 					  .balloon_rate = 4 * MiB,
 					  .demand = 540 * MiB};
@@ -420,6 +437,7 @@ static void test_limit_in_high_and_scan_rate(void **state)
 				 .shares = 1000,
 				 .host_bytes = 300 * MiB,
 				 .guest_free_bytes = UINT64_MAX,
+				 .resident_target_bytes = UINT64_MAX,
 				 .has_balloon = 1};
 	struct rf_policy_reading in = {.now_ns = 1,
 				       .capacity_bytes = 8 * GiB,
@@ -447,12 +465,30 @@ static void test_limit_in_high_and_scan_rate(void **state)
 	assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(acts[0].kind, RF_POLICY_SET_SWAP);
-	assert_int_equal(acts[0].value, 90 * MiB);
+	assert_int_equal(acts[0].value, 200 * MiB); /* resident target: the limit */
 	assert_non_null(strstr(acts[0].why, "balloon too slow"));
 	/* The balloon's pending 90 MiB is cancelled: swap took it over. */
 	assert_int_equal(acts[1].kind, RF_POLICY_SET_BALLOON);
 	assert_int_equal(acts[1].value, 10 * MiB);
 	assert_non_null(strstr(acts[1].why, "swap takes over the rest"));
+	/* At its limit, pressure gone: the target stays at the limit, or the
+	 * VM would be swapped down to it again and again. */
+	v.resident_target_bytes = 200 * MiB;
+	v.balloon_target_bytes = 10 * MiB;
+	v.host_bytes = 200 * MiB;
+	assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+	assert_int_equal(n, 0);
+	/* The limit raised past the promised size: the target is lifted. */
+	v.limit_bytes = UINT64_MAX;
+	assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+	assert_int_equal(n, 2); /* the target lifted, and the balloon deflated */
+	assert_int_equal(acts[0].kind, RF_POLICY_SET_BALLOON);
+	assert_int_equal(acts[0].value, 0);
+	assert_int_equal(acts[1].kind, RF_POLICY_SET_SWAP);
+	assert_true(acts[1].value == UINT64_MAX);
+	assert_non_null(strstr(acts[1].why, "pressure gone, no resident target"));
+	v.limit_bytes = 200 * MiB;
+	v.resident_target_bytes = UINT64_MAX;
 	/* Pressure: the scan rate goes up once. */
 	in.capacity_bytes = 300 * MiB;
 	v.limit_bytes = UINT64_MAX;
@@ -572,7 +608,7 @@ static void test_runner(void **state)
 	/* The balloon target asked for is remembered by the ledger. */
 	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
 	assert_int_equal(b.balloon_target_bytes, MiB);
-	assert_int_equal(b.swap_target_bytes, 0); /* that one failed */
+	assert_int_equal(b.resident_target_bytes, UINT64_MAX); /* that one failed */
 
 	/* LOW refuses new VMs: admission reads the policy's state. */
 	{
