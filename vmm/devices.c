@@ -5,7 +5,7 @@
 #include "devices.h"
 
 static const vmm_device_setup_fn device_setup[] = {
-    /* balloon_dev_setup,  (vmm/balloon_dev.c, issue 5) */
+    balloon_dev_setup, /* vmm/balloon_dev.c */
     NULL,
 };
 

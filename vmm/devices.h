@@ -17,4 +17,6 @@ typedef int (*vmm_device_setup_fn)(struct vmm_vm *vm);
 
 int vmm_devices_setup(struct vmm_vm *vm);
 
+int balloon_dev_setup(struct vmm_vm *vm); /* vmm/balloon_dev.c */
+
 #endif
