@@ -142,7 +142,9 @@ static void test_inflate_and_deflate_512m(void **state)
 			 0);
 	print_message("%s\n", line);
 	assert_non_null(strstr(line, "VERSION_1 MUST_TELL_HOST STATS_VQ DEFLATE_ON_OOM"));
-	wait_stats(&p, "a", 0, reply, sizeof(reply));
+	/* stats sent after the churn wave ended */
+	query_balloon(&p, "a", reply, sizeof(reply));
+	wait_stats(&p, "a", jnum(reply, "stats-updates"), reply, sizeof(reply));
 	free0 = (uint64_t)jnum(reply, "stat-free-memory");
 	rss0 = rss(&p);
 
