@@ -179,7 +179,7 @@ static void csv_header(FILE *f)
 {
 	fprintf(f, "t_s,state,capacity,used,free,private,shared_fair,zero,ballooned,free_reported,"
 		   "swapped,compressed_host,metadata,saved_dedup,saved_zero,saved_balloon,"
-		   "saved_free_report,saved_swap,process_rss,process_pss\n");
+		   "saved_free_report,saved_swap,process_rss,process_pss,mono_s\n");
 }
 
 static void csv_row(struct vmm *vmm)
@@ -191,7 +191,7 @@ static void csv_row(struct vmm *vmm)
 	fprintf(
 	    lg.csv,
 	    "%.3f,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,"
-	    "%llu,%llu,%llu\n",
+	    "%llu,%llu,%llu,%.3f\n",
 	    (double)(now_ns() - vmm->start_ns) / 1e9, rf_mem_state_name(h.state),
 	    (unsigned long long)h.capacity_bytes, (unsigned long long)h.used_bytes,
 	    (unsigned long long)h.free_bytes, (unsigned long long)h.private_bytes,
@@ -201,7 +201,8 @@ static void csv_row(struct vmm *vmm)
 	    (unsigned long long)h.metadata_bytes, (unsigned long long)h.saved.dedup,
 	    (unsigned long long)h.saved.zero, (unsigned long long)h.saved.balloon,
 	    (unsigned long long)h.saved.free_report, (unsigned long long)h.saved.swap,
-	    (unsigned long long)h.process_rss_bytes, (unsigned long long)h.process_pss_bytes);
+	    (unsigned long long)h.process_rss_bytes, (unsigned long long)h.process_pss_bytes,
+	    (double)now_ns() / 1e9);
 	fflush(lg.csv);
 }
 

@@ -1,0 +1,970 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The overcommit experiment: run a scenario (VMs, sizes, workloads, a host
+ * budget) in the demo VMM for a set time, once per "run" line (ramfold's
+ * reclaim, the kernel's KSM instead, ...), and show what the host paid.
+ *
+ *   overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] SCENARIO
+ *
+ * Scenario file, one directive per line ('#' starts a comment):
+ *   budget SIZE          host memory the guests may use (--host-budget)
+ *   duration SEC         length of each run
+ *   settle SEC           time allowed before the budget must hold
+ *   run NAME [ARGS...]   one run: extra ramfold-vmm options; the token
+ *                        +ksm[=PAGES/MS] makes the runner turn the kernel's
+ *                        KSM on for the VMM (prctl PR_SET_MEMORY_MERGE in
+ *                        the child, /sys/kernel/mm/ksm driven and restored)
+ *   vm SPEC              a VM, as ramfold-vmm --vm takes it
+ *
+ * For each run, in DIR/NAME/: the VMM's output and console logs, its
+ * ledger CSV (host memory by category each second, from the library),
+ * samples.csv (the ledger's rows plus the kernel's view of the VMM process:
+ * smaps_rollup Rss/Pss, and KSM's pages_sharing), memory.svg (stacked
+ * categories over time, with the budget and the process's Pss), and a row
+ * in DIR/summary.csv and DIR/summary.txt. The checks of issue 7: every
+ * guest responsive (its VM exits keep growing to the end), memcheck clean,
+ * and the guests' measured use under the budget after the settling time.
+ * Exit status 0 when every run passes them, 1 otherwise, 2 on errors.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67 /* Linux 6.4 */
+#endif
+
+#define MAX_VMS	    64
+#define MAX_RUNS    8
+#define MAX_ARGS    32
+#define MAX_SAMPLES 7200
+#define KSM_DIR	    "/sys/kernel/mm/ksm"
+
+struct run_spec {
+	char name[32];
+	char *args[MAX_ARGS];
+	int nargs;
+	bool ksm;
+	unsigned int ksm_pages, ksm_sleep_ms;
+};
+
+struct scenario {
+	uint64_t budget;
+	double duration, settle;
+	char *vms[MAX_VMS];
+	char vm_names[MAX_VMS][32];
+	bool vm_memcheck[MAX_VMS];
+	uint64_t vm_mem[MAX_VMS];
+	int nvms;
+	struct run_spec runs[MAX_RUNS];
+	int nruns;
+};
+
+/* One second of a run. Ledger fields come from the VMM's --ledger-csv. */
+enum {
+	L_USED,
+	L_PRIVATE,
+	L_SHARED,
+	L_ZERO,
+	L_BALLOONED,
+	L_REPORTED,
+	L_SWAPPED,
+	L_COMPRESSED,
+	L_META,
+	L_S_DEDUP,
+	L_S_ZERO,
+	L_S_BALLOON,
+	L_S_REPORT,
+	L_S_SWAP,
+	L_NF
+};
+
+static const char *const lnames[L_NF] = {
+    "used",	     "private",	      "shared_fair",	   "zero",	"ballooned",
+    "free_reported", "swapped",	      "compressed_host",   "metadata",	"saved_dedup",
+    "saved_zero",    "saved_balloon", "saved_free_report", "saved_swap"};
+
+struct sample {
+	double t;
+	uint64_t rss, pss, ksm_sharing;
+	uint64_t l[L_NF];
+	bool have_ledger;
+	char state[8];
+};
+
+struct run_result {
+	struct sample *s;
+	int n;
+	uint64_t exits_settle[MAX_VMS], exits_end[MAX_VMS];
+	bool faulted[MAX_VMS];
+	bool memcheck_clean[MAX_VMS];
+	uint64_t memcheck_rounds[MAX_VMS];
+	int vmm_status;
+	/* verdicts */
+	int responsive, nvms;
+	bool memcheck_ok, under_budget;
+	uint64_t max_used_after, mean_used_after, max_pss_after, final_used;
+	uint64_t saved[5];
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "overcommit-run: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	uint64_t mul = 1;
+
+	if (end == s || v < 0)
+		return -1;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mul = 1ull << 40;
+		end++;
+		break;
+	}
+	if (*end == 'i')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end)
+		return -1;
+	*out = (uint64_t)(v * (double)mul);
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	if ((e = strchr(s, '#')))
+		*e = 0;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && strchr(" \t\r\n", e[-1]))
+		*--e = 0;
+	return s;
+}
+
+static void read_scenario(const char *path, struct scenario *sc)
+{
+	char line[4096];
+	FILE *f = fopen(path, "re");
+	int lineno = 0;
+
+	if (!f)
+		die("%s: %s", path, strerror(errno));
+	sc->duration = 60;
+	sc->settle = 20;
+	while (fgets(line, sizeof(line), f)) {
+		char *s = trim(line), *kw, *rest;
+
+		lineno++;
+		if (!*s)
+			continue;
+		kw = strtok_r(s, " \t", &rest);
+		rest = trim(rest);
+		if (!strcmp(kw, "budget")) {
+			if (parse_size(rest, &sc->budget) || sc->budget == 0)
+				die("%s:%d: budget: expected a size such as 1G", path, lineno);
+		} else if (!strcmp(kw, "duration") || !strcmp(kw, "settle")) {
+			char *end;
+			double v = strtod(rest, &end);
+
+			if (end == rest || *end || v <= 0)
+				die("%s:%d: %s: expected seconds", path, lineno, kw);
+			*(!strcmp(kw, "duration") ? &sc->duration : &sc->settle) = v;
+		} else if (!strcmp(kw, "vm")) {
+			const char *n;
+			int i = sc->nvms;
+
+			n = strstr(rest, "name=");
+			if (i == MAX_VMS)
+				die("%s:%d: more than %d VMs", path, lineno, MAX_VMS);
+			if (!n)
+				die("%s:%d: vm: a name= key is required", path, lineno);
+			sc->vms[i] = strdup(rest);
+			snprintf(sc->vm_names[i], sizeof(sc->vm_names[i]), "%.*s",
+				 (int)strcspn(n + 5, ","), n + 5);
+			sc->vm_memcheck[i] = strstr(rest, "workload=memcheck") != NULL;
+			sc->vm_mem[i] = 256ull << 20; /* the VMM's default */
+			if ((n = strstr(rest, "mem="))) {
+				char m[32];
+
+				snprintf(m, sizeof(m), "%.*s", (int)strcspn(n + 4, ","), n + 4);
+				if (parse_size(m, &sc->vm_mem[i]))
+					die("%s:%d: vm: mem=%s is not a size", path, lineno, m);
+			}
+			sc->nvms++;
+		} else if (!strcmp(kw, "run")) {
+			struct run_spec *r = &sc->runs[sc->nruns];
+			char *tok, *save;
+
+			if (sc->nruns == MAX_RUNS)
+				die("%s:%d: more than %d runs", path, lineno, MAX_RUNS);
+			tok = strtok_r(rest, " \t", &save);
+			if (!tok)
+				die("%s:%d: run: a name is required", path, lineno);
+			snprintf(r->name, sizeof(r->name), "%s", tok);
+			while ((tok = strtok_r(NULL, " \t", &save))) {
+				if (!strncmp(tok, "+ksm", 4)) {
+					r->ksm = true;
+					r->ksm_pages = 1000;
+					r->ksm_sleep_ms = 20;
+					if (tok[4] == '=' && sscanf(tok + 5, "%u/%u", &r->ksm_pages,
+								    &r->ksm_sleep_ms) != 2)
+						die("%s:%d: +ksm=PAGES/MS", path, lineno);
+					continue;
+				}
+				if (r->nargs == MAX_ARGS)
+					die("%s:%d: too many arguments", path, lineno);
+				r->args[r->nargs++] = strdup(tok);
+			}
+			sc->nruns++;
+		} else {
+			die("%s:%d: unknown directive \"%s\"", path, lineno, kw);
+		}
+	}
+	fclose(f);
+	if (!sc->budget || !sc->nvms)
+		die("%s: a budget and at least one vm are required", path);
+	if (!sc->nruns) {
+		snprintf(sc->runs[0].name, sizeof(sc->runs[0].name), "ramfold");
+		sc->runs[0].args[0] = "--policy";
+		sc->runs[0].args[1] = "500";
+		sc->runs[0].nargs = 2;
+		sc->nruns = 1;
+	}
+}
+
+/* ---- kernel KSM, for the comparison run ---- */
+
+static int sysfs_read(const char *name, char *buf, size_t len)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), KSM_DIR "/%s", name);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (!fgets(buf, (int)len, f))
+		buf[0] = 0;
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+static int sysfs_write(const char *name, const char *val)
+{
+	char path[256];
+	FILE *f;
+	int err = 0;
+
+	snprintf(path, sizeof(path), KSM_DIR "/%s", name);
+	f = fopen(path, "we");
+	if (!f)
+		return -errno;
+	if (fputs(val, f) < 0)
+		err = -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	return err;
+}
+
+static uint64_t ksm_u64(const char *name)
+{
+	char b[64];
+
+	return sysfs_read(name, b, sizeof(b)) ? 0 : strtoull(b, NULL, 10);
+}
+
+static struct {
+	char pages[32], sleep[32];
+	bool saved;
+} ksm_old;
+
+static void ksm_on(const struct run_spec *r)
+{
+	char v[32];
+
+	if (sysfs_read("pages_to_scan", ksm_old.pages, sizeof(ksm_old.pages)) ||
+	    sysfs_read("sleep_millisecs", ksm_old.sleep, sizeof(ksm_old.sleep)))
+		die("run %s: kernel KSM not available at " KSM_DIR, r->name);
+	ksm_old.saved = true;
+	snprintf(v, sizeof(v), "%u", r->ksm_pages);
+	sysfs_write("pages_to_scan", v);
+	snprintf(v, sizeof(v), "%u", r->ksm_sleep_ms);
+	sysfs_write("sleep_millisecs", v);
+	if (sysfs_write("run", "1"))
+		die("run %s: cannot start KSM (root needed)", r->name);
+}
+
+/* Unmerge (run=2), restore the settings, and leave KSM at run=0. */
+static void ksm_off(void)
+{
+	if (!ksm_old.saved)
+		return;
+	sysfs_write("run", "2");
+	for (int i = 0; i < 100 && ksm_u64("pages_shared"); i++)
+		usleep(100000);
+	sysfs_write("pages_to_scan", ksm_old.pages);
+	sysfs_write("sleep_millisecs", ksm_old.sleep);
+	sysfs_write("run", "0");
+	ksm_old.saved = false;
+}
+
+static void on_signal(int sig)
+{
+	ksm_off();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* ---- talking to the VMM ---- */
+
+static int ctl_request(const char *sock, const char *req, char *reply, size_t len)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 2};
+	size_t got = 0;
+	int fd;
+
+	if (strlen(sock) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(a.sun_path, sock, strlen(sock) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    write(fd, req, strlen(req)) != (ssize_t)strlen(req) || write(fd, "\n", 1) != 1) {
+		close(fd);
+		return -EIO;
+	}
+	while (got + 1 < len) {
+		ssize_t n = read(fd, reply + got, len - 1 - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (memchr(reply + got - n, '\n', (size_t)n))
+			break;
+	}
+	reply[got] = 0;
+	close(fd);
+	return got ? 0 : -EIO;
+}
+
+/* From query-vms: each VM's exits and whether it faulted. */
+static void read_vms(const char *sock, const struct scenario *sc, uint64_t *exits, bool *faulted)
+{
+	static char reply[1 << 16];
+
+	if (ctl_request(sock, "{\"execute\":\"query-vms\"}", reply, sizeof(reply)))
+		return;
+	for (int i = 0; i < sc->nvms; i++) {
+		char key[64];
+		const char *p, *q;
+
+		snprintf(key, sizeof(key), "\"name\":\"%s\"", sc->vm_names[i]);
+		p = strstr(reply, key);
+		if (!p)
+			continue;
+		q = strstr(p, "\"exits\":");
+		if (q)
+			exits[i] = strtoull(q + 8, NULL, 10);
+		q = strstr(p, "\"state\":\"");
+		if (q && !strncmp(q + 9, "faulted", 7))
+			faulted[i] = true;
+	}
+}
+
+static void read_rollup(pid_t pid, uint64_t *rss, uint64_t *pss)
+{
+	char path[64], line[256], key[64];
+	unsigned long long kb;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	*rss = *pss = 0;
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63[^:]: %llu kB", key, &kb) != 2)
+			continue;
+		if (!strcmp(key, "Rss"))
+			*rss = (uint64_t)kb << 10;
+		else if (!strcmp(key, "Pss"))
+			*pss = (uint64_t)kb << 10;
+	}
+	fclose(f);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Column indexes of the ledger CSV, from its header. */
+static void ledger_columns(const char *header, int *col, int *state_col, int *mono_col)
+{
+	char buf[2048], *tok, *save;
+	int c = 0;
+
+	snprintf(buf, sizeof(buf), "%.2047s", header);
+	for (int k = 0; k < L_NF; k++)
+		col[k] = -1;
+	*state_col = *mono_col = -1;
+	for (tok = strtok_r(buf, ",\n", &save); tok; tok = strtok_r(NULL, ",\n", &save), c++) {
+		if (!strcmp(tok, "state"))
+			*state_col = c;
+		if (!strcmp(tok, "mono_s"))
+			*mono_col = c;
+		for (int k = 0; k < L_NF; k++)
+			if (!strcmp(tok, lnames[k]))
+				col[k] = c;
+	}
+}
+
+/*
+ * Fill each sample's ledger fields with the ledger row nearest in time. Rows
+ * carry CLOCK_MONOTONIC (mono_s), the clock the samples are taken on, so
+ * the two line up whatever the VMM's start-up took; @t0 is the runner's
+ * start on that clock.
+ */
+static void merge_ledger(const char *path, struct run_result *rr, double t0)
+{
+	char line[2048];
+	FILE *f = fopen(path, "re");
+	int col[L_NF], scol, mcol, nrows = 0;
+	struct sample *rows;
+
+	if (!f)
+		return;
+	rows = calloc(MAX_SAMPLES, sizeof(*rows));
+	if (!rows || !fgets(line, sizeof(line), f)) {
+		free(rows);
+		fclose(f);
+		return;
+	}
+	ledger_columns(line, col, &scol, &mcol);
+	while (nrows < MAX_SAMPLES && fgets(line, sizeof(line), f)) {
+		char *fields[64], *save, *tok;
+		int nf = 0;
+		struct sample *r = &rows[nrows];
+
+		for (tok = strtok_r(line, ",\n", &save); tok && nf < 64;
+		     tok = strtok_r(NULL, ",\n", &save))
+			fields[nf++] = tok;
+		if (mcol < 0 || mcol >= nf)
+			continue;
+		r->t = atof(fields[mcol]) - t0;
+		for (int k = 0; k < L_NF; k++)
+			if (col[k] >= 0 && col[k] < nf)
+				r->l[k] = strtoull(fields[col[k]], NULL, 10);
+		if (scol >= 0 && scol < nf)
+			snprintf(r->state, sizeof(r->state), "%s", fields[scol]);
+		nrows++;
+	}
+	fclose(f);
+	/* Each sample takes the ledger row nearest in time (rows are ~1 s apart). */
+	for (int i = 0; i < rr->n; i++) {
+		int best = -1;
+		double bestd = 1.5;
+
+		for (int k = 0; k < nrows; k++) {
+			double d = fabs(rows[k].t - rr->s[i].t);
+
+			if (d < bestd) {
+				bestd = d;
+				best = k;
+			}
+		}
+		if (best < 0)
+			continue;
+		memcpy(rr->s[i].l, rows[best].l, sizeof(rr->s[i].l));
+		memcpy(rr->s[i].state, rows[best].state, sizeof(rr->s[i].state));
+		rr->s[i].have_ledger = true;
+	}
+	free(rows);
+}
+
+/* memcheck: clean unless a BAD round was printed; rounds from the last summary. */
+static void read_memcheck(const char *log, bool *clean, uint64_t *rounds)
+{
+	char line[512];
+	FILE *f = fopen(log, "re");
+
+	*clean = f != NULL;
+	*rounds = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p;
+
+		if (strstr(line, "BAD") ||
+		    (strstr(line, "bad_rounds=") && !strstr(line, "bad_rounds=0")))
+			*clean = false;
+		if ((p = strstr(line, "rounds=")) && p > line && p[-1] == ' ')
+			*rounds = strtoull(p + 7, NULL, 10);
+	}
+	fclose(f);
+}
+
+/* ---- the plot ---- */
+
+static const char *const colors[L_NF] = {NULL,	    "#4e79a7", "#59a14f", NULL,	     NULL,
+					 NULL,	    NULL,      "#b07aa1", "#9c755f", "#a0cbe8",
+					 "#8cd17d", "#f1ce63", "#ff9d9a", "#d4a6c8"};
+
+static void write_svg(const char *path, const char *title, const struct run_result *rr,
+		      uint64_t budget)
+{
+	/* Layers bottom-up: what the host pays, then what each mechanism saved. */
+	static const int layers[] = {L_PRIVATE, L_SHARED,    L_COMPRESSED, L_META,  L_S_DEDUP,
+				     L_S_ZERO,	L_S_BALLOON, L_S_REPORT,   L_S_SWAP};
+	static const char *const labels[] = {"private (paid)",
+					     "shared, fair part (paid)",
+					     "compressed tier (paid)",
+					     "metadata (paid)",
+					     "saved: dedup",
+					     "saved: zero pages",
+					     "saved: balloon",
+					     "saved: free reporting",
+					     "saved: swap"};
+	const int nl = sizeof(layers) / sizeof(layers[0]);
+	const double W = 960, H = 460, X0 = 70, Y0 = 30, PW = 640, PH = 370;
+	double tmax = 1, ymax = (double)budget * 1.1;
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return;
+	for (int i = 0; i < rr->n; i++) {
+		double top = 0;
+
+		for (int k = 0; k < nl; k++)
+			top += (double)rr->s[i].l[layers[k]];
+		if (top > ymax)
+			ymax = top;
+		if ((double)rr->s[i].pss > ymax)
+			ymax = (double)rr->s[i].pss;
+		if (rr->s[i].t > tmax)
+			tmax = rr->s[i].t;
+	}
+	ymax *= 1.05;
+#define PX(t) (X0 + (t) / tmax * PW)
+#define PY(v) (Y0 + PH - (double)(v) / ymax * PH)
+	fprintf(f,
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+		"font-family=\"sans-serif\" font-size=\"12\">\n"
+		"<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+		"<text x=\"%.0f\" y=\"18\" font-size=\"14\">%s</text>\n",
+		W, H, X0, title);
+	/* Stacked areas: each layer a polygon between its bottom and top. */
+	for (int k = 0; k < nl; k++) {
+		fprintf(f, "<polygon fill=\"%s\" stroke=\"none\" points=\"", colors[layers[k]]);
+		for (int i = 0; i < rr->n; i++) {
+			double top = 0;
+
+			for (int j = 0; j <= k; j++)
+				top += (double)rr->s[i].l[layers[j]];
+			fprintf(f, "%.1f,%.1f ", PX(rr->s[i].t), PY(top));
+		}
+		for (int i = rr->n - 1; i >= 0; i--) {
+			double bot = 0;
+
+			for (int j = 0; j < k; j++)
+				bot += (double)rr->s[i].l[layers[j]];
+			fprintf(f, "%.1f,%.1f ", PX(rr->s[i].t), PY(bot));
+		}
+		fprintf(f, "\"/>\n");
+	}
+	/* The process as the kernel charges it, and the budget. */
+	fprintf(f, "<polyline fill=\"none\" stroke=\"black\" stroke-width=\"1.5\" points=\"");
+	for (int i = 0; i < rr->n; i++)
+		fprintf(f, "%.1f,%.1f ", PX(rr->s[i].t), PY(rr->s[i].pss));
+	fprintf(f, "\"/>\n");
+	fprintf(f,
+		"<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e15759\" "
+		"stroke-width=\"2\" stroke-dasharray=\"6,4\"/>\n",
+		X0, PY(budget), X0 + PW, PY(budget));
+	/* Axes and ticks. */
+	fprintf(f,
+		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n"
+		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n",
+		X0, Y0, X0, Y0 + PH, X0, Y0 + PH, X0 + PW, Y0 + PH);
+	for (int i = 0; i <= 5; i++) {
+		double v = ymax * i / 5, t = tmax * i / 5;
+
+		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.0f MiB</text>\n",
+			X0 - 4, PY(v) + 4, v / 1048576.0);
+		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f s</text>\n",
+			PX(t), Y0 + PH + 16, t);
+	}
+	/* Legend. */
+	for (int k = 0; k < nl; k++)
+		fprintf(f,
+			"<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+			"<text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
+			X0 + PW + 20, Y0 + 20.0 * (nl - 1 - k), colors[layers[k]], X0 + PW + 38,
+			Y0 + 20.0 * (nl - 1 - k) + 10, labels[k]);
+	fprintf(f,
+		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#e15759\" "
+		"stroke-width=\"2\" stroke-dasharray=\"6,4\"/><text x=\"%.0f\" y=\"%.0f\">host "
+		"budget</text>\n"
+		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\" "
+		"stroke-width=\"1.5\"/><text x=\"%.0f\" y=\"%.0f\">VMM process Pss "
+		"(smaps_rollup)</text>\n",
+		X0 + PW + 20, Y0 + 20.0 * nl + 6, X0 + PW + 32, Y0 + 20.0 * nl + 6, X0 + PW + 38,
+		Y0 + 20.0 * nl + 10, X0 + PW + 20, Y0 + 20.0 * nl + 26, X0 + PW + 32,
+		Y0 + 20.0 * nl + 26, X0 + PW + 38, Y0 + 20.0 * nl + 30);
+	fprintf(f, "</svg>\n");
+#undef PX
+#undef PY
+	fclose(f);
+}
+
+/* ---- one run ---- */
+
+static void run_one(const struct scenario *sc, const struct run_spec *r, const char *vmm,
+		    const char *out, struct run_result *rr)
+{
+	char dir[512], path[1024], sock[600], csv[600], logs[600], buf[256];
+	const char *argv[MAX_ARGS + MAX_VMS * 2 + 32];
+	int argc = 0, outfd;
+	double t0, settle_at;
+	pid_t pid;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/%s", out, r->name);
+	mkdir(dir, 0755);
+	snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+	snprintf(csv, sizeof(csv), "%s/ledger.csv", dir);
+	snprintf(logs, sizeof(logs), "%s/logs", dir);
+	snprintf(buf, sizeof(buf), "%.0f", sc->duration);
+	unlink(sock);
+	argv[argc++] = vmm;
+	argv[argc++] = "--no-table";
+	argv[argc++] = "--duration";
+	argv[argc++] = buf;
+	argv[argc++] = "--ctl";
+	argv[argc++] = sock;
+	argv[argc++] = "--log-dir";
+	argv[argc++] = logs;
+	argv[argc++] = "--ledger-csv";
+	argv[argc++] = csv;
+	argv[argc++] = "--host-budget";
+	{
+		static char b[32];
+
+		snprintf(b, sizeof(b), "%llu", (unsigned long long)sc->budget);
+		argv[argc++] = b;
+	}
+	for (int i = 0; i < r->nargs; i++)
+		argv[argc++] = r->args[i];
+	for (int i = 0; i < sc->nvms; i++) {
+		argv[argc++] = "--vm";
+		argv[argc++] = sc->vms[i];
+	}
+	argv[argc] = NULL;
+
+	snprintf(path, sizeof(path), "%s/vmm.out", dir);
+	outfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (outfd < 0)
+		die("%s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), "%s/command", dir);
+	if ((f = fopen(path, "we"))) {
+		for (int i = 0; i < argc; i++)
+			fprintf(f, "%s%s", argv[i], i + 1 < argc ? " " : "\n");
+		fclose(f);
+	}
+	if (r->ksm)
+		ksm_on(r);
+	printf("run %s: %d VMs, budget %llu MiB, %.0f s ...\n", r->name, sc->nvms,
+	       (unsigned long long)(sc->budget >> 20), sc->duration);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (r->ksm && prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0)) {
+			perror("overcommit-run: prctl(PR_SET_MEMORY_MERGE)");
+			_exit(127);
+		}
+		dup2(outfd, 1);
+		dup2(outfd, 2);
+		execv(vmm, (char *const *)argv);
+		perror("overcommit-run: exec");
+		_exit(127);
+	}
+	close(outfd);
+	t0 = now_s();
+	settle_at = sc->settle;
+	rr->s = calloc(MAX_SAMPLES, sizeof(*rr->s));
+	rr->nvms = sc->nvms;
+	for (;;) {
+		int status;
+		struct sample *s;
+		double t;
+
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			rr->vmm_status =
+			    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			break;
+		}
+		usleep(1000000 - (useconds_t)(fmod(now_s() - t0, 1.0) * 1e6));
+		t = now_s() - t0;
+		if (rr->n == MAX_SAMPLES)
+			continue;
+		s = &rr->s[rr->n];
+		s->t = t;
+		read_rollup(pid, &s->rss, &s->pss);
+		if (!s->rss)
+			continue; /* exiting */
+		s->ksm_sharing = r->ksm ? ksm_u64("pages_sharing") : 0;
+		rr->n++;
+		read_vms(sock, sc, rr->exits_end, rr->faulted);
+		if (t < settle_at)
+			memcpy(rr->exits_settle, rr->exits_end, sizeof(rr->exits_settle));
+	}
+	if (r->ksm)
+		ksm_off();
+	merge_ledger(csv, rr, t0);
+	for (int i = 0; i < sc->nvms; i++) {
+		if (!sc->vm_memcheck[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s.log", logs, sc->vm_names[i]);
+		read_memcheck(path, &rr->memcheck_clean[i], &rr->memcheck_rounds[i]);
+	}
+}
+
+static void judge(const struct scenario *sc, struct run_result *rr)
+{
+	uint64_t sum = 0;
+	int cnt = 0;
+	const struct sample *last = NULL;
+
+	rr->responsive = 0;
+	for (int i = 0; i < sc->nvms; i++)
+		if (!rr->faulted[i] && rr->exits_end[i] > rr->exits_settle[i])
+			rr->responsive++;
+	rr->memcheck_ok = true;
+	for (int i = 0; i < sc->nvms; i++)
+		if (sc->vm_memcheck[i] && (!rr->memcheck_clean[i] || !rr->memcheck_rounds[i]))
+			rr->memcheck_ok = false;
+	rr->under_budget = true;
+	for (int i = 0; i < rr->n; i++) {
+		const struct sample *s = &rr->s[i];
+
+		if (!s->have_ledger)
+			continue;
+		last = s;
+		if (s->t < sc->settle)
+			continue;
+		if (s->l[L_USED] > rr->max_used_after)
+			rr->max_used_after = s->l[L_USED];
+		if (s->pss > rr->max_pss_after)
+			rr->max_pss_after = s->pss;
+		sum += s->l[L_USED];
+		cnt++;
+		/* The kernel's number decides: the VMM process's Pss. */
+		if (s->pss > sc->budget)
+			rr->under_budget = false;
+	}
+	if (!cnt)
+		rr->under_budget = false;
+	rr->mean_used_after = cnt ? sum / (uint64_t)cnt : 0;
+	if (last) {
+		rr->final_used = last->l[L_USED];
+		for (int k = 0; k < 5; k++)
+			rr->saved[k] = last->l[L_S_DEDUP + k];
+	}
+}
+
+static void write_samples(const char *path, const struct run_result *rr)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return;
+	fprintf(f, "t_s,process_rss,process_pss,ksm_pages_sharing,state");
+	for (int k = 0; k < L_NF; k++)
+		fprintf(f, ",%s", lnames[k]);
+	fprintf(f, "\n");
+	for (int i = 0; i < rr->n; i++) {
+		const struct sample *s = &rr->s[i];
+
+		fprintf(f, "%.2f,%llu,%llu,%llu,%s", s->t, (unsigned long long)s->rss,
+			(unsigned long long)s->pss, (unsigned long long)s->ksm_sharing,
+			s->have_ledger ? s->state : "");
+		for (int k = 0; k < L_NF; k++)
+			fprintf(f, ",%llu", (unsigned long long)s->l[k]);
+		fprintf(f, "\n");
+	}
+	fclose(f);
+}
+
+#define MB(x) ((double)(x) / 1048576.0)
+
+int main(int argc, char **argv)
+{
+	const char *vmm = "build/ramfold-vmm", *out = "build/experiment", *scen = NULL;
+	struct scenario sc = {0};
+	static struct run_result rr[MAX_RUNS];
+	double duration = 0;
+	char path[1024];
+	FILE *sum_csv, *sum_txt;
+	bool all_ok = true;
+	uint64_t promised = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--vmm") && i + 1 < argc)
+			vmm = argv[++i];
+		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			out = argv[++i];
+		else if (!strcmp(argv[i], "--duration") && i + 1 < argc)
+			duration = atof(argv[++i]);
+		else if (argv[i][0] != '-' && !scen)
+			scen = argv[i];
+		else
+			die("usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] "
+			    "SCENARIO");
+	}
+	if (!scen)
+		die("usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] SCENARIO");
+	if (access(vmm, X_OK))
+		die("%s: %s (build it with make)", vmm, strerror(errno));
+	read_scenario(scen, &sc);
+	if (duration > 0) {
+		sc.settle = sc.settle * duration / sc.duration;
+		sc.duration = duration;
+	}
+	for (int i = 0; i < sc.nvms; i++)
+		promised += sc.vm_mem[i];
+	if (mkdir(out, 0755) && errno != EEXIST)
+		die("%s: %s", out, strerror(errno));
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	for (int r = 0; r < sc.nruns; r++) {
+		char title[256];
+
+		run_one(&sc, &sc.runs[r], vmm, out, &rr[r]);
+		judge(&sc, &rr[r]);
+		snprintf(path, sizeof(path), "%s/%s/samples.csv", out, sc.runs[r].name);
+		write_samples(path, &rr[r]);
+		snprintf(path, sizeof(path), "%s/%s/memory.svg", out, sc.runs[r].name);
+		snprintf(title, sizeof(title),
+			 "%s: guest memory by category (ramfold ledger) vs budget %.0f MiB",
+			 sc.runs[r].name, MB(sc.budget));
+		write_svg(path, title, &rr[r], sc.budget);
+	}
+
+	snprintf(path, sizeof(path), "%s/summary.csv", out);
+	sum_csv = fopen(path, "we");
+	snprintf(path, sizeof(path), "%s/summary.txt", out);
+	sum_txt = fopen(path, "we");
+	if (!sum_csv || !sum_txt)
+		die("%s: cannot write the summary", out);
+	fprintf(sum_csv, "run,vmm_status,responsive,vms,memcheck_clean,under_budget,budget,"
+			 "max_used_after_settle,mean_used_after_settle,final_used,"
+			 "max_process_pss_after_settle,saved_dedup,saved_zero,saved_balloon,"
+			 "saved_free_report,saved_swap\n");
+	for (FILE *f = stdout;; f = sum_txt) {
+		fprintf(f,
+			"\n%d VMs, %.0f MiB promised, budget %.0f MiB (%.2fx overcommit), %.0f s "
+			"per run, budget checked after %.0f s\n",
+			sc.nvms, MB(promised), MB(sc.budget), (double)promised / (double)sc.budget,
+			sc.duration, sc.settle);
+		fprintf(f, "%-10s %6s %9s %8s %9s %9s %9s %9s | saved MiB: %6s %6s %7s %6s %6s\n",
+			"run", "alive", "memcheck", "budget", "max used", "mean", "final",
+			"max Pss", "dedup", "zero", "balloon", "report", "swap");
+		for (int r = 0; r < sc.nruns; r++) {
+			const struct run_result *x = &rr[r];
+
+			fprintf(f,
+				"%-10s %3d/%-2d %9s %8s %9.1f %9.1f %9.1f %9.1f | %17.1f %6.1f "
+				"%7.1f %6.1f %6.1f\n",
+				sc.runs[r].name, x->responsive, x->nvms,
+				x->memcheck_ok ? "clean" : "FAILED",
+				x->under_budget ? "held" : "OVER", MB(x->max_used_after),
+				MB(x->mean_used_after), MB(x->final_used), MB(x->max_pss_after),
+				MB(x->saved[0]), MB(x->saved[1]), MB(x->saved[2]), MB(x->saved[3]),
+				MB(x->saved[4]));
+		}
+		fprintf(f, "used = guests' host cost measured by the ramfold ledger (pagemap); "
+			   "Pss = the VMM process (smaps_rollup).\n");
+		if (f == sum_txt)
+			break;
+	}
+	for (int r = 0; r < sc.nruns; r++) {
+		const struct run_result *x = &rr[r];
+		bool ok = x->responsive == x->nvms && x->memcheck_ok && x->under_budget;
+
+		fprintf(sum_csv,
+			"%s,%d,%d,%d,%d,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n",
+			sc.runs[r].name, x->vmm_status, x->responsive, x->nvms, x->memcheck_ok,
+			x->under_budget, (unsigned long long)sc.budget,
+			(unsigned long long)x->max_used_after,
+			(unsigned long long)x->mean_used_after, (unsigned long long)x->final_used,
+			(unsigned long long)x->max_pss_after, (unsigned long long)x->saved[0],
+			(unsigned long long)x->saved[1], (unsigned long long)x->saved[2],
+			(unsigned long long)x->saved[3], (unsigned long long)x->saved[4]);
+		/* Only the first run is ramfold's: the comparison runs report. */
+		if (r == 0 && !ok)
+			all_ok = false;
+	}
+	fclose(sum_csv);
+	fclose(sum_txt);
+	printf("results in %s/ (summary.txt, summary.csv, RUN/memory.svg, RUN/samples.csv)\n", out);
+	return all_ok ? 0 : 1;
+}
