@@ -206,7 +206,8 @@ static void test_memcheck_after_deflate(void **state)
 
 static void test_free_page_reporting(void **state)
 {
-	const char *args[] = {"--vm", "name=r,mem=512M,workload=churn,mib=300,rounds=1", NULL};
+	const char *args[] = {
+	    "--vm", "name=r,mem=512M,workload=churn,mib=300,rounds=1,balloon-report=on", NULL};
 	struct vmm_proc p;
 	char reply[4096];
 	uint64_t peak = 0, low = UINT64_MAX, t_peak = 0, t_drop = 0, t0;
