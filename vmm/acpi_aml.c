@@ -34,6 +34,7 @@ enum {
 	/* Resource descriptors (large items: tag, 16-bit length). */
 	AML_RES_MEMORY32_FIXED = 0x86,
 	AML_RES_EXT_INTERRUPT = 0x89,
+	AML_RES_QWORD_ADDRESS = 0x8a,
 	/* Small item End Tag: type 0xf, length 1. */
 	AML_RES_END_TAG = 0x79,
 };
@@ -168,6 +169,43 @@ void aml_integer(struct aml_buf *b, uint64_t v)
 		aml_byte(b, AML_QWORD_PREFIX);
 		aml_le(b, v, 8);
 	}
+}
+
+/*
+ * EISA ID (ACPI 6.1.5, _HID): bits 30-26, 25-21, 20-16 hold the letters
+ * ('A' = 1), bits 15-0 the four hex digits; the value is stored with its
+ * bytes swapped, so "PNP0501" is 0x41d00501 swapped: 0x0105d041.
+ */
+void aml_eisaid(struct aml_buf *b, const char *id)
+{
+	uint32_t v = 0;
+
+	if (strlen(id) != 7) {
+		aml_fail(b, -EINVAL);
+		return;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (id[i] < 'A' || id[i] > 'Z') {
+			aml_fail(b, -EINVAL);
+			return;
+		}
+		v |= (uint32_t)(id[i] - 0x40) << (26 - 5 * i);
+	}
+	for (int i = 3; i < 7; i++) {
+		char c = id[i];
+		unsigned d;
+
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'A' && c <= 'F')
+			d = (unsigned)(c - 'A' + 10);
+		else {
+			aml_fail(b, -EINVAL);
+			return;
+		}
+		v |= d << (4 * (6 - i));
+	}
+	aml_integer(b, __builtin_bswap32(v));
 }
 
 void aml_string(struct aml_buf *b, const char *s)
@@ -356,6 +394,60 @@ void aml_res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len, int 
 	aml_byte(b, writable ? 1 : 0);
 	aml_le(b, base, 4);
 	aml_le(b, len, 4);
+}
+
+/*
+ * I/O Port Descriptor (6.4.2.5): small item type 8, length 7 (tag 0x47),
+ * information (bit 0: 16-bit decode), minimum and maximum base, alignment,
+ * length.
+ */
+void aml_res_io(struct aml_buf *b, uint16_t base, uint8_t len)
+{
+	aml_byte(b, 0x47);
+	aml_byte(b, 1);
+	aml_le(b, base, 2);
+	aml_le(b, base, 2);
+	aml_byte(b, 1);
+	aml_byte(b, len);
+}
+
+/*
+ * IRQ Descriptor (6.4.2.1) without the flags byte: small item type 4,
+ * length 2 (tag 0x22), a 16-bit mask of ISA IRQs; means edge, active-high.
+ */
+void aml_res_irq_noflags(struct aml_buf *b, unsigned irq)
+{
+	if (irq > 15) {
+		aml_fail(b, -EINVAL);
+		return;
+	}
+	aml_byte(b, 0x22);
+	aml_le(b, 1u << irq, 2);
+}
+
+/*
+ * QWord Address Space Descriptor (6.4.3.5.1): tag 0x8a, length 43, resource
+ * type 0 (memory), general flags (bit 3 max fixed, bit 2 min fixed, bit 1
+ * subtractive decode, bit 0 consumer), type-specific flags (bit 0 writable,
+ * bits 2-1 cacheability: 0 non-cacheable), then granularity, minimum,
+ * maximum, translation offset and length, 8 bytes each.
+ */
+void aml_res_qword_memory(struct aml_buf *b, uint64_t base, uint64_t len, int writable)
+{
+	if (!len || base + len - 1 < base) {
+		aml_fail(b, -EINVAL);
+		return;
+	}
+	aml_byte(b, AML_RES_QWORD_ADDRESS);
+	aml_le(b, 43, 2);
+	aml_byte(b, 0);
+	aml_byte(b, (1 << 3) | (1 << 2) | 1);
+	aml_byte(b, writable ? 1 : 0);
+	aml_le(b, 0, 8);
+	aml_le(b, base, 8);
+	aml_le(b, base + len - 1, 8);
+	aml_le(b, 0, 8);
+	aml_le(b, len, 8);
 }
 
 /*

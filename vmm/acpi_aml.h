@@ -46,6 +46,11 @@ int aml_pkglength(size_t body, uint8_t out[4]);
 
 /* An integer in the shortest encoding: Zero, One, Ones, Byte/Word/DWord/QWord. */
 void aml_integer(struct aml_buf *b, uint64_t v);
+/*
+ * EISAID("PNP0501"): three capitals and four hex digits compressed into the
+ * 32-bit form _HID accepts (-EINVAL for anything else).
+ */
+void aml_eisaid(struct aml_buf *b, const char *id);
 /* A string constant (ASCII, NUL-terminated in AML). */
 void aml_string(struct aml_buf *b, const char *s);
 /*
@@ -78,6 +83,12 @@ void aml_return(struct aml_buf *b, const struct aml_buf *obj);
 /* Resource descriptors, for a ResourceTemplate (a Buffer ending in an End Tag). */
 void aml_res_memory32_fixed(struct aml_buf *b, uint32_t base, uint32_t len, int writable);
 
+/*
+ * QWord Address Space Descriptor for a memory range anywhere in the 64-bit
+ * space (fixed, positive decode, non-cacheable, consumed by the device).
+ */
+void aml_res_qword_memory(struct aml_buf *b, uint64_t base, uint64_t len, int writable);
+
 enum {
 	AML_IRQ_CONSUMER = 1 << 0,
 	AML_IRQ_EDGE = 1 << 1,	     /* else level-triggered */
@@ -85,6 +96,10 @@ enum {
 	AML_IRQ_SHARED = 1 << 3,     /* else exclusive */
 	AML_IRQ_WAKE_CAPABLE = 1 << 4,
 };
+/* I/O port range with 16-bit decode, fixed at @base (small IO descriptor). */
+void aml_res_io(struct aml_buf *b, uint16_t base, uint8_t len);
+/* IRQNoFlags: one ISA IRQ (0-15), edge-triggered, active-high (small IRQ descriptor). */
+void aml_res_irq_noflags(struct aml_buf *b, unsigned irq);
 /* Extended Interrupt descriptor with one interrupt number. */
 void aml_res_interrupt(struct aml_buf *b, unsigned flags, uint32_t irq);
 /* End Tag, with checksum 0 ("the checksum is treated as correct"). */

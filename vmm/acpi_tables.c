@@ -111,8 +111,8 @@ static int check_config(const struct acpi_config *cfg)
 	for (unsigned i = 0; i < cfg->ndevs; i++) {
 		const struct acpi_mmio_dev *d = &cfg->devs[i];
 
-		if (!d->size || d->base > UINT32_MAX || d->base + d->size > 1ull << 32 ||
-		    d->gsi >= ACPI_IOAPIC_PINS || d->gsi < 16)
+		if (!d->size || d->base + d->size < d->base || d->gsi >= ACPI_IOAPIC_PINS ||
+		    d->gsi < 16)
 			return -EINVAL;
 		for (unsigned j = 0; j < i; j++) {
 			const struct acpi_mmio_dev *e = &cfg->devs[j];
@@ -129,6 +129,7 @@ static int check_config(const struct acpi_config *cfg)
  * DSDT body:
  *   Scope (\_SB) { Device (VR00) { Name (_HID, "LNRO0005") Name (_UID, 0)
  *       Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, base, size)
+ *           (a QWordMemory descriptor instead for a window above 4 GiB)
  *           Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi } }) } ... }
  *   Name (\_S5, Package () { 5, 0 })
  * Edge-triggered: an irqfd delivers a pulse, and the driver reads and
@@ -150,7 +151,10 @@ static int build_dsdt_aml(const struct acpi_config *cfg, struct aml_buf *out)
 		snprintf(name, sizeof(name), "VR%02X", i & 0xff);
 		aml_name_string(&dev, "_HID", "LNRO0005");
 		aml_name_integer(&dev, "_UID", i);
-		aml_res_memory32_fixed(&crs, (uint32_t)d->base, d->size, 1);
+		if (d->base + d->size <= 1ull << 32)
+			aml_res_memory32_fixed(&crs, (uint32_t)d->base, d->size, 1);
+		else
+			aml_res_qword_memory(&crs, d->base, d->size, 1);
 		aml_res_interrupt(&crs, AML_IRQ_CONSUMER | AML_IRQ_EDGE, d->gsi);
 		aml_res_end(&crs);
 		{
@@ -165,6 +169,37 @@ static int build_dsdt_aml(const struct acpi_config *cfg, struct aml_buf *out)
 		}
 		aml_device_wrap(&sb, name, &dev);
 		aml_buf_free(&crs);
+		aml_buf_free(&dev);
+	}
+	/*
+	 * COM1 (the UART on 0x3f8), so that the 8250 driver gets IRQ 4: with
+	 * hardware-reduced ACPI, Linux sets up no legacy IRQs of its own, only
+	 * those a device's _CRS names.
+	 *   Device (COM1) { Name (_HID, EisaId ("PNP0501")) Name (_UID, 0)
+	 *       Name (_CRS, ResourceTemplate () { IO (Decode16, 0x3F8, 0x3F8, 1, 8)
+	 *           IRQNoFlags () { 4 } }) }
+	 */
+	{
+		struct aml_buf dev, hid, crs, buf;
+
+		aml_buf_init(&dev);
+		aml_buf_init(&hid);
+		aml_buf_init(&crs);
+		aml_buf_init(&buf);
+		aml_eisaid(&hid, "PNP0501");
+		aml_name(&dev, "_HID", &hid);
+		aml_name_integer(&dev, "_UID", 0);
+		aml_res_io(&crs, ACPI_COM1_PORT, 8);
+		aml_res_irq_noflags(&crs, ACPI_COM1_IRQ);
+		aml_res_end(&crs);
+		aml_buffer(&buf, crs.data, crs.len);
+		if (crs.err && !buf.err)
+			buf.err = crs.err;
+		aml_name(&dev, "_CRS", &buf);
+		aml_device_wrap(&sb, "COM1", &dev);
+		aml_buf_free(&buf);
+		aml_buf_free(&crs);
+		aml_buf_free(&hid);
 		aml_buf_free(&dev);
 	}
 	aml_scope_wrap(out, "\\_SB_", &sb);

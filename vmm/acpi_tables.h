@@ -3,7 +3,8 @@
  * The ACPI tables a Linux guest of the demo VMM finds its devices through:
  * RSDP -> XSDT -> FADT (hardware-reduced, with a sleep control register for
  * poweroff and a reset register for reboot) -> DSDT, and the MADT (local
- * APICs, the IOAPIC, the ISA timer override). The DSDT holds one LNRO0005
+ * APICs, the IOAPIC, the ISA timer override). The DSDT holds COM1 (the
+ * 8250 on 0x3f8, IRQ 4) and one LNRO0005
  * device per virtio-mmio window, with its memory range and interrupt: Debian's
  * kernel lacks CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, so ACPI is how its
  * virtio_mmio driver learns of them (as on QEMU's microvm machine).
@@ -19,7 +20,7 @@
 #include <stdint.h>
 
 struct acpi_mmio_dev {
-	uint64_t base; /* guest-physical, below 4 GiB */
+	uint64_t base; /* guest-physical */
 	uint32_t size;
 	uint32_t gsi; /* IOAPIC input, below ACPI_IOAPIC_PINS */
 };
@@ -29,6 +30,9 @@ struct acpi_mmio_dev {
 #define ACPI_IOAPIC_PINS   24 /* KVM's in-kernel IOAPIC */
 #define ACPI_IOAPIC_ADDR   0xfec00000u
 #define ACPI_LAPIC_ADDR	   0xfee00000u
+/* The 8250 UART the DSDT describes (COM1). */
+#define ACPI_COM1_PORT 0x3f8
+#define ACPI_COM1_IRQ  4
 /* The I/O ports of the FADT's sleep and reset registers (one byte each). */
 #define ACPI_SLEEP_CTL_PORT 0x604
 #define ACPI_SLEEP_STS_PORT 0x605

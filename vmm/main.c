@@ -420,7 +420,7 @@ int main(int argc, char **argv)
 		vmm->guest_path = default_guest_path();
 	if (!vmm->kvm_path)
 		vmm->kvm_path = "/dev/kvm";
-	if (guest_image_load(vmm, vmm->guest_path))
+	if (!vmm->boot && guest_image_load(vmm, vmm->guest_path))
 		goto out;
 	for (unsigned int i = 0; i < vmm->nr_vms; i++)
 		if (vm_spec_check_memory(vmm, vmm->vms[i]))

@@ -347,7 +347,7 @@ int vm_spec_parse(struct vmm *vmm, const char *spec)
 			   vmm_vm_key(vm, "mem"));
 		return -1;
 	}
-	if (vm->workload == RF_WL_OSIMAGE &&
+	if (vm->workload == RF_WL_OSIMAGE && !vmm->boot &&
 	    preload_check(vm->name, vm->preload_dir, vm->preload_glob))
 		return -1;
 	return 0;

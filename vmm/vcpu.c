@@ -122,6 +122,11 @@ void *vcpu_thread(void *arg)
 				continue;
 			break;
 		case KVM_EXIT_IO:
+			if (vm->vmm->boot) {
+				if (vm->vmm->boot->port_io(vm))
+					continue;
+				break;
+			}
 			vm_end(vm, VMM_VM_FAULTED,
 			       "port I/O (%s of %u bytes at port 0x%x) has no device",
 			       run->io.direction == KVM_EXIT_IO_OUT ? "out" : "in", run->io.size,

@@ -90,6 +90,8 @@ static int create_kvm_vm(struct vmm *vmm, struct vmm_vm *vm)
 		vmm_errorf("%s: KVM_SET_USER_MEMORY_REGION: %s", vm->name, strerror(errno));
 		return -1;
 	}
+	if (vmm->boot && vmm->boot->vm_created(vm))
+		return -1;
 	vm->vcpufd = ioctl(vm->vmfd, KVM_CREATE_VCPU, 0);
 	if (vm->vcpufd < 0) {
 		vmm_errorf("%s: KVM_CREATE_VCPU: %s", vm->name, strerror(errno));
@@ -122,7 +124,7 @@ static int load_guest(struct vmm *vmm, struct vmm_vm *vm)
 	bi->workload = vm->workload;
 	bi->p = vm->params;
 	bi->preload_gpa = preload_gpa;
-	if (vm->workload == RF_WL_OSIMAGE) {
+	if (vm->workload == RF_WL_OSIMAGE && !vmm->boot) {
 		struct preload_result res;
 		uint64_t limit = vm->params.mib << 20;
 
@@ -185,7 +187,7 @@ int vm_setup(struct vmm *vmm, struct vmm_vm *vm)
 	for (unsigned int i = 0; i < vmm_nr_modules(); i++)
 		if (vmm_module_at(i)->vm_setup && vmm_module_at(i)->vm_setup(vm))
 			return -1;
-	return x86_setup_vcpu(vmm, vm, vmm->image_entry);
+	return vmm->boot ? vmm->boot->setup_vcpu(vm) : x86_setup_vcpu(vmm, vm, vmm->image_entry);
 }
 
 int vm_start(struct vmm_vm *vm)

@@ -37,6 +37,17 @@
 
 struct kvm_run;
 struct vmm;
+struct vmm_vm;
+
+/*
+ * An alternative guest loader (vmm/linux_guest.c, --kernel): NULL for the
+ * native guest. Set while options are parsed.
+ */
+struct vmm_boot_ops {
+	int (*vm_created)(struct vmm_vm *vm); /* KVM VM made, no vCPU yet; 0 or -1 */
+	int (*setup_vcpu)(struct vmm_vm *vm); /* instead of x86_setup_vcpu; 0 or -1 */
+	bool (*port_io)(struct vmm_vm *vm);   /* a KVM_EXIT_IO; false: the VM ended */
+};
 
 enum vmm_vm_state {
 	VMM_VM_CREATED = 0, /* set up, vCPU not started */
@@ -120,7 +131,8 @@ struct vmm {
 	/* KVM. */
 	int kvm_fd;
 	int run_size;
-	void *cpuid; /* struct kvm_cpuid2 *, from KVM_GET_SUPPORTED_CPUID */
+	void *cpuid;			 /* struct kvm_cpuid2 *, from KVM_GET_SUPPORTED_CPUID */
+	const struct vmm_boot_ops *boot; /* NULL: the native guest */
 
 	/* The guest image, loaded once, copied into each VM. */
 	uint8_t *image;

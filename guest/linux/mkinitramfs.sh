@@ -56,7 +56,7 @@ cp "$kmods"/modules.builtin "$kmods"/modules.order "$stage/lib/modules/$kver/" 2
 for f in "${files[@]}"; do
 	src=${f%%:*} dest=${f#*:}
 	mkdir -p "$stage/$(dirname "$dest")"
-	cp -a "$src" "$stage/$dest"
+	cp -RL "$src" "$stage/$dest"
 done
 
 # Sorted names and fixed times make the archive reproducible.

@@ -265,6 +265,66 @@ static void test_resources(void **state)
 	aml_buf_free(&b);
 }
 
+/* 6.4.3.5.1: a window above 4 GiB (the demo VMM's MMIO slots sit at 64 GiB). */
+static void test_qword_memory(void **state)
+{
+	struct aml_buf b;
+
+	(void)state;
+	aml_buf_init(&b);
+	aml_res_qword_memory(&b, 0x1000001000ull, 0x200, 1);
+	assert_aml(&b, 0x8a, 0x2b, 0x00, 0x00, 0x0d, 0x01,
+		   /* granularity */ 0, 0, 0, 0, 0, 0, 0, 0,
+		   /* minimum */ 0x00, 0x10, 0x00, 0x00, 0x10, 0, 0, 0,
+		   /* maximum */ 0xff, 0x11, 0x00, 0x00, 0x10, 0, 0, 0,
+		   /* translation */ 0, 0, 0, 0, 0, 0, 0, 0,
+		   /* length */ 0x00, 0x02, 0, 0, 0, 0, 0, 0);
+	aml_buf_free(&b);
+	aml_res_qword_memory(&b, UINT64_MAX - 0xff, 0x200, 1);
+	assert_int_equal(b.err, -EINVAL);
+	aml_buf_free(&b);
+	aml_res_qword_memory(&b, 0x1000, 0, 1);
+	assert_int_equal(b.err, -EINVAL);
+	aml_buf_free(&b);
+}
+
+/* EISAID: compressed letters and digits, bytes swapped (6.1.5). */
+static void test_eisaid(void **state)
+{
+	static const char *const bad[] = {"PNP050", "pnp0501", "PNP05G1", "PNP05011", "P1P0501"};
+	struct aml_buf b;
+
+	(void)state;
+	aml_buf_init(&b);
+	aml_eisaid(&b, "PNP0501");
+	assert_aml(&b, 0x0c, 0x41, 0xd0, 0x05, 0x01);
+	aml_buf_free(&b);
+	aml_eisaid(&b, "PNP0A03");
+	assert_aml(&b, 0x0c, 0x41, 0xd0, 0x0a, 0x03);
+	aml_buf_free(&b);
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		aml_eisaid(&b, bad[i]);
+		if (b.err != -EINVAL)
+			fail_msg("EISA ID '%s' accepted", bad[i]);
+		aml_buf_free(&b);
+	}
+}
+
+/* 6.4.2.5 and 6.4.2.1: the COM1 resources, IO (Decode16, 0x3F8, 0x3F8, 1, 8) IRQNoFlags {4}. */
+static void test_small_resources(void **state)
+{
+	struct aml_buf b;
+
+	(void)state;
+	aml_buf_init(&b);
+	aml_res_io(&b, 0x3f8, 8);
+	aml_res_irq_noflags(&b, 4);
+	assert_aml(&b, 0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x22, 0x10, 0x00);
+	aml_res_irq_noflags(&b, 16);
+	assert_int_equal(b.err, -EINVAL);
+	aml_buf_free(&b);
+}
+
 /* A child's error reaches the parent, and nothing is appended after it. */
 static void test_error_propagates(void **state)
 {
@@ -300,6 +360,9 @@ int main(void)
 	    cmocka_unit_test(test_device_and_method),
 	    cmocka_unit_test(test_scope_two_byte_pkglength),
 	    cmocka_unit_test(test_resources),
+	    cmocka_unit_test(test_qword_memory),
+	    cmocka_unit_test(test_eisaid),
+	    cmocka_unit_test(test_small_resources),
 	    cmocka_unit_test(test_error_propagates),
 	};
 

@@ -206,6 +206,16 @@ static void test_dsdt_devices(void **state)
 	assert_non_null(find(p, len - 36 - (p - aml), hid, sizeof(hid)));
 	assert_non_null(find(p, len - 36 - (p - aml), mem1, sizeof(mem1)));
 	assert_non_null(find(p, len - 36 - (p - aml), irq1, sizeof(irq1)));
+	/* COM1 with its port range and ISA IRQ 4, so the 8250 gets an interrupt. */
+	{
+		static const uint8_t com1[] = {'C', 'O', 'M',  '1',  0x08, '_',	 'H',
+					       'I', 'D', 0x0c, 0x41, 0xd0, 0x05, 0x01};
+		static const uint8_t res[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01,
+					      0x08, 0x22, 0x10, 0x00, 0x79, 0x00};
+
+		assert_non_null(find(aml, len - 36, com1, sizeof(com1)));
+		assert_non_null(find(aml, len - 36, res, sizeof(res)));
+	}
 	/* Each device's PkgLength ends where the next begins. */
 	{
 		const uint8_t *d0 = find(aml, len - 36, "\x5b\x82", 2);
@@ -213,6 +223,23 @@ static void test_dsdt_devices(void **state)
 
 		assert_ptr_equal(d0 + 2 + d0len, p);
 	}
+}
+
+/* A window above 4 GiB is described with a QWord Address Space Descriptor. */
+static void test_dsdt_high_window(void **state)
+{
+	static const struct acpi_mmio_dev high = {
+	    .base = 0x1000001000ull, .size = 0x1000, .gsi = 16};
+	size_t used = build(1, &high, 1);
+	const uint8_t *xsdt = tbl + (get_le(tbl + 24, 8) - GPA);
+	const uint8_t *fadt = tbl + (get_le(xsdt + 36, 8) - GPA);
+	const uint8_t *dsdt = table_at(get_le(fadt + 140, 8), used, "DSDT");
+	static const uint8_t qw[] = {0x8a, 0x2b, 0x00, 0x00, 0x0d, 0x01, 0,    0,    0, 0, 0,
+				     0,	   0,	 0,    0x00, 0x10, 0x00, 0x00, 0x10, 0, 0, 0};
+
+	(void)state;
+	assert_non_null(find(dsdt, get_le(dsdt + 4, 4), qw, sizeof(qw)));
+	assert_null(find(dsdt, get_le(dsdt + 4, 4), "\x86\x09", 2));
 }
 
 static void test_no_devices(void **state)
@@ -233,8 +260,7 @@ static void test_bad_configs(void **state)
 	    {0, {{0}}, 0},
 	    {ACPI_MAX_CPUS + 1, {{0}}, 0},
 	    {1, {{.base = 0xd0000000, .size = 0, .gsi = 16}}, 1},
-	    {1, {{.base = 0x100000000ull, .size = 0x200, .gsi = 16}}, 1},
-	    {1, {{.base = 0xfffffe00, .size = 0x400, .gsi = 16}}, 1},
+	    {1, {{.base = UINT64_MAX - 0xff, .size = 0x200, .gsi = 16}}, 1},
 	    {1, {{.base = 0xd0000000, .size = 0x200, .gsi = 4}}, 1},
 	    {1, {{.base = 0xd0000000, .size = 0x200, .gsi = 24}}, 1},
 	    {1, {{0xd0000000, 0x200, 16}, {0xd0000100, 0x200, 17}}, 2},
@@ -268,9 +294,13 @@ static void test_bad_configs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rsdp_xsdt),  cmocka_unit_test(test_fadt_hw_reduced),
-	    cmocka_unit_test(test_madt),       cmocka_unit_test(test_dsdt_devices),
-	    cmocka_unit_test(test_no_devices), cmocka_unit_test(test_bad_configs),
+	    cmocka_unit_test(test_rsdp_xsdt),
+	    cmocka_unit_test(test_fadt_hw_reduced),
+	    cmocka_unit_test(test_madt),
+	    cmocka_unit_test(test_dsdt_devices),
+	    cmocka_unit_test(test_no_devices),
+	    cmocka_unit_test(test_bad_configs),
+	    cmocka_unit_test(test_dsdt_high_window),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

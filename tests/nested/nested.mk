@@ -1,0 +1,36 @@
+# The nested rig (issue 8): Linux guests under ramfold-vmm, inside a Linux
+# guest ("L1") that QEMU runs with TCG and emulated AMD SVM, because this
+# machine's KVM (kvm_pvm) cannot run a guest kernel itself.
+#
+#   make test-linux   every scenario in tests/nested/scenarios/ (NESTED_SCENARIOS=...)
+#   make test         runs the short one as part of the e2e suite
+#                     (tests/nested/test_nested_short.c)
+#
+# QEMU (qemu-system-x86 from Debian) is installed by these targets only.
+NESTED := $(B)/nested
+NESTED_SCENARIOS ?= $(basename $(notdir $(wildcard tests/nested/scenarios/*.sh)))
+NESTED_TIMEOUT ?= 900
+
+.PHONY: test-linux nested-deps nested-image
+nested-deps:
+	@scripts/deps.sh qemu-system-x86
+
+nested-image: $(NESTED)/l1-initramfs.gz
+
+# L1's initramfs: busybox, the KVM modules, ramfold-vmm with its shared
+# libraries (as ldd lists them), the L2 kernel and initramfs, the scenarios.
+$(NESTED)/l1-initramfs.gz: $(LG)/initramfs.gz $(VMM) tests/nested/l1-init.sh \
+		$(wildcard tests/nested/scenarios/*.sh) guest/linux/mkinitramfs.sh
+	@mkdir -p $(@D)
+	@libs=$$(ldd $(VMM) | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3} $$1 ~ /^\// {print $$1}' | \
+		sort -u | sed 's|.*|-f &:&|'); \
+	guest/linux/mkinitramfs.sh -o $@ -k $(LG)/kpkg -b $(LG)/bb/bin/busybox \
+		-i tests/nested/l1-init.sh -m kvm_amd \
+		-f $(VMM):bin/ramfold-vmm $$libs \
+		-f $(LG)/vmlinuz:l2/vmlinuz -f $(LG)/initramfs.gz:l2/initramfs.gz \
+		-f tests/nested/scenarios:scenarios
+
+test-linux: all nested-deps nested-image
+	@rc=0; for s in $(NESTED_SCENARIOS); do \
+		tests/nested/run.sh $$s $(NESTED_TIMEOUT) || rc=1; \
+	done; exit $$rc

@@ -1,0 +1,54 @@
+#!/bin/bash
+# The nested rig's host side: boots build/nested/l1-initramfs.gz (L1: Debian's
+# kernel, KVM, ramfold-vmm, the L2 Linux guest image) under QEMU TCG with
+# emulated SVM, runs one scenario in it, and judges the serial log.
+#   tests/nested/run.sh SCENARIO [TIMEOUT_S]
+# QEMU runs at nice 19, bounded by the timeout. Passing means: the completion
+# marker arrived, at least one RF-CHECK passed and none failed. QEMU's exit
+# status is not used (with -no-reboot it is 0 after a triple fault as well).
+set -u
+B=${B:-build}
+sc=${1:?usage: run.sh SCENARIO [TIMEOUT_S]}
+limit=${2:-600}
+N=$B/nested
+LG=$B/linux-guest
+log=$N/$sc.log
+mkdir -p "$N"
+command -v qemu-system-x86_64 >/dev/null || {
+	echo "nested: qemu-system-x86_64 missing (scripts/deps.sh qemu-system-x86)" >&2
+	exit 2
+}
+for f in "$LG/vmlinuz" "$N/l1-initramfs.gz"; do
+	[ -e "$f" ] || { echo "nested: $f missing (make test-linux builds it)" >&2; exit 2; }
+done
+
+# The host's TSC frequency: L1 must not calibrate it against emulated timers
+# (one boot spun for 11 minutes failing to).
+khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | tail -1)
+[ -n "$khz" ] || khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | tail -1)
+[ -n "$khz" ] || khz=$(awk -F: '/cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+
+start=$EPOCHREALTIME
+echo "nested $sc: booting L1 (QEMU TCG, -cpu max,-xsave, 1 GiB, tsc_early_khz=$khz), log $log"
+nice -n 19 timeout -k 5 "$limit" qemu-system-x86_64 -M microvm -accel tcg -cpu max,-xsave \
+	-m "${NESTED_L1_MEM:-1G}" -smp 1 -nodefaults -no-user-config -display none -serial stdio \
+	-no-reboot -kernel "$LG/vmlinuz" -initrd "$N/l1-initramfs.gz" \
+	-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$khz rf.scenario=$sc" \
+	</dev/null 2>&1 | while IFS= read -r line; do
+	now=$EPOCHREALTIME
+	printf '%8.2f %s\n' "$(awk "BEGIN {print $now - $start}")" "${line%$'\r'}"
+done >"$log"
+qemu_rc=${PIPESTATUS[0]}
+end=$EPOCHREALTIME
+whole=$(awk "BEGIN {printf \"%.1f\", $end - $start}")
+
+grep -E 'RF-|READY after|ramfold-vmm:|Kernel panic|BUG|guest fault' "$log" | sed 's/^/  /'
+l1=$(sed -n 's/^ *\([0-9.]*\) RF-NESTED: L1 up.*/\1/p' "$log" | head -1)
+kvm=$(sed -n 's/^ *\([0-9.]*\) RF-NESTED: KVM ready.*/\1/p' "$log" | head -1)
+ready=$(sed -n 's/.*: READY after \([0-9.]*\) ms.*/\1/p' "$log" | tr '\n' ' ')
+ok=$(grep -c 'RF-CHECK [^ ]* ok' "$log")
+bad=$(grep -c 'RF-CHECK [^ ]* FAIL' "$log")
+done_marker=$(grep -c 'RF-NESTED-DONE' "$log")
+echo "nested $sc: L1 boot to /init ${l1:-?} s, KVM loaded at ${kvm:-?} s, L2 READY after ${ready:-? }ms, whole run $whole s (QEMU status $qemu_rc)"
+echo "nested $sc: checks: $ok ok, $bad failed; completion marker: $([ "$done_marker" -gt 0 ] && echo yes || echo MISSING)"
+[ "$done_marker" -gt 0 ] && [ "$ok" -gt 0 ] && [ "$bad" -eq 0 ]
