@@ -29,7 +29,8 @@
  *    limit, and only for the excess the balloon has not removed after
  *    balloon_grace_ms (at once for a VM without a balloon): the VM's
  *    resident target becomes its allocation, and the balloon's pending
- *    inflation is cancelled (swap took it over). In high, with
+ *    inflation is cancelled (swap took it over). Without swap (has_swap 0)
+ *    the balloon keeps working alone. In high, with
  *    room to spare beyond the hysteresis, balloons are deflated a step at a
  *    time, best-weighted VMs first, never past a VM's limit.
  *
@@ -49,7 +50,8 @@
  * log phrase, and every number that matters comes first. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-#define MIN_STEP (1ull << 20) /* ignore excesses under 1 MiB: noise */
+#define MIN_STEP	 (1ull << 20)  /* ignore excesses under 1 MiB: noise */
+#define GUEST_FREE_FLOOR (16ull << 20) /* free memory a guest keeps despite the balloon */
 
 RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 {
@@ -338,6 +340,17 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 
 			if (want > max_balloon)
 				want = max_balloon;
+			/* No more than the guest says it has free (less a floor):
+			 * beyond that the guest would deflate on OOM and the two
+			 * would fight. */
+			if (v->guest_free_bytes != UINT64_MAX) {
+				uint64_t give = v->guest_free_bytes > GUEST_FREE_FLOOR
+						    ? v->guest_free_bytes - GUEST_FREE_FLOOR
+						    : 0;
+
+				if (want > PAGE_DOWN(v->ballooned_bytes + give))
+					want = PAGE_DOWN(v->ballooned_bytes + give);
+			}
 			if (want > v->balloon_target_bytes) {
 				a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i, want);
 				if (a) {
@@ -378,7 +391,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		}
 
 		/* Swap: what the balloon did not get in time. */
-		if (excess && (st >= RF_MEM_HARD || over_limit) &&
+		if (excess && v->has_swap && (st >= RF_MEM_HARD || over_limit) &&
 		    (!v->has_balloon || in->now_ns + 1 - t->excess_since_ns >=
 					    (uint64_t)c->balloon_grace_ms * 1000000ull)) {
 			uint64_t want = PAGE_DOWN(alloc[i]); /* what it may keep resident */
@@ -411,7 +424,8 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 			if (want > v->resident_target_bytes) {
 				a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i, want);
 				if (a)
-					snprintf(a->why, sizeof(a->why), "%s: pressure gone, %s", ctx,
+					snprintf(a->why, sizeof(a->why), "%s: pressure gone, %s",
+						 ctx,
 						 want == UINT64_MAX ? "no resident target"
 								    : "back to its limit");
 			}

@@ -79,6 +79,7 @@ struct rf_policy_runner {
 	struct rf_policy_counters counters;
 	bool failed_logged[RF_POLICY_NR_ACTIONS];
 	uint64_t applied_scan_rate; /* the last rate an actuator accepted */
+	bool swap_missing;	    /* the swap actuator said -ENOSYS/-ENODEV */
 	struct rf_policy_action acts[RF_POLICY_MAX_ACTIONS];
 
 	pthread_t thread;

@@ -22,7 +22,7 @@
 #include "policy.h"
 
 static const char *const action_names[RF_POLICY_NR_ACTIONS] = {"balloon", "resident-target",
-								 "scan-rate"};
+							       "scan-rate"};
 
 struct rf_policy_runner *rf_policy_runner_get(rf_engine *e)
 {
@@ -154,24 +154,29 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 			       " pages/s: %s",
 			       who, old, a->value, a->why);
 		else
-			rf_log(e, RF_LOG_INFO, "ramfold: policy: %s: %s %s -> %s: %s", who,
-			       action_names[a->kind],
-			       old == UINT64_MAX ? "none" : rf_ledger_fmt_bytes(old, ob, sizeof(ob)),
-			       a->value == UINT64_MAX ? "none"
-						      : rf_ledger_fmt_bytes(a->value, nb, sizeof(nb)),
-			       a->why);
+			rf_log(
+			    e, RF_LOG_INFO, "ramfold: policy: %s: %s %s -> %s: %s", who,
+			    action_names[a->kind],
+			    old == UINT64_MAX ? "none" : rf_ledger_fmt_bytes(old, ob, sizeof(ob)),
+			    a->value == UINT64_MAX ? "none"
+						   : rf_ledger_fmt_bytes(a->value, nb, sizeof(nb)),
+			    a->why);
 		r->counters.actions[a->kind]++;
 		if (a->kind == RF_POLICY_SET_BALLOON && a->value > old)
 			r->counters.balloon_bytes_asked += a->value - old;
 		/* A lower resident target asks swap for the difference. */
 		if (a->kind == RF_POLICY_SET_SWAP && a->value < old)
-			r->counters.swap_bytes_asked +=
-			    old != UINT64_MAX ? old - a->value
-			    : v && v->host_bytes > a->value ? v->host_bytes - a->value
+			r->counters.swap_bytes_asked += old != UINT64_MAX ? old - a->value
+							: v && v->host_bytes > a->value
+							    ? v->host_bytes - a->value
 							    : 0;
 		aerr = apply(r, e, a, v ? v->vm : NULL);
 		if (aerr) {
 			r->counters.failed[a->kind]++;
+			/* No swap here: readings say so from now on, so the
+			 * policy leaves the work to the balloon. */
+			if (a->kind == RF_POLICY_SET_SWAP && (aerr == -ENOSYS || aerr == -ENODEV))
+				r->swap_missing = true;
 			if (!r->failed_logged[a->kind]) {
 				r->failed_logged[a->kind] = true;
 				rf_log(e, RF_LOG_WARN,
@@ -235,6 +240,7 @@ RF_EXPORT int rf_policy_tick(rf_engine *e)
 		v->resident_target_bytes = b->resident_target_bytes;
 		v->guest_free_bytes = b->guest_free_bytes;
 		v->has_balloon = s.vms[i].has_balloon;
+		v->has_swap = r->act.set_swap && !r->swap_missing; /* read unlocked: a hint */
 	}
 	in.now_ns = rf_now_ns();
 	in.capacity_bytes = s.host.capacity_bytes;
@@ -373,6 +379,7 @@ RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actua
 		return -ENOMEM;
 	pthread_mutex_lock(&r->lock);
 	r->act = acts ? *acts : rf_policy_builtin_actuators;
+	r->swap_missing = false;
 	memset(r->failed_logged, 0, sizeof(r->failed_logged));
 	pthread_mutex_unlock(&r->lock);
 	return 0;

@@ -60,10 +60,11 @@ struct rf_policy_vm {
 	uint64_t host_bytes;	  /* measured cost (rf_vm_breakdown.host_bytes) */
 	uint64_t ballooned_bytes; /* pages in the balloon now */
 	uint64_t balloon_target_bytes;
-	uint64_t swapped_bytes; /* file + compressed */
+	uint64_t swapped_bytes;		/* file + compressed */
 	uint64_t resident_target_bytes; /* swap keeps it below this; UINT64_MAX = none */
-	uint64_t guest_free_bytes; /* guest's report; UINT64_MAX = unknown */
-	int has_balloon;	   /* a balloon device is attached and driven */
+	uint64_t guest_free_bytes;	/* guest's report; UINT64_MAX = unknown */
+	int has_balloon;		/* a balloon device is attached and driven */
+	int has_swap;			/* swap can be asked for (its actuator works) */
 };
 
 struct rf_policy_reading {
