@@ -35,12 +35,14 @@
 
 #include "ctl.h"
 #include "devices.h"
+#include "linux_guest.h"
 #include "util.h"
 #include "vmm.h"
 
 struct balloon_dev {
 	struct vmm_vm *vm;
 	rf_balloon *b;
+	uint64_t base; /* the MMIO window, for Linux guests' interrupt */
 	struct balloon_dev *next;
 };
 
@@ -81,6 +83,15 @@ static void dev_destroy(void *opaque)
 	d->vm->balloon = NULL;
 	rf_balloon_free(d->b);
 	free(d);
+}
+
+/* Linux guests take interrupts (an irqfd, vmm/linux_guest.c); the native guest polls. */
+static void dev_irq(void *arg, unsigned int reason)
+{
+	struct balloon_dev *d = arg;
+
+	(void)reason;
+	linux_guest_irq(d->vm, d->base);
 }
 
 static const struct mmio_ops balloon_mmio_ops = {
@@ -138,7 +149,8 @@ int balloon_dev_setup(struct vmm_vm *vm)
 		return -1;
 	}
 	d->vm = vm;
-	err = rf_balloon_new(vm->rf, NULL, &cfg, &d->b);
+	err = rf_balloon_new(vm->rf, &(struct rf_balloon_ops){.irq = dev_irq, .arg = d}, &cfg,
+			     &d->b);
 	if (err) {
 		vmm_errorf("%s: balloon: %s", vm->name, strerror(-err));
 		free(d);
@@ -153,6 +165,7 @@ int balloon_dev_setup(struct vmm_vm *vm)
 		free(d);
 		return -1;
 	}
+	d->base = base;
 	vm->balloon = d;
 	pthread_mutex_lock(&bd.lock);
 	d->next = bd.devs;
