@@ -112,6 +112,7 @@ RF_EXPORT void rf_engine_free(rf_engine *e)
 	rf_ledger_engine_free(e); /* stops the policy thread first */
 	while (e->vms)
 		rf_vm_free(e->vms);
+	rf_swap_engine_free(e);
 	if (e->pagemap_fd >= 0)
 		close(e->pagemap_fd);
 	pthread_mutex_destroy(&e->vms_lock);

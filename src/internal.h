@@ -120,6 +120,9 @@ void *rf_zalloc(rf_engine *e, size_t size);
 void rf_free(rf_engine *e, void *p);
 char *rf_strdup(rf_engine *e, const char *s);
 
+/* swap_engine.c: free the engine's swap store and state (rf_engine_free). */
+void rf_swap_engine_free(rf_engine *e);
+
 /* features.c */
 int rf_features_detect(rf_engine *e);
 

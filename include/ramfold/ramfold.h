@@ -10,5 +10,6 @@
 #include "dedup.h"
 #include "ledger.h"
 #include "policy.h"
+#include "swap.h"
 
 #endif

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap-backed paging: when the balloon is not enough, the library pages cold
+ * guest memory out itself. Cold pages go to a swap store (a compressed
+ * in-memory tier in front of a swap file), their guest range is discarded,
+ * and a guest touch is served by the VM's pager thread through userfaultfd:
+ * the faulting page first, then a few neighbours that were swapped together.
+ * Every page is checked against a checksum kept with its slot before it is
+ * mapped; a page that cannot be read back correctly is never answered with
+ * zeros or a wrong page: the VM is stopped instead (its vCPUs stay blocked
+ * on the fault) with a clear error, and other VMs keep running.
+ *
+ * The store is one per engine. Its file is created unlinked (O_TMPFILE, or
+ * unlinked at once), so nothing is left behind when the process dies.
+ *
+ * Who may call what concurrently:
+ *
+ *   call                         embedder  policy thread  any thread
+ *   rf_engine_set_swap           yes, before any VM swaps
+ *   rf_vm_set_swap_target/_cap   yes       yes
+ *   rf_vm_swap_stats & co.                                yes
+ */
+#ifndef RAMFOLD_SWAP_H
+#define RAMFOLD_SWAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "vm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct rf_swap_config {
+	/* Directory of the swap file; NULL: $RAMFOLD_SWAP_DIR, else /var/tmp.
+	 * A tmpfs directory works but saves no memory (a warning is logged). */
+	const char *dir;
+	/* Size limit of the swap file in bytes (multiple of 4 KiB, > 0). */
+	uint64_t file_limit_bytes;
+	/* Memory the compressed tier may use, in compressed bytes; 0 turns the
+	 * tier off (every page goes to the file). */
+	uint64_t tier_limit_bytes;
+	/* A page enters the compressed tier only if lz4 shrinks it to at most
+	 * this many bytes (64..4096); others go straight to the file. */
+	uint32_t compress_max_bytes;
+	/* Neighbours (swapped out in the same batch) brought in after a
+	 * faulting page, 0..64. */
+	uint32_t prefetch_pages;
+	/* Write the swap file with O_DIRECT (falls back with a warning if the
+	 * filesystem refuses it). */
+	bool direct_io;
+};
+
+/* Defaults: 64 GiB file limit, 512 MiB tier, 2048-byte threshold, 8
+ * prefetched neighbours, buffered I/O. */
+void rf_swap_config_init(struct rf_swap_config *cfg);
+
+/*
+ * Configure the engine's swap store (it is created when a VM first swaps).
+ * Returns 0, -EINVAL (a field out of range), -EBUSY (a VM already swaps).
+ * Without this call the defaults apply.
+ */
+int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
+
+/* No resident limit: rf_vm_set_swap_target(vm, RF_SWAP_NO_TARGET). */
+#define RF_SWAP_NO_TARGET UINT64_MAX
+
+/*
+ * What the policy calls: keep at most @resident_bytes of @vm's memory
+ * resident (guest RAM present in host memory, plus the VM's share of the
+ * compressed tier); the VM's pager swaps out its least recently touched pages
+ * until it fits, and keeps it there as the guest touches swapped pages.
+ * RF_SWAP_NO_TARGET stops swapping out (swapped pages come back as touched).
+ * The first call registers the VM's RAM with userfaultfd (lazily: only
+ * ranges that hold swapped pages) and starts its pager.
+ * Returns 0, -EINVAL, -ENODEV (userfaultfd or UFFDIO_MOVE missing, logged).
+ */
+int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
+
+/* Hard cap on @vm's swapped bytes (file + tier, uncompressed); swap-out stops
+ * there with a stat. RF_SWAP_NO_TARGET (the default) means none. */
+int rf_vm_set_swap_cap(rf_vm *vm, uint64_t max_swapped_bytes);
+
+struct rf_swap_stats {
+	uint64_t file_bytes;		/* guest bytes held in the swap file */
+	uint64_t tier_bytes;		/* guest bytes held in the compressed tier */
+	uint64_t tier_compressed_bytes; /* memory they use there */
+	double compression_ratio;	/* tier_bytes / tier_compressed_bytes, 0 if empty */
+	uint64_t swap_outs;		/* pages written to the store */
+	uint64_t zero_outs;		/* pages found all-zero at swap-out: not written */
+	uint64_t swap_ins;		/* pages read back on a guest fault */
+	uint64_t zero_fills;		/* faults on discarded pages answered with zeros */
+	uint64_t prefetched;		/* neighbours brought in ahead of a fault */
+	uint64_t prefetch_hits;		/* of those, touched before swapped out again */
+	uint64_t enospc;		/* swap-outs refused: store or cap full */
+	uint64_t io_errors;		/* read or write errors of the swap file */
+	uint64_t csum_errors;		/* pages whose checksum did not match */
+	uint64_t faults;		/* faults timed below */
+	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns;
+	bool stopped; /* the VM was stopped: a page could not be read back */
+};
+
+/* Swap stats of one VM (zeros if it never swapped). */
+int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st);
+
+/* Swap stats of the whole engine: the store's contents and every VM's counters. */
+int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The swap pager of one VM: swaps cold guest pages out to the store and
+ * serves the guest's faults on them through the VM's userfaultfd.
+ *
+ * Swap-out (the VM's swapper thread):
+ *   1. lock a batch of victim pages (page lock bits, address order);
+ *   2. make sure their 2 MiB chunk is registered for missing faults (lazy
+ *      registration: ranges without swapped pages never send faults to the
+ *      pager, so first touches there cost what the kernel charges);
+ *   3. UFFDIO_MOVE them out of guest RAM into a staging buffer. The move is
+ *      atomic against guest writes: a write lands before it (and is in what
+ *      we store) or after it (and faults, waiting on the page lock). A plain
+ *      copy + MADV_DONTNEED would lose a write made between the two;
+ *   4. all-zero pages become ZERO and are not stored; the rest go to the
+ *      store in one call (compressed tier or file, one pwritev);
+ *   5. publish SWAPPED/COMPRESSED with the store handle as payload and
+ *      unlock. Pages the store refused (full, I/O error) are copied back
+ *      into place before unlock: nothing is lost, and the swap-out stops
+ *      with a stat.
+ *   The staging buffer is registered on a private userfaultfd of its own
+ *   (UFFDIO_MOVE wants its destination registered on the ioctl's context),
+ *   one without UFFD_EVENT_REMOVE, so discarding it never waits on a reader.
+ *
+ * Swap-in (a missing fault, on the pager thread of uffd.c): the handler
+ * only ever try-locks a page (uffd.h explains why it may not block), reads
+ * the page back, verifies its checksum, maps it with UFFDIO_COPY (which
+ * wakes the faulting thread) and frees the store handle. A read error or a
+ * checksum mismatch is retried; if it persists the VM is stopped: its
+ * faulting threads are left waiting, never woken onto zeros or a wrong
+ * page, and rf_vm_swap_stats() reports it. After the faulting page, up to
+ * prefetch_pages following pages that were swapped in the same batch (next
+ * file slots) are read into a small swap cache; a later fault on one of them
+ * is served from the cache (a prefetch hit). Pages are not mapped ahead:
+ * that would make them resident again without any sign they are wanted.
+ * A missing fault on any other page (never touched, zero, ballooned,
+ * free-reported) gets the zero page at once.
+ *
+ * Events: UFFD_EVENT_REMOVE (someone discarded guest RAM with madvise)
+ * turns swapped pages in the range into ZERO and frees their slots, so a
+ * discarded page reads as zeros afterwards, never as stale swap content.
+ * Discards done through rf_vm_discard() reach us earlier, through the
+ * page_release hook, under the page lock. While an event is pending the
+ * kernel fails uffd ioctls with EAGAIN: the handler then returns -EAGAIN
+ * and uffd.c retries it after reading the event. EEXIST from a copy or a
+ * zero page means another fill won: success. ENOENT means the range is no
+ * longer registered (remapped): wake the thread so it faults again on
+ * whatever is mapped now.
+ *
+ * Victim choice: pages not touched recently go first. This kernel has no
+ * soft-dirty and no idle-page tracking (both compiled out, checked), and
+ * the dedup engine's write-protect must stay synchronous, so the VM's
+ * userfaultfd cannot use asynchronous write-protect (WP_ASYNC is a property
+ * of the whole descriptor, and a range belongs to one descriptor) for
+ * PAGEMAP_SCAN's PAGE_IS_WRITTEN. What is left is sampling, as ESX does,
+ * with the swap fault itself as the sample: a CLOCK hand walks the resident
+ * pages; the first pass marks a page cold (RF_PTE_F_COLD), the next pass
+ * swaps it out if it is still marked. Any fault through the pager (swap-in
+ * or zero fill) clears the mark, so a page that came back because it was
+ * wanted gets a whole revolution of the hand before it can go again. The
+ * hand only moves while the VM is above its target, so a VM that fits
+ * keeps everything. MERGED, BALLOONED, FREE_REPORTED, ZERO and excluded
+ * pages are never swapped; nor is a page the dedup engine has
+ * write-protected (RF_PTE_F_WP) or locked.
+ *
+ * Lock order: regions_lock (read) > out_lock (one swap-out at a time: they
+ * share the staging buffer) > page lock bits (address order, try-locked) >
+ * the pager's lock > the store's mutex; cache_lock is a leaf. The swapper holds page locks across
+ * the store write; the pager never waits for a page lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compat_linux.h"
+#include "swap_hist.h"
+#include "swap_pager.h"
+#include "uffd.h"
+
+#define CHUNK_SHIFT 21 /* lazy registration granule: 2 MiB */
+#define CACHE_MAX   64 /* swap cache entries (prefetched pages) */
+#define READ_TRIES  3  /* reads of a page before the VM is stopped */
+#define TICK_NS	    (20 * 1000000ull)
+
+struct chunk_map {
+	struct rf_region *r;
+	uint64_t *bits; /* one bit per 2 MiB chunk: registered for missing faults */
+	size_t words;
+};
+
+struct cache_ent {
+	struct rf_region *r;
+	uint64_t idx;
+	uint32_t h; /* the handle the page had when read: still its handle while valid */
+	bool valid;
+};
+
+struct rf_pager {
+	rf_vm *vm;
+	rf_engine *e;
+	struct rf_swap_store *store;
+	struct rf_uffd *u;
+	uint32_t prefetch;
+
+	int stage_fd;	 /* private userfaultfd of the staging buffer */
+	uint8_t *stage;	 /* RF_SWAP_MAX_BATCH pages, swapper only */
+	uint8_t *bounce; /* one page, pager thread only */
+
+	pthread_t thread;
+	pthread_mutex_t lock;	  /* target, cap, stop, chunk maps, hand */
+	pthread_mutex_t out_lock; /* one swap-out at a time: the staging buffer */
+	pthread_cond_t cond;
+	bool stop, thread_started;
+	uint64_t target, cap;
+	struct chunk_map chunks[RF_MAX_REGIONS];
+	uint64_t hand_gpa;
+
+	pthread_mutex_t cache_lock;
+	struct cache_ent cache[CACHE_MAX];
+	uint8_t *cache_buf; /* CACHE_MAX pages */
+	unsigned int cache_next;
+
+	_Atomic uint64_t file_pages, tier_pages, tier_mem;
+	_Atomic uint64_t swap_outs, zero_outs, swap_ins, zero_fills, prefetched, prefetch_hits;
+	_Atomic uint64_t enospc;
+	_Atomic bool stopped;
+	_Atomic bool dead; /* its VM is gone; kept until the engine goes */
+	struct rf_pager *next_dead;
+	struct rf_hist lat;
+	struct rf_ratelimit rl;
+};
+
+static pthread_mutex_t pager_create_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- accounting ------------------------------------------------------- */
+
+static void account_add(struct rf_pager *p, uint32_t h, int sign)
+{
+	if (rf_swap_handle_in_tier(h)) {
+		uint64_t m = rf_swap_store_mem_bytes(p->store, h);
+
+		if (sign > 0) {
+			atomic_fetch_add(&p->tier_pages, 1);
+			atomic_fetch_add(&p->tier_mem, m);
+		} else {
+			atomic_fetch_sub(&p->tier_pages, 1);
+			atomic_fetch_sub(&p->tier_mem, m);
+		}
+	} else if (sign > 0) {
+		atomic_fetch_add(&p->file_pages, 1);
+	} else {
+		atomic_fetch_sub(&p->file_pages, 1);
+	}
+}
+
+/* Forget a cached copy of page (r, idx). */
+static void cache_forget(struct rf_pager *p, struct rf_region *r, uint64_t idx)
+{
+	pthread_mutex_lock(&p->cache_lock);
+	for (unsigned int i = 0; i < CACHE_MAX; i++)
+		if (p->cache[i].valid && p->cache[i].r == r && p->cache[i].idx == idx)
+			p->cache[i].valid = false;
+	pthread_mutex_unlock(&p->cache_lock);
+}
+
+/* Release the store handle of a locked SWAPPED/COMPRESSED page. */
+static void drop_page(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h)
+{
+	cache_forget(p, r, idx);
+	account_add(p, h, -1);
+	rf_swap_store_drop(p->store, h);
+}
+
+static bool is_swapped(uint64_t v)
+{
+	enum rf_page_state s = rf_pte_state(v);
+
+	return s == RF_PAGE_SWAPPED || s == RF_PAGE_COMPRESSED;
+}
+
+/* ---- hooks from the core ---------------------------------------------- */
+
+/* rf_vm_discard() on a swapped page (the balloon, free page reporting): the
+ * page is already absent from guest RAM; free its slot. */
+static int page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg)
+{
+	struct rf_pager *p = vm->pager;
+
+	(void)arg;
+	if (p && is_swapped(pte))
+		drop_page(p, r, idx, rf_pte_payload(pte));
+	return 0;
+}
+
+static void region_forget(struct rf_pager *p, struct rf_region *r)
+{
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++) {
+		if (p->chunks[i].r != r)
+			continue;
+		rf_free(p->e, p->chunks[i].bits);
+		memset(&p->chunks[i], 0, sizeof(p->chunks[i]));
+	}
+}
+
+/* A region goes away (regions_lock held for writing, so no swapper batch and
+ * no fault handler is inside it): free its slots. */
+static void region_unmap(rf_vm *vm, struct rf_region *r, void *arg)
+{
+	struct rf_pager *p = vm->pager;
+
+	(void)arg;
+	if (!p)
+		return;
+	for (uint64_t i = 0; i < r->npages; i++) {
+		uint64_t v = rf_pte_peek(&r->pte[i]);
+
+		if (is_swapped(v))
+			drop_page(p, r, i, rf_pte_payload(v));
+	}
+	pthread_mutex_lock(&p->lock);
+	region_forget(p, r);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void pager_free(struct rf_pager *p);
+
+/*
+ * The VM goes. Stop the swapper, take our handlers off the uffd, free every
+ * slot. The pager struct itself is kept until the engine goes: the uffd may
+ * have other users (dedup) whose pager thread could be inside one of our
+ * handlers right now, and uffd.c has no way to wait for that; a late call
+ * finds p->dead and returns.
+ */
+static void vm_free_hook(rf_vm *vm, void *arg)
+{
+	struct rf_pager *p = vm->pager;
+	struct rf_swap *sw = vm->e->swap;
+
+	(void)arg;
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (p->thread_started)
+		pthread_join(p->thread, NULL);
+	atomic_store(&p->dead, true);
+	rf_uffd_set_handler(p->u, RF_UFFD_FAULT_MISSING, NULL, NULL);
+	rf_uffd_set_handler(p->u, RF_UFFD_EV_REMOVE, NULL, NULL);
+	rf_uffd_put(vm);
+	pthread_rwlock_wrlock(&vm->regions_lock);
+	for (unsigned int i = 0; i < vm->nr_regions; i++)
+		region_unmap(vm, vm->regions[i], NULL);
+	vm->pager = NULL;
+	pthread_rwlock_unlock(&vm->regions_lock);
+	rf_swap_store_release(vm->e);
+	p->store = NULL;
+	pthread_mutex_lock(&sw->lock);
+	p->next_dead = sw->dead;
+	sw->dead = p;
+	pthread_mutex_unlock(&sw->lock);
+}
+
+void rf_swap_pager_free_dead(struct rf_swap *sw)
+{
+	while (sw->dead) {
+		struct rf_pager *p = sw->dead;
+
+		sw->dead = p->next_dead;
+		pager_free(p);
+	}
+}
+
+/* ---- fault handling (pager thread) ------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ioctl result as -errno. */
+static int uffd_call(int fd, unsigned long req, void *arg)
+{
+	return ioctl(fd, req, arg) == 0 ? 0 : -errno;
+}
+
+static int map_copy(struct rf_pager *p, uint64_t page, const void *src, bool wake)
+{
+	struct uffdio_copy c = {.dst = page,
+				.src = (uintptr_t)src,
+				.len = RF_PAGE_SIZE,
+				.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE};
+
+	return uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
+}
+
+static int map_zero(struct rf_pager *p, uint64_t page)
+{
+	struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE},
+				    .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
+
+	return uffd_call(rf_uffd_fd(p->u), UFFDIO_ZEROPAGE, &z);
+}
+
+/*
+ * Finish a fill: 0 and EEXIST (another fill won) are success; ENOENT or
+ * EINVAL (the range is no longer registered: remapped) need a wake so the
+ * thread faults again on what is there now. EAGAIN is the caller's.
+ */
+static void fill_done(struct rf_pager *p, uint64_t page, int err)
+{
+	if (err == -ENOENT || err == -EINVAL || err == -EEXIST)
+		rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
+}
+
+/* Read page (r, idx) with handle @h into @dst, from the cache if it is
+ * there. Returns 0 or the store's last error after READ_TRIES attempts. */
+static int read_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h, void *dst,
+		     bool *hit)
+{
+	int err = -EIO;
+
+	*hit = false;
+	pthread_mutex_lock(&p->cache_lock);
+	for (unsigned int i = 0; i < CACHE_MAX; i++) {
+		struct cache_ent *c = &p->cache[i];
+
+		if (c->valid && c->r == r && c->idx == idx && c->h == h) {
+			memcpy(dst, p->cache_buf + ((size_t)i << RF_PAGE_SHIFT), RF_PAGE_SIZE);
+			c->valid = false;
+			*hit = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	if (*hit)
+		return 0;
+	for (int t = 0; t < READ_TRIES && err; t++)
+		err = rf_swap_store_get(p->store, h, dst);
+	return err;
+}
+
+/* Read up to p->prefetch pages after @idx that went out in the same batch
+ * as it (next file slots) into the swap cache. */
+static void prefetch_after(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h)
+{
+	if (rf_swap_handle_in_tier(h))
+		return; /* decompressing ahead saves nothing */
+	for (uint32_t d = 1; d <= p->prefetch && idx + d < r->npages; d++) {
+		rf_pte_t *pte = &r->pte[idx + d];
+		uint64_t v;
+		unsigned int slot;
+		bool dup = false;
+
+		if (!rf_pte_trylock(pte, &v))
+			break;
+		if (rf_pte_state(v) != RF_PAGE_SWAPPED || rf_pte_payload(v) != h + d) {
+			rf_pte_unlock(p->vm, pte, v, v);
+			break;
+		}
+		pthread_mutex_lock(&p->cache_lock);
+		for (unsigned int i = 0; i < CACHE_MAX; i++)
+			if (p->cache[i].valid && p->cache[i].r == r && p->cache[i].idx == idx + d)
+				dup = true;
+		slot = p->cache_next;
+		p->cache_next = (p->cache_next + 1) % CACHE_MAX;
+		p->cache[slot].valid = false;
+		pthread_mutex_unlock(&p->cache_lock);
+		/* The buffer of an invalid entry is ours until it is made valid;
+		 * page locks serialise everyone who could make it so. */
+		if (!dup &&
+		    rf_swap_store_get(p->store, h + d,
+				      p->cache_buf + ((size_t)slot << RF_PAGE_SHIFT)) == 0) {
+			pthread_mutex_lock(&p->cache_lock);
+			p->cache[slot] = (struct cache_ent){r, idx + d, h + d, true};
+			pthread_mutex_unlock(&p->cache_lock);
+			atomic_fetch_add(&p->prefetched, 1);
+		}
+		rf_pte_unlock(p->vm, pte, v, v);
+	}
+}
+
+static void stop_vm(struct rf_pager *p, uint64_t gpa, uint32_t h, int err)
+{
+	if (!atomic_exchange(&p->stopped, true))
+		rf_log(p->e, RF_LOG_ERR,
+		       "%s: swap: page at gpa 0x%llx cannot be read back from the %s (%s after %d "
+		       "tries): VM stopped, its faulting vCPUs stay blocked",
+		       p->vm->name, (unsigned long long)gpa,
+		       rf_swap_handle_in_tier(h) ? "compressed tier" : "swap file",
+		       err == -EBADMSG ? "checksum mismatch" : strerror(-err), READ_TRIES);
+}
+
+static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
+{
+	struct rf_pager *p = arg;
+	rf_vm *vm = p->vm;
+	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(RF_PAGE_SIZE - 1);
+	uint64_t t0 = now_ns(), gpa, v, nv, idx;
+	struct rf_region *r;
+	rf_pte_t *pte;
+	bool hit;
+	int err;
+
+	(void)u;
+	if (atomic_load(&p->dead))
+		return 0;
+	if (atomic_load(&p->stopped))
+		return 0; /* a stopped VM's faults are never answered */
+	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
+		return -EAGAIN;
+	r = NULL;
+	for (unsigned int i = 0; i < vm->nr_regions; i++)
+		if (page - (uintptr_t)vm->regions[i]->hva < vm->regions[i]->size)
+			r = vm->regions[i];
+	if (!r) {
+		/* Not guest RAM (any more): let the thread retry its access. */
+		rf_vm_regions_unlock(vm);
+		rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
+		return 0;
+	}
+	idx = (page - (uintptr_t)r->hva) >> RF_PAGE_SHIFT;
+	gpa = r->gpa + (idx << RF_PAGE_SHIFT);
+	pte = &r->pte[idx];
+	if (!rf_pte_trylock(pte, &v)) {
+		rf_vm_regions_unlock(vm);
+		return -EAGAIN; /* being swapped out or discarded right now */
+	}
+	nv = v & ~RF_PTE_F_COLD; /* touched: a whole revolution before it may go */
+	if (!is_swapped(v)) {
+		err = map_zero(p, page);
+		if (err == -EAGAIN) {
+			rf_pte_unlock(vm, pte, v, v);
+			rf_vm_regions_unlock(vm);
+			return -EAGAIN;
+		}
+		if (!err)
+			atomic_fetch_add(&p->zero_fills, 1);
+		rf_pte_unlock(vm, pte, v, nv);
+		rf_vm_regions_unlock(vm);
+		/* Wake in every case: filled, filled by a racing fill (EEXIST),
+		 * or no longer registered (ENOENT, EINVAL: fault again). */
+		rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
+		return 0;
+	}
+	err = read_back(p, r, idx, rf_pte_payload(v), p->bounce, &hit);
+	if (err) {
+		rf_pte_unlock(vm, pte, v, v);
+		rf_vm_regions_unlock(vm);
+		stop_vm(p, gpa, rf_pte_payload(v), err);
+		return 0;
+	}
+	/* Map it without waking the thread: the table says PRIVATE first. */
+	err = map_copy(p, page, p->bounce, false);
+	if (err == -EAGAIN) {
+		/* The page stays swapped; a cache hit is lost, not the page. */
+		rf_pte_unlock(vm, pte, v, v);
+		rf_vm_regions_unlock(vm);
+		return -EAGAIN;
+	}
+	if (err && err != -EEXIST) {
+		/* Not registered any more (remapped): the content stays in the
+		 * store and the thread faults again on the new mapping. */
+		rf_pte_unlock(vm, pte, v, v);
+		rf_vm_regions_unlock(vm);
+		fill_done(p, page, err);
+		return 0;
+	}
+	if (err == -EEXIST)
+		rf_log_ratelimited(p->e, &p->rl, RF_LOG_WARN,
+				   "%s: swap: gpa 0x%llx was mapped while swapped out", vm->name,
+				   (unsigned long long)gpa);
+	drop_page(p, r, idx, rf_pte_payload(v));
+	nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0);
+	atomic_fetch_add(&p->swap_ins, 1);
+	if (hit)
+		atomic_fetch_add(&p->prefetch_hits, 1);
+	rf_pte_unlock(vm, pte, v, nv);
+	rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
+	rf_hist_record(&p->lat, now_ns() - t0);
+	prefetch_after(p, r, idx, rf_pte_payload(v));
+	rf_vm_regions_unlock(vm);
+	return 0;
+}
+
+/* madvise(MADV_DONTNEED) or similar on guest RAM, outside the library. */
+static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
+{
+	struct rf_pager *p = arg;
+	rf_vm *vm = p->vm;
+	uint64_t start = m->arg.remove.start, end = m->arg.remove.end;
+	int ret = 0;
+
+	(void)u;
+	if (atomic_load(&p->dead))
+		return 0;
+	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
+		return -EAGAIN;
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		struct rf_region *r = vm->regions[i];
+		uint64_t a = (uintptr_t)r->hva, b = a + r->size;
+		uint64_t lo = start > a ? start : a, hi = end < b ? end : b;
+
+		for (uint64_t pg = lo; pg < hi; pg += RF_PAGE_SIZE) {
+			uint64_t idx = (pg - a) >> RF_PAGE_SHIFT, v;
+			rf_pte_t *pte = &r->pte[idx];
+
+			if (!is_swapped(rf_pte_peek(pte)))
+				continue;
+			if (!rf_pte_trylock(pte, &v)) {
+				ret = -EAGAIN; /* the whole message is retried */
+				continue;
+			}
+			if (is_swapped(v)) {
+				drop_page(p, r, idx, rf_pte_payload(v));
+				rf_pte_unlock(
+				    vm, pte, v,
+				    rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0));
+			} else {
+				rf_pte_unlock(vm, pte, v, v);
+			}
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	return ret;
+}
+
+/* ---- swap-out (swapper thread, or a caller of rf_swap_pager_swap_out) -- */
+
+/* Register the 2 MiB chunk around page @idx of @r for missing faults.
+ * Called with p->lock held. */
+static int ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t idx)
+{
+	struct chunk_map *cm = NULL;
+	uint64_t off = idx << RF_PAGE_SHIFT, c = off >> CHUNK_SHIFT, lo, hi;
+	int err;
+
+	for (unsigned int i = 0; i < RF_MAX_REGIONS && !cm; i++)
+		if (p->chunks[i].r == r)
+			cm = &p->chunks[i];
+	for (unsigned int i = 0; i < RF_MAX_REGIONS && !cm; i++) {
+		if (p->chunks[i].r)
+			continue;
+		p->chunks[i].words = ((r->size >> CHUNK_SHIFT) + 1 + 63) / 64;
+		p->chunks[i].bits = rf_zalloc(p->e, p->chunks[i].words * sizeof(uint64_t));
+		if (!p->chunks[i].bits)
+			return -ENOMEM;
+		p->chunks[i].r = r;
+		cm = &p->chunks[i];
+	}
+	if (!cm)
+		return -ENOSPC;
+	if (cm->bits[c / 64] & (1ull << (c % 64)))
+		return 0;
+	lo = c << CHUNK_SHIFT;
+	hi = lo + (1ull << CHUNK_SHIFT);
+	if (hi > r->size)
+		hi = r->size;
+	err = rf_uffd_register(p->u, r->hva + lo, hi - lo, UFFDIO_REGISTER_MODE_MISSING);
+	if (err) {
+		rf_log_ratelimited(p->e, &p->rl, RF_LOG_WARN,
+				   "%s: swap: registering gpa 0x%llx+2M for missing faults: %s",
+				   p->vm->name, (unsigned long long)(r->gpa + lo), strerror(-err));
+		return err;
+	}
+	cm->bits[c / 64] |= 1ull << (c % 64);
+	return 0;
+}
+
+static bool all_zero(const void *page)
+{
+	const uint64_t *w = page;
+
+	for (size_t i = 0; i < RF_PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+struct victim {
+	uint64_t idx, v;
+};
+
+/* Put a page's content back where it was (the store refused it). We hold
+ * the page lock, so no fill can race us; EAGAIN means an event is pending
+ * for the pager to read, which it will. */
+static int put_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, const void *src)
+{
+	uint64_t page = (uintptr_t)rf_region_page(r, idx);
+	int err;
+
+	while ((err = map_copy(p, page, src, true)) == -EAGAIN)
+		sched_yield();
+	if (err == -EEXIST)
+		err = 0;
+	if (err)
+		rf_log(p->e, RF_LOG_ERR, "%s: swap: putting gpa 0x%llx back: %s", p->vm->name,
+		       (unsigned long long)(r->gpa + (idx << RF_PAGE_SHIFT)), strerror(-err));
+	return err;
+}
+
+/*
+ * Swap out @n locked victims of @r (ascending, n <= RF_SWAP_MAX_BATCH) and
+ * unlock them all. Returns 0 or the store's error; *@out counts pages that
+ * left guest RAM (stored or zero).
+ */
+static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim *vs,
+			  unsigned int n, uint64_t *out)
+{
+	void *pages[RF_SWAP_MAX_BATCH];
+	uint32_t handles[RF_SWAP_MAX_BATCH];
+	unsigned int sidx[RF_SWAP_MAX_BATCH], ns = 0, moved[RF_SWAP_MAX_BATCH] = {0};
+	uint64_t cap = p->cap, swapped;
+	int err = 0;
+
+	/* The hard cap: room for this whole batch, or nothing. */
+	swapped = (atomic_load(&p->file_pages) + atomic_load(&p->tier_pages)) << RF_PAGE_SHIFT;
+	if (cap != RF_SWAP_NO_TARGET && swapped + ((uint64_t)n << RF_PAGE_SHIFT) > cap) {
+		atomic_fetch_add(&p->enospc, 1);
+		err = -ENOSPC;
+		goto unlock_all;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (unsigned int i = 0; i < n; i++) {
+		err = ensure_registered(p, r, vs[i].idx);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (err)
+		goto unlock_all;
+
+	/* Move each run of adjacent victims in one ioctl. */
+	for (unsigned int i = 0; i < n;) {
+		unsigned int j = i + 1, npg;
+		struct uffdio_move mv;
+
+		while (j < n && vs[j].idx == vs[j - 1].idx + 1)
+			j++;
+		mv = (struct uffdio_move){
+		    .dst = (uintptr_t)p->stage + ((uint64_t)i << RF_PAGE_SHIFT),
+		    .src = (uintptr_t)rf_region_page(r, vs[i].idx),
+		    .len = (uint64_t)(j - i) << RF_PAGE_SHIFT,
+		};
+		if (ioctl(p->stage_fd, UFFDIO_MOVE, &mv) == 0)
+			mv.move = (int64_t)mv.len;
+		else if (mv.move < 0)
+			mv.move = 0;
+		/* A partial move stops at a page that cannot move (pinned, shared
+		 * by kernel KSM, not present): that page stays where it is and
+		 * the rest of the run is tried again. */
+		npg = (unsigned int)((uint64_t)mv.move >> RF_PAGE_SHIFT);
+		for (unsigned int k = i; k < i + npg; k++)
+			moved[k] = 1;
+		i = i + npg == j ? j : i + npg + 1;
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		if (!moved[i])
+			continue;
+		pages[ns] = p->stage + ((size_t)i << RF_PAGE_SHIFT);
+		if (all_zero(pages[ns])) {
+			moved[i] = 2;
+			continue;
+		}
+		sidx[ns++] = i;
+	}
+	if (ns) {
+		bool tier_ok = true;
+
+		err = rf_swap_store_put(p->store, pages, ns, tier_ok, handles);
+		if (err == -ENOSPC)
+			atomic_fetch_add(&p->enospc, 1);
+	}
+	for (unsigned int k = 0; k < ns; k++) {
+		unsigned int i = sidx[k];
+
+		if (handles[k] == RF_SWAP_NONE) {
+			if (put_back(p, r, vs[i].idx, pages[k]) != 0)
+				stop_vm(p, r->gpa + (vs[i].idx << RF_PAGE_SHIFT), RF_SWAP_NONE,
+					-EIO);
+			moved[i] = 0;
+			continue;
+		}
+		account_add(p, handles[k], +1);
+		moved[i] = 3;
+		vs[i].v = rf_pte_with_payload(vs[i].v, handles[k]);
+		vs[i].v = rf_pte_with_state(vs[i].v, rf_swap_handle_in_tier(handles[k])
+							 ? RF_PAGE_COMPRESSED
+							 : RF_PAGE_SWAPPED);
+	}
+unlock_all:
+	for (unsigned int i = 0; i < n; i++) {
+		rf_pte_t *pte = &r->pte[vs[i].idx];
+		uint64_t old = atomic_load(pte) & ~RF_PTE_LOCKED, nv = old;
+
+		if (moved[i] == 2) {
+			nv = rf_pte_with_payload(rf_pte_with_state(old, RF_PAGE_ZERO), 0);
+			atomic_fetch_add(&p->zero_outs, 1);
+			(*out)++;
+		} else if (moved[i] == 3) {
+			nv = vs[i].v;
+			atomic_fetch_add(&p->swap_outs, 1);
+			(*out)++;
+		}
+		nv &= ~RF_PTE_F_COLD;
+		rf_pte_unlock(p->vm, pte, old, nv);
+	}
+	/* The staging buffer holds only copies now (or pages put back). */
+	madvise(p->stage, (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT, MADV_DONTNEED);
+	if (err && err != -ENOSPC)
+		rf_log_ratelimited(p->e, &p->rl, RF_LOG_ERR, "%s: swap-out stopped: %s",
+				   p->vm->name, strerror(-err));
+	return err;
+}
+
+/* Can page @v be swapped out at all? (The caller has seen it resident: a
+ * ZERO page that is resident was written since it was found zero.) */
+static bool swappable(uint64_t v)
+{
+	enum rf_page_state s = rf_pte_state(v);
+
+	return (s == RF_PAGE_PRIVATE || s == RF_PAGE_ZERO) &&
+	       !(v & (RF_PTE_EXCLUDED | RF_PTE_F_WP));
+}
+
+#define WINDOW 512
+
+/*
+ * Walk [@first, @first + @npages) of @r; swap out pages that are resident
+ * and swappable, and (if @clock) still marked cold, marking the others.
+ * Stops after @want pages left. Returns 0 or the first store error.
+ * Called with regions_lock held for reading.
+ */
+static int walk(struct rf_pager *p, struct rf_region *r, uint64_t first, uint64_t npages,
+		bool clock, uint64_t want, uint64_t *done)
+{
+	uint64_t ents[WINDOW];
+	struct victim vs[RF_SWAP_MAX_BATCH];
+	unsigned int n = 0;
+	int err = 0;
+
+	for (uint64_t base = first; base < first + npages && *done < want && !err; base += WINDOW) {
+		size_t cnt = first + npages - base < WINDOW ? first + npages - base : WINDOW;
+
+		if (rf_pagemap_read(p->e, rf_region_page(r, base), cnt, ents) != 0)
+			return -EIO;
+		for (size_t k = 0; k < cnt && *done + n < want; k++) {
+			uint64_t idx = base + k, v;
+			rf_pte_t *pte = &r->pte[idx];
+
+			if (!rf_pagemap_resident(p->e, ents[k]) || !swappable(rf_pte_peek(pte)))
+				continue;
+			if (!rf_pte_trylock(pte, &v))
+				continue;
+			if (!swappable(v)) {
+				rf_pte_unlock(p->vm, pte, v, v);
+				continue;
+			}
+			if (clock && !(v & RF_PTE_F_COLD)) {
+				rf_pte_unlock(p->vm, pte, v, v | RF_PTE_F_COLD);
+				continue;
+			}
+			/* Victims stay locked until their batch is done. Batches
+			 * never span windows' locks out of address order. */
+			vs[n].idx = idx;
+			vs[n].v = v;
+			if (++n == RF_SWAP_MAX_BATCH) {
+				err = swap_out_batch(p, r, vs, n, done);
+				n = 0;
+				if (err)
+					break;
+			}
+		}
+		if (n && !err) {
+			err = swap_out_batch(p, r, vs, n, done);
+			n = 0;
+		}
+	}
+	if (n) {
+		uint64_t ignored = 0;
+
+		swap_out_batch(p, r, vs, n, &ignored);
+	}
+	return err;
+}
+
+int rf_swap_pager_swap_out(struct rf_pager *p, uint64_t gpa, uint64_t npages, uint64_t *done)
+{
+	rf_vm *vm = p->vm;
+	struct rf_region *r;
+	uint64_t d = 0;
+	int err;
+
+	if (done)
+		*done = 0;
+	if (atomic_load(&p->stopped))
+		return -EIO;
+	rf_vm_regions_rdlock(vm);
+	r = __rf_vm_find_region(vm, gpa);
+	if (!r || (gpa & (RF_PAGE_SIZE - 1)) || npages > r->npages - rf_region_index(r, gpa)) {
+		rf_vm_regions_unlock(vm);
+		return -EFAULT;
+	}
+	pthread_mutex_lock(&p->out_lock);
+	err = walk(p, r, rf_region_index(r, gpa), npages, false, UINT64_MAX, &d);
+	pthread_mutex_unlock(&p->out_lock);
+	rf_vm_regions_unlock(vm);
+	if (done)
+		*done = d;
+	return err;
+}
+
+struct rf_swap_store *rf_swap_pager_store(struct rf_pager *p)
+{
+	return p->store;
+}
+
+uint64_t rf_swap_pager_resident(struct rf_pager *p)
+{
+	rf_vm *vm = p->vm;
+	uint64_t ents[WINDOW], pages = 0;
+
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		struct rf_region *r = vm->regions[i];
+
+		for (uint64_t base = 0; base < r->npages; base += WINDOW) {
+			size_t cnt = r->npages - base < WINDOW ? r->npages - base : WINDOW;
+
+			if (rf_pagemap_read(p->e, rf_region_page(r, base), cnt, ents) != 0)
+				break;
+			for (size_t k = 0; k < cnt; k++)
+				pages += rf_pagemap_resident(p->e, ents[k]);
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	return (pages << RF_PAGE_SHIFT) + atomic_load(&p->tier_mem);
+}
+
+/* One round of the swapper: bring the VM below its target. */
+static void enforce_target(struct rf_pager *p, uint64_t target)
+{
+	rf_vm *vm = p->vm;
+	uint64_t res = rf_swap_pager_resident(p), want, done = 0, slack;
+	unsigned int laps = 0;
+
+	if (res <= target)
+		return;
+	/* Go a little below the target so the next round has work in batches,
+	 * not page by page. */
+	slack = target / 64;
+	want = (res - target + slack) >> RF_PAGE_SHIFT;
+	rf_vm_regions_rdlock(vm);
+	pthread_mutex_lock(&p->out_lock);
+	while (done < want && laps < 3 * vm->nr_regions + 3) {
+		struct rf_region *r = __rf_vm_find_region(vm, p->hand_gpa);
+		uint64_t idx, n;
+		int err;
+
+		if (!r) {
+			/* Past the end of a region: on to the next one, or wrap. */
+			unsigned int i = 0;
+
+			while (i < vm->nr_regions && vm->regions[i]->gpa <= p->hand_gpa)
+				i++;
+			p->hand_gpa = i < vm->nr_regions
+					  ? vm->regions[i]->gpa
+					  : (vm->nr_regions ? vm->regions[0]->gpa : 0);
+			laps++;
+			if (!vm->nr_regions)
+				break;
+			continue;
+		}
+		idx = rf_region_index(r, p->hand_gpa);
+		n = r->npages - idx < 4096 ? r->npages - idx : 4096;
+		err = walk(p, r, idx, n, true, want, &done);
+		p->hand_gpa = r->gpa + ((idx + n) << RF_PAGE_SHIFT);
+		if (err)
+			break; /* full or broken: counted; try again next tick */
+	}
+	pthread_mutex_unlock(&p->out_lock);
+	rf_vm_regions_unlock(vm);
+}
+
+static void *swapper_main(void *arg)
+{
+	struct rf_pager *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		struct timespec ts;
+		uint64_t target = p->target;
+
+		pthread_mutex_unlock(&p->lock);
+		if (target != RF_SWAP_NO_TARGET && !atomic_load(&p->stopped))
+			enforce_target(p, target);
+		pthread_mutex_lock(&p->lock);
+		if (p->stop)
+			break;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)TICK_NS;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+static int stage_open(struct rf_pager *p)
+{
+	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_MOVE};
+	struct uffdio_register reg;
+	size_t len = (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT;
+
+	p->stage_fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	if (p->stage_fd < 0)
+		return -errno;
+	if (ioctl(p->stage_fd, UFFDIO_API, &api) != 0)
+		return -errno;
+	p->stage = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->stage == MAP_FAILED) {
+		p->stage = NULL;
+		return -errno;
+	}
+	/* Nobody touches the staging buffer but us, and only after a move has
+	 * filled it, so missing faults never arrive on this descriptor. */
+	reg = (struct uffdio_register){.range = {(uintptr_t)p->stage, len},
+				       .mode = UFFDIO_REGISTER_MODE_MISSING};
+	if (ioctl(p->stage_fd, UFFDIO_REGISTER, &reg) != 0)
+		return -errno;
+	return 0;
+}
+
+static void pager_free(struct rf_pager *p)
+{
+	if (p->stage_fd >= 0)
+		close(p->stage_fd);
+	if (p->stage)
+		munmap(p->stage, (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT);
+	if (p->bounce)
+		munmap(p->bounce, RF_PAGE_SIZE);
+	if (p->cache_buf)
+		munmap(p->cache_buf, (size_t)CACHE_MAX << RF_PAGE_SHIFT);
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
+		rf_free(p->e, p->chunks[i].bits);
+	if (p->store)
+		rf_swap_store_release(p->e);
+	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->out_lock);
+	pthread_mutex_destroy(&p->cache_lock);
+	pthread_cond_destroy(&p->cond);
+	rf_free(p->e, p);
+}
+
+static int pager_new(rf_vm *vm, struct rf_pager **out)
+{
+	rf_engine *e = vm->e;
+	struct rf_vm_hooks h = {
+	    .region_unmap = region_unmap,
+	    .vm_free = vm_free_hook,
+	    .owns_states = (1u << RF_PAGE_SWAPPED) | (1u << RF_PAGE_COMPRESSED),
+	    .page_release = page_release,
+	};
+	struct rf_swap *sw = rf_swap_of(e);
+	struct rf_pager *p;
+	int err;
+
+	if (!sw)
+		return -ENOMEM;
+	if (!e->feat.uffd || !e->feat.uffd_move) {
+		rf_log(e, RF_LOG_ERR, "%s: swap: needs userfaultfd with UFFDIO_MOVE (Linux 6.8+)%s",
+		       vm->name, e->feat.uffd ? "" : "; userfaultfd is not available");
+		return -ENODEV;
+	}
+	p = rf_zalloc(e, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->vm = vm;
+	p->e = e;
+	p->stage_fd = -1;
+	p->target = RF_SWAP_NO_TARGET;
+	p->cap = RF_SWAP_NO_TARGET;
+	p->rl = (struct rf_ratelimit)RF_RATELIMIT_INIT(5);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->out_lock, NULL);
+	pthread_mutex_init(&p->cache_lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	pthread_mutex_lock(&sw->lock);
+	p->prefetch = sw->cfg.prefetch_pages;
+	pthread_mutex_unlock(&sw->lock);
+
+	err = stage_open(p);
+	if (err) {
+		rf_log(e, RF_LOG_ERR, "%s: swap: staging userfaultfd: %s", vm->name,
+		       strerror(-err));
+		goto err_free;
+	}
+	p->bounce =
+	    mmap(NULL, RF_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p->cache_buf = mmap(NULL, (size_t)CACHE_MAX << RF_PAGE_SHIFT, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->bounce == MAP_FAILED || p->cache_buf == MAP_FAILED) {
+		p->bounce = p->bounce == MAP_FAILED ? NULL : p->bounce;
+		p->cache_buf = p->cache_buf == MAP_FAILED ? NULL : p->cache_buf;
+		err = -ENOMEM;
+		goto err_free;
+	}
+	err = rf_swap_store_acquire(e, &p->store);
+	if (err)
+		goto err_free;
+	err = rf_uffd_get(vm, &p->u);
+	if (err)
+		goto err_free;
+	err = rf_vm_add_hooks(vm, &h);
+	if (err) {
+		rf_uffd_put(vm);
+		goto err_free;
+	}
+	rf_uffd_set_handler(p->u, RF_UFFD_FAULT_MISSING, on_missing, p);
+	rf_uffd_set_handler(p->u, RF_UFFD_EV_REMOVE, on_remove, p);
+	err = -pthread_create(&p->thread, NULL, swapper_main, p);
+	if (err) {
+		/* The hooks stay registered but find vm->pager NULL. */
+		rf_uffd_set_handler(p->u, RF_UFFD_FAULT_MISSING, NULL, NULL);
+		rf_uffd_set_handler(p->u, RF_UFFD_EV_REMOVE, NULL, NULL);
+		rf_uffd_put(vm);
+		goto err_free;
+	}
+	p->thread_started = true;
+	*out = p;
+	return 0;
+
+err_free:
+	pager_free(p);
+	return err;
+}
+
+int rf_swap_pager_get(rf_vm *vm, struct rf_pager **out)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&pager_create_lock);
+	if (!vm->pager)
+		err = pager_new(vm, &vm->pager);
+	if (!err)
+		*out = vm->pager;
+	pthread_mutex_unlock(&pager_create_lock);
+	return err;
+}
+
+void rf_swap_pager_set_target(struct rf_pager *p, uint64_t resident_bytes)
+{
+	pthread_mutex_lock(&p->lock);
+	p->target = resident_bytes;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void rf_swap_pager_set_cap(struct rf_pager *p, uint64_t max_swapped_bytes)
+{
+	pthread_mutex_lock(&p->lock);
+	p->cap = max_swapped_bytes;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st)
+{
+	struct rf_swap_store_stats ss;
+
+	st->file_bytes = atomic_load(&p->file_pages) << RF_PAGE_SHIFT;
+	st->tier_bytes = atomic_load(&p->tier_pages) << RF_PAGE_SHIFT;
+	st->tier_compressed_bytes = atomic_load(&p->tier_mem);
+	st->swap_outs = atomic_load(&p->swap_outs);
+	st->zero_outs = atomic_load(&p->zero_outs);
+	st->swap_ins = atomic_load(&p->swap_ins);
+	st->zero_fills = atomic_load(&p->zero_fills);
+	st->prefetched = atomic_load(&p->prefetched);
+	st->prefetch_hits = atomic_load(&p->prefetch_hits);
+	st->enospc = atomic_load(&p->enospc);
+	st->faults = atomic_load(&p->lat.total);
+	st->fault_p50_ns = rf_hist_percentile(&p->lat, 50);
+	st->fault_p99_ns = rf_hist_percentile(&p->lat, 99);
+	st->fault_max_ns = atomic_load(&p->lat.max);
+	st->stopped = atomic_load(&p->stopped);
+	/* I/O and checksum errors are the store's, shared by all VMs. */
+	rf_swap_store_stats(p->store, &ss);
+	st->io_errors = ss.io_errors;
+	st->csum_errors = ss.csum_errors;
+}

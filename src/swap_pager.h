@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap, as the rest of the library sees it: the engine's swap state (config
+ * and the store, created on first use) and the per-VM pager (swap_pager.c)
+ * that swaps pages out and serves their faults on the VM's userfaultfd.
+ */
+#ifndef RF_SWAP_PAGER_H
+#define RF_SWAP_PAGER_H
+
+#include "internal.h"
+#include "swap_store.h"
+
+struct rf_swap {
+	struct rf_swap_config cfg;
+	char dir[256];
+	pthread_mutex_t lock;
+	struct rf_swap_store *store; /* under lock; created by the first pager */
+	unsigned int users;	     /* pagers using the store */
+	struct rf_pager *dead;	     /* pagers of freed VMs, freed with the engine */
+};
+
+/* swap_engine.c: the engine's swap state, created with defaults if needed. */
+struct rf_swap *rf_swap_of(rf_engine *e);
+/* The store, created on first call. 0 or -errno. */
+int rf_swap_store_acquire(rf_engine *e, struct rf_swap_store **out);
+void rf_swap_store_release(rf_engine *e);
+
+/* swap_pager.c: the VM's pager, started on first call (0 or -errno). */
+int rf_swap_pager_get(rf_vm *vm, struct rf_pager **out);
+void rf_swap_pager_set_target(struct rf_pager *p, uint64_t resident_bytes);
+void rf_swap_pager_set_cap(struct rf_pager *p, uint64_t max_swapped_bytes);
+void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st);
+/* Free the pagers of freed VMs (engine teardown, no VM left). */
+void rf_swap_pager_free_dead(struct rf_swap *sw);
+
+/*
+ * Swap out the pages of [@gpa, @gpa + @npages pages) that can be (resident,
+ * PRIVATE, not excluded), now, whatever their age: for tests and benchmarks.
+ * *@done (may be NULL) gets the number of pages swapped out or found zero.
+ * Returns 0 or the first error that stopped it (-ENOSPC: store or cap full,
+ * -EIO; the pages not swapped are untouched).
+ */
+int rf_swap_pager_swap_out(struct rf_pager *p, uint64_t gpa, uint64_t npages, uint64_t *done);
+
+/* The store the pager uses (tests inject faults into it). */
+struct rf_swap_store *rf_swap_pager_store(struct rf_pager *p);
+
+/* Resident bytes of the VM as the pager counts them: guest pages present
+ * (not the zero page) plus the VM's compressed-tier memory. */
+uint64_t rf_swap_pager_resident(struct rf_pager *p);
+
+#endif

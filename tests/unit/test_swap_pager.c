@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap-out and swap-in through a real userfaultfd, in process: the test's
+ * threads play the vCPUs, touching guest RAM directly.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "rf_test.h"
+#include "swap_pager.h"
+
+#define MiB (1ull << 20)
+#define PG  RF_PAGE_SIZE
+
+static rf_engine *swap_engine(struct rf_test_log *log, uint64_t file_limit, uint64_t tier_limit)
+{
+	rf_engine *e = rf_test_engine(log);
+	struct rf_features f;
+	struct rf_swap_config c;
+
+	rf_engine_features(e, &f);
+	if (!f.uffd || !f.uffd_move || !f.uffd_wp) {
+		rf_engine_free(e);
+		rf_require(false, "userfaultfd with UFFDIO_MOVE and write-protect needed");
+	}
+	rf_swap_config_init(&c);
+	c.dir = "/var/tmp";
+	c.file_limit_bytes = file_limit;
+	c.tier_limit_bytes = tier_limit;
+	assert_int_equal(rf_engine_set_swap(e, &c), 0);
+	return e;
+}
+
+/* Page kinds, by index: zero, compressible, random. */
+static void fill(uint8_t *p, uint64_t i, uint32_t gen)
+{
+	uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull + gen;
+
+	switch (i % 3) {
+	case 0:
+		memset(p, 0, PG);
+		break;
+	case 1:
+		for (unsigned int k = 0; k < PG; k++)
+			p[k] = (uint8_t)(i + gen + k / 1024);
+		break;
+	default:
+		for (unsigned int k = 0; k < PG; k += 8) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			memcpy(p + k, &x, 8);
+		}
+	}
+}
+
+static bool check(const uint8_t *p, uint64_t i, uint32_t gen)
+{
+	uint8_t want[PG];
+
+	fill(want, i, gen);
+	return memcmp(p, want, PG) == 0;
+}
+
+static struct rf_pager *pager_of(rf_vm *vm)
+{
+	struct rf_pager *p;
+
+	assert_int_equal(rf_swap_pager_get(vm, &p), 0);
+	return p;
+}
+
+static void test_swap_out_and_in(void **state)
+{
+	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
+	uint64_t n = 8 * MiB / PG, done = 0;
+	struct rf_swap_stats st;
+	struct rf_vm_stats vs;
+	struct rf_audit_report rep;
+	struct rf_pager *p;
+
+	(void)state;
+	for (uint64_t i = 0; i < n; i++)
+		fill(ram + i * PG, i, 1);
+	p = pager_of(vm);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, n, &done), 0);
+	assert_int_equal(done, n);
+	assert_int_equal(rf_vm_page_state(vm, 0), RF_PAGE_ZERO);
+	assert_int_equal(rf_vm_page_state(vm, PG), RF_PAGE_COMPRESSED);
+	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_SWAPPED);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.zero_outs, (n + 2) / 3);
+	assert_int_equal(st.swap_outs, n - (n + 2) / 3);
+	assert_int_equal(st.tier_bytes + st.file_bytes, st.swap_outs * PG);
+	assert_true(st.compression_ratio > 4.0);
+	/* The kernel agrees: guest RAM is gone from memory. */
+	assert_int_equal(rf_vm_stats(vm, &vs), 0);
+	assert_int_equal(vs.resident_bytes, 0);
+	assert_int_equal(vs.state_bytes[RF_PAGE_SWAPPED] + vs.state_bytes[RF_PAGE_COMPRESSED],
+			 st.swap_outs * PG);
+	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
+
+	for (uint64_t i = 0; i < n; i++)
+		if (!check(ram + i * PG, i, 1))
+			fail_msg("page %llu differs after swap-in", (unsigned long long)i);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.swap_ins, st.swap_outs);
+	assert_int_equal(st.tier_bytes + st.file_bytes, 0);
+	assert_true(st.fault_p50_ns > 0 && st.fault_p50_ns <= st.fault_p99_ns);
+	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_PRIVATE);
+	assert_int_equal(rf_vm_stats(vm, &vs), 0);
+	assert_int_equal(vs.state_bytes[RF_PAGE_PRIVATE] + vs.state_bytes[RF_PAGE_ZERO], 8 * MiB);
+	rf_engine_free(e);
+}
+
+/* Discarded pages inside a registered range read as zeros, never as stale
+ * swap content: through rf_vm_discard (the balloon) and through a plain
+ * madvise (UFFD_EVENT_REMOVE). Never-touched pages get the zero page. */
+static void test_discarded_pages_read_zero(void **state)
+{
+	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	struct rf_swap_stats st;
+	struct rf_pager *p = pager_of(vm);
+	uint64_t skipped, done;
+
+	(void)state;
+	for (uint64_t i = 0; i < 64; i++)
+		fill(ram + i * PG, i, 2);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 64, &done), 0);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_true(st.file_bytes > 0 && st.tier_bytes > 0);
+
+	/* The balloon takes pages 0..31: their slots are freed. */
+	assert_int_equal(rf_vm_discard(vm, 0, 32, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(skipped, 0);
+	/* Someone madvises pages 32..47 away behind the library's back. */
+	assert_int_equal(madvise(ram + 32 * PG, 16 * PG, MADV_DONTNEED), 0);
+	for (uint64_t i = 0; i < 48; i++)
+		for (unsigned int k = 0; k < PG; k += 512)
+			if (ram[i * PG + k])
+				fail_msg("page %llu not zero after discard", (unsigned long long)i);
+	for (uint64_t i = 48; i < 64; i++)
+		assert_true(check(ram + i * PG, i, 2));
+	/* Never touched, in the registered chunk: zero page at once. */
+	assert_int_equal(ram[100 * PG], 0);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_true(st.zero_fills >= 1);
+	assert_int_equal(st.tier_bytes + st.file_bytes, 0);
+	assert_int_equal(rf_vm_page_state(vm, 0), RF_PAGE_BALLOONED);
+	rf_engine_free(e);
+}
+
+static sigjmp_buf reader_jmp;
+static void on_usr1(int sig)
+{
+	(void)sig;
+	siglongjmp(reader_jmp, 1);
+}
+
+struct reader {
+	volatile uint8_t *addr;
+	_Atomic int done; /* 1 read, 2 interrupted */
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	struct sigaction sa = {.sa_handler = on_usr1};
+
+	sigaction(SIGUSR1, &sa, NULL);
+	if (sigsetjmp(reader_jmp, 1)) {
+		atomic_store(&r->done, 2);
+		return NULL;
+	}
+	(void)r->addr[0];
+	atomic_store(&r->done, 1);
+	return NULL;
+}
+
+/* A page that cannot be read back correctly is never answered: the VM
+ * stops, with a clear error, and its faulting thread stays blocked. */
+static void test_bad_page_stops_vm(void **state)
+{
+	struct rf_test_log log;
+	rf_engine *e = swap_engine(&log, 64 * MiB, 0);
+	uint8_t *ram, *ram2;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	rf_vm *vm2 = rf_test_vm(e, "vm1", 4 * MiB, (void **)&ram2);
+	struct rf_swap_stats st;
+	struct rf_pager *p = pager_of(vm), *p2 = pager_of(vm2);
+	struct reader rd = {.addr = NULL};
+	pthread_t t;
+	uint64_t done;
+
+	(void)state;
+	fill(ram + 2 * PG, 2, 3);
+	fill(ram2 + 2 * PG, 2, 4);
+	assert_int_equal(rf_swap_pager_swap_out(p, 2 * PG, 1, &done), 0);
+	assert_int_equal(rf_swap_pager_swap_out(p2, 2 * PG, 1, &done), 0);
+	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_SWAPPED);
+	/* Every read of vm0's page comes back corrupted. */
+	rf_swap_store_inject(rf_swap_pager_store(p), RF_SWAP_INJ_CORRUPT, 1000);
+	rd.addr = ram + 2 * PG;
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &rd), 0);
+	for (int i = 0; i < 100 && !rf_vm_swap_stats(vm, &st) && !st.stopped; i++)
+		usleep(10000);
+	usleep(100000);
+	assert_true(st.stopped);
+	assert_int_equal(atomic_load(&rd.done), 0); /* still blocked: no zeros, no garbage */
+	assert_log_contains(&log, "vm0: swap: page at gpa 0x2000 cannot be read back");
+	assert_log_contains(&log, "checksum mismatch");
+	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_SWAPPED);
+	assert_true(st.csum_errors >= 3);
+	rf_swap_store_inject(rf_swap_pager_store(p), RF_SWAP_INJ_NONE, 0);
+	/* The other VM runs on. */
+	assert_true(check(ram2 + 2 * PG, 2, 4));
+	assert_int_equal(rf_vm_swap_stats(vm2, &st), 0);
+	assert_false(st.stopped);
+	/* End the blocked reader the way a VMM would end a stopped vCPU. */
+	pthread_kill(t, SIGUSR1);
+	pthread_join(t, NULL);
+	assert_int_equal(atomic_load(&rd.done), 2);
+	rf_engine_free(e);
+}
+
+static void test_enospc_and_cap_lose_nothing(void **state)
+{
+	struct rf_test_log log;
+	rf_engine *e = swap_engine(&log, 16 * PG, 0); /* 16 file slots, no tier */
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	struct rf_swap_stats st;
+	struct rf_pager *p = pager_of(vm);
+	uint64_t done;
+
+	(void)state;
+	for (uint64_t i = 0; i < 96; i++)
+		fill(ram + i * PG, i, 5);
+	/* 64 non-zero pages, 16 slots: swap-out stops at the limit. */
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 96, &done), -ENOSPC);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.file_bytes, 16 * PG);
+	assert_true(st.enospc >= 1);
+	for (uint64_t i = 0; i < 96; i++)
+		if (!check(ram + i * PG, i, 5))
+			fail_msg("page %llu lost after ENOSPC", (unsigned long long)i);
+
+	/* EIO on write: nothing lost, a clear error. */
+	rf_swap_store_inject(rf_swap_pager_store(p), RF_SWAP_INJ_WRITE_EIO, 1);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 96, &done), -EIO);
+	assert_log_contains(&log, "Input/output error");
+	for (uint64_t i = 0; i < 96; i++)
+		assert_true(check(ram + i * PG, i, 5));
+
+	/* The per-VM cap: 4 pages. */
+	assert_int_equal(rf_vm_set_swap_cap(vm, 4 * PG), 0);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 96, &done), -ENOSPC);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.file_bytes, 0);
+	for (uint64_t i = 0; i < 96; i++)
+		assert_true(check(ram + i * PG, i, 5));
+	rf_engine_free(e);
+}
+
+/* The swapper holds the VM to its target; the pages it keeps are the ones
+ * being touched. */
+static void test_target_keeps_hot_pages(void **state)
+{
+	rf_engine *e = swap_engine(NULL, 256 * MiB, 0);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 32 * MiB, (void **)&ram);
+	/* 4 MiB hot at the bottom, where the clock hand starts: it is marked,
+	 * then swapped out once, then kept because it came back. */
+	uint64_t n = 32 * MiB / PG, hot = 1024;
+	struct rf_swap_stats st;
+	struct rf_vm_stats vs;
+	uint64_t ins_before;
+
+	(void)state;
+	for (uint64_t i = 0; i < n; i++)
+		fill(ram + i * PG, 2 + 3 * (i % 1000), 6); /* all random */
+	assert_int_equal(rf_vm_set_swap_target(vm, 8 * MiB), 0);
+	for (int round = 0; round < 150; round++) {
+		for (uint64_t i = 0; i < hot; i++)
+			ram[i * PG + 8]++;
+		usleep(10000);
+	}
+	assert_int_equal(rf_vm_stats(vm, &vs), 0);
+	assert_true(vs.resident_bytes <= 8 * MiB + 2 * MiB);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	ins_before = st.swap_ins;
+	for (int round = 0; round < 50; round++) {
+		for (uint64_t i = 0; i < hot; i++)
+			ram[i * PG + 8]++;
+		usleep(10000);
+	}
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	print_message("target 8 MiB: resident %llu KiB, swap-outs %llu, swap-ins %llu (last 50 "
+		      "rounds: %llu)\n",
+		      (unsigned long long)vs.resident_bytes >> 10, (unsigned long long)st.swap_outs,
+		      (unsigned long long)st.swap_ins,
+		      (unsigned long long)(st.swap_ins - ins_before));
+	/* Once settled, the hot set stays in. */
+	assert_true(st.swap_ins - ins_before < hot / 10);
+	assert_int_equal(rf_vm_set_swap_target(vm, RF_SWAP_NO_TARGET), 0);
+	for (uint64_t i = hot; i < n; i++)
+		assert_true(check(ram + i * PG, 2 + 3 * (i % 1000), 6));
+	rf_engine_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_swap_out_and_in),
+	    cmocka_unit_test(test_discarded_pages_read_zero),
+	    cmocka_unit_test(test_bad_page_stops_vm),
+	    cmocka_unit_test(test_enospc_and_cap_lose_nothing),
+	    cmocka_unit_test(test_target_keeps_hot_pages),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
