@@ -73,9 +73,9 @@ static void put_le(uint8_t *p, uint64_t v, unsigned n)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+static int boot_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+static int boot_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -97,47 +97,51 @@ int linux_bzimage_parse(const uint8_t *img, size_t len, struct linux_bzimage *k,
 				"\x7f"
 				"ELF",
 				4))
-		return fail(err, errlen, -EINVAL,
-			    "an ELF file (vmlinux?), not a bzImage: give the compressed kernel "
-			    "(vmlinuz)");
+		return boot_fail(
+		    err, errlen, -EINVAL,
+		    "an ELF file (vmlinux?), not a bzImage: give the compressed kernel "
+		    "(vmlinuz)");
 	if (len < HDR_END_2_12)
-		return fail(err, errlen, -EINVAL, "too small for a bzImage (%zu bytes)", len);
+		return boot_fail(err, errlen, -EINVAL, "too small for a bzImage (%zu bytes)", len);
 	if (get_le(img + HDR_BOOT_FLAG, 2) != 0xaa55)
-		return fail(err, errlen, -EINVAL, "not a bzImage: no boot flag 0xAA55 at 0x1fe");
+		return boot_fail(err, errlen, -EINVAL,
+				 "not a bzImage: no boot flag 0xAA55 at 0x1fe");
 	if (get_le(img + HDR_HEADER, 4) != HDRS_MAGIC)
-		return fail(err, errlen, -EINVAL,
-			    "not a Linux kernel: no \"HdrS\" setup header at 0x202");
+		return boot_fail(err, errlen, -EINVAL,
+				 "not a Linux kernel: no \"HdrS\" setup header at 0x202");
 	k->version = (uint16_t)get_le(img + HDR_VERSION, 2);
 	if (k->version < 0x020c)
-		return fail(err, errlen, -EINVAL,
-			    "boot protocol %u.%02u is too old: the 64-bit entry needs 2.12 or "
-			    "later",
-			    k->version >> 8, k->version & 0xff);
+		return boot_fail(err, errlen, -EINVAL,
+				 "boot protocol %u.%02u is too old: the 64-bit entry needs 2.12 or "
+				 "later",
+				 k->version >> 8, k->version & 0xff);
 	k->setup_sects = img[HDR_SETUP_SECTS] ? img[HDR_SETUP_SECTS] : 4;
 	k->loadflags = img[HDR_LOADFLAGS];
 	k->xloadflags = (uint16_t)get_le(img + HDR_XLOADFLAGS, 2);
 	if (!(k->xloadflags & XLF_KERNEL_64))
-		return fail(err, errlen, -EINVAL,
-			    "the kernel has no 64-bit entry point (a 32-bit kernel?)");
+		return boot_fail(err, errlen, -EINVAL,
+				 "the kernel has no 64-bit entry point (a 32-bit kernel?)");
 	if (!(k->loadflags & LOADED_HIGH))
-		return fail(err, errlen, -EINVAL,
-			    "a zImage (loaded low) is not supported: give a bzImage");
+		return boot_fail(err, errlen, -EINVAL,
+				 "a zImage (loaded low) is not supported: give a bzImage");
 	k->header_end = HDR_HEADER + img[HDR_JUMP + 1];
 	if (k->header_end < HDR_END_2_12 || k->header_end > len)
-		return fail(err, errlen, -EINVAL, "setup header ends at 0x%zx, outside the image",
-			    k->header_end);
+		return boot_fail(err, errlen, -EINVAL,
+				 "setup header ends at 0x%zx, outside the image", k->header_end);
 	setup_bytes = ((uint64_t)k->setup_sects + 1) * 512;
 	if (setup_bytes >= len)
-		return fail(err, errlen, -EINVAL,
-			    "setup (%llu bytes) is not followed by a kernel in the %zu-byte file",
-			    (unsigned long long)setup_bytes, len);
+		return boot_fail(
+		    err, errlen, -EINVAL,
+		    "setup (%llu bytes) is not followed by a kernel in the %zu-byte file",
+		    (unsigned long long)setup_bytes, len);
 	k->kernel_offset = setup_bytes;
 	k->kernel_size = len - setup_bytes;
 	if (get_le(img + HDR_SYSSIZE, 4) * 16 > k->kernel_size)
-		return fail(err, errlen, -EINVAL,
-			    "truncated: the header says %llu bytes of kernel, the file has %llu",
-			    (unsigned long long)get_le(img + HDR_SYSSIZE, 4) * 16,
-			    (unsigned long long)k->kernel_size);
+		return boot_fail(
+		    err, errlen, -EINVAL,
+		    "truncated: the header says %llu bytes of kernel, the file has %llu",
+		    (unsigned long long)get_le(img + HDR_SYSSIZE, 4) * 16,
+		    (unsigned long long)k->kernel_size);
 	k->pref_address = get_le(img + HDR_PREF_ADDRESS, 8);
 	k->init_size = (uint32_t)get_le(img + HDR_INIT_SIZE, 4);
 	k->kernel_alignment = (uint32_t)get_le(img + HDR_KERNEL_ALIGNMENT, 4);
@@ -147,8 +151,9 @@ int linux_bzimage_parse(const uint8_t *img, size_t len, struct linux_bzimage *k,
 	if (k->init_size < k->kernel_size)
 		k->init_size = (uint32_t)k->kernel_size;
 	if (k->kernel_alignment & (k->kernel_alignment - 1))
-		return fail(err, errlen, -EINVAL, "kernel_alignment 0x%x is not a power of two",
-			    k->kernel_alignment);
+		return boot_fail(err, errlen, -EINVAL,
+				 "kernel_alignment 0x%x is not a power of two",
+				 k->kernel_alignment);
 	return 0;
 }
 
@@ -166,16 +171,17 @@ int linux_boot_layout(const struct linux_bzimage *k, uint64_t ram_bytes, uint64_
 
 	memset(lo, 0, sizeof(*lo));
 	if (ram_bytes < LINUX_MIN_RAM || ram_bytes > LINUX_MAX_RAM || ram_bytes % (2ull << 20))
-		return fail(err, errlen, -EINVAL,
-			    "RAM of %llu MiB: a Linux guest needs a multiple of 2 MiB from %llu "
-			    "MiB to %llu MiB",
-			    (unsigned long long)(ram_bytes >> 20),
-			    (unsigned long long)(LINUX_MIN_RAM >> 20),
-			    (unsigned long long)(LINUX_MAX_RAM >> 20));
+		return boot_fail(
+		    err, errlen, -EINVAL,
+		    "RAM of %llu MiB: a Linux guest needs a multiple of 2 MiB from %llu "
+		    "MiB to %llu MiB",
+		    (unsigned long long)(ram_bytes >> 20),
+		    (unsigned long long)(LINUX_MIN_RAM >> 20),
+		    (unsigned long long)(LINUX_MAX_RAM >> 20));
 	if (cmdline_len > max_cmd)
-		return fail(err, errlen, -E2BIG,
-			    "command line of %zu bytes; this kernel accepts %llu", cmdline_len,
-			    (unsigned long long)max_cmd);
+		return boot_fail(err, errlen, -E2BIG,
+				 "command line of %zu bytes; this kernel accepts %llu", cmdline_len,
+				 (unsigned long long)max_cmd);
 	/*
 	 * The preferred address when it is at least 1 MiB; a relocatable
 	 * kernel elsewhere would do, but Debian's is built for 16 MiB and
@@ -189,24 +195,26 @@ int linux_boot_layout(const struct linux_bzimage *k, uint64_t ram_bytes, uint64_
 	if (k->initrd_addr_max && top > (uint64_t)k->initrd_addr_max + 1)
 		top = (uint64_t)k->initrd_addr_max + 1;
 	if (kend > ram_bytes)
-		return fail(err, errlen, -ENOMEM,
-			    "RAM of %llu MiB is too small for the kernel (%llu MiB from %llu MiB)",
-			    (unsigned long long)(ram_bytes >> 20),
-			    (unsigned long long)(k->init_size >> 20),
-			    (unsigned long long)(lo->kernel_gpa >> 20));
+		return boot_fail(
+		    err, errlen, -ENOMEM,
+		    "RAM of %llu MiB is too small for the kernel (%llu MiB from %llu MiB)",
+		    (unsigned long long)(ram_bytes >> 20), (unsigned long long)(k->init_size >> 20),
+		    (unsigned long long)(lo->kernel_gpa >> 20));
 	if (initrd_size) {
 		if (initrd_size > top)
-			return fail(err, errlen, -ENOMEM, "the initramfs (%llu MiB) does not fit",
-				    (unsigned long long)(initrd_size >> 20));
+			return boot_fail(err, errlen, -ENOMEM,
+					 "the initramfs (%llu MiB) does not fit",
+					 (unsigned long long)(initrd_size >> 20));
 		lo->initrd_gpa = (top - initrd_size) & ~0xfffull;
 		/* Leave the kernel room to decompress and RAM to unpack into. */
 		if (lo->initrd_gpa < kend + (16ull << 20))
-			return fail(err, errlen, -ENOMEM,
-				    "RAM of %llu MiB is too small for the kernel (%llu MiB) and "
-				    "the initramfs (%llu MiB)",
-				    (unsigned long long)(ram_bytes >> 20),
-				    (unsigned long long)(k->init_size >> 20),
-				    (unsigned long long)(initrd_size >> 20));
+			return boot_fail(
+			    err, errlen, -ENOMEM,
+			    "RAM of %llu MiB is too small for the kernel (%llu MiB) and "
+			    "the initramfs (%llu MiB)",
+			    (unsigned long long)(ram_bytes >> 20),
+			    (unsigned long long)(k->init_size >> 20),
+			    (unsigned long long)(initrd_size >> 20));
 	}
 	lo->ram_bytes = ram_bytes;
 	lo->initrd_size = initrd_size;

@@ -34,3 +34,9 @@ test-linux: all nested-deps nested-image
 	@rc=0; for s in $(NESTED_SCENARIOS); do \
 		tests/nested/run.sh $$s $(NESTED_TIMEOUT) || rc=1; \
 	done; exit $$rc
+
+# `make test`: the short scenario runs in the e2e suite. The binary is built
+# by the generic tests rule; QEMU and the L1 image come first.
+NESTED_SHORT := $(B)/tests/nested/test_nested_short
+E2E_TESTS += $(NESTED_SHORT)
+e2e: nested-deps nested-image $(NESTED_SHORT)
