@@ -19,6 +19,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rf_test.h"
@@ -53,7 +54,10 @@ static int setup(void **state)
 {
 	memset(&F, 0, sizeof(F));
 	assert_int_equal(bdrv_setup(&F.d, RAM, ALL, NULL, true), 0);
-	assert_non_null(F.d.guard[0]);
+	/* Best effort: under valgrind the address space is not ours to pick,
+	 * and valgrind itself then checks every access. */
+	if (!F.d.guard[0] && !getenv("RF_TEST_WRAP"))
+		fail_msg("could not place the guard page below guest RAM");
 	arm(&F);
 	*state = &F;
 	return 0;
