@@ -13,7 +13,9 @@
  *   run NAME [ARGS...]   one run: extra ramfold-vmm options; the token
  *                        +ksm[=PAGES/MS] makes the runner turn the kernel's
  *                        KSM on for the VMM (prctl PR_SET_MEMORY_MERGE in
- *                        the child, /sys/kernel/mm/ksm driven and restored)
+ *                        the child, /sys/kernel/mm/ksm driven and restored);
+ *                        a token @KEY=VALUE adds KEY=VALUE to every VM of
+ *                        the run (e.g. @balloon-report=on)
  *   vm SPEC              a VM, as ramfold-vmm --vm takes it
  *
  * For each run, in DIR/NAME/: the VMM's output and console logs, its
@@ -60,6 +62,7 @@ struct run_spec {
 	int nargs;
 	bool ksm;
 	unsigned int ksm_pages, ksm_sleep_ms;
+	char vm_keys[256]; /* ",key=value..." added to every VM of this run */
 };
 
 struct scenario {
@@ -257,6 +260,13 @@ static void read_scenario(const char *path, struct scenario *sc)
 					if (tok[4] == '=' && sscanf(tok + 5, "%u/%u", &r->ksm_pages,
 								    &r->ksm_sleep_ms) != 2)
 						die("%s:%d: +ksm=PAGES/MS", path, lineno);
+					continue;
+				}
+				if (tok[0] == '@') {
+					size_t l = strlen(r->vm_keys);
+
+					snprintf(r->vm_keys + l, sizeof(r->vm_keys) - l, ",%s",
+						 tok + 1);
 					continue;
 				}
 				if (r->nargs == MAX_ARGS)
@@ -711,8 +721,11 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 	for (int i = 0; i < r->nargs; i++)
 		argv[argc++] = r->args[i];
 	for (int i = 0; i < sc->nvms; i++) {
+		static char specs[MAX_VMS][1024];
+
+		snprintf(specs[i], sizeof(specs[i]), "%s%s", sc->vms[i], r->vm_keys);
 		argv[argc++] = "--vm";
-		argv[argc++] = sc->vms[i];
+		argv[argc++] = specs[i];
 	}
 	argv[argc] = NULL;
 

@@ -11,13 +11,14 @@
  * target, dedup scan rate). The default policy:
  *
  *   free-memory states with hysteresis (free = capacity - measured use):
- *     high  free >= high_pct            nothing to do; deflate balloons slowly
- *     soft  free <  high_pct            raise the dedup rate, inflate balloons
- *     hard  free <  hard_pct            also swap what the balloon did not get
- *     low   free <  low_pct             also refuse to create or grow VMs
- *   A state is left for a better one only once free exceeds that state's
- *   threshold by hysteresis_pct, so a reading hovering at a threshold does
- *   not flap.
+ *     high  nothing to do; deflate balloons slowly when there is room
+ *     soft  entered when free < soft_bp: raise the dedup rate, inflate balloons
+ *     hard  entered when free < hard_bp: also swap what the balloon did not get
+ *     low   entered when free < low_bp: also refuse to create or grow VMs
+ *   Worse states are entered at once. Soft is left for high only when free
+ *   reaches high_bp (ESX's band between soft and high); hard and low are
+ *   left when free exceeds their own threshold by hysteresis_bp. So a
+ *   reading hovering at a threshold does not flap.
  *
  *   targets: each VM's allocation is its shares divided by its idle-taxed
  *   size (ESX's shares-per-page ratio, with the guest's own report of free
@@ -28,7 +29,10 @@
  *
  *   swap: only the part of a VM's excess that the balloon has not got after
  *   balloon_grace_ms (or at once when the VM has no balloon), in the hard and
- *   low states or above the VM's limit.
+ *   low states or above the VM's limit, as a resident target.
+ *
+ *   A balloon device freed by the embedder (rf_balloon_free) while the tick
+ *   thread runs is a race: stop the policy first (rf_policy_stop).
  *
  * Concurrency: rf_policy_set, rf_policy_set_actuators, rf_policy_configure,
  * rf_policy_start and rf_policy_stop are embedder calls, not concurrent with
