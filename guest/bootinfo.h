@@ -101,7 +101,8 @@ struct rf_wl_params {
 	uint64_t crash;	    /* crash: enum rf_crash_kind */
 	uint64_t arg;	    /* crash: exit status */
 	uint64_t then_exit; /* 1: exit when the workload is done, 0: idle */
-	uint64_t reserved[5];
+	uint64_t report_s;  /* idle: print the memory manager's figures every N s */
+	uint64_t reserved[4];
 };
 
 struct rf_bootinfo {

@@ -41,6 +41,18 @@ static const char *workload_name(uint32_t w)
 	return w < sizeof(names) / sizeof(names[0]) && names[w] ? names[w] : "?";
 }
 
+/* One line with the memory manager's figures (tests compare them with the host's). */
+static void report_mm(void)
+{
+	struct mm_stats st;
+
+	mm_get_stats(&st);
+	console_printf("mm: managed_pages=%lu free_pages=%lu reported_blocks=%lu oom_calls=%lu "
+		       "failed_allocs=%lu",
+		       st.managed_pages, st.free_pages, st.reported_blocks, st.oom_calls,
+		       st.failed_allocs);
+}
+
 __attribute__((noreturn)) void guest_main(struct rf_bootinfo *bi);
 
 void guest_main(struct rf_bootinfo *bi)
@@ -95,6 +107,9 @@ void guest_main(struct rf_bootinfo *bi)
 	if (bi->p.then_exit || rc)
 		guest_exit(rc);
 	console_printf("done: idle");
-	for (;;)
-		wl_pause_ms(1000);
+	for (;;) {
+		wl_pause_ms(bi->p.report_s ? bi->p.report_s * 1000 : 1000);
+		if (bi->p.report_s)
+			report_mm();
+	}
 }

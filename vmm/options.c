@@ -62,6 +62,8 @@ static const struct param_key {
      "ms between churn waves"},
     {"status", offsetof(struct rf_wl_params, arg), K_U64, W(RF_WL_CRASH),
      "crash=exit: the exit status"},
+    {"report", offsetof(struct rf_wl_params, report_s), K_U64, W_ALL,
+     "when done: print the guest memory manager's figures every N s"},
 };
 
 void vm_spec_help(FILE *f)
