@@ -629,7 +629,19 @@ RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 	return err;
 }
 
+static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure);
+
 RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
+{
+	return stats_fill(e, st, true);
+}
+
+RF_EXPORT int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st)
+{
+	return stats_fill(e, st, false);
+}
+
+static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
 {
 	struct rf_dedup *d;
 	uint64_t file = 0, zero = 0, frac = 0, store_res = 0;
@@ -650,7 +662,7 @@ RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
 		st->volatile_skipped += atomic_load(&dv->volatile_skipped);
 		st->pages_sharing += atomic_load(&dv->vm->state_pages[RF_PAGE_MERGED]);
 		st->pages_zero += atomic_load(&dv->vm->state_pages[RF_PAGE_ZERO]);
-		if (!err)
+		if (!err && measure)
 			err = measure_vm(dv, &file, &zero, &frac);
 		if (dv->uffd) {
 			struct rf_uffd_stats us;
@@ -661,7 +673,8 @@ RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
 	}
 	pthread_mutex_unlock(&d->lock);
 	for (int i = 0; i < d->nstores; i++) {
-		store_res += store_resident_bytes(&d->stores[i]);
+		if (measure)
+			store_res += store_resident_bytes(&d->stores[i]);
 		st->store_pages += atomic_load(&d->stores[i].live);
 	}
 	st->pages_merged = atomic_load(&d->merged);

@@ -108,13 +108,19 @@ struct index_node {
 	uint32_t domain;
 	int16_t numa;
 	uint8_t kind;
-	/* NODE_STORE */
-	struct rf_store *store;
-	uint32_t pg;
-	/* NODE_CAND: a private page seen stable, not yet merged */
-	rf_vm *vm;
-	struct rf_region *region;
-	uint64_t idx;
+	/* 80 bytes in all: one node per distinct stable page is most of the
+	 * engine's metadata, so the two kinds share their space. */
+	union {
+		struct { /* NODE_STORE */
+			struct rf_store *store;
+			uint32_t pg;
+		};
+		struct { /* NODE_CAND: a private page stable over a pass, not yet merged */
+			rf_vm *vm;
+			struct rf_region *region;
+			uint32_t idx;
+		};
+	};
 	struct rcu_head rcu;
 	rf_engine *e;
 };
@@ -133,6 +139,11 @@ uint64_t index_key_hash(const struct index_key *k);
 struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
 				enum index_kind kind, const struct rf_region *self_region,
 				uint64_t self_idx);
+/* Call under rcu_read_lock. The first STORE and the first other-page CAND
+ * node of @k, in one walk; either may be NULL. */
+void index_lookup2(struct cds_lfht *ht, const struct index_key *k,
+		   const struct rf_region *self_region, uint64_t self_idx,
+		   struct index_node **store, struct index_node **cand);
 /* Call under rcu_read_lock. */
 void index_add(struct cds_lfht *ht, struct index_node *n);
 /* Call under rcu_read_lock. Removes @n; true if this call removed it (and

@@ -36,8 +36,12 @@ uint64_t index_key_hash(const struct index_key *k)
 
 struct cds_lfht *index_new(void)
 {
-	return cds_lfht_new_flavor(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-				   &urcu_memb_flavor, NULL);
+	/* 32k buckets to start (256 KiB): growing by auto-resize alone lags
+	 * behind a first pass that files ~10^5 pages, and long chains made
+	 * lookups cost more than hashing. */
+	return cds_lfht_new_flavor(1u << 15, 1u << 15, 0,
+				   CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, &urcu_memb_flavor,
+				   NULL);
 }
 
 static void node_free_cb(struct rcu_head *head)
@@ -86,6 +90,28 @@ struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
 		return n;
 	}
 	return NULL;
+}
+
+void index_lookup2(struct cds_lfht *ht, const struct index_key *k,
+		   const struct rf_region *self_region, uint64_t self_idx,
+		   struct index_node **store, struct index_node **cand)
+{
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	/* One walk of the key's chain for both kinds: the chain is cold in
+	 * cache, and this is the scanner's hottest path after hashing. */
+	*store = *cand = NULL;
+	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match, k, &it, n, lfht) {
+		if (n->kind == NODE_STORE) {
+			if (!*store)
+				*store = n;
+		} else if (!*cand && !(n->region == self_region && n->idx == self_idx)) {
+			*cand = n;
+		}
+		if (*store && *cand)
+			return;
+	}
 }
 
 void index_add(struct cds_lfht *ht, struct index_node *n)

@@ -33,6 +33,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -54,6 +55,7 @@ struct scan_ctx {
 	unsigned int zn;
 	uint64_t ents[UNIT_PAGES];
 	uint64_t new_hashed; /* pages hashed for the first time, this pass */
+	uint64_t gen;	     /* pass number */
 };
 
 static uint64_t thread_cpu_ns(void)
@@ -165,7 +167,8 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	uint8_t pf = atomic_load_explicit(&dr->pflags[idx], memory_order_relaxed);
 	struct index_key key = {0, dv->domain, d->cfg.cross_node ? 0 : (int16_t)dv->numa};
 	bool present = ent & PM_PRESENT, file = ent & PM_FILE;
-	struct index_node *n;
+	struct index_node *n, *sn, *cn;
+	bool stable;
 	void *page;
 
 	if (rf_pte_state(v) == RF_PAGE_MERGED) {
@@ -190,37 +193,49 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	page = rf_region_page(r, idx);
 	h = dedup_hash_fn(page, RF_PAGE_SIZE);
 	atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
-	if (!(pf & PF_HASHED) || dr->hash[idx] != h) {
-		if (pf & PF_HASHED) {
+	key.hash = h;
+	stable = (pf & PF_HASHED) && dr->hash[idx] == h;
+	if (!stable) {
+		if (pf & PF_HASHED)
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
-		} else {
+		else
 			c->new_hashed++;
-		}
 		if (pf & PF_CAND) {
-			key.hash = dr->hash[idx];
+			struct index_key old = key;
+
+			old.hash = dr->hash[idx];
 			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
-				index_del_cand(d->ht, &key, r, idx);
+				index_del_cand(d->ht, &old, r, idx);
 		}
 		dr->hash[idx] = h;
-		atomic_store_explicit(&dr->pflags[idx], PF_HASHED, memory_order_relaxed);
-		return;
+		pf = PF_HASHED;
+		atomic_store_explicit(&dr->pflags[idx], pf, memory_order_relaxed);
 	}
-	/* Stable since the previous pass. */
+	/*
+	 * Zero pages go at first sight, and so does a page equal to a store
+	 * page (as KSM merges into its stable tree without waiting): both
+	 * cost at most a page fault if the guest writes again. Only pairing
+	 * two private pages into a new store page waits for stability.
+	 */
 	if (h == d->zero_hash && page_is_zero(page)) {
 		add_zero(c, dv, r, idx);
 		return;
 	}
 	if (d->cfg.mode == RF_DEDUP_ZERO || (pf & PF_NOMERGE))
 		return;
-	key.hash = h;
-	n = index_lookup(d->ht, &key, NODE_STORE, NULL, 0);
-	if (n && store_get_unless_zero(n->store, n->pg)) {
-		add_store(c, dv, r, idx, n->store, n->pg, h);
+	/* A filed candidate is found by its twin's lookup; it looks itself up
+	 * only now and then, for the rare store page made in parallel. */
+	if (stable && (pf & PF_CAND) && ((c->gen + idx) & 7) != 0)
+		return;
+	index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+	if (sn && store_get_unless_zero(sn->store, sn->pg)) {
+		add_store(c, dv, r, idx, sn->store, sn->pg, h);
 		return;
 	}
-	n = index_lookup(d->ht, &key, NODE_CAND, r, idx);
-	if (n) {
-		add_pair(c, dv, r, idx, n, h);
+	if (!stable)
+		return;
+	if (cn) {
+		add_pair(c, dv, r, idx, cn, h);
 		return;
 	}
 	if (!(pf & PF_CAND)) {
@@ -365,6 +380,12 @@ static void *scanner_main(void *arg)
 	bool stop;
 
 	rf_free(d->e, ta);
+	{
+		char name[16];
+
+		snprintf(name, sizeof(name), "rf-scan%u", id);
+		pthread_setname_np(pthread_self(), name);
+	}
 	pthread_mutex_lock(&d->lock);
 	while (d->go == 0)
 		pthread_cond_wait(&d->wake, &d->lock);
@@ -385,8 +406,10 @@ static void *scanner_main(void *arg)
 		}
 		pthread_barrier_wait(&d->barrier);
 		stop = atomic_load(&d->stop) || !c;
-		if (c)
+		if (c) {
 			c->new_hashed = 0;
+			c->gen = atomic_load(&d->gen);
+		}
 		for (;;) {
 			unsigned int u = atomic_fetch_add(&d->next_unit, 1);
 			uint64_t cpu0, t0;

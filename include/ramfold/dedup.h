@@ -148,6 +148,9 @@ struct rf_dedup_stats {
 
 /* Engine-wide stats. Reads pagemap: meant for ~1 Hz. -ENOENT if not started. */
 int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st);
+/* The same without the measured part (saved_bytes is 0): counters only,
+ * cheap enough to poll often. */
+int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st);
 /* Stats of one VM. -ENOENT if @vm is not attached. */
 int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st);
 

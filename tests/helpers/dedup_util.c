@@ -52,7 +52,7 @@ bool dedup_wait_converged(rf_engine *e, unsigned int min_passes, unsigned int ti
 	struct rf_dedup_stats st;
 
 	for (unsigned int t = 0; t < timeout_ms; t += 10) {
-		if (rf_dedup_stats(e, &st) == 0 && st.converged && st.scan_passes >= min_passes)
+		if (rf_dedup_counters(e, &st) == 0 && st.converged && st.scan_passes >= min_passes)
 			return true;
 		usleep(10000);
 	}
