@@ -252,6 +252,14 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		atomic_fetch_or(&dr->pflags[idx], PF_CAND);
 		index_add(d->ht, n);
 		c->new_hashed++; /* a new candidate is progress too */
+		/* A twin filed by another thread at the same moment: each
+		 * thread adds (a full barrier) before it looks again, so at
+		 * least one of the two sees the other. */
+		if (d->nthreads > 1) {
+			index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+			if (cn)
+				add_pair(c, dv, r, idx, cn, h);
+		}
 	}
 }
 
