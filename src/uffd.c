@@ -309,7 +309,19 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 		return -ENOMEM;
 	u->vm = vm;
 	u->stop_fd = -1;
-	u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	/* Not UFFD_USER_MODE_ONLY: KVM touches guest RAM from the kernel
+	 * (get_user_pages for a vCPU's fault, copy_to_user when it emulates),
+	 * and a user-mode-only descriptor answers those faults with SIGBUS,
+	 * which the vCPU sees as an MMIO exit or -EFAULT. */
+	u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (u->fd < 0 && errno == EPERM) {
+		rf_log(e, RF_LOG_WARN,
+		       "%s: userfaultfd: kernel-mode faults need CAP_SYS_PTRACE or "
+		       "vm.unprivileged_userfaultfd=1; falling back to user-mode only: a vCPU "
+		       "touching a page being merged will fail",
+		       vm->name);
+		u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	}
 	if (u->fd < 0) {
 		err = -errno;
 		rf_log(e, RF_LOG_ERR, "%s: userfaultfd(): %s", vm->name, strerror(errno));
