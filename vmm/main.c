@@ -114,11 +114,11 @@ static void usage(FILE *f)
 	    "  --help, --version\n");
 	for (unsigned int i = 0; i < vmm_nr_modules(); i++)
 		for (const struct vmm_option *o = vmm_module_at(i)->options; o && o->name; o++) {
-			char left[64];
+			char left[80];
 
 			snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
 				 o->arg ? o->arg : "");
-			fprintf(f, "  %-20s %s\n", left, o->help);
+			fprintf(f, "  %-22s %s\n", left, o->help);
 		}
 	fprintf(f, "\n");
 	vm_spec_help(f);
