@@ -13,6 +13,7 @@
 
 #include "rf_test.h"
 #include "virtq_mock.h"
+#include "dedup_util.h"
 #include "internal.h"
 
 #define RAM (16ull << 20)
@@ -156,6 +157,56 @@ static void test_inflate_merged_page_goes_through_owner(void **state)
 	bdrv_send_pfns(&d, d.inflate_q, &pfn, 1);
 	assert_int_equal(releases, 1); /* the owner dropped its reference first */
 	assert_int_equal(rf_vm_page_state(d.vm, 300ull << 12), RF_PAGE_BALLOONED);
+	bdrv_teardown(&d);
+}
+
+/*
+ * The trap rf_vm_discard exists for, with the real dedup engine: a merged page
+ * maps a store page, and MADV_DONTNEED on it would bring the store's content
+ * back. Inflated, it must read as zero; its twins keep their content.
+ */
+static void test_inflate_really_merged_pages(void **state)
+{
+	struct bdrv d;
+	struct rf_dedup_config dc;
+	const char *why = NULL;
+	uint32_t pfns[32];
+	uint64_t merged = 0;
+
+	(void)state;
+	rf_require(dedup_supported(&why), why ? why : "dedup not supported");
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	rf_dedup_config_init(&dc);
+	assert_int_equal(rf_dedup_start(d.e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(d.vm), 0);
+	for (uint64_t p = 100; p < 164; p++)
+		dedup_fill_page(d.ram + (p << 12), 42);
+	rf_dedup_scan_now(d.e);
+	for (int i = 0; i < 200 && merged < 63; i++) {
+		merged = 0;
+		for (uint64_t p = 100; p < 164; p++)
+			merged += rf_vm_page_state(d.vm, p << 12) == RF_PAGE_MERGED;
+		if (merged < 63) {
+			struct timespec ts = {0, 20 * 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	rf_require(merged >= 32, "the dedup engine did not merge the test pages in 4 s");
+	for (unsigned int i = 0; i < 32; i++)
+		pfns[i] = 100 + i;
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 32);
+	for (uint64_t p = 100; p < 132; p++) {
+		assert_int_equal(rf_vm_page_state(d.vm, p << 12), RF_PAGE_BALLOONED);
+		assert_true(bdrv_page_is_zero(&d, p)); /* not the store's content */
+	}
+	for (uint64_t p = 132; p < 164; p++) {
+		uint8_t ref[4096];
+
+		dedup_fill_page(ref, 42);
+		assert_memory_equal(d.ram + (p << 12), ref, 4096);
+	}
+	rf_dedup_stop(d.e);
 	bdrv_teardown(&d);
 }
 
@@ -443,6 +494,7 @@ int main(void)
 	    cmocka_unit_test(test_queue_layout_follows_features),
 	    cmocka_unit_test(test_inflate_discards),
 	    cmocka_unit_test(test_inflate_merged_page_goes_through_owner),
+	    cmocka_unit_test(test_inflate_really_merged_pages),
 	    cmocka_unit_test(test_deflate_returns_zero_pages),
 	    cmocka_unit_test(test_excluded_pages_stay),
 	    cmocka_unit_test(test_free_page_reporting),
