@@ -165,9 +165,24 @@ static const struct vmm_option linux_options[] = {
     {NULL},
 };
 
-static const char *const linux_vm_keys[] = {"meminfo", NULL};
+/*
+ * meminfo=MS     the guest prints a MEMINFO line every MS ms;
+ * linux-wl=W     a workload of the Linux guest's own (rfwork: hold,
+ *                holdfree, ...) instead of the VM's workload=;
+ * linux-args=k=v:k=v  its parameters (':' separated, as ',' separates keys).
+ */
+static const char *const linux_vm_keys[] = {"meminfo", "linux-wl", "linux-args", NULL};
 
 /* ---- start: checks before any VM exists -------------------------------- */
+
+/* A value that goes on the kernel command line as one word. */
+static bool cmdline_word(const char *s)
+{
+	for (; s && *s; s++)
+		if (*s <= ' ' || *s > '~' || *s == '"')
+			return false;
+	return true;
+}
 
 static int linux_start(struct vmm *vmm)
 {
@@ -199,7 +214,16 @@ static int linux_start(struct vmm *vmm)
 	for (unsigned i = 0; i < vmm->nr_vms; i++) {
 		struct vmm_vm *vm = vmm->vms[i];
 
-		if (vm->workload == RF_WL_HOTCOLD || vm->workload == RF_WL_CRASH) {
+		for (const char *const *k = linux_vm_keys; *k; k++)
+			if (!cmdline_word(vmm_vm_key(vm, *k))) {
+				vmm_errorf("%s: %s=%s: must be one word of printable characters "
+					   "(it goes on the kernel command line)",
+					   vm->name, *k, vmm_vm_key(vm, *k));
+				return -1;
+			}
+		if (!vmm_vm_key(vm, "linux-wl") &&
+		    (vm->workload == RF_WL_HOTCOLD || vm->workload == RF_WL_CRASH ||
+		     vm->workload == RF_WL_SELFTEST)) {
 			vmm_errorf("%s: workload %s has no Linux version (idle, dup, osimage, "
 				   "memcheck, churn)",
 				   vm->name, workload_to_name(vm->workload));
@@ -225,6 +249,7 @@ static int build_cmdline(struct vmm_vm *vm, char *buf, size_t len)
 {
 	const struct rf_wl_params *p = &vm->params;
 	const char *meminfo = vmm_vm_key(vm, "meminfo");
+	const char *wl = vmm_vm_key(vm, "linux-wl"), *wl_args = vmm_vm_key(vm, "linux-args");
 	char args[256] = "";
 	int n;
 
@@ -250,13 +275,19 @@ static int build_cmdline(struct vmm_vm *vm, char *buf, size_t len)
 	default:
 		break;
 	}
+	if (wl) {
+		snprintf(args, sizeof(args), "%s", wl_args ? wl_args : "");
+		for (char *c = args; *c; c++)
+			if (*c == ':')
+				*c = ',';
+	}
 	/*
 	 * What the machine is, first: no PCI bus (saves probing it through
 	 * port I/O, a VM exit each), one UART. Then --append, then /init's keys.
 	 */
 	n = snprintf(buf, len, "pci=off 8250.nr_uarts=1 %s rf.name=%s rf.wl=%s%s%s%s%s%s",
 		     cfg.append ? cfg.append : "console=ttyS0 quiet", vm->name,
-		     workload_to_name(vm->workload), *args ? " rf.args=" : "", args,
+		     wl ? wl : workload_to_name(vm->workload), *args ? " rf.args=" : "", args,
 		     meminfo ? " rf.meminfo=" : "", meminfo ? meminfo : "",
 		     p->then_exit ? " rf.then=poweroff" : "");
 	return n < 0 || (size_t)n >= len ? -1 : n;

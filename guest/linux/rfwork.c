@@ -12,6 +12,9 @@
  *   memcheck mib seed rounds           the integrity oracle
  *   churn    mib seed rounds pause_ms  allocate, write, free in waves
  *   hold     mib                       allocate and write N MiB, keep it
+ *   holdfree mib hold_ms               allocate and write N MiB, keep it for
+ *                                      hold_ms, then free it (free page
+ *                                      reporting: what the host gets back)
  *   meminfo  interval_ms count         print /proc/meminfo figures
  *
  * The page contents of dup and memcheck are the native guest's (same hash,
@@ -44,6 +47,7 @@
 
 struct params {
 	uint64_t mib, seed, dup_pct, zero_pct, templates, rounds, pause_ms, interval_ms, count;
+	uint64_t hold_ms;
 	int exit_after;
 	const char *dir, *name;
 };
@@ -357,6 +361,24 @@ static int wl_hold(const struct params *p)
 	return 0;
 }
 
+static int wl_holdfree(const struct params *p)
+{
+	uint64_t bytes = p->mib * MIB, t0 = now_ns(), *mem = alloc_pages(bytes, "holdfree");
+
+	for (uint64_t i = 0; i < bytes / 8; i++)
+		mem[i] = mix64(p->seed ^ i);
+	say("holdfree: holding %llu MiB (written in %llu ms) for %llu ms",
+	    (unsigned long long)p->mib, (unsigned long long)ms_since(t0),
+	    (unsigned long long)p->hold_ms);
+	ready();
+	usleep(p->hold_ms * 1000);
+	munmap(mem, bytes);
+	say("holdfree: freed %llu MiB", (unsigned long long)p->mib);
+	say("RESULT holdfree mib=%llu", (unsigned long long)p->mib);
+	hold(p);
+	return 0;
+}
+
 /* One MEMINFO line with the figures balloon stats are checked against (KiB). */
 static void print_meminfo(void)
 {
@@ -418,15 +440,16 @@ int main(int argc, char **argv)
 	static const struct {
 		const char *name;
 		int (*fn)(const struct params *);
-	} wls[] = {{"idle", wl_idle},	      {"dup", wl_dup},	   {"osimage", wl_osimage},
-		   {"memcheck", wl_memcheck}, {"churn", wl_churn}, {"hold", wl_hold},
-		   {"meminfo", wl_meminfo}};
+	} wls[] = {{"idle", wl_idle},	      {"dup", wl_dup},		{"osimage", wl_osimage},
+		   {"memcheck", wl_memcheck}, {"churn", wl_churn},	{"hold", wl_hold},
+		   {"meminfo", wl_meminfo},   {"holdfree", wl_holdfree}};
 	struct params p = {.mib = 64,
 			   .seed = 1,
 			   .dup_pct = 50,
 			   .zero_pct = 10,
 			   .templates = 64,
 			   .pause_ms = 1000,
+			   .hold_ms = 10000,
 			   .dir = "/osimage",
 			   .name = "vm"};
 
@@ -464,6 +487,8 @@ int main(int argc, char **argv)
 			p.pause_ms = parse_size(k, v);
 		else if (!strcmp(k, "interval_ms"))
 			p.interval_ms = parse_size(k, v);
+		else if (!strcmp(k, "hold_ms"))
+			p.hold_ms = parse_size(k, v);
 		else if (!strcmp(k, "count"))
 			p.count = parse_size(k, v);
 		else if (!strcmp(k, "exit"))
