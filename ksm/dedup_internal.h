@@ -164,6 +164,20 @@ uint64_t index_count(struct cds_lfht *ht);
 #define PF_HASHED  (1u << 0) /* hash[] holds the hash from the previous pass */
 #define PF_CAND	   (1u << 1) /* a CAND node for this page is in the index */
 #define PF_NOMERGE (1u << 2) /* failed to merge with this hash: skip until it changes */
+/* Bits 3-7: how often a guest write broke this page's merge (or rewrote it
+ * after a zero discard), saturating at 31. A page broken k times is only
+ * merged again on one pass in 2^min(k,12): pages that a guest rewrites
+ * with the same bytes (a stack, a polling loop's counters) would otherwise
+ * be merged and broken forever. */
+#define PF_BROKEN_SHIFT 3
+#define PF_BROKEN_MASK	(31u << PF_BROKEN_SHIFT)
+
+static inline uint8_t pf_broken_bump(uint8_t pf)
+{
+	unsigned int k = (pf & PF_BROKEN_MASK) >> PF_BROKEN_SHIFT;
+
+	return (uint8_t)((k < 31 ? k + 1 : 31) << PF_BROKEN_SHIFT);
+}
 
 struct dedup_region {
 	struct rf_region *r;

@@ -444,7 +444,8 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 
 		forget_cand(d, dv, r, dr, idx + k, dr ? dr->hash[idx + k] : 0);
 		if (dr)
-			atomic_store(&dr->pflags[idx + k], 0);
+			atomic_store(&dr->pflags[idx + k],
+				     atomic_load(&dr->pflags[idx + k]) & PF_BROKEN_MASK);
 		rf_pte_unlock(dv->vm, &r->pte[idx + k], old[k],
 			      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0));
 	}
@@ -518,7 +519,9 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 		if (s)
 			store_put(s, pg);
 		if (dr)
-			atomic_store(&dr->pflags[idx + k], 0);
+			atomic_store(&dr->pflags[idx + k],
+				     count_as_write ? pf_broken_bump(atomic_load(&dr->pflags[idx + k]))
+						    : 0);
 		rf_pte_unlock(dv->vm, &r->pte[idx + k], old[k],
 			      rf_pte_with_payload(
 				  rf_pte_with_state(old[k] & ~RF_PTE_F_WP, RF_PAGE_PRIVATE), 0));

@@ -154,7 +154,7 @@ static void zero_to_private(struct rf_dedup_vm *dv, struct rf_region *r, struct 
 
 	if (!rf_pte_trylock(p, &v))
 		return;
-	atomic_store(&dr->pflags[idx], 0);
+	atomic_store(&dr->pflags[idx], pf_broken_bump(atomic_load(&dr->pflags[idx])));
 	rf_pte_unlock(dv->vm, p, v,
 		      rf_pte_state(v) == RF_PAGE_ZERO ? rf_pte_with_state(v, RF_PAGE_PRIVATE) : v);
 }
@@ -208,8 +208,17 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 				index_del_cand(d->ht, &old, r, idx);
 		}
 		dr->hash[idx] = h;
-		pf = PF_HASHED;
+		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
 		atomic_store_explicit(&dr->pflags[idx], pf, memory_order_relaxed);
+	}
+	if (pf & PF_BROKEN_MASK) {
+		unsigned int k = (pf & PF_BROKEN_MASK) >> PF_BROKEN_SHIFT;
+		uint64_t mask = (1ull << (k < 12 ? k : 12)) - 1;
+
+		if (((c->gen + idx) & mask) != 0) {
+			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
+			return;
+		}
 	}
 	/*
 	 * Zero pages go at first sight, and so does a page equal to a store

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dedup end to end: the demo VMM with its freestanding guests, --dedup on.
+ * Savings are the fall of the VMM's Pss (smaps_rollup) between a run with
+ * --dedup off and the same run with dedup converged, compared with the
+ * ideal computed from the content the guests hold:
+ *
+ *  - two osimage guests on the same files (one domain): the test reads the
+ *    files itself, as the VMM preloads them, and counts distinct and zero
+ *    pages; saved >= 90% of 2 * pages - distinct non-zero pages;
+ *  - two dup guests with the same seed (one domain): from their RESULT
+ *    counts, saved >= 90% of dup_a + dup_b - templates + zero_a + zero_b;
+ *  - two memcheck guests in one domain, merged while they run (their image,
+ *    page tables and stacks are twins): only clean rounds;
+ *  - the same dup guests in two domains never share a store page (each
+ *    domain holds its own copy of every template).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "rf_test.h"
+#include "vmm_proc.h"
+
+#define MiB	      (1ull << 20)
+#define PG	      4096ull
+#define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static int64_t jnum(const char *reply, const char *key)
+{
+	char pat[80];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(reply, pat);
+	if (!p)
+		fail_msg("no %s in %s", key, reply);
+	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+static void query_dedup(struct vmm_proc *p, char *reply, size_t len)
+{
+	assert_int_equal(vmm_proc_ctl(p, "{\"execute\":\"query-dedup\"}", reply, len, 10000), 0);
+	if (!strstr(reply, "\"return\""))
+		fail_msg("query-dedup: %s", reply);
+}
+
+/* Wait until the engine says converged after at least 3 passes. */
+static void wait_converged(struct vmm_proc *p, char *reply, size_t len, int timeout_ms)
+{
+	for (int t = 0; t < timeout_ms; t += 200) {
+		query_dedup(p, reply, len);
+		if (strstr(reply, "\"converged\":true") && jnum(reply, "scan-passes") >= 3)
+			return;
+		sleep_ms(200);
+	}
+	fail_msg("dedup did not converge in %d ms: %s", timeout_ms, reply);
+}
+
+/* Start the VMM with @vms (NULL-terminated --vm specs) and @mode, wait for READY. */
+static void start(struct vmm_proc *p, const char *mode, const char *const *vms)
+{
+	const char *args[32];
+	unsigned int n = 0;
+
+	args[n++] = "--dedup";
+	args[n++] = mode;
+	for (unsigned int i = 0; vms[i]; i++) {
+		args[n++] = "--vm";
+		args[n++] = vms[i];
+	}
+	args[n] = NULL;
+	assert_int_equal(vmm_proc_start(p, args), 0);
+	for (unsigned int i = 0; vms[i]; i++) {
+		char name[16];
+
+		sscanf(vms[i], "name=%15[^,]", name);
+		if (vmm_proc_wait_ready(p, name, 60000))
+			fail_msg("%s not READY: %s", name, p->out);
+	}
+}
+
+/* Pss of the VMM once its guests are READY and settled, dedup off. */
+static uint64_t baseline_pss(const char *const *vms)
+{
+	struct vmm_proc p;
+	struct vmm_smaps sm;
+
+	start(&p, "off", vms);
+	sleep_ms(1500);
+	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+	return sm.pss;
+}
+
+/* ---- the ideal for osimage: the files as the VMM preloads them ---------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Pages the preload fills (@total), how many are zero, how many distinct. */
+static void osimage_pages(const char *dir, const char *glob, uint64_t limit, uint64_t *total,
+			  uint64_t *zero, uint64_t *distinct)
+{
+	static uint8_t page[PG], zpage[PG];
+	char **names = NULL;
+	uint64_t *hashes, off = 0, nh = 0;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int dfd;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (fnmatch(glob, de->d_name, 0) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode) || !st.st_size)
+			continue;
+		if (n == cap)
+			names = realloc(names, (cap = cap ? 2 * cap : 256) * sizeof(*names));
+		names[n++] = strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), cmp_str);
+	hashes = calloc(limit / PG + 1, sizeof(*hashes));
+	*zero = 0;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (size_t i = 0; i < n && off < limit; i++) {
+		int fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC);
+		uint64_t got = 0;
+		ssize_t r;
+
+		if (fd < 0)
+			continue;
+		for (;;) {
+			uint64_t want = limit - off < PG ? limit - off : PG;
+
+			memset(page, 0, PG);
+			r = read(fd, page, (size_t)want);
+			if (r <= 0)
+				break;
+			/* a short read ends the file: the rest of its page is zero */
+			got += (uint64_t)r;
+			if (!memcmp(page, zpage, PG))
+				(*zero)++;
+			else
+				hashes[nh++] = XXH3_64bits(page, PG);
+			off += PG;
+			if (r < (ssize_t)want || off >= limit)
+				break;
+		}
+		close(fd);
+		(void)got;
+	}
+	close(dfd);
+	qsort(hashes, nh, sizeof(*hashes), cmp_u64);
+	*distinct = 0;
+	for (uint64_t i = 0; i < nh; i++)
+		if (i == 0 || hashes[i] != hashes[i - 1])
+			(*distinct)++;
+	*total = off / PG;
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(hashes);
+}
+
+static void test_osimage_twins(void **state)
+{
+	const char *vms[] = {"name=os0,mem=192M,workload=osimage,mib=96,domain=img",
+			     "name=os1,mem=192M,workload=osimage,mib=96,domain=img", NULL};
+	uint64_t total, zero, distinct, ideal, base, saved;
+	struct vmm_proc p;
+	struct vmm_smaps sm;
+	char reply[4096];
+
+	(void)state;
+	require_kvm();
+	osimage_pages("/usr/lib/x86_64-linux-gnu", "*.so*", 96 * MiB, &total, &zero, &distinct);
+	ideal = (2 * total - distinct) * PG;
+	base = baseline_pss(vms);
+	start(&p, "domains", vms);
+	wait_converged(&p, reply, sizeof(reply), 60000);
+	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
+	saved = base > sm.pss ? base - sm.pss : 0;
+	printf("  osimage: %llu pages per guest (%llu zero, %llu distinct): ideal %llu MiB, Pss "
+	       "%llu -> %llu MiB, saved %llu MiB (%.0f%%)\n",
+	       (unsigned long long)total, (unsigned long long)zero, (unsigned long long)distinct,
+	       (unsigned long long)(ideal / MiB), (unsigned long long)(base / MiB),
+	       (unsigned long long)(sm.pss / MiB), (unsigned long long)(saved / MiB),
+	       100.0 * (double)saved / (double)ideal);
+	assert_true(saved >= ideal / 10 * 9);
+	/* The guests still read their files right. */
+	assert_int_equal(vmm_proc_count(&p, "RESULT osimage"), 2);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
+static void dup_counts(struct vmm_proc *p, const char *vm, uint64_t *dup, uint64_t *zero)
+{
+	char needle[64], line[512];
+
+	snprintf(needle, sizeof(needle), "%s: RESULT dup", vm);
+	if (vmm_proc_wait_output(p, needle, 30000) ||
+	    vmm_proc_find_line(p, needle, line, sizeof(line)))
+		fail_msg("%s: no RESULT dup line: %s", vm, p->out);
+	assert_int_equal(vmm_line_u64(line, "dup", dup), 0);
+	assert_int_equal(vmm_line_u64(line, "zero", zero), 0);
+}
+
+static void test_dup_twins(void **state)
+{
+	const char *vms[] = {
+	    "name=d0,mem=192M,workload=dup,mib=128,dup=60,zero=20,templates=16,seed=5,domain=t",
+	    "name=d1,mem=192M,workload=dup,mib=128,dup=60,zero=20,templates=16,seed=5,domain=t",
+	    NULL};
+	uint64_t d0, z0, d1, z1, ideal, base, saved;
+	struct vmm_proc p;
+	struct vmm_smaps sm;
+	char reply[4096];
+
+	(void)state;
+	require_kvm();
+	base = baseline_pss(vms);
+	start(&p, "domains", vms);
+	dup_counts(&p, "d0", &d0, &z0);
+	dup_counts(&p, "d1", &d1, &z1);
+	ideal = (d0 + d1 - 16 + z0 + z1) * PG;
+	wait_converged(&p, reply, sizeof(reply), 60000);
+	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
+	saved = base > sm.pss ? base - sm.pss : 0;
+	printf("  dup: dup %llu+%llu zero %llu+%llu: ideal %llu MiB, Pss %llu -> %llu MiB, saved "
+	       "%llu MiB (%.0f%%), store pages %lld\n",
+	       (unsigned long long)d0, (unsigned long long)d1, (unsigned long long)z0,
+	       (unsigned long long)z1, (unsigned long long)(ideal / MiB),
+	       (unsigned long long)(base / MiB), (unsigned long long)(sm.pss / MiB),
+	       (unsigned long long)(saved / MiB), 100.0 * (double)saved / (double)ideal,
+	       (long long)jnum(reply, "store-pages"));
+	assert_true(saved >= ideal / 10 * 9);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
+/* Same content, two domains: each domain keeps its own copy of every
+ * template (a shared copy would leave 16 store pages for the 16 templates);
+ * in one domain the twins of the other VM are merged too. */
+static void test_domains_apart(void **state)
+{
+	const char *vms[] = {
+	    "name=r0,mem=128M,workload=dup,mib=64,dup=60,zero=20,templates=16,seed=5,domain=red",
+	    "name=b0,mem=128M,workload=dup,mib=64,dup=60,zero=20,templates=16,seed=5,domain=blue",
+	    NULL};
+	uint64_t d, z, stores;
+	struct vmm_proc p;
+	char reply[4096];
+
+	(void)state;
+	require_kvm();
+	start(&p, "domains", vms);
+	dup_counts(&p, "r0", &d, &z);
+	dup_counts(&p, "b0", &d, &z);
+	wait_converged(&p, reply, sizeof(reply), 60000);
+	stores = (uint64_t)jnum(reply, "store-pages");
+	printf("  two domains: %llu store pages, %lld pages sharing, %lld zero\n",
+	       (unsigned long long)stores, (long long)jnum(reply, "pages-sharing"),
+	       (long long)jnum(reply, "pages-zero"));
+	assert_true(stores >= 2 * 16);
+	assert_true(jnum(reply, "pages-zero") >= (int64_t)(2 * z * 9 / 10));
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
+static void test_memcheck_while_merged(void **state)
+{
+	const char *vms[] = {"name=m0,mem=128M,workload=memcheck,mib=48,seed=3,domain=mc",
+			     "name=m1,mem=128M,workload=memcheck,mib=48,seed=3,domain=mc", NULL};
+	struct vmm_proc p;
+	char reply[4096];
+
+	(void)state;
+	require_kvm();
+	start(&p, "domains", vms);
+	sleep_ms(8000);
+	query_dedup(&p, reply, sizeof(reply));
+	printf("  memcheck: merged %lld, sharing %lld, unmerged %lld; clean summaries %u\n",
+	       (long long)jnum(reply, "pages-merged"), (long long)jnum(reply, "pages-sharing"),
+	       (long long)jnum(reply, "pages-unmerged"), vmm_proc_count(&p, "bad_rounds=0"));
+	assert_true(jnum(reply, "pages-merged") > 0);
+	/* Both guests verified rounds, and none was bad. */
+	assert_true(vmm_proc_count(&p, "bad_rounds=0") >= 4);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	assert_int_equal(vmm_proc_count(&p, "BAD"), 0);
+	vmm_proc_free(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_osimage_twins),
+	    cmocka_unit_test(test_dup_twins),
+	    cmocka_unit_test(test_domains_apart),
+	    cmocka_unit_test(test_memcheck_while_merged),
+	};
+
+	return cmocka_run_group_tests_name("dedup_vmm", tests, NULL, NULL);
+}
