@@ -70,6 +70,7 @@ enum rf_crash_kind {
 	RF_CRASH_BADMMIO,	/* write to an MMIO slot nobody registered */
 	RF_CRASH_UD,		/* ud2 */
 	RF_CRASH_EXIT,		/* exit status @arg through the debug device */
+	RF_CRASH_BADCONSOLE,	/* console lines the VMM must refuse or clean, then exit 0 */
 };
 
 enum rf_device_kind {

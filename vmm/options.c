@@ -73,7 +73,7 @@ void vm_spec_help(FILE *f)
 		fprintf(f, "    %-10s %s\n", param_keys[i].name, param_keys[i].help);
 	fprintf(f, "    %-10s %s\n", "dir", "osimage: directory of the files to preload");
 	fprintf(f, "    %-10s %s\n", "files", "osimage: glob of the file names (default *.so*)");
-	fprintf(f, "    %-10s %s\n", "crash", "crash: pagefault|badmmio|ud|exit");
+	fprintf(f, "    %-10s %s\n", "crash", "crash: pagefault|badmmio|ud|exit|badconsole");
 	fprintf(f, "  workloads: idle dup osimage memcheck churn hotcold crash selftest\n");
 	for (unsigned int i = 0; i < vmm_nr_modules(); i++) {
 		const char *const *k = vmm_module_at(i)->vm_keys;
@@ -212,18 +212,20 @@ static int apply_key(struct vmm *vmm, struct vmm_vm *vm, const char *k, const ch
 		return 0;
 	}
 	if (!strcmp(k, "crash")) {
-		static const char *const kinds[] = {NULL, "pagefault", "badmmio", "ud", "exit"};
+		static const char *const kinds[] = {NULL, "pagefault", "badmmio",
+						    "ud", "exit",      "badconsole"};
 
 		if (vm->workload != RF_WL_CRASH) {
 			vmm_errorf("%s: key crash applies to workload crash only", vm->name);
 			return -1;
 		}
-		for (unsigned int i = 1; i < 5; i++)
+		for (unsigned int i = 1; i < 6; i++)
 			if (!strcmp(v, kinds[i]))
 				vm->params.crash = i;
 		if (!vm->params.crash) {
-			vmm_errorf("%s: crash=%s: expected pagefault, badmmio, ud or exit",
-				   vm->name, v);
+			vmm_errorf(
+			    "%s: crash=%s: expected pagefault, badmmio, ud, exit or badconsole",
+			    vm->name, v);
 			return -1;
 		}
 		return 0;

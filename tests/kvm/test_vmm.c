@@ -232,6 +232,27 @@ static void test_fault_ends_vm_alone(void **state)
 	check_fault_alone("badmmio", "unknown MMIO address 0x100003f000");
 }
 
+/* Console lines are guest input: addresses outside RAM are refused, a line
+ * running into the end of RAM is cut there, control bytes are replaced;
+ * the VM keeps running and exits cleanly. */
+static void test_bad_console_lines(void **state)
+{
+	const char *args[] = {"--vm", "name=h,mem=32M,workload=crash,crash=badconsole", NULL};
+	struct vmm_proc p;
+
+	(void)state;
+	require_kvm();
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_exit(&p, 20000), 0);
+	assert_int_equal(vmm_proc_count(&p, "h: (console: line address outside guest RAM)\n"), 2);
+	assert_non_null(strstr(p.out, "h: 12345678\n"));
+	assert_non_null(strstr(p.out, "h: bell? esc?[2J tab? del? high? end\n"));
+	assert_non_null(strstr(p.out, "h: crash: still alive after bad console lines"));
+	assert_non_null(strstr(p.out, "h: guest exited with status 0"));
+	vmm_proc_stop(&p);
+	vmm_proc_free(&p);
+}
+
 /* Run the VMM with @args, expect exit status 2 and @expect on its output,
  * and nothing created in a scratch directory passed as log dir/CSV/socket. */
 static void expect_refused(const char *const *extra, const char *expect)
@@ -407,8 +428,8 @@ static void test_scenario_csv_and_logs(void **state)
 	snprintf(logdir, sizeof(logdir), "%s/logs/deeper", dir);
 	f = fopen(scen, "w");
 	assert_non_null(f);
-	fprintf(f,
-		"# two guests\nname=a,mem=64M,workload=dup,mib=16\n\n  name=b,mem=32M,report=1  # idle\n");
+	fprintf(f, "# two guests\nname=a,mem=64M,workload=dup,mib=16\n\n  name=b,mem=32M,report=1  "
+		   "# idle\n");
 	fclose(f);
 	assert_int_equal(vmm_proc_spawn(&p, args), 0);
 	assert_int_equal(vmm_proc_wait_exit(&p, 20000), 0);
@@ -495,6 +516,7 @@ int main(void)
 	    cmocka_unit_test(test_memcheck_detects_corruption),
 	    cmocka_unit_test(test_four_vms_concurrently),
 	    cmocka_unit_test(test_fault_ends_vm_alone),
+	    cmocka_unit_test(test_bad_console_lines),
 	    cmocka_unit_test(test_bad_images_refused),
 	    cmocka_unit_test(test_ram_too_small_refused),
 	    cmocka_unit_test(test_kvm_missing_refused),
