@@ -95,19 +95,6 @@ static uint64_t smaps_pss(void)
 	return pss;
 }
 
-static uint64_t ksm_general_profit(void)
-{
-	unsigned long long v = 0;
-	FILE *f = fopen("/sys/kernel/mm/ksm/general_profit", "re");
-
-	if (f) {
-		if (fscanf(f, "%lld", (long long *)&v) != 1)
-			v = 0;
-		fclose(f);
-	}
-	return v;
-}
-
 static uint64_t host_anon_shmem(void)
 {
 	char line[256];
@@ -269,11 +256,12 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	r->final_saved = r->s[r->n - 1].saved;
 	if (mode == RF_DEDUP_KSM) {
 		/* KSM's own metadata lives in kernel slab, not in our Pss: the
-		 * kernel reports its net as general_profit. */
-		uint64_t shared = (st.pages_sharing + st.pages_zero) * PG;
-		uint64_t profit = ksm_general_profit();
-
-		r->metadata = shared > profit ? (double)(shared - profit) : 0;
+		 * kernel reports this process's net as ksm_process_profit,
+		 * which the engine returns as saved_bytes. */
+		rf_dedup_stats(e, &st);
+		if ((st.pages_sharing + st.pages_zero) * PG > st.saved_bytes)
+			r->metadata =
+			    (double)((st.pages_sharing + st.pages_zero) * PG - st.saved_bytes);
 	}
 	{
 		uint64_t h = host_anon_shmem();

@@ -184,22 +184,54 @@ void ksm_backend_stop(struct rf_dedup *d)
 	d->ksm.saved = false;
 }
 
+/* A field of /proc/self/ksm_stat (this process only), or -1. */
+static int64_t self_ksm_stat(const char *field)
+{
+	char line[128], name[64];
+	long long v;
+	int64_t out = -1;
+	FILE *f = fopen("/proc/self/ksm_stat", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %lld", name, &v) == 2 && strcmp(name, field) == 0)
+			out = v;
+	fclose(f);
+	return out;
+}
+
 int ksm_backend_stats(struct rf_dedup *d, struct rf_dedup_stats *st)
 {
-	uint64_t zero = ksm_u64(d, "ksm_zero_pages");
+	int64_t merging = self_ksm_stat("ksm_merging_pages");
+	int64_t zero = self_ksm_stat("ksm_zero_pages");
 
 	pthread_mutex_lock(&d->lock);
 	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next)
 		if (!dv->ksm_marked)
 			ksm_backend_add_vm(d, dv);
 	pthread_mutex_unlock(&d->lock);
-	st->pages_sharing = ksm_u64(d, "pages_sharing");
+	/* KSM is host-wide: sysfs counts every process's pages (a QEMU with
+	 * mergeable RAM, say). This process's own are in /proc/self/ksm_stat
+	 * (Linux 6.1+); pages_shared exists only host-wide. */
+	if (merging < 0)
+		merging = (int64_t)ksm_u64(d, "pages_sharing");
+	if (zero < 0)
+		zero = (int64_t)ksm_u64(d, "ksm_zero_pages");
+	st->pages_sharing = (uint64_t)merging;
 	st->store_pages = ksm_u64(d, "pages_shared");
-	st->pages_zero = zero;
+	st->pages_zero = (uint64_t)zero;
 	st->scan_passes = ksm_u64(d, "full_scans") - d->ksm.full_scans0;
 	st->pages_scanned = 0;
 	st->cpu_ns = proc_cpu_ns(d->ksm.ksmd_pid) - d->ksm.ksmd_cpu0_ns;
-	st->saved_bytes = (st->pages_sharing + zero) << RF_PAGE_SHIFT;
+	{
+		int64_t profit = self_ksm_stat("ksm_process_profit");
+
+		/* The kernel's own net: merged pages minus its rmap metadata. */
+		st->saved_bytes = profit > 0
+				      ? (uint64_t)profit
+				      : (st->pages_sharing + st->pages_zero) << RF_PAGE_SHIFT;
+	}
 	st->converged = false;
 	return 0;
 }

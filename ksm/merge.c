@@ -519,9 +519,9 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 		if (s)
 			store_put(s, pg);
 		if (dr)
-			atomic_store(&dr->pflags[idx + k],
-				     count_as_write ? pf_broken_bump(atomic_load(&dr->pflags[idx + k]))
-						    : 0);
+			atomic_store(
+			    &dr->pflags[idx + k],
+			    count_as_write ? pf_broken_bump(atomic_load(&dr->pflags[idx + k])) : 0);
 		rf_pte_unlock(dv->vm, &r->pte[idx + k], old[k],
 			      rf_pte_with_payload(
 				  rf_pte_with_state(old[k] & ~RF_PTE_F_WP, RF_PAGE_PRIVATE), 0));

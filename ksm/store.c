@@ -96,6 +96,8 @@ void store_destroy(struct rf_store *s)
 {
 	if (s->fd < 0 || !s->win)
 		return;
+	/* Recycling callbacks queued by store_reap read s->pages. */
+	urcu_memb_barrier();
 	munmap(s->win, s->cap << RF_PAGE_SHIFT);
 	munmap(s->pages, s->cap * sizeof(*s->pages));
 	munmap(s->free_pgs, s->cap * sizeof(uint32_t) * 2);

@@ -141,7 +141,8 @@ struct rf_dedup_stats {
 	 * Measured from the kernel: guest pages mapped from the store
 	 * (pagemap) minus the store's resident pages (fstat of its memfd),
 	 * plus ZERO pages that are not resident (pagemap). With the KSM
-	 * backend: (pages_sharing + ksm_zero_pages) * 4 KiB from sysfs.
+	 * backend: ksm_process_profit of /proc/self/ksm_stat (merged pages
+	 * minus KSM's metadata), and pages_sharing is ksm_merging_pages.
 	 */
 	uint64_t saved_bytes;
 };

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The kernel-KSM backend (RF_DEDUP_KSM): the same calls make the kernel's
+ * KSM merge guest RAM; the stats come from sysfs and the saving shows in
+ * the process's Pss. After stop, KSM is off (run=0), nothing is left
+ * shared, and the settings the backend changed are back.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ramfold/ramfold.h>
+
+#include "dedup_util.h"
+#include "rf_test.h"
+
+#define PG 4096u
+
+static long ksm_read(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/ksm/%s", name);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static void test_ksm_backend(void **state)
+{
+	const unsigned int copies = 4, tpl = 512;
+	struct rf_dedup_config dc;
+	struct rf_dedup_stats st;
+	struct dedup_mem before, after;
+	struct rf_features f;
+	long pts0, sleep0;
+	uint64_t ideal;
+	uint8_t *ram;
+	rf_engine *e;
+	rf_vm *vm;
+	int t;
+
+	(void)state;
+	e = rf_test_engine(NULL);
+	rf_engine_features(e, &f);
+	if (!f.ksm || ksm_read("run") < 0) {
+		rf_engine_free(e);
+		rf_require(false, "kernel KSM not available at /sys/kernel/mm/ksm");
+	}
+	pts0 = ksm_read("pages_to_scan");
+	sleep0 = ksm_read("sleep_millisecs");
+	vm = rf_test_vm(e, "ksm0", 16u << 20, (void **)&ram);
+	for (unsigned int c = 0; c < copies; c++)
+		for (unsigned int i = 0; i < tpl; i++)
+			dedup_fill_page(ram + (size_t)(c * tpl + i) * PG, 900 + i);
+	ideal = (uint64_t)(copies - 1) * tpl * PG;
+	assert_int_equal(dedup_mem_read(&before), 0);
+
+	rf_dedup_config_init(&dc);
+	dc.mode = RF_DEDUP_KSM;
+	dc.ksm_pages_to_scan = 10000;
+	dc.ksm_sleep_ms = 0;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	assert_int_equal(ksm_read("run"), 1);
+	for (t = 0; t < 30000; t += 100) {
+		assert_int_equal(rf_dedup_stats(e, &st), 0);
+		if (st.pages_sharing >= (uint64_t)(copies - 1) * tpl * 9 / 10)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(dedup_mem_read(&after), 0);
+	usleep(300000); /* Pss follows the merges */
+	assert_int_equal(dedup_mem_read(&after), 0);
+	printf("  ksm: %llu sharing, %llu shared (host-wide) after %d ms; Pss %llu -> %llu KiB "
+	       "(ideal saving %llu KiB); ksmd %.2f s CPU\n",
+	       (unsigned long long)st.pages_sharing, (unsigned long long)st.store_pages, t,
+	       (unsigned long long)before.pss >> 10, (unsigned long long)after.pss >> 10,
+	       (unsigned long long)ideal >> 10, (double)st.cpu_ns / 1e9);
+	assert_true(st.pages_sharing >= (uint64_t)(copies - 1) * tpl * 9 / 10);
+	assert_true(before.pss > after.pss && before.pss - after.pss >= ideal * 8 / 10);
+	for (unsigned int c = 0; c < copies; c++) {
+		static uint8_t want[PG];
+
+		for (unsigned int i = 0; i < tpl; i += 37) {
+			dedup_fill_page(want, 900 + i);
+			assert_memory_equal(ram + (size_t)(c * tpl + i) * PG, want, PG);
+		}
+	}
+	rf_dedup_stop(e);
+	assert_int_equal(ksm_read("run"), 0);
+	assert_int_equal(ksm_read("pages_shared"), 0);
+	assert_int_equal(ksm_read("pages_to_scan"), pts0);
+	assert_int_equal(ksm_read("sleep_millisecs"), sleep0);
+	rf_engine_free(e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ksm_backend),
+	};
+
+	return cmocka_run_group_tests_name("dedup_ksm", tests, NULL, NULL);
+}
