@@ -554,6 +554,23 @@ RF_EXPORT int rf_dedup_scan_now(rf_engine *e)
 	return 0;
 }
 
+RF_EXPORT int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec)
+{
+	struct rf_dedup *d;
+
+	if (!e || !e->dedup)
+		return -ENOENT;
+	d = e->dedup;
+	if (d->cfg.mode == RF_DEDUP_KSM)
+		return -EOPNOTSUPP;
+	atomic_store(&d->rate_pps, pages_per_sec);
+	pthread_mutex_lock(&d->lock);
+	d->kick = true;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 /* ---- stats -------------------------------------------------------------- */
 
 #define STATS_CHUNK 4096

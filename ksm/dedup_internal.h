@@ -239,6 +239,7 @@ struct rf_dedup {
 	_Atomic unsigned int next_unit;
 	_Atomic uint64_t pass_merges; /* merges + zero discards + unmerges this pass */
 	_Atomic bool converged;
+	_Atomic uint64_t rate_pps; /* rf_dedup_set_rate; 0 = the config's budgets */
 	_Atomic uint64_t gen;
 
 	uint64_t vma_budget;

@@ -326,8 +326,16 @@ static void throttle(struct rf_dedup *d, uint64_t cpu_ns, uint64_t wall_ns, uint
 {
 	bool conv = atomic_load(&d->converged);
 	unsigned int pct = conv ? d->cfg.idle_cpu_percent : d->cfg.cpu_percent;
-	uint64_t sleep = 0;
+	uint64_t sleep = 0, rate = atomic_load(&d->rate_pps);
 
+	if (rate) {
+		/* A rate set at run time replaces every other budget. */
+		uint64_t want = pages * 1000000000ull / (rate / d->nthreads + 1);
+
+		if (want > wall_ns)
+			nap(d, want - wall_ns);
+		return;
+	}
 	if (!conv && d->cfg.fastest)
 		return;
 	if (pct > 0 && pct < 100)
@@ -415,7 +423,7 @@ static void *scanner_main(void *arg)
 		if (id == 0) {
 			/* Between passes: once converged, start at most every
 			 * 100 ms (the per-unit throttle keeps the CPU share). */
-			if (atomic_load(&d->converged))
+			if (atomic_load(&d->converged) && !atomic_load(&d->rate_pps))
 				nap(d, 100000000ull);
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);

@@ -110,6 +110,15 @@ int rf_dedup_add_vm(rf_vm *vm);
 /* Wake the scanner for a pass now (after loading content, say). */
 int rf_dedup_scan_now(rf_engine *e);
 
+/*
+ * Set the scan rate at run time (what an overcommit policy turns): the
+ * scanner hashes at most @pages_per_sec pages per second over all threads,
+ * converged or not, instead of its configured budgets; 0 goes back to the
+ * configuration. Any thread. -ENOENT if not started, -EOPNOTSUPP with the
+ * KSM backend (set ksm_pages_to_scan at start instead).
+ */
+int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec);
+
 struct rf_dedup_vm_stats {
 	uint64_t pages_scanned;	   /* pages hashed, all passes */
 	uint64_t pages_merged;	   /* merges done, all passes */

@@ -514,6 +514,39 @@ static void test_discard_merged(void **state)
 	fx_fini(&f);
 }
 
+/* A rate set at run time bounds the pages hashed per second; 0 lifts it. */
+static void test_set_rate(void **state)
+{
+	struct rf_dedup_stats st;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 32u << 20, 1, NULL, NULL);
+	for (unsigned int p = 0; p < 8192; p++)
+		dedup_fill_page(f.ram[0] + (size_t)p * PG, 70000 + p);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_int_equal(rf_dedup_set_rate(f.e, 4000), 0);
+	usleep(300000); /* the unit in flight when the rate was set ends */
+	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
+	{
+		uint64_t s0 = st.pages_scanned;
+
+		usleep(2000000);
+		assert_int_equal(rf_dedup_counters(f.e, &st), 0);
+		printf("  at 4000 pages/s: %llu pages hashed in 2 s\n",
+		       (unsigned long long)(st.pages_scanned - s0));
+		/* 2 s at 4000/s, plus a unit of 512 per thread of slack */
+		assert_true(st.pages_scanned - s0 <= 2 * 4000 + 2 * 512);
+		assert_true(st.pages_scanned - s0 > 0);
+	}
+	assert_int_equal(rf_dedup_set_rate(f.e, 0), 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	fx_fini(&f);
+	assert_int_equal(rf_dedup_set_rate(NULL, 5), -ENOENT);
+}
+
 static void test_bad_config(void **state)
 {
 	struct rf_engine_config ec;
@@ -560,6 +593,7 @@ int main(void)
 	    cmocka_unit_test(test_domains),	   cmocka_unit_test(test_zero_mode),
 	    cmocka_unit_test(test_exclusion),	   cmocka_unit_test(test_vma_budget),
 	    cmocka_unit_test(test_discard_merged), cmocka_unit_test(test_racing_writers),
+	    cmocka_unit_test(test_set_rate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
