@@ -127,6 +127,13 @@ struct rf_pager {
 	_Atomic uint64_t file_pages, tier_pages, tier_mem;
 	_Atomic uint64_t swap_outs, zero_outs, swap_ins, zero_fills, prefetched, prefetch_hits;
 	_Atomic uint64_t enospc;
+	/* Backpressure: the swapper's last measure of the VM's resident bytes,
+	 * plus what swap-ins added since; above the throttle line, swap-ins
+	 * wait (retried by uffd.c every millisecond) for the swapper to make
+	 * room, unless its last round could not evict anything. */
+	_Atomic uint64_t resident_est, throttle_line;
+	_Atomic bool swapper_stuck;
+	_Atomic uint64_t throttled;
 	_Atomic bool stopped;
 	_Atomic bool dead; /* its VM is gone; kept until the engine goes */
 	struct rf_pager *next_dead;
@@ -435,6 +442,14 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return -EAGAIN; /* being swapped out or discarded right now */
 	}
 	nv = v & ~RF_PTE_F_COLD; /* touched: a whole revolution before it may go */
+	if (is_swapped(v) && atomic_load(&p->resident_est) > atomic_load(&p->throttle_line) &&
+	    !atomic_load(&p->swapper_stuck)) {
+		rf_pte_unlock(vm, pte, v, v);
+		rf_vm_regions_unlock(vm);
+		atomic_fetch_add(&p->throttled, 1);
+		pthread_cond_signal(&p->cond);
+		return -EAGAIN;
+	}
 	if (!is_swapped(v)) {
 		err = map_zero(p, page);
 		if (err == -EAGAIN) {
@@ -480,7 +495,11 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 				   (unsigned long long)gpa);
 	drop_page(p, r, idx, rf_pte_payload(v));
 	nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0);
-	atomic_fetch_add(&p->swap_ins, 1);
+	/* Every 256 pages brought in, wake the swapper rather than let the VM
+	 * run over its target until the next tick. Signalling never blocks. */
+	atomic_fetch_add(&p->resident_est, RF_PAGE_SIZE);
+	if ((atomic_fetch_add(&p->swap_ins, 1) & 255) == 255)
+		pthread_cond_signal(&p->cond);
 	if (hit)
 		atomic_fetch_add(&p->prefetch_hits, 1);
 	rf_pte_unlock(vm, pte, v, nv);
@@ -701,6 +720,16 @@ unlock_all:
 		rf_pte_t *pte = &r->pte[vs[i].idx];
 		uint64_t old = atomic_load(pte) & ~RF_PTE_LOCKED, nv = old;
 
+		if (moved[i] >= 2) {
+			uint64_t est = atomic_load(&p->resident_est);
+
+			/* One page less in memory (saturating: the estimate is
+			 * reset by every measure). */
+			while (est >= RF_PAGE_SIZE &&
+			       !atomic_compare_exchange_weak(&p->resident_est, &est,
+							     est - RF_PAGE_SIZE))
+				;
+		}
 		if (moved[i] == 2) {
 			nv = rf_pte_with_payload(rf_pte_with_state(old, RF_PAGE_ZERO), 0);
 			atomic_fetch_add(&p->zero_outs, 1);
@@ -852,11 +881,14 @@ static void enforce_target(struct rf_pager *p, uint64_t target)
 	uint64_t res = rf_swap_pager_resident(p), want, done = 0, slack;
 	unsigned int laps = 0;
 
-	if (res <= target)
+	atomic_store(&p->resident_est, res);
+	if (res <= target) {
+		atomic_store(&p->swapper_stuck, false);
 		return;
+	}
 	/* Go a little below the target so the next round has work in batches,
 	 * not page by page. */
-	slack = target / 64;
+	slack = target / 64 > (1u << 20) ? target / 64 : (1u << 20);
 	want = (res - target + slack) >> RF_PAGE_SHIFT;
 	rf_vm_regions_rdlock(vm);
 	pthread_mutex_lock(&p->out_lock);
@@ -888,6 +920,9 @@ static void enforce_target(struct rf_pager *p, uint64_t target)
 	}
 	pthread_mutex_unlock(&p->out_lock);
 	rf_vm_regions_unlock(vm);
+	/* Nothing left to evict (all excluded, merged, or the store is full):
+	 * never hold swap-ins back then, or the guest would wait forever. */
+	atomic_store(&p->swapper_stuck, done == 0);
 }
 
 static void *swapper_main(void *arg)
@@ -993,6 +1028,7 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	p->stage_fd = -1;
 	p->target = RF_SWAP_NO_TARGET;
 	p->cap = RF_SWAP_NO_TARGET;
+	p->throttle_line = RF_SWAP_NO_TARGET;
 	p->rl = (struct rf_ratelimit)RF_RATELIMIT_INIT(5);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->out_lock, NULL);
@@ -1063,8 +1099,13 @@ int rf_swap_pager_get(rf_vm *vm, struct rf_pager **out)
 
 void rf_swap_pager_set_target(struct rf_pager *p, uint64_t resident_bytes)
 {
+	uint64_t margin = resident_bytes / 32 > (4u << 20) ? resident_bytes / 32 : (4u << 20);
+
 	pthread_mutex_lock(&p->lock);
 	p->target = resident_bytes;
+	atomic_store(&p->throttle_line, resident_bytes == RF_SWAP_NO_TARGET
+					    ? RF_SWAP_NO_TARGET
+					    : resident_bytes + margin);
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 }

@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap end to end: the demo VMM with its freestanding guest, the library's
+ * pager serving the vCPU's faults. What counts is what the kernel measures
+ * for the VMM process (smaps_rollup), and what the guest's own integrity
+ * oracle (memcheck) says.
+ *
+ *  - a 1 GiB guest running memcheck over 768 MiB, held to 384 MiB resident
+ *    by swap, completes clean rounds, and the VMM's RSS stays within 10% of
+ *    384 MiB the whole time;
+ *  - the swap file has no name: the swap directory stays empty while the
+ *    VMM runs and after it is killed with SIGKILL;
+ *  - a hotcold guest (64 MiB hot, 256 MiB cold) capped at 160 MiB keeps its
+ *    hot set resident: once settled, (almost) no swap-in hits it.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rf_test.h"
+#include "vmm_proc.h"
+
+#define MiB	      (1ull << 20)
+#define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static int64_t jnum(const char *reply, const char *key)
+{
+	char pat[80];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(reply, pat);
+	if (!p)
+		fail_msg("no %s in %s", key, reply);
+	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+static void query_swap(struct vmm_proc *p, const char *vm, char *reply, size_t len)
+{
+	char req[128];
+
+	snprintf(req, sizeof(req), "{\"execute\":\"query-swap\",\"arguments\":{\"vm\":\"%s\"}}",
+		 vm);
+	assert_int_equal(vmm_proc_ctl(p, req, reply, len, 5000), 0);
+	if (!strstr(reply, "\"return\""))
+		fail_msg("query-swap: %s", reply);
+}
+
+static unsigned int dir_entries(const char *dir)
+{
+	unsigned int n = 0;
+	struct dirent *d;
+	DIR *dp = opendir(dir);
+
+	assert_non_null(dp);
+	while ((d = readdir(dp)))
+		if (strcmp(d->d_name, ".") && strcmp(d->d_name, ".."))
+			n++;
+	closedir(dp);
+	return n;
+}
+
+/* The VMM has an open file in @dir that has no name any more. */
+static bool has_unlinked_file_in(pid_t pid, const char *dir)
+{
+	char fddir[64], link[330], target[512];
+	struct dirent *d;
+	DIR *dp;
+	bool found = false;
+
+	snprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+	dp = opendir(fddir);
+	if (!dp)
+		return false;
+	while ((d = readdir(dp)) && !found) {
+		ssize_t n;
+
+		snprintf(link, sizeof(link), "%s/%s", fddir, d->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = 0;
+		found = strncmp(target, dir, strlen(dir)) == 0 && strstr(target, "(deleted)");
+	}
+	closedir(dp);
+	return found;
+}
+
+static void test_memcheck_held_to_cap(void **state)
+{
+	char swapdir[] = "/var/tmp/rf-swap-e2e-XXXXXX", reply[2048], line[512];
+	const uint64_t cap = 384 * MiB;
+	uint64_t t0, samples = 0, over = 0, max_rss = 0, sum_rss = 0;
+	struct vmm_proc p;
+	struct vmm_smaps sm;
+	const char *args[] = {"--swap-dir", swapdir, "--vm",
+			      "name=a,mem=1G,workload=memcheck,mib=768,swap-resident=384M", NULL};
+
+	(void)state;
+	require_kvm();
+	assert_non_null(mkdtemp(swapdir));
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_ready(&p, "a", 60000), 0);
+	/* Until two clean rounds are reported, sample the VMM's RSS. */
+	t0 = now_ms();
+	while (vmm_proc_count(&p, "a: memcheck: rounds=") < 2 && now_ms() - t0 < 180000) {
+		assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
+		samples++;
+		sum_rss += sm.rss;
+		max_rss = sm.rss > max_rss ? sm.rss : max_rss;
+		if (sm.rss > cap + cap / 10)
+			over++;
+		if (samples == 10) {
+			/* The swap file is open, and has no name. */
+			assert_true(has_unlinked_file_in(p.pid, swapdir));
+			assert_int_equal(dir_entries(swapdir), 0);
+		}
+		sleep_ms(250);
+	}
+	query_swap(&p, "a", reply, sizeof(reply));
+	print_message("memcheck 768 MiB, cap 384 MiB: %llu samples, RSS mean %llu MiB max %llu "
+		      "MiB, %llu over +10%%; %s\n",
+		      (unsigned long long)samples, (unsigned long long)(sum_rss / samples / MiB),
+		      (unsigned long long)(max_rss / MiB), (unsigned long long)over, reply);
+	if (vmm_proc_find_line(&p, "BAD", line, sizeof(line)) == 0)
+		fail_msg("memcheck found a bad round: %s", line);
+	assert_true(vmm_proc_count(&p, "a: memcheck: rounds=") >= 2);
+	assert_int_equal(vmm_proc_find_line(&p, "a: memcheck: rounds=", line, sizeof(line)), 0);
+	assert_non_null(strstr(line, "bad_rounds=0"));
+	assert_true(jnum(reply, "swap-ins") > 100000);
+	assert_int_equal(jnum(reply, "csum-errors"), 0);
+	assert_non_null(strstr(reply, "\"stopped\":false"));
+	/* Held to the cap: never above it by more than 10%, and not far below
+	 * it on average (the pager swaps what it must, not everything). */
+	assert_int_equal(over, 0);
+	assert_true(sum_rss / samples > cap * 8 / 10);
+
+	/* Killed outright: nothing left in the swap directory. */
+	kill(p.pid, SIGKILL);
+	vmm_proc_wait_exit(&p, 10000);
+	assert_int_equal(dir_entries(swapdir), 0);
+	vmm_proc_stop(&p);
+	vmm_proc_free(&p);
+	rmdir(swapdir);
+}
+
+static void test_hotcold_keeps_hot_set(void **state)
+{
+	char reply[2048], line[512];
+	const uint64_t cap = 160 * MiB, hot_pages = 64 * MiB / 4096;
+	int64_t ins0, ins1, outs0;
+	struct vmm_proc p;
+	struct vmm_smaps sm;
+	const char *args[] = {
+	    "--vm", "name=h,mem=512M,workload=hotcold,mib=256,hot=64,swap-resident=160M", NULL};
+
+	(void)state;
+	require_kvm();
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_ready(&p, "h", 60000), 0);
+	/* Let it settle: the cold set goes out, the hot set may be sampled
+	 * once (swapped out and faulted straight back). */
+	sleep_ms(8000);
+	query_swap(&p, "h", reply, sizeof(reply));
+	ins0 = jnum(reply, "swap-ins");
+	outs0 = jnum(reply, "swap-outs");
+	sleep_ms(8000);
+	query_swap(&p, "h", reply, sizeof(reply));
+	ins1 = jnum(reply, "swap-ins");
+	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
+	assert_int_equal(vmm_proc_find_line(&p, "h: hotcold: hot 64 MiB", line, sizeof(line)), 0);
+	print_message("hotcold 64/256 MiB, cap 160 MiB: RSS %llu MiB, swap-outs %lld, swap-ins "
+		      "%lld then +%lld in 8 s; last: %s\n",
+		      (unsigned long long)(sm.rss / MiB), (long long)outs0, (long long)ins0,
+		      (long long)(ins1 - ins0), line);
+	/* The cold set went out... */
+	assert_true(outs0 > (int64_t)(128 * MiB / 4096));
+	/* ...and the hot set stays in: under 1% of its pages come back per 8 s. */
+	assert_true(ins1 - ins0 < (int64_t)hot_pages / 100);
+	assert_true(sm.rss <= cap + cap / 10);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_memcheck_held_to_cap),
+	    cmocka_unit_test(test_hotcold_keeps_hot_set),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
