@@ -69,6 +69,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->scan_rate_pressure = 200000;
 	cfg->min_guest_bytes = 32ull << 20;
 	cfg->deflate_step_bytes = 64ull << 20;
+	cfg->swap = true;
 }
 
 int rf_policy_config_check(const struct rf_policy_config *cfg)
@@ -391,7 +392,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		}
 
 		/* Swap: what the balloon did not get in time. */
-		if (excess && v->has_swap && (st >= RF_MEM_HARD || over_limit) &&
+		if (excess && v->has_swap && c->swap && (st >= RF_MEM_HARD || over_limit) &&
 		    (!v->has_balloon || in->now_ns + 1 - t->excess_since_ns >=
 					    (uint64_t)c->balloon_grace_ms * 1000000ull)) {
 			uint64_t want = PAGE_DOWN(alloc[i]); /* what it may keep resident */

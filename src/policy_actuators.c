@@ -11,7 +11,9 @@
  *
  * Wired: the balloon (balloon/, rf_balloon_set_target, rf_balloon_info,
  * rf_balloon_stats); dedup (ksm/, rf_dedup_scan_now: a pass on demand under
- * pressure, as it has no rate setting). Not yet: swap (issue 6).
+ * pressure, as it has no rate setting); swap (src/swap_*.c,
+ * rf_vm_set_swap_target as a resident target, rf_vm_swap_stats for the
+ * compressed tier's bytes).
  */
 #include <errno.h>
 
@@ -24,12 +26,18 @@ void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 	struct rf_ledger_vm *lv = vm->ledger;
 	struct rf_balloon_info bi;
 	struct rf_balloon_stats bs;
+	struct rf_swap_stats ss;
 
 	out->has_balloon = 0;
 	out->balloon_target_bytes = lv ? atomic_load(&lv->balloon_target) : 0;
 	out->guest_free_bytes = lv ? atomic_load(&lv->guest_free) : UINT64_MAX;
 	out->resident_target_bytes = lv ? atomic_load(&lv->resident_target) : UINT64_MAX;
 	out->compressed_host_bytes = 0;
+
+	/* The swap store's compressed tier holds this VM's pages in host
+	 * memory: that is part of what the VM costs. */
+	if (rf_vm_swap_stats(vm, &ss) == 0)
+		out->compressed_host_bytes = ss.tier_compressed_bytes;
 
 	/* ramfold's balloon (balloon/): driven once the guest's driver is up.
 	 * The guest's free memory is its own report: it only weighs the idle
@@ -53,12 +61,12 @@ static int builtin_set_balloon(void *arg, rf_vm *vm, uint64_t bytes)
 	return rf_balloon_set_target(vm->balloon, bytes);
 }
 
-static int builtin_set_swap(void *arg, rf_vm *vm, uint64_t bytes)
+/* The policy's "no resident target" is swap's RF_SWAP_NO_TARGET. */
+_Static_assert(RF_SWAP_NO_TARGET == UINT64_MAX, "no-target values differ");
+static int builtin_set_swap(void *arg, rf_vm *vm, uint64_t resident_bytes)
 {
 	(void)arg;
-	(void)vm;
-	(void)bytes;
-	return -ENOSYS; /* the pager (issue 6) is not attached */
+	return rf_vm_set_swap_target(vm, resident_bytes);
 }
 
 /*

@@ -33,6 +33,7 @@ static struct {
 	uint64_t host_reserved;
 	unsigned int max_overcommit_permille;
 	unsigned int policy_ms; /* 0: no policy thread */
+	int policy_swap;	/* -1: the library's default */
 	int metrics_port;	/* 0: none */
 	const char *metrics_file;
 	const char *csv_path;
@@ -40,7 +41,7 @@ static struct {
 	int listen_fd, stop_fd;
 	pthread_t server;
 	bool server_running;
-} lg = {.listen_fd = -1, .stop_fd = -1};
+} lg = {.listen_fd = -1, .stop_fd = -1, .policy_swap = -1};
 
 /* ---- options -------------------------------------------------------- */
 
@@ -95,6 +96,17 @@ static int opt_policy(struct vmm *vmm, const char *v)
 	return 0;
 }
 
+static int opt_policy_swap(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (strcmp(v, "on") && strcmp(v, "off")) {
+		vmm_errorf("--policy-swap %s: expected on or off", v);
+		return -1;
+	}
+	lg.policy_swap = !strcmp(v, "on");
+	return 0;
+}
+
 static int opt_metrics_port(struct vmm *vmm, const char *v)
 {
 	uint64_t p;
@@ -127,6 +139,7 @@ static const struct vmm_option ledger_options[] = {
     {"host-reserved", "SIZE", "kept back from reservations for the host", opt_reserved},
     {"max-overcommit", "RATIO", "refuse VMs beyond RATIO x the budget promised", opt_overcommit},
     {"policy", "MS|off", "run the reclaim policy every MS ms (default off)", opt_policy},
+    {"policy-swap", "on|off", "let the policy swap guest memory (default on)", opt_policy_swap},
     {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
      opt_metrics_port},
     {"metrics-file", "FILE", "Prometheus metrics written to FILE every second", opt_metrics_file},
@@ -171,6 +184,28 @@ static int ledger_vm_config(struct vmm_vm *vm, struct rf_vm_config *cfg)
 			return -1;
 		}
 		cfg->shares = (uint32_t)x;
+	}
+	return 0;
+}
+
+/*
+ * The guest's system pages (boot info, GDT/TSS, page tables, stack) and its
+ * code are read by KVM itself on the guest's behalf; with reclaim running
+ * they must not be swapped or merged under it. Excluded for every VM when
+ * the policy runs.
+ */
+static int ledger_vm_setup(struct vmm_vm *vm)
+{
+	uint64_t end = (vm->vmm->image_end + 0xfff) & ~0xfffull;
+	int rc;
+
+	if (!lg.policy_ms || !vm->rf || end <= RF_BOOTINFO_GPA || end > vm->mem_bytes)
+		return 0;
+	rc = rf_vm_exclude_range(vm->rf, RF_BOOTINFO_GPA, end - RF_BOOTINFO_GPA, true);
+	if (rc) {
+		vmm_errorf("%s: cannot exclude the guest's system pages from reclaim: %s", vm->name,
+			   strerror(-rc));
+		return -1;
 	}
 	return 0;
 }
@@ -561,6 +596,16 @@ static int ledger_start(struct vmm *vmm)
 	}
 	if (lg.metrics_port && metrics_listen(vmm))
 		return -1;
+	if (lg.policy_swap >= 0) {
+		struct rf_policy_config pc;
+
+		rf_policy_config_init(&pc);
+		pc.swap = lg.policy_swap;
+		if (rf_policy_configure(vmm->engine, &pc)) {
+			vmm_errorf("--policy-swap: cannot configure the policy");
+			return -1;
+		}
+	}
 	if (lg.policy_ms) {
 		int rc = rf_policy_start(vmm->engine, lg.policy_ms);
 
@@ -608,6 +653,7 @@ static const struct vmm_module ledger_module = {
     .engine_config = ledger_engine_config,
     .start = ledger_start,
     .vm_config = ledger_vm_config,
+    .vm_setup = ledger_vm_setup,
     .tick = ledger_tick,
     .stop = ledger_stop,
 };

@@ -121,6 +121,9 @@ struct rf_policy_config {
 	uint64_t min_guest_bytes;
 	/* In high with room to spare, deflate at most this per tick: 64 MiB. */
 	uint64_t deflate_step_bytes;
+	/* Ask swap for memory at all (default true). Off: the policy never
+	 * sets a resident target; the balloon and sharing work alone. */
+	bool swap;
 };
 
 void rf_policy_config_init(struct rf_policy_config *cfg);

@@ -488,13 +488,17 @@ static void test_limit_in_high_and_scan_rate(void **state)
 	assert_non_null(strstr(acts[1].why, "pressure gone, no resident target"));
 	v.limit_bytes = 200 * MiB;
 	v.resident_target_bytes = UINT64_MAX;
-	/* Without swap, the balloon works alone: no resident target, no cancel. */
-	{
+	/* Without swap (none attached, or turned off in the config), the
+	 * balloon works alone: no resident target, no cancel. */
+	for (int off = 0; off < 2; off++) {
 		struct rf_policy_default q;
+		struct rf_policy_config qc;
 		struct rf_policy_vm w = v;
 
-		rf_policy_default_init(&q, NULL);
-		w.has_swap = 0;
+		rf_policy_config_init(&qc);
+		qc.swap = off ? false : true;
+		rf_policy_default_init(&q, &qc);
+		w.has_swap = off;
 		w.host_bytes = 300 * MiB;
 		w.ballooned_bytes = 10 * MiB;
 		w.balloon_target_bytes = 100 * MiB;
