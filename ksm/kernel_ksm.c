@@ -135,12 +135,12 @@ int ksm_backend_start(struct rf_dedup *d)
 		return -ENODEV;
 	}
 	d->ksm.saved = true;
+	/* Both settings are written when pages_to_scan is given (sleep 0
+	 * is a valid setting); otherwise the kernel's stay. */
 	if (d->cfg.ksm_pages_to_scan) {
 		snprintf(v, sizeof(v), "%u", d->cfg.ksm_pages_to_scan);
 		if ((err = ksm_write(d, "pages_to_scan", v)))
 			return err;
-	}
-	if (d->cfg.ksm_sleep_ms || d->cfg.fastest) {
 		snprintf(v, sizeof(v), "%u", d->cfg.ksm_sleep_ms);
 		if ((err = ksm_write(d, "sleep_millisecs", v)))
 			return err;

@@ -529,7 +529,6 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 	if (count_as_write) {
 		atomic_fetch_add(&d->unmerged, n);
 		atomic_fetch_add(&dv->unmerged, n);
-		atomic_fetch_add(&d->pass_merges, n);
 	}
 	return 0;
 

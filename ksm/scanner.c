@@ -198,8 +198,8 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (!stable) {
 		if (pf & PF_HASHED)
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
-		else
-			c->new_hashed++;
+		else if (!(pf & PF_BROKEN_MASK))
+			c->new_hashed++; /* new content; a rewritten page is only churn */
 		if (pf & PF_CAND) {
 			struct index_key old = key;
 

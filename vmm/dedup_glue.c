@@ -9,6 +9,7 @@
  *   --dedup-cpu PCT        CPU share per scanner thread before convergence
  *                          (default: as fast as it can)
  *   --dedup-idle-cpu PCT   CPU share once converged (default 2)
+ *   --dedup-ksm PAGES/MS   with ksm: ksmd's pages_to_scan and sleep_millisecs
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
  *   --vm ...,dedup=off     this VM is not scanned
  *
@@ -92,6 +93,23 @@ static int opt_idle_cpu(struct vmm *vmm, const char *v)
 	(void)vmm;
 	cfg_defaults();
 	return opt_uint("dedup-idle-cpu", v, 100, &dg.cfg.idle_cpu_percent);
+}
+
+static int opt_ksm(struct vmm *vmm, const char *v)
+{
+	unsigned int pages, ms;
+	char end;
+
+	(void)vmm;
+	cfg_defaults();
+	if (sscanf(v, "%u/%u%c", &pages, &ms, &end) != 2 || pages == 0) {
+		vmm_errorf("--dedup-ksm %s: expected PAGES/MS, e.g. 10000/0", v);
+		return -1;
+	}
+	dg.cfg.ksm_pages_to_scan = pages;
+	dg.cfg.ksm_sleep_ms = ms;
+	dg.cfg.fastest = ms == 0;
+	return 0;
 }
 
 static int start(struct vmm *vmm)
@@ -241,6 +259,8 @@ static const struct vmm_option dedup_options[] = {
     {"dedup-threads", "N", "dedup scanner threads (default 1)", opt_threads},
     {"dedup-cpu", "PCT", "dedup CPU share per thread until converged (default: no limit)", opt_cpu},
     {"dedup-idle-cpu", "PCT", "dedup CPU share once converged (default 2)", opt_idle_cpu},
+    {"dedup-ksm", "PAGES/MS",
+     "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
     {NULL},
 };
 

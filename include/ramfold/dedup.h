@@ -76,7 +76,8 @@ struct rf_dedup_config {
 	/* Allow merges between pages of different NUMA nodes (off by default). */
 	bool cross_node;
 	/* RF_DEDUP_KSM only: pages_to_scan and sleep_millisecs written to the
-	 * kernel; 0 = leave the kernel's values. Restored, and run=0, on stop. */
+	 * kernel when ksm_pages_to_scan is not 0 (else the kernel's values
+	 * stay). Restored, and run=0, on stop. */
 	unsigned int ksm_pages_to_scan;
 	unsigned int ksm_sleep_ms;
 };

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dedup_report.h"
+
+double bench_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void result_add(struct result *r, double t, double saved, double cpu)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? 2 * r->cap : 1024;
+		r->s = realloc(r->s, r->cap * sizeof(*r->s));
+		if (!r->s) {
+			perror("realloc");
+			exit(1);
+		}
+	}
+	r->s[r->n++] = (struct sample){t, saved, cpu};
+}
+
+/* Time and CPU to 95% of the best saving the engine reached. */
+void result_summarise(struct result *r, uint64_t ideal)
+{
+	double final = 0;
+
+	for (unsigned int i = 0; i < r->n; i++)
+		if (r->s[i].saved > final)
+			final = r->s[i].saved;
+	/* "Achievable" is what the content allows; an engine that never gets
+	 * near it within the run has no time to 95%. */
+	if (final < 0.9 * (double)ideal)
+		final = (double)ideal;
+	for (unsigned int i = 0; i < r->n; i++) {
+		if (r->s[i].saved >= 0.95 * final) {
+			r->t95 = r->s[i].t;
+			r->cpu95 = r->s[i].cpu;
+			r->reached = true;
+			return;
+		}
+	}
+}
+
+void results_write(struct result *rs, unsigned int n, uint64_t ideal, const char *dir,
+		   const char *prefix, const char *title)
+{
+	char path[512];
+	double tmax = 0, ymax = (double)ideal * 1.05;
+	static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.csv", dir, prefix);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "engine,t_s,saved_bytes,cpu_s\n");
+		for (unsigned int k = 0; k < n; k++)
+			for (unsigned int i = 0; i < rs[k].n; i++)
+				fprintf(f, "%s,%.3f,%.0f,%.3f\n", rs[k].name, rs[k].s[i].t,
+					rs[k].s[i].saved, rs[k].s[i].cpu);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/%s_summary.csv", dir, prefix);
+	f = fopen(path, "w");
+	if (f) {
+		fprintf(f, "engine,t95_s,cpu_to_t95_s,idle_cpu_share,final_saved_bytes,net_saved_"
+			   "bytes,host_saved_bytes,ideal_bytes,note\n");
+		for (unsigned int k = 0; k < n; k++)
+			fprintf(f, "%s,%.3f,%.3f,%.4f,%.0f,%.0f,%.0f,%llu,%s\n", rs[k].name,
+				rs[k].reached ? rs[k].t95 : -1, rs[k].reached ? rs[k].cpu95 : -1,
+				rs[k].idle_cpu_share, rs[k].final_saved,
+				rs[k].final_saved - rs[k].metadata, rs[k].final_host_saved,
+				(unsigned long long)ideal, rs[k].note);
+		fclose(f);
+	}
+	for (unsigned int k = 0; k < n; k++)
+		if (rs[k].n && rs[k].s[rs[k].n - 1].t > tmax)
+			tmax = rs[k].s[rs[k].n - 1].t;
+	if (tmax > 30)
+		tmax = 30;
+	snprintf(path, sizeof(path), "%s/%s.svg", dir, prefix);
+	f = fopen(path, "w");
+	if (!f)
+		return;
+	/* Plot area 60..760 x 20..380: x = time (s), y = saved MiB. */
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"440\" "
+		   "font-family=\"sans-serif\" font-size=\"12\">\n");
+	fprintf(f, "<rect width=\"800\" height=\"440\" fill=\"white\"/>\n");
+	fprintf(f, "<line x1=\"60\" y1=\"380\" x2=\"760\" y2=\"380\" stroke=\"black\"/>\n");
+	fprintf(f, "<line x1=\"60\" y1=\"20\" x2=\"60\" y2=\"380\" stroke=\"black\"/>\n");
+	for (int i = 0; i <= 5; i++) {
+		double t = tmax * i / 5, y = ymax * i / 5;
+
+		fprintf(f, "<text x=\"%.0f\" y=\"398\" text-anchor=\"middle\">%.1f s</text>\n",
+			60 + 700.0 * i / 5, t);
+		fprintf(f, "<text x=\"55\" y=\"%.0f\" text-anchor=\"end\">%.0f MiB</text>\n",
+			380 - 360.0 * i / 5 + 4, y / 1048576);
+	}
+	fprintf(f,
+		"<line x1=\"60\" y1=\"%.1f\" x2=\"760\" y2=\"%.1f\" stroke=\"gray\" "
+		"stroke-dasharray=\"4\"/>\n",
+		380 - 360 * (double)ideal / ymax, 380 - 360 * (double)ideal / ymax);
+	fprintf(f, "<text x=\"755\" y=\"%.1f\" text-anchor=\"end\" fill=\"gray\">ideal</text>\n",
+		380 - 360 * (double)ideal / ymax - 4);
+	for (unsigned int k = 0; k < n; k++) {
+		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+			colors[k % 4]);
+		for (unsigned int i = 0; i < rs[k].n && rs[k].s[i].t <= tmax; i++)
+			fprintf(f, "%.1f,%.1f ", 60 + 700 * rs[k].s[i].t / tmax,
+				380 - 360 * rs[k].s[i].saved / ymax);
+		fprintf(f, "\"/>\n<text x=\"70\" y=\"%u\" fill=\"%s\">%s</text>\n", 36 + 16 * k,
+			colors[k % 4], rs[k].name);
+	}
+	fprintf(f, "<text x=\"410\" y=\"430\" text-anchor=\"middle\">%s</text>\n</svg>\n", title);
+	fclose(f);
+}
+
+void results_print(struct result *rs, unsigned int n, uint64_t ideal)
+{
+	printf("\nideal saving (from the layout): %.1f MiB\n\n", (double)ideal / 1048576);
+	printf("%-12s %9s %11s %9s %13s %13s %13s  %s\n", "engine", "t95 (s)", "CPU to t95",
+	       "idle CPU", "saved (Pss)", "net of meta", "host anon+shm", "note");
+	for (unsigned int k = 0; k < n; k++) {
+		struct result *r = &rs[k];
+		char t95[32], c95[32];
+
+		if (!r->ran) {
+			printf("%-12s %9s %11s %9s %13s %13s %13s  %s\n", r->name, "-", "-", "-",
+			       "-", "-", "-", r->note);
+			continue;
+		}
+		if (r->reached) {
+			snprintf(t95, sizeof(t95), "%.2f", r->t95);
+			snprintf(c95, sizeof(c95), "%.2f s", r->cpu95);
+		} else {
+			snprintf(t95, sizeof(t95), "> %.0f", r->s[r->n - 1].t);
+			snprintf(c95, sizeof(c95), "> %.2f s", r->s[r->n - 1].cpu);
+		}
+		printf("%-12s %9s %11s %8.1f%% %9.1f MiB %9.1f MiB %9.1f MiB  %s\n", r->name, t95,
+		       c95, r->idle_cpu_share < 0 ? -1 : r->idle_cpu_share * 100,
+		       r->final_saved / 1048576, (r->final_saved - r->metadata) / 1048576,
+		       r->final_host_saved / 1048576, r->note);
+	}
+	if (rs[0].reached && rs[1].reached && rs[0].t95 > 0 && rs[0].cpu95 > 0) {
+		printf("\nramfold vs ksm-fastest: %.1fx sooner to 95%% (target >= 3x), %.2fx the "
+		       "CPU (target <= 0.33x), idle %.1f%% of a core (target < 5%%), saved %.2fx "
+		       "in Pss and %.2fx net of metadata (target >= 1x)\n",
+		       rs[1].t95 / rs[0].t95, rs[0].cpu95 / rs[1].cpu95, rs[0].idle_cpu_share * 100,
+		       rs[0].final_saved / (rs[1].final_saved > 0 ? rs[1].final_saved : 1),
+		       rs[0].final_saved / (rs[1].final_saved - rs[1].metadata > 0
+						? rs[1].final_saved - rs[1].metadata
+						: 1));
+	}
+}
