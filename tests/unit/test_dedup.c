@@ -254,7 +254,7 @@ static void test_racing_writers(void **state)
 	const unsigned int npages = 2048, nw = 2;
 	struct writer w[2];
 	pthread_t t[2];
-	uint32_t *last = calloc(npages, sizeof(uint32_t));
+	uint32_t *last;
 	struct rf_dedup_stats st;
 	uint64_t total = 0, lost = 0, bad = 0;
 	static uint8_t tpl[PG];
@@ -263,6 +263,8 @@ static void test_racing_writers(void **state)
 	(void)state;
 	if (skip_unless_supported())
 		skip();
+	last = calloc(npages, sizeof(uint32_t));
+	assert_non_null(last);
 	fx_init(&f, (size_t)npages * PG, 1, NULL, NULL);
 	dedup_fill_page(tpl, 42);
 	for (unsigned int p = 0; p < npages; p++) {
