@@ -34,6 +34,7 @@ static struct {
 	unsigned int max_overcommit_permille;
 	unsigned int policy_ms; /* 0: no policy thread */
 	int policy_swap;	/* -1: the library's default */
+	unsigned int free_bp;	/* 0: the library's thresholds */
 	int metrics_port;	/* 0: none */
 	const char *metrics_file;
 	const char *csv_path;
@@ -107,6 +108,20 @@ static int opt_policy_swap(struct vmm *vmm, const char *v)
 	return 0;
 }
 
+static int opt_policy_free(struct vmm *vmm, const char *v)
+{
+	char *end;
+	double pct = strtod(v, &end);
+
+	(void)vmm;
+	if (end == v || *end || !(pct >= 1.0 && pct <= 50.0)) {
+		vmm_errorf("--policy-free %s: expected a percentage of the budget, 1..50", v);
+		return -1;
+	}
+	lg.free_bp = (unsigned int)(pct * 100.0 + 0.5);
+	return 0;
+}
+
 static int opt_metrics_port(struct vmm *vmm, const char *v)
 {
 	uint64_t p;
@@ -140,6 +155,8 @@ static const struct vmm_option ledger_options[] = {
     {"max-overcommit", "RATIO", "refuse VMs beyond RATIO x the budget promised", opt_overcommit},
     {"policy", "MS|off", "run the reclaim policy every MS ms (default off)", opt_policy},
     {"policy-swap", "on|off", "let the policy swap guest memory (default on)", opt_policy_swap},
+    {"policy-free", "PCT", "free memory the policy keeps, in % of the budget (default 6)",
+     opt_policy_free},
     {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
      opt_metrics_port},
     {"metrics-file", "FILE", "Prometheus metrics written to FILE every second", opt_metrics_file},
@@ -596,13 +613,23 @@ static int ledger_start(struct vmm *vmm)
 	}
 	if (lg.metrics_port && metrics_listen(vmm))
 		return -1;
-	if (lg.policy_swap >= 0) {
+	if (lg.policy_swap >= 0 || lg.free_bp) {
 		struct rf_policy_config pc;
 
 		rf_policy_config_init(&pc);
-		pc.swap = lg.policy_swap;
+		if (lg.policy_swap >= 0)
+			pc.swap = lg.policy_swap;
+		if (lg.free_bp) {
+			/* ESX's proportions: soft, hard and low at 2/3, 1/3 and
+			 * 1/6 of high; the hysteresis a sixth of high. */
+			pc.high_bp = lg.free_bp;
+			pc.soft_bp = lg.free_bp * 2 / 3;
+			pc.hard_bp = lg.free_bp / 3;
+			pc.low_bp = lg.free_bp / 6;
+			pc.hysteresis_bp = lg.free_bp / 6;
+		}
 		if (rf_policy_configure(vmm->engine, &pc)) {
-			vmm_errorf("--policy-swap: cannot configure the policy");
+			vmm_errorf("--policy-swap/--policy-free: cannot configure the policy");
 			return -1;
 		}
 	}
@@ -640,7 +667,8 @@ static void ledger_stop(struct vmm *vmm)
 		close(lg.stop_fd);
 	lg.listen_fd = lg.stop_fd = -1;
 	if (lg.csv) {
-		csv_row(vmm);
+		/* No last row: other modules' stop hooks (dedup restores its
+		 * merged pages) may already have run. */
 		fclose(lg.csv);
 		lg.csv = NULL;
 	}
