@@ -8,6 +8,7 @@
  *   --dedup-threads N      scanner threads (default 1)
  *   --dedup-cpu PCT        CPU share per scanner thread before convergence
  *                          (default: as fast as it can)
+ *   --dedup-rate PAGES     pages hashed per second until converged (default: no limit)
  *   --dedup-idle-cpu PCT   CPU share once converged (default 2)
  *   --dedup-ksm PAGES/MS   with ksm: ksmd's pages_to_scan and sleep_millisecs
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
@@ -85,6 +86,19 @@ static int opt_cpu(struct vmm *vmm, const char *v)
 	if (opt_uint("dedup-cpu", v, 100, &dg.cfg.cpu_percent))
 		return -1;
 	dg.cfg.fastest = dg.cfg.cpu_percent == 0 || dg.cfg.cpu_percent == 100;
+	return 0;
+}
+
+static int opt_rate(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	if (parse_u64(v, &dg.cfg.pages_per_sec)) {
+		vmm_errorf("--dedup-rate %s: expected pages per second", v);
+		return -1;
+	}
+	dg.cfg.fastest =
+	    dg.cfg.pages_per_sec == 0 && (dg.cfg.cpu_percent == 0 || dg.cfg.cpu_percent == 100);
 	return 0;
 }
 
@@ -258,6 +272,8 @@ static const struct vmm_option dedup_options[] = {
     {"dedup", "MODE", "page dedup: off (default), zero, intra, domains or ksm", opt_mode},
     {"dedup-threads", "N", "dedup scanner threads (default 1)", opt_threads},
     {"dedup-cpu", "PCT", "dedup CPU share per thread until converged (default: no limit)", opt_cpu},
+    {"dedup-rate", "PAGES", "dedup pages hashed per second until converged (default: no limit)",
+     opt_rate},
     {"dedup-idle-cpu", "PCT", "dedup CPU share once converged (default 2)", opt_idle_cpu},
     {"dedup-ksm", "PAGES/MS",
      "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},

@@ -326,9 +326,50 @@ static void test_memcheck_while_merged(void **state)
 	vmm_proc_free(&p);
 }
 
+/* Bad dedup arguments: one clear line, exit status 2, nothing started. */
+static void test_bad_args(void **state)
+{
+	static const struct {
+		const char *args[8];
+		const char *msg;
+	} cases[] = {
+	    {{"--dedup", "bogus", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--dedup bogus: expected off, zero, intra, domains or ksm"},
+	    {{"--dedup", "intra", "--vm", "name=a,mem=64M,workload=idle,dedup=maybe", NULL},
+	     "dedup=maybe: expected on or off"},
+	    {{"--dedup", "domains", "--vm",
+	      "name=a,mem=64M,workload=idle,domain=0123456789012345678901234567890123", NULL},
+	     "expected 1 to 31 characters"},
+	    {{"--dedup-threads", "0", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "at least one scanner thread"},
+	    {{"--dedup-ksm", "fast", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "expected PAGES/MS"},
+	};
+
+	(void)state;
+	require_kvm();
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *args[12];
+		struct vmm_proc p;
+		unsigned int n = 0;
+
+		args[n++] = "--guest";
+		args[n++] = vmm_guest_path();
+		for (unsigned int k = 0; cases[i].args[k]; k++)
+			args[n++] = cases[i].args[k];
+		args[n] = NULL;
+		assert_int_equal(vmm_proc_spawn(&p, args), 0);
+		assert_int_equal(vmm_proc_wait_exit(&p, 20000), 2);
+		if (!strstr(p.out, cases[i].msg))
+			fail_msg("case %u: no \"%s\" in: %s", i, cases[i].msg, p.out);
+		vmm_proc_free(&p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bad_args),
 	    cmocka_unit_test(test_osimage_twins),
 	    cmocka_unit_test(test_dup_twins),
 	    cmocka_unit_test(test_domains_apart),
