@@ -43,7 +43,9 @@
 #define OOM_NR_PAGES	256
 #define REPORT_CAPACITY 32
 #define REPORT_DELAY_NS 2000000000ull
-#define BALLOON_RESERVE 1024 /* pages (4 MiB) inflation leaves free */
+/* Pages inflation leaves free (2 MiB): about the min watermark Linux keeps
+ * in a guest of a few hundred MiB. */
+#define BALLOON_RESERVE 512
 #define BUFS_PER_POLL	64
 #define WAIT_MS		1000
 
