@@ -18,15 +18,18 @@ $(VMM): $(VMM_OBJS) $(B)/libramfold.a
 	$(CC) $(CFLAGS) -pthread -o $@ $(VMM_OBJS) $(B)/libramfold.a $(LIB_DEPS) -lm
 
 # 4 guests of 256 MiB for ~30 s with the live table; CSV and console logs
-# under build/demo/. DEMO_SECONDS=10 make demo for a shorter run.
+# under build/demo/. DEMO_SECONDS=10 make demo for a shorter run. Dedup is on:
+# the two osimage guests share a sharing domain, the others merge within
+# themselves (and zero pages). DEMO_DEDUP=off shows the same guests without it.
 DEMO_SECONDS ?= 30
+DEMO_DEDUP ?= domains
 .PHONY: demo
 demo: all
 	@mkdir -p $(B)/demo
 	$(VMM) --duration $(DEMO_SECONDS) --table --log-dir $(B)/demo \
-		--stats-csv $(B)/demo/stats.csv --ctl $(B)/demo/ctl.sock \
-		--vm name=os0,mem=256M,workload=osimage,mib=160 \
-		--vm name=os1,mem=256M,workload=osimage,mib=160 \
+		--stats-csv $(B)/demo/stats.csv --ctl $(B)/demo/ctl.sock --dedup $(DEMO_DEDUP) \
+		--vm name=os0,mem=256M,workload=osimage,mib=160,domain=os \
+		--vm name=os1,mem=256M,workload=osimage,mib=160,domain=os \
 		--vm name=dup0,mem=256M,workload=dup,mib=192,dup=60,zero=20 \
 		--vm name=check0,mem=256M,workload=memcheck,mib=160
 	@echo "make demo: console logs and stats.csv in $(B)/demo/"
