@@ -14,11 +14,14 @@
  *   2 notify       queue:u8
  *   3 guest memory gpa:u32 len:u8 bytes[len]
  *   4 target       pages:u32
- *   5 tick         interval_ms:u16
+ *   5 tick         mode:u16                   (mode % 3: 0 polling off, 1 every
+ *                                             1 ms, 2 the same after waiting 1.1 ms)
  *   6 handshake    features:u64 qsize:u16     (rings at QBASE + q * QSTRIDE)
  *   7 config API   off:u64 width:u8 write:u8 value:u64
  *   8 pfn buffer   queue:u8 n:u8 pfns:u32[n]  (one descriptor, published)
  *   9 report range queue:u8 gpa:u32 len:u32   (one device-writable descriptor)
+ *  10 own status   status:u8 features:u64     (rf_balloon_set_driver_features, _set_status)
+ *  11 own queue    queue:u8 size:u16 desc:u64 avail:u64 used:u64 (rf_balloon_queue_setup)
  * Each input gets a fresh VM (1 MiB at gpa 0, 64 KiB at 2 MiB: a hole
  * between) and a fresh device; the engine is shared.
  */
@@ -26,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ramfold/ramfold.h>
 
@@ -150,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	while (take(&in, &op, 1) == 0) {
-		switch (op % 10) {
+		switch (op % 12) {
 		case 0: {
 			uint16_t off;
 			uint8_t w;
@@ -206,7 +210,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			if (take(&in, &ms, 2))
 				goto done;
-			rf_balloon_set_stats_interval(b, ms % 3);
+			/* 0: off, 1: 1 ms, 2: 1 ms and wait for it (the held
+			 * stats buffer goes back to the guest). */
+			rf_balloon_set_stats_interval(b, ms % 3 ? 1 : 0);
+			if (ms % 3 == 2) {
+				struct timespec ts = {0, 1100000};
+
+				nanosleep(&ts, NULL);
+			}
 			rf_balloon_tick(b, NULL);
 			break;
 		}
@@ -254,6 +265,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				goto done;
 			publish(vm, q, qsize, gpa, len, 2);
 			rf_balloon_queue_notify(b, q % 5);
+			break;
+		}
+		case 10: {
+			uint8_t st;
+			uint64_t f;
+
+			if (take(&in, &st, 1) || take(&in, &f, 8))
+				goto done;
+			rf_balloon_set_driver_features(b, f);
+			rf_balloon_set_status(b, st);
+			break;
+		}
+		case 11: {
+			uint8_t q;
+			uint16_t size;
+			uint64_t d, a, u;
+
+			if (take(&in, &q, 1) || take(&in, &size, 2) || take(&in, &d, 8) ||
+			    take(&in, &a, 8) || take(&in, &u, 8))
+				goto done;
+			rf_balloon_queue_setup(b, q % 8, size, d, a, u);
 			break;
 		}
 		}

@@ -47,6 +47,14 @@ def stats(q, entries):
     return pfns(q, words)
 
 
+def own_status(st, f):
+    return struct.pack('<BBQ', 10, st, f)
+
+
+def own_queue(q, size, d, a, u):
+    return struct.pack('<BBHQQQ', 11, q, size, d, a, u)
+
+
 seeds = {
     'inflate-deflate': handshake() + target(128) + pfns(0, list(range(16, 80))) +
     pfns(1, list(range(16, 48))) + mmio_w(0x104, 32) + tick(1),
@@ -59,6 +67,10 @@ seeds = {
     mmio_w(0x70, 3) + mmio_w(0x70, 11) + mmio_w(0x30, 0) + mmio_w(0x38, 16) + mmio_w(0x44, 1),
     'hole-and-high': handshake() + pfns(0, [0x100, 0x200, 0x201, 0xffffffff, 0x80000000]) +
     pfns(0, [0x200 + i for i in range(16)]),
+    'own-transport': own_status(3, FEAT) + own_status(11, FEAT) +
+    own_queue(0, 64, 0x40000, 0x41000, 0x42000) + own_queue(1, 64, 0x48000, 0x49000, 0x4a000) +
+    own_status(15, FEAT) + pfns(0, [9, 10]) + pfns(1, [9]),
+    'stats-due': handshake() + stats(2, [(4, 1), (5, 2)]) + tick(2) + stats(2, [(5, 2), (6, 3)]) + tick(5),
     'small-queue': handshake(FEAT, 4) + pfns(0, [1, 2, 3]) + pfns(0, [4]) + pfns(0, [5]) +
     pfns(0, [6]) + pfns(0, [7]) + pfns(1, [1, 2, 3, 4, 5, 6, 7]),
 }
