@@ -143,7 +143,9 @@ int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops, const struct rf_
 		   rf_balloon **out);
 
 /* Free the device. Ballooned pages stay ballooned (the guest does not own
- * them until it deflates). NULL is accepted. */
+ * them until it deflates). NULL is accepted. No other thread may be inside
+ * or about to enter a call on @b (stop vCPUs, event loops and the policy
+ * thread, rf_policy_stop(), first). */
 void rf_balloon_free(rf_balloon *b);
 
 /* ---- virtio-mmio transport ------------------------------------------------ */
