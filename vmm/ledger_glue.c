@@ -686,4 +686,13 @@ static const struct vmm_module ledger_module = {
     .stop = ledger_stop,
 };
 
-VMM_MODULE(ledger_module)
+/*
+ * Registered before the other modules (constructor priority 101, ahead of
+ * VMM_MODULE's default): hooks run in registration order, so the policy
+ * thread and the metrics server are stopped before the dedup, balloon and
+ * swap modules stop the mechanisms they drive and read.
+ */
+static void __attribute__((constructor(101))) ledger_module_register_first(void)
+{
+	vmm_module_register(&ledger_module);
+}
