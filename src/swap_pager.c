@@ -123,6 +123,8 @@ struct rf_pager {
 	struct cache_ent cache[CACHE_MAX];
 	uint8_t *cache_buf; /* CACHE_MAX pages */
 	unsigned int cache_next;
+	struct rf_region *last_r; /* the last page served (pager thread only) */
+	uint64_t last_idx;
 
 	_Atomic uint64_t file_pages, tier_pages, tier_mem;
 	_Atomic uint64_t swap_outs, zero_outs, swap_ins, zero_fills, prefetched, prefetch_hits;
@@ -355,43 +357,63 @@ static int read_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint
 	return err;
 }
 
-/* Read up to p->prefetch pages after @idx that went out in the same batch
- * as it (next file slots) into the swap cache. */
+/*
+ * Read up to p->prefetch pages after @idx that went out in the same batch
+ * as it (the next file slots) into the swap cache, with one read. Called
+ * only when the faults look sequential: on random access every page read
+ * ahead would be wasted work on the pager thread, in front of the next
+ * fault.
+ */
 static void prefetch_after(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h)
 {
+	uint64_t vals[RF_SWAP_MAX_BATCH];
+	void *bufs[RF_SWAP_MAX_BATCH];
+	unsigned int slots[RF_SWAP_MAX_BATCH];
+	int res[RF_SWAP_MAX_BATCH];
+	uint32_t n = 0;
+
 	if (rf_swap_handle_in_tier(h))
 		return; /* decompressing ahead saves nothing */
 	for (uint32_t d = 1; d <= p->prefetch && idx + d < r->npages; d++) {
 		rf_pte_t *pte = &r->pte[idx + d];
-		uint64_t v;
-		unsigned int slot;
 		bool dup = false;
+		uint64_t v;
 
 		if (!rf_pte_trylock(pte, &v))
 			break;
-		if (rf_pte_state(v) != RF_PAGE_SWAPPED || rf_pte_payload(v) != h + d) {
-			rf_pte_unlock(p->vm, pte, v, v);
-			break;
-		}
 		pthread_mutex_lock(&p->cache_lock);
 		for (unsigned int i = 0; i < CACHE_MAX; i++)
 			if (p->cache[i].valid && p->cache[i].r == r && p->cache[i].idx == idx + d)
 				dup = true;
-		slot = p->cache_next;
-		p->cache_next = (p->cache_next + 1) % CACHE_MAX;
-		p->cache[slot].valid = false;
 		pthread_mutex_unlock(&p->cache_lock);
-		/* The buffer of an invalid entry is ours until it is made valid;
-		 * page locks serialise everyone who could make it so. */
-		if (!dup &&
-		    rf_swap_store_get(p->store, h + d,
-				      p->cache_buf + ((size_t)slot << RF_PAGE_SHIFT)) == 0) {
-			pthread_mutex_lock(&p->cache_lock);
-			p->cache[slot] = (struct cache_ent){r, idx + d, h + d, true};
-			pthread_mutex_unlock(&p->cache_lock);
-			atomic_fetch_add(&p->prefetched, 1);
+		if (dup || rf_pte_state(v) != RF_PAGE_SWAPPED || rf_pte_payload(v) != h + d) {
+			rf_pte_unlock(p->vm, pte, v, v);
+			break;
 		}
-		rf_pte_unlock(p->vm, pte, v, v);
+		vals[n++] = v;
+	}
+	if (!n)
+		return;
+	/* The buffer of an invalid entry is ours until it is made valid: only
+	 * this thread fills the cache. */
+	pthread_mutex_lock(&p->cache_lock);
+	for (uint32_t k = 0; k < n; k++) {
+		slots[k] = p->cache_next;
+		p->cache_next = (p->cache_next + 1) % CACHE_MAX;
+		p->cache[slots[k]].valid = false;
+		bufs[k] = p->cache_buf + ((size_t)slots[k] << RF_PAGE_SHIFT);
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	rf_swap_store_get_run(p->store, h + 1, n, bufs, res);
+	pthread_mutex_lock(&p->cache_lock);
+	for (uint32_t k = 0; k < n; k++)
+		if (res[k] == 0)
+			p->cache[slots[k]] = (struct cache_ent){r, idx + 1 + k, h + 1 + k, true};
+	pthread_mutex_unlock(&p->cache_lock);
+	for (uint32_t k = 0; k < n; k++) {
+		if (res[k] == 0)
+			atomic_fetch_add(&p->prefetched, 1);
+		rf_pte_unlock(p->vm, &r->pte[idx + 1 + k], vals[k], vals[k]);
 	}
 }
 
@@ -505,7 +527,12 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	rf_pte_unlock(vm, pte, v, nv);
 	rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
 	rf_hist_record(&p->lat, now_ns() - t0);
-	prefetch_after(p, r, idx, rf_pte_payload(v));
+	/* Sequential (this page follows the last one served, or was read
+	 * ahead): read ahead. Pager thread only: no lock on the stream state. */
+	if (hit || (r == p->last_r && idx == p->last_idx + 1))
+		prefetch_after(p, r, idx, rf_pte_payload(v));
+	p->last_r = r;
+	p->last_idx = idx;
 	rf_vm_regions_unlock(vm);
 	return 0;
 }
@@ -852,6 +879,41 @@ struct rf_swap_store *rf_swap_pager_store(struct rf_pager *p)
 	return p->store;
 }
 
+/*
+ * Present pages of @r other than the zero page, by PAGEMAP_SCAN: the kernel
+ * walks the page tables and returns ranges, about 20x cheaper than reading
+ * one pagemap entry per page. -1 if the ioctl fails.
+ */
+static int64_t resident_scan(struct rf_pager *p, struct rf_region *r)
+{
+	struct page_region regs[256];
+	uint64_t start = (uintptr_t)r->hva, end = start + r->size;
+	int64_t pages = 0;
+
+	while (start < end) {
+		struct pm_scan_arg arg = {
+		    .size = sizeof(arg),
+		    .start = start,
+		    .end = end,
+		    .vec = (uintptr_t)regs,
+		    .vec_len = 256,
+		    .category_mask = PAGE_IS_PRESENT | PAGE_IS_PFNZERO,
+		    .category_inverted = PAGE_IS_PFNZERO,
+		    .return_mask = PAGE_IS_PRESENT,
+		};
+		int n = ioctl(p->e->pagemap_fd, PAGEMAP_SCAN, &arg);
+
+		if (n < 0)
+			return -1;
+		for (int i = 0; i < n; i++)
+			pages += (int64_t)((regs[i].end - regs[i].start) >> RF_PAGE_SHIFT);
+		if (arg.walk_end <= start)
+			return -1;
+		start = arg.walk_end;
+	}
+	return pages;
+}
+
 uint64_t rf_swap_pager_resident(struct rf_pager *p)
 {
 	rf_vm *vm = p->vm;
@@ -860,7 +922,12 @@ uint64_t rf_swap_pager_resident(struct rf_pager *p)
 	rf_vm_regions_rdlock(vm);
 	for (unsigned int i = 0; i < vm->nr_regions; i++) {
 		struct rf_region *r = vm->regions[i];
+		int64_t n = p->e->feat.pagemap_scan ? resident_scan(p, r) : -1;
 
+		if (n >= 0) {
+			pages += (uint64_t)n;
+			continue;
+		}
 		for (uint64_t base = 0; base < r->npages; base += WINDOW) {
 			size_t cnt = r->npages - base < WINDOW ? r->npages - base : WINDOW;
 
@@ -874,8 +941,12 @@ uint64_t rf_swap_pager_resident(struct rf_pager *p)
 	return (pages << RF_PAGE_SHIFT) + atomic_load(&p->tier_mem);
 }
 
-/* One round of the swapper: bring the VM below its target. */
-static void enforce_target(struct rf_pager *p, uint64_t target)
+/*
+ * One round of the swapper: bring the VM below its target. Returns how long
+ * to wait before the next round: the farther below its target the VM is,
+ * the longer (measuring costs the guest CPU time too).
+ */
+static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 {
 	rf_vm *vm = p->vm;
 	uint64_t res = rf_swap_pager_resident(p), want, done = 0, slack;
@@ -884,7 +955,9 @@ static void enforce_target(struct rf_pager *p, uint64_t target)
 	atomic_store(&p->resident_est, res);
 	if (res <= target) {
 		atomic_store(&p->swapper_stuck, false);
-		return;
+		if (res < target / 2)
+			return 10 * TICK_NS;
+		return res < target - target / 8 ? 4 * TICK_NS : TICK_NS;
 	}
 	/* Go a little below the target so the next round has work in batches,
 	 * not page by page. */
@@ -923,6 +996,7 @@ static void enforce_target(struct rf_pager *p, uint64_t target)
 	/* Nothing left to evict (all excluded, merged, or the store is full):
 	 * never hold swap-ins back then, or the guest would wait forever. */
 	atomic_store(&p->swapper_stuck, done == 0);
+	return TICK_NS;
 }
 
 static void *swapper_main(void *arg)
@@ -932,16 +1006,17 @@ static void *swapper_main(void *arg)
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		struct timespec ts;
-		uint64_t target = p->target;
+		uint64_t target = p->target, wait = TICK_NS;
 
 		pthread_mutex_unlock(&p->lock);
 		if (target != RF_SWAP_NO_TARGET && !atomic_load(&p->stopped))
-			enforce_target(p, target);
+			wait = enforce_target(p, target);
 		pthread_mutex_lock(&p->lock);
 		if (p->stop)
 			break;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)TICK_NS;
+		ts.tv_sec += (time_t)(wait / 1000000000ull);
+		ts.tv_nsec += (long)(wait % 1000000000ull);
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;

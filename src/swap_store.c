@@ -398,6 +398,54 @@ int rf_swap_store_get(struct rf_swap_store *s, uint32_t h, void *dst)
 	return verify(s, h, dst, csum);
 }
 
+void rf_swap_store_get_run(struct rf_swap_store *s, uint32_t first, unsigned int n,
+			   void *const bufs[], int res[])
+{
+	struct iovec iov[RF_SWAP_MAX_BATCH];
+	uint64_t csum[RF_SWAP_MAX_BATCH];
+	unsigned int ok = 0;
+	ssize_t r;
+
+	if (n > RF_SWAP_MAX_BATCH)
+		n = RF_SWAP_MAX_BATCH;
+	/* Only the leading slots that are in use: the run ends at a hole. */
+	pthread_mutex_lock(&s->lock);
+	while (ok < n && !(first & RF_SWAP_H_TIER) && rf_slots_in_use(&s->file, first + ok)) {
+		csum[ok] = s->file_csum[first + ok];
+		ok++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned int i = ok; i < n; i++)
+		res[i] = -EINVAL;
+	if (!ok)
+		return;
+	for (unsigned int i = 0; i < ok; i++) {
+		iov[i].iov_base = bufs[i];
+		iov[i].iov_len = RF_PAGE_SIZE;
+	}
+	if (injected(s, RF_SWAP_INJ_READ_EIO)) {
+		r = -1;
+		errno = EIO;
+	} else {
+		do
+			r = preadv(s->fd, iov, (int)ok, (off_t)first << RF_PAGE_SHIFT);
+		while (r < 0 && errno == EINTR);
+	}
+	for (unsigned int i = 0; i < ok; i++) {
+		if (r < (ssize_t)(((size_t)i + 1) << RF_PAGE_SHIFT)) {
+			res[i] = -EIO;
+			continue;
+		}
+		res[i] = verify(s, first + i, bufs[i], csum[i]);
+	}
+	if (r < (ssize_t)((size_t)ok << RF_PAGE_SHIFT)) {
+		atomic_fetch_add(&s->io_errors, 1);
+		rf_log(s->e, RF_LOG_ERR,
+		       "swap: reading file slots %u+%u of the swap file in %s: %s", first, ok,
+		       s->dir, r < 0 ? strerror(errno) : "short read");
+	}
+}
+
 void rf_swap_store_drop(struct rf_swap_store *s, uint32_t h)
 {
 	uint32_t idx = h & ~RF_SWAP_H_TIER;

@@ -66,6 +66,14 @@ int rf_swap_store_put(struct rf_swap_store *s, void *const pages[], unsigned int
  */
 int rf_swap_store_get(struct rf_swap_store *s, uint32_t h, void *dst);
 
+/*
+ * Read @n pages stored in consecutive file slots from @first into @bufs
+ * (page-aligned buffers), with one read, and verify each: res[i] is 0,
+ * -EIO, -EBADMSG or -EINVAL (slot not in use) for page i.
+ */
+void rf_swap_store_get_run(struct rf_swap_store *s, uint32_t first, unsigned int n,
+			   void *const bufs[], int res[]);
+
 /* Release the page named by @h. */
 void rf_swap_store_drop(struct rf_swap_store *s, uint32_t h);
 

@@ -274,6 +274,34 @@ static void test_enospc_and_cap_lose_nothing(void **state)
 	rf_engine_free(e);
 }
 
+/* Sequential faults on pages that went to the file together are served
+ * from the read-ahead cache. */
+static void test_sequential_prefetch(void **state)
+{
+	rf_engine *e = swap_engine(NULL, 64 * MiB, 0);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	struct rf_swap_stats st;
+	struct rf_pager *p = pager_of(vm);
+	uint64_t done;
+
+	(void)state;
+	for (uint64_t i = 0; i < 256; i++)
+		fill(ram + i * PG, 2 + 3 * i, 7); /* random content: the file */
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 256, &done), 0);
+	assert_int_equal(done, 256);
+	for (uint64_t i = 0; i < 256; i++)
+		assert_true(check(ram + i * PG, 2 + 3 * i, 7));
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	print_message("sequential: %llu swap-ins, %llu prefetched, %llu hits\n",
+		      (unsigned long long)st.swap_ins, (unsigned long long)st.prefetched,
+		      (unsigned long long)st.prefetch_hits);
+	assert_int_equal(st.swap_ins, 256);
+	assert_true(st.prefetch_hits > 200);
+	assert_true(st.prefetched >= st.prefetch_hits);
+	rf_engine_free(e);
+}
+
 /* The swapper holds the VM to its target; the pages it keeps are the ones
  * being touched. */
 static void test_target_keeps_hot_pages(void **state)
@@ -327,6 +355,7 @@ int main(void)
 	    cmocka_unit_test(test_discarded_pages_read_zero),
 	    cmocka_unit_test(test_bad_page_stops_vm),
 	    cmocka_unit_test(test_enospc_and_cap_lose_nothing),
+	    cmocka_unit_test(test_sequential_prefetch),
 	    cmocka_unit_test(test_target_keeps_hot_pages),
 	};
 

@@ -360,6 +360,53 @@ static void test_store_eio_write_and_read(void **state)
 	rf_engine_free(e);
 }
 
+/* Read-ahead: one read for a run of consecutive file slots, each page
+ * verified on its own; the run stops at a hole. */
+static void test_store_get_run(void **state)
+{
+	rf_engine *e = rf_test_engine(NULL);
+	struct rf_swap_store *s = new_store(e, 64, 0);
+	uint8_t *src = pages_alloc(8), *dst = pages_alloc(8);
+	void *pv[8], *bufs[8];
+	uint32_t h[8];
+	int res[8];
+
+	(void)state;
+	for (unsigned int i = 0; i < 8; i++) {
+		fill_page(src + i * RF_PAGE_SIZE, 40 + i, false);
+		pv[i] = src + i * RF_PAGE_SIZE;
+		bufs[i] = dst + i * RF_PAGE_SIZE;
+	}
+	assert_int_equal(rf_swap_store_put(s, pv, 8, true, h), 0);
+	for (unsigned int i = 1; i < 8; i++)
+		assert_int_equal(h[i], h[0] + i);
+	rf_swap_store_get_run(s, h[0], 8, bufs, res);
+	for (unsigned int i = 0; i < 8; i++) {
+		assert_int_equal(res[i], 0);
+		assert_memory_equal(bufs[i], pv[i], RF_PAGE_SIZE);
+	}
+	/* One bad page in the run is caught alone. */
+	rf_swap_store_inject(s, RF_SWAP_INJ_CORRUPT, 1);
+	rf_swap_store_get_run(s, h[0], 3, bufs, res);
+	assert_int_equal(res[0], -EBADMSG);
+	assert_int_equal(res[1], 0);
+	assert_int_equal(res[2], 0);
+	/* A hole ends the run. */
+	rf_swap_store_drop(s, h[4]);
+	rf_swap_store_get_run(s, h[2], 4, bufs, res);
+	assert_int_equal(res[0], 0);
+	assert_int_equal(res[1], 0);
+	assert_int_equal(res[2], -EINVAL);
+	assert_int_equal(res[3], -EINVAL);
+	for (unsigned int i = 0; i < 8; i++)
+		if (i != 4)
+			rf_swap_store_drop(s, h[i]);
+	rf_swap_store_free(s);
+	munmap(src, 8 * RF_PAGE_SIZE);
+	munmap(dst, 8 * RF_PAGE_SIZE);
+	rf_engine_free(e);
+}
+
 static void test_store_bad_dir_and_config(void **state)
 {
 	struct rf_test_log log;
@@ -423,6 +470,7 @@ int main(void)
 	    cmocka_unit_test(test_store_checksum_mismatch),
 	    cmocka_unit_test(test_store_enospc_limit_and_injected),
 	    cmocka_unit_test(test_store_eio_write_and_read),
+	    cmocka_unit_test(test_store_get_run),
 	    cmocka_unit_test(test_store_bad_dir_and_config),
 	    cmocka_unit_test(test_store_leaves_no_file),
 	};
