@@ -4,7 +4,8 @@
  * against the kernel's smaps_rollup of the VMM, the audit, set-vm through
  * admission control (a refusal changes nothing), --max-overcommit refusing
  * to start, the Prometheus endpoint, the policy entering the low state
- * under a budget the guests exceed; and a short run of the overcommit
+ * under a budget the guests exceed, a limit and a reservation honoured
+ * under pressure; and a short run of the overcommit
  * experiment (skipped, with the reason, when the demo VMM has no balloon).
  */
 #include <errno.h>
@@ -197,6 +198,61 @@ static void test_policy_under_pressure(void **state)
 	vmm_proc_free(&p);
 }
 
+/*
+ * Limits and reservations with real guests: two guests write 128 MiB of
+ * unique pages each on a 192 MiB budget. "b" has a 48 MiB limit, "a" a
+ * 112 MiB reservation: the policy (balloon, then swap) must bring b down to
+ * its limit and leave a at or above its reservation, both guests alive.
+ */
+static void test_limits_and_reservations(void **state)
+{
+	static char r[1 << 16];
+	struct vmm_proc p;
+	const char *args[] = {"--host-budget",
+			      "192M",
+			      "--policy",
+			      "100",
+			      "--policy-free",
+			      "6",
+			      "--vm",
+			      "name=a,mem=160M,workload=dup,mib=128,dup=0,zero=0,reservation=112M",
+			      "--vm",
+			      "name=b,mem=160M,workload=dup,mib=128,dup=0,zero=0,limit=48M",
+			      NULL};
+	uint64_t ha = 0, hb = 0;
+
+	(void)state;
+	require_kvm();
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_ready(&p, "a", 30000), 0);
+	assert_int_equal(vmm_proc_wait_ready(&p, "b", 30000), 0);
+	/* Up to 20 s for the policy to get there. */
+	for (int i = 0; i < 40; i++) {
+		usleep(500 * 1000);
+		ctl(&p, "{\"execute\":\"query-breakdown\",\"arguments\":{\"vm\":\"b\"}}", r,
+		    sizeof(r));
+		hb = field(r, "host");
+		ctl(&p, "{\"execute\":\"query-breakdown\",\"arguments\":{\"vm\":\"a\"}}", r,
+		    sizeof(r));
+		ha = field(r, "host");
+		/* The reservation holds at every reading. */
+		if (ha < 112 * MiB)
+			fail_msg("a holds %llu MiB, below its 112 MiB reservation",
+				 (unsigned long long)(ha >> 20));
+		if (hb <= 48 * MiB + 2 * MiB)
+			break;
+	}
+	if (hb > 50 * MiB)
+		fail_msg("b still holds %llu MiB, above its 48 MiB limit",
+			 (unsigned long long)(hb >> 20));
+	ctl(&p, "{\"execute\":\"query-vms\"}", r, sizeof(r));
+	assert_null(strstr(r, "\"state\":\"faulted\""));
+	ctl(&p, "{\"execute\":\"query-host\"}", r, sizeof(r));
+	assert_true(field(r, "swap-actions") >= 1);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
 static void test_max_overcommit_refuses(void **state)
 {
 	struct vmm_proc p;
@@ -262,6 +318,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ledger_in_vmm),
 	    cmocka_unit_test(test_policy_under_pressure),
+	    cmocka_unit_test(test_limits_and_reservations),
 	    cmocka_unit_test(test_max_overcommit_refuses),
 	    cmocka_unit_test(test_short_experiment),
 	};
