@@ -665,6 +665,7 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 	uint32_t handles[RF_SWAP_MAX_BATCH];
 	unsigned int sidx[RF_SWAP_MAX_BATCH], ns = 0, moved[RF_SWAP_MAX_BATCH] = {0};
 	uint64_t cap = p->cap, swapped;
+	unsigned int kept = 0;
 	int err = 0;
 
 	/* The hard cap: room for this whole batch, or nothing. */
@@ -674,15 +675,22 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 		err = -ENOSPC;
 		goto unlock_all;
 	}
+	/* Registration before the move, so the guest's next touch faults to
+	 * the pager. A chunk that cannot be registered whole (another module
+	 * mapped something there the kernel refuses to register) falls back to
+	 * the page alone; a page that cannot be registered stays in memory. */
 	pthread_mutex_lock(&p->lock);
 	for (unsigned int i = 0; i < n; i++) {
-		err = ensure_registered(p, r, vs[i].idx);
-		if (err)
-			break;
+		if (ensure_registered(p, r, vs[i].idx) != 0 &&
+		    rf_uffd_register(p->u, rf_region_page(r, vs[i].idx), RF_PAGE_SIZE,
+				     UFFDIO_REGISTER_MODE_MISSING) != 0) {
+			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v, vs[i].v);
+			continue;
+		}
+		vs[kept++] = vs[i];
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (err)
-		goto unlock_all;
+	n = kept;
 
 	/* Move each run of adjacent victims in one ioctl. */
 	for (unsigned int i = 0; i < n;) {
