@@ -274,6 +274,36 @@ static void test_enospc_and_cap_lose_nothing(void **state)
 	rf_engine_free(e);
 }
 
+/* Excluded pages (pinned for a device), and pages another module owns or
+ * gave back (merged, ballooned, free-reported), are never swapped. */
+static void test_never_swapped(void **state)
+{
+	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	struct rf_pager *p = pager_of(vm);
+	uint64_t done;
+
+	(void)state;
+	for (uint64_t i = 0; i < 16; i++)
+		fill(ram + i * PG, 2 + 3 * i, 8);
+	assert_int_equal(rf_vm_exclude_range(vm, 0, 4 * PG, true), 0);
+	rf_test_set_state(vm, 4 * PG, RF_PAGE_MERGED);
+	rf_test_set_state(vm, 5 * PG, RF_PAGE_BALLOONED);
+	rf_test_set_state(vm, 6 * PG, RF_PAGE_FREE_REPORTED);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 16, &done), 0);
+	assert_int_equal(done, 16 - 7);
+	for (uint64_t i = 0; i < 4; i++)
+		assert_int_equal(rf_vm_page_state(vm, i * PG), RF_PAGE_PRIVATE);
+	assert_int_equal(rf_vm_page_state(vm, 4 * PG), RF_PAGE_MERGED);
+	assert_int_equal(rf_vm_page_state(vm, 5 * PG), RF_PAGE_BALLOONED);
+	assert_int_equal(rf_vm_page_state(vm, 6 * PG), RF_PAGE_FREE_REPORTED);
+	assert_int_equal(rf_vm_page_state(vm, 7 * PG), RF_PAGE_SWAPPED);
+	for (uint64_t i = 0; i < 16; i++)
+		assert_true(check(ram + i * PG, 2 + 3 * i, 8));
+	rf_engine_free(e);
+}
+
 /* Sequential faults on pages that went to the file together are served
  * from the read-ahead cache. */
 static void test_sequential_prefetch(void **state)
@@ -355,6 +385,7 @@ int main(void)
 	    cmocka_unit_test(test_discarded_pages_read_zero),
 	    cmocka_unit_test(test_bad_page_stops_vm),
 	    cmocka_unit_test(test_enospc_and_cap_lose_nothing),
+	    cmocka_unit_test(test_never_swapped),
 	    cmocka_unit_test(test_sequential_prefetch),
 	    cmocka_unit_test(test_target_keeps_hot_pages),
 	};
