@@ -65,7 +65,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->hysteresis_bp = 100;
 	cfg->idle_tax_pct = 75;
 	cfg->balloon_grace_ms = 2000;
-	cfg->scan_rate_idle = 2000;
+	cfg->scan_rate_idle = 0; /* the dedup engine's own configuration */
 	cfg->scan_rate_pressure = 200000;
 	cfg->min_guest_bytes = 32ull << 20;
 	cfg->deflate_step_bytes = 64ull << 20;

@@ -10,8 +10,8 @@
  * -ENOSYS, which the runner counts and logs once.
  *
  * Wired: the balloon (balloon/, rf_balloon_set_target, rf_balloon_info,
- * rf_balloon_stats); dedup (ksm/, rf_dedup_scan_now: a pass on demand under
- * pressure, as it has no rate setting); swap (src/swap_*.c,
+ * rf_balloon_stats); dedup (ksm/, rf_dedup_set_rate and rf_dedup_scan_now);
+ * swap (src/swap_*.c,
  * rf_vm_set_swap_target as a resident target, rf_vm_swap_stats for the
  * compressed tier's bytes).
  */
@@ -70,20 +70,21 @@ static int builtin_set_swap(void *arg, rf_vm *vm, uint64_t resident_bytes)
 }
 
 /*
- * The dedup engine (ksm/) has no run-time rate setting yet; what it offers
- * is a pass on demand. Under pressure (a rate above the idle one) the
- * scanner is woken for a pass now; at the idle rate it keeps its own idle
- * budget. -ENOENT (counted by the runner) when dedup is not started.
+ * The dedup engine's run-time rate (ksm/, rf_dedup_set_rate): 0 hands it
+ * back to its own configuration (fast until converged, then an idle CPU
+ * budget); a rate under pressure also wakes the scanner for a pass now.
+ * -ENOENT (counted by the runner) when dedup is not started, -EOPNOTSUPP
+ * with its KSM backend.
  */
 static int builtin_set_scan_rate(void *arg, rf_engine *e, uint64_t pps)
 {
-	struct rf_policy_config def;
+	int rc;
 
 	(void)arg;
-	rf_policy_config_init(&def);
-	if (pps <= def.scan_rate_idle)
-		return e->dedup ? 0 : -ENOENT;
-	return rf_dedup_scan_now(e);
+	rc = rf_dedup_set_rate(e, pps);
+	if (rc == 0 && pps)
+		rc = rf_dedup_scan_now(e);
+	return rc;
 }
 
 const struct rf_policy_actuators rf_policy_builtin_actuators = {

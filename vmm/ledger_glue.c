@@ -35,7 +35,8 @@ static struct {
 	unsigned int policy_ms; /* 0: no policy thread */
 	int policy_swap;	/* -1: the library's default */
 	unsigned int free_bp;	/* 0: the library's thresholds */
-	int metrics_port;	/* 0: none */
+	bool policy_started;
+	int metrics_port; /* 0: none */
 	const char *metrics_file;
 	const char *csv_path;
 	FILE *csv;
@@ -633,19 +634,20 @@ static int ledger_start(struct vmm *vmm)
 			return -1;
 		}
 	}
-	if (lg.policy_ms) {
-		int rc = rf_policy_start(vmm->engine, lg.policy_ms);
-
-		if (rc) {
-			vmm_errorf("--policy: cannot start the policy: %s", strerror(-rc));
-			return -1;
-		}
-	}
 	return 0;
 }
 
 static void ledger_tick(struct vmm *vmm)
 {
+	/* The policy starts at the first tick: every module is up by then (the
+	 * dedup engine it drives is started by a later module's start hook). */
+	if (lg.policy_ms && !lg.policy_started) {
+		int rc = rf_policy_start(vmm->engine, lg.policy_ms);
+
+		if (rc)
+			vmm_errorf("--policy: cannot start the policy: %s", strerror(-rc));
+		lg.policy_started = true;
+	}
 	csv_row(vmm);
 	if (lg.metrics_file && rf_metrics_write_file(vmm->engine, lg.metrics_file))
 		vmm_errorf("--metrics-file %s: write failed", lg.metrics_file);

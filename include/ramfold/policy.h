@@ -114,8 +114,8 @@ struct rf_policy_config {
 	unsigned int hysteresis_bp;			/* 100 */
 	unsigned int idle_tax_pct;			/* 75 (ESX's default) */
 	unsigned int balloon_grace_ms;			/* 2000 */
-	uint64_t scan_rate_idle;			/* pages/s when idle: 2000 */
-	uint64_t scan_rate_pressure;			/* pages/s under pressure: 200000 */
+	uint64_t scan_rate_idle;     /* pages/s when idle: 0 = dedup's own config */
+	uint64_t scan_rate_pressure; /* pages/s under pressure: 200000 */
 	/* Balloons of a guest never leave it less than this (when above its
 	 * reservation): 32 MiB. */
 	uint64_t min_guest_bytes;
