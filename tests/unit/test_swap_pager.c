@@ -304,6 +304,43 @@ static void test_never_swapped(void **state)
 	rf_engine_free(e);
 }
 
+/* Unmapping a region frees the slots of its swapped pages; the store is
+ * empty again. */
+static void test_unmap_frees_slots(void **state)
+{
+	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	struct rf_swap_stats st;
+	struct rf_vm_config vc;
+	struct rf_pager *p;
+	uint8_t *a, *b;
+	uint64_t done;
+	rf_vm *vm;
+
+	(void)state;
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = 8 * MiB;
+	assert_int_equal(rf_vm_new(e, "vm0", &vc, &vm), 0);
+	assert_int_equal(rf_vm_map_ram(vm, 0, 4 * MiB, (void **)&a), 0);
+	assert_int_equal(rf_vm_map_ram(vm, 4 * MiB, 4 * MiB, (void **)&b), 0);
+	for (uint64_t i = 0; i < 64; i++) {
+		fill(a + i * PG, 1 + 3 * i, 9);
+		fill(b + i * PG, 2 + 3 * i, 9);
+	}
+	p = pager_of(vm);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 64, &done), 0);
+	assert_int_equal(rf_swap_pager_swap_out(p, 4 * MiB, 64, &done), 0);
+	assert_int_equal(rf_engine_swap_stats(e, &st), 0);
+	assert_int_equal(st.file_bytes + st.tier_bytes, 128 * PG);
+	assert_int_equal(rf_vm_unmap_ram(vm, 0), 0);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.file_bytes + st.tier_bytes, 64 * PG);
+	for (uint64_t i = 0; i < 64; i++)
+		assert_true(check(b + i * PG, 2 + 3 * i, 9));
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.file_bytes + st.tier_bytes, 0);
+	rf_engine_free(e);
+}
+
 /* Sequential faults on pages that went to the file together are served
  * from the read-ahead cache. */
 static void test_sequential_prefetch(void **state)
@@ -386,6 +423,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_page_stops_vm),
 	    cmocka_unit_test(test_enospc_and_cap_lose_nothing),
 	    cmocka_unit_test(test_never_swapped),
+	    cmocka_unit_test(test_unmap_frees_slots),
 	    cmocka_unit_test(test_sequential_prefetch),
 	    cmocka_unit_test(test_target_keeps_hot_pages),
 	};
