@@ -89,6 +89,7 @@ RF_EXPORT void rf_dedup_config_init(struct rf_dedup_config *cfg)
 	cfg->mode = RF_DEDUP_INTRA_VM;
 	cfg->fastest = true;
 	cfg->idle_cpu_percent = 2;
+	cfg->backoff_max = 12;
 }
 
 /* ---- per-region state --------------------------------------------------- */
@@ -433,7 +434,7 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
 	if (!e || !cfg)
 		return -EINVAL;
 	if ((unsigned int)cfg->mode > RF_DEDUP_KSM || cfg->scan_threads > 64 ||
-	    cfg->cpu_percent > 100 || cfg->idle_cpu_percent > 100) {
+	    cfg->cpu_percent > 100 || cfg->idle_cpu_percent > 100 || cfg->backoff_max > 30) {
 		rf_log(e, RF_LOG_ERR,
 		       "dedup: start: bad config (mode %d, %u threads, cpu %u%%, idle cpu %u%%)",
 		       cfg->mode, cfg->scan_threads, cfg->cpu_percent, cfg->idle_cpu_percent);
@@ -474,9 +475,15 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
 		return 0;
 	}
 	d->ht = index_new();
-	if (!d->ht) {
+	/* 2^22 bits (512 KiB, touched as used): a few % false positives at
+	 * 10^5 distinct pages. */
+	d->bloom_bits = 1ull << 22;
+	d->bloom = mmap(NULL, d->bloom_bits / 8, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!d->ht || d->bloom == MAP_FAILED) {
+		d->bloom = NULL;
 		err = -ENOMEM;
-		goto err_free;
+		goto err_stores;
 	}
 	cap = e->cfg.host_capacity_bytes >> RF_PAGE_SHIFT;
 	if (cap < 65536)
@@ -501,6 +508,8 @@ err_stores:
 	for (int i = 0; i < d->nstores; i++)
 		store_destroy(&d->stores[i]);
 	index_destroy(d->ht);
+	if (d->bloom)
+		munmap((void *)d->bloom, d->bloom_bits / 8);
 err_free:
 	e->dedup = NULL;
 	pthread_cond_destroy(&d->wake);
@@ -532,6 +541,8 @@ RF_EXPORT void rf_dedup_stop(rf_engine *e)
 	}
 	for (int i = 0; i < d->nstores; i++)
 		store_destroy(&d->stores[i]);
+	if (d->bloom)
+		munmap((void *)d->bloom, d->bloom_bits / 8);
 	rf_free(e, d->units);
 	pthread_cond_destroy(&d->wake);
 	pthread_mutex_destroy(&d->lock);

@@ -227,6 +227,7 @@ struct rf_dedup {
 	bool kick;
 	int go; /* scanner threads: 0 wait, 1 run, -1 abort start */
 	_Atomic bool stop;
+	bool pass_stop;		  /* thread 0's reading of stop for this pass (barrier-ordered) */
 	uint32_t domain_ids[256]; /* interned domain names, index = id - 1 */
 	char domain_names[256][RF_NAME_MAX];
 	unsigned int ndomains;
@@ -241,6 +242,13 @@ struct rf_dedup {
 	_Atomic bool converged;
 	_Atomic uint64_t rate_pps; /* rf_dedup_set_rate; 0 = the config's budgets */
 	_Atomic uint64_t gen;
+
+	/* A one-hash Bloom filter over the keys ever filed in the index: a
+	 * page whose key's bit is clear has no twin filed, so the scanner
+	 * files it without a lookup (most pages of a pass are unique). Bits
+	 * are never cleared: a stale bit only costs a lookup. */
+	_Atomic uint64_t *bloom;
+	uint64_t bloom_bits; /* power of two */
 
 	uint64_t vma_budget;
 	_Atomic uint64_t vmas; /* estimate, recounted from /proc/self/maps */
@@ -272,6 +280,27 @@ bool dedup_rcu_enter(void);
 void dedup_rcu_leave(bool registered_here);
 void dedup_rcu_thread_online(void);
 void dedup_rcu_thread_offline(void);
+
+static inline uint64_t bloom_bit(const struct rf_dedup *d, const struct index_key *k)
+{
+	return (index_key_hash(k) >> 7) & (d->bloom_bits - 1);
+}
+
+static inline bool bloom_test(const struct rf_dedup *d, const struct index_key *k)
+{
+	uint64_t b = bloom_bit(d, k);
+
+	return atomic_load_explicit(&d->bloom[b >> 6], memory_order_relaxed) & (1ull << (b & 63));
+}
+
+/* Set @k's bit (a full barrier); returns whether it was set already. Call it
+ * after index_add, so a thread that sees the bit also finds the node. */
+static inline bool bloom_set(struct rf_dedup *d, const struct index_key *k)
+{
+	uint64_t b = bloom_bit(d, k);
+
+	return atomic_fetch_or(&d->bloom[b >> 6], 1ull << (b & 63)) & (1ull << (b & 63));
+}
 
 /* ---- merge.c ---------------------------------------------------------- */
 

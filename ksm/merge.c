@@ -364,6 +364,12 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 					node->pg = pg + k;
 					s->pages[pg + k].node = node;
 					index_add(d->ht, node);
+					{
+						struct index_key bk = {node->hash, node->domain,
+								       node->numa};
+
+						bloom_set(d, &bk);
+					}
 				}
 			} else {
 				store_unalloc(s, pg + k, 1);

@@ -211,9 +211,9 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
 		atomic_store_explicit(&dr->pflags[idx], pf, memory_order_relaxed);
 	}
-	if (pf & PF_BROKEN_MASK) {
+	if ((pf & PF_BROKEN_MASK) && d->cfg.backoff_max) {
 		unsigned int k = (pf & PF_BROKEN_MASK) >> PF_BROKEN_SHIFT;
-		uint64_t mask = (1ull << (k < 12 ? k : 12)) - 1;
+		uint64_t mask = (1ull << (k < d->cfg.backoff_max ? k : d->cfg.backoff_max)) - 1;
 
 		if (((c->gen + idx) & mask) != 0) {
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
@@ -236,7 +236,10 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	 * only now and then, for the rare store page made in parallel. */
 	if (stable && (pf & PF_CAND) && ((c->gen + idx) & 7) != 0)
 		return;
-	index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+	if (bloom_test(d, &key))
+		index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+	else
+		sn = cn = NULL;
 	if (sn && store_get_unless_zero(sn->store, sn->pg)) {
 		add_store(c, dv, r, idx, sn->store, sn->pg, h);
 		return;
@@ -262,9 +265,9 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		index_add(d->ht, n);
 		c->new_hashed++; /* a new candidate is progress too */
 		/* A twin filed by another thread at the same moment: each
-		 * thread adds (a full barrier) before it looks again, so at
-		 * least one of the two sees the other. */
-		if (d->nthreads > 1) {
+		 * thread adds, then sets the key's bit (a full barrier); the
+		 * second to set it sees the bit set and finds the other. */
+		if (bloom_set(d, &key) && d->nthreads > 1) {
 			index_lookup2(d->ht, &key, r, idx, &sn, &cn);
 			if (cn)
 				add_pair(c, dv, r, idx, cn, h);
@@ -423,14 +426,19 @@ static void *scanner_main(void *arg)
 		if (id == 0) {
 			/* Between passes: once converged, start at most every
 			 * 100 ms (the per-unit throttle keeps the CPU share). */
-			if (atomic_load(&d->converged) && !atomic_load(&d->rate_pps))
+			if (atomic_load(&d->converged) && !atomic_load(&d->rate_pps) &&
+			    d->cfg.idle_cpu_percent < 100)
 				nap(d, 100000000ull);
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);
 			build_units(d);
+			/* One decision for all threads: each reading d->stop
+			 * itself could leave one waiting at the barrier of a
+			 * pass the others have left. */
+			d->pass_stop = atomic_load(&d->stop);
 		}
 		pthread_barrier_wait(&d->barrier);
-		stop = atomic_load(&d->stop) || !c;
+		stop = d->pass_stop;
 		if (c) {
 			c->new_hashed = 0;
 			c->gen = atomic_load(&d->gen);
@@ -441,7 +449,7 @@ static void *scanner_main(void *arg)
 
 			if (u >= d->nunits)
 				break;
-			if (!stop && !atomic_load(&d->stop)) {
+			if (c && !stop && !atomic_load(&d->stop)) {
 				cpu0 = thread_cpu_ns();
 				t0 = rf_now_ns();
 				c->d = d;

@@ -125,6 +125,7 @@ static void test_guest_writes_while_merging(void **state)
 	rf_dedup_config_init(&dc);
 	dc.scan_threads = 2;
 	dc.idle_cpu_percent = 100; /* keep scanning while the guest writes */
+	dc.backoff_max = 0;	   /* and merge rewritten pages again at once */
 	assert_int_equal(rf_dedup_start(e, &dc), 0);
 	assert_int_equal(rf_dedup_add_vm(vm), 0);
 
