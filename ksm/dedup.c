@@ -464,6 +464,7 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
 	d->vma_budget = cfg->vma_budget ? cfg->vma_budget : e->feat.max_map_count * 9 / 10;
 	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->vma_lock, NULL);
 	pthread_cond_init(&d->wake, NULL);
 	e->dedup = d;
 	if (cfg->mode == RF_DEDUP_OFF)
@@ -513,6 +514,7 @@ err_stores:
 err_free:
 	e->dedup = NULL;
 	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->vma_lock);
 	pthread_mutex_destroy(&d->lock);
 	rf_free(e, d);
 	return err;
@@ -545,6 +547,7 @@ RF_EXPORT void rf_dedup_stop(rf_engine *e)
 		munmap((void *)d->bloom, d->bloom_bits / 8);
 	rf_free(e, d->units);
 	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->vma_lock);
 	pthread_mutex_destroy(&d->lock);
 	e->dedup = NULL;
 	rf_free(e, d);

@@ -251,8 +251,9 @@ struct rf_dedup {
 	uint64_t bloom_bits; /* power of two */
 
 	uint64_t vma_budget;
-	_Atomic uint64_t vmas; /* estimate, recounted from /proc/self/maps */
-	_Atomic uint64_t vma_recount_ns;
+	_Atomic uint64_t vmas;	  /* estimate, recounted from /proc/self/maps */
+	pthread_mutex_t vma_lock; /* recounts */
+	uint64_t vma_recount_ns;  /* under vma_lock */
 	_Atomic uint64_t vma_stops;
 	_Atomic bool vma_stop_logged;
 

@@ -100,21 +100,24 @@ uint64_t count_vmas(void)
 
 bool vma_budget_allows(struct rf_dedup *d, unsigned int need)
 {
-	uint64_t now, last, v = atomic_load(&d->vmas);
+	uint64_t now, v = atomic_load(&d->vmas);
 
 	if (v + need <= d->vma_budget)
 		return true;
 	/* The estimate only grows (the kernel merges adjacent mappings we
-	 * count as new); recount from the kernel at most every 50 ms. */
+	 * count as new): recount from the kernel, one thread at a time and at
+	 * most every 50 ms, before refusing. */
+	pthread_mutex_lock(&d->vma_lock);
+	v = atomic_load(&d->vmas);
 	now = rf_now_ns();
-	last = atomic_load(&d->vma_recount_ns);
-	if (now - last > 50000000ull &&
-	    atomic_compare_exchange_strong(&d->vma_recount_ns, &last, now)) {
+	if (v + need > d->vma_budget && now - d->vma_recount_ns > 50000000ull) {
 		v = count_vmas();
 		atomic_store(&d->vmas, v);
-		if (v + need <= d->vma_budget)
-			return true;
+		d->vma_recount_ns = now;
 	}
+	pthread_mutex_unlock(&d->vma_lock);
+	if (v + need <= d->vma_budget)
+		return true;
 	atomic_fetch_add(&d->vma_stops, 1);
 	if (!atomic_exchange(&d->vma_stop_logged, true))
 		rf_log(d->e, RF_LOG_WARN,
