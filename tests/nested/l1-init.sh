@@ -14,6 +14,9 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 
+# Where the scenarios find the L2 image and their helpers (run-direct.sh
+# sets these to the build tree instead).
+export RF_KERNEL=/l2/vmlinuz RF_INITRD=/l2/initramfs.gz RF_SCENARIOS=/scenarios
 up() { cut -d' ' -f1 /proc/uptime; }
 check() { # check NAME CONDITION... : runs the condition, prints RF-CHECK
 	name=$1

@@ -2,13 +2,14 @@
 # guest ("L1") that QEMU runs with TCG and emulated AMD SVM, because this
 # machine's KVM (kvm_pvm) cannot run a guest kernel itself.
 #
-#   make test-linux   every scenario in tests/nested/scenarios/ (NESTED_SCENARIOS=...)
+#   make test-linux   the scenarios short, balloon, stress (NESTED_SCENARIOS=...)
+#   make demo-linux   the same directly on a host whose KVM runs ring 0 natively
 #   make test         runs the short one as part of the e2e suite
 #                     (tests/nested/test_nested_short.c)
 #
 # QEMU (qemu-system-x86 from Debian) is installed by these targets only.
 NESTED := $(B)/nested
-NESTED_SCENARIOS ?= $(basename $(notdir $(wildcard tests/nested/scenarios/*.sh)))
+NESTED_SCENARIOS ?= short balloon stress
 NESTED_TIMEOUT ?= 900
 
 .PHONY: test-linux nested-deps nested-image
@@ -40,3 +41,11 @@ test-linux: all nested-deps nested-image
 NESTED_SHORT := $(B)/tests/nested/test_nested_short
 E2E_TESTS += $(NESTED_SHORT)
 e2e: nested-deps nested-image $(NESTED_SHORT)
+
+# The same scenarios directly on this host, for hosts whose KVM runs guest
+# ring 0 natively; on kvm_pvm it says so and stops.
+.PHONY: demo-linux
+demo-linux: all linux-guest
+	@rc=0; for s in $(filter-out debug,$(NESTED_SCENARIOS)); do \
+		tests/nested/run-direct.sh $$s || rc=1; \
+	done; exit $$rc

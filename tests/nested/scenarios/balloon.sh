@@ -5,11 +5,11 @@
 #     deflate gives the memory back to the guest;
 #  2. free page reporting: the guest frees 100 MiB it had written, host
 #     memory drops by >= 80% of it.
-. /scenarios/lib.sh
+. "$RF_SCENARIOS/lib.sh"
 MiB=1048576
 
 # -- 1. inflate / deflate ------------------------------------------------
-ramfold-vmm --kernel /l2/vmlinuz --initrd /l2/initramfs.gz --no-table --ctl "$S" --log-dir "$L" \
+ramfold-vmm --kernel "$RF_KERNEL" --initrd "$RF_INITRD" --no-table --ctl "$S" --log-dir "$L" \
 	--vm name=lb,mem=512M,workload=churn,mib=384,rounds=1,pause=100,balloon-oom=off,balloon-stats=1000,meminfo=1000 &
 vmm=$!
 check lb-ready wait_log lb 'READY' 180
@@ -50,7 +50,7 @@ wait $vmm
 check lb-vmm-status test $? = 0
 
 # -- 2. free page reporting ------------------------------------------------
-ramfold-vmm --kernel /l2/vmlinuz --initrd /l2/initramfs.gz --no-table --ctl "$S" --log-dir "$L" \
+ramfold-vmm --kernel "$RF_KERNEL" --initrd "$RF_INITRD" --no-table --ctl "$S" --log-dir "$L" \
 	--vm name=lr,mem=512M,workload=idle,linux-wl=holdfree,linux-args=mib=100:hold_ms=15000,balloon-report=on,meminfo=2000 &
 vmm=$!
 check lr-holding wait_log lr 'holdfree: holding' 180

@@ -1,6 +1,6 @@
 # Helpers for the scenarios (sourced by them inside L1; busybox tools only).
-L=/tmp/logs
-S=/tmp/ctl.sock
+L=${RF_LOGS:-/tmp/logs}
+S=${RF_CTL:-/tmp/ctl.sock}
 # wait_log VM REGEX SECONDS: until the VM's console log has a matching line.
 wait_log() {
 	_i=0
