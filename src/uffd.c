@@ -113,20 +113,25 @@ static int dispatch(struct rf_uffd *u, const struct uffd_msg *m)
 
 static void retry_pending(struct rf_uffd *u)
 {
-	unsigned int n = u->npending, kept = 0;
+	struct uffd_msg batch[PENDING_MAX];
+	unsigned int n = u->npending;
 
+	/* Work on a copy: a handler may end up reading new messages (an ioctl
+	 * on this pager answered EAGAIN), which are queued behind. */
+	memcpy(batch, u->pending, n * sizeof(batch[0]));
 	u->npending = 0;
 	for (unsigned int i = 0; i < n; i++) {
-		struct uffd_msg m = u->pending[i];
-
-		if (dispatch(u, &m) == -EAGAIN) {
-			atomic_fetch_add(&u->retried, 1);
-			u->pending[kept++] = m;
-		}
+		if (dispatch(u, &batch[i]) != -EAGAIN)
+			continue;
+		atomic_fetch_add(&u->retried, 1);
+		if (u->npending < PENDING_MAX)
+			u->pending[u->npending++] = batch[i];
+		else
+			rf_log(u->vm->e, RF_LOG_ERR,
+			       "%s: pager: retry list full, fault at 0x%llx dropped (its thread "
+			       "stays blocked until woken)",
+			       u->vm->name, (unsigned long long)batch[i].arg.pagefault.address);
 	}
-	/* Messages that arrived while retrying were appended after n. */
-	memmove(&u->pending[kept], &u->pending[n], (u->npending) * sizeof(u->pending[0]));
-	u->npending += kept;
 }
 
 /* Read and dispatch what is readable now. Returns messages read. */
