@@ -43,6 +43,7 @@
 #ifndef RAMFOLD_POLICY_H
 #define RAMFOLD_POLICY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "engine.h"
