@@ -148,7 +148,8 @@ void results_print(struct result *rs, unsigned int n, uint64_t ideal)
 		       r->final_saved / 1048576, (r->final_saved - r->metadata) / 1048576,
 		       r->final_host_saved / 1048576, r->note);
 	}
-	if (rs[0].reached && rs[1].reached && rs[0].t95 > 0 && rs[0].cpu95 > 0) {
+	if (rs[0].reached && rs[1].reached && rs[0].t95 > 0 && rs[0].cpu95 > 0 &&
+	    rs[1].final_saved > 0) {
 		printf("\nramfold vs ksm-fastest: %.1fx sooner to 95%% (target >= 3x), %.2fx the "
 		       "CPU (target <= 0.33x), idle %.1f%% of a core (target < 5%%), saved %.2fx "
 		       "in Pss and %.2fx net of metadata (target >= 1x)\n",

@@ -107,6 +107,19 @@ static uint64_t osimage_ideal(uint64_t limit)
 	return ((uint64_t)NVMS * (off / PG) - distinct) * PG;
 }
 
+static int ksm_run(void)
+{
+	int v = -1;
+	FILE *f = fopen("/sys/kernel/mm/ksm/run", "re");
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
 static double jnum(const char *reply, const char *key)
 {
 	char pat[80];
@@ -189,6 +202,13 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 		cpu = jnum(reply, "cpu-ns") / 1e9;
 		saved = base > sm.pss ? (double)(base - sm.pss) : 0;
 		result_add(r, t - t0, saved, cpu);
+		if (ksm && ksm_run() != 1) {
+			/* KSM is host-wide: another process switched it. */
+			snprintf(r->note, sizeof(r->note),
+				 "KSM switched off by another process at %.1f s", t - t0);
+			r->idle_cpu_share = -1;
+			break;
+		}
 		if (saved > best * 1.005 + 65536) {
 			best = saved;
 			last_growth_t = t;
@@ -213,6 +233,10 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 		}
 	}
 	r->final_saved = r->n ? r->s[r->n - 1].saved : 0;
+	if (r->note[0] == 'K') /* cut short: the best it reached */
+		for (unsigned int i = 0; i < r->n; i++)
+			if (r->s[i].saved > r->final_saved)
+				r->final_saved = r->s[i].saved;
 	r->ran = r->n > 0;
 	vmm_proc_stop(&p);
 	vmm_proc_free(&p);
