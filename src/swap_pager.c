@@ -24,13 +24,16 @@
  *
  * Swap-in (a missing fault, on the pager thread of uffd.c): the handler
  * only ever try-locks a page (uffd.h explains why it may not block), reads
- * the page back, verifies its checksum, maps it with UFFDIO_COPY (which
- * wakes the faulting thread) and frees the store handle. A read error or a
+ * the page back, verifies its checksum, maps it with UFFDIO_COPY, frees the
+ * store handle, publishes PRIVATE and only then wakes the faulting thread
+ * (so the table is right by the time the guest runs again). A read error or a
  * checksum mismatch is retried; if it persists the VM is stopped: its
  * faulting threads are left waiting, never woken onto zeros or a wrong
- * page, and rf_vm_swap_stats() reports it. After the faulting page, up to
+ * page, and rf_vm_swap_stats() reports it. When faults look sequential (this
+ * page follows the last one served, or was itself read ahead), up to
  * prefetch_pages following pages that were swapped in the same batch (next
- * file slots) are read into a small swap cache; a later fault on one of them
+ * file slots) are read with one preadv into a small swap cache after the
+ * faulting page is served; a later fault on one of them
  * is served from the cache (a prefetch hit). Pages are not mapped ahead:
  * that would make them resident again without any sign they are wanted.
  * A missing fault on any other page (never touched, zero, ballooned,
@@ -59,14 +62,23 @@
  * or zero fill) clears the mark, so a page that came back because it was
  * wanted gets a whole revolution of the hand before it can go again. The
  * hand only moves while the VM is above its target, so a VM that fits
- * keeps everything. MERGED, BALLOONED, FREE_REPORTED, ZERO and excluded
- * pages are never swapped; nor is a page the dedup engine has
- * write-protected (RF_PTE_F_WP) or locked.
+ * keeps everything. MERGED, BALLOONED, FREE_REPORTED and excluded pages are
+ * never swapped; nor is a page the dedup engine has write-protected
+ * (RF_PTE_F_WP) or locked. A ZERO page is swapped only if it is resident
+ * (it was written since it was found zero).
+ *
+ * Holding the target: the swapper measures the VM (PAGEMAP_SCAN) every
+ * 20 ms near its target, less often far below it, and when 256 pages have
+ * come back since; it swaps out down to 1/64 below the target. Between
+ * measures, swap-ins wait (the handler returns -EAGAIN, uffd.c retries it a
+ * millisecond later) while the estimate is more than 1/32 above the target,
+ * unless the swapper's last round found nothing it could evict.
  *
  * Lock order: regions_lock (read) > out_lock (one swap-out at a time: they
  * share the staging buffer) > page lock bits (address order, try-locked) >
- * the pager's lock > the store's mutex; cache_lock is a leaf. The swapper holds page locks across
- * the store write; the pager never waits for a page lock.
+ * the pager's lock > the store's mutex; cache_lock is a leaf. The swapper
+ * holds page locks across the store write; the pager never waits for a
+ * page lock.
  */
 #include <errno.h>
 #include <fcntl.h>
