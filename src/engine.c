@@ -109,7 +109,8 @@ RF_EXPORT void rf_engine_free(rf_engine *e)
 
 	if (!e)
 		return;
-	rf_ledger_engine_free(e); /* stops the policy thread first */
+	rf_ledger_engine_free(e); /* stops the policy thread first: it drives dedup */
+	rf_dedup_stop(e);	  /* scanner threads gone before any VM is freed */
 	while (e->vms)
 		rf_vm_free(e->vms);
 	rf_swap_engine_free(e);

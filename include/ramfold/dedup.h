@@ -93,8 +93,8 @@ void rf_dedup_config_init(struct rf_dedup_config *cfg);
 /*
  * Start the dedup engine of @e. Errors: -EINVAL (bad config), -EALREADY
  * (already started), -ENODEV (RF_DEDUP_KSM without kernel KSM; other modes
- * without userfaultfd write-protect), -ENOMEM. Pairs with rf_dedup_stop(),
- * which must be called before rf_engine_free().
+ * without userfaultfd write-protect), -ENOMEM. Pairs with rf_dedup_stop();
+ * rf_engine_free() calls it if the embedder has not.
  */
 int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg);
 

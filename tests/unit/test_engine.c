@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+#include <urcu/urcu-memb.h>
 
 #include "rf_test.h"
 
@@ -146,13 +148,69 @@ static void test_last_error(void **state)
 	rf_engine_free(e);
 }
 
+static int thread_count(void)
+{
+	char line[128];
+	int n = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* An embedder that frees the engine while dedup still scans and holds merged
+ * pages: the engine stops dedup first, so no library thread outlives it. */
+static void test_free_with_dedup_running(void **state)
+{
+	int threads_before;
+	struct rf_dedup_config dc;
+	struct rf_dedup_stats ds;
+	struct rf_features f;
+	rf_engine *e = rf_test_engine(NULL);
+	uint8_t *ram;
+	rf_vm *vm;
+	int err;
+
+	(void)state;
+	rf_engine_features(e, &f);
+	if (!f.uffd_wp) {
+		rf_engine_free(e);
+		rf_require(false, "userfaultfd write-protect not available");
+	}
+	/* liburcu's process-wide call_rcu worker outlives any engine by design
+	 * (the index frees nodes through it): create it before the baseline. */
+	urcu_memb_get_default_call_rcu_data();
+	threads_before = thread_count();
+	vm = rf_test_vm(e, "vm0", 32 << 20, (void **)&ram);
+	for (int i = 0; i < 4096; i++)
+		memset(ram + (size_t)i * 4096, 1 + i % 8, 4096);
+	rf_dedup_config_init(&dc);
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	for (int i = 0; i < 200; i++) {
+		err = rf_dedup_counters(e, &ds);
+		assert_int_equal(err, 0);
+		if (ds.pages_merged > 1000)
+			break;
+		usleep(20000);
+	}
+	assert_true(ds.pages_merged > 1000);
+	assert_true(thread_count() > threads_before);
+	rf_engine_free(e); /* no rf_dedup_stop(): must not hang, leak or crash */
+	assert_int_equal(thread_count(), threads_before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_defaults),	cmocka_unit_test(test_null_args),
 	    cmocka_unit_test(test_bad_config),	cmocka_unit_test(test_missing_kvm),
 	    cmocka_unit_test(test_missing_ksm), cmocka_unit_test(test_features_present),
-	    cmocka_unit_test(test_last_error),
+	    cmocka_unit_test(test_last_error),	cmocka_unit_test(test_free_with_dedup_running),
 	};
 
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
