@@ -146,15 +146,17 @@ check-exports: lib
 install-test: lib
 	@scripts/install-test.sh
 
+# Every suite runs even if an earlier one fails; the summary decides.
+TEST_ENV := RF_TEST_SUMMARY=$(abspath $(B))/test-summary
 test: all
 	@scripts/run-tests.sh --begin
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory kvm
-	@$(MAKE) --no-print-directory e2e
-	@$(MAKE) --no-print-directory asan
-	@$(MAKE) --no-print-directory check-exports
-	@$(MAKE) --no-print-directory install-test
-	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(TEST_ENV) $(MAKE) --no-print-directory unit
+	@$(TEST_ENV) $(MAKE) --no-print-directory kvm
+	@$(TEST_ENV) $(MAKE) --no-print-directory e2e
+	@$(TEST_ENV) $(MAKE) --no-print-directory asan
+	@$(TEST_ENV) $(MAKE) --no-print-directory check-exports
+	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
+	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
 	@scripts/run-tests.sh --end
 
 format:

@@ -5,11 +5,11 @@ set -u
 B=${B:-build}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+here=$(cd "$(dirname "$0")" && pwd)
 prefix=/opt/ramfold-test
 report() {
-	echo "install-test: $1 passed, $2 failed"
-	if [ -f "$B/test-summary" ]; then echo "install $1 $2 0" >>"$B/test-summary"; exit 0; fi
-	exit "$2"
+	rm -rf "$tmp"
+	exec "$here/report-result.sh" install "$1" "$2"
 }
 make -s --no-print-directory install PREFIX=$prefix DESTDIR="$tmp" >"$tmp/install.log" 2>&1 ||
 	{ cat "$tmp/install.log"; report 0 1; }

@@ -39,6 +39,5 @@ fuzz-smoke-balloon: deps $(B)/fuzz/fuzz_balloon
 		-artifact_prefix=$(B)/fuzz/balloon-smoke/crash- \
 		$(B)/fuzz/balloon-smoke tests/fuzz/corpus/balloon > $(B)/fuzz/balloon-smoke.log 2>&1; \
 	if [ $$? -eq 0 ]; then p=1 f=0; else p=0 f=1; fi; \
-	echo "fuzz: $$p passed, $$f failed (balloon: $$(ls tests/fuzz/corpus/balloon | wc -l) seeds, 20000 runs; log $(B)/fuzz/balloon-smoke.log)"; \
-	[ -f $(B)/test-summary ] && echo "fuzz $$p $$f 0" >> $(B)/test-summary; \
-	[ $$f -eq 0 ] || [ -f $(B)/test-summary ]
+	echo "fuzz-balloon: $$(ls tests/fuzz/corpus/balloon | wc -l) seeds, 20000 runs; log $(B)/fuzz/balloon-smoke.log"; \
+	scripts/report-result.sh fuzz $$p $$f
