@@ -63,6 +63,7 @@ struct linux_vm {
 	unsigned nirq;
 	uint64_t entry;		/* the kernel's 64-bit entry point */
 	uint64_t unknown_ports; /* accesses to ports with nothing behind them */
+	uint16_t last_unknown_port;
 };
 
 static struct linux_vm *lvm(struct vmm_vm *vm)
@@ -169,9 +170,12 @@ static const struct vmm_option linux_options[] = {
  * meminfo=MS     the guest prints a MEMINFO line every MS ms;
  * linux-wl=W     a workload of the Linux guest's own (rfwork: hold,
  *                holdfree, ...) instead of the VM's workload=;
- * linux-args=k=v:k=v  its parameters (':' separated, as ',' separates keys).
+ * linux-args=k=v:k=v  its parameters (':' separated, as ',' separates keys);
+ * linux-then=poweroff|reboot|hold  what /init does after the workload
+ *                (then=exit means poweroff).
  */
-static const char *const linux_vm_keys[] = {"meminfo", "linux-wl", "linux-args", NULL};
+static const char *const linux_vm_keys[] = {"meminfo", "linux-wl", "linux-args", "linux-then",
+					    NULL};
 
 /* ---- start: checks before any VM exists -------------------------------- */
 
@@ -221,6 +225,14 @@ static int linux_start(struct vmm *vmm)
 					   vm->name, *k, vmm_vm_key(vm, *k));
 				return -1;
 			}
+		if (vmm_vm_key(vm, "linux-then") &&
+		    strcmp(vmm_vm_key(vm, "linux-then"), "poweroff") &&
+		    strcmp(vmm_vm_key(vm, "linux-then"), "reboot") &&
+		    strcmp(vmm_vm_key(vm, "linux-then"), "hold")) {
+			vmm_errorf("%s: linux-then=%s: expected poweroff, reboot or hold", vm->name,
+				   vmm_vm_key(vm, "linux-then"));
+			return -1;
+		}
 		if (!vmm_vm_key(vm, "linux-wl") &&
 		    (vm->workload == RF_WL_HOTCOLD || vm->workload == RF_WL_CRASH ||
 		     vm->workload == RF_WL_SELFTEST)) {
@@ -250,6 +262,7 @@ static int build_cmdline(struct vmm_vm *vm, char *buf, size_t len)
 	const struct rf_wl_params *p = &vm->params;
 	const char *meminfo = vmm_vm_key(vm, "meminfo");
 	const char *wl = vmm_vm_key(vm, "linux-wl"), *wl_args = vmm_vm_key(vm, "linux-args");
+	const char *then = vmm_vm_key(vm, "linux-then");
 	char args[256] = "";
 	int n;
 
@@ -283,13 +296,20 @@ static int build_cmdline(struct vmm_vm *vm, char *buf, size_t len)
 	}
 	/*
 	 * What the machine is, first: no PCI bus (saves probing it through
-	 * port I/O, a VM exit each), one UART. Then --append, then /init's keys.
+	 * port I/O, a VM exit each), one UART, reboot through the ACPI reset
+	 * register (with a hardware-reduced FADT Linux would otherwise pick EFI,
+	 * find none, and jump to a BIOS reset vector there is no BIOS behind).
+	 * Then --append, then /init's keys.
 	 */
-	n = snprintf(buf, len, "pci=off 8250.nr_uarts=1 %s rf.name=%s rf.wl=%s%s%s%s%s%s",
+	n = snprintf(buf, len,
+		     "pci=off 8250.nr_uarts=1 reboot=acpi %s rf.name=%s rf.wl=%s%s%s%s%s%s%s",
 		     cfg.append ? cfg.append : "console=ttyS0 quiet", vm->name,
 		     wl ? wl : workload_to_name(vm->workload), *args ? " rf.args=" : "", args,
 		     meminfo ? " rf.meminfo=" : "", meminfo ? meminfo : "",
-		     p->then_exit ? " rf.then=poweroff" : "");
+		     then	    ? " rf.then="
+		     : p->then_exit ? " rf.then=poweroff"
+				    : "",
+		     then ? then : "");
 	return n < 0 || (size_t)n >= len ? -1 : n;
 }
 
@@ -530,7 +550,9 @@ static bool linux_port_io(struct vmm_vm *vm)
 				vm_end(vm, VMM_VM_EXITED, "guest powered off (ACPI S5)");
 				return false;
 			}
-		} else if (port == ACPI_RESET_PORT && out && data[0] == ACPI_RESET_VALUE) {
+		} else if ((port == ACPI_RESET_PORT && out && data[0] == ACPI_RESET_VALUE) ||
+			   (port == 0x64 && out && data[0] == 0xfe)) {
+			/* The ACPI reset register, or the PC's keyboard-controller reset. */
 			uart8250_flush(&l->uart);
 			vm->exit_status = 0;
 			vm_end(vm, VMM_VM_EXITED, "guest rebooted (ACPI reset register); ended");
@@ -542,11 +564,11 @@ static bool linux_port_io(struct vmm_vm *vm)
 			 * progress" (bit 7 of register A) reads as set.
 			 */
 			memset(data, 0, run->io.size);
-		} else if (!out) {
-			memset(data, 0xff, run->io.size); /* nothing there */
-			l->unknown_ports++;
 		} else {
+			if (!out)
+				memset(data, 0xff, run->io.size); /* nothing there */
 			l->unknown_ports++;
+			l->last_unknown_port = port;
 		}
 	}
 	return true;
@@ -563,9 +585,9 @@ static void linux_vm_teardown(struct vmm_vm *vm)
 		fprintf(
 		    vm->console_log,
 		    "[vmm] linux: uart %llu bytes, %llu interrupts; %llu accesses to ports with "
-		    "nothing behind them\n",
+		    "nothing behind them (the last: 0x%x)\n",
 		    (unsigned long long)l->uart.tx_bytes, (unsigned long long)l->uart.irqs,
-		    (unsigned long long)l->unknown_ports);
+		    (unsigned long long)l->unknown_ports, l->last_unknown_port);
 	for (unsigned i = 0; i < l->nirq; i++)
 		close(l->irqfd[i]);
 	free(l);
