@@ -23,76 +23,14 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "kvm_mini.h"
 #include "rf_test.h"
 #include "swap_pager.h"
 
 #define PG	   4096u
-#define NPAGES	   128
-#define FIRST_PAGE 0x10000u
-#define WORD_OFF   64
-
-/* The same guest as tests/kvm/test_dedup_kvm.c:
- *	xor  %ebx,%ebx
- * round:
- *	mov  %ebx,%eax ; and $3,%eax        value of this round
- *	mov  $0x1000,%cx ; mov $128,%dx     es = 0x1000: page 0x10000
- * inner:
- *	mov  %cx,%es ; mov %eax,%es:64      the write
- *	add  $0x100,%cx ; dec %dx ; jnz inner
- *	inc  %ebx ; mov %bl,%al ; out %al,$0x10 ; jmp round
- */
-static const uint8_t guest_code[] = {
-    0x66, 0x31, 0xdb, 0x66, 0x89, 0xd8, 0x66, 0x83, 0xe0, 0x03, 0xb9, 0x00, 0x10,
-    0xba, 0x80, 0x00, 0x8e, 0xc1, 0x26, 0x66, 0xa3, 0x40, 0x00, 0x81, 0xc1, 0x00,
-    0x01, 0x4a, 0x75, 0xf2, 0x66, 0x43, 0x88, 0xd8, 0xe6, 0x10, 0xeb, 0xdd,
-};
-
-struct kvm_ctx {
-	int kvm, vm, vcpu;
-	struct kvm_run *run;
-	int run_size;
-};
-
-static void kvm_setup(struct kvm_ctx *k, void *ram, uint64_t size)
-{
-	struct kvm_userspace_memory_region mr = {
-	    .slot = 0,
-	    .guest_phys_addr = 0,
-	    .memory_size = size,
-	    .userspace_addr = (uintptr_t)ram,
-	};
-	struct kvm_sregs sregs;
-	struct kvm_regs regs;
-
-	k->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	assert_true(k->kvm >= 0);
-	k->vm = ioctl(k->kvm, KVM_CREATE_VM, 0);
-	assert_true(k->vm >= 0);
-	assert_int_equal(ioctl(k->vm, KVM_SET_USER_MEMORY_REGION, &mr), 0);
-	k->vcpu = ioctl(k->vm, KVM_CREATE_VCPU, 0);
-	assert_true(k->vcpu >= 0);
-	k->run_size = ioctl(k->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
-	k->run = mmap(NULL, (size_t)k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, k->vcpu, 0);
-	assert_true(k->run != MAP_FAILED);
-	assert_int_equal(ioctl(k->vcpu, KVM_GET_SREGS, &sregs), 0);
-	sregs.cs.base = 0;
-	sregs.cs.selector = 0;
-	sregs.ds.base = 0;
-	sregs.ds.selector = 0;
-	assert_int_equal(ioctl(k->vcpu, KVM_SET_SREGS, &sregs), 0);
-	memset(&regs, 0, sizeof(regs));
-	regs.rip = 0x1000;
-	regs.rflags = 2;
-	assert_int_equal(ioctl(k->vcpu, KVM_SET_REGS, &regs), 0);
-}
-
-static void kvm_teardown(struct kvm_ctx *k)
-{
-	munmap(k->run, (size_t)k->run_size);
-	close(k->vcpu);
-	close(k->vm);
-	close(k->kvm);
-}
+#define NPAGES	   RF_KVM_WRITER_NPAGES
+#define FIRST_PAGE RF_KVM_WRITER_FIRST_PAGE
+#define WORD_OFF   RF_KVM_WRITER_WORD_OFF
 
 static _Atomic bool stop_swapping;
 
@@ -128,7 +66,7 @@ static void test_guest_writes_while_swapping(void **state)
 	struct rf_swap_stats st;
 	struct rf_features f;
 	struct rf_pager *p;
-	struct kvm_ctx k;
+	struct rf_kvm_mini k;
 	uint64_t writes = 0, bad = 0, first_bad_round = 0;
 	pthread_t t;
 	uint8_t *ram;
@@ -148,8 +86,8 @@ static void test_guest_writes_while_swapping(void **state)
 	sc.tier_limit_bytes = 64 * PG; /* half the pages in the tier, half in the file */
 	assert_int_equal(rf_engine_set_swap(e, &sc), 0);
 	vm = rf_test_vm(e, "kvm0", 2u << 20, (void **)&ram);
-	kvm_setup(&k, ram, 2u << 20);
-	memcpy(ram + 0x1000, guest_code, sizeof(guest_code));
+	rf_kvm_mini_setup(&k, ram, 2u << 20);
+	memcpy(ram + 0x1000, rf_kvm_writer_guest, sizeof(rf_kvm_writer_guest));
 	for (unsigned int i = 0; i < NPAGES; i++) {
 		/* Every other page compresses (tier), the others do not (file). */
 		if (i % 2)
@@ -202,7 +140,7 @@ static void test_guest_writes_while_swapping(void **state)
 	/* The race was real: pages went out and came back under the guest. */
 	assert_true(st.swap_outs > 10000);
 	assert_true(st.swap_ins > 10000);
-	kvm_teardown(&k);
+	rf_kvm_mini_teardown(&k);
 	rf_engine_free(e);
 }
 
