@@ -30,34 +30,7 @@
 #define MiB	      (1ull << 20)
 #define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
 /* Number after "\"key\":" in a JSON reply (first occurrence). */
-static int64_t jnum(const char *reply, const char *key)
-{
-	char pat[80];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(reply, pat);
-	if (!p)
-		fail_msg("no %s in %s", key, reply);
-	return strtoll(p + strlen(pat), NULL, 10);
-}
-
 static void query_balloon(struct vmm_proc *p, const char *vm, char *reply, size_t len)
 {
 	char req[128];
@@ -84,17 +57,17 @@ static void set_balloon(struct vmm_proc *p, const char *vm, const char *what, co
 /* Wait until the guest's actual equals @bytes: ms taken, or fail after @ms. */
 static uint64_t wait_actual(struct vmm_proc *p, const char *vm, uint64_t bytes, unsigned int ms)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = rf_test_now_ms();
 	char reply[4096];
 
 	for (;;) {
 		query_balloon(p, vm, reply, sizeof(reply));
-		if ((uint64_t)jnum(reply, "actual") == bytes)
-			return now_ms() - t0;
-		if (now_ms() - t0 > ms)
+		if ((uint64_t)rf_test_json_num(reply, "actual") == bytes)
+			return rf_test_now_ms() - t0;
+		if (rf_test_now_ms() - t0 > ms)
 			fail_msg("%s: actual did not reach %llu within %u ms: %s", vm,
 				 (unsigned long long)bytes, ms, reply);
-		sleep_ms(50);
+		rf_test_sleep_ms(50);
 	}
 }
 
@@ -102,18 +75,18 @@ static uint64_t wait_actual(struct vmm_proc *p, const char *vm, uint64_t bytes, 
 static int64_t wait_stats(struct vmm_proc *p, const char *vm, int64_t after, char *reply,
 			  size_t len)
 {
-	uint64_t t0 = now_ms();
+	uint64_t t0 = rf_test_now_ms();
 
 	for (;;) {
 		int64_t u;
 
 		query_balloon(p, vm, reply, len);
-		u = jnum(reply, "stats-updates");
+		u = rf_test_json_num(reply, "stats-updates");
 		if (u > after)
 			return u;
-		if (now_ms() - t0 > 10000)
+		if (rf_test_now_ms() - t0 > 10000)
 			fail_msg("%s: no stats update after %lld: %s", vm, (long long)after, reply);
-		sleep_ms(20);
+		rf_test_sleep_ms(20);
 	}
 }
 
@@ -144,20 +117,20 @@ static void test_inflate_and_deflate_512m(void **state)
 	assert_non_null(strstr(line, "VERSION_1 MUST_TELL_HOST STATS_VQ DEFLATE_ON_OOM"));
 	/* stats sent after the churn wave ended */
 	query_balloon(&p, "a", reply, sizeof(reply));
-	wait_stats(&p, "a", jnum(reply, "stats-updates"), reply, sizeof(reply));
-	free0 = (uint64_t)jnum(reply, "stat-free-memory");
+	wait_stats(&p, "a", rf_test_json_num(reply, "stats-updates"), reply, sizeof(reply));
+	free0 = (uint64_t)rf_test_json_num(reply, "stat-free-memory");
 	rss0 = rss(&p);
 
 	set_balloon(&p, "a", "balloon", "256M");
 	took = wait_actual(&p, "a", 256 * MiB, 10000);
 	rss1 = rss(&p);
 	query_balloon(&p, "a", reply, sizeof(reply));
-	assert_int_equal(jnum(reply, "ballooned"), 256 * MiB); /* the table agrees */
-	assert_int_equal(jnum(reply, "guest-size"), 256 * MiB);
+	assert_int_equal(rf_test_json_num(reply, "ballooned"), 256 * MiB); /* the table agrees */
+	assert_int_equal(rf_test_json_num(reply, "guest-size"), 256 * MiB);
 	/* The guest fills a stats buffer before its inflate work in the same
 	 * poll: take the first one sent after actual was reached. */
-	wait_stats(&p, "a", jnum(reply, "stats-updates"), reply, sizeof(reply));
-	free1 = (uint64_t)jnum(reply, "stat-free-memory");
+	wait_stats(&p, "a", rf_test_json_num(reply, "stats-updates"), reply, sizeof(reply));
+	free1 = (uint64_t)rf_test_json_num(reply, "stat-free-memory");
 	print_message(
 	    "inflate 256 MiB: actual after %llu ms; VMM RSS %llu -> %llu MiB (-%llu MiB); "
 	    "guest free %llu -> %llu MiB\n",
@@ -170,8 +143,8 @@ static void test_inflate_and_deflate_512m(void **state)
 	set_balloon(&p, "a", "guest-size", "512M"); /* the same as balloon=0 */
 	took = wait_actual(&p, "a", 0, 10000);
 	query_balloon(&p, "a", reply, sizeof(reply));
-	assert_int_equal(jnum(reply, "ballooned"), 0);
-	assert_int_equal(jnum(reply, "rejected"), 0);
+	assert_int_equal(rf_test_json_num(reply, "ballooned"), 0);
+	assert_int_equal(rf_test_json_num(reply, "rejected"), 0);
 	print_message("deflate to 0: actual after %llu ms\n", (unsigned long long)took);
 	assert_int_equal(vmm_proc_stop(&p), 0);
 	vmm_proc_free(&p);
@@ -217,9 +190,9 @@ static void test_free_page_reporting(void **state)
 	assert_int_equal(vmm_proc_start(&p, args), 0);
 	/* The churn wave touches 300 MiB then frees it: sample RSS throughout,
 	 * and require a drop of 80% of 300 MiB within 10 s of the peak. */
-	t0 = now_ms();
-	while (now_ms() - t0 < 60000) {
-		uint64_t r = rss(&p), t = now_ms();
+	t0 = rf_test_now_ms();
+	while (rf_test_now_ms() - t0 < 60000) {
+		uint64_t r = rss(&p), t = rf_test_now_ms();
 
 		if (r > peak) {
 			peak = r;
@@ -234,7 +207,7 @@ static void test_free_page_reporting(void **state)
 		}
 		if (t_peak && t - t_peak > 10000 && vmm_proc_count(&p, "RESULT churn"))
 			break;
-		sleep_ms(50);
+		rf_test_sleep_ms(50);
 	}
 	print_message("reporting: VMM RSS peak %llu MiB, low %llu MiB, drop %llu MiB %llu ms after "
 		      "the peak\n",
@@ -244,8 +217,8 @@ static void test_free_page_reporting(void **state)
 	assert_true(t_drop != 0);
 	assert_true(t_drop - t_peak <= 10000);
 	query_balloon(&p, "r", reply, sizeof(reply));
-	assert_true(jnum(reply, "free-reported") >= (int64_t)(300 * MiB * 8 / 10));
-	assert_int_equal(jnum(reply, "rejected"), 0);
+	assert_true(rf_test_json_num(reply, "free-reported") >= (int64_t)(300 * MiB * 8 / 10));
+	assert_int_equal(rf_test_json_num(reply, "rejected"), 0);
 	assert_int_equal(vmm_proc_stop(&p), 0);
 	vmm_proc_free(&p);
 }
@@ -266,12 +239,12 @@ static void test_deflate_on_oom(void **state)
 	assert_non_null(strstr(line, "bad_rounds=0"));
 	assert_true(vmm_proc_count(&p, "balloon: deflate-on-oom: gave back") >= 1);
 	query_balloon(&p, "o", reply, sizeof(reply));
-	actual = jnum(reply, "actual");
-	ballooned = jnum(reply, "ballooned");
+	actual = rf_test_json_num(reply, "actual");
+	ballooned = rf_test_json_num(reply, "ballooned");
 	print_message("deflate-on-oom: %s; actual %lld MiB, table %lld MiB, target %lld MiB\n",
 		      line, (long long)(actual / (int64_t)MiB),
 		      (long long)(ballooned / (int64_t)MiB),
-		      (long long)(jnum(reply, "balloon-target") / (int64_t)MiB));
+		      (long long)(rf_test_json_num(reply, "balloon-target") / (int64_t)MiB));
 	assert_true(actual < (int64_t)(256 * MiB)); /* the balloon gave memory back */
 	assert_int_equal(actual, ballooned);	    /* and the device followed */
 	assert_int_equal(vmm_proc_stop(&p), 0);
@@ -291,19 +264,19 @@ static void test_stats_interval_and_totals(void **state)
 	assert_int_equal(vmm_proc_start(&p, args), 0);
 	assert_int_equal(vmm_proc_wait_ready(&p, "s", 20000), 0);
 	u0 = wait_stats(&p, "s", 0, reply, sizeof(reply));
-	prev_ns = jnum(reply, "last-update-ns");
-	assert_int_equal(jnum(reply, "stats-interval"), 200);
+	prev_ns = rf_test_json_num(reply, "last-update-ns");
+	assert_int_equal(rf_test_json_num(reply, "stats-interval"), 200);
 	/* consecutive updates about 200 ms apart */
 	for (int i = 0; i < 5; i++) {
 		u = wait_stats(&p, "s", u0, reply, sizeof(reply));
-		last_ns = jnum(reply, "last-update-ns");
+		last_ns = rf_test_json_num(reply, "last-update-ns");
 		gap = (last_ns - prev_ns) / (int64_t)(u - u0) / 1000000;
 		assert_true(gap >= 180 && gap <= 400);
 		prev_ns = last_ns;
 		u0 = u;
 	}
 	print_message("stats: last gap %lld ms at a 200 ms interval\n", (long long)gap);
-	assert_true(jnum(reply, "last-update") > 1600000000);
+	assert_true(rf_test_json_num(reply, "last-update") > 1600000000);
 	/* totals match the guest's memory manager, as its own log line says */
 	set_balloon(&p, "s", "balloon", "32M");
 	wait_actual(&p, "s", 32 * MiB, 10000);
@@ -313,28 +286,28 @@ static void test_stats_interval_and_totals(void **state)
 	assert_int_equal(vmm_line_u64(strstr(line, "free"), "free", &mib_free), -ENOENT);
 	assert_non_null(strstr(line, "memory manager free "));
 	mib_free = strtoull(strstr(line, "memory manager free ") + 20, NULL, 10);
-	u = wait_stats(&p, "s", jnum(reply, "stats-updates"), reply, sizeof(reply));
+	u = wait_stats(&p, "s", rf_test_json_num(reply, "stats-updates"), reply, sizeof(reply));
 	u = wait_stats(&p, "s", u, reply, sizeof(reply));
-	free_guest = jnum(reply, "stat-free-memory");
+	free_guest = rf_test_json_num(reply, "stat-free-memory");
 	print_message("guest says %llu MiB free; stats say %lld MiB (total %lld MiB)\n",
 		      (unsigned long long)mib_free, (long long)(free_guest / (int64_t)MiB),
-		      (long long)(jnum(reply, "stat-total-memory") / (int64_t)MiB));
+		      (long long)(rf_test_json_num(reply, "stat-total-memory") / (int64_t)MiB));
 	assert_int_equal((uint64_t)free_guest / MiB, mib_free);
-	assert_true(jnum(reply, "stat-total-memory") <= (int64_t)(128 * MiB));
-	assert_true(jnum(reply, "stat-total-memory") >= (int64_t)(120 * MiB));
-	assert_int_equal(jnum(reply, "stat-htlb-pgalloc"), -1); /* not sent: unset */
+	assert_true(rf_test_json_num(reply, "stat-total-memory") <= (int64_t)(128 * MiB));
+	assert_true(rf_test_json_num(reply, "stat-total-memory") >= (int64_t)(120 * MiB));
+	assert_int_equal(rf_test_json_num(reply, "stat-htlb-pgalloc"), -1); /* not sent: unset */
 	/* polling off: no more updates */
 	{
 		char req[] = "{\"execute\":\"set-balloon\",\"arguments\":{\"vm\":\"s\",\"stats-"
 			     "interval\":0}}";
 
 		assert_int_equal(vmm_proc_ctl(&p, req, reply, sizeof(reply), 5000), 0);
-		sleep_ms(400);
+		rf_test_sleep_ms(400);
 		query_balloon(&p, "s", reply, sizeof(reply));
-		u = jnum(reply, "stats-updates");
-		sleep_ms(800);
+		u = rf_test_json_num(reply, "stats-updates");
+		rf_test_sleep_ms(800);
 		query_balloon(&p, "s", reply, sizeof(reply));
-		assert_int_equal(jnum(reply, "stats-updates"), u);
+		assert_int_equal(rf_test_json_num(reply, "stats-updates"), u);
 	}
 	assert_int_equal(vmm_proc_stop(&p), 0);
 	vmm_proc_free(&p);

@@ -34,25 +34,6 @@
 #define PG	      4096ull
 #define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
 
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
-static int64_t jnum(const char *reply, const char *key)
-{
-	char pat[80];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(reply, pat);
-	if (!p)
-		fail_msg("no %s in %s", key, reply);
-	return strtoll(p + strlen(pat), NULL, 10);
-}
-
 /* query-dedup walks pagemap in the VMM's main thread: on a loaded machine
  * an answer may take seconds, so a slow answer is waited for, twice. */
 static void query_dedup(struct vmm_proc *p, char *reply, size_t len)
@@ -71,9 +52,10 @@ static void wait_converged(struct vmm_proc *p, char *reply, size_t len, int time
 {
 	for (int t = 0; t < timeout_ms; t += 200) {
 		query_dedup(p, reply, len);
-		if (strstr(reply, "\"converged\":true") && jnum(reply, "scan-passes") >= 3)
+		if (strstr(reply, "\"converged\":true") &&
+		    rf_test_json_num(reply, "scan-passes") >= 3)
 			return;
-		sleep_ms(200);
+		rf_test_sleep_ms(200);
 	}
 	fail_msg("dedup did not converge in %d ms: %s", timeout_ms, reply);
 }
@@ -108,7 +90,7 @@ static uint64_t baseline_pss(const char *const *vms)
 	struct vmm_smaps sm;
 
 	start(&p, "off", vms);
-	sleep_ms(1500);
+	rf_test_sleep_ms(1500);
 	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
 	assert_int_equal(vmm_proc_stop(&p), 0);
 	vmm_proc_free(&p);
@@ -268,7 +250,7 @@ static void test_dup_twins(void **state)
 	       (unsigned long long)z1, (unsigned long long)(ideal / MiB),
 	       (unsigned long long)(base / MiB), (unsigned long long)(sm.pss / MiB),
 	       (unsigned long long)(saved / MiB), 100.0 * (double)saved / (double)ideal,
-	       (long long)jnum(reply, "store-pages"));
+	       (long long)rf_test_json_num(reply, "store-pages"));
 	assert_true(saved >= ideal / 10 * 9);
 	assert_int_equal(vmm_proc_stop(&p), 0);
 	vmm_proc_free(&p);
@@ -293,12 +275,12 @@ static void test_domains_apart(void **state)
 	dup_counts(&p, "r0", &d, &z);
 	dup_counts(&p, "b0", &d, &z);
 	wait_converged(&p, reply, sizeof(reply), 60000);
-	stores = (uint64_t)jnum(reply, "store-pages");
+	stores = (uint64_t)rf_test_json_num(reply, "store-pages");
 	printf("  two domains: %llu store pages, %lld pages sharing, %lld zero\n",
-	       (unsigned long long)stores, (long long)jnum(reply, "pages-sharing"),
-	       (long long)jnum(reply, "pages-zero"));
+	       (unsigned long long)stores, (long long)rf_test_json_num(reply, "pages-sharing"),
+	       (long long)rf_test_json_num(reply, "pages-zero"));
 	assert_true(stores >= 2 * 16);
-	assert_true(jnum(reply, "pages-zero") >= (int64_t)(2 * z * 9 / 10));
+	assert_true(rf_test_json_num(reply, "pages-zero") >= (int64_t)(2 * z * 9 / 10));
 	assert_int_equal(vmm_proc_stop(&p), 0);
 	vmm_proc_free(&p);
 }
@@ -313,12 +295,14 @@ static void test_memcheck_while_merged(void **state)
 	(void)state;
 	require_kvm();
 	start(&p, "domains", vms);
-	sleep_ms(8000);
+	rf_test_sleep_ms(8000);
 	query_dedup(&p, reply, sizeof(reply));
 	printf("  memcheck: merged %lld, sharing %lld, unmerged %lld; clean summaries %u\n",
-	       (long long)jnum(reply, "pages-merged"), (long long)jnum(reply, "pages-sharing"),
-	       (long long)jnum(reply, "pages-unmerged"), vmm_proc_count(&p, "bad_rounds=0"));
-	assert_true(jnum(reply, "pages-merged") > 0);
+	       (long long)rf_test_json_num(reply, "pages-merged"),
+	       (long long)rf_test_json_num(reply, "pages-sharing"),
+	       (long long)rf_test_json_num(reply, "pages-unmerged"),
+	       vmm_proc_count(&p, "bad_rounds=0"));
+	assert_true(rf_test_json_num(reply, "pages-merged") > 0);
 	/* Both guests verified rounds, and none was bad. */
 	assert_true(vmm_proc_count(&p, "bad_rounds=0") >= 4);
 	assert_int_equal(vmm_proc_stop(&p), 0);

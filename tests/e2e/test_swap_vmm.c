@@ -29,33 +29,6 @@
 #define MiB	      (1ull << 20)
 #define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
-}
-
-static int64_t jnum(const char *reply, const char *key)
-{
-	char pat[80];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(reply, pat);
-	if (!p)
-		fail_msg("no %s in %s", key, reply);
-	return strtoll(p + strlen(pat), NULL, 10);
-}
-
 static void query_swap(struct vmm_proc *p, const char *vm, char *reply, size_t len)
 {
 	char req[128];
@@ -123,8 +96,8 @@ static void test_memcheck_held_to_cap(void **state)
 	assert_int_equal(vmm_proc_start(&p, args), 0);
 	assert_int_equal(vmm_proc_wait_ready(&p, "a", 60000), 0);
 	/* Until two clean rounds are reported, sample the VMM's RSS. */
-	t0 = now_ms();
-	while (vmm_proc_count(&p, "a: memcheck: rounds=") < 2 && now_ms() - t0 < 180000) {
+	t0 = rf_test_now_ms();
+	while (vmm_proc_count(&p, "a: memcheck: rounds=") < 2 && rf_test_now_ms() - t0 < 180000) {
 		assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
 		samples++;
 		sum_rss += sm.rss;
@@ -136,7 +109,7 @@ static void test_memcheck_held_to_cap(void **state)
 			assert_true(has_unlinked_file_in(p.pid, swapdir));
 			assert_int_equal(dir_entries(swapdir), 0);
 		}
-		sleep_ms(250);
+		rf_test_sleep_ms(250);
 	}
 	query_swap(&p, "a", reply, sizeof(reply));
 	print_message("memcheck 768 MiB, cap 384 MiB: %llu samples, RSS mean %llu MiB max %llu "
@@ -148,8 +121,8 @@ static void test_memcheck_held_to_cap(void **state)
 	assert_true(vmm_proc_count(&p, "a: memcheck: rounds=") >= 2);
 	assert_int_equal(vmm_proc_find_line(&p, "a: memcheck: rounds=", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "bad_rounds=0"));
-	assert_true(jnum(reply, "swap-ins") > 100000);
-	assert_int_equal(jnum(reply, "csum-errors"), 0);
+	assert_true(rf_test_json_num(reply, "swap-ins") > 100000);
+	assert_int_equal(rf_test_json_num(reply, "csum-errors"), 0);
 	assert_non_null(strstr(reply, "\"stopped\":false"));
 	/* Held to the cap: never above it by more than 10%, and not far below
 	 * it on average (the pager swaps what it must, not everything). */
@@ -181,13 +154,13 @@ static void test_hotcold_keeps_hot_set(void **state)
 	assert_int_equal(vmm_proc_wait_ready(&p, "h", 60000), 0);
 	/* Let it settle: the cold set goes out, the hot set may be sampled
 	 * once (swapped out and faulted straight back). */
-	sleep_ms(8000);
+	rf_test_sleep_ms(8000);
 	query_swap(&p, "h", reply, sizeof(reply));
-	ins0 = jnum(reply, "swap-ins");
-	outs0 = jnum(reply, "swap-outs");
-	sleep_ms(8000);
+	ins0 = rf_test_json_num(reply, "swap-ins");
+	outs0 = rf_test_json_num(reply, "swap-outs");
+	rf_test_sleep_ms(8000);
 	query_swap(&p, "h", reply, sizeof(reply));
-	ins1 = jnum(reply, "swap-ins");
+	ins1 = rf_test_json_num(reply, "swap-ins");
 	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
 	assert_int_equal(vmm_proc_find_line(&p, "h: hotcold: hot 64 MiB", line, sizeof(line)), 0);
 	print_message("hotcold 64/256 MiB, cap 160 MiB: RSS %llu MiB, swap-outs %lld, swap-ins "

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "internal.h"
@@ -84,4 +86,31 @@ void rf_test_set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s)
 	p = &r->pte[rf_region_index(r, gpa)];
 	v = rf_pte_lock(p);
 	rf_pte_unlock(vm, p, v, rf_pte_with_state(v, s));
+}
+
+uint64_t rf_test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void rf_test_sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+int64_t rf_test_json_num(const char *reply, const char *key)
+{
+	char pat[80];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(reply, pat);
+	if (!p)
+		fail_msg("no %s in %s", key, reply);
+	return strtoll(p + strlen(pat), NULL, 10);
 }

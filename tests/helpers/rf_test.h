@@ -29,6 +29,13 @@ rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva
 /* Force the page-state table entry of @gpa to @s (tests that fake a table). */
 void rf_test_set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s);
 
+/* Monotonic milliseconds, and a sleep in them. */
+uint64_t rf_test_now_ms(void);
+void rf_test_sleep_ms(unsigned int ms);
+
+/* The integer after "KEY": in a JSON reply; fails the test if there is none. */
+int64_t rf_test_json_num(const char *reply, const char *key);
+
 /* Field of /proc/self/smaps_rollup ("Rss", "Pss", "Anonymous", ...) in bytes. */
 uint64_t rf_test_smaps_rollup(const char *field);
 

@@ -32,14 +32,6 @@
 #define FIRST_PAGE RF_KVM_WRITER_FIRST_PAGE
 #define WORD_OFF   RF_KVM_WRITER_WORD_OFF
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void test_guest_writes_while_merging(void **state)
 {
 	const unsigned int rounds = (1000000 + NPAGES - 1) / NPAGES + 1;
@@ -79,7 +71,7 @@ static void test_guest_writes_while_merging(void **state)
 	/* At least @rounds rounds (10^6 writes), and on until the race has
 	 * really happened (merges and write-breaks under the guest) or two
 	 * minutes pass: a loaded machine merges less per round. */
-	uint64_t t_end = now_ms() + 120000;
+	uint64_t t_end = rf_test_now_ms() + 120000;
 	unsigned int r;
 
 	for (r = 0;; r++) {
@@ -88,7 +80,7 @@ static void test_guest_writes_while_merging(void **state)
 		if (r >= rounds && (r & 63) == 0) {
 			assert_int_equal(rf_dedup_counters(e, &st), 0);
 			if ((st.pages_merged > 1000 && st.pages_unmerged > 1000) ||
-			    now_ms() > t_end)
+			    rf_test_now_ms() > t_end)
 				break;
 		}
 
