@@ -34,14 +34,7 @@ void sleep_us(uint64_t us);
 bool stop_requested(void);
 __attribute__((noreturn)) void guest_exit(uint64_t status);
 
-/* splitmix64: a tiny PRNG with good mixing, used for patterns and seeds. */
-static inline uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
+#include "page_content.h" /* mix64 */
 
 /* Bytes per second as MB/s (10^6), with a floor of 1 ns elapsed. */
 static inline uint64_t mbps(uint64_t bytes, uint64_t ns)

@@ -33,22 +33,17 @@ int wl_dup(const struct rf_bootinfo *bi)
 		return 1;
 	}
 	for (uint64_t i = 0; i < ps.n; i++) {
-		uint64_t *pg = pageset_page(&ps, i), r = mix64(p->seed ^ mix64(i));
-		uint64_t cls = r % 100;
-
-		if (cls < p->zero_pct) {
-			memset(pg, 0, PAGE_SIZE);
+		switch (dup_fill_page(pageset_page(&ps, i), i, p->seed, useed, p->zero_pct,
+				      p->dup_pct, p->templates)) {
+		case DUP_ZERO:
 			nzero++;
-		} else if (cls < p->zero_pct + p->dup_pct) {
-			uint64_t tseed = mix64(p->seed * 31 + (r >> 8) % p->templates);
-
-			for (unsigned w = 0; w < 512; w++)
-				pg[w] = mix64(tseed + w);
+			break;
+		case DUP_TEMPLATE:
 			ndup++;
-		} else {
-			for (unsigned w = 0; w < 512; w++)
-				pg[w] = mix64(useed ^ (i << 9 | w));
+			break;
+		case DUP_UNIQUE:
 			nunique++;
+			break;
 		}
 		if ((i & 1023) == 1023)
 			drivers_poll();

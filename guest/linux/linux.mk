@@ -19,9 +19,9 @@ $(LG)/.fetched: guest/linux/fetch-debs.sh
 	@guest/linux/fetch-debs.sh $(LG)
 	@touch $@
 
-$(LG)/rfwork: guest/linux/rfwork.c
+$(LG)/rfwork: guest/linux/rfwork.c guest/page_content.h
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -static -o $@ $<
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -static -Iguest -o $@ $<
 
 $(LG)/osimage/.done: $(LG)/.fetched
 	@rm -rf $(@D) && mkdir -p $(@D)

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "page_content.h"
+
 #define PAGE_SIZE 4096ull
 #define MIB	  (1024ull * 1024)
 #define K1	  0x9e3779b97f4a7c15ull
@@ -88,14 +90,6 @@ static uint64_t mbps(uint64_t bytes, uint64_t ns)
 	return bytes * 1000 / (ns ? ns : 1);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 static uint64_t name_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ull;
@@ -138,21 +132,17 @@ static int wl_dup(const struct params *p)
 	uint64_t *mem = alloc_pages(n * PAGE_SIZE, "dup");
 
 	for (uint64_t i = 0; i < n; i++) {
-		uint64_t *pg = mem + i * 512, r = mix64(p->seed ^ mix64(i)), cls = r % 100;
-
-		if (cls < p->zero_pct) {
-			memset(pg, 0, PAGE_SIZE);
+		switch (dup_fill_page(mem + i * 512, i, p->seed, useed, p->zero_pct, p->dup_pct,
+				      p->templates)) {
+		case DUP_ZERO:
 			nzero++;
-		} else if (cls < p->zero_pct + p->dup_pct) {
-			uint64_t tseed = mix64(p->seed * 31 + (r >> 8) % p->templates);
-
-			for (unsigned w = 0; w < 512; w++)
-				pg[w] = mix64(tseed + w);
+			break;
+		case DUP_TEMPLATE:
 			ndup++;
-		} else {
-			for (unsigned w = 0; w < 512; w++)
-				pg[w] = mix64(useed ^ (i << 9 | w));
+			break;
+		case DUP_UNIQUE:
 			nunique++;
+			break;
 		}
 	}
 	say("dup: filled %llu MiB in %llu ms", (unsigned long long)p->mib,

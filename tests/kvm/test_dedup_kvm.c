@@ -84,12 +84,7 @@ static void test_guest_writes_while_merging(void **state)
 				break;
 		}
 
-		for (;;) {
-			assert_int_equal(ioctl(k.vcpu, KVM_RUN, 0), 0);
-			if (k.run->exit_reason == KVM_EXIT_IO && k.run->io.port == 0x10)
-				break;
-			fail_msg("round %u: unexpected exit %u", r, k.run->exit_reason);
-		}
+		rf_kvm_mini_run_to_port(&k, 0x10); /* end of a round */
 		writes += NPAGES;
 		/* The guest is stopped at its port write: every page must hold
 		 * this round's value, and the rest of the page its template. */

@@ -104,12 +104,7 @@ static void test_guest_writes_while_swapping(void **state)
 	for (unsigned int r = 0; r < rounds; r++) {
 		uint32_t want = r & 3;
 
-		for (;;) {
-			assert_int_equal(ioctl(k.vcpu, KVM_RUN, 0), 0);
-			if (k.run->exit_reason == KVM_EXIT_IO && k.run->io.port == 0x10)
-				break;
-			fail_msg("round %u: unexpected exit %u", r, k.run->exit_reason);
-		}
+		rf_kvm_mini_run_to_port(&k, 0x10); /* end of a round */
 		writes += NPAGES;
 		/* The host reads fault pages back in too: both kinds of access. */
 		for (unsigned int i = 0; i < NPAGES; i++) {
