@@ -42,7 +42,7 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/
 KVM_TESTS  := $(patsubst tests/kvm/%.c,$(B)/tests/kvm/%,$(wildcard tests/kvm/test_*.c))
 E2E_TESTS  := $(patsubst tests/e2e/%.c,$(B)/tests/e2e/%,$(wildcard tests/e2e/test_*.c))
 
-.PHONY: all deps lib test unit kvm e2e asan valgrind install uninstall demo bench fuzz fuzz-smoke \
+.PHONY: all deps lib test unit kvm e2e compat asan valgrind install uninstall demo bench fuzz fuzz-smoke \
 	check-exports install-test format clean
 
 deps:
@@ -112,6 +112,14 @@ kvm: all $(KVM_TESTS) $(TEST_PROGRAMS)
 e2e: all $(E2E_TESTS) $(TEST_PROGRAMS)
 	@scripts/run-tests.sh e2e $(E2E_TESTS)
 
+# The swap suites again on the paths an older kernel takes (Linux < 6.7: no
+# UFFDIO_MOVE, no PAGEMAP_SCAN), as in the nested rig's Debian 6.1 L1.
+COMPAT_HIDE  := uffd-move,pagemap-scan
+COMPAT_TESTS := $(B)/tests/unit/test_swap_pager $(B)/tests/unit/test_swap_race \
+	$(B)/tests/kvm/test_swap_kvm $(B)/tests/e2e/test_swap_vmm
+compat: all $(COMPAT_TESTS) $(TEST_PROGRAMS)
+	@RF_TEST_HIDE=$(COMPAT_HIDE) scripts/run-tests.sh compat $(COMPAT_TESTS)
+
 # ASan+UBSan: the library and the unit suite again, with metadata from libc's
 # malloc (RF_ARENA_LIBC) so LeakSanitizer sees every allocation.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
@@ -153,6 +161,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory unit
 	@$(TEST_ENV) $(MAKE) --no-print-directory kvm
 	@$(TEST_ENV) $(MAKE) --no-print-directory e2e
+	@$(TEST_ENV) $(MAKE) --no-print-directory compat
 	@$(TEST_ENV) $(MAKE) --no-print-directory asan
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-exports
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test

@@ -151,34 +151,6 @@ out:
 	return dr;
 }
 
-/* ---- pager: write-protect faults ---------------------------------------- */
-
-static int wp_fault(struct rf_uffd *u, const struct uffd_msg *msg, void *arg)
-{
-	uintptr_t a = (uintptr_t)msg->arg.pagefault.address & ~(uintptr_t)(RF_PAGE_SIZE - 1);
-	rf_vm *vm = rf_uffd_vm(u);
-	bool ours = false;
-
-	(void)arg;
-	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions; i++) {
-		struct rf_region *r = vm->regions[i];
-
-		if (a >= (uintptr_t)r->hva && a - (uintptr_t)r->hva < r->size) {
-			uint64_t idx = (a - (uintptr_t)r->hva) >> RF_PAGE_SHIFT;
-
-			ours = rf_pte_peek(&r->pte[idx]) & RF_PTE_F_WP;
-			break;
-		}
-	}
-	rf_vm_regions_unlock(vm);
-	if (ours)
-		return 0; /* the module that protected it wakes the writer */
-	if (rf_uffd_writeprotect(u, (void *)a, RF_PAGE_SIZE, false, false) != 0)
-		rf_uffd_wake(u, (void *)a, RF_PAGE_SIZE);
-	return 0;
-}
-
 /* ---- hooks from the core ------------------------------------------------ */
 
 /* Drop the store references of the MERGED pages of @r (about to go away). */
@@ -397,8 +369,10 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 			err = -ENODEV;
 			goto err_free;
 		}
+		/* Write-protect faults need no handler of ours: uffd.c leaves a
+		 * page marked RF_PTE_F_WP to us (merge.c wakes its writers) and
+		 * lifts any other protection. */
 		rf_uffd_add_base_mode(dv->uffd, UFFDIO_REGISTER_MODE_WP);
-		rf_uffd_set_handler(dv->uffd, RF_UFFD_FAULT_WP, wp_fault, NULL);
 		vm->dedup = dv;
 		rf_vm_regions_rdlock(vm);
 		for (unsigned int i = 0; i < vm->nr_regions; i++)

@@ -46,6 +46,38 @@ RF_EXPORT void rf_engine_config_init(struct rf_engine_config *cfg)
 	cfg->log_level = RF_LOG_WARN;
 }
 
+static const struct {
+	const char *name;
+	unsigned int bit;
+} hideable[] = {
+    {"uffd-move", RF_HIDE_UFFD_MOVE},
+    {"pagemap-scan", RF_HIDE_PAGEMAP_SCAN},
+};
+
+RF_EXPORT int rf_engine_config_hide(struct rf_engine_config *cfg, const char *names)
+{
+	unsigned int bits = 0;
+	const char *p = names;
+
+	if (!cfg || !names)
+		return -EINVAL;
+	while (*p) {
+		size_t len = strcspn(p, ","), i;
+
+		for (i = 0; i < sizeof(hideable) / sizeof(hideable[0]); i++)
+			if (strlen(hideable[i].name) == len && !strncmp(p, hideable[i].name, len))
+				break;
+		if (i == sizeof(hideable) / sizeof(hideable[0]))
+			return -EINVAL;
+		bits |= hideable[i].bit;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	cfg->hide_features |= bits;
+	return 0;
+}
+
 RF_EXPORT int rf_engine_new(const struct rf_engine_config *cfg, rf_engine **out)
 {
 	unsigned int arena;
@@ -83,6 +115,12 @@ RF_EXPORT int rf_engine_new(const struct rf_engine_config *cfg, rf_engine **out)
 	if (cfg->scan_threads == 0 || cfg->scan_threads > 64) {
 		rf_log(e, RF_LOG_ERR, "ramfold: engine config: %u scanner threads (1..64 allowed)",
 		       cfg->scan_threads);
+		err = -EINVAL;
+		goto err_free;
+	}
+	if (cfg->hide_features & ~(RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN)) {
+		rf_log(e, RF_LOG_ERR, "ramfold: engine config: unknown hide_features bits 0x%x",
+		       cfg->hide_features & ~(RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN));
 		err = -EINVAL;
 		goto err_free;
 	}

@@ -123,6 +123,12 @@ int rf_features_detect(rf_engine *e)
 	if (f->numa_nodes < 1)
 		f->numa_nodes = 1;
 	f->max_map_count = read_u64_file("/proc/sys/vm/max_map_count", 65530);
+	if (e->cfg.hide_features & RF_HIDE_UFFD_MOVE) {
+		f->uffd_move = false;
+		f->uffd_features &= ~(uint64_t)UFFD_FEATURE_MOVE;
+	}
+	if (e->cfg.hide_features & RF_HIDE_PAGEMAP_SCAN)
+		f->pagemap_scan = false;
 	if (uname(&u) == 0)
 		snprintf(f->kernel_release, sizeof(f->kernel_release), "%s", u.release);
 

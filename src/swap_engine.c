@@ -179,6 +179,7 @@ RF_EXPORT int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st)
 	if (!vm || !st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
+	st->copy_mode = !vm->e->feat.uffd_move; /* how it would swap, before it does */
 	/* vm->pager is set once and freed only by rf_vm_free. */
 	if (vm->pager)
 		rf_swap_pager_stats(vm->pager, st);
@@ -194,6 +195,7 @@ RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
 	if (!e || !st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
+	st->copy_mode = !e->feat.uffd_move;
 	pthread_mutex_lock(&e->vms_lock);
 	for (rf_vm *vm = e->vms; vm; vm = vm->next) {
 		struct rf_swap_stats v;

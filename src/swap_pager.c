@@ -11,7 +11,14 @@
  *   3. UFFDIO_MOVE them out of guest RAM into a staging buffer. The move is
  *      atomic against guest writes: a write lands before it (and is in what
  *      we store) or after it (and faults, waiting on the page lock). A plain
- *      copy + MADV_DONTNEED would lose a write made between the two;
+ *      copy + MADV_DONTNEED would lose a write made between the two.
+ *      Without UFFDIO_MOVE (before Linux 6.8) the pager runs in copy mode:
+ *      it marks the victims RF_PTE_F_WP, write-protects them through the
+ *      VM's userfaultfd (a writer now waits in the kernel, and uffd.c leaves
+ *      its fault to us), copies them to the staging buffer, and discards
+ *      only the pages the store took (MADV_DONTNEED) before waking the
+ *      writers, who then fault as missing and are served like any other
+ *      swap-in. A page the store refused is simply un-protected;
  *   4. all-zero pages become ZERO and are not stored; the rest go to the
  *      store in one call (compressed tier or file, one pwritev);
  *   5. publish SWAPPED/COMPRESSED with the store handle as payload and
@@ -21,6 +28,7 @@
  *   The staging buffer is registered on a private userfaultfd of its own
  *   (UFFDIO_MOVE wants its destination registered on the ioctl's context),
  *   one without UFFD_EVENT_REMOVE, so discarding it never waits on a reader.
+ *   In copy mode it is plain anonymous memory.
  *
  * Swap-in (a missing fault, on the pager thread of uffd.c): the handler
  * only ever try-locks a page (uffd.h explains why it may not block), reads
@@ -42,6 +50,10 @@
  * Events: UFFD_EVENT_REMOVE (someone discarded guest RAM with madvise)
  * turns swapped pages in the range into ZERO and frees their slots, so a
  * discarded page reads as zeros afterwards, never as stale swap content.
+ * Copy mode's own discards send the event too; the swapper announces each
+ * one (own_lo, own_hi) and waits until on_remove has counted all of it
+ * (own_left) before it publishes the pages SWAPPED, so the event can never
+ * be taken for a later discard of the swapped pages.
  * Discards done through rf_vm_discard() reach us earlier, through the
  * page_release hook, under the page lock. While an event is pending the
  * kernel fails uffd ioctls with EAGAIN: the handler then returns -EAGAIN
@@ -118,7 +130,8 @@ struct rf_pager {
 	struct rf_uffd *u;
 	uint32_t prefetch;
 
-	int stage_fd;	 /* private userfaultfd of the staging buffer */
+	bool copy_mode;	 /* no UFFDIO_MOVE: write-protect, copy, discard */
+	int stage_fd;	 /* private userfaultfd of the staging buffer (move mode) */
 	uint8_t *stage;	 /* RF_SWAP_MAX_BATCH pages, swapper only */
 	uint8_t *bounce; /* one page, pager thread only */
 
@@ -149,6 +162,9 @@ struct rf_pager {
 	_Atomic bool swapper_stuck;
 	_Atomic uint64_t throttled;
 	_Atomic bool stopped;
+	/* Copy mode: the range the swapper is discarding itself, and how many
+	 * of its bytes on_remove has still to see (0: none announced). */
+	_Atomic uint64_t own_lo, own_hi, own_left;
 	_Atomic bool dead; /* its VM is gone; kept until the engine goes */
 	struct rf_pager *next_dead;
 	struct rf_hist lat;
@@ -560,6 +576,13 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	(void)u;
 	if (atomic_load(&p->dead))
 		return 0;
+	/* The swapper's own discard (copy mode), one event per VMA of it: its
+	 * pages are locked and not swapped yet; count it off and leave it. */
+	if (atomic_load(&p->own_left) && start >= atomic_load(&p->own_lo) &&
+	    end <= atomic_load(&p->own_hi)) {
+		atomic_fetch_sub(&p->own_left, end - start);
+		return 0;
+	}
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
 		return -EAGAIN;
 	for (unsigned int i = 0; i < vm->nr_regions; i++) {
@@ -593,6 +616,12 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 
 /* ---- swap-out (swapper thread, or a caller of rf_swap_pager_swap_out) -- */
 
+/* Missing faults; write-protect too in copy mode. */
+static uint64_t reg_mode(const struct rf_pager *p)
+{
+	return UFFDIO_REGISTER_MODE_MISSING | (p->copy_mode ? UFFDIO_REGISTER_MODE_WP : 0);
+}
+
 /* Register the 2 MiB chunk around page @idx of @r for missing faults.
  * Called with p->lock held. */
 static int ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t idx)
@@ -622,7 +651,7 @@ static int ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t i
 	hi = lo + (1ull << CHUNK_SHIFT);
 	if (hi > r->size)
 		hi = r->size;
-	err = rf_uffd_register(p->u, r->hva + lo, hi - lo, UFFDIO_REGISTER_MODE_MISSING);
+	err = rf_uffd_register(p->u, r->hva + lo, hi - lo, reg_mode(p));
 	if (err) {
 		rf_log_ratelimited(p->e, &p->rl, RF_LOG_WARN,
 				   "%s: swap: registering gpa 0x%llx+2M for missing faults: %s",
@@ -665,6 +694,126 @@ static int put_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, const
 	return err;
 }
 
+/* Copy mode: lift the protection of @npg pages from @idx (which wakes their
+ * writers). They stay resident and PRIVATE. */
+static void unprotect(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint64_t npg)
+{
+	int err =
+	    rf_uffd_writeprotect(p->u, rf_region_page(r, idx), npg << RF_PAGE_SHIFT, false, false);
+
+	if (err) {
+		/* Not registered any more (remapped by another module, which
+		 * left an unprotected mapping): nobody is left waiting on ours. */
+		rf_uffd_wake(p->u, rf_region_page(r, idx), npg << RF_PAGE_SHIFT);
+	}
+}
+
+/*
+ * Copy mode, step 3: mark each locked victim RF_PTE_F_WP (so uffd.c leaves
+ * a writer's fault to us), write-protect each run of adjacent victims, and
+ * copy them to the staging buffer; moved[i] = 1 for a page copied. A run
+ * that cannot be protected stays where it is.
+ */
+static void copy_victims(struct rf_pager *p, struct rf_region *r, struct victim *vs, unsigned int n,
+			 unsigned int *moved)
+{
+	for (unsigned int i = 0; i < n; i++)
+		atomic_store_explicit(&r->pte[vs[i].idx], vs[i].v | RF_PTE_F_WP | RF_PTE_LOCKED,
+				      memory_order_release);
+	for (unsigned int i = 0; i < n;) {
+		unsigned int j = i + 1;
+
+		while (j < n && vs[j].idx == vs[j - 1].idx + 1)
+			j++;
+		if (rf_uffd_writeprotect(p->u, rf_region_page(r, vs[i].idx),
+					 (uint64_t)(j - i) << RF_PAGE_SHIFT, true, false) == 0) {
+			for (unsigned int k = i; k < j; k++) {
+				memcpy(p->stage + ((size_t)k << RF_PAGE_SHIFT),
+				       rf_region_page(r, vs[k].idx), RF_PAGE_SIZE);
+				moved[k] = 1;
+			}
+		}
+		i = j;
+	}
+}
+
+/*
+ * Copy mode: MADV_DONTNEED [@addr, @addr + @len), all pages we hold locked,
+ * write-protected and stored. The kernel reports it to our own pager as
+ * UFFD_EVENT_REMOVE; wait until on_remove has counted the whole range, so
+ * that it cannot read the event after the pages are published SWAPPED.
+ * madvise returns once the pager has read the event, and the pager handles
+ * it at once, so the wait is short; it is bounded only when madvise failed
+ * part way (some events may then never come).
+ */
+static int discard_own(struct rf_pager *p, void *addr, uint64_t len)
+{
+	bool events = rf_uffd_features(p->u) & UFFD_FEATURE_EVENT_REMOVE;
+	int err = 0;
+
+	if (events) {
+		atomic_store(&p->own_lo, (uintptr_t)addr);
+		atomic_store(&p->own_hi, (uintptr_t)addr + len);
+		atomic_store(&p->own_left, len);
+	}
+	if (madvise(addr, len, MADV_DONTNEED) != 0)
+		err = -errno;
+	for (unsigned long spins = 0; events && atomic_load(&p->own_left); spins++) {
+		if (err && spins > 100000)
+			break;
+		if (spins > 64)
+			sched_yield();
+	}
+	atomic_store(&p->own_left, 0);
+	return err;
+}
+
+/*
+ * Copy mode, after the store: discard every run of adjacent pages that is
+ * stored or zero (moved >= 2). If madvise fails part way, pagemap tells
+ * which pages are still there: those stay PRIVATE (their store copy is
+ * dropped and their protection lifted), the others are gone and go on to be
+ * published as swapped. Nothing is lost either way.
+ */
+static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
+			   unsigned int n, unsigned int *moved)
+{
+	for (unsigned int i = 0; i < n;) {
+		unsigned int j = i + 1;
+		uint64_t ents[RF_SWAP_MAX_BATCH];
+		int err;
+
+		if (moved[i] < 2) {
+			i++;
+			continue;
+		}
+		while (j < n && moved[j] >= 2 && vs[j].idx == vs[j - 1].idx + 1)
+			j++;
+		err = discard_own(p, rf_region_page(r, vs[i].idx),
+				  (uint64_t)(j - i) << RF_PAGE_SHIFT);
+		if (err) {
+			rf_log_ratelimited(
+			    p->e, &p->rl, RF_LOG_ERR,
+			    "%s: swap: discarding gpa 0x%llx (+%u pages) after "
+			    "copy-out: %s (pages still present stay in memory)",
+			    p->vm->name,
+			    (unsigned long long)(r->gpa + (vs[i].idx << RF_PAGE_SHIFT)), j - i,
+			    strerror(-err));
+			if (rf_pagemap_read(p->e, rf_region_page(r, vs[i].idx), j - i, ents) != 0)
+				memset(ents, 0, sizeof(ents)); /* unknown: the store copies stay */
+			for (unsigned int k = i; k < j; k++) {
+				if (!(ents[k - i] & PM_PRESENT))
+					continue;
+				if (moved[k] == 3)
+					drop_page(p, r, vs[k].idx, rf_pte_payload(vs[k].v));
+				moved[k] = 0;
+				unprotect(p, r, vs[k].idx, 1);
+			}
+		}
+		i = j;
+	}
+}
+
 /*
  * Swap out @n locked victims of @r (ascending, n <= RF_SWAP_MAX_BATCH) and
  * unlock them all. Returns 0 or the store's error; *@out counts pages that
@@ -695,7 +844,7 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 	for (unsigned int i = 0; i < n; i++) {
 		if (ensure_registered(p, r, vs[i].idx) != 0 &&
 		    rf_uffd_register(p->u, rf_region_page(r, vs[i].idx), RF_PAGE_SIZE,
-				     UFFDIO_REGISTER_MODE_MISSING) != 0) {
+				     reg_mode(p)) != 0) {
 			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v, vs[i].v);
 			continue;
 		}
@@ -704,6 +853,10 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 	pthread_mutex_unlock(&p->lock);
 	n = kept;
 
+	if (p->copy_mode) {
+		copy_victims(p, r, vs, n, moved);
+		goto store;
+	}
 	/* Move each run of adjacent victims in one ioctl. */
 	for (unsigned int i = 0; i < n;) {
 		unsigned int j = i + 1, npg;
@@ -728,6 +881,7 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 			moved[k] = 1;
 		i = i + npg == j ? j : i + npg + 1;
 	}
+store:
 	for (unsigned int i = 0; i < n; i++) {
 		if (!moved[i])
 			continue;
@@ -749,7 +903,9 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 		unsigned int i = sidx[k];
 
 		if (handles[k] == RF_SWAP_NONE) {
-			if (put_back(p, r, vs[i].idx, pages[k]) != 0)
+			if (p->copy_mode)
+				unprotect(p, r, vs[i].idx, 1);
+			else if (put_back(p, r, vs[i].idx, pages[k]) != 0)
 				stop_vm(p, r->gpa + (vs[i].idx << RF_PAGE_SHIFT), RF_SWAP_NONE,
 					-EIO);
 			moved[i] = 0;
@@ -762,6 +918,8 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 							 ? RF_PAGE_COMPRESSED
 							 : RF_PAGE_SWAPPED);
 	}
+	if (p->copy_mode)
+		discard_stored(p, r, vs, n, moved);
 unlock_all:
 	for (unsigned int i = 0; i < n; i++) {
 		rf_pte_t *pte = &r->pte[vs[i].idx];
@@ -786,9 +944,14 @@ unlock_all:
 			atomic_fetch_add(&p->swap_outs, 1);
 			(*out)++;
 		}
-		nv &= ~RF_PTE_F_COLD;
+		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP);
 		rf_pte_unlock(p->vm, pte, old, nv);
 	}
+	/* Copy mode: writers that waited on the protection retry now, and
+	 * fault as missing on the pages that left. */
+	if (p->copy_mode && n)
+		rf_uffd_wake(p->u, rf_region_page(r, vs[0].idx),
+			     (vs[n - 1].idx - vs[0].idx + 1) << RF_PAGE_SHIFT);
 	/* The staging buffer holds only copies now (or pages put back). */
 	madvise(p->stage, (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT, MADV_DONTNEED);
 	if (err && err != -ENOSPC)
@@ -1055,6 +1218,15 @@ static int stage_open(struct rf_pager *p)
 	struct uffdio_register reg;
 	size_t len = (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT;
 
+	if (p->copy_mode) {
+		p->stage =
+		    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p->stage == MAP_FAILED) {
+			p->stage = NULL;
+			return -errno;
+		}
+		return 0;
+	}
 	p->stage_fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 	if (p->stage_fd < 0)
 		return -errno;
@@ -1110,14 +1282,21 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 
 	if (!sw)
 		return -ENOMEM;
-	if (!e->feat.uffd || !e->feat.uffd_move) {
-		rf_log(e, RF_LOG_ERR, "%s: swap: needs userfaultfd with UFFDIO_MOVE (Linux 6.8+)%s",
-		       vm->name, e->feat.uffd ? "" : "; userfaultfd is not available");
+	if (!e->feat.uffd || !e->feat.uffd_wp) {
+		rf_log(e, RF_LOG_ERR,
+		       "%s: swap: needs userfaultfd with write-protect (Linux 5.7+)%s", vm->name,
+		       e->feat.uffd ? "" : "; userfaultfd is not available");
 		return -ENODEV;
 	}
 	p = rf_zalloc(e, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	p->copy_mode = !e->feat.uffd_move;
+	if (p->copy_mode)
+		rf_log(e, RF_LOG_INFO,
+		       "%s: swap: no UFFDIO_MOVE (Linux %s; 6.8+ has it, or it is hidden): "
+		       "swapping out by write-protect, copy and discard",
+		       vm->name, e->feat.kernel_release);
 	p->vm = vm;
 	p->e = e;
 	p->stage_fd = -1;
@@ -1231,6 +1410,7 @@ void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st)
 	st->fault_p99_ns = rf_hist_percentile(&p->lat, 99);
 	st->fault_max_ns = atomic_load(&p->lat.max);
 	st->stopped = atomic_load(&p->stopped);
+	st->copy_mode = p->copy_mode;
 	/* I/O and checksum errors are the store's, shared by all VMs. */
 	rf_swap_store_stats(p->store, &ss);
 	st->io_errors = ss.io_errors;

@@ -72,12 +72,43 @@ static enum rf_uffd_kind msg_kind(const struct uffd_msg *m)
 /* ioctl with the EAGAIN rule of uffd.h. */
 static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg);
 
+/*
+ * Is the page at @hva write-protected by a module right now (RF_PTE_F_WP)?
+ * Read without the page lock (uffd.h protocol). -EAGAIN while the region
+ * list is being changed: the pager never blocks on it.
+ */
+static int page_wp_owned(rf_vm *vm, uint64_t hva)
+{
+	int owned = 0;
+
+	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
+		return -EAGAIN;
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		struct rf_region *r = vm->regions[i];
+
+		if (hva - (uintptr_t)r->hva < r->size) {
+			owned =
+			    !!(rf_pte_peek(&r->pte[(hva - (uintptr_t)r->hva) >> RF_PAGE_SHIFT]) &
+			       RF_PTE_F_WP);
+			break;
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	return owned;
+}
+
 static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 {
 	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(RF_PAGE_SIZE - 1);
+	int owned;
 
 	switch (msg_kind(m)) {
 	case RF_UFFD_FAULT_WP:
+		/* A module holds this protection (dedup merging, swap copying
+		 * the page out): it wakes the writer when it is done. */
+		owned = page_wp_owned(u->vm, page);
+		if (owned)
+			return owned < 0 ? owned : 0;
 		/* Nobody claims this protection: lift it (which wakes), or, if
 		 * the range is no longer registered (remapped), just wake. */
 		if (rf_uffd_writeprotect(u, (void *)page, RF_PAGE_SIZE, false, false) != 0)
@@ -231,15 +262,49 @@ int rf_uffd_unregister(struct rf_uffd *u, void *addr, uint64_t len)
 	return 0;
 }
 
-int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, bool dontwake)
+static int writeprotect_once(struct rf_uffd *u, uint64_t addr, uint64_t len, bool wp, bool dontwake)
 {
 	struct uffdio_writeprotect w = {
-	    .range = {(uintptr_t)addr, len},
+	    .range = {addr, len},
 	    .mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
 		    (dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0),
 	};
 
 	return uffd_ioctl(u, UFFDIO_WRITEPROTECT, &w);
+}
+
+/*
+ * Before Linux 6.5 UFFDIO_WRITEPROTECT takes a range inside one VMA only and
+ * answers ENOENT for one that crosses into the next, which guest RAM does
+ * once dedup has mapped store pages or swap has registered chunks. On
+ * ENOENT the range is split in halves until each piece lies in one VMA; a
+ * piece that still fails (really not registered) fails the whole call.
+ * Newer kernels take the whole range at once, so this costs them nothing.
+ */
+static int writeprotect_split(struct rf_uffd *u, uint64_t addr, uint64_t len, bool wp,
+			      bool dontwake)
+{
+	uint64_t half;
+	int err = writeprotect_once(u, addr, len, wp, dontwake), err2;
+
+	if (err != -ENOENT || len <= RF_PAGE_SIZE)
+		return err;
+	/* Both halves, even if the first fails: un-protecting is best effort. */
+	half = (len >> RF_PAGE_SHIFT) / 2 << RF_PAGE_SHIFT;
+	err = writeprotect_split(u, addr, half, wp, dontwake);
+	err2 = writeprotect_split(u, addr + half, len - half, wp, dontwake);
+	return err ? err : err2;
+}
+
+int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, bool dontwake)
+{
+	int err = writeprotect_split(u, (uintptr_t)addr, len, wp, dontwake);
+
+	/* A failed protect may have protected part of the range (the kernel
+	 * goes VMA by VMA): lift it again, so that failure means none. */
+	if (err && wp)
+		writeprotect_split(u, (uintptr_t)addr, len, false, false);
+	return err;
 }
 
 int rf_uffd_wake(struct rf_uffd *u, void *addr, uint64_t len)

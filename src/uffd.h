@@ -102,9 +102,11 @@ int rf_uffd_register(struct rf_uffd *u, void *addr, uint64_t len, uint64_t mode)
 int rf_uffd_unregister(struct rf_uffd *u, void *addr, uint64_t len);
 
 /*
- * Write-protect (@wp) or un-protect a range. Un-protecting wakes the
- * writers waiting on it unless @dontwake. -ENOENT/-EINVAL if the range is
- * not (all) registered for write-protect.
+ * Write-protect (@wp) or un-protect a range, which may span several VMAs
+ * (also before Linux 6.5, whose ioctl takes one). Un-protecting wakes the
+ * writers waiting on it unless @dontwake (the kernel refuses @dontwake with
+ * @wp: -EINVAL). -ENOENT if the range is not all registered for
+ * write-protect; a protect that fails leaves none of the range protected.
  */
 int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, bool dontwake);
 

@@ -109,6 +109,8 @@ static void usage(FILE *f)
 	    "  --duration SEC       stop the guests after SEC seconds (default: run until\n"
 	    "                       every guest has ended, quit, or SIGINT/SIGTERM)\n"
 	    "  --preload-dir DIR    default directory of osimage files\n"
+	    "  --hide-features LIST don't use these kernel features although present\n"
+	    "                       (uffd-move,pagemap-scan): the paths of Linux < 6.7\n"
 	    "  --quiet              no status lines (READY times, exits)\n"
 	    "  --verbose            library messages down to info\n"
 	    "  --help, --version\n");
@@ -168,9 +170,9 @@ static int read_scenario(struct vmm *vmm, const char *path)
 /* Built-in options: 1 if it takes a value, 0 for a flag, -1 if unknown. */
 static int builtin_option(const char *name)
 {
-	static const char *const with_value[] = {"vm",	      "scenario",    "guest",
-						 "kvm",	      "ctl",	     "log-dir",
-						 "stats-csv", "preload-dir", "duration"};
+	static const char *const with_value[] = {
+	    "vm",      "scenario",  "guest",	   "kvm",      "ctl",
+	    "log-dir", "stats-csv", "preload-dir", "duration", "hide-features"};
 	static const char *const flags[] = {"console", "table", "no-table", "quiet", "verbose"};
 
 	for (size_t i = 0; i < sizeof(with_value) / sizeof(with_value[0]); i++)
@@ -250,6 +252,8 @@ static int parse_args(struct vmm *vmm, int argc, char **argv)
 			vmm->log_dir = val;
 		} else if (!strcmp(name, "stats-csv")) {
 			vmm->csv_path = val;
+		} else if (!strcmp(name, "hide-features")) {
+			vmm->hide_features = val;
 		} else if (!strcmp(name, "preload-dir")) {
 			vmm->preload_dir = val;
 		} else if (!strcmp(name, "duration")) {
@@ -432,6 +436,11 @@ int main(int argc, char **argv)
 	ec.dev_kvm_path = vmm->kvm_path;
 	ec.log = lib_log;
 	ec.log_level = RF_LOG_DEBUG;
+	if (vmm->hide_features && rf_engine_config_hide(&ec, vmm->hide_features)) {
+		vmm_errorf("--hide-features %s: expected a list of uffd-move, pagemap-scan",
+			   vmm->hide_features);
+		goto out;
+	}
 	for (unsigned int i = 0; i < vmm_nr_modules(); i++)
 		if (vmm_module_at(i)->engine_config && vmm_module_at(i)->engine_config(vmm, &ec))
 			goto out;

@@ -191,6 +191,7 @@ static int cmd_query_swap(struct vmm_ctl_req *req, void *arg)
 	jb_kv_u64(req->ret, "fault-p99-ns", st.fault_p99_ns);
 	jb_kv_u64(req->ret, "fault-max-ns", st.fault_max_ns);
 	jb_kv_bool(req->ret, "stopped", st.stopped);
+	jb_kv_str(req->ret, "swap-out", st.copy_mode ? "copy" : "move");
 	jb_obj_close(req->ret);
 	return 0;
 }

@@ -119,6 +119,7 @@ struct vmm {
 	/* Options. */
 	const char *guest_path;
 	const char *kvm_path;
+	const char *hide_features; /* --hide-features, for rf_engine_config_hide */
 	const char *ctl_path;
 	const char *log_dir;
 	const char *csv_path;

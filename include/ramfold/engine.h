@@ -45,6 +45,13 @@ typedef void (*rf_log_fn)(void *arg, enum rf_log_level level, const char *msg);
 #define RF_ENGINE_REQUIRE_KSM	  (1u << 2) /* kernel KSM at the sysfs path */
 #define RF_ENGINE_REQUIRE_UFFD	  (1u << 3) /* userfaultfd missing mode */
 
+/* Kernel features to treat as missing even where the kernel has them: the
+ * library then takes the path an older kernel makes it take. Tests use it
+ * to run the Linux 6.1 paths on a newer host; embedders can use it to pin
+ * one behaviour across a fleet of mixed kernels. */
+#define RF_HIDE_UFFD_MOVE    (1u << 0) /* swap-out by write-protect + copy (before 6.8) */
+#define RF_HIDE_PAGEMAP_SCAN (1u << 1) /* resident counts from pagemap reads (before 6.7) */
+
 struct rf_engine_config {
 	/* Host memory ramfold may hand to guests, in bytes. Must not be 0. */
 	uint64_t host_capacity_bytes;
@@ -60,6 +67,8 @@ struct rf_engine_config {
 	 * them elsewhere to check the behaviour when a feature is missing. */
 	const char *dev_kvm_path;  /* "/dev/kvm" */
 	const char *ksm_sysfs_dir; /* "/sys/kernel/mm/ksm" */
+	/* RF_HIDE_*: features detected but not used (0: use all). */
+	unsigned int hide_features;
 };
 
 /*
@@ -68,6 +77,13 @@ struct rf_engine_config {
  * and errors logged, no log callback (messages are kept only as last error).
  */
 void rf_engine_config_init(struct rf_engine_config *cfg);
+
+/*
+ * Add the features named in @names (comma-separated: "uffd-move",
+ * "pagemap-scan") to cfg->hide_features. Returns 0, or -EINVAL for an
+ * unknown name (cfg unchanged).
+ */
+int rf_engine_config_hide(struct rf_engine_config *cfg, const char *names);
 
 /*
  * Create an engine. Returns 0 and sets *@out, or:

@@ -75,7 +75,9 @@ int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
  * RF_SWAP_NO_TARGET stops swapping out (swapped pages come back as touched).
  * The first call registers the VM's RAM with userfaultfd (lazily: only
  * ranges that hold swapped pages) and starts its pager.
- * Returns 0, -EINVAL, -ENODEV (userfaultfd or UFFDIO_MOVE missing, logged).
+ * Returns 0, -EINVAL, -ENODEV (userfaultfd or its write-protect mode
+ * missing, logged). Pages leave guest RAM with UFFDIO_MOVE (Linux 6.8+),
+ * else by write-protect, copy and discard (copy_mode in the stats).
  */
 int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
 
@@ -99,7 +101,8 @@ struct rf_swap_stats {
 	uint64_t csum_errors;		/* pages whose checksum did not match */
 	uint64_t faults;		/* faults timed below */
 	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns;
-	bool stopped; /* the VM was stopped: a page could not be read back */
+	bool stopped;	/* the VM was stopped: a page could not be read back */
+	bool copy_mode; /* swaps out by write-protect + copy (no UFFDIO_MOVE) */
 };
 
 /* Swap stats of one VM (zeros if it never swapped). */

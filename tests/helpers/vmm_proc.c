@@ -156,6 +156,10 @@ int vmm_proc_start(struct vmm_proc *p, const char *const *args)
 	argv[n++] = p->ctl_path;
 	argv[n++] = "--log-dir";
 	argv[n++] = logdir;
+	if (getenv("RF_TEST_HIDE")) {
+		argv[n++] = "--hide-features";
+		argv[n++] = getenv("RF_TEST_HIDE");
+	}
 	for (int i = 0; args && args[i] && n < 127; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;

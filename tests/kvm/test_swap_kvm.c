@@ -76,10 +76,10 @@ static void test_guest_writes_while_swapping(void **state)
 	(void)state;
 	e = rf_test_engine(NULL);
 	rf_engine_features(e, &f);
-	if (!f.kvm || !f.uffd || !f.uffd_move || !f.uffd_wp) {
+	if (!f.kvm || !f.uffd || !f.uffd_wp) {
 		rf_engine_free(e);
 		rf_require(false, !f.kvm ? "/dev/kvm not available"
-					 : "userfaultfd with UFFDIO_MOVE and write-protect needed");
+					 : "userfaultfd with write-protect needed");
 	}
 	rf_swap_config_init(&sc);
 	sc.dir = "/var/tmp";

@@ -239,10 +239,14 @@ static void test_bad_console_lines(void **state)
 {
 	const char *args[] = {"--vm", "name=h,mem=32M,workload=crash,crash=badconsole", NULL};
 	struct vmm_proc p;
+	int rc;
 
 	(void)state;
 	require_kvm();
-	assert_int_equal(vmm_proc_start(&p, args), 0);
+	/* The guest is done in milliseconds: the VMM may have exited before
+	 * its control socket was first asked (-ESRCH), which is fine here. */
+	rc = vmm_proc_start(&p, args);
+	assert_true(rc == 0 || rc == -ESRCH);
 	assert_int_equal(vmm_proc_wait_exit(&p, 20000), 0);
 	assert_int_equal(vmm_proc_count(&p, "h: (console: line address outside guest RAM)\n"), 2);
 	assert_non_null(strstr(p.out, "h: 12345678\n"));

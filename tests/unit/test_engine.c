@@ -104,6 +104,39 @@ static void test_missing_ksm(void **state)
 	assert_log_contains(&log, "feature missing: kernel KSM");
 }
 
+/* Hiding features by name: unknown names and bits are refused, known ones
+ * read as missing afterwards whatever the kernel has. */
+static void test_hide_features(void **state)
+{
+	struct rf_engine_config cfg;
+	struct rf_features f;
+	struct rf_test_log log;
+	rf_engine *e = (rf_engine *)0x1;
+
+	(void)state;
+	rf_engine_config_init(&cfg);
+	assert_int_equal(rf_engine_config_hide(&cfg, "uffd-move,soft-dirty"), -EINVAL);
+	assert_int_equal(rf_engine_config_hide(&cfg, "uffd-moves"), -EINVAL);
+	assert_int_equal(rf_engine_config_hide(&cfg, NULL), -EINVAL);
+	assert_int_equal(rf_engine_config_hide(NULL, "uffd-move"), -EINVAL);
+	assert_int_equal(cfg.hide_features, 0); /* nothing half-applied */
+	cfg.hide_features = 1u << 30;
+	assert_int_equal(new_with(&cfg, &log, &e), -EINVAL);
+	assert_null(e);
+	assert_log_contains(&log, "unknown hide_features bits 0x40000000");
+
+	rf_engine_config_init(&cfg);
+	assert_int_equal(rf_engine_config_hide(&cfg, ""), 0);
+	assert_int_equal(rf_engine_config_hide(&cfg, "uffd-move,pagemap-scan"), 0);
+	assert_int_equal(cfg.hide_features, RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN);
+	assert_int_equal(new_with(&cfg, &log, &e), 0);
+	assert_int_equal(rf_engine_features(e, &f), 0);
+	assert_false(f.uffd_move);
+	assert_false(f.pagemap_scan);
+	assert_int_equal(f.uffd_features & (1ull << 16), 0); /* UFFD_FEATURE_MOVE */
+	rf_engine_free(e);
+}
+
 /* On a machine with everything, requiring everything works and the features
  * say so; where a feature is missing the test is skipped with its name. */
 static void test_features_present(void **state)
@@ -207,10 +240,11 @@ static void test_free_with_dedup_running(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),	cmocka_unit_test(test_null_args),
-	    cmocka_unit_test(test_bad_config),	cmocka_unit_test(test_missing_kvm),
-	    cmocka_unit_test(test_missing_ksm), cmocka_unit_test(test_features_present),
-	    cmocka_unit_test(test_last_error),	cmocka_unit_test(test_free_with_dedup_running),
+	    cmocka_unit_test(test_defaults),	  cmocka_unit_test(test_null_args),
+	    cmocka_unit_test(test_bad_config),	  cmocka_unit_test(test_missing_kvm),
+	    cmocka_unit_test(test_missing_ksm),	  cmocka_unit_test(test_features_present),
+	    cmocka_unit_test(test_last_error),	  cmocka_unit_test(test_free_with_dedup_running),
+	    cmocka_unit_test(test_hide_features),
 	};
 
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);

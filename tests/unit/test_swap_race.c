@@ -22,6 +22,10 @@
 #define NTHREADS 4
 #define MIN_OPS	 1000000 /* in total */
 #define MIN_INS	 100000	 /* swap-ins: the operations must really race the pager */
+/* Copy mode (no UFFDIO_MOVE) discards each run of victims with madvise,
+ * which waits for the pager thread to read the event: about 10x fewer
+ * operations per second here, so the same 60 s carry fewer of them. */
+#define MIN_OPS_COPY 250000
 
 static uint8_t *ram;
 static uint64_t last[NPAGES]; /* last value written; page i is written by thread i % NTHREADS */
@@ -92,13 +96,14 @@ static void test_race_no_lost_writes(void **state)
 	struct rf_swap_stats st;
 	struct rf_pager *p;
 	pthread_t th[NTHREADS], fo;
+	uint64_t min_ops;
 	rf_vm *vm;
 
 	(void)state;
 	rf_engine_features(e, &f);
-	if (!f.uffd || !f.uffd_move || !f.uffd_wp) {
+	if (!f.uffd || !f.uffd_wp) {
 		rf_engine_free(e);
-		rf_require(false, "userfaultfd with UFFDIO_MOVE and write-protect needed");
+		rf_require(false, "userfaultfd with write-protect needed");
 	}
 	rf_swap_config_init(&c);
 	c.dir = "/var/tmp";
@@ -107,6 +112,8 @@ static void test_race_no_lost_writes(void **state)
 	vm = rf_test_vm(e, "vm0", NPAGES * PG, (void **)&ram);
 	assert_int_equal(rf_vm_set_swap_target(vm, 10 * MiB), 0);
 	assert_int_equal(rf_swap_pager_get(vm, &p), 0);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	min_ops = st.copy_mode ? MIN_OPS_COPY : MIN_OPS;
 	assert_int_equal(pthread_create(&fo, NULL, forcer, p), 0);
 	for (uintptr_t t = 0; t < NTHREADS; t++)
 		assert_int_equal(pthread_create(&th[t], NULL, worker, (void *)t), 0);
@@ -114,7 +121,7 @@ static void test_race_no_lost_writes(void **state)
 	 * then say which one was not). */
 	for (int ms = 0; ms < 60000; ms += 10) {
 		assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
-		if (atomic_load(&ops) >= MIN_OPS && st.swap_ins >= MIN_INS)
+		if (atomic_load(&ops) >= min_ops && st.swap_ins >= MIN_INS)
 			break;
 		usleep(10000);
 	}
@@ -125,16 +132,18 @@ static void test_race_no_lost_writes(void **state)
 	pthread_join(fo, NULL);
 
 	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
-	print_message("%llu ops: swap-outs %llu (zero %llu), swap-ins %llu, zero fills %llu, "
-		      "prefetch hits %llu, fault p50 %llu ns p99 %llu ns\n",
-		      (unsigned long long)atomic_load(&ops), (unsigned long long)st.swap_outs,
-		      (unsigned long long)st.zero_outs, (unsigned long long)st.swap_ins,
-		      (unsigned long long)st.zero_fills, (unsigned long long)st.prefetch_hits,
-		      (unsigned long long)st.fault_p50_ns, (unsigned long long)st.fault_p99_ns);
+	print_message(
+	    "%s mode, %llu ops: swap-outs %llu (zero %llu), swap-ins %llu, zero fills %llu, "
+	    "prefetch hits %llu, fault p50 %llu ns p99 %llu ns\n",
+	    st.copy_mode ? "copy" : "move", (unsigned long long)atomic_load(&ops),
+	    (unsigned long long)st.swap_outs, (unsigned long long)st.zero_outs,
+	    (unsigned long long)st.swap_ins, (unsigned long long)st.zero_fills,
+	    (unsigned long long)st.prefetch_hits, (unsigned long long)st.fault_p50_ns,
+	    (unsigned long long)st.fault_p99_ns);
 	if (log.count)
 		print_message("log (%u messages), last: %s\n", log.count, log.last);
 	assert_int_equal(atomic_load(&failures), 0);
-	assert_true(atomic_load(&ops) >= MIN_OPS);
+	assert_true(atomic_load(&ops) >= min_ops);
 	assert_true(st.swap_ins >= MIN_INS);
 	assert_false(st.stopped);
 	/* Stop swapping, then check every page once more. */

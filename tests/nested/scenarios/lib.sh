@@ -18,6 +18,8 @@ ctl() { ramfold-vmm ctl "$S" "$@"; }
 jnum() { tr ',{}' '\n\n\n' | sed -n "s/^ *\"$1\": *\([0-9]*\).*/\1/p" | head -1; }
 # meminfo VM FIELD: FIELD (total_kib, free_kib, ...) of the VM's last MEMINFO line.
 meminfo() { grep 'MEMINFO' "$L/$1.log" | tail -1 | sed -n "s/.* $2=\([0-9]*\).*/\1/p"; }
+# has TEXT STRING: TEXT contains STRING
+has() { case "$1" in *"$2"*) return 0 ;; esac; return 1; }
 # ge A B: A >= B (integers)
 ge() { [ "$1" -ge "$2" ]; }
 # Wait until `ctl query-balloon vm=VM` reports actual == BYTES, up to SECONDS.
