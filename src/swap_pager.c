@@ -1334,6 +1334,10 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	err = rf_uffd_get(vm, &p->u);
 	if (err)
 		goto err_free;
+	/* From here every registration of guest RAM (dedup's, after it remaps
+	 * a page) keeps missing faults; chunks registered before are done
+	 * again by ensure_registered as pages there are swapped (uffd.h). */
+	rf_uffd_add_base_mode(p->u, UFFDIO_REGISTER_MODE_MISSING);
 	err = rf_vm_add_hooks(vm, &h);
 	if (err) {
 		rf_uffd_put(vm);

@@ -29,6 +29,10 @@ struct rf_uffd {
 	int fd;
 	int stop_fd;
 	uint64_t features;
+	/* Held across reading the base mode and registering with it, so that
+	 * once rf_uffd_add_base_mode returns, no registration made with the
+	 * old base can land after it. */
+	pthread_mutex_t reg_lock;
 	_Atomic uint64_t base_mode;
 	unsigned int users; /* under uffd_create_lock */
 	pthread_t thread;
@@ -243,14 +247,15 @@ static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg)
 
 int rf_uffd_register(struct rf_uffd *u, void *addr, uint64_t len, uint64_t mode)
 {
-	struct uffdio_register r = {
-	    .range = {(uintptr_t)addr, len},
-	    .mode = mode | atomic_load(&u->base_mode),
-	};
+	struct uffdio_register r = {.range = {(uintptr_t)addr, len}};
+	int err = 0;
 
+	pthread_mutex_lock(&u->reg_lock);
+	r.mode = mode | atomic_load(&u->base_mode);
 	if (ioctl(u->fd, UFFDIO_REGISTER, &r) != 0)
-		return -errno;
-	return 0;
+		err = -errno;
+	pthread_mutex_unlock(&u->reg_lock);
+	return err;
 }
 
 int rf_uffd_unregister(struct rf_uffd *u, void *addr, uint64_t len)
@@ -327,7 +332,9 @@ void rf_uffd_set_handler(struct rf_uffd *u, enum rf_uffd_kind kind, rf_uffd_hand
 
 void rf_uffd_add_base_mode(struct rf_uffd *u, uint64_t mode)
 {
+	pthread_mutex_lock(&u->reg_lock);
 	atomic_fetch_or(&u->base_mode, mode);
+	pthread_mutex_unlock(&u->reg_lock);
 }
 
 uint64_t rf_uffd_features(const struct rf_uffd *u)
@@ -379,6 +386,7 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 		return -ENOMEM;
 	u->vm = vm;
 	u->stop_fd = -1;
+	pthread_mutex_init(&u->reg_lock, NULL);
 	/* Not UFFD_USER_MODE_ONLY: KVM touches guest RAM from the kernel
 	 * (get_user_pages for a vCPU's fault, copy_to_user when it emulates),
 	 * and a user-mode-only descriptor answers those faults with SIGBUS,
@@ -423,6 +431,7 @@ err_close:
 		close(u->stop_fd);
 	close(u->fd);
 err_free:
+	pthread_mutex_destroy(&u->reg_lock);
 	rf_free(e, u);
 	return err;
 }
@@ -463,5 +472,6 @@ void rf_uffd_put(rf_vm *vm)
 	 * drops every registration. */
 	close(u->fd);
 	close(u->stop_fd);
+	pthread_mutex_destroy(&u->reg_lock);
 	rf_free(vm->e, u);
 }

@@ -30,9 +30,13 @@
  *
  * Registration: UFFDIO_REGISTER replaces a VMA's mode rather than adding to
  * it, so the VM keeps a base mode that every module's registration is ORed
- * with (dedup adds WP for all guest RAM; swap adds MISSING where it needs
- * it). A mmap(MAP_FIXED) or mremap over a registered range leaves an
- * unregistered VMA: the module that remaps registers the new range again.
+ * with: dedup adds WP (and registers all guest RAM), swap adds MISSING when
+ * its pager starts (and registers 2 MiB chunks lazily, as it swaps there).
+ * Both must be in the base: a module that registers again after a remap
+ * would otherwise drop the other's mode there, and a page swapped out of a
+ * range without MISSING would read back as zeros. A mmap(MAP_FIXED) or
+ * mremap over a registered range leaves an unregistered VMA: the module
+ * that remaps registers the new range again.
  *
  * Concurrency: rf_uffd_get may be called by any module's setup path (it is
  * serialised by the VM's uffd lock); the ioctl helpers from any thread;

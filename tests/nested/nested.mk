@@ -2,14 +2,15 @@
 # guest ("L1") that QEMU runs with TCG and emulated AMD SVM, because this
 # machine's KVM (kvm_pvm) cannot run a guest kernel itself.
 #
-#   make test-linux   the scenarios short, balloon, stress (NESTED_SCENARIOS=...)
+#   make test-linux   the scenarios short, balloon, stress, direct (NESTED_SCENARIOS=...);
+#                     direct runs demo-linux's runner (run-direct.sh) inside L1
 #   make demo-linux   the same directly on a host whose KVM runs ring 0 natively
 #   make test         runs the short one as part of the e2e suite
 #                     (tests/nested/test_nested_short.c)
 #
 # QEMU (qemu-system-x86 from Debian) is installed by these targets only.
 NESTED := $(B)/nested
-NESTED_SCENARIOS ?= short balloon stress
+NESTED_SCENARIOS ?= short balloon stress direct
 NESTED_TIMEOUT ?= 900
 
 .PHONY: test-linux nested-deps nested-image
@@ -21,7 +22,8 @@ nested-image: $(NESTED)/l1-initramfs.gz
 # L1's initramfs: busybox, the KVM modules, ramfold-vmm with its shared
 # libraries (as ldd lists them), the L2 kernel and initramfs, the scenarios.
 $(NESTED)/l1-initramfs.gz: $(LG)/initramfs.gz $(VMM) tests/nested/l1-init.sh \
-		$(wildcard tests/nested/scenarios/*.sh) guest/linux/mkinitramfs.sh
+		tests/nested/run-direct.sh $(wildcard tests/nested/scenarios/*.sh) \
+		guest/linux/mkinitramfs.sh
 	@mkdir -p $(@D)
 	@libs=$$(ldd $(VMM) | awk '$$2 == "=>" && $$3 ~ /^\// {print $$3} $$1 ~ /^\// {print $$1}' | \
 		sort -u | sed 's|.*|-f &:&|'); \
@@ -29,7 +31,7 @@ $(NESTED)/l1-initramfs.gz: $(LG)/initramfs.gz $(VMM) tests/nested/l1-init.sh \
 		-i tests/nested/l1-init.sh -m kvm_amd \
 		-f $(VMM):bin/ramfold-vmm $$libs \
 		-f $(LG)/vmlinuz:l2/vmlinuz -f $(LG)/initramfs.gz:l2/initramfs.gz \
-		-f tests/nested/scenarios:scenarios
+		-f tests/nested/scenarios:scenarios -f tests/nested/run-direct.sh:run-direct.sh
 
 test-linux: all nested-deps nested-image
 	@rc=0; for s in $(NESTED_SCENARIOS); do \
@@ -46,6 +48,6 @@ e2e: nested-deps nested-image $(NESTED_SHORT)
 # ring 0 natively; on kvm_pvm it says so and stops.
 .PHONY: demo-linux
 demo-linux: all linux-guest
-	@rc=0; for s in $(filter-out debug,$(NESTED_SCENARIOS)); do \
+	@rc=0; for s in $(filter-out debug direct,$(NESTED_SCENARIOS)); do \
 		tests/nested/run-direct.sh $$s || rc=1; \
 	done; exit $$rc

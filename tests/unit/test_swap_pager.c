@@ -415,6 +415,56 @@ static void test_target_keeps_hot_pages(void **state)
 	rf_engine_free(e);
 }
 
+/*
+ * Dedup and swap on one VM: dedup maps store pages over guest RAM and, when
+ * a merged page is written, remaps a private copy and registers that range
+ * again. A chunk swap had registered for missing faults must keep them, or
+ * a page swapped out of it later reads back as zeros (the kernel fills an
+ * unregistered hole itself). Merge, unmerge by writing, swap out, read back.
+ */
+static void test_swap_after_dedup_remaps(void **state)
+{
+	struct rf_dedup_config dc;
+	struct rf_dedup_vm_stats ds;
+	rf_engine *e = swap_engine(NULL, 64 * MiB, 0);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	uint64_t done = 0, bad = 0;
+	struct rf_pager *p;
+
+	(void)state;
+	/* Pages 256-511 duplicate 0-255 (all non-zero, all distinct). */
+	for (uint64_t i = 0; i < 512; i++)
+		for (unsigned int k = 0; k < PG; k += 8)
+			*(uint64_t *)(ram + i * PG + k) = ((i % 256) + 1) * 0x100000001ull + k;
+	p = pager_of(vm);
+	/* Swap out and back in in this chunk, so swap has registered it. */
+	assert_int_equal(rf_swap_pager_swap_out(p, 100 * PG, 4, &done), 0);
+	assert_int_equal(done, 4);
+	assert_int_equal(*(uint64_t *)(ram + 100 * PG), 101 * 0x100000001ull);
+	rf_dedup_config_init(&dc);
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	for (int t = 0; t < 2000; t++) {
+		assert_int_equal(rf_dedup_vm_stats(vm, &ds), 0);
+		if (ds.pages_sharing >= 256)
+			break;
+		usleep(10000);
+	}
+	assert_true(ds.pages_sharing >= 256);
+	/* Writes unmerge: each page gets a private copy, remapped. */
+	for (uint64_t i = 256; i < 512; i++)
+		*(uint64_t *)(ram + i * PG) = 0xabcdef00 + i;
+	rf_dedup_stop(e);
+	assert_int_equal(rf_swap_pager_swap_out(p, 256 * PG, 256, &done), 0);
+	assert_true(done > 200);
+	for (uint64_t i = 256; i < 512; i++)
+		bad += *(uint64_t *)(ram + i * PG) != 0xabcdef00 + i ||
+		       *(uint64_t *)(ram + i * PG + 8) != ((i % 256) + 1) * 0x100000001ull + 8;
+	assert_int_equal(bad, 0);
+	rf_engine_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -426,6 +476,7 @@ int main(void)
 	    cmocka_unit_test(test_unmap_frees_slots),
 	    cmocka_unit_test(test_sequential_prefetch),
 	    cmocka_unit_test(test_target_keeps_hot_pages),
+	    cmocka_unit_test(test_swap_after_dedup_remaps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,7 +63,7 @@ fi
 
 # -- memcheck while ballooned (and swapped) ----------------------------------
 # Rounds memcheck has completed (each verifies every page of the last one).
-mc_rounds() { grep 'memcheck: rounds=' "$L/mc.log" | tail -1 | sed 's/.*rounds=\([0-9]*\).*/\1/'; }
+mc_rounds() { grep 'memcheck: rounds=' "$L/mc.log" | tail -1 | sed 's/.*memcheck: rounds=\([0-9]*\).*/\1/'; }
 r0=$(grep -c 'memcheck: rounds=' "$L/mc.log")
 ctl set-balloon vm=mc balloon=64M >/dev/null
 check mc-ballooned wait_actual mc $((64 * MiB)) 90
@@ -98,4 +98,10 @@ check mc-kept-running ge $((r1 - r0)) 2
 check mc-clean sh -c "! grep -q 'BAD' $L/mc.log"
 check stress-clean-exit ctl quit
 wait $vmm
-check stress-vmm-status test $? = 0
+rc=$?
+check stress-vmm-status test $rc = 0
+# A guest ended early (the VMM says so with its status): the guests' last
+# console lines, where an oops would be.
+if [ "$rc" != 0 ]; then
+	for v in os0 os1 mc; do tail -n 40 "$L/$v.log" | sed "s/^/RF-LOG $v: /"; done
+fi
