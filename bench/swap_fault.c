@@ -12,7 +12,10 @@
  *                 faulting thread (fault to data), from the compressed tier,
  *                 from the file (page cache) and from the file with O_DIRECT,
  *                 random order; and sequential from the file, where prefetch
- *                 hits.
+ *                 hits;
+ *   copy mode     swap-out and swap-in to the file with UFFDIO_MOVE hidden,
+ *                 as on Linux < 6.8 (write-protect, copy, discard), in the
+ *                 same run as move mode so the two compare.
  *
  * Prints a table and writes build/bench/swap_fault.csv. "long" as argument:
  * 512 MiB instead of 128 MiB.
@@ -84,6 +87,9 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
+/* RF_HIDE_* for the next engine: the copy-mode case hides UFFDIO_MOVE. */
+static unsigned int hide;
+
 static rf_engine *engine(uint64_t tier, bool direct)
 {
 	struct rf_engine_config ec;
@@ -92,6 +98,7 @@ static rf_engine *engine(uint64_t tier, bool direct)
 	int err;
 
 	rf_engine_config_init(&ec);
+	ec.hide_features = hide;
 	if ((err = rf_engine_new(&ec, &e)))
 		die("engine", err);
 	rf_swap_config_init(&sc);
@@ -238,6 +245,11 @@ int main(int argc, char **argv)
 	swap_in("swap-out to file, O_DIRECT", "swap-in from file, O_DIRECT (random)", bytes, 0,
 		true, false, false);
 	swap_in(NULL, "swap-in from file, O_DIRECT (sequential)", bytes, 0, true, false, true);
+	/* Linux < 6.8: write-protect, copy, discard instead of UFFDIO_MOVE. */
+	hide = RF_HIDE_UFFD_MOVE;
+	swap_in("swap-out to file, copy mode (no UFFDIO_MOVE)",
+		"swap-in from file, copy mode (random)", bytes, 0, false, false, false);
+	hide = 0;
 
 	printf("\n%-44s %8s %10s %10s %10s %8s\n", "case", "pages", "p50 us", "p99 us", "max us",
 	       "GiB/s");
