@@ -46,6 +46,8 @@ RF_EXPORT void rf_engine_config_init(struct rf_engine_config *cfg)
 	cfg->log_level = RF_LOG_WARN;
 }
 
+#define HIDE_KNOWN (RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN)
+
 static const struct {
 	const char *name;
 	unsigned int bit;
@@ -118,9 +120,9 @@ RF_EXPORT int rf_engine_new(const struct rf_engine_config *cfg, rf_engine **out)
 		err = -EINVAL;
 		goto err_free;
 	}
-	if (cfg->hide_features & ~(RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN)) {
+	if (cfg->hide_features & ~HIDE_KNOWN) {
 		rf_log(e, RF_LOG_ERR, "ramfold: engine config: unknown hide_features bits 0x%x",
-		       cfg->hide_features & ~(RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN));
+		       cfg->hide_features & ~HIDE_KNOWN);
 		err = -EINVAL;
 		goto err_free;
 	}
