@@ -23,17 +23,8 @@
 #define MiB	      (1ull << 20)
 #define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
 
-static uint64_t field(const char *json, const char *key)
-{
-	char k[64];
-	const char *s;
-
-	snprintf(k, sizeof(k), "\"%s\":", key);
-	s = strstr(json, k);
-	if (!s)
-		fail_msg("no %s in %s", key, json);
-	return strtoull(s + strlen(k), NULL, 10);
-}
+/* A byte count or counter from a reply (fails the test if it is missing). */
+#define field(json, key) ((uint64_t)rf_test_json_num((json), (key)))
 
 static void ctl(struct vmm_proc *p, const char *req, char *reply, size_t len)
 {

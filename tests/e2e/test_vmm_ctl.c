@@ -76,17 +76,8 @@ static void test_query_vms(void **state)
 	assert_non_null(strstr(r, ",\"id\":{\"n\":[1,2]}}"));
 }
 
-static uint64_t field(const char *json, const char *key)
-{
-	char k[64];
-	const char *s;
-
-	snprintf(k, sizeof(k), "\"%s\":", key);
-	s = strstr(json, k);
-	if (!s)
-		fail_msg("no %s in %s", key, json);
-	return strtoull(s + strlen(k), NULL, 10);
-}
+/* A byte count or counter from a reply (fails the test if it is missing). */
+#define field(json, key) ((uint64_t)rf_test_json_num((json), (key)))
 
 static void test_query_memory(void **state)
 {
