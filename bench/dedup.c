@@ -31,6 +31,7 @@
 #include <ramfold/ramfold.h>
 
 #include "dedup_report.h"
+#include "dedup_util.h"
 
 #define PG 4096ull
 
@@ -59,32 +60,13 @@ static double others_cpu_s(void)
 	       ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
 }
 
-static uint64_t smaps_pss(void)
+/* This process's Pss: a page shared by N mappings counts 1/N in each. */
+static uint64_t self_pss(void)
 {
-	char line[256];
-	unsigned long long kb, pss = 0;
-	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+	struct dedup_mem m;
 
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "Pss: %llu kB", &kb) == 1)
-			pss = kb << 10;
-	fclose(f);
-	return pss;
-}
-
-static int ksm_run(void)
-{
-	int v = -1;
-	FILE *f = fopen("/sys/kernel/mm/ksm/run", "re");
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	dedup_mem_read(&m); /* all zero if unreadable */
+	return m.pss;
 }
 
 static uint64_t host_anon_shmem(void)
@@ -155,7 +137,8 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	struct rf_vm_config vc;
 	struct rf_dedup_stats st;
 	uint64_t size = (uint64_t)opt_mib << 20, base_pss, base_host;
-	double t0, cpu0, last_growth_t, best = 0, conv_t = -1, conv_cpu = 0, idle_window = 3;
+	struct conv_watch w;
+	double cpu0;
 	rf_engine *e;
 	rf_vm *vm;
 	void *ram;
@@ -174,7 +157,7 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	}
 	*ideal = fill(ram, size / PG);
 	usleep(200000);
-	base_pss = smaps_pss();
+	base_pss = self_pss();
 	base_host = host_anon_shmem();
 	rf_dedup_config_init(&dc);
 	dc.mode = mode;
@@ -188,16 +171,15 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 		rf_engine_free(e);
 		return err;
 	}
-	t0 = bench_now_s();
+	conv_watch_init(&w, bench_now_s(), mode == RF_DEDUP_KSM, 2.0, timeout, *ideal);
 	cpu0 = others_cpu_s();
-	last_growth_t = t0;
 	for (;;) {
 		double t, saved, cpu;
 		uint64_t pss;
 
 		usleep(sample_us);
 		t = bench_now_s();
-		pss = smaps_pss();
+		pss = self_pss();
 		if (mode == RF_DEDUP_KSM) {
 			rf_dedup_stats(e, &st);
 			cpu = (double)st.cpu_ns / 1e9 + others_cpu_s() - cpu0;
@@ -206,44 +188,11 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 			cpu = others_cpu_s() - cpu0;
 		}
 		saved = base_pss > pss ? (double)(base_pss - pss) : 0;
-		result_add(r, t - t0, saved, cpu);
-		if (mode == RF_DEDUP_KSM && ksm_run() != 1) {
-			/* KSM is host-wide: another process switched it. */
-			snprintf(r->note, sizeof(r->note),
-				 "KSM switched off by another process at %.1f s", t - t0);
-			r->idle_cpu_share = -1;
+		if (conv_watch_sample(&w, r, t, saved, cpu,
+				      mode != RF_DEDUP_KSM && st.converged && st.scan_passes >= 3))
 			break;
-		}
-		if (saved > best * 1.005 + 4096 * 16) {
-			best = saved;
-			last_growth_t = t;
-		}
-		if (conv_t < 0) {
-			/* KSM has no "converged": done when it saved most of
-			 * the ideal and has not gained for 2 s. */
-			bool done = mode == RF_DEDUP_KSM
-					? (best > 0.5 * (double)*ideal && t - last_growth_t > 2.0)
-					: (st.converged && st.scan_passes >= 3);
-
-			if (done) {
-				conv_t = t;
-				conv_cpu = cpu;
-			} else if (t - t0 > timeout) {
-				snprintf(r->note, sizeof(r->note), "stopped after %.0f s", timeout);
-				conv_t = t;
-				conv_cpu = cpu;
-				idle_window = 0;
-			}
-		} else if (t - conv_t >= idle_window) {
-			r->idle_cpu_share = idle_window > 0 ? (cpu - conv_cpu) / (t - conv_t) : -1;
-			break;
-		}
 	}
-	r->final_saved = r->s[r->n - 1].saved;
-	if (r->note[0] == 'K') /* cut short: the best it reached */
-		for (unsigned int i = 0; i < r->n; i++)
-			if (r->s[i].saved > r->final_saved)
-				r->final_saved = r->s[i].saved;
+	result_finish(r);
 	if (mode == RF_DEDUP_KSM) {
 		/* KSM's own metadata lives in kernel slab, not in our Pss: the
 		 * kernel reports this process's net as ksm_process_profit,
@@ -258,7 +207,6 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 
 		r->final_host_saved = base_host > h ? (double)(base_host - h) : 0;
 	}
-	r->ran = true;
 	rf_dedup_stop(e);
 	rf_engine_free(e);
 	return 0;
@@ -266,24 +214,18 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 
 int main(int argc, char **argv)
 {
-	struct result rs[3] = {
-	    {.name = "ramfold"},
-	    {.name = "ksm-fastest"},
-	    {.name = "ksm-default"},
-	};
+	struct result rs[DEDUP_ENGINES];
+	char title[96];
 	uint64_t ideal = 0;
 	struct rf_engine_config ec;
 	struct rf_features feat;
 	rf_engine *e;
 
+	results_init(rs);
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--mib") && i + 1 < argc)
-			opt_mib = (unsigned int)atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--ksm-default-timeout") && i + 1 < argc)
-			opt_ksm_default_timeout = atof(argv[++i]);
-		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
-			opt_out = argv[++i];
-		else if (!strcmp(argv[i], "--sample-ms") && i + 1 < argc)
+		if (bench_common_opt(argc, argv, &i, &opt_mib, &opt_ksm_default_timeout, &opt_out))
+			continue;
+		if (!strcmp(argv[i], "--sample-ms") && i + 1 < argc)
 			sample_us = 1000u * (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--ramfold-only"))
 			opt_ramfold_only = true;
@@ -320,18 +262,8 @@ int main(int argc, char **argv)
 		if (run(&rs[2], RF_DEDUP_KSM, 100, 20, false, opt_ksm_default_timeout, &ideal))
 			snprintf(rs[2].note, sizeof(rs[2].note), "failed to run");
 	}
-	for (int k = 0; k < 3; k++)
-		result_summarise(&rs[k], ideal);
-
-	results_print(rs, 3, ideal);
-	{
-		char title[96];
-
-		snprintf(title, sizeof(title),
-			 "saved bytes (Pss fall) over time, %u MiB in-process", opt_mib);
-		results_write(rs, 3, ideal, opt_out, "dedup", title);
-	}
-	printf("results: %s/dedup.csv, %s/dedup_summary.csv, %s/dedup.svg\n", opt_out, opt_out,
-	       opt_out);
+	snprintf(title, sizeof(title), "saved bytes (Pss fall) over time, %u MiB in-process",
+		 opt_mib);
+	results_report(rs, ideal, opt_out, "dedup", title);
 	return 0;
 }

@@ -6,9 +6,11 @@ BENCH_DEDUP := $(B)/bench/dedup
 .PHONY: bench-dedup bench-dedup-long
 bench: bench-dedup
 
-$(BENCH_DEDUP): bench/dedup.c bench/dedup_report.c bench/dedup_report.h $(B)/libramfold.a
+$(BENCH_DEDUP): bench/dedup.c bench/dedup_report.c bench/dedup_report.h \
+		tests/helpers/dedup_util.c tests/helpers/dedup_util.h $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c $(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< bench/dedup_report.c \
+		tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup: all $(BENCH_DEDUP)
 	$(BENCH_DEDUP) --out $(B)/bench
@@ -22,10 +24,11 @@ BENCH_DEDUP_VMM := $(B)/bench/dedup_vmm
 .PHONY: bench-dedup-vmm
 
 $(BENCH_DEDUP_VMM): bench/dedup_vmm.c bench/dedup_report.c bench/dedup_report.h \
-		tests/helpers/vmm_proc.c $(B)/libramfold.a
+		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c tests/helpers/dedup_util.h \
+		$(B)/libramfold.a
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< bench/dedup_report.c \
-		tests/helpers/vmm_proc.c $(LIB_DEPS)
+		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup-vmm: all $(BENCH_DEDUP_VMM)
 	B=$(B) $(BENCH_DEDUP_VMM) --out $(B)/bench

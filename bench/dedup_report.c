@@ -6,6 +6,30 @@
 
 #include "dedup_report.h"
 
+void results_init(struct result rs[DEDUP_ENGINES])
+{
+	static const char *const names[DEDUP_ENGINES] = {"ramfold", "ksm-fastest", "ksm-default"};
+
+	for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
+		rs[k] = (struct result){.name = names[k]};
+}
+
+bool bench_common_opt(int argc, char **argv, int *i, unsigned int *mib, double *ksm_default_timeout,
+		      const char **out)
+{
+	if (*i + 1 >= argc)
+		return false;
+	if (!strcmp(argv[*i], "--mib"))
+		*mib = (unsigned int)atoi(argv[++*i]);
+	else if (!strcmp(argv[*i], "--ksm-default-timeout"))
+		*ksm_default_timeout = atof(argv[++*i]);
+	else if (!strcmp(argv[*i], "--out"))
+		*out = argv[++*i];
+	else
+		return false;
+	return true;
+}
+
 double bench_now_s(void)
 {
 	struct timespec ts;
@@ -14,7 +38,7 @@ double bench_now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void result_add(struct result *r, double t, double saved, double cpu)
+static void result_add(struct result *r, double t, double saved, double cpu)
 {
 	if (r->n == r->cap) {
 		r->cap = r->cap ? 2 * r->cap : 1024;
@@ -27,8 +51,82 @@ void result_add(struct result *r, double t, double saved, double cpu)
 	r->s[r->n++] = (struct sample){t, saved, cpu};
 }
 
+/* KSM's switch: 1 while it merges, -1 if unreadable. */
+static int ksm_run(void)
+{
+	int v = -1;
+	FILE *f = fopen("/sys/kernel/mm/ksm/run", "re");
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+void conv_watch_init(struct conv_watch *w, double t0, bool ksm, double ksm_quiet_s, double timeout,
+		     uint64_t ideal)
+{
+	*w = (struct conv_watch){.ksm = ksm,
+				 .ksm_quiet_s = ksm_quiet_s,
+				 .timeout = timeout,
+				 .ideal = (double)ideal,
+				 .t0 = t0,
+				 .last_growth_t = t0,
+				 .conv_t = -1,
+				 .idle_window = 3};
+}
+
+bool conv_watch_sample(struct conv_watch *w, struct result *r, double t, double saved, double cpu,
+		       bool converged)
+{
+	result_add(r, t - w->t0, saved, cpu);
+	if (w->ksm && ksm_run() != 1) {
+		snprintf(r->note, sizeof(r->note), "KSM switched off by another process at %.1f s",
+			 t - w->t0);
+		r->idle_cpu_share = -1;
+		return true;
+	}
+	/* Growth is counted past 0.5% and 16 pages, so that a saving that
+	 * only wobbles does not keep KSM "growing". */
+	if (saved > w->best * 1.005 + 4096 * 16) {
+		w->best = saved;
+		w->last_growth_t = t;
+	}
+	if (w->conv_t < 0) {
+		bool done =
+		    w->ksm ? (w->best > 0.5 * w->ideal && t - w->last_growth_t > w->ksm_quiet_s)
+			   : converged;
+
+		if (done) {
+			w->conv_t = t;
+			w->conv_cpu = cpu;
+		} else if (t - w->t0 > w->timeout) {
+			snprintf(r->note, sizeof(r->note), "stopped after %.0f s", w->timeout);
+			w->conv_t = t;
+			w->conv_cpu = cpu;
+			w->idle_window = 0;
+		}
+	} else if (t - w->conv_t >= w->idle_window) {
+		r->idle_cpu_share = w->idle_window > 0 ? (cpu - w->conv_cpu) / (t - w->conv_t) : -1;
+		return true;
+	}
+	return false;
+}
+
+void result_finish(struct result *r)
+{
+	r->final_saved = r->n ? r->s[r->n - 1].saved : 0;
+	if (r->note[0] == 'K') /* cut short: the best it reached */
+		for (unsigned int i = 0; i < r->n; i++)
+			if (r->s[i].saved > r->final_saved)
+				r->final_saved = r->s[i].saved;
+	r->ran = r->n > 0;
+}
+
 /* Time and CPU to 95% of the best saving the engine reached. */
-void result_summarise(struct result *r, uint64_t ideal)
+static void result_summarise(struct result *r, uint64_t ideal)
 {
 	double final = 0;
 
@@ -49,8 +147,8 @@ void result_summarise(struct result *r, uint64_t ideal)
 	}
 }
 
-void results_write(struct result *rs, unsigned int n, uint64_t ideal, const char *dir,
-		   const char *prefix, const char *title)
+static void results_write(struct result *rs, unsigned int n, uint64_t ideal, const char *dir,
+			  const char *prefix, const char *title)
 {
 	char path[512];
 	double tmax = 0, ymax = (double)ideal * 1.05;
@@ -122,7 +220,7 @@ void results_write(struct result *rs, unsigned int n, uint64_t ideal, const char
 	fclose(f);
 }
 
-void results_print(struct result *rs, unsigned int n, uint64_t ideal)
+static void results_print(struct result *rs, unsigned int n, uint64_t ideal)
 {
 	printf("\nideal saving (from the layout): %.1f MiB\n\n", (double)ideal / 1048576);
 	printf("%-12s %9s %11s %9s %13s %13s %13s  %s\n", "engine", "t95 (s)", "CPU to t95",
@@ -159,4 +257,15 @@ void results_print(struct result *rs, unsigned int n, uint64_t ideal)
 						? rs[1].final_saved - rs[1].metadata
 						: 1));
 	}
+}
+
+void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char *dir,
+		    const char *prefix, const char *title)
+{
+	for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
+		result_summarise(&rs[k], ideal);
+	results_print(rs, DEDUP_ENGINES, ideal);
+	results_write(rs, DEDUP_ENGINES, ideal, dir, prefix, title);
+	printf("results: %s/%s.csv, %s/%s_summary.csv, %s/%s.svg\n", dir, prefix, dir, prefix, dir,
+	       prefix);
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the dedup benchmarks share: a time series of saved bytes and CPU per
- * engine, the summary (time and CPU to 95% of the achievable saving, idle
- * CPU share once converged), the table on stdout, and the CSV and SVG files.
+ * What the dedup benchmarks share: their engines and common options, the
+ * watch of one engine's run until it converges and then idles, a time
+ * series of saved bytes and CPU per engine, the summary (time and CPU to 95%
+ * of the achievable saving, idle CPU share once converged), the table on
+ * stdout, and the CSV and SVG files.
  */
 #ifndef BENCH_DEDUP_REPORT_H
 #define BENCH_DEDUP_REPORT_H
@@ -25,15 +27,55 @@ struct result {
 	char note[128];
 };
 
+/* Every dedup bench compares these engines, in this order: ramfold,
+ * ksm-fastest (10000 pages, no sleep), ksm-default (100 pages every 20 ms). */
+#define DEDUP_ENGINES 3
+void results_init(struct result rs[DEDUP_ENGINES]);
+
+/* The options every dedup bench takes: if argv[*i] is --mib N,
+ * --ksm-default-timeout S or --out DIR, store its value, step *i past it
+ * and return true. */
+bool bench_common_opt(int argc, char **argv, int *i, unsigned int *mib, double *ksm_default_timeout,
+		      const char **out);
+
 double bench_now_s(void);
-void result_add(struct result *r, double t, double saved, double cpu);
-/* Time and CPU to 95% of the best saving (or of @ideal if the engine never
- * got within 90% of it). */
-void result_summarise(struct result *r, uint64_t ideal);
-/* The table and the ramfold-vs-ksm-fastest line (rs[0] ramfold, rs[1] ksm-fastest). */
-void results_print(struct result *rs, unsigned int n, uint64_t ideal);
-/* DIR/PREFIX.csv, DIR/PREFIX_summary.csv, DIR/PREFIX.svg (titled @title). */
-void results_write(struct result *rs, unsigned int n, uint64_t ideal, const char *dir,
-		   const char *prefix, const char *title);
+
+/*
+ * One engine's run, sample by sample: how long it takes to converge and
+ * what CPU share it keeps afterwards. An engine is done when it says so
+ * (ramfold: converged after 3 passes); KSM has no such notion, so it is done
+ * once it has saved over half the ideal and not grown for @ksm_quiet_s.
+ * Then the samples go on for a 3 s idle window, whose CPU over time is the
+ * idle share. A run not done by @timeout is noted "stopped after N s" and
+ * gets no idle share. KSM is host-wide: a KSM run ends at the first sample
+ * after another process set /sys/kernel/mm/ksm/run to anything but 1.
+ */
+struct conv_watch {
+	bool ksm;
+	double ksm_quiet_s, timeout, ideal;
+	double t0, best, last_growth_t, conv_t, conv_cpu, idle_window;
+};
+
+/* @t0: the run's start, from bench_now_s(). */
+void conv_watch_init(struct conv_watch *w, double t0, bool ksm, double ksm_quiet_s, double timeout,
+		     uint64_t ideal);
+/* Add one sample (@t from bench_now_s(), @saved in bytes, @cpu seconds
+ * since t0) to @r. @converged: the engine reports converged after 3 passes
+ * (not used for KSM). True when the run is over. */
+bool conv_watch_sample(struct conv_watch *w, struct result *r, double t, double saved, double cpu,
+		       bool converged);
+/* After the last sample: the final saving (for a run cut short by KSM
+ * being switched off, the best it reached) and whether it ran at all. */
+void result_finish(struct result *r);
+
+/*
+ * Once every engine has run: each one's time and CPU to 95% of the best
+ * saving (or of @ideal if the engine never got within 90% of it), the table
+ * and the ramfold-vs-ksm-fastest line on stdout, DIR/PREFIX.csv,
+ * DIR/PREFIX_summary.csv and DIR/PREFIX.svg (titled @title), and a line
+ * naming those files.
+ */
+void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char *dir,
+		    const char *prefix, const char *title);
 
 #endif

@@ -12,18 +12,14 @@
  *
  * Usage: dedup_vmm [--mib N] [--ksm-default-timeout S] [--out DIR]
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "dedup_report.h"
+#include "dedup_util.h"
 #include "vmm_proc.h"
 
 #define PG     4096ull
@@ -34,90 +30,15 @@ static unsigned int opt_mib = 192;
 static double opt_ksm_default_timeout = 20;
 static const char *opt_out = "build/bench";
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The ideal saving for NVMS guests holding the same preload: every copy
- * but one of each distinct non-zero page, and every zero page. */
+/* The ideal saving for NVMS guests holding the same preload (0 if the
+ * files cannot be read). */
 static uint64_t osimage_ideal(uint64_t limit)
 {
-	static uint8_t page[PG], zpage[PG];
-	uint64_t *hashes = calloc(limit / PG + 1, sizeof(*hashes)), off = 0, nh = 0, distinct = 0;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	DIR *d = opendir(LIBDIR);
-	int dfd;
+	struct osimage_pages op;
 
-	if (!d || !hashes)
+	if (dedup_osimage_pages(LIBDIR, "*.so*", limit, &op))
 		return 0;
-	while ((de = readdir(d))) {
-		struct stat st;
-
-		if (fnmatch("*.so*", de->d_name, 0) ||
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-		    !S_ISREG(st.st_mode) || !st.st_size)
-			continue;
-		if (n == cap)
-			names = realloc(names, (cap = cap ? 2 * cap : 256) * sizeof(*names));
-		names[n++] = strdup(de->d_name);
-	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_str);
-	dfd = open(LIBDIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (size_t i = 0; i < n && off < limit; i++) {
-		int fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC);
-		ssize_t r;
-
-		if (fd < 0)
-			continue;
-		for (;;) {
-			uint64_t want = limit - off < PG ? limit - off : PG;
-
-			memset(page, 0, PG);
-			r = read(fd, page, (size_t)want);
-			if (r <= 0)
-				break;
-			if (memcmp(page, zpage, PG))
-				hashes[nh++] = XXH3_64bits(page, PG);
-			off += PG;
-			if (r < (ssize_t)want || off >= limit)
-				break;
-		}
-		close(fd);
-	}
-	close(dfd);
-	qsort(hashes, nh, sizeof(*hashes), cmp_u64);
-	for (uint64_t i = 0; i < nh; i++)
-		if (i == 0 || hashes[i] != hashes[i - 1])
-			distinct++;
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	free(hashes);
-	return ((uint64_t)NVMS * (off / PG) - distinct) * PG;
-}
-
-static int ksm_run(void)
-{
-	int v = -1;
-	FILE *f = fopen("/sys/kernel/mm/ksm/run", "re");
-
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	return ((uint64_t)NVMS * op.total - op.distinct) * PG;
 }
 
 static double jnum(const char *reply, const char *key)
@@ -180,7 +101,7 @@ static uint64_t baseline(void)
 static int run(struct result *r, const char *const *dedup_args, bool ksm, double timeout,
 	       uint64_t base, uint64_t ideal)
 {
-	double t0, best = 0, last_growth_t, conv_t = -1, conv_cpu = 0, idle_window = 3;
+	struct conv_watch w;
 	struct vmm_proc p;
 	char reply[8192];
 
@@ -188,8 +109,7 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 		return -1;
 	/* Dedup runs from VM setup on; the clock starts when all guests are
 	 * READY, which is when their content is in place. */
-	t0 = bench_now_s();
-	last_growth_t = t0;
+	conv_watch_init(&w, bench_now_s(), ksm, 3.0, timeout, ideal);
 	for (;;) {
 		struct vmm_smaps sm;
 		double t, saved, cpu;
@@ -201,43 +121,12 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 			break;
 		cpu = jnum(reply, "cpu-ns") / 1e9;
 		saved = base > sm.pss ? (double)(base - sm.pss) : 0;
-		result_add(r, t - t0, saved, cpu);
-		if (ksm && ksm_run() != 1) {
-			/* KSM is host-wide: another process switched it. */
-			snprintf(r->note, sizeof(r->note),
-				 "KSM switched off by another process at %.1f s", t - t0);
-			r->idle_cpu_share = -1;
+		if (conv_watch_sample(&w, r, t, saved, cpu,
+				      strstr(reply, "\"converged\":true") &&
+					  jnum(reply, "scan-passes") >= 3))
 			break;
-		}
-		if (saved > best * 1.005 + 65536) {
-			best = saved;
-			last_growth_t = t;
-		}
-		if (conv_t < 0) {
-			bool done = ksm ? (best > 0.5 * (double)ideal && t - last_growth_t > 3.0)
-					: (strstr(reply, "\"converged\":true") &&
-					   jnum(reply, "scan-passes") >= 3);
-
-			if (done) {
-				conv_t = t;
-				conv_cpu = cpu;
-			} else if (t - t0 > timeout) {
-				snprintf(r->note, sizeof(r->note), "stopped after %.0f s", timeout);
-				conv_t = t;
-				conv_cpu = cpu;
-				idle_window = 0;
-			}
-		} else if (t - conv_t >= idle_window) {
-			r->idle_cpu_share = idle_window > 0 ? (cpu - conv_cpu) / (t - conv_t) : -1;
-			break;
-		}
 	}
-	r->final_saved = r->n ? r->s[r->n - 1].saved : 0;
-	if (r->note[0] == 'K') /* cut short: the best it reached */
-		for (unsigned int i = 0; i < r->n; i++)
-			if (r->s[i].saved > r->final_saved)
-				r->final_saved = r->s[i].saved;
-	r->ran = r->n > 0;
+	result_finish(r);
 	vmm_proc_stop(&p);
 	vmm_proc_free(&p);
 	return 0;
@@ -245,25 +134,17 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 
 int main(int argc, char **argv)
 {
-	struct result rs[3] = {
-	    {.name = "ramfold"},
-	    {.name = "ksm-fastest"},
-	    {.name = "ksm-default"},
-	};
+	struct result rs[DEDUP_ENGINES];
 	const char *a_ramfold[] = {"--dedup", "domains", NULL};
 	const char *a_fast[] = {"--dedup", "ksm", "--dedup-ksm", "10000/0", NULL};
 	const char *a_default[] = {"--dedup", "ksm", "--dedup-ksm", "100/20", NULL};
 	char title[128];
 	uint64_t base, ideal;
 
+	results_init(rs);
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--mib") && i + 1 < argc)
-			opt_mib = (unsigned int)atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--ksm-default-timeout") && i + 1 < argc)
-			opt_ksm_default_timeout = atof(argv[++i]);
-		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
-			opt_out = argv[++i];
-		else {
+		if (!bench_common_opt(argc, argv, &i, &opt_mib, &opt_ksm_default_timeout,
+				      &opt_out)) {
 			fprintf(stderr,
 				"usage: %s [--mib N] [--ksm-default-timeout S] [--out DIR]\n",
 				argv[0]);
@@ -290,14 +171,9 @@ int main(int argc, char **argv)
 		snprintf(rs[1].note, sizeof(rs[1].note), "kernel KSM not available");
 		snprintf(rs[2].note, sizeof(rs[2].note), "kernel KSM not available");
 	}
-	for (int k = 0; k < 3; k++)
-		result_summarise(&rs[k], ideal);
 	printf("VMM Pss with --dedup off: %.1f MiB\n", (double)base / 1048576);
-	results_print(rs, 3, ideal);
 	snprintf(title, sizeof(title), "VMM Pss fall over time, %d osimage guests of 256 MiB",
 		 NVMS);
-	results_write(rs, 3, ideal, opt_out, "dedup_vmm", title);
-	printf("results: %s/dedup_vmm.csv, %s/dedup_vmm_summary.csv, %s/dedup_vmm.svg\n", opt_out,
-	       opt_out, opt_out);
+	results_report(rs, ideal, opt_out, "dedup_vmm", title);
 	return 0;
 }

@@ -15,18 +15,14 @@
  *  - the same dup guests in two domains never share a store page (each
  *    domain holds its own copy of every template).
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
+#include "dedup_util.h"
 #include "rf_test.h"
 #include "vmm_proc.h"
 
@@ -97,113 +93,42 @@ static uint64_t baseline_pss(const char *const *vms)
 	return sm.pss;
 }
 
-/* ---- the ideal for osimage: the files as the VMM preloads them ---------- */
-
-static int cmp_str(const void *a, const void *b)
+/* The saving once dedup has converged: the fall of the VMM's Pss (now
+ * @pss) from @base, its Pss with dedup off. */
+static uint64_t converged_saving(struct vmm_proc *p, char *reply, size_t len, uint64_t base,
+				 uint64_t *pss)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
+	struct vmm_smaps sm;
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Pages the preload fills (@total), how many are zero, how many distinct. */
-static void osimage_pages(const char *dir, const char *glob, uint64_t limit, uint64_t *total,
-			  uint64_t *zero, uint64_t *distinct)
-{
-	static uint8_t page[PG], zpage[PG];
-	char **names = NULL;
-	uint64_t *hashes, off = 0, nh = 0;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	DIR *d = opendir(dir);
-	int dfd;
-
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		struct stat st;
-
-		if (fnmatch(glob, de->d_name, 0) ||
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-		    !S_ISREG(st.st_mode) || !st.st_size)
-			continue;
-		if (n == cap)
-			names = realloc(names, (cap = cap ? 2 * cap : 256) * sizeof(*names));
-		names[n++] = strdup(de->d_name);
-	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), cmp_str);
-	hashes = calloc(limit / PG + 1, sizeof(*hashes));
-	*zero = 0;
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (size_t i = 0; i < n && off < limit; i++) {
-		int fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC);
-		uint64_t got = 0;
-		ssize_t r;
-
-		if (fd < 0)
-			continue;
-		for (;;) {
-			uint64_t want = limit - off < PG ? limit - off : PG;
-
-			memset(page, 0, PG);
-			r = read(fd, page, (size_t)want);
-			if (r <= 0)
-				break;
-			/* a short read ends the file: the rest of its page is zero */
-			got += (uint64_t)r;
-			if (!memcmp(page, zpage, PG))
-				(*zero)++;
-			else
-				hashes[nh++] = XXH3_64bits(page, PG);
-			off += PG;
-			if (r < (ssize_t)want || off >= limit)
-				break;
-		}
-		close(fd);
-		(void)got;
-	}
-	close(dfd);
-	qsort(hashes, nh, sizeof(*hashes), cmp_u64);
-	*distinct = 0;
-	for (uint64_t i = 0; i < nh; i++)
-		if (i == 0 || hashes[i] != hashes[i - 1])
-			(*distinct)++;
-	*total = off / PG;
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	free(hashes);
+	wait_converged(p, reply, len, 60000);
+	assert_int_equal(vmm_smaps_rollup(p->pid, &sm), 0);
+	*pss = sm.pss;
+	return base > sm.pss ? base - sm.pss : 0;
 }
 
 static void test_osimage_twins(void **state)
 {
 	const char *vms[] = {"name=os0,mem=192M,workload=osimage,mib=96,domain=img",
 			     "name=os1,mem=192M,workload=osimage,mib=96,domain=img", NULL};
-	uint64_t total, zero, distinct, ideal, base, saved;
+	struct osimage_pages op;
+	uint64_t ideal, base, pss, saved;
 	struct vmm_proc p;
-	struct vmm_smaps sm;
 	char reply[4096];
 
 	(void)state;
 	require_kvm();
-	osimage_pages("/usr/lib/x86_64-linux-gnu", "*.so*", 96 * MiB, &total, &zero, &distinct);
-	ideal = (2 * total - distinct) * PG;
+	assert_int_equal(dedup_osimage_pages("/usr/lib/x86_64-linux-gnu", "*.so*", 96 * MiB, &op),
+			 0);
+	ideal = (2 * op.total - op.distinct) * PG;
 	base = baseline_pss(vms);
 	start(&p, "domains", vms);
-	wait_converged(&p, reply, sizeof(reply), 60000);
-	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
-	saved = base > sm.pss ? base - sm.pss : 0;
+	saved = converged_saving(&p, reply, sizeof(reply), base, &pss);
 	printf("  osimage: %llu pages per guest (%llu zero, %llu distinct): ideal %llu MiB, Pss "
 	       "%llu -> %llu MiB, saved %llu MiB (%.0f%%)\n",
-	       (unsigned long long)total, (unsigned long long)zero, (unsigned long long)distinct,
-	       (unsigned long long)(ideal / MiB), (unsigned long long)(base / MiB),
-	       (unsigned long long)(sm.pss / MiB), (unsigned long long)(saved / MiB),
-	       100.0 * (double)saved / (double)ideal);
+	       (unsigned long long)op.total, (unsigned long long)op.zero,
+	       (unsigned long long)op.distinct, (unsigned long long)(ideal / MiB),
+	       (unsigned long long)(base / MiB), (unsigned long long)(pss / MiB),
+	       (unsigned long long)(saved / MiB), 100.0 * (double)saved / (double)ideal);
 	assert_true(saved >= ideal / 10 * 9);
 	/* The guests still read their files right. */
 	assert_int_equal(vmm_proc_count(&p, "RESULT osimage"), 2);
@@ -229,9 +154,8 @@ static void test_dup_twins(void **state)
 	    "name=d0,mem=192M,workload=dup,mib=128,dup=60,zero=20,templates=16,seed=5,domain=t",
 	    "name=d1,mem=192M,workload=dup,mib=128,dup=60,zero=20,templates=16,seed=5,domain=t",
 	    NULL};
-	uint64_t d0, z0, d1, z1, ideal, base, saved;
+	uint64_t d0, z0, d1, z1, ideal, base, pss, saved;
 	struct vmm_proc p;
-	struct vmm_smaps sm;
 	char reply[4096];
 
 	(void)state;
@@ -241,14 +165,12 @@ static void test_dup_twins(void **state)
 	dup_counts(&p, "d0", &d0, &z0);
 	dup_counts(&p, "d1", &d1, &z1);
 	ideal = (d0 + d1 - 16 + z0 + z1) * PG;
-	wait_converged(&p, reply, sizeof(reply), 60000);
-	assert_int_equal(vmm_smaps_rollup(p.pid, &sm), 0);
-	saved = base > sm.pss ? base - sm.pss : 0;
+	saved = converged_saving(&p, reply, sizeof(reply), base, &pss);
 	printf("  dup: dup %llu+%llu zero %llu+%llu: ideal %llu MiB, Pss %llu -> %llu MiB, saved "
 	       "%llu MiB (%.0f%%), store pages %lld\n",
 	       (unsigned long long)d0, (unsigned long long)d1, (unsigned long long)z0,
 	       (unsigned long long)z1, (unsigned long long)(ideal / MiB),
-	       (unsigned long long)(base / MiB), (unsigned long long)(sm.pss / MiB),
+	       (unsigned long long)(base / MiB), (unsigned long long)(pss / MiB),
 	       (unsigned long long)(saved / MiB), 100.0 * (double)saved / (double)ideal,
 	       (long long)rf_test_json_num(reply, "store-pages"));
 	assert_true(saved >= ideal / 10 * 9);

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/userfaultfd.h>
+#include <xxhash.h>
 
 #include "dedup_util.h"
 
@@ -57,6 +62,117 @@ bool dedup_wait_converged(rf_engine *e, unsigned int min_passes, unsigned int ti
 		usleep(10000);
 	}
 	return false;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The names the preload takes, sorted as it sorts them; symlinks are left
+ * out as it leaves them out (a page cache holds a file once). */
+static int list_names(const char *dir, const char *glob, char ***names, size_t *n)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t cap = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		struct stat st;
+		char **nn;
+
+		if (fnmatch(glob, de->d_name, 0) ||
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode) || !st.st_size)
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 256;
+			if (!(nn = realloc(*names, cap * sizeof(*nn))))
+				break;
+			*names = nn;
+		}
+		if (!((*names)[*n] = strdup(de->d_name)))
+			break;
+		(*n)++;
+	}
+	closedir(d);
+	if (de) { /* stopped early: out of memory */
+		for (size_t i = 0; i < *n; i++)
+			free((*names)[i]);
+		free(*names);
+		return -ENOMEM;
+	}
+	qsort(*names, *n, sizeof(**names), cmp_name);
+	return 0;
+}
+
+int dedup_osimage_pages(const char *dir, const char *glob, uint64_t limit,
+			struct osimage_pages *out)
+{
+	static uint8_t page[4096], zpage[4096];
+	uint64_t *hashes, off = 0, nh = 0;
+	char **names;
+	size_t n;
+	int dfd, err;
+
+	memset(out, 0, sizeof(*out));
+	if ((err = list_names(dir, glob, &names, &n)))
+		return err;
+	hashes = calloc(limit / 4096 + 1, sizeof(*hashes));
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!hashes || dfd < 0) {
+		err = hashes ? -errno : -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n && off < limit; i++) {
+		int fd = openat(dfd, names[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			continue;
+		for (;;) {
+			uint64_t want = limit - off < 4096 ? limit - off : 4096;
+			ssize_t r;
+
+			memset(page, 0, sizeof(page));
+			r = read(fd, page, (size_t)want);
+			if (r <= 0)
+				break;
+			/* A short read ends the file: the rest of its page is
+			 * zero, and the next file starts on a new page. */
+			if (!memcmp(page, zpage, sizeof(page)))
+				out->zero++;
+			else
+				hashes[nh++] = XXH3_64bits(page, sizeof(page));
+			off += 4096;
+			if (r < (ssize_t)want || off >= limit)
+				break;
+		}
+		close(fd);
+	}
+	qsort(hashes, nh, sizeof(*hashes), cmp_u64);
+	for (uint64_t i = 0; i < nh; i++)
+		if (i == 0 || hashes[i] != hashes[i - 1])
+			out->distinct++;
+	out->total = off / 4096;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	free(hashes);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return err;
 }
 
 bool dedup_supported(const char **why)
