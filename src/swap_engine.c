@@ -139,32 +139,30 @@ void rf_swap_engine_free(rf_engine *e)
 	e->swap = NULL;
 }
 
+/* @vm's pager, started on first use. */
+static int pager_of(rf_vm *vm, struct rf_pager **p)
+{
+	return vm ? rf_swap_pager_get(vm, p) : -EINVAL;
+}
+
 RF_EXPORT int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes)
 {
 	struct rf_pager *p;
-	int err;
+	int err = pager_of(vm, &p);
 
-	if (!vm)
-		return -EINVAL;
-	err = rf_swap_pager_get(vm, &p);
-	if (err)
-		return err;
-	rf_swap_pager_set_target(p, resident_bytes);
-	return 0;
+	if (!err)
+		rf_swap_pager_set_target(p, resident_bytes);
+	return err;
 }
 
 RF_EXPORT int rf_vm_set_swap_cap(rf_vm *vm, uint64_t max_swapped_bytes)
 {
 	struct rf_pager *p;
-	int err;
+	int err = pager_of(vm, &p);
 
-	if (!vm)
-		return -EINVAL;
-	err = rf_swap_pager_get(vm, &p);
-	if (err)
-		return err;
-	rf_swap_pager_set_cap(p, max_swapped_bytes);
-	return 0;
+	if (!err)
+		rf_swap_pager_set_cap(p, max_swapped_bytes);
+	return err;
 }
 
 static void finish_ratio(struct rf_swap_stats *st)

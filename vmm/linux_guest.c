@@ -43,6 +43,7 @@
 #include "uart_8250.h"
 #include "util.h"
 #include "vm_internal.h"
+#include "x86_setup.h"
 
 #define LINUX_FIRST_GSI 16
 #define LINUX_EXT_SLOT	0 /* vm->ext[] slot of the per-VM state */
@@ -443,20 +444,6 @@ static int linux_vm_setup(struct vmm_vm *vm)
 	return 0;
 }
 
-static struct kvm_segment seg64(uint16_t sel, uint8_t type, bool code)
-{
-	return (struct kvm_segment){.base = 0,
-				    .limit = 0xffffffff,
-				    .selector = sel,
-				    .type = type,
-				    .present = 1,
-				    .dpl = 0,
-				    .db = code ? 0 : 1,
-				    .s = 1,
-				    .l = code ? 1 : 0,
-				    .g = 1};
-}
-
 /* LINT0 delivers ExtINT (the PIC), LINT1 NMI, as firmware leaves them on a PC. */
 static int setup_lapic(struct vmm_vm *vm)
 {
@@ -508,8 +495,8 @@ static int linux_setup_vcpu(struct vmm_vm *vm)
 	s.gdt.limit = 4 * 8 - 1;
 	s.idt.base = 0;
 	s.idt.limit = 0;
-	s.cs = seg64(LINUX_BOOT_CS, 0xb, true);
-	s.ds = s.es = s.fs = s.gs = s.ss = seg64(LINUX_BOOT_DS, 0x3, false);
+	s.cs = x86_flat_seg(LINUX_BOOT_CS, 0xb, true, 0);
+	s.ds = s.es = s.fs = s.gs = s.ss = x86_flat_seg(LINUX_BOOT_DS, 0x3, false, 0);
 	if (ioctl(vm->vcpufd, KVM_SET_SREGS, &s)) {
 		vmm_errorf("%s: KVM_SET_SREGS: %s", vm->name, strerror(errno));
 		return -1;

@@ -76,7 +76,7 @@ void x86_build_tables(uint8_t *ram, uint64_t ram_bytes)
 	gdt[6] = tss >> 32;
 }
 
-static struct kvm_segment seg(uint16_t sel, uint8_t type, bool code)
+struct kvm_segment x86_flat_seg(uint16_t sel, uint8_t type, bool code, uint8_t dpl)
 {
 	return (struct kvm_segment){
 	    .base = 0,
@@ -84,7 +84,7 @@ static struct kvm_segment seg(uint16_t sel, uint8_t type, bool code)
 	    .selector = sel,
 	    .type = type,
 	    .present = 1,
-	    .dpl = 3,
+	    .dpl = dpl,
 	    .db = code ? 0 : 1,
 	    .s = 1,
 	    .l = code ? 1 : 0,
@@ -113,8 +113,8 @@ int x86_setup_vcpu(struct vmm *vmm, struct vmm_vm *vm, uint64_t entry)
 	s.gdt.limit = 7 * 8 - 1;
 	s.idt.base = 0;
 	s.idt.limit = 0; /* no IDT: any exception is a triple fault */
-	s.cs = seg(SEL_UCODE, 0xb, true);
-	s.ds = s.es = s.fs = s.gs = s.ss = seg(SEL_UDATA, 0x3, false);
+	s.cs = x86_flat_seg(SEL_UCODE, 0xb, true, 3);
+	s.ds = s.es = s.fs = s.gs = s.ss = x86_flat_seg(SEL_UDATA, 0x3, false, 3);
 	s.tr = (struct kvm_segment){
 	    .base = RF_TSS_GPA, .limit = 0x67, .selector = SEL_TSS, .type = 0xb, .present = 1};
 	if (ioctl(vm->vcpufd, KVM_SET_SREGS, &s)) {

@@ -9,7 +9,10 @@
 #ifndef VMM_X86_SETUP_H
 #define VMM_X86_SETUP_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+#include <linux/kvm.h>
 
 struct vmm;
 struct vmm_vm;
@@ -24,6 +27,10 @@ void x86_build_tables(uint8_t *ram, uint64_t ram_bytes);
 /* CPUID, special and general registers of the VM's vCPU: rip = @entry,
  * rsp = RF_STACK_TOP, rdi = boot-info. 0 or -1 (message printed). */
 int x86_setup_vcpu(struct vmm *vmm, struct vmm_vm *vm, uint64_t entry);
+
+/* A flat 4 GiB long-mode segment at privilege @dpl: 64-bit code (@code) or
+ * data, for the freestanding guest (CPL 3) and the Linux entry (CPL 0). */
+struct kvm_segment x86_flat_seg(uint16_t sel, uint8_t type, bool code, uint8_t dpl);
 
 /* Guest rip, for fault messages (0 if it cannot be read). */
 uint64_t x86_guest_rip(struct vmm_vm *vm);

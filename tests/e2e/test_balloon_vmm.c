@@ -30,17 +30,8 @@
 #define MiB	      (1ull << 20)
 #define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
 
-/* Number after "\"key\":" in a JSON reply (first occurrence). */
-static void query_balloon(struct vmm_proc *p, const char *vm, char *reply, size_t len)
-{
-	char req[128];
-
-	snprintf(req, sizeof(req), "{\"execute\":\"query-balloon\",\"arguments\":{\"vm\":\"%s\"}}",
-		 vm);
-	assert_int_equal(vmm_proc_ctl(p, req, reply, len, 5000), 0);
-	if (!strstr(reply, "\"return\""))
-		fail_msg("query-balloon: %s", reply);
-}
+#define query_balloon(p, vm, reply, len)                                                           \
+	rf_test_vm_query((p), "query-balloon", (vm), (reply), (len))
 
 static void set_balloon(struct vmm_proc *p, const char *vm, const char *what, const char *size)
 {

@@ -29,16 +29,7 @@
 #define MiB	      (1ull << 20)
 #define require_kvm() rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible")
 
-static void query_swap(struct vmm_proc *p, const char *vm, char *reply, size_t len)
-{
-	char req[128];
-
-	snprintf(req, sizeof(req), "{\"execute\":\"query-swap\",\"arguments\":{\"vm\":\"%s\"}}",
-		 vm);
-	assert_int_equal(vmm_proc_ctl(p, req, reply, len, 5000), 0);
-	if (!strstr(reply, "\"return\""))
-		fail_msg("query-swap: %s", reply);
-}
+#define query_swap(p, vm, reply, len) rf_test_vm_query((p), "query-swap", (vm), (reply), (len))
 
 static unsigned int dir_entries(const char *dir)
 {

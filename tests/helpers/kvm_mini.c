@@ -14,6 +14,25 @@ const uint8_t rf_kvm_writer_guest[38] = {
     0x01, 0x4a, 0x75, 0xf2, 0x66, 0x43, 0x88, 0xd8, 0xe6, 0x10, 0xeb, 0xdd,
 };
 
+unsigned int rf_kvm_writer_bad_pages(const uint8_t *ram, const uint8_t *tpl, size_t tpl_stride,
+				     unsigned int round)
+{
+	const size_t pg = 4096, off = RF_KVM_WRITER_WORD_OFF;
+	uint32_t want = round & 3;
+	unsigned int bad = 0;
+
+	for (unsigned int i = 0; i < RF_KVM_WRITER_NPAGES; i++) {
+		const uint8_t *p = ram + RF_KVM_WRITER_FIRST_PAGE + i * pg,
+			      *t = tpl + i * tpl_stride;
+		uint32_t v;
+
+		memcpy(&v, p + off, 4);
+		bad += v != want || memcmp(p, t, off) != 0 ||
+		       memcmp(p + off + 4, t + off + 4, pg - off - 4) != 0;
+	}
+	return bad;
+}
+
 void rf_kvm_mini_setup(struct rf_kvm_mini *k, void *ram, uint64_t size)
 {
 	struct kvm_userspace_memory_region mr = {

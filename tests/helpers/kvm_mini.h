@@ -46,4 +46,14 @@ void rf_kvm_mini_teardown(struct rf_kvm_mini *k);
 #define RF_KVM_WRITER_WORD_OFF	 64
 extern const uint8_t rf_kvm_writer_guest[38];
 
+/*
+ * With the writer stopped at its port write after round @round: count the
+ * pages that do not hold the round's value in their word and their template
+ * everywhere else (template of page i at @tpl + i * @tpl_stride; stride 0
+ * for one template shared by all). Pages lost, stale or merged wrongly all
+ * show up here.
+ */
+unsigned int rf_kvm_writer_bad_pages(const uint8_t *ram, const uint8_t *tpl, size_t tpl_stride,
+				     unsigned int round);
+
 #endif

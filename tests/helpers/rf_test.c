@@ -6,6 +6,7 @@
 
 #include "internal.h"
 #include "rf_test.h"
+#include "vmm_proc.h"
 
 static void capture(void *arg, enum rf_log_level level, const char *msg)
 {
@@ -33,6 +34,28 @@ rf_engine *rf_test_engine(struct rf_test_log *log)
 		cfg.log_level = RF_LOG_DEBUG;
 	}
 	assert_int_equal(rf_engine_new(&cfg, &e), 0);
+	return e;
+}
+
+rf_engine *rf_test_swap_engine(struct rf_test_log *log, bool need_kvm, uint64_t file_limit,
+			       uint64_t tier_limit)
+{
+	rf_engine *e = rf_test_engine(log);
+	struct rf_swap_config c;
+	struct rf_features f;
+
+	rf_engine_features(e, &f);
+	if ((need_kvm && !f.kvm) || !f.uffd || !f.uffd_wp) {
+		rf_engine_free(e);
+		rf_require(false, need_kvm && !f.kvm ? "/dev/kvm not available"
+						     : "userfaultfd with write-protect needed");
+	}
+	rf_swap_config_init(&c);
+	c.dir = "/var/tmp";
+	if (file_limit)
+		c.file_limit_bytes = file_limit;
+	c.tier_limit_bytes = tier_limit;
+	assert_int_equal(rf_engine_set_swap(e, &c), 0);
 	return e;
 }
 
@@ -105,6 +128,16 @@ void rf_test_sleep_ms(unsigned int ms)
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
+}
+
+void rf_test_vm_query(struct vmm_proc *p, const char *cmd, const char *vm, char *reply, size_t len)
+{
+	char req[160];
+
+	snprintf(req, sizeof(req), "{\"execute\":\"%s\",\"arguments\":{\"vm\":\"%s\"}}", cmd, vm);
+	assert_int_equal(vmm_proc_ctl(p, req, reply, len, 5000), 0);
+	if (!strstr(reply, "\"return\""))
+		fail_msg("%s: %s", cmd, reply);
 }
 
 int64_t rf_test_json_num(const char *reply, const char *key)

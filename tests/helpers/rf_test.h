@@ -23,6 +23,15 @@ struct rf_test_log {
 /* An engine with default config whose messages land in @log (may be NULL). */
 rf_engine *rf_test_engine(struct rf_test_log *log);
 
+/*
+ * An engine for the swap tests (rf_test_engine, then its swap store in
+ * /var/tmp with a file limit, 0: the default, and a compressed tier of
+ * @tier_limit bytes). Skips the test, with the reason, unless the kernel has
+ * userfaultfd with write-protect, and /dev/kvm when @need_kvm.
+ */
+rf_engine *rf_test_swap_engine(struct rf_test_log *log, bool need_kvm, uint64_t file_limit,
+			       uint64_t tier_limit);
+
 /* A VM named @name with @ram_bytes promised and all of it mapped at gpa 0. */
 rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva);
 
@@ -32,6 +41,12 @@ void rf_test_set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s);
 /* Monotonic milliseconds, and a sleep in them. */
 uint64_t rf_test_now_ms(void);
 void rf_test_sleep_ms(unsigned int ms);
+
+/* Ask the demo VMM @p for {"execute":@cmd,"arguments":{"vm":@vm}} (a
+ * query-balloon, query-swap, ...); fails the test unless it answers with a
+ * "return". */
+struct vmm_proc;
+void rf_test_vm_query(struct vmm_proc *p, const char *cmd, const char *vm, char *reply, size_t len);
 
 /* The integer after "KEY": in a JSON reply; fails the test if there is none. */
 int64_t rf_test_json_num(const char *reply, const char *key);

@@ -405,6 +405,8 @@ static void test_bad_arguments_refused(void **state)
 	    {{"--duration", "-3", "--vm", "mem=32M"}, "--duration -3: expected seconds > 0"},
 	    {{"--no-table", NULL}, "no VM given"},
 	    {{"--vm", NULL}, "--vm needs a value"},
+	    {{"--hide-features", "uffd-move,soft-dirty", "--vm", "mem=32M", NULL},
+	     "--hide-features uffd-move,soft-dirty: expected a list of uffd-move, pagemap-scan"},
 	};
 
 	(void)state;

@@ -20,25 +20,6 @@
 #define MiB (1ull << 20)
 #define PG  RF_PAGE_SIZE
 
-static rf_engine *swap_engine(struct rf_test_log *log, uint64_t file_limit, uint64_t tier_limit)
-{
-	rf_engine *e = rf_test_engine(log);
-	struct rf_features f;
-	struct rf_swap_config c;
-
-	rf_engine_features(e, &f);
-	if (!f.uffd || !f.uffd_wp) {
-		rf_engine_free(e);
-		rf_require(false, "userfaultfd with write-protect needed");
-	}
-	rf_swap_config_init(&c);
-	c.dir = "/var/tmp";
-	c.file_limit_bytes = file_limit;
-	c.tier_limit_bytes = tier_limit;
-	assert_int_equal(rf_engine_set_swap(e, &c), 0);
-	return e;
-}
-
 /* Page kinds, by index: zero, compressible, random. */
 static void fill(uint8_t *p, uint64_t i, uint32_t gen)
 {
@@ -80,7 +61,7 @@ static struct rf_pager *pager_of(rf_vm *vm)
 
 static void test_swap_out_and_in(void **state)
 {
-	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
 	uint64_t n = 8 * MiB / PG, done = 0;
@@ -128,7 +109,7 @@ static void test_swap_out_and_in(void **state)
  * madvise (UFFD_EVENT_REMOVE). Never-touched pages get the zero page. */
 static void test_discarded_pages_read_zero(void **state)
 {
-	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	struct rf_swap_stats st;
@@ -194,7 +175,7 @@ static void *reader_main(void *arg)
 static void test_bad_page_stops_vm(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = swap_engine(&log, 64 * MiB, 0);
+	rf_engine *e = rf_test_swap_engine(&log, false, 64 * MiB, 0);
 	uint8_t *ram, *ram2;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	rf_vm *vm2 = rf_test_vm(e, "vm1", 4 * MiB, (void **)&ram2);
@@ -238,7 +219,7 @@ static void test_bad_page_stops_vm(void **state)
 static void test_enospc_and_cap_lose_nothing(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = swap_engine(&log, 16 * PG, 0); /* 16 file slots, no tier */
+	rf_engine *e = rf_test_swap_engine(&log, false, 16 * PG, 0); /* 16 file slots, no tier */
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	struct rf_swap_stats st;
@@ -278,7 +259,7 @@ static void test_enospc_and_cap_lose_nothing(void **state)
  * gave back (merged, ballooned, free-reported), are never swapped. */
 static void test_never_swapped(void **state)
 {
-	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	struct rf_pager *p = pager_of(vm);
@@ -308,7 +289,7 @@ static void test_never_swapped(void **state)
  * empty again. */
 static void test_unmap_frees_slots(void **state)
 {
-	rf_engine *e = swap_engine(NULL, 64 * MiB, 16 * MiB);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
 	struct rf_swap_stats st;
 	struct rf_vm_config vc;
 	struct rf_pager *p;
@@ -345,7 +326,7 @@ static void test_unmap_frees_slots(void **state)
  * from the read-ahead cache. */
 static void test_sequential_prefetch(void **state)
 {
-	rf_engine *e = swap_engine(NULL, 64 * MiB, 0);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	struct rf_swap_stats st;
@@ -373,7 +354,7 @@ static void test_sequential_prefetch(void **state)
  * being touched. */
 static void test_target_keeps_hot_pages(void **state)
 {
-	rf_engine *e = swap_engine(NULL, 256 * MiB, 0);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 256 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 32 * MiB, (void **)&ram);
 	/* 4 MiB hot at the bottom, where the clock hand starts: it is marked,
@@ -426,7 +407,7 @@ static void test_swap_after_dedup_remaps(void **state)
 {
 	struct rf_dedup_config dc;
 	struct rf_dedup_vm_stats ds;
-	rf_engine *e = swap_engine(NULL, 64 * MiB, 0);
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	uint64_t done = 0, bad = 0;

@@ -90,9 +90,8 @@ static void *forcer(void *arg)
 static void test_race_no_lost_writes(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = rf_test_engine(&log);
-	struct rf_features f;
-	struct rf_swap_config c;
+	/* A small tier: both tiers see traffic. */
+	rf_engine *e = rf_test_swap_engine(&log, false, 0, 2 * MiB);
 	struct rf_swap_stats st;
 	struct rf_pager *p;
 	pthread_t th[NTHREADS], fo;
@@ -100,15 +99,6 @@ static void test_race_no_lost_writes(void **state)
 	rf_vm *vm;
 
 	(void)state;
-	rf_engine_features(e, &f);
-	if (!f.uffd || !f.uffd_wp) {
-		rf_engine_free(e);
-		rf_require(false, "userfaultfd with write-protect needed");
-	}
-	rf_swap_config_init(&c);
-	c.dir = "/var/tmp";
-	c.tier_limit_bytes = 2 * MiB; /* small: both tiers see traffic */
-	assert_int_equal(rf_engine_set_swap(e, &c), 0);
 	vm = rf_test_vm(e, "vm0", NPAGES * PG, (void **)&ram);
 	assert_int_equal(rf_vm_set_swap_target(vm, 10 * MiB), 0);
 	assert_int_equal(rf_swap_pager_get(vm, &p), 0);
