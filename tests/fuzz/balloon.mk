@@ -11,10 +11,13 @@ FUZZ_TIME  ?= 180
 FUZZ_SAN   := -Wno-unknown-warning-option -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer -DRF_ARENA_LIBC
 FUZZ_LIBOBJS := $(LIB_SRCS:%.c=$(B)/fuzz/obj/%.o)
+# Header dependencies too: an object left stale by a changed struct (an
+# engine config field, say) links and then misreads its neighbours' layout.
+-include $(FUZZ_LIBOBJS:.o=.d)
 
 $(B)/fuzz/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(LIB_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+	$(FUZZ_CC) $(LIB_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
 
 $(B)/fuzz/fuzz_balloon: tests/fuzz/fuzz_balloon.c $(FUZZ_LIBOBJS)
 	@mkdir -p $(@D)
@@ -35,8 +38,8 @@ fuzz-balloon: deps $(B)/fuzz/fuzz_balloon
 
 fuzz-smoke-balloon: deps $(B)/fuzz/fuzz_balloon
 	@rm -rf $(B)/fuzz/balloon-smoke; mkdir -p $(B)/fuzz/balloon-smoke
-	@ASAN_OPTIONS=detect_leaks=1 $(B)/fuzz/fuzz_balloon -runs=20000 -seed=1 -max_total_time=30 \
-		-artifact_prefix=$(B)/fuzz/balloon-smoke/crash- \
+	@ASAN_OPTIONS=detect_leaks=1 timeout -k 5 120 $(B)/fuzz/fuzz_balloon -runs=20000 -seed=1 \
+		-max_total_time=30 -artifact_prefix=$(B)/fuzz/balloon-smoke/crash- \
 		$(B)/fuzz/balloon-smoke tests/fuzz/corpus/balloon > $(B)/fuzz/balloon-smoke.log 2>&1; \
 	if [ $$? -eq 0 ]; then p=1 f=0; else p=0 f=1; fi; \
 	echo "fuzz-balloon: $$(ls tests/fuzz/corpus/balloon | wc -l) seeds, 20000 runs; log $(B)/fuzz/balloon-smoke.log"; \
