@@ -2,10 +2,11 @@
 /*
  * Swap benchmark, in process (no guest): the cost a guest sees.
  *
- *   first touch   per-page cost of touching never-used memory, with the
- *                 range not registered (what lazy registration keeps for
- *                 ranges without swapped pages) and registered (every first
- *                 touch goes through the pager's zero fill);
+ *   first touch   per-page cost of writing never-used memory: not
+ *                 registered (a VM without a target: the kernel's own
+ *                 fault); under a target (all RAM registered, every first
+ *                 write comes to the pager) in address order, where the
+ *                 pager fills ahead, and in random order, one page a fault;
  *   swap-out      throughput of rf_swap_pager_swap_out over 128 MiB, to the
  *                 compressed tier and to the file;
  *   swap-in       latency of a fault on a swapped page, measured by the
@@ -144,39 +145,57 @@ static void fill(uint8_t *ram, uint64_t n, bool compressible)
 	}
 }
 
-static void first_touch(uint64_t bytes)
+static void shuffle(uint64_t *order, uint64_t n)
 {
-	uint64_t n = bytes / PG, t0, *lat = malloc(n * sizeof(*lat));
-	rf_engine *e = engine(64 * MiB, false);
-	struct rf_pager *p;
-	uint8_t *ram;
-	rf_vm *vm = vm_new(e, 2 * bytes, &ram);
-	uint64_t done;
+	for (uint64_t i = 0; i < n; i++)
+		order[i] = i;
+	srand(42);
+	for (uint64_t i = n - 1; i > 0; i--) {
+		uint64_t j = (uint64_t)rand() % (i + 1), t = order[i];
 
-	/* Not registered: the first half of the VM, never swapped. */
+		order[i] = order[j];
+		order[j] = t;
+	}
+}
+
+/* Write one byte of each page of [@ram, +@n pages) in @order (NULL: in
+ * address order), timing each. */
+static void touch_timed(const char *what, uint8_t *ram, uint64_t n, const uint64_t *order,
+			uint64_t *lat)
+{
+	uint64_t t0, start = now_ns();
+
 	for (uint64_t i = 0; i < n; i++) {
+		uint64_t pg = order ? order[i] : i;
+
 		t0 = now_ns();
-		ram[i * PG] = 1;
+		ram[pg * PG] = 1;
 		lat[i] = now_ns() - t0;
 	}
-	add_lat("first touch, not registered", lat, n);
-	/* Registered: swap one page per 2 MiB chunk of the second half out,
-	 * which registers the chunk; every other page there is untouched. */
-	if (rf_swap_pager_get(vm, &p))
-		die("pager", -EIO);
-	for (uint64_t c = 0; c < n; c += 512) {
-		ram[(n + c) * PG] = 1;
-		rf_swap_pager_swap_out(p, (n + c) * PG, 1, &done);
-	}
-	for (uint64_t i = 0, k = 0; i < n; i++) {
-		if (i % 512 == 0)
-			continue;
-		t0 = now_ns();
-		ram[(n + i) * PG] = 1;
-		lat[k++] = now_ns() - t0;
-	}
-	add_lat("first touch, registered (zero fill)", lat, n - n / 512);
+	start = now_ns() - start;
+	add_lat(what, lat, n);
+	rows[nrows - 1].gibps = (double)(n * PG) / (1ull << 30) / ((double)start / 1e9);
+}
+
+static void first_touch(uint64_t bytes)
+{
+	uint64_t n = bytes / PG, *lat = malloc(n * sizeof(*lat)),
+		 *order = malloc(n * sizeof(*order));
+	rf_engine *e = engine(64 * MiB, false);
+	uint8_t *ram;
+	rf_vm *vm = vm_new(e, 3 * bytes, &ram);
+
+	touch_timed("first write, no target (kernel fault)", ram, n, NULL, lat);
+	/* A target above what will be written: all RAM registered, nothing
+	 * waits for room. */
+	if (rf_vm_set_swap_target(vm, 4 * bytes))
+		die("target", -EIO);
+	touch_timed("first write, under a target, in order (fill-ahead)", ram + bytes, n, NULL,
+		    lat);
+	shuffle(order, n);
+	touch_timed("first write, under a target, random order", ram + 2 * bytes, n, order, lat);
 	free(lat);
+	free(order);
 	rf_engine_free(e);
 }
 
@@ -201,17 +220,11 @@ static void swap_in(const char *out_what, const char *in_what, uint64_t bytes, u
 		die("swap-out", err);
 	if (out_what)
 		add_tput(out_what, done * PG, now_ns() - t0);
-	for (uint64_t i = 0; i < n; i++)
-		order[i] = i;
-	if (!sequential) {
-		srand(42);
-		for (uint64_t i = n - 1; i > 0; i--) {
-			uint64_t j = (uint64_t)rand() % (i + 1), t = order[i];
-
-			order[i] = order[j];
-			order[j] = t;
-		}
-	}
+	if (sequential)
+		for (uint64_t i = 0; i < n; i++)
+			order[i] = i;
+	else
+		shuffle(order, n);
 	for (uint64_t i = 0; i < n; i++) {
 		t0 = now_ns();
 		sink += ram[order[i] * PG + 64];
@@ -251,17 +264,23 @@ int main(int argc, char **argv)
 		"swap-in from file, copy mode (random)", bytes, 0, false, false, false);
 	hide = 0;
 
-	printf("\n%-44s %8s %10s %10s %10s %8s\n", "case", "pages", "p50 us", "p99 us", "max us",
+	printf("\n%-52s %8s %10s %10s %10s %8s\n", "case", "pages", "p50 us", "p99 us", "max us",
 	       "GiB/s");
 	for (unsigned int i = 0; i < nrows; i++) {
 		struct row *r = &rows[i];
+		char lat[3][16], tput[16] = "-";
 
+		const double v[3] = {r->p50_us, r->p99_us, r->max_us};
+
+		for (int k = 0; k < 3; k++)
+			snprintf(lat[k], sizeof(lat[k]), "%.1f", v[k]);
+		for (int k = 0; k < 3; k++)
+			if (v[k] < 0)
+				strcpy(lat[k], "-");
 		if (r->gibps >= 0)
-			printf("%-44s %8llu %10s %10s %10s %8.2f\n", r->what,
-			       (unsigned long long)r->n, "-", "-", "-", r->gibps);
-		else
-			printf("%-44s %8llu %10.1f %10.1f %10.1f %8s\n", r->what,
-			       (unsigned long long)r->n, r->p50_us, r->p99_us, r->max_us, "-");
+			snprintf(tput, sizeof(tput), "%.2f", r->gibps);
+		printf("%-52s %8llu %10s %10s %10s %8s\n", r->what, (unsigned long long)r->n,
+		       lat[0], lat[1], lat[2], tput);
 	}
 	snprintf(path, sizeof(path), "%s/bench/swap_fault.csv", dir);
 	csv = fopen(path, "w");

@@ -5,9 +5,12 @@
  *
  * Swap-out (the VM's swapper thread):
  *   1. lock a batch of victim pages (page lock bits, address order);
- *   2. make sure their 2 MiB chunk is registered for missing faults (lazy
- *      registration: ranges without swapped pages never send faults to the
- *      pager, so first touches there cost what the kernel charges);
+ *   2. make sure their 2 MiB chunk is registered for missing faults. A VM
+ *      whose pager has no target yet is registered lazily (ranges without
+ *      swapped pages never send faults to the pager, so first touches there
+ *      cost what the kernel charges). Once it has a target, all of its RAM
+ *      is registered, so that a first write, which allocates a page as
+ *      surely as a swap-in does, waits for room the same way (below);
  *   3. UFFDIO_MOVE them out of guest RAM into a staging buffer. The move is
  *      atomic against guest writes: a write lands before it (and is in what
  *      we store) or after it (and faults, waiting on the page lock). A plain
@@ -45,7 +48,9 @@
  * is served from the cache (a prefetch hit). Pages are not mapped ahead:
  * that would make them resident again without any sign they are wanted.
  * A missing fault on any other page (never touched, zero, ballooned,
- * free-reported) gets the zero page at once.
+ * free-reported) is a read, answered with the kernel's zero page, or a write,
+ * answered with a zeroed private page (one fault, not a zero page and then a
+ * copy-on-write fault).
  *
  * Events: UFFD_EVENT_REMOVE (someone discarded guest RAM with madvise)
  * turns swapped pages in the range into ZERO and frees their slots, so a
@@ -82,9 +87,11 @@
  * Holding the target: the swapper measures the VM (PAGEMAP_SCAN) every
  * 20 ms near its target, less often far below it, and when 256 pages have
  * come back since; it swaps out down to 1/64 below the target. Between
- * measures, swap-ins wait (the handler returns -EAGAIN, uffd.c retries it a
- * millisecond later) while the estimate is more than 1/32 above the target,
- * unless the swapper's last round found nothing it could evict.
+ * measures, swap-ins and first writes wait (the handler returns -EAGAIN,
+ * uffd.c retries it a millisecond later) while the estimate is more than
+ * 1/32 above the target, unless the swapper's last round found nothing it
+ * could evict. Without first writes in that rule a guest filling fresh
+ * memory ran 10% over its limit before the swapper caught up, measured.
  *
  * Lock order: regions_lock (read) > out_lock (one swap-out at a time: they
  * share the staging buffer) > page lock bits (address order, try-locked) >
@@ -109,11 +116,13 @@
 #define CACHE_MAX   64 /* swap cache entries (prefetched pages) */
 #define READ_TRIES  3  /* reads of a page before the VM is stopped */
 #define TICK_NS	    (20 * 1000000ull)
+#define FILL_MAX    256 /* pages a first write may fill ahead: 1 MiB */
 
 struct chunk_map {
 	struct rf_region *r;
 	uint64_t *bits; /* one bit per 2 MiB chunk: registered for missing faults */
 	size_t words;
+	bool all; /* every chunk tried (the VM has a target) */
 };
 
 struct cache_ent {
@@ -134,6 +143,7 @@ struct rf_pager {
 	int stage_fd;	 /* private userfaultfd of the staging buffer (move mode) */
 	uint8_t *stage;	 /* RF_SWAP_MAX_BATCH pages, swapper only */
 	uint8_t *bounce; /* one page, pager thread only */
+	uint8_t *zeros;	 /* FILL_MAX pages never written: the source of fills */
 
 	pthread_t thread;
 	pthread_mutex_t lock;	  /* target, cap, stop, chunk maps, hand */
@@ -150,17 +160,20 @@ struct rf_pager {
 	unsigned int cache_next;
 	struct rf_region *last_r; /* the last page served (pager thread only) */
 	uint64_t last_idx;
+	struct rf_region *fill_r; /* the last first-write run filled (pager thread) */
+	uint64_t fill_end, fill_win;
 
 	_Atomic uint64_t file_pages, tier_pages, tier_mem;
 	_Atomic uint64_t swap_outs, zero_outs, swap_ins, zero_fills, prefetched, prefetch_hits;
 	_Atomic uint64_t enospc;
 	/* Backpressure: the swapper's last measure of the VM's resident bytes,
-	 * plus what swap-ins added since; above the throttle line, swap-ins
-	 * wait (retried by uffd.c every millisecond) for the swapper to make
+	 * plus what faults added since; above the throttle line, swap-ins and
+	 * first writes wait (retried by uffd.c every millisecond) for the swapper to make
 	 * room, unless its last round could not evict anything. */
 	_Atomic uint64_t resident_est, throttle_line;
 	_Atomic bool swapper_stuck;
 	_Atomic uint64_t throttled;
+	_Atomic uint64_t grown; /* pages added by faults: swap-ins, first writes */
 	_Atomic bool stopped;
 	/* Copy mode: the range the swapper is discarding itself, and how many
 	 * of its bytes on_remove has still to see (0: none announced). */
@@ -456,12 +469,78 @@ static void stop_vm(struct rf_pager *p, uint64_t gpa, uint32_t h, int err)
 		       err == -EBADMSG ? "checksum mismatch" : strerror(-err), READ_TRIES);
 }
 
+/* The VM has one page more in memory. Every 256 of them, wake the swapper
+ * rather than let the VM run over its target until the next tick.
+ * Signalling never blocks. */
+static void grew(struct rf_pager *p)
+{
+	atomic_fetch_add(&p->resident_est, RF_PAGE_SIZE);
+	if ((atomic_fetch_add(&p->grown, 1) & 255) == 255)
+		pthread_cond_signal(&p->cond);
+}
+
+/*
+ * First writes in a row (this one lands where the last run filled ended):
+ * fill the next pages too, with zeroed private pages, in a window that
+ * doubles with each such fault up to FILL_MAX pages, as read-ahead does. A
+ * guest that writes fresh memory in order (booting, zeroing, memcheck's
+ * first pass) then costs one round trip per window instead of one per page;
+ * a random writer gets one page a fault. Only PRIVATE pages we can lock
+ * are filled: never one that is swapped, zero, merged, ballooned or
+ * reported, and the fill stops at the first page already present
+ * (UFFDIO_COPY says EEXIST). The window never takes the VM over its line.
+ * Pager thread only, regions_lock held, page @idx locked and just filled.
+ */
+static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
+{
+	uint64_t vals[FILL_MAX], est = atomic_load(&p->resident_est);
+	uint64_t line = atomic_load(&p->throttle_line), room, n = 0, done;
+	struct uffdio_copy c;
+
+	if (r == p->fill_r && idx == p->fill_end)
+		p->fill_win = p->fill_win * 2 < FILL_MAX ? p->fill_win * 2 : FILL_MAX;
+	else
+		p->fill_win = 1;
+	p->fill_r = r;
+	p->fill_end = idx + 1;
+	room = line > est ? (line - est) >> RF_PAGE_SHIFT : 0;
+	while (n + 1 < p->fill_win && n < room && idx + 1 + n < r->npages) {
+		rf_pte_t *pte = &r->pte[idx + 1 + n];
+		uint64_t v;
+
+		if (!rf_pte_trylock(pte, &v))
+			break;
+		if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_F_WP)) {
+			rf_pte_unlock(p->vm, pte, v, v);
+			break;
+		}
+		vals[n++] = v;
+	}
+	if (!n)
+		return;
+	c = (struct uffdio_copy){.dst = (uintptr_t)rf_region_page(r, idx + 1),
+				 .src = (uintptr_t)p->zeros,
+				 .len = n << RF_PAGE_SHIFT};
+	/* Partial (a page present, or an event pending) is fine: c.copy says
+	 * how much was filled; the rest is left to its own fault. */
+	(void)uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
+	done = c.copy > 0 ? (uint64_t)c.copy >> RF_PAGE_SHIFT : 0;
+	for (uint64_t k = 0; k < n; k++)
+		rf_pte_unlock(p->vm, &r->pte[idx + 1 + k], vals[k],
+			      k < done ? vals[k] & ~RF_PTE_F_COLD : vals[k]);
+	p->fill_end += done;
+	atomic_fetch_add(&p->zero_fills, done);
+	for (uint64_t k = 0; k < done; k++)
+		grew(p);
+}
+
 static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 {
 	struct rf_pager *p = arg;
 	rf_vm *vm = p->vm;
 	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(RF_PAGE_SIZE - 1);
 	uint64_t t0 = now_ns(), gpa, v, nv, idx;
+	bool write = m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	struct rf_region *r;
 	rf_pte_t *pte;
 	bool hit;
@@ -492,7 +571,11 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return -EAGAIN; /* being swapped out or discarded right now */
 	}
 	nv = v & ~RF_PTE_F_COLD; /* touched: a whole revolution before it may go */
-	if (is_swapped(v) && atomic_load(&p->resident_est) > atomic_load(&p->throttle_line) &&
+	/* A swap-in or a first write makes the VM a page bigger: it waits
+	 * while the VM is over its line. A read of a never-written page does
+	 * not (the zero page is shared, and not the VM's). */
+	if ((is_swapped(v) || write) &&
+	    atomic_load(&p->resident_est) > atomic_load(&p->throttle_line) &&
 	    !atomic_load(&p->swapper_stuck)) {
 		rf_pte_unlock(vm, pte, v, v);
 		rf_vm_regions_unlock(vm);
@@ -501,14 +584,19 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return -EAGAIN;
 	}
 	if (!is_swapped(v)) {
-		err = map_zero(p, page);
+		err = write ? map_copy(p, page, p->zeros, false) : map_zero(p, page);
 		if (err == -EAGAIN) {
 			rf_pte_unlock(vm, pte, v, v);
 			rf_vm_regions_unlock(vm);
 			return -EAGAIN;
 		}
-		if (!err)
+		if (!err) {
 			atomic_fetch_add(&p->zero_fills, 1);
+			if (write)
+				grew(p);
+			if (write && rf_pte_state(v) == RF_PAGE_PRIVATE)
+				fill_around(p, r, idx);
+		}
 		rf_pte_unlock(vm, pte, v, nv);
 		rf_vm_regions_unlock(vm);
 		/* Wake in every case: filled, filled by a racing fill (EEXIST),
@@ -545,11 +633,8 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 				   (unsigned long long)gpa);
 	drop_page(p, r, idx, rf_pte_payload(v));
 	nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0);
-	/* Every 256 pages brought in, wake the swapper rather than let the VM
-	 * run over its target until the next tick. Signalling never blocks. */
-	atomic_fetch_add(&p->resident_est, RF_PAGE_SIZE);
-	if ((atomic_fetch_add(&p->swap_ins, 1) & 255) == 255)
-		pthread_cond_signal(&p->cond);
+	atomic_fetch_add(&p->swap_ins, 1);
+	grew(p);
 	if (hit)
 		atomic_fetch_add(&p->prefetch_hits, 1);
 	rf_pte_unlock(vm, pte, v, nv);
@@ -622,44 +707,110 @@ static uint64_t reg_mode(const struct rf_pager *p)
 	return UFFDIO_REGISTER_MODE_MISSING | (p->copy_mode ? UFFDIO_REGISTER_MODE_WP : 0);
 }
 
-/* Register the 2 MiB chunk around page @idx of @r for missing faults.
- * Called with p->lock held. */
-static int ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t idx)
+/* The chunk map of @r, made on first use. Called with p->lock held. */
+static struct chunk_map *chunk_map_of(struct rf_pager *p, struct rf_region *r)
 {
-	struct chunk_map *cm = NULL;
-	uint64_t off = idx << RF_PAGE_SHIFT, c = off >> CHUNK_SHIFT, lo, hi;
-	int err;
-
-	for (unsigned int i = 0; i < RF_MAX_REGIONS && !cm; i++)
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
 		if (p->chunks[i].r == r)
-			cm = &p->chunks[i];
-	for (unsigned int i = 0; i < RF_MAX_REGIONS && !cm; i++) {
+			return &p->chunks[i];
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++) {
 		if (p->chunks[i].r)
 			continue;
 		p->chunks[i].words = ((r->size >> CHUNK_SHIFT) + 1 + 63) / 64;
 		p->chunks[i].bits = rf_zalloc(p->e, p->chunks[i].words * sizeof(uint64_t));
 		if (!p->chunks[i].bits)
-			return -ENOMEM;
+			return NULL;
 		p->chunks[i].r = r;
-		cm = &p->chunks[i];
+		return &p->chunks[i];
 	}
-	if (!cm)
-		return -ENOSPC;
-	if (cm->bits[c / 64] & (1ull << (c % 64)))
+	return NULL;
+}
+
+static bool chunk_done(const struct chunk_map *cm, uint64_t c)
+{
+	return cm->bits[c / 64] & (1ull << (c % 64));
+}
+
+/* Register chunk @c of @cm's region. Called with p->lock held. */
+static int register_chunk(struct rf_pager *p, struct chunk_map *cm, uint64_t c)
+{
+	struct rf_region *r = cm->r;
+	uint64_t lo = c << CHUNK_SHIFT, hi = lo + (1ull << CHUNK_SHIFT);
+	int err;
+
+	if (chunk_done(cm, c))
 		return 0;
-	lo = c << CHUNK_SHIFT;
-	hi = lo + (1ull << CHUNK_SHIFT);
 	if (hi > r->size)
 		hi = r->size;
 	err = rf_uffd_register(p->u, r->hva + lo, hi - lo, reg_mode(p));
-	if (err) {
+	if (!err)
+		cm->bits[c / 64] |= 1ull << (c % 64);
+	return err;
+}
+
+/* Register the 2 MiB chunk around page @idx of @r for missing faults.
+ * Called with p->lock held. */
+static int ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t idx)
+{
+	struct chunk_map *cm = chunk_map_of(p, r);
+	uint64_t c = (idx << RF_PAGE_SHIFT) >> CHUNK_SHIFT;
+	int err;
+
+	if (!cm)
+		return -ENOMEM;
+	err = register_chunk(p, cm, c);
+	if (err)
 		rf_log_ratelimited(p->e, &p->rl, RF_LOG_WARN,
 				   "%s: swap: registering gpa 0x%llx+2M for missing faults: %s",
-				   p->vm->name, (unsigned long long)(r->gpa + lo), strerror(-err));
-		return err;
+				   p->vm->name, (unsigned long long)(r->gpa + (c << CHUNK_SHIFT)),
+				   strerror(-err));
+	return err;
+}
+
+/*
+ * The VM has a target: register all of its RAM for missing faults, so that
+ * first writes come to the pager and wait for room like swap-ins. One ioctl
+ * per region where the kernel takes it whole (and keeps one VMA); else chunk
+ * by chunk, and a chunk it refuses (another module mapped something there
+ * that cannot be registered) stays lazy. Each region is tried once.
+ * Called with regions_lock held for reading; takes p->lock.
+ */
+static void register_all(struct rf_pager *p)
+{
+	rf_vm *vm = p->vm;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		struct rf_region *r = vm->regions[i];
+		struct chunk_map *cm = chunk_map_of(p, r);
+		uint64_t nchunks = (r->size + (1ull << CHUNK_SHIFT) - 1) >> CHUNK_SHIFT,
+			 refused = 0;
+		int err = 0;
+
+		if (!cm || cm->all)
+			continue;
+		cm->all = true;
+		if (rf_uffd_register(p->u, r->hva, r->size, reg_mode(p)) == 0) {
+			for (uint64_t c = 0; c < nchunks; c++)
+				cm->bits[c / 64] |= 1ull << (c % 64);
+			continue;
+		}
+		for (uint64_t c = 0; c < nchunks; c++) {
+			int ce = register_chunk(p, cm, c);
+
+			if (ce) {
+				refused++;
+				err = ce;
+			}
+		}
+		if (refused)
+			rf_log(p->e, RF_LOG_WARN,
+			       "%s: swap: %llu of %llu chunks at gpa 0x%llx cannot be registered "
+			       "(%s): first writes there are not held to the target",
+			       vm->name, (unsigned long long)refused, (unsigned long long)nchunks,
+			       (unsigned long long)r->gpa, strerror(-err));
 	}
-	cm->bits[c / 64] |= 1ull << (c % 64);
-	return 0;
+	pthread_mutex_unlock(&p->lock);
 }
 
 static bool all_zero(const void *page)
@@ -1132,9 +1283,14 @@ uint64_t rf_swap_pager_resident(struct rf_pager *p)
 static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 {
 	rf_vm *vm = p->vm;
-	uint64_t res = rf_swap_pager_resident(p), want, done = 0, slack;
+	uint64_t res, want, done = 0, slack;
 	unsigned int laps = 0;
 
+	/* Regions added since the target was set. */
+	rf_vm_regions_rdlock(vm);
+	register_all(p);
+	rf_vm_regions_unlock(vm);
+	res = rf_swap_pager_resident(p);
 	atomic_store(&p->resident_est, res);
 	if (res <= target) {
 		atomic_store(&p->swapper_stuck, false);
@@ -1254,6 +1410,8 @@ static void pager_free(struct rf_pager *p)
 		munmap(p->stage, (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT);
 	if (p->bounce)
 		munmap(p->bounce, RF_PAGE_SIZE);
+	if (p->zeros)
+		munmap(p->zeros, (size_t)FILL_MAX << RF_PAGE_SHIFT);
 	if (p->cache_buf)
 		munmap(p->cache_buf, (size_t)CACHE_MAX << RF_PAGE_SHIFT);
 	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
@@ -1320,9 +1478,15 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	}
 	p->bounce =
 	    mmap(NULL, RF_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Read only, never written: reads see the kernel's zero page, and it
+	 * costs no memory. */
+	p->zeros = mmap(NULL, (size_t)FILL_MAX << RF_PAGE_SHIFT, PROT_READ,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p->zeros == MAP_FAILED)
+		p->zeros = NULL;
 	p->cache_buf = mmap(NULL, (size_t)CACHE_MAX << RF_PAGE_SHIFT, PROT_READ | PROT_WRITE,
 			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p->bounce == MAP_FAILED || p->cache_buf == MAP_FAILED) {
+	if (p->bounce == MAP_FAILED || p->cache_buf == MAP_FAILED || !p->zeros) {
 		p->bounce = p->bounce == MAP_FAILED ? NULL : p->bounce;
 		p->cache_buf = p->cache_buf == MAP_FAILED ? NULL : p->cache_buf;
 		err = -ENOMEM;
@@ -1379,6 +1543,12 @@ void rf_swap_pager_set_target(struct rf_pager *p, uint64_t resident_bytes)
 {
 	uint64_t margin = resident_bytes / 32 > (4u << 20) ? resident_bytes / 32 : (4u << 20);
 
+	/* Before the line is drawn: from here a first write waits for room. */
+	if (resident_bytes != RF_SWAP_NO_TARGET) {
+		rf_vm_regions_rdlock(p->vm);
+		register_all(p);
+		rf_vm_regions_unlock(p->vm);
+	}
 	pthread_mutex_lock(&p->lock);
 	p->target = resident_bytes;
 	atomic_store(&p->throttle_line, resident_bytes == RF_SWAP_NO_TARGET

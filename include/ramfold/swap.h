@@ -73,8 +73,12 @@ int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
  * compressed tier); the VM's pager swaps out its least recently touched pages
  * until it fits, and keeps it there as the guest touches swapped pages.
  * RF_SWAP_NO_TARGET stops swapping out (swapped pages come back as touched).
- * The first call registers the VM's RAM with userfaultfd (lazily: only
- * ranges that hold swapped pages) and starts its pager.
+ * The first call starts the VM's pager. A target registers all of the VM's
+ * RAM with userfaultfd (without one, only ranges that hold swapped pages):
+ * first writes then come to the pager too and wait, like swap-ins, while
+ * the VM is over its target, so a guest writing fresh memory cannot outrun
+ * the swapper. First writes in address order are filled ahead (up to
+ * 1 MiB a fault), so fresh memory costs about what the kernel charges.
  * Returns 0, -EINVAL, -ENODEV (userfaultfd or its write-protect mode
  * missing, logged). Pages leave guest RAM with UFFDIO_MOVE (Linux 6.8+),
  * else by write-protect, copy and discard (copy_mode in the stats).
@@ -93,7 +97,8 @@ struct rf_swap_stats {
 	uint64_t swap_outs;		/* pages written to the store */
 	uint64_t zero_outs;		/* pages found all-zero at swap-out: not written */
 	uint64_t swap_ins;		/* pages read back on a guest fault */
-	uint64_t zero_fills;		/* faults on discarded pages answered with zeros */
+	uint64_t zero_fills;		/* pages filled with zeros: first writes, reads of
+					 * discarded or never-written pages */
 	uint64_t prefetched;		/* neighbours brought in ahead of a fault */
 	uint64_t prefetch_hits;		/* of those, touched before swapped out again */
 	uint64_t enospc;		/* swap-outs refused: store or cap full */

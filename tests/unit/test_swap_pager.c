@@ -396,6 +396,61 @@ static void test_target_keeps_hot_pages(void **state)
 	rf_engine_free(e);
 }
 
+/* Pages of [@p, @p + @len) the kernel has in memory. */
+static uint64_t resident_pages(const void *p, size_t len)
+{
+	static unsigned char vec[256 * MiB / PG];
+	uint64_t n = 0;
+
+	assert_true(len / PG <= sizeof(vec));
+	assert_int_equal(mincore((void *)p, len, vec), 0);
+	for (size_t i = 0; i < len / PG; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+/*
+ * A VM that writes fresh memory faster than the swapper evicts, under a
+ * target set before it starts: its first writes must wait for room as its
+ * swap-ins do, so it never gets past the throttle line (target + 4 MiB
+ * here) by more than the pager's lag. Without that rule the writer below,
+ * which writes 128 MiB at memory speed, had all 128 MiB resident (8 times
+ * its target) before the swapper's first round. And nothing written is
+ * lost.
+ */
+static void test_first_writes_wait_for_room(void **state)
+{
+	rf_engine *e = rf_test_swap_engine(NULL, false, 256 * MiB, 0);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 128 * MiB, (void **)&ram);
+	uint64_t n = 128 * MiB / PG, max_res = 0, bad = 0, t0;
+	struct rf_swap_stats st;
+
+	(void)state;
+	assert_int_equal(rf_vm_set_swap_target(vm, 16 * MiB), 0);
+	t0 = rf_test_now_ms();
+	for (uint64_t i = 0; i < n; i++) {
+		fill(ram + i * PG, 2 + 3 * i, 7); /* random: none is zero */
+		if ((i & 255) == 255) {
+			uint64_t res = resident_pages(ram, 128 * MiB);
+
+			max_res = res > max_res ? res : max_res;
+		}
+	}
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	print_message("128 MiB written under a 16 MiB target in %llu ms: resident at most %llu "
+		      "KiB; swap-outs %llu, first-write fills %llu\n",
+		      (unsigned long long)(rf_test_now_ms() - t0),
+		      (unsigned long long)(max_res * PG >> 10), (unsigned long long)st.swap_outs,
+		      (unsigned long long)st.zero_fills);
+	assert_true(max_res * PG <= 16 * MiB + 4 * MiB + 2 * MiB);
+	assert_true(st.swap_outs >= (128 - 22) * MiB / PG);
+	for (uint64_t i = 0; i < n; i++)
+		bad += !check(ram + i * PG, 2 + 3 * i, 7);
+	assert_int_equal(bad, 0);
+	rf_engine_free(e);
+}
+
 /*
  * Dedup and swap on one VM: dedup maps store pages over guest RAM and, when
  * a merged page is written, remaps a private copy and registers that range
@@ -457,6 +512,7 @@ int main(void)
 	    cmocka_unit_test(test_unmap_frees_slots),
 	    cmocka_unit_test(test_sequential_prefetch),
 	    cmocka_unit_test(test_target_keeps_hot_pages),
+	    cmocka_unit_test(test_first_writes_wait_for_room),
 	    cmocka_unit_test(test_swap_after_dedup_remaps),
 	};
 
