@@ -469,13 +469,15 @@ static void stop_vm(struct rf_pager *p, uint64_t gpa, uint32_t h, int err)
 		       err == -EBADMSG ? "checksum mismatch" : strerror(-err), READ_TRIES);
 }
 
-/* The VM has one page more in memory. Every 256 of them, wake the swapper
+/* The VM has @n pages more in memory. Every 256 of them, wake the swapper
  * rather than let the VM run over its target until the next tick.
  * Signalling never blocks. */
-static void grew(struct rf_pager *p)
+static void grew(struct rf_pager *p, uint64_t n)
 {
-	atomic_fetch_add(&p->resident_est, RF_PAGE_SIZE);
-	if ((atomic_fetch_add(&p->grown, 1) & 255) == 255)
+	uint64_t old = atomic_fetch_add(&p->grown, n);
+
+	atomic_fetch_add(&p->resident_est, n << RF_PAGE_SHIFT);
+	if (old >> 8 != (old + n) >> 8)
 		pthread_cond_signal(&p->cond);
 }
 
@@ -530,8 +532,7 @@ static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
 			      k < done ? vals[k] & ~RF_PTE_F_COLD : vals[k]);
 	p->fill_end += done;
 	atomic_fetch_add(&p->zero_fills, done);
-	for (uint64_t k = 0; k < done; k++)
-		grew(p);
+	grew(p, done);
 }
 
 static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
@@ -593,7 +594,7 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		if (!err) {
 			atomic_fetch_add(&p->zero_fills, 1);
 			if (write)
-				grew(p);
+				grew(p, 1);
 			if (write && rf_pte_state(v) == RF_PAGE_PRIVATE)
 				fill_around(p, r, idx);
 		}
@@ -634,7 +635,7 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	drop_page(p, r, idx, rf_pte_payload(v));
 	nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0);
 	atomic_fetch_add(&p->swap_ins, 1);
-	grew(p);
+	grew(p, 1);
 	if (hit)
 		atomic_fetch_add(&p->prefetch_hits, 1);
 	rf_pte_unlock(vm, pte, v, nv);
