@@ -163,7 +163,7 @@ static void shuffle(uint64_t *order, uint64_t n)
 static void touch_timed(const char *what, uint8_t *ram, uint64_t n, const uint64_t *order,
 			uint64_t *lat)
 {
-	uint64_t t0, start = now_ns();
+	uint64_t t0, start = now_ns(), total;
 
 	for (uint64_t i = 0; i < n; i++) {
 		uint64_t pg = order ? order[i] : i;
@@ -172,9 +172,9 @@ static void touch_timed(const char *what, uint8_t *ram, uint64_t n, const uint64
 		ram[pg * PG] = 1;
 		lat[i] = now_ns() - t0;
 	}
-	start = now_ns() - start;
+	total = now_ns() - start;
 	add_lat(what, lat, n);
-	rows[nrows - 1].gibps = (double)(n * PG) / (1ull << 30) / ((double)start / 1e9);
+	rows[nrows - 1].gibps = (double)(n * PG) / (1ull << 30) / ((double)total / 1e9);
 }
 
 static void first_touch(uint64_t bytes)

@@ -134,6 +134,8 @@ int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h);
  * the "__" prefix says so, as in liburcu.
  */
 struct rf_region *__rf_vm_find_region(const rf_vm *vm, uint64_t gpa);
+/* The region whose host mapping holds @hva, or NULL. */
+struct rf_region *__rf_vm_find_region_hva(const rf_vm *vm, uintptr_t hva);
 
 static inline void rf_vm_regions_rdlock(rf_vm *vm)
 {

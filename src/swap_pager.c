@@ -554,10 +554,7 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return 0; /* a stopped VM's faults are never answered */
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
 		return -EAGAIN;
-	r = NULL;
-	for (unsigned int i = 0; i < vm->nr_regions; i++)
-		if (page - (uintptr_t)vm->regions[i]->hva < vm->regions[i]->size)
-			r = vm->regions[i];
+	r = __rf_vm_find_region_hva(vm, page);
 	if (!r) {
 		/* Not guest RAM (any more): let the thread retry its access. */
 		rf_vm_regions_unlock(vm);
@@ -828,6 +825,19 @@ struct victim {
 	uint64_t idx, v;
 };
 
+/* End of the run of adjacent pages that starts at vs[@i] (vs ascending),
+ * among the first @n; with @moved, only pages with moved[] >= 2 (stored
+ * or zero) belong to it. */
+static unsigned int run_end(const struct victim *vs, unsigned int i, unsigned int n,
+			    const unsigned int *moved)
+{
+	unsigned int j = i + 1;
+
+	while (j < n && vs[j].idx == vs[j - 1].idx + 1 && (!moved || moved[j] >= 2))
+		j++;
+	return j;
+}
+
 /* Put a page's content back where it was (the store refused it). We hold
  * the page lock, so no fill can race us; EAGAIN means an event is pending
  * for the pager to read, which it will. */
@@ -873,10 +883,8 @@ static void copy_victims(struct rf_pager *p, struct rf_region *r, struct victim 
 		atomic_store_explicit(&r->pte[vs[i].idx], vs[i].v | RF_PTE_F_WP | RF_PTE_LOCKED,
 				      memory_order_release);
 	for (unsigned int i = 0; i < n;) {
-		unsigned int j = i + 1;
+		unsigned int j = run_end(vs, i, n, NULL);
 
-		while (j < n && vs[j].idx == vs[j - 1].idx + 1)
-			j++;
 		if (rf_uffd_writeprotect(p->u, rf_region_page(r, vs[i].idx),
 					 (uint64_t)(j - i) << RF_PAGE_SHIFT, true, false) == 0) {
 			for (unsigned int k = i; k < j; k++) {
@@ -931,16 +939,15 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
 			   unsigned int n, unsigned int *moved)
 {
 	for (unsigned int i = 0; i < n;) {
-		unsigned int j = i + 1;
 		uint64_t ents[RF_SWAP_MAX_BATCH];
+		unsigned int j;
 		int err;
 
 		if (moved[i] < 2) {
 			i++;
 			continue;
 		}
-		while (j < n && moved[j] >= 2 && vs[j].idx == vs[j - 1].idx + 1)
-			j++;
+		j = run_end(vs, i, n, moved);
 		err = discard_own(p, rf_region_page(r, vs[i].idx),
 				  (uint64_t)(j - i) << RF_PAGE_SHIFT);
 		if (err) {
@@ -1011,11 +1018,9 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 	}
 	/* Move each run of adjacent victims in one ioctl. */
 	for (unsigned int i = 0; i < n;) {
-		unsigned int j = i + 1, npg;
+		unsigned int j = run_end(vs, i, n, NULL), npg;
 		struct uffdio_move mv;
 
-		while (j < n && vs[j].idx == vs[j - 1].idx + 1)
-			j++;
 		mv = (struct uffdio_move){
 		    .dst = (uintptr_t)p->stage + ((uint64_t)i << RF_PAGE_SHIFT),
 		    .src = (uintptr_t)rf_region_page(r, vs[i].idx),

@@ -83,20 +83,15 @@ static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg);
  */
 static int page_wp_owned(rf_vm *vm, uint64_t hva)
 {
+	struct rf_region *r;
 	int owned = 0;
 
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
 		return -EAGAIN;
-	for (unsigned int i = 0; i < vm->nr_regions; i++) {
-		struct rf_region *r = vm->regions[i];
-
-		if (hva - (uintptr_t)r->hva < r->size) {
-			owned =
-			    !!(rf_pte_peek(&r->pte[(hva - (uintptr_t)r->hva) >> RF_PAGE_SHIFT]) &
-			       RF_PTE_F_WP);
-			break;
-		}
-	}
+	r = __rf_vm_find_region_hva(vm, hva);
+	if (r)
+		owned = !!(rf_pte_peek(&r->pte[(hva - (uintptr_t)r->hva) >> RF_PAGE_SHIFT]) &
+			   RF_PTE_F_WP);
 	rf_vm_regions_unlock(vm);
 	return owned;
 }

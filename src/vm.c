@@ -177,52 +177,55 @@ RF_EXPORT rf_engine *rf_vm_engine(const rf_vm *vm)
 	return vm ? vm->e : NULL;
 }
 
-/* Index of the first region whose gpa is greater than @gpa. */
-static unsigned int region_upper_bound(const rf_vm *vm, uint64_t gpa)
+/* Where a region starts in the index @by_hva says: its host or its guest
+ * address. */
+static uint64_t region_key(const struct rf_region *r, bool by_hva)
+{
+	return by_hva ? (uint64_t)(uintptr_t)r->hva : r->gpa;
+}
+
+/* Index of the first region of @arr (vm->regions, sorted by gpa, or
+ * vm->by_hva) whose start is greater than @key. */
+static unsigned int upper_bound(const rf_vm *vm, struct rf_region *const *arr, bool by_hva,
+				uint64_t key)
 {
 	unsigned int lo = 0, hi = vm->nr_regions;
 
 	while (lo < hi) {
 		unsigned int mid = lo + (hi - lo) / 2;
 
-		if (vm->regions[mid]->gpa <= gpa)
+		if (region_key(arr[mid], by_hva) <= key)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return lo;
+}
+
+/* The region of @arr that holds @key, or NULL. */
+static struct rf_region *find_in(const rf_vm *vm, struct rf_region *const *arr, bool by_hva,
+				 uint64_t key)
+{
+	unsigned int i = upper_bound(vm, arr, by_hva, key);
+
+	if (i == 0 || key - region_key(arr[i - 1], by_hva) >= arr[i - 1]->size)
+		return NULL;
+	return arr[i - 1];
 }
 
 struct rf_region *__rf_vm_find_region(const rf_vm *vm, uint64_t gpa)
 {
-	unsigned int i = region_upper_bound(vm, gpa);
-	struct rf_region *r;
-
-	if (i == 0)
-		return NULL;
-	r = vm->regions[i - 1];
-	return gpa - r->gpa < r->size ? r : NULL;
+	return find_in(vm, vm->regions, false, gpa);
 }
 
-/* Index of the first region in by_hva whose hva is greater than @a. */
-static unsigned int hva_upper_bound(const rf_vm *vm, uintptr_t a)
+struct rf_region *__rf_vm_find_region_hva(const rf_vm *vm, uintptr_t hva)
 {
-	unsigned int lo = 0, hi = vm->nr_regions;
-
-	while (lo < hi) {
-		unsigned int mid = lo + (hi - lo) / 2;
-
-		if ((uintptr_t)vm->by_hva[mid]->hva <= a)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return find_in(vm, vm->by_hva, true, hva);
 }
 
 static void by_hva_insert(rf_vm *vm, struct rf_region *r)
 {
-	unsigned int pos = hva_upper_bound(vm, (uintptr_t)r->hva);
+	unsigned int pos = upper_bound(vm, vm->by_hva, true, (uintptr_t)r->hva);
 
 	memmove(&vm->by_hva[pos + 1], &vm->by_hva[pos],
 		(vm->nr_regions - pos) * sizeof(vm->by_hva[0]));
@@ -231,7 +234,7 @@ static void by_hva_insert(rf_vm *vm, struct rf_region *r)
 
 static void by_hva_remove(rf_vm *vm, struct rf_region *r)
 {
-	unsigned int i = hva_upper_bound(vm, (uintptr_t)r->hva) - 1;
+	unsigned int i = upper_bound(vm, vm->by_hva, true, (uintptr_t)r->hva) - 1;
 
 	memmove(&vm->by_hva[i], &vm->by_hva[i + 1],
 		(vm->nr_regions - i - 1) * sizeof(vm->by_hva[0]));
@@ -288,7 +291,7 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 		err = -ENOSPC;
 		goto out_unlock;
 	}
-	pos = region_upper_bound(vm, gpa);
+	pos = upper_bound(vm, vm->regions, false, gpa);
 	if ((pos > 0 && vm->regions[pos - 1]->gpa + vm->regions[pos - 1]->size > gpa) ||
 	    (pos < vm->nr_regions && vm->regions[pos]->gpa < gpa + size)) {
 		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: [0x%llx, 0x%llx) overlaps a mapped region",
@@ -395,20 +398,16 @@ RF_EXPORT int rf_vm_gpa_to_hva(const rf_vm *vm, uint64_t gpa, uint64_t len, void
 RF_EXPORT int rf_vm_hva_to_gpa(const rf_vm *vm, const void *hva, uint64_t *gpa)
 {
 	uintptr_t a = (uintptr_t)hva;
+	struct rf_region *r;
 	int err = -EFAULT;
-	unsigned int i;
 
 	if (!vm || !gpa)
 		return -EINVAL;
 	pthread_rwlock_rdlock((pthread_rwlock_t *)&vm->regions_lock);
-	i = hva_upper_bound(vm, a);
-	if (i > 0) {
-		struct rf_region *r = vm->by_hva[i - 1];
-
-		if (a - (uintptr_t)r->hva < r->size) {
-			*gpa = r->gpa + (a - (uintptr_t)r->hva);
-			err = 0;
-		}
+	r = __rf_vm_find_region_hva(vm, a);
+	if (r) {
+		*gpa = r->gpa + (a - (uintptr_t)r->hva);
+		err = 0;
 	}
 	pthread_rwlock_unlock((pthread_rwlock_t *)&vm->regions_lock);
 	return err;
