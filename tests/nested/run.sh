@@ -28,17 +28,35 @@ khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: 
 [ -n "$khz" ] || khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | tail -1)
 [ -n "$khz" ] || khz=$(awk -F: '/cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
 
+pidf=$N/$sc.qemu-pid
+watchdog=$N/$sc.watchdog
+rm -f "$pidf" "$watchdog"
 start=$EPOCHREALTIME
 echo "nested $sc: booting L1 (QEMU TCG, -cpu max,-xsave, 1 GiB, tsc_early_khz=$khz), log $log"
 nice -n 19 timeout -k 5 "$limit" qemu-system-x86_64 -M microvm -accel tcg -cpu max,-xsave \
 	-m "${NESTED_L1_MEM:-1G}" -smp 1 -nodefaults -no-user-config -display none -serial stdio \
-	-no-reboot -kernel "$LG/vmlinuz" -initrd "$N/l1-initramfs.gz" \
+	-no-reboot -pidfile "$pidf" -kernel "$LG/vmlinuz" -initrd "$N/l1-initramfs.gz" \
 	-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$khz rf.scenario=$sc" \
 	</dev/null 2>&1 | while IFS= read -r line; do
 	now=$EPOCHREALTIME
 	printf '%8.2f %s\n' "$(awk "BEGIN {print $now - $start}")" "${line%$'\r'}"
+	# Everything is in once the marker is: L1 reboots next, which ends
+	# QEMU (-no-reboot). Once that reset hung instead ("reboot: Restarting
+	# system", then nothing until the timeout, 12 minutes later), so QEMU
+	# gets 20 s to end by itself.
+	case $line in
+	*RF-NESTED-DONE*)
+		{ sleep 20; kill "$(cat "$pidf")"; } </dev/null >/dev/null 2>&1 &
+		echo $! >"$watchdog"
+		;;
+	esac
 done >"$log"
 qemu_rc=${PIPESTATUS[0]}
+if [ -s "$watchdog" ]; then
+	pkill -P "$(cat "$watchdog")" sleep 2>/dev/null
+	kill "$(cat "$watchdog")" 2>/dev/null
+fi
+rm -f "$pidf" "$watchdog"
 end=$EPOCHREALTIME
 whole=$(awk "BEGIN {printf \"%.1f\", $end - $start}")
 
