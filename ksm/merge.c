@@ -420,6 +420,7 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 	uint64_t old[MERGE_RUN_MAX];
 	void *addr = rf_region_page(r, idx);
 	unsigned int k;
+	int err;
 
 	n = lock_private(r, idx, n, old);
 	if (n == 0)
@@ -439,9 +440,10 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 	}
 	if (n == 0)
 		return;
-	if (madvise(addr, (size_t)n << RF_PAGE_SHIFT, MADV_DONTNEED) != 0) {
+	err = rf_vm_discard_locked(dv->vm, addr, (uint64_t)n << RF_PAGE_SHIFT);
+	if (err) {
 		rf_log(d->e, RF_LOG_ERR, "%s: dedup: madvise(DONTNEED) at gpa 0x%" PRIx64 ": %s",
-		       dv->vm->name, r->gpa + (idx << RF_PAGE_SHIFT), strerror(errno));
+		       dv->vm->name, r->gpa + (idx << RF_PAGE_SHIFT), strerror(-err));
 		abort_pages(dv, r, idx, n, old, true);
 		return;
 	}

@@ -170,6 +170,29 @@ static inline void *rf_region_page(const struct rf_region *r, uint64_t idx)
 int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
 		  uint64_t *skipped);
 
+/*
+ * uffd.c: madvise(MADV_DONTNEED) [@addr, @addr + @len) of guest RAM whose
+ * pages the caller holds locked, for a transition to a discarded state. It
+ * returns once the VM's pager has dispatched the UFFD_EVENT_REMOVE the
+ * discard sent (rf_uffd_sync), so the event is handled while the pages are
+ * still locked, and handlers leave locked pages to their holder. Every
+ * discard the library makes of guest RAM goes through here. 0 or -errno
+ * from madvise.
+ */
+int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len);
+
+/*
+ * Test points: a test that must force an interleaving sets rf_test_point;
+ * the library calls it at the named places (one load and a predictable
+ * branch when unset). Never set outside tests.
+ */
+extern void (*rf_test_point)(const char *where, void *arg);
+#define RF_TEST_POINT(where, arg)                                                                  \
+	do {                                                                                       \
+		if (__builtin_expect(rf_test_point != NULL, 0))                                    \
+			rf_test_point(where, arg);                                                 \
+	} while (0)
+
 /* pagemap.c: read @npages pagemap entries for the host range at @addr. */
 int rf_pagemap_read(rf_engine *e, const void *addr, size_t npages, uint64_t *out);
 /* True if a pagemap entry is a resident page other than the kernel zero page. */

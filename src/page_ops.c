@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -45,12 +44,14 @@ static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, u
 
 		while (j < n && run[j].idx == run[j - 1].idx + 1)
 			j++;
-		if (madvise(rf_region_page(r, run[i].idx), (size_t)(j - i) << RF_PAGE_SHIFT,
-			    MADV_DONTNEED) != 0)
+		int err = rf_vm_discard_locked(vm, rf_region_page(r, run[i].idx),
+					       (uint64_t)(j - i) << RF_PAGE_SHIFT);
+
+		if (err)
 			rf_log(vm->e, RF_LOG_ERR,
 			       "%s: discard: madvise(DONTNEED) at gpa 0x%llx: %s", vm->name,
 			       (unsigned long long)(r->gpa + (run[i].idx << RF_PAGE_SHIFT)),
-			       strerror(errno));
+			       strerror(-err));
 		i = j;
 	}
 	for (i = 0; i < n; i++) {

@@ -50,17 +50,19 @@
  * A missing fault on any other page (never touched, zero, ballooned,
  * free-reported) is a read, answered with the kernel's zero page, or a write,
  * answered with a zeroed private page (one fault, not a zero page and then a
- * copy-on-write fault).
+ * copy-on-write fault); a written ZERO or FREE_REPORTED page is PRIVATE
+ * from then on.
  *
  * Events: UFFD_EVENT_REMOVE (someone discarded guest RAM with madvise)
  * turns swapped pages in the range into ZERO and frees their slots, so a
  * discarded page reads as zeros afterwards, never as stale swap content.
- * Copy mode's own discards send the event too; the swapper announces each
- * one (own_lo, own_hi) and waits until on_remove has counted all of it
- * (own_left) before it publishes the pages SWAPPED, so the event can never
- * be taken for a later discard of the swapped pages.
- * Discards done through rf_vm_discard() reach us earlier, through the
- * page_release hook, under the page lock. While an event is pending the
+ * Pages locked when the event is handled are skipped and the event is not
+ * retried: every discard the library makes (copy mode's own included) is
+ * made under the page locks through rf_vm_discard_locked, which returns
+ * only once the event is dispatched, so the event can never be taken for a
+ * later discard of pages swapped out since. Discards done through
+ * rf_vm_discard() reach us earlier, through the page_release hook, under
+ * the page lock. While an event is pending the
  * kernel fails uffd ioctls with EAGAIN: the handler then returns -EAGAIN
  * and uffd.c retries it after reading the event. EEXIST from a copy or a
  * zero page means another fill won: success. ENOENT means the range is no
@@ -117,6 +119,7 @@
 #define READ_TRIES  3  /* reads of a page before the VM is stopped */
 #define TICK_NS	    (20 * 1000000ull)
 #define FILL_MAX    256 /* pages a first write may fill ahead: 1 MiB */
+#define WINDOW	    512 /* pagemap entries read at once */
 
 struct chunk_map {
 	struct rf_region *r;
@@ -140,6 +143,7 @@ struct rf_pager {
 	uint32_t prefetch;
 
 	bool copy_mode;	 /* no UFFDIO_MOVE: write-protect, copy, discard */
+	int mem_fd;	 /* copy mode: /proc/self/mem, to read guest RAM without faulting */
 	int stage_fd;	 /* private userfaultfd of the staging buffer (move mode) */
 	uint8_t *stage;	 /* RF_SWAP_MAX_BATCH pages, swapper only */
 	uint8_t *bounce; /* one page, pager thread only */
@@ -175,9 +179,6 @@ struct rf_pager {
 	_Atomic uint64_t throttled;
 	_Atomic uint64_t grown; /* pages added by faults: swap-ins, first writes */
 	_Atomic bool stopped;
-	/* Copy mode: the range the swapper is discarding itself, and how many
-	 * of its bytes on_remove has still to see (0: none announced). */
-	_Atomic uint64_t own_lo, own_hi, own_left;
 	_Atomic bool dead; /* its VM is gone; kept until the engine goes */
 	struct rf_pager *next_dead;
 	struct rf_hist lat;
@@ -594,6 +595,12 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 				grew(p, 1);
 			if (write && rf_pte_state(v) == RF_PAGE_PRIVATE)
 				fill_around(p, r, idx);
+			/* A discarded page the guest writes is its own memory
+			 * again: merged, swapped and charged like any other.
+			 * (A ballooned one stays the balloon's until deflated.) */
+			if (write && (rf_pte_state(v) == RF_PAGE_ZERO ||
+				      rf_pte_state(v) == RF_PAGE_FREE_REPORTED))
+				nv = rf_pte_with_state(nv, RF_PAGE_PRIVATE);
 		}
 		rf_pte_unlock(vm, pte, v, nv);
 		rf_vm_regions_unlock(vm);
@@ -648,24 +655,27 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	return 0;
 }
 
-/* madvise(MADV_DONTNEED) or similar on guest RAM, outside the library. */
+/*
+ * A discard of guest RAM (madvise(MADV_DONTNEED) or similar): swapped pages
+ * in the range become ZERO and their slots are freed, so a discarded page
+ * reads as zeros afterwards, never as stale swap content. A page whose lock
+ * is held is skipped, and the event is never retried: the library's own
+ * discards are made under the page locks and wait until their event has
+ * been dispatched (rf_vm_discard_locked), so such a page is its holder's.
+ * A retry would be worse than useless: by the time it ran, the page could
+ * have been written and swapped out again, and the retry would wipe it.
+ */
 static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 {
 	struct rf_pager *p = arg;
 	rf_vm *vm = p->vm;
 	uint64_t start = m->arg.remove.start, end = m->arg.remove.end;
-	int ret = 0;
 
 	(void)u;
 	if (atomic_load(&p->dead))
 		return 0;
-	/* The swapper's own discard (copy mode), one event per VMA of it: its
-	 * pages are locked and not swapped yet; count it off and leave it. */
-	if (atomic_load(&p->own_left) && start >= atomic_load(&p->own_lo) &&
-	    end <= atomic_load(&p->own_hi)) {
-		atomic_fetch_sub(&p->own_left, end - start);
-		return 0;
-	}
+	/* Only map/unmap hold it for writing, and never while a discarder of
+	 * ours (a reader) is inside: a retry here is for outside discards. */
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
 		return -EAGAIN;
 	for (unsigned int i = 0; i < vm->nr_regions; i++) {
@@ -677,12 +687,8 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 			uint64_t idx = (pg - a) >> RF_PAGE_SHIFT, v;
 			rf_pte_t *pte = &r->pte[idx];
 
-			if (!is_swapped(rf_pte_peek(pte)))
+			if (!is_swapped(rf_pte_peek(pte)) || !rf_pte_trylock(pte, &v))
 				continue;
-			if (!rf_pte_trylock(pte, &v)) {
-				ret = -EAGAIN; /* the whole message is retried */
-				continue;
-			}
 			if (is_swapped(v)) {
 				drop_page(p, r, idx, rf_pte_payload(v));
 				rf_pte_unlock(
@@ -694,7 +700,7 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		}
 	}
 	rf_vm_regions_unlock(vm);
-	return ret;
+	return 0;
 }
 
 /* ---- swap-out (swapper thread, or a caller of rf_swap_pager_swap_out) -- */
@@ -822,7 +828,9 @@ static bool all_zero(const void *page)
 }
 
 struct victim {
-	uint64_t idx, v;
+	uint64_t idx;
+	uint64_t v0; /* the entry as locked: what rf_pte_unlock is told was there */
+	uint64_t v;  /* what it becomes */
 };
 
 /* End of the run of adjacent pages that starts at vs[@i] (vs ascending),
@@ -871,26 +879,66 @@ static void unprotect(struct rf_pager *p, struct rf_region *r, uint64_t idx, uin
 }
 
 /*
+ * Copy a run of @npg guest pages from @addr to @dst without faulting on any
+ * of them: through /proc/self/mem, whose reads the kernel makes without
+ * waiting for userfaultfd (an absent page in a registered range fails the
+ * read instead of sending a missing fault). A plain memcpy of a page that
+ * has gone absent would fault to the pager thread, which can never take
+ * the page lock we hold: every thread touching the VM would hang. Sets
+ * ok[k] for each page copied; returns how many were.
+ */
+static unsigned int read_run(struct rf_pager *p, uint8_t *addr, unsigned int npg, uint8_t *dst,
+			     bool *ok)
+{
+	unsigned int k = 0, copied = 0;
+
+	while (k < npg) {
+		size_t want = (size_t)(npg - k) << RF_PAGE_SHIFT;
+		ssize_t n = pread(p->mem_fd, dst + ((size_t)k << RF_PAGE_SHIFT), want,
+				  (off_t)(uintptr_t)(addr + ((size_t)k << RF_PAGE_SHIFT)));
+		unsigned int got;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		got = n > 0 ? (unsigned int)((size_t)n >> RF_PAGE_SHIFT) : 0;
+		for (unsigned int i = 0; i < got; i++)
+			ok[k + i] = true;
+		copied += got;
+		/* The page at k + got is absent (or the read failed there):
+		 * leave it, go on after it. */
+		k += got + ((size_t)got << RF_PAGE_SHIFT == want ? 0 : 1);
+	}
+	return copied;
+}
+
+/*
  * Copy mode, step 3: mark each locked victim RF_PTE_F_WP (so uffd.c leaves
  * a writer's fault to us), write-protect each run of adjacent victims, and
  * copy them to the staging buffer; moved[i] = 1 for a page copied. A run
- * that cannot be protected stays where it is.
+ * that cannot be protected stays where it is, and so does a page that
+ * could not be read (it went absent under us: only a discard from outside
+ * the library can do that to a page we hold); its protection is lifted.
  */
 static void copy_victims(struct rf_pager *p, struct rf_region *r, struct victim *vs, unsigned int n,
 			 unsigned int *moved)
 {
 	for (unsigned int i = 0; i < n; i++)
-		atomic_store_explicit(&r->pte[vs[i].idx], vs[i].v | RF_PTE_F_WP | RF_PTE_LOCKED,
+		atomic_store_explicit(&r->pte[vs[i].idx], vs[i].v0 | RF_PTE_F_WP | RF_PTE_LOCKED,
 				      memory_order_release);
+	RF_TEST_POINT("swap.copy", p->vm);
 	for (unsigned int i = 0; i < n;) {
 		unsigned int j = run_end(vs, i, n, NULL);
+		bool ok[RF_SWAP_MAX_BATCH] = {false};
 
 		if (rf_uffd_writeprotect(p->u, rf_region_page(r, vs[i].idx),
 					 (uint64_t)(j - i) << RF_PAGE_SHIFT, true, false) == 0) {
+			read_run(p, rf_region_page(r, vs[i].idx), j - i,
+				 p->stage + ((size_t)i << RF_PAGE_SHIFT), ok);
 			for (unsigned int k = i; k < j; k++) {
-				memcpy(p->stage + ((size_t)k << RF_PAGE_SHIFT),
-				       rf_region_page(r, vs[k].idx), RF_PAGE_SIZE);
-				moved[k] = 1;
+				if (ok[k - i])
+					moved[k] = 1;
+				else
+					unprotect(p, r, vs[k].idx, 1);
 			}
 		}
 		i = j;
@@ -898,34 +946,38 @@ static void copy_victims(struct rf_pager *p, struct rf_region *r, struct victim 
 }
 
 /*
- * Copy mode: MADV_DONTNEED [@addr, @addr + @len), all pages we hold locked,
- * write-protected and stored. The kernel reports it to our own pager as
- * UFFD_EVENT_REMOVE; wait until on_remove has counted the whole range, so
- * that it cannot read the event after the pages are published SWAPPED.
- * madvise returns once the pager has read the event, and the pager handles
- * it at once, so the wait is short; it is bounded only when madvise failed
- * part way (some events may then never come).
+ * The victims were chosen from a pagemap reading taken before their locks.
+ * Since then another module may have discarded one (the dedup engine found
+ * it zero, the balloon took it): its state then says so, but it may also be
+ * a page that is absent now with a state we would still swap. Read pagemap
+ * again under the locks (no library thread changes a page we hold) and let
+ * go of every victim that is not resident. A resident ZERO or FREE_REPORTED
+ * page was written by the guest since: it is PRIVATE again (published when
+ * it is unlocked, swapped or not). Returns the victims kept.
  */
-static int discard_own(struct rf_pager *p, void *addr, uint64_t len)
+static unsigned int keep_resident(struct rf_pager *p, struct rf_region *r, struct victim *vs,
+				  unsigned int n)
 {
-	bool events = rf_uffd_features(p->u) & UFFD_FEATURE_EVENT_REMOVE;
-	int err = 0;
+	uint64_t ents[WINDOW], first;
+	unsigned int kept = 0;
 
-	if (events) {
-		atomic_store(&p->own_lo, (uintptr_t)addr);
-		atomic_store(&p->own_hi, (uintptr_t)addr + len);
-		atomic_store(&p->own_left, len);
+	if (n == 0)
+		return 0;
+	first = vs[0].idx;
+	if (vs[n - 1].idx - first >= WINDOW ||
+	    rf_pagemap_read(p->e, rf_region_page(r, first), vs[n - 1].idx - first + 1, ents) != 0)
+		memset(ents, 0, sizeof(ents)); /* unknown: keep none */
+	for (unsigned int i = 0; i < n; i++) {
+		uint64_t ent = vs[i].idx - first < WINDOW ? ents[vs[i].idx - first] : 0;
+
+		if (!rf_pagemap_resident(p->e, ent) || (ent & PM_FILE)) {
+			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v0, vs[i].v0);
+			continue;
+		}
+		vs[i].v = rf_pte_with_state(vs[i].v, RF_PAGE_PRIVATE);
+		vs[kept++] = vs[i];
 	}
-	if (madvise(addr, len, MADV_DONTNEED) != 0)
-		err = -errno;
-	for (unsigned long spins = 0; events && atomic_load(&p->own_left); spins++) {
-		if (err && spins > 100000)
-			break;
-		if (spins > 64)
-			sched_yield();
-	}
-	atomic_store(&p->own_left, 0);
-	return err;
+	return kept;
 }
 
 /*
@@ -948,8 +1000,8 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
 			continue;
 		}
 		j = run_end(vs, i, n, moved);
-		err = discard_own(p, rf_region_page(r, vs[i].idx),
-				  (uint64_t)(j - i) << RF_PAGE_SHIFT);
+		err = rf_vm_discard_locked(p->vm, rf_region_page(r, vs[i].idx),
+					   (uint64_t)(j - i) << RF_PAGE_SHIFT);
 		if (err) {
 			rf_log_ratelimited(
 			    p->e, &p->rl, RF_LOG_ERR,
@@ -1004,13 +1056,14 @@ static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim
 		if (ensure_registered(p, r, vs[i].idx) != 0 &&
 		    rf_uffd_register(p->u, rf_region_page(r, vs[i].idx), RF_PAGE_SIZE,
 				     reg_mode(p)) != 0) {
-			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v, vs[i].v);
+			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v0, vs[i].v0);
 			continue;
 		}
 		vs[kept++] = vs[i];
 	}
 	pthread_mutex_unlock(&p->lock);
-	n = kept;
+	n = keep_resident(p, r, vs, kept);
+	RF_TEST_POINT("swap.victims-locked", p->vm);
 
 	if (p->copy_mode) {
 		copy_victims(p, r, vs, n, moved);
@@ -1080,7 +1133,7 @@ store:
 unlock_all:
 	for (unsigned int i = 0; i < n; i++) {
 		rf_pte_t *pte = &r->pte[vs[i].idx];
-		uint64_t old = atomic_load(pte) & ~RF_PTE_LOCKED, nv = old;
+		uint64_t nv = vs[i].v;
 
 		if (moved[i] >= 2) {
 			uint64_t est = atomic_load(&p->resident_est);
@@ -1093,16 +1146,15 @@ unlock_all:
 				;
 		}
 		if (moved[i] == 2) {
-			nv = rf_pte_with_payload(rf_pte_with_state(old, RF_PAGE_ZERO), 0);
+			nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_ZERO), 0);
 			atomic_fetch_add(&p->zero_outs, 1);
 			(*out)++;
 		} else if (moved[i] == 3) {
-			nv = vs[i].v;
 			atomic_fetch_add(&p->swap_outs, 1);
 			(*out)++;
 		}
 		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP);
-		rf_pte_unlock(p->vm, pte, old, nv);
+		rf_pte_unlock(p->vm, pte, vs[i].v0, nv);
 	}
 	/* Copy mode: writers that waited on the protection retry now, and
 	 * fault as missing on the pages that left. */
@@ -1118,16 +1170,15 @@ unlock_all:
 }
 
 /* Can page @v be swapped out at all? (The caller has seen it resident: a
- * ZERO page that is resident was written since it was found zero.) */
+ * ZERO or FREE_REPORTED page that is resident was written since it was
+ * discarded, and keep_resident makes it PRIVATE.) */
 static bool swappable(uint64_t v)
 {
 	enum rf_page_state s = rf_pte_state(v);
 
-	return (s == RF_PAGE_PRIVATE || s == RF_PAGE_ZERO) &&
+	return (s == RF_PAGE_PRIVATE || s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED) &&
 	       !(v & (RF_PTE_EXCLUDED | RF_PTE_F_WP));
 }
-
-#define WINDOW 512
 
 /*
  * Walk [@first, @first + @npages) of @r; swap out pages that are resident
@@ -1154,6 +1205,7 @@ static int walk(struct rf_pager *p, struct rf_region *r, uint64_t first, uint64_
 
 			if (!rf_pagemap_resident(p->e, ents[k]) || !swappable(rf_pte_peek(pte)))
 				continue;
+			RF_TEST_POINT("swap.victim-picked", pte);
 			if (!rf_pte_trylock(pte, &v))
 				continue;
 			if (!swappable(v)) {
@@ -1167,6 +1219,7 @@ static int walk(struct rf_pager *p, struct rf_region *r, uint64_t first, uint64_
 			/* Victims stay locked until their batch is done. Batches
 			 * never span windows' locks out of address order. */
 			vs[n].idx = idx;
+			vs[n].v0 = v;
 			vs[n].v = v;
 			if (++n == RF_SWAP_MAX_BATCH) {
 				err = swap_out_batch(p, r, vs, n, done);
@@ -1412,6 +1465,8 @@ static void pager_free(struct rf_pager *p)
 {
 	if (p->stage_fd >= 0)
 		close(p->stage_fd);
+	if (p->mem_fd >= 0)
+		close(p->mem_fd);
 	if (p->stage)
 		munmap(p->stage, (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT);
 	if (p->bounce)
@@ -1464,6 +1519,7 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	p->vm = vm;
 	p->e = e;
 	p->stage_fd = -1;
+	p->mem_fd = -1;
 	p->target = RF_SWAP_NO_TARGET;
 	p->cap = RF_SWAP_NO_TARGET;
 	p->throttle_line = RF_SWAP_NO_TARGET;
@@ -1476,6 +1532,17 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	p->prefetch = sw->cfg.prefetch_pages;
 	pthread_mutex_unlock(&sw->lock);
 
+	if (p->copy_mode) {
+		p->mem_fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+		if (p->mem_fd < 0) {
+			err = -errno;
+			rf_log(e, RF_LOG_ERR,
+			       "%s: swap: copy mode reads guest RAM through /proc/self/mem, which "
+			       "cannot be opened: %s",
+			       vm->name, strerror(errno));
+			goto err_free;
+		}
+	}
 	err = stage_open(p);
 	if (err) {
 		rf_log(e, RF_LOG_ERR, "%s: swap: staging userfaultfd: %s", vm->name,

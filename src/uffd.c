@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@ struct rf_uffd {
 	rf_vm *vm;
 	int fd;
 	int stop_fd;
+	int kick_fd; /* rf_uffd_sync wakes the pager through it */
 	uint64_t features;
 	/* Held across reading the base mode and registering with it, so that
 	 * once rf_uffd_add_base_mode returns, no registration made with the
@@ -48,7 +50,16 @@ struct rf_uffd {
 	_Atomic uint64_t msgs[RF_UFFD_NKINDS];
 	_Atomic uint64_t retried;
 	_Atomic uint64_t eagain;
+
+	/* rf_uffd_sync: a caller takes ticket sync_req + 1 and waits until
+	 * sync_done reaches it; the pager sets sync_done to the sync_req it
+	 * saw before its last round of reading and dispatching. */
+	_Atomic uint64_t sync_req, sync_done;
+	pthread_mutex_t sync_lock;
+	pthread_cond_t sync_cond;
 };
+
+void (*rf_test_point)(const char *where, void *arg);
 
 /* Creation and the users count: rare, so one lock for all VMs. */
 static pthread_mutex_t uffd_create_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -136,6 +147,7 @@ static int dispatch(struct rf_uffd *u, const struct uffd_msg *m)
 	enum rf_uffd_kind k = msg_kind(m);
 	rf_uffd_handler fn = atomic_load(&u->handlers[k].fn);
 
+	RF_TEST_POINT("uffd.dispatch", (void *)m);
 	if (fn)
 		return fn(u, m, atomic_load(&u->handlers[k].arg));
 	return default_handler(u, m);
@@ -195,23 +207,85 @@ static unsigned int process_ready(struct rf_uffd *u)
 static void *pager_main(void *arg)
 {
 	struct rf_uffd *u = arg;
-	struct pollfd pfd[2] = {{.fd = u->fd, .events = POLLIN},
-				{.fd = u->stop_fd, .events = POLLIN}};
-	const struct timespec retry = {0, 1000000};
+	struct pollfd pfd[3] = {{.fd = u->fd, .events = POLLIN},
+				{.fd = u->stop_fd, .events = POLLIN},
+				{.fd = u->kick_fd, .events = POLLIN}};
+	const struct timespec retry = {0, 1000000}, now = {0, 0};
 
 	for (;;) {
-		int n = ppoll(pfd, 2, u->npending ? &retry : NULL, NULL);
+		/* Every message read before a caller took its ticket is read
+		 * before this load (see rf_uffd_sync), so once this round has
+		 * dispatched what it read, the tickets up to @seen are done. */
+		uint64_t seen = atomic_load(&u->sync_req);
+		bool owed = seen != atomic_load(&u->sync_done);
+		int n = ppoll(pfd, 3, owed ? &now : u->npending ? &retry : NULL, NULL);
+		uint64_t kicks;
 
 		if (n < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents & POLLIN)
 			break;
-		if (pfd[0].revents & POLLIN)
-			process_ready(u);
+		if ((pfd[2].revents & POLLIN) && read(u->kick_fd, &kicks, sizeof(kicks)) < 0)
+			kicks = 0;
+		process_ready(u);
 		if (u->npending)
 			retry_pending(u);
+		if (owed) {
+			pthread_mutex_lock(&u->sync_lock);
+			atomic_store(&u->sync_done, seen);
+			pthread_cond_broadcast(&u->sync_cond);
+			pthread_mutex_unlock(&u->sync_lock);
+		}
 	}
+	/* Stopping: nobody waits for a round that will not come. */
+	pthread_mutex_lock(&u->sync_lock);
+	atomic_store(&u->sync_done, UINT64_MAX);
+	pthread_cond_broadcast(&u->sync_cond);
+	pthread_mutex_unlock(&u->sync_lock);
 	return NULL;
+}
+
+/*
+ * The ordering argument: a discarder's madvise returns only after the
+ * pager's read() has dequeued its UFFD_EVENT_REMOVE. Its ticket is taken
+ * after that, so the pager's load of sync_req that sees the ticket comes
+ * after the read; that read belongs to an earlier round (a round loads
+ * sync_req before reading anything), and a round dispatches everything it
+ * read, retried faults aside, before the next one starts. Handlers of
+ * events never ask for a retry.
+ */
+int rf_uffd_sync(struct rf_uffd *u)
+{
+	uint64_t one = 1, t;
+
+	if (!u || !(u->features & UFFD_FEATURE_EVENT_REMOVE) || rf_uffd_on_pager(u))
+		return 0;
+	t = atomic_fetch_add(&u->sync_req, 1) + 1;
+	if (write(u->kick_fd, &one, sizeof(one)) != sizeof(one))
+		return -errno;
+	pthread_mutex_lock(&u->sync_lock);
+	while (atomic_load(&u->sync_done) < t)
+		pthread_cond_wait(&u->sync_cond, &u->sync_lock);
+	pthread_mutex_unlock(&u->sync_lock);
+	return 0;
+}
+
+int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
+{
+	struct rf_uffd *u;
+	int err = 0;
+
+	if (madvise(addr, len, MADV_DONTNEED) != 0)
+		err = -errno;
+	/* The VM's descriptor exists for as long as a module that registered
+	 * guest RAM with it does: no event can come from RAM registered with
+	 * none. */
+	pthread_mutex_lock(&uffd_create_lock);
+	u = vm->uffd;
+	pthread_mutex_unlock(&uffd_create_lock);
+	if (u)
+		rf_uffd_sync(u);
+	return err;
 }
 
 bool rf_uffd_on_pager(const struct rf_uffd *u)
@@ -381,7 +455,10 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 		return -ENOMEM;
 	u->vm = vm;
 	u->stop_fd = -1;
+	u->kick_fd = -1;
 	pthread_mutex_init(&u->reg_lock, NULL);
+	pthread_mutex_init(&u->sync_lock, NULL);
+	pthread_cond_init(&u->sync_cond, NULL);
 	/* Not UFFD_USER_MODE_ONLY: KVM touches guest RAM from the kernel
 	 * (get_user_pages for a vCPU's fault, copy_to_user when it emulates),
 	 * and a user-mode-only descriptor answers those faults with SIGBUS,
@@ -409,7 +486,8 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 	}
 	u->features = api.features;
 	u->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (u->stop_fd < 0) {
+	u->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (u->stop_fd < 0 || u->kick_fd < 0) {
 		err = -errno;
 		goto err_close;
 	}
@@ -424,9 +502,13 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 err_close:
 	if (u->stop_fd >= 0)
 		close(u->stop_fd);
+	if (u->kick_fd >= 0)
+		close(u->kick_fd);
 	close(u->fd);
 err_free:
 	pthread_mutex_destroy(&u->reg_lock);
+	pthread_mutex_destroy(&u->sync_lock);
+	pthread_cond_destroy(&u->sync_cond);
 	rf_free(e, u);
 	return err;
 }
@@ -467,6 +549,9 @@ void rf_uffd_put(rf_vm *vm)
 	 * drops every registration. */
 	close(u->fd);
 	close(u->stop_fd);
+	close(u->kick_fd);
 	pthread_mutex_destroy(&u->reg_lock);
+	pthread_mutex_destroy(&u->sync_lock);
+	pthread_cond_destroy(&u->sync_cond);
 	rf_free(vm->e, u);
 }

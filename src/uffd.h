@@ -24,6 +24,12 @@
  *     So the pager may drop a write-protect fault on a page whose F_WP is
  *     set: the module will wake the writer. A fault on a page without F_WP
  *     is resolved by the pager itself.
+ *   - Event handlers (REMOVE) never ask for a retry and never touch a page
+ *     whose lock is held: the library's own discards are made under the
+ *     page locks and wait (rf_uffd_sync) until their event is dispatched,
+ *     so a locked page in a REMOVE range is the holder's business. A
+ *     retried event could otherwise land after the page had been swapped
+ *     out again and wipe the new content.
  *   - ioctls that fail with EAGAIN (the kernel has an event pending that
  *     this pager has not read yet) are retried by the helpers below; when
  *     the caller is the pager thread itself, it first reads pending events.
@@ -118,6 +124,17 @@ int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, b
 int rf_uffd_wake(struct rf_uffd *u, void *addr, uint64_t len);
 
 void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st);
+
+/*
+ * Wait until the pager thread has dispatched every message it has read so
+ * far. A thread that discarded guest RAM under its page locks calls it
+ * before unlocking (rf_vm_discard_locked does), so that no REMOVE handler
+ * can see the event after the pages have a new state: an event handled
+ * late would be taken for a discard of whatever the page holds by then.
+ * Returns at once on the pager thread, or when the descriptor has no REMOVE
+ * events. Any other thread; 0 or -errno.
+ */
+int rf_uffd_sync(struct rf_uffd *u);
 
 /* True when called on @u's pager thread. */
 bool rf_uffd_on_pager(const struct rf_uffd *u);
