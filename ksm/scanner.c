@@ -22,8 +22,8 @@
  * gathered into runs and done with one mapping each (merge.c).
  *
  * The same walk notices what guests did since: a MERGED page now mapped
- * anonymous was written (copy-on-write), so it is unmerged; a ZERO page
- * present again was written, so it is PRIVATE again.
+ * anonymous was written (copy-on-write), so it is unmerged; a ZERO or
+ * FREE_REPORTED page present again was written, so it is PRIVATE again.
  *
  * Budget: until a pass finds nothing new, a "fastest" engine runs
  * unthrottled; otherwise, after each unit, a thread sleeps long enough to
@@ -146,17 +146,30 @@ static bool page_is_zero(const void *p)
 	return true;
 }
 
-static void zero_to_private(struct rf_dedup_vm *dv, struct rf_region *r, struct dedup_region *dr,
-			    uint64_t idx)
+/*
+ * A ZERO or FREE_REPORTED page found resident again was written by the
+ * guest since it was discarded: it is the guest's own memory again, and
+ * PRIVATE, so that it is merged, swapped and charged like any other. The
+ * pagemap reading that found it was taken without the lock; it is read
+ * again under it (the balloon may have discarded the page again since).
+ */
+static void written_to_private(struct rf_dedup_vm *dv, struct rf_region *r, struct dedup_region *dr,
+			       uint64_t idx)
 {
 	rf_pte_t *p = &r->pte[idx];
-	uint64_t v;
+	enum rf_page_state s;
+	uint64_t v, ent;
 
 	if (!rf_pte_trylock(p, &v))
 		return;
-	atomic_store(&dr->pflags[idx], pf_broken_bump(atomic_load(&dr->pflags[idx])));
-	rf_pte_unlock(dv->vm, p, v,
-		      rf_pte_state(v) == RF_PAGE_ZERO ? rf_pte_with_state(v, RF_PAGE_PRIVATE) : v);
+	s = rf_pte_state(v);
+	if ((s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED) &&
+	    rf_pagemap_read(dv->vm->e, rf_region_page(r, idx), 1, &ent) == 0 &&
+	    rf_pagemap_resident(dv->vm->e, ent) && !(ent & PM_FILE)) {
+		atomic_store(&dr->pflags[idx], pf_broken_bump(atomic_load(&dr->pflags[idx])));
+		v = rf_pte_with_state(v, RF_PAGE_PRIVATE);
+	}
+	rf_pte_unlock(dv->vm, p, rf_pte_with_state(v, s), v);
 }
 
 static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r,
@@ -176,9 +189,9 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 			unmerge_page(d, dv, r, idx, 1, true);
 		return;
 	}
-	if (rf_pte_state(v) == RF_PAGE_ZERO) {
+	if (rf_pte_state(v) == RF_PAGE_ZERO || rf_pte_state(v) == RF_PAGE_FREE_REPORTED) {
 		if (rf_pagemap_resident(d->e, ent) && !file)
-			zero_to_private(dv, r, dr, idx);
+			written_to_private(dv, r, dr, idx);
 		return;
 	}
 	if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_EXCLUDED) || !present || file ||

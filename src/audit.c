@@ -18,6 +18,13 @@
  * moves ZERO and FREE_REPORTED pages the guest has written back to PRIVATE
  * (both are the guest's own memory); MERGED drift is left to the dedup
  * engine, which must also drop its store reference.
+ *
+ * Concurrency: the first pass reads maps, pagemap and the table without
+ * any lock, so a page caught in the middle of a transition (remapped, its
+ * new state not yet published) can look like a contradiction. Every page
+ * that does is looked at again holding its page lock, when no transition
+ * can be under way, and reported only if it still contradicts: a reported
+ * mismatch is always real, whatever runs beside the audit.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -97,9 +104,92 @@ static void note_mismatch(rf_vm *vm, struct rf_audit_report *rep, uint64_t gpa, 
 			   gpa, what);
 }
 
+/* What the rules say of a page in state @s, given its pagemap entry @pm and
+ * whether a file (store) VMA maps it. */
+enum verdict {
+	V_OK,
+	V_DRIFT,
+	V_PRIVATE_FILE,
+	V_DISCARDED_FILE,
+	V_MERGED_ANON,
+	V_SWAPPED_PRESENT,
+	V_INVALID
+};
+
+static enum verdict judge(const rf_engine *e, enum rf_page_state s, uint64_t pm, bool file_vma)
+{
+	bool present = pm & PM_PRESENT, file = present && (pm & PM_FILE);
+	bool anon = rf_pagemap_resident(e, pm) && !(pm & PM_FILE);
+
+	switch (s) {
+	case RF_PAGE_PRIVATE:
+		return file ? V_PRIVATE_FILE : V_OK;
+	case RF_PAGE_ZERO:
+	case RF_PAGE_BALLOONED:
+	case RF_PAGE_FREE_REPORTED:
+		return file ? V_DISCARDED_FILE : anon ? V_DRIFT : V_OK;
+	case RF_PAGE_MERGED:
+		return !file_vma ? V_MERGED_ANON : anon ? V_DRIFT : V_OK;
+	case RF_PAGE_SWAPPED:
+	case RF_PAGE_COMPRESSED:
+		return present ? V_SWAPPED_PRESENT : V_OK;
+	default:
+		return V_INVALID;
+	}
+}
+
+/* Is @a inside a file-backed VMA? Read now, from /proc/self/maps. */
+static bool file_vma_now(rf_engine *e, uintptr_t a)
+{
+	struct vma *v;
+	unsigned int cap = 16, n = 0;
+	bool file = false;
+
+	v = rf_zalloc(e, cap * sizeof(*v));
+	if (!v)
+		return false;
+	if (read_file_vmas(e, a, a + 1, &v, &cap, &n) == 0)
+		file = n > 0;
+	rf_free(e, v);
+	return file;
+}
+
+/*
+ * A page the unlocked pass found contradicting the table: the page may
+ * simply have been in the middle of a transition (its mapping changed, its
+ * new state not yet published). Look again holding its lock, when no
+ * transition can be under way: the verdict then is the truth. With
+ * RF_AUDIT_FIX, drift of a ZERO or FREE_REPORTED page the guest wrote is
+ * resolved here too (to PRIVATE).
+ */
+static enum verdict recheck(rf_vm *vm, struct rf_region *r, uint64_t idx, unsigned int flags)
+{
+	rf_pte_t *pte = &r->pte[idx];
+	uintptr_t a = (uintptr_t)rf_region_page(r, idx);
+	uint64_t v = rf_pte_lock(pte), nv = v, pm;
+	enum rf_page_state s = rf_pte_state(v);
+	enum verdict vd = V_OK;
+
+	if (rf_pagemap_read(vm->e, (void *)a, 1, &pm) == 0) {
+		vd = judge(vm->e, s, pm, s == RF_PAGE_MERGED && file_vma_now(vm->e, a));
+		if (vd == V_DRIFT && (flags & RF_AUDIT_FIX) &&
+		    (s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED))
+			nv = rf_pte_with_state(v, RF_PAGE_PRIVATE);
+	}
+	rf_pte_unlock(vm, pte, v, nv);
+	return vd;
+}
+
 static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *rep,
 			unsigned int flags, uint64_t *ents, struct vma **vmap, unsigned int *cap)
 {
+	static const char *const what[] = {
+	    [V_PRIVATE_FILE] = "private, but a store page is mapped",
+	    [V_DISCARDED_FILE] = "discarded, but a store page is mapped",
+	    [V_MERGED_ANON] = "merged, but the mapping is anonymous",
+	    [V_SWAPPED_PRESENT] = "swapped out, but a page is present",
+	    [V_INVALID] = "invalid state",
+	};
 	unsigned int nv, cur = 0;
 	struct vma *vmas;
 	int err;
@@ -117,55 +207,39 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 		for (size_t k = 0; k < n; k++) {
 			uint64_t idx = base + k, gpa = r->gpa + (idx << RF_PAGE_SHIFT);
 			uintptr_t a = (uintptr_t)rf_region_page(r, idx);
-			uint64_t pm = ents[k], v = rf_pte_peek(&r->pte[idx]);
-			bool present = pm & PM_PRESENT, file = present && (pm & PM_FILE);
-			bool anon = rf_pagemap_resident(vm->e, pm) && !(pm & PM_FILE);
-			enum rf_page_state s = rf_pte_state(v);
+			enum rf_page_state s = rf_pte_state(rf_pte_peek(&r->pte[idx]));
+			bool file_vma = in_file_vma(vmas, nv, &cur, a);
+			enum verdict vd = judge(vm->e, s, ents[k], file_vma);
 
 			rep->pages_checked++;
-			switch (s) {
-			case RF_PAGE_PRIVATE:
-				if (file)
-					note_mismatch(vm, rep, gpa,
-						      "private, but a store page is mapped",
-						      &rep->private_file);
+			if (vd == V_OK)
+				continue;
+			/* Drift without a fix to make is counted as seen;
+			 * anything else is looked at again under the lock. */
+			if (vd != V_DRIFT || (flags & RF_AUDIT_FIX))
+				vd = recheck(vm, r, idx, flags);
+			switch (vd) {
+			case V_OK:
 				break;
-			case RF_PAGE_ZERO:
-			case RF_PAGE_BALLOONED:
-			case RF_PAGE_FREE_REPORTED:
-				if (file) {
-					note_mismatch(vm, rep, gpa,
-						      "discarded, but a store page is mapped",
-						      &rep->private_file);
-				} else if (anon) {
-					rep->drift++;
-					if ((flags & RF_AUDIT_FIX) && s != RF_PAGE_BALLOONED &&
-					    rf_pte_trylock(&r->pte[idx], &v)) {
-						if (rf_pte_state(v) == s)
-							v = rf_pte_with_state(v, RF_PAGE_PRIVATE);
-						rf_pte_unlock(vm, &r->pte[idx],
-							      rf_pte_with_state(v, s), v);
-					}
-				}
+			case V_DRIFT:
+				rep->drift++;
 				break;
-			case RF_PAGE_MERGED:
-				if (!in_file_vma(vmas, nv, &cur, a))
-					note_mismatch(vm, rep, gpa,
-						      "merged, but the mapping is anonymous",
-						      &rep->merged_not_file);
-				else if (anon)
-					rep->drift++;
+			case V_PRIVATE_FILE:
+			case V_DISCARDED_FILE:
+				note_mismatch(vm, rep, gpa, what[vd], &rep->private_file);
 				break;
-			case RF_PAGE_SWAPPED:
-			case RF_PAGE_COMPRESSED:
-				if (present)
-					note_mismatch(vm, rep, gpa,
-						      "swapped out, but a page is present",
-						      &rep->discarded_present);
+			case V_MERGED_ANON:
+				note_mismatch(vm, rep, gpa, what[vd], &rep->merged_not_file);
 				break;
-			default:
-				note_mismatch(vm, rep, gpa, "invalid state", &rep->mismatches);
+			case V_SWAPPED_PRESENT:
+				note_mismatch(vm, rep, gpa, what[vd], &rep->discarded_present);
 				break;
+			case V_INVALID: {
+				uint64_t ignored = 0;
+
+				note_mismatch(vm, rep, gpa, what[vd], &ignored);
+				break;
+			}
 			}
 		}
 	}
