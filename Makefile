@@ -121,9 +121,11 @@ compat: all $(COMPAT_TESTS) $(TEST_PROGRAMS)
 	@RF_TEST_HIDE=$(COMPAT_HIDE) scripts/run-tests.sh compat $(COMPAT_TESTS)
 
 # ASan+UBSan: the library and the unit suite again, with metadata from libc's
-# malloc (RF_ARENA_LIBC) so LeakSanitizer sees every allocation.
+# malloc (RF_ARENA_LIBC) so LeakSanitizer sees every allocation, and every
+# page-state transition checked against pagemap (RF_DEBUG_TRANSITIONS,
+# src/page_table.c).
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-	-fno-sanitize-recover=undefined -DRF_ARENA_LIBC
+	-fno-sanitize-recover=undefined -DRF_ARENA_LIBC -DRF_DEBUG_TRANSITIONS
 ASAN_OBJS  := $(LIB_SRCS:%.c=$(B)/asan/obj/%.o)
 ASAN_UNIT  := $(patsubst tests/unit/%.c,$(B)/asan/tests/unit/%,$(wildcard tests/unit/test_*.c))
 -include $(ASAN_OBJS:.o=.d)

@@ -182,6 +182,20 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len);
 
 /*
+ * uffd.c: announce that the library is discarding [@addr, @addr + @len)
+ * of @vm's RAM, from before it locks the first page until after it has
+ * unlocked the last. A REMOVE handler leaves a locked page inside such a
+ * range to the discard (it may not wait for it: the discarder may be
+ * waiting for a lock whose holder waits for the pager). Any thread.
+ */
+struct rf_own {
+	struct rf_uffd *u;
+	unsigned int slot;
+};
+struct rf_own rf_vm_own_begin(rf_vm *vm, void *addr, uint64_t len);
+void rf_vm_own_end(struct rf_own o);
+
+/*
  * Test points: a test that must force an interleaving sets rf_test_point;
  * the library calls it at the named places (one load and a predictable
  * branch when unset). Never set outside tests.

@@ -67,6 +67,7 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 {
 	struct locked_page run[DISCARD_RUN];
 	struct rf_region *r;
+	struct rf_own own;
 	unsigned int n = 0;
 	uint64_t first;
 
@@ -83,6 +84,9 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 		return -EFAULT;
 	}
 	first = rf_region_index(r, gpa);
+	/* Announced before the first page is locked: a REMOVE handler must not
+	 * wait for a page of ours (see rf_vm_own_begin). */
+	own = rf_vm_own_begin(vm, rf_region_page(r, first), npages << RF_PAGE_SHIFT);
 	for (uint64_t idx = first; idx < first + npages; idx++) {
 		uint64_t v = rf_pte_lock(&r->pte[idx]);
 		enum rf_page_state s = rf_pte_state(v);
@@ -110,6 +114,7 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 	}
 	if (n)
 		flush_run(vm, r, run, n, to);
+	rf_vm_own_end(own);
 	rf_vm_regions_unlock(vm);
 	return 0;
 }

@@ -3,6 +3,133 @@
 
 #include "internal.h"
 
+#ifdef RF_DEBUG_TRANSITIONS
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "compat_linux.h"
+
+/*
+ * Debug builds (RF_DEBUG_TRANSITIONS: the ASan build of `make test`) check
+ * every transition against the kernel's view of the page, under the page
+ * lock, at the moment it is published; the first contradiction prints the
+ * page's recent history from a ring of the last transitions of all pages
+ * and aborts. Only rules that hold whatever the guest does are checked:
+ * a guest may fault a discarded page back in at once, but no page the
+ * table calls PRIVATE, ZERO, BALLOONED or FREE_REPORTED is ever a store
+ * page, no SWAPPED or COMPRESSED page is present (its faults wait for the
+ * lock), and a page just swapped in is present.
+ */
+#define HIST_SIZE 65536
+
+struct hist_ent {
+	const rf_pte_t *pte;
+	uint64_t old, new, ns;
+	void *caller;
+	char thread[16];
+};
+
+static struct hist_ent hist[HIST_SIZE];
+static _Atomic uint64_t hist_next;
+
+static void hist_add(const rf_pte_t *p, uint64_t old, uint64_t new, void *caller)
+{
+	struct hist_ent *h = &hist[atomic_fetch_add(&hist_next, 1) % HIST_SIZE];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	h->pte = p;
+	h->old = old;
+	h->new = new;
+	h->ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	h->caller = caller;
+	pthread_getname_np(pthread_self(), h->thread, sizeof(h->thread));
+}
+
+static struct rf_region *region_of_pte(rf_vm *vm, const rf_pte_t *p)
+{
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		struct rf_region *r = vm->regions[i];
+
+		if (p >= r->pte && p < r->pte + r->npages)
+			return r;
+	}
+	return NULL;
+}
+
+static const char *contradiction(rf_vm *vm, uint64_t old, uint64_t new, uint64_t pm)
+{
+	enum rf_page_state so = rf_pte_state(old), sn = rf_pte_state(new);
+	bool present = pm & PM_PRESENT, file = present && (pm & PM_FILE);
+
+	switch (sn) {
+	case RF_PAGE_PRIVATE:
+		if (file)
+			return "private, but a store page is mapped";
+		if ((so == RF_PAGE_SWAPPED || so == RF_PAGE_COMPRESSED) && !present)
+			return "swapped in, but no page is present";
+		return NULL;
+	case RF_PAGE_ZERO:
+	case RF_PAGE_BALLOONED:
+	case RF_PAGE_FREE_REPORTED:
+		return file ? "discarded, but a store page is mapped" : NULL;
+	case RF_PAGE_SWAPPED:
+	case RF_PAGE_COMPRESSED:
+		return present ? "swapped out, but a page is present" : NULL;
+	case RF_PAGE_MERGED:
+		/* A file page, or the private copy a writer made of one, or
+		 * nothing yet (the store page is faulted in on next use). */
+		return present && !file && !rf_pagemap_resident(vm->e, pm)
+			   ? "merged, but the zero page is mapped"
+			   : NULL;
+	default:
+		return "invalid state";
+	}
+}
+
+static void check_transition(rf_vm *vm, rf_pte_t *p, uint64_t old, uint64_t new, void *caller)
+{
+	struct rf_region *r;
+	const char *why;
+	uint64_t pm, idx;
+
+	hist_add(p, old, new, caller);
+	r = region_of_pte(vm, p);
+	if (!r)
+		return;
+	idx = (uint64_t)(p - r->pte);
+	if (rf_pagemap_read(vm->e, rf_region_page(r, idx), 1, &pm) != 0)
+		return;
+	why = contradiction(vm, old, new, pm);
+	if (!why)
+		return;
+	fprintf(stderr,
+		"ramfold: %s: gpa 0x%" PRIx64 ": transition %s -> %s contradicts the kernel: %s "
+		"(pagemap 0x%" PRIx64 ")\nhistory of the page, oldest first:\n",
+		vm->name, r->gpa + (idx << RF_PAGE_SHIFT), rf_page_state_name(rf_pte_state(old)),
+		rf_page_state_name(rf_pte_state(new)), why, pm);
+	for (uint64_t end = atomic_load(&hist_next), k = end > HIST_SIZE ? end - HIST_SIZE : 0;
+	     k < end; k++) {
+		const struct hist_ent *h = &hist[k % HIST_SIZE];
+
+		if (h->pte == p)
+			fprintf(stderr,
+				"  %" PRIu64 ".%09" PRIu64 " %-15s %s -> %s (flags 0x%" PRIx64
+				" -> 0x%" PRIx64 ", payload %u -> %u) from %p\n",
+				(uint64_t)(h->ns / 1000000000ull),
+				(uint64_t)(h->ns % 1000000000ull), h->thread,
+				rf_page_state_name(rf_pte_state(h->old)),
+				rf_page_state_name(rf_pte_state(h->new)),
+				(uint64_t)(h->old & RF_PTE_FLAGS_MASK),
+				(uint64_t)(h->new &RF_PTE_FLAGS_MASK), rf_pte_payload(h->old),
+				rf_pte_payload(h->new), h->caller);
+	}
+	abort();
+}
+#endif
+
 static const char *const state_names[RF_PAGE_NSTATES] = {
     [RF_PAGE_PRIVATE] = "private",
     [RF_PAGE_ZERO] = "zero",
@@ -55,6 +182,10 @@ void rf_pte_unlock(rf_vm *vm, rf_pte_t *p, uint64_t old, uint64_t new)
 {
 	enum rf_page_state so = rf_pte_state(old), sn = rf_pte_state(new);
 
+#ifdef RF_DEBUG_TRANSITIONS
+	if (so != sn)
+		check_transition(vm, p, old, new, __builtin_return_address(0));
+#endif
 	if (so != sn) {
 		atomic_fetch_sub_explicit(&vm->state_pages[so], 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&vm->state_pages[sn], 1, memory_order_relaxed);

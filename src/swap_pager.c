@@ -103,6 +103,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -658,12 +659,13 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 /*
  * A discard of guest RAM (madvise(MADV_DONTNEED) or similar): swapped pages
  * in the range become ZERO and their slots are freed, so a discarded page
- * reads as zeros afterwards, never as stale swap content. A page whose lock
- * is held is skipped, and the event is never retried: the library's own
- * discards are made under the page locks and wait until their event has
- * been dispatched (rf_vm_discard_locked), so such a page is its holder's.
- * A retry would be worse than useless: by the time it ran, the page could
- * have been written and swapped out again, and the retry would wipe it.
+ * reads as zeros afterwards, never as stale swap content. A locked swapped
+ * page inside a discard the library is making itself belongs to that
+ * discard (rf_vm_discard releases it through page_release); any other
+ * locked page is waited for, without blocking: its holder (an audit
+ * looking again, a test) never waits for the pager. The event is never
+ * retried for a page lock: a retry could run after the page had been
+ * written and swapped out again, and wipe it.
  */
 static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 {
@@ -686,8 +688,18 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		for (uint64_t pg = lo; pg < hi; pg += RF_PAGE_SIZE) {
 			uint64_t idx = (pg - a) >> RF_PAGE_SHIFT, v;
 			rf_pte_t *pte = &r->pte[idx];
+			bool got;
 
-			if (!is_swapped(rf_pte_peek(pte)) || !rf_pte_trylock(pte, &v))
+			if (!is_swapped(rf_pte_peek(pte)))
+				continue;
+			for (;;) {
+				if ((got = rf_pte_trylock(pte, &v)))
+					break;
+				if (rf_uffd_own_discard(p->u, pg))
+					break; /* the discard's: it releases the page */
+				sched_yield();
+			}
+			if (!got)
 				continue;
 			if (is_swapped(v)) {
 				drop_page(p, r, idx, rf_pte_payload(v));

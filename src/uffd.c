@@ -24,6 +24,7 @@
 
 #define PENDING_MAX 256
 #define READ_BATCH  32
+#define OWN_MAX	    16 /* discards in flight at once, per VM */
 
 struct rf_uffd {
 	rf_vm *vm;
@@ -57,6 +58,15 @@ struct rf_uffd {
 	_Atomic uint64_t sync_req, sync_done;
 	pthread_mutex_t sync_lock;
 	pthread_cond_t sync_cond;
+
+	/* Discards the library is making of this VM's RAM right now
+	 * (rf_vm_discard_locked), from before their madvise until their
+	 * REMOVE event has been dispatched; under own_lock, a leaf. */
+	pthread_mutex_t own_lock;
+	pthread_cond_t own_free;
+	struct {
+		uintptr_t lo, hi;
+	} own[OWN_MAX];
 };
 
 void (*rf_test_point)(const char *where, void *arg);
@@ -270,21 +280,82 @@ int rf_uffd_sync(struct rf_uffd *u)
 	return 0;
 }
 
-int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
+static unsigned int own_add(struct rf_uffd *u, uintptr_t lo, uintptr_t hi)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&u->own_lock);
+	for (;;) {
+		for (i = 0; i < OWN_MAX; i++)
+			if (u->own[i].hi == 0)
+				break;
+		if (i < OWN_MAX)
+			break;
+		pthread_cond_wait(&u->own_free, &u->own_lock);
+	}
+	u->own[i].lo = lo;
+	u->own[i].hi = hi;
+	pthread_mutex_unlock(&u->own_lock);
+	return i;
+}
+
+static void own_del(struct rf_uffd *u, unsigned int i)
+{
+	pthread_mutex_lock(&u->own_lock);
+	u->own[i].lo = u->own[i].hi = 0;
+	pthread_cond_signal(&u->own_free);
+	pthread_mutex_unlock(&u->own_lock);
+}
+
+bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr)
+{
+	bool own = false;
+
+	pthread_mutex_lock(&u->own_lock);
+	for (unsigned int i = 0; i < OWN_MAX && !own; i++)
+		own = addr >= u->own[i].lo && addr < u->own[i].hi;
+	pthread_mutex_unlock(&u->own_lock);
+	return own;
+}
+
+static struct rf_uffd *uffd_of(rf_vm *vm)
 {
 	struct rf_uffd *u;
+
+	/* The VM's descriptor exists for as long as a module that registered
+	 * guest RAM with it does: no event can come from RAM registered with
+	 * none, and none is freed under a module's running discard. */
+	pthread_mutex_lock(&uffd_create_lock);
+	u = vm->uffd;
+	pthread_mutex_unlock(&uffd_create_lock);
+	return u;
+}
+
+struct rf_own rf_vm_own_begin(rf_vm *vm, void *addr, uint64_t len)
+{
+	struct rf_own o = {uffd_of(vm), 0};
+
+	if (o.u)
+		o.slot = own_add(o.u, (uintptr_t)addr, (uintptr_t)addr + len);
+	return o;
+}
+
+void rf_vm_own_end(struct rf_own o)
+{
+	if (o.u)
+		own_del(o.u, o.slot);
+}
+
+int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
+{
+	struct rf_own o = rf_vm_own_begin(vm, addr, len);
 	int err = 0;
 
 	if (madvise(addr, len, MADV_DONTNEED) != 0)
 		err = -errno;
-	/* The VM's descriptor exists for as long as a module that registered
-	 * guest RAM with it does: no event can come from RAM registered with
-	 * none. */
-	pthread_mutex_lock(&uffd_create_lock);
-	u = vm->uffd;
-	pthread_mutex_unlock(&uffd_create_lock);
-	if (u)
-		rf_uffd_sync(u);
+	if (o.u)
+		rf_uffd_sync(o.u);
+	rf_vm_own_end(o);
 	return err;
 }
 
@@ -459,6 +530,8 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 	pthread_mutex_init(&u->reg_lock, NULL);
 	pthread_mutex_init(&u->sync_lock, NULL);
 	pthread_cond_init(&u->sync_cond, NULL);
+	pthread_mutex_init(&u->own_lock, NULL);
+	pthread_cond_init(&u->own_free, NULL);
 	/* Not UFFD_USER_MODE_ONLY: KVM touches guest RAM from the kernel
 	 * (get_user_pages for a vCPU's fault, copy_to_user when it emulates),
 	 * and a user-mode-only descriptor answers those faults with SIGBUS,
@@ -509,6 +582,8 @@ err_free:
 	pthread_mutex_destroy(&u->reg_lock);
 	pthread_mutex_destroy(&u->sync_lock);
 	pthread_cond_destroy(&u->sync_cond);
+	pthread_mutex_destroy(&u->own_lock);
+	pthread_cond_destroy(&u->own_free);
 	rf_free(e, u);
 	return err;
 }
@@ -553,5 +628,7 @@ void rf_uffd_put(rf_vm *vm)
 	pthread_mutex_destroy(&u->reg_lock);
 	pthread_mutex_destroy(&u->sync_lock);
 	pthread_cond_destroy(&u->sync_cond);
+	pthread_mutex_destroy(&u->own_lock);
+	pthread_cond_destroy(&u->own_free);
 	rf_free(vm->e, u);
 }

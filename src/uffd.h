@@ -24,13 +24,16 @@
  *     So the pager may drop a write-protect fault on a page whose F_WP is
  *     set: the module will wake the writer. A fault on a page without F_WP
  *     is resolved by the pager itself.
- *   - Event handlers (REMOVE) never ask for a retry and never touch a page
- *     whose lock is held: the library's own discards are made under the
- *     page locks and wait (rf_uffd_sync) until their event is dispatched,
- *     so a locked page in a REMOVE range is the holder's business. A
- *     retried event could otherwise land after the page had been swapped
- *     out again and wipe the new content.
- *   - ioctls that fail with EAGAIN (the kernel has an event pending that
+ *   - REMOVE events (a discard of guest RAM): the library's own discards
+ *     are announced (rf_vm_own_begin) before their first page is locked,
+ *     made under the page locks, and wait until their event is dispatched
+ *     (rf_vm_discard_locked, rf_uffd_sync). A handler leaves a locked page
+ *     inside an announced discard to it, and may wait (yielding, never
+ *     blocking) for the lock of any other page whose state it must change:
+ *     the holders of such pages (an audit looking again) wait for nothing.
+ *     A handler never asks for a retry over a page lock: a retried event
+ *     could land after the page was swapped out again and wipe it.
+   - ioctls that fail with EAGAIN (the kernel has an event pending that
  *     this pager has not read yet) are retried by the helpers below; when
  *     the caller is the pager thread itself, it first reads pending events.
  *
@@ -135,6 +138,10 @@ void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st);
  * events. Any other thread; 0 or -errno.
  */
 int rf_uffd_sync(struct rf_uffd *u);
+
+/* Is @addr inside a discard the library is making right now (between the
+ * announcement before its madvise and the dispatch of its event)? */
+bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr);
 
 /* True when called on @u's pager thread. */
 bool rf_uffd_on_pager(const struct rf_uffd *u);
