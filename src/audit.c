@@ -166,9 +166,13 @@ static enum verdict recheck(rf_vm *vm, struct rf_region *r, uint64_t idx, unsign
 {
 	rf_pte_t *pte = &r->pte[idx];
 	uintptr_t a = (uintptr_t)rf_region_page(r, idx);
-	uint64_t v = rf_pte_lock(pte), nv = v, pm;
-	enum rf_page_state s = rf_pte_state(v);
+	uint64_t v, nv, pm;
+	enum rf_page_state s;
 	enum verdict vd = V_OK;
+
+	RF_TEST_POINT("audit.recheck", pte);
+	v = nv = rf_pte_lock(pte);
+	s = rf_pte_state(v);
 
 	if (rf_pagemap_read(vm->e, (void *)a, 1, &pm) == 0) {
 		vd = judge(vm->e, s, pm, s == RF_PAGE_MERGED && file_vma_now(vm->e, a));

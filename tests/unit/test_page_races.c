@@ -1,0 +1,546 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regression tests for the races between mechanisms acting on the same page
+ * (issue 12), each forcing its interleaving through the library's test
+ * points (rf_test_point, internal.h) rather than waiting for the timing:
+ *
+ *   - copy-mode swap-out of a victim another module discarded between the
+ *     pagemap reading that chose it and its lock (it hung every thread);
+ *   - copy-mode swap-out of a victim discarded from outside the library
+ *     while the swapper holds it (the copy faulted to a pager that cannot
+ *     take the lock: the same hang);
+ *   - a discard's UFFD_EVENT_REMOVE dispatched after the discard published
+ *     the page's new state (a late event, retried, wiped a page swapped out
+ *     again since);
+ *   - a discard from outside the library meeting a page whose lock is held
+ *     (it must still take effect, once the holder lets go);
+ *   - a page written after it was reported free staying FREE_REPORTED;
+ *   - the audit reporting a page caught in the middle of a transition;
+ *   - the debug build's transition check catching a contradiction.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+
+#include "internal.h"
+#include "rf_test.h"
+#include "swap_pager.h"
+#include "uffd.h"
+
+#define MiB	(1ull << 20)
+#define PG	RF_PAGE_SIZE
+#define NPAGES	16
+#define HANG_MS 10000
+
+/* An engine with a swap store, on the paths of @hide ("" for none). */
+static rf_engine *engine(const char *hide)
+{
+	struct rf_engine_config cfg;
+	struct rf_swap_config sc;
+	struct rf_features f;
+	rf_engine *e = NULL;
+
+	rf_engine_config_init(&cfg);
+	if (hide[0])
+		assert_int_equal(rf_engine_config_hide(&cfg, hide), 0);
+	assert_int_equal(rf_engine_new(&cfg, &e), 0);
+	rf_engine_features(e, &f);
+	if (!f.uffd || !f.uffd_wp) {
+		rf_engine_free(e);
+		rf_require(false, "userfaultfd with write-protect needed");
+	}
+	rf_swap_config_init(&sc);
+	sc.dir = "/var/tmp";
+	sc.tier_limit_bytes = 4 * MiB;
+	assert_int_equal(rf_engine_set_swap(e, &sc), 0);
+	return e;
+}
+
+static void fill(uint8_t *p, uint64_t i, uint32_t gen)
+{
+	for (unsigned int k = 0; k < PG; k += 8) {
+		uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull ^ ((uint64_t)gen << 32) ^ k;
+
+		memcpy(p + k, &x, 8);
+	}
+}
+
+static bool check(const uint8_t *p, uint64_t i, uint32_t gen)
+{
+	uint8_t want[PG];
+
+	fill(want, i, gen);
+	return memcmp(p, want, PG) == 0;
+}
+
+static bool all_zero(const uint8_t *p)
+{
+	for (unsigned int k = 0; k < PG; k++)
+		if (p[k])
+			return false;
+	return true;
+}
+
+static bool swapped_out(int s)
+{
+	return s == RF_PAGE_SWAPPED || s == RF_PAGE_COMPRESSED;
+}
+
+static rf_pte_t *pte_of(rf_vm *vm, uint64_t gpa)
+{
+	struct rf_region *r = __rf_vm_find_region(vm, gpa);
+
+	assert_non_null(r);
+	return &r->pte[rf_region_index(r, gpa)];
+}
+
+/* ---- a swap-out in a thread, with a deadline ---------------------------- */
+
+struct swap_job {
+	struct rf_pager *p;
+	uint64_t npages, done;
+	int err;
+	_Atomic bool finished;
+};
+
+static void *swap_job_main(void *arg)
+{
+	struct swap_job *j = arg;
+
+	j->err = rf_swap_pager_swap_out(j->p, 0, j->npages, &j->done);
+	atomic_store(&j->finished, true);
+	return NULL;
+}
+
+/* Run the swap-out; a hang is a failure, reported before the process is
+ * taken down (its threads cannot be joined). */
+static void swap_out_or_die(struct swap_job *j, const char *what)
+{
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, swap_job_main, j), 0);
+	for (unsigned int ms = 0; !atomic_load(&j->finished); ms += 10) {
+		if (ms > HANG_MS) {
+			fprintf(stderr, "[  FAILED  ] %s: swap-out hung for %u ms\n", what, ms);
+			fflush(stderr);
+			abort();
+		}
+		rf_test_sleep_ms(10);
+	}
+	pthread_join(t, NULL);
+}
+
+/* ---- the test points ---------------------------------------------------- */
+
+static struct {
+	rf_vm *vm;
+	uint64_t gpa; /* the page the hook acts on */
+	uint8_t *ram;
+	_Atomic int fired;
+	/* uffd.dispatch: REMOVE events over @gpa */
+	unsigned int delay_ms;
+	_Atomic uint64_t dispatched_ns;
+	_Atomic int removes;
+	_Atomic bool audit_waiting;
+} tp;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* swap.victim-picked: the swapper has chosen @tp.gpa from pagemap and is
+ * about to lock it. Another module discards it first, as the dedup engine
+ * does to a page it finds zero. */
+static void discard_on_pick(const char *where, void *arg)
+{
+	if (strcmp(where, "swap.victim-picked") != 0 || arg != pte_of(tp.vm, tp.gpa) ||
+	    atomic_exchange(&tp.fired, 1))
+		return;
+	assert_int_equal(rf_vm_discard(tp.vm, tp.gpa, 1, RF_PAGE_ZERO, NULL), 0);
+}
+
+/* swap.victims-locked: the swapper holds its victims. Someone outside the
+ * library (the VMM's own madvise) discards one of them. */
+static void discard_outside_when_locked(const char *where, void *arg)
+{
+	(void)arg;
+	if (strcmp(where, "swap.victims-locked") != 0 || atomic_exchange(&tp.fired, 1))
+		return;
+	assert_int_equal(madvise(tp.ram + tp.gpa, PG, MADV_DONTNEED), 0);
+}
+
+/* uffd.dispatch: note when a REMOVE event over @tp.gpa is dispatched,
+ * after holding the pager back for @tp.delay_ms. */
+static void note_remove_dispatch(const char *where, void *arg)
+{
+	const struct uffd_msg *m = arg;
+	uint64_t a = (uintptr_t)(tp.ram + tp.gpa);
+
+	if (strcmp(where, "uffd.dispatch") != 0 || m->event != UFFD_EVENT_REMOVE ||
+	    m->arg.remove.start > a || m->arg.remove.end <= a)
+		return;
+	rf_test_sleep_ms(tp.delay_ms);
+	atomic_fetch_add(&tp.removes, 1);
+	atomic_store(&tp.dispatched_ns, now_ns());
+}
+
+static void audit_recheck_point(const char *where, void *arg)
+{
+	(void)arg;
+	if (strcmp(where, "audit.recheck") == 0)
+		atomic_store(&tp.audit_waiting, true);
+}
+
+static int teardown_points(void **state)
+{
+	(void)state;
+	rf_test_point = NULL;
+	memset(&tp, 0, sizeof(tp));
+	return 0;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static rf_vm *vm_with_pages(rf_engine *e, uint8_t **ram)
+{
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)ram);
+
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill(*ram + i * PG, i, 1);
+	return vm;
+}
+
+/* Copy mode: the victim was found resident, then discarded (ZERO) before
+ * the swapper locked it. Before the fix the swapper copied the absent page
+ * with memcpy: the read faulted to the pager thread, which could never take
+ * the lock the swapper held, and every thread of the VM hung. */
+static void test_copy_mode_victim_discarded_before_lock(void **state)
+{
+	rf_engine *e = engine("uffd-move,pagemap-scan");
+	struct swap_job j = {0};
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	tp.vm = vm;
+	tp.gpa = 3 * PG;
+	rf_test_point = discard_on_pick;
+	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
+	j.npages = NPAGES;
+	swap_out_or_die(&j, "copy mode, victim discarded before its lock");
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&tp.fired), 1);
+	assert_int_equal(j.err, 0);
+	assert_int_equal(j.done, NPAGES - 1);
+	assert_int_equal(rf_vm_page_state(vm, 3 * PG), RF_PAGE_ZERO);
+	assert_true(all_zero(ram + 3 * PG));
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		if (i == 3)
+			continue;
+		assert_int_not_equal(rf_vm_page_state(vm, i * PG), RF_PAGE_PRIVATE);
+		assert_true(check(ram + i * PG, i, 1));
+	}
+	rf_engine_free(e);
+}
+
+/* Copy mode: a victim is discarded by the VMM itself (madvise outside the
+ * library) while the swapper holds it. The copy must not fault on it; the
+ * page stays PRIVATE and reads as the discard left it: zeros. */
+static void test_copy_mode_victim_discarded_outside(void **state)
+{
+	rf_engine *e = engine("uffd-move,pagemap-scan");
+	struct swap_job j = {0};
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	tp.vm = vm;
+	tp.ram = ram;
+	tp.gpa = 5 * PG;
+	rf_test_point = discard_outside_when_locked;
+	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
+	j.npages = NPAGES;
+	swap_out_or_die(&j, "copy mode, victim discarded from outside while locked");
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&tp.fired), 1);
+	assert_int_equal(j.err, 0);
+	assert_int_equal(j.done, NPAGES - 1);
+	assert_int_equal(rf_vm_page_state(vm, 5 * PG), RF_PAGE_PRIVATE);
+	assert_true(all_zero(ram + 5 * PG));
+	for (uint64_t i = 0; i < NPAGES; i++)
+		if (i != 5)
+			assert_true(check(ram + i * PG, i, 1));
+	rf_engine_free(e);
+}
+
+/* A discard's REMOVE event is dispatched before the discard lets go of the
+ * page, however slow the pager is. Before the fix rf_vm_discard returned as
+ * soon as the event was read; its handler then ran against whatever the
+ * page had become (retried, it wiped a page swapped out again since). */
+static void test_discard_waits_for_its_event(void **state)
+{
+	rf_engine *e = engine("");
+	struct swap_job j = {0};
+	uint64_t returned;
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
+	j.npages = NPAGES;
+	swap_out_or_die(&j, "swap-out before the discard");
+	assert_true(swapped_out(rf_vm_page_state(vm, 7 * PG)));
+	tp.ram = ram;
+	tp.gpa = 7 * PG;
+	tp.delay_ms = 100;
+	rf_test_point = note_remove_dispatch;
+	assert_int_equal(rf_vm_discard(vm, 7 * PG, 1, RF_PAGE_FREE_REPORTED, NULL), 0);
+	returned = now_ns();
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&tp.removes), 1);
+	assert_true(atomic_load(&tp.dispatched_ns) < returned);
+	/* The page is the guest's again: written, swapped out anew, and intact
+	 * however late any event runs. */
+	fill(ram + 7 * PG, 7, 2);
+	assert_int_equal(rf_vm_page_state(vm, 7 * PG), RF_PAGE_PRIVATE);
+	j.finished = false;
+	swap_out_or_die(&j, "swap-out after the discard");
+	assert_true(swapped_out(rf_vm_page_state(vm, 7 * PG)));
+	assert_int_equal(rf_uffd_sync(vm->uffd), 0);
+	assert_true(check(ram + 7 * PG, 7, 2));
+	rf_engine_free(e);
+}
+
+struct madv_job {
+	void *addr;
+	_Atomic bool done;
+};
+
+static void *madv_main(void *arg)
+{
+	struct madv_job *m = arg;
+
+	madvise(m->addr, PG, MADV_DONTNEED);
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+/* A discard from outside the library on a swapped page whose lock another
+ * thread holds (an audit looking again): it takes effect once the holder
+ * lets go. The page reads as zeros and its slot is freed. */
+static void test_outside_discard_waits_for_holder(void **state)
+{
+	rf_engine *e = engine("");
+	struct swap_job j = {0};
+	struct madv_job mj = {0};
+	struct rf_swap_stats st;
+	uint64_t v, slots;
+	rf_pte_t *pte;
+	pthread_t t;
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
+	j.npages = NPAGES;
+	swap_out_or_die(&j, "swap-out");
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	slots = st.file_bytes + st.tier_bytes;
+	rf_vm_regions_rdlock(vm);
+	pte = pte_of(vm, 9 * PG);
+	rf_vm_regions_unlock(vm);
+	v = rf_pte_lock(pte);
+	assert_true(swapped_out(rf_pte_state(v)));
+	mj.addr = ram + 9 * PG;
+	assert_int_equal(pthread_create(&t, NULL, madv_main, &mj), 0);
+	for (unsigned int ms = 0; !atomic_load(&mj.done) && ms < HANG_MS; ms += 5)
+		rf_test_sleep_ms(5);
+	assert_true(atomic_load(&mj.done));
+	rf_test_sleep_ms(20);
+	rf_pte_unlock(vm, pte, v, v);
+	pthread_join(t, NULL);
+	assert_int_equal(rf_uffd_sync(vm->uffd), 0);
+	assert_int_equal(rf_vm_page_state(vm, 9 * PG), RF_PAGE_ZERO);
+	assert_true(all_zero(ram + 9 * PG));
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.file_bytes + st.tier_bytes, slots - PG);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		if (i != 9)
+			assert_true(check(ram + i * PG, i, 1));
+	rf_engine_free(e);
+}
+
+/* A page reported free and written again is PRIVATE: at once through the
+ * fault that brings it back when the VM has a swap target, and by the
+ * scanner's next pass when only dedup runs. Before the fix it stayed
+ * FREE_REPORTED: never merged, never swapped, charged nothing. */
+static void test_reported_page_written_becomes_private(void **state)
+{
+	rf_engine *e = engine("");
+	struct rf_dedup_config dc;
+	uint8_t *ram, *ram2;
+	rf_vm *vm = vm_with_pages(e, &ram), *vm2;
+
+	(void)state;
+	/* The fault: a target registers all of the VM's RAM. */
+	assert_int_equal(rf_vm_set_swap_target(vm, 2 * MiB), 0);
+	assert_int_equal(rf_vm_discard(vm, 2 * PG, 2, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_FREE_REPORTED);
+	ram[2 * PG + 100] = 7;
+	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_PRIVATE);
+	assert_int_equal(rf_vm_page_state(vm, 3 * PG), RF_PAGE_FREE_REPORTED);
+	assert_int_equal(ram[2 * PG + 100], 7);
+
+	/* The scanner: a VM without a pager. */
+	rf_dedup_config_init(&dc);
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	vm2 = rf_test_vm(e, "vm2", 4 * MiB, (void **)&ram2);
+	for (uint64_t i = 0; i < NPAGES; i++)
+		fill(ram2 + i * PG, i, 3);
+	assert_int_equal(rf_dedup_add_vm(vm2), 0);
+	assert_int_equal(rf_vm_discard(vm2, 4 * PG, 1, RF_PAGE_FREE_REPORTED, NULL), 0);
+	fill(ram2 + 4 * PG, 4, 4);
+	assert_int_equal(rf_dedup_scan_now(e), 0);
+	for (unsigned int ms = 0; rf_vm_page_state(vm2, 4 * PG) != RF_PAGE_PRIVATE && ms < 5000;
+	     ms += 10)
+		rf_test_sleep_ms(10);
+	assert_int_equal(rf_vm_page_state(vm2, 4 * PG), RF_PAGE_PRIVATE);
+	assert_true(check(ram2 + 4 * PG, 4, 4));
+	rf_engine_free(e);
+}
+
+struct audit_job {
+	rf_vm *vm;
+	struct rf_audit_report rep;
+	int err;
+	_Atomic bool done;
+};
+
+static void *audit_main(void *arg)
+{
+	struct audit_job *a = arg;
+
+	a->err = rf_vm_audit(a->vm, &a->rep, 0);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* The audit meets a page in the middle of a swap-in: mapped already, its
+ * new state not yet published. Its first look (no locks) sees "swapped,
+ * but present"; it must look again under the page lock, where the
+ * transition is over, and report nothing. Before the fix it returned -EIO
+ * for a contradiction that was never there. A real one is still reported. */
+static void test_audit_rechecks_under_lock(void **state)
+{
+	rf_engine *e = rf_test_engine(NULL);
+	struct audit_job a = {0};
+	struct rf_audit_report rep;
+	uint64_t v;
+	rf_pte_t *pte;
+	pthread_t t;
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	rf_vm_regions_rdlock(vm);
+	pte = pte_of(vm, 6 * PG);
+	rf_vm_regions_unlock(vm);
+	v = rf_pte_lock(pte);
+	/* Mid-transition: the table says SWAPPED, the page is there. */
+	atomic_store(pte, rf_pte_with_state(v, RF_PAGE_SWAPPED) | RF_PTE_LOCKED);
+	rf_test_point = audit_recheck_point;
+	a.vm = vm;
+	assert_int_equal(pthread_create(&t, NULL, audit_main, &a), 0);
+	for (unsigned int ms = 0;
+	     !atomic_load(&tp.audit_waiting) && !atomic_load(&a.done) && ms < HANG_MS; ms += 1)
+		rf_test_sleep_ms(1);
+	/* The swap-in publishes PRIVATE. */
+	rf_pte_unlock(vm, pte, v, v);
+	pthread_join(t, NULL);
+	rf_test_point = NULL;
+	assert_int_equal(a.err, 0);
+	assert_int_equal(a.rep.mismatches, 0);
+
+	/* A real contradiction, nobody holding the page: reported. (Written
+	 * behind the table's back: a debug build would stop a transition that
+	 * made it.) */
+	v = rf_pte_lock(pte);
+	atomic_store(pte, rf_pte_with_state(v, RF_PAGE_SWAPPED));
+	assert_int_equal(rf_vm_audit(vm, &rep, 0), -EIO);
+	assert_int_equal(rep.discarded_present, 1);
+	assert_int_equal(rep.first_bad_gpa, 6 * PG);
+	atomic_store(pte, v);
+	rf_engine_free(e);
+}
+
+/* Debug builds check each transition against pagemap under the page lock:
+ * a page published SWAPPED while its page is still mapped aborts, with the
+ * page's history. (Release builds do not check; skipped there.) */
+static void test_debug_transition_check(void **state)
+{
+#ifdef RF_DEBUG_TRANSITIONS
+	int pipefd[2], status;
+	char out[8192] = "";
+	ssize_t n, got = 0;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		rf_engine *e = rf_test_engine(NULL);
+		uint8_t *ram;
+		rf_vm *vm = vm_with_pages(e, &ram);
+		rf_pte_t *pte;
+		uint64_t v;
+
+		dup2(pipefd[1], 2);
+		rf_vm_regions_rdlock(vm);
+		pte = pte_of(vm, 2 * PG);
+		v = rf_pte_lock(pte);
+		rf_pte_unlock(vm, pte, v, rf_pte_with_state(v, RF_PAGE_SWAPPED));
+		_exit(0); /* not reached */
+	}
+	close(pipefd[1]);
+	while ((n = read(pipefd[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
+		got += n;
+	close(pipefd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+	assert_non_null(strstr(out, "private -> swapped contradicts the kernel"));
+	assert_non_null(strstr(out, "history of the page"));
+#else
+	(void)state;
+	skip();
+#endif
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_copy_mode_victim_discarded_before_lock, teardown_points),
+	    cmocka_unit_test_teardown(test_copy_mode_victim_discarded_outside, teardown_points),
+	    cmocka_unit_test_teardown(test_discard_waits_for_its_event, teardown_points),
+	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
+	    cmocka_unit_test_teardown(test_reported_page_written_becomes_private, teardown_points),
+	    cmocka_unit_test_teardown(test_audit_rechecks_under_lock, teardown_points),
+	    cmocka_unit_test(test_debug_transition_check),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
