@@ -236,30 +236,37 @@ static void dv_detach(rf_vm *vm, bool unmerge)
 				drop_region_refs(d, r);
 				continue;
 			}
+			/* Every page is visited until none is MERGED: a run
+			 * unmerges a prefix of itself (a page whose state
+			 * changed under its lock ends it), and what is left is
+			 * found again from the next page. A discard that holds
+			 * a merged page (and calls dedup_page_release with this
+			 * dv) is waited for by the unmerge's page lock, so none
+			 * is left running when dv is freed below. */
 			for (uint64_t p = 0; p < r->npages; p++) {
 				unsigned int n = 0;
+				int err;
 
 				while (p + n < r->npages && n < MERGE_RUN_MAX &&
 				       rf_pte_state(rf_pte_peek(&r->pte[p + n])) == RF_PAGE_MERGED)
 					n++;
-				if (n && unmerge_page(d, dv, r, p, n, false) != 0) {
-					/* Left merged: release its pages so no
-					 * MERGED page outlives the store. */
-					for (unsigned int k = 0; k < n; k++) {
-						rf_pte_t *pte = &r->pte[p + k];
-						uint64_t old = rf_pte_lock(pte), nv = old;
+				if (!n)
+					continue;
+				err = unmerge_page(d, dv, r, p, n, false);
+				if (err == 0 || err == -EAGAIN)
+					continue;
+				/* Left merged (logged): release its pages so no
+				 * MERGED page outlives the store. */
+				for (unsigned int k = 0; k < n; k++) {
+					rf_pte_t *pte = &r->pte[p + k];
+					uint64_t old = rf_pte_lock(pte), nv = old;
 
-						if (rf_pte_state(old) == RF_PAGE_MERGED &&
-						    dedup_page_release(vm, r, p + k, old, NULL) ==
-							0)
-							nv = rf_pte_with_payload(
-							    rf_pte_with_state(old, RF_PAGE_PRIVATE),
-							    0);
-						rf_pte_unlock(vm, pte, old, nv);
-					}
+					if (rf_pte_state(old) == RF_PAGE_MERGED &&
+					    dedup_page_release(vm, r, p + k, old, NULL) == 0)
+						nv = rf_pte_with_payload(
+						    rf_pte_with_state(old, RF_PAGE_PRIVATE), 0);
+					rf_pte_unlock(vm, pte, old, nv);
 				}
-				if (n)
-					p += n - 1;
 			}
 		}
 		rf_vm_regions_unlock(vm);
