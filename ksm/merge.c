@@ -26,7 +26,11 @@
  *      private copy holding the merged bytes plus their write;
  *   7. publish MERGED (payload = store page) and unlock.
  * Any failure before 5 lifts the protection (which wakes writers) and leaves
- * the page as it was.
+ * the page as it was. A page can be absent at step 3 only if someone outside
+ * the library discarded it under us; reading it then faults to the VM's
+ * pager, which answers a read of a page marked F_WP without its lock (with
+ * a write-protected zeroed page: swap_pager.c, read_under_wp), so the
+ * comparison fails instead of waiting for a lock we hold.
  *
  * Zero runs follow steps 1-3 against the zero page, then MADV_DONTNEED and
  * wake: a waiting writer then faults in a fresh zeroed page and writes it.
@@ -290,6 +294,7 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 	}
 
 	/* 3. compare bytes */
+	RF_TEST_POINT("dedup.compare", rf_region_page(r, m->idx));
 	for (k = 0; k < n; k++) {
 		const void *b = rf_region_page(r, m->idx + k);
 		const void *ref = m->pair ? (const void *)rf_region_page(ar, m->aidx + k)

@@ -537,6 +537,34 @@ static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
 	grew(p, done);
 }
 
+/*
+ * A read of an absent page that a module holds write-protected (F_WP: the
+ * dedup engine comparing it, copy mode copying it). Such a page is absent
+ * only because someone outside the library discarded it under the holder,
+ * so it reads as zeros; and the holder itself may be the reader, which
+ * would wait forever for a lock it holds. So the read is answered without
+ * the lock, with a zeroed page mapped write-protected (UFFDIO_COPY_MODE_WP,
+ * not the zero page: a write to that would go through without waiting for
+ * the holder). Writers and everything else wait: -EAGAIN, retried.
+ */
+static int read_under_wp(struct rf_pager *p, uint64_t page, uint64_t v, bool write)
+{
+	struct uffdio_copy c = {.dst = page,
+				.src = (uintptr_t)p->zeros,
+				.len = RF_PAGE_SIZE,
+				.mode = UFFDIO_COPY_MODE_WP};
+	int err;
+
+	if (write || !(v & RF_PTE_F_WP) || is_swapped(v) || rf_pte_state(v) == RF_PAGE_MERGED)
+		return -EAGAIN;
+	err = uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
+	if (err == -EAGAIN)
+		return -EAGAIN;
+	/* Mapped (or already there: EEXIST), or no longer registered. */
+	rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
+	return 0;
+}
+
 static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 {
 	struct rf_pager *p = arg;
@@ -567,8 +595,9 @@ static int on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	gpa = r->gpa + (idx << RF_PAGE_SHIFT);
 	pte = &r->pte[idx];
 	if (!rf_pte_trylock(pte, &v)) {
+		err = read_under_wp(p, page, rf_pte_peek(pte), write);
 		rf_vm_regions_unlock(vm);
-		return -EAGAIN; /* being swapped out or discarded right now */
+		return err; /* being swapped out or discarded right now */
 	}
 	nv = v & ~RF_PTE_F_COLD; /* touched: a whole revolution before it may go */
 	/* A swap-in or a first write makes the VM a page bigger: it waits

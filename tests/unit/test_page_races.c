@@ -14,6 +14,8 @@
  *     again since);
  *   - a discard from outside the library meeting a page whose lock is held
  *     (it must still take effect, once the holder lets go);
+ *   - a page the dedup engine is comparing, discarded from outside the
+ *     library (the comparison faulted to a pager that cannot take the lock);
  *   - a page written after it was reported free staying FREE_REPORTED;
  *   - the audit reporting a page caught in the middle of a transition;
  *   - the debug build's transition check catching a contradiction.
@@ -196,6 +198,16 @@ static void note_remove_dispatch(const char *where, void *arg)
 	rf_test_sleep_ms(tp.delay_ms);
 	atomic_fetch_add(&tp.removes, 1);
 	atomic_store(&tp.dispatched_ns, now_ns());
+}
+
+/* dedup.compare: the merger holds its run write-protected and is about to
+ * compare it. The VMM discards the page behind its back. */
+static void discard_outside_when_comparing(const char *where, void *arg)
+{
+	if (strcmp(where, "dedup.compare") != 0 || arg != tp.ram + tp.gpa ||
+	    atomic_exchange(&tp.fired, 1))
+		return;
+	assert_int_equal(madvise(arg, PG, MADV_DONTNEED), 0);
 }
 
 static void audit_recheck_point(const char *where, void *arg)
@@ -384,6 +396,54 @@ static void test_outside_discard_waits_for_holder(void **state)
 	rf_engine_free(e);
 }
 
+/* The dedup engine compares a page (locked, write-protected) that someone
+ * outside the library discards just then, on a VM whose RAM is registered
+ * for missing faults (it has a swap target). The comparison's read faults;
+ * before the fix the pager waited for the lock the comparing thread held,
+ * forever. Now the read sees zeros, the merge is abandoned, and the page is
+ * what the discard left: zeros, PRIVATE. */
+static void test_dedup_compare_page_discarded_outside(void **state)
+{
+	rf_engine *e = engine("");
+	struct rf_dedup_config dc;
+	struct rf_dedup_stats ds;
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+
+	(void)state;
+	fill(ram + 8 * PG, 8, 5);
+	memcpy(ram + 12 * PG, ram + 8 * PG, PG); /* a twin: 8 and 12 pair up */
+	assert_int_equal(rf_vm_set_swap_target(vm, 2 * MiB), 0);
+	rf_dedup_config_init(&dc);
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	tp.ram = ram;
+	tp.gpa = 12 * PG;
+	rf_test_point = discard_outside_when_comparing;
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	for (unsigned int ms = 0; !atomic_load(&tp.fired) && ms < HANG_MS; ms += 10)
+		rf_test_sleep_ms(10);
+	assert_int_equal(atomic_load(&tp.fired), 1);
+	/* The scanner gets past the comparison: two more passes end. */
+	assert_int_equal(rf_dedup_counters(e, &ds), 0);
+	for (uint64_t passes = ds.scan_passes, ms = 0; ms < HANG_MS; ms += 10) {
+		assert_int_equal(rf_dedup_counters(e, &ds), 0);
+		if (ds.scan_passes >= passes + 2)
+			break;
+		rf_dedup_scan_now(e);
+		rf_test_sleep_ms(10);
+	}
+	if (ds.merge_races == 0) {
+		fprintf(stderr, "[  FAILED  ] dedup comparison hung on a page discarded outside\n");
+		fflush(stderr);
+		abort();
+	}
+	rf_test_point = NULL;
+	assert_int_not_equal(rf_vm_page_state(vm, 12 * PG), RF_PAGE_MERGED);
+	assert_true(all_zero(ram + 12 * PG));
+	assert_true(check(ram + 8 * PG, 8, 5));
+	rf_engine_free(e);
+}
+
 /* A page reported free and written again is PRIVATE: at once through the
  * fault that brings it back when the VM has a swap target, and by the
  * scanner's next pass when only dedup runs. Before the fix it stayed
@@ -537,6 +597,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_copy_mode_victim_discarded_outside, teardown_points),
 	    cmocka_unit_test_teardown(test_discard_waits_for_its_event, teardown_points),
 	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
+	    cmocka_unit_test_teardown(test_dedup_compare_page_discarded_outside, teardown_points),
 	    cmocka_unit_test_teardown(test_reported_page_written_becomes_private, teardown_points),
 	    cmocka_unit_test_teardown(test_audit_rechecks_under_lock, teardown_points),
 	    cmocka_unit_test(test_debug_transition_check),
