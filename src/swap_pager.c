@@ -542,7 +542,9 @@ static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
  * dedup engine comparing it, copy mode copying it). Such a page is absent
  * only because someone outside the library discarded it under the holder,
  * so it reads as zeros; and the holder itself may be the reader, which
- * would wait forever for a lock it holds. So the read is answered without
+ * would wait forever for a lock it holds. Not so a page copy mode has
+ * discarded itself after storing it (RF_PTE_F_OUT, until it is published
+ * swapped): its content is in the store, and its readers wait. So the read is answered without
  * the lock, with a zeroed page mapped write-protected (UFFDIO_COPY_MODE_WP,
  * not the zero page: a write to that would go through without waiting for
  * the holder). Writers and everything else wait: -EAGAIN, retried.
@@ -555,7 +557,8 @@ static int read_under_wp(struct rf_pager *p, uint64_t page, uint64_t v, bool wri
 				.mode = UFFDIO_COPY_MODE_WP};
 	int err;
 
-	if (write || !(v & RF_PTE_F_WP) || is_swapped(v) || rf_pte_state(v) == RF_PAGE_MERGED)
+	if (write || !(v & RF_PTE_F_WP) || (v & RF_PTE_F_OUT) || is_swapped(v) ||
+	    rf_pte_state(v) == RF_PAGE_MERGED)
 		return -EAGAIN;
 	err = uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
 	if (err == -EAGAIN)
@@ -1041,8 +1044,15 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
 			continue;
 		}
 		j = run_end(vs, i, n, moved);
+		/* From the discard until publication the content is only in
+		 * the store: faults wait, even reads of a protected page. */
+		for (unsigned int k = i; k < j; k++)
+			atomic_store_explicit(&r->pte[vs[k].idx],
+					      vs[k].v0 | RF_PTE_F_WP | RF_PTE_F_OUT | RF_PTE_LOCKED,
+					      memory_order_release);
 		err = rf_vm_discard_locked(p->vm, rf_region_page(r, vs[i].idx),
 					   (uint64_t)(j - i) << RF_PAGE_SHIFT);
+		RF_TEST_POINT("swap.discarded", rf_region_page(r, vs[i].idx));
 		if (err) {
 			rf_log_ratelimited(
 			    p->e, &p->rl, RF_LOG_ERR,

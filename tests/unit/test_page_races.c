@@ -9,6 +9,8 @@
  *   - copy-mode swap-out of a victim discarded from outside the library
  *     while the swapper holds it (the copy faulted to a pager that cannot
  *     take the lock: the same hang);
+ *   - a read, in copy mode, of a page the swapper has stored and discarded
+ *     but not yet published (it was answered with zeros);
  *   - a discard's UFFD_EVENT_REMOVE dispatched after the discard published
  *     the page's new state (a late event, retried, wiped a page swapped out
  *     again since);
@@ -185,6 +187,51 @@ static void discard_outside_when_locked(const char *where, void *arg)
 	assert_int_equal(madvise(tp.ram + tp.gpa, PG, MADV_DONTNEED), 0);
 }
 
+struct reader {
+	const uint8_t *page;
+	uint8_t copy[PG];
+	_Atomic bool done;
+};
+
+static struct reader rd;
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+
+	memcpy(r->copy, r->page, PG);
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static uint64_t missing_faults(rf_vm *vm)
+{
+	struct rf_uffd_stats us;
+
+	rf_uffd_stats(vm->uffd, &us);
+	return us.msgs[RF_UFFD_FAULT_MISSING];
+}
+
+/* swap.discarded: copy mode has stored and discarded a run, and not yet
+ * published it swapped. A reader (a vCPU) touches a page of it now, and its
+ * fault reaches the pager before the swapper goes on. */
+static void read_when_discarded(const char *where, void *arg)
+{
+	uint64_t before;
+	pthread_t t;
+
+	if (strcmp(where, "swap.discarded") != 0 || (uint8_t *)arg > tp.ram + tp.gpa ||
+	    atomic_exchange(&tp.fired, 1))
+		return;
+	before = missing_faults(tp.vm);
+	rd.page = tp.ram + tp.gpa;
+	assert_int_equal(pthread_create(&t, NULL, reader_main, &rd), 0);
+	pthread_detach(t);
+	for (unsigned int ms = 0; missing_faults(tp.vm) == before && ms < HANG_MS; ms++)
+		rf_test_sleep_ms(1);
+	rf_test_sleep_ms(20); /* the pager has dealt with the fault by now */
+}
+
 /* uffd.dispatch: note when a REMOVE event over @tp.gpa is dispatched,
  * after holding the pager back for @tp.delay_ms. */
 static void note_remove_dispatch(const char *where, void *arg)
@@ -296,6 +343,40 @@ static void test_copy_mode_victim_discarded_outside(void **state)
 	for (uint64_t i = 0; i < NPAGES; i++)
 		if (i != 5)
 			assert_true(check(ram + i * PG, i, 1));
+	rf_engine_free(e);
+}
+
+/* Copy mode: between the discard of a stored run and its publication as
+ * swapped, its pages are absent and locked, marked write-protected. A read
+ * fault then must wait for the swap-out and get the page's content back.
+ * Before the fix the pager took the absent protected page for one
+ * discarded from outside and answered with zeros, and the page was then
+ * published swapped with zeros mapped over it (a guest's page tables read
+ * as zeros: a triple fault). */
+static void test_copy_mode_read_between_discard_and_publish(void **state)
+{
+	rf_engine *e = engine("uffd-move,pagemap-scan");
+	struct swap_job j = {0};
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
+	tp.vm = vm;
+	tp.ram = ram;
+	tp.gpa = 10 * PG;
+	memset(&rd, 0, sizeof(rd));
+	rf_test_point = read_when_discarded;
+	j.npages = NPAGES;
+	swap_out_or_die(&j, "copy mode, read between discard and publication");
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&tp.fired), 1);
+	for (unsigned int ms = 0; !atomic_load(&rd.done) && ms < HANG_MS; ms++)
+		rf_test_sleep_ms(1);
+	assert_true(atomic_load(&rd.done));
+	assert_true(check(rd.copy, 10, 1));
+	for (uint64_t i = 0; i < NPAGES; i++)
+		assert_true(check(ram + i * PG, i, 1));
 	rf_engine_free(e);
 }
 
@@ -595,6 +676,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_copy_mode_victim_discarded_before_lock, teardown_points),
 	    cmocka_unit_test_teardown(test_copy_mode_victim_discarded_outside, teardown_points),
+	    cmocka_unit_test_teardown(test_copy_mode_read_between_discard_and_publish,
+				      teardown_points),
 	    cmocka_unit_test_teardown(test_discard_waits_for_its_event, teardown_points),
 	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
 	    cmocka_unit_test_teardown(test_dedup_compare_page_discarded_outside, teardown_points),
