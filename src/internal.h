@@ -4,8 +4,10 @@
  * the library's modules (src/, ksm/, balloon/) see them. Not installed.
  *
  * Lock order (outer first): engine->vms_lock, vm->regions_lock (read side
- * for everyone but map/unmap), a page's lock bit (page_table.h), module locks.
- * No module may take engine->vms_lock while it holds a page lock.
+ * for everyone but map/unmap), the pager's out_lock, page lock bits in
+ * address order (page_table.h), module locks; leaves last. No module may take
+ * engine->vms_lock while it holds a page lock. The rules that keep the pager
+ * thread out of deadlocks with page-lock holders: uffd.h, docs/design.md.
  */
 #ifndef RF_INTERNAL_H
 #define RF_INTERNAL_H

@@ -16,6 +16,11 @@
  * (say the balloon and the merger) can never act on one page at once.
  * Readers that only want a hint (the scanner skipping non-PRIVATE pages) may
  * read an entry without the lock; they must re-check under it before acting.
+ *
+ * Every transition, the module that makes it, the locks it holds, the
+ * kernel's mapping before and after and what other threads may see in
+ * between: docs/design.md. Debug builds (RF_DEBUG_TRANSITIONS) check each
+ * transition against pagemap when it is published (page_table.c).
  */
 #ifndef RF_PAGE_TABLE_H
 #define RF_PAGE_TABLE_H
