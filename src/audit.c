@@ -138,20 +138,49 @@ static enum verdict judge(const rf_engine *e, enum rf_page_state s, uint64_t pm,
 	}
 }
 
-/* Is @a inside a file-backed VMA? Read now, from /proc/self/maps. */
-static bool file_vma_now(rf_engine *e, uintptr_t a)
-{
-	struct vma *v;
-	unsigned int cap = 16, n = 0;
-	bool file = false;
+/* The file-backed VMAs over a region, as last read from /proc/self/maps. */
+struct vma_list {
+	struct vma **v; /* grown as needed */
+	unsigned int *cap;
+	unsigned int n, cursor;
+	uintptr_t lo, hi;
+};
 
-	v = rf_zalloc(e, cap * sizeof(*v));
-	if (!v)
-		return false;
-	if (read_file_vmas(e, a, a + 1, &v, &cap, &n) == 0)
-		file = n > 0;
-	rf_free(e, v);
-	return file;
+static int vma_list_read(rf_engine *e, struct vma_list *l)
+{
+	l->cursor = 0;
+	return read_file_vmas(e, l->lo, l->hi, l->v, l->cap, &l->n);
+}
+
+/*
+ * Is @a inside a file VMA now? The list is read again (under the caller's
+ * page lock) only when the copy at hand says no: a page merged after the
+ * list was read is in a VMA it does not know, while a VMA it knows as a
+ * file one over a MERGED page is still one (remapping a MERGED page takes
+ * its lock, and leaves it another state). One read serves all the pages
+ * merged before it, so a busy engine costs the audit a few reads, not one
+ * per page.
+ */
+static bool in_list(const struct vma_list *l, uintptr_t a)
+{
+	unsigned int lo = 0, hi = l->n;
+
+	while (lo < hi) { /* the first VMA ending above @a */
+		unsigned int mid = lo + (hi - lo) / 2;
+
+		if ((*l->v)[mid].end <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < l->n && (*l->v)[lo].start <= a;
+}
+
+static bool file_vma_now(rf_engine *e, struct vma_list *l, uintptr_t a)
+{
+	if (in_list(l, a))
+		return true;
+	return vma_list_read(e, l) == 0 && in_list(l, a);
 }
 
 /*
@@ -162,7 +191,8 @@ static bool file_vma_now(rf_engine *e, uintptr_t a)
  * RF_AUDIT_FIX, drift of a ZERO or FREE_REPORTED page the guest wrote is
  * resolved here too (to PRIVATE).
  */
-static enum verdict recheck(rf_vm *vm, struct rf_region *r, uint64_t idx, unsigned int flags)
+static enum verdict recheck(rf_vm *vm, struct rf_region *r, uint64_t idx, unsigned int flags,
+			    struct vma_list *l)
 {
 	rf_pte_t *pte = &r->pte[idx];
 	uintptr_t a = (uintptr_t)rf_region_page(r, idx);
@@ -175,7 +205,7 @@ static enum verdict recheck(rf_vm *vm, struct rf_region *r, uint64_t idx, unsign
 	s = rf_pte_state(v);
 
 	if (rf_pagemap_read(vm->e, (void *)a, 1, &pm) == 0) {
-		vd = judge(vm->e, s, pm, s == RF_PAGE_MERGED && file_vma_now(vm->e, a));
+		vd = judge(vm->e, s, pm, s == RF_PAGE_MERGED && file_vma_now(vm->e, l, a));
 		if (vd == V_DRIFT && (flags & RF_AUDIT_FIX) &&
 		    (s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED))
 			nv = rf_pte_with_state(v, RF_PAGE_PRIVATE);
@@ -194,12 +224,10 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 	    [V_SWAPPED_PRESENT] = "swapped out, but a page is present",
 	    [V_INVALID] = "invalid state",
 	};
-	unsigned int nv, cur = 0;
-	struct vma *vmas;
+	struct vma_list l = {vmap, cap, 0, 0, (uintptr_t)r->hva, (uintptr_t)r->hva + r->size};
 	int err;
 
-	err = read_file_vmas(vm->e, (uintptr_t)r->hva, (uintptr_t)r->hva + r->size, vmap, cap, &nv);
-	vmas = *vmap;
+	err = vma_list_read(vm->e, &l);
 	if (err)
 		return err;
 	for (uint64_t base = 0; base < r->npages; base += AUDIT_CHUNK) {
@@ -212,7 +240,7 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 			uint64_t idx = base + k, gpa = r->gpa + (idx << RF_PAGE_SHIFT);
 			uintptr_t a = (uintptr_t)rf_region_page(r, idx);
 			enum rf_page_state s = rf_pte_state(rf_pte_peek(&r->pte[idx]));
-			bool file_vma = in_file_vma(vmas, nv, &cur, a);
+			bool file_vma = in_file_vma(*l.v, l.n, &l.cursor, a);
 			enum verdict vd = judge(vm->e, s, ents[k], file_vma);
 
 			rep->pages_checked++;
@@ -221,7 +249,7 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 			/* Drift without a fix to make is counted as seen;
 			 * anything else is looked at again under the lock. */
 			if (vd != V_DRIFT || (flags & RF_AUDIT_FIX))
-				vd = recheck(vm, r, idx, flags);
+				vd = recheck(vm, r, idx, flags, &l);
 			switch (vd) {
 			case V_OK:
 				break;
