@@ -165,6 +165,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory e2e
 	@$(TEST_ENV) $(MAKE) --no-print-directory compat
 	@$(TEST_ENV) $(MAKE) --no-print-directory asan
+	@$(TEST_ENV) $(MAKE) --no-print-directory stress-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-exports
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
@@ -188,3 +189,4 @@ fuzz-smoke: all
 # Each component adds its own rules and programs here.
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
 -include guest/linux/linux.mk tests/nested/nested.mk
+-include tests/stress/stress.mk
