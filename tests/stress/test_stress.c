@@ -108,6 +108,11 @@ struct page_meta {
 	_Atomic uint32_t seq;
 	_Atomic uint8_t own;   /* enum owner; changed under @lock with the sequence odd */
 	_Atomic uint8_t flags; /* PF_*; changed under @lock (readers look without it) */
+	/* History for the mismatch report (under @lock): the last write's
+	 * kind and when (now_ms), when a report or a deflate last gave the
+	 * page back; 0 = never. */
+	uint8_t last_kind;
+	uint64_t t_write, t_report, t_deflate;
 	pthread_mutex_t lock;
 };
 
@@ -168,7 +173,6 @@ struct run {
 	/* results */
 	_Atomic uint64_t host_writes, vcpu_writes, reads, read_races;
 	_Atomic uint64_t mismatches, vcpu_lost, audits, audit_fails, audit_max_ms, log_errs;
-	_Atomic uint64_t inflate_ops, deflate_ops, report_ops, rewritten;
 	_Atomic unsigned int printed;
 	uint64_t still_reported, rewritten_end, balloon_rejected;
 	struct activity act;
@@ -318,6 +322,20 @@ static void hex(char *out, const uint8_t *p, size_t n)
 		sprintf(out + 2 * i, "%02x", p[i]);
 }
 
+enum wkind { W_SUB, W_TPL, W_ZERO, W_UNIQUE };
+
+static const char *const kind_name[] = {"sub-page", "template", "zeros", "unique"};
+
+/* "1234 ms ago (at 5.6 s)" for a now_ms() stamp, or "never". */
+static void ago(struct run *r, uint64_t t, char *out, size_t len)
+{
+	if (!t)
+		snprintf(out, len, "never");
+	else
+		snprintf(out, len, "%llu ms ago (at %.1f s)", (unsigned long long)(now_ms() - t),
+			 (double)(t - r->start_ms) / 1000);
+}
+
 /*
  * Print one lost write: where, the page's state in the library's table, the
  * first differing offset and the bytes there. Called with the page's lock
@@ -326,9 +344,10 @@ static void hex(char *out, const uint8_t *p, size_t n)
 static void print_mismatch(struct run *r, struct svm *v, uint64_t i, const uint8_t *found,
 			   const uint8_t *want, const char *where)
 {
+	struct page_meta *m = &v->pm[i];
 	uint64_t gpa = i * PG;
 	unsigned int off = 0, ndiff = 0, n;
-	char fh[33], wh[33], what[48] = "";
+	char fh[33], wh[33], what[48] = "", tw[32], tr[32], td[32];
 	int st = rf_vm_page_state(v->vm, gpa), t;
 
 	while (off < PG && found[off] == want[off])
@@ -342,11 +361,16 @@ static void print_mismatch(struct run *r, struct svm *v, uint64_t i, const uint8
 		snprintf(what, sizeof(what), ", found page is all zeros");
 	else if ((t = which_template(found)) >= 0)
 		snprintf(what, sizeof(what), ", found page is template %d", t);
+	ago(r, m->t_write, tw, sizeof(tw));
+	ago(r, m->t_report, tr, sizeof(tr));
+	ago(r, m->t_deflate, td, sizeof(td));
 	printf("stress: MISMATCH (%s, mode %s, seed %u): vm %s gpa 0x%llx state %s owner %u: "
-	       "first difference at offset %u (%u bytes differ): expected %s found %s%s\n",
+	       "first difference at offset %u (%u bytes differ): expected %s found %s%s; last "
+	       "write %s %s, last given back by a report %s, by a deflate %s\n",
 	       where, r->mode, r->seed, v->plan->name, (unsigned long long)gpa,
 	       st < 0 ? "?" : rf_page_state_name((enum rf_page_state)st),
-	       (unsigned int)atomic_load(&v->pm[i].own), off, ndiff, wh, fh, what);
+	       (unsigned int)atomic_load(&m->own), off, ndiff, wh, fh, what,
+	       m->t_write ? kind_name[m->last_kind] : "(initial fill)", tw, tr, td);
 }
 
 /* A real mismatch of page @i, with its lock held: count it, print it, then
@@ -365,8 +389,6 @@ static void lost_write(struct run *r, struct svm *v, uint64_t i, const char *whe
 }
 
 /* ---- writers ----------------------------------------------------------------- */
-
-enum wkind { W_SUB, W_TPL, W_ZERO, W_UNIQUE };
 
 /* One write to page @i (GUEST, lock held): page and shadow alike. */
 static void guest_write(struct svm *v, uint64_t i, enum wkind k, uint64_t *rng)
@@ -414,6 +436,8 @@ static void guest_write(struct svm *v, uint64_t i, enum wkind k, uint64_t *rng)
 	}
 	}
 	seq_end(m);
+	m->last_kind = (uint8_t)k;
+	m->t_write = now_ms();
 }
 
 static enum wkind pick_kind(uint64_t *rng)
@@ -580,10 +604,9 @@ static void inflate(struct run *r, struct svm *v, uint64_t *rng)
 	send_pfns(v, 0, pages, n);
 	for (unsigned int k = 0; k < n; k++)
 		v->ballooned[v->nballooned++] = pages[k];
-	atomic_fetch_add(&r->inflate_ops, 1);
 }
 
-static void deflate(struct run *r, struct svm *v, uint64_t *rng, unsigned int want)
+static void deflate(struct svm *v, uint64_t *rng, unsigned int want)
 {
 	uint32_t pages[64];
 	unsigned int n = 0;
@@ -603,9 +626,9 @@ static void deflate(struct run *r, struct svm *v, uint64_t *rng, unsigned int wa
 
 		pthread_mutex_lock(&m->lock);
 		set_owner(m, OWN_GUEST); /* the shadow says zeros since the inflate */
+		m->t_deflate = now_ms();
 		pthread_mutex_unlock(&m->lock);
 	}
-	atomic_fetch_add(&r->deflate_ops, 1);
 }
 
 /* Report up to four runs of free pages, then take them back; half the time
@@ -657,6 +680,7 @@ static void report(struct run *r, struct svm *v, uint64_t *rng)
 			pthread_mutex_lock(&m->lock);
 			atomic_store(&m->flags, PF_UNKNOWN);
 			set_owner(m, OWN_GUEST);
+			m->t_report = now_ms();
 			if (reuse) {
 				guest_write(v, i, pick_kind(rng), rng);
 				atomic_fetch_add(&r->host_writes, 1);
@@ -664,7 +688,6 @@ static void report(struct run *r, struct svm *v, uint64_t *rng)
 			pthread_mutex_unlock(&m->lock);
 		}
 	}
-	atomic_fetch_add(&r->report_ops, 1);
 }
 
 static void *balloon_driver(void *arg)
@@ -683,7 +706,7 @@ static void *balloon_driver(void *arg)
 			if (v->nballooned < pool / 8 || (x < 35 && v->nballooned < pool / 4))
 				inflate(r, v, &rng);
 			else if (x < 70)
-				deflate(r, v, &rng, 1 + (unsigned int)(rnd(&rng) % 64));
+				deflate(v, &rng, 1 + (unsigned int)(rnd(&rng) % 64));
 			else
 				report(r, v, &rng);
 			beat(r, B_BALLOON);
@@ -693,7 +716,7 @@ static void *balloon_driver(void *arg)
 	/* The guest takes everything back before the final checks. */
 	for (unsigned int k = 0; k < NVMS; k++)
 		while (r->v[k].nballooned) {
-			deflate(r, &r->v[k], &rng, 64);
+			deflate(&r->v[k], &rng, 64);
 			beat(r, B_BALLOON);
 		}
 	return NULL;
