@@ -48,7 +48,8 @@
  * reader copies page and shadow without the lock and compares the copies
  * only if the sequence was even and did not move; a difference is read once
  * more under the writer lock (to rule out the reader's own race) before it
- * counts as a lost write.
+ * counts as a lost write. A writer also compares the page with its shadow
+ * before it writes, so a lost write shows at the next write to its page.
  *
  * Environment: RF_STRESS_WRITES (host writes per mode, split over the seeds;
  * default 1000000), RF_STRESS_SEEDS (runs per mode, default 1),
@@ -487,6 +488,10 @@ static void *writer(void *arg)
 			pthread_mutex_unlock(&m->lock);
 			continue;
 		}
+		/* Check before writing: a lost write shows at the next write to
+		 * its page, before a whole-page write can cover it up. */
+		if (verifiable(m, OWN_GUEST) && memcmp(page_of(v, i), shadow_of(v, i), PG))
+			lost_write(r, v, i, "writer");
 		guest_write(v, i, pick_kind(&rng), &rng);
 		pthread_mutex_unlock(&m->lock);
 		atomic_fetch_add_explicit(&r->host_writes, 1, memory_order_relaxed);
