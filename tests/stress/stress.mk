@@ -6,7 +6,7 @@
 #                      and ASan+UBSan build (suite "stress-asan")
 #   make stress        the long run: STRESS_WRITES host writes per mode over
 #                      STRESS_SEEDS seeds, release build; 10^8 writes in all
-#                      by default, about an hour on two cores
+#                      by default, about half an hour on two cores
 # Each run has a deadline of STRESS_SECONDS (RF_STRESS_SECONDS); a run that
 # misses it, or a thread that makes no progress for 20 s, is a stall: every
 # thread's stack is dumped and the test aborts.
