@@ -283,6 +283,26 @@ static rf_vm *vm_with_pages(rf_engine *e, uint8_t **ram)
 	return vm;
 }
 
+/* Swap out every page of @vm with @point set on @gpa; one page (the one
+ * @point acts on) is expected to stay. */
+static void swap_all_with_point(rf_vm *vm, uint8_t *ram, uint64_t gpa,
+				void (*point)(const char *, void *), const char *what)
+{
+	struct swap_job j = {0};
+
+	tp.vm = vm;
+	tp.ram = ram;
+	tp.gpa = gpa;
+	rf_test_point = point;
+	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
+	j.npages = NPAGES;
+	swap_out_or_die(&j, what);
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&tp.fired), 1);
+	assert_int_equal(j.err, 0);
+	assert_int_equal(j.done, NPAGES - 1);
+}
+
 /* Copy mode: the victim was found resident, then discarded (ZERO) before
  * the swapper locked it. Before the fix the swapper copied the absent page
  * with memcpy: the read faulted to the pager thread, which could never take
@@ -290,21 +310,12 @@ static rf_vm *vm_with_pages(rf_engine *e, uint8_t **ram)
 static void test_copy_mode_victim_discarded_before_lock(void **state)
 {
 	rf_engine *e = engine("uffd-move,pagemap-scan");
-	struct swap_job j = {0};
 	uint8_t *ram;
 	rf_vm *vm = vm_with_pages(e, &ram);
 
 	(void)state;
-	tp.vm = vm;
-	tp.gpa = 3 * PG;
-	rf_test_point = discard_on_pick;
-	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
-	j.npages = NPAGES;
-	swap_out_or_die(&j, "copy mode, victim discarded before its lock");
-	rf_test_point = NULL;
-	assert_int_equal(atomic_load(&tp.fired), 1);
-	assert_int_equal(j.err, 0);
-	assert_int_equal(j.done, NPAGES - 1);
+	swap_all_with_point(vm, ram, 3 * PG, discard_on_pick,
+			    "copy mode, victim discarded before its lock");
 	assert_int_equal(rf_vm_page_state(vm, 3 * PG), RF_PAGE_ZERO);
 	assert_true(all_zero(ram + 3 * PG));
 	for (uint64_t i = 0; i < NPAGES; i++) {
@@ -322,22 +333,12 @@ static void test_copy_mode_victim_discarded_before_lock(void **state)
 static void test_copy_mode_victim_discarded_outside(void **state)
 {
 	rf_engine *e = engine("uffd-move,pagemap-scan");
-	struct swap_job j = {0};
 	uint8_t *ram;
 	rf_vm *vm = vm_with_pages(e, &ram);
 
 	(void)state;
-	tp.vm = vm;
-	tp.ram = ram;
-	tp.gpa = 5 * PG;
-	rf_test_point = discard_outside_when_locked;
-	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
-	j.npages = NPAGES;
-	swap_out_or_die(&j, "copy mode, victim discarded from outside while locked");
-	rf_test_point = NULL;
-	assert_int_equal(atomic_load(&tp.fired), 1);
-	assert_int_equal(j.err, 0);
-	assert_int_equal(j.done, NPAGES - 1);
+	swap_all_with_point(vm, ram, 5 * PG, discard_outside_when_locked,
+			    "copy mode, victim discarded from outside while locked");
 	assert_int_equal(rf_vm_page_state(vm, 5 * PG), RF_PAGE_PRIVATE);
 	assert_true(all_zero(ram + 5 * PG));
 	for (uint64_t i = 0; i < NPAGES; i++)
