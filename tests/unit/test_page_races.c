@@ -274,6 +274,14 @@ static int teardown_points(void **state)
 
 /* ---- tests -------------------------------------------------------------- */
 
+/* Every page but @except holds what vm_with_pages wrote. */
+static void others_intact(const uint8_t *ram, uint64_t except)
+{
+	for (uint64_t i = 0; i < NPAGES; i++)
+		if (i != except)
+			assert_true(check(ram + i * PG, i, 1));
+}
+
 static rf_vm *vm_with_pages(rf_engine *e, uint8_t **ram)
 {
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)ram);
@@ -341,9 +349,7 @@ static void test_copy_mode_victim_discarded_outside(void **state)
 			    "copy mode, victim discarded from outside while locked");
 	assert_int_equal(rf_vm_page_state(vm, 5 * PG), RF_PAGE_PRIVATE);
 	assert_true(all_zero(ram + 5 * PG));
-	for (uint64_t i = 0; i < NPAGES; i++)
-		if (i != 5)
-			assert_true(check(ram + i * PG, i, 1));
+	others_intact(ram, 5);
 	rf_engine_free(e);
 }
 
@@ -472,9 +478,7 @@ static void test_outside_discard_waits_for_holder(void **state)
 	assert_true(all_zero(ram + 9 * PG));
 	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
 	assert_int_equal(st.file_bytes + st.tier_bytes, slots - PG);
-	for (uint64_t i = 0; i < NPAGES; i++)
-		if (i != 9)
-			assert_true(check(ram + i * PG, i, 1));
+	others_intact(ram, 9);
 	rf_engine_free(e);
 }
 
