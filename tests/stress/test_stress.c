@@ -154,6 +154,8 @@ struct beat {
 	char name[16];
 	_Atomic uint64_t n;
 	_Atomic bool on;
+	/* The page a writer is writing: vm index << 56 | page index + 1; 0 none. */
+	_Atomic uint64_t page;
 	uint64_t seen, since_ms; /* watchdog's own */
 };
 
@@ -186,6 +188,10 @@ struct totals {
 };
 
 static struct totals tot;
+/* Set by the watchdog while it dumps the stacks of a stall: gdb's attach
+ * makes KVM_RUN return EINTR, which fails the vCPU's assertion and sends
+ * this thread on to the next test; it waits here for the abort instead. */
+static _Atomic bool stalling;
 static uint8_t tpl[NTPL][PG];
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -490,9 +496,12 @@ static void *writer(void *arg)
 		}
 		/* Check before writing: a lost write shows at the next write to
 		 * its page, before a whole-page write can cover it up. */
+		atomic_store_explicit(&r->beat[B_WRITER0 + ta->id].page,
+				      ((uint64_t)v->idx << 56) | (i + 1), memory_order_relaxed);
 		if (verifiable(m, OWN_GUEST) && memcmp(page_of(v, i), shadow_of(v, i), PG))
 			lost_write(r, v, i, "writer");
 		guest_write(v, i, pick_kind(&rng), &rng);
+		atomic_store_explicit(&r->beat[B_WRITER0 + ta->id].page, 0, memory_order_relaxed);
 		pthread_mutex_unlock(&m->lock);
 		atomic_fetch_add_explicit(&r->host_writes, 1, memory_order_relaxed);
 		beat(r, B_WRITER0 + (int)ta->id);
@@ -826,7 +835,7 @@ static void print_file(const char *path, const char *prefix)
 	fprintf(stderr, "\n");
 }
 
-/* Every thread's stack: gdb's view (user space) and the kernel's. */
+/* Every thread's stack: the kernel's view, then gdb's (user space). */
 static void dump_threads(void)
 {
 	char cmd[512], *argv[] = {"sh", "-c", cmd, NULL};
@@ -834,30 +843,7 @@ static void dump_threads(void)
 	DIR *dir;
 	pid_t c;
 
-	/*
-	 * gdb runs under a shell that resumes this process afterwards: gdb
-	 * killed by its timeout leaves its tracee group-stopped, this thread
-	 * included. Frame arguments are not printed: a char pointer into a
-	 * swapped guest page would make gdb's read of it wait for a pager
-	 * thread that gdb itself has stopped.
-	 */
-	snprintf(cmd, sizeof(cmd),
-		 "if command -v gdb >/dev/null; then timeout -k 5 120 gdb -nx -batch -p %d "
-		 "-ex 'set pagination off' -ex 'set print frame-arguments none' "
-		 "-ex 'thread apply all bt' 1>&2; else echo 'stress: no gdb: kernel stacks "
-		 "only' 1>&2; fi; kill -CONT %d",
-		 (int)getpid(), (int)getpid());
-	fflush(stdout);
-	/* Under Yama's ptrace_scope 1 a child may not trace its parent
-	 * unless told so; elsewhere this fails harmlessly. */
-	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
-	/* posix_spawn, not fork: a fork would copy guest RAM mappings that
-	 * userfaultfd and the dedup store manage. */
-	if (posix_spawn(&c, "/bin/sh", NULL, NULL, argv, environ) == 0) {
-		int status;
-
-		waitpid(c, &status, 0);
-	}
+	/* The kernel's view first: it cannot hang, gdb can. */
 	dir = opendir("/proc/self/task");
 	while (dir && (d = readdir(dir))) {
 		char path[300], prefix[64], comm[32] = "";
@@ -881,23 +867,62 @@ static void dump_threads(void)
 	}
 	if (dir)
 		closedir(dir);
+	/*
+	 * gdb runs under a shell that resumes this process afterwards: gdb
+	 * killed by its timeout leaves its tracee group-stopped, this thread
+	 * included. Frame arguments are not printed: a char pointer into a
+	 * swapped guest page would make gdb's read of it wait for a pager
+	 * thread that gdb itself has stopped.
+	 */
+	snprintf(cmd, sizeof(cmd),
+		 "if command -v gdb >/dev/null; then timeout -k 5 60 gdb -nx -batch -p %d "
+		 "-ex 'set pagination off' -ex 'set print frame-arguments none' "
+		 "-ex 'thread apply all bt' 1>&2; else echo 'stress: no gdb: kernel stacks "
+		 "only' 1>&2; fi; kill -CONT %d",
+		 (int)getpid(), (int)getpid());
+	fflush(stdout);
+	/* Under Yama's ptrace_scope 1 a child may not trace its parent
+	 * unless told so; elsewhere this fails harmlessly. */
+	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+	/* posix_spawn, not fork: a fork would copy guest RAM mappings that
+	 * userfaultfd and the dedup store manage. */
+	if (posix_spawn(&c, "/bin/sh", NULL, NULL, argv, environ) == 0) {
+		int status;
+
+		waitpid(c, &status, 0);
+	}
 }
 
 static _Noreturn void stall(struct run *r, const char *why)
 {
 	uint64_t t = now_ms();
 
+	atomic_store(&stalling, true);
 	fprintf(stderr,
 		"stress: STALL in mode %s, seed %u, %.1f s into the run (phase: %s): %s; "
 		"host writes %llu, vcpu writes %llu\n",
 		r->mode, r->seed, (double)(t - r->start_ms) / 1000, atomic_load(&r->phase), why,
 		(unsigned long long)atomic_load(&r->host_writes),
 		(unsigned long long)atomic_load(&r->vcpu_writes));
-	for (int k = 0; k < NBEATS; k++)
-		if (atomic_load(&r->beat[k].on))
-			fprintf(stderr, "  %-10s %llu beats, last progress %.1f s ago\n",
-				r->beat[k].name, (unsigned long long)atomic_load(&r->beat[k].n),
-				(double)(t - r->beat[k].since_ms) / 1000);
+	for (int k = 0; k < NBEATS; k++) {
+		uint64_t pg = atomic_load(&r->beat[k].page);
+		char at[96] = "";
+
+		if (!atomic_load(&r->beat[k].on))
+			continue;
+		if (pg) {
+			struct svm *v = &r->v[pg >> 56];
+			uint64_t gpa = ((pg & ((1ull << 56) - 1)) - 1) * PG;
+			int st = rf_vm_page_state(v->vm, gpa);
+
+			snprintf(at, sizeof(at), ", writing vm %s gpa 0x%llx (state %s)",
+				 v->plan->name, (unsigned long long)gpa,
+				 st < 0 ? "?" : rf_page_state_name((enum rf_page_state)st));
+		}
+		fprintf(stderr, "  %-10s %llu beats, last progress %.1f s ago%s\n", r->beat[k].name,
+			(unsigned long long)atomic_load(&r->beat[k].n),
+			(double)(t - r->beat[k].since_ms) / 1000, at);
+	}
 	dump_threads();
 	fprintf(stderr, "stress: STALL in mode %s, seed %u: aborting (stacks above)\n", r->mode,
 		r->seed);
@@ -1483,6 +1508,12 @@ static void one_run(const char *mode, bool copy, unsigned int seed, uint64_t wri
 	judge(mode, copy, seed, writes, round, el, &v);
 }
 
+static void wait_if_stalling(void)
+{
+	while (atomic_load(&stalling))
+		rf_test_sleep_ms(1000);
+}
+
 static void run_mode(const char *mode, bool copy)
 {
 	uint64_t writes = env_u64("RF_STRESS_WRITES", 1000000);
@@ -1490,6 +1521,7 @@ static void run_mode(const char *mode, bool copy)
 	uint64_t per_run = (writes + seeds - 1) / (seeds ? seeds : 1);
 	const char *modes = getenv("RF_STRESS_MODES");
 
+	wait_if_stalling();
 	rf_require(!modes || strstr(modes, mode), "mode not in RF_STRESS_MODES");
 	for (uint64_t s = first; s < first + seeds; s++)
 		one_run(mode, copy, (unsigned int)s, per_run);
@@ -1510,6 +1542,7 @@ static void test_stress_copy(void **state)
 static int print_totals(void **state)
 {
 	(void)state;
+	wait_if_stalling();
 	printf("stress total: %llu runs, %llu writes (vcpu %llu), merges %llu, unmerges %llu, "
 	       "swap-outs %llu, swap-ins %llu, inflates %llu, deflates %llu, reports %llu, "
 	       "audits %llu, audit failures %llu, mismatches %llu, still free-reported %llu\n",
