@@ -22,15 +22,20 @@
  *      copy-on-write), and register the new VMA for write-protect again
  *      (a new VMA is unregistered; registering lets the kernel merge it with
  *      a neighbour mapping the adjacent store pages);
- *   6. wake the waiting writers: they retry on the new mapping and get a
- *      private copy holding the merged bytes plus their write;
- *   7. publish MERGED (payload = store page) and unlock.
+ *   6. (a run that could not be mapped is un-protected, still locked);
+ *   7. publish MERGED (payload = store page) and unlock;
+ *   8. wake the waiting writers: they retry on the new mapping and get a
+ *      private copy holding the merged bytes plus their write. The wake
+ *      comes after F_WP is clear: the pager leaves a write-protect fault on
+ *      a page marked F_WP to its holder (uffd.h), so a fault it left while
+ *      we held the page is woken here.
  * Any failure before 5 lifts the protection (which wakes writers) and leaves
  * the page as it was. A page can be absent at step 3 only if someone outside
  * the library discarded it under us; reading it then faults to the VM's
  * pager, which answers a read of a page marked F_WP without its lock (with
  * a write-protected zeroed page: swap_pager.c, read_under_wp), so the
- * comparison fails instead of waiting for a lock we hold.
+ * comparison fails instead of waiting for a lock we hold. The same answer
+ * serves a read of a zero run between its discard and its publication.
  *
  * Zero runs follow steps 1-3 against the zero page, then MADV_DONTNEED and
  * wake: a waiting writer then faults in a fresh zeroed page and writes it.
@@ -178,6 +183,9 @@ static void abort_pages(struct rf_dedup_vm *dv, struct rf_region *r, uint64_t id
 				     false, false);
 	for (unsigned int i = 0; i < n; i++)
 		pte_release(dv->vm, &r->pte[idx + i], old[i]);
+	/* After F_WP is clear (uffd.h): a fault the pager left to us while it
+	 * was set is woken here. */
+	rf_uffd_wake(dv->uffd, rf_region_page(r, idx), (uint64_t)n << RF_PAGE_SHIFT);
 }
 
 static bool region_alive(rf_vm *vm, const struct rf_region *r)
@@ -269,6 +277,8 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 		if (na < nb) {
 			for (k = na; k < nb; k++)
 				pte_release(dv->vm, &r->pte[m->idx + k], oldb[k]);
+			rf_uffd_wake(dv->uffd, rf_region_page(r, m->idx + na),
+				     (uint64_t)(nb - na) << RF_PAGE_SHIFT);
 			nb = na;
 		}
 	}
@@ -335,20 +345,14 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 			oka = map_store_run(d, adv, ar, m->aidx, n, s, pg) == 0;
 	}
 
-	/* 6. release writers: woken on the new mapping, or unprotected */
-	if (okb)
-		rf_uffd_wake(dv->uffd, rf_region_page(r, m->idx), (uint64_t)n << RF_PAGE_SHIFT);
-	else
+	/* 6. a run left in place is un-protected while still ours (after the
+	 * unlock another module may protect it for itself) */
+	if (!okb)
 		rf_uffd_writeprotect(dv->uffd, rf_region_page(r, m->idx),
 				     (uint64_t)n << RF_PAGE_SHIFT, false, false);
-	if (m->pair) {
-		if (oka)
-			rf_uffd_wake(adv->uffd, rf_region_page(ar, m->aidx),
-				     (uint64_t)n << RF_PAGE_SHIFT);
-		else
-			rf_uffd_writeprotect(adv->uffd, rf_region_page(ar, m->aidx),
-					     (uint64_t)n << RF_PAGE_SHIFT, false, false);
-	}
+	if (m->pair && !oka)
+		rf_uffd_writeprotect(adv->uffd, rf_region_page(ar, m->aidx),
+				     (uint64_t)n << RF_PAGE_SHIFT, false, false);
 
 	/* 7. publish. Store entries go into the index before the pages are
 	 * unlocked: a page's store_put (which needs its lock) must find them. */
@@ -407,6 +411,11 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 	}
 	atomic_fetch_add(&d->merged, (uint64_t)n * ((okb ? 1 : 0) + (oka ? 1 : 0)));
 	atomic_fetch_add(&d->pass_merges, (uint64_t)n * ((okb ? 1 : 0) + (oka ? 1 : 0)));
+	/* 8. wake the writers, now that F_WP is clear (uffd.h): on the new
+	 * mapping they get a private copy of the merged bytes. */
+	rf_uffd_wake(dv->uffd, rf_region_page(r, m->idx), (uint64_t)n << RF_PAGE_SHIFT);
+	if (m->pair)
+		rf_uffd_wake(adv->uffd, rf_region_page(ar, m->aidx), (uint64_t)n << RF_PAGE_SHIFT);
 
 out_refs:
 	/* A store run holds one lookup reference per page; drop the unused. */
@@ -452,9 +461,7 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 		abort_pages(dv, r, idx, n, old, true);
 		return;
 	}
-	/* The ptes are gone, and their write-protection with them: a waiting
-	 * writer retries on a fresh zeroed page. */
-	rf_uffd_wake(dv->uffd, addr, (uint64_t)n << RF_PAGE_SHIFT);
+	RF_TEST_POINT("dedup.zero-discarded", addr);
 	for (k = 0; k < n; k++) {
 		uint64_t v = old[k] & ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE);
 
@@ -465,6 +472,11 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 		rf_pte_unlock(dv->vm, &r->pte[idx + k], old[k],
 			      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0));
 	}
+	/* The ptes are gone, and their write-protection with them: a waiting
+	 * writer retries on a fresh zeroed page. Woken after F_WP is clear
+	 * (uffd.h). */
+	rf_uffd_wake(dv->uffd, addr, (uint64_t)n << RF_PAGE_SHIFT);
+	RF_TEST_POINT("dedup.zero-published", addr);
 	atomic_fetch_add(&d->zeroed, n);
 	atomic_fetch_add(&d->pass_merges, n);
 }
@@ -527,7 +539,6 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 		rf_log_ratelimited(d->e, &rl, RF_LOG_WARN,
 				   "%s: dedup: re-registering gpa 0x%" PRIx64 " after unmerge: %s",
 				   dv->vm->name, r->gpa + (idx << RF_PAGE_SHIFT), strerror(-err));
-	rf_uffd_wake(dv->uffd, addr, len);
 	for (k = 0; k < n; k++) {
 		uint32_t pg;
 		struct rf_store *s = dedup_store_of(d, rf_pte_payload(old[k]), &pg);
@@ -542,6 +553,8 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 			      rf_pte_with_payload(
 				  rf_pte_with_state(old[k] & ~RF_PTE_F_WP, RF_PAGE_PRIVATE), 0));
 	}
+	/* Writers retry on the private copy; woken after F_WP is clear. */
+	rf_uffd_wake(dv->uffd, addr, len);
 	if (count_as_write) {
 		atomic_fetch_add(&d->unmerged, n);
 		atomic_fetch_add(&dv->unmerged, n);
@@ -556,6 +569,7 @@ err_unlock:
 			   dv->vm->name, n, r->gpa + (idx << RF_PAGE_SHIFT), strerror(-err));
 	for (k = 0; k < n; k++)
 		pte_release(dv->vm, &r->pte[idx + k], old[k]);
+	rf_uffd_wake(dv->uffd, addr, len);
 	return err;
 }
 

@@ -539,10 +539,13 @@ static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
 
 /*
  * A read of an absent page that a module holds write-protected (F_WP: the
- * dedup engine comparing it, copy mode copying it). Such a page is absent
- * only because someone outside the library discarded it under the holder,
- * so it reads as zeros; and the holder itself may be the reader, which
- * would wait forever for a lock it holds. Not so a page copy mode has
+ * dedup engine comparing it or discarding it as zero, copy mode copying
+ * it). Such a page is absent because the dedup engine has discarded it as
+ * zero and not yet published it, or because someone outside the library
+ * discarded it under the holder: either way it reads as zeros; and the
+ * holder itself may be the reader, which would wait forever for a lock it
+ * holds. A writer of the page mapped here faults on its protection, and
+ * the holder wakes it after clearing F_WP (uffd.h). Not so a page copy mode has
  * discarded itself after storing it (RF_PTE_F_OUT, until it is published
  * swapped): its content is in the store, and its readers wait. So the read is answered without
  * the lock, with a zeroed page mapped write-protected (UFFDIO_COPY_MODE_WP,

@@ -18,12 +18,15 @@
  *     UFFD_EVENT_REMOVE is read). Handlers use rf_pte_trylock or read the
  *     entry without the lock, and rely on the protocol below.
  *   - Write-protect protocol (RF_PTE_F_WP): a module that write-protects a
- *     page sets RF_PTE_F_WP under the page lock first, and before clearing
- *     it either removes the protection (rf_uffd_writeprotect(.., false, ..),
- *     which wakes waiters) or replaces the mapping and calls rf_uffd_wake.
- *     So the pager may drop a write-protect fault on a page whose F_WP is
- *     set: the module will wake the writer. A fault on a page without F_WP
- *     is resolved by the pager itself.
+ *     page sets RF_PTE_F_WP under the page lock first; before clearing it,
+ *     it removes the protection (rf_uffd_writeprotect(.., false, ..)) or
+ *     replaces the mapping, and *after* clearing it (publishing the entry)
+ *     it calls rf_uffd_wake on the page. So the pager may drop a
+ *     write-protect fault on a page whose F_WP is set: the holder's last
+ *     wake comes after the flag is gone, whenever the fault arrived (the
+ *     pager itself may map a write-protected page while the flag is set,
+ *     swap_pager.c's read_under_wp). A fault on a page without F_WP is
+ *     resolved by the pager itself.
  *   - REMOVE events (a discard of guest RAM): the library's own discards
  *     are announced (rf_vm_own_begin) before their first page is locked,
  *     made under the page locks, and wait until their event is dispatched

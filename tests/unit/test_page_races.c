@@ -18,6 +18,10 @@
  *     (it must still take effect, once the holder lets go);
  *   - a page the dedup engine is comparing, discarded from outside the
  *     library (the comparison faulted to a pager that cannot take the lock);
+ *   - a writer faulting on the protection of a page the pager mapped for a
+ *     reader while the dedup engine held it (between its zero discard and
+ *     its publication): its fault was left to the engine, which had woken
+ *     the page's writers already (every thread touching the page hung);
  *   - a page written after it was reported free staying FREE_REPORTED;
  *   - the audit reporting a page caught in the middle of a transition;
  *   - the debug build's transition check catching a contradiction.
@@ -156,6 +160,7 @@ static struct {
 	_Atomic uint64_t dispatched_ns;
 	_Atomic int removes;
 	_Atomic bool audit_waiting;
+	_Atomic int woken; /* 1: the writer was woken by the publication, -1: not */
 } tp;
 
 static uint64_t now_ns(void)
@@ -255,6 +260,75 @@ static void discard_outside_when_comparing(const char *where, void *arg)
 	    atomic_exchange(&tp.fired, 1))
 		return;
 	assert_int_equal(madvise(arg, PG, MADV_DONTNEED), 0);
+}
+
+struct toucher {
+	volatile uint8_t *page;
+	bool write;
+	_Atomic bool done;
+};
+
+static struct toucher rdr, wtr;
+
+static void *touch_main(void *arg)
+{
+	struct toucher *t = arg;
+
+	if (t->write)
+		t->page[100] = 0x5a;
+	else
+		(void)t->page[100];
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+static void touch(struct toucher *t, uint8_t *page, bool write)
+{
+	pthread_t th;
+
+	t->page = page;
+	t->write = write;
+	atomic_store(&t->done, false);
+	assert_int_equal(pthread_create(&th, NULL, touch_main, t), 0);
+	pthread_detach(th);
+}
+
+static uint64_t wp_faults(rf_vm *vm)
+{
+	struct rf_uffd_stats us;
+
+	rf_uffd_stats(vm->uffd, &us);
+	return us.msgs[RF_UFFD_FAULT_WP];
+}
+
+/* dedup.zero-discarded: the engine has discarded a zero run and not yet
+ * published it. A reader touches the page (the pager maps it for the read,
+ * write-protected), then a writer, whose protection fault reaches the pager
+ * while the engine still holds the page. */
+static void read_then_write_when_zero_discarded(const char *where, void *arg)
+{
+	uint64_t before;
+
+	/* Once the run is published: the writer must have been woken by now.
+	 * The scanner waits here, so no later pass can wake it instead. */
+	if (strcmp(where, "dedup.zero-published") == 0 && atomic_load(&tp.fired) == 1) {
+		for (unsigned int ms = 0; !atomic_load(&wtr.done) && ms < 2000; ms++)
+			rf_test_sleep_ms(1);
+		atomic_store(&tp.woken, atomic_load(&wtr.done) ? 1 : -1);
+		atomic_store(&tp.fired, 2);
+		return;
+	}
+	if (strcmp(where, "dedup.zero-discarded") != 0 || (uint8_t *)arg > tp.ram + tp.gpa ||
+	    atomic_exchange(&tp.fired, 1))
+		return;
+	touch(&rdr, tp.ram + tp.gpa, false);
+	for (unsigned int ms = 0; !atomic_load(&rdr.done) && ms < HANG_MS; ms++)
+		rf_test_sleep_ms(1);
+	before = wp_faults(tp.vm);
+	touch(&wtr, tp.ram + tp.gpa, true);
+	for (unsigned int ms = 0; wp_faults(tp.vm) == before && ms < 2000; ms++)
+		rf_test_sleep_ms(1);
+	rf_test_sleep_ms(20); /* the pager has dealt with the fault by now */
 }
 
 static void audit_recheck_point(const char *where, void *arg)
@@ -530,6 +604,45 @@ static void test_dedup_compare_page_discarded_outside(void **state)
 	rf_engine_free(e);
 }
 
+/* A zero run between its discard and its publication: a reader is answered
+ * with a write-protected zeroed page (the engine holds the page), and a
+ * writer then faults on that protection. Its fault reaches the pager while
+ * the page is still marked F_WP, so the pager leaves it to the engine; the
+ * engine must wake it after clearing the flag. Before the fix it woke the
+ * page's writers before publishing, and this writer slept forever. */
+static void test_writer_after_read_of_zero_run(void **state)
+{
+	rf_engine *e = engine("");
+	struct rf_dedup_config dc;
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+
+	(void)state;
+	memset(ram + 6 * PG, 0, PG); /* present, all zero: a zero run of one */
+	ram[7 * PG] = 1;
+	assert_int_equal(rf_vm_set_swap_target(vm, 2 * MiB), 0);
+	rf_dedup_config_init(&dc);
+	dc.mode = RF_DEDUP_ZERO;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	tp.vm = vm;
+	tp.ram = ram;
+	tp.gpa = 6 * PG;
+	rf_test_point = read_then_write_when_zero_discarded;
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	for (unsigned int ms = 0; atomic_load(&tp.fired) != 2 && ms < HANG_MS; ms += 10)
+		rf_test_sleep_ms(10);
+	assert_int_equal(atomic_load(&tp.fired), 2);
+	if (atomic_load(&tp.woken) != 1) {
+		fprintf(stderr, "[  FAILED  ] a writer of a zero run's page was never woken\n");
+		fflush(stderr);
+		abort();
+	}
+	rf_test_point = NULL;
+	assert_true(atomic_load(&rdr.done));
+	assert_int_equal(ram[6 * PG + 100], 0x5a);
+	rf_engine_free(e);
+}
+
 /* A page reported free and written again is PRIVATE: at once through the
  * fault that brings it back when the VM has a swap target, and by the
  * scanner's next pass when only dedup runs. Before the fix it stayed
@@ -686,6 +799,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_discard_waits_for_its_event, teardown_points),
 	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
 	    cmocka_unit_test_teardown(test_dedup_compare_page_discarded_outside, teardown_points),
+	    cmocka_unit_test_teardown(test_writer_after_read_of_zero_run, teardown_points),
 	    cmocka_unit_test_teardown(test_reported_page_written_becomes_private, teardown_points),
 	    cmocka_unit_test_teardown(test_audit_rechecks_under_lock, teardown_points),
 	    cmocka_unit_test(test_debug_transition_check),
