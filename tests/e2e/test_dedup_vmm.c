@@ -217,7 +217,11 @@ static void test_memcheck_while_merged(void **state)
 	(void)state;
 	require_kvm();
 	start(&p, "domains", vms);
+	/* At least 8 s of merging, and until both guests have reported two
+	 * rounds (a loaded machine makes them slower), up to 60 s. */
 	rf_test_sleep_ms(8000);
+	for (unsigned int ms = 0; vmm_proc_count(&p, "bad_rounds=0") < 4 && ms < 52000; ms += 500)
+		rf_test_sleep_ms(500);
 	query_dedup(&p, reply, sizeof(reply));
 	printf("  memcheck: merged %lld, sharing %lld, unmerged %lld; clean summaries %u\n",
 	       (long long)rf_test_json_num(reply, "pages-merged"),
