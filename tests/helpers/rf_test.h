@@ -35,7 +35,8 @@ rf_engine *rf_test_swap_engine(struct rf_test_log *log, bool need_kvm, uint64_t 
 /* A VM named @name with @ram_bytes promised and all of it mapped at gpa 0. */
 rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva);
 
-/* Force the page-state table entry of @gpa to @s (tests that fake a table). */
+/* Force the page-state table entry of @gpa to @s (tests that fake a table;
+ * not a transition, so a debug build does not check it). */
 void rf_test_set_state(rf_vm *vm, uint64_t gpa, enum rf_page_state s);
 
 /* Monotonic milliseconds, and a sleep in them. */
