@@ -388,11 +388,17 @@ static void release_run(struct rf_balloon *b, struct rf_region *r, uint64_t firs
 	/* They were discarded when inflated; again now, so a page the guest
 	 * wrote while it was in the balloon still comes back as zero. A
 	 * BALLOONED page is always anonymous (discard released any store
-	 * mapping first), so DONTNEED yields the zero page, not old data. */
-	if (madvise(rf_region_page(r, first), n << RF_PAGE_SHIFT, MADV_DONTNEED))
+	 * mapping first), so DONTNEED yields the zero page, not old data.
+	 * Through the core like every discard of guest RAM: its REMOVE event
+	 * is handled before the pages are unlocked. A late one, handled after
+	 * the guest had written a page and the pager had swapped it out,
+	 * wiped that page (the stress test's lost writes, issue 12). */
+	int err = rf_vm_discard_locked(b->vm, rf_region_page(r, first), n << RF_PAGE_SHIFT);
+
+	if (err)
 		rf_log(b->e, RF_LOG_ERR, "%s: balloon: deflateq: madvise at gpa 0x%llx: %s",
 		       b->vm->name, (unsigned long long)(r->gpa + (first << RF_PAGE_SHIFT)),
-		       strerror(errno));
+		       strerror(-err));
 	for (uint64_t i = 0; i < n; i++)
 		rf_pte_unlock(b->vm, &r->pte[first + i], old[i],
 			      rf_pte_with_payload(rf_pte_with_state(old[i], RF_PAGE_PRIVATE), 0));

@@ -97,6 +97,20 @@ static enum rf_uffd_kind msg_kind(const struct uffd_msg *m)
 /* ioctl with the EAGAIN rule of uffd.h. */
 static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg);
 
+/* Lift a protection nobody claims (waking its writers): 0, or -EAGAIN for
+ * the handler to be retried once the pending event is read. */
+static int unprotect_page(struct rf_uffd *u, uint64_t page)
+{
+	int err = rf_uffd_writeprotect(u, (void *)page, RF_PAGE_SIZE, false, false);
+
+	if (err == -EAGAIN)
+		return -EAGAIN;
+	/* Not registered any more (remapped): just wake. */
+	if (err)
+		rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
+	return 0;
+}
+
 /*
  * Is the page at @hva write-protected by a module right now (RF_PTE_F_WP)?
  * Read without the page lock (uffd.h protocol). -EAGAIN while the region
@@ -129,15 +143,14 @@ static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 		owned = page_wp_owned(u->vm, page);
 		if (owned)
 			return owned < 0 ? owned : 0;
-		/* Nobody claims this protection: lift it (which wakes), or, if
-		 * the range is no longer registered (remapped), just wake. */
-		if (rf_uffd_writeprotect(u, (void *)page, RF_PAGE_SIZE, false, false) != 0)
-			rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
-		return 0;
+		/* Nobody claims this protection: lift it. */
+		return unprotect_page(u, page);
 	case RF_UFFD_FAULT_MISSING: {
 		struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE}};
 		int err = uffd_ioctl(u, UFFDIO_ZEROPAGE, &z);
 
+		if (err == -EAGAIN)
+			return -EAGAIN;
 		/* EEXIST: a racing fill won, which is success. Anything else:
 		 * the range changed under us; waking makes the thread retry. */
 		if (err)
@@ -168,8 +181,7 @@ static void retry_pending(struct rf_uffd *u)
 	struct uffd_msg batch[PENDING_MAX];
 	unsigned int n = u->npending;
 
-	/* Work on a copy: a handler may end up reading new messages (an ioctl
-	 * on this pager answered EAGAIN), which are queued behind. */
+	/* Work on a copy: a handler that asks for a retry is queued again. */
 	memcpy(batch, u->pending, n * sizeof(batch[0]));
 	u->npending = 0;
 	for (unsigned int i = 0; i < n; i++) {
@@ -372,11 +384,16 @@ static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg)
 		if (errno != EAGAIN)
 			return -errno;
 		/* An event (remove, unmap) is pending: the pager must read it
-		 * before the kernel lets this through. */
+		 * before the kernel lets this through. On the pager thread the
+		 * caller is a handler: it is retried after the next read. It
+		 * must not read and dispatch here: messages read now would be
+		 * dispatched ahead of the rest of the batch in hand, and a
+		 * REMOVE event of that batch could then run after faults that
+		 * came later and wipe a page swapped out since. */
 		atomic_fetch_add_explicit(&u->eagain, 1, memory_order_relaxed);
 		if (rf_uffd_on_pager(u))
-			process_ready(u);
-		else if (tries > 16)
+			return -EAGAIN;
+		if (tries > 16)
 			sched_yield();
 		if (tries > 10000000)
 			return -EAGAIN;

@@ -36,9 +36,11 @@
  *     the holders of such pages (an audit looking again) wait for nothing.
  *     A handler never asks for a retry over a page lock: a retried event
  *     could land after the page was swapped out again and wipe it.
-   - ioctls that fail with EAGAIN (the kernel has an event pending that
- *     this pager has not read yet) are retried by the helpers below; when
- *     the caller is the pager thread itself, it first reads pending events.
+ *   - ioctls that fail with EAGAIN (the kernel has an event pending that
+ *     this pager has not read yet) are retried by the helpers below; on the
+ *     pager thread itself they return -EAGAIN, and the handler asks to be
+ *     retried after the next read. Messages are dispatched in the order
+ *     they were read: a handler never reads and dispatches others itself.
  *
  * Registration: UFFDIO_REGISTER replaces a VMA's mode rather than adding to
  * it, so the VM keeps a base mode that every module's registration is ORed
