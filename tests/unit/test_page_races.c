@@ -11,6 +11,8 @@
  *     take the lock: the same hang);
  *   - a read, in copy mode, of a page the swapper has stored and discarded
  *     but not yet published (it was answered with zeros);
+ *   - a deflate's UFFD_EVENT_REMOVE dispatched after the pages went back to
+ *     the guest (it wiped pages the guest wrote and the swapper moved out);
  *   - a discard's UFFD_EVENT_REMOVE dispatched after the discard published
  *     the page's new state (a late event, retried, wiped a page swapped out
  *     again since);
@@ -44,6 +46,7 @@
 #include "rf_test.h"
 #include "swap_pager.h"
 #include "uffd.h"
+#include "virtq_mock.h"
 
 #define MiB	(1ull << 20)
 #define PG	RF_PAGE_SIZE
@@ -499,6 +502,44 @@ static void test_discard_waits_for_its_event(void **state)
 	rf_engine_free(e);
 }
 
+/* A deflate discards its pages once more (a page the guest wrote while
+ * ballooned still comes back as zero). Its REMOVE event, like every
+ * discard's, is dispatched before the pages are the guest's again, however
+ * slow the pager is. Before the fix the deflate used a plain madvise and
+ * returned once the event was read; handled late, the event wiped pages
+ * the guest had written and the swapper had moved out since (the stress
+ * test's lost writes: every lost page had been deflated shortly before). */
+static void test_deflate_waits_for_its_event(void **state)
+{
+	struct rf_swap_config sc;
+	uint32_t pfns[4] = {500, 501, 502, 503};
+	uint64_t returned;
+	struct bdrv d;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, 4 * MiB, RF_BALLOON_FEATURES_DEFAULT, NULL, true), 0);
+	rf_swap_config_init(&sc);
+	sc.dir = "/var/tmp";
+	assert_int_equal(rf_engine_set_swap(d.e, &sc), 0);
+	/* A target: the VM's pager registers its RAM and handles REMOVE. */
+	assert_int_equal(rf_vm_set_swap_target(d.vm, 2 * MiB), 0);
+	for (unsigned int i = 0; i < 4; i++)
+		bdrv_fill_page(&d, pfns[i], 3);
+	bdrv_send_pfns(&d, d.inflate_q, pfns, 4);
+	assert_int_equal(rf_vm_page_state(d.vm, 500ull << 12), RF_PAGE_BALLOONED);
+	tp.ram = d.ram;
+	tp.gpa = 500ull << 12;
+	tp.delay_ms = 100;
+	rf_test_point = note_remove_dispatch;
+	bdrv_send_pfns(&d, d.deflate_q, pfns, 4);
+	returned = now_ns();
+	rf_test_point = NULL;
+	assert_int_equal(rf_vm_page_state(d.vm, 500ull << 12), RF_PAGE_PRIVATE);
+	assert_int_equal(atomic_load(&tp.removes), 1);
+	assert_true(atomic_load(&tp.dispatched_ns) < returned);
+	bdrv_teardown(&d);
+}
+
 struct madv_job {
 	void *addr;
 	_Atomic bool done;
@@ -797,6 +838,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_copy_mode_read_between_discard_and_publish,
 				      teardown_points),
 	    cmocka_unit_test_teardown(test_discard_waits_for_its_event, teardown_points),
+	    cmocka_unit_test_teardown(test_deflate_waits_for_its_event, teardown_points),
 	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
 	    cmocka_unit_test_teardown(test_dedup_compare_page_discarded_outside, teardown_points),
 	    cmocka_unit_test_teardown(test_writer_after_read_of_zero_run, teardown_points),
