@@ -112,39 +112,54 @@ static int unprotect_page(struct rf_uffd *u, uint64_t page)
 }
 
 /*
- * Is the page at @hva write-protected by a module right now (RF_PTE_F_WP)?
- * Read without the page lock (uffd.h protocol). -EAGAIN while the region
- * list is being changed: the pager never blocks on it.
+ * A write-protect fault: a module holding the protection (RF_PTE_F_WP)
+ * wakes the writer itself once it is done (uffd.h), so the fault is left to
+ * it. A protection nobody claims (one left behind by the pager's own
+ * answer to a read, say) is lifted here, holding the page's lock: a module
+ * protects a page only under its lock, so without the lock the pager could
+ * lift a protection a module had just set, and a write would slip past a
+ * comparison that the module then acts on (a zero discard over fresh data).
+ * The lock is only try-locked (the pager never waits for one): a busy page
+ * is retried. -EAGAIN while the region list changes.
  */
-static int page_wp_owned(rf_vm *vm, uint64_t hva)
+static int wp_fault(struct rf_uffd *u, uint64_t page)
 {
+	rf_vm *vm = u->vm;
 	struct rf_region *r;
-	int owned = 0;
+	rf_pte_t *pte;
+	uint64_t v;
+	int err;
 
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
 		return -EAGAIN;
-	r = __rf_vm_find_region_hva(vm, hva);
-	if (r)
-		owned = !!(rf_pte_peek(&r->pte[(hva - (uintptr_t)r->hva) >> RF_PAGE_SHIFT]) &
-			   RF_PTE_F_WP);
+	r = __rf_vm_find_region_hva(vm, page);
+	if (!r) {
+		/* Not guest RAM: nobody else protects it. */
+		rf_vm_regions_unlock(vm);
+		return unprotect_page(u, page);
+	}
+	pte = &r->pte[(page - (uintptr_t)r->hva) >> RF_PAGE_SHIFT];
+	if (rf_pte_peek(pte) & RF_PTE_F_WP) {
+		rf_vm_regions_unlock(vm);
+		return 0; /* its holder wakes the writer */
+	}
+	if (!rf_pte_trylock(pte, &v)) {
+		rf_vm_regions_unlock(vm);
+		return -EAGAIN;
+	}
+	err = (v & RF_PTE_F_WP) ? 0 : unprotect_page(u, page);
+	rf_pte_unlock(vm, pte, v, v);
 	rf_vm_regions_unlock(vm);
-	return owned;
+	return err;
 }
 
 static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 {
 	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(RF_PAGE_SIZE - 1);
-	int owned;
 
 	switch (msg_kind(m)) {
 	case RF_UFFD_FAULT_WP:
-		/* A module holds this protection (dedup merging, swap copying
-		 * the page out): it wakes the writer when it is done. */
-		owned = page_wp_owned(u->vm, page);
-		if (owned)
-			return owned < 0 ? owned : 0;
-		/* Nobody claims this protection: lift it. */
-		return unprotect_page(u, page);
+		return wp_fault(u, page);
 	case RF_UFFD_FAULT_MISSING: {
 		struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE}};
 		int err = uffd_ioctl(u, UFFDIO_ZEROPAGE, &z);
