@@ -24,6 +24,9 @@
  *     reader while the dedup engine held it (between its zero discard and
  *     its publication): its fault was left to the engine, which had woken
  *     the page's writers already (every thread touching the page hung);
+ *   - the pager lifting a write protection nobody claimed while a module
+ *     was taking the page to protect it itself (a write slipped past the
+ *     module's zero comparison, and its discard lost the write);
  *   - a page written after it was reported free staying FREE_REPORTED;
  *   - the audit reporting a page caught in the middle of a transition;
  *   - the debug build's transition check catching a contradiction.
@@ -42,6 +45,7 @@
 #include <unistd.h>
 #include <linux/userfaultfd.h>
 
+#include "compat_linux.h"
 #include "internal.h"
 #include "rf_test.h"
 #include "swap_pager.h"
@@ -684,6 +688,51 @@ static void test_writer_after_read_of_zero_run(void **state)
 	rf_engine_free(e);
 }
 
+static bool uffd_wp_set(rf_vm *vm, const uint8_t *page)
+{
+	uint64_t pm = 0;
+
+	assert_int_equal(rf_pagemap_read(vm->e, page, 1, &pm), 0);
+	return pm & PM_UFFD_WP;
+}
+
+/* A write-protect fault on a page whose protection no module claims (no
+ * F_WP): the pager lifts it, but only holding the page's lock. While a
+ * module holds the page (here the test, as a module about to protect it
+ * for a comparison), the protection stays and the writer waits. Before
+ * the fix the pager lifted it at once: a module that had just protected
+ * the page for a zero comparison then discarded a page that had been
+ * written after all. */
+static void test_pager_unprotects_under_page_lock(void **state)
+{
+	/* Copy mode registers guest RAM for write-protect too. */
+	rf_engine *e = engine("uffd-move,pagemap-scan");
+	rf_pte_t *pte;
+	uint64_t v;
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	assert_int_equal(rf_vm_set_swap_target(vm, 2 * MiB), 0); /* the VM's uffd */
+	assert_int_equal(rf_uffd_writeprotect(vm->uffd, ram + 4 * PG, PG, true, false), 0);
+	assert_true(uffd_wp_set(vm, ram + 4 * PG));
+	rf_vm_regions_rdlock(vm);
+	pte = pte_of(vm, 4 * PG);
+	rf_vm_regions_unlock(vm);
+	v = rf_pte_lock(pte);
+	touch(&wtr, ram + 4 * PG, true);
+	rf_test_sleep_ms(100);
+	assert_false(atomic_load(&wtr.done));
+	assert_true(uffd_wp_set(vm, ram + 4 * PG));
+	rf_pte_unlock(vm, pte, v, v);
+	for (unsigned int ms = 0; !atomic_load(&wtr.done) && ms < HANG_MS; ms++)
+		rf_test_sleep_ms(1);
+	assert_true(atomic_load(&wtr.done));
+	assert_false(uffd_wp_set(vm, ram + 4 * PG));
+	assert_int_equal(ram[4 * PG + 100], 0x5a);
+	rf_engine_free(e);
+}
+
 /* A page reported free and written again is PRIVATE: at once through the
  * fault that brings it back when the VM has a swap target, and by the
  * scanner's next pass when only dedup runs. Before the fix it stayed
@@ -842,6 +891,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
 	    cmocka_unit_test_teardown(test_dedup_compare_page_discarded_outside, teardown_points),
 	    cmocka_unit_test_teardown(test_writer_after_read_of_zero_run, teardown_points),
+	    cmocka_unit_test_teardown(test_pager_unprotects_under_page_lock, teardown_points),
 	    cmocka_unit_test_teardown(test_reported_page_written_becomes_private, teardown_points),
 	    cmocka_unit_test_teardown(test_audit_rechecks_under_lock, teardown_points),
 	    cmocka_unit_test(test_debug_transition_check),
