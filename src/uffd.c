@@ -262,8 +262,11 @@ static void *pager_main(void *arg)
 			break;
 		if (pfd[1].revents & POLLIN)
 			break;
-		if ((pfd[2].revents & POLLIN) && read(u->kick_fd, &kicks, sizeof(kicks)) < 0)
-			kicks = 0;
+		/* Drain the kicks; the round below is what they asked for. */
+		if ((pfd[2].revents & POLLIN) && read(u->kick_fd, &kicks, sizeof(kicks)) < 0 &&
+		    errno != EAGAIN)
+			rf_log(u->vm->e, RF_LOG_ERR, "%s: pager: reading its kick eventfd: %s",
+			       u->vm->name, strerror(errno));
 		process_ready(u);
 		if (u->npending)
 			retry_pending(u);
@@ -288,8 +291,10 @@ static void *pager_main(void *arg)
  * after that, so the pager's load of sync_req that sees the ticket comes
  * after the read; that read belongs to an earlier round (a round loads
  * sync_req before reading anything), and a round dispatches everything it
- * read, retried faults aside, before the next one starts. Handlers of
- * events never ask for a retry.
+ * read, retried faults aside, before the next one starts. REMOVE handlers
+ * ask for a retry only while guest RAM is being mapped or unmapped (the
+ * regions lock held for writing), never during one of our discards, which
+ * hold it for reading.
  */
 int rf_uffd_sync(struct rf_uffd *u)
 {

@@ -199,29 +199,53 @@ static void discard_outside_when_locked(const char *where, void *arg)
 	assert_int_equal(madvise(tp.ram + tp.gpa, PG, MADV_DONTNEED), 0);
 }
 
-struct reader {
-	const uint8_t *page;
+/* A thread that touches a page, as a vCPU would: a write of one byte, or a
+ * read of the whole page (kept in @copy). */
+struct toucher {
+	volatile uint8_t *page;
+	bool write;
 	uint8_t copy[PG];
 	_Atomic bool done;
 };
 
-static struct reader rd;
+static struct toucher rdr, wtr;
 
-static void *reader_main(void *arg)
+static void *touch_main(void *arg)
 {
-	struct reader *r = arg;
+	struct toucher *t = arg;
 
-	memcpy(r->copy, r->page, PG);
-	atomic_store(&r->done, true);
+	if (t->write)
+		t->page[100] = 0x5a;
+	else
+		memcpy(t->copy, (const uint8_t *)t->page, PG);
+	atomic_store(&t->done, true);
 	return NULL;
 }
 
-static uint64_t missing_faults(rf_vm *vm)
+static uint64_t faults(rf_vm *vm, enum rf_uffd_kind kind)
 {
 	struct rf_uffd_stats us;
 
 	rf_uffd_stats(vm->uffd, &us);
-	return us.msgs[RF_UFFD_FAULT_MISSING];
+	return us.msgs[kind];
+}
+
+/* Start @t on @page, and return once a fault of @kind it caused has reached
+ * the pager and had time to be dealt with (or the page needed no fault). */
+static void touch(struct toucher *t, uint8_t *page, bool write, enum rf_uffd_kind kind)
+{
+	uint64_t before = faults(tp.vm, kind);
+	pthread_t th;
+
+	t->page = page;
+	t->write = write;
+	atomic_store(&t->done, false);
+	assert_int_equal(pthread_create(&th, NULL, touch_main, t), 0);
+	pthread_detach(th);
+	for (unsigned int ms = 0;
+	     faults(tp.vm, kind) == before && !atomic_load(&t->done) && ms < 2000; ms++)
+		rf_test_sleep_ms(1);
+	rf_test_sleep_ms(20);
 }
 
 /* swap.discarded: copy mode has stored and discarded a run, and not yet
@@ -229,19 +253,10 @@ static uint64_t missing_faults(rf_vm *vm)
  * fault reaches the pager before the swapper goes on. */
 static void read_when_discarded(const char *where, void *arg)
 {
-	uint64_t before;
-	pthread_t t;
-
 	if (strcmp(where, "swap.discarded") != 0 || (uint8_t *)arg > tp.ram + tp.gpa ||
 	    atomic_exchange(&tp.fired, 1))
 		return;
-	before = missing_faults(tp.vm);
-	rd.page = tp.ram + tp.gpa;
-	assert_int_equal(pthread_create(&t, NULL, reader_main, &rd), 0);
-	pthread_detach(t);
-	for (unsigned int ms = 0; missing_faults(tp.vm) == before && ms < HANG_MS; ms++)
-		rf_test_sleep_ms(1);
-	rf_test_sleep_ms(20); /* the pager has dealt with the fault by now */
+	touch(&rdr, tp.ram + tp.gpa, false, RF_UFFD_FAULT_MISSING);
 }
 
 /* uffd.dispatch: note when a REMOVE event over @tp.gpa is dispatched,
@@ -269,53 +284,12 @@ static void discard_outside_when_comparing(const char *where, void *arg)
 	assert_int_equal(madvise(arg, PG, MADV_DONTNEED), 0);
 }
 
-struct toucher {
-	volatile uint8_t *page;
-	bool write;
-	_Atomic bool done;
-};
-
-static struct toucher rdr, wtr;
-
-static void *touch_main(void *arg)
-{
-	struct toucher *t = arg;
-
-	if (t->write)
-		t->page[100] = 0x5a;
-	else
-		(void)t->page[100];
-	atomic_store(&t->done, true);
-	return NULL;
-}
-
-static void touch(struct toucher *t, uint8_t *page, bool write)
-{
-	pthread_t th;
-
-	t->page = page;
-	t->write = write;
-	atomic_store(&t->done, false);
-	assert_int_equal(pthread_create(&th, NULL, touch_main, t), 0);
-	pthread_detach(th);
-}
-
-static uint64_t wp_faults(rf_vm *vm)
-{
-	struct rf_uffd_stats us;
-
-	rf_uffd_stats(vm->uffd, &us);
-	return us.msgs[RF_UFFD_FAULT_WP];
-}
-
 /* dedup.zero-discarded: the engine has discarded a zero run and not yet
  * published it. A reader touches the page (the pager maps it for the read,
  * write-protected), then a writer, whose protection fault reaches the pager
  * while the engine still holds the page. */
 static void read_then_write_when_zero_discarded(const char *where, void *arg)
 {
-	uint64_t before;
-
 	/* Once the run is published: the writer must have been woken by now.
 	 * The scanner waits here, so no later pass can wake it instead. */
 	if (strcmp(where, "dedup.zero-published") == 0 && atomic_load(&tp.fired) == 1) {
@@ -328,14 +302,10 @@ static void read_then_write_when_zero_discarded(const char *where, void *arg)
 	if (strcmp(where, "dedup.zero-discarded") != 0 || (uint8_t *)arg > tp.ram + tp.gpa ||
 	    atomic_exchange(&tp.fired, 1))
 		return;
-	touch(&rdr, tp.ram + tp.gpa, false);
+	touch(&rdr, tp.ram + tp.gpa, false, RF_UFFD_FAULT_MISSING);
 	for (unsigned int ms = 0; !atomic_load(&rdr.done) && ms < HANG_MS; ms++)
 		rf_test_sleep_ms(1);
-	before = wp_faults(tp.vm);
-	touch(&wtr, tp.ram + tp.gpa, true);
-	for (unsigned int ms = 0; wp_faults(tp.vm) == before && ms < 2000; ms++)
-		rf_test_sleep_ms(1);
-	rf_test_sleep_ms(20); /* the pager has dealt with the fault by now */
+	touch(&wtr, tp.ram + tp.gpa, true, RF_UFFD_FAULT_WP);
 }
 
 static void audit_recheck_point(const char *where, void *arg)
@@ -453,16 +423,16 @@ static void test_copy_mode_read_between_discard_and_publish(void **state)
 	tp.vm = vm;
 	tp.ram = ram;
 	tp.gpa = 10 * PG;
-	memset(&rd, 0, sizeof(rd));
+	memset(&rdr, 0, sizeof(rdr));
 	rf_test_point = read_when_discarded;
 	j.npages = NPAGES;
 	swap_out_or_die(&j, "copy mode, read between discard and publication");
 	rf_test_point = NULL;
 	assert_int_equal(atomic_load(&tp.fired), 1);
-	for (unsigned int ms = 0; !atomic_load(&rd.done) && ms < HANG_MS; ms++)
+	for (unsigned int ms = 0; !atomic_load(&rdr.done) && ms < HANG_MS; ms++)
 		rf_test_sleep_ms(1);
-	assert_true(atomic_load(&rd.done));
-	assert_true(check(rd.copy, 10, 1));
+	assert_true(atomic_load(&rdr.done));
+	assert_true(check(rdr.copy, 10, 1));
 	for (uint64_t i = 0; i < NPAGES; i++)
 		assert_true(check(ram + i * PG, i, 1));
 	rf_engine_free(e);
@@ -720,8 +690,9 @@ static void test_pager_unprotects_under_page_lock(void **state)
 	pte = pte_of(vm, 4 * PG);
 	rf_vm_regions_unlock(vm);
 	v = rf_pte_lock(pte);
-	touch(&wtr, ram + 4 * PG, true);
-	rf_test_sleep_ms(100);
+	tp.vm = vm;
+	touch(&wtr, ram + 4 * PG, true, RF_UFFD_FAULT_WP);
+	rf_test_sleep_ms(80);
 	assert_false(atomic_load(&wtr.done));
 	assert_true(uffd_wp_set(vm, ram + 4 * PG));
 	rf_pte_unlock(vm, pte, v, v);
