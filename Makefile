@@ -30,11 +30,13 @@ CC      ?= gcc
 WARN    := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS  ?= -O2 -g
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -pthread -Iinclude -Isrc
+# Tests reach the private headers of every layer (the library itself does not).
+TEST_CFLAGS := $(BASE_CFLAGS) -Iswap -Iovercommit -Itests/helpers
 LIB_CFLAGS  := $(BASE_CFLAGS) -fPIC -fvisibility=hidden
 LIB_DEPS    := -lurcu-cds -lurcu-memb -lurcu-common -lxxhash -lnuma -ljemalloc -llz4 -lpthread
 TEST_LIBS   := -lcmocka
 
-LIB_SRCS := $(sort $(wildcard src/*.c ksm/*.c balloon/*.c))
+LIB_SRCS := $(sort $(wildcard src/*.c swap/*.c ksm/*.c balloon/*.c overcommit/*.c lib/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 
@@ -43,7 +45,7 @@ KVM_TESTS  := $(patsubst tests/kvm/%.c,$(B)/tests/kvm/%,$(wildcard tests/kvm/tes
 E2E_TESTS  := $(patsubst tests/e2e/%.c,$(B)/tests/e2e/%,$(wildcard tests/e2e/test_*.c))
 
 .PHONY: all deps lib test unit kvm e2e compat asan valgrind install uninstall demo bench fuzz fuzz-smoke \
-	check-exports install-test format clean
+	check-exports check-layers install-test format clean
 
 deps:
 	@scripts/deps.sh
@@ -98,11 +100,11 @@ uninstall:
 
 # ---- tests -----------------------------------------------------------------
 # Unit and KVM tests link the static library, so they can reach private
-# functions through the headers in src/.
+# functions through the private headers of every layer (TEST_CFLAGS).
 
 $(B)/tests/%: tests/%.c $(HELPER_SRCS) $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< $(HELPER_SRCS) \
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(HELPER_SRCS) \
 		$(B)/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
 
 unit: all $(UNIT_TESTS)
@@ -138,7 +140,7 @@ $(B)/asan/libramfold.a: $(ASAN_OBJS)
 	ar rcs $@ $^
 $(B)/asan/tests/%: tests/%.c $(HELPER_SRCS) $(B)/asan/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(ASAN_FLAGS) -Itests/helpers -o $@ $< $(HELPER_SRCS) \
+	$(CC) $(TEST_CFLAGS) $(ASAN_FLAGS) -o $@ $< $(HELPER_SRCS) \
 		$(B)/asan/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
 
 asan: deps $(ASAN_UNIT)
@@ -152,6 +154,10 @@ valgrind: unit
 
 check-exports: lib
 	@scripts/check-exports.sh $(B)/libramfold.so.$(VERSION) src/libramfold.map
+
+# The include graph against the layer table (docs/design.md).
+check-layers:
+	@scripts/check-layers.sh
 
 install-test: lib
 	@scripts/install-test.sh
@@ -167,6 +173,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory asan
 	@$(TEST_ENV) $(MAKE) --no-print-directory stress-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-exports
+	@$(TEST_ENV) $(MAKE) --no-print-directory check-layers
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
 	@scripts/run-tests.sh --end

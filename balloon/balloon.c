@@ -758,9 +758,8 @@ static int ensure_vm_hook(rf_vm *vm)
 {
 	struct rf_vm_hooks h = {.vm_free = balloon_vm_free};
 
-	for (unsigned int i = 0; i < vm->nr_hooks; i++)
-		if (vm->hooks[i].vm_free == balloon_vm_free)
-			return 0;
+	if (rf_vm_hooks_registered(vm, balloon_vm_free))
+		return 0;
 	return rf_vm_add_hooks(vm, &h);
 }
 

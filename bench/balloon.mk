@@ -9,12 +9,12 @@ BENCH_BALLOON_HELPERS := tests/helpers/virtq_mock.c tests/helpers/vmm_proc.c
 
 $(B)/bench/balloon_discard: bench/balloon_discard.c $(BENCH_BALLOON_HELPERS) $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< $(BENCH_BALLOON_HELPERS) \
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(BENCH_BALLOON_HELPERS) \
 		$(B)/libramfold.a $(LIB_DEPS)
 
 $(B)/bench/balloon_e2e: bench/balloon_e2e.c $(BENCH_BALLOON_HELPERS)
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< $(BENCH_BALLOON_HELPERS) \
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(BENCH_BALLOON_HELPERS) \
 		$(B)/libramfold.a $(LIB_DEPS)
 
 bench-balloon: all $(B)/bench/balloon_discard $(B)/bench/balloon_e2e $(TEST_PROGRAMS)

@@ -9,7 +9,7 @@ bench: bench-dedup
 $(BENCH_DEDUP): bench/dedup.c bench/dedup_report.c bench/dedup_report.h \
 		tests/helpers/dedup_util.c tests/helpers/dedup_util.h $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< bench/dedup_report.c \
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c \
 		tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup: all $(BENCH_DEDUP)
@@ -27,7 +27,7 @@ $(BENCH_DEDUP_VMM): bench/dedup_vmm.c bench/dedup_report.c bench/dedup_report.h 
 		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c tests/helpers/dedup_util.h \
 		$(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< bench/dedup_report.c \
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c \
 		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup-vmm: all $(BENCH_DEDUP_VMM)

@@ -12,7 +12,7 @@ $(B)/bench/swap_fault: bench/swap_fault.c $(B)/libramfold.a
 
 $(B)/bench/swap_hotcold: bench/swap_hotcold.c tests/helpers/vmm_proc.c
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/helpers -o $@ $< tests/helpers/vmm_proc.c
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< tests/helpers/vmm_proc.c
 
 bench-swap: all $(B)/bench/swap_fault $(B)/bench/swap_hotcold $(TEST_PROGRAMS)
 	@$(B)/bench/swap_fault

@@ -294,14 +294,6 @@ static void hook_vm_free(rf_vm *vm, void *arg)
 	dv_detach(vm, false);
 }
 
-static bool hooks_installed(rf_vm *vm)
-{
-	for (unsigned int i = 0; i < vm->nr_hooks; i++)
-		if (vm->hooks[i].vm_free == hook_vm_free)
-			return true;
-	return false;
-}
-
 static uint32_t domain_id(struct rf_dedup *d, rf_vm *vm)
 {
 	uint32_t id = 0x80000000u | vm->id;
@@ -350,7 +342,7 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 	dv->domain = domain_id(d, vm);
 	dv->numa = vm->cfg.numa_node >= 0 && vm->cfg.numa_node < d->nstores ? vm->cfg.numa_node : 0;
 	pthread_mutex_init(&dv->regs_lock, NULL);
-	if (!hooks_installed(vm)) {
+	if (!rf_vm_hooks_registered(vm, hook_vm_free)) {
 		err = rf_vm_add_hooks(vm, &h);
 		if (err) {
 			rf_log(vm->e, RF_LOG_ERR, "%s: dedup: no free hook slot", vm->name);
@@ -702,3 +694,9 @@ static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
 	st->saved_bytes = (file > store_res ? file - store_res : 0) + (zero << RF_PAGE_SHIFT);
 	return err;
 }
+
+/* Scanner threads stop before any VM is freed. */
+const struct rf_engine_module rf_dedup_module = {
+    .name = "dedup",
+    .stop = rf_dedup_stop,
+};

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "ledger.h"
 
 RF_EXPORT const char *rf_version(void)
 {
@@ -145,15 +144,23 @@ err_free:
 
 RF_EXPORT void rf_engine_free(rf_engine *e)
 {
-	unsigned int arena;
+	unsigned int arena, i, n;
 
 	if (!e)
 		return;
-	rf_ledger_engine_free(e); /* stops the policy thread first: it drives dedup */
-	rf_dedup_stop(e);	  /* scanner threads gone before any VM is freed */
+	/* Threads that act on VMs stop first (the policy before the dedup
+	 * scanners it drives), then the VMs go, then engine-wide state. */
+	n = 0;
+	while (rf_engine_modules[n])
+		n++;
+	for (i = n; i-- > 0;)
+		if (rf_engine_modules[i]->stop)
+			rf_engine_modules[i]->stop(e);
 	while (e->vms)
 		rf_vm_free(e->vms);
-	rf_swap_engine_free(e);
+	for (i = n; i-- > 0;)
+		if (rf_engine_modules[i]->free)
+			rf_engine_modules[i]->free(e);
 	if (e->pagemap_fd >= 0)
 		close(e->pagemap_fd);
 	pthread_mutex_destroy(&e->vms_lock);

@@ -16,7 +16,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include <ramfold/ramfold.h>
+#include <ramfold/engine.h>
+#include <ramfold/version.h>
+#include <ramfold/vm.h>
 
 #include "log.h"
 #include "page_table.h"
@@ -83,8 +85,8 @@ struct rf_vm {
 	/* Per-VM module state; each owned by the module named. */
 	struct rf_dedup_vm *dedup;   /* ksm/ */
 	struct rf_balloon *balloon;  /* balloon/ */
-	struct rf_pager *pager;	     /* src/pager.c */
-	struct rf_ledger_vm *ledger; /* src/ledger.c */
+	struct rf_pager *pager;	     /* swap/ */
+	struct rf_ledger_vm *ledger; /* overcommit/ */
 	/* The VM's userfaultfd and pager thread, shared by the modules that
 	 * need it (src/uffd.c: rf_uffd_get/rf_uffd_put). */
 	struct rf_uffd *uffd;
@@ -106,9 +108,9 @@ struct rf_engine {
 	unsigned int next_vm_id;
 
 	/* Engine-wide module state. */
-	struct rf_dedup *dedup; /* ksm/ */
-	struct rf_swap *swap;	/* src/swap_store.c */
-	struct rf_ledger *ledger;
+	struct rf_dedup *dedup;	  /* ksm/ */
+	struct rf_swap *swap;	  /* swap/ */
+	struct rf_ledger *ledger; /* overcommit/ */
 
 	pthread_mutex_t err_lock;
 	char last_error[512];
@@ -122,14 +124,41 @@ void *rf_zalloc(rf_engine *e, size_t size);
 void rf_free(rf_engine *e, void *p);
 char *rf_strdup(rf_engine *e, const char *s);
 
-/* swap_engine.c: free the engine's swap store and state (rf_engine_free). */
-void rf_swap_engine_free(rf_engine *e);
+/*
+ * Engine modules: the layers above the core (dedup, swap, the ledger) that
+ * keep engine-wide state. The core includes none of their headers and knows
+ * them only through this table, as it knows a VM's modules only through
+ * struct rf_vm_hooks. Every hook is optional.
+ */
+struct rf_engine_module {
+	const char *name;
+	/* rf_vm_new(), vms_lock held, before @vm is linked in: 0 admits it,
+	 * -errno refuses it (the module logs why). Table order. */
+	int (*vm_admit)(rf_engine *e, rf_vm *vm);
+	/* rf_engine_free(), before any VM is freed: stop the threads that act
+	 * on VMs. Reverse table order. */
+	void (*stop)(rf_engine *e);
+	/* rf_engine_free(), after every VM is freed: free engine-wide state.
+	 * Reverse table order. */
+	void (*free)(rf_engine *e);
+};
+
+/* lib/modules.c: the modules every engine has, NULL-terminated. */
+extern const struct rf_engine_module *const rf_engine_modules[];
 
 /* features.c */
 int rf_features_detect(rf_engine *e);
 
 /* Register module hooks on @vm. -ENOSPC if all slots are taken. */
 int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h);
+/* True if the hook set whose vm_free is @vm_free is registered on @vm. */
+bool rf_vm_hooks_registered(const rf_vm *vm, void (*vm_free)(rf_vm *, void *));
+/* A module freed before @vm: its vm_free (@vm_free) is no longer called.
+ * Caller holds engine->vms_lock (rf_vm_free() reads the hooks under it). */
+void rf_vm_hooks_forget_free(rf_vm *vm, void (*vm_free)(rf_vm *, void *));
+/* The hook set that owns pages in state @s (rf_vm_hooks.owns_states), or
+ * NULL: page_ops.c asks it to release such a page before a discard. */
+const struct rf_vm_hooks *rf_vm_state_owner(const rf_vm *vm, enum rf_page_state s);
 
 /*
  * Region lookup. The caller holds vm->regions_lock (read or write):
@@ -138,6 +167,16 @@ int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h);
 struct rf_region *__rf_vm_find_region(const rf_vm *vm, uint64_t gpa);
 /* The region whose host mapping holds @hva, or NULL. */
 struct rf_region *__rf_vm_find_region_hva(const rf_vm *vm, uintptr_t hva);
+
+/*
+ * The @i-th region of @vm in gpa order, or NULL past the last: walk them as
+ *	for (i = 0; (r = __rf_vm_region(vm, i)); i++)
+ * Caller holds vm->regions_lock.
+ */
+static inline struct rf_region *__rf_vm_region(const rf_vm *vm, unsigned int i)
+{
+	return i < vm->nr_regions ? vm->regions[i] : NULL;
+}
 
 static inline void rf_vm_regions_rdlock(rf_vm *vm)
 {

@@ -18,14 +18,6 @@
 
 #include "internal.h"
 
-static struct rf_vm_hooks *owner_of(rf_vm *vm, enum rf_page_state s)
-{
-	for (unsigned int i = 0; i < vm->nr_hooks; i++)
-		if (vm->hooks[i].owns_states & (1u << s))
-			return &vm->hooks[i];
-	return NULL;
-}
-
 #define DISCARD_RUN 512
 
 struct locked_page {
@@ -90,7 +82,7 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 	for (uint64_t idx = first; idx < first + npages; idx++) {
 		uint64_t v = rf_pte_lock(&r->pte[idx]);
 		enum rf_page_state s = rf_pte_state(v);
-		struct rf_vm_hooks *h;
+		const struct rf_vm_hooks *h;
 
 		if (v & RF_PTE_EXCLUDED) {
 			rf_pte_unlock(vm, &r->pte[idx], v, v);
@@ -98,7 +90,7 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 				(*skipped)++;
 			continue;
 		}
-		h = owner_of(vm, s);
+		h = rf_vm_state_owner(vm, s);
 		if (h && h->page_release && h->page_release(vm, r, idx, v, h->arg) != 0) {
 			rf_pte_unlock(vm, &r->pte[idx], v, v);
 			if (skipped)

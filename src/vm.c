@@ -13,7 +13,6 @@
 
 #include "compat_linux.h"
 #include "internal.h"
-#include "ledger.h"
 
 static void by_hva_insert(rf_vm *vm, struct rf_region *r);
 static void by_hva_remove(rf_vm *vm, struct rf_region *r);
@@ -93,7 +92,10 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 			return -EEXIST;
 		}
 	}
-	err = __rf_ledger_admit_vm(e, vm); /* admission control: ledger.c */
+	err = 0;
+	for (unsigned int i = 0; rf_engine_modules[i] && !err; i++)
+		if (rf_engine_modules[i]->vm_admit)
+			err = rf_engine_modules[i]->vm_admit(e, vm); /* the ledger's admission */
 	if (err) {
 		pthread_mutex_unlock(&e->vms_lock);
 		pthread_rwlock_destroy(&vm->regions_lock);
@@ -114,6 +116,29 @@ int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h)
 		return -ENOSPC;
 	vm->hooks[vm->nr_hooks++] = *h;
 	return 0;
+}
+
+bool rf_vm_hooks_registered(const rf_vm *vm, void (*vm_free)(rf_vm *, void *))
+{
+	for (unsigned int i = 0; i < vm->nr_hooks; i++)
+		if (vm->hooks[i].vm_free == vm_free)
+			return true;
+	return false;
+}
+
+void rf_vm_hooks_forget_free(rf_vm *vm, void (*vm_free)(rf_vm *, void *))
+{
+	for (unsigned int i = 0; i < vm->nr_hooks; i++)
+		if (vm->hooks[i].vm_free == vm_free)
+			vm->hooks[i].vm_free = NULL;
+}
+
+const struct rf_vm_hooks *rf_vm_state_owner(const rf_vm *vm, enum rf_page_state s)
+{
+	for (unsigned int i = 0; i < vm->nr_hooks; i++)
+		if (vm->hooks[i].owns_states & (1u << s))
+			return &vm->hooks[i];
+	return NULL;
 }
 
 static void region_free(rf_vm *vm, struct rf_region *r)

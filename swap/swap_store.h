@@ -30,6 +30,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include <ramfold/swap.h>
+
 #include "internal.h"
 
 #define RF_SWAP_NONE	  UINT32_MAX

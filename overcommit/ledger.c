@@ -286,7 +286,7 @@ static void ledger_vm_free(rf_vm *vm, void *arg)
  * detach the ledger from every VM (its hook would otherwise run after the
  * ledger is gone) and free it.
  */
-void rf_ledger_engine_free(rf_engine *e)
+static void ledger_engine_free(rf_engine *e)
 {
 	struct rf_ledger *l = e->ledger;
 
@@ -295,9 +295,7 @@ void rf_ledger_engine_free(rf_engine *e)
 	rf_policy_runner_free(e, l);
 	pthread_mutex_lock(&e->vms_lock);
 	for (rf_vm *vm = e->vms; vm; vm = vm->next) {
-		for (unsigned int i = 0; i < vm->nr_hooks; i++)
-			if (vm->hooks[i].vm_free == ledger_vm_free)
-				vm->hooks[i].vm_free = NULL;
+		rf_vm_hooks_forget_free(vm, ledger_vm_free);
 		if (vm->ledger) {
 			atomic_fetch_sub(&vm->metadata_bytes, sizeof(*vm->ledger));
 			rf_free(e, vm->ledger);
@@ -359,7 +357,7 @@ static int check_contract(rf_engine *e, const char *name, uint64_t promised, uin
 	return 0;
 }
 
-int __rf_ledger_admit_vm(rf_engine *e, rf_vm *vm)
+static int ledger_admit_vm(rf_engine *e, rf_vm *vm)
 {
 	struct rf_ledger *l = rf_ledger_get(e);
 	struct rf_vm_hooks h = {.vm_free = ledger_vm_free};
@@ -484,3 +482,10 @@ RF_EXPORT int rf_vm_set_guest_free(rf_vm *vm, uint64_t bytes)
 	atomic_store(&vm->ledger->guest_free, bytes);
 	return 0;
 }
+
+/* Stopped first (its policy drives dedup); admits every VM. */
+const struct rf_engine_module rf_ledger_module = {
+    .name = "ledger",
+    .vm_admit = ledger_admit_vm,
+    .stop = ledger_engine_free,
+};

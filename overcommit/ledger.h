@@ -43,22 +43,19 @@ struct rf_ledger {
 	struct rf_ledger_config cfg;
 	_Atomic int state; /* enum rf_mem_state, set by the policy */
 	_Atomic uint64_t admissions_refused;
-	struct rf_policy_runner *policy; /* src/policy_run.c */
+	struct rf_policy_runner *policy; /* overcommit/policy_run.c */
 };
 
 /* The engine's ledger, created on first use; NULL only if out of memory. */
 struct rf_ledger *rf_ledger_get(rf_engine *e);
 
-/* Stops the policy thread and frees the ledger: called by rf_engine_free(). */
-void rf_ledger_engine_free(rf_engine *e);
-
 /*
- * Admission hook, called by rf_vm_new() with engine->vms_lock held, before
- * @vm is linked into the engine: checks @vm's reservation and size against
- * the VMs already there, attaches vm->ledger and the ledger's hooks.
- * Returns 0, -ENOMEM (reason logged) or -EINVAL.
+ * The ledger as an engine module (lib/modules.c). Its vm_admit hook checks a
+ * new VM's reservation and size against the VMs already there and attaches
+ * vm->ledger and the ledger's VM hooks (-ENOMEM or -EINVAL, reason logged);
+ * its stop hook stops the policy thread and frees the ledger.
  */
-int __rf_ledger_admit_vm(rf_engine *e, rf_vm *vm);
+extern const struct rf_engine_module rf_ledger_module;
 
 /* ---- pure arithmetic (no kernel, no locks) ---- */
 

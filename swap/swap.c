@@ -125,7 +125,7 @@ void rf_swap_store_release(rf_engine *e)
 	rf_swap_store_free(s);
 }
 
-void rf_swap_engine_free(rf_engine *e)
+static void swap_engine_free(rf_engine *e)
 {
 	struct rf_swap *sw = e->swap;
 
@@ -235,3 +235,9 @@ RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
 	finish_ratio(st);
 	return 0;
 }
+
+/* Freed after the VMs: every VM's pager holds the store. */
+const struct rf_engine_module rf_swap_module = {
+    .name = "swap",
+    .free = swap_engine_free,
+};
