@@ -4,9 +4,9 @@
  * the library's modules (src/, ksm/, balloon/) see them. Not installed.
  *
  * Lock order (outer first): engine->vms_lock, vm->regions_lock (read side
- * for everyone but map/unmap), the pager's out_lock, page lock bits in
+ * for everyone but map/unmap), the swap fault thread's out_lock, page lock bits in
  * address order (page_table.h), module locks; leaves last. No module may take
- * engine->vms_lock while it holds a page lock. The rules that keep the pager
+ * engine->vms_lock while it holds a page lock. The rules that keep the fault thread
  * thread out of deadlocks with page-lock holders: uffd.h, docs/design.md.
  */
 #ifndef RF_INTERNAL_H
@@ -38,7 +38,7 @@ struct rf_region {
 };
 
 /*
- * A module (dedup, balloon, pager, ledger) that keeps per-VM state registers
+ * A module (dedup, balloon, swap pager, ledger) that keeps per-VM state registers
  * hooks so the core can tell it a region is going away or the VM is freed,
  * without the core knowing the module.
  */
@@ -53,7 +53,7 @@ struct rf_vm_hooks {
 	 * page is discarded by another module, page_release is called with the
 	 * page locked and must leave it an ordinary private anonymous mapping
 	 * with no reference left in the module (the merger remaps a store page
-	 * anonymous; the pager frees the swap slot). Returns 0 or -errno (the
+	 * anonymous; the fault thread frees the swap slot). Returns 0 or -errno (the
 	 * page is then skipped and stays as it was).
 	 */
 	unsigned int owns_states;
@@ -87,7 +87,7 @@ struct rf_vm {
 	struct rf_balloon *balloon;  /* balloon/ */
 	struct rf_pager *pager;	     /* swap/ */
 	struct rf_ledger_vm *ledger; /* overcommit/ */
-	/* The VM's userfaultfd and pager thread, shared by the modules that
+	/* The VM's userfaultfd and fault thread, shared by the modules that
 	 * need it (src/uffd.c: rf_uffd_get/rf_uffd_put). */
 	struct rf_uffd *uffd;
 
@@ -212,9 +212,9 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 		  uint64_t *skipped);
 
 /*
- * uffd.c: madvise(MADV_DONTNEED) [@addr, @addr + @len) of guest RAM whose
+ * page_ops.c: madvise(MADV_DONTNEED) [@addr, @addr + @len) of guest RAM whose
  * pages the caller holds locked, for a transition to a discarded state. It
- * returns once the VM's pager has dispatched the UFFD_EVENT_REMOVE the
+ * returns once the VM's fault thread has dispatched the UFFD_EVENT_REMOVE the
  * discard sent (rf_uffd_sync), so the event is handled while the pages are
  * still locked, and handlers leave locked pages to their holder. Every
  * discard the library makes of guest RAM goes through here. 0 or -errno
@@ -223,11 +223,11 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len);
 
 /*
- * uffd.c: announce that the library is discarding [@addr, @addr + @len)
+ * page_ops.c: announce that the library is discarding [@addr, @addr + @len)
  * of @vm's RAM, from before it locks the first page until after it has
  * unlocked the last. A REMOVE handler leaves a locked page inside such a
  * range to the discard (it may not wait for it: the discarder may be
- * waiting for a lock whose holder waits for the pager). Any thread.
+ * waiting for a lock whose holder waits for the fault thread). Any thread.
  */
 struct rf_own {
 	struct rf_uffd *u;

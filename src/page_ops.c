@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Discarding guest pages, the one path the balloon, free page reporting and
- * the zero-page scanner share.
+ * Discarding guest pages: the one path every discard the library makes of
+ * guest RAM takes. rf_vm_discard() locks the pages itself (inflate, free
+ * page reporting); rf_vm_discard_locked() serves a module that already holds
+ * the page locks (dedup's zero runs, copy-mode swap-out, deflate). Both tell
+ * the VM's fault thread, so that the REMOVE event the discard sends is never
+ * taken for someone else's discard (uffd.h).
  *
  * The trap it exists for: madvise(MADV_DONTNEED) on a page that is mapped
  * from the dedup store (MAP_PRIVATE of a memfd) does not give a fresh zero
@@ -15,8 +19,44 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "internal.h"
+#include "uffd.h"
+
+/*
+ * The library's own discards are announced to the VM's fault thread (a
+ * REMOVE handler leaves their locked pages to them), made under the page
+ * locks, and wait for their REMOVE event to be dispatched: uffd.h, REMOVE
+ * events, and docs/design.md.
+ */
+struct rf_own rf_vm_own_begin(rf_vm *vm, void *addr, uint64_t len)
+{
+	struct rf_own o = {rf_uffd_of(vm), 0};
+
+	if (o.u)
+		o.slot = rf_uffd_own_add(o.u, (uintptr_t)addr, (uintptr_t)addr + len);
+	return o;
+}
+
+void rf_vm_own_end(struct rf_own o)
+{
+	if (o.u)
+		rf_uffd_own_del(o.u, o.slot);
+}
+
+int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
+{
+	struct rf_own o = rf_vm_own_begin(vm, addr, len);
+	int err = 0;
+
+	if (madvise(addr, len, MADV_DONTNEED) != 0)
+		err = -errno;
+	if (o.u)
+		rf_uffd_sync(o.u);
+	rf_vm_own_end(o);
+	return err;
+}
 
 #define DISCARD_RUN 512
 

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The per-VM userfaultfd and its pager thread: see uffd.h for the protocol.
+ * The per-VM userfaultfd and its fault thread: see uffd.h for the protocol.
  *
  * The thread waits in ppoll() on the descriptor and on an eventfd that
  * rf_uffd_put uses to stop it. It reads messages in batches and dispatches
  * each by kind. A handler that cannot finish now (a page lock is busy)
  * returns -EAGAIN; the message goes on a small pending list that is retried
- * every millisecond, so the pager itself never blocks on a module's lock.
+ * every millisecond, so the fault thread itself never blocks on a module's lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,6 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +29,7 @@ struct rf_uffd {
 	rf_vm *vm;
 	int fd;
 	int stop_fd;
-	int kick_fd; /* rf_uffd_sync wakes the pager through it */
+	int kick_fd; /* rf_uffd_sync wakes the fault thread through it */
 	uint64_t features;
 	/* Held across reading the base mode and registering with it, so that
 	 * once rf_uffd_add_base_mode returns, no registration made with the
@@ -53,7 +52,7 @@ struct rf_uffd {
 	_Atomic uint64_t eagain;
 
 	/* rf_uffd_sync: a caller takes ticket sync_req + 1 and waits until
-	 * sync_done reaches it; the pager sets sync_done to the sync_req it
+	 * sync_done reaches it; the fault thread sets sync_done to the sync_req it
 	 * saw before its last round of reading and dispatching. */
 	_Atomic uint64_t sync_req, sync_done;
 	pthread_mutex_t sync_lock;
@@ -114,12 +113,12 @@ static int unprotect_page(struct rf_uffd *u, uint64_t page)
 /*
  * A write-protect fault: a module holding the protection (RF_PTE_F_WP)
  * wakes the writer itself once it is done (uffd.h), so the fault is left to
- * it. A protection nobody claims (one left behind by the pager's own
+ * it. A protection nobody claims (one left behind by the fault thread's own
  * answer to a read, say) is lifted here, holding the page's lock: a module
- * protects a page only under its lock, so without the lock the pager could
+ * protects a page only under its lock, so without the lock the fault thread could
  * lift a protection a module had just set, and a write would slip past a
  * comparison that the module then acts on (a zero discard over fresh data).
- * The lock is only try-locked (the pager never waits for one): a busy page
+ * The lock is only try-locked (the fault thread never waits for one): a busy page
  * is retried. -EAGAIN while the region list changes.
  */
 static int wp_fault(struct rf_uffd *u, uint64_t page)
@@ -207,7 +206,8 @@ static void retry_pending(struct rf_uffd *u)
 			u->pending[u->npending++] = batch[i];
 		else
 			rf_log(u->vm->e, RF_LOG_ERR,
-			       "%s: pager: retry list full, fault at 0x%llx dropped (its thread "
+			       "%s: fault thread: retry list full, fault at 0x%llx dropped (its "
+			       "thread "
 			       "stays blocked until woken)",
 			       u->vm->name, (unsigned long long)batch[i].arg.pagefault.address);
 	}
@@ -241,7 +241,7 @@ static unsigned int process_ready(struct rf_uffd *u)
 	}
 }
 
-static void *pager_main(void *arg)
+static void *fault_thread_main(void *arg)
 {
 	struct rf_uffd *u = arg;
 	struct pollfd pfd[3] = {{.fd = u->fd, .events = POLLIN},
@@ -265,8 +265,9 @@ static void *pager_main(void *arg)
 		/* Drain the kicks; the round below is what they asked for. */
 		if ((pfd[2].revents & POLLIN) && read(u->kick_fd, &kicks, sizeof(kicks)) < 0 &&
 		    errno != EAGAIN)
-			rf_log(u->vm->e, RF_LOG_ERR, "%s: pager: reading its kick eventfd: %s",
-			       u->vm->name, strerror(errno));
+			rf_log(u->vm->e, RF_LOG_ERR,
+			       "%s: fault thread: reading its kick eventfd: %s", u->vm->name,
+			       strerror(errno));
 		process_ready(u);
 		if (u->npending)
 			retry_pending(u);
@@ -287,8 +288,8 @@ static void *pager_main(void *arg)
 
 /*
  * The ordering argument: a discarder's madvise returns only after the
- * pager's read() has dequeued its UFFD_EVENT_REMOVE. Its ticket is taken
- * after that, so the pager's load of sync_req that sees the ticket comes
+ * fault thread's read() has dequeued its UFFD_EVENT_REMOVE. Its ticket is taken
+ * after that, so the fault thread's load of sync_req that sees the ticket comes
  * after the read; that read belongs to an earlier round (a round loads
  * sync_req before reading anything), and a round dispatches everything it
  * read, retried faults aside, before the next one starts. REMOVE handlers
@@ -300,7 +301,7 @@ int rf_uffd_sync(struct rf_uffd *u)
 {
 	uint64_t one = 1, t;
 
-	if (!u || !(u->features & UFFD_FEATURE_EVENT_REMOVE) || rf_uffd_on_pager(u))
+	if (!u || !(u->features & UFFD_FEATURE_EVENT_REMOVE) || rf_uffd_on_fault_thread(u))
 		return 0;
 	t = atomic_fetch_add(&u->sync_req, 1) + 1;
 	if (write(u->kick_fd, &one, sizeof(one)) != sizeof(one))
@@ -312,7 +313,7 @@ int rf_uffd_sync(struct rf_uffd *u)
 	return 0;
 }
 
-static unsigned int own_add(struct rf_uffd *u, uintptr_t lo, uintptr_t hi)
+unsigned int rf_uffd_own_add(struct rf_uffd *u, uintptr_t lo, uintptr_t hi)
 {
 	unsigned int i;
 
@@ -331,7 +332,7 @@ static unsigned int own_add(struct rf_uffd *u, uintptr_t lo, uintptr_t hi)
 	return i;
 }
 
-static void own_del(struct rf_uffd *u, unsigned int i)
+void rf_uffd_own_del(struct rf_uffd *u, unsigned int i)
 {
 	pthread_mutex_lock(&u->own_lock);
 	u->own[i].lo = u->own[i].hi = 0;
@@ -350,7 +351,7 @@ bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr)
 	return own;
 }
 
-static struct rf_uffd *uffd_of(rf_vm *vm)
+struct rf_uffd *rf_uffd_of(rf_vm *vm)
 {
 	struct rf_uffd *u;
 
@@ -363,35 +364,7 @@ static struct rf_uffd *uffd_of(rf_vm *vm)
 	return u;
 }
 
-struct rf_own rf_vm_own_begin(rf_vm *vm, void *addr, uint64_t len)
-{
-	struct rf_own o = {uffd_of(vm), 0};
-
-	if (o.u)
-		o.slot = own_add(o.u, (uintptr_t)addr, (uintptr_t)addr + len);
-	return o;
-}
-
-void rf_vm_own_end(struct rf_own o)
-{
-	if (o.u)
-		own_del(o.u, o.slot);
-}
-
-int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
-{
-	struct rf_own o = rf_vm_own_begin(vm, addr, len);
-	int err = 0;
-
-	if (madvise(addr, len, MADV_DONTNEED) != 0)
-		err = -errno;
-	if (o.u)
-		rf_uffd_sync(o.u);
-	rf_vm_own_end(o);
-	return err;
-}
-
-bool rf_uffd_on_pager(const struct rf_uffd *u)
+bool rf_uffd_on_fault_thread(const struct rf_uffd *u)
 {
 	return u && pthread_equal(pthread_self(), u->thread);
 }
@@ -403,15 +376,15 @@ static int uffd_ioctl(struct rf_uffd *u, unsigned long req, void *arg)
 			return 0;
 		if (errno != EAGAIN)
 			return -errno;
-		/* An event (remove, unmap) is pending: the pager must read it
-		 * before the kernel lets this through. On the pager thread the
+		/* An event (remove, unmap) is pending: the fault thread must read it
+		 * before the kernel lets this through. On the fault thread the
 		 * caller is a handler: it is retried after the next read. It
 		 * must not read and dispatch here: messages read now would be
 		 * dispatched ahead of the rest of the batch in hand, and a
 		 * REMOVE event of that batch could then run after faults that
 		 * came later and wipe a page swapped out since. */
 		atomic_fetch_add_explicit(&u->eagain, 1, memory_order_relaxed);
-		if (rf_uffd_on_pager(u))
+		if (rf_uffd_on_fault_thread(u))
 			return -EAGAIN;
 		if (tries > 16)
 			sched_yield();
@@ -502,7 +475,7 @@ void rf_uffd_set_handler(struct rf_uffd *u, enum rf_uffd_kind kind, rf_uffd_hand
 {
 	if ((unsigned int)kind >= RF_UFFD_NKINDS)
 		return;
-	/* Argument first: the pager loads fn, then arg. */
+	/* Argument first: the fault thread loads fn, then arg. */
 	atomic_store(&u->handlers[kind].arg, arg);
 	atomic_store(&u->handlers[kind].fn, fn);
 }
@@ -601,9 +574,9 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 		err = -errno;
 		goto err_close;
 	}
-	err = -pthread_create(&u->thread, NULL, pager_main, u);
+	err = -pthread_create(&u->thread, NULL, fault_thread_main, u);
 	if (err) {
-		rf_log(e, RF_LOG_ERR, "%s: pager thread: %s", vm->name, strerror(-err));
+		rf_log(e, RF_LOG_ERR, "%s: fault thread: %s", vm->name, strerror(-err));
 		goto err_close;
 	}
 	*out = u;
@@ -654,7 +627,7 @@ void rf_uffd_put(rf_vm *vm)
 	vm->uffd = NULL;
 	pthread_mutex_unlock(&uffd_create_lock);
 	if (write(u->stop_fd, &one, sizeof(one)) != sizeof(one))
-		rf_log(vm->e, RF_LOG_ERR, "%s: pager: cannot signal stop: %s", vm->name,
+		rf_log(vm->e, RF_LOG_ERR, "%s: fault thread: cannot signal stop: %s", vm->name,
 		       strerror(errno));
 	pthread_join(u->thread, NULL);
 	/* Closing the descriptor wakes any thread still waiting on it and

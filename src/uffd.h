@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The per-VM userfaultfd and its pager thread.
+ * The per-VM userfaultfd and its fault thread.
  *
  * One userfaultfd per VM, opened on first use by whichever module needs it
- * (dedup for write-protect, swap for missing faults), and one pager thread
+ * (dedup for write-protect, swap for missing faults), and one fault thread
  * that reads it. The thread is an event loop: each message is dispatched by
  * kind (write-protect fault, missing fault, minor fault, remove, unmap,
  * remap, fork event) to the handler a module installed for that kind; a kind
@@ -11,9 +11,9 @@
  * un-protecting the page, a missing fault by mapping a zero page; events are
  * counted).
  *
- * Rules that keep the pager from deadlocking with the vCPUs and the modules:
+ * Rules that keep the fault thread from deadlocking with the vCPUs and the modules:
  *   - A handler never blocks on a page lock (rf_pte_lock): the thread that
- *     holds one may itself be waiting in the kernel for this pager to read
+ *     holds one may itself be waiting in the kernel for this fault thread to read
  *     an event (madvise(MADV_DONTNEED) on a registered range waits until
  *     UFFD_EVENT_REMOVE is read). Handlers use rf_pte_trylock or read the
  *     entry without the lock, and rely on the protocol below.
@@ -21,12 +21,13 @@
  *     page sets RF_PTE_F_WP under the page lock first; before clearing it,
  *     it removes the protection (rf_uffd_writeprotect(.., false, ..)) or
  *     replaces the mapping, and *after* clearing it (publishing the entry)
- *     it calls rf_uffd_wake on the page. So the pager may drop a
+ *     it calls rf_uffd_wake on the page. So the fault thread may drop a
  *     write-protect fault on a page whose F_WP is set: the holder's last
  *     wake comes after the flag is gone, whenever the fault arrived (the
- *     pager itself may map a write-protected page while the flag is set,
- *     swap_pager.c's read_under_wp). A fault on a page without F_WP is
- *     resolved by the pager itself.
+ *     swap pager's missing-fault handler on this thread may map a
+ *     write-protected page while the flag is set: swap_pager.c,
+ *     read_under_wp). A fault on a page without F_WP is
+ *     resolved by the fault thread itself.
  *   - REMOVE events (a discard of guest RAM): the library's own discards
  *     are announced (rf_vm_own_begin) before their first page is locked,
  *     made under the page locks, and wait until their event is dispatched
@@ -37,15 +38,15 @@
  *     A handler never asks for a retry over a page lock: a retried event
  *     could land after the page was swapped out again and wipe it.
  *   - ioctls that fail with EAGAIN (the kernel has an event pending that
- *     this pager has not read yet) are retried by the helpers below; on the
- *     pager thread itself they return -EAGAIN, and the handler asks to be
+ *     this fault thread has not read yet) are retried by the helpers below; on the
+ *     fault thread itself they return -EAGAIN, and the handler asks to be
  *     retried after the next read. Messages are dispatched in the order
  *     they were read: a handler never reads and dispatches others itself.
  *
  * Registration: UFFDIO_REGISTER replaces a VMA's mode rather than adding to
  * it, so the VM keeps a base mode that every module's registration is ORed
  * with: dedup adds WP (and registers all guest RAM), swap adds MISSING when
- * its pager starts (and registers 2 MiB chunks lazily, as it swaps there).
+ * its swap pager starts (and registers 2 MiB chunks lazily, as it swaps there).
  * Both must be in the base: a module that registers again after a remap
  * would otherwise drop the other's mode there, and a page swapped out of a
  * range without MISSING would read back as zeros. A mmap(MAP_FIXED) or
@@ -79,7 +80,7 @@ enum rf_uffd_kind {
 struct rf_uffd;
 
 /*
- * A handler runs on the pager thread. It returns 0 when it dealt with the
+ * A handler runs on the fault thread. It returns 0 when it dealt with the
  * message, or -EAGAIN to have it retried after the next poll round (at most
  * a millisecond later; for a page whose lock is busy, say).
  */
@@ -89,18 +90,18 @@ struct rf_uffd_stats {
 	uint64_t msgs[RF_UFFD_NKINDS];
 	uint64_t retried; /* handler asked for a retry */
 	uint64_t eagain;  /* ioctls retried on EAGAIN */
-	uint64_t cpu_ns;  /* pager thread CPU time */
+	uint64_t cpu_ns;  /* fault thread CPU time */
 };
 
 /*
- * The VM's userfaultfd, opened and its pager started on first call with
+ * The VM's userfaultfd, opened and its fault thread started on first call with
  * every feature the kernel has of: write-protect (anonymous and shmem),
  * UFFD_EVENT_REMOVE, missing faults on shmem. Returns 0 and *@out, or
  * -ENODEV (no userfaultfd or no write-protect), -ENOMEM, -errno.
  */
 int rf_uffd_get(rf_vm *vm, struct rf_uffd **out);
 
-/* Drop a reference taken by rf_uffd_get; the last one stops the pager and
+/* Drop a reference taken by rf_uffd_get; the last one stops the fault thread and
  * closes the descriptor (each module calls it from its vm_free hook). */
 void rf_uffd_put(rf_vm *vm);
 
@@ -134,21 +135,29 @@ int rf_uffd_wake(struct rf_uffd *u, void *addr, uint64_t len);
 void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st);
 
 /*
- * Wait until the pager thread has dispatched every message it has read so
+ * Wait until the fault thread has dispatched every message it has read so
  * far. A thread that discarded guest RAM under its page locks calls it
  * before unlocking (rf_vm_discard_locked does), so that no REMOVE handler
  * can see the event after the pages have a new state: an event handled
  * late would be taken for a discard of whatever the page holds by then.
- * Returns at once on the pager thread, or when the descriptor has no REMOVE
+ * Returns at once on the fault thread, or when the descriptor has no REMOVE
  * events. Any other thread; 0 or -errno.
  */
 int rf_uffd_sync(struct rf_uffd *u);
+
+/* The VM's descriptor, or NULL if no module has registered guest RAM. */
+struct rf_uffd *rf_uffd_of(rf_vm *vm);
+
+/* Announce a discard of [@lo, @hi) (page_ops.c, rf_vm_own_begin): returns
+ * its slot for rf_uffd_own_del. Waits while every slot is taken. */
+unsigned int rf_uffd_own_add(struct rf_uffd *u, uintptr_t lo, uintptr_t hi);
+void rf_uffd_own_del(struct rf_uffd *u, unsigned int slot);
 
 /* Is @addr inside a discard the library is making right now (between the
  * announcement before its madvise and the dispatch of its event)? */
 bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr);
 
-/* True when called on @u's pager thread. */
-bool rf_uffd_on_pager(const struct rf_uffd *u);
+/* True when called on @u's fault thread. */
+bool rf_uffd_on_fault_thread(const struct rf_uffd *u);
 
 #endif
