@@ -248,6 +248,26 @@ extern void (*rf_test_point)(const char *where, void *arg);
 			rf_test_point(where, arg);                                                 \
 	} while (0)
 
+/*
+ * Debug builds (RF_DEBUG_TRANSITIONS, page_table.c): note an operation on
+ * the pages of [@addr, @addr + @len) that changes what they hold without a
+ * transition (a discard, a fill), in the ring of recent transitions; and
+ * print the ring's entries for the page at @gpa (tests, on a lost write;
+ * a no-op in other builds). Caller of rf_debug_note holds the regions lock.
+ */
+#ifdef RF_DEBUG_TRANSITIONS
+void rf_debug_note(rf_vm *vm, const void *addr, uint64_t len, const char *what);
+#else
+static inline void rf_debug_note(rf_vm *vm, const void *addr, uint64_t len, const char *what)
+{
+	(void)vm;
+	(void)addr;
+	(void)len;
+	(void)what;
+}
+#endif
+void rf_debug_page_history(rf_vm *vm, uint64_t gpa);
+
 /* pagemap.c: read @npages pagemap entries for the host range at @addr. */
 int rf_pagemap_read(rf_engine *e, const void *addr, size_t npages, uint64_t *out);
 /* True if a pagemap entry is a resident page other than the kernel zero page. */

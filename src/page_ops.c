@@ -50,6 +50,7 @@ int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
 	struct rf_own o = rf_vm_own_begin(vm, addr, len);
 	int err = 0;
 
+	rf_debug_note(vm, addr, len, "discard");
 	if (madvise(addr, len, MADV_DONTNEED) != 0)
 		err = -errno;
 	if (o.u)

@@ -28,13 +28,14 @@ struct hist_ent {
 	const rf_pte_t *pte;
 	uint64_t old, new, ns;
 	void *caller;
+	const char *note; /* rf_debug_note: an operation on the page, no transition */
 	char thread[16];
 };
 
 static struct hist_ent hist[HIST_SIZE];
 static _Atomic uint64_t hist_next;
 
-static void hist_add(const rf_pte_t *p, uint64_t old, uint64_t new, void *caller)
+static void hist_add(const rf_pte_t *p, uint64_t old, uint64_t new, void *caller, const char *note)
 {
 	struct hist_ent *h = &hist[atomic_fetch_add(&hist_next, 1) % HIST_SIZE];
 	struct timespec ts;
@@ -45,6 +46,7 @@ static void hist_add(const rf_pte_t *p, uint64_t old, uint64_t new, void *caller
 	h->new = new;
 	h->ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	h->caller = caller;
+	h->note = note;
 	pthread_getname_np(pthread_self(), h->thread, sizeof(h->thread));
 }
 
@@ -57,6 +59,60 @@ static struct rf_region *region_of_pte(rf_vm *vm, const rf_pte_t *p)
 			return r;
 	}
 	return NULL;
+}
+
+/* Every entry of the ring for @p, oldest first, to stderr. */
+static void print_history(const rf_pte_t *p)
+{
+	for (uint64_t end = atomic_load(&hist_next), k = end > HIST_SIZE ? end - HIST_SIZE : 0;
+	     k < end; k++) {
+		const struct hist_ent *h = &hist[k % HIST_SIZE];
+
+		if (h->pte == p && h->note)
+			fprintf(stderr, "  %" PRIu64 ".%09" PRIu64 " %-15s %s (state %s) from %p\n",
+				(uint64_t)(h->ns / 1000000000ull),
+				(uint64_t)(h->ns % 1000000000ull), h->thread, h->note,
+				rf_page_state_name(rf_pte_state(h->old)), h->caller);
+		else if (h->pte == p)
+			fprintf(stderr,
+				"  %" PRIu64 ".%09" PRIu64 " %-15s %s -> %s (flags 0x%" PRIx64
+				" -> 0x%" PRIx64 ", payload %u -> %u) from %p\n",
+				(uint64_t)(h->ns / 1000000000ull),
+				(uint64_t)(h->ns % 1000000000ull), h->thread,
+				rf_page_state_name(rf_pte_state(h->old)),
+				rf_page_state_name(rf_pte_state(h->new)),
+				(uint64_t)(h->old & RF_PTE_FLAGS_MASK),
+				(uint64_t)(h->new &RF_PTE_FLAGS_MASK), rf_pte_payload(h->old),
+				rf_pte_payload(h->new), h->caller);
+	}
+}
+
+void rf_debug_note(rf_vm *vm, const void *addr, uint64_t len, const char *what)
+{
+	struct rf_region *r = __rf_vm_find_region_hva(vm, (uintptr_t)addr);
+
+	if (!r)
+		return;
+	for (uint64_t a = (uintptr_t)addr; a < (uintptr_t)addr + len; a += RF_PAGE_SIZE) {
+		rf_pte_t *p = &r->pte[(a - (uintptr_t)r->hva) >> RF_PAGE_SHIFT];
+		uint64_t v = rf_pte_peek(p);
+
+		hist_add(p, v, v, __builtin_return_address(0), what);
+	}
+}
+
+void rf_debug_page_history(rf_vm *vm, uint64_t gpa)
+{
+	struct rf_region *r;
+
+	rf_vm_regions_rdlock(vm);
+	r = __rf_vm_find_region(vm, gpa);
+	if (r) {
+		fprintf(stderr, "ramfold: %s: gpa 0x%" PRIx64 ": history, oldest first:\n",
+			vm->name, gpa);
+		print_history(&r->pte[rf_region_index(r, gpa)]);
+	}
+	rf_vm_regions_unlock(vm);
 }
 
 static const char *contradiction(rf_vm *vm, uint64_t old, uint64_t new, uint64_t pm)
@@ -95,7 +151,7 @@ static void check_transition(rf_vm *vm, rf_pte_t *p, uint64_t old, uint64_t new,
 	const char *why;
 	uint64_t pm, idx;
 
-	hist_add(p, old, new, caller);
+	hist_add(p, old, new, caller, NULL);
 	r = region_of_pte(vm, p);
 	if (!r)
 		return;
@@ -110,23 +166,14 @@ static void check_transition(rf_vm *vm, rf_pte_t *p, uint64_t old, uint64_t new,
 		"(pagemap 0x%" PRIx64 ")\nhistory of the page, oldest first:\n",
 		vm->name, r->gpa + (idx << RF_PAGE_SHIFT), rf_page_state_name(rf_pte_state(old)),
 		rf_page_state_name(rf_pte_state(new)), why, pm);
-	for (uint64_t end = atomic_load(&hist_next), k = end > HIST_SIZE ? end - HIST_SIZE : 0;
-	     k < end; k++) {
-		const struct hist_ent *h = &hist[k % HIST_SIZE];
-
-		if (h->pte == p)
-			fprintf(stderr,
-				"  %" PRIu64 ".%09" PRIu64 " %-15s %s -> %s (flags 0x%" PRIx64
-				" -> 0x%" PRIx64 ", payload %u -> %u) from %p\n",
-				(uint64_t)(h->ns / 1000000000ull),
-				(uint64_t)(h->ns % 1000000000ull), h->thread,
-				rf_page_state_name(rf_pte_state(h->old)),
-				rf_page_state_name(rf_pte_state(h->new)),
-				(uint64_t)(h->old & RF_PTE_FLAGS_MASK),
-				(uint64_t)(h->new &RF_PTE_FLAGS_MASK), rf_pte_payload(h->old),
-				rf_pte_payload(h->new), h->caller);
-	}
+	print_history(p);
 	abort();
+}
+#else
+void rf_debug_page_history(rf_vm *vm, uint64_t gpa)
+{
+	(void)vm;
+	(void)gpa;
 }
 #endif
 

@@ -74,4 +74,8 @@ uint64_t rf_test_meminfo(const char *field);
 		}                                                                                  \
 	} while (0)
 
+/* The library's ring of recent transitions of the page at @gpa, to stderr
+ * (builds with RF_DEBUG_TRANSITIONS; a no-op in others). */
+void rf_debug_page_history(rf_vm *vm, uint64_t gpa);
+
 #endif

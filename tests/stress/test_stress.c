@@ -175,7 +175,8 @@ struct run {
 	struct beat beat[NBEATS];
 	/* results */
 	_Atomic uint64_t host_writes, vcpu_writes, reads, read_races;
-	_Atomic uint64_t mismatches, vcpu_lost, audits, audit_fails, audit_max_ms, log_errs;
+	_Atomic uint64_t mismatches, vcpu_lost, audits, audit_fails, audit_max_ms, log_errs,
+	    log_warns;
 	_Atomic unsigned int printed;
 	uint64_t still_reported, rewritten_end, balloon_rejected;
 	struct activity act;
@@ -388,8 +389,11 @@ static void lost_write(struct run *r, struct svm *v, uint64_t i, const char *whe
 	struct page_meta *m = &v->pm[i];
 
 	atomic_fetch_add(&r->mismatches, 1);
-	if (atomic_fetch_add(&r->printed, 1) < MAX_REPORTS)
+	if (atomic_fetch_add(&r->printed, 1) < MAX_REPORTS) {
 		print_mismatch(r, v, i, page_of(v, i), shadow_of(v, i), where);
+		fflush(stdout);
+		rf_debug_page_history(v->vm, i * PG);
+	}
 	seq_begin(m);
 	memcpy(shadow_of(v, i), page_of(v, i), PG);
 	seq_end(m);
@@ -971,6 +975,8 @@ static void on_log(void *arg, enum rf_log_level level, const char *msg)
 
 	if (level <= RF_LOG_ERR && atomic_fetch_add(&r->log_errs, 1) < MAX_REPORTS)
 		printf("stress: library error (mode %s, seed %u): %s\n", r->mode, r->seed, msg);
+	else if (level == RF_LOG_WARN && atomic_fetch_add(&r->log_warns, 1) < MAX_REPORTS)
+		printf("stress: library warning (mode %s, seed %u): %s\n", r->mode, r->seed, msg);
 }
 
 static void setup_vm(struct run *r, unsigned int k, uint64_t *rng)
@@ -1174,7 +1180,7 @@ static rf_engine *new_engine(struct run *r, bool copy)
 	ec.scan_threads = 2;
 	ec.log = on_log;
 	ec.log_arg = r;
-	ec.log_level = RF_LOG_ERR;
+	ec.log_level = RF_LOG_WARN;
 	/* Copy mode: the paths of Linux before 6.8, as `make compat` takes. */
 	if (copy)
 		assert_int_equal(rf_engine_config_hide(&ec, "uffd-move,pagemap-scan"), 0);
