@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The policy's private side: the default policy's pure state machine and
- * target arithmetic (policy.c), the runner that logs, counts and applies
- * actions and owns the tick thread (policy_run.c), and the one table of
- * mechanisms (policy_actuators.c) through which the policy reads the balloon
- * and swap and drives them.
+ * target arithmetic (policy.c), the runner that takes a reading, logs,
+ * counts and applies actions and owns the tick thread (policy_runner.c), and
+ * the mechanisms' side (actuators.c): how the ledger and the policy read a
+ * VM's balloon and swap, and the one table of actuators through which the
+ * policy drives the balloon, swap and dedup.
  */
 #ifndef RF_POLICY_PRIV_H
 #define RF_POLICY_PRIV_H
@@ -17,7 +18,7 @@
 
 struct rf_ledger;
 
-/* ---- the default policy: pure ---- */
+/* ---- the default policy: pure (policy.c) ---- */
 
 #define RF_POLICY_MAX_TRACKED 64
 
@@ -66,7 +67,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 			     struct rf_policy_action *acts, unsigned int max, unsigned int *n,
 			     enum rf_mem_state *state);
 
-/* ---- the runner ---- */
+/* ---- the runner (policy_runner.c) ---- */
 
 #define RF_POLICY_MAX_ACTIONS 256
 
@@ -102,7 +103,7 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 struct rf_policy_runner *rf_policy_runner_get(rf_engine *e);
 void rf_policy_runner_free(rf_engine *e, struct rf_ledger *l);
 
-/* ---- mechanisms (policy_actuators.c) ---- */
+/* ---- mechanisms (actuators.c) ---- */
 
 struct rf_mech_reading {
 	int has_balloon;

@@ -6,10 +6,14 @@
  * it through the actuators. Also the tick thread that does this every
  * period.
  *
- * Locks: runner->lock serialises ticks and guards the callback, actuators
- * and counters. A tick holds ledger->gate for reading from the reading to
- * the last action, so no VM in the reading is freed under it (ledger.h).
- * Order: gate, runner->lock, vms_lock (inside the snapshot).
+ * Locks: runner->lock serialises the decisions and their actions (one
+ * rf_policy_run at a time) and guards the callback, actuators and counters;
+ * the actuators run under it and take the mechanisms' own locks. A tick
+ * holds ledger->gate for reading from the reading to the last action, so no
+ * VM in the reading is freed under it (ledger.h). Order: gate, runner->lock,
+ * vms_lock. A tick's snapshot takes vms_lock before runner->lock, not under
+ * it; an embedder's actuator may take it under runner->lock (rf_host_stats),
+ * so runner->lock is never taken with vms_lock held.
  */
 #include <errno.h>
 #include <inttypes.h>
