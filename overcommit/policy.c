@@ -6,17 +6,19 @@
  *
  * 1. Free-memory state. free = capacity - measured use. Thresholds are
  *    fractions of capacity (ESX's defaults: 6%, 4%, 2%, 1%). Falling below a
- *    threshold enters the worse state at once; climbing back needs free to
- *    exceed the better state's threshold by the hysteresis, so a reading
+ *    threshold enters the worse state at once; climbing out of a state needs
+ *    free at its own threshold plus the hysteresis (soft not before the high
+ *    threshold; one reading may climb several states), so a reading
  *    that hovers at a threshold does not flap between two states.
  *
  * 2. Who gives back how much. Outside the high state the host must get back
  *    goal = used - (capacity - high threshold - hysteresis / 2). What each
- *    VM keeps is found
- *    by water-filling: alloc[i] = clamp(lambda * weight[i], lo[i], hi[i])
- *    with lo = the reservation (never reclaimed below), hi = the limit
- *    (never exceeded), and lambda set so the allocations add up to what the
- *    host can hold. The weight is ESX's shares-per-page ratio turned around:
+ *    VM keeps is found by water-filling:
+ *    alloc[i] = clamp(lambda * weight[i], lo[i], hi[i]) with lo = the
+ *    reservation (never reclaimed below), hi = the limit (never exceeded),
+ *    both at most what the VM holds, and lambda set so the allocations add
+ *    up to what the host can hold. The weight is ESX's shares-per-page ratio
+ *    turned around:
  *    shares / (active + k * idle) with k = 1 / (1 - idle tax), where idle is
  *    the part of its memory the guest itself reports free (balloon stats).
  *    With equal shares, a guest that reports much free memory is allotted
@@ -25,14 +27,16 @@
  *
  * 3. How. The balloon first: a VM's balloon target grows by its excess
  *    (what it holds above its allocation), counting inflation already asked
- *    for and not yet done. Swap only in the hard and low states or above a
+ *    for and not yet done, never past what the guest reports free less
+ *    16 MiB, never leaving the guest less than max(reservation,
+ *    min_guest_bytes). Swap only in the hard and low states or above a
  *    limit, and only for the excess the balloon has not removed after
  *    balloon_grace_ms (at once for a VM without a balloon): the VM's
  *    resident target becomes its allocation, and the balloon's pending
  *    inflation is cancelled (swap took it over). Without swap (has_swap 0)
- *    the balloon keeps working alone. In high, with
- *    room to spare beyond the hysteresis, balloons are deflated a step at a
- *    time, best-weighted VMs first, never past a VM's limit.
+ *    the balloon keeps working alone. In high, with room to spare beyond the
+ *    hysteresis, balloons are deflated a step at a time, in the reading's
+ *    VM order until the room is used up, never past a VM's limit.
  *
  * 4. Sharing is the cheapest: the dedup scan rate goes up the moment the
  *    host leaves high, and back down to the idle rate when it returns.

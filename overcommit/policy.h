@@ -44,8 +44,10 @@ int rf_policy_config_check(const struct rf_policy_config *cfg);
 
 /*
  * The free-memory state after a reading of @free_bytes out of @capacity,
- * coming from @cur: worse states are entered at once, better ones only once
- * free exceeds their threshold by the hysteresis.
+ * coming from @cur: worse states are entered at once; a state is left for
+ * the next better one only once free reaches its own threshold plus the
+ * hysteresis (soft not before the high threshold), possibly several in one
+ * reading.
  */
 enum rf_mem_state rf_policy_next_state(const struct rf_policy_config *cfg, enum rf_mem_state cur,
 				       uint64_t free_bytes, uint64_t capacity);
