@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The ledger's private side: per-VM and engine state, the pure arithmetic
- * (admission, breakdown, the audit's comparison) that unit tests drive with
- * made-up numbers, and the measuring pass over pagemap and smaps.
+ * The ledger's private side: per-VM and engine state and admission
+ * (ledger.c), the pure arithmetic (admission, breakdown, the audit's
+ * comparison, also ledger.c) that unit tests drive with made-up numbers, and
+ * the measuring pass over pagemap and smaps (measure.c).
  *
- * Lock order (outer first): ledger->gate, engine->vms_lock, ledger->lock,
- * vm->regions_lock. Admission decisions are serialised by vms_lock.
+ * Lock order (outer first): ledger->gate, the policy runner's lock
+ * (policy_runner.c), engine->vms_lock, ledger->lock, vm->regions_lock; the
+ * mechanisms' locks that rf_mech_read() takes (the balloon's) come after
+ * vms_lock. Admission decisions are serialised by vms_lock.
  * The gate is held for reading by whoever uses rf_vm pointers across a
  * vms_lock release (the policy tick, from its reading until its actions are
- * applied) and for writing by the ledger's vm_free hook, which is the first
+ * applied; the audit, from its snapshot until it has read smaps) and for writing by the ledger's vm_free hook, which is the first
  * hook rf_vm_free() runs: a VM cannot be torn down under a tick.
  */
 #ifndef RF_LEDGER_PRIV_H
@@ -43,7 +46,7 @@ struct rf_ledger {
 	struct rf_ledger_config cfg;
 	_Atomic int state; /* enum rf_mem_state, set by the policy */
 	_Atomic uint64_t admissions_refused;
-	struct rf_policy_runner *policy; /* overcommit/policy_run.c */
+	struct rf_policy_runner *policy; /* policy_runner.c */
 };
 
 /* The engine's ledger, created on first use; NULL only if out of memory. */
@@ -57,7 +60,7 @@ struct rf_ledger *rf_ledger_get(rf_engine *e);
  */
 extern const struct rf_engine_module rf_ledger_module;
 
-/* ---- pure arithmetic (no kernel, no locks) ---- */
+/* ---- pure arithmetic (ledger.c: no kernel, no locks) ---- */
 
 /* One admission question. */
 struct rf_admission {
@@ -118,7 +121,7 @@ static inline uint64_t rf_ledger_tolerance(uint64_t x, unsigned int pct, uint64_
 	return x / 100 * pct + (x % 100) * pct / 100 + slack;
 }
 
-/* ---- measuring (ledger_measure.c) ---- */
+/* ---- measuring (measure.c) ---- */
 
 struct rf_ledger_vm_snap {
 	rf_vm *vm;

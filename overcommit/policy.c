@@ -6,17 +6,19 @@
  *
  * 1. Free-memory state. free = capacity - measured use. Thresholds are
  *    fractions of capacity (ESX's defaults: 6%, 4%, 2%, 1%). Falling below a
- *    threshold enters the worse state at once; climbing back needs free to
- *    exceed the better state's threshold by the hysteresis, so a reading
+ *    threshold enters the worse state at once; climbing out of a state needs
+ *    free at its own threshold plus the hysteresis (soft not before the high
+ *    threshold; one reading may climb several states), so a reading
  *    that hovers at a threshold does not flap between two states.
  *
  * 2. Who gives back how much. Outside the high state the host must get back
  *    goal = used - (capacity - high threshold - hysteresis / 2). What each
- *    VM keeps is found
- *    by water-filling: alloc[i] = clamp(lambda * weight[i], lo[i], hi[i])
- *    with lo = the reservation (never reclaimed below), hi = the limit
- *    (never exceeded), and lambda set so the allocations add up to what the
- *    host can hold. The weight is ESX's shares-per-page ratio turned around:
+ *    VM keeps is found by water-filling:
+ *    alloc[i] = clamp(lambda * weight[i], lo[i], hi[i]) with lo = the
+ *    reservation (never reclaimed below), hi = the limit (never exceeded),
+ *    both at most what the VM holds, and lambda set so the allocations add
+ *    up to what the host can hold. The weight is ESX's shares-per-page ratio
+ *    turned around:
  *    shares / (active + k * idle) with k = 1 / (1 - idle tax), where idle is
  *    the part of its memory the guest itself reports free (balloon stats).
  *    With equal shares, a guest that reports much free memory is allotted
@@ -25,17 +27,24 @@
  *
  * 3. How. The balloon first: a VM's balloon target grows by its excess
  *    (what it holds above its allocation), counting inflation already asked
- *    for and not yet done. Swap only in the hard and low states or above a
+ *    for and not yet done, never past what the guest reports free less
+ *    16 MiB, never leaving the guest less than max(reservation,
+ *    min_guest_bytes). Swap only in the hard and low states or above a
  *    limit, and only for the excess the balloon has not removed after
  *    balloon_grace_ms (at once for a VM without a balloon): the VM's
  *    resident target becomes its allocation, and the balloon's pending
  *    inflation is cancelled (swap took it over). Without swap (has_swap 0)
- *    the balloon keeps working alone. In high, with
- *    room to spare beyond the hysteresis, balloons are deflated a step at a
- *    time, best-weighted VMs first, never past a VM's limit.
+ *    the balloon keeps working alone. In high, with room to spare beyond the
+ *    hysteresis, balloons are deflated a step at a time, in the reading's
+ *    VM order until the room is used up, never past a VM's limit.
  *
  * 4. Sharing is the cheapest: the dedup scan rate goes up the moment the
  *    host leaves high, and back down to the idle rate when it returns.
+ *
+ * rf_policy_default_decide() takes these steps in this order: enter_state
+ * (1), decide_scan_rate (4), allot (2), then for each VM decide_balloon and
+ * decide_swap (3). Actions come out in that order too: the scan rate first,
+ * then each VM's balloon action before its swap action.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -223,15 +232,33 @@ static struct rf_policy_vm_track *track_of(struct rf_policy_default *p, const ch
 	return free_slot;
 }
 
-static struct rf_policy_action *add_action(struct rf_policy_action *acts, unsigned int max,
-					   unsigned int *n, enum rf_policy_action_kind kind,
+/*
+ * One tick of the default policy: the reading, where its actions go, and
+ * what the steps below work out for the steps after them.
+ */
+struct tick {
+	struct rf_policy_default *p;
+	const struct rf_policy_config *c;
+	const struct rf_policy_reading *in;
+	struct rf_policy_action *acts;
+	unsigned int max;
+	unsigned int *n;
+	enum rf_mem_state st;
+	uint64_t free_b;		       /* capacity - measured use */
+	uint64_t high_thr;		       /* the high state's threshold */
+	char ctx[96];			       /* "state (free ...)": every reason starts so */
+	uint64_t alloc[RF_POLICY_MAX_TRACKED]; /* what each VM may keep */
+	uint64_t room; /* free beyond high + hysteresis, what deflating may hand back */
+};
+
+static struct rf_policy_action *add_action(struct tick *tk, enum rf_policy_action_kind kind,
 					   unsigned int vm, uint64_t value)
 {
 	struct rf_policy_action *a;
 
-	if (*n >= max)
+	if (*tk->n >= tk->max)
 		return NULL;
-	a = &acts[(*n)++];
+	a = &tk->acts[(*tk->n)++];
 	memset(a, 0, sizeof(*a));
 	a->kind = kind;
 	a->vm = vm;
@@ -241,52 +268,68 @@ static struct rf_policy_action *add_action(struct rf_policy_action *acts, unsign
 
 #define PAGE_DOWN(x) ((x) & ~(uint64_t)(RF_PAGE_SIZE - 1))
 
-int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
-			     struct rf_policy_action *acts, unsigned int max, unsigned int *n,
-			     enum rf_mem_state *state_out)
+static bool above_limit(const struct rf_policy_vm *v)
 {
-	struct rf_policy_default *p = arg;
-	const struct rf_policy_config *c = &p->cfg;
-	uint64_t cap = in->capacity_bytes, used = in->used_bytes;
-	uint64_t free_b = cap > used ? cap - used : 0, goal = 0, sum_cost = 0, total;
-	uint64_t high_thr = bp_of(cap, c->high_bp), room, aim;
-	enum rf_mem_state st;
-	char fb[32], tb[32], b1[32], b2[32], b3[32];
+	return v->host_bytes > v->limit_bytes;
+}
+
+/* 1. The free-memory state after this reading, and the phrase that opens
+ * every reason given this tick. */
+static void enter_state(struct tick *tk)
+{
+	uint64_t cap = tk->in->capacity_bytes, used = tk->in->used_bytes;
+	char fb[32], tb[32];
+
+	tk->free_b = cap > used ? cap - used : 0;
+	tk->high_thr = bp_of(cap, tk->c->high_bp);
+	tk->st = rf_policy_next_state(tk->c, tk->p->state, tk->free_b, cap);
+	tk->p->state = tk->st;
+	snprintf(tk->ctx, sizeof(tk->ctx), "%s (free %s %s high %s)", rf_mem_state_name(tk->st),
+		 rf_ledger_fmt_bytes(tk->free_b, fb, sizeof(fb)),
+		 tk->free_b < tk->high_thr ? "<" : ">=",
+		 rf_ledger_fmt_bytes(tk->high_thr, tb, sizeof(tb)));
+}
+
+/* 4. Sharing first: it costs the guests nothing. The pressure rate outside
+ * high, the idle rate in it; asked for only when it changes. */
+static void decide_scan_rate(struct tick *tk)
+{
+	struct rf_policy_default *p = tk->p;
+	uint64_t want = tk->st == RF_MEM_HIGH ? tk->c->scan_rate_idle : tk->c->scan_rate_pressure;
 	struct rf_policy_action *a;
-	unsigned int nv = in->nr_vms;
-	uint64_t lo[RF_POLICY_MAX_TRACKED], hi[RF_POLICY_MAX_TRACKED], alloc[RF_POLICY_MAX_TRACKED];
-	double w[RF_POLICY_MAX_TRACKED];
-	char ctx[96];
 
-	*n = 0;
-	if (nv > RF_POLICY_MAX_TRACKED)
-		return -E2BIG;
-	p->tick++;
-	st = rf_policy_next_state(c, p->state, free_b, cap);
-	p->state = st;
-	*state_out = st;
-	snprintf(ctx, sizeof(ctx), "%s (free %s %s high %s)", rf_mem_state_name(st),
-		 rf_ledger_fmt_bytes(free_b, fb, sizeof(fb)),
-		 free_b < high_thr ? "<" : ">=", rf_ledger_fmt_bytes(high_thr, tb, sizeof(tb)));
-
-	/* Sharing first: it costs the guests nothing. */
-	{
-		uint64_t want = st == RF_MEM_HIGH ? c->scan_rate_idle : c->scan_rate_pressure;
-
-		if (!p->scan_rate_set || want != p->scan_rate) {
-			a = add_action(acts, max, n, RF_POLICY_SET_SCAN_RATE, 0, want);
-			if (a) {
-				snprintf(a->why, sizeof(a->why), "%s: dedup at the %s rate", ctx,
-					 st == RF_MEM_HIGH ? "idle" : "pressure");
-				p->scan_rate_set = true;
-				p->scan_rate = want;
-			}
-		}
+	if (p->scan_rate_set && want == p->scan_rate)
+		return;
+	a = add_action(tk, RF_POLICY_SET_SCAN_RATE, 0, want);
+	if (a) {
+		snprintf(a->why, sizeof(a->why), "%s: dedup at the %s rate", tk->ctx,
+			 tk->st == RF_MEM_HIGH ? "idle" : "pressure");
+		p->scan_rate_set = true;
+		p->scan_rate = want;
 	}
+}
 
-	/* What each VM may keep. */
+/* Mark every VM of the reading as seen this tick: a VM's track slot is
+ * reused for a new VM once it has been gone longest. */
+static void note_vms_seen(struct tick *tk)
+{
+	for (unsigned int i = 0; i < tk->in->nr_vms; i++)
+		track_of(tk->p, tk->in->vms[i].name)->seen_tick = tk->p->tick;
+}
+
+/* 2. What each VM may keep: its whole cost (up to its limit) in high, else
+ * a water-filled share of what the host can hold. */
+static void allot(struct tick *tk)
+{
+	const struct rf_policy_config *c = tk->c;
+	unsigned int nv = tk->in->nr_vms;
+	uint64_t cap = tk->in->capacity_bytes, used = tk->in->used_bytes;
+	uint64_t lo[RF_POLICY_MAX_TRACKED], hi[RF_POLICY_MAX_TRACKED];
+	double w[RF_POLICY_MAX_TRACKED];
+	uint64_t goal = 0, sum_cost = 0, total, aim;
+
 	for (unsigned int i = 0; i < nv; i++) {
-		const struct rf_policy_vm *v = &in->vms[i];
+		const struct rf_policy_vm *v = &tk->in->vms[i];
 
 		lo[i] = v->host_bytes < v->reservation_bytes ? v->host_bytes : v->reservation_bytes;
 		hi[i] = v->host_bytes < v->limit_bytes ? v->host_bytes : v->limit_bytes;
@@ -295,142 +338,224 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		w[i] = rf_policy_weight(v->shares, v->promised_bytes, v->guest_free_bytes,
 					c->idle_tax_pct);
 		sum_cost += v->host_bytes;
-		track_of(p, v->name)->seen_tick = p->tick;
 	}
 	/* Aim half the hysteresis above the high threshold: landing exactly on
 	 * it would leave rounding on the wrong side, and the deflate room
 	 * starts a whole hysteresis above, so the two do not chase each other. */
-	aim = high_thr + bp_of(cap, c->hysteresis_bp) / 2;
-	if (st != RF_MEM_HIGH && used > cap - aim)
+	aim = tk->high_thr + bp_of(cap, c->hysteresis_bp) / 2;
+	if (tk->st != RF_MEM_HIGH && used > cap - aim)
 		goal = used - (cap - aim);
 	total = sum_cost > goal ? sum_cost - goal : 0;
 	if (goal)
-		rf_policy_share(total, nv, w, lo, hi, alloc);
+		rf_policy_share(total, nv, w, lo, hi, tk->alloc);
 	else
-		memcpy(alloc, hi, nv * sizeof(*alloc));
+		memcpy(tk->alloc, hi, nv * sizeof(*tk->alloc));
+}
 
-	room = free_b > high_thr + bp_of(cap, c->hysteresis_bp)
-		   ? free_b - high_thr - bp_of(cap, c->hysteresis_bp)
-		   : 0;
-	for (unsigned int i = 0; i < nv; i++) {
-		const struct rf_policy_vm *v = &in->vms[i];
-		struct rf_policy_vm_track *t = track_of(p, v->name);
-		uint64_t excess = v->host_bytes - alloc[i]; /* alloc <= host_bytes */
-		bool over_limit = v->host_bytes > v->limit_bytes;
-		uint64_t floor_guest = v->reservation_bytes > c->min_guest_bytes
-					   ? v->reservation_bytes
-					   : c->min_guest_bytes;
-		uint64_t max_balloon = PAGE_DOWN(
-		    v->promised_bytes > floor_guest ? v->promised_bytes - floor_guest : 0);
-		char why_vm[96];
+/* Free memory beyond the high threshold plus the hysteresis: what the
+ * balloons may hand back this tick. */
+static uint64_t room_to_spare(const struct tick *tk)
+{
+	uint64_t margin = tk->high_thr + bp_of(tk->in->capacity_bytes, tk->c->hysteresis_bp);
 
-		if (excess < MIN_STEP && !(over_limit && excess))
-			excess = 0;
-		if (!excess)
-			t->excess_since_ns = 0;
-		else if (!t->excess_since_ns)
-			t->excess_since_ns = in->now_ns + 1; /* +1: 0 means "none" */
-		snprintf(why_vm, sizeof(why_vm), "holds %s, allotted %s (shares %u%s)",
-			 rf_ledger_fmt_bytes(v->host_bytes, b1, sizeof(b1)),
-			 rf_ledger_fmt_bytes(alloc[i], b2, sizeof(b2)), v->shares,
-			 over_limit ? ", above its limit" : "");
+	return tk->free_b > margin ? tk->free_b - margin : 0;
+}
 
-		/* Balloon: grow by the excess not already asked for. */
-		if (excess && v->has_balloon) {
-			uint64_t want = PAGE_DOWN(v->ballooned_bytes + excess);
+/* What VM @i holds above its allocation (none under MIN_STEP, unless it is
+ * above its limit), and since when it has (@t->excess_since_ns). */
+static uint64_t track_excess(struct tick *tk, unsigned int i, struct rf_policy_vm_track *t)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t excess = v->host_bytes - tk->alloc[i]; /* alloc <= host_bytes */
 
-			if (want > max_balloon)
-				want = max_balloon;
-			/* No more than the guest says it has free (less a floor):
-			 * beyond that the guest would deflate on OOM and the two
-			 * would fight. */
-			if (v->guest_free_bytes != UINT64_MAX) {
-				uint64_t give = v->guest_free_bytes > GUEST_FREE_FLOOR
-						    ? v->guest_free_bytes - GUEST_FREE_FLOOR
-						    : 0;
+	if (excess < MIN_STEP && !(above_limit(v) && excess))
+		excess = 0;
+	if (!excess)
+		t->excess_since_ns = 0;
+	else if (!t->excess_since_ns)
+		t->excess_since_ns = tk->in->now_ns + 1; /* +1: 0 means "none" */
+	return excess;
+}
 
-				if (want > PAGE_DOWN(v->ballooned_bytes + give))
-					want = PAGE_DOWN(v->ballooned_bytes + give);
-			}
-			if (want > v->balloon_target_bytes) {
-				a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i, want);
-				if (a) {
-					char gf[48] = "";
+/* "holds X, allotted Y (shares N)": the VM's part of a reason. */
+static void describe_vm(const struct tick *tk, unsigned int i, char *buf, size_t len)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	char b1[32], b2[32];
 
-					if (v->guest_free_bytes != UINT64_MAX)
-						snprintf(gf, sizeof(gf), ", guest reports %s free",
-							 rf_ledger_fmt_bytes(v->guest_free_bytes,
-									     b3, sizeof(b3)));
-					snprintf(a->why, sizeof(a->why), "%s: %s%s", ctx, why_vm,
-						 gf);
-				}
-			}
-		} else if (!excess && v->has_balloon && st == RF_MEM_HIGH &&
-			   v->balloon_target_bytes && room) {
-			/* Deflate a step, within the room and the limit. */
-			uint64_t step = c->deflate_step_bytes;
-			uint64_t head =
-			    v->limit_bytes > v->host_bytes ? v->limit_bytes - v->host_bytes : 0;
+	snprintf(buf, len, "holds %s, allotted %s (shares %u%s)",
+		 rf_ledger_fmt_bytes(v->host_bytes, b1, sizeof(b1)),
+		 rf_ledger_fmt_bytes(tk->alloc[i], b2, sizeof(b2)), v->shares,
+		 above_limit(v) ? ", above its limit" : "");
+}
 
-			if (step > v->balloon_target_bytes)
-				step = v->balloon_target_bytes;
-			if (step > room)
-				step = room;
-			if (step > head)
-				step = head;
-			step = PAGE_DOWN(step);
-			if (step) {
-				a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i,
-					       v->balloon_target_bytes - step);
-				if (a) {
-					snprintf(a->why, sizeof(a->why),
-						 "%s: room to spare, %s back to the guest", ctx,
-						 rf_ledger_fmt_bytes(step, b3, sizeof(b3)));
-					room -= step;
-				}
-			}
-		}
+/* Balloon: grow by the excess not already asked for. */
+static void inflate_balloon(struct tick *tk, unsigned int i, uint64_t excess)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t floor_guest = v->reservation_bytes > tk->c->min_guest_bytes
+				   ? v->reservation_bytes
+				   : tk->c->min_guest_bytes;
+	uint64_t max_balloon =
+	    PAGE_DOWN(v->promised_bytes > floor_guest ? v->promised_bytes - floor_guest : 0);
+	uint64_t want = PAGE_DOWN(v->ballooned_bytes + excess);
+	struct rf_policy_action *a;
+	char why_vm[96], gf[48] = "", b3[32];
 
-		/* Swap: what the balloon did not get in time. */
-		if (excess && v->has_swap && c->swap && (st >= RF_MEM_HARD || over_limit) &&
-		    (!v->has_balloon || in->now_ns + 1 - t->excess_since_ns >=
-					    (uint64_t)c->balloon_grace_ms * 1000000ull)) {
-			uint64_t want = PAGE_DOWN(alloc[i]); /* what it may keep resident */
+	if (want > max_balloon)
+		want = max_balloon;
+	/* No more than the guest says it has free (less a floor): beyond that
+	 * the guest would deflate on OOM and the two would fight. */
+	if (v->guest_free_bytes != UINT64_MAX) {
+		uint64_t give = v->guest_free_bytes > GUEST_FREE_FLOOR
+				    ? v->guest_free_bytes - GUEST_FREE_FLOOR
+				    : 0;
 
-			if (want < v->resident_target_bytes) {
-				a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i, want);
-				if (a)
-					snprintf(a->why, sizeof(a->why), "%s: %s, %s", ctx, why_vm,
-						 v->has_balloon ? "balloon too slow"
-								: "no balloon");
-				/* Swap takes over what the balloon has not got yet:
-				 * left pending, it would be reclaimed twice. */
-				if (v->has_balloon &&
-				    v->balloon_target_bytes > PAGE_DOWN(v->ballooned_bytes)) {
-					a = add_action(acts, max, n, RF_POLICY_SET_BALLOON, i,
-						       PAGE_DOWN(v->ballooned_bytes));
-					if (a)
-						snprintf(a->why, sizeof(a->why),
-							 "%s: swap takes over the rest", ctx);
-				}
-			}
-		} else if (!excess && st == RF_MEM_HIGH && room &&
-			   v->resident_target_bytes != UINT64_MAX) {
-			/* Pressure gone: lift the target, but never above the
-			 * limit, or the VM would be swapped down to it again. */
-			uint64_t want = v->limit_bytes >= v->promised_bytes
-					    ? UINT64_MAX
-					    : PAGE_DOWN(v->limit_bytes);
+		if (want > PAGE_DOWN(v->ballooned_bytes + give))
+			want = PAGE_DOWN(v->ballooned_bytes + give);
+	}
+	if (want <= v->balloon_target_bytes)
+		return;
+	a = add_action(tk, RF_POLICY_SET_BALLOON, i, want);
+	if (!a)
+		return;
+	describe_vm(tk, i, why_vm, sizeof(why_vm));
+	if (v->guest_free_bytes != UINT64_MAX)
+		snprintf(gf, sizeof(gf), ", guest reports %s free",
+			 rf_ledger_fmt_bytes(v->guest_free_bytes, b3, sizeof(b3)));
+	snprintf(a->why, sizeof(a->why), "%s: %s%s", tk->ctx, why_vm, gf);
+}
 
-			if (want > v->resident_target_bytes) {
-				a = add_action(acts, max, n, RF_POLICY_SET_SWAP, i, want);
-				if (a)
-					snprintf(a->why, sizeof(a->why), "%s: pressure gone, %s",
-						 ctx,
-						 want == UINT64_MAX ? "no resident target"
-								    : "back to its limit");
-			}
-		}
+/* Deflate a step, within the room and the limit. */
+static void deflate_balloon(struct tick *tk, unsigned int i)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t step = tk->c->deflate_step_bytes;
+	uint64_t head = v->limit_bytes > v->host_bytes ? v->limit_bytes - v->host_bytes : 0;
+	struct rf_policy_action *a;
+	char b3[32];
+
+	if (step > v->balloon_target_bytes)
+		step = v->balloon_target_bytes;
+	if (step > tk->room)
+		step = tk->room;
+	if (step > head)
+		step = head;
+	step = PAGE_DOWN(step);
+	if (!step)
+		return;
+	a = add_action(tk, RF_POLICY_SET_BALLOON, i, v->balloon_target_bytes - step);
+	if (a) {
+		snprintf(a->why, sizeof(a->why), "%s: room to spare, %s back to the guest", tk->ctx,
+			 rf_ledger_fmt_bytes(step, b3, sizeof(b3)));
+		tk->room -= step;
+	}
+}
+
+/* 3a. The balloon: inflated by a VM's excess; in high, with room to spare,
+ * deflated a step. */
+static void decide_balloon(struct tick *tk, unsigned int i, uint64_t excess)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+
+	if (!v->has_balloon)
+		return;
+	if (excess)
+		inflate_balloon(tk, i, excess);
+	else if (tk->st == RF_MEM_HIGH && v->balloon_target_bytes && tk->room)
+		deflate_balloon(tk, i);
+}
+
+/* Swap: what the balloon did not get in time. The resident target becomes
+ * the allocation. */
+static void swap_down(struct tick *tk, unsigned int i)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t want = PAGE_DOWN(tk->alloc[i]); /* what it may keep resident */
+	struct rf_policy_action *a;
+	char why_vm[96];
+
+	if (want >= v->resident_target_bytes)
+		return;
+	a = add_action(tk, RF_POLICY_SET_SWAP, i, want);
+	if (a) {
+		describe_vm(tk, i, why_vm, sizeof(why_vm));
+		snprintf(a->why, sizeof(a->why), "%s: %s, %s", tk->ctx, why_vm,
+			 v->has_balloon ? "balloon too slow" : "no balloon");
+	}
+	/* Swap takes over what the balloon has not got yet: left pending, it
+	 * would be reclaimed twice. */
+	if (v->has_balloon && v->balloon_target_bytes > PAGE_DOWN(v->ballooned_bytes)) {
+		a = add_action(tk, RF_POLICY_SET_BALLOON, i, PAGE_DOWN(v->ballooned_bytes));
+		if (a)
+			snprintf(a->why, sizeof(a->why), "%s: swap takes over the rest", tk->ctx);
+	}
+}
+
+/* Pressure gone: lift the target, but never above the limit, or the VM
+ * would be swapped down to it again. */
+static void lift_swap_target(struct tick *tk, unsigned int i)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t want =
+	    v->limit_bytes >= v->promised_bytes ? UINT64_MAX : PAGE_DOWN(v->limit_bytes);
+	struct rf_policy_action *a;
+
+	if (want <= v->resident_target_bytes)
+		return;
+	a = add_action(tk, RF_POLICY_SET_SWAP, i, want);
+	if (a)
+		snprintf(a->why, sizeof(a->why), "%s: pressure gone, %s", tk->ctx,
+			 want == UINT64_MAX ? "no resident target" : "back to its limit");
+}
+
+/* The balloon has had balloon_grace_ms to remove the excess that @t has
+ * seen since excess_since_ns. */
+static bool balloon_grace_over(const struct tick *tk, const struct rf_policy_vm_track *t)
+{
+	return tk->in->now_ns + 1 - t->excess_since_ns >=
+	       (uint64_t)tk->c->balloon_grace_ms * 1000000ull;
+}
+
+/* 3b. Swap: only in hard and low or above a limit, and only once the
+ * balloon had its chance (at once without one); lifted when pressure is
+ * gone. */
+static void decide_swap(struct tick *tk, unsigned int i, const struct rf_policy_vm_track *t,
+			uint64_t excess)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+
+	if (excess && v->has_swap && tk->c->swap && (tk->st >= RF_MEM_HARD || above_limit(v)) &&
+	    (!v->has_balloon || balloon_grace_over(tk, t)))
+		swap_down(tk, i);
+	else if (!excess && tk->st == RF_MEM_HIGH && tk->room &&
+		 v->resident_target_bytes != UINT64_MAX)
+		lift_swap_target(tk, i);
+}
+
+int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
+			     struct rf_policy_action *acts, unsigned int max, unsigned int *n,
+			     enum rf_mem_state *state_out)
+{
+	struct rf_policy_default *p = arg;
+	struct tick tk = {.p = p, .c = &p->cfg, .in = in, .acts = acts, .max = max, .n = n};
+
+	*n = 0;
+	if (in->nr_vms > RF_POLICY_MAX_TRACKED)
+		return -E2BIG;
+	p->tick++;
+	enter_state(&tk);
+	*state_out = tk.st;
+	decide_scan_rate(&tk);
+	note_vms_seen(&tk);
+	allot(&tk);
+	tk.room = room_to_spare(&tk);
+	for (unsigned int i = 0; i < in->nr_vms; i++) {
+		struct rf_policy_vm_track *t = track_of(p, in->vms[i].name);
+		uint64_t excess = track_excess(&tk, i, t);
+
+		decide_balloon(&tk, i, excess);
+		decide_swap(&tk, i, t, excess);
 	}
 	return 0;
 }

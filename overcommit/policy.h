@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The policy's private side: the default policy's pure state machine and
- * target arithmetic (policy.c), the runner that logs, counts and applies
- * actions and owns the tick thread (policy_run.c), and the one table of
- * mechanisms (policy_actuators.c) through which the policy reads the balloon
- * and swap and drives them.
+ * target arithmetic (policy.c), the runner that takes a reading, logs,
+ * counts and applies actions and owns the tick thread (policy_runner.c), and
+ * the mechanisms' side (actuators.c): how the ledger and the policy read a
+ * VM's balloon and swap, and the one table of actuators through which the
+ * policy drives the balloon, swap and dedup.
  */
 #ifndef RF_POLICY_PRIV_H
 #define RF_POLICY_PRIV_H
@@ -17,7 +18,7 @@
 
 struct rf_ledger;
 
-/* ---- the default policy: pure ---- */
+/* ---- the default policy: pure (policy.c) ---- */
 
 #define RF_POLICY_MAX_TRACKED 64
 
@@ -43,8 +44,10 @@ int rf_policy_config_check(const struct rf_policy_config *cfg);
 
 /*
  * The free-memory state after a reading of @free_bytes out of @capacity,
- * coming from @cur: worse states are entered at once, better ones only once
- * free exceeds their threshold by the hysteresis.
+ * coming from @cur: worse states are entered at once; a state is left for
+ * the next better one only once free reaches its own threshold plus the
+ * hysteresis (soft not before the high threshold), possibly several in one
+ * reading.
  */
 enum rf_mem_state rf_policy_next_state(const struct rf_policy_config *cfg, enum rf_mem_state cur,
 				       uint64_t free_bytes, uint64_t capacity);
@@ -66,7 +69,7 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 			     struct rf_policy_action *acts, unsigned int max, unsigned int *n,
 			     enum rf_mem_state *state);
 
-/* ---- the runner ---- */
+/* ---- the runner (policy_runner.c) ---- */
 
 #define RF_POLICY_MAX_ACTIONS 256
 
@@ -102,7 +105,7 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 struct rf_policy_runner *rf_policy_runner_get(rf_engine *e);
 void rf_policy_runner_free(rf_engine *e, struct rf_ledger *l);
 
-/* ---- mechanisms (policy_actuators.c) ---- */
+/* ---- mechanisms (actuators.c) ---- */
 
 struct rf_mech_reading {
 	int has_balloon;

@@ -6,10 +6,14 @@
  * it through the actuators. Also the tick thread that does this every
  * period.
  *
- * Locks: runner->lock serialises ticks and guards the callback, actuators
- * and counters. A tick holds ledger->gate for reading from the reading to
- * the last action, so no VM in the reading is freed under it (ledger.h).
- * Order: gate, runner->lock, vms_lock (inside the snapshot).
+ * Locks: runner->lock serialises the decisions and their actions (one
+ * rf_policy_run at a time) and guards the callback, actuators and counters;
+ * the actuators run under it and take the mechanisms' own locks. A tick
+ * holds ledger->gate for reading from the reading to the last action, so no
+ * VM in the reading is freed under it (ledger.h). Order: gate, runner->lock,
+ * vms_lock. A tick's snapshot takes vms_lock before runner->lock, not under
+ * it; an embedder's actuator may take it under runner->lock (rf_host_stats),
+ * so runner->lock is never taken with vms_lock held.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -331,25 +335,42 @@ RF_EXPORT void rf_policy_stop(rf_engine *e)
 	r->running = false;
 }
 
+/* Lock the engine's runner (runner_unlock): how the settings below change
+ * it between two ticks. -EINVAL without an engine, -ENOMEM if the runner
+ * cannot be created. */
+static int runner_lock(rf_engine *e, struct rf_policy_runner **r)
+{
+	if (!e)
+		return -EINVAL;
+	*r = rf_policy_runner_get(e);
+	if (!*r)
+		return -ENOMEM;
+	pthread_mutex_lock(&(*r)->lock);
+	return 0;
+}
+
+static void runner_unlock(struct rf_policy_runner *r)
+{
+	pthread_mutex_unlock(&r->lock);
+}
+
 RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
 {
 	struct rf_policy_runner *r;
+	int err = runner_lock(e, &r);
 
-	if (!e)
-		return -EINVAL;
-	r = rf_policy_runner_get(e);
-	if (!r)
-		return -ENOMEM;
-	pthread_mutex_lock(&r->lock);
+	if (err)
+		return err;
 	r->fn = fn ? fn : rf_policy_default_decide;
 	r->arg = fn ? arg : &r->def;
-	pthread_mutex_unlock(&r->lock);
+	runner_unlock(r);
 	return 0;
 }
 
 RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *cfg)
 {
 	struct rf_policy_runner *r;
+	int err;
 
 	if (!e || rf_policy_config_check(cfg)) {
 		if (e)
@@ -358,44 +379,40 @@ RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *c
 			       "<= 100%% and the idle tax below 100%%");
 		return -EINVAL;
 	}
-	r = rf_policy_runner_get(e);
-	if (!r)
-		return -ENOMEM;
-	pthread_mutex_lock(&r->lock);
+	err = runner_lock(e, &r);
+	if (err)
+		return err;
 	r->def.cfg = *cfg;
 	r->def.scan_rate_set = false;
-	pthread_mutex_unlock(&r->lock);
+	runner_unlock(r);
 	return 0;
 }
 
 RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actuators *acts)
 {
 	struct rf_policy_runner *r;
+	int err = runner_lock(e, &r);
 
-	if (!e)
-		return -EINVAL;
-	r = rf_policy_runner_get(e);
-	if (!r)
-		return -ENOMEM;
-	pthread_mutex_lock(&r->lock);
+	if (err)
+		return err;
 	r->act = acts ? *acts : rf_policy_builtin_actuators;
 	r->swap_missing = false;
 	memset(r->failed_logged, 0, sizeof(r->failed_logged));
-	pthread_mutex_unlock(&r->lock);
+	runner_unlock(r);
 	return 0;
 }
 
 RF_EXPORT int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out)
 {
 	struct rf_policy_runner *r;
+	int err;
 
-	if (!e || !out)
+	if (!out)
 		return -EINVAL;
-	r = rf_policy_runner_get(e);
-	if (!r)
-		return -ENOMEM;
-	pthread_mutex_lock(&r->lock);
+	err = runner_lock(e, &r);
+	if (err)
+		return err;
 	*out = r->counters;
-	pthread_mutex_unlock(&r->lock);
+	runner_unlock(r);
 	return 0;
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The one place where the policy meets the mechanisms: how it reads a VM's
- * balloon and swap, and how it drives them. Every other policy file works
- * on readings and actions only.
+ * The one place where the accounting layer meets the mechanisms: how the
+ * ledger's snapshot (measure.c) reads a VM's balloon and swap, and how the
+ * policy drives the balloon, swap and dedup (ramfold's own actuators). Every
+ * other file of overcommit/ works on readings and actions only.
  *
  * Until a mechanism is attached to a VM, its reading falls back to what the
  * ledger remembers (the last target the policy set, the guest's free memory

@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Measuring the ledger: one pass over every VM's page-state table and the
- * matching /proc/self/pagemap entries, then the host-wide count of sharers
- * of each store page, then the pure breakdown (ledger.c).
+ * Measuring the ledger. rf_ledger_snapshot() takes four steps: under the
+ * engine's VM lock, one pass over every VM's page-state table and the
+ * matching /proc/self/pagemap entries, with what its balloon and swap report
+ * (measure_vms); then the host-wide count of sharers of each store page
+ * (count_store_pages, charge_fair_parts); then each VM's breakdown by the
+ * pure arithmetic of ledger.c (compute_breakdowns); then the host's totals
+ * (sum_host). rf_host_stats() and rf_vm_breakdown() hand out its results,
+ * and rf_ledger_audit() compares them with the kernel's.
  *
  * Fair part of a store page: a MERGED page that is present in a guest
  * mapping shows the store page's PFN in pagemap. Collecting the PFNs of all
@@ -90,13 +95,12 @@ static size_t count_sorted(const uint64_t *v, size_t n, uint64_t key)
 static int walk_vm(rf_vm *vm, struct rf_ledger_walk *w, struct pfn_list *pfns, uint64_t *ents)
 {
 	rf_engine *e = vm->e;
+	struct rf_region *r;
 	int err = 0;
 
 	memset(w, 0, sizeof(*w));
 	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
-		struct rf_region *r = vm->regions[i];
-
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
 		for (uint64_t base = 0; base < r->npages && !err; base += WALK_CHUNK) {
 			size_t n = r->npages - base < WALK_CHUNK ? r->npages - base : WALK_CHUNK;
 
@@ -148,95 +152,136 @@ void rf_ledger_snap_free(rf_engine *e, struct rf_ledger_snap *s)
 	s->nr = 0;
 }
 
-int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
+/*
+ * One VM's figures, engine->vms_lock held: the table's counters, a walk of
+ * the table and pagemap (PFNs of present store pages go to @pfns), what its
+ * balloon and swap report, and its contract.
+ */
+static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *pfns,
+		      uint64_t *ents)
 {
-	struct rf_ledger *l = rf_ledger_get(e);
-	struct pfn_list *lists = NULL, all = {0};
-	struct rf_host_stats *h = &s->host;
-	uint64_t *ents = NULL;
-	unsigned int n = 0, i;
+	struct rf_mech_reading m;
+	int err;
+
+	vs->vm = vm;
+	snprintf(vs->name, sizeof(vs->name), "%s", vm->name);
+	for (int st = 0; st < RF_PAGE_NSTATES; st++)
+		vs->counters[st] = atomic_load(&vm->state_pages[st]);
+	vs->mapped_bytes = vm->mapped_bytes;
+	err = walk_vm(vm, &vs->walk, pfns, ents);
+	rf_mech_read(vm, &m);
+	vs->has_balloon = m.has_balloon;
+	vs->bd.compressed_host_bytes = m.compressed_host_bytes;
+	vs->bd.balloon_target_bytes = m.balloon_target_bytes;
+	vs->bd.resident_target_bytes = m.resident_target_bytes;
+	vs->bd.guest_free_bytes = m.guest_free_bytes;
+	if (vm->ledger) {
+		vs->bd.reservation_bytes = atomic_load(&vm->ledger->reservation);
+		vs->bd.limit_bytes = atomic_load(&vm->ledger->limit);
+		vs->bd.shares = atomic_load(&vm->ledger->shares);
+	} else {
+		vs->bd.limit_bytes = UINT64_MAX;
+		vs->bd.shares = RF_SHARES_DEFAULT;
+	}
+	vs->bd.promised_bytes = vm->cfg.ram_bytes;
+	vs->bd.metadata_bytes = atomic_load(&vm->metadata_bytes);
+	return err;
+}
+
+/*
+ * Measure every VM of @e into @s (s->vms, s->nr), with one PFN list per VM
+ * in *@lists (*@nr_lists entries, to free even on failure). Walks the
+ * engine's VM list under vms_lock: the core has no VM iterator.
+ */
+static int measure_vms(rf_engine *e, struct rf_ledger_snap *s, uint64_t *ents,
+		       struct pfn_list **lists, unsigned int *nr_lists)
+{
+	unsigned int n = 0, i = 0;
 	int err = 0;
 
-	memset(s, 0, sizeof(*s));
-	if (!l)
-		return -ENOMEM;
-	ents = rf_zalloc(e, WALK_CHUNK * sizeof(*ents));
-	if (!ents)
-		return -ENOMEM;
 	pthread_mutex_lock(&e->vms_lock);
 	for (rf_vm *vm = e->vms; vm; vm = vm->next)
 		n++;
+	*nr_lists = n;
 	s->vms = rf_zalloc(e, (n ? n : 1) * sizeof(*s->vms));
-	lists = rf_zalloc(e, (n ? n : 1) * sizeof(*lists));
-	if (!s->vms || !lists) {
+	*lists = rf_zalloc(e, (n ? n : 1) * sizeof(**lists));
+	if (!s->vms || !*lists) {
 		err = -ENOMEM;
-		goto out_unlock;
+		goto out;
 	}
-	i = 0;
-	for (rf_vm *vm = e->vms; vm && !err; vm = vm->next, i++) {
-		struct rf_ledger_vm_snap *vs = &s->vms[i];
-		struct rf_mech_reading m;
-
-		vs->vm = vm;
-		snprintf(vs->name, sizeof(vs->name), "%s", vm->name);
-		for (int st = 0; st < RF_PAGE_NSTATES; st++)
-			vs->counters[st] = atomic_load(&vm->state_pages[st]);
-		vs->mapped_bytes = vm->mapped_bytes;
-		err = walk_vm(vm, &vs->walk, &lists[i], ents);
-		rf_mech_read(vm, &m);
-		vs->has_balloon = m.has_balloon;
-		vs->bd.compressed_host_bytes = m.compressed_host_bytes;
-		vs->bd.balloon_target_bytes = m.balloon_target_bytes;
-		vs->bd.resident_target_bytes = m.resident_target_bytes;
-		vs->bd.guest_free_bytes = m.guest_free_bytes;
-		if (vm->ledger) {
-			vs->bd.reservation_bytes = atomic_load(&vm->ledger->reservation);
-			vs->bd.limit_bytes = atomic_load(&vm->ledger->limit);
-			vs->bd.shares = atomic_load(&vm->ledger->shares);
-		} else {
-			vs->bd.limit_bytes = UINT64_MAX;
-			vs->bd.shares = RF_SHARES_DEFAULT;
-		}
-		vs->bd.promised_bytes = vm->cfg.ram_bytes;
-		vs->bd.metadata_bytes = atomic_load(&vm->metadata_bytes);
-	}
+	for (rf_vm *vm = e->vms; vm && !err; vm = vm->next, i++)
+		err = measure_vm(vm, &s->vms[i], &(*lists)[i], ents);
 	s->nr = i;
+out:
 	pthread_mutex_unlock(&e->vms_lock);
-	if (err)
-		goto out;
+	return err;
+}
 
-	/* Sharers of each store page, over all VMs. */
-	for (i = 0; i < s->nr && !err; i++)
+/*
+ * Sharers of each store page, over all VMs: every VM's PFNs in one sorted
+ * list (@all), in which each distinct PFN is one resident store page.
+ */
+static int count_store_pages(rf_engine *e, struct rf_ledger_snap *s, const struct pfn_list *lists,
+			     struct pfn_list *all)
+{
+	int err = 0;
+
+	for (unsigned int i = 0; i < s->nr && !err; i++)
 		for (size_t k = 0; k < lists[i].n && !err; k++)
-			err = pfn_push(e, &all, lists[i].v[k]);
+			err = pfn_push(e, all, lists[i].v[k]);
 	if (err)
-		goto out;
-	if (all.n)
-		qsort(all.v, all.n, sizeof(*all.v), cmp_u64);
-	for (size_t k = 0; k < all.n; k++)
-		if ((k == 0 || all.v[k] != all.v[k - 1]) && all.v[k] != 0)
-			h->store_pages_resident++;
-	for (i = 0; i < s->nr; i++) {
+		return err;
+	if (all->n)
+		qsort(all->v, all->n, sizeof(*all->v), cmp_u64);
+	for (size_t k = 0; k < all->n; k++)
+		if ((k == 0 || all->v[k] != all->v[k - 1]) && all->v[k] != 0)
+			s->host.store_pages_resident++;
+	return 0;
+}
+
+/*
+ * Charge each VM 1/sharers of a page for every store page it maps. A PFN
+ * pagemap hid (0) counts as a store page of its own, charged whole.
+ */
+static void charge_fair_parts(struct rf_ledger_snap *s, const struct pfn_list *lists,
+			      const struct pfn_list *all)
+{
+	for (unsigned int i = 0; i < s->nr; i++) {
 		struct rf_ledger_vm_snap *vs = &s->vms[i];
 
 		for (size_t k = 0; k < lists[i].n; k++) {
-			size_t c = lists[i].v[k] ? count_sorted(all.v, all.n, lists[i].v[k]) : 1;
+			size_t c = lists[i].v[k] ? count_sorted(all->v, all->n, lists[i].v[k]) : 1;
 
 			vs->walk.shared_fair_milli += 1000 / (c ? c : 1);
 			if (!lists[i].v[k])
-				h->store_pages_resident++;
+				s->host.store_pages_resident++;
 		}
+	}
+}
+
+/* Each VM's breakdown, from its counters, its walk and its fair parts. */
+static void compute_breakdowns(struct rf_ledger_snap *s)
+{
+	for (unsigned int i = 0; i < s->nr; i++) {
+		struct rf_ledger_vm_snap *vs = &s->vms[i];
+
 		rf_breakdown_compute(vs->counters, &vs->walk, vs->bd.promised_bytes,
 				     vs->mapped_bytes, vs->bd.metadata_bytes,
 				     vs->bd.compressed_host_bytes, &vs->bd);
 	}
+}
 
-	/* Host totals. */
+/* Host totals: the engine's figures, the VMs' breakdowns summed, and the
+ * process's Rss and Pss. */
+static void sum_host(rf_engine *e, struct rf_ledger *l, struct rf_ledger_snap *s)
+{
+	struct rf_host_stats *h = &s->host;
+
 	h->capacity_bytes = rf_engine_capacity(e);
 	h->nr_vms = s->nr;
 	h->state = (enum rf_mem_state)atomic_load(&l->state);
 	h->admissions_refused = atomic_load(&l->admissions_refused);
-	for (i = 0; i < s->nr; i++) {
+	for (unsigned int i = 0; i < s->nr; i++) {
 		const struct rf_vm_breakdown *b = &s->vms[i].bd;
 
 		h->reserved_bytes += b->reservation_bytes;
@@ -260,13 +305,32 @@ int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
 	    h->capacity_bytes ? h->promised_bytes * 1000 / h->capacity_bytes : 0;
 	h->free_bytes = h->capacity_bytes > h->used_bytes ? h->capacity_bytes - h->used_bytes : 0;
 	read_rollup(&h->process_rss_bytes, &h->process_pss_bytes);
-	goto out;
+}
 
-out_unlock:
-	pthread_mutex_unlock(&e->vms_lock);
-out:
+int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
+{
+	struct rf_ledger *l = rf_ledger_get(e);
+	struct pfn_list *lists = NULL, all = {0};
+	uint64_t *ents;
+	unsigned int n = 0;
+	int err;
+
+	memset(s, 0, sizeof(*s));
+	if (!l)
+		return -ENOMEM;
+	ents = rf_zalloc(e, WALK_CHUNK * sizeof(*ents));
+	if (!ents)
+		return -ENOMEM;
+	err = measure_vms(e, s, ents, &lists, &n);
+	if (!err)
+		err = count_store_pages(e, s, lists, &all);
+	if (!err) {
+		charge_fair_parts(s, lists, &all);
+		compute_breakdowns(s);
+		sum_host(e, l, s);
+	}
 	if (lists) {
-		for (i = 0; i < n; i++)
+		for (unsigned int i = 0; i < n; i++)
 			rf_free(e, lists[i].v);
 		rf_free(e, lists);
 	}
@@ -439,11 +503,12 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 	}
 	for (unsigned int i = 0; i < s.nr; i++) {
 		rf_vm *vm = s.vms[i].vm;
+		struct rf_region *r;
 
 		rf_vm_regions_rdlock(vm);
-		for (unsigned int k = 0; k < vm->nr_regions; k++) {
-			rg[nrg].lo = (uintptr_t)vm->regions[k]->hva;
-			rg[nrg].hi = rg[nrg].lo + vm->regions[k]->size;
+		for (unsigned int k = 0; (r = __rf_vm_region(vm, k)); k++) {
+			rg[nrg].lo = (uintptr_t)r->hva;
+			rg[nrg].hi = rg[nrg].lo + r->size;
 			rg[nrg++].vm = i;
 		}
 		rf_vm_regions_unlock(vm);
