@@ -42,6 +42,22 @@
 #include "pfn_runs.h"
 #include "virtio_mmio.h"
 
+#include <ramfold/balloon.h>
+
+/* The public names of the virtio constants (<ramfold/balloon.h>) are the
+ * generic layer's (virtio_dev.h), which includes no device header. */
+_Static_assert(RF_VIRTIO_STATUS_ACKNOWLEDGE == VIRTIO_STATUS_ACKNOWLEDGE, "status");
+_Static_assert(RF_VIRTIO_STATUS_DRIVER == VIRTIO_STATUS_DRIVER, "status");
+_Static_assert(RF_VIRTIO_STATUS_DRIVER_OK == VIRTIO_STATUS_DRIVER_OK, "status");
+_Static_assert(RF_VIRTIO_STATUS_FEATURES_OK == VIRTIO_STATUS_FEATURES_OK, "status");
+_Static_assert(RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET == VIRTIO_STATUS_DEVICE_NEEDS_RESET, "status");
+_Static_assert(RF_VIRTIO_STATUS_FAILED == VIRTIO_STATUS_FAILED, "status");
+_Static_assert(RF_VIRTIO_F_INDIRECT_DESC == VIRTIO_FEATURE_INDIRECT_DESC, "feature");
+_Static_assert(RF_VIRTIO_F_EVENT_IDX == VIRTIO_FEATURE_EVENT_IDX, "feature");
+_Static_assert(RF_VIRTIO_F_VERSION_1 == VIRTIO_FEATURE_VERSION_1, "feature");
+_Static_assert(RF_BALLOON_IRQ_VRING == VIRTIO_ISR_VRING, "interrupt reason");
+_Static_assert(RF_BALLOON_IRQ_CONFIG == VIRTIO_ISR_CONFIG, "interrupt reason");
+
 #define VIRTIO_ID_BALLOON   5
 #define BALLOON_CONFIG_SIZE 16 /* num_pages, actual, free_page_hint_cmd_id, poison_val */
 #define CFG_NUM_PAGES	    0
