@@ -1,20 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The virtio-balloon device: what the guest's requests do to guest pages.
+ * The virtio-balloon device (device ID 5), as the generic virtio layer sees
+ * it: an ops table (balloon_dev_ops) of config space, features, queue roles,
+ * queue processing and reset. It knows no transport (balloon_transport.c
+ * holds the calls transports make) and what a request does to guest pages is
+ * in balloon_pages.c. Its queues:
  *
- *   inflateq   PFNs the guest gives up: discarded through rf_vm_discard()
- *              (which releases MERGED/SWAPPED pages through their owners
- *              first), state BALLOONED.
- *   deflateq   PFNs the guest takes back: BALLOONED -> PRIVATE under the
- *              page lock, discarded again on the way so they fault in as
- *              fresh zero pages even if the guest wrote to them meanwhile.
+ *   inflateq   PFNs the guest gives up: state BALLOONED (balloon_pages.c).
+ *   deflateq   PFNs the guest takes back: PRIVATE again, read as zero
+ *              (balloon_pages.c).
  *   statsq     one buffer of {tag, value} entries, held by the device and
  *              returned when the polling interval has passed (that is how
- *              the device asks for fresh stats).
- *   reporting  device-writable page ranges the guest reports free:
- *              discarded, state FREE_REPORTED (still the guest's memory),
- *              unless PAGE_POISON was negotiated with a non-zero poison value
- *              (a discarded page would read back as zero, not the poison).
+ *              the device asks for fresh stats): here, parsed by
+ *              balloon_stats.c.
+ *   reporting  device-writable page ranges the guest reports free: state
+ *              FREE_REPORTED, still the guest's memory (balloon_pages.c).
+ *
+ * Also here: the device's lifecycle (rf_balloon_new/free, and its end with
+ * the VM through a vm_free hook) and the host side (target, info, stats,
+ * tick, counters).
  *
  * Invariants:
  *  - A request is validated as a whole before anything is done: a buffer
@@ -34,13 +38,26 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
-#include "internal.h"
+#include <ramfold/balloon.h>
+
+#include "balloon_internal.h"
 #include "balloon_stats.h"
-#include "pfn_runs.h"
-#include "virtio_mmio.h"
+
+/* The public names of the virtio constants (<ramfold/balloon.h>) are the
+ * generic layer's (virtio_dev.h), which includes no device header. */
+_Static_assert(RF_VIRTIO_STATUS_ACKNOWLEDGE == VIRTIO_STATUS_ACKNOWLEDGE, "status");
+_Static_assert(RF_VIRTIO_STATUS_DRIVER == VIRTIO_STATUS_DRIVER, "status");
+_Static_assert(RF_VIRTIO_STATUS_DRIVER_OK == VIRTIO_STATUS_DRIVER_OK, "status");
+_Static_assert(RF_VIRTIO_STATUS_FEATURES_OK == VIRTIO_STATUS_FEATURES_OK, "status");
+_Static_assert(RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET == VIRTIO_STATUS_DEVICE_NEEDS_RESET, "status");
+_Static_assert(RF_VIRTIO_STATUS_FAILED == VIRTIO_STATUS_FAILED, "status");
+_Static_assert(RF_VIRTIO_F_INDIRECT_DESC == VIRTIO_FEATURE_INDIRECT_DESC, "feature");
+_Static_assert(RF_VIRTIO_F_EVENT_IDX == VIRTIO_FEATURE_EVENT_IDX, "feature");
+_Static_assert(RF_VIRTIO_F_VERSION_1 == VIRTIO_FEATURE_VERSION_1, "feature");
+_Static_assert(RF_BALLOON_IRQ_VRING == VIRTIO_ISR_VRING, "interrupt reason");
+_Static_assert(RF_BALLOON_IRQ_CONFIG == VIRTIO_ISR_CONFIG, "interrupt reason");
 
 #define VIRTIO_ID_BALLOON   5
 #define BALLOON_CONFIG_SIZE 16 /* num_pages, actual, free_page_hint_cmd_id, poison_val */
@@ -49,59 +66,17 @@
 #define CFG_CMD_ID	    8
 #define CFG_POISON	    12
 
-enum queue_role {
-	ROLE_NONE,
-	ROLE_INFLATE,
-	ROLE_DEFLATE,
-	ROLE_STATS,
-	ROLE_FREE_PAGE,
-	ROLE_REPORTING
-};
-
 static const char *const role_names[] = {
     [ROLE_NONE] = "queue?",  [ROLE_INFLATE] = "inflateq",	[ROLE_DEFLATE] = "deflateq",
     [ROLE_STATS] = "statsq", [ROLE_FREE_PAGE] = "free_page_vq", [ROLE_REPORTING] = "reporting_vq",
 };
 
-struct rf_balloon {
-	struct rf_virtio_dev dev; /* first: the ops get it back by a cast */
-	rf_vm *vm;
-	rf_engine *e;
-	pthread_mutex_t lock;
-	struct rf_balloon_ops ops;
-	struct rf_balloon_config cfg;
-	enum queue_role role[RF_VIRTIO_MAX_QUEUES];
-
-	uint32_t num_pages;
-	uint32_t actual;
-	uint32_t poison_val;
-	uint64_t actual_changed_ns;
-
-	bool stats_held; /* the guest's stats buffer is with the device */
-	uint16_t stats_head;
-	uint64_t stats_since_ns;
-	struct rf_balloon_stats stats;
-
-	struct rf_balloon_counters ctr;
-	struct rf_ratelimit rl;
-
-	/* Scratch for one request, sized by the config: off the stack. */
-	struct rf_virtq_chain chain;
-	uint32_t *pfns;
-	struct rf_pfn_run *runs;
-	struct rf_pfn_run *sub;
-};
+_Static_assert(offsetof(struct rf_balloon, dev) == 0, "to_balloon() casts");
 
 static struct rf_balloon *to_balloon(struct rf_virtio_dev *d)
 {
 	return (struct rf_balloon *)d;
 }
-
-#define BAD(b, field, ...)                                                                         \
-	do {                                                                                       \
-		(b)->ctr.field++;                                                                  \
-		rf_log_ratelimited((b)->e, &(b)->rl, RF_LOG_WARN, __VA_ARGS__);                    \
-	} while (0)
 
 /* ---- counters for the generic layer's rejections ------------------------- */
 
@@ -267,274 +242,16 @@ static int dev_config_write(struct rf_virtio_dev *d, uint32_t off, const uint8_t
 	return 0;
 }
 
-/* ---- inflate / deflate ----------------------------------------------------- */
+/* ---- stats queue ------------------------------------------------------------ */
 
-/*
- * Copy the PFN array out of the guest's buffer (it may change under us) and
- * check its shape. Returns the number of PFNs, or 0 if the buffer is dropped.
- */
-static size_t gather_pfns(struct rf_balloon *b, const char *qn)
+/* The index of the stats queue, or -1 if STATS_VQ is not in use. */
+static int stats_queue(struct rf_balloon *b)
 {
-	struct rf_virtq_chain *c = &b->chain;
-	size_t n, off = 0;
-
-	if (c->total_len == 0 || c->total_len % 4) {
-		BAD(b, buf_len_invalid,
-		    "%s: balloon: %s: buffer of %llu bytes is not whole PFNs, dropped", b->vm->name,
-		    qn, (unsigned long long)c->total_len);
-		return 0;
-	}
-	n = c->total_len / 4;
-	if (n > b->cfg.max_pfns_per_buffer) {
-		BAD(b, buf_too_many_pfns,
-		    "%s: balloon: %s: %zu PFNs in one buffer (at most %u), dropped", b->vm->name,
-		    qn, n, b->cfg.max_pfns_per_buffer);
-		return 0;
-	}
-	for (unsigned int i = 0; i < c->nseg; i++) {
-		memcpy((uint8_t *)b->pfns + off, c->seg[i].hva, c->seg[i].len);
-		off += c->seg[i].len;
-	}
-	for (size_t i = 0; i < n; i++)
-		b->pfns[i] = le32toh(b->pfns[i]);
-	return n;
+	for (unsigned int q = 0; q < RF_VIRTIO_MAX_QUEUES; q++)
+		if (b->role[q] == ROLE_STATS)
+			return (int)q;
+	return -1;
 }
-
-/* Every PFN inside guest RAM? Called with the regions lock held. */
-static bool __pfns_valid(struct rf_balloon *b, size_t n, const char *qn)
-{
-	for (size_t i = 0; i < n; i++) {
-		/* Widen before shifting: PFN 0x80000000 is gpa 0x80000000000,
-		 * not a negative number. */
-		uint64_t gpa = (uint64_t)b->pfns[i] << RF_PAGE_SHIFT;
-
-		if (!__rf_vm_find_region(b->vm, gpa)) {
-			BAD(b, pfn_invalid,
-			    "%s: balloon: %s: PFN 0x%x beyond guest RAM (0x%llx pages) or in a "
-			    "hole, buffer dropped",
-			    b->vm->name, qn, b->pfns[i],
-			    (unsigned long long)(b->vm->mapped_bytes >> RF_PAGE_SHIFT));
-			return false;
-		}
-	}
-	return true;
-}
-
-static void inflate_buffer(struct rf_balloon *b)
-{
-	size_t n = gather_pfns(b, "inflateq"), nruns, nsub = 0, dups;
-	struct rf_region *last_r = NULL;
-	uint64_t already = 0;
-
-	if (!n)
-		return;
-	rf_vm_regions_rdlock(b->vm);
-	if (!__pfns_valid(b, n, "inflateq")) {
-		rf_vm_regions_unlock(b->vm);
-		return;
-	}
-	nruns = rf_pfn_runs(b->pfns, n, b->runs, &dups);
-	/* Split runs at region ends and around pages already ballooned (a
-	 * second inflate of a page must not count it twice). The state is
-	 * read without the page lock: only this device makes pages
-	 * BALLOONED, and it holds b->lock. */
-	for (size_t i = 0; i < nruns; i++) {
-		for (uint64_t p = b->runs[i].pfn; p < b->runs[i].pfn + b->runs[i].npages; p++) {
-			uint64_t gpa = p << RF_PAGE_SHIFT;
-			struct rf_region *r = __rf_vm_find_region(b->vm, gpa);
-			uint64_t idx = rf_region_index(r, gpa);
-
-			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) == RF_PAGE_BALLOONED) {
-				already++;
-				continue;
-			}
-			if (nsub && r == last_r &&
-			    b->sub[nsub - 1].pfn + b->sub[nsub - 1].npages == p)
-				b->sub[nsub - 1].npages++;
-			else
-				b->sub[nsub++] = (struct rf_pfn_run){p, 1};
-			last_r = r;
-		}
-	}
-	rf_vm_regions_unlock(b->vm);
-	if (dups + already)
-		BAD(b, inflate_already_ballooned,
-		    "%s: balloon: inflateq: %llu PFNs inflated twice, counted once", b->vm->name,
-		    (unsigned long long)(dups + already));
-	if (dups + already > 1)
-		b->ctr.inflate_already_ballooned += dups + already - 1;
-	for (size_t i = 0; i < nsub; i++) {
-		uint64_t skipped = 0;
-		int err = rf_vm_discard(b->vm, b->sub[i].pfn << RF_PAGE_SHIFT, b->sub[i].npages,
-					RF_PAGE_BALLOONED, &skipped);
-
-		if (err) {
-			rf_log(b->e, RF_LOG_ERR,
-			       "%s: balloon: inflateq: discard of %llu pages at PFN 0x%llx: %s",
-			       b->vm->name, (unsigned long long)b->sub[i].npages,
-			       (unsigned long long)b->sub[i].pfn, strerror(-err));
-			continue;
-		}
-		b->ctr.inflated_pages += b->sub[i].npages - skipped;
-		b->ctr.excluded_pages += skipped;
-	}
-	b->ctr.inflate_buffers++;
-}
-
-/* Discard and unlock pages [first, first+n) of @r, locked BALLOONED, as PRIVATE. */
-static void release_run(struct rf_balloon *b, struct rf_region *r, uint64_t first, uint64_t n,
-			const uint64_t *old)
-{
-	/* They were discarded when inflated; again now, so a page the guest
-	 * wrote while it was in the balloon still comes back as zero. A
-	 * BALLOONED page is always anonymous (discard released any store
-	 * mapping first), so DONTNEED yields the zero page, not old data.
-	 * Through the core like every discard of guest RAM: its REMOVE event
-	 * is handled before the pages are unlocked. A late one, handled after
-	 * the guest had written a page and the pager had swapped it out,
-	 * wiped that page (the stress test's lost writes, issue 12). */
-	int err = rf_vm_discard_locked(b->vm, rf_region_page(r, first), n << RF_PAGE_SHIFT);
-
-	if (err)
-		rf_log(b->e, RF_LOG_ERR, "%s: balloon: deflateq: madvise at gpa 0x%llx: %s",
-		       b->vm->name, (unsigned long long)(r->gpa + (first << RF_PAGE_SHIFT)),
-		       strerror(-err));
-	for (uint64_t i = 0; i < n; i++)
-		rf_pte_unlock(b->vm, &r->pte[first + i], old[i],
-			      rf_pte_with_payload(rf_pte_with_state(old[i], RF_PAGE_PRIVATE), 0));
-	b->ctr.deflated_pages += n;
-}
-
-static void deflate_buffer(struct rf_balloon *b)
-{
-	size_t n = gather_pfns(b, "deflateq"), nruns, dups;
-	uint64_t not_ballooned = 0, *old = (uint64_t *)b->sub; /* scratch, n entries */
-	struct rf_region *run_r = NULL;
-	uint64_t run_first = 0, run_n = 0;
-
-	if (!n)
-		return;
-	rf_vm_regions_rdlock(b->vm);
-	if (!__pfns_valid(b, n, "deflateq")) {
-		rf_vm_regions_unlock(b->vm);
-		return;
-	}
-	nruns = rf_pfn_runs(b->pfns, n, b->runs, &dups);
-	not_ballooned = dups;
-	/* Pages are locked in ascending address order (the PFNs are sorted),
-	 * one run at a time, as page_ops.c does. */
-	for (size_t i = 0; i < nruns; i++) {
-		for (uint64_t p = b->runs[i].pfn; p < b->runs[i].pfn + b->runs[i].npages; p++) {
-			uint64_t gpa = p << RF_PAGE_SHIFT;
-			struct rf_region *r = __rf_vm_find_region(b->vm, gpa);
-			uint64_t idx = rf_region_index(r, gpa);
-			uint64_t v = rf_pte_lock(&r->pte[idx]);
-
-			if (rf_pte_state(v) != RF_PAGE_BALLOONED) {
-				rf_pte_unlock(b->vm, &r->pte[idx], v, v);
-				not_ballooned++;
-				continue;
-			}
-			if (run_n && (r != run_r || idx != run_first + run_n)) {
-				release_run(b, run_r, run_first, run_n, old);
-				run_n = 0;
-			}
-			if (!run_n) {
-				run_r = r;
-				run_first = idx;
-			}
-			old[run_n++] = v;
-		}
-	}
-	if (run_n)
-		release_run(b, run_r, run_first, run_n, old);
-	rf_vm_regions_unlock(b->vm);
-	if (not_ballooned) {
-		BAD(b, deflate_not_ballooned,
-		    "%s: balloon: deflateq: %llu PFNs were not in the balloon, left alone",
-		    b->vm->name, (unsigned long long)not_ballooned);
-		b->ctr.deflate_not_ballooned += not_ballooned - 1;
-	}
-	b->ctr.deflate_buffers++;
-}
-
-/* ---- free page reporting --------------------------------------------------- */
-
-static void report_buffer(struct rf_balloon *b)
-{
-	struct rf_virtq_chain *c = &b->chain;
-	uint64_t pages = c->total_len >> RF_PAGE_SHIFT;
-
-	if (c->total_len > b->cfg.max_report_bytes) {
-		BAD(b, report_too_long,
-		    "%s: balloon: reporting_vq: %llu bytes in one buffer (at most %llu), dropped",
-		    b->vm->name, (unsigned long long)c->total_len,
-		    (unsigned long long)b->cfg.max_report_bytes);
-		return;
-	}
-	for (unsigned int i = 0; i < c->nseg; i++) {
-		if ((c->seg[i].gpa | c->seg[i].len) & (RF_PAGE_SIZE - 1) || c->seg[i].len == 0) {
-			BAD(b, report_range_invalid,
-			    "%s: balloon: reporting_vq: range gpa 0x%llx len 0x%x not whole pages, "
-			    "buffer dropped",
-			    b->vm->name, (unsigned long long)c->seg[i].gpa, c->seg[i].len);
-			return;
-		}
-	}
-	b->ctr.report_buffers++;
-	if (rf_virtio_negotiated(&b->dev, RF_BALLOON_F_PAGE_POISON) && b->poison_val != 0) {
-		/* The guest expects free pages to hold its poison pattern; a
-		 * discarded page would read as zero. Keep them. */
-		b->ctr.report_poison_kept += pages;
-		return;
-	}
-	for (unsigned int i = 0; i < c->nseg; i++) {
-		uint64_t p = c->seg[i].gpa >> RF_PAGE_SHIFT;
-		uint64_t end = p + (c->seg[i].len >> RF_PAGE_SHIFT);
-
-		while (p < end) {
-			size_t nsub = 0;
-			struct rf_region *r;
-
-			/* Skip ballooned pages: they are the host's, and making
-			 * them FREE_REPORTED would hand them back to the guest.
-			 * Only this device makes pages BALLOONED (under b->lock),
-			 * so the unlocked read is stable. Sub-runs are collected
-			 * in batches, then discarded without the regions lock
-			 * (rf_vm_discard takes it itself). */
-			rf_vm_regions_rdlock(b->vm);
-			r = __rf_vm_find_region(b->vm, p << RF_PAGE_SHIFT);
-			for (; r && p < end; p++) {
-				uint64_t idx = rf_region_index(r, p << RF_PAGE_SHIFT);
-
-				if (rf_pte_state(rf_pte_peek(&r->pte[idx])) == RF_PAGE_BALLOONED)
-					continue;
-				if (nsub && b->sub[nsub - 1].pfn + b->sub[nsub - 1].npages == p) {
-					b->sub[nsub - 1].npages++;
-					continue;
-				}
-				if (nsub == b->cfg.max_pfns_per_buffer)
-					break;
-				b->sub[nsub++] = (struct rf_pfn_run){p, 1};
-			}
-			rf_vm_regions_unlock(b->vm);
-			if (!r)
-				break; /* the region went away: cannot happen while mapped */
-			for (size_t k = 0; k < nsub; k++) {
-				uint64_t skipped = 0;
-
-				if (rf_vm_discard(b->vm, b->sub[k].pfn << RF_PAGE_SHIFT,
-						  b->sub[k].npages, RF_PAGE_FREE_REPORTED,
-						  &skipped) == 0) {
-					b->ctr.reported_pages += b->sub[k].npages - skipped;
-					b->ctr.excluded_pages += skipped;
-				}
-			}
-		}
-	}
-}
-
-/* ---- stats ------------------------------------------------------------------ */
 
 static void return_stats_buffer(struct rf_balloon *b, unsigned int q)
 {
@@ -618,13 +335,13 @@ static void process_queue(struct rf_balloon *b, unsigned int q)
 		}
 		switch (role) {
 		case ROLE_INFLATE:
-			inflate_buffer(b);
+			balloon_inflate_buffer(b);
 			break;
 		case ROLE_DEFLATE:
-			deflate_buffer(b);
+			balloon_deflate_buffer(b);
 			break;
 		case ROLE_REPORTING:
-			report_buffer(b);
+			balloon_report_buffer(b);
 			break;
 		case ROLE_STATS:
 			if (stats_buffer(b))
@@ -647,12 +364,11 @@ static void dev_queue_notify(struct rf_virtio_dev *d, unsigned int q)
 	process_queue(to_balloon(d), q);
 }
 
-/* Linux's driver queues its first stats buffer (and notifies) before it
- * sets DRIVER_OK; that notify was counted and deferred, not lost: whatever
- * is pending is processed now. */
-static void dev_driver_ok(struct rf_virtio_dev *d)
+/* Process every enabled queue with buffers pending, unless one of them
+ * broke the device (NEEDS_RESET) meanwhile. */
+static void process_pending(struct rf_balloon *b)
 {
-	struct rf_balloon *b = to_balloon(d);
+	struct rf_virtio_dev *d = &b->dev;
 
 	for (unsigned int q = 0; q < rf_virtio_num_queues(d); q++)
 		if (d->vq[q].size && rf_virtq_pending(&d->vq[q]) > 0 &&
@@ -660,29 +376,12 @@ static void dev_driver_ok(struct rf_virtio_dev *d)
 			process_queue(b, q);
 }
 
-/* After a guest reset the guest owns all its RAM again: pages left in the
- * balloon go back to PRIVATE (they are discarded; they fault in as zero). */
-static void unballoon_all(struct rf_balloon *b)
+/* Linux's driver queues its first stats buffer (and notifies) before it
+ * sets DRIVER_OK; that notify was counted and deferred, not lost: whatever
+ * is pending is processed now. */
+static void dev_driver_ok(struct rf_virtio_dev *d)
 {
-	if (atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) == 0)
-		return;
-	rf_vm_regions_rdlock(b->vm);
-	for (unsigned int i = 0; i < b->vm->nr_regions; i++) {
-		struct rf_region *r = b->vm->regions[i];
-
-		for (uint64_t idx = 0; idx < r->npages; idx++) {
-			uint64_t v;
-
-			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) != RF_PAGE_BALLOONED)
-				continue;
-			v = rf_pte_lock(&r->pte[idx]);
-			rf_pte_unlock(b->vm, &r->pte[idx], v,
-				      rf_pte_state(v) == RF_PAGE_BALLOONED
-					  ? rf_pte_with_state(v, RF_PAGE_PRIVATE)
-					  : v);
-		}
-	}
-	rf_vm_regions_unlock(b->vm);
+	process_pending(to_balloon(d));
 }
 
 static void dev_reset(struct rf_virtio_dev *d)
@@ -699,7 +398,7 @@ static void dev_reset(struct rf_virtio_dev *d)
 			b->ops.actual_changed(b->ops.arg, 0);
 	}
 	assign_roles(b, b->dev.host_features);
-	unballoon_all(b);
+	balloon_unballoon_all(b);
 }
 
 static const struct rf_virtio_dev_ops balloon_dev_ops = {
@@ -840,126 +539,6 @@ RF_EXPORT void rf_balloon_free(rf_balloon *b)
 		balloon_destroy(b);
 }
 
-/* ---- transport entry points --------------------------------------------------- */
-
-#define LOCKED(b, expr)                                                                            \
-	({                                                                                         \
-		pthread_mutex_lock(&(b)->lock);                                                    \
-		__typeof__(expr) _r = (expr);                                                      \
-		pthread_mutex_unlock(&(b)->lock);                                                  \
-		_r;                                                                                \
-	})
-
-RF_EXPORT int rf_balloon_mmio_read(rf_balloon *b, uint64_t offset, void *data, unsigned int len)
-{
-	if (!b || !data || len == 0)
-		return -EINVAL;
-	pthread_mutex_lock(&b->lock);
-	if (offset >= RF_BALLOON_MMIO_SIZE) {
-		memset(data, 0, len > 8 ? 8 : len);
-		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS,
-				   "mmio read beyond the register window");
-	} else {
-		rf_virtio_mmio_read(&b->dev, offset, data, len);
-	}
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-RF_EXPORT int rf_balloon_mmio_write(rf_balloon *b, uint64_t offset, const void *data,
-				    unsigned int len)
-{
-	if (!b || !data || len == 0)
-		return -EINVAL;
-	pthread_mutex_lock(&b->lock);
-	if (offset >= RF_BALLOON_MMIO_SIZE)
-		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS,
-				   "mmio write beyond the register window");
-	else
-		rf_virtio_mmio_write(&b->dev, offset, data, len);
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-RF_EXPORT int rf_balloon_queue_notify(rf_balloon *b, unsigned int queue)
-{
-	if (!b)
-		return -EINVAL;
-	LOCKED(b, rf_virtio_notify(&b->dev, queue));
-	return 0;
-}
-
-RF_EXPORT uint32_t rf_balloon_interrupt_status(rf_balloon *b)
-{
-	return b ? LOCKED(b, b->dev.isr) : 0;
-}
-
-RF_EXPORT void rf_balloon_interrupt_ack(rf_balloon *b, uint32_t bits)
-{
-	if (!b)
-		return;
-	pthread_mutex_lock(&b->lock);
-	b->dev.isr &= ~bits;
-	pthread_mutex_unlock(&b->lock);
-}
-
-RF_EXPORT uint64_t rf_balloon_device_features(rf_balloon *b)
-{
-	return b ? b->dev.host_features : 0;
-}
-
-RF_EXPORT int rf_balloon_set_driver_features(rf_balloon *b, uint64_t features)
-{
-	return b ? LOCKED(b, rf_virtio_set_driver_features(&b->dev, features)) : -EINVAL;
-}
-
-RF_EXPORT uint8_t rf_balloon_get_status(rf_balloon *b)
-{
-	return b ? LOCKED(b, b->dev.status) : 0;
-}
-
-RF_EXPORT int rf_balloon_set_status(rf_balloon *b, uint8_t status)
-{
-	return b ? LOCKED(b, rf_virtio_set_status(&b->dev, status)) : -EINVAL;
-}
-
-RF_EXPORT unsigned int rf_balloon_num_queues(rf_balloon *b)
-{
-	return b ? LOCKED(b, rf_virtio_num_queues(&b->dev)) : 0;
-}
-
-RF_EXPORT unsigned int rf_balloon_queue_size_max(rf_balloon *b)
-{
-	return b ? b->dev.queue_size_max : 0;
-}
-
-RF_EXPORT int rf_balloon_queue_setup(rf_balloon *b, unsigned int queue, unsigned int size,
-				     uint64_t desc, uint64_t avail, uint64_t used)
-{
-	return b ? LOCKED(b, rf_virtio_queue_enable(&b->dev, queue, size, desc, avail, used))
-		 : -EINVAL;
-}
-
-RF_EXPORT int rf_balloon_config_read(rf_balloon *b, uint64_t offset, void *data, unsigned int len)
-{
-	if (!b || !data || len == 0 || len > 8)
-		return -EINVAL;
-	return LOCKED(b, rf_virtio_config_read(&b->dev, offset, data, len));
-}
-
-RF_EXPORT int rf_balloon_config_write(rf_balloon *b, uint64_t offset, const void *data,
-				      unsigned int len)
-{
-	if (!b || !data || len == 0 || len > 8)
-		return -EINVAL;
-	return LOCKED(b, rf_virtio_config_write(&b->dev, offset, data, len));
-}
-
-RF_EXPORT uint32_t rf_balloon_config_generation(rf_balloon *b)
-{
-	return b ? LOCKED(b, b->dev.config_generation) : 0;
-}
-
 /* ---- host side ------------------------------------------------------------------ */
 
 RF_EXPORT int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes)
@@ -1029,14 +608,6 @@ RF_EXPORT int rf_balloon_set_stats_interval(rf_balloon *b, unsigned int ms)
 	return 0;
 }
 
-static int stats_queue(struct rf_balloon *b)
-{
-	for (unsigned int q = 0; q < RF_VIRTIO_MAX_QUEUES; q++)
-		if (b->role[q] == ROLE_STATS)
-			return (int)q;
-	return -1;
-}
-
 RF_EXPORT int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms)
 {
 	unsigned int next = UINT32_MAX;
@@ -1050,10 +621,7 @@ RF_EXPORT int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms)
 		int sq = stats_queue(b);
 
 		/* Buffers left over by the per-notify budget. */
-		for (unsigned int q = 0; q < rf_virtio_num_queues(&b->dev); q++)
-			if (b->dev.vq[q].size && rf_virtq_pending(&b->dev.vq[q]) > 0 &&
-			    !(b->dev.status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET))
-				process_queue(b, q);
+		process_pending(b);
 		if (sq >= 0 && b->stats_held && b->cfg.stats_interval_ms && b->dev.vq[sq].size) {
 			uint64_t now = rf_now_ns();
 			uint64_t due =

@@ -46,13 +46,13 @@ static void reject(struct rf_virtio_dev *d, enum rf_virtio_reject kind, const ch
 
 bool rf_virtio_negotiated(const struct rf_virtio_dev *d, uint64_t feature)
 {
-	return (d->status & RF_VIRTIO_STATUS_FEATURES_OK) && (d->driver_features & feature);
+	return (d->status & VIRTIO_STATUS_FEATURES_OK) && (d->driver_features & feature);
 }
 
 unsigned int rf_virtio_num_queues(struct rf_virtio_dev *d)
 {
 	uint64_t f =
-	    (d->status & RF_VIRTIO_STATUS_FEATURES_OK) ? d->driver_features : d->host_features;
+	    (d->status & VIRTIO_STATUS_FEATURES_OK) ? d->driver_features : d->host_features;
 	unsigned int n = d->ops->num_queues(d, f);
 
 	return n < RF_VIRTIO_MAX_QUEUES ? n : RF_VIRTIO_MAX_QUEUES;
@@ -60,21 +60,21 @@ unsigned int rf_virtio_num_queues(struct rf_virtio_dev *d)
 
 int rf_virtio_set_driver_features(struct rf_virtio_dev *d, uint64_t features)
 {
-	if (d->status & RF_VIRTIO_STATUS_FEATURES_OK) {
+	if (d->status & VIRTIO_STATUS_FEATURES_OK) {
 		reject(d, RF_RJ_FEATURES_LATE,
 		       "driver features 0x%llx written after FEATURES_OK, ignored",
 		       (unsigned long long)features);
 		return -EBUSY;
 	}
 	d->driver_features = features;
-	if ((features & ~d->host_features) || !(features & RF_VIRTIO_F_VERSION_1))
+	if ((features & ~d->host_features) || !(features & VIRTIO_FEATURE_VERSION_1))
 		return -EINVAL; /* reported when the driver asks for FEATURES_OK */
 	return 0;
 }
 
 int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status)
 {
-	uint8_t old = d->status & ~RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+	uint8_t old = d->status & ~VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 	uint8_t added;
 
 	if (status == 0) {
@@ -83,35 +83,35 @@ int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status)
 	}
 	/* NEEDS_RESET is the device's bit: a driver writing it back is
 	 * harmless, and it stays as the device set it. */
-	status &= ~RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+	status &= ~VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 	if ((old & status) != old) {
 		reject(d, RF_RJ_STATUS, "status 0x%x clears bits of 0x%x without a reset", status,
 		       old);
 		return -EINVAL;
 	}
 	added = status & ~old;
-	if ((added & RF_VIRTIO_STATUS_DRIVER_OK) && !(status & RF_VIRTIO_STATUS_FEATURES_OK)) {
+	if ((added & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_FEATURES_OK)) {
 		reject(d, RF_RJ_STATUS, "DRIVER_OK without FEATURES_OK (status 0x%x)", status);
 		return -EINVAL;
 	}
-	if (added & RF_VIRTIO_STATUS_FEATURES_OK) {
+	if (added & VIRTIO_STATUS_FEATURES_OK) {
 		uint64_t bad = d->driver_features & ~d->host_features;
 
-		if (bad || !(d->driver_features & RF_VIRTIO_F_VERSION_1)) {
+		if (bad || !(d->driver_features & VIRTIO_FEATURE_VERSION_1)) {
 			reject(d, RF_RJ_FEATURES_UNSUPPORTED,
 			       "FEATURES_OK refused: driver features 0x%llx (not offered 0x%llx%s)",
 			       (unsigned long long)d->driver_features, (unsigned long long)bad,
-			       (d->driver_features & RF_VIRTIO_F_VERSION_1) ? ""
-									    : ", no VERSION_1");
-			status &= ~RF_VIRTIO_STATUS_FEATURES_OK;
-			d->status = status | (d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+			       (d->driver_features & VIRTIO_FEATURE_VERSION_1) ? ""
+									       : ", no VERSION_1");
+			status &= ~VIRTIO_STATUS_FEATURES_OK;
+			d->status = status | (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 			return -EINVAL;
 		}
 	}
-	d->status = status | (d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-	if ((added & RF_VIRTIO_STATUS_FEATURES_OK) && d->ops->features_ok)
+	d->status = status | (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	if ((added & VIRTIO_STATUS_FEATURES_OK) && d->ops->features_ok)
 		d->ops->features_ok(d);
-	if ((added & RF_VIRTIO_STATUS_DRIVER_OK) && d->ops->driver_ok)
+	if ((added & VIRTIO_STATUS_DRIVER_OK) && d->ops->driver_ok)
 		d->ops->driver_ok(d);
 	return 0;
 }
@@ -129,7 +129,7 @@ int rf_virtio_queue_enable(struct rf_virtio_dev *d, unsigned int q, unsigned int
 		reject(d, RF_RJ_QUEUE_SETUP, "queue %u enabled twice", q);
 		return -EBUSY;
 	}
-	if (!(d->status & RF_VIRTIO_STATUS_FEATURES_OK)) {
+	if (!(d->status & VIRTIO_STATUS_FEATURES_OK)) {
 		reject(d, RF_RJ_QUEUE_SETUP, "queue %u enabled before FEATURES_OK", q);
 		return -EINVAL;
 	}
@@ -150,8 +150,8 @@ int rf_virtio_queue_enable(struct rf_virtio_dev *d, unsigned int q, unsigned int
 	}
 	rf_virtq_enable(&d->vq[q], d->vm, size, desc, avail, used,
 			d->ops->queue_device_writes(d, q),
-			rf_virtio_negotiated(d, RF_VIRTIO_F_EVENT_IDX),
-			rf_virtio_negotiated(d, RF_VIRTIO_F_INDIRECT_DESC));
+			rf_virtio_negotiated(d, VIRTIO_FEATURE_EVENT_IDX),
+			rf_virtio_negotiated(d, VIRTIO_FEATURE_INDIRECT_DESC));
 	return 0;
 }
 
@@ -201,19 +201,19 @@ void rf_virtio_raise(struct rf_virtio_dev *d, unsigned int reason)
 void rf_virtio_config_changed(struct rf_virtio_dev *d)
 {
 	d->config_generation++;
-	if (d->status & RF_VIRTIO_STATUS_DRIVER_OK)
-		rf_virtio_raise(d, RF_BALLOON_IRQ_CONFIG);
+	if (d->status & VIRTIO_STATUS_DRIVER_OK)
+		rf_virtio_raise(d, VIRTIO_ISR_CONFIG);
 }
 
 void rf_virtio_needs_reset(struct rf_virtio_dev *d)
 {
-	if (d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET)
+	if (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
 		return;
-	d->status |= RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+	d->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 	/* The spec asks for a configuration change notification when the
 	 * device sets DEVICE_NEEDS_RESET after DRIVER_OK. */
-	if (d->status & RF_VIRTIO_STATUS_DRIVER_OK)
-		rf_virtio_raise(d, RF_BALLOON_IRQ_CONFIG);
+	if (d->status & VIRTIO_STATUS_DRIVER_OK)
+		rf_virtio_raise(d, VIRTIO_ISR_CONFIG);
 }
 
 int rf_virtio_notify(struct rf_virtio_dev *d, unsigned int q)
@@ -222,12 +222,12 @@ int rf_virtio_notify(struct rf_virtio_dev *d, unsigned int q)
 		reject(d, RF_RJ_NOTIFY_INVALID, "notify of queue %u, which is not enabled", q);
 		return -ENOENT;
 	}
-	if (!(d->status & RF_VIRTIO_STATUS_DRIVER_OK)) {
+	if (!(d->status & VIRTIO_STATUS_DRIVER_OK)) {
 		reject(d, RF_RJ_NOTIFY_EARLY,
 		       "queue %u notified before DRIVER_OK, deferred until DRIVER_OK", q);
 		return -EAGAIN;
 	}
-	if (d->status & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET) {
+	if (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) {
 		reject(d, RF_RJ_NOTIFY_NEEDS_RESET, "queue %u used while the device needs a reset",
 		       q);
 		return -EIO;
@@ -261,5 +261,5 @@ bool rf_virtio_vq_error(struct rf_virtio_dev *d, unsigned int q, int err, uint16
 void rf_virtio_vq_done(struct rf_virtio_dev *d, unsigned int q, unsigned int pushed)
 {
 	if (pushed && rf_virtq_need_irq(&d->vq[q]))
-		rf_virtio_raise(d, RF_BALLOON_IRQ_VRING);
+		rf_virtio_raise(d, VIRTIO_ISR_VRING);
 }

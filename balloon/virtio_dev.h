@@ -2,7 +2,7 @@
 /*
  * A virtio 1.x device as its transport sees it: feature negotiation, the
  * status state machine, queue setup, config-space bounds, notifications and
- * the interrupt status. A device type (the balloon) fills in an ops table
+ * the interrupt status. A device type (balloon.c here) fills in an ops table
  * and never sees a transport register; a transport (virtio_mmio.c, or an
  * embedder's own through the public calls) never sees device semantics.
  *
@@ -20,17 +20,36 @@
  *
  * Callers hold the device's lock; nothing here is thread-safe by itself.
  */
-#ifndef RF_BALLOON_VIRTIO_DEV_H
-#define RF_BALLOON_VIRTIO_DEV_H
+#ifndef RF_VIRTIO_DEV_H
+#define RF_VIRTIO_DEV_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <ramfold/balloon.h>
-
 #include "virtqueue.h"
 
 #define RF_VIRTIO_MAX_QUEUES 8
+
+/*
+ * The generic layer's own names for the spec's constants, so that it needs
+ * no device's header. A device's public header may publish the same values
+ * under its own names (<ramfold/balloon.h>: RF_VIRTIO_STATUS_*,
+ * RF_VIRTIO_F_*, RF_BALLOON_IRQ_*); balloon.c asserts that they are equal.
+ */
+/* Device status bits (spec 2.1; Linux: VIRTIO_CONFIG_S_*). */
+#define VIRTIO_STATUS_ACKNOWLEDGE	 1u
+#define VIRTIO_STATUS_DRIVER		 2u
+#define VIRTIO_STATUS_DRIVER_OK		 4u
+#define VIRTIO_STATUS_FEATURES_OK	 8u
+#define VIRTIO_STATUS_DEVICE_NEEDS_RESET 64u
+#define VIRTIO_STATUS_FAILED		 128u
+/* Device-independent feature bits this layer acts on, as masks (spec 6). */
+#define VIRTIO_FEATURE_INDIRECT_DESC (1ull << 28)
+#define VIRTIO_FEATURE_EVENT_IDX     (1ull << 29)
+#define VIRTIO_FEATURE_VERSION_1     (1ull << 32)
+/* Interrupt (ISR) status bits: a used buffer, a configuration change. */
+#define VIRTIO_ISR_VRING  1u
+#define VIRTIO_ISR_CONFIG 2u
 
 enum rf_virtio_reject {
 	RF_RJ_MMIO_ACCESS,

@@ -6,8 +6,8 @@
  * space at 0x100 takes 1-, 2-, 4- and 8-byte accesses. Anything else reads
  * as zero, is ignored on write, and is reported as RF_RJ_MMIO_ACCESS.
  */
-#ifndef RF_BALLOON_VIRTIO_MMIO_H
-#define RF_BALLOON_VIRTIO_MMIO_H
+#ifndef RF_VIRTIO_MMIO_H
+#define RF_VIRTIO_MMIO_H
 
 #include <stdint.h>
 

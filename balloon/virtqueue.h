@@ -31,8 +31,8 @@
  *
  * Not thread-safe: the device serialises all calls on a queue.
  */
-#ifndef RF_BALLOON_VIRTQUEUE_H
-#define RF_BALLOON_VIRTQUEUE_H
+#ifndef RF_VIRTQUEUE_H
+#define RF_VIRTQUEUE_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The balloon device's private state, shared by the three files that make
+ * the device (not by the generic virtio layer, which knows none of this):
+ *
+ *   balloon.c            the device: its virtio ops table (config space,
+ *                        features, queue roles, queue processing, the stats
+ *                        queue, reset), lifecycle and the host-side API
+ *   balloon_pages.c      what a request does to guest pages: inflate,
+ *                        deflate, free page reporting, and the return of
+ *                        every ballooned page on a guest reset
+ *   balloon_transport.c  the public calls a transport makes (virtio-mmio
+ *                        window, own-transport calls): lock, one call into
+ *                        virtio_dev / virtio_mmio, unlock
+ *
+ * Everything here is used with b->lock held (the callers say otherwise where
+ * they do not need it). Lock order: b->lock, then the VM's regions lock, then
+ * page locks in address order (internal.h).
+ */
+#ifndef RF_BALLOON_INTERNAL_H
+#define RF_BALLOON_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ramfold/balloon.h>
+
+#include "internal.h"
+#include "pfn_runs.h"
+#include "virtio_dev.h"
+
+/* What a queue carries; its index follows the negotiated features. */
+enum queue_role {
+	ROLE_NONE,
+	ROLE_INFLATE,
+	ROLE_DEFLATE,
+	ROLE_STATS,
+	ROLE_FREE_PAGE,
+	ROLE_REPORTING
+};
+
+struct rf_balloon {
+	struct rf_virtio_dev dev; /* first: the ops get it back by a cast */
+	rf_vm *vm;
+	rf_engine *e;
+	pthread_mutex_t lock;
+	struct rf_balloon_ops ops;
+	struct rf_balloon_config cfg;
+	enum queue_role role[RF_VIRTIO_MAX_QUEUES];
+
+	uint32_t num_pages;
+	uint32_t actual;
+	uint32_t poison_val;
+	uint64_t actual_changed_ns;
+
+	bool stats_held; /* the guest's stats buffer is with the device */
+	uint16_t stats_head;
+	uint64_t stats_since_ns;
+	struct rf_balloon_stats stats;
+
+	struct rf_balloon_counters ctr;
+	struct rf_ratelimit rl;
+
+	/* Scratch for one request, sized by the config: off the stack. */
+	struct rf_virtq_chain chain;
+	uint32_t *pfns;
+	struct rf_pfn_run *runs;
+	struct rf_pfn_run *sub;
+};
+
+/* Count one rejected guest input in b->ctr.@field and log it (rate-limited). */
+#define BAD(b, field, ...)                                                                         \
+	do {                                                                                       \
+		(b)->ctr.field++;                                                                  \
+		rf_log_ratelimited((b)->e, &(b)->rl, RF_LOG_WARN, __VA_ARGS__);                    \
+	} while (0)
+
+/*
+ * balloon_pages.c: one buffer of the chain in b->chain, popped from the
+ * queue of that role; the caller returns it used afterwards. A buffer that
+ * fails a check is counted and left alone as a whole.
+ */
+void balloon_inflate_buffer(struct rf_balloon *b);
+void balloon_deflate_buffer(struct rf_balloon *b);
+void balloon_report_buffer(struct rf_balloon *b);
+/* After a guest reset: every BALLOONED page of the VM becomes PRIVATE. */
+void balloon_unballoon_all(struct rf_balloon *b);
+
+#endif
