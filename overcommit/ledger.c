@@ -294,7 +294,7 @@ static void ledger_engine_free(rf_engine *e)
 		return;
 	rf_policy_runner_free(e, l);
 	pthread_mutex_lock(&e->vms_lock);
-	for (rf_vm *vm = e->vms; vm; vm = vm->next) {
+	for (rf_vm *vm = __rf_engine_vm_first(e); vm; vm = __rf_engine_vm_next(vm)) {
 		rf_vm_hooks_forget_free(vm, ledger_vm_free);
 		if (vm->ledger) {
 			atomic_fetch_sub(&vm->metadata_bytes, sizeof(*vm->ledger));
@@ -313,7 +313,7 @@ static void ledger_engine_free(rf_engine *e)
 static void __sum_others(rf_engine *e, const rf_vm *skip, uint64_t *reserved, uint64_t *promised)
 {
 	*reserved = *promised = 0;
-	for (rf_vm *it = e->vms; it; it = it->next) {
+	for (rf_vm *it = __rf_engine_vm_first(e); it; it = __rf_engine_vm_next(it)) {
 		if (it == skip)
 			continue;
 		*promised += it->cfg.ram_bytes;

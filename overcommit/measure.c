@@ -200,7 +200,7 @@ static int measure_vms(rf_engine *e, struct rf_ledger_snap *s, uint64_t *ents,
 	int err = 0;
 
 	pthread_mutex_lock(&e->vms_lock);
-	for (rf_vm *vm = e->vms; vm; vm = vm->next)
+	for (rf_vm *vm = __rf_engine_vm_first(e); vm; vm = __rf_engine_vm_next(vm))
 		n++;
 	*nr_lists = n;
 	s->vms = rf_zalloc(e, (n ? n : 1) * sizeof(*s->vms));
@@ -209,7 +209,7 @@ static int measure_vms(rf_engine *e, struct rf_ledger_snap *s, uint64_t *ents,
 		err = -ENOMEM;
 		goto out;
 	}
-	for (rf_vm *vm = e->vms; vm && !err; vm = vm->next, i++)
+	for (rf_vm *vm = __rf_engine_vm_first(e); vm && !err; vm = __rf_engine_vm_next(vm), i++)
 		err = measure_vm(vm, &s->vms[i], &(*lists)[i], ents);
 	s->nr = i;
 out:

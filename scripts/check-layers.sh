@@ -9,6 +9,8 @@
 # A file may include its own folder's headers and the headers of lower
 # layers, never a higher layer's and never a sibling mechanism's. Public
 # headers (include/ramfold/) belong to the layer that implements them.
+# Inside balloon/, the generic virtio layer (virtqueue, virtio_dev,
+# virtio_mmio: balloon/virt*) knows nothing of the balloon device.
 # Prints every offending include and exits 1 if there is one.
 set -u
 cd "$(dirname "$0")/.."
@@ -70,6 +72,12 @@ for f in $files; do
 			continue # a system header
 		fi
 		checked=$((checked + 1))
+		if [[ $f == balloon/virt* ]] && [[ $target == include/ramfold/balloon.h ||
+			($target == balloon/* && $target != balloon/virt*) ]]; then
+			echo "$f:$line: includes $target: the virtio layer may not know the balloon device"
+			fail=1
+			continue
+		fi
 		to=$(folder_of "$target")
 		[ "$to" = "$from" ] && continue
 		if [ -z "${rank[$to]:-}" ] || [ -z "${rank[$from]:-}" ]; then

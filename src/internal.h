@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Private core of libramfold: the engine, VMs and their guest-RAM regions, as
- * the library's modules (src/, ksm/, balloon/) see them. Not installed.
+ * the layers above the core (ksm/, balloon/, swap/, overcommit/) see them.
+ * Not installed. The layers and their rules: docs/design.md.
  *
  * Lock order (outer first): engine->vms_lock, vm->regions_lock (read side
- * for everyone but map/unmap), the swap fault thread's out_lock, page lock bits in
+ * for everyone but map/unmap), the swap pager's out_lock, page lock bits in
  * address order (page_table.h), module locks; leaves last. No module may take
- * engine->vms_lock while it holds a page lock. The rules that keep the fault thread
+ * engine->vms_lock while it holds a page lock. The rules that keep the fault
  * thread out of deadlocks with page-lock holders: uffd.h, docs/design.md.
  */
 #ifndef RF_INTERNAL_H
@@ -178,6 +179,21 @@ static inline struct rf_region *__rf_vm_region(const rf_vm *vm, unsigned int i)
 	return i < vm->nr_regions ? vm->regions[i] : NULL;
 }
 
+/*
+ * The engine's VMs, newest first: walk them as
+ *	for (vm = __rf_engine_vm_first(e); vm; vm = __rf_engine_vm_next(vm))
+ * Caller holds engine->vms_lock.
+ */
+static inline rf_vm *__rf_engine_vm_first(const rf_engine *e)
+{
+	return e->vms;
+}
+
+static inline rf_vm *__rf_engine_vm_next(const rf_vm *vm)
+{
+	return vm->next;
+}
+
 static inline void rf_vm_regions_rdlock(rf_vm *vm)
 {
 	pthread_rwlock_rdlock(&vm->regions_lock);
@@ -224,10 +240,14 @@ int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len);
 
 /*
  * page_ops.c: announce that the library is discarding [@addr, @addr + @len)
- * of @vm's RAM, from before it locks the first page until after it has
- * unlocked the last. A REMOVE handler leaves a locked page inside such a
- * range to the discard (it may not wait for it: the discarder may be
- * waiting for a lock whose holder waits for the fault thread). Any thread.
+ * of @vm's RAM, until after it has unlocked the last page. A REMOVE handler
+ * leaves a locked page inside such a range to the discard (it may not wait
+ * for it: the discarder may be waiting for a lock whose holder waits for the
+ * fault thread). rf_vm_discard() announces before it locks the first page;
+ * a caller of rf_vm_discard_locked(), which already holds its pages, is
+ * announced there, before its madvise: a handler that is waiting (yielding)
+ * for one of those locks looks at the announcements again on every try, so
+ * it lets go before the madvise waits for the fault thread. Any thread.
  */
 struct rf_own {
 	struct rf_uffd *u;
