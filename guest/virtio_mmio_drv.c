@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-#include "virtio_mmio.h"
+/* The guest's virtio-mmio transport and split virtqueues (virtio_mmio_drv.h). */
+#include "virtio_mmio_drv.h"
 #include "hw.h"
 #include "lib.h"
 #include "mm.h"

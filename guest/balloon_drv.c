@@ -25,11 +25,11 @@
  * keeps running (and an OOM deflate is not undone at once by the next poll).
  * Single-threaded (one vCPU, no interrupts), like everything in the guest.
  */
-#include "balloon.h"
+#include "balloon_drv.h"
 #include "hw.h"
 #include "lib.h"
 #include "mm.h"
-#include "virtio_mmio.h"
+#include "virtio_mmio_drv.h"
 
 #define F_MUST_TELL_HOST (1ull << 0)
 #define F_STATS_VQ	 (1ull << 1)

@@ -7,8 +7,8 @@
  * own gpa. x86 keeps stores in order, so a compiler barrier between writing
  * a ring entry and publishing the index is the whole write barrier.
  */
-#ifndef GUEST_VIRTIO_MMIO_H
-#define GUEST_VIRTIO_MMIO_H
+#ifndef GUEST_VIRTIO_MMIO_DRV_H
+#define GUEST_VIRTIO_MMIO_DRV_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The guest's virtio-balloon driver (see balloon.c), called from drivers.c. */
-#ifndef GUEST_BALLOON_H
-#define GUEST_BALLOON_H
+/* The guest's virtio-balloon driver (see balloon_drv.c), called from drivers.c. */
+#ifndef GUEST_BALLOON_DRV_H
+#define GUEST_BALLOON_DRV_H
 
 #include "bootinfo.h"
 
