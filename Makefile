@@ -40,7 +40,10 @@ LIB_SRCS := $(sort $(wildcard src/*.c swap/*.c ksm/*.c balloon/*.c overcommit/*.
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 HELPER_SRCS := $(wildcard tests/helpers/*.c)
 
-UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+# The unit suite: the library's unit tests and the VMM's (tests/unit-vmm/,
+# linked with the VMM objects they test: vmm/vmm.mk).
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c tests/unit-vmm/test_*.c)
+UNIT_TESTS := $(patsubst tests/%.c,$(B)/tests/%,$(UNIT_SRCS))
 KVM_TESTS  := $(patsubst tests/kvm/%.c,$(B)/tests/kvm/%,$(wildcard tests/kvm/test_*.c))
 E2E_TESTS  := $(patsubst tests/e2e/%.c,$(B)/tests/e2e/%,$(wildcard tests/e2e/test_*.c))
 
@@ -129,7 +132,7 @@ compat: all $(COMPAT_TESTS) $(TEST_PROGRAMS)
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined -DRF_ARENA_LIBC -DRF_DEBUG_TRANSITIONS
 ASAN_OBJS  := $(LIB_SRCS:%.c=$(B)/asan/obj/%.o)
-ASAN_UNIT  := $(patsubst tests/unit/%.c,$(B)/asan/tests/unit/%,$(wildcard tests/unit/test_*.c))
+ASAN_UNIT  := $(patsubst tests/%.c,$(B)/asan/tests/%,$(UNIT_SRCS))
 -include $(ASAN_OBJS:.o=.d)
 
 $(B)/asan/obj/%.o: %.c

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The driver list: each driver's init and poll, in the order given here. */
-#include "balloon.h"
+#include "balloon_drv.h"
 #include "drivers.h"
 
 void drivers_init(const struct rf_bootinfo *bi)

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page dedup in the demo VMM: options to start ramfold's dedup engine (or
+ * the kernel-KSM backend) for the VMM's guests, --vm keys for a VM's sharing
+ * domain and to leave a VM out, and the query-dedup control command.
+ *
+ *   --dedup MODE           off (default), zero, intra, domains or ksm
+ *   --dedup-threads N      scanner threads (default 1)
+ *   --dedup-cpu PCT        CPU share per scanner thread before convergence
+ *                          (default: as fast as it can)
+ *   --dedup-rate PAGES     pages hashed per second until converged (default: no limit)
+ *   --dedup-idle-cpu PCT   CPU share once converged (default 2)
+ *   --dedup-ksm PAGES/MS   with ksm: ksmd's pages_to_scan and sleep_millisecs
+ *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
+ *   --vm ...,dedup=off     this VM is not scanned
+ *
+ * Everything runs on the main thread: start (engine up), vm_setup (RAM
+ * loaded, before the vCPU), stop (before VMs are torn down: merged pages
+ * are made private again while the RAM is still mapped).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/module.h"
+#include "core/util.h"
+#include "core/vmm.h"
+#include "ctl/ctl.h"
+
+static struct {
+	bool set;
+	struct rf_dedup_config cfg;
+	bool started;
+} dg;
+
+static void cfg_defaults(void)
+{
+	if (!dg.set) {
+		rf_dedup_config_init(&dg.cfg);
+		dg.cfg.mode = RF_DEDUP_OFF;
+		dg.cfg.scan_threads = 1;
+		dg.set = true;
+	}
+}
+
+static int opt_mode(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	if (rf_dedup_mode_parse(v, &dg.cfg.mode)) {
+		vmm_errorf("--dedup %s: expected off, zero, intra, domains or ksm", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_uint(const char *opt, const char *v, uint64_t max, unsigned int *out)
+{
+	uint64_t n;
+
+	if (parse_u64(v, &n) || n > max) {
+		vmm_errorf("--%s %s: expected an integer from 0 to %llu", opt, v,
+			   (unsigned long long)max);
+		return -1;
+	}
+	*out = (unsigned int)n;
+	return 0;
+}
+
+static int opt_threads(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	if (opt_uint("dedup-threads", v, 64, &dg.cfg.scan_threads))
+		return -1;
+	if (dg.cfg.scan_threads == 0) {
+		vmm_errorf("--dedup-threads 0: at least one scanner thread");
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_cpu(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	if (opt_uint("dedup-cpu", v, 100, &dg.cfg.cpu_percent))
+		return -1;
+	dg.cfg.fastest = dg.cfg.cpu_percent == 0 || dg.cfg.cpu_percent == 100;
+	return 0;
+}
+
+static int opt_rate(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	if (parse_u64(v, &dg.cfg.pages_per_sec)) {
+		vmm_errorf("--dedup-rate %s: expected pages per second", v);
+		return -1;
+	}
+	dg.cfg.fastest =
+	    dg.cfg.pages_per_sec == 0 && (dg.cfg.cpu_percent == 0 || dg.cfg.cpu_percent == 100);
+	return 0;
+}
+
+static int opt_idle_cpu(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	return opt_uint("dedup-idle-cpu", v, 100, &dg.cfg.idle_cpu_percent);
+}
+
+static int opt_ksm(struct vmm *vmm, const char *v)
+{
+	unsigned int pages, ms;
+	char end;
+
+	(void)vmm;
+	cfg_defaults();
+	if (sscanf(v, "%u/%u%c", &pages, &ms, &end) != 2 || pages == 0) {
+		vmm_errorf("--dedup-ksm %s: expected PAGES/MS, e.g. 10000/0", v);
+		return -1;
+	}
+	dg.cfg.ksm_pages_to_scan = pages;
+	dg.cfg.ksm_sleep_ms = ms;
+	dg.cfg.fastest = ms == 0;
+	return 0;
+}
+
+static int start(struct vmm *vmm)
+{
+	int err;
+
+	cfg_defaults();
+	if (dg.cfg.mode == RF_DEDUP_OFF)
+		return 0;
+	err = rf_dedup_start(vmm->engine, &dg.cfg);
+	if (err) {
+		char why[256];
+
+		rf_engine_last_error(vmm->engine, why, sizeof(why));
+		vmm_errorf("--dedup %s: cannot start: %s (%s)", rf_dedup_mode_name(dg.cfg.mode),
+			   why[0] ? why : "no reason given", strerror(-err));
+		return err;
+	}
+	dg.started = true;
+	return 0;
+}
+
+static int vm_config(struct vmm_vm *vm, struct rf_vm_config *cfg)
+{
+	const char *dom = vmm_vm_key(vm, "domain");
+	const char *on = vmm_vm_key(vm, "dedup");
+
+	if (on && strcmp(on, "on") && strcmp(on, "off")) {
+		vmm_errorf("%s: dedup=%s: expected on or off", vm->name, on);
+		return -1;
+	}
+	if (dom) {
+		size_t n = strlen(dom);
+
+		if (n == 0 || n >= 32) {
+			vmm_errorf("%s: domain=%s: expected 1 to 31 characters", vm->name, dom);
+			return -1;
+		}
+		cfg->domain = dom;
+	}
+	return 0;
+}
+
+static int vm_setup(struct vmm_vm *vm)
+{
+	const char *on = vmm_vm_key(vm, "dedup");
+	int err;
+
+	if (!dg.started || (on && !strcmp(on, "off")))
+		return 0;
+	err = rf_dedup_add_vm(vm->rf);
+	if (err) {
+		char why[256];
+
+		rf_engine_last_error(vm->vmm->engine, why, sizeof(why));
+		vmm_errorf("%s: dedup: %s (%s)", vm->name, why[0] ? why : "cannot attach",
+			   strerror(-err));
+		return err;
+	}
+	vm->dedup = vm->rf; /* marks the VM as scanned */
+	return 0;
+}
+
+static void stop(struct vmm *vmm)
+{
+	if (!dg.started)
+		return;
+	rf_dedup_stop(vmm->engine);
+	dg.started = false;
+}
+
+/* query-dedup [vm=NAME]: the engine's stats, and each scanned VM's. */
+static void vm_stats_json(struct jbuf *jb, struct vmm_vm *vm)
+{
+	struct rf_dedup_vm_stats vs;
+
+	jb_obj_open(jb);
+	jb_kv_str(jb, "name", vm->name);
+	if (vm->dedup && rf_dedup_vm_stats(vm->rf, &vs) == 0) {
+		jb_kv_bool(jb, "scanned", true);
+		jb_kv_u64(jb, "pages-scanned", vs.pages_scanned);
+		jb_kv_u64(jb, "pages-merged", vs.pages_merged);
+		jb_kv_u64(jb, "pages-sharing", vs.pages_sharing);
+		jb_kv_u64(jb, "pages-zero", vs.pages_zero);
+		jb_kv_u64(jb, "pages-unmerged", vs.pages_unmerged);
+		jb_kv_u64(jb, "volatile-skipped", vs.volatile_skipped);
+		jb_kv_u64(jb, "saved-bytes", vs.saved_bytes);
+	} else {
+		jb_kv_bool(jb, "scanned", false);
+	}
+	jb_obj_close(jb);
+}
+
+static int query_dedup(struct vmm_ctl_req *req, void *arg)
+{
+	struct vmm *vmm = req->vmm;
+	struct rf_dedup_stats st;
+
+	(void)arg;
+	if (req->args && json_get_str(req->args, "vm")) {
+		struct vmm_vm *vm = vmm_ctl_arg_vm(req);
+
+		if (!vm)
+			return -1;
+		vm_stats_json(req->ret, vm);
+		return 0;
+	}
+	jb_obj_open(req->ret);
+	jb_kv_str(req->ret, "mode", rf_dedup_mode_name(dg.started ? dg.cfg.mode : RF_DEDUP_OFF));
+	if (dg.started && rf_dedup_stats(vmm->engine, &st) == 0) {
+		jb_kv_bool(req->ret, "converged", st.converged);
+		jb_kv_u64(req->ret, "scan-passes", st.scan_passes);
+		jb_kv_u64(req->ret, "pages-scanned", st.pages_scanned);
+		jb_kv_u64(req->ret, "pages-merged", st.pages_merged);
+		jb_kv_u64(req->ret, "pages-sharing", st.pages_sharing);
+		jb_kv_u64(req->ret, "pages-zero", st.pages_zero);
+		jb_kv_u64(req->ret, "pages-unmerged", st.pages_unmerged);
+		jb_kv_u64(req->ret, "volatile-skipped", st.volatile_skipped);
+		jb_kv_u64(req->ret, "merge-races", st.merge_races);
+		jb_kv_u64(req->ret, "hash-collisions", st.hash_collisions);
+		jb_kv_u64(req->ret, "store-pages", st.store_pages);
+		jb_kv_u64(req->ret, "vma-budget-stops", st.vma_budget_stops);
+		jb_kv_u64(req->ret, "vmas", st.vmas);
+		jb_kv_u64(req->ret, "cpu-ns", st.cpu_ns);
+		jb_kv_u64(req->ret, "saved-bytes", st.saved_bytes);
+	}
+	jb_key(req->ret, "vms");
+	jb_arr_open(req->ret);
+	for (unsigned int i = 0; i < vmm->nr_vms; i++)
+		vm_stats_json(req->ret, vmm->vms[i]);
+	jb_arr_close(req->ret);
+	jb_obj_close(req->ret);
+	return 0;
+}
+
+/* In engine_config, the first hook: query-dedup is listed before the other
+ * modules' commands, which they register in start. */
+static int register_commands(struct vmm *vmm, struct rf_engine_config *cfg)
+{
+	(void)vmm;
+	(void)cfg;
+	vmm_ctl_register("query-dedup", "dedup engine stats (vm=NAME for one VM)", query_dedup,
+			 NULL);
+	return 0;
+}
+
+static const struct vmm_option dedup_options[] = {
+    {"dedup", "MODE", "page dedup: off (default), zero, intra, domains or ksm", opt_mode},
+    {"dedup-threads", "N", "dedup scanner threads (default 1)", opt_threads},
+    {"dedup-cpu", "PCT", "dedup CPU share per thread until converged (default: no limit)", opt_cpu},
+    {"dedup-rate", "PAGES", "dedup pages hashed per second until converged (default: no limit)",
+     opt_rate},
+    {"dedup-idle-cpu", "PCT", "dedup CPU share once converged (default 2)", opt_idle_cpu},
+    {"dedup-ksm", "PAGES/MS",
+     "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
+    {NULL},
+};
+
+static const char *const dedup_keys[] = {"domain", "dedup", NULL};
+
+const struct vmm_module dedup_module = {
+    .name = "dedup",
+    .options = dedup_options,
+    .vm_keys = dedup_keys,
+    .engine_config = register_commands,
+    .start = start,
+    .vm_config = vm_config,
+    .vm_setup = vm_setup,
+    .stop = stop,
+};
