@@ -216,6 +216,7 @@ static void dv_unlink(struct rf_dedup *d, struct rf_dedup_vm *dv)
 static void dv_detach(rf_vm *vm, bool unmerge)
 {
 	struct rf_dedup_vm *dv = vm->dedup;
+	struct rf_region *r;
 	struct rf_dedup *d;
 	bool reg;
 
@@ -229,9 +230,7 @@ static void dv_detach(rf_vm *vm, bool unmerge)
 		dedup_rcu_leave(reg);
 		urcu_memb_synchronize_rcu();
 		rf_vm_regions_rdlock(vm);
-		for (unsigned int i = 0; i < vm->nr_regions; i++) {
-			struct rf_region *r = vm->regions[i];
-
+		for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
 			if (!unmerge) {
 				drop_region_refs(d, r);
 				continue;
@@ -274,8 +273,8 @@ static void dv_detach(rf_vm *vm, bool unmerge)
 			rf_uffd_put(vm);
 	} else if (dv->ksm_marked) {
 		rf_vm_regions_rdlock(vm);
-		for (unsigned int i = 0; i < vm->nr_regions; i++)
-			madvise(vm->regions[i]->hva, vm->regions[i]->size, MADV_UNMERGEABLE);
+		for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
+			madvise(r->hva, r->size, MADV_UNMERGEABLE);
 		rf_vm_regions_unlock(vm);
 	}
 	for (unsigned int i = 0; i < dv->nregs; i++) {
@@ -321,6 +320,7 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 	    .page_release = dedup_page_release,
 	};
 	struct rf_dedup_vm *dv;
+	struct rf_region *r;
 	struct rf_dedup *d;
 	int err;
 
@@ -374,8 +374,8 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 		rf_uffd_add_base_mode(dv->uffd, UFFDIO_REGISTER_MODE_WP);
 		vm->dedup = dv;
 		rf_vm_regions_rdlock(vm);
-		for (unsigned int i = 0; i < vm->nr_regions; i++)
-			dedup_region_of(dv, vm->regions[i], true);
+		for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
+			dedup_region_of(dv, r, true);
 		rf_vm_regions_unlock(vm);
 	}
 	vm->dedup = dv;
@@ -568,14 +568,13 @@ static int measure_vm(struct rf_dedup_vm *dv, uint64_t *file_pages, uint64_t *ze
 {
 	rf_vm *vm = dv->vm;
 	uint64_t *ents = rf_zalloc(vm->e, STATS_CHUNK * sizeof(*ents));
+	struct rf_region *r;
 	int err = 0;
 
 	if (!ents)
 		return -ENOMEM;
 	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
-		struct rf_region *r = vm->regions[i];
-
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
 		for (uint64_t base = 0; base < r->npages && !err; base += STATS_CHUNK) {
 			size_t n = r->npages - base < STATS_CHUNK ? r->npages - base : STATS_CHUNK;
 

@@ -154,12 +154,13 @@ int ksm_backend_start(struct rf_dedup *d)
 int ksm_backend_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
 {
 	rf_vm *vm = dv->vm;
+	struct rf_region *r;
 	int err = 0;
 
 	(void)d;
 	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
-		if (madvise(vm->regions[i]->hva, vm->regions[i]->size, MADV_MERGEABLE) != 0) {
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
+		if (madvise(r->hva, r->size, MADV_MERGEABLE) != 0) {
 			err = -errno;
 			rf_log(vm->e, RF_LOG_ERR, "%s: dedup: ksm: madvise(MERGEABLE): %s",
 			       vm->name, strerror(errno));

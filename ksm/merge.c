@@ -188,10 +188,13 @@ static void abort_pages(struct rf_dedup_vm *dv, struct rf_region *r, uint64_t id
 	rf_uffd_wake(dv->uffd, rf_region_page(r, idx), (uint64_t)n << RF_PAGE_SHIFT);
 }
 
+/* Is @r still one of @vm's regions? Regions lock held. */
 static bool region_alive(rf_vm *vm, const struct rf_region *r)
 {
-	for (unsigned int i = 0; i < vm->nr_regions; i++)
-		if (vm->regions[i] == r)
+	const struct rf_region *q;
+
+	for (unsigned int i = 0; (q = __rf_vm_region(vm, i)); i++)
+		if (q == r)
 			return true;
 	return false;
 }
@@ -424,7 +427,7 @@ out_refs:
 			store_put(m->store, m->pg + k);
 out_unlock_vm:
 	if (other_vm)
-		pthread_rwlock_unlock(&adv->vm->regions_lock);
+		rf_vm_regions_unlock(adv->vm);
 }
 
 void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,

@@ -373,10 +373,10 @@ static int build_units(struct rf_dedup *d)
 	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
 		if (atomic_load(&dv->dead))
 			continue;
-		rf_vm_regions_rdlock(dv->vm);
-		for (unsigned int i = 0; i < dv->vm->nr_regions; i++) {
-			struct rf_region *r = dv->vm->regions[i];
+		struct rf_region *r;
 
+		rf_vm_regions_rdlock(dv->vm);
+		for (unsigned int i = 0; (r = __rf_vm_region(dv->vm, i)); i++) {
 			for (uint64_t p = 0; p < r->npages; p += UNIT_PAGES) {
 				if (n == d->units_cap) {
 					unsigned int cap = d->units_cap ? 2 * d->units_cap : 1024;
