@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The dedup API (include/ramfold/dedup.h): modes and config, start/stop,
+ * attaching VMs, the scan kick and rate, and the stats.
+ *
+ * Two backends do the work behind it, each a struct dedup_backend_ops
+ * (dedup_internal.h): ramfold's own engine (own_engine.c, over the scanner,
+ * the merger, the index and the store) for the zero, intra-VM and domains
+ * modes, and the kernel's KSM (kernel_ksm.c) for RF_DEDUP_KSM; RF_DEDUP_OFF
+ * attaches VMs and merges nothing. rf_dedup_start picks the backend from the
+ * mode once; every call after goes through d->ops. What is common stays
+ * here: the engine's VM list (d->lock), the kick that wakes the scanner, the
+ * per-VM hooks into the core and the per-VM counters.
+ *
+ * Sharing domains are numbers: a VM without a domain (or any VM in the
+ * intra-VM and zero modes) gets a domain of its own, 0x80000000 | vm id;
+ * named domains are interned to 1, 2, ... The domain is part of every index
+ * key, so pages of two domains can never be found as twins.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dedup_internal.h"
+
+static const char *const mode_names[] = {
+    [RF_DEDUP_OFF] = "off",	    [RF_DEDUP_ZERO] = "zero", [RF_DEDUP_INTRA_VM] = "intra",
+    [RF_DEDUP_DOMAINS] = "domains", [RF_DEDUP_KSM] = "ksm",
+};
+
+/* The backend of each mode. */
+static const struct dedup_backend_ops *const mode_backends[] = {
+    [RF_DEDUP_OFF] = &dedup_off_ops,	  [RF_DEDUP_ZERO] = &dedup_own_ops,
+    [RF_DEDUP_INTRA_VM] = &dedup_own_ops, [RF_DEDUP_DOMAINS] = &dedup_own_ops,
+    [RF_DEDUP_KSM] = &dedup_ksm_ops,
+};
+
+RF_EXPORT const char *rf_dedup_mode_name(enum rf_dedup_mode m)
+{
+	if ((unsigned int)m > RF_DEDUP_KSM)
+		return "invalid";
+	return mode_names[m];
+}
+
+RF_EXPORT int rf_dedup_mode_parse(const char *name, enum rf_dedup_mode *out)
+{
+	if (!name || !out)
+		return -EINVAL;
+	for (unsigned int m = 0; m <= RF_DEDUP_KSM; m++) {
+		if (strcmp(name, mode_names[m]) == 0) {
+			*out = (enum rf_dedup_mode)m;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+RF_EXPORT void rf_dedup_config_init(struct rf_dedup_config *cfg)
+{
+	if (!cfg)
+		return;
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = RF_DEDUP_INTRA_VM;
+	cfg->fastest = true;
+	cfg->idle_cpu_percent = 2;
+	cfg->backoff_max = 12;
+}
+
+/* ---- attaching VMs ------------------------------------------------------ */
+
+static void hook_region_unmap(rf_vm *vm, struct rf_region *r, void *arg)
+{
+	struct rf_dedup_vm *dv = vm->dedup;
+
+	(void)arg;
+	if (dv && dv->d->ops->region_unmap)
+		dv->d->ops->region_unmap(dv, r);
+}
+
+static void dv_unlink(struct rf_dedup *d, struct rf_dedup_vm *dv)
+{
+	pthread_mutex_lock(&d->lock);
+	atomic_store(&dv->dead, true);
+	for (struct rf_dedup_vm **pp = &d->vms; *pp; pp = &(*pp)->next) {
+		if (*pp == dv) {
+			*pp = dv->next;
+			break;
+		}
+	}
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	/* Units of this VM already handed out finish (or are skipped). */
+	while (atomic_load(&dv->refs) > 0)
+		usleep(200);
+}
+
+/* Detach @vm; with @unmerge, bring merged pages back to private first. */
+static void dv_detach(rf_vm *vm, bool unmerge)
+{
+	struct rf_dedup_vm *dv = vm->dedup;
+	struct rf_dedup *d;
+
+	if (!dv)
+		return;
+	d = dv->d;
+	dv_unlink(d, dv);
+	if (d->ops->remove_vm)
+		d->ops->remove_vm(d, dv, unmerge);
+	vm->dedup = NULL;
+	pthread_mutex_destroy(&dv->regs_lock);
+	rf_free(vm->e, dv);
+}
+
+static void hook_vm_free(rf_vm *vm, void *arg)
+{
+	(void)arg;
+	dv_detach(vm, false);
+}
+
+static uint32_t domain_id(struct rf_dedup *d, rf_vm *vm)
+{
+	uint32_t id = 0x80000000u | vm->id;
+
+	if (d->cfg.mode != RF_DEDUP_DOMAINS || !vm->domain[0])
+		return id;
+	pthread_mutex_lock(&d->lock);
+	for (unsigned int i = 0; i < d->ndomains; i++)
+		if (strcmp(d->domain_names[i], vm->domain) == 0)
+			id = i + 1;
+	if (id & 0x80000000u && d->ndomains < 256) {
+		snprintf(d->domain_names[d->ndomains], RF_NAME_MAX, "%s", vm->domain);
+		id = ++d->ndomains;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return id;
+}
+
+RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
+{
+	struct rf_vm_hooks h = {
+	    .region_unmap = hook_region_unmap,
+	    .vm_free = hook_vm_free,
+	    .owns_states = 1u << RF_PAGE_MERGED,
+	    .page_release = dedup_page_release,
+	};
+	struct rf_dedup_vm *dv;
+	struct rf_dedup *d;
+	int err;
+
+	if (!vm)
+		return -EINVAL;
+	d = vm->e->dedup;
+	if (!d) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: dedup: add_vm: the dedup engine is not started",
+		       vm->name);
+		return -ENOENT;
+	}
+	if (vm->dedup)
+		return -EALREADY;
+	dv = rf_zalloc(vm->e, sizeof(*dv));
+	if (!dv)
+		return -ENOMEM;
+	dv->d = d;
+	dv->vm = vm;
+	dv->domain = domain_id(d, vm);
+	dv->numa = vm->cfg.numa_node >= 0 && vm->cfg.numa_node < d->nstores ? vm->cfg.numa_node : 0;
+	pthread_mutex_init(&dv->regs_lock, NULL);
+	if (!rf_vm_hooks_registered(vm, hook_vm_free)) {
+		err = rf_vm_add_hooks(vm, &h);
+		if (err) {
+			rf_log(vm->e, RF_LOG_ERR, "%s: dedup: no free hook slot", vm->name);
+			goto err_free;
+		}
+	}
+	if (d->ops->add_vm) {
+		err = d->ops->add_vm(d, dv);
+		if (err)
+			goto err_free;
+	}
+	vm->dedup = dv;
+	pthread_mutex_lock(&d->lock);
+	dv->next = d->vms;
+	d->vms = dv;
+	d->kick = true;
+	atomic_store(&d->converged, false);
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+
+err_free:
+	vm->dedup = NULL;
+	pthread_mutex_destroy(&dv->regs_lock);
+	rf_free(vm->e, dv);
+	return err;
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
+{
+	struct rf_dedup *d;
+	int err;
+
+	if (!e || !cfg)
+		return -EINVAL;
+	if ((unsigned int)cfg->mode > RF_DEDUP_KSM || cfg->scan_threads > 64 ||
+	    cfg->cpu_percent > 100 || cfg->idle_cpu_percent > 100 || cfg->backoff_max > 30) {
+		rf_log(e, RF_LOG_ERR,
+		       "dedup: start: bad config (mode %d, %u threads, cpu %u%%, idle cpu %u%%)",
+		       cfg->mode, cfg->scan_threads, cfg->cpu_percent, cfg->idle_cpu_percent);
+		return -EINVAL;
+	}
+	if (e->dedup)
+		return -EALREADY;
+	d = rf_zalloc(e, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->e = e;
+	d->ops = mode_backends[cfg->mode];
+	d->cfg = *cfg;
+	if (!d->cfg.scan_threads)
+		d->cfg.scan_threads = e->cfg.scan_threads ? e->cfg.scan_threads : 1;
+	if (!d->cfg.idle_cpu_percent)
+		d->cfg.idle_cpu_percent = 2;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->vma_lock, NULL);
+	pthread_cond_init(&d->wake, NULL);
+	e->dedup = d;
+	if (d->ops->start) {
+		err = d->ops->start(d);
+		if (err)
+			goto err_free;
+	}
+	return 0;
+
+err_free:
+	e->dedup = NULL;
+	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->vma_lock);
+	pthread_mutex_destroy(&d->lock);
+	rf_free(e, d);
+	return err;
+}
+
+RF_EXPORT void rf_dedup_stop(rf_engine *e)
+{
+	struct rf_dedup *d;
+
+	if (!e || !e->dedup)
+		return;
+	d = e->dedup;
+	if (d->ops->quiesce)
+		d->ops->quiesce(d);
+	while (d->vms)
+		dv_detach(d->vms->vm, true);
+	if (d->ops->stop)
+		d->ops->stop(d);
+	pthread_cond_destroy(&d->wake);
+	pthread_mutex_destroy(&d->vma_lock);
+	pthread_mutex_destroy(&d->lock);
+	e->dedup = NULL;
+	rf_free(e, d);
+}
+
+RF_EXPORT int rf_dedup_scan_now(rf_engine *e)
+{
+	struct rf_dedup *d;
+
+	if (!e || !e->dedup)
+		return -ENOENT;
+	d = e->dedup;
+	pthread_mutex_lock(&d->lock);
+	d->kick = true;
+	atomic_store(&d->converged, false);
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+RF_EXPORT int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec)
+{
+	struct rf_dedup *d;
+	int err;
+
+	if (!e || !e->dedup)
+		return -ENOENT;
+	d = e->dedup;
+	err = d->ops->set_rate(d, pages_per_sec);
+	if (err)
+		return err;
+	pthread_mutex_lock(&d->lock);
+	d->kick = true;
+	pthread_cond_broadcast(&d->wake);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
+{
+	struct rf_dedup_vm *dv;
+
+	if (!vm || !st)
+		return -EINVAL;
+	dv = vm->dedup;
+	if (!dv)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->pages_scanned = atomic_load(&dv->scanned);
+	st->pages_merged = atomic_load(&dv->merged);
+	st->pages_unmerged = atomic_load(&dv->unmerged);
+	st->volatile_skipped = atomic_load(&dv->volatile_skipped);
+	st->merge_races = atomic_load(&dv->races);
+	st->pages_sharing = atomic_load(&vm->state_pages[RF_PAGE_MERGED]);
+	st->pages_zero = atomic_load(&vm->state_pages[RF_PAGE_ZERO]);
+	if (!dv->d->ops->vm_stats)
+		return 0;
+	return dv->d->ops->vm_stats(dv, st);
+}
+
+static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
+{
+	struct rf_dedup *d;
+
+	if (!e || !st)
+		return -EINVAL;
+	d = e->dedup;
+	if (!d)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->mode = d->cfg.mode;
+	return d->ops->stats(d, st, measure);
+}
+
+RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
+{
+	return stats_fill(e, st, true);
+}
+
+RF_EXPORT int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st)
+{
+	return stats_fill(e, st, false);
+}
+
+/* Scanner threads stop before any VM is freed. */
+const struct rf_engine_module rf_dedup_module = {
+    .name = "dedup",
+    .stop = rf_dedup_stop,
+};
