@@ -55,8 +55,8 @@
 #include "uffd.h"
 
 /*
- * The content hash (XXH3-64). A pointer so unit tests can force collisions;
- * set it only while no engine is started.
+ * The content hash (XXH3-64; own_engine.c). A pointer so unit tests can
+ * force collisions; set it only while no engine is started.
  */
 extern uint64_t (*dedup_hash_fn)(const void *page, size_t len);
 
@@ -294,9 +294,10 @@ struct rf_dedup {
 };
 
 /*
- * RCU registration of the calling thread. Scanner threads stay registered;
- * embedder threads running a hook register for the duration of the hook
- * (rcu_enter returns whether it did, rcu_leave undoes only that).
+ * RCU registration of the calling thread (own_engine.c). Scanner threads
+ * stay registered; embedder threads running a hook register for the
+ * duration of the hook (rcu_enter returns whether it did, rcu_leave undoes
+ * only that).
  */
 bool dedup_rcu_enter(void);
 void dedup_rcu_leave(bool registered_here);
@@ -351,15 +352,29 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m);
 /* Discard a run of all-zero pages (verified under write-protect). */
 void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
 		    unsigned int n);
-/* A MERGED page whose copy-on-write was broken by a guest write: back to a
- * private anonymous mapping with its content. Regions lock held (read). */
+/* Bring up to @n MERGED pages from @idx back to private anonymous mappings
+ * with their content: a guest write broke their copy-on-write
+ * (@count_as_write: the scanner, page locks tried, the write counted) or
+ * the VM is detached (rf_dedup_stop, page locks waited for). The run ends at
+ * the first page not MERGED; -EAGAIN if that is the first, -errno if left
+ * merged (logged). Regions lock held (read). */
 int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
 		 unsigned int n, bool count_as_write);
 /* rf_vm_hooks.page_release for MERGED pages. */
 int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg);
+/* The store of a MERGED entry's payload, and its page in *@pg; NULL if the
+ * payload names no store. */
 struct rf_store *dedup_store_of(struct rf_dedup *d, uint32_t payload, uint32_t *pg);
+/* Whether @vmas_needed more mappings fit the VMA budget (recounting the
+ * process's mappings before refusing; each refusal counted, the first logged). */
 bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed);
+/* The process's mappings, from /proc/self/maps. */
 uint64_t count_vmas(void);
+
+/* ---- own_engine.c ----------------------------------------------------- */
+
+/* The per-region state of @r, set up (and @r registered for write-protect)
+ * if @create and it has none yet; NULL if none (or setting up failed). */
 struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r,
 				     bool create);
 

@@ -4,11 +4,14 @@
  * KSM doing the work, so a user can compare the two engines on their own
  * guests.
  *
- * Guest RAM is marked MADV_MERGEABLE and ksmd is configured and started
- * through sysfs (pages_to_scan, sleep_millisecs, run=1). On stop, guest RAM
- * is marked MADV_UNMERGEABLE, run=2 unmerges what is left, the previous
- * pages_to_scan and sleep_millisecs are written back, and run=0 (the host is
- * left with KSM off, whatever it was). Stats come from sysfs; CPU time is
+ * Guest RAM is marked MADV_MERGEABLE and ksmd is configured (pages_to_scan
+ * and sleep_millisecs, only if the config gives pages_to_scan) and started
+ * (run=1) through sysfs. A VM whose marking failed is marked again at each
+ * stats call. When a VM is detached its RAM is marked MADV_UNMERGEABLE; on
+ * stop, run=2 unmerges what is left, the previous pages_to_scan and
+ * sleep_millisecs are written back, and run=0 (the host is left with KSM
+ * off, whatever it was). Stats come from /proc/self/ksm_stat (this
+ * process's pages, Linux 6.1+), else from sysfs (host-wide); CPU time is
  * ksmd's, from /proc/PID/stat. There is no scan rate to set at run time
  * (-EOPNOTSUPP), and no per-VM measure: KSM's figures are per process.
  */

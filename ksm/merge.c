@@ -43,17 +43,27 @@
  * for a lock we hold. The same answer serves a read of a zero run between
  * its discard and its publication.
  *
- * Zero runs follow steps 1-3 against the zero page, then MADV_DONTNEED and
- * wake: a waiting writer then faults in a fresh zeroed page and writes it.
- * This is done here rather than through rf_vm_discard() because the page
- * locks must be held from the comparison to the discard: between the two,
- * another module (the balloon) must not change the page.
+ * Zero runs (zero_run_flush) follow steps 1-3 against the zero page, then
+ * discard the run (rf_vm_discard_locked: MADV_DONTNEED under the page locks),
+ * publish ZERO, unlock and wake: a waiting writer then faults in a fresh
+ * zeroed page and writes it. This is done here rather than through
+ * rf_vm_discard() because the page locks must be held from the comparison to
+ * the discard: between the two, another module (the balloon) must not change
+ * the page.
  *
  * Unmerge (a guest wrote a merged page: the kernel gave it a private copy
  * inside the store VMA): write-protect it, copy it into a scratch anonymous
  * page, mremap the scratch page over it (atomic for any other thread), then
  * register and wake. The page is private anonymous again, as every other
  * module expects a PRIVATE page to be, and the store reference is dropped.
+ *
+ * Release (dedup_page_release, the core's page_release hook for MERGED
+ * pages): another module discarding a merged page has it locked; a fresh
+ * anonymous page is mapped over it and its store reference dropped, since
+ * MADV_DONTNEED on the store mapping would bring the store's bytes back.
+ *
+ * Also here: the VMA budget (every run mapped costs up to two mappings of
+ * the process's vm.max_map_count), counted by count_vmas.
  */
 #include <errno.h>
 #include <inttypes.h>
