@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The dedup engine's public API: start/stop, attaching VMs (userfaultfd
- * registration, hooks into the core), the pager's write-protect handler and
- * the stats, which measure savings from the kernel (pagemap and the store's
- * fstat), not from counters.
+ * The dedup API (include/ramfold/dedup.h): modes and config, start/stop,
+ * attaching VMs, the scan kick and rate, and the stats.
+ *
+ * Two backends do the work behind it, each a struct dedup_backend_ops
+ * (dedup_internal.h): ramfold's own engine (own_engine.c, over the scanner,
+ * the merger, the index and the store) for the zero, intra-VM and domains
+ * modes, and the kernel's KSM (kernel_ksm.c) for RF_DEDUP_KSM; RF_DEDUP_OFF
+ * attaches VMs and merges nothing. rf_dedup_start picks the backend from the
+ * mode once; every call after goes through d->ops. What is common stays
+ * here: the engine's VM list (d->lock), the kick that wakes the scanner, the
+ * per-VM hooks into the core and the per-VM counters.
  *
  * Sharing domains are numbers: a VM without a domain (or any VM in the
  * intra-VM and zero modes) gets a domain of its own, 0x80000000 | vm id;
@@ -11,54 +18,22 @@
  * key, so pages of two domains can never be found as twins.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
-#include <xxhash.h>
 
-#include "compat_linux.h"
 #include "dedup_internal.h"
-
-static uint64_t xxh3_page(const void *page, size_t len)
-{
-	return XXH3_64bits(page, len);
-}
-
-uint64_t (*dedup_hash_fn)(const void *page, size_t len) = xxh3_page;
-
-static __thread int rcu_online; /* this thread is registered with urcu-memb */
-
-void dedup_rcu_thread_online(void)
-{
-	urcu_memb_register_thread();
-	rcu_online = 1;
-}
-
-void dedup_rcu_thread_offline(void)
-{
-	rcu_online = 0;
-	urcu_memb_unregister_thread();
-}
-
-bool dedup_rcu_enter(void)
-{
-	if (rcu_online)
-		return false;
-	dedup_rcu_thread_online();
-	return true;
-}
-
-void dedup_rcu_leave(bool registered_here)
-{
-	if (registered_here)
-		dedup_rcu_thread_offline();
-}
 
 static const char *const mode_names[] = {
     [RF_DEDUP_OFF] = "off",	    [RF_DEDUP_ZERO] = "zero", [RF_DEDUP_INTRA_VM] = "intra",
     [RF_DEDUP_DOMAINS] = "domains", [RF_DEDUP_KSM] = "ksm",
+};
+
+/* The backend of each mode. */
+static const struct dedup_backend_ops *const mode_backends[] = {
+    [RF_DEDUP_OFF] = &dedup_off_ops,	  [RF_DEDUP_ZERO] = &dedup_own_ops,
+    [RF_DEDUP_INTRA_VM] = &dedup_own_ops, [RF_DEDUP_DOMAINS] = &dedup_own_ops,
+    [RF_DEDUP_KSM] = &dedup_ksm_ops,
 };
 
 RF_EXPORT const char *rf_dedup_mode_name(enum rf_dedup_mode m)
@@ -92,107 +67,15 @@ RF_EXPORT void rf_dedup_config_init(struct rf_dedup_config *cfg)
 	cfg->backoff_max = 12;
 }
 
-/* ---- per-region state --------------------------------------------------- */
-
-static void dedup_region_free(struct dedup_region *dr)
-{
-	if (dr->hash)
-		munmap(dr->hash, dr->hash_bytes);
-	if (dr->pflags)
-		munmap((void *)dr->pflags, dr->pflags_bytes);
-	memset(dr, 0, sizeof(*dr));
-}
-
-struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r, bool create)
-{
-	struct dedup_region *dr = NULL;
-	int err;
-
-	pthread_mutex_lock(&dv->regs_lock);
-	for (unsigned int i = 0; i < dv->nregs; i++)
-		if (dv->regs[i].r == r)
-			dr = &dv->regs[i];
-	if (dr || !create || dv->nregs == RF_MAX_REGIONS)
-		goto out;
-	dr = &dv->regs[dv->nregs];
-	dr->hash_bytes =
-	    (r->npages * sizeof(uint64_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
-	dr->pflags_bytes = (r->npages + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
-	dr->hash = mmap(NULL, dr->hash_bytes, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	dr->pflags = mmap(NULL, dr->pflags_bytes, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (dr->hash == MAP_FAILED || dr->pflags == MAP_FAILED) {
-		if (dr->hash == MAP_FAILED)
-			dr->hash = NULL;
-		if (dr->pflags == MAP_FAILED)
-			dr->pflags = NULL;
-		dedup_region_free(dr);
-		dr = NULL;
-		goto out;
-	}
-	/* Write-protect mode on the whole region: costs nothing until a page
-	 * is protected, and is needed before any page can be. */
-	err = rf_uffd_register(dv->uffd, r->hva, r->size, UFFDIO_REGISTER_MODE_WP);
-	if (err) {
-		rf_log(dv->vm->e, RF_LOG_ERR,
-		       "%s: dedup: registering gpa 0x%" PRIx64 " (+0x%" PRIx64
-		       ") with userfaultfd: %s",
-		       dv->vm->name, r->gpa, r->size, strerror(-err));
-		dedup_region_free(dr);
-		dr = NULL;
-		goto out;
-	}
-	dr->r = (struct rf_region *)r;
-	dv->nregs++;
-	atomic_fetch_add(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
-out:
-	pthread_mutex_unlock(&dv->regs_lock);
-	return dr;
-}
-
-/* ---- hooks from the core ------------------------------------------------ */
-
-/* Drop the store references of the MERGED pages of @r (about to go away). */
-static void drop_region_refs(struct rf_dedup *d, struct rf_region *r)
-{
-	for (uint64_t i = 0; i < r->npages; i++) {
-		uint64_t v = rf_pte_peek(&r->pte[i]);
-		struct rf_store *s;
-		uint32_t pg;
-
-		if (rf_pte_state(v) != RF_PAGE_MERGED)
-			continue;
-		s = dedup_store_of(d, rf_pte_payload(v), &pg);
-		if (s)
-			store_put(s, pg);
-	}
-}
+/* ---- attaching VMs ------------------------------------------------------ */
 
 static void hook_region_unmap(rf_vm *vm, struct rf_region *r, void *arg)
 {
 	struct rf_dedup_vm *dv = vm->dedup;
-	struct dedup_region *dr;
-	bool reg;
 
 	(void)arg;
-	if (!dv || !dv->d->ht)
-		return;
-	dr = dedup_region_of(dv, r, false);
-	if (!dr)
-		return;
-	reg = dedup_rcu_enter();
-	index_del_cands_of(dv->d->ht, vm, r);
-	dedup_rcu_leave(reg);
-	/* Scanners that found one of those entries are inside a read-side
-	 * section; none can be inside this region (we hold its write lock). */
-	urcu_memb_synchronize_rcu();
-	drop_region_refs(dv->d, r);
-	pthread_mutex_lock(&dv->regs_lock);
-	dedup_region_free(dr);
-	*dr = dv->regs[--dv->nregs];
-	memset(&dv->regs[dv->nregs], 0, sizeof(dv->regs[0]));
-	pthread_mutex_unlock(&dv->regs_lock);
+	if (dv && dv->d->ops->region_unmap)
+		dv->d->ops->region_unmap(dv, r);
 }
 
 static void dv_unlink(struct rf_dedup *d, struct rf_dedup_vm *dv)
@@ -217,72 +100,13 @@ static void dv_detach(rf_vm *vm, bool unmerge)
 {
 	struct rf_dedup_vm *dv = vm->dedup;
 	struct rf_dedup *d;
-	bool reg;
 
 	if (!dv)
 		return;
 	d = dv->d;
 	dv_unlink(d, dv);
-	if (d->ht) {
-		reg = dedup_rcu_enter();
-		index_del_cands_of(d->ht, vm, NULL);
-		dedup_rcu_leave(reg);
-		urcu_memb_synchronize_rcu();
-		rf_vm_regions_rdlock(vm);
-		for (unsigned int i = 0; i < vm->nr_regions; i++) {
-			struct rf_region *r = vm->regions[i];
-
-			if (!unmerge) {
-				drop_region_refs(d, r);
-				continue;
-			}
-			/* Every page is visited until none is MERGED: a run
-			 * unmerges a prefix of itself (a page whose state
-			 * changed under its lock ends it), and what is left is
-			 * found again from the next page. A discard that holds
-			 * a merged page (and calls dedup_page_release with this
-			 * dv) is waited for by the unmerge's page lock, so none
-			 * is left running when dv is freed below. */
-			for (uint64_t p = 0; p < r->npages; p++) {
-				unsigned int n = 0;
-				int err;
-
-				while (p + n < r->npages && n < MERGE_RUN_MAX &&
-				       rf_pte_state(rf_pte_peek(&r->pte[p + n])) == RF_PAGE_MERGED)
-					n++;
-				if (!n)
-					continue;
-				err = unmerge_page(d, dv, r, p, n, false);
-				if (err == 0 || err == -EAGAIN)
-					continue;
-				/* Left merged (logged): release its pages so no
-				 * MERGED page outlives the store. */
-				for (unsigned int k = 0; k < n; k++) {
-					rf_pte_t *pte = &r->pte[p + k];
-					uint64_t old = rf_pte_lock(pte), nv = old;
-
-					if (rf_pte_state(old) == RF_PAGE_MERGED &&
-					    dedup_page_release(vm, r, p + k, old, NULL) == 0)
-						nv = rf_pte_with_payload(
-						    rf_pte_with_state(old, RF_PAGE_PRIVATE), 0);
-					rf_pte_unlock(vm, pte, old, nv);
-				}
-			}
-		}
-		rf_vm_regions_unlock(vm);
-		if (dv->uffd)
-			rf_uffd_put(vm);
-	} else if (dv->ksm_marked) {
-		rf_vm_regions_rdlock(vm);
-		for (unsigned int i = 0; i < vm->nr_regions; i++)
-			madvise(vm->regions[i]->hva, vm->regions[i]->size, MADV_UNMERGEABLE);
-		rf_vm_regions_unlock(vm);
-	}
-	for (unsigned int i = 0; i < dv->nregs; i++) {
-		atomic_fetch_sub(&vm->metadata_bytes,
-				 dv->regs[i].hash_bytes + dv->regs[i].pflags_bytes);
-		dedup_region_free(&dv->regs[i]);
-	}
+	if (d->ops->remove_vm)
+		d->ops->remove_vm(d, dv, unmerge);
 	vm->dedup = NULL;
 	pthread_mutex_destroy(&dv->regs_lock);
 	rf_free(vm->e, dv);
@@ -349,34 +173,10 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 			goto err_free;
 		}
 	}
-	if (d->cfg.mode == RF_DEDUP_KSM) {
-		err = ksm_backend_add_vm(d, dv);
+	if (d->ops->add_vm) {
+		err = d->ops->add_vm(d, dv);
 		if (err)
 			goto err_free;
-	} else if (d->cfg.mode != RF_DEDUP_OFF) {
-		err = rf_uffd_get(vm, &dv->uffd);
-		if (err)
-			goto err_free;
-		dv->store_wp = rf_uffd_features(dv->uffd) & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
-		if (!dv->store_wp) {
-			rf_log(vm->e, RF_LOG_ERR,
-			       "%s: dedup: userfaultfd cannot write-protect shmem mappings on this "
-			       "kernel (UFFD_FEATURE_WP_HUGETLBFS_SHMEM): merged pages could not "
-			       "be unmerged safely",
-			       vm->name);
-			rf_uffd_put(vm);
-			err = -ENODEV;
-			goto err_free;
-		}
-		/* Write-protect faults need no handler of ours: uffd.c leaves a
-		 * page marked RF_PTE_F_WP to us (merge.c wakes its writers) and
-		 * lifts any other protection. */
-		rf_uffd_add_base_mode(dv->uffd, UFFDIO_REGISTER_MODE_WP);
-		vm->dedup = dv;
-		rf_vm_regions_rdlock(vm);
-		for (unsigned int i = 0; i < vm->nr_regions; i++)
-			dedup_region_of(dv, vm->regions[i], true);
-		rf_vm_regions_unlock(vm);
 	}
 	vm->dedup = dv;
 	pthread_mutex_lock(&d->lock);
@@ -399,9 +199,7 @@ err_free:
 
 RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
 {
-	static const uint8_t zero[RF_PAGE_SIZE];
 	struct rf_dedup *d;
-	uint64_t cap;
 	int err;
 
 	if (!e || !cfg)
@@ -415,75 +213,27 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
 	}
 	if (e->dedup)
 		return -EALREADY;
-	if (cfg->mode == RF_DEDUP_KSM && !e->feat.ksm) {
-		rf_log(e, RF_LOG_ERR, "dedup: start: kernel KSM not found at %s", e->ksm_sysfs_dir);
-		return -ENODEV;
-	}
-	if (cfg->mode != RF_DEDUP_KSM && cfg->mode != RF_DEDUP_OFF && !e->feat.uffd_wp) {
-		rf_log(e, RF_LOG_ERR,
-		       "dedup: start: userfaultfd write-protect is missing; merging without it "
-		       "could lose guest writes");
-		return -ENODEV;
-	}
 	d = rf_zalloc(e, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->e = e;
+	d->ops = mode_backends[cfg->mode];
 	d->cfg = *cfg;
 	if (!d->cfg.scan_threads)
 		d->cfg.scan_threads = e->cfg.scan_threads ? e->cfg.scan_threads : 1;
 	if (!d->cfg.idle_cpu_percent)
 		d->cfg.idle_cpu_percent = 2;
-	d->vma_budget = cfg->vma_budget ? cfg->vma_budget : e->feat.max_map_count * 9 / 10;
-	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->vma_lock, NULL);
 	pthread_cond_init(&d->wake, NULL);
 	e->dedup = d;
-	if (cfg->mode == RF_DEDUP_OFF)
-		return 0;
-	if (cfg->mode == RF_DEDUP_KSM) {
-		err = ksm_backend_start(d);
+	if (d->ops->start) {
+		err = d->ops->start(d);
 		if (err)
 			goto err_free;
-		return 0;
 	}
-	d->ht = index_new();
-	/* 2^22 bits (512 KiB, touched as used): a few % false positives at
-	 * 10^5 distinct pages. */
-	d->bloom_bits = 1ull << 22;
-	d->bloom = mmap(NULL, d->bloom_bits / 8, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!d->ht || d->bloom == MAP_FAILED) {
-		d->bloom = NULL;
-		err = -ENOMEM;
-		goto err_stores;
-	}
-	cap = e->cfg.host_capacity_bytes >> RF_PAGE_SHIFT;
-	if (cap < 65536)
-		cap = 65536;
-	if (cap > STORE_PG_MASK)
-		cap = STORE_PG_MASK;
-	d->nstores = e->feat.numa_nodes < STORE_MAX_NODES ? e->feat.numa_nodes : STORE_MAX_NODES;
-	for (int i = 0; i < d->nstores; i++) {
-		err = store_init(&d->stores[i], e, d->nstores > 1 ? i : -1, cap);
-		if (err) {
-			d->nstores = i;
-			goto err_stores;
-		}
-	}
-	d->vmas = count_vmas();
-	err = scanner_start(d);
-	if (err)
-		goto err_stores;
 	return 0;
 
-err_stores:
-	for (int i = 0; i < d->nstores; i++)
-		store_destroy(&d->stores[i]);
-	index_destroy(d->ht);
-	if (d->bloom)
-		munmap((void *)d->bloom, d->bloom_bits / 8);
 err_free:
 	e->dedup = NULL;
 	pthread_cond_destroy(&d->wake);
@@ -500,25 +250,12 @@ RF_EXPORT void rf_dedup_stop(rf_engine *e)
 	if (!e || !e->dedup)
 		return;
 	d = e->dedup;
-	if (d->cfg.mode != RF_DEDUP_KSM && d->cfg.mode != RF_DEDUP_OFF)
-		scanner_stop(d);
+	if (d->ops->quiesce)
+		d->ops->quiesce(d);
 	while (d->vms)
 		dv_detach(d->vms->vm, true);
-	if (d->cfg.mode == RF_DEDUP_KSM)
-		ksm_backend_stop(d);
-	if (d->ht) {
-		bool reg = dedup_rcu_enter();
-
-		for (int i = 0; i < d->nstores; i++)
-			store_reap(&d->stores[i], d->ht);
-		dedup_rcu_leave(reg);
-		index_destroy(d->ht);
-	}
-	for (int i = 0; i < d->nstores; i++)
-		store_destroy(&d->stores[i]);
-	if (d->bloom)
-		munmap((void *)d->bloom, d->bloom_bits / 8);
-	rf_free(e, d->units);
+	if (d->ops->stop)
+		d->ops->stop(d);
 	pthread_cond_destroy(&d->wake);
 	pthread_mutex_destroy(&d->vma_lock);
 	pthread_mutex_destroy(&d->lock);
@@ -544,13 +281,14 @@ RF_EXPORT int rf_dedup_scan_now(rf_engine *e)
 RF_EXPORT int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec)
 {
 	struct rf_dedup *d;
+	int err;
 
 	if (!e || !e->dedup)
 		return -ENOENT;
 	d = e->dedup;
-	if (d->cfg.mode == RF_DEDUP_KSM)
-		return -EOPNOTSUPP;
-	atomic_store(&d->rate_pps, pages_per_sec);
+	err = d->ops->set_rate(d, pages_per_sec);
+	if (err)
+		return err;
 	pthread_mutex_lock(&d->lock);
 	d->kick = true;
 	pthread_cond_broadcast(&d->wake);
@@ -560,58 +298,9 @@ RF_EXPORT int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec)
 
 /* ---- stats -------------------------------------------------------------- */
 
-#define STATS_CHUNK 4096
-
-/* Measured per VM: pages mapped from the store, and ZERO pages not resident. */
-static int measure_vm(struct rf_dedup_vm *dv, uint64_t *file_pages, uint64_t *zero_gone,
-		      uint64_t *shared_frac_bytes)
-{
-	rf_vm *vm = dv->vm;
-	uint64_t *ents = rf_zalloc(vm->e, STATS_CHUNK * sizeof(*ents));
-	int err = 0;
-
-	if (!ents)
-		return -ENOMEM;
-	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
-		struct rf_region *r = vm->regions[i];
-
-		for (uint64_t base = 0; base < r->npages && !err; base += STATS_CHUNK) {
-			size_t n = r->npages - base < STATS_CHUNK ? r->npages - base : STATS_CHUNK;
-
-			err = rf_pagemap_read(vm->e, rf_region_page(r, base), n, ents);
-			for (size_t k = 0; k < n && !err; k++) {
-				uint64_t v = rf_pte_peek(&r->pte[base + k]);
-				enum rf_page_state s = rf_pte_state(v);
-
-				if ((ents[k] & PM_PRESENT) && (ents[k] & PM_FILE) &&
-				    s == RF_PAGE_MERGED) {
-					struct rf_store *st;
-					uint32_t pg, ref;
-
-					(*file_pages)++;
-					st = dedup_store_of(dv->d, rf_pte_payload(v), &pg);
-					ref = st ? atomic_load(&st->pages[pg].ref) : 0;
-					if (ref > 1)
-						*shared_frac_bytes +=
-						    RF_PAGE_SIZE - RF_PAGE_SIZE / ref;
-				} else if (s == RF_PAGE_ZERO &&
-					   !rf_pagemap_resident(vm->e, ents[k])) {
-					(*zero_gone)++;
-				}
-			}
-		}
-	}
-	rf_vm_regions_unlock(vm);
-	rf_free(vm->e, ents);
-	return err;
-}
-
 RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 {
 	struct rf_dedup_vm *dv;
-	uint64_t file = 0, zero = 0, frac = 0;
-	int err;
 
 	if (!vm || !st)
 		return -EINVAL;
@@ -626,14 +315,24 @@ RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 	st->merge_races = atomic_load(&dv->races);
 	st->pages_sharing = atomic_load(&vm->state_pages[RF_PAGE_MERGED]);
 	st->pages_zero = atomic_load(&vm->state_pages[RF_PAGE_ZERO]);
-	if (dv->d->cfg.mode == RF_DEDUP_KSM)
+	if (!dv->d->ops->vm_stats)
 		return 0;
-	err = measure_vm(dv, &file, &zero, &frac);
-	st->saved_bytes = frac + (zero << RF_PAGE_SHIFT);
-	return err;
+	return dv->d->ops->vm_stats(dv, st);
 }
 
-static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure);
+static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
+{
+	struct rf_dedup *d;
+
+	if (!e || !st)
+		return -EINVAL;
+	d = e->dedup;
+	if (!d)
+		return -ENOENT;
+	memset(st, 0, sizeof(*st));
+	st->mode = d->cfg.mode;
+	return d->ops->stats(d, st, measure);
+}
 
 RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
 {
@@ -643,56 +342,6 @@ RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
 RF_EXPORT int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st)
 {
 	return stats_fill(e, st, false);
-}
-
-static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
-{
-	struct rf_dedup *d;
-	uint64_t file = 0, zero = 0, frac = 0, store_res = 0;
-	int err = 0;
-
-	if (!e || !st)
-		return -EINVAL;
-	d = e->dedup;
-	if (!d)
-		return -ENOENT;
-	memset(st, 0, sizeof(*st));
-	st->mode = d->cfg.mode;
-	if (d->cfg.mode == RF_DEDUP_KSM)
-		return ksm_backend_stats(d, st);
-	pthread_mutex_lock(&d->lock);
-	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
-		st->pages_scanned += atomic_load(&dv->scanned);
-		st->volatile_skipped += atomic_load(&dv->volatile_skipped);
-		st->pages_sharing += atomic_load(&dv->vm->state_pages[RF_PAGE_MERGED]);
-		st->pages_zero += atomic_load(&dv->vm->state_pages[RF_PAGE_ZERO]);
-		if (!err && measure)
-			err = measure_vm(dv, &file, &zero, &frac);
-		if (dv->uffd) {
-			struct rf_uffd_stats us;
-
-			rf_uffd_stats(dv->uffd, &us);
-			st->cpu_ns += us.cpu_ns;
-		}
-	}
-	pthread_mutex_unlock(&d->lock);
-	for (int i = 0; i < d->nstores; i++) {
-		if (measure)
-			store_res += store_resident_bytes(&d->stores[i]);
-		st->store_pages += atomic_load(&d->stores[i].live);
-	}
-	st->pages_merged = atomic_load(&d->merged);
-	st->pages_unmerged = atomic_load(&d->unmerged);
-	st->merge_races = atomic_load(&d->races);
-	st->hash_collisions = atomic_load(&d->collisions);
-	st->scan_passes = atomic_load(&d->passes);
-	st->vma_budget_stops = atomic_load(&d->vma_stops);
-	st->vmas = atomic_load(&d->vmas);
-	st->cpu_ns += scanner_cpu_ns(d);
-	st->converged = atomic_load(&d->converged);
-	file <<= RF_PAGE_SHIFT;
-	st->saved_bytes = (file > store_res ? file - store_res : 0) + (zero << RF_PAGE_SHIFT);
-	return err;
 }
 
 /* Scanner threads stop before any VM is freed. */

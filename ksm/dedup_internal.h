@@ -1,17 +1,35 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Private structures of the dedup engine (ksm/). Not installed.
+ * Private structures of page dedup (ksm/). Not installed.
  *
- * Pieces and who touches them:
+ * The files, from the API down:
  *
- *   store.c    canonical pages in a memfd per NUMA node; refcounts; hole punch
- *   index.c    content index: liburcu cds_lfht keyed by (hash, domain, node),
- *              read under RCU by every scanner thread
- *   merge.c    the page-mapping changes: merge runs, zero runs, unmerge,
- *              release (for rf_vm_discard), always under the page locks
- *   scanner.c  scanner threads: passes over all VMs, stable-page logic, budget
- *   dedup.c    public API, per-VM attach/detach hooks, stats
- *   kernel_ksm.c  the RF_DEDUP_KSM backend
+ *   dedup.c       the public API (include/ramfold/dedup.h): modes, start/stop,
+ *                 attaching VMs (the core's per-VM hooks), kick, rate, stats;
+ *                 picks the backend once, at rf_dedup_start
+ *   own_engine.c  ramfold's own engine as a backend: its start/stop, per-VM
+ *                 attach/detach (userfaultfd, per-region state), measured
+ *                 stats; also the content hash and the RCU registration
+ *   kernel_ksm.c  the kernel's KSM as a backend (RF_DEDUP_KSM), through sysfs
+ *   scanner.c     the own engine's scanner threads: passes over all VMs,
+ *                 stable-page logic, budget
+ *   merge.c       the own engine's page-mapping changes: merge runs, zero
+ *                 runs, unmerge, release (for rf_vm_discard), always under
+ *                 the page locks
+ *   index.c       content index: liburcu cds_lfht keyed by (hash, domain,
+ *                 node), read under RCU by every scanner thread
+ *   store.c       canonical pages in a memfd per NUMA node; refcounts; hole
+ *                 punch
+ *
+ * Backends: struct dedup_backend_ops below. dedup.c keeps what every mode
+ * shares (struct rf_dedup's VM list, kick and counters, struct rf_dedup_vm)
+ * and calls the backend of d->cfg.mode for the rest: dedup_own_ops (zero,
+ * intra-VM and domains), dedup_off_ops (off) or dedup_ksm_ops (ksm).
+ *
+ * Threads: the scanner threads (rf-scan0..N-1, own engine only) and the
+ * embedder's threads calling the API or a core hook (region_unmap, vm_free,
+ * page_release). Write-protect faults are the VM's pager thread's (src/uffd.c):
+ * dedup installs no handler, and wakes the writers the pager left to it.
  *
  * Lock order (outer first): d->lock (VM list) -> vm->regions_lock (read) ->
  * rcu_read_lock -> page lock bits (always taken with trylock by the merger, so
@@ -37,8 +55,8 @@
 #include "uffd.h"
 
 /*
- * The content hash (XXH3-64). A pointer so unit tests can force collisions;
- * set it only while no engine is started.
+ * The content hash (XXH3-64; own_engine.c). A pointer so unit tests can
+ * force collisions; set it only while no engine is started.
  */
 extern uint64_t (*dedup_hash_fn)(const void *page, size_t len);
 
@@ -215,7 +233,10 @@ struct scan_unit {
 
 struct rf_dedup {
 	rf_engine *e;
+	const struct dedup_backend_ops *ops; /* the mode's backend */
 	struct rf_dedup_config cfg;
+
+	/* The own engine's index and stores. */
 	struct cds_lfht *ht;
 	struct rf_store stores[STORE_MAX_NODES];
 	int nstores;
@@ -273,9 +294,10 @@ struct rf_dedup {
 };
 
 /*
- * RCU registration of the calling thread. Scanner threads stay registered;
- * embedder threads running a hook register for the duration of the hook
- * (rcu_enter returns whether it did, rcu_leave undoes only that).
+ * RCU registration of the calling thread (own_engine.c). Scanner threads
+ * stay registered; embedder threads running a hook register for the
+ * duration of the hook (rcu_enter returns whether it did, rcu_leave undoes
+ * only that).
  */
 bool dedup_rcu_enter(void);
 void dedup_rcu_leave(bool registered_here);
@@ -324,21 +346,35 @@ struct merge_run {
 };
 #define MERGE_RUN_MAX 512
 
-/* Flush a run: lock, write-protect, compare, remap, wake, publish. Called
- * with the B VM's regions lock held for reading and rcu_read_lock held. */
+/* Flush a run: the merge protocol's steps 1-8 (merge.c). Called with the B
+ * VM's regions lock held for reading and rcu_read_lock held. */
 void merge_run_flush(struct rf_dedup *d, struct merge_run *m);
 /* Discard a run of all-zero pages (verified under write-protect). */
 void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
 		    unsigned int n);
-/* A MERGED page whose copy-on-write was broken by a guest write: back to a
- * private anonymous mapping with its content. Regions lock held (read). */
+/* Bring up to @n MERGED pages from @idx back to private anonymous mappings
+ * with their content: a guest write broke their copy-on-write
+ * (@count_as_write: the scanner, page locks tried, the write counted) or
+ * the VM is detached (rf_dedup_stop, page locks waited for). The run ends at
+ * the first page not MERGED; -EAGAIN if that is the first, -errno if left
+ * merged (logged). Regions lock held (read). */
 int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
 		 unsigned int n, bool count_as_write);
 /* rf_vm_hooks.page_release for MERGED pages. */
 int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg);
+/* The store of a MERGED entry's payload, and its page in *@pg; NULL if the
+ * payload names no store. */
 struct rf_store *dedup_store_of(struct rf_dedup *d, uint32_t payload, uint32_t *pg);
+/* Whether @vmas_needed more mappings fit the VMA budget (recounting the
+ * process's mappings before refusing; each refusal counted, the first logged). */
 bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed);
+/* The process's mappings, from /proc/self/maps. */
 uint64_t count_vmas(void);
+
+/* ---- own_engine.c ----------------------------------------------------- */
+
+/* The per-region state of @r, set up (and @r registered for write-protect)
+ * if @create and it has none yet; NULL if none (or setting up failed). */
 struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r,
 				     bool create);
 
@@ -348,11 +384,48 @@ int scanner_start(struct rf_dedup *d);
 void scanner_stop(struct rf_dedup *d);
 uint64_t scanner_cpu_ns(struct rf_dedup *d);
 
-/* ---- kernel_ksm.c ----------------------------------------------------- */
+/* ---- backends --------------------------------------------------------- */
 
-int ksm_backend_start(struct rf_dedup *d);
-int ksm_backend_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv);
-void ksm_backend_stop(struct rf_dedup *d);
-int ksm_backend_stats(struct rf_dedup *d, struct rf_dedup_stats *st);
+/*
+ * What the API (dedup.c) asks of a backend. rf_dedup_start picks one from
+ * the mode and keeps it in d->ops; optional members may be NULL (nothing to
+ * do). Called from the embedder's threads, as the API and hooks are.
+ */
+struct dedup_backend_ops {
+	const char *name;
+	/* rf_dedup_start, once the common state is set (e->dedup = d):
+	 * check the host, set up, start merging. On failure, logs why and
+	 * undoes what it did. Optional. */
+	int (*start)(struct rf_dedup *d);
+	/* rf_dedup_stop, before the VMs are detached: stop every thread that
+	 * acts on them. Optional. */
+	void (*quiesce)(struct rf_dedup *d);
+	/* rf_dedup_stop, after the last VM is detached: give back what start
+	 * took. Optional. */
+	void (*stop)(struct rf_dedup *d);
+	/* rf_dedup_add_vm, hooks registered, before @dv is linked into
+	 * d->vms: attach dv->vm. -errno refuses it. Optional. */
+	int (*add_vm)(struct rf_dedup *d, struct rf_dedup_vm *dv);
+	/* Detaching (rf_dedup_stop with @unmerge, the vm_free hook without),
+	 * after @dv is unlinked and no scan unit of it runs: with @unmerge,
+	 * bring its merged pages back to private first; free its backend
+	 * state. Optional. */
+	void (*remove_vm)(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmerge);
+	/* The region_unmap hook, regions lock held for writing: drop every
+	 * reference into @r. Optional. */
+	void (*region_unmap)(struct rf_dedup_vm *dv, struct rf_region *r);
+	/* rf_dedup_set_rate, before the kick: 0, or -errno returned as is. */
+	int (*set_rate)(struct rf_dedup *d, uint64_t pages_per_sec);
+	/* rf_dedup_stats (@measure) and rf_dedup_counters (not): fill @st,
+	 * zeroed with its mode set. */
+	int (*stats)(struct rf_dedup *d, struct rf_dedup_stats *st, bool measure);
+	/* rf_dedup_vm_stats, the counters filled: what the backend measures
+	 * (saved_bytes). Optional. */
+	int (*vm_stats)(struct rf_dedup_vm *dv, struct rf_dedup_vm_stats *st);
+};
+
+extern const struct dedup_backend_ops dedup_own_ops; /* own_engine.c */
+extern const struct dedup_backend_ops dedup_off_ops; /* own_engine.c */
+extern const struct dedup_backend_ops dedup_ksm_ops; /* kernel_ksm.c */
 
 #endif

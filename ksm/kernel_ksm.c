@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RF_DEDUP_KSM backend: the same API, with the kernel's KSM doing the
- * work, so a user can compare the two engines on their own guests.
+ * The RF_DEDUP_KSM backend (dedup_ksm_ops): the same API, with the kernel's
+ * KSM doing the work, so a user can compare the two engines on their own
+ * guests.
  *
- * Guest RAM is marked MADV_MERGEABLE and ksmd is configured and started
- * through sysfs (pages_to_scan, sleep_millisecs, run=1). On stop, guest RAM
- * is marked MADV_UNMERGEABLE, run=2 unmerges what is left, the previous
- * pages_to_scan and sleep_millisecs are written back, and run=0 (the host is
- * left with KSM off, whatever it was). Stats come from sysfs; CPU time is
- * ksmd's, from /proc/PID/stat.
+ * Guest RAM is marked MADV_MERGEABLE and ksmd is configured (pages_to_scan
+ * and sleep_millisecs, only if the config gives pages_to_scan) and started
+ * (run=1) through sysfs. A VM whose marking failed is marked again at each
+ * stats call. When a VM is detached its RAM is marked MADV_UNMERGEABLE; on
+ * stop, run=2 unmerges what is left, the previous pages_to_scan and
+ * sleep_millisecs are written back, and run=0 (the host is left with KSM
+ * off, whatever it was). Stats come from /proc/self/ksm_stat (this
+ * process's pages, Linux 6.1+), else from sysfs (host-wide); CPU time is
+ * ksmd's, from /proc/PID/stat. There is no scan rate to set at run time
+ * (-EOPNOTSUPP), and no per-VM measure: KSM's figures are per process.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -123,11 +128,16 @@ static uint64_t proc_cpu_ns(int pid)
 	return (ut + st) * (1000000000ull / (uint64_t)sysconf(_SC_CLK_TCK));
 }
 
-int ksm_backend_start(struct rf_dedup *d)
+static int ksm_start(struct rf_dedup *d)
 {
 	char v[32];
 	int err;
 
+	if (!d->e->feat.ksm) {
+		rf_log(d->e, RF_LOG_ERR, "dedup: start: kernel KSM not found at %s",
+		       d->e->ksm_sysfs_dir);
+		return -ENODEV;
+	}
 	if (ksm_read(d, "run", d->ksm.run, sizeof(d->ksm.run)) ||
 	    ksm_read(d, "pages_to_scan", d->ksm.pages_to_scan, sizeof(d->ksm.pages_to_scan)) ||
 	    ksm_read(d, "sleep_millisecs", d->ksm.sleep_ms, sizeof(d->ksm.sleep_ms))) {
@@ -151,15 +161,16 @@ int ksm_backend_start(struct rf_dedup *d)
 	return ksm_write(d, "run", "1");
 }
 
-int ksm_backend_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
+static int ksm_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
 {
 	rf_vm *vm = dv->vm;
+	struct rf_region *r;
 	int err = 0;
 
 	(void)d;
 	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions && !err; i++) {
-		if (madvise(vm->regions[i]->hva, vm->regions[i]->size, MADV_MERGEABLE) != 0) {
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
+		if (madvise(r->hva, r->size, MADV_MERGEABLE) != 0) {
 			err = -errno;
 			rf_log(vm->e, RF_LOG_ERR, "%s: dedup: ksm: madvise(MERGEABLE): %s",
 			       vm->name, strerror(errno));
@@ -170,7 +181,8 @@ int ksm_backend_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
 	return err;
 }
 
-void ksm_backend_stop(struct rf_dedup *d)
+/* Every VM is detached (its RAM marked MADV_UNMERGEABLE again). */
+static void ksm_stop(struct rf_dedup *d)
 {
 	if (!d->ksm.saved)
 		return;
@@ -201,15 +213,16 @@ static int64_t self_ksm_stat(const char *field)
 	return out;
 }
 
-int ksm_backend_stats(struct rf_dedup *d, struct rf_dedup_stats *st)
+static int ksm_stats(struct rf_dedup *d, struct rf_dedup_stats *st, bool measure)
 {
 	int64_t merging = self_ksm_stat("ksm_merging_pages");
 	int64_t zero = self_ksm_stat("ksm_zero_pages");
 
+	(void)measure; /* nothing costs more to measure */
 	pthread_mutex_lock(&d->lock);
 	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next)
 		if (!dv->ksm_marked)
-			ksm_backend_add_vm(d, dv);
+			ksm_add_vm(d, dv);
 	pthread_mutex_unlock(&d->lock);
 	/* KSM is host-wide: sysfs counts every process's pages (a QEMU with
 	 * mergeable RAM, say). This process's own are in /proc/self/ksm_stat
@@ -235,3 +248,35 @@ int ksm_backend_stats(struct rf_dedup *d, struct rf_dedup_stats *st)
 	st->converged = false;
 	return 0;
 }
+
+static void ksm_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmerge)
+{
+	rf_vm *vm = dv->vm;
+	struct rf_region *r;
+
+	(void)d;
+	(void)unmerge; /* MADV_UNMERGEABLE unmerges the VM's pages either way */
+	if (!dv->ksm_marked)
+		return;
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
+		madvise(r->hva, r->size, MADV_UNMERGEABLE);
+	rf_vm_regions_unlock(vm);
+}
+
+static int ksm_set_rate(struct rf_dedup *d, uint64_t pages_per_sec)
+{
+	(void)d;
+	(void)pages_per_sec;
+	return -EOPNOTSUPP;
+}
+
+const struct dedup_backend_ops dedup_ksm_ops = {
+    .name = "ksm",
+    .start = ksm_start,
+    .stop = ksm_stop,
+    .add_vm = ksm_add_vm,
+    .remove_vm = ksm_remove_vm,
+    .set_rate = ksm_set_rate,
+    .stats = ksm_stats,
+};

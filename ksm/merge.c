@@ -5,49 +5,65 @@
  *
  * Merge of a run of adjacent guest pages B[0..n) onto adjacent store pages
  * S[0..n) (and, for a first-time duplicate, of the seed pages A[0..n) whose
- * content fills S):
+ * content fills S). merge_run_flush() runs one function per step:
  *
- *   1. trylock each page (a busy page ends the run there), check it is still
- *      PRIVATE and not excluded, and mark it RF_PTE_F_WP (uffd.h protocol);
- *   2. write-protect the run with userfaultfd: from here a writer (vCPU or
- *      thread) waits in the kernel, so the bytes cannot change under us;
- *   3. compare bytes (B with S, or B with A); the run ends at the first
- *      difference, whose cause is told apart: same hash recomputed = a
- *      64-bit collision (the page is marked not to try again), else the
- *      page changed since it was hashed (a race, tried next pass);
- *   4. for a first-time duplicate, allocate adjacent store pages and copy;
- *   5. check the VMA budget, then mmap(MAP_PRIVATE|MAP_FIXED) the store pages
- *      over the run (one mapping for the run), fault them in read-only
- *      (MADV_POPULATE_READ, which unlike MAP_POPULATE does not break the
- *      copy-on-write), and register the new VMA for write-protect again
- *      (a new VMA is unregistered; registering lets the kernel merge it with
- *      a neighbour mapping the adjacent store pages);
- *   6. (a run that could not be mapped is un-protected, still locked);
- *   7. publish MERGED (payload = store page) and unlock;
- *   8. wake the waiting writers: they retry on the new mapping and get a
- *      private copy holding the merged bytes plus their write. The wake
- *      comes after F_WP is clear: the pager leaves a write-protect fault on
- *      a page marked F_WP to its holder (uffd.h), so a fault it left while
- *      we held the page is woken here.
+ *   1. lock_run: trylock each page (a busy page ends the run there), check
+ *      it is still PRIVATE and not excluded, and mark it RF_PTE_F_WP (uffd.h
+ *      protocol);
+ *   2. write_protect_run: write-protect the run with userfaultfd: from here
+ *      a writer (vCPU or thread) waits in the kernel, so the bytes cannot
+ *      change under us;
+ *   3. compare_run: compare bytes (B with S, or B with A); the run ends at
+ *      the first difference, whose cause is told apart: same hash
+ *      recomputed = a 64-bit collision (the page is marked not to try
+ *      again), else the page changed since it was hashed (a race, tried
+ *      next pass);
+ *   4. fill_store_pages: for a first-time duplicate, allocate adjacent store
+ *      pages and copy A into them;
+ *   5. map_run: check the VMA budget, then mmap(MAP_PRIVATE|MAP_FIXED) the
+ *      store pages over the run (one mapping for the run), fault them in
+ *      read-only (MADV_POPULATE_READ, which unlike MAP_POPULATE does not
+ *      break the copy-on-write), and register the new VMA for write-protect
+ *      again (a new VMA is unregistered; registering lets the kernel merge
+ *      it with a neighbour mapping the adjacent store pages);
+ *   6. unprotect_unmapped: a run that could not be mapped is un-protected,
+ *      still locked;
+ *   7. publish_run: publish MERGED (payload = store page) and unlock;
+ *   8. wake_run: wake the waiting writers: they retry on the new mapping and
+ *      get a private copy holding the merged bytes plus their write. The
+ *      wake comes after F_WP is clear: the pager leaves a write-protect
+ *      fault on a page marked F_WP to its holder (uffd.h), so a fault it
+ *      left while we held the page is woken here.
  * Any failure before 5 lifts the protection (which wakes writers) and leaves
  * the page as it was. A page can be absent at step 3 only if someone outside
- * the library discarded it under us; reading it then faults to the VM's
- * pager, which answers a read of a page marked F_WP without its lock (with
- * a write-protected zeroed page: swap_pager.c, read_under_wp), so the
- * comparison fails instead of waiting for a lock we hold. The same answer
- * serves a read of a zero run between its discard and its publication.
+ * the library discarded it under us; reading it then gives zeros, or, with
+ * swap attached, faults to the VM's pager, which answers a read of a page
+ * marked F_WP without its lock (with a write-protected zeroed page: the swap
+ * pager's read_under_wp, swap/), so the comparison fails instead of waiting
+ * for a lock we hold. The same answer serves a read of a zero run between
+ * its discard and its publication.
  *
- * Zero runs follow steps 1-3 against the zero page, then MADV_DONTNEED and
- * wake: a waiting writer then faults in a fresh zeroed page and writes it.
- * This is done here rather than through rf_vm_discard() because the page
- * locks must be held from the comparison to the discard: between the two,
- * another module (the balloon) must not change the page.
+ * Zero runs (zero_run_flush) follow steps 1-3 against the zero page, then
+ * discard the run (rf_vm_discard_locked: MADV_DONTNEED under the page locks),
+ * publish ZERO, unlock and wake: a waiting writer then faults in a fresh
+ * zeroed page and writes it. This is done here rather than through
+ * rf_vm_discard() because the page locks must be held from the comparison to
+ * the discard: between the two, another module (the balloon) must not change
+ * the page.
  *
  * Unmerge (a guest wrote a merged page: the kernel gave it a private copy
  * inside the store VMA): write-protect it, copy it into a scratch anonymous
  * page, mremap the scratch page over it (atomic for any other thread), then
  * register and wake. The page is private anonymous again, as every other
  * module expects a PRIVATE page to be, and the store reference is dropped.
+ *
+ * Release (dedup_page_release, the core's page_release hook for MERGED
+ * pages): another module discarding a merged page has it locked; a fresh
+ * anonymous page is mapped over it and its store reference dropped, since
+ * MADV_DONTNEED on the store mapping would bring the store's bytes back.
+ *
+ * Also here: the VMA budget (every run mapped costs up to two mappings of
+ * the process's vm.max_map_count), counted by count_vmas.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -188,10 +204,13 @@ static void abort_pages(struct rf_dedup_vm *dv, struct rf_region *r, uint64_t id
 	rf_uffd_wake(dv->uffd, rf_region_page(r, idx), (uint64_t)n << RF_PAGE_SHIFT);
 }
 
+/* Is @r still one of @vm's regions? Regions lock held. */
 static bool region_alive(rf_vm *vm, const struct rf_region *r)
 {
-	for (unsigned int i = 0; i < vm->nr_regions; i++)
-		if (vm->regions[i] == r)
+	const struct rf_region *q;
+
+	for (unsigned int i = 0; (q = __rf_vm_region(vm, i)); i++)
+		if (q == r)
 			return true;
 	return false;
 }
@@ -243,188 +262,281 @@ static void forget_cand(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_re
 		index_del_cand(d->ht, &k, r, idx);
 }
 
-void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
+/* ---- merge runs: the steps of the protocol above ------------------------ */
+
+/* One side of a merge run: the guest pages B being merged, or (a pair) the
+ * seed pages A whose content fills the new store pages. */
+struct run_side {
+	struct rf_dedup_vm *dv;
+	struct rf_region *r;
+	struct dedup_region *dr;     /* may be NULL */
+	uint64_t idx;		     /* first page of the run in @r */
+	bool mapped;		     /* step 5 mapped the store pages over it */
+	uint64_t old[MERGE_RUN_MAX]; /* the entries as step 1 locked them */
+};
+
+/* A run being flushed: its two sides and what the steps have left of it. */
+struct run_flush {
+	struct rf_dedup *d;
+	const struct merge_run *m; /* pair, hashes[] */
+	struct run_side b, a;	   /* a: only for a pair */
+	unsigned int n;		   /* pages still in the run */
+	struct rf_store *s;	   /* the target: store pages [pg, pg + n) */
+	uint32_t pg;
+};
+
+static void side_init(struct run_side *sd, struct rf_dedup_vm *dv, struct rf_region *r,
+		      uint64_t idx)
 {
-	struct rf_dedup_vm *dv = m->dv, *adv = m->adv;
-	uint64_t oldb[MERGE_RUN_MAX], olda[MERGE_RUN_MAX];
-	struct rf_region *r = m->r, *ar = m->ar;
-	struct dedup_region *dr, *adr = NULL;
-	unsigned int n = m->n, n0 = m->n, nb, na = 0, k;
-	bool other_vm = false, okb = false, oka = false;
-	struct rf_store *s = m->store;
-	uint32_t pg = m->pg;
+	sd->dv = dv;
+	sd->r = r;
+	sd->dr = NULL;
+	sd->idx = idx;
+	sd->mapped = false;
+}
 
-	m->n = 0;
-	if (n == 0)
-		return;
-	dr = dedup_region_of(dv, r, false);
-	if (m->pair) {
-		if (adv->vm != dv->vm) {
-			/* tryrdlock: see the lock order in dedup_internal.h. */
-			if (pthread_rwlock_tryrdlock(&adv->vm->regions_lock) != 0)
-				return;
-			other_vm = true;
-		}
-		if (atomic_load(&adv->dead) || !region_alive(adv->vm, ar))
-			goto out_unlock_vm;
-		adr = dedup_region_of(adv, ar, false);
+static int side_writeprotect(const struct run_side *sd, unsigned int n, bool wp)
+{
+	return rf_uffd_writeprotect(sd->dv->uffd, rf_region_page(sd->r, sd->idx),
+				    (uint64_t)n << RF_PAGE_SHIFT, wp, false);
+}
+
+/* Give up pages [from, n) of the run: B's protection is lifted, A's only if
+ * @a_protected; they are unlocked as they were and their writers woken. */
+static void abort_run_from(struct run_flush *f, unsigned int from, bool a_protected)
+{
+	struct run_side *b = &f->b, *a = &f->a;
+
+	abort_pages(b->dv, b->r, b->idx + from, f->n - from, b->old + from, true);
+	if (f->m->pair)
+		abort_pages(a->dv, a->r, a->idx + from, f->n - from, a->old + from, a_protected);
+	f->n = from;
+}
+
+/* 1. Lock B's pages and, for a pair, as many of A's; mark them F_WP. */
+static void lock_run(struct run_flush *f)
+{
+	struct run_side *b = &f->b, *a = &f->a;
+	unsigned int n = lock_private(b->r, b->idx, f->n, b->old), na;
+
+	if (f->m->pair) {
+		na = lock_private(a->r, a->idx, n, a->old);
+		/* B's pages past A's last locked one are let go (not yet
+		 * protected). */
+		abort_pages(b->dv, b->r, b->idx + na, n - na, b->old + na, false);
+		n = na;
 	}
+	f->n = n;
+}
 
-	/* 1. lock */
-	nb = lock_private(r, m->idx, n, oldb);
-	if (m->pair) {
-		na = lock_private(ar, m->aidx, nb, olda);
-		if (na < nb) {
-			for (k = na; k < nb; k++)
-				pte_release(dv->vm, &r->pte[m->idx + k], oldb[k]);
-			rf_uffd_wake(dv->uffd, rf_region_page(r, m->idx + na),
-				     (uint64_t)(nb - na) << RF_PAGE_SHIFT);
-			nb = na;
-		}
+/* 2. Write-protect B's pages, then A's: their bytes can no longer change. */
+static bool write_protect_run(struct run_flush *f)
+{
+	if (side_writeprotect(&f->b, f->n, true) != 0) {
+		abort_run_from(f, 0, false);
+		return false;
 	}
-	n = nb;
-	if (n == 0)
-		goto out_refs;
-
-	/* 2. write-protect */
-	if (rf_uffd_writeprotect(dv->uffd, rf_region_page(r, m->idx), (uint64_t)n << RF_PAGE_SHIFT,
-				 true, false) != 0) {
-		abort_pages(dv, r, m->idx, n, oldb, true);
-		if (m->pair)
-			abort_pages(adv, ar, m->aidx, n, olda, false);
-		n = 0;
-		goto out_refs;
+	if (f->m->pair && side_writeprotect(&f->a, f->n, true) != 0) {
+		abort_run_from(f, 0, true);
+		return false;
 	}
-	if (m->pair && rf_uffd_writeprotect(adv->uffd, rf_region_page(ar, m->aidx),
-					    (uint64_t)n << RF_PAGE_SHIFT, true, false) != 0) {
-		abort_pages(dv, r, m->idx, n, oldb, true);
-		abort_pages(adv, ar, m->aidx, n, olda, true);
-		n = 0;
-		goto out_refs;
-	}
+	return true;
+}
 
-	/* 3. compare bytes */
-	RF_TEST_POINT("dedup.compare", rf_region_page(r, m->idx));
-	for (k = 0; k < n; k++) {
-		const void *b = rf_region_page(r, m->idx + k);
-		const void *ref = m->pair ? (const void *)rf_region_page(ar, m->aidx + k)
-					  : (const void *)store_addr(s, pg + k);
+/* 3. Compare B's bytes with the store pages (or with A's); the run ends at
+ * the first difference, counted as a collision or a race. */
+static void compare_run(struct run_flush *f)
+{
+	const struct merge_run *m = f->m;
+	struct run_side *b = &f->b, *a = &f->a;
+	unsigned int k;
 
-		if (memcmp(b, ref, RF_PAGE_SIZE) != 0) {
-			classify_mismatch(d, dv, dr, m->idx + k, b, m->hashes[k]);
+	RF_TEST_POINT("dedup.compare", rf_region_page(b->r, b->idx));
+	for (k = 0; k < f->n; k++) {
+		const void *page = rf_region_page(b->r, b->idx + k);
+		const void *ref = m->pair ? (const void *)rf_region_page(a->r, a->idx + k)
+					  : (const void *)store_addr(f->s, f->pg + k);
+
+		if (memcmp(page, ref, RF_PAGE_SIZE) != 0) {
+			classify_mismatch(f->d, b->dv, b->dr, b->idx + k, page, m->hashes[k]);
 			break;
 		}
 	}
-	if (k < n) {
-		abort_pages(dv, r, m->idx + k, n - k, oldb + k, true);
-		if (m->pair)
-			abort_pages(adv, ar, m->aidx + k, n - k, olda + k, true);
-		n = k;
+	if (k < f->n)
+		abort_run_from(f, k, true);
+}
+
+/* 4. A first-time duplicate: fill fresh adjacent store pages from the seeds
+ * (on B's node). */
+static bool fill_store_pages(struct run_flush *f)
+{
+	struct rf_dedup *d = f->d;
+	int numa = f->b.dv->numa;
+
+	f->s = &d->stores[numa < d->nstores && numa >= 0 ? numa : 0];
+	if (store_alloc(f->s, f->n, &f->pg) != 0) {
+		abort_run_from(f, 0, true);
+		return false;
 	}
-	if (n == 0)
-		goto out_refs;
+	for (unsigned int k = 0; k < f->n; k++)
+		memcpy(store_addr(f->s, f->pg + k), rf_region_page(f->a.r, f->a.idx + k),
+		       RF_PAGE_SIZE);
+	return true;
+}
 
-	/* 4. first-time duplicates: fill fresh store pages from the seeds */
-	if (m->pair) {
-		s = &d->stores[dv->numa < d->nstores && dv->numa >= 0 ? dv->numa : 0];
-		if (store_alloc(s, n, &pg) != 0) {
-			abort_pages(dv, r, m->idx, n, oldb, true);
-			abort_pages(adv, ar, m->aidx, n, olda, true);
-			n = 0;
-			goto out_refs;
-		}
-		for (k = 0; k < n; k++)
-			memcpy(store_addr(s, pg + k), rf_region_page(ar, m->aidx + k),
-			       RF_PAGE_SIZE);
+/* 5. Map the store pages over B (and A), if the VMA budget allows. */
+static void map_run(struct run_flush *f)
+{
+	struct run_side *b = &f->b, *a = &f->a;
+
+	if (!vma_budget_allows(f->d, f->m->pair ? 4 : 2))
+		return;
+	b->mapped = map_store_run(f->d, b->dv, b->r, b->idx, f->n, f->s, f->pg) == 0;
+	if (f->m->pair)
+		a->mapped = map_store_run(f->d, a->dv, a->r, a->idx, f->n, f->s, f->pg) == 0;
+}
+
+/* 6. A side left in place is un-protected while still ours (after the
+ * unlock another module may protect it for itself). */
+static void unprotect_unmapped(struct run_flush *f)
+{
+	if (!f->b.mapped)
+		side_writeprotect(&f->b, f->n, false);
+	if (f->m->pair && !f->a.mapped)
+		side_writeprotect(&f->a, f->n, false);
+}
+
+/* File store page @pg under @hash in the index (and the Bloom filter), so
+ * that its later twins find it. */
+static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, struct rf_store *s,
+			    uint32_t pg, uint64_t hash)
+{
+	struct index_node *node = index_node_new(d->e);
+	struct index_key k;
+
+	if (!node)
+		return;
+	node->kind = NODE_STORE;
+	node->hash = hash;
+	node->domain = dv->domain;
+	node->numa = d->cfg.cross_node ? 0 : (int16_t)dv->numa;
+	node->store = s;
+	node->pg = pg;
+	s->pages[pg].node = node;
+	index_add(d->ht, node);
+	k = (struct index_key){node->hash, node->domain, node->numa};
+	bloom_set(d, &k);
+}
+
+/* Unlock page @k of side @sd: MERGED onto store page @payload if the store
+ * pages were mapped over it, else as it was. */
+static void publish_page(struct rf_dedup *d, struct run_side *sd, unsigned int k, uint64_t hash,
+			 uint32_t payload)
+{
+	rf_pte_t *pte = &sd->r->pte[sd->idx + k];
+	uint64_t old = sd->old[k];
+
+	if (!sd->mapped) {
+		pte_release(sd->dv->vm, pte, old);
+		return;
 	}
+	forget_cand(d, sd->dv, sd->r, sd->dr, sd->idx + k, hash);
+	rf_pte_unlock(sd->dv->vm, pte, old,
+		      rf_pte_with_payload(rf_pte_with_state(old, RF_PAGE_MERGED), payload));
+	atomic_fetch_add(&sd->dv->merged, 1);
+}
 
-	/* 5. map, if the VMA budget allows */
-	if (vma_budget_allows(d, m->pair ? 4 : 2)) {
-		okb = map_store_run(d, dv, r, m->idx, n, s, pg) == 0;
-		if (m->pair)
-			oka = map_store_run(d, adv, ar, m->aidx, n, s, pg) == 0;
-	}
+/* 7. Publish MERGED and unlock. A new store page's references (one per
+ * side mapping it) are taken and its index entry filed before the pages are
+ * unlocked: a page's store_put (which needs its lock) must find them. */
+static void publish_run(struct run_flush *f)
+{
+	const struct merge_run *m = f->m;
+	struct run_side *b = &f->b, *a = &f->a;
+	struct rf_dedup *d = f->d;
+	uint64_t merged = (uint64_t)f->n * ((b->mapped ? 1 : 0) + (a->mapped ? 1 : 0));
 
-	/* 6. a run left in place is un-protected while still ours (after the
-	 * unlock another module may protect it for itself) */
-	if (!okb)
-		rf_uffd_writeprotect(dv->uffd, rf_region_page(r, m->idx),
-				     (uint64_t)n << RF_PAGE_SHIFT, false, false);
-	if (m->pair && !oka)
-		rf_uffd_writeprotect(adv->uffd, rf_region_page(ar, m->aidx),
-				     (uint64_t)n << RF_PAGE_SHIFT, false, false);
-
-	/* 7. publish. Store entries go into the index before the pages are
-	 * unlocked: a page's store_put (which needs its lock) must find them. */
-	for (k = 0; k < n; k++) {
-		uint32_t payload = store_payload(d, s, pg + k);
+	for (unsigned int k = 0; k < f->n; k++) {
+		uint32_t pg = f->pg + k, payload = store_payload(d, f->s, pg);
 
 		if (m->pair) {
-			if (oka)
-				store_get(s, pg + k);
-			if (okb)
-				store_get(s, pg + k);
-			if (oka || okb) {
-				struct index_node *node = index_node_new(d->e);
-
-				if (node) {
-					node->kind = NODE_STORE;
-					node->hash = m->hashes[k];
-					node->domain = dv->domain;
-					node->numa = d->cfg.cross_node ? 0 : (int16_t)dv->numa;
-					node->store = s;
-					node->pg = pg + k;
-					s->pages[pg + k].node = node;
-					index_add(d->ht, node);
-					{
-						struct index_key bk = {node->hash, node->domain,
-								       node->numa};
-
-						bloom_set(d, &bk);
-					}
-				}
-			} else {
-				store_unalloc(s, pg + k, 1);
-			}
-			if (oka) {
-				forget_cand(d, adv, ar, adr, m->aidx + k, m->hashes[k]);
-				rf_pte_unlock(
-				    adv->vm, &ar->pte[m->aidx + k], olda[k],
-				    rf_pte_with_payload(rf_pte_with_state(olda[k], RF_PAGE_MERGED),
-							payload));
-				atomic_fetch_add(&adv->merged, 1);
-			} else {
-				pte_release(adv->vm, &ar->pte[m->aidx + k], olda[k]);
-			}
-		} else if (!okb) {
-			store_put(s, pg + k); /* the lookup's reference */
+			if (a->mapped)
+				store_get(f->s, pg);
+			if (b->mapped)
+				store_get(f->s, pg);
+			if (a->mapped || b->mapped)
+				file_store_page(d, b->dv, f->s, pg, m->hashes[k]);
+			else
+				store_unalloc(f->s, pg, 1);
+			publish_page(d, a, k, m->hashes[k], payload);
+		} else if (!b->mapped) {
+			store_put(f->s, pg); /* the lookup's reference */
 		}
-		if (okb) {
-			forget_cand(d, dv, r, dr, m->idx + k, m->hashes[k]);
-			rf_pte_unlock(dv->vm, &r->pte[m->idx + k], oldb[k],
-				      rf_pte_with_payload(
-					  rf_pte_with_state(oldb[k], RF_PAGE_MERGED), payload));
-			atomic_fetch_add(&dv->merged, 1);
-		} else {
-			pte_release(dv->vm, &r->pte[m->idx + k], oldb[k]);
-		}
+		publish_page(d, b, k, m->hashes[k], payload);
 	}
-	atomic_fetch_add(&d->merged, (uint64_t)n * ((okb ? 1 : 0) + (oka ? 1 : 0)));
-	atomic_fetch_add(&d->pass_merges, (uint64_t)n * ((okb ? 1 : 0) + (oka ? 1 : 0)));
-	/* 8. wake the writers, now that F_WP is clear (uffd.h): on the new
-	 * mapping they get a private copy of the merged bytes. */
-	rf_uffd_wake(dv->uffd, rf_region_page(r, m->idx), (uint64_t)n << RF_PAGE_SHIFT);
-	if (m->pair)
-		rf_uffd_wake(adv->uffd, rf_region_page(ar, m->aidx), (uint64_t)n << RF_PAGE_SHIFT);
+	atomic_fetch_add(&d->merged, merged);
+	atomic_fetch_add(&d->pass_merges, merged);
+}
+
+/* 8. Wake the writers, now that F_WP is clear (uffd.h): on the new mapping
+ * they get a private copy of the merged bytes. */
+static void wake_run(struct run_flush *f)
+{
+	uint64_t len = (uint64_t)f->n << RF_PAGE_SHIFT;
+
+	rf_uffd_wake(f->b.dv->uffd, rf_region_page(f->b.r, f->b.idx), len);
+	if (f->m->pair)
+		rf_uffd_wake(f->a.dv->uffd, rf_region_page(f->a.r, f->a.idx), len);
+}
+
+void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
+{
+	struct run_flush f;
+	unsigned int n0 = m->n;
+	bool other_vm = false;
+
+	m->n = 0;
+	if (n0 == 0)
+		return;
+	f.d = d;
+	f.m = m;
+	f.n = n0;
+	f.s = m->store;
+	f.pg = m->pg;
+	side_init(&f.b, m->dv, m->r, m->idx);
+	side_init(&f.a, m->adv, m->ar, m->aidx);
+	f.b.dr = dedup_region_of(f.b.dv, f.b.r, false);
+	if (m->pair) {
+		if (f.a.dv->vm != f.b.dv->vm) {
+			/* tryrdlock: see the lock order in dedup_internal.h. */
+			if (pthread_rwlock_tryrdlock(&f.a.dv->vm->regions_lock) != 0)
+				return;
+			other_vm = true;
+		}
+		if (atomic_load(&f.a.dv->dead) || !region_alive(f.a.dv->vm, f.a.r))
+			goto out_unlock_vm;
+		f.a.dr = dedup_region_of(f.a.dv, f.a.r, false);
+	}
+
+	lock_run(&f);
+	if (f.n == 0 || !write_protect_run(&f))
+		goto out_refs;
+	compare_run(&f);
+	if (f.n == 0 || (m->pair && !fill_store_pages(&f)))
+		goto out_refs;
+	map_run(&f);
+	unprotect_unmapped(&f);
+	publish_run(&f);
+	wake_run(&f);
 
 out_refs:
 	/* A store run holds one lookup reference per page; drop the unused. */
 	if (!m->pair)
-		for (k = n; k < n0; k++)
+		for (unsigned int k = f.n; k < n0; k++)
 			store_put(m->store, m->pg + k);
 out_unlock_vm:
 	if (other_vm)
-		pthread_rwlock_unlock(&adv->vm->regions_lock);
+		rf_vm_regions_unlock(f.a.dv->vm);
 }
 
 void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,

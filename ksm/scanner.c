@@ -8,18 +8,23 @@
  * kernel's pagemap is read first: pages that are not present (never touched,
  * discarded) or map the zero page cost nothing and are skipped unhashed.
  *
- * Stable pages only (as in mm/ksm.c's unstable tree): each page's XXH3 hash
- * is kept from the previous pass. A page whose hash changed is volatile: it
- * is not merged (it would be broken again at once), only remembered. A page
- * whose hash is unchanged is looked up in the content index:
- *   - a store page of equal hash  -> merge onto it;
- *   - another stable private page (CAND) -> both are merged onto a new store
- *     page filled from it;
- *   - nothing -> the page is filed as a CAND for a later twin.
- * All-zero stable pages are discarded instead. A page that failed a byte
- * comparison with its hash unchanged (a collision) is not tried again until
- * its content changes. Merges of adjacent pages onto adjacent store pages are
- * gathered into runs and done with one mapping each (merge.c).
+ * Each page's XXH3 hash is kept from the previous pass; a page whose hash
+ * is unchanged is stable, one whose hash changed is volatile. Then:
+ *   - an all-zero page is discarded, at first sight;
+ *   - a page whose key has a store page in the content index is merged onto
+ *     it, at first sight (as mm/ksm.c merges into its stable tree without
+ *     waiting): both cost at most a page fault if the guest writes again;
+ *   - only a stable page is paired: with another stable private page filed
+ *     in the index (a CAND, mm/ksm.c's unstable tree), both are merged onto
+ *     a new store page filled from it; with none, it is filed as a CAND for
+ *     a later twin. A volatile page is only remembered (it would be broken
+ *     again at once).
+ * A one-hash Bloom filter in front of the index spares the lookup of a key
+ * never filed. A page that failed a byte comparison with its hash unchanged
+ * (a collision) is not tried again until its content changes, and a page
+ * whose merges guests keep breaking is tried on ever fewer passes
+ * (PF_BROKEN_MASK, backoff_max). Merges of adjacent pages onto adjacent store
+ * pages are gathered into runs and done with one mapping each (merge.c).
  *
  * The same walk notices what guests did since: a MERGED page now mapped
  * anonymous was written (copy-on-write), so it is unmerged; a ZERO or
@@ -29,7 +34,12 @@
  * unthrottled; otherwise, after each unit, a thread sleeps long enough to
  * keep within its share of a core (measured with the thread's CPU clock) and
  * within the pages-per-second limit. Once converged, the share is
- * idle_cpu_percent, and passes start at most every 100 ms.
+ * idle_cpu_percent, and passes start at most every 100 ms. A rate set with
+ * rf_dedup_set_rate replaces all of these.
+ *
+ * Threads: scan_threads of them (rf-scan0..), started by the own engine's
+ * start (own_engine.c) and joined by its quiesce. Thread 0 builds each pass's
+ * units under d->lock; all meet at a barrier before and after the pass.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -373,10 +383,10 @@ static int build_units(struct rf_dedup *d)
 	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
 		if (atomic_load(&dv->dead))
 			continue;
-		rf_vm_regions_rdlock(dv->vm);
-		for (unsigned int i = 0; i < dv->vm->nr_regions; i++) {
-			struct rf_region *r = dv->vm->regions[i];
+		struct rf_region *r;
 
+		rf_vm_regions_rdlock(dv->vm);
+		for (unsigned int i = 0; (r = __rf_vm_region(dv->vm, i)); i++) {
 			for (uint64_t p = 0; p < r->npages; p += UNIT_PAGES) {
 				if (n == d->units_cap) {
 					unsigned int cap = d->units_cap ? 2 * d->units_cap : 1024;

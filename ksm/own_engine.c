@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ramfold's own dedup engine as a backend (dedup_own_ops, and
+ * dedup_off_ops for RF_DEDUP_OFF): what the API in dedup.c asks of it.
+ *
+ *   start/stop  the content index, the Bloom filter, one store per NUMA node
+ *               and the scanner threads (scanner.c); quiesce joins the
+ *               threads before the VMs are detached
+ *   add_vm      the VM's userfaultfd with write-protect in its base mode, and
+ *               per-region state (a hash and a flags byte per page) for every
+ *               region, each registered for write-protect; regions mapped
+ *               later are picked up by the scanner (dedup_region_of)
+ *   remove_vm   drops the VM's candidates, then unmerges its MERGED pages
+ *               (rf_dedup_stop) or drops their store references (the VM is
+ *               being freed), and frees the per-region state
+ *   stats       the engine's counters, and saved_bytes measured from the
+ *               kernel (pagemap, and fstat of the store's memfd), not counted
+ *
+ * Write-protect faults need no handler of ours: uffd.c leaves a page marked
+ * RF_PTE_F_WP to the module holding it (merge.c wakes its writers) and lifts
+ * any other protection. Also here: the content hash and the RCU
+ * registration of the threads that use the index.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <xxhash.h>
+
+#include "compat_linux.h"
+#include "dedup_internal.h"
+
+static uint64_t xxh3_page(const void *page, size_t len)
+{
+	return XXH3_64bits(page, len);
+}
+
+uint64_t (*dedup_hash_fn)(const void *page, size_t len) = xxh3_page;
+
+static __thread int rcu_online; /* this thread is registered with urcu-memb */
+
+void dedup_rcu_thread_online(void)
+{
+	urcu_memb_register_thread();
+	rcu_online = 1;
+}
+
+void dedup_rcu_thread_offline(void)
+{
+	rcu_online = 0;
+	urcu_memb_unregister_thread();
+}
+
+bool dedup_rcu_enter(void)
+{
+	if (rcu_online)
+		return false;
+	dedup_rcu_thread_online();
+	return true;
+}
+
+void dedup_rcu_leave(bool registered_here)
+{
+	if (registered_here)
+		dedup_rcu_thread_offline();
+}
+
+/* ---- per-region state --------------------------------------------------- */
+
+static void dedup_region_free(struct dedup_region *dr)
+{
+	if (dr->hash)
+		munmap(dr->hash, dr->hash_bytes);
+	if (dr->pflags)
+		munmap((void *)dr->pflags, dr->pflags_bytes);
+	memset(dr, 0, sizeof(*dr));
+}
+
+struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r, bool create)
+{
+	struct dedup_region *dr = NULL;
+	int err;
+
+	pthread_mutex_lock(&dv->regs_lock);
+	for (unsigned int i = 0; i < dv->nregs; i++)
+		if (dv->regs[i].r == r)
+			dr = &dv->regs[i];
+	if (dr || !create || dv->nregs == RF_MAX_REGIONS)
+		goto out;
+	dr = &dv->regs[dv->nregs];
+	dr->hash_bytes =
+	    (r->npages * sizeof(uint64_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
+	dr->pflags_bytes = (r->npages + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
+	dr->hash = mmap(NULL, dr->hash_bytes, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	dr->pflags = mmap(NULL, dr->pflags_bytes, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (dr->hash == MAP_FAILED || dr->pflags == MAP_FAILED) {
+		if (dr->hash == MAP_FAILED)
+			dr->hash = NULL;
+		if (dr->pflags == MAP_FAILED)
+			dr->pflags = NULL;
+		dedup_region_free(dr);
+		dr = NULL;
+		goto out;
+	}
+	/* Write-protect mode on the whole region: costs nothing until a page
+	 * is protected, and is needed before any page can be. */
+	err = rf_uffd_register(dv->uffd, r->hva, r->size, UFFDIO_REGISTER_MODE_WP);
+	if (err) {
+		rf_log(dv->vm->e, RF_LOG_ERR,
+		       "%s: dedup: registering gpa 0x%" PRIx64 " (+0x%" PRIx64
+		       ") with userfaultfd: %s",
+		       dv->vm->name, r->gpa, r->size, strerror(-err));
+		dedup_region_free(dr);
+		dr = NULL;
+		goto out;
+	}
+	dr->r = (struct rf_region *)r;
+	dv->nregs++;
+	atomic_fetch_add(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
+out:
+	pthread_mutex_unlock(&dv->regs_lock);
+	return dr;
+}
+
+/* ---- attaching and detaching VMs ---------------------------------------- */
+
+/* Drop the store references of the MERGED pages of @r (about to go away). */
+static void drop_region_refs(struct rf_dedup *d, struct rf_region *r)
+{
+	for (uint64_t i = 0; i < r->npages; i++) {
+		uint64_t v = rf_pte_peek(&r->pte[i]);
+		struct rf_store *s;
+		uint32_t pg;
+
+		if (rf_pte_state(v) != RF_PAGE_MERGED)
+			continue;
+		s = dedup_store_of(d, rf_pte_payload(v), &pg);
+		if (s)
+			store_put(s, pg);
+	}
+}
+
+/* The region_unmap hook (regions lock held for writing): forget @r. */
+static void own_region_unmap(struct rf_dedup_vm *dv, struct rf_region *r)
+{
+	struct dedup_region *dr;
+	bool reg;
+
+	dr = dedup_region_of(dv, r, false);
+	if (!dr)
+		return;
+	reg = dedup_rcu_enter();
+	index_del_cands_of(dv->d->ht, dv->vm, r);
+	dedup_rcu_leave(reg);
+	/* Scanners that found one of those entries are inside a read-side
+	 * section; none can be inside this region (we hold its write lock). */
+	urcu_memb_synchronize_rcu();
+	drop_region_refs(dv->d, r);
+	pthread_mutex_lock(&dv->regs_lock);
+	dedup_region_free(dr);
+	*dr = dv->regs[--dv->nregs];
+	memset(&dv->regs[dv->nregs], 0, sizeof(dv->regs[0]));
+	pthread_mutex_unlock(&dv->regs_lock);
+}
+
+/* Bring the MERGED pages of @r back to private (rf_dedup_stop). */
+static void unmerge_region(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r)
+{
+	rf_vm *vm = dv->vm;
+
+	/* Every page is visited until none is MERGED: a run unmerges a
+	 * prefix of itself (a page whose state changed under its lock ends
+	 * it), and what is left is found again from the next page. A discard
+	 * that holds a merged page (and calls dedup_page_release with this
+	 * dv) is waited for by the unmerge's page lock, so none is left
+	 * running when dv is freed. */
+	for (uint64_t p = 0; p < r->npages; p++) {
+		unsigned int n = 0;
+		int err;
+
+		while (p + n < r->npages && n < MERGE_RUN_MAX &&
+		       rf_pte_state(rf_pte_peek(&r->pte[p + n])) == RF_PAGE_MERGED)
+			n++;
+		if (!n)
+			continue;
+		err = unmerge_page(d, dv, r, p, n, false);
+		if (err == 0 || err == -EAGAIN)
+			continue;
+		/* Left merged (logged): release its pages so no MERGED page
+		 * outlives the store. */
+		for (unsigned int k = 0; k < n; k++) {
+			rf_pte_t *pte = &r->pte[p + k];
+			uint64_t old = rf_pte_lock(pte), nv = old;
+
+			if (rf_pte_state(old) == RF_PAGE_MERGED &&
+			    dedup_page_release(vm, r, p + k, old, NULL) == 0)
+				nv =
+				    rf_pte_with_payload(rf_pte_with_state(old, RF_PAGE_PRIVATE), 0);
+			rf_pte_unlock(vm, pte, old, nv);
+		}
+	}
+}
+
+static void own_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmerge)
+{
+	rf_vm *vm = dv->vm;
+	struct rf_region *r;
+	bool reg;
+
+	reg = dedup_rcu_enter();
+	index_del_cands_of(d->ht, vm, NULL);
+	dedup_rcu_leave(reg);
+	urcu_memb_synchronize_rcu();
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
+		if (unmerge)
+			unmerge_region(d, dv, r);
+		else
+			drop_region_refs(d, r);
+	}
+	rf_vm_regions_unlock(vm);
+	if (dv->uffd)
+		rf_uffd_put(vm);
+	for (unsigned int i = 0; i < dv->nregs; i++) {
+		atomic_fetch_sub(&vm->metadata_bytes,
+				 dv->regs[i].hash_bytes + dv->regs[i].pflags_bytes);
+		dedup_region_free(&dv->regs[i]);
+	}
+}
+
+static int own_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
+{
+	rf_vm *vm = dv->vm;
+	struct rf_region *r;
+	int err;
+
+	(void)d;
+	err = rf_uffd_get(vm, &dv->uffd);
+	if (err)
+		return err;
+	dv->store_wp = rf_uffd_features(dv->uffd) & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	if (!dv->store_wp) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: dedup: userfaultfd cannot write-protect shmem mappings on this "
+		       "kernel (UFFD_FEATURE_WP_HUGETLBFS_SHMEM): merged pages could not "
+		       "be unmerged safely",
+		       vm->name);
+		rf_uffd_put(vm);
+		return -ENODEV;
+	}
+	/* Write-protect faults need no handler of ours: uffd.c leaves a
+	 * page marked RF_PTE_F_WP to us (merge.c wakes its writers) and
+	 * lifts any other protection. */
+	rf_uffd_add_base_mode(dv->uffd, UFFDIO_REGISTER_MODE_WP);
+	vm->dedup = dv;
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
+		dedup_region_of(dv, r, true);
+	rf_vm_regions_unlock(vm);
+	return 0;
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+static int own_start(struct rf_dedup *d)
+{
+	static const uint8_t zero[RF_PAGE_SIZE];
+	rf_engine *e = d->e;
+	uint64_t cap;
+	int err;
+
+	if (!e->feat.uffd_wp) {
+		rf_log(e, RF_LOG_ERR,
+		       "dedup: start: userfaultfd write-protect is missing; merging without it "
+		       "could lose guest writes");
+		return -ENODEV;
+	}
+	d->vma_budget = d->cfg.vma_budget ? d->cfg.vma_budget : e->feat.max_map_count * 9 / 10;
+	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
+	d->ht = index_new();
+	/* 2^22 bits (512 KiB, touched as used): a few % false positives at
+	 * 10^5 distinct pages. */
+	d->bloom_bits = 1ull << 22;
+	d->bloom = mmap(NULL, d->bloom_bits / 8, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (!d->ht || d->bloom == MAP_FAILED) {
+		d->bloom = NULL;
+		err = -ENOMEM;
+		goto err_stores;
+	}
+	cap = e->cfg.host_capacity_bytes >> RF_PAGE_SHIFT;
+	if (cap < 65536)
+		cap = 65536;
+	if (cap > STORE_PG_MASK)
+		cap = STORE_PG_MASK;
+	d->nstores = e->feat.numa_nodes < STORE_MAX_NODES ? e->feat.numa_nodes : STORE_MAX_NODES;
+	for (int i = 0; i < d->nstores; i++) {
+		err = store_init(&d->stores[i], e, d->nstores > 1 ? i : -1, cap);
+		if (err) {
+			d->nstores = i;
+			goto err_stores;
+		}
+	}
+	d->vmas = count_vmas();
+	err = scanner_start(d);
+	if (err)
+		goto err_stores;
+	return 0;
+
+err_stores:
+	for (int i = 0; i < d->nstores; i++)
+		store_destroy(&d->stores[i]);
+	index_destroy(d->ht);
+	if (d->bloom)
+		munmap((void *)d->bloom, d->bloom_bits / 8);
+	return err;
+}
+
+/* The scanner threads stop before the VMs are detached. */
+static void own_quiesce(struct rf_dedup *d)
+{
+	scanner_stop(d);
+}
+
+/* Every VM is detached: no store page is mapped any more. */
+static void own_stop(struct rf_dedup *d)
+{
+	bool reg = dedup_rcu_enter();
+
+	for (int i = 0; i < d->nstores; i++)
+		store_reap(&d->stores[i], d->ht);
+	dedup_rcu_leave(reg);
+	index_destroy(d->ht);
+	for (int i = 0; i < d->nstores; i++)
+		store_destroy(&d->stores[i]);
+	munmap((void *)d->bloom, d->bloom_bits / 8);
+	rf_free(d->e, d->units);
+}
+
+/* A rate set at run time replaces the config's budgets (scanner.c: throttle). */
+static int own_set_rate(struct rf_dedup *d, uint64_t pages_per_sec)
+{
+	atomic_store(&d->rate_pps, pages_per_sec);
+	return 0;
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+#define STATS_CHUNK 4096
+
+#define STATS_CHUNK 4096
+
+/* Measured per VM: pages mapped from the store, and ZERO pages not resident. */
+static int measure_vm(struct rf_dedup_vm *dv, uint64_t *file_pages, uint64_t *zero_gone,
+		      uint64_t *shared_frac_bytes)
+{
+	rf_vm *vm = dv->vm;
+	uint64_t *ents = rf_zalloc(vm->e, STATS_CHUNK * sizeof(*ents));
+	struct rf_region *r;
+	int err = 0;
+
+	if (!ents)
+		return -ENOMEM;
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
+		for (uint64_t base = 0; base < r->npages && !err; base += STATS_CHUNK) {
+			size_t n = r->npages - base < STATS_CHUNK ? r->npages - base : STATS_CHUNK;
+
+			err = rf_pagemap_read(vm->e, rf_region_page(r, base), n, ents);
+			for (size_t k = 0; k < n && !err; k++) {
+				uint64_t v = rf_pte_peek(&r->pte[base + k]);
+				enum rf_page_state s = rf_pte_state(v);
+
+				if ((ents[k] & PM_PRESENT) && (ents[k] & PM_FILE) &&
+				    s == RF_PAGE_MERGED) {
+					struct rf_store *st;
+					uint32_t pg, ref;
+
+					(*file_pages)++;
+					st = dedup_store_of(dv->d, rf_pte_payload(v), &pg);
+					ref = st ? atomic_load(&st->pages[pg].ref) : 0;
+					if (ref > 1)
+						*shared_frac_bytes +=
+						    RF_PAGE_SIZE - RF_PAGE_SIZE / ref;
+				} else if (s == RF_PAGE_ZERO &&
+					   !rf_pagemap_resident(vm->e, ents[k])) {
+					(*zero_gone)++;
+				}
+			}
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	rf_free(vm->e, ents);
+	return err;
+}
+
+static int own_vm_stats(struct rf_dedup_vm *dv, struct rf_dedup_vm_stats *st)
+{
+	uint64_t file = 0, zero = 0, frac = 0;
+	int err;
+
+	err = measure_vm(dv, &file, &zero, &frac);
+	st->saved_bytes = frac + (zero << RF_PAGE_SHIFT);
+	return err;
+}
+
+static int own_stats(struct rf_dedup *d, struct rf_dedup_stats *st, bool measure)
+{
+	uint64_t file = 0, zero = 0, frac = 0, store_res = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
+		st->pages_scanned += atomic_load(&dv->scanned);
+		st->volatile_skipped += atomic_load(&dv->volatile_skipped);
+		st->pages_sharing += atomic_load(&dv->vm->state_pages[RF_PAGE_MERGED]);
+		st->pages_zero += atomic_load(&dv->vm->state_pages[RF_PAGE_ZERO]);
+		if (!err && measure)
+			err = measure_vm(dv, &file, &zero, &frac);
+		if (dv->uffd) {
+			struct rf_uffd_stats us;
+
+			rf_uffd_stats(dv->uffd, &us);
+			st->cpu_ns += us.cpu_ns;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	for (int i = 0; i < d->nstores; i++) {
+		if (measure)
+			store_res += store_resident_bytes(&d->stores[i]);
+		st->store_pages += atomic_load(&d->stores[i].live);
+	}
+	st->pages_merged = atomic_load(&d->merged);
+	st->pages_unmerged = atomic_load(&d->unmerged);
+	st->merge_races = atomic_load(&d->races);
+	st->hash_collisions = atomic_load(&d->collisions);
+	st->scan_passes = atomic_load(&d->passes);
+	st->vma_budget_stops = atomic_load(&d->vma_stops);
+	st->vmas = atomic_load(&d->vmas);
+	st->cpu_ns += scanner_cpu_ns(d);
+	st->converged = atomic_load(&d->converged);
+	file <<= RF_PAGE_SHIFT;
+	st->saved_bytes = (file > store_res ? file - store_res : 0) + (zero << RF_PAGE_SHIFT);
+	return err;
+}
+
+const struct dedup_backend_ops dedup_own_ops = {
+    .name = "own",
+    .start = own_start,
+    .quiesce = own_quiesce,
+    .stop = own_stop,
+    .add_vm = own_add_vm,
+    .remove_vm = own_remove_vm,
+    .region_unmap = own_region_unmap,
+    .set_rate = own_set_rate,
+    .stats = own_stats,
+    .vm_stats = own_vm_stats,
+};
+
+/* RF_DEDUP_OFF: VMs are attached (hooks, counters) and nothing is merged;
+ * the stats are measured as the own engine's, so pages other modules left
+ * ZERO still count as saved. */
+const struct dedup_backend_ops dedup_off_ops = {
+    .name = "off",
+    .set_rate = own_set_rate,
+    .stats = own_stats,
+    .vm_stats = own_vm_stats,
+};
