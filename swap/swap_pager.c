@@ -291,6 +291,7 @@ static void vm_free_hook(rf_vm *vm, void *arg)
 {
 	struct rf_pager *p = vm->pager;
 	struct rf_swap *sw = vm->e->swap;
+	struct rf_region *r;
 
 	(void)arg;
 	if (!p)
@@ -306,8 +307,8 @@ static void vm_free_hook(rf_vm *vm, void *arg)
 	rf_uffd_set_handler(p->u, RF_UFFD_EV_REMOVE, NULL, NULL);
 	rf_uffd_put(vm);
 	pthread_rwlock_wrlock(&vm->regions_lock);
-	for (unsigned int i = 0; i < vm->nr_regions; i++)
-		region_unmap(vm, vm->regions[i], NULL);
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
+		region_unmap(vm, r, NULL);
 	vm->pager = NULL;
 	pthread_rwlock_unlock(&vm->regions_lock);
 	rf_swap_store_release(vm->e);
@@ -707,6 +708,7 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	struct rf_pager *p = arg;
 	rf_vm *vm = p->vm;
 	uint64_t start = m->arg.remove.start, end = m->arg.remove.end;
+	struct rf_region *r;
 
 	(void)u;
 	if (atomic_load(&p->dead))
@@ -715,8 +717,7 @@ static int on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	 * ours (a reader) is inside: a retry here is for outside discards. */
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
 		return -EAGAIN;
-	for (unsigned int i = 0; i < vm->nr_regions; i++) {
-		struct rf_region *r = vm->regions[i];
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
 		uint64_t a = (uintptr_t)r->hva, b = a + r->size;
 		uint64_t lo = start > a ? start : a, hi = end < b ? end : b;
 
@@ -829,10 +830,10 @@ static int ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t i
 static void register_all(struct rf_pager *p)
 {
 	rf_vm *vm = p->vm;
+	struct rf_region *r;
 
 	pthread_mutex_lock(&p->lock);
-	for (unsigned int i = 0; i < vm->nr_regions; i++) {
-		struct rf_region *r = vm->regions[i];
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
 		struct chunk_map *cm = chunk_map_of(p, r);
 		uint64_t nchunks = (r->size + (1ull << CHUNK_SHIFT) - 1) >> CHUNK_SHIFT,
 			 refused = 0;
@@ -1365,10 +1366,10 @@ uint64_t rf_swap_pager_resident(struct rf_pager *p)
 {
 	rf_vm *vm = p->vm;
 	uint64_t ents[WINDOW], pages = 0;
+	struct rf_region *r;
 
 	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; i < vm->nr_regions; i++) {
-		struct rf_region *r = vm->regions[i];
+	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
 		int64_t n = p->e->feat.pagemap_scan ? resident_scan(p, r) : -1;
 
 		if (n >= 0) {
@@ -1386,6 +1387,18 @@ uint64_t rf_swap_pager_resident(struct rf_pager *p)
 	}
 	rf_vm_regions_unlock(vm);
 	return (pages << RF_PAGE_SHIFT) + atomic_load(&p->tier_mem);
+}
+
+/* The gpa of the first region above @gpa; past the last, the first region's
+ * (0 if there is none). Caller holds regions_lock. */
+static uint64_t next_region_gpa(const rf_vm *vm, uint64_t gpa)
+{
+	struct rf_region *r, *first = __rf_vm_region(vm, 0);
+	unsigned int i = 0;
+
+	while ((r = __rf_vm_region(vm, i)) && r->gpa <= gpa)
+		i++;
+	return r ? r->gpa : (first ? first->gpa : 0);
 }
 
 /*
@@ -1417,22 +1430,16 @@ static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 	want = (res - target + slack) >> RF_PAGE_SHIFT;
 	rf_vm_regions_rdlock(vm);
 	pthread_mutex_lock(&p->out_lock);
-	while (done < want && laps < 3 * vm->nr_regions + 3) {
+	while (done < want && laps < 3 * rf_vm_nr_regions(vm) + 3) {
 		struct rf_region *r = __rf_vm_find_region(vm, p->hand_gpa);
 		uint64_t idx, n;
 		int err;
 
 		if (!r) {
 			/* Past the end of a region: on to the next one, or wrap. */
-			unsigned int i = 0;
-
-			while (i < vm->nr_regions && vm->regions[i]->gpa <= p->hand_gpa)
-				i++;
-			p->hand_gpa = i < vm->nr_regions
-					  ? vm->regions[i]->gpa
-					  : (vm->nr_regions ? vm->regions[0]->gpa : 0);
+			p->hand_gpa = next_region_gpa(vm, p->hand_gpa);
 			laps++;
-			if (!vm->nr_regions)
+			if (!__rf_vm_region(vm, 0))
 				break;
 			continue;
 		}
