@@ -6,26 +6,35 @@
  * benchmarks), one at a time under out_lock (they share the staging
  * buffer).
  *
- *   1. lock a batch of victim pages (page lock bits, address order);
- *   2. make sure their 2 MiB chunk is registered for missing faults
- *      (swap_register.c), so the guest's next touch faults to the pager;
- *   3. UFFDIO_MOVE them out of guest RAM into a staging buffer. The move is
- *      atomic against guest writes: a write lands before it (and is in what
- *      we store) or after it (and faults, waiting on the page lock). A
- *      plain copy + MADV_DONTNEED would lose a write made between the two.
- *      Without UFFDIO_MOVE (before Linux 6.8) the pager runs in copy mode:
- *      it marks the victims RF_PTE_F_WP, write-protects them through the
- *      VM's userfaultfd (a writer now waits in the kernel, and uffd.c
- *      leaves its fault to us), copies them to the staging buffer, and
- *      discards only the pages the store took (MADV_DONTNEED) before waking
- *      the writers, who then fault as missing and are served like any
- *      other swap-in. A page the store refused is simply un-protected;
- *   4. all-zero pages become ZERO and are not stored; the rest go to the
- *      store in one call (compressed tier or file, one pwritev);
- *   5. publish SWAPPED/COMPRESSED with the store handle as payload and
- *      unlock. Pages the store refused (full, I/O error) are copied back
- *      into place before unlock: nothing is lost, and the swap-out stops
- *      with a stat.
+ *   1. pick victims and lock them (pager_swap_out_walk): pages resident by
+ *      pagemap and swappable by their state, page lock bits try-locked in
+ *      address order; the victims stay locked until their batch is done;
+ *   2. check_cap: the batch must fit under the VM's cap whole;
+ *   3. register_victims: make sure their 2 MiB chunk is registered for
+ *      missing faults (swap_register.c), so the guest's next touch faults
+ *      to the pager;
+ *   4. keep_resident: read pagemap again under the locks and let go of
+ *      every victim that is no longer resident (another module discarded
+ *      it meanwhile);
+ *   5. move_victims: UFFDIO_MOVE them out of guest RAM into the staging
+ *      buffer. The move is atomic against guest writes: a write lands
+ *      before it (and is in what we store) or after it (and faults, waiting
+ *      on the page lock). A plain copy + MADV_DONTNEED would lose a write
+ *      made between the two. Without UFFDIO_MOVE (before Linux 6.8) the
+ *      pager runs in copy mode, copy_victims instead: it marks the victims
+ *      RF_PTE_F_WP, write-protects them through the VM's userfaultfd (a
+ *      writer now waits in the kernel, and uffd.c leaves its fault to us),
+ *      and copies them to the staging buffer through /proc/self/mem;
+ *   6. store_victims: all-zero pages become ZERO and are not stored; the
+ *      rest go to the store in one call (compressed tier or file, one
+ *      pwritev). Pages the store refused (full, I/O error) are put back
+ *      into place in move mode, un-protected in copy mode: nothing is
+ *      lost, and the swap-out stops with a stat;
+ *   7. copy mode only, discard_stored: discard the pages the store took or
+ *      found zero (rf_vm_discard_locked, MADV_DONTNEED);
+ *   8. publish_victims: publish SWAPPED/COMPRESSED with the store handle as
+ *      payload (or ZERO) and unlock. In copy mode the writers are woken
+ *      after that, fault as missing and are served like any other swap-in.
  *
  * The staging buffer is registered on a private userfaultfd of its own
  * (UFFDIO_MOVE wants its destination registered on the ioctl's context),
@@ -146,13 +155,53 @@ static unsigned int read_run(struct rf_pager *p, uint8_t *addr, unsigned int npg
 	return copied;
 }
 
+/* Step 2, the hard cap: room for the whole batch of @n pages, or nothing.
+ * 0, or -ENOSPC (counted). */
+static int check_cap(struct rf_pager *p, unsigned int n)
+{
+	uint64_t cap = p->cap, swapped;
+
+	swapped = (atomic_load(&p->file_pages) + atomic_load(&p->tier_pages)) << RF_PAGE_SHIFT;
+	if (cap != RF_SWAP_NO_TARGET && swapped + ((uint64_t)n << RF_PAGE_SHIFT) > cap) {
+		atomic_fetch_add(&p->enospc, 1);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
 /*
- * The victims were chosen from a pagemap reading taken before their locks.
- * Since then another module may have discarded one (the dedup engine found
- * it zero, the balloon took it): its state then says so, but it may also be
- * a page that is absent now with a state we would still swap. Read pagemap
- * again under the locks (no library thread changes a page we hold) and let
- * go of every victim that is not resident. A resident ZERO or FREE_REPORTED
+ * Step 3, registration before the move, so the guest's next touch faults
+ * to the pager. A chunk that cannot be registered whole (another module
+ * mapped something there the kernel refuses to register) falls back to the
+ * page alone; a page that cannot be registered stays in memory (unlocked
+ * here). Returns the victims kept.
+ */
+static unsigned int register_victims(struct rf_pager *p, struct rf_region *r, struct victim *vs,
+				     unsigned int n)
+{
+	unsigned int kept = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned int i = 0; i < n; i++) {
+		if (pager_ensure_registered(p, r, vs[i].idx) != 0 &&
+		    rf_uffd_register(p->u, rf_region_page(r, vs[i].idx), RF_PAGE_SIZE,
+				     pager_reg_mode(p)) != 0) {
+			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v0, vs[i].v0);
+			continue;
+		}
+		vs[kept++] = vs[i];
+	}
+	pthread_mutex_unlock(&p->lock);
+	return kept;
+}
+
+/*
+ * Step 4: the victims were chosen from a pagemap reading taken before
+ * their locks. Since then another module may have discarded one (the dedup
+ * engine found it zero, the balloon took it): its state then says so, but
+ * it may also be a page that is absent now with a state we would still
+ * swap. Read pagemap again under the locks (no library thread changes a
+ * page we hold) and let go of every victim that is not resident. A resident ZERO or FREE_REPORTED
  * page was written by the guest since: it is PRIVATE again (published when
  * it is unlocked, swapped or not). Returns the victims kept.
  */
@@ -182,7 +231,37 @@ static unsigned int keep_resident(struct rf_pager *p, struct rf_region *r, struc
 }
 
 /*
- * Copy mode, step 3: mark each locked victim RF_PTE_F_WP (so uffd.c leaves
+ * Move mode, step 5: move each run of adjacent victims out of guest RAM
+ * into the staging buffer in one UFFDIO_MOVE; moved[i] = 1 for a page
+ * moved. A partial move stops at a page that cannot move (pinned, shared
+ * by kernel KSM, not present): that page stays where it is and the rest of
+ * the run is tried again.
+ */
+static void move_victims(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
+			 unsigned int n, unsigned int *moved)
+{
+	for (unsigned int i = 0; i < n;) {
+		unsigned int j = run_end(vs, i, n, NULL), npg;
+		struct uffdio_move mv;
+
+		mv = (struct uffdio_move){
+		    .dst = (uintptr_t)p->stage + ((uint64_t)i << RF_PAGE_SHIFT),
+		    .src = (uintptr_t)rf_region_page(r, vs[i].idx),
+		    .len = (uint64_t)(j - i) << RF_PAGE_SHIFT,
+		};
+		if (ioctl(p->stage_fd, UFFDIO_MOVE, &mv) == 0)
+			mv.move = (int64_t)mv.len;
+		else if (mv.move < 0)
+			mv.move = 0;
+		npg = (unsigned int)((uint64_t)mv.move >> RF_PAGE_SHIFT);
+		for (unsigned int k = i; k < i + npg; k++)
+			moved[k] = 1;
+		i = i + npg == j ? j : i + npg + 1;
+	}
+}
+
+/*
+ * Copy mode, step 5: mark each locked victim RF_PTE_F_WP (so uffd.c leaves
  * a writer's fault to us), write-protect each run of adjacent victims, and
  * copy them to the staging buffer; moved[i] = 1 for a page copied. A run
  * that cannot be protected stays where it is, and so does a page that
@@ -215,9 +294,71 @@ static void copy_victims(struct rf_pager *p, struct rf_region *r, struct victim 
 	}
 }
 
+/* The store refused victim @i, whose content is at @page in the staging
+ * buffer: it stays. Copy mode lifts its protection (it never left); move
+ * mode puts it back, and stops the VM if even that fails. */
+static void keep_refused(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
+			 unsigned int i, const void *page)
+{
+	if (p->copy_mode)
+		unprotect(p, r, vs[i].idx, 1);
+	else if (put_back(p, r, vs[i].idx, page) != 0)
+		pager_stop_vm(p, r->gpa + (vs[i].idx << RF_PAGE_SHIFT), RF_SWAP_NONE, -EIO);
+}
+
 /*
- * Copy mode, after the store: discard every run of adjacent pages that is
- * stored or zero (moved >= 2). If madvise fails part way, pagemap tells
+ * Step 6: of the victims that left (moved = 1), the all-zero ones become
+ * ZERO and are not stored (moved = 2); the rest go to the store in one
+ * call. A page stored gets its handle and SWAPPED or COMPRESSED in vs[].v
+ * (moved = 3); a page the store refused (full, I/O error) is kept
+ * (moved = 0). Returns 0 or the store's error.
+ */
+static int store_victims(struct rf_pager *p, struct rf_region *r, struct victim *vs, unsigned int n,
+			 unsigned int *moved)
+{
+	void *pages[RF_SWAP_MAX_BATCH];
+	uint32_t handles[RF_SWAP_MAX_BATCH];
+	unsigned int sidx[RF_SWAP_MAX_BATCH], ns = 0;
+	int err = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (!moved[i])
+			continue;
+		pages[ns] = p->stage + ((size_t)i << RF_PAGE_SHIFT);
+		if (all_zero(pages[ns])) {
+			moved[i] = 2;
+			continue;
+		}
+		sidx[ns++] = i;
+	}
+	if (ns) {
+		bool tier_ok = true;
+
+		err = rf_swap_store_put(p->store, pages, ns, tier_ok, handles);
+		if (err == -ENOSPC)
+			atomic_fetch_add(&p->enospc, 1);
+	}
+	for (unsigned int k = 0; k < ns; k++) {
+		unsigned int i = sidx[k];
+
+		if (handles[k] == RF_SWAP_NONE) {
+			keep_refused(p, r, vs, i, pages[k]);
+			moved[i] = 0;
+			continue;
+		}
+		pager_account_add(p, handles[k], +1);
+		moved[i] = 3;
+		vs[i].v = rf_pte_with_payload(vs[i].v, handles[k]);
+		vs[i].v = rf_pte_with_state(vs[i].v, rf_swap_handle_in_tier(handles[k])
+							 ? RF_PAGE_COMPRESSED
+							 : RF_PAGE_SWAPPED);
+	}
+	return err;
+}
+
+/*
+ * Copy mode, step 7, after the store: discard every run of adjacent pages
+ * that is stored or zero (moved >= 2). If madvise fails part way, pagemap tells
  * which pages are still there: those stay PRIVATE (their store copy is
  * dropped and their protection lifted), the others are gone and go on to be
  * published as swapped. Nothing is lost either way.
@@ -268,111 +409,14 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
 }
 
 /*
- * Swap out @n locked victims of @r (ascending, n <= RF_SWAP_MAX_BATCH) and
- * unlock them all. Returns 0 or the store's error; *@out counts pages that
- * left guest RAM (stored or zero).
+ * Step 8: publish every victim and unlock it: ZERO for a zero page,
+ * SWAPPED/COMPRESSED with its handle for a stored one, unchanged for the
+ * others; none stays marked cold or write-protected. *@out counts the
+ * pages that left guest RAM.
  */
-static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim *vs,
-			  unsigned int n, uint64_t *out)
+static void publish_victims(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
+			    unsigned int n, const unsigned int *moved, uint64_t *out)
 {
-	void *pages[RF_SWAP_MAX_BATCH];
-	uint32_t handles[RF_SWAP_MAX_BATCH];
-	unsigned int sidx[RF_SWAP_MAX_BATCH], ns = 0, moved[RF_SWAP_MAX_BATCH] = {0};
-	uint64_t cap = p->cap, swapped;
-	unsigned int kept = 0;
-	int err = 0;
-
-	/* The hard cap: room for this whole batch, or nothing. */
-	swapped = (atomic_load(&p->file_pages) + atomic_load(&p->tier_pages)) << RF_PAGE_SHIFT;
-	if (cap != RF_SWAP_NO_TARGET && swapped + ((uint64_t)n << RF_PAGE_SHIFT) > cap) {
-		atomic_fetch_add(&p->enospc, 1);
-		err = -ENOSPC;
-		goto unlock_all;
-	}
-	/* Registration before the move, so the guest's next touch faults to
-	 * the pager. A chunk that cannot be registered whole (another module
-	 * mapped something there the kernel refuses to register) falls back to
-	 * the page alone; a page that cannot be registered stays in memory. */
-	pthread_mutex_lock(&p->lock);
-	for (unsigned int i = 0; i < n; i++) {
-		if (pager_ensure_registered(p, r, vs[i].idx) != 0 &&
-		    rf_uffd_register(p->u, rf_region_page(r, vs[i].idx), RF_PAGE_SIZE,
-				     pager_reg_mode(p)) != 0) {
-			rf_pte_unlock(p->vm, &r->pte[vs[i].idx], vs[i].v0, vs[i].v0);
-			continue;
-		}
-		vs[kept++] = vs[i];
-	}
-	pthread_mutex_unlock(&p->lock);
-	n = keep_resident(p, r, vs, kept);
-	RF_TEST_POINT("swap.victims-locked", p->vm);
-
-	if (p->copy_mode) {
-		copy_victims(p, r, vs, n, moved);
-		goto store;
-	}
-	/* Move each run of adjacent victims in one ioctl. */
-	for (unsigned int i = 0; i < n;) {
-		unsigned int j = run_end(vs, i, n, NULL), npg;
-		struct uffdio_move mv;
-
-		mv = (struct uffdio_move){
-		    .dst = (uintptr_t)p->stage + ((uint64_t)i << RF_PAGE_SHIFT),
-		    .src = (uintptr_t)rf_region_page(r, vs[i].idx),
-		    .len = (uint64_t)(j - i) << RF_PAGE_SHIFT,
-		};
-		if (ioctl(p->stage_fd, UFFDIO_MOVE, &mv) == 0)
-			mv.move = (int64_t)mv.len;
-		else if (mv.move < 0)
-			mv.move = 0;
-		/* A partial move stops at a page that cannot move (pinned, shared
-		 * by kernel KSM, not present): that page stays where it is and
-		 * the rest of the run is tried again. */
-		npg = (unsigned int)((uint64_t)mv.move >> RF_PAGE_SHIFT);
-		for (unsigned int k = i; k < i + npg; k++)
-			moved[k] = 1;
-		i = i + npg == j ? j : i + npg + 1;
-	}
-store:
-	for (unsigned int i = 0; i < n; i++) {
-		if (!moved[i])
-			continue;
-		pages[ns] = p->stage + ((size_t)i << RF_PAGE_SHIFT);
-		if (all_zero(pages[ns])) {
-			moved[i] = 2;
-			continue;
-		}
-		sidx[ns++] = i;
-	}
-	if (ns) {
-		bool tier_ok = true;
-
-		err = rf_swap_store_put(p->store, pages, ns, tier_ok, handles);
-		if (err == -ENOSPC)
-			atomic_fetch_add(&p->enospc, 1);
-	}
-	for (unsigned int k = 0; k < ns; k++) {
-		unsigned int i = sidx[k];
-
-		if (handles[k] == RF_SWAP_NONE) {
-			if (p->copy_mode)
-				unprotect(p, r, vs[i].idx, 1);
-			else if (put_back(p, r, vs[i].idx, pages[k]) != 0)
-				pager_stop_vm(p, r->gpa + (vs[i].idx << RF_PAGE_SHIFT),
-					      RF_SWAP_NONE, -EIO);
-			moved[i] = 0;
-			continue;
-		}
-		pager_account_add(p, handles[k], +1);
-		moved[i] = 3;
-		vs[i].v = rf_pte_with_payload(vs[i].v, handles[k]);
-		vs[i].v = rf_pte_with_state(vs[i].v, rf_swap_handle_in_tier(handles[k])
-							 ? RF_PAGE_COMPRESSED
-							 : RF_PAGE_SWAPPED);
-	}
-	if (p->copy_mode)
-		discard_stored(p, r, vs, n, moved);
-unlock_all:
 	for (unsigned int i = 0; i < n; i++) {
 		rf_pte_t *pte = &r->pte[vs[i].idx];
 		uint64_t nv = vs[i].v;
@@ -398,6 +442,36 @@ unlock_all:
 		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP);
 		rf_pte_unlock(p->vm, pte, vs[i].v0, nv);
 	}
+}
+
+/*
+ * Swap out @n locked victims of @r (ascending, n <= RF_SWAP_MAX_BATCH) and
+ * unlock them all: steps 2 to 8 above. moved[i] says how far victim i got:
+ * 0 stays in guest RAM, 1 is in the staging buffer (moved there, or copied
+ * in copy mode), 2 is all zero, 3 is stored. Returns 0 or the store's
+ * error; *@out counts pages that left guest RAM (stored or zero).
+ */
+static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim *vs,
+			  unsigned int n, uint64_t *out)
+{
+	unsigned int moved[RF_SWAP_MAX_BATCH] = {0};
+	int err;
+
+	err = check_cap(p, n);
+	if (err)
+		goto publish;
+	n = register_victims(p, r, vs, n);
+	n = keep_resident(p, r, vs, n);
+	RF_TEST_POINT("swap.victims-locked", p->vm);
+	if (p->copy_mode)
+		copy_victims(p, r, vs, n, moved);
+	else
+		move_victims(p, r, vs, n, moved);
+	err = store_victims(p, r, vs, n, moved);
+	if (p->copy_mode)
+		discard_stored(p, r, vs, n, moved);
+publish:
+	publish_victims(p, r, vs, n, moved, out);
 	/* Copy mode: writers that waited on the protection retry now, and
 	 * fault as missing on the pages that left. */
 	if (p->copy_mode && n)
@@ -423,8 +497,9 @@ static bool swappable(uint64_t v)
 }
 
 /*
- * Walk [@first, @first + @npages) of @r; swap out pages that are resident
- * and swappable, and (if @clock) still marked cold, marking the others.
+ * Step 1: walk [@first, @first + @npages) of @r, pick the pages that are
+ * resident and swappable, and (if @clock) still marked cold, marking the
+ * others, and lock them as victims; swap them out a batch at a time.
  * Stops after @want pages left. Returns 0 or the first store error.
  * Called with regions_lock held for reading and out_lock held.
  */
