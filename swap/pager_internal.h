@@ -6,23 +6,29 @@
  *
  * Who runs what, and on which thread:
  *
- *   file             functions                        thread
- *   swap_pager.c     pager_new, vm_free_hook, hooks   the embedder (first swap
- *                                                     call, rf_vm_free,
- *                                                     rf_vm_discard, unmap)
- *   swap_in.c        pager_on_missing, _on_remove     the VM's uffd fault thread
- *                                                     (src/uffd.c), never
- *                                                     blocking on a page lock
- *   swap_cache.c     pager_cache_prefetch             the uffd fault thread
- *                    pager_cache_take, _forget        any page-lock holder
- *   swap_register.c  pager_ensure_registered,         swap-out (out_lock),
- *                    pager_register_all               the target setter
- *   swap_out.c       pager_swap_out_walk,             the swapper, or a caller
- *                    rf_swap_pager_swap_out           of rf_swap_pager_swap_out
- *                                                     (tests, benchmarks);
- *                                                     one at a time (out_lock)
- *   swapper.c        pager_swapper_main               the pager's own swapper
- *                                                     thread (the target keeper)
+ *   file             functions                      thread
+ *   swap_pager.c     rf_swap_pager_get (pager_new)  the caller of the first
+ *                                                   swap call for the VM
+ *                    vm_free_hook, region_unmap,    the caller of rf_vm_free,
+ *                    page_release (core hooks)      rf_vm_unmap_ram,
+ *                                                   rf_vm_discard
+ *   swap_in.c        pager_on_missing, _on_remove   the VM's uffd fault thread
+ *                                                   (src/uffd.c), which never
+ *                                                   blocks on a page lock
+ *   swap_cache.c     pager_cache_take, _prefetch    the uffd fault thread
+ *                    pager_cache_forget             whoever drops a page's
+ *                                                   store handle (any)
+ *   swap_register.c  pager_ensure_registered        swap-out
+ *                    pager_register_all             the swapper, the setter
+ *                                                   of a target
+ *   swap_out.c       pager_swap_out_walk,           the swapper, or a caller
+ *                    rf_swap_pager_swap_out         of rf_swap_pager_swap_out
+ *                                                   (tests, benchmarks); one
+ *                                                   at a time (out_lock)
+ *   swapper.c        pager_swapper_main             the pager's own swapper
+ *                                                   thread (the target keeper)
+ *                    rf_swap_pager_set_target,      the caller of
+ *                    _set_cap                       rf_vm_set_swap_target/cap
  *
  * Lock order: regions_lock (read) > out_lock > page lock bits (address
  * order, try-locked) > lock > the store's mutex; cache_lock is a leaf.

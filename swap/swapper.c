@@ -30,8 +30,8 @@
  * everything.
  *
  * Locking: a round takes regions_lock (read), then out_lock (the hand and
- * the staging buffer are the swap-out's); target, cap and stop are read
- * under the pager's lock, which the thread sleeps on.
+ * the staging buffer are the swap-out's); target and stop are read under
+ * the pager's lock, which the thread sleeps on (cond).
  */
 #include <sys/ioctl.h>
 #include <time.h>
