@@ -6,9 +6,10 @@
 .PHONY: bench-swap bench-swap-long
 bench: bench-swap
 
+# swap_fault calls the swap pager's rf_swap_pager_swap_out (swap/swap_pager.h).
 $(B)/bench/swap_fault: bench/swap_fault.c $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< $(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(BASE_CFLAGS) -Iswap $(CFLAGS) -o $@ $< $(B)/libramfold.a $(LIB_DEPS)
 
 $(B)/bench/swap_hotcold: bench/swap_hotcold.c tests/helpers/vmm_proc.c
 	@mkdir -p $(@D)

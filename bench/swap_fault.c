@@ -7,7 +7,8 @@
  *                 fault); under a target (all RAM registered, every first
  *                 write comes to the pager) in address order, where the
  *                 pager fills ahead, and in random order, one page a fault;
- *   swap-out      throughput of rf_swap_pager_swap_out over 128 MiB, to the
+ *   swap-out      throughput of rf_swap_pager_swap_out (swap/swap_out.c: the
+ *                 whole range now, whatever its age) over 128 MiB, to the
  *                 compressed tier and to the file;
  *   swap-in       latency of a fault on a swapped page, measured by the
  *                 faulting thread (fault to data), from the compressed tier,
@@ -29,7 +30,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <ramfold/ramfold.h>
+
+/* The one private entry point: rf_swap_pager_swap_out swaps a whole range
+ * out now, whatever its age, which is what the swap-out rows time. Through
+ * the public API (a target) the swapper would take two CLOCK passes and its
+ * ticks to get there, and the rows would time those instead. */
 #include "swap_pager.h"
 
 #define MiB (1ull << 20)

@@ -2,7 +2,8 @@
 /*
  * A fault-latency histogram: log-linear buckets (8 per power of two, so any
  * percentile is within 12.5% of the truth), lock-free to record from the
- * pager thread while stats readers take snapshots. Pure, no I/O.
+ * VM's uffd fault thread (swap_in.c) while stats readers take snapshots.
+ * Pure, no I/O.
  */
 #ifndef RF_SWAP_HIST_H
 #define RF_SWAP_HIST_H

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The swap pager's own view of itself: struct rf_pager and the functions its
+ * files share. Private to swap/; the rest of the library sees the pager only
+ * through swap_pager.h. swap_pager.c explains the pager as a whole.
+ *
+ * Who runs what, and on which thread:
+ *
+ *   file             functions                      thread
+ *   swap_pager.c     rf_swap_pager_get (pager_new)  the caller of the first
+ *                                                   swap call for the VM
+ *                    vm_free_hook, region_unmap,    the caller of rf_vm_free,
+ *                    page_release (core hooks)      rf_vm_unmap_ram,
+ *                                                   rf_vm_discard
+ *   swap_in.c        pager_on_missing, _on_remove   the VM's uffd fault thread
+ *                                                   (src/uffd.c), which never
+ *                                                   blocks on a page lock
+ *   swap_cache.c     pager_cache_take, _prefetch    the uffd fault thread
+ *                    pager_cache_forget             whoever drops a page's
+ *                                                   store handle (any)
+ *   swap_register.c  pager_ensure_registered        swap-out
+ *                    pager_register_all             the swapper, the setter
+ *                                                   of a target
+ *   swap_out.c       pager_swap_out_walk,           the swapper, or a caller
+ *                    rf_swap_pager_swap_out         of rf_swap_pager_swap_out
+ *                                                   (tests, benchmarks); one
+ *                                                   at a time (out_lock)
+ *   swapper.c        pager_swapper_main             the pager's own swapper
+ *                                                   thread (the target keeper)
+ *                    rf_swap_pager_set_target,      the caller of
+ *                    _set_cap                       rf_vm_set_swap_target/cap
+ *
+ * Lock order: regions_lock (read) > out_lock > page lock bits (address
+ * order, try-locked) > lock > the store's mutex; cache_lock is a leaf.
+ */
+#ifndef RF_SWAP_PAGER_INTERNAL_H
+#define RF_SWAP_PAGER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/userfaultfd.h>
+
+#include "swap_hist.h"
+#include "swap_pager.h"
+#include "uffd.h"
+
+#define PAGER_CACHE_MAX 64  /* swap cache entries (prefetched pages) */
+#define PAGER_FILL_MAX	256 /* pages a first write may fill ahead: 1 MiB */
+#define PAGER_WINDOW	512 /* pagemap entries read at once */
+
+/* Which 2 MiB chunks of one region are registered for missing faults. */
+struct chunk_map {
+	struct rf_region *r;
+	uint64_t *bits; /* one bit per 2 MiB chunk: registered for missing faults */
+	size_t words;
+	bool all; /* every chunk tried (the VM has a target) */
+};
+
+/* One page read ahead into the swap cache. */
+struct cache_ent {
+	struct rf_region *r;
+	uint64_t idx;
+	uint32_t h; /* the handle the page had when read: still its handle while valid */
+	bool valid;
+};
+
+struct rf_pager {
+	rf_vm *vm;
+	rf_engine *e;
+	struct rf_swap_store *store;
+	struct rf_uffd *u;
+	uint32_t prefetch;
+
+	bool copy_mode;	 /* no UFFDIO_MOVE: write-protect, copy, discard */
+	int mem_fd;	 /* copy mode: /proc/self/mem, to read guest RAM without faulting */
+	int stage_fd;	 /* private userfaultfd of the staging buffer (move mode) */
+	uint8_t *stage;	 /* RF_SWAP_MAX_BATCH pages, under out_lock */
+	uint8_t *bounce; /* one page, uffd fault thread only */
+	uint8_t *zeros;	 /* PAGER_FILL_MAX pages never written: the source of fills */
+
+	pthread_t thread;	  /* the swapper (swapper.c) */
+	pthread_mutex_t lock;	  /* target, cap (swap-out reads it without), stop, chunk maps */
+	pthread_mutex_t out_lock; /* one swap-out at a time: the staging buffer, the hand */
+	pthread_cond_t cond;	  /* wakes the swapper */
+	bool stop, thread_started;
+	uint64_t target, cap;
+	struct chunk_map chunks[RF_MAX_REGIONS];
+	uint64_t hand_gpa; /* the CLOCK hand */
+
+	pthread_mutex_t cache_lock;
+	struct cache_ent cache[PAGER_CACHE_MAX];
+	uint8_t *cache_buf; /* PAGER_CACHE_MAX pages */
+	unsigned int cache_next;
+	struct rf_region *last_r; /* the last page served (uffd fault thread only) */
+	uint64_t last_idx;
+	struct rf_region *fill_r; /* the last first-write run filled (uffd fault thread) */
+	uint64_t fill_end, fill_win;
+
+	_Atomic uint64_t file_pages, tier_pages, tier_mem;
+	_Atomic uint64_t swap_outs, zero_outs, swap_ins, zero_fills, prefetched, prefetch_hits;
+	_Atomic uint64_t enospc;
+	/* Backpressure: the swapper's last measure of the VM's resident bytes,
+	 * plus what faults added since; above the throttle line, swap-ins and
+	 * first writes wait (retried by uffd.c every millisecond) for the swapper to make
+	 * room, unless its last round could not evict anything. */
+	_Atomic uint64_t resident_est, throttle_line;
+	_Atomic bool swapper_stuck;
+	_Atomic uint64_t throttled;
+	_Atomic uint64_t grown; /* pages added by faults: swap-ins, first writes */
+	_Atomic bool stopped;
+	_Atomic bool dead; /* its VM is gone; kept until the engine goes */
+	struct rf_pager *next_dead;
+	struct rf_hist lat;
+	struct rf_ratelimit rl;
+};
+
+/* Is page-table entry @v a page in the store (SWAPPED or COMPRESSED)? */
+static inline bool pte_is_swapped(uint64_t v)
+{
+	enum rf_page_state s = rf_pte_state(v);
+
+	return s == RF_PAGE_SWAPPED || s == RF_PAGE_COMPRESSED;
+}
+
+/* swap_pager.c: count (@sign +1) or uncount (-1) a page stored under @h. */
+void pager_account_add(struct rf_pager *p, uint32_t h, int sign);
+/* swap_pager.c: release the store handle @h of locked swapped page (r, idx). */
+void pager_drop_page(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h);
+
+/* swap_in.c: the handlers installed on the VM's userfaultfd. */
+int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg);
+int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg);
+/* swap_in.c: UFFDIO_COPY one page from @src to guest address @page, waking
+ * its faulting threads if @wake. 0 or -errno (-EEXIST: a page is there). */
+int pager_map_copy(struct rf_pager *p, uint64_t page, const void *src, bool wake);
+/* swap_in.c: stop the VM, whose page at @gpa (handle @h) is lost (@err);
+ * logs once. Its faults are never answered from then on. */
+void pager_stop_vm(struct rf_pager *p, uint64_t gpa, uint32_t h, int err);
+
+/* swap_cache.c: the swap cache (pages read ahead of their faults). */
+void pager_cache_forget(struct rf_pager *p, struct rf_region *r, uint64_t idx);
+bool pager_cache_take(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h, void *dst);
+void pager_cache_prefetch(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h);
+
+/* swap_register.c: registration of guest RAM for missing faults. */
+uint64_t pager_reg_mode(const struct rf_pager *p);
+int pager_ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t idx);
+void pager_register_all(struct rf_pager *p);
+void pager_chunks_forget(struct rf_pager *p, struct rf_region *r);
+
+/* swap_out.c: swap out the pages of a range of @r, for the swapper. */
+int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first, uint64_t npages,
+			bool clock, uint64_t want, uint64_t *done);
+
+/* swapper.c: the swapper thread's body (arg: the pager). */
+void *pager_swapper_main(void *arg);
+
+#endif
