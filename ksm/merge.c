@@ -37,11 +37,11 @@
  * Any failure before 5 lifts the protection (which wakes writers) and leaves
  * the page as it was. A page can be absent at step 3 only if someone outside
  * the library discarded it under us; reading it then gives zeros, or, with
- * swap attached, faults to the VM's pager, which answers a read of a page
- * marked F_WP without its lock (with a write-protected zeroed page: the swap
- * pager's read_under_wp, swap/), so the comparison fails instead of waiting
- * for a lock we hold. The same answer serves a read of a zero run between
- * its discard and its publication.
+ * swap attached, faults to the VM's fault thread, where the swap pager
+ * answers a read of a page marked F_WP without its lock (with a
+ * write-protected zeroed page: read_under_wp, swap/swap_in.c), so the comparison fails instead of
+ * waiting for a lock we hold. The same answer serves a read of a zero run between its discard and
+ * its publication.
  *
  * Zero runs (zero_run_flush) follow steps 1-3 against the zero page, then
  * discard the run (rf_vm_discard_locked: MADV_DONTNEED under the page locks),
@@ -509,7 +509,7 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 	if (m->pair) {
 		if (f.a.dv->vm != f.b.dv->vm) {
 			/* tryrdlock: see the lock order in dedup_internal.h. */
-			if (pthread_rwlock_tryrdlock(&f.a.dv->vm->regions_lock) != 0)
+			if (rf_vm_regions_tryrdlock(f.a.dv->vm) != 0)
 				return;
 			other_vm = true;
 		}

@@ -199,6 +199,19 @@ static inline void rf_vm_regions_rdlock(rf_vm *vm)
 	pthread_rwlock_rdlock(&vm->regions_lock);
 }
 
+/* 0, or nonzero if a writer holds or waits for it (the fault thread and a
+ * cross-VM merge, which may not wait). */
+static inline int rf_vm_regions_tryrdlock(rf_vm *vm)
+{
+	return pthread_rwlock_tryrdlock(&vm->regions_lock);
+}
+
+/* Map/unmap of guest RAM, and a module dropping its per-VM state. */
+static inline void rf_vm_regions_wrlock(rf_vm *vm)
+{
+	pthread_rwlock_wrlock(&vm->regions_lock);
+}
+
 static inline void rf_vm_regions_unlock(rf_vm *vm)
 {
 	pthread_rwlock_unlock(&vm->regions_lock);

@@ -25,7 +25,7 @@
  *     write-protect fault on a page whose F_WP is set: the holder's last
  *     wake comes after the flag is gone, whenever the fault arrived (the
  *     swap pager's missing-fault handler on this thread may map a
- *     write-protected page while the flag is set: swap_pager.c,
+ *     write-protected page while the flag is set: swap/swap_in.c,
  *     read_under_wp). A fault on a page without F_WP is
  *     resolved by the fault thread itself.
  *   - REMOVE events (a discard of guest RAM): the library's own discards

@@ -195,7 +195,7 @@ RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->copy_mode = !e->feat.uffd_move;
 	pthread_mutex_lock(&e->vms_lock);
-	for (rf_vm *vm = e->vms; vm; vm = vm->next) {
+	for (rf_vm *vm = __rf_engine_vm_first(e); vm; vm = __rf_engine_vm_next(vm)) {
 		struct rf_swap_stats v;
 
 		if (!vm->pager)

@@ -248,7 +248,7 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return 0;
 	if (atomic_load(&p->stopped))
 		return 0; /* a stopped VM's faults are never answered */
-	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
+	if (rf_vm_regions_tryrdlock(vm) != 0)
 		return -EAGAIN;
 	r = __rf_vm_find_region_hva(vm, page);
 	if (!r) {
@@ -374,7 +374,7 @@ int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return 0;
 	/* Only map/unmap hold it for writing, and never while a discarder of
 	 * ours (a reader) is inside: a retry here is for outside discards. */
-	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
+	if (rf_vm_regions_tryrdlock(vm) != 0)
 		return -EAGAIN;
 	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
 		uint64_t a = (uintptr_t)r->hva, b = a + r->size;

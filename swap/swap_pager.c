@@ -135,11 +135,11 @@ static void vm_free_hook(rf_vm *vm, void *arg)
 	rf_uffd_set_handler(p->u, RF_UFFD_FAULT_MISSING, NULL, NULL);
 	rf_uffd_set_handler(p->u, RF_UFFD_EV_REMOVE, NULL, NULL);
 	rf_uffd_put(vm);
-	pthread_rwlock_wrlock(&vm->regions_lock);
+	rf_vm_regions_wrlock(vm);
 	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
 		region_unmap(vm, r, NULL);
 	vm->pager = NULL;
-	pthread_rwlock_unlock(&vm->regions_lock);
+	rf_vm_regions_unlock(vm);
 	rf_swap_store_release(vm->e);
 	p->store = NULL;
 	pthread_mutex_lock(&sw->lock);
