@@ -163,6 +163,7 @@ static int map_store_run(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_r
 	void *q;
 	int err;
 
+	rf_debug_note(dv->vm, addr, len, "map store pages");
 	q = mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, s->fd,
 		 (off_t)store_off(pg));
 	if (q == MAP_FAILED) {
@@ -639,6 +640,7 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 	memcpy(scratch, addr, len);
 	/* Atomic for every other thread: before it, the old (protected)
 	 * mapping; after it, the private copy. */
+	rf_debug_note(dv->vm, addr, len, "unmerge: private copy");
 	q = mremap(scratch, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr);
 	if (q == MAP_FAILED) {
 		err = -errno;
@@ -698,6 +700,7 @@ int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pt
 		return -ENOENT;
 	/* The caller discards the page: its content is not needed, only a
 	 * plain anonymous mapping (which MADV_DONTNEED turns into zeros). */
+	rf_debug_note(vm, addr, RF_PAGE_SIZE, "release: anonymous");
 	q = mmap(addr, RF_PAGE_SIZE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
 	if (q == MAP_FAILED) {

@@ -78,6 +78,8 @@ int pager_map_copy(struct rf_pager *p, uint64_t page, const void *src, bool wake
 				.len = RF_PAGE_SIZE,
 				.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE};
 
+	rf_debug_note(p->vm, (void *)(uintptr_t)page, RF_PAGE_SIZE,
+		      src == p->zeros ? "fill with zeros" : "fill with content");
 	return uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
 }
 
@@ -86,6 +88,7 @@ static int map_zero(struct rf_pager *p, uint64_t page)
 	struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE},
 				    .mode = UFFDIO_ZEROPAGE_MODE_DONTWAKE};
 
+	rf_debug_note(p->vm, (void *)(uintptr_t)page, RF_PAGE_SIZE, "map the zero page");
 	return uffd_call(rf_uffd_fd(p->u), UFFDIO_ZEROPAGE, &z);
 }
 
@@ -182,6 +185,7 @@ static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
 				 .len = n << RF_PAGE_SHIFT};
 	/* Partial (a page present, or an event pending) is fine: c.copy says
 	 * how much was filled; the rest is left to its own fault. */
+	rf_debug_note(p->vm, (void *)(uintptr_t)c.dst, c.len, "fill ahead with zeros");
 	(void)uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
 	done = c.copy > 0 ? (uint64_t)c.copy >> RF_PAGE_SHIFT : 0;
 	for (uint64_t k = 0; k < n; k++)
@@ -218,6 +222,7 @@ static int read_under_wp(struct rf_pager *p, uint64_t page, uint64_t v, bool wri
 	if (write || !(v & RF_PTE_F_WP) || (v & RF_PTE_F_OUT) || pte_is_swapped(v) ||
 	    rf_pte_state(v) == RF_PAGE_MERGED)
 		return -EAGAIN;
+	rf_debug_note(p->vm, (void *)(uintptr_t)page, RF_PAGE_SIZE, "read under WP: zeroed");
 	err = uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
 	if (err == -EAGAIN)
 		return -EAGAIN;

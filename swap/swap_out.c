@@ -304,6 +304,7 @@ static void move_victims(struct rf_pager *p, struct rf_region *r, const struct v
 		    .src = (uintptr_t)rf_region_page(r, vs[i].idx),
 		    .len = (uint64_t)(j - i) << RF_PAGE_SHIFT,
 		};
+		rf_debug_note(p->vm, (void *)(uintptr_t)mv.src, mv.len, "move out");
 		if (ioctl(p->stage_fd, UFFDIO_MOVE, &mv) == 0)
 			mv.move = (int64_t)mv.len;
 		/* Tests make the kernel's count wrong here. */
