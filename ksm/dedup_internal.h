@@ -28,7 +28,7 @@
  *
  * Threads: the scanner threads (rf-scan0..N-1, own engine only) and the
  * embedder's threads calling the API or a core hook (region_unmap, vm_free,
- * page_release). Write-protect faults are the VM's pager thread's (src/uffd.c):
+ * page_release). Write-protect faults are the VM's fault thread's (src/uffd.c):
  * dedup installs no handler, and wakes the writers the pager left to it.
  *
  * Lock order (outer first): d->lock (VM list) -> vm->regions_lock (read) ->

@@ -150,7 +150,7 @@ struct rf_dedup_stats {
 	uint64_t scan_passes;	   /* complete passes over all VMs (or KSM full_scans) */
 	uint64_t vma_budget_stops; /* merges refused because of the VMA budget */
 	uint64_t vmas;		   /* mappings of the process at the last pass */
-	uint64_t cpu_ns;	   /* CPU time of the scanner and pager threads (or ksmd) */
+	uint64_t cpu_ns;	   /* CPU time of the scanner and fault threads (or ksmd) */
 	bool converged;		   /* the last pass merged nothing new */
 	/*
 	 * Measured from the kernel: guest pages mapped from the store

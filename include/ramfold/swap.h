@@ -3,7 +3,7 @@
  * Swap-backed paging: when the balloon is not enough, the library pages cold
  * guest memory out itself. Cold pages go to a swap store (a compressed
  * in-memory tier in front of a swap file), their guest range is discarded,
- * and a guest touch is served by the VM's pager thread through userfaultfd:
+ * and a guest touch is served by the VM's fault thread through userfaultfd:
  * the faulting page first, then a few neighbours that were swapped together.
  * Every page is checked against a checksum kept with its slot before it is
  * mapped; a page that cannot be read back correctly is never answered with
@@ -70,12 +70,12 @@ int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
 /*
  * What the policy calls: keep at most @resident_bytes of @vm's memory
  * resident (guest RAM present in host memory, plus the VM's share of the
- * compressed tier); the VM's pager swaps out its least recently touched pages
+ * compressed tier); the VM's swap pager swaps out its least recently touched pages
  * until it fits, and keeps it there as the guest touches swapped pages.
  * RF_SWAP_NO_TARGET stops swapping out (swapped pages come back as touched).
- * The first call starts the VM's pager. A target registers all of the VM's
+ * The first call starts the VM's swap pager. A target registers all of the VM's
  * RAM with userfaultfd (without one, only ranges that hold swapped pages):
- * first writes then come to the pager too and wait, like swap-ins, while
+ * first writes then come to the swap pager too and wait, like swap-ins, while
  * the VM is over its target, so a guest writing fresh memory cannot outrun
  * the swapper. First writes in address order are filled ahead (up to
  * 1 MiB a fault), so fresh memory costs about what the kernel charges.

@@ -12,7 +12,7 @@
  *   MERGED         maps a canonical page of the dedup store, copy-on-write
  *   BALLOONED      given back by the guest through the balloon; discarded
  *   FREE_REPORTED  reported free by the guest; discarded, still the guest's
- *   SWAPPED        content in the swap file; discarded, faults in through the pager
+ *   SWAPPED        content in the swap file; discarded, faults in through the swap pager
  *   COMPRESSED     content in the compressed in-memory tier; likewise
  *
  * Who may call what concurrently:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The per-VM userfaultfd and its pager thread (src/uffd.c), which dedup
+ * The per-VM userfaultfd and its fault thread (src/uffd.c), which dedup
  * uses and swap extends: a write-protect fault nobody claims is resolved by
  * the pager (the writer completes); a handler that asks for a retry gets the
  * message again; MADV_DONTNEED on registered memory is seen as

@@ -379,7 +379,7 @@ static void swap_all_with_point(rf_vm *vm, uint8_t *ram, uint64_t gpa,
 
 /* Copy mode: the victim was found resident, then discarded (ZERO) before
  * the swapper locked it. Before the fix the swapper copied the absent page
- * with memcpy: the read faulted to the pager thread, which could never take
+ * with memcpy: the read faulted to the fault thread, which could never take
  * the lock the swapper held, and every thread of the VM hung. */
 static void test_copy_mode_victim_discarded_before_lock(void **state)
 {

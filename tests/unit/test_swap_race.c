@@ -23,7 +23,7 @@
 #define MIN_OPS	 1000000 /* in total */
 #define MIN_INS	 100000	 /* swap-ins: the operations must really race the pager */
 /* Copy mode (no UFFDIO_MOVE) discards each run of victims with madvise,
- * which waits for the pager thread to read the event: about 10x fewer
+ * which waits for the fault thread to read the event: about 10x fewer
  * operations per second here, so the same 60 s carry fewer of them. */
 #define MIN_OPS_COPY 250000
 
