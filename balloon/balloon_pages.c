@@ -197,7 +197,7 @@ static void release_run(struct rf_balloon *b, struct rf_region *r, uint64_t firs
 	 * mapping first), so DONTNEED yields the zero page, not old data.
 	 * Through the core like every discard of guest RAM: its REMOVE event
 	 * is handled before the pages are unlocked. A late one, handled after
-	 * the guest had written a page and the pager had swapped it out,
+	 * the guest had written a page and the swap pager had swapped it out,
 	 * wiped that page (the stress test's lost writes, issue 12). */
 	int err = rf_vm_discard_locked(b->vm, rf_region_page(r, first), n << RF_PAGE_SHIFT);
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* Parsing a balloon stats buffer: see balloon_stats.h. */
 #include <endian.h>
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* PFN lists to runs of consecutive pages: see pfn_runs.h. */
 #include <stdlib.h>
 
 #include "pfn_runs.h"

@@ -27,7 +27,7 @@
  * Errors: rf_virtq_pop() returns a negative RF_VQ_E_* code. For errors in a
  * chain whose head index is valid, the chain is consumed and the caller
  * returns it used with length 0 ("dropped"); for errors that make the ring
- * itself untrustworthy (RF_VQ_BROKEN), the queue stops.
+ * itself untrustworthy (RF_VQ_E_BROKEN_FIRST and after), the queue stops.
  *
  * Not thread-safe: the device serialises all calls on a queue.
  */

@@ -8,8 +8,8 @@
  *
  * Cases: contiguous PFNs (one madvise per buffer), scattered PFNs (a random
  * permutation: runs of one page), pages never touched (nothing to zap), and
- * deflate of contiguous ballooned pages. Each runs over BENCH_MIB of
- * resident guest RAM (default 1024; `long` in argv[1] uses 4096).
+ * deflate of contiguous ballooned pages. Each runs over 1024 MiB
+ * of resident guest RAM (4096 MiB with `long` in argv[1]).
  *
  * Prints a table and writes $B/bench/balloon.csv.
  */

@@ -12,7 +12,7 @@
  * it was). The host's AnonPages+Shmem (/proc/meminfo) is reported too.
  *
  * For each engine: time until 95% of its final saving, CPU seconds spent
- * until then (scanner + pager threads for ramfold, ksmd for KSM), CPU share
+ * until then (scanner and fault threads for ramfold, ksmd for KSM), CPU share
  * once converged, final saving. KSM is run at its defaults (100 pages every
  * 20 ms) and at its fastest (10000 pages, no sleep), and is left at run=0.
  *
@@ -45,7 +45,7 @@ static unsigned int copies = 8;
 
 /*
  * CPU seconds of every thread of this process but the calling (sampling)
- * one: the engine's scanner, pager and RCU threads, as the kernel counts
+ * one: the engine's scanner, fault and RCU threads, as the kernel counts
  * them. KSM's work is done by ksmd, whose time the engine stats report.
  */
 static double others_cpu_s(void)

@@ -5,8 +5,8 @@
  *   first touch   per-page cost of writing never-used memory: not
  *                 registered (a VM without a target: the kernel's own
  *                 fault); under a target (all RAM registered, every first
- *                 write comes to the pager) in address order, where the
- *                 pager fills ahead, and in random order, one page a fault;
+ *                 write comes to the swap pager) in address order, where the
+ *                 swap pager fills ahead, and in random order, one page a fault;
  *   swap-out      throughput of rf_swap_pager_swap_out (swap/swap_out.c: the
  *                 whole range now, whatever its age) over 128 MiB, to the
  *                 compressed tier and to the file;

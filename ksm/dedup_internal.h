@@ -29,7 +29,7 @@
  * Threads: the scanner threads (rf-scan0..N-1, own engine only) and the
  * embedder's threads calling the API or a core hook (region_unmap, vm_free,
  * page_release). Write-protect faults are the VM's fault thread's (src/uffd.c):
- * dedup installs no handler, and wakes the writers the pager left to it.
+ * dedup installs no handler, and wakes the writers the fault thread left to it.
  *
  * Lock order (outer first): d->lock (VM list) -> vm->regions_lock (read) ->
  * rcu_read_lock -> page lock bits (always taken with trylock by the merger, so
@@ -294,10 +294,10 @@ struct rf_dedup {
 };
 
 /*
- * RCU registration of the calling thread (own_engine.c). Scanner threads
- * stay registered; embedder threads running a hook register for the
- * duration of the hook (rcu_enter returns whether it did, rcu_leave undoes
- * only that).
+ * RCU registration of the calling thread (own_engine.c). Scanner threads stay
+ * registered; embedder threads running a hook register for the duration of the
+ * hook (dedup_rcu_enter returns whether it did, dedup_rcu_leave undoes only
+ * that).
  */
 bool dedup_rcu_enter(void);
 void dedup_rcu_leave(bool registered_here);

@@ -31,17 +31,17 @@
  *   7. publish_run: publish MERGED (payload = store page) and unlock;
  *   8. wake_run: wake the waiting writers: they retry on the new mapping and
  *      get a private copy holding the merged bytes plus their write. The
- *      wake comes after F_WP is clear: the pager leaves a write-protect
+ *      wake comes after F_WP is clear: the fault thread leaves a write-protect
  *      fault on a page marked F_WP to its holder (uffd.h), so a fault it
  *      left while we held the page is woken here.
  * Any failure before 5 lifts the protection (which wakes writers) and leaves
  * the page as it was. A page can be absent at step 3 only if someone outside
- * the library discarded it under us; reading it then gives zeros, or, with
- * swap attached, faults to the VM's fault thread, where the swap pager
- * answers a read of a page marked F_WP without its lock (with a
- * write-protected zeroed page: read_under_wp, swap/swap_in.c), so the comparison fails instead of
- * waiting for a lock we hold. The same answer serves a read of a zero run between its discard and
- * its publication.
+ * the library discarded it under us; reading it then gives zeros, or, with swap
+ * attached, faults to the VM's fault thread, where the swap pager answers a
+ * read of a page marked F_WP without its lock (with a write-protected zeroed
+ * page: read_under_wp, swap/swap_in.c), so the comparison fails instead of
+ * waiting for a lock we hold. The same answer serves a read of a zero run
+ * between its discard and its publication.
  *
  * Zero runs (zero_run_flush) follow steps 1-3 against the zero page, then
  * discard the run (rf_vm_discard_locked: MADV_DONTNEED under the page locks),
@@ -83,7 +83,7 @@ static const uint8_t zero_page[RF_PAGE_SIZE];
 
 static inline void pte_mark_wp(rf_pte_t *p, uint64_t v)
 {
-	/* Still locked: the pager reads F_WP without the lock (uffd.h). */
+	/* Still locked: the fault thread reads F_WP without the lock (uffd.h). */
 	atomic_store_explicit(p, v | RF_PTE_F_WP | RF_PTE_LOCKED, memory_order_release);
 }
 
@@ -200,7 +200,7 @@ static void abort_pages(struct rf_dedup_vm *dv, struct rf_region *r, uint64_t id
 				     false, false);
 	for (unsigned int i = 0; i < n; i++)
 		pte_release(dv->vm, &r->pte[idx + i], old[i]);
-	/* After F_WP is clear (uffd.h): a fault the pager left to us while it
+	/* After F_WP is clear (uffd.h): a fault the fault thread left to us while it
 	 * was set is woken here. */
 	rf_uffd_wake(dv->uffd, rf_region_page(r, idx), (uint64_t)n << RF_PAGE_SHIFT);
 }

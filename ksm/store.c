@@ -195,7 +195,7 @@ static void recycle_cb(struct rcu_head *head)
 
 	pthread_mutex_lock(&s->lock);
 	for (uint64_t i = 0; i < rc->n; i++) {
-		/* Revived meanwhile by a merger (get_unless_zero cannot, but a
+		/* Revived meanwhile by a merger (store_get_unless_zero cannot, but a
 		 * page filled again is never on this list): only recycle if dead. */
 		if (atomic_load(&s->pages[rc->pgs[i]].ref) == 0)
 			s->free_pgs[s->nfree++] = rc->pgs[i];

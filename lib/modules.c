@@ -7,7 +7,7 @@
  *
  * Order matters: rf_engine_free() stops and frees in reverse, so the ledger
  * (whose policy thread drives dedup) stops before dedup's scanners, and the
- * swap store, which every VM's pager holds, is freed after the VMs.
+ * swap store, which every VM's swap pager holds, is freed after the VMs.
  */
 #include "internal.h"
 

@@ -12,9 +12,8 @@
  *
  * Wired: the balloon (balloon/, rf_balloon_set_target, rf_balloon_info,
  * rf_balloon_stats); dedup (ksm/, rf_dedup_set_rate and rf_dedup_scan_now);
- * swap (swap/,
- * rf_vm_set_swap_target as a resident target, rf_vm_swap_stats for the
- * compressed tier's bytes).
+ * swap (swap/, rf_vm_set_swap_target as a resident target, rf_vm_swap_stats
+ * for the compressed tier's bytes).
  */
 #include <errno.h>
 

@@ -11,8 +11,9 @@
  * vms_lock. Admission decisions are serialised by vms_lock.
  * The gate is held for reading by whoever uses rf_vm pointers across a
  * vms_lock release (the policy tick, from its reading until its actions are
- * applied; the audit, from its snapshot until it has read smaps) and for writing by the ledger's vm_free hook, which is the first
- * hook rf_vm_free() runs: a VM cannot be torn down under a tick.
+ * applied; the audit, from its snapshot until it has read smaps) and for
+ * writing by the ledger's vm_free hook, which is the first hook rf_vm_free()
+ * runs: a VM cannot be torn down under a tick.
  */
 #ifndef RF_LEDGER_PRIV_H
 #define RF_LEDGER_PRIV_H
@@ -148,7 +149,7 @@ struct rf_ledger_snap {
 int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s);
 void rf_ledger_snap_free(rf_engine *e, struct rf_ledger_snap *s);
 
-/* Human-readable byte count ("1.5 GiB") into @buf; returns @buf. */
+/* ledger.c: human-readable byte count ("1.5 GiB") into @buf; returns @buf. */
 const char *rf_ledger_fmt_bytes(uint64_t b, char *buf, size_t len);
 
 #endif

@@ -1,4 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The engine: its config (defaults, features to hide for tests), creation
+ * (the metadata arena, config checks, kernel feature detection) and teardown
+ * (the engine modules of lib/modules.c stopped in reverse order, then every
+ * VM freed, then the modules' engine-wide state), the host capacity default
+ * (MemTotal or the memory cgroup's limit) and the last-error buffer.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

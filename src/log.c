@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* Logging through the embedder's callback, with its rate limit: see log.h. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,10 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The page-state table's entry lock and publication (rf_pte_trylock,
+ * rf_pte_lock, rf_pte_unlock, which also moves the VM's per-state counters;
+ * see page_table.h), the state names, and in debug builds the transition
+ * ring and the check of every published transition against pagemap.
+ */
 #include <sched.h>
 
 #include "internal.h"

@@ -11,22 +11,22 @@
  * un-protecting the page, a missing fault by mapping a zero page; events are
  * counted).
  *
- * Rules that keep the fault thread from deadlocking with the vCPUs and the modules:
+ * Rules that keep the fault thread from deadlocking with the vCPUs and the
+ * modules:
  *   - A handler never blocks on a page lock (rf_pte_lock): the thread that
- *     holds one may itself be waiting in the kernel for this fault thread to read
- *     an event (madvise(MADV_DONTNEED) on a registered range waits until
- *     UFFD_EVENT_REMOVE is read). Handlers use rf_pte_trylock or read the
- *     entry without the lock, and rely on the protocol below.
+ *     holds one may itself be waiting in the kernel for this fault thread to
+ *     read an event (madvise(MADV_DONTNEED) on a registered range waits until
+ *     UFFD_EVENT_REMOVE is read). Handlers use rf_pte_trylock or read the entry
+ *     without the lock, and rely on the protocol below.
  *   - Write-protect protocol (RF_PTE_F_WP): a module that write-protects a
- *     page sets RF_PTE_F_WP under the page lock first; before clearing it,
- *     it removes the protection (rf_uffd_writeprotect(.., false, ..)) or
- *     replaces the mapping, and *after* clearing it (publishing the entry)
- *     it calls rf_uffd_wake on the page. So the fault thread may drop a
- *     write-protect fault on a page whose F_WP is set: the holder's last
- *     wake comes after the flag is gone, whenever the fault arrived (the
- *     swap pager's missing-fault handler on this thread may map a
- *     write-protected page while the flag is set: swap/swap_in.c,
- *     read_under_wp). A fault on a page without F_WP is
+ *     page sets RF_PTE_F_WP under the page lock first; before clearing it, it
+ *     removes the protection (rf_uffd_writeprotect(.., false, ..)) or replaces
+ *     the mapping, and *after* clearing it (publishing the entry) it calls
+ *     rf_uffd_wake on the page. So the fault thread may drop a write-protect
+ *     fault on a page whose F_WP is set: the holder's last wake comes after the
+ *     flag is gone, whenever the fault arrived (the swap pager's missing-fault
+ *     handler on this thread may map a write-protected page while the flag is
+ *     set: swap/swap_in.c, read_under_wp). A fault on a page without F_WP is
  *     resolved by the fault thread itself.
  *   - REMOVE events (a discard of guest RAM): the library's own discards
  *     are announced (rf_vm_own_begin) before their first page is locked,
@@ -37,11 +37,11 @@
  *     the holders of such pages (an audit looking again) wait for nothing.
  *     A handler never asks for a retry over a page lock: a retried event
  *     could land after the page was swapped out again and wipe it.
- *   - ioctls that fail with EAGAIN (the kernel has an event pending that
- *     this fault thread has not read yet) are retried by the helpers below; on the
+ *   - ioctls that fail with EAGAIN (the kernel has an event pending that this
+ *     fault thread has not read yet) are retried by the helpers below; on the
  *     fault thread itself they return -EAGAIN, and the handler asks to be
- *     retried after the next read. Messages are dispatched in the order
- *     they were read: a handler never reads and dispatches others itself.
+ *     retried after the next read. Messages are dispatched in the order they
+ *     were read: a handler never reads and dispatches others itself.
  *
  * Registration: UFFDIO_REGISTER replaces a VMA's mode rather than adding to
  * it, so the VM keeps a base mode that every module's registration is ORed

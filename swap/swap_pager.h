@@ -42,11 +42,11 @@ void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st);
 void rf_swap_pager_free_dead(struct rf_swap *sw);
 
 /*
- * swap_out.c: swap out the pages of [@gpa, @gpa + @npages pages) that can be (resident,
- * PRIVATE, not excluded), now, whatever their age: for tests and benchmarks.
- * *@done (may be NULL) gets the number of pages swapped out or found zero.
- * Returns 0 or the first error that stopped it (-ENOSPC: store or cap full,
- * -EIO; the pages not swapped are untouched).
+ * swap_out.c: swap out the pages of [@gpa, @gpa + @npages pages) that can be
+ * (resident, PRIVATE, not excluded), now, whatever their age: for tests and
+ * benchmarks. *@done (may be NULL) gets the number of pages swapped out or
+ * found zero. Returns 0 or the first error that stopped it (-ENOSPC: store or
+ * cap full, -EIO; the pages not swapped are untouched).
  */
 int rf_swap_pager_swap_out(struct rf_pager *p, uint64_t gpa, uint64_t npages, uint64_t *done);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Swap end to end: the demo VMM with its freestanding guest, the library's
- * pager serving the vCPU's faults. What counts is what the kernel measures
+ * swap pager serving the vCPU's faults. What counts is what the kernel measures
  * for the VMM process (smaps_rollup), and what the guest's own integrity
  * oracle (memcheck) says.
  *
@@ -118,12 +118,12 @@ static void test_memcheck_held_to_cap(void **state)
 	assert_true(rf_test_json_num(reply, "swap-ins") > 100000);
 	assert_int_equal(rf_test_json_num(reply, "csum-errors"), 0);
 	assert_non_null(strstr(reply, "\"stopped\":false"));
-	/* The compat run (make compat) hides UFFDIO_MOVE: the pager must have
+	/* The compat run (make compat) hides UFFDIO_MOVE: the swap pager must have
 	 * taken the write-protect + copy path. */
 	if (getenv("RF_TEST_HIDE") && strstr(getenv("RF_TEST_HIDE"), "uffd-move"))
 		assert_non_null(strstr(reply, "\"swap-out\":\"copy\""));
 	/* Held to the cap: never above it by more than 10%, and not far below
-	 * it on average (the pager swaps what it must, not everything). */
+	 * it on average (the swap pager swaps what it must, not everything). */
 	assert_int_equal(over, 0);
 	assert_true(sum_rss / samples > cap * 8 / 10);
 

@@ -64,7 +64,7 @@ int vmm_proc_wait_exit(struct vmm_proc *p, int timeout_ms);
 /* "quit" through the socket, then SIGTERM, then SIGKILL; reap; remove the
  * scratch directory. Returns the exit status. */
 int vmm_proc_stop(struct vmm_proc *p);
-/* Free the buffers (after stop/wait_exit). */
+/* Free the buffers (after vmm_proc_stop/vmm_proc_wait_exit). */
 void vmm_proc_free(struct vmm_proc *p);
 
 /* The console log of @vm (DIR/VM.log) into @buf. Bytes read or -errno. */

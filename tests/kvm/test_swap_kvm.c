@@ -4,7 +4,7 @@
  * pages, round after round, while a host thread keeps swapping those pages
  * out. Every guest write to a swapped page is a fault that KVM takes from
  * the kernel (get_user_pages or copy_to_user on the host mapping), which the
- * pager must serve through userfaultfd. After every round, with the guest
+ * swap pager must serve through userfaultfd. After every round, with the guest
  * stopped at its port write, the host checks every page: the value of the
  * round just written, and the rest of the page intact. Over 10^6 guest
  * writes, not one may be missing.

@@ -462,7 +462,7 @@ static enum wkind pick_kind(uint64_t *rng)
  * Seven in eight to a hot window of HOT_PAGES (below the swap targets) that
  * moves every half second, the rest anywhere: the window's new pages and the
  * stray writes come back from swap, and the writers are not held to the
- * pager's pace all the time.
+ * swap pager's pace all the time.
  */
 static uint64_t pick_page(struct run *r, struct svm *v, uint64_t *rng)
 {
@@ -875,7 +875,7 @@ static void dump_threads(void)
 	 * gdb runs under a shell that resumes this process afterwards: gdb
 	 * killed by its timeout leaves its tracee group-stopped, this thread
 	 * included. Frame arguments are not printed: a char pointer into a
-	 * swapped guest page would make gdb's read of it wait for a pager
+	 * swapped guest page would make gdb's read of it wait for a fault
 	 * thread that gdb itself has stopped.
 	 */
 	snprintf(cmd, sizeof(cmd),

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The per-VM userfaultfd and its fault thread (src/uffd.c), which dedup
- * uses and swap extends: a write-protect fault nobody claims is resolved by
- * the pager (the writer completes); a handler that asks for a retry gets the
+ * The per-VM userfaultfd and its fault thread (src/uffd.c), which dedup uses
+ * and swap extends: a write-protect fault nobody claims is resolved by the
+ * fault thread (the writer completes); a handler that asks for a retry gets the
  * message again; MADV_DONTNEED on registered memory is seen as
  * UFFD_EVENT_REMOVE; the descriptor is shared and reference-counted.
  */
@@ -46,7 +46,7 @@ static int wp_retry_once(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 
 	(void)arg;
 	if (atomic_fetch_add(&wp_calls, 1) == 0)
-		return -EAGAIN; /* not now: the pager must come back */
+		return -EAGAIN; /* not now: the fault thread must come back */
 	if (rf_uffd_writeprotect(u, (void *)page, 4096, false, false) != 0)
 		rf_uffd_wake(u, (void *)page, 4096);
 	return 0;
@@ -94,7 +94,7 @@ static void test_pager(void **state)
 	assert_int_equal(rf_uffd_register(u, ram, 1u << 20, 0), 0);
 	memset(ram, 1, 1u << 20);
 
-	/* Nobody claims the protection: the pager lifts it. */
+	/* Nobody claims the protection: the fault thread lifts it. */
 	run_writer_on_protected_page(u, ram);
 	/* A handler asking for a retry sees the fault again, then resolves it. */
 	rf_uffd_set_handler(u, RF_UFFD_FAULT_WP, wp_retry_once, NULL);
@@ -102,13 +102,13 @@ static void test_pager(void **state)
 	assert_true(atomic_load(&wp_calls) >= 2);
 	rf_uffd_set_handler(u, RF_UFFD_FAULT_WP, NULL, NULL);
 
-	/* A discard of registered memory is an event the pager reads (the
-	 * madvise waits for it: it returns only because the pager runs). */
+	/* A discard of registered memory is an event the fault thread reads (the
+	 * madvise waits for it: it returns only because the fault thread runs). */
 	if (rf_uffd_features(u) & UFFD_FEATURE_EVENT_REMOVE) {
 		assert_int_equal(madvise(ram + 8192, 8192, MADV_DONTNEED), 0);
 		assert_int_equal(ram[8192], 0);
 	}
-	/* The pager counts a message just after read() returns it, which is
+	/* The fault thread counts a message just after read() returns it, which is
 	 * also when the madvise may go on: give the counter a moment. */
 	for (int i = 0; i < 1000; i++) {
 		rf_uffd_stats(u, &st);
@@ -177,9 +177,9 @@ static void test_writeprotect_spans_vmas(void **state)
 }
 
 /*
- * The pager leaves a write-protect fault on a page a module has marked
+ * The fault thread leaves a write-protect fault on a page a module has marked
  * RF_PTE_F_WP (dedup merging it, swap copying it out): the writer waits
- * until the module lifts the protection, instead of the pager lifting it
+ * until the module lifts the protection, instead of the fault thread lifting it
  * under the module's feet.
  */
 static void test_owned_protection_waits(void **state)

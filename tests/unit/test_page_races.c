@@ -6,8 +6,8 @@
  *
  *   - copy-mode swap-out of a victim another module discarded between the
  *     pagemap reading that chose it and its lock (it hung every thread);
- *   - copy-mode swap-out of a victim discarded from outside the library
- *     while the swapper holds it (the copy faulted to a pager that cannot
+ *   - copy-mode swap-out of a victim discarded from outside the library while
+ *     the swapper holds it (the copy faulted to the fault thread, which cannot
  *     take the lock: the same hang);
  *   - a read, in copy mode, of a page the swapper has stored and discarded
  *     but not yet published (it was answered with zeros);
@@ -19,13 +19,15 @@
  *   - a discard from outside the library meeting a page whose lock is held
  *     (it must still take effect, once the holder lets go);
  *   - a page the dedup engine is comparing, discarded from outside the
- *     library (the comparison faulted to a pager that cannot take the lock);
- *   - a writer faulting on the protection of a page the pager mapped for a
- *     reader while the dedup engine held it (between its zero discard and
- *     its publication): its fault was left to the engine, which had woken
- *     the page's writers already (every thread touching the page hung);
- *   - the pager lifting a write protection nobody claimed while a module
- *     was taking the page to protect it itself (a write slipped past the
+ *     library (the comparison faulted to the fault thread, which cannot take
+ *     the lock);
+ *   - a writer faulting on the protection of a page the swap pager's fault
+ *     handler mapped for a reader while the dedup engine held it (between its
+ *     zero discard and its publication): its fault was left to the engine,
+ *     which had woken the page's writers already (every thread touching the
+ *     page hung);
+ *   - the fault thread lifting a write protection nobody claimed while a
+ *     module was taking the page to protect it itself (a write slipped past the
  *     module's zero comparison, and its discard lost the write);
  *   - a page written after it was reported free staying FREE_REPORTED;
  *   - the audit reporting a page caught in the middle of a transition;
@@ -231,8 +233,8 @@ static uint64_t faults(rf_vm *vm, enum rf_uffd_kind kind)
 	return us.msgs[kind];
 }
 
-/* Start @t on @page, and return once a fault of @kind it caused has reached
- * the pager and had time to be dealt with (or the page needed no fault). */
+/* Start @t on @page, and return once a fault of @kind it caused has reached the
+ * fault thread and had time to be dealt with (or the page needed no fault). */
 static void touch(struct toucher *t, uint8_t *page, bool write, enum rf_uffd_kind kind)
 {
 	uint64_t before = faults(tp.vm, kind);
@@ -251,7 +253,7 @@ static void touch(struct toucher *t, uint8_t *page, bool write, enum rf_uffd_kin
 
 /* swap.discarded: copy mode has stored and discarded a run, and not yet
  * published it swapped. A reader (a vCPU) touches a page of it now, and its
- * fault reaches the pager before the swapper goes on. */
+ * fault reaches the fault thread before the swapper goes on. */
 static void read_when_discarded(const char *where, void *arg)
 {
 	if (strcmp(where, "swap.discarded") != 0 || (uint8_t *)arg > tp.ram + tp.gpa ||
@@ -261,7 +263,7 @@ static void read_when_discarded(const char *where, void *arg)
 }
 
 /* uffd.dispatch: note when a REMOVE event over @tp.gpa is dispatched,
- * after holding the pager back for @tp.delay_ms. */
+ * after holding the fault thread back for @tp.delay_ms. */
 static void note_remove_dispatch(const char *where, void *arg)
 {
 	const struct uffd_msg *m = arg;
@@ -286,9 +288,9 @@ static void discard_outside_when_comparing(const char *where, void *arg)
 }
 
 /* dedup.zero-discarded: the engine has discarded a zero run and not yet
- * published it. A reader touches the page (the pager maps it for the read,
- * write-protected), then a writer, whose protection fault reaches the pager
- * while the engine still holds the page. */
+ * published it. A reader touches the page (the swap pager's handler maps it for
+ * the read, write-protected), then a writer, whose protection fault reaches the
+ * fault thread while the engine still holds the page. */
 static void read_then_write_when_zero_discarded(const char *where, void *arg)
 {
 	/* Once the run is published: the writer must have been woken by now.
@@ -422,7 +424,7 @@ static void test_copy_mode_victim_discarded_outside(void **state)
 /* Copy mode: between the discard of a stored run and its publication as
  * swapped, its pages are absent and locked, marked write-protected. A read
  * fault then must wait for the swap-out and get the page's content back.
- * Before the fix the pager took the absent protected page for one
+ * Before the fix the swap pager took the absent protected page for one
  * discarded from outside and answered with zeros, and the page was then
  * published swapped with zeros mapped over it (a guest's page tables read
  * as zeros: a triple fault). */
@@ -495,9 +497,9 @@ static void test_move_miscounted_by_kernel(void **state)
 }
 
 /* A discard's REMOVE event is dispatched before the discard lets go of the
- * page, however slow the pager is. Before the fix rf_vm_discard returned as
- * soon as the event was read; its handler then ran against whatever the
- * page had become (retried, it wiped a page swapped out again since). */
+ * page, however slow the fault thread is. Before the fix rf_vm_discard returned
+ * as soon as the event was read; its handler then ran against whatever the page
+ * had become (retried, it wiped a page swapped out again since). */
 static void test_discard_waits_for_its_event(void **state)
 {
 	rf_engine *e = engine("");
@@ -535,7 +537,7 @@ static void test_discard_waits_for_its_event(void **state)
 /* A deflate discards its pages once more (a page the guest wrote while
  * ballooned still comes back as zero). Its REMOVE event, like every
  * discard's, is dispatched before the pages are the guest's again, however
- * slow the pager is. Before the fix the deflate used a plain madvise and
+ * slow the fault thread is. Before the fix the deflate used a plain madvise and
  * returned once the event was read; handled late, the event wiped pages
  * the guest had written and the swapper had moved out since (the stress
  * test's lost writes: every lost page had been deflated shortly before). */
@@ -551,7 +553,7 @@ static void test_deflate_waits_for_its_event(void **state)
 	rf_swap_config_init(&sc);
 	sc.dir = "/var/tmp";
 	assert_int_equal(rf_engine_set_swap(d.e, &sc), 0);
-	/* A target: the VM's pager registers its RAM and handles REMOVE. */
+	/* A target: the VM's swap pager registers its RAM and handles REMOVE. */
 	assert_int_equal(rf_vm_set_swap_target(d.vm, 2 * MiB), 0);
 	for (unsigned int i = 0; i < 4; i++)
 		bdrv_fill_page(&d, pfns[i], 3);
@@ -628,9 +630,9 @@ static void test_outside_discard_waits_for_holder(void **state)
 }
 
 /* The dedup engine compares a page (locked, write-protected) that someone
- * outside the library discards just then, on a VM whose RAM is registered
- * for missing faults (it has a swap target). The comparison's read faults;
- * before the fix the pager waited for the lock the comparing thread held,
+ * outside the library discards just then, on a VM whose RAM is registered for
+ * missing faults (it has a swap target). The comparison's read faults; before
+ * the fix the fault thread waited for the lock the comparing thread held,
  * forever. Now the read sees zeros, the merge is abandoned, and the page is
  * what the discard left: zeros, PRIVATE. */
 static void test_dedup_compare_page_discarded_outside(void **state)
@@ -675,12 +677,12 @@ static void test_dedup_compare_page_discarded_outside(void **state)
 	rf_engine_free(e);
 }
 
-/* A zero run between its discard and its publication: a reader is answered
- * with a write-protected zeroed page (the engine holds the page), and a
- * writer then faults on that protection. Its fault reaches the pager while
- * the page is still marked F_WP, so the pager leaves it to the engine; the
- * engine must wake it after clearing the flag. Before the fix it woke the
- * page's writers before publishing, and this writer slept forever. */
+/* A zero run between its discard and its publication: a reader is answered with
+ * a write-protected zeroed page (the engine holds the page), and a writer then
+ * faults on that protection. Its fault reaches the fault thread while the page
+ * is still marked F_WP, so the fault thread leaves it to the engine; the engine
+ * must wake it after clearing the flag. Before the fix it woke the page's
+ * writers before publishing, and this writer slept forever. */
 static void test_writer_after_read_of_zero_run(void **state)
 {
 	rf_engine *e = engine("");
@@ -723,10 +725,10 @@ static bool uffd_wp_set(rf_vm *vm, const uint8_t *page)
 }
 
 /* A write-protect fault on a page whose protection no module claims (no
- * F_WP): the pager lifts it, but only holding the page's lock. While a
+ * F_WP): the fault thread lifts it, but only holding the page's lock. While a
  * module holds the page (here the test, as a module about to protect it
  * for a comparison), the protection stays and the writer waits. Before
- * the fix the pager lifted it at once: a module that had just protected
+ * the fix the fault thread lifted it at once: a module that had just protected
  * the page for a zero comparison then discarded a page that had been
  * written after all. */
 static void test_pager_unprotects_under_page_lock(void **state)
@@ -781,7 +783,7 @@ static void test_reported_page_written_becomes_private(void **state)
 	assert_int_equal(rf_vm_page_state(vm, 3 * PG), RF_PAGE_FREE_REPORTED);
 	assert_int_equal(ram[2 * PG + 100], 7);
 
-	/* The scanner: a VM without a pager. */
+	/* The scanner: a VM without a swap pager. */
 	rf_dedup_config_init(&dc);
 	assert_int_equal(rf_dedup_start(e, &dc), 0);
 	vm2 = rf_test_vm(e, "vm2", 4 * MiB, (void **)&ram2);

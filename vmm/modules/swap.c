@@ -2,7 +2,7 @@
 /*
  * Swap in the demo VMM: options for the engine's swap store, --vm keys for a
  * VM's resident target and swap cap, the control commands set-swap and
- * query-swap, and a tick that reports a VM the pager had to stop.
+ * query-swap, and a tick that reports a VM the swap pager had to stop.
  *
  *   --swap-dir DIR          directory of the (unlinked) swap file
  *   --swap-tier SIZE        memory of the compressed tier (0: off)
@@ -206,7 +206,7 @@ static int swap_start_cmds(struct vmm *vmm)
 	return swap_start(vmm);
 }
 
-/* A VM whose page could not be read back is stopped by the pager (its
+/* A VM whose page could not be read back is stopped by the swap pager (its
  * vCPU stays blocked on the fault): say so once. */
 static void swap_tick(struct vmm *vmm)
 {

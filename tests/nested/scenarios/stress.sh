@@ -16,7 +16,7 @@ if echo "$help" | grep -q -- '--dedup '; then
 	dkeys=",domain=d1"
 	has_dedup=1
 fi
-# Under L1's 6.1 kernel (no UFFDIO_MOVE) the pager swaps out in copy mode
+# Under L1's 6.1 kernel (no UFFDIO_MOVE) the swap pager swaps out in copy mode
 # (write-protect, copy, discard); query-swap says which mode ran.
 if ! echo "$help" | grep -q -- '--swap-dir'; then
 	no_swap="no --swap-dir in this ramfold-vmm"
@@ -94,7 +94,7 @@ if [ -n "${has_swap:-}" ]; then
 	check mc-swap-not-stopped has "$qs" '"stopped":false'
 	check mc-swap-no-csum-errors has "$qs" '"csum-errors":0'
 	check mc-rounds-while-swapped ge $((${s1:-0} - ${s0:-0})) 2
-	# Under 6.1 the pager has no UFFDIO_MOVE: this is the copy mode that
+	# Under 6.1 the swap pager has no UFFDIO_MOVE: this is the copy mode that
 	# hung with dedup on the same guest (issue 12). On a newer L1 it says so.
 	mode=$(echo "$qs" | sed -n 's/.*"swap-out":"\([a-z]*\)".*/\1/p')
 	note "swap-out mode: ${mode:-?} (L1 kernel $(uname -r))"
