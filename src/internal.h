@@ -150,7 +150,7 @@ extern const struct rf_engine_module *const rf_engine_modules[];
 /* features.c */
 int rf_features_detect(rf_engine *e);
 
-/* Register module hooks on @vm. -ENOSPC if all slots are taken. */
+/* vm.c: register module hooks on @vm. -ENOSPC if all slots are taken. */
 int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h);
 /* True if the hook set whose vm_free is @vm_free is registered on @vm. */
 bool rf_vm_hooks_registered(const rf_vm *vm, void (*vm_free)(rf_vm *, void *));
@@ -162,7 +162,7 @@ void rf_vm_hooks_forget_free(rf_vm *vm, void (*vm_free)(rf_vm *, void *));
 const struct rf_vm_hooks *rf_vm_state_owner(const rf_vm *vm, enum rf_page_state s);
 
 /*
- * Region lookup. The caller holds vm->regions_lock (read or write):
+ * vm.c: region lookup. The caller holds vm->regions_lock (read or write):
  * the "__" prefix says so, as in liburcu.
  */
 struct rf_region *__rf_vm_find_region(const rf_vm *vm, uint64_t gpa);
