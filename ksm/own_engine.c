@@ -238,6 +238,9 @@ static int own_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
 	int err;
 
 	(void)d;
+	err = rf_pagemap_need(vm->e, vm->name); /* the scanner reads it */
+	if (err)
+		return err;
 	err = rf_uffd_get(vm, &dv->uffd);
 	if (err)
 		return err;

@@ -42,8 +42,14 @@ static void detect_kvm(rf_engine *e, struct rf_features *f)
 static void detect_uffd(struct rf_features *f)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = 0};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY), dev;
 
+	/* The syscall may be refused (seccomp) where the device is allowed:
+	 * the features are the same. */
+	if (fd < 0 && (dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC)) >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+	}
 	if (fd < 0)
 		return;
 	/* With features = 0 the kernel answers with everything it supports. */
@@ -113,6 +119,7 @@ int rf_features_detect(rf_engine *e)
 
 	memset(f, 0, sizeof(*f));
 	e->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	e->pagemap_errno = e->pagemap_fd < 0 ? errno : 0;
 	detect_kvm(e, f);
 	detect_uffd(f);
 	detect_pagemap(e, f);

@@ -102,6 +102,7 @@ struct rf_engine {
 	struct rf_features feat;
 	uint64_t zero_pfn;  /* PFN of the kernel zero page, 0 if unknown */
 	int pagemap_fd;	    /* /proc/self/pagemap, O_RDONLY; pread is thread-safe */
+	int pagemap_errno;  /* why it could not be opened, if pagemap_fd < 0 */
 	unsigned int arena; /* jemalloc arena for metadata, this struct included */
 
 	pthread_mutex_t vms_lock;
@@ -301,6 +302,9 @@ static inline void rf_debug_note(rf_vm *vm, const void *addr, uint64_t len, cons
 #endif
 void rf_debug_page_history(rf_vm *vm, uint64_t gpa);
 
+/* pagemap.c: 0 if /proc/self/pagemap is open; else -EPERM and one message
+ * saying why (@who names the mechanism that needs it). */
+int rf_pagemap_need(rf_engine *e, const char *who);
 /* pagemap.c: read @npages pagemap entries for the host range at @addr. */
 int rf_pagemap_read(rf_engine *e, const void *addr, size_t npages, uint64_t *out);
 /* True if a pagemap entry is a resident page other than the kernel zero page. */

@@ -5,6 +5,7 @@
  * here, so a VM's "resident" is what the kernel maps, not what we believe.
  */
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "compat_linux.h"
@@ -30,6 +31,18 @@ int rf_pagemap_read(rf_engine *e, const void *addr, size_t npages, uint64_t *out
 		got += (size_t)n;
 	}
 	return 0;
+}
+
+int rf_pagemap_need(rf_engine *e, const char *who)
+{
+	if (e->pagemap_fd >= 0)
+		return 0;
+	rf_log(e, RF_LOG_ERR,
+	       "%s: needs /proc/self/pagemap, which this process cannot open (%s): a process "
+	       "that changed its uid without exec is not dumpable until it calls "
+	       "prctl(PR_SET_DUMPABLE, 1)",
+	       who, strerror(e->pagemap_errno));
+	return -EPERM;
 }
 
 bool rf_pagemap_resident(const rf_engine *e, uint64_t ent)

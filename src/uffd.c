@@ -516,6 +516,53 @@ void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st)
 		st->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * A userfaultfd that also gets the faults the kernel takes on the user's
+ * behalf: never UFFD_USER_MODE_ONLY. KVM touches guest RAM from the kernel
+ * (get_user_pages for a vCPU's fault, copy_to_user when it emulates), and a
+ * user-mode-only descriptor answers those with SIGBUS, which the vCPU sees
+ * as an MMIO exit or -EFAULT: a setup that seems to work and breaks at the
+ * first fault. So without a kernel-mode descriptor the call fails.
+ *
+ * userfaultfd(2) gives one to a process with CAP_SYS_PTRACE, or to anyone
+ * when vm.unprivileged_userfaultfd is 1; /dev/userfaultfd (Linux 6.1+)
+ * gives one to whoever may open it (USERFAULTFD_IOC_NEW), whatever the
+ * sysctl: the way an unprivileged VMM is given the right (a udev rule, a
+ * group, or the descriptor passed in by its jailer).
+ */
+int rf_uffd_open_kernel(rf_engine *e, const char *who, int *out)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), sys_err, dev_err, dev;
+
+	if (fd >= 0) {
+		*out = fd;
+		return 0;
+	}
+	sys_err = errno;
+	if (sys_err != EPERM) {
+		rf_log(e, RF_LOG_ERR, "%s: userfaultfd(): %s", who, strerror(sys_err));
+		return -sys_err;
+	}
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		dev_err = errno;
+		close(dev);
+		if (fd >= 0) {
+			*out = fd;
+			return 0;
+		}
+	} else {
+		dev_err = errno;
+	}
+	rf_log(e, RF_LOG_ERR,
+	       "%s: userfaultfd: KVM needs kernel-mode faults, and this process may not "
+	       "have them: it needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1, or "
+	       "read-write access to /dev/userfaultfd (%s)",
+	       who, strerror(dev_err));
+	return -EPERM;
+}
+
 static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 {
 	rf_engine *e = vm->e;
@@ -542,24 +589,9 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 	pthread_cond_init(&u->sync_cond, NULL);
 	pthread_mutex_init(&u->own_lock, NULL);
 	pthread_cond_init(&u->own_free, NULL);
-	/* Not UFFD_USER_MODE_ONLY: KVM touches guest RAM from the kernel
-	 * (get_user_pages for a vCPU's fault, copy_to_user when it emulates),
-	 * and a user-mode-only descriptor answers those faults with SIGBUS,
-	 * which the vCPU sees as an MMIO exit or -EFAULT. */
-	u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (u->fd < 0 && errno == EPERM) {
-		rf_log(e, RF_LOG_WARN,
-		       "%s: userfaultfd: kernel-mode faults need CAP_SYS_PTRACE or "
-		       "vm.unprivileged_userfaultfd=1; falling back to user-mode only: a vCPU "
-		       "touching a page being merged will fail",
-		       vm->name);
-		u->fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	}
-	if (u->fd < 0) {
-		err = -errno;
-		rf_log(e, RF_LOG_ERR, "%s: userfaultfd(): %s", vm->name, strerror(errno));
+	err = rf_uffd_open_kernel(e, vm->name, &u->fd);
+	if (err)
 		goto err_free;
-	}
 	api.features = want & e->feat.uffd_features;
 	if (ioctl(u->fd, UFFDIO_API, &api) != 0) {
 		err = -errno;

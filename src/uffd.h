@@ -145,6 +145,15 @@ void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st);
  */
 int rf_uffd_sync(struct rf_uffd *u);
 
+/*
+ * A new userfaultfd (O_CLOEXEC | O_NONBLOCK, UFFDIO_API not yet called)
+ * that handles kernel-mode faults: from userfaultfd(2), else from
+ * /dev/userfaultfd. Never a user-mode-only one. 0, or -EPERM with one
+ * message naming what the process lacks, or another -errno. @who names the
+ * object in messages.
+ */
+int rf_uffd_open_kernel(rf_engine *e, const char *who, int *out);
+
 /* The VM's descriptor, or NULL if no module has registered guest RAM. */
 struct rf_uffd *rf_uffd_of(rf_vm *vm);
 

@@ -241,6 +241,9 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 
 	if (!sw)
 		return -ENOMEM;
+	err = rf_pagemap_need(e, vm->name); /* victims are chosen by it */
+	if (err)
+		return err;
 	if (!e->feat.uffd || !e->feat.uffd_wp) {
 		rf_log(e, RF_LOG_ERR,
 		       "%s: swap: needs userfaultfd with write-protect (Linux 5.7+)%s", vm->name,

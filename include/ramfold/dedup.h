@@ -109,7 +109,9 @@ void rf_dedup_stop(rf_engine *e);
 /*
  * Let the engine scan @vm (all of its regions, present and future). Call it
  * from the thread that owns @vm. Errors: -ENOENT (engine not started),
- * -EALREADY, -ENODEV (userfaultfd write-protect missing), -ENOMEM.
+ * -EALREADY, -ENODEV (userfaultfd write-protect missing), -EPERM (no
+ * kernel-mode userfaultfd or no /proc/self/pagemap for this process, the
+ * message names which), -ENOMEM.
  */
 int rf_dedup_add_vm(rf_vm *vm);
 

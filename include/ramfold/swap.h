@@ -80,7 +80,9 @@ int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
  * the swapper. First writes in address order are filled ahead (up to
  * 1 MiB a fault), so fresh memory costs about what the kernel charges.
  * Returns 0, -EINVAL, -ENODEV (userfaultfd or its write-protect mode
- * missing, logged). Pages leave guest RAM with UFFDIO_MOVE (Linux 6.8+),
+ * missing, logged), -EPERM (the process may not have a userfaultfd that
+ * takes kernel-mode faults, or may not read /proc/self/pagemap; the
+ * message names what it lacks). Pages leave guest RAM with UFFDIO_MOVE (Linux 6.8+),
  * else by write-protect, copy and discard (copy_mode in the stats).
  */
 int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
