@@ -26,7 +26,7 @@
  * and calls the backend of d->cfg.mode for the rest: dedup_own_ops (zero,
  * intra-VM and domains), dedup_off_ops (off) or dedup_ksm_ops (ksm).
  *
- * Threads: the scanner threads (rf-scan0..N-1, own engine only) and the
+ * Threads: the scanner threads (rf-scan/0..N-1, own engine only) and the
  * embedder's threads calling the API or a core hook (region_unmap, vm_free,
  * page_release). Write-protect faults are the VM's fault thread's (src/uffd.c):
  * dedup installs no handler, and wakes the writers the fault thread left to it.

@@ -37,7 +37,7 @@
  * idle_cpu_percent, and passes start at most every 100 ms. A rate set with
  * rf_dedup_set_rate replaces all of these.
  *
- * Threads: scan_threads of them (rf-scan0..), started by the own engine's
+ * Threads: scan_threads of them (rf-scan/0..), started by the own engine's
  * start (own_engine.c) and joined by its quiesce. Thread 0 builds each pass's
  * units under d->lock; all meet at a barrier before and after the pass.
  */
@@ -432,10 +432,10 @@ static void *scanner_main(void *arg)
 
 	rf_free(d->e, ta);
 	{
-		char name[16];
+		char n[12];
 
-		snprintf(name, sizeof(name), "rf-scan%u", id);
-		pthread_setname_np(pthread_self(), name);
+		snprintf(n, sizeof(n), "%u", id);
+		rf_thread_name("scan", n);
 	}
 	pthread_mutex_lock(&d->lock);
 	while (d->go == 0)

@@ -148,6 +148,10 @@ struct rf_engine_module {
 /* lib/modules.c: the modules every engine has, NULL-terminated. */
 extern const struct rf_engine_module *const rf_engine_modules[];
 
+/* thread.c: name the calling library thread "rf-@kind/@who" (@who may be
+ * NULL): rf-fault/VM, rf-swap/VM, rf-scan/N, rf-policy. */
+void rf_thread_name(const char *kind, const char *who);
+
 /* features.c */
 int rf_features_detect(rf_engine *e);
 
