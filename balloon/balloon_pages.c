@@ -6,13 +6,13 @@
  * core's discard path (page_ops.c, uffd.c), never with madvise of its own:
  *
  *   inflate    PRIVATE (or any state but BALLOONED) -> BALLOONED, by
- *              rf_vm_discard(), which first hands MERGED/SWAPPED pages back
+ *              rf_vm_discard_as(), which first hands MERGED/SWAPPED pages back
  *              to their owning module and skips excluded pages.
  *   deflate    BALLOONED -> PRIVATE under the page lock: the pages are
  *              discarded again (rf_vm_discard_locked) on the way, so they
  *              fault in as fresh zero pages even if the guest wrote to them
  *              while they were in the balloon.
- *   reporting  any state but BALLOONED -> FREE_REPORTED, by rf_vm_discard():
+ *   reporting  any state but BALLOONED -> FREE_REPORTED, by rf_vm_discard_as():
  *              free memory the guest lends, still the guest's.
  *   reset      BALLOONED -> PRIVATE under the page lock, nothing discarded:
  *              after a reset the guest owns all its RAM again.
@@ -28,7 +28,7 @@
  * Deflate and reset lock each page and re-check that it is BALLOONED.
  *
  * Locks: called with b->lock held; the regions lock is taken here for
- * reading, and page locks inside it in address order; rf_vm_discard() takes
+ * reading, and page locks inside it in address order; rf_vm_discard_as() takes
  * the regions lock itself, so it is called without it.
  */
 #include <endian.h>
@@ -151,7 +151,7 @@ static void discard_into_balloon(struct rf_balloon *b, size_t nsub)
 {
 	for (size_t i = 0; i < nsub; i++) {
 		uint64_t skipped = 0;
-		int err = rf_vm_discard(b->vm, b->sub[i].pfn << RF_PAGE_SHIFT, b->sub[i].npages,
+		int err = rf_vm_discard_as(b->vm, b->sub[i].pfn << RF_PAGE_SHIFT, b->sub[i].npages,
 					RF_PAGE_BALLOONED, &skipped);
 
 		if (err) {
@@ -301,7 +301,7 @@ static void report_range(struct rf_balloon *b, uint64_t p, uint64_t end)
 		 * Only this device makes pages BALLOONED (under b->lock),
 		 * so the unlocked read is stable. Sub-runs are collected
 		 * in batches, then discarded without the regions lock
-		 * (rf_vm_discard takes it itself). */
+		 * (rf_vm_discard_as takes it itself). */
 		rf_vm_regions_rdlock(b->vm);
 		r = __rf_vm_find_region(b->vm, p << RF_PAGE_SHIFT);
 		for (; r && p < end; p++) {
@@ -323,7 +323,7 @@ static void report_range(struct rf_balloon *b, uint64_t p, uint64_t end)
 		for (size_t k = 0; k < nsub; k++) {
 			uint64_t skipped = 0;
 
-			if (rf_vm_discard(b->vm, b->sub[k].pfn << RF_PAGE_SHIFT, b->sub[k].npages,
+			if (rf_vm_discard_as(b->vm, b->sub[k].pfn << RF_PAGE_SHIFT, b->sub[k].npages,
 					  RF_PAGE_FREE_REPORTED, &skipped) == 0) {
 				b->ctr.reported_pages += b->sub[k].npages - skipped;
 				b->ctr.excluded_pages += skipped;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Host-side cost of the balloon's page work, per page: inflate buffers
- * (validation, PFN runs, the discard path through rf_vm_discard) and deflate
+ * (validation, PFN runs, the discard path through rf_vm_discard_as) and deflate
  * buffers, driven through the real device with requests laid out in guest
  * RAM (tests/helpers/virtq_mock), as a guest would send them: 256 PFNs per
  * buffer, up to a queue's worth of buffers per notify.

@@ -14,7 +14,7 @@
  *   scanner.c     the own engine's scanner threads: passes over all VMs,
  *                 stable-page logic, budget
  *   merge.c       the own engine's page-mapping changes: merge runs, zero
- *                 runs, unmerge, release (for rf_vm_discard), always under
+ *                 runs, unmerge, release (for rf_vm_discard_as), always under
  *                 the page locks
  *   index.c       content index: liburcu cds_lfht keyed by (hash, domain,
  *                 node), read under RCU by every scanner thread

@@ -47,7 +47,7 @@
  * discard the run (rf_vm_discard_locked: MADV_DONTNEED under the page locks),
  * publish ZERO, unlock and wake: a waiting writer then faults in a fresh
  * zeroed page and writes it. This is done here rather than through
- * rf_vm_discard() because the page locks must be held from the comparison to
+ * rf_vm_discard_as() because the page locks must be held from the comparison to
  * the discard: between the two, another module (the balloon) must not change
  * the page.
  *

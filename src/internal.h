@@ -242,7 +242,7 @@ static inline void *rf_region_page(const struct rf_region *r, uint64_t idx)
  * regions lock for reading. Returns 0, -EFAULT (range not in one region) or
  * -EINVAL.
  */
-int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
+int rf_vm_discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
 		  uint64_t *skipped);
 
 /*
@@ -261,7 +261,7 @@ int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len);
  * of @vm's RAM, until after it has unlocked the last page. A REMOVE handler
  * leaves a locked page inside such a range to the discard (it may not wait
  * for it: the discarder may be waiting for a lock whose holder waits for the
- * fault thread). rf_vm_discard() announces before it locks the first page;
+ * fault thread). rf_vm_discard_as() announces before it locks the first page;
  * a caller of rf_vm_discard_locked(), which already holds its pages, is
  * announced there, before its madvise: a handler that is waiting (yielding)
  * for one of those locks looks at the announcements again on every try, so

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Discarding guest pages: the one path every discard the library makes of
- * guest RAM takes. rf_vm_discard() locks the pages itself (inflate, free
+ * guest RAM takes. rf_vm_discard_as() locks the pages itself (inflate, free
  * page reporting); rf_vm_discard_locked() serves a module that already holds
  * the page locks (dedup's zero runs, copy-mode swap-out, deflate). Both tell
  * the VM's fault thread, so that the REMOVE event the discard sends is never
@@ -18,6 +18,8 @@
  * (two discarders never deadlock); at most one run is locked at a time.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -95,8 +97,10 @@ static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, u
 	}
 }
 
-int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
-		  uint64_t *skipped)
+/* rf_vm_discard_as; @keep_ballooned leaves BALLOONED pages to the balloon
+ * (the embedder's discard), counted in *@skipped like excluded ones. */
+static int discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
+		      bool keep_ballooned, uint64_t *skipped)
 {
 	struct locked_page run[DISCARD_RUN];
 	struct rf_region *r;
@@ -125,7 +129,7 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 		enum rf_page_state s = rf_pte_state(v);
 		const struct rf_vm_hooks *h;
 
-		if (v & RF_PTE_EXCLUDED) {
+		if ((v & RF_PTE_EXCLUDED) || (keep_ballooned && s == RF_PAGE_BALLOONED)) {
 			rf_pte_unlock(vm, &r->pte[idx], v, v);
 			if (skipped)
 				(*skipped)++;
@@ -150,4 +154,57 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state t
 	rf_vm_own_end(own);
 	rf_vm_regions_unlock(vm);
 	return 0;
+}
+
+int rf_vm_discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
+		     uint64_t *skipped)
+{
+	return discard_as(vm, gpa, npages, to, false, skipped);
+}
+
+RF_EXPORT int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t len, uint64_t *skipped)
+{
+	uint64_t end = gpa + len, at, n = 0;
+	int err = 0;
+
+	if (skipped)
+		*skipped = 0;
+	if (!vm || len == 0 || ((gpa | len) & (RF_PAGE_SIZE - 1)) || end < gpa)
+		return -EINVAL;
+	/* The whole range is guest RAM, or nothing is done. */
+	rf_vm_regions_rdlock(vm);
+	for (at = gpa; at < end;) {
+		struct rf_region *r = __rf_vm_find_region(vm, at);
+
+		if (!r)
+			break;
+		at = r->gpa + r->size;
+	}
+	rf_vm_regions_unlock(vm);
+	if (at < end) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: discard: gpa 0x%" PRIx64 "+0x%" PRIx64 ": 0x%" PRIx64
+		       " is not guest RAM, nothing discarded",
+		       vm->name, gpa, len, at);
+		return -EFAULT;
+	}
+	for (at = gpa; at < end && !err;) {
+		uint64_t part, s = 0;
+		struct rf_region *r;
+
+		rf_vm_regions_rdlock(vm);
+		r = __rf_vm_find_region(vm, at);
+		part = r ? r->gpa + r->size - at : 0;
+		rf_vm_regions_unlock(vm);
+		if (!r)
+			return -EFAULT; /* unmapped under us */
+		if (part > end - at)
+			part = end - at;
+		err = discard_as(vm, at, part >> RF_PAGE_SHIFT, RF_PAGE_ZERO, true, &s);
+		n += s;
+		at += part;
+	}
+	if (skipped)
+		*skipped = n;
+	return err;
 }

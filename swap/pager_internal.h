@@ -11,7 +11,7 @@
  *                                                   swap call for the VM
  *                    vm_free_hook, region_unmap,    the caller of rf_vm_free,
  *                    page_release (core hooks)      rf_vm_unmap_ram,
- *                                                   rf_vm_discard
+ *                                                   rf_vm_discard_as
  *   swap_in.c        pager_on_missing, _on_remove   the VM's uffd fault thread
  *                                                   (src/uffd.c), which never
  *                                                   blocks on a page lock

@@ -39,7 +39,7 @@
  * made under the page locks through rf_vm_discard_locked, which returns
  * only once the event is dispatched, so the event can never be taken for a
  * later discard of pages swapped out since. Discards done through
- * rf_vm_discard() reach the pager earlier, through the page_release hook
+ * rf_vm_discard_as() reach the pager earlier, through the page_release hook
  * (swap_pager.c), under the page lock. While an event is pending the
  * kernel fails uffd ioctls with EAGAIN: the handler then returns -EAGAIN
  * and uffd.c retries it after reading the event. EEXIST from a copy or a
@@ -361,7 +361,7 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
  * in the range become ZERO and their slots are freed, so a discarded page
  * reads as zeros afterwards, never as stale swap content. A locked swapped
  * page inside a discard the library is making itself belongs to that
- * discard (rf_vm_discard releases it through page_release); any other
+ * discard (rf_vm_discard_as releases it through page_release); any other
  * locked page is waited for, without blocking: its holder (an audit
  * looking again, a test) never waits for the fault thread. The event is never
  * retried for a page lock: a retry could run after the page had been

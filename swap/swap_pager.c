@@ -75,7 +75,7 @@ void pager_drop_page(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint
 
 /* ---- hooks from the core ---------------------------------------------- */
 
-/* rf_vm_discard() on a swapped page (the balloon, free page reporting): the
+/* rf_vm_discard_as() on a swapped page (the balloon, free page reporting): the
  * page is already absent from guest RAM; free its slot. */
 static int page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg)
 {

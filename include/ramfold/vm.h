@@ -129,6 +129,23 @@ int rf_vm_region(const rf_vm *vm, unsigned int i, uint64_t *gpa, uint64_t *size,
 int rf_vm_page_state(const rf_vm *vm, uint64_t gpa);
 
 /*
+ * Discard [@gpa, @gpa + @len) of guest RAM (page-aligned, possibly across
+ * regions): whatever state a page is in (private, merged, swapped,
+ * compressed, zero, free-reported), afterwards it reads as zeros and costs
+ * nothing: a merged page drops its share of the store page, a swapped one
+ * its slot. This is the embedder's discard (its own balloon, a device that
+ * frees memory, a guest reset): a raw madvise(MADV_DONTNEED) on guest RAM
+ * is a bug, because on a merged page it brings back the store page's
+ * content instead of zeros, and on a swapped page it leaves a stale slot
+ * the next fault would read. Pages the balloon holds stay the balloon's
+ * (they are discarded already) and excluded pages (rf_vm_exclude_range)
+ * are left alone; *@skipped (may be NULL) counts both. Any thread. 0,
+ * -EINVAL (unaligned, empty, or wrapping), -EFAULT (part of the range is
+ * not guest RAM: nothing is discarded).
+ */
+int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t len, uint64_t *skipped);
+
+/*
  * Exclude [@gpa, @gpa+@len) from merging, swapping and ballooning (memory
  * pinned for device DMA must never be remapped under the device), or include
  * it again. Pages already merged or swapped are not brought back by this call.

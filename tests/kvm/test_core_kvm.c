@@ -51,7 +51,7 @@ static void test_guest_ram_under_vcpu(void **state)
 	assert_true(st.resident_bytes >= 3 * 4096);
 
 	/* Discard the page the guest reads: it must now read zero. */
-	assert_int_equal(rf_vm_discard(vm, 0x3000, 1, RF_PAGE_ZERO, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 0x3000, 1, RF_PAGE_ZERO, NULL), 0);
 	rf_kvm_mini_reset(&k);
 	assert_int_equal(rf_kvm_mini_run_to_port(&k, 0x10), 0);
 	assert_int_equal(rf_vm_page_state(vm, 0x3000), RF_PAGE_ZERO);

@@ -24,7 +24,7 @@ static void test_clean_audit(void **state)
 
 	(void)state;
 	memset(ram, 3, MiB);
-	assert_int_equal(rf_vm_discard(vm, 2 * MiB, 16, RF_PAGE_ZERO, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 2 * MiB, 16, RF_PAGE_ZERO, NULL), 0);
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
 	assert_int_equal(rep.pages_checked, 8 * MiB / 4096);
 	assert_int_equal(rep.mismatches, 0);
@@ -101,8 +101,8 @@ static void test_drift_and_fix(void **state)
 
 	(void)state;
 	memset(ram, 3, 16 * 4096);
-	assert_int_equal(rf_vm_discard(vm, 0, 16, RF_PAGE_ZERO, NULL), 0);
-	assert_int_equal(rf_vm_discard(vm, MiB, 4, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 0, 16, RF_PAGE_ZERO, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, MiB, 4, RF_PAGE_FREE_REPORTED, NULL), 0);
 	ram[2 * 4096] = 1;
 	ram[MiB] = 1;
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
@@ -159,7 +159,7 @@ static void test_resident_matches_smaps_rollup(void **state)
 		fail_msg("smaps_rollup Anonymous grew by %llu only",
 			 (unsigned long long)(anon1 - anon0));
 	/* Discarding half of it drops both by the same amount. */
-	assert_int_equal(rf_vm_discard(vm, 0, touched / 2, RF_PAGE_ZERO, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 0, touched / 2, RF_PAGE_ZERO, NULL), 0);
 	assert_int_equal(rf_vm_stats(vm, &st), 0);
 	assert_int_equal(st.resident_bytes, (touched - touched / 2) * 4096);
 	{

@@ -161,7 +161,7 @@ static void test_inflate_merged_page_goes_through_owner(void **state)
 }
 
 /*
- * The trap rf_vm_discard exists for, with the real dedup engine: a merged page
+ * The trap rf_vm_discard_as exists for, with the real dedup engine: a merged page
  * maps a store page, and MADV_DONTNEED on it would bring the store's content
  * back. Inflated, it must read as zero; its twins keep their content.
  */

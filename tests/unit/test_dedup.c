@@ -501,8 +501,8 @@ static void test_discard_merged(void **state)
 	assert_true(dedup_wait_converged(f.e, 3, 20000));
 	assert_int_equal(rf_dedup_stats(f.e, &st0), 0);
 	assert_int_equal(st0.store_pages, 128);
-	assert_int_equal(rf_vm_discard(f.vm[0], 0, 128, RF_PAGE_BALLOONED, &skipped), 0);
-	assert_int_equal(rf_vm_discard(f.vm[0], 128 * PG, 128, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(rf_vm_discard_as(f.vm[0], 0, 128, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(rf_vm_discard_as(f.vm[0], 128 * PG, 128, RF_PAGE_BALLOONED, &skipped), 0);
 	assert_int_equal(skipped, 0);
 	for (unsigned int p = 0; p < 256; p++) {
 		assert_int_equal(rf_vm_page_state(f.vm[0], (uint64_t)p * PG), RF_PAGE_BALLOONED);

@@ -232,9 +232,9 @@ static void test_breakdown_real(void **state)
 
 	(void)state;
 	memset(ram, 7, 8 * MiB);
-	assert_int_equal(rf_vm_discard(vm, 2 * MiB, MiB / PG, RF_PAGE_ZERO, NULL), 0);
-	assert_int_equal(rf_vm_discard(vm, 4 * MiB, 2 * MiB / PG, RF_PAGE_BALLOONED, NULL), 0);
-	assert_int_equal(rf_vm_discard(vm, 6 * MiB, MiB / PG, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 2 * MiB, MiB / PG, RF_PAGE_ZERO, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 4 * MiB, 2 * MiB / PG, RF_PAGE_BALLOONED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 6 * MiB, MiB / PG, RF_PAGE_FREE_REPORTED, NULL), 0);
 	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
 	assert_int_equal(b.promised_bytes, 16 * MiB);
 	assert_int_equal(b.private_bytes, 4 * MiB);

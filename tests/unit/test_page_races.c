@@ -189,7 +189,7 @@ static void discard_on_pick(const char *where, void *arg)
 	if (strcmp(where, "swap.victim-picked") != 0 || arg != pte_of(tp.vm, tp.gpa) ||
 	    atomic_exchange(&tp.fired, 1))
 		return;
-	assert_int_equal(rf_vm_discard(tp.vm, tp.gpa, 1, RF_PAGE_ZERO, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(tp.vm, tp.gpa, 1, RF_PAGE_ZERO, NULL), 0);
 }
 
 /* swap.victims-locked: the swapper holds its victims. Someone outside the
@@ -497,7 +497,7 @@ static void test_move_miscounted_by_kernel(void **state)
 }
 
 /* A discard's REMOVE event is dispatched before the discard lets go of the
- * page, however slow the fault thread is. Before the fix rf_vm_discard returned
+ * page, however slow the fault thread is. Before the fix rf_vm_discard_as returned
  * as soon as the event was read; its handler then ran against whatever the page
  * had become (retried, it wiped a page swapped out again since). */
 static void test_discard_waits_for_its_event(void **state)
@@ -517,7 +517,7 @@ static void test_discard_waits_for_its_event(void **state)
 	tp.gpa = 7 * PG;
 	tp.delay_ms = 100;
 	rf_test_point = note_remove_dispatch;
-	assert_int_equal(rf_vm_discard(vm, 7 * PG, 1, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 7 * PG, 1, RF_PAGE_FREE_REPORTED, NULL), 0);
 	returned = now_ns();
 	rf_test_point = NULL;
 	assert_int_equal(atomic_load(&tp.removes), 1);
@@ -776,7 +776,7 @@ static void test_reported_page_written_becomes_private(void **state)
 	(void)state;
 	/* The fault: a target registers all of the VM's RAM. */
 	assert_int_equal(rf_vm_set_swap_target(vm, 2 * MiB), 0);
-	assert_int_equal(rf_vm_discard(vm, 2 * PG, 2, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 2 * PG, 2, RF_PAGE_FREE_REPORTED, NULL), 0);
 	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_FREE_REPORTED);
 	ram[2 * PG + 100] = 7;
 	assert_int_equal(rf_vm_page_state(vm, 2 * PG), RF_PAGE_PRIVATE);
@@ -790,7 +790,7 @@ static void test_reported_page_written_becomes_private(void **state)
 	for (uint64_t i = 0; i < NPAGES; i++)
 		fill(ram2 + i * PG, i, 3);
 	assert_int_equal(rf_dedup_add_vm(vm2), 0);
-	assert_int_equal(rf_vm_discard(vm2, 4 * PG, 1, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm2, 4 * PG, 1, RF_PAGE_FREE_REPORTED, NULL), 0);
 	fill(ram2 + 4 * PG, 4, 4);
 	assert_int_equal(rf_dedup_scan_now(e), 0);
 	for (unsigned int ms = 0; rf_vm_page_state(vm2, 4 * PG) != RF_PAGE_PRIVATE && ms < 5000;

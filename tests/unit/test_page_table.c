@@ -174,7 +174,7 @@ static void test_discard(void **state)
 	rf_vm_exclude_range(vm, 10 * 4096, 4096, true);
 	rf_test_set_state(vm, 11 * 4096, RF_PAGE_MERGED);
 
-	assert_int_equal(rf_vm_discard(vm, 8 * 4096, 8, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 8 * 4096, 8, RF_PAGE_BALLOONED, &skipped), 0);
 	assert_int_equal(skipped, 1); /* the excluded page */
 	assert_int_equal(owner.released, 1);
 	for (int i = 8; i < 16; i++) {
@@ -195,18 +195,18 @@ static void test_discard(void **state)
 	/* An owner that cannot release its page keeps it, content and state. */
 	owner.fail = 1;
 	rf_test_set_state(vm, 20 * 4096, RF_PAGE_MERGED);
-	assert_int_equal(rf_vm_discard(vm, 20 * 4096, 2, RF_PAGE_ZERO, &skipped), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 20 * 4096, 2, RF_PAGE_ZERO, &skipped), 0);
 	assert_int_equal(skipped, 1);
 	assert_int_equal(ram[20 * 4096], 0xab);
 	assert_int_equal(rf_vm_page_state(vm, 20 * 4096), RF_PAGE_MERGED);
 	assert_int_equal(rf_vm_page_state(vm, 21 * 4096), RF_PAGE_ZERO);
 
 	/* Bad ranges and targets. */
-	assert_int_equal(rf_vm_discard(vm, 4 * MiB - 4096, 2, RF_PAGE_ZERO, NULL), -EFAULT);
+	assert_int_equal(rf_vm_discard_as(vm, 4 * MiB - 4096, 2, RF_PAGE_ZERO, NULL), -EFAULT);
 	assert_int_equal(ram[4 * MiB - 4096], 0); /* untouched page, still there */
-	assert_int_equal(rf_vm_discard(vm, 4096, 1, RF_PAGE_MERGED, NULL), -EINVAL);
-	assert_int_equal(rf_vm_discard(vm, 4097, 1, RF_PAGE_ZERO, NULL), -EINVAL);
-	assert_int_equal(rf_vm_discard(vm, 4096, 0, RF_PAGE_ZERO, NULL), -EINVAL);
+	assert_int_equal(rf_vm_discard_as(vm, 4096, 1, RF_PAGE_MERGED, NULL), -EINVAL);
+	assert_int_equal(rf_vm_discard_as(vm, 4097, 1, RF_PAGE_ZERO, NULL), -EINVAL);
+	assert_int_equal(rf_vm_discard_as(vm, 4096, 0, RF_PAGE_ZERO, NULL), -EINVAL);
 	assert_int_equal(ram[4096], 0xab);
 	rf_engine_free(e);
 }
@@ -221,7 +221,7 @@ static void test_discard_large(void **state)
 
 	(void)state;
 	memset(ram, 1, 8 * MiB);
-	assert_int_equal(rf_vm_discard(vm, MiB, 1500, RF_PAGE_FREE_REPORTED, NULL), 0);
+	assert_int_equal(rf_vm_discard_as(vm, MiB, 1500, RF_PAGE_FREE_REPORTED, NULL), 0);
 	assert_int_equal(rf_vm_stats(vm, &st), 0);
 	assert_int_equal(st.state_bytes[RF_PAGE_FREE_REPORTED], 1500 * 4096ull);
 	assert_int_equal(st.resident_bytes, 8 * MiB - 1500 * 4096ull);

@@ -105,7 +105,7 @@ static void test_swap_out_and_in(void **state)
 }
 
 /* Discarded pages inside a registered range read as zeros, never as stale
- * swap content: through rf_vm_discard (the balloon) and through a plain
+ * swap content: through rf_vm_discard_as (the balloon) and through a plain
  * madvise (UFFD_EVENT_REMOVE). Never-touched pages get the zero page. */
 static void test_discarded_pages_read_zero(void **state)
 {
@@ -124,7 +124,7 @@ static void test_discarded_pages_read_zero(void **state)
 	assert_true(st.file_bytes > 0 && st.tier_bytes > 0);
 
 	/* The balloon takes pages 0..31: their slots are freed. */
-	assert_int_equal(rf_vm_discard(vm, 0, 32, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(rf_vm_discard_as(vm, 0, 32, RF_PAGE_BALLOONED, &skipped), 0);
 	assert_int_equal(skipped, 0);
 	/* Someone madvises pages 32..47 away behind the library's back. */
 	assert_int_equal(madvise(ram + 32 * PG, 16 * PG, MADV_DONTNEED), 0);
