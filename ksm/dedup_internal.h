@@ -300,6 +300,9 @@ struct rf_dedup {
  * that).
  */
 bool dedup_rcu_enter(void);
+/* call_rcu on the library's own RCU worker (own_engine.c), never liburcu's
+ * default one, which would outlive the engine. */
+void dedup_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *));
 void dedup_rcu_leave(bool registered_here);
 void dedup_rcu_thread_online(void);
 void dedup_rcu_thread_offline(void);

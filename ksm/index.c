@@ -125,7 +125,7 @@ bool index_del(struct cds_lfht *ht, struct index_node *n)
 {
 	if (cds_lfht_del(ht, &n->lfht) != 0)
 		return false;
-	urcu_memb_call_rcu(&n->rcu, node_free_cb);
+	dedup_call_rcu(&n->rcu, node_free_cb);
 	return true;
 }
 

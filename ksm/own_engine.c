@@ -268,6 +268,60 @@ static int own_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
 
 /* ---- start / stop ------------------------------------------------------- */
 
+/*
+ * RCU callbacks (index nodes freed, store pages recycled) run on a worker
+ * the library owns, "rf-rcu", instead of liburcu's default worker, which
+ * is created on first use and lives as long as the process: one worker
+ * while any engine's own backend runs, joined when the last one stops, so
+ * no library thread outlives rf_engine_free.
+ */
+static pthread_mutex_t rcu_worker_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct call_rcu_data *rcu_worker;
+static unsigned int rcu_worker_users;
+
+static int rcu_worker_get(rf_engine *e)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&rcu_worker_lock);
+	if (!rcu_worker) {
+		rcu_worker = urcu_memb_create_call_rcu_data(0, -1);
+		if (rcu_worker)
+			pthread_setname_np(urcu_memb_get_call_rcu_thread(rcu_worker), "rf-rcu");
+		else
+			rf_log(e, RF_LOG_ERR, "dedup: start: cannot start the RCU worker");
+	}
+	if (rcu_worker)
+		rcu_worker_users++;
+	else
+		err = -ENOMEM;
+	pthread_mutex_unlock(&rcu_worker_lock);
+	return err;
+}
+
+static void rcu_worker_put(void)
+{
+	pthread_mutex_lock(&rcu_worker_lock);
+	if (--rcu_worker_users == 0) {
+		/* Every callback queued so far has run: none moves to liburcu's
+		 * default worker, which would start it. */
+		urcu_memb_barrier();
+		urcu_memb_call_rcu_data_free(rcu_worker);
+		rcu_worker = NULL;
+	}
+	pthread_mutex_unlock(&rcu_worker_lock);
+}
+
+void dedup_call_rcu(struct rcu_head *head, void (*fn)(struct rcu_head *))
+{
+	struct call_rcu_data *old = urcu_memb_get_thread_call_rcu_data();
+
+	/* A running engine holds a reference: the worker is there. */
+	urcu_memb_set_thread_call_rcu_data(rcu_worker);
+	urcu_memb_call_rcu(head, fn);
+	urcu_memb_set_thread_call_rcu_data(old);
+}
+
 static int own_start(struct rf_dedup *d)
 {
 	static const uint8_t zero[RF_PAGE_SIZE];
@@ -281,6 +335,9 @@ static int own_start(struct rf_dedup *d)
 		       "could lose guest writes");
 		return -ENODEV;
 	}
+	err = rcu_worker_get(e);
+	if (err)
+		return err;
 	d->vma_budget = d->cfg.vma_budget ? d->cfg.vma_budget : e->feat.max_map_count * 9 / 10;
 	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
 	d->ht = index_new();
@@ -319,6 +376,7 @@ err_stores:
 	index_destroy(d->ht);
 	if (d->bloom)
 		munmap((void *)d->bloom, d->bloom_bits / 8);
+	rcu_worker_put();
 	return err;
 }
 
@@ -341,6 +399,7 @@ static void own_stop(struct rf_dedup *d)
 		store_destroy(&d->stores[i]);
 	munmap((void *)d->bloom, d->bloom_bits / 8);
 	rf_free(d->e, d->units);
+	rcu_worker_put();
 }
 
 /* A rate set at run time replaces the config's budgets (scanner.c: throttle). */

@@ -234,7 +234,7 @@ void store_reap(struct rf_store *s, struct cds_lfht *ht)
 			index_del(ht, node);
 	}
 	urcu_memb_read_unlock();
-	urcu_memb_call_rcu(&rc->rcu, recycle_cb);
+	dedup_call_rcu(&rc->rcu, recycle_cb);
 }
 
 uint64_t store_resident_bytes(const struct rf_store *s)

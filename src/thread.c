@@ -4,7 +4,7 @@
  * /proc/PID/task: every thread it starts names itself "rf-KIND/WHO" on
  * start (the kernel keeps 15 characters): rf-fault/VM (the VM's userfaultfd
  * fault thread), rf-swap/VM (its swapper), rf-scan/N (dedup scanner N),
- * rf-policy (the policy tick).
+ * rf-policy (the policy tick); ksm/own_engine.c names its RCU worker rf-rcu.
  */
 #include <pthread.h>
 #include <stdio.h>

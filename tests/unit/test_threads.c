@@ -6,9 +6,11 @@
  */
 #include <dirent.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "dedup_util.h"
 #include "rf_test.h"
 
 /* How many of the process's threads are named @name. */
@@ -74,10 +76,52 @@ static void test_threads_named_and_gone(void **state)
 			fail_msg("%s outlived rf_engine_free", names[i]);
 }
 
+static unsigned int nr_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *de;
+	unsigned int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Pages merged and unmerged (store pages recycled through RCU callbacks,
+ * the content index resized), then the engine freed: the process has the
+ * threads it had before, liburcu's workers included. */
+static void test_no_thread_outlives_the_engine(void **state)
+{
+	unsigned int before = nr_threads();
+	struct rf_dedup_config dc;
+	rf_engine *e = rf_test_engine(NULL);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 32 << 20, (void **)&ram);
+
+	(void)state;
+	for (unsigned int i = 0; i < 8192; i++)
+		dedup_fill_page(ram + (uint64_t)i * 4096, i % 512);
+	rf_dedup_config_init(&dc);
+	dc.mode = RF_DEDUP_INTRA_VM;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	assert_true(dedup_wait_converged(e, 3, 30000));
+	for (unsigned int i = 0; i < 8192; i += 2)
+		ram[(uint64_t)i * 4096] ^= 1; /* break half of them */
+	assert_true(dedup_wait_converged(e, 3, 30000));
+	rf_engine_free(e);
+	if (nr_threads() != before)
+		fail_msg("%u threads before the engine, %u after rf_engine_free", before,
+			 nr_threads());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_threads_named_and_gone),
+	    cmocka_unit_test(test_no_thread_outlives_the_engine),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
