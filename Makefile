@@ -75,15 +75,21 @@ $(B)/$(SONAME): $(B)/libramfold.so.$(VERSION)
 $(B)/libramfold.so: $(B)/$(SONAME)
 	ln -sf $(<F) $@
 
+# Libs.private is LIB_DEPS in its order, so that an embedder linking
+# libramfold.a (pkg-config --static) gets every library it needs, each after
+# the ones that need it. Not Requires.private: Debian's liburcu .pc files put
+# -lurcu-common before the flavour that needs it, and pkg-config reorders ours
+# to match. -lc goes before -ljemalloc: the executable then looks malloc up in
+# libc first, as it does when libramfold.so brings jemalloc in, and the
+# library keeps its promise not to impose its allocator (src/arena.c).
 $(B)/ramfold.pc: Makefile include/ramfold/version.h
 	@mkdir -p $(@D)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 		'Name: ramfold' \
 		'Description: Make KVM guest RAM go further: page dedup, virtio-balloon, overcommit, swap' \
 		'Version: $(VERSION)' \
-		'Requires.private: liburcu-cds libxxhash numa jemalloc liblz4' \
 		'Libs: -L$${libdir} -lramfold' \
-		'Libs.private: -lpthread' \
+		'Libs.private: $(patsubst -ljemalloc,-lc -ljemalloc,$(LIB_DEPS))' \
 		'Cflags: -I$${includedir}' > $@
 
 install: all

@@ -18,7 +18,9 @@
  * key, so pages of two domains can never be found as twins.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -320,9 +322,96 @@ RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 	return dv->d->ops->vm_stats(dv, st);
 }
 
+struct ram_range {
+	uintptr_t lo, hi;
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct ram_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* The guest RAM of every attached VM into @rg (at most @max ranges), sorted
+ * by address. d->lock held. Returns the number of ranges. */
+static size_t collect_ram(struct rf_dedup *d, struct ram_range *rg, size_t max)
+{
+	struct rf_region *r;
+	size_t n = 0;
+
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
+		rf_vm_regions_rdlock(dv->vm);
+		for (unsigned int i = 0; n < max && (r = __rf_vm_region(dv->vm, i)); i++)
+			rg[n++] =
+			    (struct ram_range){(uintptr_t)r->hva, (uintptr_t)r->hva + r->size};
+		rf_vm_regions_unlock(dv->vm);
+	}
+	qsort(rg, n, sizeof(*rg), cmp_range);
+	return n;
+}
+
+/*
+ * The lines of /proc/self/maps that overlap one of the @n sorted ranges
+ * @rg: guest RAM's mappings as the kernel has them, after it merged
+ * neighbours that match again (a run unmerged next to private memory, say).
+ * Both lists are in address order, so one walk over each. -errno if the
+ * file cannot be read.
+ */
+static int64_t count_ram_mappings(const struct ram_range *rg, size_t n)
+{
+	char line[256];
+	bool line_start = true;
+	int64_t inside = 0;
+	size_t i = 0;
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		bool first = line_start;
+		uintptr_t lo, hi;
+
+		/* A long path comes in several pieces: only a line's first
+		 * piece holds its range. */
+		line_start = strchr(line, '\n') != NULL;
+		if (!first || sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) != 2)
+			continue;
+		while (i < n && rg[i].hi <= lo)
+			i++;
+		if (i < n && rg[i].lo < hi)
+			inside++;
+	}
+	fclose(f);
+	return inside;
+}
+
+/* rf_dedup_stats.vmas: counted now, kept for rf_dedup_counters. Takes
+ * d->lock, then each VM's regions lock. */
+static void measure_ram_vmas(struct rf_dedup *d)
+{
+	struct ram_range *rg;
+	size_t max = 0, n;
+	int64_t v;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next)
+		max += RF_MAX_REGIONS;
+	rg = rf_zalloc(d->e, (max ? max : 1) * sizeof(*rg));
+	n = rg ? collect_ram(d, rg, max) : 0;
+	pthread_mutex_unlock(&d->lock);
+	if (!rg)
+		return;
+	v = count_ram_mappings(rg, n);
+	if (v >= 0)
+		atomic_store(&d->ram_vmas, (uint64_t)v);
+	rf_free(d->e, rg);
+}
+
 static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
 {
 	struct rf_dedup *d;
+	int err;
 
 	if (!e || !st)
 		return -EINVAL;
@@ -331,7 +420,11 @@ static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
 		return -ENOENT;
 	memset(st, 0, sizeof(*st));
 	st->mode = d->cfg.mode;
-	return d->ops->stats(d, st, measure);
+	err = d->ops->stats(d, st, measure);
+	if (measure)
+		measure_ram_vmas(d);
+	st->vmas = atomic_load(&d->ram_vmas);
+	return err;
 }
 
 RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)

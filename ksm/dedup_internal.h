@@ -272,11 +272,15 @@ struct rf_dedup {
 	uint64_t bloom_bits; /* power of two */
 
 	uint64_t vma_budget;
-	_Atomic uint64_t vmas;	  /* estimate, recounted from /proc/self/maps */
+	/* The VMA budget's estimate of the process's mappings: 2 more per
+	 * remap, none fewer when the kernel merges neighbours, so it only
+	 * grows until vma_budget_allows recounts /proc/self/maps. Not a stat. */
+	_Atomic uint64_t vmas;
 	pthread_mutex_t vma_lock; /* recounts */
 	uint64_t vma_recount_ns;  /* under vma_lock */
 	_Atomic uint64_t vma_stops;
 	_Atomic bool vma_stop_logged;
+	_Atomic uint64_t ram_vmas; /* rf_dedup_stats.vmas at its last count (dedup.c) */
 
 	_Atomic uint64_t scanned, merged, zeroed, unmerged, volatile_skipped, races, collisions;
 	_Atomic uint64_t passes;

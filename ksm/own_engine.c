@@ -501,7 +501,6 @@ static int own_stats(struct rf_dedup *d, struct rf_dedup_stats *st, bool measure
 	st->hash_collisions = atomic_load(&d->collisions);
 	st->scan_passes = atomic_load(&d->passes);
 	st->vma_budget_stops = atomic_load(&d->vma_stops);
-	st->vmas = atomic_load(&d->vmas);
 	st->cpu_ns += scanner_cpu_ns(d);
 	st->converged = atomic_load(&d->converged);
 	file <<= RF_PAGE_SHIFT;

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../swap/swap_query.h"
 #include "compat_linux.h"
 #include "internal.h"
 #include "ledger.h"
@@ -173,7 +174,12 @@ static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *
 	vs->has_balloon = m.has_balloon;
 	vs->bd.compressed_host_bytes = m.compressed_host_bytes;
 	vs->bd.balloon_target_bytes = m.balloon_target_bytes;
-	vs->bd.resident_target_bytes = m.resident_target_bytes;
+	/* The target the VM's swap pager holds, however it was set (the
+	 * embedder's rf_vm_set_swap_target, or the policy's actuator); else
+	 * what the policy last asked of an actuator of its own. */
+	vs->bd.resident_target_bytes = rf_swap_vm_target(vm);
+	if (vs->bd.resident_target_bytes == RF_SWAP_NO_TARGET)
+		vs->bd.resident_target_bytes = m.resident_target_bytes;
 	vs->bd.guest_free_bytes = m.guest_free_bytes;
 	if (vm->ledger) {
 		vs->bd.reservation_bytes = atomic_load(&vm->ledger->reservation);

@@ -1,6 +1,10 @@
 #!/bin/bash
 # Installs ramfold into a scratch prefix with DESTDIR, then builds and runs a
-# tiny embedder against the installed copy through pkg-config alone.
+# tiny embedder against the installed copy through pkg-config alone: once
+# linked with libramfold.so, once with libramfold.a and the flags of
+# `pkg-config --static` (the system's libraries stay shared, as a distro
+# build links them; a fully static binary is not supported: Debian's
+# libjemalloc.a would replace the embedder's malloc).
 set -u
 B=${B:-build}
 tmp=$(mktemp -d)
@@ -56,6 +60,15 @@ flags=$(pkg-config --cflags --libs ramfold) || report 0 1
 ${CC:-gcc} -std=c11 -Wall -Wextra -Werror -o "$tmp/embed" "$tmp/embed.c" $flags -ldl ||
 	report 0 1
 LD_LIBRARY_PATH=$root/lib "$tmp/embed" || { echo "install-test: embedder failed ($?)"; report 0 1; }
+# Static: every library libramfold.a needs must come from Libs.private.
+# -l:libramfold.a picks the archive where -lramfold would pick the .so.
+sflags=$(pkg-config --static --cflags --libs ramfold) || report 0 1
+sflags=${sflags/-lramfold/-l:libramfold.a}
+${CC:-gcc} -std=c11 -Wall -Wextra -Werror -o "$tmp/embed-static" "$tmp/embed.c" $sflags -ldl ||
+	{ echo "install-test: static link failed: $sflags"; report 0 1; }
+readelf -d "$tmp/embed-static" | grep -q "NEEDED.*libramfold" &&
+	{ echo "install-test: embed-static links libramfold.so"; report 0 1; }
+"$tmp/embed-static" || { echo "install-test: static embedder failed ($?)"; report 0 1; }
 # The library itself must be found through its SONAME.
 readelf -d "$root/lib/libramfold.so" | grep -q "SONAME.*libramfold.so.0" || report 0 1
 report 1 0

@@ -105,6 +105,10 @@ struct rf_pager {
 	 * room, unless its last round could not evict anything. */
 	_Atomic uint64_t resident_est, throttle_line;
 	_Atomic bool swapper_stuck;
+	/* Above the target with nothing left to swap out, said in the log
+	 * (swapper.c): cleared once within the target or by a new target. */
+	_Atomic bool target_unmet;
+	_Atomic uint64_t targets_unmet; /* such episodes, for the tests */
 	_Atomic uint64_t throttled;
 	_Atomic uint64_t grown; /* pages added by faults: swap-ins, first writes */
 	_Atomic bool stopped;

@@ -7,7 +7,11 @@
  * Holding the target: the swapper measures the VM (PAGEMAP_SCAN where the
  * kernel has it, else pagemap read page by page) every 20 ms near its
  * target, less often far below it, and when 256 pages have come back
- * since; it swaps out down to 1/64 (at least 1 MiB) below the target. Its
+ * since; it swaps out down to 1/64 (at least 1 MiB) below the target.
+ * Merged pages (the dedup store's, file pages to pagemap) are left out of
+ * the measure: swap cannot evict them, and the ledger charges them at their
+ * fair part. A round above the target that finds nothing to swap out is
+ * reported once per episode (report_unreachable). Its
  * measure is the estimate the fault side holds swap-ins and first writes
  * to (swap_in.c): they wait while it is more than 1/32 (at least 4 MiB)
  * above the target, unless the swapper's last round found nothing it could
@@ -33,20 +37,24 @@
  * the staging buffer are the swap-out's); target and stop are read under
  * the pager's lock, which the thread sleeps on (cond).
  */
+#include <stdio.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
 #include "compat_linux.h"
 #include "pager_internal.h"
+#include "swap_query.h"
 
 #define TICK_NS (20 * 1000000ull)
 
 /*
  * Present pages of @r other than the zero page, by PAGEMAP_SCAN: the kernel
  * walks the page tables and returns ranges, about 20x cheaper than reading
- * one pagemap entry per page. -1 if the ioctl fails.
+ * one pagemap entry per page. Anonymous pages are returned, file pages (the
+ * dedup store's, mapped over merged guest pages) added to *@file. -1 if the
+ * ioctl fails.
  */
-static int64_t resident_scan(struct rf_pager *p, struct rf_region *r)
+static int64_t resident_scan(struct rf_pager *p, struct rf_region *r, uint64_t *file)
 {
 	struct page_region regs[256];
 	uint64_t start = (uintptr_t)r->hva, end = start + r->size;
@@ -61,14 +69,20 @@ static int64_t resident_scan(struct rf_pager *p, struct rf_region *r)
 		    .vec_len = 256,
 		    .category_mask = PAGE_IS_PRESENT | PAGE_IS_PFNZERO,
 		    .category_inverted = PAGE_IS_PFNZERO,
-		    .return_mask = PAGE_IS_PRESENT,
+		    .return_mask = PAGE_IS_PRESENT | PAGE_IS_FILE,
 		};
 		int n = ioctl(p->e->pagemap_fd, PAGEMAP_SCAN, &arg);
 
 		if (n < 0)
 			return -1;
-		for (int i = 0; i < n; i++)
-			pages += (int64_t)((regs[i].end - regs[i].start) >> RF_PAGE_SHIFT);
+		for (int i = 0; i < n; i++) {
+			uint64_t k = (regs[i].end - regs[i].start) >> RF_PAGE_SHIFT;
+
+			if (regs[i].categories & PAGE_IS_FILE)
+				*file += k;
+			else
+				pages += (int64_t)k;
+		}
 		if (arg.walk_end <= start)
 			return -1;
 		start = arg.walk_end;
@@ -76,21 +90,26 @@ static int64_t resident_scan(struct rf_pager *p, struct rf_region *r)
 	return pages;
 }
 
-/* Resident bytes of the VM as the pager counts them: guest pages present
- * (not the zero page) plus the VM's compressed-tier memory. Takes
- * regions_lock for reading. */
-static uint64_t measure_resident(struct rf_pager *p)
+/*
+ * Resident bytes of the VM as a target counts them: guest pages present
+ * (not the zero page, not the dedup store's pages mapped over merged guest
+ * pages) plus the VM's compressed-tier memory. The merged pages left out go
+ * to *@merged. Takes regions_lock for reading.
+ */
+static uint64_t measure_resident(struct rf_pager *p, uint64_t *merged)
 {
 	rf_vm *vm = p->vm;
-	uint64_t ents[PAGER_WINDOW], pages = 0;
+	uint64_t ents[PAGER_WINDOW], pages = 0, file = 0;
 	struct rf_region *r;
 
 	rf_vm_regions_rdlock(vm);
 	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
-		int64_t n = p->e->feat.pagemap_scan ? resident_scan(p, r) : -1;
+		uint64_t f = 0;
+		int64_t n = p->e->feat.pagemap_scan ? resident_scan(p, r, &f) : -1;
 
 		if (n >= 0) {
 			pages += (uint64_t)n;
+			file += f;
 			continue;
 		}
 		for (uint64_t base = 0; base < r->npages; base += PAGER_WINDOW) {
@@ -99,11 +118,18 @@ static uint64_t measure_resident(struct rf_pager *p)
 
 			if (rf_pagemap_read(p->e, rf_region_page(r, base), cnt, ents) != 0)
 				break;
-			for (size_t k = 0; k < cnt; k++)
-				pages += rf_pagemap_resident(p->e, ents[k]);
+			for (size_t k = 0; k < cnt; k++) {
+				if (!rf_pagemap_resident(p->e, ents[k]))
+					continue;
+				if (ents[k] & PM_FILE)
+					file++;
+				else
+					pages++;
+			}
 		}
 	}
 	rf_vm_regions_unlock(vm);
+	*merged = file << RF_PAGE_SHIFT;
 	return (pages << RF_PAGE_SHIFT) + atomic_load(&p->tier_mem);
 }
 
@@ -120,6 +146,31 @@ static uint64_t next_region_gpa(const rf_vm *vm, uint64_t gpa)
 }
 
 /*
+ * A round found nothing to swap out while the VM is above its target: the
+ * target cannot be met as things are. Said once per episode, which ends
+ * when a measure finds the VM within its target or a target is set.
+ */
+static void report_unreachable(struct rf_pager *p, uint64_t target, uint64_t res, uint64_t merged,
+			       bool refused)
+{
+	char note[96] = "";
+
+	if (atomic_exchange(&p->target_unmet, true))
+		return;
+	atomic_fetch_add(&p->targets_unmet, 1);
+	if (merged)
+		snprintf(note, sizeof(note), "; %.1f MiB of merged pages are not counted",
+			 (double)merged / (1 << 20));
+	rf_log(p->e, RF_LOG_WARN,
+	       "%s: swap: resident target %.1f MiB not reachable: %.1f MiB resident and no "
+	       "page left that can be swapped out (%s)%s",
+	       p->vm->name, (double)target / (1 << 20), (double)res / (1 << 20),
+	       refused ? "the swap store or the VM's swap cap is full"
+		       : "the rest is excluded from swap or in use by another module",
+	       note);
+}
+
+/*
  * One round of the swapper: bring the VM below its target. Returns how long
  * to wait before the next round: the farther below its target the VM is,
  * the longer (measuring costs the guest CPU time too).
@@ -127,17 +178,18 @@ static uint64_t next_region_gpa(const rf_vm *vm, uint64_t gpa)
 static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 {
 	rf_vm *vm = p->vm;
-	uint64_t res, want, done = 0, slack;
+	uint64_t res, want, done = 0, slack, merged, refused = atomic_load(&p->enospc);
 	unsigned int laps = 0;
 
 	/* Regions added since the target was set. */
 	rf_vm_regions_rdlock(vm);
 	pager_register_all(p);
 	rf_vm_regions_unlock(vm);
-	res = measure_resident(p);
+	res = measure_resident(p, &merged);
 	atomic_store(&p->resident_est, res);
 	if (res <= target) {
 		atomic_store(&p->swapper_stuck, false);
+		atomic_store(&p->target_unmet, false);
 		if (res < target / 2)
 			return 10 * TICK_NS;
 		return res < target - target / 8 ? 4 * TICK_NS : TICK_NS;
@@ -170,9 +222,11 @@ static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 	}
 	pthread_mutex_unlock(&p->out_lock);
 	rf_vm_regions_unlock(vm);
-	/* Nothing left to evict (all excluded, merged, or the store is full):
+	/* Nothing left to evict (all excluded, in use, or the store is full):
 	 * never hold swap-ins back then, or the guest would wait forever. */
 	atomic_store(&p->swapper_stuck, done == 0);
+	if (done == 0)
+		report_unreachable(p, target, res, merged, atomic_load(&p->enospc) != refused);
 	return TICK_NS;
 }
 
@@ -222,6 +276,7 @@ void rf_swap_pager_set_target(struct rf_pager *p, uint64_t resident_bytes)
 	}
 	pthread_mutex_lock(&p->lock);
 	p->target = resident_bytes;
+	atomic_store(&p->target_unmet, false); /* a new episode */
 	atomic_store(&p->throttle_line, resident_bytes == RF_SWAP_NO_TARGET
 					    ? RF_SWAP_NO_TARGET
 					    : resident_bytes + margin);
@@ -234,4 +289,18 @@ void rf_swap_pager_set_cap(struct rf_pager *p, uint64_t max_swapped_bytes)
 	pthread_mutex_lock(&p->lock);
 	p->cap = max_swapped_bytes;
 	pthread_mutex_unlock(&p->lock);
+}
+
+uint64_t rf_swap_vm_target(rf_vm *vm)
+{
+	/* vm->pager is set once and freed only by rf_vm_free. */
+	struct rf_pager *p = vm->pager;
+	uint64_t t;
+
+	if (!p)
+		return RF_SWAP_NO_TARGET;
+	pthread_mutex_lock(&p->lock);
+	t = p->target;
+	pthread_mutex_unlock(&p->lock);
+	return t;
 }

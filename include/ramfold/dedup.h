@@ -151,9 +151,12 @@ struct rf_dedup_stats {
 	uint64_t store_pages;	   /* canonical pages held (or KSM pages_shared) */
 	uint64_t scan_passes;	   /* complete passes over all VMs (or KSM full_scans) */
 	uint64_t vma_budget_stops; /* merges refused because of the VMA budget */
-	uint64_t vmas;		   /* mappings of the process at the last pass */
-	uint64_t cpu_ns;	   /* CPU time of the scanner and fault threads (or ksmd) */
-	bool converged;		   /* the last pass merged nothing new */
+	/* Mappings of the attached VMs' guest RAM: the lines of
+	 * /proc/self/maps that overlap it, counted by rf_dedup_stats
+	 * (rf_dedup_counters repeats the last count). */
+	uint64_t vmas;
+	uint64_t cpu_ns; /* CPU time of the scanner and fault threads (or ksmd) */
+	bool converged;	 /* the last pass merged nothing new */
 	/*
 	 * Measured from the kernel: guest pages mapped from the store
 	 * (pagemap) minus the store's resident pages (fstat of its memfd),

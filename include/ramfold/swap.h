@@ -72,6 +72,13 @@ int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
  * resident (guest RAM present in host memory, plus the VM's share of the
  * compressed tier); the VM's swap pager swaps out its least recently touched pages
  * until it fits, and keeps it there as the guest touches swapped pages.
+ * Merged pages (mapped from the dedup engine's store) do not count: swap
+ * cannot evict them, and the ledger charges them at their fair part
+ * (rf_vm_breakdown().shared_fair_bytes), so a VM under a target costs the
+ * host the target plus that part plus its metadata. A target that cannot be
+ * met (what is left is excluded, in use, or the store or cap is full) is
+ * logged once, with the VM's name and why, until the VM is within a target
+ * again. rf_vm_breakdown().resident_target_bytes shows the target.
  * RF_SWAP_NO_TARGET stops swapping out (swapped pages come back as touched).
  * The first call starts the VM's swap pager. A target registers all of the VM's
  * RAM with userfaultfd (without one, only ranges that hold swapped pages):

@@ -484,6 +484,79 @@ static void test_vma_budget(void **state)
 	fx_fini(&f);
 }
 
+/* The lines of /proc/self/maps that overlap the guest RAM of @f. */
+static uint64_t maps_lines_over_ram(const struct fx *f)
+{
+	char line[4096];
+	uint64_t n = 0;
+	FILE *m = fopen("/proc/self/maps", "re");
+
+	assert_non_null(m);
+	while (fgets(line, sizeof(line), m)) {
+		unsigned long a, b;
+		bool over = false;
+
+		if (sscanf(line, "%lx-%lx", &a, &b) != 2)
+			continue;
+		for (unsigned int i = 0; i < 2; i++)
+			over |= f->ram[i] && a < (uintptr_t)f->ram[i] + f->size &&
+				b > (uintptr_t)f->ram[i];
+		n += over;
+	}
+	fclose(m);
+	return n;
+}
+
+/* rf_dedup_stats.vmas equals what /proc/self/maps shows over guest RAM. */
+static void check_vmas(struct fx *f, struct rf_dedup_stats *st, const char *when)
+{
+	uint64_t want;
+
+	assert_int_equal(rf_dedup_stats(f->e, st), 0);
+	want = maps_lines_over_ram(f);
+	printf("  %s: vmas %llu, /proc/self/maps %llu over guest RAM, %llu unmerges\n", when,
+	       (unsigned long long)st->vmas, (unsigned long long)want,
+	       (unsigned long long)st->pages_unmerged);
+	assert_int_equal(st->vmas, want);
+}
+
+/* rf_dedup_stats.vmas is what /proc/self/maps shows of guest RAM, after
+ * merges and after unmerges (the kernel merges mappings back together; a
+ * count of remaps only grows). */
+static void test_vmas_counted(void **state)
+{
+	struct rf_dedup_stats st, ct;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 8u << 20, 2, NULL, NULL);
+	/* Pairs of equal pages separated by unique ones: many runs. */
+	for (unsigned int v = 0; v < 2; v++)
+		for (unsigned int p = 0; p < 2048; p++)
+			dedup_fill_page(f.ram[v] + (size_t)p * PG,
+					(p & 1) ? 500000 + p + v * 10000 : p / 4);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	check_vmas(&f, &st, "merged");
+	assert_true(st.pages_sharing > 0);
+	assert_true(st.vmas > 2);
+	/* The counters repeat the last count. */
+	assert_int_equal(rf_dedup_counters(f.e, &ct), 0);
+	assert_int_equal(ct.vmas, st.vmas);
+	/* Unmerge most of them: guest writes make every page unique. */
+	for (unsigned int v = 0; v < 2; v++)
+		for (unsigned int p = 0; p < 2048; p += 2)
+			f.ram[v][(size_t)p * PG + 8] ^= (uint8_t)(p * 7 + v + 1);
+	rf_dedup_scan_now(f.e);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	check_vmas(&f, &st, "unmerged");
+	assert_true(st.pages_unmerged > 0);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
 /* Discarding merged pages through the core (what the balloon does) releases
  * them to the engine first: they read as zeros, store pages are freed. */
 static void test_discard_merged(void **state)
@@ -600,7 +673,7 @@ int main(void)
 	    cmocka_unit_test(test_domains),	   cmocka_unit_test(test_zero_mode),
 	    cmocka_unit_test(test_exclusion),	   cmocka_unit_test(test_vma_budget),
 	    cmocka_unit_test(test_discard_merged), cmocka_unit_test(test_racing_writers),
-	    cmocka_unit_test(test_set_rate),
+	    cmocka_unit_test(test_set_rate),	   cmocka_unit_test(test_vmas_counted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -390,6 +390,36 @@ static void test_audit_catches(void **state)
 }
 
 /* A VM freed while the ledger is configured, and an engine freed with VMs. */
+/*
+ * The breakdown shows a VM's resident target however it was set: through
+ * rf_vm_set_swap_target (the embedder), or remembered by the ledger for a
+ * policy whose own actuator swaps (no swap pager of ramfold's).
+ */
+static void test_breakdown_shows_swap_target(void **state)
+{
+	struct rf_test_log log;
+	rf_engine *e = rf_test_swap_engine(&log, false, 64 * MiB, 0);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
+	rf_vm *other = rf_test_vm(e, "vm1", 16 * MiB, (void **)&ram);
+	struct rf_vm_breakdown b;
+
+	(void)state;
+	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
+	assert_int_equal(b.resident_target_bytes, UINT64_MAX);
+	assert_int_equal(rf_vm_set_swap_target(vm, 8 * MiB), 0);
+	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
+	assert_int_equal(b.resident_target_bytes, 8 * MiB);
+	assert_int_equal(rf_vm_set_swap_target(vm, RF_SWAP_NO_TARGET), 0);
+	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
+	assert_int_equal(b.resident_target_bytes, UINT64_MAX);
+	/* A policy's own actuator: what the ledger remembers. */
+	atomic_store(&other->ledger->resident_target, 4 * MiB);
+	assert_int_equal(rf_vm_breakdown(other, &b), 0);
+	assert_int_equal(b.resident_target_bytes, 4 * MiB);
+	rf_engine_free(e);
+}
+
 static void test_lifecycle(void **state)
 {
 	struct rf_test_log log;
@@ -419,6 +449,7 @@ int main(void)
 	    cmocka_unit_test(test_fair_share),
 	    cmocka_unit_test(test_audit_catches),
 	    cmocka_unit_test(test_lifecycle),
+	    cmocka_unit_test(test_breakdown_shows_swap_target),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
