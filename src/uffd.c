@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +67,21 @@ struct rf_uffd {
 	struct {
 		uintptr_t lo, hi;
 	} own[OWN_MAX];
+
+	/* The embedder's fault handler and its foreign pages (uffd.h): one
+	 * bitmap per region it covers, under foreign_lock. foreign_on says a
+	 * handler is installed, so that a VM without one takes no lock. */
+	bool embedder; /* the embedder holds a reference (under uffd_create_lock) */
+	pthread_mutex_t foreign_lock;
+	_Atomic bool foreign_on;
+	rf_vm_fault_fn foreign_fn;
+	void *foreign_arg;
+	struct {
+		const struct rf_region *r;
+		uint64_t *bits;
+	} foreign[RF_MAX_REGIONS];
+	_Atomic uint64_t foreign_fills, foreign_zero, foreign_errors;
+	struct rf_ratelimit rl;
 };
 
 void (*rf_test_point)(const char *where, void *arg);
@@ -161,8 +177,11 @@ static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 		return wp_fault(u, page);
 	case RF_UFFD_FAULT_MISSING: {
 		struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE}};
-		int err = uffd_ioctl(u, UFFDIO_ZEROPAGE, &z);
+		int err = rf_uffd_foreign_fault(u, m);
 
+		if (err != 1)
+			return err;
+		err = uffd_ioctl(u, UFFDIO_ZEROPAGE, &z);
 		if (err == -EAGAIN)
 			return -EAGAIN;
 		/* EEXIST: a racing fill won, which is success. Anything else:
@@ -179,12 +198,19 @@ static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 	}
 }
 
+static void foreign_forget(struct rf_uffd *u, uint64_t start, uint64_t end);
+
 static int dispatch(struct rf_uffd *u, const struct uffd_msg *m)
 {
 	enum rf_uffd_kind k = msg_kind(m);
 	rf_uffd_handler fn = atomic_load(&u->handlers[k].fn);
 
 	RF_TEST_POINT("uffd.dispatch", (void *)m);
+	/* A discarded page reads as zeros, whoever discarded it: it is no
+	 * longer the embedder's to fill. Before the module's handler, which
+	 * may ask for a retry: forgetting twice is harmless. */
+	if (k == RF_UFFD_EV_REMOVE && atomic_load(&u->foreign_on))
+		foreign_forget(u, m->arg.remove.start, m->arg.remove.end);
 	if (fn)
 		return fn(u, m, atomic_load(&u->handlers[k].arg));
 	return default_handler(u, m);
@@ -513,6 +539,9 @@ void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st)
 		st->msgs[k] = atomic_load(&u->msgs[k]);
 	st->retried = atomic_load(&u->retried);
 	st->eagain = atomic_load(&u->eagain);
+	st->foreign_fills = atomic_load(&u->foreign_fills);
+	st->foreign_zero = atomic_load(&u->foreign_zero);
+	st->foreign_errors = atomic_load(&u->foreign_errors);
 	if (pthread_getcpuclockid(u->thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
 		st->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
@@ -564,7 +593,12 @@ int rf_uffd_open_kernel(rf_engine *e, const char *who, int *out)
 	return -EPERM;
 }
 
-static int uffd_open(rf_vm *vm, struct rf_uffd **out)
+/*
+ * Open the VM's descriptor, or take @given (the embedder's, already
+ * duplicated: rf_vm_adopt_uffd; -1 for a new one), negotiate the features
+ * and start the fault thread. @given is closed on failure.
+ */
+static int uffd_open(rf_vm *vm, int given, struct rf_uffd **out)
 {
 	rf_engine *e = vm->e;
 	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
@@ -573,16 +607,20 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 	struct rf_uffd *u;
 	int err;
 
-	if (!e->feat.uffd || !e->feat.uffd_wp) {
+	if (given < 0 && (!e->feat.uffd || !e->feat.uffd_wp)) {
 		rf_log(e, RF_LOG_ERR, "%s: userfaultfd: %s", vm->name,
 		       !e->feat.uffd ? "not available (see vm.unprivileged_userfaultfd)"
 				     : "write-protect mode not supported by this kernel");
 		return -ENODEV;
 	}
 	u = rf_zalloc(e, sizeof(*u));
-	if (!u)
+	if (!u) {
+		if (given >= 0)
+			close(given);
 		return -ENOMEM;
+	}
 	u->vm = vm;
+	u->fd = given;
 	u->stop_fd = -1;
 	u->kick_fd = -1;
 	pthread_mutex_init(&u->reg_lock, NULL);
@@ -590,14 +628,31 @@ static int uffd_open(rf_vm *vm, struct rf_uffd **out)
 	pthread_cond_init(&u->sync_cond, NULL);
 	pthread_mutex_init(&u->own_lock, NULL);
 	pthread_cond_init(&u->own_free, NULL);
-	err = rf_uffd_open_kernel(e, vm->name, &u->fd);
-	if (err)
-		goto err_free;
-	api.features = want & e->feat.uffd_features;
+	pthread_mutex_init(&u->foreign_lock, NULL);
+	u->rl.burst = 5;
+	if (given < 0) {
+		err = rf_uffd_open_kernel(e, vm->name, &u->fd);
+		if (err)
+			goto err_free;
+	}
+	/* An embedder's descriptor may come to a process whose own probe could
+	 * open none (a jailed VMM given one by its jailer): ask for all. */
+	api.features = e->feat.uffd_features ? want & e->feat.uffd_features : want;
 	if (ioctl(u->fd, UFFDIO_API, &api) != 0) {
 		err = -errno;
-		rf_log(e, RF_LOG_ERR, "%s: UFFDIO_API(features 0x%llx): %s", vm->name,
-		       (unsigned long long)(want & e->feat.uffd_features), strerror(errno));
+		if (given >= 0)
+			rf_log(e, RF_LOG_ERR,
+			       "%s: adopt userfaultfd: UFFDIO_API(features 0x%llx): %s%s", vm->name,
+			       (unsigned long long)api.features, strerror(errno),
+			       errno == ENOTTY	 ? " (not a userfaultfd)"
+			       : errno == EINVAL ? " (UFFDIO_API was already called on it, or the "
+						   "kernel lacks these features)"
+						 : "");
+		else
+			rf_log(e, RF_LOG_ERR, "%s: UFFDIO_API(features 0x%llx): %s", vm->name,
+			       (unsigned long long)api.features, strerror(errno));
+		if (err == -ENOTTY)
+			err = -EINVAL;
 		goto err_close;
 	}
 	u->features = api.features;
@@ -627,6 +682,7 @@ err_free:
 	pthread_cond_destroy(&u->sync_cond);
 	pthread_mutex_destroy(&u->own_lock);
 	pthread_cond_destroy(&u->own_free);
+	pthread_mutex_destroy(&u->foreign_lock);
 	rf_free(e, u);
 	return err;
 }
@@ -637,7 +693,7 @@ int rf_uffd_get(rf_vm *vm, struct rf_uffd **out)
 
 	pthread_mutex_lock(&uffd_create_lock);
 	if (!vm->uffd)
-		err = uffd_open(vm, &vm->uffd);
+		err = uffd_open(vm, -1, &vm->uffd);
 	if (!err) {
 		vm->uffd->users++;
 		*out = vm->uffd;
@@ -673,5 +729,390 @@ void rf_uffd_put(rf_vm *vm)
 	pthread_cond_destroy(&u->sync_cond);
 	pthread_mutex_destroy(&u->own_lock);
 	pthread_cond_destroy(&u->own_free);
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
+		rf_free(vm->e, u->foreign[i].bits);
+	pthread_mutex_destroy(&u->foreign_lock);
 	rf_free(vm->e, u);
+}
+
+/*
+ * The embedder's share of the descriptor: its fault handler and the pages
+ * still its to fill ("foreign", uffd.h). A page is foreign from the moment
+ * the handler is installed (if it is PRIVATE then) until the first of: the
+ * handler fills it, the handler asks for zeros, a REMOVE event covers it.
+ * Foreign pages are absent (a present page would have faulted to get
+ * there), so the modules that act on present pages never meet one; the
+ * missing-fault handlers and the fill-ahead ask here.
+ */
+
+static uint64_t *foreign_bits(struct rf_uffd *u, const struct rf_region *r)
+{
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
+		if (u->foreign[i].r == r)
+			return u->foreign[i].bits;
+	return NULL;
+}
+
+static bool bit_test(const uint64_t *bits, uint64_t idx)
+{
+	return bits && (bits[idx / 64] >> (idx % 64)) & 1;
+}
+
+static void bit_clear(uint64_t *bits, uint64_t idx)
+{
+	bits[idx / 64] &= ~(1ull << (idx % 64));
+}
+
+bool rf_uffd_foreign_page(struct rf_uffd *u, const struct rf_region *r, uint64_t idx)
+{
+	bool on;
+
+	if (!u || !atomic_load(&u->foreign_on))
+		return false;
+	pthread_mutex_lock(&u->foreign_lock);
+	on = bit_test(foreign_bits(u, r), idx);
+	pthread_mutex_unlock(&u->foreign_lock);
+	return on;
+}
+
+/* A REMOVE event over [@start, @end): those pages read as zeros now. The
+ * bitmaps are found by address, without the regions lock (the fault thread
+ * may not wait for it): a region is dropped from the table under
+ * foreign_lock (region_unmap hook) before it is unmapped. */
+static void foreign_forget(struct rf_uffd *u, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&u->foreign_lock);
+	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++) {
+		const struct rf_region *r = u->foreign[i].r;
+		uint64_t a, b, lo, hi;
+
+		if (!r)
+			continue;
+		a = (uintptr_t)r->hva;
+		b = a + r->size;
+		lo = start > a ? start : a;
+		hi = end < b ? end : b;
+		for (uint64_t pg = lo & ~(uint64_t)(RF_PAGE_SIZE - 1); pg < hi; pg += RF_PAGE_SIZE)
+			bit_clear(u->foreign[i].bits, (pg - a) >> RF_PAGE_SHIFT);
+	}
+	pthread_mutex_unlock(&u->foreign_lock);
+}
+
+/* Is the page at @hva there? The handler's UFFDIO_COPY must have put it. */
+static bool page_present(uint64_t hva)
+{
+	unsigned char vec = 0;
+
+	return mincore((void *)(uintptr_t)hva, RF_PAGE_SIZE, &vec) != 0 || (vec & 1);
+}
+
+/* The handler's answer for a page outside guest RAM (a range the embedder
+ * registered itself). foreign_lock held. */
+static int foreign_outside(struct rf_uffd *u, uint64_t page, unsigned int flags)
+{
+	int ret =
+	    u->foreign_fn(u->vm, RF_VM_GPA_NONE, (void *)(uintptr_t)page, flags, u->foreign_arg);
+
+	if (ret == -EAGAIN)
+		return -EAGAIN;
+	if (ret == RF_VM_FAULT_ZERO) {
+		struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE}};
+
+		if (uffd_ioctl(u, UFFDIO_ZEROPAGE, &z) == -EAGAIN)
+			return -EAGAIN;
+		ret = 0;
+	}
+	if (ret) {
+		atomic_fetch_add(&u->foreign_errors, 1);
+		rf_log_ratelimited(u->vm->e, &u->rl, RF_LOG_ERR,
+				   "%s: fault handler: hva 0x%llx (not guest RAM): %s: the "
+				   "faulting thread stays blocked",
+				   u->vm->name, (unsigned long long)page, strerror(-ret));
+		return 0;
+	}
+	rf_uffd_wake(u, (void *)(uintptr_t)page, RF_PAGE_SIZE);
+	return 0;
+}
+
+int rf_uffd_foreign_fault(struct rf_uffd *u, const struct uffd_msg *m)
+{
+	rf_vm *vm = u->vm;
+	uint64_t page = m->arg.pagefault.address & ~(uint64_t)(RF_PAGE_SIZE - 1), idx, gpa, v;
+	unsigned int flags =
+	    (m->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE) ? RF_VM_FAULT_WRITE : 0;
+	struct rf_region *r;
+	uint64_t *bits;
+	rf_pte_t *pte;
+	int ret;
+
+	if (!atomic_load(&u->foreign_on))
+		return 1;
+	if (rf_vm_regions_tryrdlock(vm) != 0)
+		return -EAGAIN;
+	r = __rf_vm_find_region_hva(vm, page);
+	pthread_mutex_lock(&u->foreign_lock);
+	if (!u->foreign_fn) {
+		ret = 1;
+		goto out;
+	}
+	if (!r) {
+		ret = foreign_outside(u, page, flags);
+		goto out;
+	}
+	idx = (page - (uintptr_t)r->hva) >> RF_PAGE_SHIFT;
+	bits = foreign_bits(u, r);
+	if (!bit_test(bits, idx)) {
+		ret = 1;
+		goto out;
+	}
+	pte = &r->pte[idx];
+	if (!rf_pte_trylock(pte, &v)) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	if (rf_pte_state(v) != RF_PAGE_PRIVATE) {
+		/* Not PRIVATE any more without a REMOVE event: a state only a
+		 * discard gives (ZERO, BALLOONED, ...) or one of a present page. */
+		bit_clear(bits, idx);
+		rf_pte_unlock(vm, pte, v, v);
+		ret = 1;
+		goto out;
+	}
+	gpa = r->gpa + (idx << RF_PAGE_SHIFT);
+	ret = u->foreign_fn(vm, gpa, (void *)(uintptr_t)page, flags, u->foreign_arg);
+	if (ret == 0 && !page_present(page)) {
+		atomic_fetch_add(&u->foreign_errors, 1);
+		rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
+				   "%s: fault handler: gpa 0x%llx: returned 0 but did not fill "
+				   "the page: the faulting thread stays blocked",
+				   vm->name, (unsigned long long)gpa);
+		ret = -EFAULT;
+	} else if (ret == 0 || ret == RF_VM_FAULT_ZERO) {
+		bit_clear(bits, idx);
+		rf_debug_note(vm, (void *)(uintptr_t)page, RF_PAGE_SIZE,
+			      ret ? "embedder: zeros" : "embedder: filled");
+		atomic_fetch_add(ret ? &u->foreign_zero : &u->foreign_fills, 1);
+	} else if (ret != -EAGAIN) {
+		atomic_fetch_add(&u->foreign_errors, 1);
+		rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
+				   "%s: fault handler: gpa 0x%llx: %s: the faulting thread stays "
+				   "blocked",
+				   vm->name, (unsigned long long)gpa,
+				   strerror(ret < 0 ? -ret : EINVAL));
+	}
+	rf_pte_unlock(vm, pte, v, v);
+	if (ret == 0)
+		rf_uffd_wake(u, (void *)(uintptr_t)page, RF_PAGE_SIZE);
+	else if (ret != RF_VM_FAULT_ZERO && ret != -EAGAIN)
+		ret = 0; /* left unanswered for good */
+out:
+	pthread_mutex_unlock(&u->foreign_lock);
+	rf_vm_regions_unlock(vm);
+	return ret;
+}
+
+/* The embedder's reference: dropped when the VM goes (before its regions). */
+static void embedder_vm_free(rf_vm *vm, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&uffd_create_lock);
+	if (vm->uffd && vm->uffd->embedder) {
+		vm->uffd->embedder = false;
+		atomic_store(&vm->uffd->foreign_on, false);
+		pthread_mutex_unlock(&uffd_create_lock);
+		rf_uffd_put(vm);
+		return;
+	}
+	pthread_mutex_unlock(&uffd_create_lock);
+}
+
+/* A region goes (regions lock held for writing): drop its bitmap, so that a
+ * region mapped later at the same address is not taken for it. */
+static void embedder_region_unmap(rf_vm *vm, struct rf_region *r, void *arg)
+{
+	struct rf_uffd *u;
+
+	(void)arg;
+	pthread_mutex_lock(&uffd_create_lock);
+	u = vm->uffd;
+	if (u) {
+		pthread_mutex_lock(&u->foreign_lock);
+		for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
+			if (u->foreign[i].r == r) {
+				rf_free(vm->e, u->foreign[i].bits);
+				u->foreign[i].r = NULL;
+				u->foreign[i].bits = NULL;
+			}
+		pthread_mutex_unlock(&u->foreign_lock);
+	}
+	pthread_mutex_unlock(&uffd_create_lock);
+}
+
+/*
+ * The embedder's reference to the VM's descriptor, taken once (opening it,
+ * or adopting @given when >= 0), with the hooks that drop it. Then guest
+ * RAM is registered for missing faults: a restore needs a fault on every
+ * page not loaded yet, not only in the chunks swap registered.
+ */
+static int embedder_get(rf_vm *vm, int given, struct rf_uffd **out)
+{
+	const struct rf_vm_hooks h = {.vm_free = embedder_vm_free,
+				      .region_unmap = embedder_region_unmap};
+	struct rf_uffd *u;
+	struct rf_region *r;
+	int err = 0;
+
+	pthread_mutex_lock(&uffd_create_lock);
+	if (given >= 0 && vm->uffd) {
+		pthread_mutex_unlock(&uffd_create_lock);
+		close(given);
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: adopt userfaultfd: the VM has its userfaultfd already (dedup, swap "
+		       "or an earlier call opened it): adopt before any of them",
+		       vm->name);
+		return -EBUSY;
+	}
+	if (!vm->uffd)
+		err = uffd_open(vm, given, &vm->uffd);
+	if (!err && !vm->uffd->embedder) {
+		if (!rf_vm_hooks_registered(vm, embedder_vm_free))
+			err = rf_vm_add_hooks(vm, &h);
+		if (!err) {
+			vm->uffd->embedder = true;
+			vm->uffd->users++;
+		} else if (vm->uffd->users == 0) {
+			/* Opened for nobody: close it again (as the last put). */
+			vm->uffd->users = 1;
+			pthread_mutex_unlock(&uffd_create_lock);
+			rf_uffd_put(vm);
+			rf_log(vm->e, RF_LOG_ERR, "%s: userfaultfd: no room for its hooks",
+			       vm->name);
+			return err;
+		}
+	}
+	u = vm->uffd;
+	pthread_mutex_unlock(&uffd_create_lock);
+	if (err)
+		return err;
+	if (!(u->features & UFFD_FEATURE_EVENT_REMOVE)) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: fault handler: the kernel's userfaultfd has no UFFD_EVENT_REMOVE: "
+		       "a page discarded later could not be told from one still to restore",
+		       vm->name);
+		return -EOPNOTSUPP;
+	}
+	rf_uffd_add_base_mode(u, UFFDIO_REGISTER_MODE_MISSING);
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
+		err = rf_uffd_register(u, r->hva, r->size, UFFDIO_REGISTER_MODE_MISSING);
+		if (err)
+			rf_log(
+			    vm->e, RF_LOG_ERR,
+			    "%s: userfaultfd: registering gpa 0x%llx+0x%llx for missing faults: %s",
+			    vm->name, (unsigned long long)r->gpa, (unsigned long long)r->size,
+			    strerror(-err));
+	}
+	rf_vm_regions_unlock(vm);
+	if (!err)
+		*out = u;
+	return err;
+}
+
+RF_EXPORT int rf_vm_uffd_fd(rf_vm *vm)
+{
+	struct rf_uffd *u;
+	int err;
+
+	if (!vm)
+		return -EINVAL;
+	err = embedder_get(vm, -1, &u);
+	return err ? err : u->fd;
+}
+
+RF_EXPORT int rf_vm_adopt_uffd(rf_vm *vm, int fd)
+{
+	struct rf_uffd *u;
+	int dup_fd, fl;
+
+	if (!vm || fd < 0)
+		return -EINVAL;
+	dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup_fd < 0) {
+		int err = errno;
+
+		rf_log(vm->e, RF_LOG_ERR, "%s: adopt userfaultfd: fd %d: %s", vm->name, fd,
+		       strerror(err));
+		return err == EBADF ? -EINVAL : -err;
+	}
+	/* The fault thread reads until the descriptor is empty. */
+	fl = fcntl(dup_fd, F_GETFL);
+	if (fl < 0 || fcntl(dup_fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+		int err = errno;
+
+		close(dup_fd);
+		rf_log(vm->e, RF_LOG_ERR, "%s: adopt userfaultfd: O_NONBLOCK: %s", vm->name,
+		       strerror(err));
+		return -err;
+	}
+	return embedder_get(vm, dup_fd, &u);
+}
+
+RF_EXPORT int rf_vm_set_fault_handler(rf_vm *vm, rf_vm_fault_fn fn, void *arg)
+{
+	struct rf_uffd *u;
+	struct rf_region *r;
+	int err;
+
+	if (!vm)
+		return -EINVAL;
+	u = rf_uffd_of(vm);
+	if (u && rf_uffd_on_fault_thread(u))
+		return -EDEADLK;
+	if (!fn) {
+		if (!u)
+			return 0;
+		/* Waits for a call in progress: it holds foreign_lock. */
+		pthread_mutex_lock(&u->foreign_lock);
+		atomic_store(&u->foreign_on, false);
+		u->foreign_fn = NULL;
+		u->foreign_arg = NULL;
+		pthread_mutex_unlock(&u->foreign_lock);
+		return 0;
+	}
+	err = embedder_get(vm, -1, &u);
+	if (err)
+		return err;
+	rf_vm_regions_rdlock(vm);
+	pthread_mutex_lock(&u->foreign_lock);
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++) {
+		unsigned int slot = RF_MAX_REGIONS;
+		uint64_t *bits;
+
+		if (foreign_bits(u, r))
+			continue; /* covered by an earlier call: keep what it knows */
+		for (unsigned int k = 0; k < RF_MAX_REGIONS && slot == RF_MAX_REGIONS; k++)
+			if (!u->foreign[k].r)
+				slot = k;
+		bits = rf_zalloc(vm->e, (r->npages + 63) / 64 * sizeof(uint64_t));
+		if (!bits) {
+			err = -ENOMEM;
+			break;
+		}
+		for (uint64_t idx = 0; idx < r->npages; idx++)
+			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) == RF_PAGE_PRIVATE)
+				bits[idx / 64] |= 1ull << (idx % 64);
+		u->foreign[slot].r = r;
+		u->foreign[slot].bits = bits;
+	}
+	if (!err) {
+		u->foreign_fn = fn;
+		u->foreign_arg = arg;
+		atomic_store(&u->foreign_on, true);
+	}
+	pthread_mutex_unlock(&u->foreign_lock);
+	rf_vm_regions_unlock(vm);
+	if (err)
+		rf_log(vm->e, RF_LOG_ERR, "%s: fault handler: out of memory for its page bitmaps",
+		       vm->name);
+	return err;
 }

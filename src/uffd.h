@@ -53,6 +53,18 @@
  * mremap over a registered range leaves an unregistered VMA: the module
  * that remaps registers the new range again.
  *
+ * The embedder's share (rf_vm_set_fault_handler, docs/userfaultfd.md): the
+ * pages of guest RAM that were PRIVATE when the embedder installed its
+ * fault handler are "foreign" until they are filled or discarded, and a
+ * missing fault on one goes to that handler instead of being answered with
+ * zeros. Missing-fault handlers ask first (rf_uffd_foreign_fault) and carry
+ * on only if the fault is not the embedder's; fills that nobody faulted for
+ * (the swap pager's fill-ahead) skip foreign pages (rf_uffd_foreign_page).
+ * A REMOVE event makes the pages it covers ordinary (a discarded page reads
+ * as zeros) before any module's REMOVE handler runs. A page stays foreign
+ * only while it is absent, so no module that acts on present pages (merge,
+ * swap-out, whose victims pagemap says are present) meets one.
+ *
  * Concurrency: rf_uffd_get may be called by any module's setup path (it is
  * serialised by the VM's uffd lock); the ioctl helpers from any thread;
  * rf_uffd_put only from rf_vm_free's hooks, once.
@@ -91,6 +103,9 @@ struct rf_uffd_stats {
 	uint64_t retried; /* handler asked for a retry */
 	uint64_t eagain;  /* ioctls retried on EAGAIN */
 	uint64_t cpu_ns;  /* fault thread CPU time */
+	/* The embedder's fault handler: pages it filled, pages it asked to be
+	 * zeros, calls that failed (the faulting thread left blocked). */
+	uint64_t foreign_fills, foreign_zero, foreign_errors;
 };
 
 /*
@@ -165,6 +180,23 @@ void rf_uffd_own_del(struct rf_uffd *u, unsigned int slot);
 /* Is @addr inside a discard the library is making right now (between the
  * announcement before its madvise and the dispatch of its event)? */
 bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr);
+
+/*
+ * A missing fault @m, before the handler that received it answers it: if
+ * the page is the embedder's (foreign, above), call the embedder's handler
+ * with the page locked. Returns 1 when the fault is not the embedder's, or
+ * it asked for zeros (the page is no longer foreign): the caller answers it
+ * as it would have; 0 when it was answered here (the faulting thread woken)
+ * or left unanswered for good (the handler failed: logged, counted); -EAGAIN
+ * to be retried (a busy lock, or the handler's UFFDIO_COPY met a pending
+ * event). Fault thread only; takes the regions lock and the page's lock
+ * (try), so the caller holds neither.
+ */
+int rf_uffd_foreign_fault(struct rf_uffd *u, const struct uffd_msg *m);
+
+/* Is page @idx of @r still the embedder's to fill? Caller holds the regions
+ * lock (a fill-ahead holds the page's lock too, so the answer holds). */
+bool rf_uffd_foreign_page(struct rf_uffd *u, const struct rf_region *r, uint64_t idx);
 
 /* True when called on @u's fault thread. */
 bool rf_uffd_on_fault_thread(const struct rf_uffd *u);

@@ -172,7 +172,9 @@ static void fill_around(struct rf_pager *p, struct rf_region *r, uint64_t idx)
 
 		if (!rf_pte_trylock(pte, &v))
 			break;
-		if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_F_WP)) {
+		if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_F_WP) ||
+		    rf_uffd_foreign_page(p->u, r, idx + 1 + n)) {
+			/* (A page the embedder has still to restore is its.) */
 			rf_pte_unlock(p->vm, pte, v, v);
 			break;
 		}
@@ -253,6 +255,11 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return 0;
 	if (atomic_load(&p->stopped))
 		return 0; /* a stopped VM's faults are never answered */
+	/* A page the embedder restores lazily (rf_vm_set_fault_handler) is
+	 * its to fill; 1: not such a page, answer it here. */
+	err = rf_uffd_foreign_fault(p->u, m);
+	if (err != 1)
+		return err;
 	if (rf_vm_regions_tryrdlock(vm) != 0)
 		return -EAGAIN;
 	r = __rf_vm_find_region_hva(vm, page);

@@ -190,6 +190,103 @@ struct rf_audit_report {
  */
 int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags);
 
+/*
+ * The embedder's share of the VM's userfaultfd (docs/userfaultfd.md).
+ *
+ * A range of guest RAM can be registered with one userfaultfd only, and the
+ * library has one per VM (dedup and swap share it), so a VMM that loads
+ * guest memory lazily (a snapshot restore, a postcopy migration) cannot
+ * register its own: UFFDIO_REGISTER says EBUSY. Instead it asks for the
+ * library's descriptor (rf_vm_uffd_fd) or hands in its own before the
+ * library opens one (rf_vm_adopt_uffd), and installs a fault handler: the
+ * library's fault thread then calls it for every missing fault on a page
+ * the library does not own, so restore, dedup and swap run on the same VM.
+ *
+ * Which faults reach the handler: a missing fault on a page whose state is
+ * PRIVATE and that nothing has filled or discarded since the handler was
+ * installed (a page of the snapshot not loaded yet). Never a page the
+ * library owns (merged, swapped, compressed, zero, ballooned, reported),
+ * never a page that was present once and discarded since (it reads as
+ * zeros, as any discarded page does), never a page that was filled, by the
+ * handler or with zeros when the handler asked for them.
+ */
+
+/* rf_vm_fault_fn flags */
+enum rf_vm_fault_flags {
+	RF_VM_FAULT_WRITE = 1u << 0, /* the faulting access was a write */
+};
+
+/* rf_vm_fault_fn return value: fill the page with zeros (a snapshot hole). */
+enum rf_vm_fault_result {
+	RF_VM_FAULT_ZERO = 1,
+};
+
+/* The @gpa of a fault outside guest RAM (a range the embedder registered
+ * itself on a descriptor it handed in). */
+#define RF_VM_GPA_NONE 0xffffffffffffffffull
+
+/*
+ * Called on the VM's fault thread (rf-fault/VM) for a missing fault on the
+ * page at @gpa, mapped at @hva (both page-aligned). The page's lock is held:
+ * nothing else changes the page meanwhile. A fault on a range outside guest
+ * RAM that the embedder registered itself comes with @gpa RF_VM_GPA_NONE
+ * (RF_VM_FAULT_ZERO then maps the zero page there). The handler fills exactly that
+ * 4 KiB page with UFFDIO_COPY on rf_vm_uffd_fd(@vm) (waking or not: the
+ * library wakes the faulting thread in any case) and returns 0; or returns
+ * RF_VM_FAULT_ZERO for the library to fill zeros; or -EAGAIN to be called
+ * again a millisecond later (its UFFDIO_COPY said EAGAIN: an event is
+ * pending that the fault thread must read first; or its data is not there
+ * yet). Any other negative errno means the page cannot be loaded: it is
+ * logged, counted, and the faulting thread stays blocked (it never runs on
+ * with zeros instead of its memory).
+ *
+ * It must not block for long (every fault of the VM waits behind it: read
+ * a snapshot file, not the network without a deadline), must not fill other
+ * pages (they may be swapped or merged), and must not call into the library
+ * except rf_vm_uffd_fd, rf_vm_gpa_to_hva, rf_vm_hva_to_gpa, rf_vm_name.
+ */
+typedef int (*rf_vm_fault_fn)(rf_vm *vm, uint64_t gpa, void *hva, unsigned int flags, void *arg);
+
+/*
+ * Install @fn (NULL: remove it) with @arg. Opens the VM's userfaultfd if no
+ * module has (as rf_vm_uffd_fd does) and registers all guest RAM for
+ * missing faults. Every page of the regions mapped now whose state is
+ * PRIVATE becomes the handler's, until it is filled or discarded; regions
+ * mapped later are not the handler's unless it is installed again (calling
+ * again also replaces @fn and @arg). Install it before the guest runs: a
+ * page the guest had and that was discarded behind the library's back would
+ * otherwise be the handler's again. Removing it returns once the fault thread
+ * is no longer inside @fn; pages still the handler's then fault in as zeros.
+ * Not from the handler itself (-EDEADLK). 0, -EINVAL (@vm NULL), -EDEADLK,
+ * -EOPNOTSUPP (the kernel's userfaultfd has no UFFD_EVENT_REMOVE, without
+ * which a discarded page would be taken for one still to restore), -EPERM,
+ * -ENODEV (no userfaultfd with kernel-mode faults), -errno.
+ */
+int rf_vm_set_fault_handler(rf_vm *vm, rf_vm_fault_fn fn, void *arg);
+
+/*
+ * The VM's userfaultfd, opened (and its fault thread started) if no module
+ * has opened it yet, with guest RAM registered for missing faults. For the
+ * handler's UFFDIO_COPY: the descriptor stays the library's (never read
+ * it, never close it); it is valid until rf_vm_free. Returns it, or -errno
+ * as rf_vm_set_fault_handler.
+ */
+int rf_vm_uffd_fd(rf_vm *vm);
+
+/*
+ * Hand in the embedder's own userfaultfd (@fd: from userfaultfd(2) or
+ * /dev/userfaultfd, without UFFD_USER_MODE_ONLY, UFFDIO_API not yet
+ * called: the library negotiates the features it needs) before dedup or
+ * swap start on @vm. The library duplicates it (the embedder may close
+ * @fd, or keep it for UFFDIO_COPY), makes it non-blocking, reads it with its
+ * fault thread and uses it as rf_vm_uffd_fd's: the embedder never reads it.
+ * Ranges the embedder registered with it before stay registered. 0,
+ * -EINVAL (not a userfaultfd, or UFFDIO_API already called on it), -EBUSY
+ * (the VM has its userfaultfd already), -ENODEV (no write-protect support),
+ * -errno.
+ */
+int rf_vm_adopt_uffd(rf_vm *vm, int fd);
+
 #ifdef __cplusplus
 }
 #endif
