@@ -200,3 +200,4 @@ fuzz-smoke: all
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
 -include guest/linux/linux.mk tests/nested/nested.mk
 -include tests/stress/stress.mk
+-include examples/examples.mk
