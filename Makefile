@@ -178,6 +178,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-exports
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-layers
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
+	@$(TEST_ENV) $(MAKE) --no-print-directory examples-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
 	@scripts/run-tests.sh --end
 

@@ -5,3 +5,9 @@
 # The seccomp test (tests/kvm/test_seccomp.c) installs its allowlist with
 # libseccomp; the generic test rule does not link it.
 $(B)/tests/kvm/test_seccomp: TEST_LIBS += -lseccomp
+
+# The example embedder: installed copy, pkg-config, run without capabilities
+# (examples/run-example.sh). `make test` runs it as the suite "examples".
+.PHONY: examples-test
+examples-test: lib
+	@examples/run-example.sh
