@@ -20,6 +20,8 @@ make -s --no-print-directory install PREFIX=$prefix DESTDIR="$tmp" >"$tmp/instal
 root=$tmp$prefix
 export PKG_CONFIG_PATH=$root/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$tmp
 flags=$(pkg-config --cflags --libs ramfold) || report 0 1
+# $flags is a list of words.
+# shellcheck disable=SC2086
 ${CC:-gcc} -std=c11 -Wall -Wextra -Werror -o "$tmp/embedder" "$here/embedder.c" $flags ||
 	report 0 1
 drop=()
