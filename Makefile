@@ -184,6 +184,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-exports
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-layers
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
+	@$(TEST_ENV) $(MAKE) --no-print-directory examples-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
 	@scripts/run-tests.sh --end
 
@@ -206,3 +207,4 @@ fuzz-smoke: all
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
 -include guest/linux/linux.mk tests/nested/nested.mk
 -include tests/stress/stress.mk
+-include examples/examples.mk
