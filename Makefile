@@ -116,6 +116,9 @@ $(B)/tests/%: tests/%.c $(HELPER_SRCS) $(B)/libramfold.a
 	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(HELPER_SRCS) \
 		$(B)/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
 
+# The seccomp test installs its allowlist with libseccomp.
+$(B)/tests/kvm/test_seccomp: TEST_LIBS += -lseccomp
+
 unit: all $(UNIT_TESTS)
 	@scripts/run-tests.sh unit $(UNIT_TESTS)
 kvm: all $(KVM_TESTS) $(TEST_PROGRAMS)
