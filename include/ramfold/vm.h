@@ -22,6 +22,15 @@
  *   rf_vm_map_ram / unmap     yes (not while a vCPU runs in the region)
  *   rf_vm_gpa_to_hva & co.    any thread
  *   rf_vm_stats / rf_vm_audit any thread (they read /proc/self/pagemap)
+ *   rf_vm_discard             any thread
+ *
+ * "The thread that owns @vm" (in this and the other headers) is whichever
+ * thread the embedder uses for the VM's setup and teardown (rf_vm_new,
+ * map/unmap, attaching modules, rf_vm_free): those calls must not run
+ * concurrently with each other for one VM; any thread will do, one at a
+ * time. Guest RAM is mapped in at most 32 regions per VM (-ENOSPC past
+ * that). A KVM memslot over a region is removed before the region is
+ * unmapped (rf_vm_unmap_ram), never after: see docs/embedding.md.
  *
  * Guest memory itself is written by vCPUs at any time; every library module
  * that changes a page's mapping does so under the page's lock bit.
