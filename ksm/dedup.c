@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "dedup_internal.h"
@@ -78,6 +79,76 @@ static void hook_region_unmap(rf_vm *vm, struct rf_region *r, void *arg)
 	(void)arg;
 	if (dv && dv->d->ops->region_unmap)
 		dv->d->ops->region_unmap(dv, r);
+}
+
+/*
+ * Merging remaps guest pages (a store page over a private one, and back):
+ * on shared memory that would cut the page off from the other process that
+ * maps the file, and hugetlbfs pages cannot be remapped 4 KiB at a time. So
+ * dedup refuses a VM with such a region, and such a region in a VM it is
+ * attached to (vm.h, enum rf_backing). Mode "off" merges nothing and
+ * accepts anything.
+ */
+static int refuse_backing(rf_vm *vm, const struct rf_region *r, enum rf_dedup_mode mode)
+{
+	if (mode == RF_DEDUP_OFF || rf_region_backing(r) == RF_BACKING_ANON)
+		return 0;
+	rf_log(vm->e, RF_LOG_ERR, "%s: dedup: gpa 0x%" PRIx64 ": %s RAM cannot be merged (%s)",
+	       vm->name, r->gpa, rf_backing_describe(rf_region_backing(r)),
+	       rf_region_backing(r) == RF_BACKING_SHMEM
+		   ? "merging remaps pages, which another process such as a vhost-user "
+		     "backend shares"
+		   : "huge pages cannot be remapped 4 KiB at a time");
+	return -EOPNOTSUPP;
+}
+
+static int hook_region_admit(rf_vm *vm, const struct rf_region *r, void *arg)
+{
+	struct rf_dedup_vm *dv = vm->dedup;
+
+	(void)arg;
+	return dv ? refuse_backing(vm, r, dv->d->cfg.mode) : 0;
+}
+
+/*
+ * rf_vm_release_ram: every page of @r excluded, regions lock held (read).
+ * Our engine copies merged pages back to private anonymous ones, as
+ * rf_dedup_stop does; the kernel's KSM unmerges its own with
+ * MADV_UNMERGEABLE (its merged pages are PRIVATE in the table).
+ */
+static int hook_region_release(rf_vm *vm, struct rf_region *r, void *arg)
+{
+	struct rf_dedup_vm *dv = vm->dedup;
+	int err = 0;
+
+	(void)arg;
+	if (!dv)
+		return 0;
+	if (dv->d->cfg.mode == RF_DEDUP_KSM) {
+		if (madvise(r->hva, r->size, MADV_UNMERGEABLE) != 0) {
+			err = -errno;
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: dedup: release: madvise(MADV_UNMERGEABLE) at gpa 0x%" PRIx64
+			       ": %s",
+			       vm->name, r->gpa, strerror(errno));
+		}
+		return err;
+	}
+	for (uint64_t p = 0; p < r->npages && !err; p++) {
+		unsigned int n = 0;
+
+		while (p + n < r->npages && n < MERGE_RUN_MAX &&
+		       rf_pte_state(rf_pte_peek(&r->pte[p + n])) == RF_PAGE_MERGED)
+			n++;
+		if (!n)
+			continue;
+		err = unmerge_page(dv->d, dv, r, p, n, false);
+		if (err == -EAGAIN)
+			err = 0; /* no longer merged */
+		/* A run unmerges a prefix of itself: look at the rest again. */
+		p--;
+	}
+	return err;
 }
 
 static void dv_unlink(struct rf_dedup *d, struct rf_dedup_vm *dv)
@@ -145,10 +216,13 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 	    .vm_free = hook_vm_free,
 	    .owns_states = 1u << RF_PAGE_MERGED,
 	    .page_release = dedup_page_release,
+	    .region_admit = hook_region_admit,
+	    .region_release = hook_region_release,
 	};
 	struct rf_dedup_vm *dv;
 	struct rf_dedup *d;
-	int err;
+	struct rf_region *r;
+	int err = 0;
 
 	if (!vm)
 		return -EINVAL;
@@ -160,6 +234,14 @@ RF_EXPORT int rf_dedup_add_vm(rf_vm *vm)
 	}
 	if (vm->dedup)
 		return -EALREADY;
+	/* Checked again by hook_region_admit for RAM adopted from now on; the
+	 * embedder does not adopt RAM into @vm while it attaches it. */
+	rf_vm_regions_rdlock(vm);
+	for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++)
+		err = refuse_backing(vm, r, d->cfg.mode);
+	rf_vm_regions_unlock(vm);
+	if (err)
+		return err;
 	dv = rf_zalloc(vm->e, sizeof(*dv));
 	if (!dv)
 		return -ENOMEM;

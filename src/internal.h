@@ -5,7 +5,7 @@
  * Not installed. The layers and their rules: docs/design.md.
  *
  * Lock order (outer first): engine->vms_lock, vm->regions_lock (read side
- * for everyone but map/unmap), the swap pager's out_lock, page lock bits in
+ * for everyone but map/unmap/adopt/release), the swap pager's out_lock, page lock bits in
  * address order (page_table.h), module locks; leaves last. No module may take
  * engine->vms_lock while it holds a page lock. The rules that keep the fault
  * thread out of deadlocks with page-lock holders: uffd.h, docs/design.md.
@@ -26,7 +26,7 @@
 
 #define RF_EXPORT __attribute__((visibility("default")))
 
-#define RF_MAX_REGIONS 32
+#define RF_MAX_REGIONS RF_VM_MAX_REGIONS
 #define RF_NAME_MAX    32
 
 struct rf_region {
@@ -36,7 +36,24 @@ struct rf_region {
 	uint8_t *hva;
 	rf_pte_t *pte; /* npages entries, mmap'ed: untouched = PRIVATE */
 	size_t pte_bytes;
+	/* What the kernel maps there, read from /proc/self/smaps when the
+	 * region was adopted (rf_vm_map_ram's own RAM is always ANON): it
+	 * decides which mechanisms may act on the region (vm.h) and how a
+	 * discard frees memory (page_ops.c). Never changes. */
+	enum rf_backing backing;
+	bool shared;	     /* MAP_SHARED: a discard punches a hole (MADV_REMOVE) */
+	bool adopted;	     /* the embedder's memory: never munmap'ed by the library */
+	uint64_t page_bytes; /* the kernel's page size there: 4 KiB, or the huge page's */
+	/* rf_vm_release_ram() is bringing the region back; set and read under
+	 * the regions lock (write side to set). */
+	bool releasing;
 };
+
+/* The backing of @r, for modules that must refuse or adapt to it. */
+static inline enum rf_backing rf_region_backing(const struct rf_region *r)
+{
+	return r->backing;
+}
 
 /*
  * A module (dedup, balloon, swap pager, ledger) that keeps per-VM state registers
@@ -59,6 +76,22 @@ struct rf_vm_hooks {
 	 */
 	unsigned int owns_states;
 	int (*page_release)(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg);
+	/*
+	 * rf_vm_adopt_ram(), regions_lock held for writing, before @r is linked
+	 * in: 0 if the module can live with @r's backing (rf_region_backing),
+	 * else -EOPNOTSUPP and one message naming the region and the backing;
+	 * the adoption then fails and nothing changes.
+	 */
+	int (*region_admit)(rf_vm *vm, const struct rf_region *r, void *arg);
+	/*
+	 * rf_vm_release_ram(), regions_lock held for reading, every page of @r
+	 * excluded (so no module starts a new transition there): bring each
+	 * page of @r in a state this module owns back to a private anonymous
+	 * page holding its content (unmerge, swap in). 0 or -errno; on an
+	 * error the release fails and the region stays adopted, its pages
+	 * intact whatever state they are left in.
+	 */
+	int (*region_release)(rf_vm *vm, struct rf_region *r, void *arg);
 	void *arg;
 };
 
@@ -155,6 +188,9 @@ void rf_thread_name(const char *kind, const char *who);
 /* features.c */
 int rf_features_detect(rf_engine *e);
 
+/* vm.c: "private anonymous", "memfd/shmem MAP_SHARED", "hugetlbfs" (for messages). */
+const char *rf_backing_describe(enum rf_backing b);
+
 /* vm.c: register module hooks on @vm. -ENOSPC if all slots are taken. */
 int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h);
 /* True if the hook set whose vm_free is @vm_free is registered on @vm. */
@@ -211,7 +247,7 @@ static inline int rf_vm_regions_tryrdlock(rf_vm *vm)
 	return pthread_rwlock_tryrdlock(&vm->regions_lock);
 }
 
-/* Map/unmap of guest RAM, and a module dropping its per-VM state. */
+/* Map/unmap and adopt/release of guest RAM, and a module dropping its per-VM state. */
 static inline void rf_vm_regions_wrlock(rf_vm *vm)
 {
 	pthread_rwlock_wrlock(&vm->regions_lock);
@@ -243,7 +279,7 @@ static inline void *rf_region_page(const struct rf_region *r, uint64_t idx)
  * -EINVAL.
  */
 int rf_vm_discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
-		  uint64_t *skipped);
+		     uint64_t *skipped);
 
 /*
  * page_ops.c: madvise(MADV_DONTNEED) [@addr, @addr + @len) of guest RAM whose

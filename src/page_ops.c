@@ -16,6 +16,15 @@
  *
  * Pages are locked in address order, which is the lock order for page bits
  * (two discarders never deadlock); at most one run is locked at a time.
+ *
+ * How a discard frees memory depends on the region's backing (vm.h):
+ * private anonymous RAM is freed by madvise(MADV_DONTNEED); on shared memory
+ * (memfd, shmem) that only unmaps the page and the file keeps it, so a hole
+ * is punched instead (MADV_REMOVE), which also frees it for the other
+ * process that maps the file (a vhost-user backend); hugetlbfs RAM can only
+ * be freed in whole huge pages, so a discard there acts on the huge pages
+ * the range covers whole, and the pages of a huge page it covers in part
+ * are left as they were and counted as skipped.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -47,13 +56,35 @@ void rf_vm_own_end(struct rf_own o)
 		rf_uffd_own_del(o.u, o.slot);
 }
 
+/* Round [*@addr, *@addr + *@len) inward to whole pages of @r's kernel page
+ * size (a no-op but on hugetlbfs); *@len may become 0. */
+static void trim_to_kernel_pages(const struct rf_region *r, uintptr_t *addr, uint64_t *len)
+{
+	uint64_t pb = r->page_bytes;
+	uintptr_t lo = (*addr + pb - 1) & ~(uintptr_t)(pb - 1);
+	uintptr_t hi = (*addr + *len) & ~(uintptr_t)(pb - 1);
+
+	*addr = lo;
+	*len = hi > lo ? hi - lo : 0;
+}
+
 int rf_vm_discard_locked(rf_vm *vm, void *addr, uint64_t len)
 {
-	struct rf_own o = rf_vm_own_begin(vm, addr, len);
+	struct rf_region *r = __rf_vm_find_region_hva(vm, (uintptr_t)addr);
+	int advice = r && r->shared ? MADV_REMOVE : MADV_DONTNEED;
+	uintptr_t a = (uintptr_t)addr;
+	struct rf_own o;
 	int err = 0;
 
+	if (r && r->backing == RF_BACKING_HUGETLB) {
+		trim_to_kernel_pages(r, &a, &len);
+		if (!len)
+			return 0;
+		addr = (void *)a;
+	}
+	o = rf_vm_own_begin(vm, addr, len);
 	rf_debug_note(vm, addr, len, "discard");
-	if (madvise(addr, len, MADV_DONTNEED) != 0)
+	if (madvise(addr, len, advice) != 0)
 		err = -errno;
 	if (o.u)
 		rf_uffd_sync(o.u);
@@ -83,8 +114,8 @@ static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, u
 					       (uint64_t)(j - i) << RF_PAGE_SHIFT);
 
 		if (err)
-			rf_log(vm->e, RF_LOG_ERR,
-			       "%s: discard: madvise(DONTNEED) at gpa 0x%llx: %s", vm->name,
+			rf_log(vm->e, RF_LOG_ERR, "%s: discard: madvise(%s) at gpa 0x%llx: %s",
+			       vm->name, r->shared ? "REMOVE" : "DONTNEED",
 			       (unsigned long long)(r->gpa + (run[i].idx << RF_PAGE_SHIFT)),
 			       strerror(-err));
 		i = j;
@@ -97,6 +128,60 @@ static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, u
 	}
 }
 
+/*
+ * discard_as on hugetlbfs: huge page by huge page, each with all its pages
+ * locked (ascending, as always). A huge page with an excluded page, or a
+ * page another module owns (none can: dedup and swap refuse hugetlbfs), is
+ * left whole; the pages of partly covered huge pages too. Counted in
+ * *@skipped.
+ */
+static void discard_huge(rf_vm *vm, struct rf_region *r, uint64_t first, uint64_t npages,
+			 enum rf_page_state to, bool keep_ballooned, uint64_t *skipped)
+{
+	uint64_t hp = r->page_bytes >> RF_PAGE_SHIFT;
+	uint64_t lo = (first + hp - 1) / hp * hp, hi = (first + npages) / hp * hp;
+
+	if (hi <= lo) {
+		*skipped += npages;
+		return;
+	}
+	*skipped += (lo - first) + (first + npages - hi);
+	for (uint64_t h = lo; h < hi; h += hp) {
+		bool whole = true;
+		int err = 0;
+
+		for (uint64_t k = h; k < h + hp; k++) {
+			uint64_t v = rf_pte_lock(&r->pte[k]);
+
+			if ((v & RF_PTE_EXCLUDED) || rf_vm_state_owner(vm, rf_pte_state(v)))
+				whole = false;
+		}
+		if (whole) {
+			err = rf_vm_discard_locked(vm, rf_region_page(r, h), hp << RF_PAGE_SHIFT);
+			if (err)
+				rf_log(
+				    vm->e, RF_LOG_ERR,
+				    "%s: discard: madvise(%s) of the huge page at gpa 0x%llx: %s",
+				    vm->name, r->shared ? "REMOVE" : "DONTNEED",
+				    (unsigned long long)(r->gpa + (h << RF_PAGE_SHIFT)),
+				    strerror(-err));
+		}
+		for (uint64_t k = h; k < h + hp; k++) {
+			uint64_t old = rf_pte_peek(&r->pte[k]), nv = old;
+
+			if (!whole || err ||
+			    (keep_ballooned && rf_pte_state(old) == RF_PAGE_BALLOONED))
+				(*skipped)++;
+			else
+				nv = rf_pte_with_payload(
+				    rf_pte_with_state(old, to) &
+					~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE | RF_PTE_F_COLD),
+				    0);
+			rf_pte_unlock(vm, &r->pte[k], old, nv);
+		}
+	}
+}
+
 /* rf_vm_discard_as; @keep_ballooned leaves BALLOONED pages to the balloon
  * (the embedder's discard), counted in *@skipped like excluded ones. */
 static int discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_state to,
@@ -106,10 +191,11 @@ static int discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_sta
 	struct rf_region *r;
 	struct rf_own own;
 	unsigned int n = 0;
-	uint64_t first;
+	uint64_t first, ignored;
 
-	if (skipped)
-		*skipped = 0;
+	if (!skipped)
+		skipped = &ignored;
+	*skipped = 0;
 	if (to != RF_PAGE_ZERO && to != RF_PAGE_BALLOONED && to != RF_PAGE_FREE_REPORTED)
 		return -EINVAL;
 	if (npages == 0 || (gpa & (RF_PAGE_SIZE - 1)))
@@ -121,6 +207,13 @@ static int discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_sta
 		return -EFAULT;
 	}
 	first = rf_region_index(r, gpa);
+	if (r->backing == RF_BACKING_HUGETLB) {
+		own = rf_vm_own_begin(vm, rf_region_page(r, first), npages << RF_PAGE_SHIFT);
+		discard_huge(vm, r, first, npages, to, keep_ballooned, skipped);
+		rf_vm_own_end(own);
+		rf_vm_regions_unlock(vm);
+		return 0;
+	}
 	/* Announced before the first page is locked: a REMOVE handler must not
 	 * wait for a page of ours (see rf_vm_own_begin). */
 	own = rf_vm_own_begin(vm, rf_region_page(r, first), npages << RF_PAGE_SHIFT);
@@ -131,15 +224,13 @@ static int discard_as(rf_vm *vm, uint64_t gpa, uint64_t npages, enum rf_page_sta
 
 		if ((v & RF_PTE_EXCLUDED) || (keep_ballooned && s == RF_PAGE_BALLOONED)) {
 			rf_pte_unlock(vm, &r->pte[idx], v, v);
-			if (skipped)
-				(*skipped)++;
+			(*skipped)++;
 			continue;
 		}
 		h = rf_vm_state_owner(vm, s);
 		if (h && h->page_release && h->page_release(vm, r, idx, v, h->arg) != 0) {
 			rf_pte_unlock(vm, &r->pte[idx], v, v);
-			if (skipped)
-				(*skipped)++;
+			(*skipped)++;
 			continue;
 		}
 		run[n].idx = idx;

@@ -13,9 +13,12 @@
 
 #include "compat_linux.h"
 #include "internal.h"
+#include "uffd.h"
 
 static void by_hva_insert(rf_vm *vm, struct rf_region *r);
 static void by_hva_remove(rf_vm *vm, struct rf_region *r);
+static void release_all_adopted(rf_vm *vm);
+static void region_unlink_free(rf_vm *vm, unsigned int i);
 
 RF_EXPORT void rf_vm_config_init(struct rf_vm_config *cfg)
 {
@@ -152,7 +155,16 @@ static void region_free(rf_vm *vm, struct rf_region *r)
 		counts[rf_pte_state(atomic_load(&r->pte[i]))]++;
 	for (int s = 0; s < RF_PAGE_NSTATES; s++)
 		atomic_fetch_sub(&vm->state_pages[s], counts[s]);
-	munmap(r->hva, r->size);
+	if (r->adopted) {
+		/* The embedder keeps the memory: the library's userfaultfd lets go
+		 * of it (and its write protection with it). */
+		struct rf_uffd *u = rf_uffd_of(vm);
+
+		if (u)
+			rf_uffd_unregister(u, r->hva, r->size);
+	} else {
+		munmap(r->hva, r->size);
+	}
 	munmap(r->pte, r->pte_bytes);
 	atomic_fetch_sub(&vm->metadata_bytes, r->pte_bytes + sizeof(*r));
 	vm->mapped_bytes -= r->size;
@@ -167,17 +179,15 @@ RF_EXPORT void rf_vm_free(rf_vm *vm)
 	if (!vm)
 		return;
 	e = vm->e;
+	/* Adopted RAM stays the embedder's: bring it back intact while the
+	 * modules that hold its pages are still attached. */
+	release_all_adopted(vm);
 	for (unsigned int i = 0; i < vm->nr_hooks; i++)
 		if (vm->hooks[i].vm_free)
 			vm->hooks[i].vm_free(vm, vm->hooks[i].arg);
 	pthread_rwlock_wrlock(&vm->regions_lock);
-	while (vm->nr_regions) {
-		struct rf_region *r = vm->regions[vm->nr_regions - 1];
-
-		by_hva_remove(vm, r);
-		vm->nr_regions--;
-		region_free(vm, r);
-	}
+	while (vm->nr_regions)
+		region_unlink_free(vm, vm->nr_regions - 1);
 	pthread_rwlock_unlock(&vm->regions_lock);
 
 	pthread_mutex_lock(&e->vms_lock);
@@ -279,6 +289,108 @@ static int apply_numa_and_thp(rf_vm *vm, void *hva, uint64_t size)
 	return 0;
 }
 
+/* gpa and size of a new region: non-zero, 4 KiB aligned, not wrapping. */
+static int check_range(rf_vm *vm, const char *what, uint64_t gpa, uint64_t size)
+{
+	if (size == 0 || (gpa | size) & (RF_PAGE_SIZE - 1)) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: %s: gpa 0x%llx size 0x%llx: must be non-zero and 4 KiB aligned",
+		       vm->name, what, (unsigned long long)gpa, (unsigned long long)size);
+		return -EINVAL;
+	}
+	if (gpa + size < gpa) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: %s: gpa 0x%llx + size 0x%llx wraps around", vm->name,
+		       what, (unsigned long long)gpa, (unsigned long long)size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Room for [@gpa, @gpa + @size): within the promised RAM and the region
+ * limit, overlapping no region. *@pos = where it goes in vm->regions.
+ * Caller holds regions_lock for writing. */
+static int region_room(rf_vm *vm, const char *what, uint64_t gpa, uint64_t size, unsigned int *pos)
+{
+	unsigned int i;
+
+	if (vm->mapped_bytes + size > vm->cfg.ram_bytes) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: %s: 0x%llx bytes at gpa 0x%llx would exceed the promised RAM "
+		       "(0x%llx of 0x%llx mapped)",
+		       vm->name, what, (unsigned long long)size, (unsigned long long)gpa,
+		       (unsigned long long)vm->mapped_bytes, (unsigned long long)vm->cfg.ram_bytes);
+		return -E2BIG;
+	}
+	if (vm->nr_regions == RF_MAX_REGIONS) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: %s: %d regions already mapped (RF_VM_MAX_REGIONS)",
+		       vm->name, what, RF_MAX_REGIONS);
+		return -ENOSPC;
+	}
+	i = upper_bound(vm, vm->regions, false, gpa);
+	if ((i > 0 && vm->regions[i - 1]->gpa + vm->regions[i - 1]->size > gpa) ||
+	    (i < vm->nr_regions && vm->regions[i]->gpa < gpa + size)) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: %s: [0x%llx, 0x%llx) overlaps a mapped region",
+		       vm->name, what, (unsigned long long)gpa, (unsigned long long)(gpa + size));
+		return -EEXIST;
+	}
+	*pos = i;
+	return 0;
+}
+
+/* A region of @size bytes at @gpa with its page-state table, not linked in. */
+static int region_alloc(rf_vm *vm, uint64_t gpa, uint64_t size, struct rf_region **out)
+{
+	struct rf_region *r = rf_zalloc(vm->e, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->gpa = gpa;
+	r->size = size;
+	r->npages = size >> RF_PAGE_SHIFT;
+	r->backing = RF_BACKING_ANON;
+	r->page_bytes = RF_PAGE_SIZE;
+	/* The table is mmap'ed: untouched entries read 0 = PRIVATE, unlocked,
+	 * and cost nothing until written. */
+	r->pte_bytes =
+	    (r->npages * sizeof(rf_pte_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
+	r->pte = mmap(NULL, r->pte_bytes, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->pte == MAP_FAILED) {
+		int err = -errno;
+
+		rf_free(vm->e, r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+/* Link @r in at @pos (from region_room). Caller holds regions_lock for writing. */
+static void region_link(rf_vm *vm, struct rf_region *r, unsigned int pos)
+{
+	by_hva_insert(vm, r); /* before nr_regions grows: it counts the old entries */
+	memmove(&vm->regions[pos + 1], &vm->regions[pos],
+		(vm->nr_regions - pos) * sizeof(vm->regions[0]));
+	vm->regions[pos] = r;
+	vm->nr_regions++;
+	vm->mapped_bytes += r->size;
+	atomic_fetch_add(&vm->state_pages[RF_PAGE_PRIVATE], r->npages);
+	atomic_fetch_add(&vm->metadata_bytes, r->pte_bytes + sizeof(*r));
+}
+
+/* Unlink the region at vm->regions[@i] and free it (the hooks first). Caller
+ * holds regions_lock for writing. */
+static void region_unlink_free(rf_vm *vm, unsigned int i)
+{
+	struct rf_region *r = vm->regions[i];
+
+	by_hva_remove(vm, r);
+	memmove(&vm->regions[i], &vm->regions[i + 1],
+		(vm->nr_regions - i - 1) * sizeof(vm->regions[0]));
+	vm->nr_regions--;
+	region_free(vm, r);
+}
+
 RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 {
 	struct rf_region *r;
@@ -289,84 +401,33 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 	if (!vm || !hva)
 		return -EINVAL;
 	*hva = NULL;
-	if (size == 0 || (gpa | size) & (RF_PAGE_SIZE - 1)) {
-		rf_log(vm->e, RF_LOG_ERR,
-		       "%s: map_ram: gpa 0x%llx size 0x%llx: must be non-zero and 4 KiB aligned",
-		       vm->name, (unsigned long long)gpa, (unsigned long long)size);
-		return -EINVAL;
-	}
-	if (gpa + size < gpa) {
-		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: gpa 0x%llx + size 0x%llx wraps around",
-		       vm->name, (unsigned long long)gpa, (unsigned long long)size);
-		return -EINVAL;
-	}
+	err = check_range(vm, "map_ram", gpa, size);
+	if (err)
+		return err;
 	pthread_rwlock_wrlock(&vm->regions_lock);
-	if (vm->mapped_bytes + size > vm->cfg.ram_bytes) {
-		rf_log(vm->e, RF_LOG_ERR,
-		       "%s: map_ram: 0x%llx bytes at gpa 0x%llx would exceed the promised RAM "
-		       "(0x%llx of 0x%llx mapped)",
-		       vm->name, (unsigned long long)size, (unsigned long long)gpa,
-		       (unsigned long long)vm->mapped_bytes, (unsigned long long)vm->cfg.ram_bytes);
-		err = -E2BIG;
+	err = region_room(vm, "map_ram", gpa, size, &pos);
+	if (err)
 		goto out_unlock;
-	}
-	if (vm->nr_regions == RF_MAX_REGIONS) {
-		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: %d regions already mapped", vm->name,
-		       RF_MAX_REGIONS);
-		err = -ENOSPC;
+	err = region_alloc(vm, gpa, size, &r);
+	if (err)
 		goto out_unlock;
-	}
-	pos = upper_bound(vm, vm->regions, false, gpa);
-	if ((pos > 0 && vm->regions[pos - 1]->gpa + vm->regions[pos - 1]->size > gpa) ||
-	    (pos < vm->nr_regions && vm->regions[pos]->gpa < gpa + size)) {
-		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: [0x%llx, 0x%llx) overlaps a mapped region",
-		       vm->name, (unsigned long long)gpa, (unsigned long long)(gpa + size));
-		err = -EEXIST;
-		goto out_unlock;
-	}
-	r = rf_zalloc(vm->e, sizeof(*r));
-	if (!r) {
-		err = -ENOMEM;
-		goto out_unlock;
-	}
-	r->gpa = gpa;
-	r->size = size;
-	r->npages = size >> RF_PAGE_SHIFT;
-	/* The table is mmap'ed: untouched entries read 0 = PRIVATE, unlocked,
-	 * and cost nothing until written. */
-	r->pte_bytes =
-	    (r->npages * sizeof(rf_pte_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
-	r->pte = mmap(NULL, r->pte_bytes, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (r->pte == MAP_FAILED) {
-		err = -errno;
-		goto out_free;
-	}
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
 		   -1, 0);
 	if (mem == MAP_FAILED) {
 		err = -errno;
 		rf_log(vm->e, RF_LOG_ERR, "%s: map_ram: mmap of 0x%llx bytes: %s", vm->name,
 		       (unsigned long long)size, strerror(errno));
-		goto out_pte;
+		goto out_free;
 	}
 	r->hva = mem;
 	apply_numa_and_thp(vm, mem, size);
-	by_hva_insert(vm, r); /* before nr_regions grows: it counts the old entries */
-	memmove(&vm->regions[pos + 1], &vm->regions[pos],
-		(vm->nr_regions - pos) * sizeof(vm->regions[0]));
-	vm->regions[pos] = r;
-	vm->nr_regions++;
-	vm->mapped_bytes += size;
-	atomic_fetch_add(&vm->state_pages[RF_PAGE_PRIVATE], r->npages);
-	atomic_fetch_add(&vm->metadata_bytes, r->pte_bytes + sizeof(*r));
+	region_link(vm, r, pos);
 	pthread_rwlock_unlock(&vm->regions_lock);
 	*hva = mem;
 	return 0;
 
-out_pte:
-	munmap(r->pte, r->pte_bytes);
 out_free:
+	munmap(r->pte, r->pte_bytes);
 	rf_free(vm->e, r);
 out_unlock:
 	pthread_rwlock_unlock(&vm->regions_lock);
@@ -389,13 +450,403 @@ RF_EXPORT int rf_vm_unmap_ram(rf_vm *vm, uint64_t gpa)
 		       (unsigned long long)gpa);
 		return -ENOENT;
 	}
-	by_hva_remove(vm, vm->regions[i]);
-	region_free(vm, vm->regions[i]);
-	memmove(&vm->regions[i], &vm->regions[i + 1],
-		(vm->nr_regions - i - 1) * sizeof(vm->regions[0]));
-	vm->nr_regions--;
+	if (vm->regions[i]->adopted) {
+		pthread_rwlock_unlock(&vm->regions_lock);
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: unmap_ram: gpa 0x%llx was adopted: the embedder's memory is given "
+		       "back with rf_vm_release_ram, never unmapped by the library",
+		       vm->name, (unsigned long long)gpa);
+		return -EINVAL;
+	}
+	region_unlink_free(vm, i);
 	pthread_rwlock_unlock(&vm->regions_lock);
 	return 0;
+}
+
+/* ---- adopted RAM ---------------------------------------------------------- */
+
+static const char *const backing_names[] = {
+    [RF_BACKING_ANON] = "anon",
+    [RF_BACKING_SHMEM] = "shmem",
+    [RF_BACKING_HUGETLB] = "hugetlb",
+};
+
+RF_EXPORT const char *rf_backing_name(enum rf_backing b)
+{
+	return (unsigned int)b <= RF_BACKING_HUGETLB ? backing_names[b] : "invalid";
+}
+
+const char *rf_backing_describe(enum rf_backing b)
+{
+	switch (b) {
+	case RF_BACKING_ANON:
+		return "private anonymous";
+	case RF_BACKING_SHMEM:
+		return "memfd MAP_SHARED";
+	case RF_BACKING_HUGETLB:
+		return "hugetlbfs";
+	}
+	return "unknown";
+}
+
+/* One VMA as /proc/self/smaps shows it. */
+struct smaps_vma {
+	uintptr_t start, end;
+	char perms[8];
+	unsigned int major;
+	unsigned long long ino;
+	char path[256];
+	uint64_t kernel_page_bytes; /* KernelPageSize */
+};
+
+struct backing_info {
+	enum rf_backing backing;
+	bool shared;
+	uint64_t page_bytes;
+};
+
+/*
+ * Classify one VMA: 0 and *@bi, or -EFAULT (not readable and writable) or
+ * -EOPNOTSUPP (a backing the library cannot use), logged. Shared memory is
+ * recognised by the kernel's own names for it: a memfd ("/memfd:NAME
+ * (deleted)"), a file in /dev/shm, shared anonymous memory ("/dev/zero
+ * (deleted)"), all on an anonymous device (major 0: tmpfs, shmem).
+ */
+static int classify_vma(rf_vm *vm, const struct smaps_vma *v, struct backing_info *bi)
+{
+	bool shared = v->perms[3] == 's';
+
+	if (v->perms[0] != 'r' || v->perms[1] != 'w') {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: adopt_ram: hva 0x%lx: mapped %s, guest RAM must be readable and "
+		       "writable",
+		       vm->name, (unsigned long)v->start, v->perms);
+		return -EFAULT;
+	}
+	bi->shared = shared;
+	bi->page_bytes = RF_PAGE_SIZE;
+	if (v->kernel_page_bytes > RF_PAGE_SIZE) {
+		bi->backing = RF_BACKING_HUGETLB;
+		bi->page_bytes = v->kernel_page_bytes;
+		return 0;
+	}
+	if (!shared && v->ino == 0) {
+		bi->backing = RF_BACKING_ANON;
+		return 0;
+	}
+	if (shared && v->major == 0 &&
+	    (strncmp(v->path, "/memfd:", 7) == 0 || strncmp(v->path, "/dev/shm/", 9) == 0 ||
+	     strstr(v->path, "(deleted)"))) {
+		bi->backing = RF_BACKING_SHMEM;
+		return 0;
+	}
+	rf_log(vm->e, RF_LOG_ERR,
+	       "%s: adopt_ram: hva 0x%lx: a %s mapping of \"%s\" is not RAM the library can "
+	       "use (private anonymous, memfd/shmem MAP_SHARED or hugetlbfs)",
+	       vm->name, (unsigned long)v->start, shared ? "shared" : "private copy-on-write",
+	       v->path);
+	return -EOPNOTSUPP;
+}
+
+/*
+ * The backing of [@lo, @hi), from the kernel's view of it: every VMA over
+ * it, which must leave no hole and agree. Reading stops at the first VMA
+ * past @hi, so the kernel does not measure the rest of the process.
+ */
+static int read_backing(rf_vm *vm, uintptr_t lo, uintptr_t hi, struct backing_info *out)
+{
+	struct smaps_vma cur = {0};
+	bool have = false, first = true;
+	uintptr_t covered = lo;
+	char line[512];
+	int err = 0;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f) {
+		err = -errno;
+		rf_log(vm->e, RF_LOG_ERR, "%s: adopt_ram: opening /proc/self/smaps: %s", vm->name,
+		       strerror(errno));
+		return err;
+	}
+	for (;;) {
+		char *got = fgets(line, sizeof(line), f);
+		unsigned long long s = 0, e = 0, off, ino = 0, kb;
+		unsigned int maj = 0, min;
+		char perms[8];
+		int n = 0;
+		bool header = got && sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &s, &e, perms,
+					    &off, &maj, &min, &ino, &n) == 7;
+
+		if (got && !header) {
+			if (have && sscanf(line, "KernelPageSize: %llu kB", &kb) == 1)
+				cur.kernel_page_bytes = kb << 10;
+			continue;
+		}
+		if (have) { /* the previous VMA is complete */
+			struct backing_info bi;
+
+			if (cur.start > covered)
+				break; /* a hole: reported below */
+			err = classify_vma(vm, &cur, &bi);
+			if (err)
+				goto out;
+			if (!first && (bi.backing != out->backing || bi.shared != out->shared ||
+				       bi.page_bytes != out->page_bytes)) {
+				rf_log(
+				    vm->e, RF_LOG_ERR,
+				    "%s: adopt_ram: hva 0x%lx: %s%s, but 0x%lx is %s%s: one "
+				    "region has one backing",
+				    vm->name, (unsigned long)lo, rf_backing_describe(out->backing),
+				    out->shared ? " (shared)" : "", (unsigned long)cur.start,
+				    rf_backing_describe(bi.backing), bi.shared ? " (shared)" : "");
+				err = -EOPNOTSUPP;
+				goto out;
+			}
+			*out = bi;
+			first = false;
+			covered = cur.end;
+			have = false;
+		}
+		if (!got || covered >= hi || s >= hi)
+			break;
+		if (e <= lo)
+			continue;
+		memset(&cur, 0, sizeof(cur));
+		cur.start = (uintptr_t)s;
+		cur.end = (uintptr_t)e;
+		snprintf(cur.perms, sizeof(cur.perms), "%s", perms);
+		cur.major = maj;
+		cur.ino = ino;
+		snprintf(cur.path, sizeof(cur.path), "%s", line + n);
+		cur.path[strcspn(cur.path, "\n")] = '\0';
+		have = true;
+	}
+	if (covered < hi) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: adopt_ram: hva 0x%lx (of 0x%lx+0x%lx) is not mapped",
+		       vm->name, (unsigned long)covered, (unsigned long)lo,
+		       (unsigned long)(hi - lo));
+		err = -EFAULT;
+	}
+out:
+	fclose(f);
+	return err;
+}
+
+RF_EXPORT int rf_vm_adopt_ram(rf_vm *vm, uint64_t gpa, void *hva, uint64_t size, unsigned int flags)
+{
+	uintptr_t a = (uintptr_t)hva;
+	struct backing_info bi;
+	struct rf_region *r;
+	unsigned int pos;
+	int err;
+
+	if (!vm || !hva)
+		return -EINVAL;
+	if (flags) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: adopt_ram: gpa 0x%llx: unknown flags 0x%x", vm->name,
+		       (unsigned long long)gpa, flags);
+		return -EINVAL;
+	}
+	err = check_range(vm, "adopt_ram", gpa, size);
+	if (err)
+		return err;
+	if ((a & (RF_PAGE_SIZE - 1)) || a + size < a) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: adopt_ram: gpa 0x%llx: hva %p + 0x%llx is not 4 KiB aligned or wraps",
+		       vm->name, (unsigned long long)gpa, hva, (unsigned long long)size);
+		return -EINVAL;
+	}
+	err = read_backing(vm, a, a + size, &bi);
+	if (err)
+		return err;
+	if ((a | size) & (bi.page_bytes - 1)) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: adopt_ram: gpa 0x%llx: hva %p + 0x%llx is %s with %llu KiB pages: "
+		       "must be aligned to them",
+		       vm->name, (unsigned long long)gpa, hva, (unsigned long long)size,
+		       rf_backing_describe(bi.backing), (unsigned long long)(bi.page_bytes >> 10));
+		return -EINVAL;
+	}
+	pthread_rwlock_wrlock(&vm->regions_lock);
+	err = region_room(vm, "adopt_ram", gpa, size, &pos);
+	if (err)
+		goto out_unlock;
+	/* Two regions over the same host memory would make hva lookups
+	 * ambiguous and let two page states describe one page. */
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		struct rf_region *o = vm->regions[i];
+
+		if ((uintptr_t)o->hva < a + size && a < (uintptr_t)o->hva + o->size) {
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: adopt_ram: hva %p + 0x%llx overlaps the region at gpa 0x%llx",
+			       vm->name, hva, (unsigned long long)size, (unsigned long long)o->gpa);
+			err = -EEXIST;
+			goto out_unlock;
+		}
+	}
+	err = region_alloc(vm, gpa, size, &r);
+	if (err)
+		goto out_unlock;
+	r->hva = hva;
+	r->adopted = true;
+	r->backing = bi.backing;
+	r->shared = bi.shared;
+	r->page_bytes = bi.page_bytes;
+	for (unsigned int i = 0; i < vm->nr_hooks && !err; i++)
+		if (vm->hooks[i].region_admit)
+			err = vm->hooks[i].region_admit(vm, r, vm->hooks[i].arg);
+	if (err) {
+		munmap(r->pte, r->pte_bytes);
+		rf_free(vm->e, r);
+		goto out_unlock;
+	}
+	region_link(vm, r, pos);
+out_unlock:
+	pthread_rwlock_unlock(&vm->regions_lock);
+	return err;
+}
+
+/*
+ * Bring every page of @r (adopted, marked releasing by the caller) back to
+ * private, then unlink it. Its pages are excluded first, under their locks:
+ * from then on no module starts a transition there (a merge, a swap-out, an
+ * inflate), and one already under way finished before its page's lock was
+ * ours. Then each module brings back the pages it owns. On an error the
+ * embedder's own exclusions are put back and the region stays adopted.
+ * Called without the regions lock.
+ */
+static int release_region(rf_vm *vm, struct rf_region *r)
+{
+	size_t words = (r->npages + 63) / 64;
+	uint64_t *excluded = rf_zalloc(vm->e, words * sizeof(uint64_t));
+	int err = 0;
+
+	if (!excluded)
+		err = -ENOMEM;
+	rf_vm_regions_rdlock(vm);
+	for (uint64_t i = 0; i < r->npages && !err; i++) {
+		uint64_t v = rf_pte_lock(&r->pte[i]);
+
+		if (v & RF_PTE_EXCLUDED)
+			excluded[i / 64] |= 1ull << (i % 64);
+		rf_pte_unlock(vm, &r->pte[i], v, v | RF_PTE_EXCLUDED);
+	}
+	for (unsigned int h = 0; h < vm->nr_hooks && !err; h++)
+		if (vm->hooks[h].region_release)
+			err = vm->hooks[h].region_release(vm, r, vm->hooks[h].arg);
+	for (uint64_t i = 0; i < r->npages && !err; i++) {
+		enum rf_page_state s = rf_pte_state(rf_pte_peek(&r->pte[i]));
+
+		if (rf_vm_state_owner(vm, s)) {
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: release_ram: gpa 0x%llx is still %s: region kept adopted",
+			       vm->name, (unsigned long long)(r->gpa + (i << RF_PAGE_SHIFT)),
+			       rf_page_state_name(s));
+			err = -EIO;
+		}
+	}
+	if (err && excluded) {
+		for (uint64_t i = 0; i < r->npages; i++) {
+			uint64_t v = rf_pte_lock(&r->pte[i]);
+			bool ex = excluded[i / 64] & (1ull << (i % 64));
+
+			rf_pte_unlock(vm, &r->pte[i], v,
+				      ex ? v | RF_PTE_EXCLUDED : v & ~RF_PTE_EXCLUDED);
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	rf_free(vm->e, excluded);
+
+	rf_vm_regions_wrlock(vm);
+	if (err) {
+		r->releasing = false;
+	} else {
+		for (unsigned int i = 0; i < vm->nr_regions; i++) {
+			if (vm->regions[i] == r) {
+				region_unlink_free(vm, i);
+				break;
+			}
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	return err;
+}
+
+RF_EXPORT int rf_vm_release_ram(rf_vm *vm, uint64_t gpa)
+{
+	struct rf_region *r = NULL;
+	int err = 0;
+
+	if (!vm)
+		return -EINVAL;
+	rf_vm_regions_wrlock(vm);
+	for (unsigned int i = 0; i < vm->nr_regions; i++)
+		if (vm->regions[i]->gpa == gpa)
+			r = vm->regions[i];
+	if (!r) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: release_ram: no region starts at gpa 0x%llx",
+		       vm->name, (unsigned long long)gpa);
+		err = -ENOENT;
+	} else if (!r->adopted) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: release_ram: gpa 0x%llx was mapped by the library (rf_vm_map_ram): "
+		       "unmap it with rf_vm_unmap_ram",
+		       vm->name, (unsigned long long)gpa);
+		err = -EINVAL;
+	} else if (r->releasing) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: release_ram: gpa 0x%llx is being released already",
+		       vm->name, (unsigned long long)gpa);
+		err = -EBUSY;
+	} else {
+		r->releasing = true;
+	}
+	rf_vm_regions_unlock(vm);
+	if (err)
+		return err;
+	return release_region(vm, r);
+}
+
+/* rf_vm_free: give every adopted region back intact (the VM is the caller's
+ * alone now, so the list cannot change under us). One that cannot be is
+ * logged and then freed like any region: its pages may not be intact. */
+static void release_all_adopted(rf_vm *vm)
+{
+	struct rf_region *todo[RF_MAX_REGIONS];
+	unsigned int n = 0;
+
+	rf_vm_regions_wrlock(vm);
+	for (unsigned int i = 0; i < vm->nr_regions; i++) {
+		if (vm->regions[i]->adopted && !vm->regions[i]->releasing) {
+			vm->regions[i]->releasing = true;
+			todo[n++] = vm->regions[i];
+		}
+	}
+	rf_vm_regions_unlock(vm);
+	for (unsigned int i = 0; i < n; i++) {
+		uint64_t gpa = todo[i]->gpa;
+		int err = release_region(vm, todo[i]);
+
+		if (err)
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: vm_free: adopted RAM at gpa 0x%llx could not be given back "
+			       "intact (%s): pages still merged or swapped are lost",
+			       vm->name, (unsigned long long)gpa, strerror(-err));
+	}
+}
+
+RF_EXPORT int rf_vm_backing(const rf_vm *vm, uint64_t gpa)
+{
+	struct rf_region *r;
+	int b = -EFAULT;
+
+	if (!vm)
+		return -EINVAL;
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&vm->regions_lock);
+	r = __rf_vm_find_region(vm, gpa);
+	if (r)
+		b = (int)r->backing;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&vm->regions_lock);
+	return b;
 }
 
 RF_EXPORT int rf_vm_gpa_to_hva(const rf_vm *vm, uint64_t gpa, uint64_t len, void **hva)

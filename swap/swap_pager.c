@@ -107,6 +107,62 @@ static void region_unmap(rf_vm *vm, struct rf_region *r, void *arg)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/*
+ * Swapping discards guest pages and serves them again from missing faults:
+ * on shared memory a discard leaves the page in the file (and the other
+ * process that maps it, a vhost-user backend, reads it there), and
+ * hugetlbfs pages cannot be swapped 4 KiB at a time. So a pager refuses
+ * such a region (vm.h, enum rf_backing).
+ */
+static int refuse_backing(rf_vm *vm, const struct rf_region *r)
+{
+	if (rf_region_backing(r) == RF_BACKING_ANON)
+		return 0;
+	rf_log(vm->e, RF_LOG_ERR, "%s: swap: gpa 0x%llx: %s RAM cannot be swapped (%s)", vm->name,
+	       (unsigned long long)r->gpa, rf_backing_describe(rf_region_backing(r)),
+	       rf_region_backing(r) == RF_BACKING_SHMEM
+		   ? "vhost-user shares it"
+		   : "huge pages cannot be swapped 4 KiB at a time");
+	return -EOPNOTSUPP;
+}
+
+static int region_admit(rf_vm *vm, const struct rf_region *r, void *arg)
+{
+	(void)arg;
+	return vm->pager ? refuse_backing(vm, r) : 0;
+}
+
+/*
+ * rf_vm_release_ram: bring the swapped pages of @r back in (every page of
+ * @r is excluded, so none goes out again; regions lock held for reading).
+ * Each is read once from this thread: the missing fault is served by the
+ * fault thread's swap-in like any guest access (it only try-locks the
+ * regions lock, which readers share), and the page is PRIVATE when the
+ * read returns, since a swap-in publishes the page before it wakes the
+ * reader.
+ */
+static int region_release(rf_vm *vm, struct rf_region *r, void *arg)
+{
+	struct rf_pager *p = vm->pager;
+
+	(void)arg;
+	if (!p)
+		return 0;
+	for (uint64_t i = 0; i < r->npages; i++) {
+		if (!pte_is_swapped(rf_pte_peek(&r->pte[i])))
+			continue;
+		if (atomic_load(&p->stopped)) {
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: swap: release: gpa 0x%llx is swapped out and the pager is "
+			       "stopped (store I/O error): cannot read it back",
+			       vm->name, (unsigned long long)(r->gpa + (i << RF_PAGE_SHIFT)));
+			return -EIO;
+		}
+		(void)*(volatile uint8_t *)rf_region_page(r, i);
+	}
+	return 0;
+}
+
 static void pager_free(struct rf_pager *p);
 
 /*
@@ -234,6 +290,8 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	    .vm_free = vm_free_hook,
 	    .owns_states = (1u << RF_PAGE_SWAPPED) | (1u << RF_PAGE_COMPRESSED),
 	    .page_release = page_release,
+	    .region_admit = region_admit,
+	    .region_release = region_release,
 	};
 	struct rf_swap *sw = rf_swap_of(e);
 	struct rf_pager *p;
@@ -344,10 +402,19 @@ err_free:
 
 int rf_swap_pager_get(rf_vm *vm, struct rf_pager **out)
 {
+	struct rf_region *r;
 	int err = 0;
 
 	pthread_mutex_lock(&pager_create_lock);
-	if (!vm->pager)
+	if (!vm->pager) {
+		/* RAM adopted from now on is checked by region_admit; the
+		 * embedder does not adopt RAM into @vm during its first swap call. */
+		rf_vm_regions_rdlock(vm);
+		for (unsigned int i = 0; !err && (r = __rf_vm_region(vm, i)); i++)
+			err = refuse_backing(vm, r);
+		rf_vm_regions_unlock(vm);
+	}
+	if (!vm->pager && !err)
 		err = pager_new(vm, &vm->pager);
 	if (!err)
 		*out = vm->pager;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One guest: its promised RAM, its guest-physical regions (library-owned
- * host memory that the embedder hands to KVM), and the state of every 4 KiB
- * page in them.
+ * One guest: its promised RAM, its guest-physical regions (host memory the
+ * library mapped, or memory the embedder mapped and handed over with
+ * rf_vm_adopt_ram; either way the embedder hands it to KVM), and the state
+ * of every 4 KiB page in them.
  *
  * Page states (one per page; the page-state table is the single source of
  * truth, and rf_vm_audit() checks it against what the kernel says):
@@ -19,7 +20,8 @@
  *
  *   call                      embedder  vCPU threads  library threads
  *   rf_vm_new / rf_vm_free    yes (alone on this VM)
- *   rf_vm_map_ram / unmap     yes (not while a vCPU runs in the region)
+ *   rf_vm_map_ram / unmap     yes (not while a vCPU runs in the region;
+ *   rf_vm_adopt / release     vCPUs may run in other regions)
  *   rf_vm_gpa_to_hva & co.    any thread
  *   rf_vm_stats / rf_vm_audit any thread (they read /proc/self/pagemap)
  *   rf_vm_discard             any thread
@@ -91,6 +93,13 @@ struct rf_vm_config {
 void rf_vm_config_init(struct rf_vm_config *cfg);
 
 /*
+ * Regions per VM: rf_vm_map_ram and rf_vm_adopt_ram fail with -ENOSPC when a
+ * VM has this many. A VMM with more memory slots than that (DIMM hotplug in
+ * small blocks) maps or adopts larger blocks.
+ */
+enum { RF_VM_MAX_REGIONS = 32 };
+
+/*
  * Create a VM named @name (1..31 printable characters, unique in the engine).
  * Returns 0 and sets *@out, or -EINVAL (bad name or config, ram_bytes 0 or
  * not page-aligned, numa_node not configured), -EEXIST (name in use), -ENOMEM
@@ -117,8 +126,81 @@ rf_engine *rf_vm_engine(const rf_vm *vm);
  */
 int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva);
 
-/* Unmap the region that starts at @gpa. -ENOENT if none starts there. */
+/*
+ * Unmap the region that starts at @gpa. -ENOENT if none starts there,
+ * -EINVAL if it was adopted (give it back with rf_vm_release_ram: the
+ * library never unmaps the embedder's memory). Remove the KVM memslot first.
+ */
 int rf_vm_unmap_ram(rf_vm *vm, uint64_t gpa);
+
+/*
+ * What backs a region, as the kernel maps it (read from /proc/self/smaps
+ * when the region is adopted, never taken from the caller). It decides
+ * which mechanisms may act on the region:
+ *
+ *   backing   dedup  swap  balloon, free page reporting  ledger, audit
+ *   ANON      yes    yes   yes                            yes
+ *   SHMEM     no     no    yes (holes punched)            yes
+ *   HUGETLB   no     no    yes, in whole huge pages       yes
+ *
+ * The rule where a mechanism cannot work on a backing: it refuses, it never
+ * skips silently. rf_dedup_add_vm (any mode but "off") and the VM's first
+ * swap call (rf_vm_set_swap_target, rf_vm_set_swap_cap) fail with
+ * -EOPNOTSUPP and one message naming the region and its backing while the
+ * VM has such a region, and rf_vm_adopt_ram fails the same way for such a
+ * region while dedup or swap is attached to the VM. A VM that needs dedup
+ * or swap on part of its RAM keeps that part private anonymous.
+ */
+enum rf_backing {
+	RF_BACKING_ANON = 0, /* MAP_PRIVATE|MAP_ANONYMOUS, with or without THP */
+	RF_BACKING_SHMEM,    /* MAP_SHARED memfd, /dev/shm file or shared anonymous (vhost-user) */
+	RF_BACKING_HUGETLB,  /* hugetlbfs, MAP_SHARED or MAP_PRIVATE (MAP_HUGETLB) */
+};
+
+/* Short name of a backing ("anon", "shmem", "hugetlb"; "invalid"). */
+const char *rf_backing_name(enum rf_backing b);
+
+/*
+ * Adopt [@hva, @hva + @size), memory the embedder mapped itself (readable
+ * and writable, one backing throughout: see enum rf_backing), as guest RAM
+ * at @gpa. The library takes it as it is: it keeps the content, never
+ * munmaps it and does not change its THP or NUMA policy. @flags must be 0.
+ * A private anonymous region may have pages remapped at the same address
+ * while it is adopted (dedup maps store pages there and copies them back),
+ * so per-page settings the embedder made (madvise, mbind, mlock) may not
+ * survive on pages that were merged. A raw madvise(MADV_DONTNEED) or hole
+ * punch on adopted RAM is the embedder's bug: discard with rf_vm_discard.
+ * Reads /proc/self/smaps (its cost grows with the process's mappings).
+ * Regions may be adopted and released while vCPUs run in other regions.
+ * Errors: -EINVAL (NULL, @flags not 0, size 0, gpa, hva or size not 4 KiB
+ * aligned, or not aligned to the huge page size on hugetlbfs; wraps), -EFAULT
+ * (part of the range is not mapped, or not readable and writable),
+ * -EOPNOTSUPP (a backing the library cannot use: a private file mapping, a
+ * shared mapping of a disk file, several backings in the range; or dedup or
+ * swap is attached and cannot work on this backing), -EEXIST (overlaps a
+ * region, by gpa or by hva), -E2BIG (over the promised RAM), -ENOSPC
+ * (RF_VM_MAX_REGIONS), -ENOMEM. Every error is logged with the cause.
+ * Pairs with rf_vm_release_ram.
+ */
+int rf_vm_adopt_ram(rf_vm *vm, uint64_t gpa, void *hva, uint64_t size, unsigned int flags);
+
+/*
+ * Give back the adopted region that starts at @gpa, every page private and
+ * intact: merged pages are copied back to private anonymous pages, swapped
+ * ones are read back, and the library's userfaultfd lets go of the range.
+ * Discarded pages (zero, ballooned, reported) read as zeros. Afterwards the
+ * embedder may keep using the memory or munmap it. Remove the KVM memslot
+ * first (no vCPU may run in the region). Blocks while pages are read back.
+ * Errors: -EINVAL (NULL, or the region was mapped by rf_vm_map_ram), -ENOENT
+ * (no region starts at @gpa), -EBUSY (being released by another thread),
+ * -EIO or another -errno if a page could not be brought back: the region
+ * then stays adopted, nothing lost, and the call may be repeated.
+ * rf_vm_free releases the VM's adopted regions the same way.
+ */
+int rf_vm_release_ram(rf_vm *vm, uint64_t gpa);
+
+/* The backing (enum rf_backing) of the region holding @gpa, or -EFAULT. */
+int rf_vm_backing(const rf_vm *vm, uint64_t gpa);
 
 /*
  * The checked accessor for guest addresses: *@hva = host address of
