@@ -114,7 +114,10 @@ static int walk_vm(rf_vm *vm, struct rf_ledger_walk *w, struct pfn_list *pfns, u
 				if (!rf_pagemap_resident(e, pm))
 					continue;
 				w->resident[s]++;
-				if (!(pm & PM_FILE))
+				/* Shared or hugetlbfs RAM is file-backed and the
+				 * guest's own: never a store page (dedup is refused
+				 * there). */
+				if (!(pm & PM_FILE) || rf_region_backing(r) != RF_BACKING_ANON)
 					w->anon[s]++;
 				else if (s == RF_PAGE_MERGED)
 					err = pfn_push(e, pfns,

@@ -249,7 +249,8 @@ struct rf_vm_stats {
 	uint64_t state_bytes[RF_PAGE_NSTATES]; /* from the page-state table */
 	/* Measured from /proc/self/pagemap over the VM's regions: */
 	uint64_t resident_bytes;      /* present pages, not the zero page */
-	uint64_t resident_anon_bytes; /* of which private anonymous */
+	uint64_t resident_anon_bytes; /* of which the guest's own (private anonymous, or
+				       * the VMM's shared or hugetlbfs RAM) */
 	uint64_t resident_file_bytes; /* of which mapped from the store */
 	uint64_t metadata_bytes;      /* library metadata for this VM */
 };

@@ -388,6 +388,19 @@ static void test_adopt_memfd_shared(void **state)
 	assert_int_equal(rf_vm_page_state(vm, 0x100000), RF_PAGE_BALLOONED);
 	assert_int_equal(rf_vm_page_state(vm, 0x100000 + 8 * PG), RF_PAGE_ZERO);
 
+	/* Shared pages are file pages, and the guest's own: the audit finds
+	 * no contradiction and the stats count none as the store's. */
+	{
+		struct rf_audit_report rep;
+		struct rf_vm_stats st;
+
+		assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
+		assert_int_equal(rep.mismatches, 0);
+		assert_int_equal(rf_vm_stats(vm, &st), 0);
+		assert_int_equal(st.resident_file_bytes, 0);
+		assert_int_equal(st.resident_anon_bytes, st.resident_bytes);
+		assert_true(st.resident_bytes >= (NPG - 16) * PG);
+	}
 	assert_int_equal(rf_vm_release_ram(vm, 0x100000), 0);
 	for (unsigned int i = 16; i < NPG; i++) {
 		uint8_t want[PG];
