@@ -67,6 +67,7 @@ struct rf_balloon {
 	uint32_t *pfns;
 	struct rf_pfn_run *runs;
 	struct rf_pfn_run *sub;
+	struct rf_pfn_run report[RF_VIRTQ_MAX_SEGS]; /* one report's ranges */
 };
 
 /* Count one rejected guest input in b->ctr.@field and log it (rate-limited). */

@@ -13,7 +13,8 @@
  *              fault in as fresh zero pages even if the guest wrote to them
  *              while they were in the balloon.
  *   reporting  any state but BALLOONED -> FREE_REPORTED, by rf_vm_discard():
- *              free memory the guest lends, still the guest's.
+ *              free memory the guest lends, still the guest's. Overlapping
+ *              ranges of one report are merged first (each page once).
  *   reset      BALLOONED -> PRIVATE under the page lock, nothing discarded:
  *              after a reset the guest owns all its RAM again.
  *
@@ -335,22 +336,29 @@ static void report_range(struct rf_balloon *b, uint64_t p, uint64_t end)
 void balloon_report_buffer(struct rf_balloon *b)
 {
 	struct rf_virtq_chain *c = &b->chain;
-	uint64_t pages = c->total_len >> RF_PAGE_SHIFT;
+	uint64_t pages = 0;
+	size_t n;
 
 	if (!report_valid(b))
 		return;
 	b->ctr.report_buffers++;
+	/* Ranges may overlap (a guest may name a page twice): each page is
+	 * discarded and counted once per report. The union of two ranges
+	 * that overlap lies in the region both lie in. */
+	for (unsigned int i = 0; i < c->nseg; i++)
+		b->report[i] = (struct rf_pfn_run){c->seg[i].gpa >> RF_PAGE_SHIFT,
+						   c->seg[i].len >> RF_PAGE_SHIFT};
+	n = rf_pfn_runs_union(b->report, c->nseg, NULL);
+	for (size_t i = 0; i < n; i++)
+		pages += b->report[i].npages;
 	if (rf_virtio_negotiated(&b->dev, RF_BALLOON_F_PAGE_POISON) && b->poison_val != 0) {
 		/* The guest expects free pages to hold its poison pattern; a
 		 * discarded page would read as zero. Keep them. */
 		b->ctr.report_poison_kept += pages;
 		return;
 	}
-	for (unsigned int i = 0; i < c->nseg; i++) {
-		uint64_t p = c->seg[i].gpa >> RF_PAGE_SHIFT;
-
-		report_range(b, p, p + (c->seg[i].len >> RF_PAGE_SHIFT));
-	}
+	for (size_t i = 0; i < n; i++)
+		report_range(b, b->report[i].pfn, b->report[i].pfn + b->report[i].npages);
 }
 
 /* ---- reset -------------------------------------------------------------------- */

@@ -946,6 +946,36 @@ static void test_report_ranges(void **state)
 	expect_intact(f);
 }
 
+/* Issue 14: ranges of one report that overlap count each page once. */
+static void test_report_overlapping_ranges(void **state)
+{
+	struct hfix *f = *state;
+	struct vq_mock *m = &f->d.q[f->d.report_q];
+	uint64_t a[3] = {100ull << 12, 102ull << 12, 100ull << 12};
+	uint32_t l[3] = {4 << 12, 4 << 12, 1 << 12};
+	struct rf_balloon_counters c1;
+	struct rf_balloon_info info;
+
+	vq_mock_add_chain(m, a, l, 3, true); /* pages 100-103, 102-105, 100 */
+	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.report_q);
+	assert_int_equal(vq_mock_used_idx(m), 1);
+	c1 = ctr(&f->d);
+	assert_int_equal(c1.report_buffers - f->c0.report_buffers, 1);
+	assert_int_equal(c1.reported_pages - f->c0.reported_pages, 6);
+	assert_int_equal(rf_balloon_rejected_total(&c1), rf_balloon_rejected_total(&f->c0));
+	rf_balloon_info(f->d.b, &info);
+	assert_int_equal(info.reported_bytes, 6 << 12);
+	for (uint64_t p = 99; p < 107; p++) {
+		bool in = p >= 100 && p < 106;
+
+		assert_int_equal(rf_vm_page_state(f->d.vm, p << 12),
+				 in ? RF_PAGE_FREE_REPORTED : RF_PAGE_PRIVATE);
+		if (in)
+			assert_true(bdrv_page_is_zero(&f->d, p));
+	}
+	assert_int_equal(bdrv_check_all(&f->d), 6); /* those six, nothing else */
+}
+
 static void test_report_too_long(void **state)
 {
 	struct bdrv d;
@@ -1011,6 +1041,7 @@ int main(void)
 	    T(test_stats_second_buffer),
 	    T(test_queue_ready_zero_drops_held_stats),
 	    T(test_report_ranges),
+	    T(test_report_overlapping_ranges),
 	    cmocka_unit_test(test_report_too_long),
 	};
 

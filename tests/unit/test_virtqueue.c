@@ -397,6 +397,27 @@ static void put_stat(uint8_t *b, unsigned int i, uint16_t tag, uint64_t v)
 	memcpy(b + 10 * i + 2, &v, 8);
 }
 
+/* Overlapping ranges merge (each page once); ranges that only touch stay
+ * apart (each in its own region). */
+static void test_pfn_runs_union(void **state)
+{
+	struct rf_pfn_run r[] = {{106, 2}, {100, 4}, {102, 4}, {200, 1}, {101, 1}, {108, 2}};
+	uint64_t overlap;
+	size_t n;
+
+	(void)state;
+	n = rf_pfn_runs_union(r, 6, &overlap);
+	assert_int_equal(n, 4);
+	assert_int_equal(overlap, 2 + 1); /* 102, 103; 101 */
+	assert_int_equal(r[0].pfn, 100);
+	assert_int_equal(r[0].npages, 6);
+	assert_int_equal(r[1].pfn, 106);
+	assert_int_equal(r[1].npages, 2);
+	assert_int_equal(r[2].pfn, 108);
+	assert_int_equal(r[3].pfn, 200);
+	assert_int_equal(rf_pfn_runs_union(r, 0, NULL), 0);
+}
+
 static void test_stats_parse(void **state)
 {
 	uint8_t b[100];
@@ -437,6 +458,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dropped_chain_moves_avail_event, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupt_suppression, setup, teardown),
 	    cmocka_unit_test(test_pfn_runs),
+	    cmocka_unit_test(test_pfn_runs_union),
 	    cmocka_unit_test(test_stats_parse),
 	};
 
