@@ -448,6 +448,7 @@ static void balloon_destroy(struct rf_balloon *b)
 
 	b->vm->balloon = NULL;
 	pthread_mutex_destroy(&b->lock);
+	balloon_map_free(b);
 	rf_free(e, b->pfns);
 	rf_free(e, b->runs);
 	rf_free(e, b->sub);
