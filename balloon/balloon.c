@@ -384,6 +384,17 @@ static void dev_driver_ok(struct rf_virtio_dev *d)
 	process_pending(to_balloon(d));
 }
 
+/* The driver stopped queue @q: a stats buffer held from it is the driver's
+ * again (returning it later would write into a ring the driver may have
+ * freed or moved). */
+static void dev_queue_stopped(struct rf_virtio_dev *d, unsigned int q)
+{
+	struct rf_balloon *b = to_balloon(d);
+
+	if (b->role[q] == ROLE_STATS)
+		b->stats_held = false;
+}
+
 static void dev_reset(struct rf_virtio_dev *d)
 {
 	struct rf_balloon *b = to_balloon(d);
@@ -411,6 +422,7 @@ static const struct rf_virtio_dev_ops balloon_dev_ops = {
     .features_ok = dev_features_ok,
     .queue_notify = dev_queue_notify,
     .driver_ok = dev_driver_ok,
+    .queue_stopped = dev_queue_stopped,
     .reset = dev_reset,
     .reject = dev_reject,
     .irq = dev_irq,
@@ -436,6 +448,7 @@ static void balloon_destroy(struct rf_balloon *b)
 
 	b->vm->balloon = NULL;
 	pthread_mutex_destroy(&b->lock);
+	balloon_map_free(b);
 	rf_free(e, b->pfns);
 	rf_free(e, b->runs);
 	rf_free(e, b->sub);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The balloon device's private state, shared by the three files that make
+ * The balloon device's private state, shared by the files that make
  * the device (not by the generic virtio layer, which knows none of this):
  *
  *   balloon.c            the device: its virtio ops table (config space,
@@ -9,6 +9,8 @@
  *   balloon_pages.c      what a request does to guest pages: inflate,
  *                        deflate, free page reporting, and the return of
  *                        every ballooned page on a guest reset
+ *   balloon_map.c        which 2 MiB chunks of guest RAM may hold ballooned
+ *                        pages, so that a reset visits only those
  *   balloon_transport.c  the public calls a transport makes (virtio-mmio
  *                        window, own-transport calls): lock, one call into
  *                        virtio_dev / virtio_mmio, unlock
@@ -29,6 +31,13 @@
 #include "internal.h"
 #include "pfn_runs.h"
 #include "virtio_dev.h"
+
+/* balloon_map.c: the chunks of one region that may hold ballooned pages. */
+#define BALLOON_CHUNK_PAGES 512u /* 2 MiB */
+struct balloon_map_region {
+	uint64_t gpa, npages; /* the region the bits describe */
+	uint64_t *bits;	      /* one per chunk; NULL: slot unused */
+};
 
 /* What a queue carries; its index follows the negotiated features. */
 enum queue_role {
@@ -59,6 +68,11 @@ struct rf_balloon {
 	uint64_t stats_since_ns;
 	struct rf_balloon_stats stats;
 
+	/* Chunks of guest RAM that may hold BALLOONED pages (balloon_map.c),
+	 * and the page states resets looked at (their cost, for tests). */
+	struct balloon_map_region map[RF_MAX_REGIONS];
+	uint64_t reset_pages_scanned;
+
 	struct rf_balloon_counters ctr;
 	struct rf_ratelimit rl;
 
@@ -67,6 +81,7 @@ struct rf_balloon {
 	uint32_t *pfns;
 	struct rf_pfn_run *runs;
 	struct rf_pfn_run *sub;
+	struct rf_pfn_run report[RF_VIRTQ_MAX_SEGS]; /* one report's ranges */
 };
 
 /* Count one rejected guest input in b->ctr.@field and log it (rate-limited). */
@@ -86,5 +101,17 @@ void balloon_deflate_buffer(struct rf_balloon *b);
 void balloon_report_buffer(struct rf_balloon *b);
 /* After a guest reset: every BALLOONED page of the VM becomes PRIVATE. */
 void balloon_unballoon_all(struct rf_balloon *b);
+
+/*
+ * balloon_map.c. Mark the chunks of the @n runs (each inside one region)
+ * as holding ballooned pages; call @fn on every marked chunk, as the page
+ * range [first, end) of its region; forget every mark (after a reset);
+ * free the bitmaps. The __ calls need the regions lock.
+ */
+void __balloon_map_mark(struct rf_balloon *b, const struct rf_pfn_run *runs, size_t n);
+void __balloon_map_walk(struct rf_balloon *b, void (*fn)(struct rf_balloon *b, struct rf_region *r,
+							 uint64_t first, uint64_t end));
+void balloon_map_clear(struct rf_balloon *b);
+void balloon_map_free(struct rf_balloon *b);
 
 #endif

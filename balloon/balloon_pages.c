@@ -13,9 +13,11 @@
  *              fault in as fresh zero pages even if the guest wrote to them
  *              while they were in the balloon.
  *   reporting  any state but BALLOONED -> FREE_REPORTED, by rf_vm_discard_as():
- *              free memory the guest lends, still the guest's.
+ *              free memory the guest lends, still the guest's. Overlapping
+ *              ranges of one report are merged first (each page once).
  *   reset      BALLOONED -> PRIVATE under the page lock, nothing discarded:
- *              after a reset the guest owns all its RAM again.
+ *              after a reset the guest owns all its RAM again. Only the
+ *              chunks inflate marked (balloon_map.c) are looked at.
  *
  * A PFN list (inflate, deflate) is copied out of the guest's buffer once,
  * validated as a whole (a buffer with one PFN outside guest RAM is dropped
@@ -174,6 +176,8 @@ void balloon_inflate_buffer(struct rf_balloon *b)
 	if (!read_pfn_runs(b, "inflateq", &nruns, &dups))
 		return;
 	nsub = __split_unballooned(b, nruns, &already);
+	/* Before the discard, so the marks cover every page it balloons. */
+	__balloon_map_mark(b, b->sub, nsub);
 	rf_vm_regions_unlock(b->vm);
 	if (dups + already)
 		BAD(b, inflate_already_ballooned,
@@ -335,51 +339,76 @@ static void report_range(struct rf_balloon *b, uint64_t p, uint64_t end)
 void balloon_report_buffer(struct rf_balloon *b)
 {
 	struct rf_virtq_chain *c = &b->chain;
-	uint64_t pages = c->total_len >> RF_PAGE_SHIFT;
+	uint64_t pages = 0;
+	size_t n;
 
 	if (!report_valid(b))
 		return;
 	b->ctr.report_buffers++;
+	/* Ranges may overlap (a guest may name a page twice): each page is
+	 * discarded and counted once per report. The union of two ranges
+	 * that overlap lies in the region both lie in. */
+	for (unsigned int i = 0; i < c->nseg; i++)
+		b->report[i] = (struct rf_pfn_run){c->seg[i].gpa >> RF_PAGE_SHIFT,
+						   c->seg[i].len >> RF_PAGE_SHIFT};
+	n = rf_pfn_runs_union(b->report, c->nseg, NULL);
+	for (size_t i = 0; i < n; i++)
+		pages += b->report[i].npages;
 	if (rf_virtio_negotiated(&b->dev, RF_BALLOON_F_PAGE_POISON) && b->poison_val != 0) {
 		/* The guest expects free pages to hold its poison pattern; a
 		 * discarded page would read as zero. Keep them. */
 		b->ctr.report_poison_kept += pages;
 		return;
 	}
-	for (unsigned int i = 0; i < c->nseg; i++) {
-		uint64_t p = c->seg[i].gpa >> RF_PAGE_SHIFT;
-
-		report_range(b, p, p + (c->seg[i].len >> RF_PAGE_SHIFT));
-	}
+	for (size_t i = 0; i < n; i++)
+		report_range(b, b->report[i].pfn, b->report[i].pfn + b->report[i].npages);
 }
 
 /* ---- reset -------------------------------------------------------------------- */
+
+/* Pages [first, end) of @r that are BALLOONED become PRIVATE. Regions lock
+ * held. */
+static void unballoon_range(struct rf_balloon *b, struct rf_region *r, uint64_t first, uint64_t end)
+{
+	for (uint64_t idx = first; idx < end; idx++) {
+		uint64_t v;
+
+		if (rf_pte_state(rf_pte_peek(&r->pte[idx])) != RF_PAGE_BALLOONED)
+			continue;
+		v = rf_pte_lock(&r->pte[idx]);
+		rf_pte_unlock(b->vm, &r->pte[idx], v,
+			      rf_pte_state(v) == RF_PAGE_BALLOONED
+				  ? rf_pte_with_state(v, RF_PAGE_PRIVATE)
+				  : v);
+	}
+	b->reset_pages_scanned += end - first;
+}
 
 /*
  * After a guest reset the guest owns all its RAM again: pages left in the
  * balloon go back to PRIVATE. They were discarded when inflated and are not
  * discarded again here (deflate does that): one the guest wrote to while it
  * was in the balloon keeps what it wrote.
+ *
+ * Only the chunks balloon_map.c marked are looked at, so the cost follows
+ * what was inflated since the last reset, not the size of guest RAM. If
+ * BALLOONED pages are left after them (a mark that could not be recorded,
+ * or pages some other path ballooned), all of guest RAM is walked, as the
+ * VM's per-state count tells.
  */
 void balloon_unballoon_all(struct rf_balloon *b)
 {
 	struct rf_region *r;
 
-	if (atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) == 0)
+	if (atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) == 0) {
+		balloon_map_clear(b);
 		return;
-	rf_vm_regions_rdlock(b->vm);
-	for (unsigned int i = 0; (r = __rf_vm_region(b->vm, i)); i++) {
-		for (uint64_t idx = 0; idx < r->npages; idx++) {
-			uint64_t v;
-
-			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) != RF_PAGE_BALLOONED)
-				continue;
-			v = rf_pte_lock(&r->pte[idx]);
-			rf_pte_unlock(b->vm, &r->pte[idx], v,
-				      rf_pte_state(v) == RF_PAGE_BALLOONED
-					  ? rf_pte_with_state(v, RF_PAGE_PRIVATE)
-					  : v);
-		}
 	}
+	rf_vm_regions_rdlock(b->vm);
+	__balloon_map_walk(b, unballoon_range);
+	if (atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) != 0)
+		for (unsigned int i = 0; (r = __rf_vm_region(b->vm, i)); i++)
+			unballoon_range(b, r, 0, r->npages);
 	rf_vm_regions_unlock(b->vm);
+	balloon_map_clear(b);
 }

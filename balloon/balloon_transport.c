@@ -39,7 +39,7 @@ RF_EXPORT int rf_balloon_mmio_read(rf_balloon *b, uint64_t offset, void *data, u
 		return -EINVAL;
 	pthread_mutex_lock(&b->lock);
 	if (offset >= RF_BALLOON_MMIO_SIZE) {
-		memset(data, 0, len > 8 ? 8 : len);
+		memset(data, 0, len);
 		b->dev.ops->reject(&b->dev, RF_RJ_MMIO_ACCESS,
 				   "mmio read beyond the register window");
 	} else {

@@ -38,3 +38,35 @@ size_t rf_pfn_runs(uint32_t *pfns, size_t n, struct rf_pfn_run *runs, size_t *du
 		*dups = d;
 	return nruns;
 }
+
+static int cmp_run(const void *a, const void *b)
+{
+	uint64_t x = ((const struct rf_pfn_run *)a)->pfn, y = ((const struct rf_pfn_run *)b)->pfn;
+
+	return (x > y) - (x < y);
+}
+
+size_t rf_pfn_runs_union(struct rf_pfn_run *runs, size_t n, uint64_t *overlap)
+{
+	size_t out = 0;
+	uint64_t o = 0;
+
+	qsort(runs, n, sizeof(*runs), cmp_run);
+	for (size_t i = 0; i < n; i++) {
+		struct rf_pfn_run *last = out ? &runs[out - 1] : NULL;
+		uint64_t end = runs[i].pfn + runs[i].npages;
+
+		if (last && runs[i].pfn < last->pfn + last->npages) {
+			uint64_t last_end = last->pfn + last->npages;
+
+			o += (end < last_end ? end : last_end) - runs[i].pfn;
+			if (end > last_end)
+				last->npages = end - last->pfn;
+			continue;
+		}
+		runs[out++] = runs[i];
+	}
+	if (overlap)
+		*overlap = o;
+	return out;
+}

@@ -72,6 +72,20 @@ int rf_virtio_set_driver_features(struct rf_virtio_dev *d, uint64_t features)
 	return 0;
 }
 
+/* May FEATURES_OK be accepted for the driver features? Reports why not. */
+static bool features_acceptable(struct rf_virtio_dev *d)
+{
+	uint64_t bad = d->driver_features & ~d->host_features;
+
+	if (!bad && (d->driver_features & VIRTIO_FEATURE_VERSION_1))
+		return true;
+	reject(d, RF_RJ_FEATURES_UNSUPPORTED,
+	       "FEATURES_OK refused: driver features 0x%llx (not offered 0x%llx%s)",
+	       (unsigned long long)d->driver_features, (unsigned long long)bad,
+	       (d->driver_features & VIRTIO_FEATURE_VERSION_1) ? "" : ", no VERSION_1");
+	return false;
+}
+
 int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status)
 {
 	uint8_t old = d->status & ~VIRTIO_STATUS_DEVICE_NEEDS_RESET;
@@ -94,19 +108,17 @@ int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status)
 		reject(d, RF_RJ_STATUS, "DRIVER_OK without FEATURES_OK (status 0x%x)", status);
 		return -EINVAL;
 	}
-	if (added & VIRTIO_STATUS_FEATURES_OK) {
-		uint64_t bad = d->driver_features & ~d->host_features;
-
-		if (bad || !(d->driver_features & VIRTIO_FEATURE_VERSION_1)) {
-			reject(d, RF_RJ_FEATURES_UNSUPPORTED,
-			       "FEATURES_OK refused: driver features 0x%llx (not offered 0x%llx%s)",
-			       (unsigned long long)d->driver_features, (unsigned long long)bad,
-			       (d->driver_features & VIRTIO_FEATURE_VERSION_1) ? ""
-									       : ", no VERSION_1");
-			status &= ~VIRTIO_STATUS_FEATURES_OK;
-			d->status = status | (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-			return -EINVAL;
-		}
+	/* The features are checked before DRIVER_OK is accepted: a write that
+	 * sets both (0x0f) with features the device refuses gets neither bit,
+	 * as the device may not go live on features it never accepted. */
+	if ((added & VIRTIO_STATUS_FEATURES_OK) && !features_acceptable(d)) {
+		status &= ~(VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+		if (added & VIRTIO_STATUS_DRIVER_OK)
+			reject(d, RF_RJ_STATUS,
+			       "DRIVER_OK refused with FEATURES_OK (status 0x%x written)",
+			       status | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+		d->status = status | (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+		return -EINVAL;
 	}
 	d->status = status | (d->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 	if ((added & VIRTIO_STATUS_FEATURES_OK) && d->ops->features_ok)
@@ -155,6 +167,18 @@ int rf_virtio_queue_enable(struct rf_virtio_dev *d, unsigned int q, unsigned int
 	return 0;
 }
 
+void rf_virtio_queue_disable(struct rf_virtio_dev *d, unsigned int q)
+{
+	if (q >= RF_VIRTIO_MAX_QUEUES || !d->vq[q].size)
+		return;
+	/* Forgotten before the device is told, so nothing it does in the
+	 * callback can touch the rings again. The layout registers keep what
+	 * the driver wrote (qcfg), as a transport reads them back. */
+	rf_virtq_reset(&d->vq[q]);
+	if (d->ops->queue_stopped)
+		d->ops->queue_stopped(d, q);
+}
+
 /* [off, off+len) inside the config space, written so it cannot overflow. */
 static bool config_range_ok(const struct rf_virtio_dev *d, uint64_t off, unsigned int len)
 {
@@ -167,7 +191,7 @@ int rf_virtio_config_read(struct rf_virtio_dev *d, uint64_t off, void *data, uns
 	if (!config_range_ok(d, off, len)) {
 		reject(d, RF_RJ_CONFIG_RANGE, "config read of %u bytes at offset 0x%llx (size %u)",
 		       len, (unsigned long long)off, d->ops->config_size);
-		memset(data, 0, len > 8 ? 8 : len);
+		memset(data, 0, len);
 		return -EINVAL;
 	}
 	d->ops->config_read(d, (uint32_t)off, data, len);

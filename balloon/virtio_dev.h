@@ -11,9 +11,12 @@
  *     -> (queue setup) -> DRIVER_OK
  * The driver may only add bits; writing 0 resets. FEATURES_OK is refused
  * (the bit does not stick, as the spec asks the driver to check) if the
- * driver features are not a subset of the offer or lack VERSION_1. Driver
+ * driver features are not a subset of the offer or lack VERSION_1; the
+ * features are checked before DRIVER_OK is, so a write that sets both is
+ * refused both (the device never goes live on features it refused). Driver
  * features written after FEATURES_OK are ignored. Queues are not processed
- * before DRIVER_OK or while DEVICE_NEEDS_RESET is set.
+ * before DRIVER_OK or while DEVICE_NEEDS_RESET is set; a queue the driver
+ * stops (rf_virtio_queue_disable) is not touched until it is enabled again.
  *
  * Every rejected input is reported to the device through ops->reject(),
  * which counts and logs it: the generic layer has no opinion on names.
@@ -89,6 +92,9 @@ struct rf_virtio_dev_ops {
 	void (*queue_notify)(struct rf_virtio_dev *d, unsigned int q);
 	/* DRIVER_OK was just set. */
 	void (*driver_ok)(struct rf_virtio_dev *d);
+	/* Queue @q was stopped (virtio-mmio QueueReady 0): drop anything
+	 * held from it; its rings are the driver's again. May be NULL. */
+	void (*queue_stopped)(struct rf_virtio_dev *d, unsigned int q);
 	/* The driver reset the device (status 0). */
 	void (*reset)(struct rf_virtio_dev *d);
 	/* Count and log one rejected input. */
@@ -133,6 +139,11 @@ int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status);
 /* Check and enable queue @q. */
 int rf_virtio_queue_enable(struct rf_virtio_dev *d, unsigned int q, unsigned int size,
 			   uint64_t desc, uint64_t avail, uint64_t used);
+
+/* Stop queue @q (the driver wrote QueueReady 0): the device forgets its
+ * rings and never touches them again until the queue is enabled anew.
+ * Nothing happens for a queue that is not enabled. */
+void rf_virtio_queue_disable(struct rf_virtio_dev *d, unsigned int q);
 
 /* Config space access with bounds checks (offsets that overflow included);
  * an out-of-range read yields zeros. */

@@ -133,11 +133,9 @@ static void reg_write(struct rf_virtio_dev *d, uint64_t off, uint32_t v)
 			return;
 		}
 		if (v == 0) {
-			/* Disabling a live queue without a reset is not
-			 * supported by version 2 without QueueReset. */
-			if (d->vq[d->queue_sel].size)
-				d->ops->reject(d, RF_RJ_QUEUE_SETUP,
-					       "QueueReady cleared on a live queue, ignored");
+			/* The driver stops using the queue (and reads
+			 * QueueReady back to see that the device did). */
+			rf_virtio_queue_disable(d, d->queue_sel);
 			return;
 		}
 		if (d->vq[d->queue_sel].size)
@@ -183,11 +181,13 @@ void rf_virtio_mmio_read(struct rf_virtio_dev *d, uint64_t off, void *data, unsi
 {
 	uint32_t v;
 
+	/* Whatever happens below, the caller's whole buffer is defined: an
+	 * invalid access reads as 0, however long it is. */
+	memset(data, 0, len);
 	if (len > 8) {
 		bad_access(d, "read", off, len);
 		return;
 	}
-	memset(data, 0, len);
 	if (off >= RF_VMMIO_CONFIG) {
 		rf_virtio_config_read(d, off - RF_VMMIO_CONFIG, data, len);
 		return;

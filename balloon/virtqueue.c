@@ -202,9 +202,10 @@ static int add_seg(struct rf_virtq *q, struct rf_virtq_chain *c, const struct vr
 	if (rf_vm_gpa_to_hva(q->vm, d->addr, d->len, &hva))
 		return fail(q, RF_VQ_E_DESC_ADDR, "buffer gpa 0x%llx len 0x%x not inside guest RAM",
 			    (unsigned long long)d->addr, d->len);
-	if (c->nseg >= RF_VIRTQ_MAX_SEGS)
-		return fail(q, RF_VQ_E_CHAIN_LEN, "chain longer than %u segments",
-			    RF_VIRTQ_MAX_SEGS);
+	/* The spec's bound: no chain, indirect entries included, is longer
+	 * than the queue size (which rf_virtq_check keeps <= MAX_SEGS). */
+	if (c->nseg >= q->size || c->nseg >= RF_VIRTQ_MAX_SEGS)
+		return fail(q, RF_VQ_E_CHAIN_LEN, "chain longer than the queue size %u", q->size);
 	c->seg[c->nseg].gpa = d->addr;
 	c->seg[c->nseg].len = d->len;
 	c->seg[c->nseg].hva = hva;
@@ -227,14 +228,12 @@ static int walk_indirect(struct rf_virtq *q, struct rf_virtq_chain *c, const str
 		return fail(q, RF_VQ_E_DESC_FLAGS, "descriptor has both INDIRECT and NEXT");
 	if (ind->len == 0 || (ind->len % 16))
 		return fail(q, RF_VQ_E_INDIRECT_LEN, "indirect table length %u", ind->len);
-	if (n > RF_VIRTQ_MAX_SEGS)
-		return fail(q, RF_VQ_E_CHAIN_LEN, "indirect table of %llu entries",
-			    (unsigned long long)n);
 	if (rf_vm_gpa_to_hva(q->vm, ind->addr, ind->len, &hva))
 		return fail(q, RF_VQ_E_DESC_ADDR,
 			    "indirect table gpa 0x%llx len 0x%x not inside guest RAM",
 			    (unsigned long long)ind->addr, ind->len);
-	/* At most n steps: one more means a loop inside the table. */
+	/* At most n steps: one more means a loop inside the table. The chain
+	 * as a whole stays within the queue size (add_seg). */
 	for (uint64_t steps = 0;; steps++) {
 		struct vring_desc d;
 		int err;
@@ -259,9 +258,42 @@ static int walk_indirect(struct rf_virtq *q, struct rf_virtq_chain *c, const str
 	}
 }
 
+/* Walk the chain from @head into *@c: 0, or -RF_VQ_E_* to drop it. */
+static int walk_chain(struct rf_virtq *q, struct rf_virtq_chain *c, uint16_t head)
+{
+	uint16_t i = head;
+	int err;
+
+	/* A chain visits at most `size` descriptors; one more is a loop. */
+	for (unsigned int steps = 0;; steps++) {
+		struct vring_desc d;
+
+		if (steps == q->size)
+			return fail(q, RF_VQ_E_CHAIN_LEN,
+				    "chain from head %u loops or exceeds queue size %u", head,
+				    q->size);
+		if (read_desc(q, q->desc_gpa, i, &d))
+			return fail(q, RF_VQ_E_RING_GONE, "descriptor table left guest RAM");
+		if (d.flags & RF_VRING_DESC_F_INDIRECT) {
+			/* The spec allows an indirect descriptor only as the
+			 * last of a chain, so it ends the walk here. */
+			return walk_indirect(q, c, &d);
+		}
+		err = add_seg(q, c, &d);
+		if (err)
+			return err;
+		if (!(d.flags & RF_VRING_DESC_F_NEXT))
+			return 0;
+		if (d.next >= q->size)
+			return fail(q, RF_VQ_E_DESC_INDEX, "next index %u, queue size %u", d.next,
+				    q->size);
+		i = d.next;
+	}
+}
+
 int rf_virtq_pop(struct rf_virtq *q, struct rf_virtq_chain *c)
 {
-	uint16_t avail_idx, head, i;
+	uint16_t avail_idx, head;
 	int err;
 
 	c->nseg = 0;
@@ -285,41 +317,15 @@ int rf_virtq_pop(struct rf_virtq *q, struct rf_virtq_chain *c)
 			    q->size);
 	q->last_avail++;
 	c->head = head;
-	i = head;
-	/* A chain visits at most `size` descriptors; one more is a loop. */
-	for (unsigned int steps = 0;; steps++) {
-		struct vring_desc d;
-
-		if (steps == q->size)
-			return fail(q, RF_VQ_E_CHAIN_LEN,
-				    "chain from head %u loops or exceeds queue size %u", head,
-				    q->size);
-		if (read_desc(q, q->desc_gpa, i, &d))
-			return fail(q, RF_VQ_E_RING_GONE, "descriptor table left guest RAM");
-		if (d.flags & RF_VRING_DESC_F_INDIRECT) {
-			/* The spec allows an indirect descriptor only as the
-			 * whole chain's content, so it ends the walk here. */
-			err = walk_indirect(q, c, &d);
-			if (err)
-				return err;
-			break;
-		}
-		err = add_seg(q, c, &d);
-		if (err)
-			return err;
-		if (!(d.flags & RF_VRING_DESC_F_NEXT))
-			break;
-		if (d.next >= q->size)
-			return fail(q, RF_VQ_E_DESC_INDEX, "next index %u, queue size %u", d.next,
-				    q->size);
-		i = d.next;
-	}
+	err = walk_chain(q, c, head);
 	if (q->event_idx) {
 		/* Tell the driver which avail index we want a notify for next:
-		 * any new buffer. */
+		 * any new buffer. A dropped chain was consumed as much as a
+		 * valid one: without this, a driver that follows avail_event
+		 * would skip its next kick and that buffer would wait. */
 		store16(q, USED_AVAIL_EVENT(q), q->last_avail);
 	}
-	return 1;
+	return err ? err : 1;
 }
 
 int rf_virtq_push(struct rf_virtq *q, uint16_t head, uint32_t len)

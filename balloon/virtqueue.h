@@ -16,10 +16,14 @@
  *  - Each descriptor is copied out of guest memory once and only the copy is
  *    checked and used: the guest may rewrite its ring concurrently (a double
  *    fetch would let it change a descriptor between check and use).
- *  - A chain is at most RF_VIRTQ_MAX_SEGS segments and at most the queue size
- *    (a loop is caught by the same count); an indirect table holds at most
- *    RF_VIRTQ_MAX_SEGS entries, may not contain another indirect descriptor,
- *    and is only accepted with VIRTIO_F_INDIRECT_DESC.
+ *  - A chain is at most the queue size long, the entries of an indirect
+ *    table it ends with included, as the spec bounds it (a loop is caught by
+ *    the same count; a loop inside an indirect table by the table's own
+ *    number of entries). An indirect table may not contain another indirect
+ *    descriptor and is only accepted with VIRTIO_F_INDIRECT_DESC.
+ *  - A chain that is dropped is consumed like a valid one: last_avail moves
+ *    past it and, with VIRTIO_F_EVENT_IDX, avail_event with it, so the
+ *    driver's next notification is not suppressed.
  *  - Index arithmetic is modulo 2^16, as the spec defines it: avail->idx may
  *    run at most `size` ahead of what the device consumed, else the ring is
  *    corrupt and the queue is broken (the device sets DEVICE_NEEDS_RESET).
@@ -40,7 +44,8 @@
 #include <ramfold/vm.h>
 
 #define RF_VIRTQ_MAX_SIZE 1024u
-#define RF_VIRTQ_MAX_SEGS 256u
+/* Room for the longest chain: the largest queue size. */
+#define RF_VIRTQ_MAX_SEGS RF_VIRTQ_MAX_SIZE
 
 /* Descriptor flags */
 #define RF_VRING_DESC_F_NEXT	 1u
@@ -53,7 +58,7 @@ enum rf_virtq_err {
 	RF_VQ_OK = 0,
 	/* chain dropped (head valid): return it used, length 0 */
 	RF_VQ_E_DESC_INDEX = 1,	  /* a next index >= queue size (or table size) */
-	RF_VQ_E_CHAIN_LEN,	  /* loop, or longer than allowed */
+	RF_VQ_E_CHAIN_LEN,	  /* loop, or longer than the queue size */
 	RF_VQ_E_DESC_FLAGS,	  /* unknown bits, INDIRECT with NEXT */
 	RF_VQ_E_DESC_ADDR,	  /* not inside guest RAM */
 	RF_VQ_E_DIRECTION,	  /* WRITE flag wrong for this queue */

@@ -153,12 +153,16 @@ void rf_balloon_free(rf_balloon *b);
 /*
  * An MMIO read of @len bytes (1, 2, 4 or 8 in the config space at 0x100;
  * exactly 4, aligned, for registers) at @offset inside the window. *@data
- * gets the value (little-endian); an invalid access reads as 0 and is counted.
+ * gets the value (little-endian); an invalid access (any other length, any
+ * unaligned register) fills all @len bytes with 0 and is counted.
  * Returns 0, or -EINVAL for NULL arguments. Never fails because of the guest.
  */
 int rf_balloon_mmio_read(rf_balloon *b, uint64_t offset, void *data, unsigned int len);
 
-/* An MMIO write (same rules). A write to QueueNotify processes that queue. */
+/* An MMIO write (same rules). A write to QueueNotify processes that queue;
+ * QueueReady = 0 stops the selected queue (it reads back 0, its rings are
+ * forgotten, a stats buffer held from it is dropped) until it is set up
+ * again. */
 int rf_balloon_mmio_write(rf_balloon *b, uint64_t offset, const void *data, unsigned int len);
 
 /* ---- both transports ------------------------------------------------------- */
@@ -186,8 +190,10 @@ uint64_t rf_balloon_device_features(rf_balloon *b);
  * VERSION_1 (FEATURES_OK will then be refused), -EBUSY after FEATURES_OK. */
 int rf_balloon_set_driver_features(rf_balloon *b, uint64_t features);
 /* Device status (RF_VIRTIO_STATUS_*). Writing 0 resets the device; setting
- * FEATURES_OK checks the features (read the status back, as the spec says);
- * -EINVAL for an invalid transition (bits cleared, DRIVER_OK early). */
+ * FEATURES_OK checks the features (read the status back, as the spec says):
+ * refused, neither FEATURES_OK nor a DRIVER_OK set in the same write is
+ * kept; -EINVAL for an invalid transition (bits cleared, DRIVER_OK without
+ * FEATURES_OK). */
 uint8_t rf_balloon_get_status(rf_balloon *b);
 int rf_balloon_set_status(rf_balloon *b, uint8_t status);
 /* Number of queues for the negotiated (or, before FEATURES_OK, offered)
@@ -320,7 +326,8 @@ struct rf_balloon_counters {
 	/* split virtqueue */
 	uint64_t avail_idx_jump;       /* avail index moved more than the queue size */
 	uint64_t desc_index_invalid;   /* head or next index out of range */
-	uint64_t desc_chain_too_long;  /* loops, or longer than the queue/table */
+	uint64_t desc_chain_too_long;  /* loops, or longer than the queue size (indirect
+					* entries included) */
 	uint64_t desc_flags_invalid;   /* unknown flags, INDIRECT together with NEXT */
 	uint64_t desc_addr_invalid;    /* buffer outside guest RAM, wraps, crosses a region end */
 	uint64_t desc_wrong_direction; /* device-writable where readable is due, or back */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Every hostile input issue 5 names, one test each (or a few per test when
- * they are variants of one rule). Each asserts:
+ * Every hostile input issue 5 names, and those issue 14 found, one test each
+ * (or a few per test when they are variants of one rule). Each asserts:
  *   - the device's answer: the buffer returned used with length 0 and the
  *     used index consistent, or DEVICE_NEEDS_RESET set;
  *   - the named counter went up by exactly the expected amount, and no other
@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rf_test.h"
 #include "virtq_mock.h"
@@ -383,6 +384,30 @@ static void put_indirect(struct hfix *f, struct vq_mock *m, uint16_t head, uint3
 	vq_mock_publish(m, head);
 }
 
+/* Issue 14: with EVENT_IDX, a dropped chain moves avail_event past it, so
+ * the driver's next buffer gets its notify and is processed at once. */
+static void test_dropped_chain_moves_avail_event(void **state)
+{
+	struct hfix *f = *state;
+	struct vq_mock *m = &f->d.q[f->d.inflate_q];
+	uint16_t *avail_event = vqm_hva(f->d.vm, m->used + 4 + 8ull * m->size, 2);
+	uint32_t pfn = 1500;
+
+	assert_true(f->d.features & RF_VIRTIO_F_EVENT_IDX);
+	vq_mock_set_desc(m, 0, vq_mock_alloc(m, 4), 4, VQM_DESC_F_NEXT, m->size); /* bad next */
+	vq_mock_publish(m, 0);
+	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.inflate_q);
+	expect_dropped(f, f->d.inflate_q);
+	EXPECT_COUNTED(f, desc_index_invalid, 1);
+	assert_int_equal(le16toh(*avail_event), m->avail_idx);
+	expect_intact(f);
+	/* the next buffer: a conforming driver notifies (avail_idx passed
+	 * avail_event) and it is taken right away */
+	bdrv_send_pfns(&f->d, f->d.inflate_q, &pfn, 1);
+	assert_int_equal(le16toh(*avail_event), m->avail_idx);
+	assert_int_equal(rf_vm_page_state(f->d.vm, 1500ull << 12), RF_PAGE_BALLOONED);
+}
+
 static void test_indirect_rules(void **state)
 {
 	struct hfix *f = *state;
@@ -607,6 +632,45 @@ static void test_status_transitions(void **state)
 	recover(f);
 }
 
+/* Issue 14: FEATURES_OK and DRIVER_OK in one write, with a feature the
+ * device never offered: neither bit sticks (0x0f read back as 0x03, not
+ * 0x07), over MMIO and through rf_balloon_set_status alike. */
+static void test_driver_ok_with_refused_features(void **state)
+{
+	struct hfix *f = *state;
+	const uint64_t bad = RF_VIRTIO_F_VERSION_1 | RF_BALLOON_F_FREE_PAGE_HINT;
+	struct rf_balloon_info info;
+
+	bdrv_w32(&f->d, 0x70, 0);
+	bdrv_w32(&f->d, 0x70, 1 | 2);
+	arm(f);
+	bdrv_w32(&f->d, 0x24, 0);
+	bdrv_w32(&f->d, 0x20, (uint32_t)bad);
+	bdrv_w32(&f->d, 0x24, 1);
+	bdrv_w32(&f->d, 0x20, (uint32_t)(bad >> 32));
+	bdrv_w32(&f->d, 0x70, 0x0f);
+	assert_int_equal(bdrv_r32(&f->d, 0x70), 1 | 2);
+	assert_int_equal(ctr(&f->d).features_unsupported - f->c0.features_unsupported, 1);
+	assert_int_equal(ctr(&f->d).status_invalid - f->c0.status_invalid, 1);
+	assert_non_null(strstr(f->d.last_log, "DRIVER_OK refused"));
+	rf_balloon_info(f->d.b, &info);
+	assert_int_equal(info.features_negotiated, 0);
+	/* the device is not live: a notify is refused, nothing is touched */
+	bdrv_w32(&f->d, 0x50, 0);
+	expect_intact(f);
+
+	/* the same through the own-transport calls */
+	assert_int_equal(rf_balloon_set_status(f->d.b, 0), 0);
+	assert_int_equal(rf_balloon_set_status(f->d.b, 1 | 2), 0);
+	assert_int_equal(rf_balloon_set_driver_features(f->d.b, bad), -EINVAL);
+	assert_int_equal(rf_balloon_set_status(f->d.b, 0x0f), -EINVAL);
+	assert_int_equal(rf_balloon_get_status(f->d.b), 1 | 2);
+	rf_balloon_info(f->d.b, &info);
+	assert_int_equal(info.features_negotiated, 0);
+	expect_intact(f);
+	recover(f);
+}
+
 static void test_mmio_access(void **state)
 {
 	struct hfix *f = *state;
@@ -631,6 +695,57 @@ static void test_mmio_access(void **state)
 	bdrv_w32(&f->d, 0x50, 7);
 	assert_int_equal(ctr(&f->d).notify_invalid - f->c0.notify_invalid, 1);
 	expect_still_works(f);
+}
+
+/* Issue 14: an invalid access reads as 0, all of it, however long. */
+static void test_mmio_read_longer_than_8(void **state)
+{
+	struct hfix *f = *state;
+	uint8_t buf[16], zero[16] = {0};
+
+	memset(buf, 0xa5, sizeof(buf));
+	rf_balloon_mmio_read(f->d.b, 0x70, buf, 16); /* a register */
+	assert_memory_equal(buf, zero, 16);
+	memset(buf, 0xa5, sizeof(buf));
+	rf_balloon_mmio_read(f->d.b, 0x100, buf, 16); /* the config space */
+	assert_memory_equal(buf, zero, 16);
+	memset(buf, 0xa5, sizeof(buf));
+	rf_balloon_mmio_read(f->d.b, RF_BALLOON_MMIO_SIZE, buf, 16); /* beyond the window */
+	assert_memory_equal(buf, zero, 16);
+	EXPECT_COUNTED(f, mmio_access_invalid, 3);
+	assert_int_equal(bdrv_r32(&f->d, 0x70), 15);
+	expect_intact(f);
+	expect_still_works(f);
+}
+
+/* Issue 14: QueueReady 0 stops a live queue (read back 0); the device no
+ * longer touches its rings until the driver enables it again. */
+static void test_queue_ready_zero_stops_the_queue(void **state)
+{
+	struct hfix *f = *state;
+	struct vq_mock *m = &f->d.q[f->d.inflate_q];
+	uint32_t pfn = htole32(1600);
+
+	bdrv_w32(&f->d, 0x30, (uint32_t)f->d.inflate_q);
+	bdrv_w32(&f->d, 0x44, 0);
+	assert_int_equal(bdrv_r32(&f->d, 0x44), 0);
+	assert_int_equal(rf_balloon_get_status(f->d.b) & RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+	/* a buffer on the stopped queue: the notify is refused, the ring and
+	 * the page are left alone */
+	vq_mock_add(m, &pfn, 4, false);
+	bdrv_w32(&f->d, 0x50, (uint32_t)f->d.inflate_q);
+	assert_int_equal(ctr(&f->d).notify_invalid - f->c0.notify_invalid, 1);
+	assert_int_equal(vq_mock_used_idx(m), 0);
+	assert_int_equal(rf_vm_page_state(f->d.vm, 1600ull << 12), RF_PAGE_PRIVATE);
+	rf_balloon_tick(f->d.b, NULL);
+	assert_int_equal(vq_mock_used_idx(m), 0);
+	/* the driver may now set the queue up again (a fresh ring) */
+	vq_mock_init(m, f->d.vm, m->desc, m->size, m->buf_hi - m->buf_lo);
+	bdrv_w32(&f->d, 0x44, 1);
+	assert_int_equal(bdrv_r32(&f->d, 0x44), 1);
+	expect_intact(f);
+	expect_still_works(f);
+	assert_int_equal(bdrv_r32(&f->d, 0x70), 15);
 }
 
 /* ---- config space ------------------------------------------------------------------ */
@@ -778,6 +893,37 @@ static void test_stats_second_buffer(void **state)
 	assert_int_equal(st.value[RF_BALLOON_S_AVAIL], 1);
 }
 
+/* A stats buffer held from a queue that is stopped is the driver's again:
+ * it is never returned into the queue's next ring. */
+static void test_queue_ready_zero_drops_held_stats(void **state)
+{
+	struct hfix *f = *state;
+	struct vq_mock *m = &f->d.q[f->d.stats_q];
+	uint8_t buf[10];
+
+	put_stat(buf, 0, RF_BALLOON_S_AVAIL, 1);
+	rf_balloon_set_stats_interval(f->d.b, 1);
+	vq_mock_add(m, buf, 10, false);
+	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.stats_q); /* held */
+	assert_int_equal(vq_mock_used_idx(m), 0);
+	bdrv_w32(&f->d, 0x30, (uint32_t)f->d.stats_q);
+	bdrv_w32(&f->d, 0x44, 0);
+	vq_mock_init(m, f->d.vm, m->desc, m->size, m->buf_hi - m->buf_lo);
+	bdrv_w32(&f->d, 0x44, 1);
+	usleep(2000);
+	rf_balloon_tick(f->d.b, NULL);
+	assert_int_equal(vq_mock_used_idx(m), 0); /* nothing pushed into the new ring */
+	/* and a new buffer is taken (not "a second buffer") */
+	put_stat(buf, 0, RF_BALLOON_S_AVAIL, 2);
+	vq_mock_add(m, buf, 10, false);
+	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.stats_q);
+	assert_int_equal(ctr(&f->d).stats_second_buffer, f->c0.stats_second_buffer);
+	usleep(2000);
+	rf_balloon_tick(f->d.b, NULL);
+	assert_int_equal(vq_mock_used_idx(m), 1);
+	expect_intact(f);
+}
+
 /* ---- free page reporting ------------------------------------------------------------- */
 
 static void test_report_ranges(void **state)
@@ -798,6 +944,36 @@ static void test_report_ranges(void **state)
 	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.report_q);
 	EXPECT_COUNTED(f, report_range_invalid, 2);
 	expect_intact(f);
+}
+
+/* Issue 14: ranges of one report that overlap count each page once. */
+static void test_report_overlapping_ranges(void **state)
+{
+	struct hfix *f = *state;
+	struct vq_mock *m = &f->d.q[f->d.report_q];
+	uint64_t a[3] = {100ull << 12, 102ull << 12, 100ull << 12};
+	uint32_t l[3] = {4 << 12, 4 << 12, 1 << 12};
+	struct rf_balloon_counters c1;
+	struct rf_balloon_info info;
+
+	vq_mock_add_chain(m, a, l, 3, true); /* pages 100-103, 102-105, 100 */
+	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.report_q);
+	assert_int_equal(vq_mock_used_idx(m), 1);
+	c1 = ctr(&f->d);
+	assert_int_equal(c1.report_buffers - f->c0.report_buffers, 1);
+	assert_int_equal(c1.reported_pages - f->c0.reported_pages, 6);
+	assert_int_equal(rf_balloon_rejected_total(&c1), rf_balloon_rejected_total(&f->c0));
+	rf_balloon_info(f->d.b, &info);
+	assert_int_equal(info.reported_bytes, 6 << 12);
+	for (uint64_t p = 99; p < 107; p++) {
+		bool in = p >= 100 && p < 106;
+
+		assert_int_equal(rf_vm_page_state(f->d.vm, p << 12),
+				 in ? RF_PAGE_FREE_REPORTED : RF_PAGE_PRIVATE);
+		if (in)
+			assert_true(bdrv_page_is_zero(&f->d, p));
+	}
+	assert_int_equal(bdrv_check_all(&f->d), 6); /* those six, nothing else */
 }
 
 static void test_report_too_long(void **state)
@@ -841,6 +1017,7 @@ int main(void)
 	    T(test_next_index_out_of_range),
 	    T(test_head_index_out_of_range),
 	    T(test_chain_loops_or_too_long),
+	    T(test_dropped_chain_moves_avail_event),
 	    T(test_indirect_rules),
 	    T(test_indirect_not_negotiated),
 	    T(test_unknown_desc_flags),
@@ -852,14 +1029,19 @@ int main(void)
 	    T(test_features_after_features_ok),
 	    T(test_features_unsupported),
 	    T(test_status_transitions),
+	    T(test_driver_ok_with_refused_features),
 	    T(test_mmio_access),
+	    T(test_mmio_read_longer_than_8),
+	    T(test_queue_ready_zero_stops_the_queue),
 	    T(test_config_out_of_range),
 	    T(test_config_readonly_fields),
 	    T(test_target_larger_than_ram),
 	    T(test_stats_bad_lengths),
 	    T(test_stats_duplicate_and_unknown_tags),
 	    T(test_stats_second_buffer),
+	    T(test_queue_ready_zero_drops_held_stats),
 	    T(test_report_ranges),
+	    T(test_report_overlapping_ranges),
 	    cmocka_unit_test(test_report_too_long),
 	};
 

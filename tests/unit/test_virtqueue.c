@@ -4,6 +4,7 @@
  * by the mock driver, every validation rule checked with the error it must
  * give. Plus the pure helpers the device uses (PFN runs, stats parsing).
  */
+#include <endian.h>
 #include <errno.h>
 #include <string.h>
 
@@ -244,8 +245,8 @@ static void test_indirect(void **state)
 	vq_mock_publish(&f->m, 2);
 	assert_int_equal(rf_virtq_pop(&f->q, &f->c), -RF_VQ_E_INDIRECT_LEN);
 
-	t = put_table(f, RF_VIRTQ_MAX_SEGS + 1, -1, -1); /* longer than allowed */
-	vq_mock_set_desc(&f->m, 2, t, 16 * (RF_VIRTQ_MAX_SEGS + 1), VQM_DESC_F_INDIRECT, 0);
+	t = put_table(f, 17, -1, -1); /* a chain longer than the 16-entry queue */
+	vq_mock_set_desc(&f->m, 2, t, 16 * 17, VQM_DESC_F_INDIRECT, 0);
 	vq_mock_publish(&f->m, 2);
 	assert_int_equal(rf_virtq_pop(&f->q, &f->c), -RF_VQ_E_CHAIN_LEN);
 
@@ -254,6 +255,92 @@ static void test_indirect(void **state)
 	vq_mock_set_desc(&f->m, 2, t, 48, VQM_DESC_F_INDIRECT, 0);
 	vq_mock_publish(&f->m, 2);
 	assert_int_equal(rf_virtq_pop(&f->q, &f->c), -RF_VQ_E_INDIRECT_NOT_NEG);
+}
+
+/* A queue of @size entries next to the fixture's, for long chains. */
+static void big_queue(struct fix *f, struct vq_mock *m, struct rf_virtq *q, uint16_t size)
+{
+	vq_mock_init(m, f->vm, 0x300000, size, 256 << 10);
+	rf_virtq_enable(q, f->vm, size, m->desc, m->avail, m->used, false, false, true);
+}
+
+/* Descriptors [first, first + n) chained one to the next, 8 bytes each; the
+ * last one ends the chain, or goes on to @loop_to if that is >= 0. */
+static void put_chain(struct vq_mock *m, uint16_t first, unsigned int n, int loop_to)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		bool last = i + 1 == n;
+		uint16_t next =
+		    last ? (uint16_t)(loop_to >= 0 ? loop_to : 0) : (uint16_t)(first + i + 1);
+
+		vq_mock_set_desc(m, (uint16_t)(first + i), 0x10000 + 8ull * i, 8,
+				 (!last || loop_to >= 0) ? VQM_DESC_F_NEXT : 0, next);
+	}
+}
+
+/* Issue 14: the spec allows a chain as long as the queue; one more is a loop. */
+static void test_chain_as_long_as_the_queue(void **state)
+{
+	struct fix *f = *state;
+	struct vq_mock m;
+	struct rf_virtq q;
+	uint64_t t;
+
+	big_queue(f, &m, &q, 512);
+	put_chain(&m, 0, 512, -1);
+	vq_mock_publish(&m, 0);
+	assert_int_equal(rf_virtq_pop(&q, &f->c), 1);
+	assert_int_equal(f->c.nseg, 512);
+	assert_int_equal(f->c.total_len, 512 * 8);
+	assert_int_equal(f->c.seg[511].gpa, 0x10000 + 8 * 511);
+	assert_int_equal(rf_virtq_push(&q, f->c.head, 0), 0);
+
+	put_chain(&m, 0, 512, 0); /* every descriptor, then back to the first */
+	vq_mock_publish(&m, 0);
+	assert_int_equal(rf_virtq_pop(&q, &f->c), -RF_VQ_E_CHAIN_LEN);
+	assert_int_equal(f->c.head, 0); /* consumed, to be returned used */
+	assert_int_equal(rf_virtq_push(&q, f->c.head, 0), 0);
+
+	/* An indirect table of 300 entries (its own bound) after one direct
+	 * descriptor: 301 segments, within the queue. */
+	t = put_table(f, 300, -1, -1);
+	vq_mock_set_desc(&m, 0, 0x10000, 8, VQM_DESC_F_NEXT, 1);
+	vq_mock_set_desc(&m, 1, t, 16 * 300, VQM_DESC_F_INDIRECT, 0);
+	vq_mock_publish(&m, 0);
+	assert_int_equal(rf_virtq_pop(&q, &f->c), 1);
+	assert_int_equal(f->c.nseg, 301);
+	assert_int_equal(rf_virtq_push(&q, f->c.head, 0), 0);
+
+	/* 2 direct + 511 indirect: one more than the queue holds */
+	t = put_table(f, 511, -1, -1);
+	vq_mock_set_desc(&m, 0, 0x10000, 8, VQM_DESC_F_NEXT, 1);
+	vq_mock_set_desc(&m, 1, 0x10000, 8, VQM_DESC_F_NEXT, 2);
+	vq_mock_set_desc(&m, 2, t, 16 * 511, VQM_DESC_F_INDIRECT, 0);
+	vq_mock_publish(&m, 0);
+	assert_int_equal(rf_virtq_pop(&q, &f->c), -RF_VQ_E_CHAIN_LEN);
+	assert_int_equal(rf_virtq_pending(&q), 0);
+}
+
+/* Issue 14: with EVENT_IDX, a dropped chain moves avail_event like a taken
+ * one, or the driver would not notify for its next buffer. */
+static void test_dropped_chain_moves_avail_event(void **state)
+{
+	struct fix *f = *state;
+	uint16_t *avail_event = vqm_hva(f->vm, f->m.used + 4 + 8ull * f->m.size, 2);
+
+	f->q.event_idx = true;
+	vq_mock_add(&f->m, "x", 1, false);
+	assert_int_equal(rf_virtq_pop(&f->q, &f->c), 1);
+	assert_int_equal(le16toh(*avail_event), 1);
+	vq_mock_set_desc(&f->m, 3, 0x10000, 8, VQM_DESC_F_NEXT, 99); /* next out of range */
+	vq_mock_publish(&f->m, 3);
+	assert_int_equal(rf_virtq_pop(&f->q, &f->c), -RF_VQ_E_DESC_INDEX);
+	assert_int_equal(le16toh(*avail_event), 2);
+	vq_mock_set_desc(&f->m, 4, 0x10000, 8, 0x80, 0); /* unknown flag */
+	vq_mock_publish(&f->m, 4);
+	assert_int_equal(rf_virtq_pop(&f->q, &f->c), -RF_VQ_E_DESC_FLAGS);
+	assert_int_equal(le16toh(*avail_event), 3);
+	assert_int_equal(f->q.last_avail, 3);
 }
 
 static void test_interrupt_suppression(void **state)
@@ -310,6 +397,27 @@ static void put_stat(uint8_t *b, unsigned int i, uint16_t tag, uint64_t v)
 	memcpy(b + 10 * i + 2, &v, 8);
 }
 
+/* Overlapping ranges merge (each page once); ranges that only touch stay
+ * apart (each in its own region). */
+static void test_pfn_runs_union(void **state)
+{
+	struct rf_pfn_run r[] = {{106, 2}, {100, 4}, {102, 4}, {200, 1}, {101, 1}, {108, 2}};
+	uint64_t overlap;
+	size_t n;
+
+	(void)state;
+	n = rf_pfn_runs_union(r, 6, &overlap);
+	assert_int_equal(n, 4);
+	assert_int_equal(overlap, 2 + 1); /* 102, 103; 101 */
+	assert_int_equal(r[0].pfn, 100);
+	assert_int_equal(r[0].npages, 6);
+	assert_int_equal(r[1].pfn, 106);
+	assert_int_equal(r[1].npages, 2);
+	assert_int_equal(r[2].pfn, 108);
+	assert_int_equal(r[3].pfn, 200);
+	assert_int_equal(rf_pfn_runs_union(r, 0, NULL), 0);
+}
+
 static void test_stats_parse(void **state)
 {
 	uint8_t b[100];
@@ -346,8 +454,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_direction_and_flags, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_addresses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_indirect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_chain_as_long_as_the_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dropped_chain_moves_avail_event, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupt_suppression, setup, teardown),
 	    cmocka_unit_test(test_pfn_runs),
+	    cmocka_unit_test(test_pfn_runs_union),
 	    cmocka_unit_test(test_stats_parse),
 	};
 
