@@ -116,11 +116,16 @@ static void dev_reject(struct rf_virtio_dev *d, enum rf_virtio_reject kind, cons
 	rf_log_ratelimited(b->e, &b->rl, RF_LOG_WARN, "%s: balloon: %s", b->vm->name, detail);
 }
 
-static void dev_irq(struct rf_virtio_dev *d, unsigned int reason)
+/* The per-queue callback (rf_balloon_set_queue_interrupt) replaces the
+ * per-device one when set: a virtio-pci embedder signals one MSI-X vector
+ * per queue, and one for the config, and must know which. */
+static void dev_irq(struct rf_virtio_dev *d, unsigned int reason, int queue)
 {
 	struct rf_balloon *b = to_balloon(d);
 
-	if (b->ops.irq)
+	if (b->queue_irq)
+		b->queue_irq(b->queue_irq_arg, reason == VIRTIO_ISR_CONFIG ? -1 : queue);
+	else if (b->ops.irq)
 		b->ops.irq(b->ops.arg, reason);
 }
 

@@ -55,6 +55,9 @@ struct rf_balloon {
 	rf_engine *e;
 	pthread_mutex_t lock;
 	struct rf_balloon_ops ops;
+	/* rf_balloon_set_queue_interrupt(): called instead of ops.irq. */
+	void (*queue_irq)(void *arg, int queue);
+	void *queue_irq_arg;
 	struct rf_balloon_config cfg;
 	enum queue_role role[RF_VIRTIO_MAX_QUEUES];
 

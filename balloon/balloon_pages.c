@@ -154,7 +154,7 @@ static void discard_into_balloon(struct rf_balloon *b, size_t nsub)
 	for (size_t i = 0; i < nsub; i++) {
 		uint64_t skipped = 0;
 		int err = rf_vm_discard_as(b->vm, b->sub[i].pfn << RF_PAGE_SHIFT, b->sub[i].npages,
-					RF_PAGE_BALLOONED, &skipped);
+					   RF_PAGE_BALLOONED, &skipped);
 
 		if (err) {
 			rf_log(b->e, RF_LOG_ERR,
@@ -327,8 +327,9 @@ static void report_range(struct rf_balloon *b, uint64_t p, uint64_t end)
 		for (size_t k = 0; k < nsub; k++) {
 			uint64_t skipped = 0;
 
-			if (rf_vm_discard_as(b->vm, b->sub[k].pfn << RF_PAGE_SHIFT, b->sub[k].npages,
-					  RF_PAGE_FREE_REPORTED, &skipped) == 0) {
+			if (rf_vm_discard_as(b->vm, b->sub[k].pfn << RF_PAGE_SHIFT,
+					     b->sub[k].npages, RF_PAGE_FREE_REPORTED,
+					     &skipped) == 0) {
 				b->ctr.reported_pages += b->sub[k].npages - skipped;
 				b->ctr.excluded_pages += skipped;
 			}

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "balloon_internal.h"
@@ -143,4 +144,64 @@ RF_EXPORT int rf_balloon_config_write(rf_balloon *b, uint64_t offset, const void
 RF_EXPORT uint32_t rf_balloon_config_generation(rf_balloon *b)
 {
 	return b ? LOCKED(b, b->dev.config_generation) : 0;
+}
+
+RF_EXPORT int rf_balloon_set_queue_interrupt(rf_balloon *b, void (*fn)(void *arg, int queue),
+					     void *arg)
+{
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	b->queue_irq = fn;
+	b->queue_irq_arg = arg;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+RF_EXPORT uint32_t rf_balloon_device_features_half(rf_balloon *b, unsigned int sel)
+{
+	return b ? rf_virtio_device_features_half(&b->dev, sel) : 0;
+}
+
+RF_EXPORT int rf_balloon_set_driver_features_half(rf_balloon *b, unsigned int sel, uint32_t bits)
+{
+	return b ? LOCKED(b, rf_virtio_set_driver_features_half(&b->dev, sel, bits)) : -EINVAL;
+}
+
+/* Does queue @q exist for the features as they stand? Lock held. */
+static bool queue_exists(struct rf_balloon *b, unsigned int q)
+{
+	return q < rf_virtio_num_queues(&b->dev);
+}
+
+RF_EXPORT int rf_balloon_queue_enabled(rf_balloon *b, unsigned int queue)
+{
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	r = queue_exists(b, queue) ? b->dev.vq[queue].size != 0 : -EINVAL;
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+RF_EXPORT int rf_balloon_queue_disable(rf_balloon *b, unsigned int queue)
+{
+	int r = 0;
+
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&b->lock);
+	if (!queue_exists(b, queue)) {
+		char msg[64];
+
+		snprintf(msg, sizeof(msg), "queue %u disabled, but it does not exist", queue);
+		b->dev.ops->reject(&b->dev, RF_RJ_QUEUE_SETUP, msg);
+		r = -EINVAL;
+	} else {
+		rf_virtio_queue_disable(&b->dev, queue);
+	}
+	pthread_mutex_unlock(&b->lock);
+	return r;
 }

@@ -20,6 +20,7 @@ void rf_virtio_dev_init(struct rf_virtio_dev *d, const struct rf_virtio_dev_ops 
 void rf_virtio_reset(struct rf_virtio_dev *d)
 {
 	d->driver_features = 0;
+	d->driver_features_beyond = false;
 	d->status = 0;
 	d->isr = 0;
 	d->dev_features_sel = d->drv_features_sel = d->queue_sel = 0;
@@ -72,11 +73,51 @@ int rf_virtio_set_driver_features(struct rf_virtio_dev *d, uint64_t features)
 	return 0;
 }
 
+uint32_t rf_virtio_device_features_half(const struct rf_virtio_dev *d, unsigned int sel)
+{
+	return sel > 1 ? 0 : (uint32_t)(d->host_features >> (32 * sel));
+}
+
+int rf_virtio_set_driver_features_half(struct rf_virtio_dev *d, unsigned int sel, uint32_t bits)
+{
+	uint64_t f = d->driver_features;
+	int err;
+
+	if (sel > 1) {
+		if (!bits)
+			return 0; /* the spec's "bits beyond are 0": nothing asked */
+		if (d->status & VIRTIO_STATUS_FEATURES_OK) {
+			reject(d, RF_RJ_FEATURES_LATE,
+			       "driver features select %u: 0x%x written after FEATURES_OK, ignored",
+			       sel, bits);
+			return -EBUSY;
+		}
+		d->driver_features_beyond = true;
+		reject(d, RF_RJ_FEATURES_UNSUPPORTED,
+		       "driver features select %u: bits 0x%x above bit 63 were never offered; "
+		       "FEATURES_OK will be refused",
+		       sel, bits);
+		return -EINVAL;
+	}
+	if (sel == 0)
+		f = (f & 0xffffffff00000000ull) | bits;
+	else
+		f = (f & 0xffffffffull) | ((uint64_t)bits << 32);
+	err = rf_virtio_set_driver_features(d, f);
+	/* A half alone is not checked: the other half may still come. */
+	return err == -EBUSY ? err : 0;
+}
+
 /* May FEATURES_OK be accepted for the driver features? Reports why not. */
 static bool features_acceptable(struct rf_virtio_dev *d)
 {
 	uint64_t bad = d->driver_features & ~d->host_features;
 
+	if (d->driver_features_beyond) {
+		reject(d, RF_RJ_FEATURES_UNSUPPORTED,
+		       "FEATURES_OK refused: the driver asked for feature bits above 63");
+		return false;
+	}
 	if (!bad && (d->driver_features & VIRTIO_FEATURE_VERSION_1))
 		return true;
 	reject(d, RF_RJ_FEATURES_UNSUPPORTED,
@@ -215,18 +256,18 @@ int rf_virtio_config_write(struct rf_virtio_dev *d, uint64_t off, const void *da
 	return 0;
 }
 
-void rf_virtio_raise(struct rf_virtio_dev *d, unsigned int reason)
+void rf_virtio_raise(struct rf_virtio_dev *d, unsigned int reason, int queue)
 {
 	d->isr |= reason;
 	if (d->ops->irq)
-		d->ops->irq(d, reason);
+		d->ops->irq(d, reason, queue);
 }
 
 void rf_virtio_config_changed(struct rf_virtio_dev *d)
 {
 	d->config_generation++;
 	if (d->status & VIRTIO_STATUS_DRIVER_OK)
-		rf_virtio_raise(d, VIRTIO_ISR_CONFIG);
+		rf_virtio_raise(d, VIRTIO_ISR_CONFIG, -1);
 }
 
 void rf_virtio_needs_reset(struct rf_virtio_dev *d)
@@ -237,7 +278,7 @@ void rf_virtio_needs_reset(struct rf_virtio_dev *d)
 	/* The spec asks for a configuration change notification when the
 	 * device sets DEVICE_NEEDS_RESET after DRIVER_OK. */
 	if (d->status & VIRTIO_STATUS_DRIVER_OK)
-		rf_virtio_raise(d, VIRTIO_ISR_CONFIG);
+		rf_virtio_raise(d, VIRTIO_ISR_CONFIG, -1);
 }
 
 int rf_virtio_notify(struct rf_virtio_dev *d, unsigned int q)
@@ -285,5 +326,5 @@ bool rf_virtio_vq_error(struct rf_virtio_dev *d, unsigned int q, int err, uint16
 void rf_virtio_vq_done(struct rf_virtio_dev *d, unsigned int q, unsigned int pushed)
 {
 	if (pushed && rf_virtq_need_irq(&d->vq[q]))
-		rf_virtio_raise(d, VIRTIO_ISR_VRING);
+		rf_virtio_raise(d, VIRTIO_ISR_VRING, (int)q);
 }

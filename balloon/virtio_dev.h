@@ -99,8 +99,10 @@ struct rf_virtio_dev_ops {
 	void (*reset)(struct rf_virtio_dev *d);
 	/* Count and log one rejected input. */
 	void (*reject)(struct rf_virtio_dev *d, enum rf_virtio_reject kind, const char *detail);
-	/* Interrupt status gained @reason. */
-	void (*irq)(struct rf_virtio_dev *d, unsigned int reason);
+	/* Interrupt status gained @reason, for queue @queue (VIRTIO_ISR_VRING:
+	 * the queue that got a used buffer) or -1 (VIRTIO_ISR_CONFIG): a
+	 * transport with one vector per queue (virtio-pci MSI-X) needs which. */
+	void (*irq)(struct rf_virtio_dev *d, unsigned int reason, int queue);
 };
 
 struct rf_virtio_queue_cfg {
@@ -114,6 +116,9 @@ struct rf_virtio_dev {
 	uint64_t host_features;
 	uint64_t driver_features;
 	uint8_t status;
+	/* The driver asked for feature bits above 63 (none is offered):
+	 * FEATURES_OK is refused until a reset. */
+	bool driver_features_beyond;
 	uint32_t isr;
 	uint32_t config_generation;
 	unsigned int queue_size_max;
@@ -134,6 +139,14 @@ unsigned int rf_virtio_num_queues(struct rf_virtio_dev *d);
 bool rf_virtio_negotiated(const struct rf_virtio_dev *d, uint64_t feature);
 
 int rf_virtio_set_driver_features(struct rf_virtio_dev *d, uint64_t features);
+/* The offered features' 32-bit half @sel (0 for @sel > 1: none offered). */
+uint32_t rf_virtio_device_features_half(const struct rf_virtio_dev *d, unsigned int sel);
+/* One 32-bit half of them (@sel 0: bits 0..31, 1: bits 32..63), as a
+ * transport's driver_feature_select delivers them: stored unchecked until
+ * FEATURES_OK, as a 64-bit write is; -EBUSY after FEATURES_OK. Bits above 63
+ * (@sel > 1) are never offered: non-zero ones are refused (-EINVAL) and
+ * make FEATURES_OK fail until a reset; zero ones are accepted. */
+int rf_virtio_set_driver_features_half(struct rf_virtio_dev *d, unsigned int sel, uint32_t bits);
 int rf_virtio_set_status(struct rf_virtio_dev *d, uint8_t status);
 
 /* Check and enable queue @q. */
@@ -156,7 +169,8 @@ void rf_virtio_config_changed(struct rf_virtio_dev *d);
 
 int rf_virtio_notify(struct rf_virtio_dev *d, unsigned int q);
 
-void rf_virtio_raise(struct rf_virtio_dev *d, unsigned int reason);
+/* Set @reason in the interrupt status for @queue (-1: config change). */
+void rf_virtio_raise(struct rf_virtio_dev *d, unsigned int reason, int queue);
 
 /* Something the driver did makes the device unusable until reset. */
 void rf_virtio_needs_reset(struct rf_virtio_dev *d);

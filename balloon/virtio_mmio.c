@@ -44,9 +44,7 @@ static uint32_t reg_read(struct rf_virtio_dev *d, uint64_t off)
 	case RF_VMMIO_VENDOR_ID:
 		return RF_VIRTIO_MMIO_VENDOR;
 	case RF_VMMIO_DEVICE_FEATURES:
-		if (d->dev_features_sel > 1)
-			return 0;
-		return (uint32_t)(d->host_features >> (32 * d->dev_features_sel));
+		return rf_virtio_device_features_half(d, d->dev_features_sel);
 	case RF_VMMIO_QUEUE_NUM_MAX:
 		/* 0 tells the driver the queue does not exist. */
 		return exists ? d->queue_size_max : 0;
@@ -97,21 +95,9 @@ static void reg_write(struct rf_virtio_dev *d, uint64_t off, uint32_t v)
 	case RF_VMMIO_DRIVER_FEAT_SEL:
 		d->drv_features_sel = v;
 		return;
-	case RF_VMMIO_DRIVER_FEATURES: {
-		uint64_t f = d->driver_features;
-
-		if (d->drv_features_sel > 1) {
-			if (v)
-				bad_access(d, "write of feature bits above 63", off, 4);
-			return;
-		}
-		if (d->drv_features_sel == 0)
-			set_low(&f, v);
-		else
-			set_high(&f, v);
-		rf_virtio_set_driver_features(d, f);
+	case RF_VMMIO_DRIVER_FEATURES:
+		rf_virtio_set_driver_features_half(d, d->drv_features_sel, v);
 		return;
-	}
 	case RF_VMMIO_QUEUE_SEL:
 		d->queue_sel = v;
 		return;

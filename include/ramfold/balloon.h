@@ -216,6 +216,47 @@ uint32_t rf_balloon_config_generation(rf_balloon *b);
 /* Acknowledge interrupt reasons (InterruptACK). */
 void rf_balloon_interrupt_ack(rf_balloon *b, uint32_t bits);
 
+/*
+ * Since 0.2. One interrupt callback per queue, for a transport with a vector
+ * per queue (virtio-pci MSI-X): once set, @fn is called instead of
+ * rf_balloon_ops.irq, with the index of the queue that got a used buffer, or
+ * -1 for a configuration change (a new target, DEVICE_NEEDS_RESET: the
+ * config vector). The interrupt status (rf_balloon_interrupt_status) is kept
+ * as before. Same calling rules as rf_balloon_ops (device lock held: do not
+ * call back into the device). @fn NULL goes back to rf_balloon_ops.irq.
+ * Returns 0 or -EINVAL (@b NULL).
+ */
+int rf_balloon_set_queue_interrupt(rf_balloon *b, void (*fn)(void *arg, int queue), void *arg);
+
+/*
+ * Since 0.2. The features 32 bits at a time, as a transport's
+ * device_feature_select / driver_feature_select deliver them (@sel 0: bits
+ * 0..31, 1: bits 32..63). Reading @sel > 1 gives 0 (nothing offered there).
+ * A half written is stored and checked only when the driver sets
+ * FEATURES_OK (the other half may still come), as over virtio-mmio: returns
+ * 0 before FEATURES_OK, -EBUSY after it (ignored, counted). Non-zero bits
+ * with @sel > 1 were never offered: -EINVAL, counted, and FEATURES_OK is
+ * refused until the driver resets the device; zero bits there are accepted.
+ */
+uint32_t rf_balloon_device_features_half(rf_balloon *b, unsigned int sel);
+int rf_balloon_set_driver_features_half(rf_balloon *b, unsigned int sel, uint32_t bits);
+
+/*
+ * Since 0.2. Whether queue @queue is enabled (rf_balloon_queue_setup, or
+ * QueueReady over virtio-mmio): 1 or 0; -EINVAL for a queue that does not
+ * exist for the features as they stand (or @b NULL).
+ */
+int rf_balloon_queue_enabled(rf_balloon *b, unsigned int queue);
+/*
+ * Since 0.2. The driver stops queue @queue (virtio-pci queue_enable 0, or a
+ * queue reset): as QueueReady = 0 over virtio-mmio, its rings are forgotten,
+ * a stats buffer held from it is dropped, and it is not touched again until
+ * rf_balloon_queue_setup() enables it anew. Returns 0 (also for a queue not
+ * enabled: nothing to do), or -EINVAL for a queue that does not exist
+ * (counted as queue_setup_invalid) or @b NULL.
+ */
+int rf_balloon_queue_disable(rf_balloon *b, unsigned int queue);
+
 /* ---- host side ------------------------------------------------------------ */
 
 /*

@@ -523,6 +523,101 @@ static void test_own_transport(void **state)
 	bdrv_teardown(&d);
 }
 
+/* Issue 14: a virtio-pci embedder picks the MSI-X vector by queue. */
+struct qirq_log {
+	int queue[16];
+	unsigned int n;
+};
+
+static void on_queue_irq(void *arg, int queue)
+{
+	struct qirq_log *l = arg;
+
+	if (l->n < 16)
+		l->queue[l->n] = queue;
+	l->n++;
+}
+
+static void test_queue_interrupt(void **state)
+{
+	struct bdrv d;
+	struct qirq_log l = {0};
+	uint32_t pfn = 500;
+	unsigned int old_irqs;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	assert_int_equal(rf_balloon_set_queue_interrupt(NULL, on_queue_irq, &l), -EINVAL);
+	assert_int_equal(rf_balloon_set_queue_interrupt(d.b, on_queue_irq, &l), 0);
+	old_irqs = d.irqs;
+	bdrv_send_pfns(&d, d.inflate_q, &pfn, 1);
+	bdrv_send_pfns(&d, d.deflate_q, &pfn, 1);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.queue[0], d.inflate_q);
+	assert_int_equal(l.queue[1], d.deflate_q);
+	assert_int_equal(rf_balloon_set_target(d.b, 1 << 20), 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(l.queue[2], -1);
+	/* instead of the old callback, not as well; the status is kept */
+	assert_int_equal(d.irqs, old_irqs);
+	assert_int_equal(rf_balloon_interrupt_status(d.b),
+			 RF_BALLOON_IRQ_VRING | RF_BALLOON_IRQ_CONFIG);
+	/* NULL: back to rf_balloon_ops.irq */
+	assert_int_equal(rf_balloon_set_queue_interrupt(d.b, NULL, NULL), 0);
+	assert_int_equal(rf_balloon_set_target(d.b, 2 << 20), 0);
+	assert_int_equal(l.n, 3);
+	assert_int_equal(d.irqs, old_irqs + 1);
+	bdrv_teardown(&d);
+}
+
+/* Issue 14: features 32 bits at a time, queue state, stopping a queue. */
+static void test_own_transport_halves_and_queue_state(void **state)
+{
+	struct bdrv d;
+	struct vq_mock m;
+	uint32_t pfn = htole32(78);
+	uint64_t f;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, 0, NULL, false), 0);
+	f = rf_balloon_device_features(d.b);
+	assert_int_equal(rf_balloon_device_features_half(d.b, 0), (uint32_t)f);
+	assert_int_equal(rf_balloon_device_features_half(d.b, 1), (uint32_t)(f >> 32));
+	assert_int_equal(rf_balloon_device_features_half(d.b, 2), 0);
+	assert_int_equal(rf_balloon_set_status(d.b, 1 | 2), 0);
+	/* the high half first: alone it is not yet a valid set */
+	assert_int_equal(rf_balloon_set_driver_features_half(d.b, 1, (uint32_t)(f >> 32)), 0);
+	assert_int_equal(
+	    rf_balloon_set_driver_features_half(d.b, 0, (uint32_t)RF_BALLOON_F_STATS_VQ), 0);
+	assert_int_equal(rf_balloon_set_status(d.b, 1 | 2 | 8), 0);
+	assert_int_equal(rf_balloon_get_status(d.b), 1 | 2 | 8);
+	assert_int_equal(rf_balloon_num_queues(d.b), 3);
+	assert_int_equal(rf_balloon_queue_enabled(d.b, 0), 0);
+	assert_int_equal(rf_balloon_queue_enabled(d.b, 3), -EINVAL);
+	assert_int_equal(rf_balloon_queue_enabled(NULL, 0), -EINVAL);
+	vq_mock_init(&m, d.vm, 8ull << 20, 64, 64 << 10);
+	assert_int_equal(rf_balloon_queue_setup(d.b, 0, 64, m.desc, m.avail, m.used), 0);
+	assert_int_equal(rf_balloon_queue_enabled(d.b, 0), 1);
+	assert_int_equal(rf_balloon_set_status(d.b, 1 | 2 | 8 | 4), 0);
+	bdrv_fill_page(&d, 78, 1);
+	vq_mock_add(&m, &pfn, 4, false);
+	/* stopped: the queue is the driver's again, a notify touches nothing */
+	assert_int_equal(rf_balloon_queue_disable(d.b, 0), 0);
+	assert_int_equal(rf_balloon_queue_enabled(d.b, 0), 0);
+	assert_int_equal(rf_balloon_queue_disable(d.b, 0), 0); /* not enabled: no-op */
+	rf_balloon_queue_notify(d.b, 0);
+	assert_int_equal(vq_mock_used_idx(&m), 0);
+	assert_true(bdrv_page_is(&d, 78, 1));
+	/* enabled anew on a fresh ring, it works */
+	vq_mock_init(&m, d.vm, 8ull << 20, 64, 64 << 10);
+	assert_int_equal(rf_balloon_queue_setup(d.b, 0, 64, m.desc, m.avail, m.used), 0);
+	vq_mock_add(&m, &pfn, 4, false);
+	assert_int_equal(rf_balloon_queue_notify(d.b, 0), 0);
+	assert_int_equal(vq_mock_used_idx(&m), 1);
+	assert_int_equal(rf_vm_page_state(d.vm, 78ull << 12), RF_PAGE_BALLOONED);
+	bdrv_teardown(&d);
+}
+
 static void test_lifecycle(void **state)
 {
 	struct bdrv d;
@@ -562,6 +657,8 @@ int main(void)
 	    cmocka_unit_test(test_reset_unballoons),
 	    cmocka_unit_test(test_reset_cost_follows_the_balloon),
 	    cmocka_unit_test(test_own_transport),
+	    cmocka_unit_test(test_queue_interrupt),
+	    cmocka_unit_test(test_own_transport_halves_and_queue_state),
 	    cmocka_unit_test(test_lifecycle),
 	};
 

@@ -618,6 +618,90 @@ static void test_features_unsupported(void **state)
 	recover(f);
 }
 
+/* Issue 14: features 32 bits at a time through the own-transport calls. */
+static void test_feature_halves_hostile(void **state)
+{
+	struct hfix *f = *state;
+	struct rf_balloon_info info, now;
+
+	/* after FEATURES_OK: refused, counted, the negotiated set unchanged */
+	rf_balloon_info(f->d.b, &info);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 0, 0), -EBUSY);
+	EXPECT_COUNTED(f, features_after_features_ok, 1);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 1, 0), -EBUSY);
+	EXPECT_COUNTED(f, features_after_features_ok, 2);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 2, 1), -EBUSY);
+	EXPECT_COUNTED(f, features_after_features_ok, 3);
+	rf_balloon_info(f->d.b, &now);
+	assert_true(now.features_negotiated == info.features_negotiated);
+	expect_still_works(f);
+
+	/* bits above 63 were never offered: refused, and so is FEATURES_OK */
+	assert_int_equal(rf_balloon_set_status(f->d.b, 0), 0);
+	assert_int_equal(rf_balloon_set_status(f->d.b, 1 | 2), 0);
+	arm(f);
+	assert_int_equal(
+	    rf_balloon_set_driver_features_half(f->d.b, 0, (uint32_t)RF_BALLOON_F_STATS_VQ), 0);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 1, 1), 0);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 2, 0), 0); /* nothing asked */
+	assert_int_equal(rf_balloon_device_features_half(f->d.b, 2), 0);
+	assert_int_equal(rf_balloon_device_features_half(f->d.b, 0xffffffffu), 0);
+	{
+		struct rf_balloon_counters c = ctr(&f->d);
+
+		assert_int_equal(rf_balloon_rejected_total(&c), rf_balloon_rejected_total(&f->c0));
+	}
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 7, 0x10), -EINVAL);
+	EXPECT_COUNTED(f, features_unsupported, 1);
+	assert_non_null(strstr(f->d.last_log, "above bit 63"));
+	assert_int_equal(rf_balloon_set_status(f->d.b, 1 | 2 | 8), -EINVAL);
+	assert_int_equal(rf_balloon_get_status(f->d.b), 1 | 2);
+	EXPECT_COUNTED(f, features_unsupported, 2);
+	/* the same over virtio-mmio (DriverFeaturesSel 2) */
+	bdrv_w32(&f->d, 0x70, 0);
+	bdrv_w32(&f->d, 0x70, 1 | 2);
+	bdrv_w32(&f->d, 0x24, 0);
+	bdrv_w32(&f->d, 0x20, 0);
+	bdrv_w32(&f->d, 0x24, 1);
+	bdrv_w32(&f->d, 0x20, 1);
+	bdrv_w32(&f->d, 0x24, 2);
+	bdrv_w32(&f->d, 0x20, 4);
+	bdrv_w32(&f->d, 0x70, 1 | 2 | 8);
+	assert_int_equal(bdrv_r32(&f->d, 0x70), 1 | 2);
+	EXPECT_COUNTED(f, features_unsupported, 4);
+	/* a half not offered is stored unchecked, refused at FEATURES_OK */
+	assert_int_equal(rf_balloon_set_status(f->d.b, 0), 0);
+	assert_int_equal(rf_balloon_set_status(f->d.b, 1 | 2), 0);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 0, 1u << 3), 0);
+	assert_int_equal(rf_balloon_set_driver_features_half(f->d.b, 1, 1), 0);
+	EXPECT_COUNTED(f, features_unsupported, 4);
+	assert_int_equal(rf_balloon_set_status(f->d.b, 1 | 2 | 8), -EINVAL);
+	EXPECT_COUNTED(f, features_unsupported, 5);
+	rf_balloon_info(f->d.b, &now);
+	assert_int_equal(now.features_negotiated, 0);
+	assert_int_equal(rf_balloon_set_driver_features_half(NULL, 0, 0), -EINVAL);
+	assert_int_equal(rf_balloon_device_features_half(NULL, 0), 0);
+	expect_intact(f);
+	recover(f);
+}
+
+/* Issue 14: stopping or asking about a queue that does not exist. */
+static void test_queue_disable_missing(void **state)
+{
+	struct hfix *f = *state;
+
+	assert_int_equal(rf_balloon_queue_enabled(f->d.b, f->d.nq), -EINVAL);
+	assert_int_equal(rf_balloon_queue_enabled(f->d.b, 1000), -EINVAL);
+	assert_int_equal(rf_balloon_queue_disable(f->d.b, f->d.nq), -EINVAL);
+	EXPECT_COUNTED(f, queue_setup_invalid, 1);
+	assert_non_null(strstr(f->d.last_log, "does not exist"));
+	assert_int_equal(rf_balloon_queue_disable(NULL, 0), -EINVAL);
+	for (unsigned int q = 0; q < f->d.nq; q++)
+		assert_int_equal(rf_balloon_queue_enabled(f->d.b, q), 1);
+	expect_intact(f);
+	expect_still_works(f);
+}
+
 static void test_status_transitions(void **state)
 {
 	struct hfix *f = *state;
@@ -1028,6 +1112,8 @@ int main(void)
 	    T(test_queue_used_before_driver_ok),
 	    T(test_features_after_features_ok),
 	    T(test_features_unsupported),
+	    T(test_feature_halves_hostile),
+	    T(test_queue_disable_missing),
 	    T(test_status_transitions),
 	    T(test_driver_ok_with_refused_features),
 	    T(test_mmio_access),
