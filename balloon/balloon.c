@@ -141,7 +141,7 @@ static unsigned int dev_num_queues(struct rf_virtio_dev *d, uint64_t f)
 	       !!(f & RF_BALLOON_F_REPORTING);
 }
 
-static void assign_roles(struct rf_balloon *b, uint64_t f)
+void balloon_assign_roles(struct rf_balloon *b, uint64_t f)
 {
 	unsigned int q = 0;
 
@@ -171,7 +171,7 @@ static void dev_features_ok(struct rf_virtio_dev *d)
 	char layout[96] = "";
 	size_t len = 0;
 
-	assign_roles(b, d->driver_features);
+	balloon_assign_roles(b, d->driver_features);
 	for (unsigned int q = 0; q < RF_VIRTIO_MAX_QUEUES && b->role[q] != ROLE_NONE; q++)
 		len += (size_t)snprintf(layout + len, sizeof(layout) - len, "%s%u=%s", q ? " " : "",
 					q, role_names[b->role[q]]);
@@ -413,7 +413,7 @@ static void dev_reset(struct rf_virtio_dev *d)
 		if (b->ops.actual_changed)
 			b->ops.actual_changed(b->ops.arg, 0);
 	}
-	assign_roles(b, b->dev.host_features);
+	balloon_assign_roles(b, b->dev.host_features);
 	balloon_unballoon_all(b);
 }
 
@@ -537,7 +537,7 @@ RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 	for (unsigned int i = 0; i < RF_BALLOON_NR_STATS; i++)
 		b->stats.value[i] = RF_BALLOON_STAT_UNSET;
 	rf_virtio_dev_init(&b->dev, &balloon_dev_ops, vm, c.features, qmax);
-	assign_roles(b, c.features);
+	balloon_assign_roles(b, c.features);
 	vm->balloon = b;
 	atomic_fetch_add(&vm->metadata_bytes, sizeof(*b));
 	*out = b;

@@ -14,6 +14,8 @@
  *   balloon_transport.c  the public calls a transport makes (virtio-mmio
  *                        window, own-transport calls): lock, one call into
  *                        virtio_dev / virtio_mmio, unlock
+ *   balloon_save.c       save and restore of the device state (snapshots,
+ *                        migration): a versioned, checksummed image
  *
  * Everything here is used with b->lock held (the callers say otherwise where
  * they do not need it). Lock order: b->lock, then the VM's regions lock, then
@@ -93,6 +95,9 @@ struct rf_balloon {
 		(b)->ctr.field++;                                                                  \
 		rf_log_ratelimited((b)->e, &(b)->rl, RF_LOG_WARN, __VA_ARGS__);                    \
 	} while (0)
+
+/* balloon.c: which queue index carries what, for the features @f. */
+void balloon_assign_roles(struct rf_balloon *b, uint64_t f);
 
 /*
  * balloon_pages.c: one buffer of the chain in b->chain, popped from the

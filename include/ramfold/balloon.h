@@ -257,6 +257,47 @@ int rf_balloon_queue_enabled(rf_balloon *b, unsigned int queue);
  */
 int rf_balloon_queue_disable(rf_balloon *b, unsigned int queue);
 
+/* ---- save / restore (snapshots, migration) ----------------------------------
+ * Since 0.2.
+ */
+
+/*
+ * Save the device's state into @buf (@len bytes): negotiated features,
+ * status, config space (target included), each queue's addresses, size,
+ * whether it is enabled and the device's ring indices (last avail, used idx,
+ * event-index state), a held stats buffer's descriptor head, the last stats,
+ * the counters, and the ballooned pages (as runs of PFNs, from the VM's
+ * page-state table), in a versioned, checksummed little-endian image.
+ * Guest RAM is not in it: the VMM migrates that. *@needed (may be NULL) gets
+ * the image's size; with @buf NULL and @len 0 only that is done.
+ * Returns 0, -ENOSPC (@len too small; the contents of @buf are undefined),
+ * -EOVERFLOW (an image above 4 GiB), -EINVAL (NULL @b). Take it with the
+ * vCPUs stopped: a guest that inflates between a size query and the save
+ * makes the second call return -ENOSPC again.
+ */
+int rf_balloon_save(rf_balloon *b, void *buf, size_t len, size_t *needed);
+
+/*
+ * Restore an image from rf_balloon_save() into a new device (status 0, on a
+ * VM with no ballooned page, else -EBUSY) of a VM with the same guest RAM
+ * layout. Everything is checked first (length, version, checksum, the
+ * features against this device's offer, queue rings inside guest RAM and
+ * within this device's queue size, indices, the held stats buffer, every
+ * ballooned run inside one region): a bad image gives -EINVAL and a log line
+ * naming the field, and changes nothing. Then the ballooned pages become
+ * BALLOONED through the library's discard path (an excluded page stays the
+ * guest's, and is counted) and the device takes the saved state. The
+ * embedder's own config (rf_balloon_config) is kept.
+ *
+ * Buffers the guest made available before the save but the device had not
+ * processed are not processed by the restore: call rf_balloon_tick() (or
+ * rf_balloon_queue_notify() on each queue) once after it, as the guest's
+ * notification may have been consumed on the source. Interrupt reasons
+ * pending in the restored interrupt status are not raised again: the
+ * embedder restores its interrupt controller's state.
+ */
+int rf_balloon_restore(rf_balloon *b, const void *buf, size_t len);
+
 /* ---- host side ------------------------------------------------------------ */
 
 /*
