@@ -331,8 +331,10 @@ int main(void)
 	    (err = balloon_send(vm, b, 0, FREE_GPA, NFREE)))
 		goto fail;
 
-	/* 6. Dedup within the VM, and a resident target of 1.5 MiB: less than
-	 * the guest uses, so cold pages go to the swap store. */
+	/* 6. Dedup within the VM, and a resident target of 512 KiB: less than
+	 * the guest's own (unmerged) pages, so cold pages go to the swap store.
+	 * Merged pages do not count against a target (they cannot be swapped,
+	 * and already cost one page for all their copies). */
 	rf_dedup_config_init(&dc);
 	dc.mode = RF_DEDUP_INTRA_VM;
 	err = rf_dedup_start(e, &dc);
@@ -344,7 +346,7 @@ int main(void)
 		if (rf_dedup_counters(e, &ds) == 0 && ds.converged)
 			break;
 	if (!err)
-		err = rf_vm_set_swap_target(vm, 1536u << 10);
+		err = rf_vm_set_swap_target(vm, 512u << 10);
 	if (err) {
 		if (err == -EPERM || err == -ENODEV) {
 			/* The log line says what is missing (userfaultfd,
