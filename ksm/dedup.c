@@ -106,8 +106,15 @@ static int hook_region_admit(rf_vm *vm, const struct rf_region *r, void *arg)
 {
 	struct rf_dedup_vm *dv = vm->dedup;
 
+	int err;
+
 	(void)arg;
-	return dv ? refuse_backing(vm, r, dv->d->cfg.mode) : 0;
+	if (!dv)
+		return 0;
+	err = refuse_backing(vm, r, dv->d->cfg.mode);
+	if (!err && dv->d->ops->region_admit)
+		err = dv->d->ops->region_admit(dv, r);
+	return err;
 }
 
 /*

@@ -413,6 +413,10 @@ struct dedup_backend_ops {
 	/* rf_dedup_add_vm, hooks registered, before @dv is linked into
 	 * d->vms: attach dv->vm. -errno refuses it. Optional. */
 	int (*add_vm)(struct rf_dedup *d, struct rf_dedup_vm *dv);
+	/* A region joins an attached VM (the region_admit hook: mapped or
+	 * adopted RAM), regions lock held for writing, @r not yet linked.
+	 * -errno refuses the region. Optional. */
+	int (*region_admit)(struct rf_dedup_vm *dv, const struct rf_region *r);
 	/* Detaching (rf_dedup_stop with @unmerge, the vm_free hook without),
 	 * after @dv is unlinked and no scan unit of it runs: with @unmerge,
 	 * bring its merged pages back to private first; free its backend

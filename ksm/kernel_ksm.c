@@ -271,11 +271,25 @@ static int ksm_set_rate(struct rf_dedup *d, uint64_t pages_per_sec)
 	return -EOPNOTSUPP;
 }
 
+/* RAM that joins an attached VM later is the kernel's to merge too. */
+static int ksm_region_admit(struct rf_dedup_vm *dv, const struct rf_region *r)
+{
+	int err;
+
+	if (madvise(r->hva, r->size, MADV_MERGEABLE) == 0)
+		return 0;
+	err = errno;
+	rf_log(dv->vm->e, RF_LOG_ERR, "%s: dedup: ksm: madvise(MERGEABLE) at gpa 0x%llx: %s",
+	       dv->vm->name, (unsigned long long)r->gpa, strerror(err));
+	return -err;
+}
+
 const struct dedup_backend_ops dedup_ksm_ops = {
     .name = "ksm",
     .start = ksm_start,
     .stop = ksm_stop,
     .add_vm = ksm_add_vm,
+    .region_admit = ksm_region_admit,
     .remove_vm = ksm_remove_vm,
     .set_rate = ksm_set_rate,
     .stats = ksm_stats,

@@ -77,10 +77,12 @@ struct rf_vm_hooks {
 	unsigned int owns_states;
 	int (*page_release)(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pte, void *arg);
 	/*
-	 * rf_vm_adopt_ram(), regions_lock held for writing, before @r is linked
-	 * in: 0 if the module can live with @r's backing (rf_region_backing),
-	 * else -EOPNOTSUPP and one message naming the region and the backing;
-	 * the adoption then fails and nothing changes.
+	 * rf_vm_map_ram() and rf_vm_adopt_ram(), regions_lock held for
+	 * writing, before @r is linked in (its hva and backing set): 0 if the
+	 * module can live with @r's backing (rf_region_backing) and has done
+	 * what a new region needs (the kernel-KSM backend marks it mergeable),
+	 * else -errno (-EOPNOTSUPP for a backing) and one message naming the
+	 * region; the call then fails and nothing changes.
 	 */
 	int (*region_admit)(rf_vm *vm, const struct rf_region *r, void *arg);
 	/*

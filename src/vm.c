@@ -421,6 +421,13 @@ RF_EXPORT int rf_vm_map_ram(rf_vm *vm, uint64_t gpa, uint64_t size, void **hva)
 	}
 	r->hva = mem;
 	apply_numa_and_thp(vm, mem, size);
+	for (unsigned int i = 0; i < vm->nr_hooks && !err; i++)
+		if (vm->hooks[i].region_admit)
+			err = vm->hooks[i].region_admit(vm, r, vm->hooks[i].arg);
+	if (err) {
+		munmap(mem, size);
+		goto out_free;
+	}
 	region_link(vm, r, pos);
 	pthread_rwlock_unlock(&vm->regions_lock);
 	*hva = mem;

@@ -5,6 +5,8 @@
  * the process's Pss. After stop, KSM is off (run=0), nothing is left
  * shared, and the settings the backend changed are back.
  */
+#include <stdbool.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -114,10 +116,68 @@ static void test_ksm_backend(void **state)
 	rf_engine_free(e);
 }
 
+/* Does the VMA holding @addr carry VM_MERGEABLE ("mg" in smaps VmFlags)? */
+static bool mergeable(const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr, lo = 0, hi = 0;
+	char line[512];
+	bool in = false, mg = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2 && strchr(line, ' ')) {
+			in = a >= lo && a < hi;
+			continue;
+		}
+		if (in && strncmp(line, "VmFlags:", 8) == 0) {
+			mg = strstr(line, " mg") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return mg;
+}
+
+/* RAM mapped into a VM after it was attached to the kernel-KSM backend is
+ * marked mergeable too (before, only the regions there at rf_dedup_add_vm
+ * were, and later RAM was never merged). */
+static void test_ksm_marks_later_ram(void **state)
+{
+	struct rf_dedup_config dc;
+	struct rf_vm_config vc;
+	struct rf_features f;
+	uint8_t *ram, *more;
+	rf_engine *e;
+	rf_vm *vm;
+
+	(void)state;
+	e = rf_test_engine(NULL);
+	rf_engine_features(e, &f);
+	if (!f.ksm || ksm_read("run") < 0) {
+		rf_engine_free(e);
+		rf_require(false, "kernel KSM not available at /sys/kernel/mm/ksm");
+	}
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = 12u << 20;
+	assert_int_equal(rf_vm_new(e, "ksm1", &vc, &vm), 0);
+	assert_int_equal(rf_vm_map_ram(vm, 0, 8u << 20, (void **)&ram), 0);
+	rf_dedup_config_init(&dc);
+	dc.mode = RF_DEDUP_KSM;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	assert_true(mergeable(ram));
+	assert_int_equal(rf_vm_map_ram(vm, 64u << 20, 4u << 20, (void **)&more), 0);
+	assert_true(mergeable(more));
+	rf_engine_free(e);
+	assert_int_equal(ksm_read("run"), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ksm_backend),
+	    cmocka_unit_test(test_ksm_marks_later_ram),
 	};
 
 	return cmocka_run_group_tests_name("dedup_ksm", tests, NULL, NULL);
