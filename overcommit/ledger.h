@@ -132,6 +132,10 @@ struct rf_ledger_vm_snap {
 	uint64_t counters[RF_PAGE_NSTATES];
 	uint64_t mapped_bytes;
 	int has_balloon;
+	/* The resident target the policy itself set (UINT64_MAX: none). The
+	 * breakdown shows the pager's, however it was set; the policy acts on
+	 * its own only, never lifting or moving the embedder's. */
+	uint64_t policy_target;
 	uint64_t swapped_target;
 	uint64_t kernel_rss, kernel_pss; /* filled by the audit only */
 };

@@ -180,6 +180,7 @@ static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *
 	/* The target the VM's swap pager holds, however it was set (the
 	 * embedder's rf_vm_set_swap_target, or the policy's actuator); else
 	 * what the policy last asked of an actuator of its own. */
+	vs->policy_target = m.resident_target_bytes;
 	vs->bd.resident_target_bytes = rf_swap_vm_target(vm);
 	if (vs->bd.resident_target_bytes == RF_SWAP_NO_TARGET)
 		vs->bd.resident_target_bytes = m.resident_target_bytes;

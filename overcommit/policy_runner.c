@@ -241,7 +241,7 @@ RF_EXPORT int rf_policy_tick(rf_engine *e)
 		v->ballooned_bytes = b->ballooned_bytes;
 		v->balloon_target_bytes = b->balloon_target_bytes;
 		v->swapped_bytes = b->swapped_file_bytes + b->swapped_compressed_bytes;
-		v->resident_target_bytes = b->resident_target_bytes;
+		v->resident_target_bytes = s.vms[i].policy_target;
 		v->guest_free_bytes = b->guest_free_bytes;
 		v->has_balloon = s.vms[i].has_balloon;
 		v->has_swap = r->act.set_swap && !r->swap_missing; /* read unlocked: a hint */

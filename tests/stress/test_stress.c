@@ -8,10 +8,10 @@
  * (compressed tier and file), dedup in RF_DEDUP_DOMAINS mode scanning as
  * fast as it can, the reclaim policy ticking, and three VMs:
  *
- *   a0  40 MiB, domain "tenant-a", swap target 16 MiB, balloon, real vCPU
+ *   a0  40 MiB, domain "tenant-a", swap target 8 MiB, balloon, real vCPU
  *   a1  40 MiB, domain "tenant-a", balloon (no swap target: reported pages
  *       written again are noticed by the scanner, not by a fault)
- *   b0  32 MiB, no domain, swap target 12 MiB, balloon
+ *   b0  32 MiB, no domain, swap target 6 MiB, balloon
  *
  * Then, all at once:
  *
@@ -124,9 +124,9 @@ struct vm_plan {
 };
 
 static const struct vm_plan plan[NVMS] = {
-    {"a0", "tenant-a", 40 * MiB, 16 * MiB, true},
+    {"a0", "tenant-a", 40 * MiB, 8 * MiB, true},
     {"a1", "tenant-a", 40 * MiB, 0, false},
-    {"b0", NULL, 32 * MiB, 12 * MiB, false},
+    {"b0", NULL, 32 * MiB, 6 * MiB, false},
 };
 
 struct svm {

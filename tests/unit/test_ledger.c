@@ -420,6 +420,27 @@ static void test_breakdown_shows_swap_target(void **state)
 	rf_engine_free(e);
 }
 
+/* The policy acts on the targets it set, never on the embedder's: a tick
+ * without pressure leaves a target set with rf_vm_set_swap_target as it
+ * is. (Once the breakdown showed the embedder's target, the policy took it
+ * for its own and lifted it: the stress test's swapping nearly stopped.) */
+static void test_policy_leaves_embedder_target(void **state)
+{
+	struct rf_test_log log;
+	rf_engine *e = rf_test_swap_engine(&log, false, 64 * MiB, 0);
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
+	struct rf_vm_breakdown b;
+
+	(void)state;
+	assert_int_equal(rf_vm_set_swap_target(vm, 8 * MiB), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rf_policy_tick(e), 0);
+	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
+	assert_int_equal(b.resident_target_bytes, 8 * MiB);
+	rf_engine_free(e);
+}
+
 static void test_lifecycle(void **state)
 {
 	struct rf_test_log log;
@@ -450,6 +471,7 @@ int main(void)
 	    cmocka_unit_test(test_audit_catches),
 	    cmocka_unit_test(test_lifecycle),
 	    cmocka_unit_test(test_breakdown_shows_swap_target),
+	    cmocka_unit_test(test_policy_leaves_embedder_target),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
