@@ -232,8 +232,9 @@ static unsigned int keep_resident(struct rf_pager *p, struct rf_region *r, struc
 }
 
 /*
- * Move mode, after step 5: which victims moved is read from the page
- * tables, not taken from UFFDIO_MOVE's count. The count can be short:
+ * Move mode, after step 5, when a move fell short: which victims moved is
+ * read from the page tables, not taken from UFFDIO_MOVE's count, which can
+ * be short:
  * Linux 6.18 was seen failing a one-page move with EEXIST after it had
  * moved the page (its retry found the staging slot it had just filled).
  * A page counted as staying is published PRIVATE and its content dropped
@@ -289,12 +290,15 @@ static void moved_by_pagemap(struct rf_pager *p, struct rf_region *r, const stru
  * Move mode, step 5: move each run of adjacent victims out of guest RAM
  * into the staging buffer in one UFFDIO_MOVE. A partial move stops at a
  * page that cannot move (pinned, shared by kernel KSM, not present): that
- * page stays where it is and the rest of the run is tried again. What moved
- * is then read back from the page tables (moved_by_pagemap).
+ * page stays where it is and the rest of the run is tried again. When a
+ * move fell short, what moved is read back from the page tables
+ * (moved_by_pagemap); a move that took its whole run needs no check.
  */
 static void move_victims(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
 			 unsigned int n, unsigned int *moved)
 {
+	bool short_move = false;
+
 	for (unsigned int i = 0; i < n;) {
 		unsigned int j = run_end(vs, i, n, NULL), npg;
 		struct uffdio_move mv;
@@ -314,9 +318,11 @@ static void move_victims(struct rf_pager *p, struct rf_region *r, const struct v
 		npg = (unsigned int)((uint64_t)mv.move >> RF_PAGE_SHIFT);
 		for (unsigned int k = i; k < i + npg; k++)
 			moved[k] = 1;
+		short_move |= i + npg != j;
 		i = i + npg == j ? j : i + npg + 1;
 	}
-	moved_by_pagemap(p, r, vs, n, moved);
+	if (short_move)
+		moved_by_pagemap(p, r, vs, n, moved);
 }
 
 /*
