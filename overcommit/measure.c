@@ -108,16 +108,13 @@ static int walk_vm(rf_vm *vm, struct rf_ledger_walk *w, struct pfn_list *pfns, u
 			err = rf_pagemap_read(e, rf_region_page(r, base), n, ents);
 			for (size_t k = 0; k < n && !err; k++) {
 				enum rf_page_state s = rf_pte_state(rf_pte_peek(&r->pte[base + k]));
-				uint64_t pm = ents[k];
+				uint64_t pm = rf_pagemap_own(r, ents[k]);
 
 				w->pages[s]++;
 				if (!rf_pagemap_resident(e, pm))
 					continue;
 				w->resident[s]++;
-				/* Shared or hugetlbfs RAM is file-backed and the
-				 * guest's own: never a store page (dedup is refused
-				 * there). */
-				if (!(pm & PM_FILE) || rf_region_backing(r) != RF_BACKING_ANON)
+				if (!(pm & PM_FILE))
 					w->anon[s]++;
 				else if (s == RF_PAGE_MERGED)
 					err = pfn_push(e, pfns,

@@ -116,16 +116,6 @@ enum verdict {
 	V_INVALID
 };
 
-/*
- * On shared or hugetlbfs RAM (adopted from the VMM) every page is a file
- * page, and the guest's own: no store page is ever mapped there (dedup is
- * refused on such regions). Judged as an anonymous page would be.
- */
-static uint64_t own_pm(const struct rf_region *r, uint64_t pm)
-{
-	return rf_region_backing(r) == RF_BACKING_ANON ? pm : pm & ~PM_FILE;
-}
-
 static enum verdict judge(const rf_engine *e, enum rf_page_state s, uint64_t pm, bool file_vma)
 {
 	bool present = pm & PM_PRESENT, file = present && (pm & PM_FILE);
@@ -215,7 +205,7 @@ static enum verdict recheck(rf_vm *vm, struct rf_region *r, uint64_t idx, unsign
 	s = rf_pte_state(v);
 
 	if (rf_pagemap_read(vm->e, (void *)a, 1, &pm) == 0) {
-		vd = judge(vm->e, s, own_pm(r, pm),
+		vd = judge(vm->e, s, rf_pagemap_own(r, pm),
 			   s == RF_PAGE_MERGED && file_vma_now(vm->e, l, a));
 		if (vd == V_DRIFT && (flags & RF_AUDIT_FIX) &&
 		    (s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED))
@@ -252,7 +242,7 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 			uintptr_t a = (uintptr_t)rf_region_page(r, idx);
 			enum rf_page_state s = rf_pte_state(rf_pte_peek(&r->pte[idx]));
 			bool file_vma = in_file_vma(*l.v, l.n, &l.cursor, a);
-			enum verdict vd = judge(vm->e, s, own_pm(r, ents[k]), file_vma);
+			enum verdict vd = judge(vm->e, s, rf_pagemap_own(r, ents[k]), file_vma);
 
 			rep->pages_checked++;
 			if (vd == V_OK)

@@ -347,6 +347,14 @@ void rf_debug_page_history(rf_vm *vm, uint64_t gpa);
 /* pagemap.c: 0 if /proc/self/pagemap is open; else -EPERM and one message
  * saying why (@who names the mechanism that needs it). */
 int rf_pagemap_need(rf_engine *e, const char *who);
+/*
+ * pagemap.c: a pagemap entry of a page of @r as the library reads it.
+ * PM_FILE means "mapped from the dedup store" on private anonymous RAM; on
+ * the VMM's shared or hugetlbfs RAM every page is a file page and the
+ * guest's own (dedup is refused there), so the bit is cleared. The audit,
+ * the stats and the ledger all read entries through it.
+ */
+uint64_t rf_pagemap_own(const struct rf_region *r, uint64_t ent);
 /* pagemap.c: read @npages pagemap entries for the host range at @addr. */
 int rf_pagemap_read(rf_engine *e, const void *addr, size_t npages, uint64_t *out);
 /* True if a pagemap entry is a resident page other than the kernel zero page. */

@@ -45,6 +45,16 @@ int rf_pagemap_need(rf_engine *e, const char *who)
 	return -EPERM;
 }
 
+uint64_t rf_pagemap_own(const struct rf_region *r, uint64_t ent)
+{
+	if (rf_region_backing(r) == RF_BACKING_ANON || !(ent & PM_FILE))
+		return ent;
+	/* Read as the guest's own page. PM_MMAP_EXCLUSIVE keeps it resident
+	 * for rf_pagemap_resident without PFNs (a shared page the backend
+	 * maps too is not exclusive, yet never the zero page). */
+	return (ent & ~PM_FILE) | PM_MMAP_EXCLUSIVE;
+}
+
 bool rf_pagemap_resident(const rf_engine *e, uint64_t ent)
 {
 	if (!(ent & PM_PRESENT))

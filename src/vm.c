@@ -998,9 +998,7 @@ RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
 				if (!rf_pagemap_resident(vm->e, ents[k]))
 					continue;
 				st->resident_bytes += RF_PAGE_SIZE;
-				/* Shared or hugetlbfs RAM is file-backed but the
-				 * guest's own, never the store's. */
-				if ((ents[k] & PM_FILE) && rf_region_backing(r) == RF_BACKING_ANON)
+				if (rf_pagemap_own(r, ents[k]) & PM_FILE)
 					st->resident_file_bytes += RF_PAGE_SIZE;
 				else
 					st->resident_anon_bytes += RF_PAGE_SIZE;
