@@ -20,6 +20,7 @@
 
 #include "compat_linux.h"
 #include "internal.h"
+#include "uffd.h"
 
 static bool path_exists(const char *p)
 {
@@ -42,14 +43,12 @@ static void detect_kvm(rf_engine *e, struct rf_features *f)
 static void detect_uffd(struct rf_features *f)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = 0};
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY), dev;
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
 
 	/* The syscall may be refused (seccomp) where the device is allowed:
 	 * the features are the same. */
-	if (fd < 0 && (dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC)) >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
-	}
+	if (fd < 0)
+		fd = rf_uffd_from_device();
 	if (fd < 0)
 		return;
 	/* With features = 0 the kernel answers with everything it supports. */

@@ -560,9 +560,21 @@ void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st)
  * sysctl: the way an unprivileged VMM is given the right (a udev rule, a
  * group, or the descriptor passed in by its jailer).
  */
+int rf_uffd_from_device(void)
+{
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd, err;
+
+	if (dev < 0)
+		return -errno;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+	err = errno;
+	close(dev);
+	return fd >= 0 ? fd : -err;
+}
+
 int rf_uffd_open_kernel(rf_engine *e, const char *who, int *out)
 {
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), sys_err, dev_err, dev;
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), sys_err, dev_err;
 
 	if (fd >= 0) {
 		*out = fd;
@@ -573,18 +585,12 @@ int rf_uffd_open_kernel(rf_engine *e, const char *who, int *out)
 		rf_log(e, RF_LOG_ERR, "%s: userfaultfd(): %s", who, strerror(sys_err));
 		return -sys_err;
 	}
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		dev_err = errno;
-		close(dev);
-		if (fd >= 0) {
-			*out = fd;
-			return 0;
-		}
-	} else {
-		dev_err = errno;
+	fd = rf_uffd_from_device();
+	if (fd >= 0) {
+		*out = fd;
+		return 0;
 	}
+	dev_err = -fd;
 	rf_log(e, RF_LOG_ERR,
 	       "%s: userfaultfd: KVM needs kernel-mode faults, and this process may not "
 	       "have them: it needs CAP_SYS_PTRACE, vm.unprivileged_userfaultfd=1, or "

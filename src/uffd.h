@@ -168,6 +168,9 @@ int rf_uffd_sync(struct rf_uffd *u);
  * object in messages.
  */
 int rf_uffd_open_kernel(rf_engine *e, const char *who, int *out);
+/* A new userfaultfd from /dev/userfaultfd (USERFAULTFD_IOC_NEW), O_CLOEXEC |
+ * O_NONBLOCK, taking kernel-mode faults; or -errno (opening or the ioctl). */
+int rf_uffd_from_device(void);
 
 /* The VM's descriptor, or NULL if no module has registered guest RAM. */
 struct rf_uffd *rf_uffd_of(rf_vm *vm);
