@@ -4,8 +4,10 @@
 #include <time.h>
 #include <string.h>
 
+#include "dedup_util.h"
 #include "internal.h"
 #include "rf_test.h"
+#include "swap_pager.h"
 #include "vmm_proc.h"
 
 static void capture(void *arg, enum rf_log_level level, const char *msg)
@@ -59,19 +61,69 @@ rf_engine *rf_test_swap_engine(struct rf_test_log *log, bool need_kvm, uint64_t 
 	return e;
 }
 
-rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva)
+rf_vm *rf_test_vm_unmapped(rf_engine *e, const char *name, uint64_t ram_bytes)
 {
 	struct rf_vm_config vc;
 	rf_vm *vm = NULL;
-	void *p = NULL;
 
 	rf_vm_config_init(&vc);
 	vc.ram_bytes = ram_bytes;
 	assert_int_equal(rf_vm_new(e, name, &vc, &vm), 0);
+	return vm;
+}
+
+rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva)
+{
+	rf_vm *vm = rf_test_vm_unmapped(e, name, ram_bytes);
+	void *p = NULL;
+
 	assert_int_equal(rf_vm_map_ram(vm, 0, ram_bytes, &p), 0);
 	if (hva)
 		*hva = p;
 	return vm;
+}
+
+bool rf_test_all_zero(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	for (size_t k = 0; k < len; k++)
+		if (b[k])
+			return false;
+	return true;
+}
+
+uint64_t rf_test_every_state_seed(unsigned int i)
+{
+	return i >= 8 && i < 16 ? (i < 12 ? 1 : 2) : 1000 + i;
+}
+
+void rf_test_every_state(rf_engine *e, rf_vm *vm, uint8_t *ram, unsigned int npages)
+{
+	struct rf_dedup_config dc;
+	struct rf_pager *p;
+	uint64_t done = 0;
+
+	assert_true(npages >= 36);
+	for (unsigned int i = 0; i < npages; i++)
+		dedup_fill_page(ram + (uint64_t)i * 4096, rf_test_every_state_seed(i));
+	memset(ram + 24 * 4096, 0, 8 * 4096);
+	assert_int_equal(rf_vm_exclude_range(vm, 33 * 4096, 4096, true), 0);
+	assert_int_equal(rf_swap_pager_get(vm, &p), 0);
+	assert_int_equal(rf_swap_pager_swap_out(p, 16 * 4096, 8, &done), 0);
+	assert_int_equal(done, 8);
+	rf_dedup_config_init(&dc);
+	dc.mode = RF_DEDUP_INTRA_VM;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	assert_true(dedup_wait_converged(e, 3, 20000));
+	for (unsigned int i = 8; i < 16; i++)
+		assert_int_equal(rf_vm_page_state(vm, i * 4096), RF_PAGE_MERGED);
+	for (unsigned int i = 16; i < 24; i++)
+		assert_true(rf_vm_page_state(vm, i * 4096) == RF_PAGE_SWAPPED ||
+			    rf_vm_page_state(vm, i * 4096) == RF_PAGE_COMPRESSED);
+	assert_int_equal(rf_vm_page_state(vm, 24 * 4096), RF_PAGE_ZERO);
+	assert_int_equal(rf_vm_discard_as(vm, 32 * 4096, 1, RF_PAGE_BALLOONED, NULL), 0);
 }
 
 static uint64_t read_kb_field(const char *path, const char *field)

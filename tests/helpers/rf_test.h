@@ -8,6 +8,7 @@
 #define RF_TEST_H
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,23 @@ rf_engine *rf_test_engine(struct rf_test_log *log);
  */
 rf_engine *rf_test_swap_engine(struct rf_test_log *log, bool need_kvm, uint64_t file_limit,
 			       uint64_t tier_limit);
+
+/* A VM named @name with @ram_bytes promised and none of it mapped. */
+rf_vm *rf_test_vm_unmapped(rf_engine *e, const char *name, uint64_t ram_bytes);
+
+/* Are the @len bytes at @p all zero? */
+bool rf_test_all_zero(const void *p, size_t len);
+
+/*
+ * Guest RAM @ram (@npages >= 36 pages of @vm at gpa 0, any backing dedup
+ * and swap take) with a page in every state: 0-7 private (content
+ * rf_test_every_state_seed(i), dedup_fill_page), 8-15 merged (two
+ * templates, four copies each), 16-23 swapped out, 24-31 zero-discarded,
+ * 32 ballooned, 33 excluded (private), the rest private. Starts dedup
+ * (intra-VM) on @e, which needs a swap store (rf_test_swap_engine).
+ */
+void rf_test_every_state(rf_engine *e, rf_vm *vm, uint8_t *ram, unsigned int npages);
+uint64_t rf_test_every_state_seed(unsigned int i);
 
 /* A VM named @name with @ram_bytes promised and all of it mapped at gpa 0. */
 rf_vm *rf_test_vm(rf_engine *e, const char *name, uint64_t ram_bytes, void **hva);

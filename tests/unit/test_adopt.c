@@ -32,25 +32,6 @@ static uint8_t *embedder_map(uint64_t size)
 	return p;
 }
 
-static rf_vm *new_vm(rf_engine *e, const char *name, uint64_t ram)
-{
-	struct rf_vm_config vc;
-	rf_vm *vm = NULL;
-
-	rf_vm_config_init(&vc);
-	vc.ram_bytes = ram;
-	assert_int_equal(rf_vm_new(e, name, &vc, &vm), 0);
-	return vm;
-}
-
-static bool all_zero(const uint8_t *p, uint64_t len)
-{
-	for (uint64_t k = 0; k < len; k++)
-		if (p[k])
-			return false;
-	return true;
-}
-
 /* Every VMA over [@p, @p + @len) is private anonymous (no file: no store
  * page left mapped), and no page there is mapped from a file. */
 static void assert_private_anon(const uint8_t *p, uint64_t len)
@@ -98,39 +79,16 @@ static void test_adopt_release_every_mechanism(void **state)
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_swap_engine(&log, false, 0, 0);
 	struct rf_audit_report rep;
-	struct rf_dedup_config dc;
 	struct rf_dedup_stats ds;
 	struct rf_swap_stats ss;
-	struct rf_pager *p;
-	uint64_t done = 0;
 	uint8_t *ram = embedder_map(NPG * PG), want[PG];
-	rf_vm *vm = new_vm(e, "vm0", NPG * PG);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", NPG * PG);
 
 	(void)state;
-	for (unsigned int i = 0; i < NPG; i++)
-		dedup_fill_page(ram + i * PG, 1000 + i);
-	for (unsigned int i = 8; i < 16; i++)
-		dedup_fill_page(ram + i * PG, i < 12 ? 1 : 2);
-	memset(ram + 24 * PG, 0, 8 * PG);
 	assert_int_equal(rf_vm_adopt_ram(vm, 0, ram, NPG * PG, 0), 0);
 	assert_int_equal(rf_vm_backing(vm, 0), RF_BACKING_ANON);
 	assert_int_equal(rf_vm_nr_regions(vm), 1);
-	assert_int_equal(rf_vm_exclude_range(vm, 33 * PG, PG, true), 0);
-	assert_int_equal(rf_swap_pager_get(vm, &p), 0);
-	assert_int_equal(rf_swap_pager_swap_out(p, 16 * PG, 8, &done), 0);
-	assert_int_equal(done, 8);
-	rf_dedup_config_init(&dc);
-	dc.mode = RF_DEDUP_INTRA_VM;
-	assert_int_equal(rf_dedup_start(e, &dc), 0);
-	assert_int_equal(rf_dedup_add_vm(vm), 0);
-	assert_true(dedup_wait_converged(e, 3, 20000));
-	for (unsigned int i = 8; i < 16; i++)
-		assert_int_equal(rf_vm_page_state(vm, i * PG), RF_PAGE_MERGED);
-	for (unsigned int i = 16; i < 24; i++)
-		assert_true(rf_vm_page_state(vm, i * PG) == RF_PAGE_SWAPPED ||
-			    rf_vm_page_state(vm, i * PG) == RF_PAGE_COMPRESSED);
-	assert_int_equal(rf_vm_page_state(vm, 24 * PG), RF_PAGE_ZERO);
-	assert_int_equal(rf_vm_discard_as(vm, 32 * PG, 1, RF_PAGE_BALLOONED, NULL), 0);
+	rf_test_every_state(e, vm, ram, NPG);
 	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
 	assert_int_equal(rep.mismatches, 0);
 
@@ -145,11 +103,11 @@ static void test_adopt_release_every_mechanism(void **state)
 	/* Every page intact and private. */
 	for (unsigned int i = 0; i < NPG; i++) {
 		if (i >= 24 && i <= 32) {
-			if (!all_zero(ram + i * PG, PG))
+			if (!rf_test_all_zero(ram + i * PG, PG))
 				fail_msg("page %u: discarded, but does not read as zeros", i);
 			continue;
 		}
-		dedup_fill_page(want, i >= 8 && i < 16 ? (i < 12 ? 1 : 2) : 1000 + i);
+		dedup_fill_page(want, rf_test_every_state_seed(i));
 		if (memcmp(ram + i * PG, want, PG) != 0)
 			fail_msg("page %u lost its content on release", i);
 	}
@@ -174,7 +132,7 @@ static void test_vm_free_releases(void **state)
 	struct rf_pager *p;
 	uint64_t done = 0;
 	uint8_t *ram = embedder_map(NPG * PG), want[PG];
-	rf_vm *vm = new_vm(e, "vm0", NPG * PG);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", NPG * PG);
 
 	(void)state;
 	for (unsigned int i = 0; i < NPG; i++)
@@ -206,7 +164,7 @@ static void test_adopt_bad_input(void **state)
 {
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_engine(&log);
-	rf_vm *vm = new_vm(e, "vm0", 4 * NPG * PG), *small;
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 4 * NPG * PG), *small;
 	uint8_t *ram = embedder_map(2 * NPG * PG), *ro, *lib;
 	char path[] = "/tmp/rf-adopt-XXXXXX";
 	int fd;
@@ -264,7 +222,7 @@ static void test_adopt_bad_input(void **state)
 	assert_int_equal(rf_vm_adopt_ram(vm, 64 * PG, ram + 16 * PG, 4 * NPG * PG, 0), -EFAULT);
 	assert_int_equal(rf_vm_adopt_ram(vm, 64 * PG, ram + 16 * PG, 32 * PG, 0), 0);
 	assert_int_equal(rf_vm_nr_regions(vm), 2);
-	small = new_vm(e, "small", 4 * PG);
+	small = rf_test_vm_unmapped(e, "small", 4 * PG);
 	assert_int_equal(rf_vm_adopt_ram(small, 0, ram + 48 * PG, 8 * PG, 0), -E2BIG);
 	assert_log_contains(
 	    &log, "small: adopt_ram: 0x8000 bytes at gpa 0x0 would exceed the promised RAM");
@@ -302,7 +260,7 @@ static void test_adopt_region_limit(void **state)
 {
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_engine(&log);
-	rf_vm *vm = new_vm(e, "vm0", 2 * RF_VM_MAX_REGIONS * PG);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 2 * RF_VM_MAX_REGIONS * PG);
 	uint8_t *ram = embedder_map((RF_VM_MAX_REGIONS + 1) * 2 * PG);
 
 	(void)state;
@@ -339,7 +297,8 @@ static void test_adopt_memfd_shared(void **state)
 {
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_swap_engine(&log, false, 0, 0);
-	rf_vm *vm = new_vm(e, "vm0", 2 * NPG * PG), *vm1 = new_vm(e, "vm1", 2 * NPG * PG);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 2 * NPG * PG),
+	      *vm1 = rf_test_vm_unmapped(e, "vm1", 2 * NPG * PG);
 	struct rf_dedup_config dc;
 	uint64_t skipped = 0;
 	uint8_t *ram, *backend, *anon = embedder_map(NPG * PG);
@@ -383,8 +342,8 @@ static void test_adopt_memfd_shared(void **state)
 	assert_int_equal(skipped, 0);
 	assert_int_equal(rf_vm_discard(vm, 0x100000 + 8 * PG, 8 * PG, &skipped), 0);
 	assert_int_equal(memfd_bytes(fd), before - 16 * PG);
-	assert_true(all_zero(backend, 16 * PG));
-	assert_true(all_zero(ram, 16 * PG));
+	assert_true(rf_test_all_zero(backend, 16 * PG));
+	assert_true(rf_test_all_zero(ram, 16 * PG));
 	assert_int_equal(rf_vm_page_state(vm, 0x100000), RF_PAGE_BALLOONED);
 	assert_int_equal(rf_vm_page_state(vm, 0x100000 + 8 * PG), RF_PAGE_ZERO);
 
@@ -468,7 +427,7 @@ static void test_adopt_hugetlb(void **state)
 		rf_require(false, "no 2 MiB huge pages to map");
 	}
 	e = rf_test_swap_engine(&log, false, 0, 0);
-	vm = new_vm(e, "vm0", 4 * HP);
+	vm = rf_test_vm_unmapped(e, "vm0", 4 * HP);
 	memset(ram, 0x77, 2 * HP);
 	assert_int_equal(rf_vm_adopt_ram(vm, 0, ram, HP / 2, 0), -EINVAL);
 	assert_log_contains(&log, "is hugetlbfs with 2048 KiB pages: must be aligned to them");
@@ -486,7 +445,7 @@ static void test_adopt_hugetlb(void **state)
 	assert_int_equal(rf_test_meminfo("HugePages_Free"), free_before + 1024); /* "kB" x1024 */
 	assert_int_equal(rf_vm_page_state(vm, 0), RF_PAGE_BALLOONED);
 	assert_int_equal(rf_vm_page_state(vm, HP), RF_PAGE_PRIVATE);
-	assert_true(all_zero(ram, HP));
+	assert_true(rf_test_all_zero(ram, HP));
 	for (uint64_t k = HP; k < 2 * HP; k += PG)
 		assert_int_equal(ram[k], 0x77);
 	/* An excluded page keeps its whole huge page. */
@@ -534,7 +493,7 @@ static void *writer_main(void *arg)
 static void test_hotplug(void **state)
 {
 	rf_engine *e = rf_test_swap_engine(NULL, false, 0, 0);
-	rf_vm *vm = new_vm(e, "vm0", 4 * NPG * PG);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 4 * NPG * PG);
 	struct writer w = {0};
 	struct rf_dedup_config dc;
 	struct rf_pager *p;

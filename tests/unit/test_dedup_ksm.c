@@ -42,13 +42,26 @@ static long ksm_read(const char *name)
 	return v;
 }
 
+/* An engine on a host with kernel KSM, or the test is skipped. */
+static rf_engine *ksm_engine(void)
+{
+	rf_engine *e = rf_test_engine(NULL);
+	struct rf_features f;
+
+	rf_engine_features(e, &f);
+	if (!f.ksm || ksm_read("run") < 0) {
+		rf_engine_free(e);
+		rf_require(false, "kernel KSM not available at /sys/kernel/mm/ksm");
+	}
+	return e;
+}
+
 static void test_ksm_backend(void **state)
 {
 	const unsigned int copies = 4, tpl = 512;
 	struct rf_dedup_config dc;
 	struct rf_dedup_stats st;
 	struct dedup_mem before, after;
-	struct rf_features f;
 	long pts0, sleep0;
 	uint64_t ideal;
 	uint8_t *ram;
@@ -57,12 +70,7 @@ static void test_ksm_backend(void **state)
 	int t;
 
 	(void)state;
-	e = rf_test_engine(NULL);
-	rf_engine_features(e, &f);
-	if (!f.ksm || ksm_read("run") < 0) {
-		rf_engine_free(e);
-		rf_require(false, "kernel KSM not available at /sys/kernel/mm/ksm");
-	}
+	e = ksm_engine();
 	pts0 = ksm_read("pages_to_scan");
 	sleep0 = ksm_read("sleep_millisecs");
 	vm = rf_test_vm(e, "ksm0", 16u << 20, (void **)&ram);
@@ -145,22 +153,13 @@ static bool mergeable(const void *addr)
 static void test_ksm_marks_later_ram(void **state)
 {
 	struct rf_dedup_config dc;
-	struct rf_vm_config vc;
-	struct rf_features f;
 	uint8_t *ram, *more;
 	rf_engine *e;
 	rf_vm *vm;
 
 	(void)state;
-	e = rf_test_engine(NULL);
-	rf_engine_features(e, &f);
-	if (!f.ksm || ksm_read("run") < 0) {
-		rf_engine_free(e);
-		rf_require(false, "kernel KSM not available at /sys/kernel/mm/ksm");
-	}
-	rf_vm_config_init(&vc);
-	vc.ram_bytes = 12u << 20;
-	assert_int_equal(rf_vm_new(e, "ksm1", &vc, &vm), 0);
+	e = ksm_engine();
+	vm = rf_test_vm_unmapped(e, "ksm1", 12u << 20);
 	assert_int_equal(rf_vm_map_ram(vm, 0, 8u << 20, (void **)&ram), 0);
 	rf_dedup_config_init(&dc);
 	dc.mode = RF_DEDUP_KSM;

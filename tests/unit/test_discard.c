@@ -16,14 +16,6 @@
 #define PG  4096ull
 #define NPG 64
 
-static bool all_zero(const uint8_t *p)
-{
-	for (unsigned int k = 0; k < PG; k++)
-		if (p[k])
-			return false;
-	return true;
-}
-
 /* Pages 0-7 private, 8-15 merged (two templates, 4 copies each), 16-23
  * swapped out, 24-31 zero, 32 ballooned, 33 excluded; one discard over
  * 0-35 leaves every one of 0-31 and 34-35 zero and costing nothing. */
@@ -31,38 +23,15 @@ static void test_discard_every_state(void **state)
 {
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_swap_engine(&log, false, 0, 0);
-	struct rf_dedup_config dc;
 	struct rf_dedup_stats ds;
 	struct rf_swap_stats ss;
-	struct rf_pager *p;
-	uint64_t done = 0, skipped = 0;
+	uint64_t skipped = 0;
 	uint8_t *ram, keep[PG];
 	rf_vm *vm = rf_test_vm(e, "vm0", NPG * PG, (void **)&ram);
 
 	(void)state;
-	for (unsigned int i = 0; i < NPG; i++)
-		dedup_fill_page(ram + i * PG, 1000 + i);
-	for (unsigned int i = 8; i < 16; i++)
-		dedup_fill_page(ram + i * PG, i < 12 ? 1 : 2);
-	memset(ram + 24 * PG, 0, 8 * PG);
+	rf_test_every_state(e, vm, ram, NPG);
 	memcpy(keep, ram + 33 * PG, PG);
-	assert_int_equal(rf_vm_exclude_range(vm, 33 * PG, PG, true), 0);
-	/* swapped: 16-23 */
-	assert_int_equal(rf_swap_pager_get(vm, &p), 0);
-	assert_int_equal(rf_swap_pager_swap_out(p, 16 * PG, 8, &done), 0);
-	assert_int_equal(done, 8);
-	/* merged: 8-15, and the zero run 24-31 */
-	rf_dedup_config_init(&dc);
-	dc.mode = RF_DEDUP_INTRA_VM;
-	assert_int_equal(rf_dedup_start(e, &dc), 0);
-	assert_int_equal(rf_dedup_add_vm(vm), 0);
-	assert_true(dedup_wait_converged(e, 3, 20000));
-	assert_int_equal(rf_vm_page_state(vm, 8 * PG), RF_PAGE_MERGED);
-	assert_int_equal(rf_vm_page_state(vm, 20 * PG) == RF_PAGE_SWAPPED ||
-			     rf_vm_page_state(vm, 20 * PG) == RF_PAGE_COMPRESSED,
-			 1);
-	/* ballooned: 32 (as the balloon leaves it) */
-	assert_int_equal(rf_vm_discard_as(vm, 32 * PG, 1, RF_PAGE_BALLOONED, NULL), 0);
 
 	assert_int_equal(rf_vm_discard(vm, 0, 36 * PG, &skipped), 0);
 	assert_int_equal(skipped, 2);
@@ -72,7 +41,7 @@ static void test_discard_every_state(void **state)
 		assert_int_not_equal(rf_vm_page_state(vm, i * PG), RF_PAGE_MERGED);
 		assert_int_not_equal(rf_vm_page_state(vm, i * PG), RF_PAGE_SWAPPED);
 		assert_int_not_equal(rf_vm_page_state(vm, i * PG), RF_PAGE_COMPRESSED);
-		if (!all_zero(ram + i * PG))
+		if (!rf_test_all_zero(ram + i * PG, PG))
 			fail_msg("page %u does not read as zeros after the discard", i);
 	}
 	assert_int_equal(rf_vm_page_state(vm, 32 * PG), RF_PAGE_BALLOONED);
@@ -86,7 +55,7 @@ static void test_discard_every_state(void **state)
 	for (unsigned int i = 36; i < NPG; i++) {
 		uint8_t want[PG];
 
-		dedup_fill_page(want, 1000 + i);
+		dedup_fill_page(want, rf_test_every_state_seed(i));
 		assert_memory_equal(ram + i * PG, want, PG);
 	}
 	rf_engine_free(e);

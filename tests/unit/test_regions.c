@@ -13,17 +13,6 @@
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
 
-static rf_vm *new_vm(rf_engine *e, const char *name, uint64_t ram)
-{
-	struct rf_vm_config vc;
-	rf_vm *vm = NULL;
-
-	rf_vm_config_init(&vc);
-	vc.ram_bytes = ram;
-	assert_int_equal(rf_vm_new(e, name, &vc, &vm), 0);
-	return vm;
-}
-
 static void test_vm_new_bad_input(void **state)
 {
 	struct rf_test_log log;
@@ -70,7 +59,7 @@ static void test_map_bad_input(void **state)
 {
 	struct rf_test_log log;
 	rf_engine *e = rf_test_engine(&log);
-	rf_vm *vm = new_vm(e, "vm0", 64 * MiB);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 64 * MiB);
 	void *hva = (void *)0x1;
 
 	(void)state;
@@ -97,7 +86,7 @@ static void test_overlap(void **state)
 {
 	struct rf_test_log log;
 	rf_engine *e = rf_test_engine(&log);
-	rf_vm *vm = new_vm(e, "vm0", 256 * MiB);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 256 * MiB);
 	void *hva;
 	/* Existing: [16M, 32M). Each of these overlaps it. */
 	static const uint64_t bad[][2] = {
@@ -125,7 +114,7 @@ static void test_overlap(void **state)
 static void test_translation_edges(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
-	rf_vm *vm = new_vm(e, "vm0", 64 * MiB);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 64 * MiB);
 	uint8_t *lo, *hi;
 	void *p;
 	uint64_t gpa;
@@ -172,7 +161,7 @@ static void test_translation_edges(void **state)
 static void test_translation_many_regions(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
-	rf_vm *vm = new_vm(e, "vm0", 32 * 2 * MiB);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 32 * 2 * MiB);
 	uint64_t gpas[32];
 	void *hvas[32];
 
@@ -235,7 +224,7 @@ static void test_too_many_regions(void **state)
 {
 	struct rf_test_log log;
 	rf_engine *e = rf_test_engine(&log);
-	rf_vm *vm = new_vm(e, "vm0", GiB);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", GiB);
 	void *hva;
 	int i;
 
@@ -258,7 +247,7 @@ static void test_unmap_and_free(void **state)
 {
 	struct rf_test_log log;
 	rf_engine *e = rf_test_engine(&log);
-	rf_vm *vm = new_vm(e, "vm0", 64 * MiB);
+	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 64 * MiB);
 	struct rf_vm_stats st;
 	uint8_t *a, *b;
 
@@ -313,7 +302,7 @@ static void test_thp_default_off(void **state)
 	(void)state;
 	rf_engine_features(e, &f);
 	rf_require(f.thp, "transparent huge pages not available");
-	vm = new_vm(e, "vm0", 64 * MiB);
+	vm = rf_test_vm_unmapped(e, "vm0", 64 * MiB);
 	assert_int_equal(rf_vm_map_ram(vm, 0, 64 * MiB, &hva), 0);
 	assert_true(vma_has_flag(hva, " nh"));
 	rf_vm_config_init(&vc);

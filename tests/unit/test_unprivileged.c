@@ -199,42 +199,37 @@ static int no_pagemap(void)
 	return 0;
 }
 
-static void test_refused_without_pagemap(void **state)
+/* Run @fn as an unprivileged child (see in_child) and fail with @what and
+ * the number of the check that failed. @sysctl_off: the case needs
+ * vm.unprivileged_userfaultfd = 0 (the syscall must refuse it). */
+static void run_case(mode_t mode, bool dumpable, bool sysctl_off, int (*fn)(void), const char *what)
 {
 	int rc;
 
-	(void)state;
 	rf_require(geteuid() == 0, "needs root to drop privileges and set /dev/userfaultfd's mode");
+	rf_require(!sysctl_off || sysctl_zero(), "vm.unprivileged_userfaultfd is not 0");
 	rf_require(access("/dev/userfaultfd", F_OK) == 0, "no /dev/userfaultfd (Linux < 6.1)");
-	rc = in_child(0666, false, no_pagemap);
+	rc = in_child(mode, dumpable, fn);
 	if (rc != 0)
-		fail_msg("child that is not dumpable: check %d failed", rc);
+		fail_msg("%s: check %d failed", what, rc);
+}
+
+static void test_refused_without_pagemap(void **state)
+{
+	(void)state;
+	run_case(0666, false, false, no_pagemap, "child that is not dumpable");
 }
 
 static void test_refused_without_privilege(void **state)
 {
-	int rc;
-
 	(void)state;
-	rf_require(geteuid() == 0, "needs root to drop privileges and set /dev/userfaultfd's mode");
-	rf_require(sysctl_zero(), "vm.unprivileged_userfaultfd is not 0");
-	rf_require(access("/dev/userfaultfd", F_OK) == 0, "no /dev/userfaultfd (Linux < 6.1)");
-	rc = in_child(0600, true, refused);
-	if (rc != 0)
-		fail_msg("unprivileged child without /dev/userfaultfd: check %d failed", rc);
+	run_case(0600, true, true, refused, "unprivileged child without /dev/userfaultfd");
 }
 
 static void test_kernel_faults_through_dev_userfaultfd(void **state)
 {
-	int rc;
-
 	(void)state;
-	rf_require(geteuid() == 0, "needs root to drop privileges and set /dev/userfaultfd's mode");
-	rf_require(sysctl_zero(), "vm.unprivileged_userfaultfd is not 0");
-	rf_require(access("/dev/userfaultfd", F_OK) == 0, "no /dev/userfaultfd (Linux < 6.1)");
-	rc = in_child(0666, true, through_the_device);
-	if (rc != 0)
-		fail_msg("unprivileged child with /dev/userfaultfd: check %d failed", rc);
+	run_case(0666, true, true, through_the_device, "unprivileged child with /dev/userfaultfd");
 }
 
 int main(void)
