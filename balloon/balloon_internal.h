@@ -74,9 +74,10 @@ struct rf_balloon {
 	struct rf_balloon_stats stats;
 
 	/* Chunks of guest RAM that may hold BALLOONED pages (balloon_map.c),
-	 * and the page states resets looked at (their cost, for tests). */
+	 * and the page states resets and saves looked at (their cost, for
+	 * tests). */
 	struct balloon_map_region map[RF_MAX_REGIONS];
-	uint64_t reset_pages_scanned;
+	uint64_t reset_pages_scanned, save_pages_scanned;
 
 	struct rf_balloon_counters ctr;
 	struct rf_ratelimit rl;
@@ -113,12 +114,14 @@ void balloon_unballoon_all(struct rf_balloon *b);
 /*
  * balloon_map.c. Mark the chunks of the @n runs (each inside one region)
  * as holding ballooned pages; call @fn on every marked chunk, as the page
- * range [first, end) of its region; forget every mark (after a reset);
+ * range [first, end) of its region, regions in gpa order and chunks
+ * ascending; forget every mark (after a reset);
  * free the bitmaps. The __ calls need the regions lock.
  */
 void __balloon_map_mark(struct rf_balloon *b, const struct rf_pfn_run *runs, size_t n);
-void __balloon_map_walk(struct rf_balloon *b, void (*fn)(struct rf_balloon *b, struct rf_region *r,
-							 uint64_t first, uint64_t end));
+typedef void balloon_chunk_fn(struct rf_balloon *b, struct rf_region *r, uint64_t first,
+			      uint64_t end, void *arg);
+void __balloon_map_walk(struct rf_balloon *b, balloon_chunk_fn *fn, void *arg);
 void balloon_map_clear(struct rf_balloon *b);
 void balloon_map_free(struct rf_balloon *b);
 

@@ -87,23 +87,26 @@ void __balloon_map_mark(struct rf_balloon *b, const struct rf_pfn_run *runs, siz
 	}
 }
 
-void __balloon_map_walk(struct rf_balloon *b, void (*fn)(struct rf_balloon *b, struct rf_region *r,
-							 uint64_t first, uint64_t end))
+void __balloon_map_walk(struct rf_balloon *b, balloon_chunk_fn *fn, void *arg)
 {
-	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++) {
-		struct balloon_map_region *m = &b->map[i];
-		struct rf_region *r;
+	struct rf_region *r;
 
-		if (!m->bits || !__map_region_live(b, m))
-			continue;
-		r = __rf_vm_find_region(b->vm, m->gpa);
-		for (uint64_t w = 0; w < map_words(m->npages); w++) {
+	/* Region by region in gpa order, chunks ascending: a save writes its
+	 * runs in the order found. */
+	for (unsigned int i = 0; (r = __rf_vm_region(b->vm, i)); i++) {
+		const struct balloon_map_region *m = NULL;
+
+		for (unsigned int k = 0; k < RF_MAX_REGIONS && !m; k++)
+			if (b->map[k].bits && b->map[k].gpa == r->gpa &&
+			    b->map[k].npages == r->npages)
+				m = &b->map[k];
+		for (uint64_t w = 0; m && w < map_words(m->npages); w++) {
 			for (uint64_t bits = m->bits[w]; bits; bits &= bits - 1) {
 				uint64_t c = w * 64 + (uint64_t)__builtin_ctzll(bits);
 				uint64_t first = c * BALLOON_CHUNK_PAGES;
 				uint64_t end = first + BALLOON_CHUNK_PAGES;
 
-				fn(b, r, first, end < r->npages ? end : r->npages);
+				fn(b, r, first, end < r->npages ? end : r->npages, arg);
 			}
 		}
 	}

@@ -369,8 +369,10 @@ void balloon_report_buffer(struct rf_balloon *b)
 
 /* Pages [first, end) of @r that are BALLOONED become PRIVATE. Regions lock
  * held. */
-static void unballoon_range(struct rf_balloon *b, struct rf_region *r, uint64_t first, uint64_t end)
+static void unballoon_range(struct rf_balloon *b, struct rf_region *r, uint64_t first, uint64_t end,
+			    void *arg)
 {
+	(void)arg;
 	for (uint64_t idx = first; idx < end; idx++) {
 		uint64_t v;
 
@@ -406,10 +408,10 @@ void balloon_unballoon_all(struct rf_balloon *b)
 		return;
 	}
 	rf_vm_regions_rdlock(b->vm);
-	__balloon_map_walk(b, unballoon_range);
+	__balloon_map_walk(b, unballoon_range, NULL);
 	if (atomic_load(&b->vm->state_pages[RF_PAGE_BALLOONED]) != 0)
 		for (unsigned int i = 0; (r = __rf_vm_region(b->vm, i)); i++)
-			unballoon_range(b, r, 0, r->npages);
+			unballoon_range(b, r, 0, r->npages, NULL);
 	rf_vm_regions_unlock(b->vm);
 	balloon_map_clear(b);
 }

@@ -21,7 +21,9 @@
  *            (last_avail, used idx, the event-index state)
  *   runs     the ballooned pages as (pfn, npages) runs, ascending, each in
  *            one region: read from the VM's page-state table (state
- *            BALLOONED), the one source of truth, not from a shadow list
+ *            BALLOONED), the one source of truth, not from a shadow list,
+ *            in the chunks the balloon map marks (put_runs): the image and
+ *            the time to make it grow with the runs ballooned, not with RAM
  *
  * Not saved: guest RAM (the VMM migrates it; FREE_REPORTED pages are just
  * zero pages in it), the host's configuration (rf_balloon_config: the
@@ -129,34 +131,76 @@ static void put_queue(struct wcur *w, const struct rf_virtio_dev *d, unsigned in
 	put(w, 0, 10); /* reserved */
 }
 
-/* Write the BALLOONED runs of every region (ascending gpa); their number. */
-static uint64_t put_runs(struct wcur *w, rf_vm *vm)
+/* Runs are written as they are found, a run that continues into the next
+ * page range found (the next marked chunk) being held open until it ends. */
+struct run_writer {
+	struct wcur *w;
+	const struct rf_region *r; /* the open run's */
+	uint64_t pfn, npages;	   /* the open run; npages 0: none */
+	uint64_t nruns, found;
+};
+
+static void run_flush(struct run_writer *rw)
 {
+	if (!rw->npages)
+		return;
+	put(rw->w, rw->pfn, 8);
+	put(rw->w, rw->npages, 8);
+	rw->nruns++;
+	rw->npages = 0;
+}
+
+/* The BALLOONED pages of @r in [first, end), appended in order. */
+static void runs_in(struct rf_balloon *b, struct rf_region *r, uint64_t first, uint64_t end,
+		    void *arg)
+{
+	struct run_writer *rw = arg;
+
+	b->save_pages_scanned += end - first;
+	for (uint64_t idx = first; idx < end; idx++) {
+		uint64_t pfn = (r->gpa >> RF_PAGE_SHIFT) + idx;
+
+		if (rf_pte_state(rf_pte_peek(&r->pte[idx])) != RF_PAGE_BALLOONED)
+			continue;
+		rw->found++;
+		if (rw->npages && rw->pfn + rw->npages == pfn && rw->r == r) {
+			rw->npages++;
+			continue;
+		}
+		run_flush(rw); /* a run never spans two regions, adjacent or not */
+		rw->pfn = pfn;
+		rw->npages = 1;
+		rw->r = r;
+	}
+}
+
+/*
+ * Write the BALLOONED runs of every region (ascending gpa); their number.
+ * Only the 2 MiB chunks the balloon map marks are read, so a save costs what
+ * is ballooned, not the size of guest RAM (16M page entries at 64 GiB). The
+ * marks are a superset of the ballooned pages unless one could not be
+ * recorded (balloon_map.c): if the marked chunks hold fewer BALLOONED pages
+ * than the VM counts, every page is read instead, as the reset does.
+ */
+static uint64_t put_runs(struct wcur *w, struct rf_balloon *b)
+{
+	rf_vm *vm = b->vm;
+	struct run_writer rw = {w, NULL, 0, 0, 0, 0};
+	size_t start = w->off;
 	struct rf_region *r;
-	uint64_t n = 0;
 
 	rf_vm_regions_rdlock(vm);
-	for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++) {
-		uint64_t idx = 0;
-
-		while (idx < r->npages) {
-			uint64_t first;
-
-			if (rf_pte_state(rf_pte_peek(&r->pte[idx])) != RF_PAGE_BALLOONED) {
-				idx++;
-				continue;
-			}
-			first = idx;
-			while (idx < r->npages &&
-			       rf_pte_state(rf_pte_peek(&r->pte[idx])) == RF_PAGE_BALLOONED)
-				idx++;
-			put(w, (r->gpa >> RF_PAGE_SHIFT) + first, 8);
-			put(w, idx - first, 8);
-			n++;
-		}
+	__balloon_map_walk(b, runs_in, &rw);
+	run_flush(&rw);
+	if (rw.found < atomic_load(&vm->state_pages[RF_PAGE_BALLOONED])) {
+		w->off = start;
+		rw = (struct run_writer){w, NULL, 0, 0, 0, 0};
+		for (unsigned int i = 0; (r = __rf_vm_region(vm, i)); i++)
+			runs_in(b, r, 0, r->npages, &rw);
+		run_flush(&rw);
 	}
 	rf_vm_regions_unlock(vm);
-	return n;
+	return rw.nruns;
 }
 
 static void put_image(struct wcur *w, struct rf_balloon *b, uint64_t nruns)
@@ -219,9 +263,9 @@ RF_EXPORT int rf_balloon_save(rf_balloon *b, void *buf, size_t len, size_t *need
 		return -EINVAL;
 	pthread_mutex_lock(&b->lock);
 	/* The runs first, into a dry cursor: their number is in the header. */
-	nruns = put_runs(&(struct wcur){NULL, 0, 0}, b->vm);
+	nruns = put_runs(&(struct wcur){NULL, 0, 0}, b);
 	put_image(&w, b, nruns);
-	if (put_runs(&w, b->vm) != nruns)
+	if (put_runs(&w, b) != nruns)
 		w.off = SIZE_MAX; /* cannot happen under b->lock: refuse, do not lie */
 	pthread_mutex_unlock(&b->lock);
 	if (w.off == SIZE_MAX) {

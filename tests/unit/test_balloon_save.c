@@ -15,6 +15,8 @@
 
 #include "rf_test.h"
 #include "virtq_mock.h"
+#include "internal.h"
+#include "../../balloon/balloon_internal.h"
 
 #define RAM (16ull << 20)
 #define ALL (~0ull)
@@ -30,6 +32,7 @@
 #define DEV	  72
 #define QREC	  72
 #define Q_DESC	  32
+#define RUN	  16
 
 struct pair {
 	struct bdrv a, b;
@@ -348,11 +351,96 @@ static void test_corrupt_images_refused(void **state)
 	free(img);
 }
 
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * Issue 14: a save costs what is ballooned, not the size of guest RAM. A VM
+ * of 16 MiB + 64 GiB with 10 MiB ballooned in 11 runs (one in the low
+ * region, one across a 2 MiB chunk boundary, the others spread over the
+ * 64 GiB): the image holds the device and those 11 runs, and the save looks
+ * at the page states of their chunks only (it read all 16.8M entries
+ * before). Restored into a second VM of the same layout, every page is
+ * where it was. A page ballooned behind the map's back (no mark) is still
+ * saved: the save then reads all of guest RAM, as the reset does.
+ */
+static void test_save_cost_follows_the_balloon(void **state)
+{
+	const uint64_t hi = 4ull << 30, hi_bytes = 64ull << 30, hi_pfn = hi >> 12;
+	const uint64_t chunks = 21; /* the runs' 2 MiB chunks, at most */
+	struct bdrv a, b;
+	uint32_t pfns[256];
+	uint64_t starts[11], fixed, scanned;
+	size_t needed = 0, len;
+	uint8_t *img;
+	double t0, t1;
+
+	(void)state;
+	assert_int_equal(bdrv_setup2(&a, RAM, hi, hi_bytes, ALL, NULL, true), 0);
+	starts[0] = 1000;		/* low region: pages 1000-1255 */
+	starts[1] = hi_pfn + 512 - 100; /* across the first chunk boundary */
+	for (unsigned int i = 2; i < 11; i++)
+		starts[i] = hi_pfn + i * 1000003ull;
+	for (unsigned int r = 0; r < 11; r++) {
+		unsigned int n = r ? 256 : 1; /* 10 runs of 256 = 10 MiB, one page low */
+
+		for (unsigned int i = 0; i < n; i++)
+			pfns[i] = (uint32_t)(starts[r] + i);
+		bdrv_send_pfns(&a, a.inflate_q, pfns, n);
+	}
+	assert_int_equal(atomic_load(&a.vm->state_pages[RF_PAGE_BALLOONED]), 10 * 256 + 1);
+
+	scanned = a.b->save_pages_scanned;
+	t0 = now_ms();
+	assert_int_equal(rf_balloon_save(a.b, NULL, 0, &needed), -ENOSPC);
+	t1 = now_ms();
+	scanned = a.b->save_pages_scanned - scanned;
+	print_message("save of 10 MiB ballooned in 64 GiB: %zu bytes, %.3f ms, %llu page "
+		      "states read\n",
+		      needed, t1 - t0, (unsigned long long)scanned);
+	fixed = needed - 11 * RUN;
+	assert_true(fixed < 1024); /* the device state: no per-page or per-GiB part */
+	assert_true(scanned <= 2 * chunks * 512); /* counted, then written */
+	len = needed;
+	img = malloc(len);
+	assert_int_equal(rf_balloon_save(a.b, img, len, &needed), 0);
+	assert_int_equal(img[H_NRUNS], 11);
+
+	assert_int_equal(bdrv_setup2(&b, RAM, hi, hi_bytes, ALL, NULL, false), 0);
+	assert_int_equal(rf_balloon_restore(b.b, img, len), 0);
+	assert_int_equal(atomic_load(&b.vm->state_pages[RF_PAGE_BALLOONED]), 10 * 256 + 1);
+	assert_int_equal(rf_vm_page_state(b.vm, 1000ull << 12), RF_PAGE_BALLOONED);
+	for (unsigned int r = 1; r < 11; r++) {
+		assert_int_equal(rf_vm_page_state(b.vm, (starts[r] - 1) << 12), RF_PAGE_PRIVATE);
+		assert_int_equal(rf_vm_page_state(b.vm, starts[r] << 12), RF_PAGE_BALLOONED);
+		assert_int_equal(rf_vm_page_state(b.vm, (starts[r] + 255) << 12),
+				 RF_PAGE_BALLOONED);
+		assert_int_equal(rf_vm_page_state(b.vm, (starts[r] + 256) << 12), RF_PAGE_PRIVATE);
+	}
+	bdrv_teardown(&b);
+
+	/* A BALLOONED page no inflate marked: found by the whole walk. */
+	rf_test_set_state(a.vm, (hi_pfn + 15000000ull) << 12, RF_PAGE_BALLOONED);
+	scanned = a.b->save_pages_scanned;
+	assert_int_equal(rf_balloon_save(a.b, NULL, 0, &needed), -ENOSPC);
+	assert_int_equal(needed, len + RUN);
+	assert_true(a.b->save_pages_scanned - scanned > hi_bytes >> 12);
+	rf_test_set_state(a.vm, (hi_pfn + 15000000ull) << 12, RF_PAGE_PRIVATE);
+	free(img);
+	bdrv_teardown(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_restore_and_finish_inflate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_images_refused, setup, teardown),
+	    cmocka_unit_test(test_save_cost_follows_the_balloon),
 	};
 
 	return cmocka_run_group_tests_name("balloon_save", tests, NULL, NULL);
