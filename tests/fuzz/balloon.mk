@@ -1,4 +1,5 @@
-# libFuzzer target for the balloon device (issue 5).
+# libFuzzer target for the balloon device (issue 5) and its restore from a
+# saved image (issue 14: op 12 of fuzz_balloon.c).
 #   make fuzz-balloon        long run (FUZZ_TIME seconds, default 180): prints
 #                            executions and crashes; findings in build/fuzz/balloon-artifacts/
 #   make fuzz-smoke-balloon  brief run over the committed seed corpus (part of `make test`)
@@ -21,7 +22,7 @@ $(B)/fuzz/obj/%.o: %.c
 
 $(B)/fuzz/fuzz_balloon: tests/fuzz/fuzz_balloon.c $(FUZZ_LIBOBJS)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIB_DEPS)
+	$(FUZZ_CC) $(BASE_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIB_DEPS) -lz
 
 # A corpus copy under build/ takes the new inputs; the committed seeds stay as they are.
 fuzz-balloon: deps $(B)/fuzz/fuzz_balloon

@@ -22,6 +22,18 @@
  *   9 report range queue:u8 gpa:u32 len:u32   (one device-writable descriptor)
  *  10 own status   status:u8 features:u64     (rf_balloon_set_driver_features, _set_status)
  *  11 own queue    queue:u8 size:u16 desc:u64 avail:u64 used:u64 (rf_balloon_queue_setup)
+ *  12 migrate      mode:u8 off:u16 n:u8 bytes[n]
+ *                  rf_balloon_save, then a guest reset, a new device on the
+ *                  same RAM (as a destination with the RAM migrated) and
+ *                  rf_balloon_restore of the image: the real one with bytes[n]
+ *                  written over it at off (mode & 4: bytes[n] alone, a
+ *                  hostile image from the stream), resealed (its length
+ *                  and CRC made right, so the checks behind them are
+ *                  reached) if mode & 1. The operations after it drive
+ *                  the restored device: a state that passed the checks but
+ *                  is inconsistent shows up there. A refused image must
+ *                  leave the new device untouched (aborts otherwise).
+ *  13 pfn buffer   as 8, not notified (a buffer pending at a save)
  * Each input gets a fresh VM (1 MiB at gpa 0, 64 KiB at 2 MiB: a hole
  * between) and a fresh device; the engine is shared.
  */
@@ -30,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <zlib.h>
 
 #include <ramfold/ramfold.h>
 
@@ -123,6 +137,58 @@ static void publish(rf_vm *vm, unsigned int q, uint16_t qsize, uint64_t addr, ui
 	memcpy(avail + 2, &idx, 2);
 }
 
+/* Image offsets (balloon/balloon_save.c): the total length and the CRC. */
+#define IMG_LEN 8u
+#define IMG_CRC 12u
+#define IMG_MAX (64u << 10)
+
+static void reseal(uint8_t *img, size_t len)
+{
+	uint32_t v;
+
+	if (len < IMG_CRC + 4)
+		return;
+	v = htole32((uint32_t)len);
+	memcpy(img + IMG_LEN, &v, 4);
+	memset(img + IMG_CRC, 0, 4);
+	v = htole32((uint32_t)crc32(0, img, (uInt)len));
+	memcpy(img + IMG_CRC, &v, 4);
+}
+
+/* Op 12: @b saved, reset and freed; a new device on @vm takes the image. */
+static rf_balloon *migrate(rf_balloon *b, rf_vm *vm, const struct rf_balloon_config *bc,
+			   uint8_t mode, uint16_t off, const uint8_t *bytes, uint8_t n)
+{
+	static uint8_t img[IMG_MAX];
+	struct rf_balloon_info info;
+	size_t len = 0;
+	rf_balloon *nb;
+
+	if (mode & 4) {
+		memcpy(img, bytes, n);
+		len = n;
+	} else {
+		if (rf_balloon_save(b, img, sizeof(img), &len))
+			abort(); /* a live device always saves: the image fits */
+		for (uint8_t i = 0; i < n && len; i++)
+			img[(off + i) % len] = bytes[i];
+	}
+	if (mode & 1)
+		reseal(img, len);
+	/* The source's ballooned pages go back to the guest (a reset), so the
+	 * VM is a destination with the RAM as migrated. */
+	rf_balloon_set_status(b, 0);
+	rf_balloon_free(b);
+	if (rf_balloon_new(vm, NULL, bc, &nb))
+		abort();
+	if (rf_balloon_restore(nb, img, len) == 0)
+		return nb;
+	rf_balloon_info(nb, &info);
+	if (info.status || info.ballooned_bytes || info.features_negotiated)
+		abort(); /* a refused image changed the device */
+	return nb;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rf_vm_config vc;
@@ -154,7 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	while (take(&in, &op, 1) == 0) {
-		switch (op % 12) {
+		switch (op % 14) {
 		case 0: {
 			uint16_t off;
 			uint8_t w;
@@ -242,7 +308,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				rf_balloon_config_read(b, off, &v, 1u << (w & 3));
 			break;
 		}
-		case 8: {
+		case 8:
+		case 13: {
 			uint8_t q, n;
 			uint32_t buf = BUFS;
 			uint8_t *p;
@@ -254,7 +321,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			in.p += 4u * n;
 			in.n -= 4u * n;
 			publish(vm, q, qsize, buf, 4u * n, 0);
-			rf_balloon_queue_notify(b, q % 5);
+			if (op % 14 == 8)
+				rf_balloon_queue_notify(b, q % 5);
 			break;
 		}
 		case 9: {
@@ -286,6 +354,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    take(&in, &a, 8) || take(&in, &u, 8))
 				goto done;
 			rf_balloon_queue_setup(b, q % 8, size, d, a, u);
+			break;
+		}
+		case 12: {
+			uint8_t mode, n;
+			uint16_t off;
+
+			if (take(&in, &mode, 1) || take(&in, &off, 2) || take(&in, &n, 1) ||
+			    in.n < n)
+				goto done;
+			b = migrate(b, vm, &bc, mode, off, in.p, n);
+			in.p += n;
+			in.n -= n;
 			break;
 		}
 		}

@@ -47,6 +47,24 @@ def stats(q, entries):
     return pfns(q, words)
 
 
+def pending(q, lst):
+    """A pfn buffer made available, not notified (op 13)."""
+    return struct.pack('<BBB', 13, q, len(lst)) + b''.join(struct.pack('<I', p) for p in lst)
+
+
+def notify(q):
+    return struct.pack('<BB', 2, q)
+
+
+def migrate(mode=0, off=0, data=b''):
+    """rf_balloon_save, reset, new device, rf_balloon_restore (op 12)."""
+    return struct.pack('<BBHB', 12, mode, off, len(data)) + data
+
+
+MID_INFLATE = (handshake() + target(96) + pfns(0, list(range(16, 48)) + [0x200, 0x201]) +
+               stats(2, [(4, 1), (5, 2)]) + pending(0, list(range(60, 70))))
+
+
 def own_status(st, f):
     return struct.pack('<BBQ', 10, st, f)
 
@@ -73,6 +91,17 @@ seeds = {
     'stats-due': handshake() + stats(2, [(4, 1), (5, 2)]) + tick(2) + stats(2, [(5, 2), (6, 3)]) + tick(5),
     'small-queue': handshake(FEAT, 4) + pfns(0, [1, 2, 3]) + pfns(0, [4]) + pfns(0, [5]) +
     pfns(0, [6]) + pfns(0, [7]) + pfns(1, [1, 2, 3, 4, 5, 6, 7]),
+    # A real rf_balloon_save mid-inflate (a buffer pending, a stats buffer
+    # held), restored, and the restored device driven on.
+    'restore-mid-inflate': MID_INFLATE + migrate() + notify(0) + pfns(1, list(range(16, 24))) +
+    tick(2) + b''.join(mmio_r(o) for o in (0x34, 0x44, 0x60, 0x70, 0x104)) + migrate() +
+    pfns(0, [100, 101]) + mmio_w(0x70, 0),
+    # The same image with a field changed and the checksum made right.
+    'restore-patched': MID_INFLATE + migrate(1, 40 + 72 + 8 * 3, b'\xff\xff') + notify(0) +
+    pfns(1, [16]),
+    # A hostile image alone: a header with nothing behind it.
+    'restore-raw': handshake() + migrate(5, 0, b'RFBL' + struct.pack('<HHIIHHHHQQ', 1, 0, 40, 0,
+                                                                       0, 0, 0, 0, 0, 0)),
 }
 
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), 'corpus',
