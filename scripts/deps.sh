@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is present; runs `apt-get update` once,
 # only when something has to be installed.  Usage: scripts/deps.sh [extra-pkg...]
 set -e
-pkgs="liburcu-dev libxxhash-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config liblz4-dev clang libclang-rt-14-dev libseccomp-dev $*"
+pkgs="liburcu-dev libxxhash-dev libnuma-dev libjemalloc-dev libcmocka-dev pkg-config liblz4-dev clang libclang-rt-14-dev libseccomp-dev zlib1g-dev $*"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
