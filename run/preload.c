@@ -428,19 +428,52 @@ EXPORT int madvise(void *addr, size_t len, int advice)
 	return REAL(madvise)(addr, len, advice);
 }
 
-/* Under PR_SET_MEMORY_MERGE: adopt a fresh mapping if it may be guest RAM. */
-static void adopt_new_mapping(void *p, size_t len, int prot, int flags)
+/*
+ * Anonymous mappings of at least --min-size the program made: what
+ * PR_SET_MEMORY_MERGE adopts. Only the program's own mmap calls are
+ * candidates (never the library's, whose store and metadata are anonymous
+ * too, nor its threads', "rf-*", allocating through libc or jemalloc), so
+ * the list is kept from the start rather than read from /proc/self/maps.
+ */
+enum { NPROG = 64 };
+static uintptr_t prog_lo[NPROG], prog_hi[NPROG];
+
+static bool library_thread(void)
+{
+	char name[16] = "";
+
+	pthread_getname_np(pthread_self(), name, sizeof(name));
+	return !strncmp(name, "rf-", 3);
+}
+
+static void note_mapping(void *p, size_t len, int prot, int flags)
 {
 	uintptr_t a = (uintptr_t)p;
 
 	if (p == MAP_FAILED || len < rr.opts.min_size || (flags & MAP_SHARED) ||
 	    !(flags & MAP_ANONYMOUS) || (flags & (MAP_HUGETLB | MAP_STACK)) ||
-	    (prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE))
+	    (prot & (PROT_READ | PROT_WRITE)) != (PROT_READ | PROT_WRITE) || library_thread())
 		return;
 	pthread_mutex_lock(&rr.lock);
-	if (merge_all)
+	if (merge_all) {
 		adopt_gaps(a, page_up(a + len), true);
+	} else {
+		for (int i = 0; i < NPROG; i++)
+			if (!prog_hi[i]) {
+				prog_lo[i] = a;
+				prog_hi[i] = page_up(a + len);
+				break;
+			}
+	}
 	pthread_mutex_unlock(&rr.lock);
+}
+
+/* The program unmaps [a, b): forget its candidates there. Caller holds rr.lock. */
+static void forget_mappings(uintptr_t a, uintptr_t b)
+{
+	for (int i = 0; i < NPROG; i++)
+		if (prog_hi[i] && a < prog_hi[i] && prog_lo[i] < b)
+			prog_hi[i] = prog_lo[i] = 0;
 }
 
 static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off_t off,
@@ -457,8 +490,7 @@ static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, of
 		pthread_mutex_unlock(&rr.lock);
 	}
 	p = REAL(mmap)(addr, len, prot, flags, fd, off);
-	if (merge_all)
-		adopt_new_mapping(p, len, prot, flags);
+	note_mapping(p, len, prot, flags);
 	return p;
 }
 
@@ -476,11 +508,13 @@ EXPORT int munmap(void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr;
 
-	if (ours(__builtin_return_address(0)) && overlaps_adopted(a, a + len)) {
-		pthread_mutex_lock(&rr.lock);
+	if (!ours(__builtin_return_address(0)))
+		return REAL(munmap)(addr, len);
+	pthread_mutex_lock(&rr.lock);
+	if (overlaps_adopted(a, a + len))
 		release_range(a, page_up(a + len), true, "munmap");
-		pthread_mutex_unlock(&rr.lock);
-	}
+	forget_mappings(a, page_up(a + len));
+	pthread_mutex_unlock(&rr.lock);
 	return REAL(munmap)(addr, len);
 }
 
@@ -561,40 +595,15 @@ EXPORT int ioctl(int fd, unsigned long req, ...)
 	return REAL(ioctl)(fd, req, arg);
 }
 
-/* Every private anonymous read-write mapping of at least --min-size. */
+/* Every anonymous mapping of at least --min-size the program made and
+ * still has. Caller holds rr.lock. */
 static void adopt_all_mappings(void)
 {
-	char line[512];
-	FILE *f;
-
-	rr_lib_enter(); /* stdio's buffers */
-	f = fopen("/proc/self/maps", "re");
-	rr_lib_leave();
-	if (!f)
-		return;
-	for (;;) {
-		uintptr_t lo, hi;
-		char perms[8];
-		int path = 0;
-
-		rr_lib_enter();
-		if (!fgets(line, sizeof(line), f)) {
-			rr_lib_leave();
-			break;
+	for (int i = 0; i < NPROG; i++)
+		if (prog_hi[i]) {
+			adopt_gaps(prog_lo[i], prog_hi[i], true);
+			prog_lo[i] = prog_hi[i] = 0;
 		}
-		rr_lib_leave();
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %*s %*s %*s %n", &lo, &hi, perms,
-			   &path) < 3)
-			continue;
-		if (path && line[path] && line[path] != '\n')
-			continue; /* a file, [heap], [stack], [vdso] ... */
-		if (strncmp(perms, "rw-p", 4) || hi - lo < rr.opts.min_size)
-			continue;
-		adopt_gaps(lo, hi, true);
-	}
-	rr_lib_enter();
-	fclose(f);
-	rr_lib_leave();
 }
 
 EXPORT int prctl(int option, ...)
