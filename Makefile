@@ -5,7 +5,7 @@
 #   make demo       4 guests for ~30 s with the live memory table
 #   make bench      benchmarks: tables on stdout, CSV and SVG under build/bench/
 #   make fuzz       the libFuzzer targets for a longer run
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (ramfold-run in bin, its preload in lib/ramfold)
 #
 # Every top-level target first runs scripts/deps.sh, which installs missing
 # Debian packages (quiet when all are present).
@@ -181,6 +181,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory unit
 	@$(TEST_ENV) $(MAKE) --no-print-directory kvm
 	@$(TEST_ENV) $(MAKE) --no-print-directory e2e
+	@$(TEST_ENV) $(MAKE) --no-print-directory run-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory compat
 	@$(TEST_ENV) $(MAKE) --no-print-directory asan
 	@$(TEST_ENV) $(MAKE) --no-print-directory stress-test
@@ -210,4 +211,5 @@ fuzz-smoke: all
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
 -include guest/linux/linux.mk tests/nested/nested.mk
 -include tests/stress/stress.mk
+-include run/run.mk
 -include examples/examples.mk

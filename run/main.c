@@ -1,0 +1,352 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ramfold-run [options] -- PROGRAM ARGS...: run an unmodified VMM with
+ * ramfold in place of the kernel's KSM.
+ *
+ * Everything that can be checked before the program starts is checked here,
+ * so that a mistake or a missing privilege is one line and exit status 2
+ * instead of a VMM that runs without what the operator asked for: the
+ * options, the directories they name, and the kernel features and
+ * privileges, by the library's own checks on a trial engine (the same
+ * engine, dedup mode and VM setup the preload will make). Then the options go
+ * into the environment (run.h), libramfold-preload.so is prepended to
+ * LD_PRELOAD, and this process execs the program: same pid, which is how
+ * the preload knows the process it must act in.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ramfold/ramfold.h>
+
+#include "core/util.h"
+#include "run.h"
+
+static char last_msg[512];
+
+static void capture_log(void *arg, enum rf_log_level level, const char *msg)
+{
+	(void)arg;
+	if (level <= RF_LOG_WARN)
+		snprintf(last_msg, sizeof(last_msg), "%s", msg);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("ramfold-run: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(2);
+}
+
+static void usage(FILE *f)
+{
+	fputs("usage: ramfold-run [options] -- PROGRAM [ARGS...]\n"
+	      "Runs PROGRAM with ramfold adopting the memory it marks MADV_MERGEABLE\n"
+	      "(or all large anonymous memory after prctl(PR_SET_MEMORY_MERGE)).\n"
+	      "  --dedup zero|intra|domain=NAME  dedup mode (intra)\n"
+	      "  --swap-resident SIZE            keep at most SIZE of guest RAM resident\n"
+	      "  --swap-dir DIR                  directory of the (unlinked) swap file\n"
+	      "  --ctl PATH                      control socket (query-memory, query-dedup,\n"
+	      "                                  set-swap, query-swap, help)\n"
+	      "  --metrics-file PATH             Prometheus text, rewritten every second\n"
+	      "  --metrics-port N                Prometheus text on 127.0.0.1:N/metrics\n"
+	      "  --min-size SIZE                 smallest range adopted after\n"
+	      "                                  PR_SET_MEMORY_MERGE (64M)\n"
+	      "  --max-ram SIZE                  most guest RAM adopted (host memory)\n"
+	      "  --log FILE|-                    log lines to FILE or stderr (-)\n"
+	      "  -v, --verbose                   log every adopt, release and discard\n"
+	      "  -h, --help\n",
+	      f);
+}
+
+static uint64_t size_arg(const char *opt, const char *s, bool zero_ok)
+{
+	uint64_t v;
+
+	if (parse_size(s, &v) || (!zero_ok && v == 0))
+		die("%s %s: not a size (bytes, or with K, M, G, T)", opt, s);
+	if (v & (RF_PAGE_SIZE - 1))
+		die("%s %s: not a multiple of 4 KiB", opt, s);
+	return v;
+}
+
+static void check_dir(const char *opt, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st))
+		die("%s %s: %s", opt, path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		die("%s %s: not a directory", opt, path);
+	if (access(path, W_OK | X_OK))
+		die("%s %s: not writable: %s", opt, path, strerror(errno));
+}
+
+/* The directory part of @path must exist and be writable. */
+static void check_parent(const char *opt, const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	if (strlen(path) >= sizeof(dir))
+		die("%s: path too long", opt);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = 0;
+	else
+		*slash = 0;
+	check_dir(opt, dir);
+}
+
+/*
+ * The library's own checks, on the setup the preload will make: an engine
+ * with write-protect userfaultfd, the dedup engine in the chosen mode, a VM
+ * attached to it (kernel-mode userfaultfd, pagemap) and, with a swap target,
+ * the VM's swap pager over a page of RAM.
+ */
+static void trial(const struct rf_run_opts *o)
+{
+	struct rf_engine_config ec;
+	struct rf_dedup_config dc;
+	struct rf_vm_config vc;
+	rf_engine *e = NULL;
+	rf_vm *vm = NULL;
+	void *hva;
+	int err;
+
+	rf_engine_config_init(&ec);
+	ec.log = capture_log;
+	ec.flags = RF_ENGINE_REQUIRE_UFFD | RF_ENGINE_REQUIRE_UFFD_WP;
+	err = rf_engine_new(&ec, &e);
+	if (err)
+		die("cannot start ramfold: %s", last_msg[0] ? last_msg : strerror(-err));
+	rf_dedup_config_init(&dc);
+	dc.mode = o->dedup;
+	err = rf_dedup_start(e, &dc);
+	if (err)
+		goto fail;
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = 2u << 20;
+	vc.domain = o->domain;
+	err = rf_vm_new(e, "ramfold-run-trial", &vc, &vm);
+	if (!err)
+		err = rf_dedup_add_vm(vm);
+	if (!err && o->swap_resident) {
+		struct rf_swap_config sc;
+
+		rf_swap_config_init(&sc);
+		sc.dir = o->swap_dir;
+		err = rf_engine_set_swap(e, &sc);
+		if (!err)
+			err = rf_vm_map_ram(vm, 0, RF_PAGE_SIZE, &hva);
+		if (!err)
+			err = rf_vm_set_swap_target(vm, o->swap_resident);
+	}
+	if (!err) {
+		rf_engine_free(e);
+		return;
+	}
+fail:
+	/* Copy before freeing: the engine's teardown may log too. */
+	{
+		char msg[sizeof(last_msg)];
+
+		snprintf(msg, sizeof(msg), "%s", last_msg[0] ? last_msg : strerror(-err));
+		rf_engine_free(e);
+		die("cannot start ramfold: %s", msg);
+	}
+}
+
+/* libramfold-preload.so next to this binary (build tree) or in
+ * ../lib/ramfold/ (installed), as an absolute path. */
+static void find_preload(char *out, size_t len)
+{
+	static const char *const rel[] = {"libramfold-preload.so",
+					  "../lib/ramfold/libramfold-preload.so"};
+	char exe[PATH_MAX], cand[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		die("cannot find my own path (/proc/self/exe): %s", strerror(errno));
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	*slash = 0;
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		snprintf(cand, sizeof(cand), "%s/%s", exe, rel[i]);
+		if (!access(cand, R_OK) && realpath(cand, out) && strlen(out) < len)
+			return;
+	}
+	die("libramfold-preload.so not found in %s or %s/../lib/ramfold", exe, exe);
+}
+
+static void set_env(const char *name, const char *value)
+{
+	if (value && setenv(name, value, 1))
+		die("setenv %s: %s", name, strerror(errno));
+}
+
+static void set_env_u64(const char *name, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%" PRIu64, v);
+	set_env(name, buf);
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		O_DEDUP = 256,
+		O_SWAP_RES,
+		O_SWAP_DIR,
+		O_CTL,
+		O_MFILE,
+		O_MPORT,
+		O_MIN,
+		O_MAX,
+		O_LOG
+	};
+	static const struct option lo[] = {
+	    {"dedup", required_argument, NULL, O_DEDUP},
+	    {"swap-resident", required_argument, NULL, O_SWAP_RES},
+	    {"swap-dir", required_argument, NULL, O_SWAP_DIR},
+	    {"ctl", required_argument, NULL, O_CTL},
+	    {"metrics-file", required_argument, NULL, O_MFILE},
+	    {"metrics-port", required_argument, NULL, O_MPORT},
+	    {"min-size", required_argument, NULL, O_MIN},
+	    {"max-ram", required_argument, NULL, O_MAX},
+	    {"log", required_argument, NULL, O_LOG},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	char preload[PATH_MAX], *ld;
+	struct rf_run_opts o;
+	uint64_t port;
+	int c;
+
+	rf_run_opts_init(&o);
+	opterr = 0;
+	/* '+': stop at the program's name even without "--". */
+	while ((c = getopt_long(argc, argv, "+vh", lo, NULL)) != -1) {
+		switch (c) {
+		case O_DEDUP:
+			if (rf_run_parse_dedup(&o, optarg))
+				die("--dedup %s: expected zero, intra or domain=NAME", optarg);
+			break;
+		case O_SWAP_RES:
+			o.swap_resident = size_arg("--swap-resident", optarg, false);
+			break;
+		case O_SWAP_DIR:
+			o.swap_dir = optarg;
+			break;
+		case O_CTL:
+			o.ctl = optarg;
+			break;
+		case O_MFILE:
+			o.metrics_file = optarg;
+			break;
+		case O_MPORT:
+			if (parse_u64(optarg, &port) || port == 0 || port > 65535)
+				die("--metrics-port %s: expected a port number 1..65535", optarg);
+			o.metrics_port = (int)port;
+			break;
+		case O_MIN:
+			o.min_size = size_arg("--min-size", optarg, false);
+			break;
+		case O_MAX:
+			o.max_ram = size_arg("--max-ram", optarg, false);
+			break;
+		case O_LOG:
+			o.log = optarg;
+			break;
+		case 'v':
+			o.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			if (optopt && optopt < 256)
+				die("unknown option -%c (try --help)", optopt);
+			die("unknown or incomplete option %s (try --help)", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		die("no program to run (ramfold-run [options] -- PROGRAM ARGS...)");
+	if (o.swap_dir && !o.swap_resident)
+		die("--swap-dir needs --swap-resident");
+	if (o.swap_dir)
+		check_dir("--swap-dir", o.swap_dir);
+	if (o.ctl) {
+		check_parent("--ctl", o.ctl);
+		if (strlen(o.ctl) >= 108)
+			die("--ctl %s: a socket path has at most 107 characters", o.ctl);
+	}
+	if (o.metrics_file)
+		check_parent("--metrics-file", o.metrics_file);
+	if (strcmp(o.log, "-")) {
+		int fd = open(o.log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+		if (fd < 0)
+			die("--log %s: %s", o.log, strerror(errno));
+		close(fd);
+	}
+	trial(&o);
+	find_preload(preload, sizeof(preload));
+
+	set_env_u64(RF_RUN_ENV_PID, (uint64_t)getpid());
+	set_env(RF_RUN_ENV_PRELOAD, preload);
+	set_env(RF_RUN_ENV_DEDUP, o.dedup == RF_DEDUP_ZERO ? "zero" : "intra");
+	if (o.domain) {
+		char d[300];
+
+		snprintf(d, sizeof(d), "domain=%s", o.domain);
+		set_env(RF_RUN_ENV_DEDUP, d);
+	}
+	if (o.swap_resident)
+		set_env_u64(RF_RUN_ENV_SWAP_RESIDENT, o.swap_resident);
+	set_env(RF_RUN_ENV_SWAP_DIR, o.swap_dir);
+	set_env(RF_RUN_ENV_CTL, o.ctl);
+	set_env(RF_RUN_ENV_METRICS_FILE, o.metrics_file);
+	if (o.metrics_port)
+		set_env_u64(RF_RUN_ENV_METRICS_PORT, (uint64_t)o.metrics_port);
+	set_env_u64(RF_RUN_ENV_MIN_SIZE, o.min_size);
+	if (o.max_ram)
+		set_env_u64(RF_RUN_ENV_MAX_RAM, o.max_ram);
+	set_env(RF_RUN_ENV_LOG, o.log);
+	if (o.verbose)
+		set_env(RF_RUN_ENV_VERBOSE, "1");
+	/* Prepended: our interposers must come before any other preload's. */
+	ld = getenv("LD_PRELOAD");
+	if (ld && *ld) {
+		char *v = malloc(strlen(preload) + strlen(ld) + 2);
+
+		if (!v)
+			die("out of memory");
+		sprintf(v, "%s:%s", preload, ld);
+		set_env("LD_PRELOAD", v);
+	} else {
+		set_env("LD_PRELOAD", preload);
+	}
+	execvp(argv[optind], argv + optind);
+	fprintf(stderr, "ramfold-run: %s: %s\n", argv[optind], strerror(errno));
+	return errno == ENOENT ? 127 : 126;
+}

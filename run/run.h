@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What ramfold-run hands to libramfold-preload.so across exec: the
+ * environment variables below, all removed by the preload at start so that
+ * the program's children never see them. RF_RUN_ENV_PID holds the pid that
+ * ramfold-run exec'd into (exec keeps the pid): the preload acts only in the
+ * process whose pid it is, never in a child that inherited the environment
+ * before the preload could remove it.
+ */
+#ifndef RUN_RUN_H
+#define RUN_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ramfold/dedup.h>
+
+#define RF_RUN_ENV_PID		 "RAMFOLD_RUN_PID"
+#define RF_RUN_ENV_PRELOAD	 "RAMFOLD_RUN_PRELOAD" /* path added to LD_PRELOAD */
+#define RF_RUN_ENV_DEDUP	 "RAMFOLD_RUN_DEDUP"
+#define RF_RUN_ENV_SWAP_RESIDENT "RAMFOLD_RUN_SWAP_RESIDENT"
+#define RF_RUN_ENV_SWAP_DIR	 "RAMFOLD_RUN_SWAP_DIR"
+#define RF_RUN_ENV_CTL		 "RAMFOLD_RUN_CTL"
+#define RF_RUN_ENV_METRICS_FILE	 "RAMFOLD_RUN_METRICS_FILE"
+#define RF_RUN_ENV_METRICS_PORT	 "RAMFOLD_RUN_METRICS_PORT"
+#define RF_RUN_ENV_MIN_SIZE	 "RAMFOLD_RUN_MIN_SIZE"
+#define RF_RUN_ENV_MAX_RAM	 "RAMFOLD_RUN_MAX_RAM"
+#define RF_RUN_ENV_LOG		 "RAMFOLD_RUN_LOG"
+#define RF_RUN_ENV_VERBOSE	 "RAMFOLD_RUN_VERBOSE"
+
+/* Linux 6.4's prctl, absent from older headers. */
+#ifndef PR_SET_MEMORY_MERGE
+#define PR_SET_MEMORY_MERGE 67
+#define PR_GET_MEMORY_MERGE 68
+#endif
+
+struct rf_run_opts {
+	enum rf_dedup_mode dedup;
+	const char *domain;	/* --dedup domain=NAME */
+	uint64_t swap_resident; /* 0: no swap */
+	const char *swap_dir;
+	const char *ctl;
+	const char *metrics_file;
+	int metrics_port; /* 0: none */
+	uint64_t min_size;
+	uint64_t max_ram; /* the VM's promised RAM: the most that may be adopted */
+	const char *log;  /* path, or "-" for stderr */
+	bool verbose;
+};
+
+/* Defaults of the options (intra-VM dedup, 64 MiB minimum, log on stderr). */
+void rf_run_opts_init(struct rf_run_opts *o);
+
+/* Parse "--dedup" values: zero, intra, domain=NAME. 0 or -EINVAL. */
+int rf_run_parse_dedup(struct rf_run_opts *o, const char *s);
+
+#endif

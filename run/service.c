@@ -1,0 +1,652 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The preload's service thread: the control socket (--ctl, the JSON dialect
+ * of ramfold-vmm's: one object per line each way, {"execute":..,
+ * "arguments":{..},"id":..} answered with {"return":..} or {"error":{"class",
+ * "desc"}}; vmm/core/json.c is compiled in) and the Prometheus text
+ * (--metrics-file rewritten every second, --metrics-port served on
+ * 127.0.0.1). One thread polls all of them and an eventfd that stops it.
+ *
+ * Each of them that cannot start (the socket path is a live socket of
+ * another process, a port taken) is logged once and left out: the program
+ * runs on. A stale socket (its process was killed) is unlinked at start;
+ * the socket and the metrics file are unlinked at exit.
+ *
+ * Every statistics call of the preload is in this file (write_memory,
+ * write_dedup, write_swap, the metrics text).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "preload.h"
+
+enum { MAX_CLIENTS = 8, LINE_MAX_BYTES = 64 * 1024 };
+
+static struct {
+	int ctl_fd, http_fd, stop_fd;
+	pthread_t thread;
+	bool running;
+	struct {
+		int fd;
+		char *buf;
+		size_t len;
+	} cl[MAX_CLIENTS];
+} sv = {.ctl_fd = -1, .http_fd = -1, .stop_fd = -1};
+
+/* ---- statistics ---------------------------------------------------------- */
+
+struct rollup {
+	uint64_t rss, pss, pss_anon, pss_file, anon, swap;
+};
+
+/* /proc/self/smaps_rollup: what the kernel charges the process. */
+static void read_rollup(struct rollup *r)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/smaps_rollup", "re");
+
+	memset(r, 0, sizeof(*r));
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		static const struct {
+			const char *key;
+			size_t off;
+		} k[] = {
+		    {"Rss:", offsetof(struct rollup, rss)},
+		    {"Pss:", offsetof(struct rollup, pss)},
+		    {"Pss_Anon:", offsetof(struct rollup, pss_anon)},
+		    {"Pss_File:", offsetof(struct rollup, pss_file)},
+		    {"Anonymous:", offsetof(struct rollup, anon)},
+		    {"Swap:", offsetof(struct rollup, swap)},
+		};
+		for (size_t i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+			size_t n = strlen(k[i].key);
+			unsigned long long kb;
+
+			if (!strncmp(line, k[i].key, n) && sscanf(line + n, "%llu", &kb) == 1)
+				*(uint64_t *)((char *)r + k[i].off) = kb << 10;
+		}
+	}
+	fclose(f);
+}
+
+static void write_memory(struct jbuf *jb)
+{
+	struct rf_vm_stats st;
+	struct rf_vm_breakdown bd;
+	struct rollup r;
+
+	read_rollup(&r);
+	jb_obj_open(jb);
+	jb_kv_str(jb, "name", rf_vm_name(rr.vm));
+	jb_kv_u64(jb, "adopted", rr.adopted_bytes);
+	jb_kv_u64(jb, "regions", rf_vm_nr_regions(rr.vm));
+	jb_kv_u64(jb, "kernel-ksm-ranges", rr.kernel_ranges);
+	jb_kv_u64(jb, "kernel-ksm-bytes", rr.kernel_bytes);
+	jb_kv_u64(jb, "discards", atomic_load(&rr.discards));
+	jb_kv_u64(jb, "discarded", atomic_load(&rr.discarded_bytes));
+	jb_kv_u64(jb, "releases", atomic_load(&rr.releases));
+	if (!rf_vm_stats(rr.vm, &st)) {
+		jb_kv_u64(jb, "promised", st.promised_bytes);
+		jb_kv_u64(jb, "mapped", st.mapped_bytes);
+		jb_kv_u64(jb, "resident", st.resident_bytes);
+		jb_kv_u64(jb, "resident-anon", st.resident_anon_bytes);
+		jb_kv_u64(jb, "resident-file", st.resident_file_bytes);
+		jb_kv_u64(jb, "metadata", st.metadata_bytes);
+		for (int s = 0; s < RF_PAGE_NSTATES; s++) {
+			char key[40];
+
+			snprintf(key, sizeof(key), "%s", rf_page_state_name(s));
+			for (char *p = key; *p; p++)
+				if (*p == '_' || *p == ' ')
+					*p = '-';
+			jb_kv_u64(jb, key, st.state_bytes[s]);
+		}
+	}
+	if (!rf_vm_breakdown(rr.vm, &bd)) {
+		jb_key(jb, "breakdown");
+		jb_obj_open(jb);
+		jb_kv_u64(jb, "private", bd.private_bytes);
+		jb_kv_u64(jb, "untouched", bd.untouched_bytes);
+		jb_kv_u64(jb, "shared", bd.shared_bytes);
+		jb_kv_u64(jb, "zero", bd.zero_bytes);
+		jb_kv_u64(jb, "ballooned", bd.ballooned_bytes);
+		jb_kv_u64(jb, "free-reported", bd.free_reported_bytes);
+		jb_kv_u64(jb, "swapped-file", bd.swapped_file_bytes);
+		jb_kv_u64(jb, "swapped-compressed", bd.swapped_compressed_bytes);
+		jb_kv_u64(jb, "drift", bd.drift_bytes);
+		jb_kv_u64(jb, "unmapped", bd.unmapped_bytes);
+		jb_kv_u64(jb, "shared-resident", bd.shared_resident_bytes);
+		jb_kv_u64(jb, "shared-fair", bd.shared_fair_bytes);
+		jb_kv_u64(jb, "compressed-host", bd.compressed_host_bytes);
+		jb_kv_u64(jb, "host", bd.host_bytes);
+		jb_obj_close(jb);
+	}
+	jb_key(jb, "process");
+	jb_obj_open(jb);
+	jb_kv_u64(jb, "rss", r.rss);
+	jb_kv_u64(jb, "pss", r.pss);
+	jb_kv_u64(jb, "pss-anon", r.pss_anon);
+	jb_kv_u64(jb, "pss-file", r.pss_file);
+	jb_kv_u64(jb, "anon", r.anon);
+	jb_kv_u64(jb, "swap", r.swap);
+	jb_obj_close(jb);
+	jb_obj_close(jb);
+}
+
+static void write_dedup(struct jbuf *jb)
+{
+	struct rf_dedup_stats st;
+
+	jb_obj_open(jb);
+	jb_kv_str(jb, "mode", rf_dedup_mode_name(rr.opts.dedup));
+	if (!rf_dedup_stats(rr.engine, &st)) {
+		jb_kv_bool(jb, "converged", st.converged);
+		jb_kv_u64(jb, "scan-passes", st.scan_passes);
+		jb_kv_u64(jb, "pages-scanned", st.pages_scanned);
+		jb_kv_u64(jb, "pages-merged", st.pages_merged);
+		jb_kv_u64(jb, "pages-sharing", st.pages_sharing);
+		jb_kv_u64(jb, "pages-zero", st.pages_zero);
+		jb_kv_u64(jb, "pages-unmerged", st.pages_unmerged);
+		jb_kv_u64(jb, "volatile-skipped", st.volatile_skipped);
+		jb_kv_u64(jb, "merge-races", st.merge_races);
+		jb_kv_u64(jb, "hash-collisions", st.hash_collisions);
+		jb_kv_u64(jb, "store-pages", st.store_pages);
+		jb_kv_u64(jb, "vma-budget-stops", st.vma_budget_stops);
+		jb_kv_u64(jb, "vmas", st.vmas);
+		jb_kv_u64(jb, "cpu-ns", st.cpu_ns);
+		jb_kv_u64(jb, "saved-bytes", st.saved_bytes);
+	}
+	jb_obj_close(jb);
+}
+
+static void write_swap(struct jbuf *jb)
+{
+	struct rf_swap_stats st;
+
+	jb_obj_open(jb);
+	jb_kv_str(jb, "vm", rf_vm_name(rr.vm));
+	jb_kv_bool(jb, "enabled", rr.swap_on);
+	if (!rf_vm_swap_stats(rr.vm, &st)) {
+		jb_kv_u64(jb, "file-bytes", st.file_bytes);
+		jb_kv_u64(jb, "tier-bytes", st.tier_bytes);
+		jb_kv_u64(jb, "tier-compressed-bytes", st.tier_compressed_bytes);
+		jb_kv_u64(jb, "swap-outs", st.swap_outs);
+		jb_kv_u64(jb, "swap-ins", st.swap_ins);
+		jb_kv_u64(jb, "zero-fills", st.zero_fills);
+		jb_kv_u64(jb, "enospc", st.enospc);
+		jb_kv_u64(jb, "io-errors", st.io_errors);
+		jb_kv_u64(jb, "csum-errors", st.csum_errors);
+		jb_kv_bool(jb, "stopped", st.stopped);
+	}
+	jb_obj_close(jb);
+}
+
+/* The library's Prometheus text plus the process's own gauges; NULL on
+ * failure. */
+static char *metrics_text(void)
+{
+	size_t cap = 64 * 1024;
+	struct rollup r;
+	char *buf = NULL;
+	long need;
+
+	for (int tries = 0; tries < 3; tries++) {
+		free(buf);
+		buf = malloc(cap + 512);
+		if (!buf)
+			return NULL;
+		need = rf_metrics_format(rr.engine, buf, cap);
+		if (need < 0) {
+			free(buf);
+			return NULL;
+		}
+		if ((size_t)need < cap)
+			break;
+		cap = (size_t)need + 4096;
+	}
+	read_rollup(&r);
+	snprintf(buf + strlen(buf), 512,
+		 "# HELP ramfold_run_process_bytes The wrapped process's memory (smaps_rollup).\n"
+		 "# TYPE ramfold_run_process_bytes gauge\n"
+		 "ramfold_run_process_bytes{vm=\"%s\",kind=\"rss\"} %" PRIu64 "\n"
+		 "ramfold_run_process_bytes{vm=\"%s\",kind=\"pss\"} %" PRIu64 "\n"
+		 "ramfold_run_adopted_bytes{vm=\"%s\"} %" PRIu64 "\n",
+		 rf_vm_name(rr.vm), r.rss, rf_vm_name(rr.vm), r.pss, rf_vm_name(rr.vm),
+		 rr.adopted_bytes);
+	return buf;
+}
+
+static void write_metrics_file(void)
+{
+	static bool warned;
+	char tmp[4200];
+	char *text = metrics_text();
+	FILE *f;
+
+	if (!text)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", rr.opts.metrics_file);
+	f = fopen(tmp, "we");
+	if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, rr.opts.metrics_file)) {
+		if (!warned)
+			rr_log("--metrics-file %s: %s (not written; retried each second)",
+			       rr.opts.metrics_file, strerror(errno));
+		warned = true;
+	}
+	free(text);
+}
+
+static void serve_http(int fd)
+{
+	char req[1024], head[256];
+	char *body;
+	ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
+
+	if (n <= 0)
+		return;
+	req[n] = 0;
+	body = (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6)) ? metrics_text()
+										  : NULL;
+	if (!body) {
+		static const char nf[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+
+		(void)!send(fd, nf, strlen(nf), MSG_NOSIGNAL);
+		return;
+	}
+	snprintf(head, sizeof(head),
+		 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+		 "Content-Length: %zu\r\n\r\n",
+		 strlen(body));
+	(void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
+	(void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
+	free(body);
+}
+
+/* ---- control commands ---------------------------------------------------- */
+
+static void reply_error(struct jbuf *out, const char *cls, const char *desc, const char *id)
+{
+	jb_obj_open(out);
+	jb_key(out, "error");
+	jb_obj_open(out);
+	jb_kv_str(out, "class", cls);
+	jb_kv_str(out, "desc", desc);
+	jb_obj_close(out);
+	if (id) {
+		jb_key(out, "id");
+		jb_raw(out, id);
+	}
+	jb_obj_close(out);
+}
+
+/* "none" or a size, as ramfold-vmm's set-swap takes them. */
+static int size_or_none(const struct json *args, const char *key, uint64_t *out)
+{
+	const char *s = json_get_str(args, key);
+
+	if (s && !strcmp(s, "none")) {
+		*out = RF_SWAP_NO_TARGET;
+		return 0;
+	}
+	return json_get_size(args, key, out);
+}
+
+static int set_swap(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
+{
+	uint64_t resident = 0, cap = 0;
+	bool has_r = args && json_get(args, "resident"), has_c = args && json_get(args, "cap");
+	const char *vm = args ? json_get_str(args, "vm") : NULL;
+	int e;
+
+	if (vm && strcmp(vm, rf_vm_name(rr.vm))) {
+		snprintf(err, errlen, "set-swap: no VM named \"%s\" (this one is \"%s\")", vm,
+			 rf_vm_name(rr.vm));
+		return -1;
+	}
+	if (!has_r && !has_c) {
+		snprintf(err, errlen, "set-swap: give resident=SIZE|none and/or cap=SIZE|none");
+		return -1;
+	}
+	if (has_r && size_or_none(args, "resident", &resident)) {
+		snprintf(err, errlen, "set-swap: resident must be a size (e.g. 384M) or none");
+		return -1;
+	}
+	if (has_c && size_or_none(args, "cap", &cap)) {
+		snprintf(err, errlen, "set-swap: cap must be a size (e.g. 1G) or none");
+		return -1;
+	}
+	if (has_r && (e = rf_vm_set_swap_target(rr.vm, resident))) {
+		snprintf(err, errlen, "set-swap: %s: %s", rf_vm_name(rr.vm), strerror(-e));
+		return -1;
+	}
+	if (has_c && (e = rf_vm_set_swap_cap(rr.vm, cap))) {
+		snprintf(err, errlen, "set-swap: %s: %s", rf_vm_name(rr.vm), strerror(-e));
+		return -1;
+	}
+	if (has_r)
+		rr.swap_on = resident != RF_SWAP_NO_TARGET;
+	write_swap(ret);
+	return 0;
+}
+
+static const char *const commands[][2] = {
+    {"query-memory", "the VM's page states and breakdown, and the process's Pss"},
+    {"query-dedup", "dedup engine stats"},
+    {"set-swap", "set-swap [resident=SIZE|none] [cap=SIZE|none]"},
+    {"query-swap", "swapped bytes and faults"},
+    {"help", "this list"},
+};
+
+static void execute(const char *line, size_t len, struct jbuf *out)
+{
+	struct jbuf ret, idb;
+	const struct json *id, *args;
+	const char *cmd, *id_text = NULL;
+	char err[256] = "";
+	struct json *j;
+
+	jb_init(&ret);
+	jb_init(&idb);
+	j = json_parse(line, len, err, sizeof(err));
+	if (!j) {
+		char desc[300];
+
+		snprintf(desc, sizeof(desc), "malformed JSON: %s", err);
+		reply_error(out, "GenericError", desc, NULL);
+		goto done;
+	}
+	id = json_get(j, "id");
+	if (id && (id->type == JSON_NUMBER || id->type == JSON_STRING)) {
+		if (id->type == JSON_NUMBER)
+			jb_raw(&idb, id->str);
+		else
+			jb_string(&idb, id->str);
+		id_text = jb_str(&idb);
+	}
+	cmd = j->type == JSON_OBJECT ? json_get_str(j, "execute") : NULL;
+	args = json_get(j, "arguments");
+	if (!cmd) {
+		reply_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
+		goto done;
+	}
+	if (args && args->type != JSON_OBJECT) {
+		reply_error(out, "GenericError", "\"arguments\" must be an object", id_text);
+		goto done;
+	}
+	rr_lib_enter();
+	if (!strcmp(cmd, "query-memory")) {
+		write_memory(&ret);
+	} else if (!strcmp(cmd, "query-dedup")) {
+		write_dedup(&ret);
+	} else if (!strcmp(cmd, "query-swap")) {
+		write_swap(&ret);
+	} else if (!strcmp(cmd, "set-swap")) {
+		if (set_swap(args, &ret, err, sizeof(err))) {
+			rr_lib_leave();
+			reply_error(out, "GenericError", err, id_text);
+			goto done;
+		}
+	} else if (!strcmp(cmd, "help")) {
+		jb_arr_open(&ret);
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+			jb_obj_open(&ret);
+			jb_kv_str(&ret, "name", commands[i][0]);
+			jb_kv_str(&ret, "help", commands[i][1]);
+			jb_obj_close(&ret);
+		}
+		jb_arr_close(&ret);
+	} else {
+		char desc[128];
+
+		rr_lib_leave();
+		snprintf(desc, sizeof(desc), "unknown command \"%.64s\" (try \"help\")", cmd);
+		reply_error(out, "CommandNotFound", desc, id_text);
+		goto done;
+	}
+	rr_lib_leave();
+	jb_obj_open(out);
+	jb_key(out, "return");
+	jb_raw(out, ret.len ? jb_str(&ret) : "{}");
+	if (id_text) {
+		jb_key(out, "id");
+		jb_raw(out, id_text);
+	}
+	jb_obj_close(out);
+done:
+	jb_free(&ret);
+	jb_free(&idb);
+	json_free(j);
+}
+
+static void client_close(int i)
+{
+	close(sv.cl[i].fd);
+	free(sv.cl[i].buf);
+	sv.cl[i].fd = -1;
+	sv.cl[i].buf = NULL;
+	sv.cl[i].len = 0;
+}
+
+/* Read what the client sent; answer every complete line. */
+static void client_read(int i)
+{
+	char chunk[4096];
+	ssize_t n = recv(sv.cl[i].fd, chunk, sizeof(chunk), 0);
+	char *nl;
+
+	if (n <= 0) {
+		client_close(i);
+		return;
+	}
+	if (sv.cl[i].len + (size_t)n > LINE_MAX_BYTES) {
+		static const char big[] = "{\"error\":{\"class\":\"GenericError\",\"desc\":\"line "
+					  "over 64 KiB\"}}\n";
+
+		(void)!send(sv.cl[i].fd, big, strlen(big), MSG_NOSIGNAL);
+		client_close(i);
+		return;
+	}
+	{
+		char *b = realloc(sv.cl[i].buf, sv.cl[i].len + (size_t)n + 1);
+
+		if (!b) {
+			client_close(i);
+			return;
+		}
+		sv.cl[i].buf = b;
+	}
+	memcpy(sv.cl[i].buf + sv.cl[i].len, chunk, (size_t)n);
+	sv.cl[i].len += (size_t)n;
+	while (sv.cl[i].fd >= 0 && (nl = memchr(sv.cl[i].buf, '\n', sv.cl[i].len))) {
+		size_t ll = (size_t)(nl - sv.cl[i].buf);
+		struct jbuf out;
+
+		jb_init(&out);
+		if (ll)
+			execute(sv.cl[i].buf, ll, &out);
+		if (ll && jb_str(&out)) {
+			(void)!send(sv.cl[i].fd, jb_str(&out), out.len, MSG_NOSIGNAL);
+			(void)!send(sv.cl[i].fd, "\n", 1, MSG_NOSIGNAL);
+		}
+		jb_free(&out);
+		memmove(sv.cl[i].buf, nl + 1, sv.cl[i].len - ll - 1);
+		sv.cl[i].len -= ll + 1;
+	}
+}
+
+static void *service(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct pollfd p[3 + MAX_CLIENTS];
+		int n = 0, who[MAX_CLIENTS];
+		int nc = 0;
+
+		p[n++] = (struct pollfd){.fd = sv.stop_fd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = sv.ctl_fd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = sv.http_fd, .events = POLLIN};
+		for (int i = 0; i < MAX_CLIENTS; i++)
+			if (sv.cl[i].fd >= 0) {
+				who[nc++] = i;
+				p[n++] = (struct pollfd){.fd = sv.cl[i].fd, .events = POLLIN};
+			}
+		if (poll(p, (nfds_t)n, rr.opts.metrics_file ? 1000 : -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			break;
+		if (rr.opts.metrics_file) {
+			rr_lib_enter();
+			write_metrics_file();
+			rr_lib_leave();
+		}
+		if (p[1].revents & POLLIN) {
+			int c = accept4(sv.ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+			int slot = -1;
+
+			for (int i = 0; i < MAX_CLIENTS && c >= 0; i++)
+				if (sv.cl[i].fd < 0) {
+					slot = i;
+					break;
+				}
+			if (slot >= 0)
+				sv.cl[slot].fd = c;
+			else if (c >= 0)
+				close(c);
+		}
+		if (p[2].revents & POLLIN) {
+			int c = accept4(sv.http_fd, NULL, NULL, SOCK_CLOEXEC);
+
+			if (c >= 0) {
+				rr_lib_enter();
+				serve_http(c);
+				rr_lib_leave();
+				close(c);
+			}
+		}
+		for (int k = 0; k < nc; k++)
+			if (p[3 + k].revents)
+				client_read(who[k]);
+	}
+	return NULL;
+}
+
+/* Bind the control socket; a stale one (nobody accepts) is unlinked first,
+ * a live one is another process's and left alone. */
+static int ctl_open(const char *path)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		close(fd);
+		return -EADDRINUSE;
+	}
+	if (errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int http_open(int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+void rr_service_start(void)
+{
+	int err;
+
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		sv.cl[i].fd = -1;
+	if (rr.opts.ctl) {
+		sv.ctl_fd = ctl_open(rr.opts.ctl);
+		if (sv.ctl_fd < 0) {
+			rr_log("--ctl %s: %s: no control socket", rr.opts.ctl,
+			       sv.ctl_fd == -EADDRINUSE ? "in use by another process"
+							: strerror(-sv.ctl_fd));
+			sv.ctl_fd = -1;
+		}
+	}
+	if (rr.opts.metrics_port) {
+		sv.http_fd = http_open(rr.opts.metrics_port);
+		if (sv.http_fd < 0) {
+			rr_log("--metrics-port %d: %s: no metrics server", rr.opts.metrics_port,
+			       strerror(-sv.http_fd));
+			sv.http_fd = -1;
+		}
+	}
+	if (sv.ctl_fd < 0 && sv.http_fd < 0 && !rr.opts.metrics_file)
+		return;
+	sv.stop_fd = eventfd(0, EFD_CLOEXEC);
+	err = sv.stop_fd < 0 ? errno : pthread_create(&sv.thread, NULL, service, NULL);
+	if (err) {
+		rr_log("service thread: %s: no control socket or metrics", strerror(err));
+		rr_service_stop();
+		return;
+	}
+	sv.running = true;
+}
+
+void rr_service_stop(void)
+{
+	uint64_t one = 1;
+
+	if (sv.running) {
+		(void)!write(sv.stop_fd, &one, sizeof(one));
+		pthread_join(sv.thread, NULL);
+		sv.running = false;
+	}
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (sv.cl[i].fd >= 0)
+			client_close(i);
+	if (sv.ctl_fd >= 0) {
+		close(sv.ctl_fd);
+		unlink(rr.opts.ctl);
+	}
+	if (sv.http_fd >= 0)
+		close(sv.http_fd);
+	if (sv.stop_fd >= 0)
+		close(sv.stop_fd);
+	if (rr.opts.metrics_file)
+		unlink(rr.opts.metrics_file);
+	sv.ctl_fd = sv.http_fd = sv.stop_fd = -1;
+}

@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ramfold-run end to end: a program that knows nothing of ramfold
+ * (run_target.c) under ramfold-run, checked from outside (exit status, its
+ * output, the log, the control socket, files left behind) and from inside
+ * (its own Pss from smaps_rollup, its pages' content). RF_RUN_BIN and
+ * RF_RUN_TARGET name the binaries (run/run.mk sets them).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static const char *run_bin, *target;
+static char dir[64];
+
+/* Run argv with stdout and stderr into @out; returns the wait status. */
+static int run(char *out, size_t len, char *const argv[])
+{
+	int p[2], st;
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (n + 1 < len && (r = read(p[0], out + n, len - n - 1)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	return st;
+}
+
+static void expect_ok(const char *out, int st)
+{
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("status %#x, output:\n%s", st, out);
+}
+
+static void test_dup_merges_and_discards(void **state)
+{
+	char out[8192];
+	int st;
+
+	(void)state;
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--", (char *)target, "dup", "64", NULL});
+	expect_ok(out, st);
+	assert_non_null(strstr(out, "ok pss"));
+	assert_non_null(strstr(out, "ok dontneed"));
+	assert_non_null(strstr(out, "ok munmap"));
+	assert_null(strstr(out, "FAIL"));
+}
+
+static void test_memory_merge_prctl(void **state)
+{
+	char out[8192];
+	int st;
+
+	(void)state;
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--min-size", "16M", "--", (char *)target,
+				 "merge-all", "32", NULL});
+	expect_ok(out, st);
+	assert_non_null(strstr(out, "ok munmap"));
+}
+
+static void test_shared_left_to_kernel(void **state)
+{
+	char out[8192], log[256], text[4096] = "";
+	int st, fd;
+
+	(void)state;
+	snprintf(log, sizeof(log), "%s/shared.log", dir);
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--log", log, "--", (char *)target, "shared", "8",
+				 NULL});
+	expect_ok(out, st);
+	fd = open(log, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_true(read(fd, text, sizeof(text) - 1) > 0);
+	close(fd);
+	assert_non_null(strstr(text, "left to the kernel's KSM"));
+	assert_non_null(strstr(text, "MAP_SHARED"));
+	unlink(log);
+}
+
+static void test_bad_option_exits_2(void **state)
+{
+	static const char *const bad[][2] = {
+	    {"--dedup", "bogus"},	    {"--swap-resident", "12x"},
+	    {"--swap-dir", "/nonexistent"}, {"--metrics-port", "70000"},
+	    {"--ctl", "/nonexistent/ctl"},  {"--bogus", "1"},
+	};
+	char out[4096], marker[128];
+
+	(void)state;
+	snprintf(marker, sizeof(marker), "%s/marker", dir);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int st = run(out, sizeof(out),
+			     (char *const[]){(char *)run_bin, (char *)bad[i][0], (char *)bad[i][1],
+					     "--swap-resident", "64M", "--", (char *)target,
+					     "marker", marker, NULL});
+
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 2);
+		assert_non_null(strstr(out, "ramfold-run: "));
+		assert_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line */
+		assert_int_equal(access(marker, F_OK), -1);
+	}
+	/* And the same program does run when the options are right. */
+	expect_ok(out, run(out, sizeof(out),
+			   (char *const[]){(char *)run_bin, "--", (char *)target, "marker", marker,
+					   NULL}));
+	assert_int_equal(access(marker, F_OK), 0);
+	unlink(marker);
+}
+
+static void test_children_run_without_ramfold(void **state)
+{
+	char out[4096];
+	int st;
+
+	(void)state;
+	setenv("LD_PRELOAD", "", 1);
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--", (char *)target, "spawn", NULL});
+	unsetenv("LD_PRELOAD");
+	expect_ok(out, st);
+	assert_non_null(strstr(out, "child LD_PRELOAD=(none) RAMFOLD_RUN_PID=(none) mapped=0"));
+}
+
+/* ---- a serving program: control socket, SIGTERM, SIGKILL ---------------- */
+
+struct served {
+	pid_t pid;
+	int out;
+	char sock[128], swapdir[128];
+};
+
+static void serve(struct served *s, const char *tag)
+{
+	char line[256];
+	int p[2];
+	size_t n = 0;
+
+	snprintf(s->sock, sizeof(s->sock), "%s/%s.sock", dir, tag);
+	snprintf(s->swapdir, sizeof(s->swapdir), "%s/swap-%s", dir, tag);
+	mkdir(s->swapdir, 0700);
+	assert_int_equal(pipe(p), 0);
+	s->pid = fork();
+	if (s->pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		execl(run_bin, run_bin, "--ctl", s->sock, "--swap-resident", "1G", "--swap-dir",
+		      s->swapdir, "--", target, "serve", "32", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	s->out = p[0];
+	while (n + 1 < sizeof(line) && read(s->out, line + n, 1) == 1 && line[n] != '\n')
+		n++;
+	line[n] = 0;
+	assert_string_equal(line, "ready");
+}
+
+static void ask(const char *sock, const char *req, char *reply, size_t len)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	size_t n = 0;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	while (n + 1 < len && read(fd, reply + n, 1) == 1 && reply[n] != '\n')
+		n++;
+	reply[n] = 0;
+	close(fd);
+}
+
+static int swap_files(const char *d)
+{
+	char cmd[256], buf[16] = "";
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "ls -A %s | wc -l", d);
+	f = popen(cmd, "r");
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	pclose(f);
+	return atoi(buf);
+}
+
+static void test_ctl_and_sigterm(void **state)
+{
+	struct served s;
+	char r[16384];
+	int st;
+
+	(void)state;
+	serve(&s, "term");
+	ask(s.sock, "{\"execute\":\"query-memory\",\"id\":7}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"return\":{\"name\":\"run_target\""));
+	assert_non_null(strstr(r, "\"adopted\":33554432"));
+	assert_non_null(strstr(r, "\"pss\":"));
+	assert_non_null(strstr(r, "\"breakdown\":{"));
+	assert_non_null(strstr(r, "\"id\":7"));
+	ask(s.sock, "{\"execute\":\"query-dedup\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"mode\":\"intra\""));
+	ask(s.sock, "{\"execute\":\"set-swap\",\"arguments\":{\"resident\":\"4M\"}}\n", r,
+	    sizeof(r));
+	assert_non_null(strstr(r, "\"return\":{\"vm\":\"run_target\",\"enabled\":true"));
+	ask(s.sock, "{\"execute\":\"set-swap\",\"arguments\":{\"resident\":\"lots\"}}\n", r,
+	    sizeof(r));
+	assert_non_null(strstr(r, "\"error\":{\"class\":\"GenericError\""));
+	ask(s.sock, "{\"execute\":\"bogus\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "CommandNotFound"));
+	/* The swap file exists only unlinked. */
+	assert_int_equal(swap_files(s.swapdir), 0);
+
+	kill(s.pid, SIGTERM);
+	assert_int_equal(waitpid(s.pid, &st, 0), s.pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(access(s.sock, F_OK), -1);
+	assert_int_equal(swap_files(s.swapdir), 0);
+	close(s.out);
+	rmdir(s.swapdir);
+}
+
+static void test_sigkill_leaves_only_a_stale_socket(void **state)
+{
+	struct served s;
+	char r[16384];
+	int st;
+
+	(void)state;
+	serve(&s, "kill");
+	kill(s.pid, SIGKILL);
+	waitpid(s.pid, &st, 0);
+	close(s.out);
+	assert_int_equal(swap_files(s.swapdir), 0);
+	/* The socket path stays; the next run unlinks it and answers there. */
+	assert_int_equal(access(s.sock, F_OK), 0);
+	serve(&s, "kill");
+	ask(s.sock, "{\"execute\":\"query-dedup\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"return\""));
+	kill(s.pid, SIGTERM);
+	waitpid(s.pid, &st, 0);
+	close(s.out);
+	assert_int_equal(access(s.sock, F_OK), -1);
+	rmdir(s.swapdir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bad_option_exits_2),
+	    cmocka_unit_test(test_dup_merges_and_discards),
+	    cmocka_unit_test(test_memory_merge_prctl),
+	    cmocka_unit_test(test_shared_left_to_kernel),
+	    cmocka_unit_test(test_children_run_without_ramfold),
+	    cmocka_unit_test(test_ctl_and_sigterm),
+	    cmocka_unit_test(test_sigkill_leaves_only_a_stale_socket),
+	};
+	int ret;
+
+	run_bin = getenv("RF_RUN_BIN");
+	target = getenv("RF_RUN_TARGET");
+	if (!run_bin || !target) {
+		fprintf(stderr,
+			"test_run: set RF_RUN_BIN and RF_RUN_TARGET (make run-test does)\n");
+		return 1;
+	}
+	snprintf(dir, sizeof(dir), "/tmp/rf-run-test.XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	rmdir(dir);
+	return ret;
+}
