@@ -106,6 +106,9 @@ struct rf_uffd_stats {
 	/* The embedder's fault handler: pages it filled, pages it asked to be
 	 * zeros, calls that failed (the faulting thread left blocked). */
 	uint64_t foreign_fills, foreign_zero, foreign_errors;
+	/* Write-protect faults it saved (protection then lifted), minor faults
+	 * it answered. */
+	uint64_t foreign_wp, foreign_minor;
 };
 
 /*
