@@ -300,7 +300,9 @@ int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags);
  * library owns (merged, swapped, compressed, zero, ballooned, reported),
  * never a page that was present once and discarded since (it reads as
  * zeros, as any discarded page does), never a page that was filled, by the
- * handler or with zeros when the handler asked for them.
+ * handler or with zeros when the handler asked for them. Also (flags
+ * below): the first write to a page the embedder protected with
+ * rf_vm_write_protect (RF_VM_FAULT_WP), and minor faults (RF_VM_FAULT_MINOR).
  */
 
 /* rf_vm_fault_fn flags */
