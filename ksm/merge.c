@@ -227,7 +227,9 @@ static unsigned int lock_private(struct rf_region *r, uint64_t idx, unsigned int
 
 		if (!rf_pte_trylock(p, &v))
 			break;
-		if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & (RF_PTE_EXCLUDED | RF_PTE_F_WP))) {
+		/* F_UWP: merging would replace the page the embedder protects. */
+		if (rf_pte_state(v) != RF_PAGE_PRIVATE ||
+		    (v & (RF_PTE_EXCLUDED | RF_PTE_F_WP | RF_PTE_F_UWP))) {
 			atomic_store_explicit(p, v, memory_order_release);
 			break;
 		}

@@ -123,7 +123,8 @@ static void flush_run(rf_vm *vm, struct rf_region *r, struct locked_page *run, u
 	for (i = 0; i < n; i++) {
 		uint64_t nv = rf_pte_with_state(run[i].old, to);
 
-		nv &= ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE | RF_PTE_F_COLD);
+		/* A discarded page loses the embedder's protection too (vm.h). */
+		nv &= ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE | RF_PTE_F_COLD | RF_PTE_F_UWP);
 		rf_pte_unlock(vm, &r->pte[run[i].idx], run[i].old, rf_pte_with_payload(nv, 0));
 	}
 }
@@ -173,10 +174,11 @@ static void discard_huge(rf_vm *vm, struct rf_region *r, uint64_t first, uint64_
 			    (keep_ballooned && rf_pte_state(old) == RF_PAGE_BALLOONED))
 				(*skipped)++;
 			else
-				nv = rf_pte_with_payload(
-				    rf_pte_with_state(old, to) &
-					~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE | RF_PTE_F_COLD),
-				    0);
+				nv =
+				    rf_pte_with_payload(rf_pte_with_state(old, to) &
+							    ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE |
+							      RF_PTE_F_COLD | RF_PTE_F_UWP),
+							0);
 			rf_pte_unlock(vm, &r->pte[k], old, nv);
 		}
 	}

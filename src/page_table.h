@@ -37,11 +37,12 @@ typedef _Atomic uint64_t rf_pte_t;
 #define RF_PTE_LOCKED	  (1ull << 3)
 #define RF_PTE_EXCLUDED	  (1ull << 4)
 /* Module flags. */
-#define RF_PTE_F_VOLATILE    (1ull << 5) /* ksm: content changed since last pass */
-#define RF_PTE_F_NOMERGE     (1ull << 6) /* ksm: failed to merge, skip until written */
-#define RF_PTE_F_WP	     (1ull << 7) /* write-protected by the library right now */
-#define RF_PTE_F_COLD	     (1ull << 8) /* swap: not accessed in the last period */
-#define RF_PTE_F_OUT	     (1ull << 9) /* swap: content out of guest RAM, not yet published */
+#define RF_PTE_F_VOLATILE    (1ull << 5)  /* ksm: content changed since last pass */
+#define RF_PTE_F_NOMERGE     (1ull << 6)  /* ksm: failed to merge, skip until written */
+#define RF_PTE_F_WP	     (1ull << 7)  /* write-protected by the library right now */
+#define RF_PTE_F_COLD	     (1ull << 8)  /* swap: not accessed in the last period */
+#define RF_PTE_F_OUT	     (1ull << 9)  /* swap: content out of guest RAM, not yet published */
+#define RF_PTE_F_UWP	     (1ull << 10) /* write-protected by the embedder (rf_vm_write_protect) */
 #define RF_PTE_FLAGS_MASK    0xfff0ull
 #define RF_PTE_PAYLOAD_SHIFT 32
 

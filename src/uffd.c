@@ -81,6 +81,7 @@ struct rf_uffd {
 		uint64_t *bits;
 	} foreign[RF_MAX_REGIONS];
 	_Atomic uint64_t foreign_fills, foreign_zero, foreign_errors;
+	_Atomic uint64_t foreign_wp, foreign_minor;
 	struct rf_ratelimit rl;
 };
 
@@ -127,6 +128,88 @@ static int unprotect_page(struct rf_uffd *u, uint64_t page)
 }
 
 /*
+ * A write to a page the embedder protected (RF_PTE_F_UWP, page @v locked by
+ * the caller): its handler saves the content first, then the protection
+ * is lifted and the writer woken; *@nv is what the page is unlocked with.
+ * A handler removed while the protection stands: lifted unreported (the
+ * writer cannot wait for nobody). 0 or -EAGAIN (the handler's, or the
+ * ioctl met a pending event: the handler is then called again).
+ */
+static int embedder_wp_fault(struct rf_uffd *u, const struct rf_region *r, uint64_t page,
+			     uint64_t v, uint64_t *nv)
+{
+	rf_vm *vm = u->vm;
+	uint64_t gpa = r->gpa + (page - (uintptr_t)r->hva);
+	int ret = 0, err;
+
+	pthread_mutex_lock(&u->foreign_lock);
+	if (u->foreign_fn)
+		ret = u->foreign_fn(vm, gpa, (void *)(uintptr_t)page,
+				    RF_VM_FAULT_WRITE | RF_VM_FAULT_WP, u->foreign_arg);
+	pthread_mutex_unlock(&u->foreign_lock);
+	if (ret == -EAGAIN)
+		return -EAGAIN;
+	if (ret) {
+		atomic_fetch_add(&u->foreign_errors, 1);
+		rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
+				   "%s: fault handler: write-protect fault at gpa 0x%llx: %s: the "
+				   "writer stays blocked until the protection is lifted",
+				   vm->name, (unsigned long long)gpa,
+				   strerror(ret < 0 ? -ret : EINVAL));
+		return 0;
+	}
+	err = unprotect_page(u, page);
+	if (err)
+		return err;
+	atomic_fetch_add(&u->foreign_wp, 1);
+	*nv = v & ~RF_PTE_F_UWP;
+	return 0;
+}
+
+/*
+ * A minor fault: only the embedder registers MINOR mode, so it is its
+ * (UFFDIO_CONTINUE). Without a handler the thread is woken and faults
+ * again, which is all the library can do.
+ */
+static int minor_fault(struct rf_uffd *u, uint64_t page)
+{
+	rf_vm *vm = u->vm;
+	struct rf_region *r;
+	uint64_t gpa = RF_VM_GPA_NONE;
+	int ret = 0;
+
+	if (!atomic_load(&u->foreign_on)) {
+		rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
+		return 0;
+	}
+	if (rf_vm_regions_tryrdlock(vm) != 0)
+		return -EAGAIN;
+	r = __rf_vm_find_region_hva(vm, page);
+	if (r)
+		gpa = r->gpa + (page - (uintptr_t)r->hva);
+	pthread_mutex_lock(&u->foreign_lock);
+	if (u->foreign_fn)
+		ret = u->foreign_fn(vm, gpa, (void *)(uintptr_t)page, RF_VM_FAULT_MINOR,
+				    u->foreign_arg);
+	pthread_mutex_unlock(&u->foreign_lock);
+	rf_vm_regions_unlock(vm);
+	if (ret == -EAGAIN)
+		return -EAGAIN;
+	if (ret) {
+		atomic_fetch_add(&u->foreign_errors, 1);
+		rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
+				   "%s: fault handler: minor fault at hva 0x%llx: %s: the faulting "
+				   "thread stays blocked",
+				   vm->name, (unsigned long long)page,
+				   strerror(ret < 0 ? -ret : EINVAL));
+		return 0;
+	}
+	atomic_fetch_add(&u->foreign_minor, 1);
+	rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
+	return 0;
+}
+
+/*
  * A write-protect fault: a module holding the protection (RF_PTE_F_WP)
  * wakes the writer itself once it is done (uffd.h), so the fault is left to
  * it. A protection nobody claims (one left behind by the fault thread's own
@@ -142,7 +225,7 @@ static int wp_fault(struct rf_uffd *u, uint64_t page)
 	rf_vm *vm = u->vm;
 	struct rf_region *r;
 	rf_pte_t *pte;
-	uint64_t v;
+	uint64_t v, nv;
 	int err;
 
 	if (pthread_rwlock_tryrdlock(&vm->regions_lock) != 0)
@@ -162,8 +245,14 @@ static int wp_fault(struct rf_uffd *u, uint64_t page)
 		rf_vm_regions_unlock(vm);
 		return -EAGAIN;
 	}
-	err = (v & RF_PTE_F_WP) ? 0 : unprotect_page(u, page);
-	rf_pte_unlock(vm, pte, v, v);
+	nv = v;
+	if (v & RF_PTE_F_WP)
+		err = 0;
+	else if (v & RF_PTE_F_UWP)
+		err = embedder_wp_fault(u, r, page, v, &nv);
+	else
+		err = unprotect_page(u, page);
+	rf_pte_unlock(vm, pte, v, nv);
 	rf_vm_regions_unlock(vm);
 	return err;
 }
@@ -191,8 +280,7 @@ static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 		return 0;
 	}
 	case RF_UFFD_FAULT_MINOR:
-		rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
-		return 0;
+		return minor_fault(u, page);
 	default:
 		return 0;
 	}
@@ -542,6 +630,8 @@ void rf_uffd_stats(struct rf_uffd *u, struct rf_uffd_stats *st)
 	st->foreign_fills = atomic_load(&u->foreign_fills);
 	st->foreign_zero = atomic_load(&u->foreign_zero);
 	st->foreign_errors = atomic_load(&u->foreign_errors);
+	st->foreign_wp = atomic_load(&u->foreign_wp);
+	st->foreign_minor = atomic_load(&u->foreign_minor);
 	if (pthread_getcpuclockid(u->thread, &cid) == 0 && clock_gettime(cid, &ts) == 0)
 		st->cpu_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
@@ -1120,5 +1210,129 @@ RF_EXPORT int rf_vm_set_fault_handler(rf_vm *vm, rf_vm_fault_fn fn, void *arg)
 	if (err)
 		rf_log(vm->e, RF_LOG_ERR, "%s: fault handler: out of memory for its page bitmaps",
 		       vm->name);
+	return err;
+}
+
+/*
+ * The embedder's write protections (vm.h), marked RF_PTE_F_UWP so that the
+ * fault thread tells them from the library's and the library leaves those
+ * pages alone (no merge, no swap-out, no zero discard: each would replace
+ * the page and its protection). Protecting goes in three passes, none with
+ * a page lock held across a fault: mark every page under its lock (a
+ * module that was changing it has finished; none starts again), read every
+ * page so that it is present (the kernel protects only present pages; the
+ * reads fault through the fault thread, which needs the page locks free),
+ * then protect the range. A page discarded between the passes comes out
+ * unmarked and absent: it reads as zeros, which is what the embedder is
+ * told a discarded page holds. Lifting holds the locks of a chunk across
+ * the ioctl, so that it cannot lift a protection a module set meanwhile.
+ */
+#define UWP_CHUNK 512u
+
+static int uwp_protect(struct rf_uffd *u, struct rf_region *r, uint64_t idx, uint64_t n)
+{
+	rf_vm *vm = u->vm;
+	uint8_t *hva = rf_region_page(r, idx);
+	uint64_t len = n << RF_PAGE_SHIFT;
+	int err;
+
+	rf_uffd_add_base_mode(u, UFFDIO_REGISTER_MODE_WP);
+	err = rf_uffd_register(u, hva, len, UFFDIO_REGISTER_MODE_WP);
+	if (err) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: write-protect: registering gpa 0x%llx+0x%llx for write-protect: %s",
+		       vm->name, (unsigned long long)(r->gpa + (idx << RF_PAGE_SHIFT)),
+		       (unsigned long long)len, strerror(-err));
+		return err;
+	}
+	for (uint64_t k = idx; k < idx + n; k++) {
+		uint64_t v = rf_pte_lock(&r->pte[k]);
+
+		rf_pte_unlock(vm, &r->pte[k], v, v | RF_PTE_F_UWP);
+	}
+	for (uint64_t off = 0; off < len; off += RF_PAGE_SIZE)
+		(void)*(volatile uint8_t *)(hva + off);
+	err = rf_uffd_writeprotect(u, hva, len, true, false);
+	if (err) {
+		rf_log(vm->e, RF_LOG_ERR, "%s: write-protect: gpa 0x%llx+0x%llx: %s", vm->name,
+		       (unsigned long long)(r->gpa + (idx << RF_PAGE_SHIFT)),
+		       (unsigned long long)len, strerror(-err));
+		/* A failed protect leaves none of the range protected. */
+		for (uint64_t k = idx; k < idx + n; k++) {
+			uint64_t v = rf_pte_lock(&r->pte[k]);
+
+			rf_pte_unlock(vm, &r->pte[k], v, v & ~RF_PTE_F_UWP);
+		}
+	}
+	return err;
+}
+
+static int uwp_lift(struct rf_uffd *u, struct rf_region *r, uint64_t idx, uint64_t n)
+{
+	rf_vm *vm = u->vm;
+	uint64_t old[UWP_CHUNK];
+	int err = 0;
+
+	for (uint64_t c = idx; c < idx + n; c += UWP_CHUNK) {
+		uint64_t m = idx + n - c < UWP_CHUNK ? idx + n - c : UWP_CHUNK;
+		int e;
+
+		for (uint64_t k = 0; k < m; k++)
+			old[k] = rf_pte_lock(&r->pte[c + k]);
+		e = rf_uffd_writeprotect(u, rf_region_page(r, c), m << RF_PAGE_SHIFT, false, false);
+		/* Not registered for write-protect: nothing there is protected. */
+		if (e && e != -ENOENT && !err) {
+			err = e;
+			rf_log(vm->e, RF_LOG_ERR,
+			       "%s: write-protect: lifting gpa 0x%llx+0x%llx: %s", vm->name,
+			       (unsigned long long)(r->gpa + (c << RF_PAGE_SHIFT)),
+			       (unsigned long long)(m << RF_PAGE_SHIFT), strerror(-e));
+		}
+		for (uint64_t k = 0; k < m; k++)
+			rf_pte_unlock(vm, &r->pte[c + k], old[k],
+				      e && e != -ENOENT ? old[k] : old[k] & ~RF_PTE_F_UWP);
+	}
+	return err;
+}
+
+RF_EXPORT int rf_vm_write_protect(rf_vm *vm, uint64_t gpa, uint64_t len, bool protect)
+{
+	const char *what = protect ? "write-protect" : "lift write-protect";
+	struct rf_uffd *u;
+	struct rf_region *r;
+	int err;
+
+	if (!vm)
+		return -EINVAL;
+	if (!len || ((gpa | len) & (RF_PAGE_SIZE - 1)) || gpa + len < gpa) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: %s: gpa 0x%llx+0x%llx: empty, not 4 KiB aligned or wrapping", vm->name,
+		       what, (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	u = rf_uffd_of(vm);
+	if (u && rf_uffd_on_fault_thread(u))
+		return -EDEADLK;
+	if (!u || (protect && !atomic_load(&u->foreign_on))) {
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: %s: gpa 0x%llx+0x%llx: no fault handler installed "
+		       "(rf_vm_set_fault_handler): a write would have nobody to tell",
+		       vm->name, what, (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	rf_vm_regions_rdlock(vm);
+	r = __rf_vm_find_region(vm, gpa);
+	if (!r || gpa + len > r->gpa + r->size) {
+		rf_vm_regions_unlock(vm);
+		rf_log(vm->e, RF_LOG_ERR,
+		       "%s: %s: gpa 0x%llx+0x%llx is not inside one region of guest RAM", vm->name,
+		       what, (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	if (protect)
+		err = uwp_protect(u, r, rf_region_index(r, gpa), len >> RF_PAGE_SHIFT);
+	else
+		err = uwp_lift(u, r, rf_region_index(r, gpa), len >> RF_PAGE_SHIFT);
+	rf_vm_regions_unlock(vm);
 	return err;
 }

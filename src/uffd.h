@@ -64,6 +64,11 @@
  * as zeros) before any module's REMOVE handler runs. A page stays foreign
  * only while it is absent, so no module that acts on present pages (merge,
  * swap-out, whose victims pagemap says are present) meets one.
+ * The embedder's write protections (rf_vm_write_protect) are marked
+ * RF_PTE_F_UWP: a write-protect fault on such a page (without F_WP) goes to
+ * its handler, then the protection is lifted; merge, swap-out and zero
+ * discard skip such pages, and a discard clears the bit. Minor faults go
+ * to the handler too (only the embedder registers MINOR mode).
  *
  * Concurrency: rf_uffd_get may be called by any module's setup path (it is
  * serialised by the VM's uffd lock); the ioctl helpers from any thread;
@@ -106,6 +111,9 @@ struct rf_uffd_stats {
 	/* The embedder's fault handler: pages it filled, pages it asked to be
 	 * zeros, calls that failed (the faulting thread left blocked). */
 	uint64_t foreign_fills, foreign_zero, foreign_errors;
+	/* Write-protect faults it saved (protection then lifted), minor faults
+	 * it answered. */
+	uint64_t foreign_wp, foreign_minor;
 };
 
 /*

@@ -558,7 +558,7 @@ static bool swappable(uint64_t v)
 	enum rf_page_state s = rf_pte_state(v);
 
 	return (s == RF_PAGE_PRIVATE || s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED) &&
-	       !(v & (RF_PTE_EXCLUDED | RF_PTE_F_WP));
+	       !(v & (RF_PTE_EXCLUDED | RF_PTE_F_WP | RF_PTE_F_UWP));
 }
 
 /*

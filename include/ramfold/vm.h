@@ -300,12 +300,38 @@ int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags);
  * library owns (merged, swapped, compressed, zero, ballooned, reported),
  * never a page that was present once and discarded since (it reads as
  * zeros, as any discarded page does), never a page that was filled, by the
- * handler or with zeros when the handler asked for them.
+ * handler or with zeros when the handler asked for them. Also (flags
+ * below): the first write to a page the embedder protected with
+ * rf_vm_write_protect (RF_VM_FAULT_WP), and minor faults (RF_VM_FAULT_MINOR).
  */
 
 /* rf_vm_fault_fn flags */
 enum rf_vm_fault_flags {
 	RF_VM_FAULT_WRITE = 1u << 0, /* the faulting access was a write */
+	/*
+	 * A write to a page the embedder protected with rf_vm_write_protect
+	 * (always with RF_VM_FAULT_WRITE). The page is present and holds its
+	 * current content (for a merged page, the shared content): the
+	 * handler saves or records it and returns 0, and the library then
+	 * lifts the protection (as rf_vm_write_protect(.., false) would) and
+	 * lets the write through. It may lift it itself first with
+	 * UFFDIO_WRITEPROTECT on rf_vm_uffd_fd, but must not call
+	 * rf_vm_write_protect from the handler (the page's lock is held).
+	 * -EAGAIN: called again a millisecond later, the writer waits; any
+	 * other error: logged, counted, and the writer stays blocked until
+	 * the embedder lifts the protection from another thread.
+	 */
+	RF_VM_FAULT_WP = 1u << 1,
+	/*
+	 * A minor fault, on a range the embedder registered itself in
+	 * UFFDIO_REGISTER_MODE_MINOR (shmem or hugetlbfs RAM: the page is in
+	 * the page cache, not mapped). The handler maps it with
+	 * UFFDIO_CONTINUE on rf_vm_uffd_fd and returns 0 (the library wakes
+	 * the faulting thread); -EAGAIN as above; another error leaves the
+	 * thread blocked (logged). Called without a page lock. Without a
+	 * handler the thread is only woken, and faults again.
+	 */
+	RF_VM_FAULT_MINOR = 1u << 2,
 };
 
 /* rf_vm_fault_fn return value: fill the page with zeros (a snapshot hole). */
@@ -378,6 +404,37 @@ int rf_vm_uffd_fd(rf_vm *vm);
  * -errno.
  */
 int rf_vm_adopt_uffd(rf_vm *vm, int fd);
+
+/*
+ * Write-protect (@protect) [@gpa, @gpa + @len) for the embedder, or lift
+ * that protection, through the VM's userfaultfd: the way to do what
+ * UFFDIO_WRITEPROTECT does on rf_vm_uffd_fd (a background snapshot), so
+ * that the library knows which protections are the embedder's. The first
+ * write to a protected page calls the fault handler with RF_VM_FAULT_WP
+ * (rf_vm_set_fault_handler must have been called: else -EINVAL).
+ *
+ * What a protection does to the page's state, one rule each:
+ *   - absent pages are made present first by reading them (a page never
+ *     touched maps the zero page, a swapped or compressed page is swapped
+ *     in, a page still the handler's to restore is filled by it): the
+ *     kernel cannot write-protect a page that is not there;
+ *   - a merged page stays merged: the handler sees the shared content,
+ *     and the write then breaks the sharing as any write does;
+ *   - a protected page is never merged, swapped out or discarded as zero
+ *     by the library until the protection is lifted;
+ *   - a discard (rf_vm_discard, the balloon, free page reporting) lifts
+ *     it: the page reads as zeros afterwards, and the embedder's snapshot
+ *     of a page it is told was discarded is zeros.
+ * Lifting wakes writers waiting on the range. A protection that UFFDIO_
+ * WRITEPROTECT set directly on the descriptor is not the embedder's to the
+ * library: the fault thread lifts it on the first write (unreported).
+ *
+ * The range lies in one region. Any thread but the fault thread; blocks
+ * on page locks and on the reads above. 0, -EINVAL (NULL @vm, @len 0,
+ * unaligned, wrapping, not inside one region, no fault handler: nothing
+ * changed), -EDEADLK (from the fault handler), -errno from the kernel.
+ */
+int rf_vm_write_protect(rf_vm *vm, uint64_t gpa, uint64_t len, bool protect);
 
 #ifdef __cplusplus
 }
