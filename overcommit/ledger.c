@@ -6,13 +6,15 @@
  *
  * Admission control answers one question: can the host still guarantee every
  * reservation, and stay within the configured overcommit ratio, if this VM
- * is created or its reservation grows? Reservations are guarantees, so their
- * sum may not exceed capacity minus what the host keeps for itself. VM sizes
+ * is created, or its reservation or its size (rf_vm_set_ram_bytes) grows?
+ * Reservations are guarantees, so their sum may not exceed capacity minus
+ * what the host keeps for itself. VM sizes
  * are promises, not guarantees: they may exceed capacity (that is the point
  * of overcommit) up to the optional ratio. While the policy says the host is
  * in the LOW free-memory state, nothing new is admitted at all.
  *
- * Shrinking is always allowed: lowering a reservation can only make room.
+ * Shrinking is always allowed: lowering a reservation or a size can only
+ * make room (a size may not go below the reservation, though).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,7 +53,7 @@ int rf_ledger_admit(const struct rf_admission *a, char *why, size_t len)
 	char b1[32], b2[32], b3[32];
 
 	why[0] = '\0';
-	if (!a->growing)
+	if (!a->growing && !a->promise_growing)
 		return 0;
 	if (a->state == RF_MEM_LOW) {
 		snprintf(why, len, "host is in the low free-memory state: no VM may be %s",
@@ -60,7 +62,7 @@ int rf_ledger_admit(const struct rf_admission *a, char *why, size_t len)
 	}
 	guaranteed = a->capacity > a->host_reserved ? a->capacity - a->host_reserved : 0;
 	reserved = a->reserved_others + a->reservation;
-	if (reserved < a->reserved_others || reserved > guaranteed) {
+	if (a->growing && (reserved < a->reserved_others || reserved > guaranteed)) {
 		snprintf(why, len,
 			 "reservation %s cannot be covered: %s already reserved of %s the host can "
 			 "guarantee",
@@ -69,16 +71,17 @@ int rf_ledger_admit(const struct rf_admission *a, char *why, size_t len)
 			 rf_ledger_fmt_bytes(guaranteed, b3, sizeof(b3)));
 		return -ENOMEM;
 	}
-	if (a->creating && a->max_overcommit_permille) {
+	if ((a->creating || a->promise_growing) && a->max_overcommit_permille) {
 		promised = a->promised_others + a->promised;
 		/* promised / capacity > max / 1000, without overflow for sane sizes */
 		if (promised < a->promised_others ||
 		    (double)promised * 1000.0 >
 			(double)a->capacity * (double)a->max_overcommit_permille) {
 			snprintf(why, len,
-				 "%s more would promise %.2fx the host's %s (maximum overcommit "
+				 "%s %s would promise %.2fx the host's %s (maximum overcommit "
 				 "%.2fx)",
 				 rf_ledger_fmt_bytes(a->promised, b1, sizeof(b1)),
+				 a->creating ? "more" : "for this VM",
 				 (double)promised / (double)a->capacity,
 				 rf_ledger_fmt_bytes(a->capacity, b2, sizeof(b2)),
 				 a->max_overcommit_permille / 1000.0);
@@ -415,12 +418,15 @@ RF_EXPORT int rf_vm_set_reservation(rf_vm *vm, uint64_t bytes)
 	l = rf_ledger_get(vm->e);
 	if (!l)
 		return -ENOMEM;
-	err = check_contract(vm->e, vm->name, vm->cfg.ram_bytes, bytes, 0, 0);
-	if (err)
-		return err;
 	/* vms_lock serialises admission decisions (rf_vm_new holds it too):
-	 * two VMs growing at once cannot both take the last free bytes. */
+	 * two VMs growing at once cannot both take the last free bytes. It
+	 * also holds the VM's size still (rf_vm_set_ram_bytes). */
 	pthread_mutex_lock(&vm->e->vms_lock);
+	err = check_contract(vm->e, vm->name, vm->cfg.ram_bytes, bytes, 0, 0);
+	if (err) {
+		pthread_mutex_unlock(&vm->e->vms_lock);
+		return err;
+	}
 	old = atomic_load(&vm->ledger->reservation);
 	if (bytes > atomic_load(&vm->ledger->limit)) {
 		pthread_mutex_unlock(&vm->e->vms_lock);
@@ -441,6 +447,44 @@ RF_EXPORT int rf_vm_set_reservation(rf_vm *vm, uint64_t bytes)
 	if (err) {
 		atomic_fetch_add(&l->admissions_refused, 1);
 		rf_log(vm->e, RF_LOG_ERR, "%s: set_reservation: refused: %s", vm->name, why);
+	}
+	return err;
+}
+
+/*
+ * rf_vm_set_ram_bytes(), vms_lock held: admit @bytes as @vm's size. Never
+ * below its reservation (a guarantee larger than the promise means
+ * nothing; the embedder lowers the reservation first). Larger goes through
+ * admission as a new VM's size does; smaller is always admitted.
+ */
+static int ledger_resize_vm(rf_engine *e, rf_vm *vm, uint64_t bytes)
+{
+	struct rf_ledger *l = e->ledger;
+	struct rf_ledger_vm *lv = vm->ledger;
+	struct rf_admission a;
+	char why[256], b1[32], b2[32];
+	int err;
+
+	if (!l || !lv)
+		return 0; /* the ledger is gone (engine teardown): nothing to keep */
+	if (bytes < atomic_load(&lv->reservation)) {
+		rf_log(e, RF_LOG_ERR,
+		       "%s: set_ram_bytes: %s is below the reservation %s (lower it first: "
+		       "rf_vm_set_reservation)",
+		       vm->name, rf_ledger_fmt_bytes(bytes, b1, sizeof(b1)),
+		       rf_ledger_fmt_bytes(atomic_load(&lv->reservation), b2, sizeof(b2)));
+		return -EINVAL;
+	}
+	fill_admission(l, e, &a);
+	__sum_others(e, vm, &a.reserved_others, &a.promised_others);
+	a.reservation = atomic_load(&lv->reservation);
+	a.promised = bytes;
+	a.promise_growing = bytes > vm->cfg.ram_bytes;
+	err = rf_ledger_admit(&a, why, sizeof(why));
+	if (err) {
+		atomic_fetch_add(&l->admissions_refused, 1);
+		rf_log(e, RF_LOG_ERR, "%s: set_ram_bytes: %s refused: %s", vm->name,
+		       rf_ledger_fmt_bytes(bytes, b1, sizeof(b1)), why);
 	}
 	return err;
 }
@@ -487,5 +531,6 @@ RF_EXPORT int rf_vm_set_guest_free(rf_vm *vm, uint64_t bytes)
 const struct rf_engine_module rf_ledger_module = {
     .name = "ledger",
     .vm_admit = ledger_admit_vm,
+    .vm_resize = ledger_resize_vm,
     .stop = ledger_engine_free,
 };

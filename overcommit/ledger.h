@@ -57,6 +57,8 @@ struct rf_ledger *rf_ledger_get(rf_engine *e);
  * The ledger as an engine module (lib/modules.c). Its vm_admit hook checks a
  * new VM's reservation and size against the VMs already there and attaches
  * vm->ledger and the ledger's VM hooks (-ENOMEM or -EINVAL, reason logged);
+ * its vm_resize hook admits a new size the same way (a larger one against
+ * the low state and the overcommit ratio; none below the reservation);
  * its stop hook stops the policy thread and frees the ledger.
  */
 extern const struct rf_engine_module rf_ledger_module;
@@ -73,8 +75,12 @@ struct rf_admission {
 	uint64_t promised;	  /* the VM's size */
 	unsigned int max_overcommit_permille;
 	enum rf_mem_state state;
-	bool creating; /* a new VM (else a reservation change) */
+	bool creating; /* a new VM (else a reservation or size change) */
 	bool growing;  /* creating, or the reservation goes up */
+	/* The VM's size goes up (rf_vm_set_ram_bytes): the low state and the
+	 * overcommit ratio are checked as for a new VM, the reservations not
+	 * (they do not change). */
+	bool promise_growing;
 };
 
 /* 0 if admitted, else -ENOMEM with the reason in @why. */

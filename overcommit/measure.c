@@ -168,7 +168,13 @@ static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *
 	snprintf(vs->name, sizeof(vs->name), "%s", vm->name);
 	for (int st = 0; st < RF_PAGE_NSTATES; st++)
 		vs->counters[st] = atomic_load(&vm->state_pages[st]);
+	/* The promise and the mapped bytes together, under the regions lock
+	 * (rf_vm_set_ram_bytes changes the promise under it and vms_lock), so
+	 * unmapped_bytes is never computed from a promise below the regions. */
+	rf_vm_regions_rdlock(vm);
 	vs->mapped_bytes = vm->mapped_bytes;
+	vs->bd.promised_bytes = vm->cfg.ram_bytes;
+	rf_vm_regions_unlock(vm);
 	err = walk_vm(vm, &vs->walk, pfns, ents);
 	rf_mech_read(vm, &m);
 	vs->has_balloon = m.has_balloon;
@@ -190,7 +196,6 @@ static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *
 		vs->bd.limit_bytes = UINT64_MAX;
 		vs->bd.shares = RF_SHARES_DEFAULT;
 	}
-	vs->bd.promised_bytes = vm->cfg.ram_bytes;
 	vs->bd.metadata_bytes = atomic_load(&vm->metadata_bytes);
 	return err;
 }

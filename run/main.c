@@ -65,7 +65,7 @@ static void usage(FILE *f)
 	      "  --metrics-port N                Prometheus text on 127.0.0.1:N/metrics\n"
 	      "  --min-size SIZE                 smallest range adopted after\n"
 	      "                                  PR_SET_MEMORY_MERGE (64M)\n"
-	      "  --max-ram SIZE                  most guest RAM adopted (host memory)\n"
+	      "  --max-ram SIZE                  most guest RAM adopted (no bound)\n"
 	      "  --log FILE|-                    log lines to FILE or stderr (-)\n"
 	      "  -v, --verbose                   log every adopt, release and discard\n"
 	      "  -h, --help\n",

@@ -164,8 +164,9 @@ void rr_log(const char *fmt, ...)
 static void lib_log(void *arg, enum rf_log_level level, const char *msg)
 {
 	(void)arg;
-	(void)level;
-	if (capture) {
+	/* While adopting, the refusal is kept for the line that says where the
+	 * range went; the promise's own notes are logged as they come. */
+	if (capture && level <= RF_LOG_WARN) {
 		snprintf(capture, 512, "%s", msg);
 		return;
 	}
@@ -244,8 +245,21 @@ static uintptr_t page_up(uintptr_t x)
 	return (x + RF_PAGE_SIZE - 1) & ~(uintptr_t)(RF_PAGE_SIZE - 1);
 }
 
+/*
+ * Promise the VM @bytes, what is adopted: grown before a range is adopted,
+ * shrunk after one is released, so the ledger's promised figures (the
+ * host's overcommit, query-memory's "promised") are what the program gave.
+ * A VM is promised at least a page, while nothing is adopted. Caller holds
+ * rr.lock and is inside the library (rr_lib_enter).
+ */
+static int promise(uint64_t bytes)
+{
+	return rf_vm_set_ram_bytes(rr.vm, bytes ? bytes : RF_PAGE_SIZE);
+}
+
 /* Adopt [a, b), which overlaps no region. Caller holds rr.lock. On refusal
- * the range goes to the kernel's KSM, with the library's reason. */
+ * (the library's, the ledger's on the larger promise, or --max-ram's) the
+ * range goes to the kernel's KSM, with the reason. */
 static int adopt(uintptr_t a, uintptr_t b, bool all)
 {
 	char why[512] = "";
@@ -257,9 +271,22 @@ static int adopt(uintptr_t a, uintptr_t b, bool all)
 		       a, b);
 		return REAL(madvise)((void *)a, b - a, MADV_MERGEABLE);
 	}
+	if (rr.opts.max_ram && rr.adopted_bytes + (b - a) > rr.opts.max_ram) {
+		rr.kernel_ranges++;
+		rr.kernel_bytes += b - a;
+		rr_log("0x%" PRIxPTR "-0x%" PRIxPTR ": left to the kernel's KSM: %" PRIu64
+		       " KiB adopted, --max-ram %" PRIu64 " KiB",
+		       a, b, rr.adopted_bytes >> 10, rr.opts.max_ram >> 10);
+		return REAL(madvise)((void *)a, b - a, MADV_MERGEABLE);
+	}
 	rr_lib_enter();
 	capture = why;
-	err = rf_vm_adopt_ram(rr.vm, a, (void *)a, b - a, 0);
+	err = promise(rr.adopted_bytes + (b - a));
+	if (!err) {
+		err = rf_vm_adopt_ram(rr.vm, a, (void *)a, b - a, 0);
+		if (err)
+			promise(rr.adopted_bytes); /* only shrinks: cannot fail */
+	}
 	capture = NULL;
 	rr_lib_leave();
 	if (!err) {
@@ -270,9 +297,8 @@ static int adopt(uintptr_t a, uintptr_t b, bool all)
 	}
 	rr.kernel_ranges++;
 	rr.kernel_bytes += b - a;
-	rr_log("0x%" PRIxPTR "-0x%" PRIxPTR ": left to the kernel's KSM: %s%s", a, b,
-	       why[0] ? why : strerror(-err),
-	       err == -E2BIG ? " (raise ramfold-run --max-ram)" : "");
+	rr_log("0x%" PRIxPTR "-0x%" PRIxPTR ": left to the kernel's KSM: %s", a, b,
+	       why[0] ? why : strerror(-err));
 	return REAL(madvise)((void *)a, b - a, MADV_MERGEABLE);
 }
 
@@ -349,6 +375,12 @@ static void release_range(uintptr_t a, uintptr_t b, bool discard, const char *wh
 		}
 		atomic_fetch_add(&rr.releases, 1);
 		slot_del(i);
+		rr_lib_enter();
+		err = promise(rr.adopted_bytes);
+		rr_lib_leave();
+		if (err) /* only shrinks to what is still adopted: not expected */
+			rr_log("promised RAM stays above the %" PRIu64 " KiB adopted: %s",
+			       rr.adopted_bytes >> 10, strerror(-err));
 		rr_debug("0x%" PRIxPTR "-0x%" PRIxPTR ": released (%s)", lo, hi, why);
 		if (lo < x)
 			adopt(lo, x, all);
@@ -740,12 +772,9 @@ static int start_engine(void)
 	if (err)
 		return err;
 	rf_vm_config_init(&vc);
-	/* The library has no call to grow a VM's promised RAM, so the VM is
-	 * promised the most the program may adopt (--max-ram, by default the
-	 * host's memory); query-memory reports what is adopted. */
-	vc.ram_bytes = rr.opts.max_ram
-			   ? rr.opts.max_ram
-			   : rf_engine_capacity(rr.engine) & ~(uint64_t)(RF_PAGE_SIZE - 1);
+	/* Promised what is adopted (adopt, release_range): nothing yet, and a
+	 * VM is promised at least a page. */
+	vc.ram_bytes = RF_PAGE_SIZE;
 	vc.domain = rr.opts.domain;
 	vm_name(name, sizeof(name));
 	err = rf_vm_new(rr.engine, name, &vc, &rr.vm);

@@ -43,7 +43,7 @@ struct rf_run_opts {
 	const char *metrics_file;
 	int metrics_port; /* 0: none */
 	uint64_t min_size;
-	uint64_t max_ram; /* the VM's promised RAM: the most that may be adopted */
+	uint64_t max_ram; /* the most that may be adopted; 0: no bound */
 	const char *log;  /* path, or "-" for stderr */
 	bool verbose;
 };

@@ -103,6 +103,8 @@ struct rf_vm {
 	rf_engine *e;
 	char name[RF_NAME_MAX];
 	char domain[RF_NAME_MAX]; /* "" = private to this VM */
+	/* cfg.ram_bytes, the promise, changes (rf_vm_set_ram_bytes) with both
+	 * engine->vms_lock and regions_lock (write) held: read it under either. */
 	struct rf_vm_config cfg;
 	unsigned int id; /* engine-unique, never reused */
 
@@ -172,6 +174,11 @@ struct rf_engine_module {
 	/* rf_vm_new(), vms_lock held, before @vm is linked in: 0 admits it,
 	 * -errno refuses it (the module logs why). Table order. */
 	int (*vm_admit)(rf_engine *e, rf_vm *vm);
+	/* rf_vm_set_ram_bytes(), vms_lock held (not the regions lock), before
+	 * @vm's promise changes from vm->cfg.ram_bytes to @bytes: 0 accepts,
+	 * -errno refuses (the module logs why, and nothing changes). Table
+	 * order; a module without the hook accepts. */
+	int (*vm_resize)(rf_engine *e, rf_vm *vm, uint64_t bytes);
 	/* rf_engine_free(), before any VM is freed: stop the threads that act
 	 * on VMs. Reverse table order. */
 	void (*stop)(rf_engine *e);

@@ -113,6 +113,79 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 	return 0;
 }
 
+/* 0 if @bytes covers what @vm has mapped, else -EBUSY, logged. Caller
+ * holds the regions lock. */
+static int promise_covers_mapped(rf_vm *vm, uint64_t bytes)
+{
+	if (bytes >= vm->mapped_bytes)
+		return 0;
+	rf_log(vm->e, RF_LOG_ERR,
+	       "%s: set_ram_bytes: cannot promise 0x%llx bytes: 0x%llx are mapped in %u regions "
+	       "(unmap or release some first)",
+	       vm->name, (unsigned long long)bytes, (unsigned long long)vm->mapped_bytes,
+	       vm->nr_regions);
+	return -EBUSY;
+}
+
+RF_EXPORT int rf_vm_set_ram_bytes(rf_vm *vm, uint64_t bytes)
+{
+	rf_engine *e;
+	uint64_t old;
+	int err = 0;
+
+	if (!vm)
+		return -EINVAL;
+	e = vm->e;
+	if (bytes == 0 || (bytes & (RF_PAGE_SIZE - 1))) {
+		rf_log(e, RF_LOG_ERR,
+		       "%s: set_ram_bytes: promised RAM %llu bytes is not a positive multiple of "
+		       "4 KiB",
+		       vm->name, (unsigned long long)bytes);
+		return -EINVAL;
+	}
+	/* vms_lock serialises this with every admission decision (rf_vm_new,
+	 * the ledger's reservation changes), which sum the VMs' promises under
+	 * it; the modules decide before the regions lock, which comes after
+	 * their own locks. The promise cannot change between their decision
+	 * and the store: every writer holds vms_lock. */
+	pthread_mutex_lock(&e->vms_lock);
+	old = vm->cfg.ram_bytes;
+	/* Mapped RAM first: the fact no module can change. Checked again
+	 * below, as a region may be added while the modules decide. */
+	rf_vm_regions_rdlock(vm);
+	err = promise_covers_mapped(vm, bytes);
+	rf_vm_regions_unlock(vm);
+	for (unsigned int i = 0; rf_engine_modules[i] && !err && bytes != old; i++)
+		if (rf_engine_modules[i]->vm_resize)
+			err = rf_engine_modules[i]->vm_resize(e, vm, bytes);
+	if (err) {
+		pthread_mutex_unlock(&e->vms_lock);
+		return err;
+	}
+	rf_vm_regions_wrlock(vm);
+	err = promise_covers_mapped(vm, bytes);
+	if (!err)
+		vm->cfg.ram_bytes = bytes;
+	rf_vm_regions_unlock(vm);
+	pthread_mutex_unlock(&e->vms_lock);
+	if (!err && bytes != old)
+		rf_log(e, RF_LOG_INFO, "%s: promised RAM 0x%llx -> 0x%llx bytes", vm->name,
+		       (unsigned long long)old, (unsigned long long)bytes);
+	return err;
+}
+
+RF_EXPORT uint64_t rf_vm_ram_bytes(const rf_vm *vm)
+{
+	uint64_t b;
+
+	if (!vm)
+		return 0;
+	pthread_rwlock_rdlock((pthread_rwlock_t *)&vm->regions_lock);
+	b = vm->cfg.ram_bytes;
+	pthread_rwlock_unlock((pthread_rwlock_t *)&vm->regions_lock);
+	return b;
+}
+
 int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h)
 {
 	if (vm->nr_hooks >= RF_VM_MAX_HOOKS)
@@ -980,8 +1053,10 @@ RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
 	ents = rf_zalloc(vm->e, STATS_CHUNK * sizeof(*ents));
 	if (!ents)
 		return -ENOMEM;
-	st->promised_bytes = vm->cfg.ram_bytes;
 	rf_vm_regions_rdlock(vm);
+	/* Under the lock, so promised_bytes >= mapped_bytes even while the
+	 * promise changes (rf_vm_set_ram_bytes). */
+	st->promised_bytes = vm->cfg.ram_bytes;
 	st->mapped_bytes = vm->mapped_bytes;
 	for (int s = 0; s < RF_PAGE_NSTATES; s++)
 		st->state_bytes[s] = atomic_load(&vm->state_pages[s]) << RF_PAGE_SHIFT;

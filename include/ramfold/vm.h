@@ -22,6 +22,7 @@
  *   rf_vm_new / rf_vm_free    yes (alone on this VM)
  *   rf_vm_map_ram / unmap     yes (not while a vCPU runs in the region;
  *   rf_vm_adopt / release     vCPUs may run in other regions)
+ *   rf_vm_set_ram_bytes       any thread (vCPUs keep running)
  *   rf_vm_gpa_to_hva & co.    any thread
  *   rf_vm_stats / rf_vm_audit any thread (they read /proc/self/pagemap)
  *   rf_vm_discard             any thread
@@ -114,6 +115,29 @@ void rf_vm_free(rf_vm *vm);
 
 const char *rf_vm_name(const rf_vm *vm);
 rf_engine *rf_vm_engine(const rf_vm *vm);
+
+/*
+ * Change the RAM promised to the VM (rf_vm_config.ram_bytes) to @bytes, for
+ * memory hotplug: grow it before mapping or adopting a new region that would
+ * not fit (-E2BIG), shrink it after unmapping or releasing one. From any
+ * thread, while vCPUs run; every figure that reports the promise (rf_vm_stats,
+ * rf_vm_breakdown, rf_host_stats, the metrics, the policy) sees the new
+ * value from the next reading on.
+ *
+ * A larger promise goes through admission control as rf_vm_new's does
+ * (ledger.h: refused in the low free-memory state or past the maximum
+ * overcommit ratio); a smaller one must still cover the mapped regions and
+ * the VM's reservation, which does not follow: lower it first.
+ * Returns 0 (also when @bytes is the current promise), -EINVAL (NULL, @bytes
+ * 0 or not page-aligned, or below the reservation), -EBUSY (below the bytes
+ * mapped in regions), -ENOMEM (refused by admission control). Every refusal
+ * is logged with the VM and the sizes; on any error nothing changes.
+ */
+int rf_vm_set_ram_bytes(rf_vm *vm, uint64_t bytes);
+
+/* The RAM promised to the VM now (rf_vm_config.ram_bytes, as changed by
+ * rf_vm_set_ram_bytes); 0 for NULL. Any thread. */
+uint64_t rf_vm_ram_bytes(const rf_vm *vm);
 
 /*
  * Map @size bytes of guest RAM at guest-physical address @gpa, owned by the

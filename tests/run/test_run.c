@@ -223,6 +223,8 @@ static void test_ctl_and_sigterm(void **state)
 	ask(s.sock, "{\"execute\":\"query-memory\",\"id\":7}\n", r, sizeof(r));
 	assert_non_null(strstr(r, "\"return\":{\"name\":\"run_target\""));
 	assert_non_null(strstr(r, "\"adopted\":33554432"));
+	/* The VM is promised what was adopted, no more (rf_vm_set_ram_bytes). */
+	assert_non_null(strstr(r, "\"promised\":33554432"));
 	assert_non_null(strstr(r, "\"pss\":"));
 	assert_non_null(strstr(r, "\"breakdown\":{"));
 	assert_non_null(strstr(r, "\"id\":7"));
