@@ -28,9 +28,9 @@
 void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 {
 	struct rf_ledger_vm *lv = vm->ledger;
-	struct rf_balloon_info bi;
-	struct rf_balloon_stats bs;
-	struct rf_swap_stats ss;
+	struct rf_balloon_info bi = {.size = sizeof(bi)};
+	struct rf_balloon_stats bs = {.size = sizeof(bs)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
 
 	out->has_balloon = 0;
 	out->balloon_target_bytes = lv ? atomic_load(&lv->balloon_target) : 0;

@@ -67,6 +67,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->high_bp = 600;
 	cfg->soft_bp = 400;
 	cfg->hard_bp = 200;

@@ -95,6 +95,9 @@ typedef struct rf_balloon rf_balloon;
 #define RF_BALLOON_MMIO_SIZE 0x200u
 
 struct rf_balloon_ops {
+	/* sizeof(struct rf_balloon_ops), set by the embedder (.size = sizeof ops; no _init): the library reads only what
+	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/*
 	 * Raise the device's interrupt: @reason (RF_BALLOON_IRQ_*) was just
 	 * set in the interrupt status. A level-triggered embedder keeps the
@@ -111,6 +114,9 @@ struct rf_balloon_ops {
 };
 
 struct rf_balloon_config {
+	/* sizeof(struct rf_balloon_config), set by rf_balloon_config_init: the library reads only what
+	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* Features offered (RF_BALLOON_F_* | RF_VIRTIO_F_*); VERSION_1 is
 	 * always added, FREE_PAGE_HINT always removed. */
 	uint64_t features;
@@ -309,6 +315,9 @@ int rf_balloon_restore(rf_balloon *b, const void *buf, size_t len);
 int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes);
 
 struct rf_balloon_info {
+	/* Set by the caller to sizeof(struct rf_balloon_info) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t guest_ram_bytes;   /* sum of the VM's regions */
 	uint64_t target_bytes;	    /* balloon size asked for (num_pages) */
 	uint64_t actual_bytes;	    /* the guest's `actual` as it reports it */
@@ -349,6 +358,9 @@ enum rf_balloon_stat {
 #define RF_BALLOON_STAT_UNSET UINT64_MAX
 
 struct rf_balloon_stats {
+	/* Set by the caller to sizeof(struct rf_balloon_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t value[RF_BALLOON_NR_STATS]; /* as the guest sent them; or UNSET */
 	uint64_t last_update_ns;	     /* CLOCK_MONOTONIC; 0 = never */
 	int64_t last_update;		     /* seconds since the epoch (QEMU's last-update) */
@@ -379,6 +391,9 @@ int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms);
  * the life of the device (a guest reset does not clear them).
  */
 struct rf_balloon_counters {
+	/* Set by the caller to sizeof(struct rf_balloon_counters) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	/* work done */
 	uint64_t inflate_buffers;
 	uint64_t inflated_pages; /* pages that became BALLOONED */

@@ -7,7 +7,7 @@
 #define RAMFOLD_VERSION_H
 
 #define RF_VERSION_MAJOR 0
-#define RF_VERSION_MINOR 2
+#define RF_VERSION_MINOR 3
 #define RF_VERSION_PATCH 0
 
 #define RF_STR_(x) #x
