@@ -503,8 +503,8 @@ RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 			return err;
 	}
 	if (ops) {
-		err = rf_struct_in(vm->e, &o, sizeof(o), ops, RF_STRUCT_MIN(struct rf_balloon_ops, irq),
-				   "rf_balloon_ops");
+		err = rf_struct_in(vm->e, &o, sizeof(o), ops,
+				   RF_STRUCT_MIN(struct rf_balloon_ops, irq), "rf_balloon_ops");
 		if (err)
 			return err;
 	}
@@ -623,7 +623,8 @@ RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
 {
 	struct rf_balloon_info full;
 
-	RF_STRUCT_OUT(b ? b->e : NULL, out, full, guest_ram_bytes, "rf_balloon_info", rf_balloon_info_full(b, &full));
+	RF_STRUCT_OUT(b ? b->e : NULL, out, full, guest_ram_bytes, "rf_balloon_info",
+		      rf_balloon_info_full(b, &full));
 }
 
 static int rf_balloon_stats_full(rf_balloon *b, struct rf_balloon_stats *out)
@@ -640,7 +641,8 @@ RF_EXPORT int rf_balloon_stats(rf_balloon *b, struct rf_balloon_stats *out)
 {
 	struct rf_balloon_stats full;
 
-	RF_STRUCT_OUT(b ? b->e : NULL, out, full, value, "rf_balloon_stats", rf_balloon_stats_full(b, &full));
+	RF_STRUCT_OUT(b ? b->e : NULL, out, full, value, "rf_balloon_stats",
+		      rf_balloon_stats_full(b, &full));
 }
 
 RF_EXPORT int rf_balloon_set_stats_interval(rf_balloon *b, unsigned int ms)
@@ -698,7 +700,8 @@ RF_EXPORT int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out
 {
 	struct rf_balloon_counters full;
 
-	RF_STRUCT_OUT(b ? b->e : NULL, out, full, inflate_buffers, "rf_balloon_counters", rf_balloon_counters_full(b, &full));
+	RF_STRUCT_OUT(b ? b->e : NULL, out, full, inflate_buffers, "rf_balloon_counters",
+		      rf_balloon_counters_full(b, &full));
 }
 
 RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *user)

@@ -301,8 +301,9 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cf
 		int abi_err = 0;
 
 		rf_dedup_config_init(&cfg_full);
-		abi_err = rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
-				       RF_STRUCT_MIN(struct rf_dedup_config, mode), "rf_dedup_config");
+		abi_err =
+		    rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
+				 RF_STRUCT_MIN(struct rf_dedup_config, mode), "rf_dedup_config");
 		if (abi_err)
 			return abi_err;
 	}
@@ -429,7 +430,8 @@ RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 {
 	struct rf_dedup_vm_stats full;
 
-	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, pages_scanned, "rf_dedup_vm_stats", rf_dedup_vm_stats_full(vm, &full));
+	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, pages_scanned, "rf_dedup_vm_stats",
+		      rf_dedup_vm_stats_full(vm, &full));
 }
 
 struct ram_range {

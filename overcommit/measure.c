@@ -399,7 +399,8 @@ RF_EXPORT int rf_vm_breakdown(rf_vm *vm, struct rf_vm_breakdown *out)
 {
 	struct rf_vm_breakdown full;
 
-	RF_STRUCT_OUT(vm ? vm->e : NULL, out, full, promised_bytes, "rf_vm_breakdown", rf_vm_breakdown_full(vm, &full));
+	RF_STRUCT_OUT(vm ? vm->e : NULL, out, full, promised_bytes, "rf_vm_breakdown",
+		      rf_vm_breakdown_full(vm, &full));
 }
 
 /* ---- the audit ---- */
@@ -618,5 +619,6 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 {
 	struct rf_ledger_audit_report full;
 
-	RF_STRUCT_OUT(e, rep, full, vms_checked, "rf_ledger_audit_report", rf_ledger_audit_full(e, &full));
+	RF_STRUCT_OUT(e, rep, full, vms_checked, "rf_ledger_audit_report",
+		      rf_ledger_audit_full(e, &full));
 }

@@ -402,7 +402,6 @@ RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
 	return rf_policy_set_abi(e, fn, arg, false);
 }
 
-
 RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *user)
 {
 	struct rf_policy_config full, *cfg = user ? &full : NULL;
@@ -412,7 +411,8 @@ RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *u
 	if (e && user) {
 		rf_policy_config_init(&full);
 		err = rf_struct_in(e, &full, sizeof(full), user,
-				   RF_STRUCT_MIN(struct rf_policy_config, high_bp), "rf_policy_config");
+				   RF_STRUCT_MIN(struct rf_policy_config, high_bp),
+				   "rf_policy_config");
 		if (err)
 			return err;
 	}

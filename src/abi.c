@@ -38,7 +38,8 @@ int rf_struct_in(rf_engine *e, void *dst, size_t dst_size, const void *src, size
 			return -E2BIG;
 		}
 	n = size < dst_size ? size : dst_size;
-	memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t), n - sizeof(size_t));
+	memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
+	       n - sizeof(size_t));
 	memcpy(dst, &dst_size, sizeof(dst_size));
 	return 0;
 }
@@ -66,6 +67,7 @@ void rf_struct_out(void *dst, const void *src, size_t src_size)
 
 	memcpy(&size, dst, sizeof(size));
 	n = size < src_size ? size : src_size;
-	memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t), n - sizeof(size_t));
+	memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t),
+	       n - sizeof(size_t));
 	memcpy(dst, &n, sizeof(n));
 }

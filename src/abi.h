@@ -59,8 +59,8 @@ void rf_struct_out(void *dst, const void *src, size_t src_size);
  */
 #define RF_STRUCT_OUT(e, user, full, first, what, call)                                            \
 	do {                                                                                       \
-		int rc_ = rf_struct_out_check((e), (user),                                         \
-					      RF_STRUCT_MIN(__typeof__(full), first), (what));     \
+		int rc_ = rf_struct_out_check((e), (user), RF_STRUCT_MIN(__typeof__(full), first), \
+					      (what));                                             \
 		if (rc_)                                                                           \
 			return rc_;                                                                \
 		memset(&(full), 0, sizeof(full));                                                  \

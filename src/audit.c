@@ -316,5 +316,6 @@ RF_EXPORT int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int f
 {
 	struct rf_audit_report full;
 
-	RF_STRUCT_OUT(vm ? vm->e : NULL, rep, full, pages_checked, "rf_audit_report", rf_vm_audit_full(vm, &full, flags));
+	RF_STRUCT_OUT(vm ? vm->e : NULL, rep, full, pages_checked, "rf_audit_report",
+		      rf_vm_audit_full(vm, &full, flags));
 }

@@ -69,8 +69,7 @@ RF_EXPORT int rf_engine_config_hide(struct rf_engine_config *cfg, const char *na
 	unsigned int bits = 0;
 	const char *p = names;
 
-	if (!cfg || !names ||
-	    cfg->size < RF_STRUCT_MIN(struct rf_engine_config, hide_features))
+	if (!cfg || !names || cfg->size < RF_STRUCT_MIN(struct rf_engine_config, hide_features))
 		return -EINVAL;
 	while (*p) {
 		size_t len = strcspn(p, ","), i;

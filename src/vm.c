@@ -45,7 +45,8 @@ static bool valid_name(const char *name)
 	return true;
 }
 
-RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *user_cfg, rf_vm **out)
+RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *user_cfg,
+			rf_vm **out)
 {
 	struct rf_vm_config cfg_full;
 	const struct rf_vm_config *cfg = user_cfg ? &cfg_full : NULL;
@@ -56,8 +57,9 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 		int abi_err = 0;
 
 		rf_vm_config_init(&cfg_full);
-		abi_err = rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
-				       RF_STRUCT_MIN(struct rf_vm_config, ram_bytes), "rf_vm_config");
+		abi_err =
+		    rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
+				 RF_STRUCT_MIN(struct rf_vm_config, ram_bytes), "rf_vm_config");
 		if (abi_err)
 			return abi_err;
 	}
@@ -1032,5 +1034,6 @@ RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
 {
 	struct rf_vm_stats full;
 
-	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, promised_bytes, "rf_vm_stats", rf_vm_stats_full(vm, &full));
+	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, promised_bytes, "rf_vm_stats",
+		      rf_vm_stats_full(vm, &full));
 }

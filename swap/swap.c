@@ -203,7 +203,8 @@ RF_EXPORT int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st)
 {
 	struct rf_swap_stats full;
 
-	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, file_bytes, "rf_swap_stats", rf_vm_swap_stats_full(vm, &full));
+	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, file_bytes, "rf_swap_stats",
+		      rf_vm_swap_stats_full(vm, &full));
 }
 
 static int rf_engine_swap_stats_full(rf_engine *e, struct rf_swap_stats *st)
@@ -261,7 +262,8 @@ RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
 {
 	struct rf_swap_stats full;
 
-	RF_STRUCT_OUT(e, st, full, file_bytes, "rf_swap_stats", rf_engine_swap_stats_full(e, &full));
+	RF_STRUCT_OUT(e, st, full, file_bytes, "rf_swap_stats",
+		      rf_engine_swap_stats_full(e, &full));
 }
 
 /* Freed after the VMs: every VM's pager holds the store. */

@@ -95,8 +95,8 @@ typedef struct rf_balloon rf_balloon;
 #define RF_BALLOON_MMIO_SIZE 0x200u
 
 struct rf_balloon_ops {
-	/* sizeof(struct rf_balloon_ops), set by the embedder (.size = sizeof ops; no _init): the library reads only what
-	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	/* sizeof(struct rf_balloon_ops), set by the embedder (.size = sizeof ops; no _init): the
+	 * library reads only what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	/*
 	 * Raise the device's interrupt: @reason (RF_BALLOON_IRQ_*) was just
@@ -114,8 +114,8 @@ struct rf_balloon_ops {
 };
 
 struct rf_balloon_config {
-	/* sizeof(struct rf_balloon_config), set by rf_balloon_config_init: the library reads only what
-	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	/* sizeof(struct rf_balloon_config), set by rf_balloon_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	/* Features offered (RF_BALLOON_F_* | RF_VIRTIO_F_*); VERSION_1 is
 	 * always added, FREE_PAGE_HINT always removed. */

@@ -53,8 +53,8 @@ typedef void (*rf_log_fn)(void *arg, enum rf_log_level level, const char *msg);
 #define RF_HIDE_PAGEMAP_SCAN (1u << 1) /* resident counts from pagemap reads (before 6.7) */
 
 struct rf_engine_config {
-	/* sizeof(struct rf_engine_config), set by rf_engine_config_init: the library reads only what
-	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	/* sizeof(struct rf_engine_config), set by rf_engine_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	/* Host memory ramfold may hand to guests, in bytes. Must not be 0. */
 	uint64_t host_capacity_bytes;

@@ -59,8 +59,8 @@ extern "C" {
 #define RF_SHARES_MAX	  1000000u
 
 struct rf_ledger_config {
-	/* sizeof(struct rf_ledger_config), set by rf_ledger_config_init: the library reads only what
-	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	/* sizeof(struct rf_ledger_config), set by rf_ledger_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	/* Host memory kept back from reservations (VMM, kernel): reservations
 	 * may add up to capacity - this. Default 0. */
@@ -120,7 +120,7 @@ struct rf_vm_breakdown {
 	/* The mechanisms' view, when they are attached (else 0). */
 	uint64_t balloon_target_bytes;
 	uint64_t resident_target_bytes; /* swap's resident target; UINT64_MAX = none */
-	uint64_t guest_free_bytes; /* from the guest's balloon stats; UINT64_MAX = unknown */
+	uint64_t guest_free_bytes;	/* from the guest's balloon stats; UINT64_MAX = unknown */
 };
 
 /*

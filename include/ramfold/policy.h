@@ -114,8 +114,8 @@ typedef int (*rf_policy_fn)(void *arg, const struct rf_policy_reading *in,
 int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg);
 
 struct rf_policy_config {
-	/* sizeof(struct rf_policy_config), set by rf_policy_config_init: the library reads only what
-	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	/* sizeof(struct rf_policy_config), set by rf_policy_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	/* Free-memory thresholds in hundredths of a percent of capacity. */
 	unsigned int high_bp, soft_bp, hard_bp, low_bp; /* 600, 400, 200, 100 */
@@ -145,8 +145,8 @@ int rf_policy_configure(rf_engine *e, const struct rf_policy_config *cfg);
  * balloon device installs its own.
  */
 struct rf_policy_actuators {
-	/* sizeof(struct rf_policy_actuators), set by the embedder (.size = sizeof acts; no _init): the library reads only what
-	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	/* sizeof(struct rf_policy_actuators), set by the embedder (.size = sizeof acts; no _init):
+	 * the library reads only what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	int (*set_balloon)(void *arg, rf_vm *vm, uint64_t balloon_bytes);
 	int (*set_swap)(void *arg, rf_vm *vm, uint64_t resident_bytes);
