@@ -448,6 +448,7 @@ RF_EXPORT void rf_balloon_config_init(struct rf_balloon_config *cfg)
 	cfg->max_pfns_per_buffer = 256;
 	cfg->max_report_bytes = 128ull << 20;
 }
+RF_VERSION_0_3(rf_balloon_config_init);
 
 static void balloon_destroy(struct rf_balloon *b)
 {
@@ -563,6 +564,7 @@ out_free:
 	rf_free(vm->e, b);
 	return err;
 }
+RF_VERSION_0_3(rf_balloon_new);
 
 RF_EXPORT void rf_balloon_free(rf_balloon *b)
 {
@@ -626,6 +628,7 @@ RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
 	RF_STRUCT_OUT(b ? b->e : NULL, out, full, guest_ram_bytes, "rf_balloon_info",
 		      rf_balloon_info_full(b, &full));
 }
+RF_VERSION_0_3(rf_balloon_info);
 
 static int rf_balloon_stats_full(rf_balloon *b, struct rf_balloon_stats *out)
 {
@@ -644,6 +647,7 @@ RF_EXPORT int rf_balloon_stats(rf_balloon *b, struct rf_balloon_stats *out)
 	RF_STRUCT_OUT(b ? b->e : NULL, out, full, value, "rf_balloon_stats",
 		      rf_balloon_stats_full(b, &full));
 }
+RF_VERSION_0_3(rf_balloon_stats);
 
 RF_EXPORT int rf_balloon_set_stats_interval(rf_balloon *b, unsigned int ms)
 {
@@ -703,6 +707,7 @@ RF_EXPORT int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out
 	RF_STRUCT_OUT(b ? b->e : NULL, out, full, inflate_buffers, "rf_balloon_counters",
 		      rf_balloon_counters_full(b, &full));
 }
+RF_VERSION_0_3(rf_balloon_counters);
 
 RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *user)
 {
@@ -723,3 +728,4 @@ RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *u
 		sum += *p;
 	return sum;
 }
+RF_VERSION_0_3(rf_balloon_rejected_total);

@@ -71,6 +71,7 @@ RF_EXPORT void rf_dedup_config_init(struct rf_dedup_config *cfg)
 	cfg->idle_cpu_percent = 2;
 	cfg->backoff_max = 12;
 }
+RF_VERSION_0_3(rf_dedup_config_init);
 
 /* ---- attaching VMs ------------------------------------------------------ */
 
@@ -348,6 +349,7 @@ err_free:
 	rf_free(e, d);
 	return err;
 }
+RF_VERSION_0_3(rf_dedup_start);
 
 RF_EXPORT void rf_dedup_stop(rf_engine *e)
 {
@@ -433,6 +435,7 @@ RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, pages_scanned, "rf_dedup_vm_stats",
 		      rf_dedup_vm_stats_full(vm, &full));
 }
+RF_VERSION_0_3(rf_dedup_vm_stats);
 
 struct ram_range {
 	uintptr_t lo, hi;
@@ -550,6 +553,7 @@ RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
 
 	RF_STRUCT_OUT(e, st, full, mode, "rf_dedup_stats", rf_dedup_stats_full(e, &full));
 }
+RF_VERSION_0_3(rf_dedup_stats);
 
 static int rf_dedup_counters_full(rf_engine *e, struct rf_dedup_stats *st)
 {
@@ -562,6 +566,7 @@ RF_EXPORT int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st)
 
 	RF_STRUCT_OUT(e, st, full, mode, "rf_dedup_stats", rf_dedup_counters_full(e, &full));
 }
+RF_VERSION_0_3(rf_dedup_counters);
 
 /* Scanner threads stop before any VM is freed. */
 const struct rf_engine_module rf_dedup_module = {

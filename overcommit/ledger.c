@@ -227,6 +227,7 @@ RF_EXPORT void rf_ledger_config_init(struct rf_ledger_config *cfg)
 	cfg->audit_pct = 2;
 	cfg->audit_slack_bytes = 1u << 20;
 }
+RF_VERSION_0_3(rf_ledger_config_init);
 
 struct rf_ledger *rf_ledger_get(rf_engine *e)
 {
@@ -274,6 +275,7 @@ RF_EXPORT int rf_ledger_configure(rf_engine *e, const struct rf_ledger_config *u
 	pthread_mutex_unlock(&l->lock);
 	return 0;
 }
+RF_VERSION_0_3(rf_ledger_configure);
 
 /* The first hook rf_vm_free() runs: wait out any tick using @vm, then detach. */
 static void ledger_vm_free(rf_vm *vm, void *arg)

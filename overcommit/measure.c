@@ -373,6 +373,7 @@ RF_EXPORT int rf_host_stats(rf_engine *e, struct rf_host_stats *out)
 
 	RF_STRUCT_OUT(e, out, full, capacity_bytes, "rf_host_stats", rf_host_stats_full(e, &full));
 }
+RF_VERSION_0_3(rf_host_stats);
 
 static int rf_vm_breakdown_full(rf_vm *vm, struct rf_vm_breakdown *out)
 {
@@ -402,6 +403,7 @@ RF_EXPORT int rf_vm_breakdown(rf_vm *vm, struct rf_vm_breakdown *out)
 	RF_STRUCT_OUT(vm ? vm->e : NULL, out, full, promised_bytes, "rf_vm_breakdown",
 		      rf_vm_breakdown_full(vm, &full));
 }
+RF_VERSION_0_3(rf_vm_breakdown);
 
 /* ---- the audit ---- */
 
@@ -622,3 +624,4 @@ RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
 	RF_STRUCT_OUT(e, rep, full, vms_checked, "rf_ledger_audit_report",
 		      rf_ledger_audit_full(e, &full));
 }
+RF_VERSION_0_3(rf_ledger_audit);

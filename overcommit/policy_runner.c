@@ -401,6 +401,7 @@ RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
 {
 	return rf_policy_set_abi(e, fn, arg, false);
 }
+RF_VERSION_0_3(rf_policy_set);
 
 RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *user)
 {
@@ -431,6 +432,7 @@ RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *u
 	runner_unlock(r);
 	return 0;
 }
+RF_VERSION_0_3(rf_policy_configure);
 
 RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actuators *user)
 {
@@ -454,6 +456,7 @@ RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actua
 	runner_unlock(r);
 	return 0;
 }
+RF_VERSION_0_3(rf_policy_set_actuators);
 
 static int rf_policy_counters_full(rf_engine *e, struct rf_policy_counters *out)
 {
@@ -476,3 +479,4 @@ RF_EXPORT int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out)
 
 	RF_STRUCT_OUT(e, out, full, ticks, "rf_policy_counters", rf_policy_counters_full(e, &full));
 }
+RF_VERSION_0_3(rf_policy_counters);

@@ -70,4 +70,14 @@ void rf_struct_out(void *dst, const void *src, size_t src_size);
 		return rc_;                                                                        \
 	} while (0)
 
+/*
+ * After the definition of a public function whose struct changed in 0.3:
+ * its symbol becomes name@@RAMFOLD_0.3, the default a binary links to now
+ * (src/libramfold.map lists it in that node), beside the name@RAMFOLD_0.1
+ * that lib/abi_0_2.c keeps for binaries built against 0.2. Without an
+ * explicit version here the linker would give the plain name the first
+ * node that lists it, 0.1, and lose one of the two.
+ */
+#define RF_VERSION_0_3(name) __asm__(".symver " #name ", " #name "@@RAMFOLD_0.3, remove")
+
 #endif

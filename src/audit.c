@@ -319,3 +319,4 @@ RF_EXPORT int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int f
 	RF_STRUCT_OUT(vm ? vm->e : NULL, rep, full, pages_checked, "rf_audit_report",
 		      rf_vm_audit_full(vm, &full, flags));
 }
+RF_VERSION_0_3(rf_vm_audit);

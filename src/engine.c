@@ -53,6 +53,7 @@ RF_EXPORT void rf_engine_config_init(struct rf_engine_config *cfg)
 	cfg->scan_threads = 1;
 	cfg->log_level = RF_LOG_WARN;
 }
+RF_VERSION_0_3(rf_engine_config_init);
 
 #define HIDE_KNOWN (RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN)
 
@@ -87,6 +88,7 @@ RF_EXPORT int rf_engine_config_hide(struct rf_engine_config *cfg, const char *na
 	cfg->hide_features |= bits;
 	return 0;
 }
+RF_VERSION_0_3(rf_engine_config_hide);
 
 RF_EXPORT int rf_engine_new(const struct rf_engine_config *user, rf_engine **out)
 {
@@ -159,6 +161,7 @@ err_free:
 	rf_arena_delete(arena);
 	return err;
 }
+RF_VERSION_0_3(rf_engine_new);
 
 RF_EXPORT void rf_engine_free(rf_engine *e)
 {
@@ -196,6 +199,7 @@ RF_EXPORT int rf_engine_features(const rf_engine *e, struct rf_features *out)
 		return -EINVAL;
 	RF_STRUCT_OUT((rf_engine *)e, out, full, kvm, "rf_features", (full = e->feat, 0));
 }
+RF_VERSION_0_3(rf_engine_features);
 
 RF_EXPORT uint64_t rf_engine_capacity(const rf_engine *e)
 {

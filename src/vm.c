@@ -29,6 +29,7 @@ RF_EXPORT void rf_vm_config_init(struct rf_vm_config *cfg)
 	cfg->size = sizeof(*cfg);
 	cfg->numa_node = -1;
 }
+RF_VERSION_0_3(rf_vm_config_init);
 
 static bool valid_name(const char *name)
 {
@@ -128,6 +129,7 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 	*out = vm;
 	return 0;
 }
+RF_VERSION_0_3(rf_vm_new);
 
 int rf_vm_add_hooks(rf_vm *vm, const struct rf_vm_hooks *h)
 {
@@ -1037,3 +1039,4 @@ RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
 	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, promised_bytes, "rf_vm_stats",
 		      rf_vm_stats_full(vm, &full));
 }
+RF_VERSION_0_3(rf_vm_stats);

@@ -25,6 +25,7 @@ RF_EXPORT void rf_swap_config_init(struct rf_swap_config *cfg)
 	cfg->compress_max_bytes = 2048;
 	cfg->prefetch_pages = 8;
 }
+RF_VERSION_0_3(rf_swap_config_init);
 
 static int check_config(rf_engine *e, const struct rf_swap_config *c)
 {
@@ -104,6 +105,7 @@ RF_EXPORT int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *user
 	pthread_mutex_unlock(&sw->lock);
 	return 0;
 }
+RF_VERSION_0_3(rf_engine_set_swap);
 
 int rf_swap_store_acquire(rf_engine *e, struct rf_swap_store **out)
 {
@@ -206,6 +208,7 @@ RF_EXPORT int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st)
 	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, file_bytes, "rf_swap_stats",
 		      rf_vm_swap_stats_full(vm, &full));
 }
+RF_VERSION_0_3(rf_vm_swap_stats);
 
 static int rf_engine_swap_stats_full(rf_engine *e, struct rf_swap_stats *st)
 {
@@ -265,6 +268,7 @@ RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
 	RF_STRUCT_OUT(e, st, full, file_bytes, "rf_swap_stats",
 		      rf_engine_swap_stats_full(e, &full));
 }
+RF_VERSION_0_3(rf_engine_swap_stats);
 
 /* Freed after the VMs: every VM's pager holds the store. */
 const struct rf_engine_module rf_swap_module = {
