@@ -294,7 +294,7 @@ static void *tick_thread(void *arg)
 	struct rf_policy_runner *r = e->ledger->policy;
 	struct timespec ts;
 
-	rf_thread_name("policy", NULL);
+	rf_thread_name(e, "policy", NULL);
 	pthread_mutex_lock(&r->thread_lock);
 	while (!r->stop) {
 		pthread_mutex_unlock(&r->thread_lock);
