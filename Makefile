@@ -188,6 +188,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-layers
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory examples-test
+	@$(TEST_ENV) $(MAKE) --no-print-directory abi-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
 	@scripts/run-tests.sh --end
 
@@ -211,3 +212,4 @@ fuzz-smoke: all
 -include guest/linux/linux.mk tests/nested/nested.mk
 -include tests/stress/stress.mk
 -include examples/examples.mk
+-include tests/abi/abi.mk
