@@ -141,7 +141,8 @@ int main(void)
 	CHECK(vs.resident_bytes >= 1u << 20 && vs.metadata_bytes > 0);
 	memset(&ar, 0xa5, sizeof(ar));
 	CHECK(rf_vm_audit(vm, &ar, 0) == 0);
-	CHECK(ar.pages_checked == RAM / 4096 && ar.mismatches == 0 && ar.first_bad_gpa == UINT64_MAX);
+	CHECK(ar.pages_checked == RAM / 4096 && ar.mismatches == 0 &&
+	      ar.first_bad_gpa == UINT64_MAX);
 
 	rf_balloon_config_init(&bc);
 	CHECK(bc.features == RF_BALLOON_FEATURES_DEFAULT && bc.queue_size_max == 256);
