@@ -54,9 +54,11 @@ _Static_assert(RF_VIRTIO_STATUS_DRIVER_OK == VIRTIO_STATUS_DRIVER_OK, "status");
 _Static_assert(RF_VIRTIO_STATUS_FEATURES_OK == VIRTIO_STATUS_FEATURES_OK, "status");
 _Static_assert(RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET == VIRTIO_STATUS_DEVICE_NEEDS_RESET, "status");
 _Static_assert(RF_VIRTIO_STATUS_FAILED == VIRTIO_STATUS_FAILED, "status");
-_Static_assert(RF_VIRTIO_F_INDIRECT_DESC == VIRTIO_FEATURE_INDIRECT_DESC, "feature");
-_Static_assert(RF_VIRTIO_F_EVENT_IDX == VIRTIO_FEATURE_EVENT_IDX, "feature");
-_Static_assert(RF_VIRTIO_F_VERSION_1 == VIRTIO_FEATURE_VERSION_1, "feature");
+/* The public feature bits are typed constants (balloon.h), not constant
+ * expressions in C: their bit numbers, as balloon.h spells them. */
+_Static_assert(1ull << 28 == VIRTIO_FEATURE_INDIRECT_DESC, "feature");
+_Static_assert(1ull << 29 == VIRTIO_FEATURE_EVENT_IDX, "feature");
+_Static_assert(1ull << 32 == VIRTIO_FEATURE_VERSION_1, "feature");
 _Static_assert(RF_BALLOON_IRQ_VRING == VIRTIO_ISR_VRING, "interrupt reason");
 _Static_assert(RF_BALLOON_IRQ_CONFIG == VIRTIO_ISR_CONFIG, "interrupt reason");
 

@@ -62,22 +62,25 @@ extern "C" {
 
 typedef struct rf_balloon rf_balloon;
 
-/* Feature bits (bit numbers as in the virtio spec; values are masks). */
-#define RF_BALLOON_F_MUST_TELL_HOST (1ull << 0)
-#define RF_BALLOON_F_STATS_VQ	    (1ull << 1)
-#define RF_BALLOON_F_DEFLATE_ON_OOM (1ull << 2)
-#define RF_BALLOON_F_FREE_PAGE_HINT (1ull << 3) /* not implemented, never offered */
-#define RF_BALLOON_F_PAGE_POISON    (1ull << 4)
-#define RF_BALLOON_F_REPORTING	    (1ull << 5)
-#define RF_VIRTIO_F_INDIRECT_DESC   (1ull << 28)
-#define RF_VIRTIO_F_EVENT_IDX	    (1ull << 29)
-#define RF_VIRTIO_F_VERSION_1	    (1ull << 32) /* always offered and required */
+/* Feature bits (bit numbers as in the virtio spec; values are masks). All
+ * 64-bit typed constants, so bindings (bindgen) see one width for every
+ * feature mask; being objects, not macros, they cannot appear in #if or
+ * case labels. */
+static const uint64_t RF_BALLOON_F_MUST_TELL_HOST = 1ull << 0;
+static const uint64_t RF_BALLOON_F_STATS_VQ = 1ull << 1;
+static const uint64_t RF_BALLOON_F_DEFLATE_ON_OOM = 1ull << 2;
+static const uint64_t RF_BALLOON_F_FREE_PAGE_HINT = 1ull << 3; /* not implemented, never offered */
+static const uint64_t RF_BALLOON_F_PAGE_POISON = 1ull << 4;
+static const uint64_t RF_BALLOON_F_REPORTING = 1ull << 5;
+static const uint64_t RF_VIRTIO_F_INDIRECT_DESC = 1ull << 28;
+static const uint64_t RF_VIRTIO_F_EVENT_IDX = 1ull << 29;
+static const uint64_t RF_VIRTIO_F_VERSION_1 = 1ull << 32; /* always offered and required */
 
-/* What rf_balloon_config_init() offers: everything implemented. */
-#define RF_BALLOON_FEATURES_DEFAULT                                                                \
-	(RF_BALLOON_F_MUST_TELL_HOST | RF_BALLOON_F_STATS_VQ | RF_BALLOON_F_DEFLATE_ON_OOM |       \
-	 RF_BALLOON_F_PAGE_POISON | RF_BALLOON_F_REPORTING | RF_VIRTIO_F_INDIRECT_DESC |           \
-	 RF_VIRTIO_F_EVENT_IDX | RF_VIRTIO_F_VERSION_1)
+/* What rf_balloon_config_init() offers: everything implemented (the bits
+ * above but FREE_PAGE_HINT). */
+static const uint64_t RF_BALLOON_FEATURES_DEFAULT = (1ull << 0) | (1ull << 1) | (1ull << 2) |
+						    (1ull << 4) | (1ull << 5) | (1ull << 28) |
+						    (1ull << 29) | (1ull << 32);
 
 /* virtio device status bits */
 #define RF_VIRTIO_STATUS_ACKNOWLEDGE	    1u
@@ -355,7 +358,7 @@ enum rf_balloon_stat {
 };
 
 /* Value of a stat the guest did not send (QEMU shows it as -1). */
-#define RF_BALLOON_STAT_UNSET UINT64_MAX
+static const uint64_t RF_BALLOON_STAT_UNSET = 0xffffffffffffffffull;
 
 struct rf_balloon_stats {
 	/* Set by the caller to sizeof(struct rf_balloon_stats) before the call; the

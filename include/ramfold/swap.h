@@ -68,7 +68,7 @@ void rf_swap_config_init(struct rf_swap_config *cfg);
 int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
 
 /* No resident limit: rf_vm_set_swap_target(vm, RF_SWAP_NO_TARGET). */
-#define RF_SWAP_NO_TARGET UINT64_MAX
+static const uint64_t RF_SWAP_NO_TARGET = 0xffffffffffffffffull;
 
 /*
  * What the policy calls: keep at most @resident_bytes of @vm's memory

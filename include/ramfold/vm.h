@@ -324,7 +324,7 @@ enum rf_vm_fault_result {
 
 /* The @gpa of a fault outside guest RAM (a range the embedder registered
  * itself on a descriptor it handed in). */
-#define RF_VM_GPA_NONE 0xffffffffffffffffull
+static const uint64_t RF_VM_GPA_NONE = 0xffffffffffffffffull;
 
 /*
  * Called on the VM's fault thread (rf-fault/VM) for a missing fault on the
