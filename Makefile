@@ -189,6 +189,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory check-layers
 	@$(TEST_ENV) $(MAKE) --no-print-directory install-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory examples-test
+	@$(TEST_ENV) $(MAKE) --no-print-directory abi-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory fuzz-smoke
 	@scripts/run-tests.sh --end
 
@@ -213,3 +214,4 @@ fuzz-smoke: all
 -include tests/stress/stress.mk
 -include run/run.mk
 -include examples/examples.mk
+-include tests/abi/abi.mk

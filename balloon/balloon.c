@@ -42,6 +42,7 @@
 
 #include <ramfold/balloon.h>
 
+#include "abi.h"
 #include "balloon_internal.h"
 #include "balloon_stats.h"
 
@@ -53,9 +54,11 @@ _Static_assert(RF_VIRTIO_STATUS_DRIVER_OK == VIRTIO_STATUS_DRIVER_OK, "status");
 _Static_assert(RF_VIRTIO_STATUS_FEATURES_OK == VIRTIO_STATUS_FEATURES_OK, "status");
 _Static_assert(RF_VIRTIO_STATUS_DEVICE_NEEDS_RESET == VIRTIO_STATUS_DEVICE_NEEDS_RESET, "status");
 _Static_assert(RF_VIRTIO_STATUS_FAILED == VIRTIO_STATUS_FAILED, "status");
-_Static_assert(RF_VIRTIO_F_INDIRECT_DESC == VIRTIO_FEATURE_INDIRECT_DESC, "feature");
-_Static_assert(RF_VIRTIO_F_EVENT_IDX == VIRTIO_FEATURE_EVENT_IDX, "feature");
-_Static_assert(RF_VIRTIO_F_VERSION_1 == VIRTIO_FEATURE_VERSION_1, "feature");
+/* The public feature bits are typed constants (balloon.h), not constant
+ * expressions in C: their bit numbers, as balloon.h spells them. */
+_Static_assert(1ull << 28 == VIRTIO_FEATURE_INDIRECT_DESC, "feature");
+_Static_assert(1ull << 29 == VIRTIO_FEATURE_EVENT_IDX, "feature");
+_Static_assert(1ull << 32 == VIRTIO_FEATURE_VERSION_1, "feature");
 _Static_assert(RF_BALLOON_IRQ_VRING == VIRTIO_ISR_VRING, "interrupt reason");
 _Static_assert(RF_BALLOON_IRQ_CONFIG == VIRTIO_ISR_CONFIG, "interrupt reason");
 
@@ -440,12 +443,14 @@ RF_EXPORT void rf_balloon_config_init(struct rf_balloon_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->features = RF_BALLOON_FEATURES_DEFAULT;
 	cfg->stats_interval_ms = 0;
 	cfg->queue_size_max = 256;
 	cfg->max_pfns_per_buffer = 256;
 	cfg->max_report_bytes = 128ull << 20;
 }
+RF_VERSION_0_3(rf_balloon_config_init);
 
 static void balloon_destroy(struct rf_balloon *b)
 {
@@ -483,6 +488,7 @@ static int ensure_vm_hook(rf_vm *vm)
 RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 			     const struct rf_balloon_config *cfg, rf_balloon **out)
 {
+	struct rf_balloon_ops o = {0};
 	struct rf_balloon_config c;
 	struct rf_balloon *b;
 	unsigned int qmax;
@@ -491,10 +497,20 @@ RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 	if (!vm || !out)
 		return -EINVAL;
 	*out = NULL;
-	if (cfg)
-		c = *cfg;
-	else
-		rf_balloon_config_init(&c);
+	rf_balloon_config_init(&c);
+	if (cfg) {
+		err = rf_struct_in(vm->e, &c, sizeof(c), cfg,
+				   RF_STRUCT_MIN(struct rf_balloon_config, features),
+				   "rf_balloon_config");
+		if (err)
+			return err;
+	}
+	if (ops) {
+		err = rf_struct_in(vm->e, &o, sizeof(o), ops,
+				   RF_STRUCT_MIN(struct rf_balloon_ops, irq), "rf_balloon_ops");
+		if (err)
+			return err;
+	}
 	qmax = c.queue_size_max;
 	if (qmax < 2 || qmax > RF_VIRTQ_MAX_SIZE || (qmax & (qmax - 1)) ||
 	    c.max_pfns_per_buffer == 0 || c.max_pfns_per_buffer > 4096 ||
@@ -531,7 +547,7 @@ RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 	b->e = vm->e;
 	b->cfg = c;
 	if (ops)
-		b->ops = *ops;
+		b->ops = o;
 	b->rl.burst = 10;
 	pthread_mutex_init(&b->lock, NULL);
 	for (unsigned int i = 0; i < RF_BALLOON_NR_STATS; i++)
@@ -550,6 +566,7 @@ out_free:
 	rf_free(vm->e, b);
 	return err;
 }
+RF_VERSION_0_3(rf_balloon_new);
 
 RF_EXPORT void rf_balloon_free(rf_balloon *b)
 {
@@ -583,7 +600,7 @@ RF_EXPORT int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes)
 	return 0;
 }
 
-RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
+static int rf_balloon_info_full(rf_balloon *b, struct rf_balloon_info *out)
 {
 	if (!b || !out)
 		return -EINVAL;
@@ -606,7 +623,16 @@ RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
 	return 0;
 }
 
-RF_EXPORT int rf_balloon_stats(rf_balloon *b, struct rf_balloon_stats *out)
+RF_EXPORT int rf_balloon_info(rf_balloon *b, struct rf_balloon_info *out)
+{
+	struct rf_balloon_info full;
+
+	RF_STRUCT_OUT(b ? b->e : NULL, out, full, guest_ram_bytes, "rf_balloon_info",
+		      rf_balloon_info_full(b, &full));
+}
+RF_VERSION_0_3(rf_balloon_info);
+
+static int rf_balloon_stats_full(rf_balloon *b, struct rf_balloon_stats *out)
 {
 	if (!b || !out)
 		return -EINVAL;
@@ -615,6 +641,15 @@ RF_EXPORT int rf_balloon_stats(rf_balloon *b, struct rf_balloon_stats *out)
 	pthread_mutex_unlock(&b->lock);
 	return 0;
 }
+
+RF_EXPORT int rf_balloon_stats(rf_balloon *b, struct rf_balloon_stats *out)
+{
+	struct rf_balloon_stats full;
+
+	RF_STRUCT_OUT(b ? b->e : NULL, out, full, value, "rf_balloon_stats",
+		      rf_balloon_stats_full(b, &full));
+}
+RF_VERSION_0_3(rf_balloon_stats);
 
 RF_EXPORT int rf_balloon_set_stats_interval(rf_balloon *b, unsigned int ms)
 {
@@ -657,7 +692,7 @@ RF_EXPORT int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms)
 	return 0;
 }
 
-RF_EXPORT int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out)
+static int rf_balloon_counters_full(rf_balloon *b, struct rf_balloon_counters *out)
 {
 	if (!b || !out)
 		return -EINVAL;
@@ -667,12 +702,26 @@ RF_EXPORT int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out
 	return 0;
 }
 
-RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *c)
+RF_EXPORT int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out)
 {
+	struct rf_balloon_counters full;
+
+	RF_STRUCT_OUT(b ? b->e : NULL, out, full, inflate_buffers, "rf_balloon_counters",
+		      rf_balloon_counters_full(b, &full));
+}
+RF_VERSION_0_3(rf_balloon_counters);
+
+RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *user)
+{
+	struct rf_balloon_counters full = {0}, *c = &full;
 	const uint64_t *p, *end;
 	uint64_t sum = 0;
 
-	if (!c)
+	/* Counters the caller's struct does not have count 0; a bad size
+	 * gives 0 (no engine to name it to). */
+	if (!user || rf_struct_in(NULL, &full, sizeof(full), user,
+				  RF_STRUCT_MIN(struct rf_balloon_counters, inflate_buffers),
+				  "rf_balloon_counters"))
 		return 0;
 	/* Every field from mmio_access_invalid to the end counts rejections. */
 	p = &c->mmio_access_invalid;
@@ -681,3 +730,4 @@ RF_EXPORT uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *c
 		sum += *p;
 	return sum;
 }
+RF_VERSION_0_3(rf_balloon_rejected_total);

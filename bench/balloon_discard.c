@@ -36,7 +36,7 @@ struct result {
 
 static uint64_t resident(struct bdrv *d)
 {
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 
 	rf_vm_stats(d->vm, &st);
 	return st.resident_bytes;

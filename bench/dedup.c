@@ -135,7 +135,7 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	struct rf_engine_config ec;
 	struct rf_dedup_config dc;
 	struct rf_vm_config vc;
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	uint64_t size = (uint64_t)opt_mib << 20, base_pss, base_host;
 	struct conv_watch w;
 	double cpu0;
@@ -218,7 +218,7 @@ int main(int argc, char **argv)
 	char title[96];
 	uint64_t ideal = 0;
 	struct rf_engine_config ec;
-	struct rf_features feat;
+	struct rf_features feat = {.size = sizeof(feat)};
 	rf_engine *e;
 
 	results_init(rs);

@@ -211,7 +211,7 @@ static void swap_in(const char *out_what, const char *in_what, uint64_t bytes, u
 	uint64_t n = bytes / PG, t0, done = 0, *lat = malloc(n * sizeof(*lat));
 	uint64_t *order = malloc(n * sizeof(*order));
 	rf_engine *e = engine(tier, direct);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p;
 	uint8_t *ram;
 	rf_vm *vm = vm_new(e, bytes, &ram);

@@ -195,7 +195,7 @@ static uint64_t ring_area(unsigned int q, unsigned int part)
 
 static int balloon_setup(rf_vm *vm, rf_balloon **out)
 {
-	static const struct rf_balloon_ops ops = {.irq = balloon_irq};
+	static const struct rf_balloon_ops ops = {.size = sizeof(ops), .irq = balloon_irq};
 	const uint64_t want = RF_VIRTIO_F_VERSION_1 | RF_BALLOON_F_MUST_TELL_HOST;
 	const uint8_t ack = RF_VIRTIO_STATUS_ACKNOWLEDGE | RF_VIRTIO_STATUS_DRIVER;
 	rf_balloon *b;
@@ -271,11 +271,11 @@ int main(void)
 	struct rf_vm_config vc;
 	struct rf_swap_config sc;
 	struct rf_dedup_config dc;
-	struct rf_vm_stats vs;
-	struct rf_dedup_stats ds;
-	struct rf_swap_stats ss;
-	struct rf_balloon_info bi;
-	struct rf_features f;
+	struct rf_vm_stats vs = {.size = sizeof(vs)};
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
+	struct rf_balloon_info bi = {.size = sizeof(bi)};
+	struct rf_features f = {.size = sizeof(f)};
 	struct kvm k = {.sys = -1, .vm = -1, .vcpu = -1};
 	rf_balloon *b = NULL;
 	rf_engine *e;

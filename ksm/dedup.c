@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "dedup_internal.h"
 
 static const char *const mode_names[] = {
@@ -64,11 +65,13 @@ RF_EXPORT void rf_dedup_config_init(struct rf_dedup_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->mode = RF_DEDUP_INTRA_VM;
 	cfg->fastest = true;
 	cfg->idle_cpu_percent = 2;
 	cfg->backoff_max = 12;
 }
+RF_VERSION_0_3(rf_dedup_config_init);
 
 /* ---- attaching VMs ------------------------------------------------------ */
 
@@ -288,10 +291,23 @@ err_free:
 
 /* ---- start / stop ------------------------------------------------------- */
 
-RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *cfg)
+RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cfg)
 {
+	struct rf_dedup_config cfg_full;
+	const struct rf_dedup_config *cfg = user_cfg ? &cfg_full : NULL;
 	struct rf_dedup *d;
 	int err;
+
+	if (user_cfg) {
+		int abi_err = 0;
+
+		rf_dedup_config_init(&cfg_full);
+		abi_err =
+		    rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
+				 RF_STRUCT_MIN(struct rf_dedup_config, mode), "rf_dedup_config");
+		if (abi_err)
+			return abi_err;
+	}
 
 	if (!e || !cfg)
 		return -EINVAL;
@@ -333,6 +349,7 @@ err_free:
 	rf_free(e, d);
 	return err;
 }
+RF_VERSION_0_3(rf_dedup_start);
 
 RF_EXPORT void rf_dedup_stop(rf_engine *e)
 {
@@ -389,7 +406,7 @@ RF_EXPORT int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec)
 
 /* ---- stats -------------------------------------------------------------- */
 
-RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
+static int rf_dedup_vm_stats_full(rf_vm *vm, struct rf_dedup_vm_stats *st)
 {
 	struct rf_dedup_vm *dv;
 
@@ -410,6 +427,15 @@ RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
 		return 0;
 	return dv->d->ops->vm_stats(dv, st);
 }
+
+RF_EXPORT int rf_dedup_vm_stats(rf_vm *vm, struct rf_dedup_vm_stats *st)
+{
+	struct rf_dedup_vm_stats full;
+
+	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, pages_scanned, "rf_dedup_vm_stats",
+		      rf_dedup_vm_stats_full(vm, &full));
+}
+RF_VERSION_0_3(rf_dedup_vm_stats);
 
 struct ram_range {
 	uintptr_t lo, hi;
@@ -516,15 +542,31 @@ static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
 	return err;
 }
 
-RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
+static int rf_dedup_stats_full(rf_engine *e, struct rf_dedup_stats *st)
 {
 	return stats_fill(e, st, true);
 }
 
-RF_EXPORT int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st)
+RF_EXPORT int rf_dedup_stats(rf_engine *e, struct rf_dedup_stats *st)
+{
+	struct rf_dedup_stats full;
+
+	RF_STRUCT_OUT(e, st, full, mode, "rf_dedup_stats", rf_dedup_stats_full(e, &full));
+}
+RF_VERSION_0_3(rf_dedup_stats);
+
+static int rf_dedup_counters_full(rf_engine *e, struct rf_dedup_stats *st)
 {
 	return stats_fill(e, st, false);
 }
+
+RF_EXPORT int rf_dedup_counters(rf_engine *e, struct rf_dedup_stats *st)
+{
+	struct rf_dedup_stats full;
+
+	RF_STRUCT_OUT(e, st, full, mode, "rf_dedup_stats", rf_dedup_counters_full(e, &full));
+}
+RF_VERSION_0_3(rf_dedup_counters);
 
 /* Scanner threads stop before any VM is freed. */
 const struct rf_engine_module rf_dedup_module = {

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <xxhash.h>
@@ -279,6 +280,25 @@ static pthread_mutex_t rcu_worker_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct call_rcu_data *rcu_worker;
 static unsigned int rcu_worker_users;
 
+/* The embedder's thread_start hook, run on the worker itself through a
+ * callback queued on it: liburcu starts the thread, so this is the first
+ * thing the library has it do. The hook is copied, not the engine: the
+ * worker is shared by the engines whose dedup runs, and the one that
+ * started it (whose hook it gets) may be freed first. */
+struct rcu_hook {
+	struct rcu_head head;
+	void (*fn)(void *arg, const char *name);
+	void *arg;
+};
+
+static void rcu_hook_run(struct rcu_head *head)
+{
+	struct rcu_hook *h = caa_container_of(head, struct rcu_hook, head);
+
+	h->fn(h->arg, "rf-rcu");
+	free(h);
+}
+
 static int rcu_worker_get(rf_engine *e)
 {
 	int err = 0;
@@ -286,9 +306,25 @@ static int rcu_worker_get(rf_engine *e)
 	pthread_mutex_lock(&rcu_worker_lock);
 	if (!rcu_worker) {
 		rcu_worker = urcu_memb_create_call_rcu_data(0, -1);
-		if (rcu_worker)
+		if (rcu_worker) {
+			struct rcu_hook *h = e->cfg.thread_start ? malloc(sizeof(*h)) : NULL;
+
 			pthread_setname_np(urcu_memb_get_call_rcu_thread(rcu_worker), "rf-rcu");
-		else
+			if (h) {
+				h->fn = e->cfg.thread_start;
+				h->arg = e->cfg.thread_arg;
+				dedup_call_rcu(&h->head, rcu_hook_run);
+				/* Run before the worker does the engine's work. */
+				urcu_memb_barrier();
+			} else if (e->cfg.thread_start) {
+				rf_log(e, RF_LOG_ERR,
+				       "dedup: start: out of memory for the RCU "
+				       "worker's thread_start");
+				urcu_memb_call_rcu_data_free(rcu_worker);
+				rcu_worker = NULL;
+			}
+		}
+		if (!rcu_worker)
 			rf_log(e, RF_LOG_ERR, "dedup: start: cannot start the RCU worker");
 	}
 	if (rcu_worker)

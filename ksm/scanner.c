@@ -435,7 +435,7 @@ static void *scanner_main(void *arg)
 		char n[12];
 
 		snprintf(n, sizeof(n), "%u", id);
-		rf_thread_name("scan", n);
+		rf_thread_name(d->e, "scan", n);
 	}
 	pthread_mutex_lock(&d->lock);
 	while (d->go == 0)

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "abi.h"
 #include "internal.h"
 #include "ledger.h"
 #include "policy.h"
@@ -225,9 +226,11 @@ RF_EXPORT void rf_ledger_config_init(struct rf_ledger_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->audit_pct = 2;
 	cfg->audit_slack_bytes = 1u << 20;
 }
+RF_VERSION_0_3(rf_ledger_config_init);
 
 struct rf_ledger *rf_ledger_get(rf_engine *e)
 {
@@ -251,11 +254,21 @@ struct rf_ledger *rf_ledger_get(rf_engine *e)
 	return l;
 }
 
-RF_EXPORT int rf_ledger_configure(rf_engine *e, const struct rf_ledger_config *cfg)
+RF_EXPORT int rf_ledger_configure(rf_engine *e, const struct rf_ledger_config *user)
 {
+	struct rf_ledger_config full, *cfg = &full;
 	struct rf_ledger *l;
+	int err;
 
-	if (!e || !cfg || cfg->audit_pct > 50)
+	if (!e || !user)
+		return -EINVAL;
+	rf_ledger_config_init(&full);
+	err = rf_struct_in(e, &full, sizeof(full), user,
+			   RF_STRUCT_MIN(struct rf_ledger_config, host_reserved_bytes),
+			   "rf_ledger_config");
+	if (err)
+		return err;
+	if (cfg->audit_pct > 50)
 		return -EINVAL;
 	l = rf_ledger_get(e);
 	if (!l)
@@ -265,6 +278,7 @@ RF_EXPORT int rf_ledger_configure(rf_engine *e, const struct rf_ledger_config *c
 	pthread_mutex_unlock(&l->lock);
 	return 0;
 }
+RF_VERSION_0_3(rf_ledger_configure);
 
 /* The first hook rf_vm_free() runs: wait out any tick using @vm, then detach. */
 static void ledger_vm_free(rf_vm *vm, void *arg)

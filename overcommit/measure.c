@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "abi.h"
 #include "../swap/swap_query.h"
 #include "compat_linux.h"
 #include "internal.h"
@@ -356,7 +357,7 @@ int rf_ledger_snapshot(rf_engine *e, struct rf_ledger_snap *s)
 	return err;
 }
 
-RF_EXPORT int rf_host_stats(rf_engine *e, struct rf_host_stats *out)
+static int rf_host_stats_full(rf_engine *e, struct rf_host_stats *out)
 {
 	struct rf_ledger_snap s;
 	int err;
@@ -371,7 +372,15 @@ RF_EXPORT int rf_host_stats(rf_engine *e, struct rf_host_stats *out)
 	return 0;
 }
 
-RF_EXPORT int rf_vm_breakdown(rf_vm *vm, struct rf_vm_breakdown *out)
+RF_EXPORT int rf_host_stats(rf_engine *e, struct rf_host_stats *out)
+{
+	struct rf_host_stats full;
+
+	RF_STRUCT_OUT(e, out, full, capacity_bytes, "rf_host_stats", rf_host_stats_full(e, &full));
+}
+RF_VERSION_0_3(rf_host_stats);
+
+static int rf_vm_breakdown_full(rf_vm *vm, struct rf_vm_breakdown *out)
 {
 	struct rf_ledger_snap s;
 	int err;
@@ -391,6 +400,15 @@ RF_EXPORT int rf_vm_breakdown(rf_vm *vm, struct rf_vm_breakdown *out)
 	rf_ledger_snap_free(vm->e, &s);
 	return err;
 }
+
+RF_EXPORT int rf_vm_breakdown(rf_vm *vm, struct rf_vm_breakdown *out)
+{
+	struct rf_vm_breakdown full;
+
+	RF_STRUCT_OUT(vm ? vm->e : NULL, out, full, promised_bytes, "rf_vm_breakdown",
+		      rf_vm_breakdown_full(vm, &full));
+}
+RF_VERSION_0_3(rf_vm_breakdown);
 
 /* ---- the audit ---- */
 
@@ -483,7 +501,7 @@ static void note_disagreement(rf_engine *e, struct rf_ledger_audit_report *rep, 
 	rf_log(e, RF_LOG_WARN, "%s", why);
 }
 
-RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
+static int rf_ledger_audit_full(rf_engine *e, struct rf_ledger_audit_report *rep)
 {
 	struct rf_ledger *l;
 	struct rf_ledger_snap s;
@@ -603,3 +621,12 @@ out_gate:
 	pthread_rwlock_unlock(&l->gate);
 	return err;
 }
+
+RF_EXPORT int rf_ledger_audit(rf_engine *e, struct rf_ledger_audit_report *rep)
+{
+	struct rf_ledger_audit_report full;
+
+	RF_STRUCT_OUT(e, rep, full, vms_checked, "rf_ledger_audit_report",
+		      rf_ledger_audit_full(e, &full));
+}
+RF_VERSION_0_3(rf_ledger_audit);

@@ -63,7 +63,7 @@ static void host_gauge(struct out *o, const char *name, const char *help, uint64
 RF_EXPORT long rf_metrics_format(rf_engine *e, char *buf, size_t len)
 {
 	struct rf_ledger_snap s;
-	struct rf_policy_counters pc;
+	struct rf_policy_counters pc = {.size = sizeof(pc)};
 	struct out o = {.buf = buf, .len = len, .pos = 0};
 	const struct rf_host_stats *h;
 	int err;

@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "abi.h"
 #include "internal.h"
 #include "ledger.h"
 #include "policy.h"
@@ -67,6 +68,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->high_bp = 600;
 	cfg->soft_bp = 400;
 	cfg->hard_bp = 200;
@@ -80,6 +82,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->deflate_step_bytes = 64ull << 20;
 	cfg->swap = true;
 }
+RF_VERSION_0_3(rf_policy_config_init);
 
 int rf_policy_config_check(const struct rf_policy_config *cfg)
 {

@@ -73,10 +73,14 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 
 #define RF_POLICY_MAX_ACTIONS 256
 
+/* rf_policy_set, for a policy that reads the 0.2 layout when @v02. */
+int rf_policy_set_abi(rf_engine *e, rf_policy_fn fn, void *arg, bool v02);
+
 struct rf_policy_runner {
 	pthread_mutex_t lock; /* one tick at a time; fn, actuators, counters */
 	rf_policy_fn fn;
 	void *arg;
+	bool fn_v02; /* @fn reads the 0.2 layout (lib/abi_0_2.c) */
 	struct rf_policy_default def;
 	struct rf_policy_actuators act;
 	struct rf_policy_counters counters;

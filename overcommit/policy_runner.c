@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "abi.h"
 #include "internal.h"
 #include "ledger.h"
 #include "policy.h"
@@ -102,6 +103,30 @@ static uint64_t old_value(const struct rf_policy_action *a, const struct rf_poli
 	}
 }
 
+/*
+ * A policy registered by a binary built against 0.2 (lib/abi_0_2.c) reads
+ * the 0.2 layout: the reading and each VM without their leading size, the
+ * rest at the same offsets less 8. The actions are unchanged.
+ */
+static int call_v02(struct rf_policy_runner *r, rf_engine *e, const struct rf_policy_reading *in,
+		    unsigned int *n, enum rf_mem_state *st)
+{
+	const size_t off = sizeof(size_t), vsz = sizeof(struct rf_policy_vm) - off;
+	struct rf_policy_reading in2 = *in;
+	char *vms = rf_zalloc(e, (in->nr_vms ? in->nr_vms : 1) * vsz);
+	int err;
+
+	if (!vms)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < in->nr_vms; i++)
+		memcpy(vms + i * vsz, (const char *)&in->vms[i] + off, vsz);
+	in2.vms = (const struct rf_policy_vm *)(void *)vms;
+	err = r->fn(r->arg, (const struct rf_policy_reading *)(void *)((char *)&in2 + off), r->acts,
+		    RF_POLICY_MAX_ACTIONS, n, st);
+	rf_free(e, vms);
+	return err;
+}
+
 int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 		  const struct rf_policy_reading *in)
 {
@@ -111,7 +136,8 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 
 	pthread_mutex_lock(&r->lock);
 	st = r->counters.state;
-	err = r->fn(r->arg, in, r->acts, RF_POLICY_MAX_ACTIONS, &n, &st);
+	err = r->fn_v02 ? call_v02(r, e, in, &n, &st)
+			: r->fn(r->arg, in, r->acts, RF_POLICY_MAX_ACTIONS, &n, &st);
 	r->counters.ticks++;
 	if (err) {
 		pthread_mutex_unlock(&r->lock);
@@ -231,6 +257,7 @@ RF_EXPORT int rf_policy_tick(rf_engine *e)
 		const struct rf_vm_breakdown *b = &s.vms[i].bd;
 		struct rf_policy_vm *v = &vms[i];
 
+		v->size = sizeof(*v);
 		v->vm = s.vms[i].vm;
 		v->name = s.vms[i].name;
 		v->promised_bytes = b->promised_bytes;
@@ -246,6 +273,7 @@ RF_EXPORT int rf_policy_tick(rf_engine *e)
 		v->has_balloon = s.vms[i].has_balloon;
 		v->has_swap = r->act.set_swap && !r->swap_missing; /* read unlocked: a hint */
 	}
+	in.size = sizeof(in);
 	in.now_ns = rf_now_ns();
 	in.capacity_bytes = s.host.capacity_bytes;
 	in.used_bytes = s.host.used_bytes;
@@ -266,7 +294,7 @@ static void *tick_thread(void *arg)
 	struct rf_policy_runner *r = e->ledger->policy;
 	struct timespec ts;
 
-	rf_thread_name("policy", NULL);
+	rf_thread_name(e, "policy", NULL);
 	pthread_mutex_lock(&r->thread_lock);
 	while (!r->stop) {
 		pthread_mutex_unlock(&r->thread_lock);
@@ -355,7 +383,7 @@ static void runner_unlock(struct rf_policy_runner *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
-RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
+int rf_policy_set_abi(rf_engine *e, rf_policy_fn fn, void *arg, bool v02)
 {
 	struct rf_policy_runner *r;
 	int err = runner_lock(e, &r);
@@ -364,15 +392,31 @@ RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
 		return err;
 	r->fn = fn ? fn : rf_policy_default_decide;
 	r->arg = fn ? arg : &r->def;
+	r->fn_v02 = fn && v02;
 	runner_unlock(r);
 	return 0;
 }
 
-RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *cfg)
+RF_EXPORT int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg)
 {
+	return rf_policy_set_abi(e, fn, arg, false);
+}
+RF_VERSION_0_3(rf_policy_set);
+
+RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *user)
+{
+	struct rf_policy_config full, *cfg = user ? &full : NULL;
 	struct rf_policy_runner *r;
 	int err;
 
+	if (e && user) {
+		rf_policy_config_init(&full);
+		err = rf_struct_in(e, &full, sizeof(full), user,
+				   RF_STRUCT_MIN(struct rf_policy_config, high_bp),
+				   "rf_policy_config");
+		if (err)
+			return err;
+	}
 	if (!e || rf_policy_config_check(cfg)) {
 		if (e)
 			rf_log(e, RF_LOG_ERR,
@@ -388,12 +432,22 @@ RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *c
 	runner_unlock(r);
 	return 0;
 }
+RF_VERSION_0_3(rf_policy_configure);
 
-RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actuators *acts)
+RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actuators *user)
 {
+	struct rf_policy_actuators full = {0}, *acts = user ? &full : NULL;
 	struct rf_policy_runner *r;
-	int err = runner_lock(e, &r);
+	int err;
 
+	if (e && user) {
+		err = rf_struct_in(e, &full, sizeof(full), user,
+				   RF_STRUCT_MIN(struct rf_policy_actuators, set_balloon),
+				   "rf_policy_actuators");
+		if (err)
+			return err;
+	}
+	err = runner_lock(e, &r);
 	if (err)
 		return err;
 	r->act = acts ? *acts : rf_policy_builtin_actuators;
@@ -402,8 +456,9 @@ RF_EXPORT int rf_policy_set_actuators(rf_engine *e, const struct rf_policy_actua
 	runner_unlock(r);
 	return 0;
 }
+RF_VERSION_0_3(rf_policy_set_actuators);
 
-RF_EXPORT int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out)
+static int rf_policy_counters_full(rf_engine *e, struct rf_policy_counters *out)
 {
 	struct rf_policy_runner *r;
 	int err;
@@ -417,3 +472,11 @@ RF_EXPORT int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out)
 	runner_unlock(r);
 	return 0;
 }
+
+RF_EXPORT int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out)
+{
+	struct rf_policy_counters full;
+
+	RF_STRUCT_OUT(e, out, full, ticks, "rf_policy_counters", rf_policy_counters_full(e, &full));
+}
+RF_VERSION_0_3(rf_policy_counters);

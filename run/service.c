@@ -84,8 +84,8 @@ static void read_rollup(struct rollup *r)
 
 static void write_memory(struct jbuf *jb)
 {
-	struct rf_vm_stats st;
-	struct rf_vm_breakdown bd;
+	struct rf_vm_stats st = {.size = sizeof(st)};
+	struct rf_vm_breakdown bd = {.size = sizeof(bd)};
 	struct rollup r;
 
 	read_rollup(&r);
@@ -148,7 +148,7 @@ static void write_memory(struct jbuf *jb)
 
 static void write_dedup(struct jbuf *jb)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 
 	jb_obj_open(jb);
 	jb_kv_str(jb, "mode", rf_dedup_mode_name(rr.opts.dedup));
@@ -174,7 +174,7 @@ static void write_dedup(struct jbuf *jb)
 
 static void write_swap(struct jbuf *jb)
 {
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 
 	jb_obj_open(jb);
 	jb_kv_str(jb, "vm", rf_vm_name(rr.vm));

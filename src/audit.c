@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "abi.h"
 #include "compat_linux.h"
 #include "internal.h"
 
@@ -279,7 +280,7 @@ static int audit_region(rf_vm *vm, struct rf_region *r, struct rf_audit_report *
 	return 0;
 }
 
-RF_EXPORT int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags)
+static int rf_vm_audit_full(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags)
 {
 	unsigned int cap = 256;
 	struct vma *vmas;
@@ -310,3 +311,12 @@ out:
 	rf_free(vm->e, ents);
 	return err;
 }
+
+RF_EXPORT int rf_vm_audit(rf_vm *vm, struct rf_audit_report *rep, unsigned int flags)
+{
+	struct rf_audit_report full;
+
+	RF_STRUCT_OUT(vm ? vm->e : NULL, rep, full, pages_checked, "rf_audit_report",
+		      rf_vm_audit_full(vm, &full, flags));
+}
+RF_VERSION_0_3(rf_vm_audit);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "abi.h"
 #include "internal.h"
 
 RF_EXPORT const char *rf_version(void)
@@ -47,10 +48,12 @@ RF_EXPORT void rf_engine_config_init(struct rf_engine_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->host_capacity_bytes = host_memory_bytes();
 	cfg->scan_threads = 1;
 	cfg->log_level = RF_LOG_WARN;
 }
+RF_VERSION_0_3(rf_engine_config_init);
 
 #define HIDE_KNOWN (RF_HIDE_UFFD_MOVE | RF_HIDE_PAGEMAP_SCAN)
 
@@ -67,7 +70,7 @@ RF_EXPORT int rf_engine_config_hide(struct rf_engine_config *cfg, const char *na
 	unsigned int bits = 0;
 	const char *p = names;
 
-	if (!cfg || !names)
+	if (!cfg || !names || cfg->size < RF_STRUCT_MIN(struct rf_engine_config, hide_features))
 		return -EINVAL;
 	while (*p) {
 		size_t len = strcspn(p, ","), i;
@@ -85,16 +88,26 @@ RF_EXPORT int rf_engine_config_hide(struct rf_engine_config *cfg, const char *na
 	cfg->hide_features |= bits;
 	return 0;
 }
+RF_VERSION_0_3(rf_engine_config_hide);
 
-RF_EXPORT int rf_engine_new(const struct rf_engine_config *cfg, rf_engine **out)
+RF_EXPORT int rf_engine_new(const struct rf_engine_config *user, rf_engine **out)
 {
+	struct rf_engine_config cfg_full;
+	const struct rf_engine_config *cfg = &cfg_full;
 	unsigned int arena;
 	rf_engine *e;
 	int err;
 
-	if (!cfg || !out)
+	if (!user || !out)
 		return -EINVAL;
 	*out = NULL;
+	/* No engine to log to yet: a bad size is only the return value. */
+	rf_engine_config_init(&cfg_full);
+	err = rf_struct_in(NULL, &cfg_full, sizeof(cfg_full), user,
+			   RF_STRUCT_MIN(struct rf_engine_config, host_capacity_bytes),
+			   "rf_engine_config");
+	if (err)
+		return err;
 	err = rf_arena_new(&arena);
 	if (err)
 		return err;
@@ -148,6 +161,7 @@ err_free:
 	rf_arena_delete(arena);
 	return err;
 }
+RF_VERSION_0_3(rf_engine_new);
 
 RF_EXPORT void rf_engine_free(rf_engine *e)
 {
@@ -179,11 +193,13 @@ RF_EXPORT void rf_engine_free(rf_engine *e)
 
 RF_EXPORT int rf_engine_features(const rf_engine *e, struct rf_features *out)
 {
-	if (!e || !out)
+	struct rf_features full;
+
+	if (!e)
 		return -EINVAL;
-	*out = e->feat;
-	return 0;
+	RF_STRUCT_OUT((rf_engine *)e, out, full, kvm, "rf_features", (full = e->feat, 0));
 }
+RF_VERSION_0_3(rf_engine_features);
 
 RF_EXPORT uint64_t rf_engine_capacity(const rf_engine *e)
 {

@@ -191,8 +191,10 @@ struct rf_engine_module {
 extern const struct rf_engine_module *const rf_engine_modules[];
 
 /* thread.c: name the calling library thread "rf-@kind/@who" (@who may be
- * NULL): rf-fault/VM, rf-swap/VM, rf-scan/N, rf-policy. */
-void rf_thread_name(const char *kind, const char *who);
+ * NULL): rf-fault/VM, rf-swap/VM, rf-scan/N, rf-policy; then run @e's
+ * thread_start hook (rf_engine_config) in it with that name. First thing
+ * in every thread the library starts. */
+void rf_thread_name(rf_engine *e, const char *kind, const char *who);
 
 /* features.c */
 int rf_features_detect(rf_engine *e);

@@ -363,7 +363,7 @@ static void *fault_thread_main(void *arg)
 				{.fd = u->kick_fd, .events = POLLIN}};
 	const struct timespec retry = {0, 1000000}, now = {0, 0};
 
-	rf_thread_name("fault", u->vm->name);
+	rf_thread_name(u->vm->e, "fault", u->vm->name);
 	for (;;) {
 		/* Every message read before a caller took its ticket is read
 		 * before this load (see rf_uffd_sync), so once this round has

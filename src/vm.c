@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "abi.h"
 #include "compat_linux.h"
 #include "internal.h"
 #include "uffd.h"
@@ -25,8 +26,10 @@ RF_EXPORT void rf_vm_config_init(struct rf_vm_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->numa_node = -1;
 }
+RF_VERSION_0_3(rf_vm_config_init);
 
 static bool valid_name(const char *name)
 {
@@ -43,10 +46,24 @@ static bool valid_name(const char *name)
 	return true;
 }
 
-RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *cfg, rf_vm **out)
+RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_config *user_cfg,
+			rf_vm **out)
 {
+	struct rf_vm_config cfg_full;
+	const struct rf_vm_config *cfg = user_cfg ? &cfg_full : NULL;
 	rf_vm *vm, *it;
 	int err;
+
+	if (user_cfg) {
+		int abi_err = 0;
+
+		rf_vm_config_init(&cfg_full);
+		abi_err =
+		    rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
+				 RF_STRUCT_MIN(struct rf_vm_config, ram_bytes), "rf_vm_config");
+		if (abi_err)
+			return abi_err;
+	}
 
 	if (!e || !cfg || !out)
 		return -EINVAL;
@@ -112,6 +129,7 @@ RF_EXPORT int rf_vm_new(rf_engine *e, const char *name, const struct rf_vm_confi
 	*out = vm;
 	return 0;
 }
+RF_VERSION_0_3(rf_vm_new);
 
 /* 0 if @bytes covers what @vm has mapped, else -EBUSY, logged. Caller
  * holds the regions lock. */
@@ -1042,7 +1060,7 @@ RF_EXPORT int rf_vm_exclude_range(rf_vm *vm, uint64_t gpa, uint64_t len, bool ex
 
 #define STATS_CHUNK 4096
 
-RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
+static int rf_vm_stats_full(rf_vm *vm, struct rf_vm_stats *st)
 {
 	uint64_t *ents;
 	int err = 0;
@@ -1088,3 +1106,12 @@ RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
 		       strerror(-err));
 	return err;
 }
+
+RF_EXPORT int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st)
+{
+	struct rf_vm_stats full;
+
+	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, promised_bytes, "rf_vm_stats",
+		      rf_vm_stats_full(vm, &full));
+}
+RF_VERSION_0_3(rf_vm_stats);

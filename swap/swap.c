@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "abi.h"
 #include "swap_pager.h"
 
 /* Creation of e->swap: rare, one lock for every engine. */
@@ -18,11 +19,13 @@ RF_EXPORT void rf_swap_config_init(struct rf_swap_config *cfg)
 	if (!cfg)
 		return;
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->file_limit_bytes = 64ull << 30;
 	cfg->tier_limit_bytes = 512ull << 20;
 	cfg->compress_max_bytes = 2048;
 	cfg->prefetch_pages = 8;
 }
+RF_VERSION_0_3(rf_swap_config_init);
 
 static int check_config(rf_engine *e, const struct rf_swap_config *c)
 {
@@ -63,10 +66,22 @@ struct rf_swap *rf_swap_of(rf_engine *e)
 	return sw;
 }
 
-RF_EXPORT int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg)
+RF_EXPORT int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *user_cfg)
 {
+	struct rf_swap_config cfg_full;
+	const struct rf_swap_config *cfg = user_cfg ? &cfg_full : NULL;
 	struct rf_swap *sw;
 	int err;
+
+	if (user_cfg) {
+		int abi_err = 0;
+
+		rf_swap_config_init(&cfg_full);
+		abi_err = rf_struct_in(e, &cfg_full, sizeof(cfg_full), user_cfg,
+				       RF_STRUCT_MIN(struct rf_swap_config, dir), "rf_swap_config");
+		if (abi_err)
+			return abi_err;
+	}
 
 	if (!e || !cfg)
 		return -EINVAL;
@@ -90,6 +105,7 @@ RF_EXPORT int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg)
 	pthread_mutex_unlock(&sw->lock);
 	return 0;
 }
+RF_VERSION_0_3(rf_engine_set_swap);
 
 int rf_swap_store_acquire(rf_engine *e, struct rf_swap_store **out)
 {
@@ -172,7 +188,7 @@ static void finish_ratio(struct rf_swap_stats *st)
 				    : 0.0;
 }
 
-RF_EXPORT int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st)
+static int rf_vm_swap_stats_full(rf_vm *vm, struct rf_swap_stats *st)
 {
 	if (!vm || !st)
 		return -EINVAL;
@@ -185,7 +201,16 @@ RF_EXPORT int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st)
 	return 0;
 }
 
-RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
+RF_EXPORT int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st)
+{
+	struct rf_swap_stats full;
+
+	RF_STRUCT_OUT(vm ? vm->e : NULL, st, full, file_bytes, "rf_swap_stats",
+		      rf_vm_swap_stats_full(vm, &full));
+}
+RF_VERSION_0_3(rf_vm_swap_stats);
+
+static int rf_engine_swap_stats_full(rf_engine *e, struct rf_swap_stats *st)
 {
 	struct rf_swap_store_stats ss;
 	uint64_t p50 = 0, p99 = 0;
@@ -235,6 +260,15 @@ RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
 	finish_ratio(st);
 	return 0;
 }
+
+RF_EXPORT int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st)
+{
+	struct rf_swap_stats full;
+
+	RF_STRUCT_OUT(e, st, full, file_bytes, "rf_swap_stats",
+		      rf_engine_swap_stats_full(e, &full));
+}
+RF_VERSION_0_3(rf_engine_swap_stats);
 
 /* Freed after the VMs: every VM's pager holds the store. */
 const struct rf_engine_module rf_swap_module = {

@@ -237,7 +237,7 @@ void *pager_swapper_main(void *arg)
 {
 	struct rf_pager *p = arg;
 
-	rf_thread_name("swap", p->vm->name);
+	rf_thread_name(p->vm->e, "swap", p->vm->name);
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
 		struct timespec ts;

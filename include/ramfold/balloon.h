@@ -62,22 +62,25 @@ extern "C" {
 
 typedef struct rf_balloon rf_balloon;
 
-/* Feature bits (bit numbers as in the virtio spec; values are masks). */
-#define RF_BALLOON_F_MUST_TELL_HOST (1ull << 0)
-#define RF_BALLOON_F_STATS_VQ	    (1ull << 1)
-#define RF_BALLOON_F_DEFLATE_ON_OOM (1ull << 2)
-#define RF_BALLOON_F_FREE_PAGE_HINT (1ull << 3) /* not implemented, never offered */
-#define RF_BALLOON_F_PAGE_POISON    (1ull << 4)
-#define RF_BALLOON_F_REPORTING	    (1ull << 5)
-#define RF_VIRTIO_F_INDIRECT_DESC   (1ull << 28)
-#define RF_VIRTIO_F_EVENT_IDX	    (1ull << 29)
-#define RF_VIRTIO_F_VERSION_1	    (1ull << 32) /* always offered and required */
+/* Feature bits (bit numbers as in the virtio spec; values are masks). All
+ * 64-bit typed constants, so bindings (bindgen) see one width for every
+ * feature mask; being objects, not macros, they cannot appear in #if or
+ * case labels. */
+static const uint64_t RF_BALLOON_F_MUST_TELL_HOST = 1ull << 0;
+static const uint64_t RF_BALLOON_F_STATS_VQ = 1ull << 1;
+static const uint64_t RF_BALLOON_F_DEFLATE_ON_OOM = 1ull << 2;
+static const uint64_t RF_BALLOON_F_FREE_PAGE_HINT = 1ull << 3; /* not implemented, never offered */
+static const uint64_t RF_BALLOON_F_PAGE_POISON = 1ull << 4;
+static const uint64_t RF_BALLOON_F_REPORTING = 1ull << 5;
+static const uint64_t RF_VIRTIO_F_INDIRECT_DESC = 1ull << 28;
+static const uint64_t RF_VIRTIO_F_EVENT_IDX = 1ull << 29;
+static const uint64_t RF_VIRTIO_F_VERSION_1 = 1ull << 32; /* always offered and required */
 
-/* What rf_balloon_config_init() offers: everything implemented. */
-#define RF_BALLOON_FEATURES_DEFAULT                                                                \
-	(RF_BALLOON_F_MUST_TELL_HOST | RF_BALLOON_F_STATS_VQ | RF_BALLOON_F_DEFLATE_ON_OOM |       \
-	 RF_BALLOON_F_PAGE_POISON | RF_BALLOON_F_REPORTING | RF_VIRTIO_F_INDIRECT_DESC |           \
-	 RF_VIRTIO_F_EVENT_IDX | RF_VIRTIO_F_VERSION_1)
+/* What rf_balloon_config_init() offers: everything implemented (the bits
+ * above but FREE_PAGE_HINT). */
+static const uint64_t RF_BALLOON_FEATURES_DEFAULT = (1ull << 0) | (1ull << 1) | (1ull << 2) |
+						    (1ull << 4) | (1ull << 5) | (1ull << 28) |
+						    (1ull << 29) | (1ull << 32);
 
 /* virtio device status bits */
 #define RF_VIRTIO_STATUS_ACKNOWLEDGE	    1u
@@ -95,6 +98,9 @@ typedef struct rf_balloon rf_balloon;
 #define RF_BALLOON_MMIO_SIZE 0x200u
 
 struct rf_balloon_ops {
+	/* sizeof(struct rf_balloon_ops), set by the embedder (.size = sizeof ops; no _init): the
+	 * library reads only what this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/*
 	 * Raise the device's interrupt: @reason (RF_BALLOON_IRQ_*) was just
 	 * set in the interrupt status. A level-triggered embedder keeps the
@@ -111,6 +117,9 @@ struct rf_balloon_ops {
 };
 
 struct rf_balloon_config {
+	/* sizeof(struct rf_balloon_config), set by rf_balloon_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* Features offered (RF_BALLOON_F_* | RF_VIRTIO_F_*); VERSION_1 is
 	 * always added, FREE_PAGE_HINT always removed. */
 	uint64_t features;
@@ -309,6 +318,9 @@ int rf_balloon_restore(rf_balloon *b, const void *buf, size_t len);
 int rf_balloon_set_target(rf_balloon *b, uint64_t balloon_bytes);
 
 struct rf_balloon_info {
+	/* Set by the caller to sizeof(struct rf_balloon_info) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t guest_ram_bytes;   /* sum of the VM's regions */
 	uint64_t target_bytes;	    /* balloon size asked for (num_pages) */
 	uint64_t actual_bytes;	    /* the guest's `actual` as it reports it */
@@ -346,9 +358,12 @@ enum rf_balloon_stat {
 };
 
 /* Value of a stat the guest did not send (QEMU shows it as -1). */
-#define RF_BALLOON_STAT_UNSET UINT64_MAX
+static const uint64_t RF_BALLOON_STAT_UNSET = 0xffffffffffffffffull;
 
 struct rf_balloon_stats {
+	/* Set by the caller to sizeof(struct rf_balloon_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t value[RF_BALLOON_NR_STATS]; /* as the guest sent them; or UNSET */
 	uint64_t last_update_ns;	     /* CLOCK_MONOTONIC; 0 = never */
 	int64_t last_update;		     /* seconds since the epoch (QEMU's last-update) */
@@ -379,6 +394,9 @@ int rf_balloon_tick(rf_balloon *b, unsigned int *next_ms);
  * the life of the device (a guest reset does not clear them).
  */
 struct rf_balloon_counters {
+	/* Set by the caller to sizeof(struct rf_balloon_counters) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	/* work done */
 	uint64_t inflate_buffers;
 	uint64_t inflated_pages; /* pages that became BALLOONED */

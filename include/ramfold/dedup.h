@@ -56,6 +56,9 @@ const char *rf_dedup_mode_name(enum rf_dedup_mode m);
 int rf_dedup_mode_parse(const char *name, enum rf_dedup_mode *out);
 
 struct rf_dedup_config {
+	/* sizeof(struct rf_dedup_config), set by rf_dedup_config_init: the library reads only what
+	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	enum rf_dedup_mode mode;
 	/* Scanner threads; 0 = rf_engine_config.scan_threads. */
 	unsigned int scan_threads;
@@ -128,6 +131,9 @@ int rf_dedup_scan_now(rf_engine *e);
 int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec);
 
 struct rf_dedup_vm_stats {
+	/* Set by the caller to sizeof(struct rf_dedup_vm_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t pages_scanned;	   /* pages hashed, all passes */
 	uint64_t pages_merged;	   /* merges done, all passes */
 	uint64_t pages_sharing;	   /* MERGED now (page-state table) */
@@ -139,6 +145,9 @@ struct rf_dedup_vm_stats {
 };
 
 struct rf_dedup_stats {
+	/* Set by the caller to sizeof(struct rf_dedup_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	enum rf_dedup_mode mode;
 	uint64_t pages_scanned;
 	uint64_t pages_merged;

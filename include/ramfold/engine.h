@@ -53,6 +53,9 @@ typedef void (*rf_log_fn)(void *arg, enum rf_log_level level, const char *msg);
 #define RF_HIDE_PAGEMAP_SCAN (1u << 1) /* resident counts from pagemap reads (before 6.7) */
 
 struct rf_engine_config {
+	/* sizeof(struct rf_engine_config), set by rf_engine_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* Host memory ramfold may hand to guests, in bytes. Must not be 0. */
 	uint64_t host_capacity_bytes;
 	/* Scanner threads of the dedup engine (1..64). */
@@ -69,6 +72,16 @@ struct rf_engine_config {
 	const char *ksm_sysfs_dir; /* "/sys/kernel/mm/ksm" */
 	/* RF_HIDE_*: features detected but not used (0: use all). */
 	unsigned int hide_features;
+	/* Since 0.3. Called first thing in every thread the library starts,
+	 * in that thread, with its name: "rf-scan/N", "rf-fault/VM",
+	 * "rf-swap/VM", "rf-policy", and "rf-rcu" (liburcu's call_rcu worker
+	 * of the dedup engine, reached through a callback queued on it). For
+	 * the embedder to place the thread: pin it, move it into a cgroup,
+	 * install a seccomp filter. It must not call into the library and
+	 * should return soon (the thread's work waits). NULL: none. A struct
+	 * from a 0.2 header (no such member) gets none. */
+	void (*thread_start)(void *arg, const char *name);
+	void *thread_arg;
 };
 
 /*
@@ -102,6 +115,9 @@ void rf_engine_free(rf_engine *e);
 
 /* Kernel features found by rf_engine_new(); all detected at run time. */
 struct rf_features {
+	/* Set by the caller to sizeof(struct rf_features) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	bool kvm;		  /* /dev/kvm opens and answers KVM_GET_API_VERSION */
 	bool kvm_pvm;		  /* the KVM module is kvm_pvm (ring 0 is emulated) */
 	bool uffd;		  /* userfaultfd(2) works (missing mode, anon) */

@@ -59,6 +59,9 @@ extern "C" {
 #define RF_SHARES_MAX	  1000000u
 
 struct rf_ledger_config {
+	/* sizeof(struct rf_ledger_config), set by rf_ledger_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* Host memory kept back from reservations (VMM, kernel): reservations
 	 * may add up to capacity - this. Default 0. */
 	uint64_t host_reserved_bytes;
@@ -88,6 +91,9 @@ struct rf_saved {
 };
 
 struct rf_vm_breakdown {
+	/* Set by the caller to sizeof(struct rf_vm_breakdown) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	/* The contract. */
 	uint64_t promised_bytes;
 	uint64_t reservation_bytes; /* guaranteed: never reclaimed below */
@@ -114,7 +120,7 @@ struct rf_vm_breakdown {
 	/* The mechanisms' view, when they are attached (else 0). */
 	uint64_t balloon_target_bytes;
 	uint64_t resident_target_bytes; /* swap's resident target; UINT64_MAX = none */
-	uint64_t guest_free_bytes; /* from the guest's balloon stats; UINT64_MAX = unknown */
+	uint64_t guest_free_bytes;	/* from the guest's balloon stats; UINT64_MAX = unknown */
 };
 
 /*
@@ -136,6 +142,9 @@ enum rf_mem_state {
 const char *rf_mem_state_name(enum rf_mem_state s);
 
 struct rf_host_stats {
+	/* Set by the caller to sizeof(struct rf_host_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t capacity_bytes;
 	uint64_t reserved_bytes; /* sum of reservations */
 	uint64_t promised_bytes; /* sum of VM sizes */
@@ -177,6 +186,9 @@ int rf_vm_set_shares(rf_vm *vm, uint32_t shares);
 int rf_vm_set_guest_free(rf_vm *vm, uint64_t bytes);
 
 struct rf_ledger_audit_report {
+	/* Set by the caller to sizeof(struct rf_ledger_audit_report) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	unsigned int vms_checked;
 	unsigned int vms_disagreeing;
 	/* Host totals compared. */

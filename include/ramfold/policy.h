@@ -56,6 +56,8 @@ extern "C" {
 
 /* One VM in a reading. */
 struct rf_policy_vm {
+	/* sizeof(struct rf_policy_vm) as the library filled it. */
+	size_t size;
 	rf_vm *vm;
 	const char *name;
 	uint64_t promised_bytes;
@@ -73,6 +75,8 @@ struct rf_policy_vm {
 };
 
 struct rf_policy_reading {
+	/* sizeof(struct rf_policy_reading) as the library filled it. */
+	size_t size;
 	uint64_t now_ns; /* CLOCK_MONOTONIC */
 	uint64_t capacity_bytes;
 	uint64_t used_bytes;
@@ -110,6 +114,9 @@ typedef int (*rf_policy_fn)(void *arg, const struct rf_policy_reading *in,
 int rf_policy_set(rf_engine *e, rf_policy_fn fn, void *arg);
 
 struct rf_policy_config {
+	/* sizeof(struct rf_policy_config), set by rf_policy_config_init: the library reads only
+	 * what this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* Free-memory thresholds in hundredths of a percent of capacity. */
 	unsigned int high_bp, soft_bp, hard_bp, low_bp; /* 600, 400, 200, 100 */
 	unsigned int hysteresis_bp;			/* 100 */
@@ -138,6 +145,9 @@ int rf_policy_configure(rf_engine *e, const struct rf_policy_config *cfg);
  * balloon device installs its own.
  */
 struct rf_policy_actuators {
+	/* sizeof(struct rf_policy_actuators), set by the embedder (.size = sizeof acts; no _init):
+	 * the library reads only what this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	int (*set_balloon)(void *arg, rf_vm *vm, uint64_t balloon_bytes);
 	int (*set_swap)(void *arg, rf_vm *vm, uint64_t resident_bytes);
 	int (*set_scan_rate)(void *arg, rf_engine *e, uint64_t pages_per_sec);
@@ -158,6 +168,9 @@ void rf_policy_stop(rf_engine *e);
 int rf_policy_tick(rf_engine *e);
 
 struct rf_policy_counters {
+	/* Set by the caller to sizeof(struct rf_policy_counters) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t ticks;
 	uint64_t transitions; /* state changes */
 	uint64_t entered[4];  /* by enum rf_mem_state */

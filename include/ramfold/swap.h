@@ -34,6 +34,9 @@ extern "C" {
 #endif
 
 struct rf_swap_config {
+	/* sizeof(struct rf_swap_config), set by rf_swap_config_init: the library reads only what
+	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* Directory of the swap file; NULL: $RAMFOLD_SWAP_DIR, else /var/tmp.
 	 * A tmpfs directory works but saves no memory (a warning is logged). */
 	const char *dir;
@@ -65,7 +68,7 @@ void rf_swap_config_init(struct rf_swap_config *cfg);
 int rf_engine_set_swap(rf_engine *e, const struct rf_swap_config *cfg);
 
 /* No resident limit: rf_vm_set_swap_target(vm, RF_SWAP_NO_TARGET). */
-#define RF_SWAP_NO_TARGET UINT64_MAX
+static const uint64_t RF_SWAP_NO_TARGET = 0xffffffffffffffffull;
 
 /*
  * What the policy calls: keep at most @resident_bytes of @vm's memory
@@ -99,6 +102,9 @@ int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
 int rf_vm_set_swap_cap(rf_vm *vm, uint64_t max_swapped_bytes);
 
 struct rf_swap_stats {
+	/* Set by the caller to sizeof(struct rf_swap_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t file_bytes;		/* guest bytes held in the swap file */
 	uint64_t tier_bytes;		/* guest bytes held in the compressed tier */
 	uint64_t tier_compressed_bytes; /* memory they use there */

@@ -74,6 +74,9 @@ const char *rf_page_state_name(enum rf_page_state s);
 #define RF_VM_THP (1u << 0) /* allow transparent huge pages on guest RAM (off by default) */
 
 struct rf_vm_config {
+	/* sizeof(struct rf_vm_config), set by rf_vm_config_init: the library reads only what
+	 * this size covers (docs/embedding.md, "ABI and versions"). */
+	size_t size;
 	/* RAM promised to the guest: the sum of its regions may not exceed it. */
 	uint64_t ram_bytes;
 	/* Sharing domain: VMs with the same non-NULL domain may share pages with
@@ -268,6 +271,9 @@ int rf_vm_discard(rf_vm *vm, uint64_t gpa, uint64_t len, uint64_t *skipped);
 int rf_vm_exclude_range(rf_vm *vm, uint64_t gpa, uint64_t len, bool exclude);
 
 struct rf_vm_stats {
+	/* Set by the caller to sizeof(struct rf_vm_stats) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t promised_bytes;	       /* rf_vm_config.ram_bytes */
 	uint64_t mapped_bytes;		       /* sum of region sizes */
 	uint64_t state_bytes[RF_PAGE_NSTATES]; /* from the page-state table */
@@ -286,6 +292,9 @@ int rf_vm_stats(rf_vm *vm, struct rf_vm_stats *st);
 #define RF_AUDIT_FIX (1u << 0) /* resync what the guest changed behind the table */
 
 struct rf_audit_report {
+	/* Set by the caller to sizeof(struct rf_audit_report) before the call; the
+	 * library fills that much at most and sets it to what it filled. */
+	size_t size;
 	uint64_t pages_checked;
 	/* Contradictions: the table says something the kernel proves false. */
 	uint64_t mismatches;
@@ -365,7 +374,7 @@ enum rf_vm_fault_result {
 
 /* The @gpa of a fault outside guest RAM (a range the embedder registered
  * itself on a descriptor it handed in). */
-#define RF_VM_GPA_NONE 0xffffffffffffffffull
+static const uint64_t RF_VM_GPA_NONE = 0xffffffffffffffffull;
 
 /*
  * Called on the VM's fault thread (rf-fault/VM) for a missing fault on the

@@ -193,7 +193,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rf_vm_config vc;
 	struct rf_balloon_config bc;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 	struct in in = {data, size};
 	uint16_t qsize = 256;
 	rf_balloon *b;

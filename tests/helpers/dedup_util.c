@@ -54,7 +54,7 @@ void dedup_fill_page(void *page, uint64_t seed)
 
 bool dedup_wait_converged(rf_engine *e, unsigned int min_passes, unsigned int timeout_ms)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 
 	for (unsigned int t = 0; t < timeout_ms; t += 10) {
 		if (rf_dedup_counters(e, &st) == 0 && st.converged && st.scan_passes >= min_passes)

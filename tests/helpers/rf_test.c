@@ -44,7 +44,7 @@ rf_engine *rf_test_swap_engine(struct rf_test_log *log, bool need_kvm, uint64_t 
 {
 	rf_engine *e = rf_test_engine(log);
 	struct rf_swap_config c;
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 
 	rf_engine_features(e, &f);
 	if ((need_kvm && !f.kvm) || !f.uffd || !f.uffd_wp) {

@@ -28,8 +28,8 @@ static void test_guest_ram_under_vcpu(void **state)
 	    0xe6, 0x10,			  /* out 0x10, al */
 	    0xf4,			  /* hlt */
 	};
-	struct rf_features f;
-	struct rf_vm_stats st;
+	struct rf_features f = {.size = sizeof(f)};
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	struct rf_kvm_mini k;
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;

@@ -36,8 +36,8 @@ static void test_guest_writes_while_merging(void **state)
 {
 	const unsigned int rounds = (1000000 + NPAGES - 1) / NPAGES + 1;
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats st;
-	struct rf_features f;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+	struct rf_features f = {.size = sizeof(f)};
 	struct rf_kvm_mini k;
 	static uint8_t tpl[PG];
 	uint64_t writes = 0, bad = 0, first_bad_round = 0;

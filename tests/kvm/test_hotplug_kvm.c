@@ -60,7 +60,7 @@ static void set_slot(struct guest *g, uint64_t size, void *hva)
 static void test_hotplug_under_vcpu(void **state)
 {
 	static struct guest g;
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *b = mmap(NULL, B_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	unsigned int cycles = 0;

@@ -142,8 +142,8 @@ static void test_lazy_restore_under_vcpu(void **state)
 	static struct host h;
 	char path[] = "/var/tmp/rf-snapshot-XXXXXX";
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats ds;
-	struct rf_swap_stats ss;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
 	struct rf_uffd_stats us;
 	struct rf_kvm_mini k;
 	uint64_t bad = 0, lost = 0, twice = 0, first_bad_round = 0;

@@ -305,9 +305,9 @@ static int jailed_vcpu(const char *omit, unsigned int min_ms)
 	struct rf_engine_config ec;
 	struct rf_swap_config sc;
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats ds;
-	struct rf_swap_stats ss;
-	struct rf_balloon_counters bc;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
+	struct rf_balloon_counters bc = {.size = sizeof(bc)};
 	struct rf_vm_config vc;
 	struct rf_kvm_mini k;
 	struct rf_pager *p;

@@ -62,7 +62,7 @@ static void test_guest_writes_while_swapping(void **state)
 {
 	const unsigned int rounds = (1000000 + NPAGES - 1) / NPAGES + 1;
 	static uint8_t tpl[NPAGES][PG];
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p;
 	struct rf_kvm_mini k;
 	uint64_t writes = 0, bad = 0, first_bad_round = 0;

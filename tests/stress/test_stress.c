@@ -779,7 +779,7 @@ static int balloon_setup(struct svm *v)
 
 static void audit_one(struct run *r, struct svm *v, const char *when)
 {
-	struct rf_audit_report rep;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 	uint64_t t0 = now_ms(), ms;
 	int err = rf_vm_audit(v->vm, &rep, 0);
 
@@ -1066,7 +1066,7 @@ static unsigned int check_vcpu_pages(struct run *r, struct svm *v, unsigned int 
 
 static void read_activity(struct run *r, struct activity *a)
 {
-	struct rf_dedup_stats ds;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
 
 	memset(a, 0, sizeof(*a));
 	if (rf_dedup_counters(r->e, &ds) == 0) {
@@ -1074,8 +1074,8 @@ static void read_activity(struct run *r, struct activity *a)
 		a->unmerges = ds.pages_unmerged;
 	}
 	for (unsigned int k = 0; k < NVMS; k++) {
-		struct rf_balloon_counters bc;
-		struct rf_swap_stats ss;
+		struct rf_balloon_counters bc = {.size = sizeof(bc)};
+		struct rf_swap_stats ss = {.size = sizeof(ss)};
 
 		if (rf_vm_swap_stats(r->v[k].vm, &ss) == 0) {
 			a->swap_outs += ss.swap_outs;
@@ -1173,7 +1173,7 @@ static rf_engine *new_engine(struct run *r, bool copy)
 {
 	struct rf_engine_config ec;
 	struct rf_swap_config sc;
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	rf_engine *e = NULL;
 
 	rf_engine_config_init(&ec);
@@ -1341,6 +1341,7 @@ static void final_checks(struct run *r, unsigned int round, uint64_t *rng)
 
 	set_phase(r, "rf_policy_stop");
 	rf_policy_stop(r->e);
+	r->policy.size = sizeof(r->policy);
 	rf_policy_counters(r->e, &r->policy);
 	set_phase(r, "rf_dedup_stop");
 	rf_dedup_stop(r->e);
@@ -1349,7 +1350,7 @@ static void final_checks(struct run *r, unsigned int round, uint64_t *rng)
 	for (unsigned int v = 0; v < NVMS; v++)
 		audit_one(r, &r->v[v], "after rf_dedup_stop");
 	for (unsigned int v = 0; v < NVMS; v++) {
-		struct rf_balloon_counters bc;
+		struct rf_balloon_counters bc = {.size = sizeof(bc)};
 
 		/* This driver is well-behaved: nothing it sends may be refused. */
 		if (rf_balloon_counters(r->v[v].b, &bc) == 0)

@@ -78,9 +78,9 @@ static void test_adopt_release_every_mechanism(void **state)
 {
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_swap_engine(&log, false, 0, 0);
-	struct rf_audit_report rep;
-	struct rf_dedup_stats ds;
-	struct rf_swap_stats ss;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
 	uint8_t *ram = embedder_map(NPG * PG), want[PG];
 	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", NPG * PG);
 
@@ -350,8 +350,8 @@ static void test_adopt_memfd_shared(void **state)
 	/* Shared pages are file pages, and the guest's own: the audit finds
 	 * no contradiction and the stats count none as the store's. */
 	{
-		struct rf_audit_report rep;
-		struct rf_vm_stats st;
+		struct rf_audit_report rep = {.size = sizeof(rep)};
+		struct rf_vm_stats st = {.size = sizeof(st)};
 
 		assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
 		assert_int_equal(rep.mismatches, 0);

@@ -20,7 +20,7 @@ static void test_clean_audit(void **state)
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
-	struct rf_audit_report rep;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 
 	(void)state;
 	memset(ram, 3, MiB);
@@ -41,7 +41,7 @@ static void test_wrong_table_caught(void **state)
 	rf_engine *e = rf_test_engine(&log);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
-	struct rf_audit_report rep;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 
 	(void)state;
 	memset(ram, 3, MiB);
@@ -66,7 +66,7 @@ static void test_store_page_behind_table(void **state)
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
-	struct rf_audit_report rep;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 	int fd = memfd_create("store", MFD_CLOEXEC);
 	volatile uint8_t sink;
 
@@ -97,7 +97,7 @@ static void test_drift_and_fix(void **state)
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
-	struct rf_audit_report rep;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 
 	(void)state;
 	memset(ram, 3, 16 * 4096);
@@ -126,7 +126,7 @@ static void test_resident_matches_smaps_rollup(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
 	const uint64_t touched = 5000, read_only = 3000;
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	volatile uint8_t sink = 0;
 	uint64_t rss0, rss1, anon0, anon1;
 	uint8_t *ram;

@@ -28,7 +28,7 @@ static void drain_used(struct vq_mock *m)
 
 static uint64_t resident(struct bdrv *d)
 {
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 
 	assert_int_equal(rf_vm_stats(d->vm, &st), 0);
 	return st.resident_bytes;
@@ -36,7 +36,7 @@ static uint64_t resident(struct bdrv *d)
 
 static struct rf_balloon_counters ctr(struct bdrv *d)
 {
-	struct rf_balloon_counters c;
+	struct rf_balloon_counters c = {.size = sizeof(c)};
 
 	assert_int_equal(rf_balloon_counters(d->b, &c), 0);
 	return c;
@@ -45,7 +45,7 @@ static struct rf_balloon_counters ctr(struct bdrv *d)
 static void test_handshake_and_registers(void **state)
 {
 	struct bdrv d;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 	uint8_t cfg8 = 0xff;
 
 	(void)state;
@@ -99,8 +99,8 @@ static void test_inflate_discards(void **state)
 {
 	struct bdrv d;
 	uint32_t pfns[256];
-	struct rf_balloon_info info;
-	struct rf_balloon_counters c;
+	struct rf_balloon_info info = {.size = sizeof(info)};
+	struct rf_balloon_counters c = {.size = sizeof(c)};
 	uint64_t before, after;
 	uint32_t id, len;
 
@@ -215,7 +215,7 @@ static void test_deflate_returns_zero_pages(void **state)
 {
 	struct bdrv d;
 	uint32_t pfns[64];
-	struct rf_balloon_counters c;
+	struct rf_balloon_counters c = {.size = sizeof(c)};
 
 	(void)state;
 	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
@@ -270,7 +270,7 @@ static void test_free_page_reporting(void **state)
 	struct bdrv d;
 	uint64_t before, after;
 	uint32_t pfn = 1024 + 5;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	(void)state;
 	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
@@ -330,7 +330,7 @@ static void put_stat(uint8_t *b, unsigned int i, uint16_t tag, uint64_t v)
 static void test_stats_polling(void **state)
 {
 	struct bdrv d;
-	struct rf_balloon_stats st;
+	struct rf_balloon_stats st = {.size = sizeof(st)};
 	struct rf_balloon_config cfg;
 	uint8_t buf[160];
 	unsigned int next;
@@ -377,7 +377,7 @@ static void test_stats_polling(void **state)
 static void test_target_and_actual(void **state)
 {
 	struct bdrv d;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 	uint32_t v, gen;
 	unsigned int irqs;
 
@@ -410,7 +410,7 @@ static void test_reset_unballoons(void **state)
 {
 	struct bdrv d;
 	uint32_t pfns[4] = {40, 41, 42, 43};
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	(void)state;
 	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
@@ -446,7 +446,7 @@ static void test_reset_cost_follows_the_balloon(void **state)
 	const uint64_t hi = 8ull << 30, hi_bytes = 1ull << 30;
 	uint32_t pfns[5] = {40, 41, 42, 3000, (uint32_t)((hi >> 12) + 70000)};
 	struct rf_balloon *b;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 	struct bdrv d;
 	uint64_t scanned, ram_pages = (RAM + hi_bytes) >> 12;
 

@@ -38,7 +38,7 @@ static struct hfix F;
 
 static struct rf_balloon_counters ctr(struct bdrv *d)
 {
-	struct rf_balloon_counters c;
+	struct rf_balloon_counters c = {.size = sizeof(c)};
 
 	assert_int_equal(rf_balloon_counters(d->b, &c), 0);
 	return c;
@@ -99,7 +99,7 @@ static void expect_needs_reset(struct hfix *f)
 
 static void expect_intact(struct hfix *f)
 {
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	assert_int_equal(bdrv_check_all(&f->d), 0);
 	assert_int_equal(rf_balloon_info(f->d.b, &info), 0);
@@ -154,7 +154,7 @@ static void test_pfn_in_hole_and_above_2g(void **state)
 	const uint64_t gpa2 = 0x80000000ull << 12;
 	uint32_t pfn;
 	uint64_t *p2;
-	struct rf_balloon_counters c0, c1;
+	struct rf_balloon_counters c0 = {.size = sizeof(c0)}, c1 = {.size = sizeof(c1)};
 
 	(void)state;
 	assert_int_equal(bdrv_setup2(&d, RAM, gpa2, 1 << 20, ALL, NULL, true), 0);
@@ -221,8 +221,8 @@ static void test_inflate_more_than_guest_has(void **state)
 	struct hfix *f = *state;
 	uint32_t pfns[256], actual = 4096; /* twice the guest's pages */
 	uint64_t below = bdrv_ring_base(&f->d) >> 12;
-	struct rf_balloon_info info;
-	struct rf_balloon_counters c1;
+	struct rf_balloon_info info = {.size = sizeof(info)};
+	struct rf_balloon_counters c1 = {.size = sizeof(c1)};
 
 	/* every page below the rings, then all of them again plus more */
 	for (uint64_t base = 0; base < below; base += 256) {
@@ -265,7 +265,7 @@ static void test_same_pfn_inflated_twice(void **state)
 {
 	struct hfix *f = *state;
 	uint32_t pfn = 30, two[2] = {31, 31};
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	bdrv_send_pfns(&f->d, f->d.inflate_q, &pfn, 1);
 	f->c0 = ctr(&f->d);
@@ -579,7 +579,7 @@ static void test_queue_used_before_driver_ok(void **state)
 static void test_features_after_features_ok(void **state)
 {
 	struct hfix *f = *state;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	rf_balloon_info(f->d.b, &info);
 	bdrv_w32(&f->d, 0x24, 0);
@@ -587,7 +587,7 @@ static void test_features_after_features_ok(void **state)
 	EXPECT_COUNTED(f, features_after_features_ok, 1);
 	assert_int_equal(rf_balloon_set_driver_features(f->d.b, RF_VIRTIO_F_VERSION_1), -EBUSY);
 	{
-		struct rf_balloon_info now;
+		struct rf_balloon_info now = {.size = sizeof(now)};
 
 		rf_balloon_info(f->d.b, &now);
 		assert_true(now.features_negotiated == info.features_negotiated);
@@ -622,7 +622,7 @@ static void test_features_unsupported(void **state)
 static void test_feature_halves_hostile(void **state)
 {
 	struct hfix *f = *state;
-	struct rf_balloon_info info, now;
+	struct rf_balloon_info info = {.size = sizeof(info)}, now = {.size = sizeof(now)};
 
 	/* after FEATURES_OK: refused, counted, the negotiated set unchanged */
 	rf_balloon_info(f->d.b, &info);
@@ -723,7 +723,7 @@ static void test_driver_ok_with_refused_features(void **state)
 {
 	struct hfix *f = *state;
 	const uint64_t bad = RF_VIRTIO_F_VERSION_1 | RF_BALLOON_F_FREE_PAGE_HINT;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	bdrv_w32(&f->d, 0x70, 0);
 	bdrv_w32(&f->d, 0x70, 1 | 2);
@@ -858,7 +858,7 @@ static void test_config_readonly_fields(void **state)
 {
 	struct hfix *f = *state;
 	uint32_t v = 999;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	rf_balloon_mmio_write(f->d.b, 0x100, &v, 4);	 /* num_pages */
 	rf_balloon_mmio_write(f->d.b, 0x100 + 8, &v, 4); /* free_page_hint_cmd_id */
@@ -879,7 +879,7 @@ static void test_config_readonly_fields(void **state)
 static void test_target_larger_than_ram(void **state)
 {
 	struct hfix *f = *state;
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	assert_int_equal(rf_balloon_set_target(f->d.b, 1 << 20), 0);
 	assert_int_equal(rf_balloon_set_target(f->d.b, RAM + 1), -EINVAL);
@@ -909,7 +909,7 @@ static void test_stats_bad_lengths(void **state)
 	struct hfix *f = *state;
 	struct vq_mock *m = &f->d.q[f->d.stats_q];
 	uint8_t buf[2000] = {0};
-	struct rf_balloon_stats st;
+	struct rf_balloon_stats st = {.size = sizeof(st)};
 
 	for (unsigned int i = 0; i < 3; i++)
 		put_stat(buf, i, (uint16_t)i, 5);
@@ -937,8 +937,8 @@ static void test_stats_duplicate_and_unknown_tags(void **state)
 {
 	struct hfix *f = *state;
 	uint8_t buf[50];
-	struct rf_balloon_stats st;
-	struct rf_balloon_counters c1;
+	struct rf_balloon_stats st = {.size = sizeof(st)};
+	struct rf_balloon_counters c1 = {.size = sizeof(c1)};
 
 	put_stat(buf, 0, RF_BALLOON_S_MEMFREE, 100);
 	put_stat(buf, 1, RF_BALLOON_S_MEMFREE, 200);
@@ -959,7 +959,7 @@ static void test_stats_second_buffer(void **state)
 {
 	struct hfix *f = *state;
 	uint8_t buf[10];
-	struct rf_balloon_stats st;
+	struct rf_balloon_stats st = {.size = sizeof(st)};
 	uint32_t id, len;
 	uint16_t second;
 
@@ -1037,8 +1037,8 @@ static void test_report_overlapping_ranges(void **state)
 	struct vq_mock *m = &f->d.q[f->d.report_q];
 	uint64_t a[3] = {100ull << 12, 102ull << 12, 100ull << 12};
 	uint32_t l[3] = {4 << 12, 4 << 12, 1 << 12};
-	struct rf_balloon_counters c1;
-	struct rf_balloon_info info;
+	struct rf_balloon_counters c1 = {.size = sizeof(c1)};
+	struct rf_balloon_info info = {.size = sizeof(info)};
 
 	vq_mock_add_chain(m, a, l, 3, true); /* pages 100-103, 102-105, 100 */
 	rf_balloon_queue_notify(f->d.b, (unsigned int)f->d.report_q);
@@ -1076,7 +1076,7 @@ static void test_report_too_long(void **state)
 	rf_balloon_queue_notify(d.b, (unsigned int)d.report_q);
 	assert_int_equal(vq_mock_used_idx(&d.q[d.report_q]), 1);
 	{
-		struct rf_balloon_counters c;
+		struct rf_balloon_counters c = {.size = sizeof(c)};
 
 		rf_balloon_counters(d.b, &c);
 		assert_int_equal(c.report_too_long, 1);

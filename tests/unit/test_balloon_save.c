@@ -42,7 +42,7 @@ struct pair {
 
 static struct rf_balloon_counters ctr(rf_balloon *b)
 {
-	struct rf_balloon_counters c;
+	struct rf_balloon_counters c = {.size = sizeof(c)};
 
 	assert_int_equal(rf_balloon_counters(b, &c), 0);
 	return c;
@@ -165,8 +165,8 @@ static int teardown(void **state)
 static void test_restore_and_finish_inflate(void **state)
 {
 	struct pair *p = *state;
-	struct rf_balloon_info ia, ib;
-	struct rf_balloon_stats sa, sb;
+	struct rf_balloon_info ia = {.size = sizeof(ia)}, ib = {.size = sizeof(ib)};
+	struct rf_balloon_stats sa = {.size = sizeof(sa)}, sb = {.size = sizeof(sb)};
 	struct rf_balloon_counters ca = ctr(p->a.b), cb;
 	struct vq_mock *iq = &p->b.q[p->b.inflate_q];
 	uint32_t id, len, pfn = 100;
@@ -243,7 +243,7 @@ static void test_restore_and_finish_inflate(void **state)
 /* A refused image changed nothing; then the good one restores. */
 static void expect_refused(struct pair *p, const uint8_t *img, size_t len, const char *why)
 {
-	struct rf_balloon_counters c, zero;
+	struct rf_balloon_counters c = {.size = sizeof(c)}, zero = {.size = sizeof(zero)};
 
 	p->b.log_count = 0;
 	assert_int_equal(rf_balloon_restore(p->b.b, img, len), -EINVAL);
@@ -257,6 +257,7 @@ static void expect_refused(struct pair *p, const uint8_t *img, size_t len, const
 	for (uint64_t pfn = 100; pfn < 200; pfn++)
 		assert_int_equal(rf_vm_page_state(p->b.vm, pfn << 12), RF_PAGE_PRIVATE);
 	memset(&zero, 0, sizeof(zero));
+	zero.size = sizeof(zero);
 	c = ctr(p->b.b);
 	assert_memory_equal(&c, &zero, sizeof(c));
 }

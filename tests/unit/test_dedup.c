@@ -95,7 +95,7 @@ static void fx_start(struct fx *f, enum rf_dedup_mode mode, uint64_t vma_budget)
 static void fx_audit(struct fx *f)
 {
 	for (unsigned int i = 0; i < 2; i++) {
-		struct rf_audit_report rep;
+		struct rf_audit_report rep = {.size = sizeof(rep)};
 
 		if (!f->vm[i])
 			continue;
@@ -156,7 +156,7 @@ static void test_savings_measured(void **state)
 {
 	const unsigned int copies = 8, tpl = 1024, uniq = 2048, zero = 2048;
 	struct dedup_mem before, after;
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	uint64_t ideal, saved;
 	struct fx f;
 
@@ -190,7 +190,7 @@ static void test_savings_measured(void **state)
  * the engine notices: page PRIVATE again, store reference dropped. */
 static void test_cow_unmerge(void **state)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	struct fx f;
 
 	(void)state;
@@ -257,7 +257,7 @@ static void test_racing_writers(void **state)
 	struct writer w[2];
 	pthread_t t[2];
 	uint32_t *last;
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	uint64_t total = 0, lost = 0, bad = 0;
 	static uint8_t tpl[PG];
 	struct fx f;
@@ -330,7 +330,7 @@ static uint64_t const_hash(const void *p, size_t len)
 /* Every page hashes the same: only byte-equal pages may merge. */
 static void test_forced_collision(void **state)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	uint64_t (*saved_fn)(const void *, size_t) = dedup_hash_fn;
 	struct fx f;
 
@@ -364,7 +364,7 @@ static void test_forced_collision(void **state)
 static void run_domains(const char *d0, const char *d1, enum rf_dedup_mode mode,
 			uint64_t want_sharing)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	struct fx f;
 
 	fx_init(&f, 4u << 20, 2, d0, d1);
@@ -398,7 +398,7 @@ static void test_domains(void **state)
 /* Zero-only mode discards zero pages and merges nothing. */
 static void test_zero_mode(void **state)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	struct fx f;
 
 	(void)state;
@@ -452,7 +452,7 @@ static void test_exclusion(void **state)
  * reason; content and the table stay right. */
 static void test_vma_budget(void **state)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	char err[512];
 	struct fx f;
 
@@ -525,7 +525,7 @@ static void check_vmas(struct fx *f, struct rf_dedup_stats *st, const char *when
  * count of remaps only grows). */
 static void test_vmas_counted(void **state)
 {
-	struct rf_dedup_stats st, ct;
+	struct rf_dedup_stats st = {.size = sizeof(st)}, ct = {.size = sizeof(ct)};
 	struct fx f;
 
 	(void)state;
@@ -561,7 +561,7 @@ static void test_vmas_counted(void **state)
  * them to the engine first: they read as zeros, store pages are freed. */
 static void test_discard_merged(void **state)
 {
-	struct rf_dedup_stats st0, st1;
+	struct rf_dedup_stats st0 = {.size = sizeof(st0)}, st1 = {.size = sizeof(st1)};
 	uint64_t skipped;
 	struct fx f;
 
@@ -594,7 +594,7 @@ static void test_discard_merged(void **state)
 /* A rate set at run time bounds the pages hashed per second; 0 lifts it. */
 static void test_set_rate(void **state)
 {
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	struct fx f;
 
 	(void)state;

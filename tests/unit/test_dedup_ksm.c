@@ -46,7 +46,7 @@ static long ksm_read(const char *name)
 static rf_engine *ksm_engine(void)
 {
 	rf_engine *e = rf_test_engine(NULL);
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 
 	rf_engine_features(e, &f);
 	if (!f.ksm || ksm_read("run") < 0) {
@@ -60,7 +60,7 @@ static void test_ksm_backend(void **state)
 {
 	const unsigned int copies = 4, tpl = 512;
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 	struct dedup_mem before, after;
 	long pts0, sleep0;
 	uint64_t ideal;

@@ -23,8 +23,8 @@ static void test_discard_every_state(void **state)
 {
 	struct rf_test_log log = {0};
 	rf_engine *e = rf_test_swap_engine(&log, false, 0, 0);
-	struct rf_dedup_stats ds;
-	struct rf_swap_stats ss;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
 	uint64_t skipped = 0;
 	uint8_t *ram, keep[PG];
 	rf_vm *vm = rf_test_vm(e, "vm0", NPG * PG, (void **)&ram);

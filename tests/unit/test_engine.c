@@ -109,7 +109,7 @@ static void test_missing_ksm(void **state)
 static void test_hide_features(void **state)
 {
 	struct rf_engine_config cfg;
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	struct rf_test_log log;
 	rf_engine *e = (rf_engine *)0x1;
 
@@ -142,7 +142,7 @@ static void test_hide_features(void **state)
 static void test_features_present(void **state)
 {
 	struct rf_engine_config cfg;
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	struct rf_test_log log;
 	rf_engine *e;
 	int err;
@@ -201,8 +201,8 @@ static void test_free_with_dedup_running(void **state)
 {
 	int threads_before;
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats ds;
-	struct rf_features f;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_features f = {.size = sizeof(f)};
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;
 	rf_vm *vm;

@@ -104,7 +104,7 @@ static void test_admission_control(void **state)
 	struct rf_test_log log;
 	rf_engine *e = engine_cap(GiB, &log);
 	rf_vm *a = NULL, *b = NULL, *c = (rf_vm *)1;
-	struct rf_host_stats hs;
+	struct rf_host_stats hs = {.size = sizeof(hs)};
 	struct rf_ledger_config lc;
 
 	(void)state;
@@ -180,7 +180,7 @@ static void test_breakdown_arithmetic(void **state)
 {
 	uint64_t cnt[RF_PAGE_NSTATES] = {0};
 	struct rf_ledger_walk w;
-	struct rf_vm_breakdown b;
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
 	uint64_t sum;
 
 	(void)state;
@@ -226,9 +226,9 @@ static void test_breakdown_real(void **state)
 	rf_engine *e = engine_cap(GiB, &log);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
-	struct rf_vm_breakdown b;
-	struct rf_host_stats hs;
-	struct rf_ledger_audit_report rep;
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
+	struct rf_host_stats hs = {.size = sizeof(hs)};
+	struct rf_ledger_audit_report rep = {.size = sizeof(rep)};
 
 	(void)state;
 	memset(ram, 7, 8 * MiB);
@@ -282,10 +282,10 @@ static void test_fair_share(void **state)
 	rf_vm *a = rf_test_vm(e, "a", 4 * MiB, (void **)&ra);
 	rf_vm *b = rf_test_vm(e, "b", 4 * MiB, (void **)&rb);
 	int fd = memfd_create("store", MFD_CLOEXEC);
-	struct rf_vm_breakdown ba, bb;
-	struct rf_host_stats hs;
-	struct rf_ledger_audit_report rep;
-	struct rf_features f;
+	struct rf_vm_breakdown ba = {.size = sizeof(ba)}, bb = {.size = sizeof(bb)};
+	struct rf_host_stats hs = {.size = sizeof(hs)};
+	struct rf_ledger_audit_report rep = {.size = sizeof(rep)};
+	struct rf_features f = {.size = sizeof(f)};
 	volatile uint8_t sink;
 
 	(void)state;
@@ -338,7 +338,7 @@ static void test_audit_catches(void **state)
 	rf_engine *e = engine_cap(GiB, &log);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
-	struct rf_ledger_audit_report rep;
+	struct rf_ledger_audit_report rep = {.size = sizeof(rep)};
 	struct rf_ledger_check c;
 	char why[256];
 
@@ -402,7 +402,7 @@ static void test_breakdown_shows_swap_target(void **state)
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
 	rf_vm *other = rf_test_vm(e, "vm1", 16 * MiB, (void **)&ram);
-	struct rf_vm_breakdown b;
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
 
 	(void)state;
 	assert_int_equal(rf_vm_breakdown(vm, &b), 0);
@@ -430,7 +430,7 @@ static void test_policy_leaves_embedder_target(void **state)
 	rf_engine *e = rf_test_swap_engine(&log, false, 64 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
-	struct rf_vm_breakdown b;
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
 
 	(void)state;
 	assert_int_equal(rf_vm_set_swap_target(vm, 8 * MiB), 0);
@@ -446,7 +446,7 @@ static void test_lifecycle(void **state)
 	struct rf_test_log log;
 	rf_engine *e = engine_cap(GiB, &log);
 	rf_vm *a = NULL, *b = NULL;
-	struct rf_host_stats hs;
+	struct rf_host_stats hs = {.size = sizeof(hs)};
 
 	(void)state;
 	assert_int_equal(new_vm(e, "a", 64 * MiB, 32 * MiB, &a), 0);

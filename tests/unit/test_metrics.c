@@ -33,7 +33,7 @@ static void test_format(void **state)
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
-	struct rf_vm_breakdown b;
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
 	char *buf = malloc(1 << 16), small[64];
 	long n, need;
 

@@ -126,7 +126,7 @@ static struct rf_uffd_stats uffd_stats(rf_vm *vm)
 static rf_engine *uffd_engine(struct rf_test_log *log)
 {
 	rf_engine *e = rf_test_engine(log);
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 
 	rf_engine_features(e, &f);
 	if (!f.uffd || !f.uffd_wp || !f.uffd_event_remove) {
@@ -449,9 +449,9 @@ static void test_restore_with_dedup_and_swap(void **state)
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats ds;
-	struct rf_swap_stats ss;
-	struct rf_audit_report rep;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
+	struct rf_swap_stats ss = {.size = sizeof(ss)};
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 	struct rf_uffd_stats us;
 	struct restore rs;
 	struct rw w[NT];

@@ -65,7 +65,7 @@ static rf_engine *engine(const char *hide)
 {
 	struct rf_engine_config cfg;
 	struct rf_swap_config sc;
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	rf_engine *e = NULL;
 
 	rf_engine_config_init(&cfg);
@@ -464,7 +464,7 @@ static void test_copy_mode_read_between_discard_and_publish(void **state)
 static void test_move_miscounted_by_kernel(void **state)
 {
 	rf_engine *e = engine("");
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	struct swap_job j = {0};
 	uint8_t *ram;
 	rf_vm *vm = vm_with_pages(e, &ram);
@@ -594,7 +594,7 @@ static void test_outside_discard_waits_for_holder(void **state)
 	rf_engine *e = engine("");
 	struct swap_job j = {0};
 	struct madv_job mj = {0};
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	uint64_t v, slots;
 	rf_pte_t *pte;
 	pthread_t t;
@@ -639,7 +639,7 @@ static void test_dedup_compare_page_discarded_outside(void **state)
 {
 	rf_engine *e = engine("");
 	struct rf_dedup_config dc;
-	struct rf_dedup_stats ds;
+	struct rf_dedup_stats ds = {.size = sizeof(ds)};
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 
@@ -825,8 +825,8 @@ static void *audit_main(void *arg)
 static void test_audit_rechecks_under_lock(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
-	struct audit_job a = {0};
-	struct rf_audit_report rep;
+	struct audit_job a = {.rep.size = sizeof(a.rep)};
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 	uint64_t v;
 	rf_pte_t *pte;
 	pthread_t t;

@@ -32,7 +32,7 @@ static void test_transitions_and_counters(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, NULL);
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	rf_pte_t *p;
 	uint64_t v;
 
@@ -165,7 +165,7 @@ static void test_discard(void **state)
 	struct fake_owner owner = {0, 0};
 	struct rf_vm_hooks h = {
 	    .owns_states = 1u << RF_PAGE_MERGED, .page_release = fake_release, .arg = &owner};
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	uint64_t skipped;
 
 	(void)state;
@@ -217,7 +217,7 @@ static void test_discard_large(void **state)
 	rf_engine *e = rf_test_engine(NULL);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 
 	(void)state;
 	memset(ram, 1, 8 * MiB);

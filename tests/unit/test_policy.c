@@ -599,9 +599,9 @@ static void test_runner(void **state)
 	rf_engine *e = rf_test_engine(&log);
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, NULL);
 	struct fake_act f = {0};
-	struct rf_policy_actuators acts = {fa_balloon, fa_swap, fa_rate, &f};
-	struct rf_policy_counters pc;
-	struct rf_vm_breakdown b;
+	struct rf_policy_actuators acts = {sizeof(acts), fa_balloon, fa_swap, fa_rate, &f};
+	struct rf_policy_counters pc = {.size = sizeof(pc)};
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
 	unsigned int calls = 0;
 
 	(void)state;
@@ -666,8 +666,8 @@ static void test_tick_thread(void **state)
 	struct rf_test_log log;
 	rf_engine *e = rf_test_engine(&log);
 	struct fake_act f = {0};
-	struct rf_policy_actuators acts = {fa_balloon, fa_swap, fa_rate, &f};
-	struct rf_policy_counters pc;
+	struct rf_policy_actuators acts = {sizeof(acts), fa_balloon, fa_swap, fa_rate, &f};
+	struct rf_policy_counters pc = {.size = sizeof(pc)};
 	struct rf_policy_config c;
 
 	(void)state;

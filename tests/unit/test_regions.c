@@ -248,7 +248,7 @@ static void test_unmap_and_free(void **state)
 	struct rf_test_log log;
 	rf_engine *e = rf_test_engine(&log);
 	rf_vm *vm = rf_test_vm_unmapped(e, "vm0", 64 * MiB);
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	uint8_t *a, *b;
 
 	(void)state;
@@ -294,7 +294,7 @@ static bool vma_has_flag(void *addr, const char *flag)
 static void test_thp_default_off(void **state)
 {
 	rf_engine *e = rf_test_engine(NULL);
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	struct rf_vm_config vc;
 	rf_vm *vm;
 	void *hva;

@@ -62,8 +62,8 @@ static rf_vm *new_vm(rf_engine *e, const char *name, uint64_t ram, uint64_t resv
 /* The promise as every reader reports it; they must agree. */
 static uint64_t promised(rf_engine *e, rf_vm *vm)
 {
-	struct rf_vm_stats st;
-	struct rf_vm_breakdown bd;
+	struct rf_vm_stats st = {.size = sizeof(st)};
+	struct rf_vm_breakdown bd = {.size = sizeof(bd)};
 
 	assert_int_equal(rf_vm_stats(vm, &st), 0);
 	assert_int_equal(rf_vm_breakdown(vm, &bd), 0);
@@ -76,7 +76,7 @@ static uint64_t promised(rf_engine *e, rf_vm *vm)
 
 static uint64_t host_promised(rf_engine *e)
 {
-	struct rf_host_stats hs;
+	struct rf_host_stats hs = {.size = sizeof(hs)};
 
 	assert_int_equal(rf_host_stats(e, &hs), 0);
 	return hs.promised_bytes;
@@ -198,7 +198,7 @@ static void test_grow_admission(void **state)
 	struct rf_test_log log;
 	rf_engine *e = engine_cap(64 * MiB, &log);
 	struct rf_ledger_config lc;
-	struct rf_host_stats hs;
+	struct rf_host_stats hs = {.size = sizeof(hs)};
 	rf_vm *a, *b;
 	void *hva;
 
@@ -306,9 +306,9 @@ static void *reader(void *arg)
 	struct race *r = arg;
 
 	while (!atomic_load(&r->stop)) {
-		struct rf_vm_stats st;
-		struct rf_host_stats hs;
-		struct rf_vm_breakdown bd;
+		struct rf_vm_stats st = {.size = sizeof(st)};
+		struct rf_host_stats hs = {.size = sizeof(hs)};
+		struct rf_vm_breakdown bd = {.size = sizeof(bd)};
 
 		if (rf_vm_stats(r->vm, &st) != 0 || st.promised_bytes < st.mapped_bytes ||
 		    st.mapped_bytes < A_BYTES || st.promised_bytes > A_BYTES + B_BYTES)
@@ -331,7 +331,7 @@ static void *stats_reader(void *arg)
 	struct race *r = arg;
 
 	while (!atomic_load(&r->stop)) {
-		struct rf_vm_stats st;
+		struct rf_vm_stats st = {.size = sizeof(st)};
 
 		if (rf_vm_stats(r->vm, &st) != 0 || st.promised_bytes < st.mapped_bytes)
 			atomic_fetch_add(&r->inconsistent, 1);

@@ -66,9 +66,9 @@ static void test_swap_out_and_in(void **state)
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 8 * MiB, (void **)&ram);
 	uint64_t n = 8 * MiB / PG, done = 0;
-	struct rf_swap_stats st;
-	struct rf_vm_stats vs;
-	struct rf_audit_report rep;
+	struct rf_swap_stats st = {.size = sizeof(st)};
+	struct rf_vm_stats vs = {.size = sizeof(vs)};
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 	struct rf_pager *p;
 
 	(void)state;
@@ -113,7 +113,7 @@ static void test_discarded_pages_read_zero(void **state)
 	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p = pager_of(vm);
 	uint64_t skipped, done;
 
@@ -180,7 +180,7 @@ static void test_bad_page_stops_vm(void **state)
 	uint8_t *ram, *ram2;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
 	rf_vm *vm2 = rf_test_vm(e, "vm1", 4 * MiB, (void **)&ram2);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p = pager_of(vm), *p2 = pager_of(vm2);
 	struct reader rd = {.addr = NULL};
 	pthread_t t;
@@ -223,7 +223,7 @@ static void test_enospc_and_cap_lose_nothing(void **state)
 	rf_engine *e = rf_test_swap_engine(&log, false, 16 * PG, 0); /* 16 file slots, no tier */
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p = pager_of(vm);
 	uint64_t done;
 
@@ -293,7 +293,7 @@ static void test_never_swapped(void **state)
 static void test_unmap_frees_slots(void **state)
 {
 	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_vm_config vc;
 	struct rf_pager *p;
 	uint8_t *a, *b;
@@ -332,7 +332,7 @@ static void test_sequential_prefetch(void **state)
 	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p = pager_of(vm);
 	uint64_t done;
 
@@ -363,8 +363,8 @@ static void test_target_keeps_hot_pages(void **state)
 	/* 4 MiB hot at the bottom, where the clock hand starts: it is marked,
 	 * then swapped out once, then kept because it came back. */
 	uint64_t n = 32 * MiB / PG, hot = 1024;
-	struct rf_swap_stats st;
-	struct rf_vm_stats vs;
+	struct rf_swap_stats st = {.size = sizeof(st)};
+	struct rf_vm_stats vs = {.size = sizeof(vs)};
 	uint64_t ins_before;
 
 	(void)state;
@@ -427,7 +427,7 @@ static void test_first_writes_wait_for_room(void **state)
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 128 * MiB, (void **)&ram);
 	uint64_t n = 128 * MiB / PG, max_res = 0, bad = 0, t0;
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 
 	(void)state;
 	assert_int_equal(rf_vm_set_swap_target(vm, 16 * MiB), 0);
@@ -464,7 +464,7 @@ static void test_first_writes_wait_for_room(void **state)
 static void test_swap_after_dedup_remaps(void **state)
 {
 	struct rf_dedup_config dc;
-	struct rf_dedup_vm_stats ds;
+	struct rf_dedup_vm_stats ds = {.size = sizeof(ds)};
 	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
@@ -516,12 +516,12 @@ static void test_target_leaves_merged_out(void **state)
 {
 	struct rf_test_log log;
 	struct rf_dedup_config dc;
-	struct rf_dedup_vm_stats ds;
+	struct rf_dedup_vm_stats ds = {.size = sizeof(ds)};
 	rf_engine *e = rf_test_swap_engine(&log, false, 64 * MiB, 0);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
 	uint64_t n = 16 * MiB / PG, priv = 1024, bad = 0;
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p = pager_of(vm);
 
 	(void)state;

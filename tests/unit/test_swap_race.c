@@ -92,7 +92,7 @@ static void test_race_no_lost_writes(void **state)
 	struct rf_test_log log;
 	/* A small tier: both tiers see traffic. */
 	rf_engine *e = rf_test_swap_engine(&log, false, 0, 2 * MiB);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p;
 	pthread_t th[NTHREADS], fo;
 	uint64_t min_ops;

@@ -67,7 +67,7 @@ static int query_vms(struct vmm_ctl_req *req, void *arg)
 
 static int write_memory(struct vmm_ctl_req *req, struct vmm_vm *vm)
 {
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	struct jbuf *jb = req->ret;
 	int rc = rf_vm_stats(vm->rf, &st);
 
@@ -136,7 +136,7 @@ static int query_memory(struct vmm_ctl_req *req, void *arg)
  * page lock before it reports one). */
 static int audit(struct vmm_ctl_req *req, void *arg)
 {
-	struct rf_audit_report rep;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
 	struct vmm_vm *vm = vmm_ctl_arg_vm(req);
 	int rc;
 

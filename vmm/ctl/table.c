@@ -87,7 +87,7 @@ void table_tick(struct vmm *vmm, bool final)
 	if (!tb.show && !tb.csv)
 		return;
 	for (unsigned int i = 0; i < vmm->nr_vms; i++) {
-		struct rf_vm_stats st;
+		struct rf_vm_stats st = {.size = sizeof(st)};
 
 		memset(&rows[i], 0, sizeof(rows[i]));
 		if (rf_vm_stats(vmm->vms[i]->rf, &st) == 0)

@@ -152,7 +152,7 @@ static int balloon_vm_devices(struct vmm_vm *vm)
 	}
 	d->vm = vm;
 	err =
-	    rf_balloon_new(vm->rf, &(struct rf_balloon_ops){.irq = dev_irq, .arg = d}, &cfg, &d->b);
+	    rf_balloon_new(vm->rf, &(struct rf_balloon_ops){.size = sizeof(struct rf_balloon_ops), .irq = dev_irq, .arg = d}, &cfg, &d->b);
 	if (err) {
 		vmm_errorf("%s: balloon: %s", vm->name, strerror(-err));
 		free(d);
@@ -213,7 +213,7 @@ static int cmd_set_balloon(struct vmm_ctl_req *req, void *arg)
 {
 	struct vmm_vm *vm;
 	struct balloon_dev *d = arg_dev(req, &vm);
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 	bool has_b, has_g;
 	uint64_t balloon = 0, guest = 0, ms;
 	int err;
@@ -268,9 +268,9 @@ static int cmd_query_balloon(struct vmm_ctl_req *req, void *arg)
 {
 	struct vmm_vm *vm;
 	struct balloon_dev *d = arg_dev(req, &vm);
-	struct rf_balloon_info info;
-	struct rf_balloon_stats st;
-	struct rf_balloon_counters c;
+	struct rf_balloon_info info = {.size = sizeof(info)};
+	struct rf_balloon_stats st = {.size = sizeof(st)};
+	struct rf_balloon_counters c = {.size = sizeof(c)};
 	char feat[32];
 
 	(void)arg;

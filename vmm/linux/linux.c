@@ -193,7 +193,7 @@ static bool cmdline_word(const char *s)
 
 static int linux_start(struct vmm *vmm)
 {
-	struct rf_features f;
+	struct rf_features f = {.size = sizeof(f)};
 	char err[256];
 
 	if (!cfg.kernel_path) {

@@ -199,7 +199,7 @@ static void stop(struct vmm *vmm)
 /* query-dedup [vm=NAME]: the engine's stats, and each scanned VM's. */
 static void vm_stats_json(struct jbuf *jb, struct vmm_vm *vm)
 {
-	struct rf_dedup_vm_stats vs;
+	struct rf_dedup_vm_stats vs = {.size = sizeof(vs)};
 
 	jb_obj_open(jb);
 	jb_kv_str(jb, "name", vm->name);
@@ -221,7 +221,7 @@ static void vm_stats_json(struct jbuf *jb, struct vmm_vm *vm)
 static int query_dedup(struct vmm_ctl_req *req, void *arg)
 {
 	struct vmm *vmm = req->vmm;
-	struct rf_dedup_stats st;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
 
 	(void)arg;
 	if (req->args && json_get_str(req->args, "vm")) {

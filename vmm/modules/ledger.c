@@ -232,7 +232,7 @@ static void csv_header(FILE *f)
 
 static void csv_row(struct vmm *vmm)
 {
-	struct rf_host_stats h;
+	struct rf_host_stats h = {.size = sizeof(h)};
 
 	if (!lg.csv || rf_host_stats(vmm->engine, &h))
 		return;
@@ -270,8 +270,8 @@ static void kv_saved(struct jbuf *jb, const struct rf_saved *s)
 
 static int cmd_query_host(struct vmm_ctl_req *req, void *arg)
 {
-	struct rf_host_stats h;
-	struct rf_policy_counters pc;
+	struct rf_host_stats h = {.size = sizeof(h)};
+	struct rf_policy_counters pc = {.size = sizeof(pc)};
 	struct jbuf *jb = req->ret;
 	int rc;
 
@@ -356,7 +356,7 @@ static void write_breakdown(struct jbuf *jb, const char *name, const struct rf_v
 /* query-breakdown [vm=NAME]: one VM, or all of them as an array. */
 static int cmd_query_breakdown(struct vmm_ctl_req *req, void *arg)
 {
-	struct rf_vm_breakdown b;
+	struct rf_vm_breakdown b = {.size = sizeof(b)};
 	int rc;
 
 	(void)arg;
@@ -394,7 +394,7 @@ static int cmd_set_vm(struct vmm_ctl_req *req, void *arg)
 {
 	struct vmm_vm *vm = vmm_ctl_arg_vm(req);
 	uint64_t resv = 0, limit = 0, shares = 0;
-	struct rf_vm_breakdown old;
+	struct rf_vm_breakdown old = {.size = sizeof(old)};
 	int r, l, sh, rc = 0;
 	char err[256];
 
@@ -441,7 +441,7 @@ static int cmd_set_vm(struct vmm_ctl_req *req, void *arg)
 		return vmm_ctl_fail(req, "set-vm: %s: %s", strerror(-rc), err);
 	}
 	{
-		struct rf_vm_breakdown b;
+		struct rf_vm_breakdown b = {.size = sizeof(b)};
 
 		rc = rf_vm_breakdown(vm->rf, &b);
 		if (rc)
@@ -453,7 +453,7 @@ static int cmd_set_vm(struct vmm_ctl_req *req, void *arg)
 
 static int cmd_ledger_audit(struct vmm_ctl_req *req, void *arg)
 {
-	struct rf_ledger_audit_report rep;
+	struct rf_ledger_audit_report rep = {.size = sizeof(rep)};
 	struct jbuf *jb = req->ret;
 	int rc;
 

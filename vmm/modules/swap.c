@@ -167,7 +167,7 @@ static int cmd_set_swap(struct vmm_ctl_req *req, void *arg)
 static int cmd_query_swap(struct vmm_ctl_req *req, void *arg)
 {
 	struct vmm_vm *vm = vmm_ctl_arg_vm(req);
-	struct rf_swap_stats st;
+	struct rf_swap_stats st = {.size = sizeof(st)};
 
 	(void)arg;
 	if (!vm)
@@ -212,7 +212,7 @@ static void swap_tick(struct vmm *vmm)
 {
 	for (unsigned int i = 0; i < vmm->nr_vms; i++) {
 		struct vmm_vm *vm = vmm->vms[i];
-		struct rf_swap_stats st;
+		struct rf_swap_stats st = {.size = sizeof(st)};
 
 		if (!vm->rf || reported_stop[i] || rf_vm_swap_stats(vm->rf, &st) || !st.stopped)
 			continue;
