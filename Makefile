@@ -208,6 +208,6 @@ fuzz-smoke: all
 
 # Each component adds its own rules and programs here.
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
--include guest/linux/linux.mk tests/nested/nested.mk
+-include guest/linux/linux.mk tests/nested/nested.mk tests/qemu/qemu.mk
 -include tests/stress/stress.mk
 -include examples/examples.mk

@@ -49,8 +49,9 @@ qemu_boot() {
 	local name=$1 wl=$2 args=${3:-} append=${4:-} d=$QEMU_DIR
 	[ -n "${QEMU_KHZ:-}" ] || qemu_check || return
 	rm -f "$d/$name.log" "$d/$name.qmp" "$d/$name.pid" "$d/$name.out"
+	# In a subshell, so that this shell has no job to report "Killed" for.
 	# shellcheck disable=SC2086
-	nice -n 19 timeout -k 5 "$QEMU_TIMEOUT" ${RUN_WRAPPER:-} qemu-system-x86_64 \
+	(nice -n 19 timeout -k 5 "$QEMU_TIMEOUT" ${RUN_WRAPPER:-} qemu-system-x86_64 \
 		-machine microvm,mem-merge="$QEMU_MERGE" -accel tcg -m "$QEMU_MEM" -smp 1 \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-serial "file:$d/$name.log" -qmp "unix:$d/$name.qmp,server=on,wait=off" \
@@ -58,7 +59,7 @@ qemu_boot() {
 		-kernel "$QEMU_LG/vmlinuz" -initrd "$QEMU_LG/initramfs.gz" \
 		-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$QEMU_KHZ rf.wl=$wl rf.args=$args rf.name=$name $append" \
 		</dev/null >"$d/$name.out" 2>&1 &
-	echo $! >"$d/$name.job"
+	echo $! >"$d/$name.job")
 	QEMU_NAMES+=("$name")
 }
 
@@ -115,7 +116,6 @@ qemu_stop() {
 		kill -KILL "$pid" "$job" 2>/dev/null
 		return 1
 	fi
-	wait "$job" 2>/dev/null
 	return 0
 }
 
