@@ -101,10 +101,14 @@ if [ $wrap = 1 ]; then check dedup $([ $saved -ge $((MIN_SAVED_MIB * 1024)) ]; e
 # about 100), then give it all back.
 before=$(qemu_pss_kb "$mc")
 qemu_qmp mc balloon '{"value": 134217728}' >/dev/null
-act=0 t=0
-while [ $t -lt 120 ]; do
+# The guest gives what it can: stop at the target, or once the balloon has not
+# grown for 10 s.
+act=0 prev=0 same=0 t=0
+while [ $t -lt 120 ] && [ $same -lt 10 ]; do
 	act=$(qemu_qmp mc query-balloon | sed -n 's/.*"actual": *\([0-9]*\).*/\1/p')
 	[ "${act:-0}" -le $((144 << 20)) ] && break
+	if [ "${act:-0}" = "$prev" ]; then same=$((same + 1)); else same=0; fi
+	prev=${act:-0}
 	sleep 1
 	t=$((t + 1))
 done
