@@ -357,10 +357,13 @@ static int run_engine(unsigned int k, unsigned int n, double *baseline, struct r
 	return 0;
 }
 
-/* Time and CPU to 95% of the engine's own final saving. */
+/* Time and CPU to 95% of the engine's own final saving; none for a run
+ * stopped by the timeout (its final saving was still growing). */
 static void own95(const struct result *r, double *t95, double *c95)
 {
 	*t95 = *c95 = -1;
+	if (!strncmp(r->note, "stopped", 7))
+		return;
 	for (unsigned int i = 0; i < r->n; i++)
 		if (r->s[i].saved >= 0.95 * r->final_saved) {
 			*t95 = r->s[i].t;
