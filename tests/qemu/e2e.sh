@@ -48,7 +48,7 @@ check() { # name verdict(0/1) detail
 skip() { echo "qemu-e2e: CHECK $1 skipped ($2)"; }
 wrapper() { # NAME: the wrapper line for that guest
 	[ $wrap = 1 ] || return 0
-	echo "$RUN --dedup intra --ctl $QEMU_DIR/$1.sock $2 --"
+	echo "$RUN --dedup intra --ctl $QEMU_DIR/$1.sock ${2:-} --"
 }
 ctl() { "$B/ramfold-vmm" ctl "$QEMU_DIR/$1.sock" "$2"; }
 mib() { awk "BEGIN {printf \"%.1f\", $1 / 1024}"; }
