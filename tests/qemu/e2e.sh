@@ -52,13 +52,14 @@ wrapper() { # NAME: the wrapper line for that guest
 }
 ctl() { "$B/ramfold-vmm" ctl "$QEMU_DIR/$1.sock" "$2"; }
 mib() { awk "BEGIN {printf \"%.1f\", $1 / 1024}"; }
-# Threads named rf-* in processes whose command line names this run's files.
+# Threads named rf-* in the processes of guest NAME (their command line names
+# its files).
 rf_threads() {
 	local t c
 	for t in /proc/[0-9]*/task/[0-9]*; do
-		read -r c <"$t/comm" 2>/dev/null || continue
+		read -r c 2>/dev/null <"$t/comm" || continue
 		case $c in rf-*)
-			tr '\0' ' ' <"${t%/task/*}/cmdline" 2>/dev/null | grep -q "$QEMU_DIR" && echo "${t#/proc/}:$c" ;;
+			tr '\0' ' ' 2>/dev/null <"${t%/task/*}/cmdline" | grep -q "$QEMU_DIR/$1\." && echo "${t#/proc/}:$c" ;;
 		esac
 	done
 }
@@ -146,7 +147,7 @@ for pair in mc:TERM os1:KILL; do
 	qemu_stop "$n" "$sig"
 	left=""
 	kill -0 "$pid" 2>/dev/null && left="$left QEMU pid $pid;"
-	th=$(rf_threads)
+	th=$(rf_threads "$n")
 	[ -n "$th" ] && left="$left threads $th;"
 	if [ $wrap = 1 ]; then
 		[ -e "$QEMU_DIR/$n.sock" ] && left="$left socket $QEMU_DIR/$n.sock;"
