@@ -2,7 +2,9 @@
 # The QEMU e2e check (issue 15): Linux guests under Debian's
 # qemu-system-x86_64 (TCG) wrapped in ramfold-run, three at once:
 #   mc   memcheck (64 MiB, forever) after holdfree (160 MiB written and freed),
-#        page_poison=1, under ramfold-run with a control socket and swap
+#        page_poison=1, under ramfold-run with a control socket and a swap
+#        target of the whole guest (a swap file, but nothing swapped that
+#        would blur the balloon's Pss fall)
 #   os1  osimage under ramfold-run (intra-VM dedup)
 #   os0  osimage, plain QEMU (kernel KSM off): the baseline
 # Checks, each printed as "qemu-e2e: CHECK name ok|FAIL (...)":
@@ -65,7 +67,7 @@ rf_threads() {
 }
 
 start=$EPOCHREALTIME
-RUN_WRAPPER=$(wrapper mc "--swap-resident 192M --swap-dir $QEMU_DIR/swap") \
+RUN_WRAPPER=$(wrapper mc "--swap-resident 256M --swap-dir $QEMU_DIR/swap") \
 	qemu_boot mc memcheck mib=64 "rf.pre=holdfree rf.pre_args=mib=160,hold_ms=0 page_poison=1"
 RUN_WRAPPER=$(wrapper os1) qemu_boot os1 osimage
 RUN_WRAPPER='' qemu_boot os0 osimage
