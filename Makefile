@@ -210,7 +210,7 @@ fuzz-smoke: all
 
 # Each component adds its own rules and programs here.
 -include vmm/vmm.mk guest/guest.mk $(wildcard bench/*.mk) $(wildcard tests/fuzz/*.mk)
--include guest/linux/linux.mk tests/nested/nested.mk
+-include guest/linux/linux.mk tests/nested/nested.mk tests/qemu/qemu.mk
 -include tests/stress/stress.mk
 -include run/run.mk
 -include examples/examples.mk

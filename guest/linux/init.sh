@@ -7,6 +7,9 @@
 #   rf.name=NAME           the VM's name (dup's unique pages depend on it)
 #   rf.meminfo=MS          print a MEMINFO line every MS milliseconds
 #   rf.then=poweroff|reboot|hold   when the workload returns (default hold)
+#   rf.pre=WORKLOAD        run this one to its end first (exit=1), e.g. holdfree
+#                          to leave freed pages the host has backed, for a balloon
+#   rf.pre_args=k=v,k=v    its parameters
 # Every line it prints starts with "rf-init:" so a log reader can tell it apart
 # from the kernel's and the workload's.
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
@@ -34,7 +37,7 @@ for d in /sys/bus/virtio/devices/*; do
 done
 say "modules loaded: $(cut -d' ' -f1 /proc/modules | tr '\n' ' ')virtio devices: $n, up $(up)s"
 
-wl=idle args="" name=vm meminfo=0 then=hold
+wl=idle args="" name=vm meminfo=0 then=hold pre="" pre_args=""
 for a in $(cat /proc/cmdline); do
 	case "$a" in
 	rf.wl=*) wl=${a#rf.wl=} ;;
@@ -42,9 +45,17 @@ for a in $(cat /proc/cmdline); do
 	rf.name=*) name=${a#rf.name=} ;;
 	rf.meminfo=*) meminfo=${a#rf.meminfo=} ;;
 	rf.then=*) then=${a#rf.then=} ;;
+	rf.pre=*) pre=${a#rf.pre=} ;;
+	rf.pre_args=*) pre_args=$(echo "${a#rf.pre_args=}" | tr , ' ') ;;
 	esac
 done
 [ "$meminfo" != 0 ] && rfwork meminfo interval_ms="$meminfo" &
+if [ -n "$pre" ]; then
+	say "first workload $pre $pre_args, up $(up)s"
+	# shellcheck disable=SC2086
+	rfwork "$pre" name="$name" exit=1 $pre_args
+	say "first workload $pre ended with status $?, up $(up)s"
+fi
 say "workload $wl $args (name $name), up $(up)s"
 if [ "$then" = hold ]; then
 	# shellcheck disable=SC2086

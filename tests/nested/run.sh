@@ -23,10 +23,8 @@ for f in "$LG/vmlinuz" "$N/l1-initramfs.gz"; do
 done
 
 # The host's TSC frequency: L1 must not calibrate it against emulated timers
-# (one boot spun for 11 minutes failing to).
-khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | tail -1)
-[ -n "$khz" ] || khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]*\) MHz.*/\1\2/p' | tail -1)
-[ -n "$khz" ] || khz=$(awk -F: '/cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+# (scripts/tsc-khz.sh).
+khz=$(scripts/tsc-khz.sh) || exit 2
 
 pidf=$N/$sc.qemu-pid
 watchdog=$N/$sc.watchdog

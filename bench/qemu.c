@@ -1,0 +1,551 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench/qemu: ramfold-run against the kernel's KSM under stock QEMU (issue
+ * 15): guests of 256 MiB, each its own qemu-system-x86_64 (TCG, microvm,
+ * -machine mem-merge=on, THP as QEMU sets it), the same Linux guest image
+ * running osimage, booted by tests/qemu/lib.sh. Two layouts: three guests
+ * side by side (KSM merges across them, ramfold intra-VM does not) and one
+ * guest (both see the same pages). Engines, interleaved in each round:
+ * ksm-default (the host's knobs as found: 100 pages / 20 ms here),
+ * ksm-fastest (10000 pages, 0 ms) and ramfold (ramfold-run --dedup intra).
+ *
+ * Saving: the fall of the QEMU processes' summed Pss (smaps_rollup) below
+ * the same guests' Pss before KSM was switched on (each round's ksm-default
+ * run, measured after READY and a settle; ramfold merges from boot, so its
+ * own run has no before). KSM's clock starts when run=1 is written,
+ * ramfold's when every guest is READY. CPU: ksmd's utime+stime from run=1,
+ * or the QEMU processes' threads named rf-* from QEMU's start (their boot
+ * time counted against ramfold). Converged: the saving has not grown
+ * by 0.5% for 5 s; then 3 s more give the CPU share. Time and CPU to 95% of
+ * the engine's own final saving.
+ *
+ * KSM is put back to run=0 with its knobs as found when the bench ends,
+ * fails or is interrupted; every QEMU it started is killed.
+ *
+ * Usage: qemu [--rounds N] [--timeout S] [--out DIR]
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dedup_report.h"
+
+#define MAXG	 3
+#define MAXR	 9
+#define KSM	 "/sys/kernel/mm/ksm/"
+#define OS_KIB_D 16384
+
+static unsigned int opt_rounds = 3;
+static double opt_timeout = 150;
+static const char *opt_out = "build/bench";
+static const char *bdir = "build";
+static char run_bin[512];
+static bool have_run;
+
+/* KSM's knobs as found, and the QEMUs running: for the exit paths. */
+static char ksm_saved[3][32];
+static const char *const ksm_knobs[3] = {"run", "pages_to_scan", "sleep_millisecs"};
+static volatile pid_t guests[MAXG];
+
+static int write_knob(const char *knob, const char *val)
+{
+	char path[128];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), KSM "%s", knob);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, val, strlen(val)) < 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* Async-signal-safe: used from the signal handler as well. */
+static void put_back(void)
+{
+	for (unsigned int i = 0; i < MAXG; i++)
+		if (guests[i] > 0)
+			kill(guests[i], SIGKILL);
+	write_knob("run", "0");
+	for (unsigned int k = 1; k < 3; k++)
+		if (ksm_saved[k][0])
+			write_knob(ksm_knobs[k], ksm_saved[k]);
+	write_knob("run", ksm_saved[0][0] ? ksm_saved[0] : "0");
+}
+
+static void on_signal(int sig)
+{
+	put_back();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int read_knobs(void)
+{
+	for (unsigned int k = 0; k < 3; k++) {
+		char path[128];
+		FILE *f;
+
+		snprintf(path, sizeof(path), KSM "%s", ksm_knobs[k]);
+		f = fopen(path, "re");
+		if (!f || !fgets(ksm_saved[k], sizeof(ksm_saved[k]), f)) {
+			fprintf(stderr, "bench-qemu: %s: %s\n", path, strerror(errno));
+			if (f)
+				fclose(f);
+			return -1;
+		}
+		ksm_saved[k][strcspn(ksm_saved[k], "\n")] = 0;
+		fclose(f);
+	}
+	if (strcmp(ksm_saved[0], "0")) {
+		fprintf(stderr,
+			"bench-qemu: KSM is running (run=%s): another user of KSM would "
+			"skew both sides; stop it first\n",
+			ksm_saved[0]);
+		return -1;
+	}
+	return 0;
+}
+
+static double loadavg(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "re");
+
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
+/* utime+stime of /proc/PATH/stat in seconds (-1 if unreadable). */
+static double stat_cpu(const char *path)
+{
+	char buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f = fopen(path, "re");
+	size_t n;
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static pid_t ksmd_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t pid = 0;
+
+	while (d && (e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		f = fopen(path, "re");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "ksmd\n"))
+				pid = atoi(e->d_name);
+			fclose(f);
+		}
+		if (pid)
+			break;
+	}
+	if (d)
+		closedir(d);
+	return pid;
+}
+
+/* CPU of the threads named rf-* of @pid. */
+static double rf_cpu(pid_t pid)
+{
+	char path[300];
+	DIR *d;
+	struct dirent *e;
+	double sum = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (e = readdir(d))) {
+		char comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "rf-", 3)) {
+			double c;
+
+			snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+			c = stat_cpu(path);
+			if (c > 0)
+				sum += c;
+		}
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return sum;
+}
+
+static double pss_bytes(pid_t pid)
+{
+	char path[64], line[256];
+	double v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Pss:", 4))
+			v = atof(line + 4) * 1024;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+static double pss_sum(unsigned int n)
+{
+	double s = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		double v = pss_bytes(guests[i]);
+
+		if (v < 0)
+			return -1;
+		s += v;
+	}
+	return s;
+}
+
+static void stop_guests(void)
+{
+	for (unsigned int i = 0; i < MAXG; i++) {
+		if (guests[i] > 0) {
+			kill(guests[i], SIGTERM);
+			for (int t = 0; t < 100 && !kill(guests[i], 0); t++)
+				usleep(100000);
+			kill(guests[i], SIGKILL);
+		}
+		guests[i] = 0;
+	}
+}
+
+/* Boot @n osimage guests through tests/qemu/lib.sh, wait for READY. */
+static int start_guests(unsigned int n, bool wrap)
+{
+	char cmd[2048], path[600];
+
+	snprintf(cmd, sizeof(cmd),
+		 "B='%s' QEMU_DIR='%s/bench/qemu-guests' QEMU_TIMEOUT=900 bash -c '"
+		 ". tests/qemu/lib.sh && qemu_check || exit 2; for i in $(seq 0 %u); do "
+		 "RUN_WRAPPER=%s qemu_boot g$i osimage; done; "
+		 "for i in $(seq 0 %u); do qemu_wait g$i ^READY 300 || exit 1; done'",
+		 bdir, bdir, n - 1,
+		 wrap ? "\"$RF_RUN --dedup intra --ctl $QEMU_DIR/g$i.sock --\"" : "''", n - 1);
+	if (wrap)
+		setenv("RF_RUN", run_bin, 1);
+	for (unsigned int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/bench/qemu-guests/g%u.pid", bdir, i);
+		unlink(path);
+	}
+	int rc = system(cmd);
+
+	for (unsigned int i = 0; i < n; i++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/bench/qemu-guests/g%u.pid", bdir, i);
+		f = fopen(path, "re");
+		if (f) {
+			int pid;
+
+			if (fscanf(f, "%d", &pid) == 1)
+				guests[i] = pid;
+			fclose(f);
+		}
+	}
+	if (rc) {
+		fprintf(stderr, "bench-qemu: guests did not boot (see %s/bench/qemu-guests/)\n",
+			bdir);
+		stop_guests();
+		return -1;
+	}
+	return 0;
+}
+
+/* One engine (k: 0 ramfold, 1 ksm-fastest, 2 ksm-default) on @n guests.
+ * @baseline: in for ramfold, out for ksm-default. */
+static int run_engine(unsigned int k, unsigned int n, double *baseline, struct result *r,
+		      double *load)
+{
+	struct conv_watch w;
+	double t0, cpu0, best = 0, last_growth;
+	pid_t ksmd = ksmd_pid();
+	char path[64];
+	bool ksm = k != 0;
+
+	*load = loadavg();
+	if (start_guests(n, !ksm))
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)ksmd);
+	if (ksm) {
+		sleep(3);
+		if (k == 2)
+			*baseline = pss_sum(n);
+		write_knob("pages_to_scan", k == 1 ? "10000" : ksm_saved[1]);
+		write_knob("sleep_millisecs", k == 1 ? "0" : ksm_saved[2]);
+		if (write_knob("run", "1")) {
+			fprintf(stderr, "bench-qemu: cannot switch KSM on: %s\n", strerror(errno));
+			stop_guests();
+			return -1;
+		}
+	}
+	t0 = bench_now_s();
+	last_growth = t0;
+	/* ramfold's threads count from QEMU's start, boot included (they
+	 * merge from there); ksmd's from run=1. */
+	cpu0 = ksm ? stat_cpu(path) : 0;
+	conv_watch_init(&w, t0, ksm, 5, k == 2 ? opt_timeout / 2 : opt_timeout,
+			(uint64_t)n * 2 * OS_KIB_D * 1024 / 2);
+	for (;;) {
+		double t, saved, cpu = 0, p;
+
+		usleep(500000);
+		t = bench_now_s();
+		p = pss_sum(n);
+		if (p < 0) {
+			snprintf(r->note, sizeof(r->note), "a QEMU ended during the run");
+			break;
+		}
+		saved = *baseline - p;
+		if (ksm)
+			cpu = stat_cpu(path) - cpu0;
+		else
+			for (unsigned int i = 0; i < n; i++)
+				cpu += rf_cpu(guests[i]);
+		if (saved > best * 1.005 + 4096 * 16) {
+			best = saved;
+			last_growth = t;
+		}
+		if (conv_watch_sample(&w, r, t, saved, cpu, best > 0 && t - last_growth > 5))
+			break;
+	}
+	result_finish(r);
+	stop_guests();
+	if (ksm)
+		write_knob("run", "0");
+	return 0;
+}
+
+/* Time and CPU to 95% of the engine's own final saving; none for a run
+ * stopped by the timeout (its final saving was still growing). */
+static void own95(const struct result *r, double *t95, double *c95)
+{
+	*t95 = *c95 = -1;
+	if (!strncmp(r->note, "stopped", 7))
+		return;
+	for (unsigned int i = 0; i < r->n; i++)
+		if (r->s[i].saved >= 0.95 * r->final_saved) {
+			*t95 = r->s[i].t;
+			*c95 = r->s[i].cpu;
+			return;
+		}
+}
+
+static int cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* "median (min..max)" of @n values, skipping negatives. */
+static void med(char *out, size_t cap, double *v, unsigned int n, double scale, const char *fmt)
+{
+	double s[MAXR];
+	unsigned int m = 0;
+	char a[32], b[32], c[32];
+
+	for (unsigned int i = 0; i < n; i++)
+		if (v[i] >= 0)
+			s[m++] = v[i] * scale;
+	if (!m) {
+		snprintf(out, cap, "-");
+		return;
+	}
+	qsort(s, m, sizeof(double), cmpd);
+	snprintf(a, sizeof(a), fmt, s[m / 2]);
+	snprintf(b, sizeof(b), fmt, s[0]);
+	snprintf(c, sizeof(c), fmt, s[m - 1]);
+	snprintf(out, cap, "%s (%s..%s)", a, b, c);
+}
+
+static double medv(double *v, unsigned int n)
+{
+	double s[MAXR];
+	unsigned int m = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		if (v[i] >= 0)
+			s[m++] = v[i];
+	if (!m)
+		return -1;
+	qsort(s, m, sizeof(double), cmpd);
+	return s[m / 2];
+}
+
+int main(int argc, char **argv)
+{
+	static const unsigned int layouts[2] = {3, 1};
+	static const unsigned int order[DEDUP_ENGINES] = {2, 1, 0}; /* baseline first */
+	double t95[2][DEDUP_ENGINES][MAXR], c95[2][DEDUP_ENGINES][MAXR],
+	    idle[2][DEDUP_ENGINES][MAXR], saved[2][DEDUP_ENGINES][MAXR], maxload = 0;
+	FILE *csv;
+	char path[600];
+
+	if (getenv("B"))
+		bdir = getenv("B");
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			opt_rounds = (unsigned int)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+			opt_timeout = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+			opt_out = argv[++i];
+		else {
+			fprintf(stderr, "usage: qemu [--rounds N] [--timeout S] [--out DIR]\n");
+			return 2;
+		}
+	}
+	if (!opt_rounds || opt_rounds > MAXR) {
+		fprintf(stderr, "bench-qemu: --rounds must be 1..%d\n", MAXR);
+		return 2;
+	}
+	if (read_knobs())
+		return 2;
+	snprintf(run_bin, sizeof(run_bin), "%s/ramfold-run", bdir);
+	have_run = access(run_bin, X_OK) == 0;
+	if (!have_run)
+		printf("bench-qemu: %s is not built: the ramfold rows are left empty\n", run_bin);
+	atexit(put_back);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGHUP, on_signal);
+	snprintf(path, sizeof(path), "%s/qemu_runs.csv", opt_out);
+	csv = fopen(path, "w");
+	if (csv)
+		fprintf(csv, "guests,round,engine,loadavg,t95_s,cpu_to_t95_s,idle_cpu_share,"
+			     "saved_bytes,note\n");
+	printf("bench-qemu: THP %s",
+	       "as QEMU sets it (MADV_HUGEPAGE on guest RAM; /sys/kernel/mm/transparent_hugepage/"
+	       "enabled: ");
+	fflush(stdout);
+	if (system("cat /sys/kernel/mm/transparent_hugepage/enabled | tr -d '\\n'"))
+		printf("?");
+	printf("); KSM default knobs as found: %s pages / %s ms\n", ksm_saved[1], ksm_saved[2]);
+	for (unsigned int l = 0; l < 2; l++)
+		for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
+			for (unsigned int r = 0; r < MAXR; r++)
+				t95[l][k][r] = c95[l][k][r] = idle[l][k][r] = saved[l][k][r] = -1;
+	for (unsigned int r = 0; r < opt_rounds; r++) {
+		for (unsigned int l = 0; l < 2; l++) {
+			struct result rs[DEDUP_ENGINES];
+			double baseline = 0, ideal = 0;
+			char prefix[64], title[160];
+
+			results_init(rs);
+			for (unsigned int o = 0; o < DEDUP_ENGINES; o++) {
+				unsigned int k = order[o];
+				double load;
+
+				if (k == 0 && !have_run) {
+					snprintf(rs[k].note, sizeof(rs[k].note),
+						 "ramfold-run not built");
+					continue;
+				}
+				printf("bench-qemu: round %u, %u guest(s), %s: loadavg %.2f at "
+				       "start\n",
+				       r + 1, layouts[l], rs[k].name, loadavg());
+				fflush(stdout);
+				if (run_engine(k, layouts[l], &baseline, &rs[k], &load))
+					continue;
+				if (load > maxload)
+					maxload = load;
+				own95(&rs[k], &t95[l][k][r], &c95[l][k][r]);
+				idle[l][k][r] = rs[k].idle_cpu_share;
+				saved[l][k][r] = rs[k].final_saved;
+				if (rs[k].final_saved > ideal)
+					ideal = rs[k].final_saved;
+				if (csv)
+					fprintf(csv, "%u,%u,%s,%.2f,%.3f,%.3f,%.4f,%.0f,%s\n",
+						layouts[l], r + 1, rs[k].name, load, t95[l][k][r],
+						c95[l][k][r], idle[l][k][r], saved[l][k][r],
+						rs[k].note);
+			}
+			snprintf(prefix, sizeof(prefix), "qemu%u_r%u", layouts[l], r + 1);
+			snprintf(title, sizeof(title),
+				 "%u QEMU guest(s) of 256 MiB, osimage: saved Pss (round %u)",
+				 layouts[l], r + 1);
+			if (ideal > 0)
+				results_report(rs, (uint64_t)ideal, opt_out, prefix, title);
+		}
+	}
+	if (csv)
+		fclose(csv);
+	for (unsigned int l = 0; l < 2; l++) {
+		static const char *const nm[DEDUP_ENGINES] = {"ramfold", "ksm-fastest",
+							      "ksm-default"};
+
+		printf("\n%u guest(s), %u round(s): median (min..max); t95 and CPU to 95%% of "
+		       "the engine's own final saving\n",
+		       layouts[l], opt_rounds);
+		printf("%-12s %-22s %-22s %-22s %-26s\n", "engine", "t95 (s)", "CPU to t95 (s)",
+		       "CPU share after (%)", "saved Pss (MiB)");
+		for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
+			char a[128], b[128], c[128], d[128];
+
+			med(a, sizeof(a), t95[l][k], opt_rounds, 1, "%.1f");
+			med(b, sizeof(b), c95[l][k], opt_rounds, 1, "%.2f");
+			med(c, sizeof(c), idle[l][k], opt_rounds, 100, "%.1f");
+			med(d, sizeof(d), saved[l][k], opt_rounds, 1.0 / 1048576, "%.1f");
+			printf("%-12s %-22s %-22s %-22s %-26s\n", nm[k], a, b, c, d);
+		}
+		if (maxload >= 1) {
+			printf("WARNING: loadavg reached %.2f (>= 1) at a run's start: the machine "
+			       "was not quiet, no ratio is reported\n",
+			       maxload);
+			continue;
+		}
+		if (medv(t95[l][0], opt_rounds) > 0 && medv(t95[l][1], opt_rounds) > 0 &&
+		    medv(c95[l][0], opt_rounds) > 0)
+			printf("ramfold vs ksm-fastest (medians): %.1fx sooner to 95%% (target >= "
+			       "3x), %.2fx the CPU (target <= 0.33x), saved %.2fx (target >= 1x), "
+			       "%.1f%% of a core per QEMU after (target < 2%%)\n",
+			       medv(t95[l][1], opt_rounds) / medv(t95[l][0], opt_rounds),
+			       medv(c95[l][0], opt_rounds) / medv(c95[l][1], opt_rounds),
+			       medv(saved[l][0], opt_rounds) / medv(saved[l][1], opt_rounds),
+			       medv(idle[l][0], opt_rounds) * 100 / layouts[l]);
+	}
+	printf("results: %s/qemu_runs.csv, %s/qemu{3,1}_r*.{csv,svg}\n", opt_out, opt_out);
+	return 0;
+}

@@ -1,0 +1,14 @@
+# bench/qemu (issue 15): ramfold-run against KSM under stock QEMU, guests of
+# 256 MiB booted by tests/qemu/lib.sh; three guests side by side and one
+# guest, three interleaved rounds (docs/bench-qemu.md). About 20 minutes, so
+# not part of `make bench`. Table on stdout; CSV and SVG under $(B)/bench/.
+BENCH_QEMU := $(B)/bench/qemu
+BENCH_QEMU_ARGS ?=
+.PHONY: bench-qemu
+
+$(BENCH_QEMU): bench/qemu.c bench/dedup_report.c bench/dedup_report.h
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c
+
+bench-qemu: all qemu-deps linux-guest $(QEMU_QMP) $(BENCH_QEMU)
+	B=$(B) $(BENCH_QEMU) --out $(B)/bench $(BENCH_QEMU_ARGS)
