@@ -18,7 +18,11 @@ command -v qemu-system-x86_64 >/dev/null || {
 	echo "nested: qemu-system-x86_64 missing (scripts/deps.sh qemu-system-x86)" >&2
 	exit 2
 }
-for f in "$LG/vmlinuz" "$N/l1-initramfs.gz"; do
+# The qemu scenario boots its own, larger image (QEMU and bash in it) with
+# room for three 256 MiB guests.
+img=$N/l1-initramfs.gz mem=${NESTED_L1_MEM:-1G}
+[ "$sc" = qemu ] && img=$N/l1-qemu-initramfs.gz mem=${NESTED_L1_MEM:-2G}
+for f in "$LG/vmlinuz" "$img"; do
 	[ -e "$f" ] || { echo "nested: $f missing (make test-linux builds it)" >&2; exit 2; }
 done
 
@@ -30,10 +34,10 @@ pidf=$N/$sc.qemu-pid
 watchdog=$N/$sc.watchdog
 rm -f "$pidf" "$watchdog"
 start=$EPOCHREALTIME
-echo "nested $sc: booting L1 (QEMU TCG, -cpu max,-xsave, 1 GiB, tsc_early_khz=$khz), log $log"
+echo "nested $sc: booting L1 (QEMU TCG, -cpu max,-xsave, $mem, tsc_early_khz=$khz), log $log"
 nice -n 19 timeout -k 5 "$limit" qemu-system-x86_64 -M microvm -accel tcg -cpu max,-xsave \
-	-m "${NESTED_L1_MEM:-1G}" -smp 1 -nodefaults -no-user-config -display none -serial stdio \
-	-no-reboot -pidfile "$pidf" -kernel "$LG/vmlinuz" -initrd "$N/l1-initramfs.gz" \
+	-m "$mem" -smp 1 -nodefaults -no-user-config -display none -serial stdio \
+	-no-reboot -pidfile "$pidf" -kernel "$LG/vmlinuz" -initrd "$img" \
 	-append "console=ttyS0 quiet panic=-1 tsc_early_khz=$khz rf.scenario=$sc" \
 	</dev/null 2>&1 | while IFS= read -r line; do
 	now=$EPOCHREALTIME

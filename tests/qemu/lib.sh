@@ -30,6 +30,10 @@ QEMU_MEM=${QEMU_MEM:-256M}
 QEMU_MERGE=${QEMU_MERGE:-on}
 QEMU_TIMEOUT=${QEMU_TIMEOUT:-600}
 QEMU_LG=${QEMU_LG:-$B/linux-guest}
+# TCG here (this host's KVM cannot run a guest kernel); the nested rig's L1
+# sets QEMU_ACCEL=kvm and QEMU_CPU=host: hardware-virtualised guests.
+QEMU_ACCEL=${QEMU_ACCEL:-tcg}
+QEMU_CPU=${QEMU_CPU:-}
 QEMU_QMP_BIN=${QEMU_QMP_BIN:-$B/tests/qemu/qmp}
 QEMU_NAMES=()
 
@@ -52,7 +56,7 @@ qemu_boot() {
 	# In a subshell, so that this shell has no job to report "Killed" for.
 	# shellcheck disable=SC2086
 	(nice -n 19 timeout -k 5 "$QEMU_TIMEOUT" ${RUN_WRAPPER:-} qemu-system-x86_64 \
-		-machine microvm,mem-merge="$QEMU_MERGE" -accel tcg -m "$QEMU_MEM" -smp 1 \
+		-machine microvm,mem-merge="$QEMU_MERGE" -accel "$QEMU_ACCEL" ${QEMU_CPU:+-cpu "$QEMU_CPU"} -m "$QEMU_MEM" -smp 1 \
 		-nodefaults -no-user-config -display none -no-reboot \
 		-serial "file:$d/$name.log" -qmp "unix:$d/$name.qmp,server=on,wait=off" \
 		-pidfile "$d/$name.pid" -device virtio-balloon-device \
