@@ -36,7 +36,7 @@ $(RUN): $(RUN_MAIN_OBJS) $(B)/libramfold.a
 # The program under test knows nothing of ramfold: libc only.
 $(RUN_TARGET): tests/run/run_target.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $<
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -pthread -o $@ $<
 $(RUN_TESTS): $(RUN_TARGET) $(RUN) $(RUN_PRELOAD)
 
 .PHONY: run-test

@@ -151,6 +151,80 @@ static void test_children_run_without_ramfold(void **state)
 	assert_non_null(strstr(out, "child LD_PRELOAD=(none) RAMFOLD_RUN_PID=(none) mapped=0"));
 }
 
+/* Run the target in @mode (32 MiB) with @extra options and -v, its log in a
+ * file read back into @log. */
+static void run_mode(const char *mode, const char *extra, char *out, size_t outlen, char *log,
+		     size_t loglen)
+{
+	char path[256];
+	int st, fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s.log", dir, mode);
+	st = run(out, outlen,
+		 extra ? (char *const[]){(char *)run_bin, "-v", "--log", path, "--swap-resident",
+					 (char *)extra, "--", (char *)target, (char *)mode, "32",
+					 NULL}
+		       : (char *const[]){(char *)run_bin, "-v", "--log", path, "--", (char *)target,
+					 (char *)mode, "32", NULL});
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, log, loglen - 1);
+	log[n > 0 ? n : 0] = 0;
+	close(fd);
+	unlink(path);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("status %#x, output:\n%s\nlog:\n%s", st, out, log);
+	assert_null(strstr(out, "FAIL"));
+}
+
+static void test_mremap(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("mremap", NULL, out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok mremap shrink"));
+	assert_non_null(strstr(out, "ok mremap grow moved"));
+	assert_non_null(strstr(log, "released (mremap)"));
+	/* The growing move of a merged range (several VMAs). */
+	assert_non_null(strstr(log, "VMAs to 0x"));
+}
+
+static void test_mmap_fixed_over_adopted(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("fixed", NULL, out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok fixed merged"));
+	assert_non_null(strstr(log, "released (mmap(MAP_FIXED))"));
+}
+
+static void test_program_userfaultfd(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("uffd", "8M", out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok uffd faults"));
+	assert_non_null(strstr(out, "ok uffd kept"));
+	assert_non_null(strstr(log, "released to the kernel: registered with the program's own "
+				    "userfaultfd"));
+	assert_non_null(strstr(log, "left to the kernel's KSM: registered earlier"));
+}
+
+static void test_vfio_map_dma(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("vfio", NULL, out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok vfio ioctl=-1 errno=ENOTTY"));
+	assert_non_null(strstr(log, "released to the kernel: mapped for device DMA "
+				    "(VFIO_IOMMU_MAP_DMA)"));
+}
+
 /* ---- a serving program: control socket, SIGTERM, SIGKILL ---------------- */
 
 struct served {
@@ -281,6 +355,10 @@ int main(void)
 	    cmocka_unit_test(test_memory_merge_prctl),
 	    cmocka_unit_test(test_shared_left_to_kernel),
 	    cmocka_unit_test(test_children_run_without_ramfold),
+	    cmocka_unit_test(test_mremap),
+	    cmocka_unit_test(test_mmap_fixed_over_adopted),
+	    cmocka_unit_test(test_program_userfaultfd),
+	    cmocka_unit_test(test_vfio_map_dma),
 	    cmocka_unit_test(test_ctl_and_sigterm),
 	    cmocka_unit_test(test_sigkill_leaves_only_a_stale_socket),
 	};
