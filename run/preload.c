@@ -551,6 +551,122 @@ EXPORT int munmap(void *addr, size_t len)
 }
 
 /*
+ * The kernel's VMAs over [a, b), in order: *@n pieces, their starts in
+ * @lo and ends in @hi (arrays of @max). Read with read(2) into a buffer of
+ * the real mmap: nothing here may reach malloc, whose mmap would come back
+ * to the interposers while rr.lock is held. -errno, or -E2BIG past @max.
+ */
+static int vmas_in(uintptr_t a, uintptr_t b, uintptr_t *lo, uintptr_t *hi, size_t max, size_t *n)
+{
+	size_t cap = 1 << 20, len = 0;
+	char *buf =
+	    REAL(mmap)(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), err = 0;
+	ssize_t r;
+
+	*n = 0;
+	if (buf == MAP_FAILED || fd < 0) {
+		err = -errno;
+		goto out;
+	}
+	while ((r = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += (size_t)r;
+		if (len + 4096 > cap) {
+			char *nb = REAL(mremap)(buf, cap, 2 * cap, MREMAP_MAYMOVE);
+
+			if (nb == MAP_FAILED) {
+				err = -errno;
+				goto out;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	buf[len] = 0;
+	for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		unsigned long x, y;
+
+		if (sscanf(l, "%lx-%lx", &x, &y) != 2 || y <= a || x >= b)
+			continue;
+		if (*n == max) {
+			err = -E2BIG;
+			break;
+		}
+		lo[*n] = x > a ? x : a;
+		hi[(*n)++] = y < b ? y : b;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (buf != MAP_FAILED)
+		REAL(munmap)(buf, cap);
+	return err;
+}
+
+/*
+ * mremap of released guest RAM that the kernel refused with EFAULT: the
+ * range is several VMAs (each page dedup merged and then copied back on
+ * release is a VMA of its own), and mremap moves one. Done as the kernel
+ * would for one VMA: growing in place maps zeros after the end if that
+ * room is free; a move maps zeros at the new place and moves each VMA
+ * there (page tables moved, no copy, so no write is lost); what was not
+ * moved is unmapped. Caller holds rr.lock; returns as mremap does.
+ */
+static void *mremap_pieces(uintptr_t a, size_t oldlen, size_t newlen, int flags, void *target)
+{
+	enum { MAXV = 65536 };
+	size_t keep = oldlen < newlen ? oldlen : newlen, nv;
+	uintptr_t *lo, *hi, d;
+	void *p;
+	int err;
+
+	if (flags & MREMAP_DONTUNMAP) {
+		errno = EFAULT;
+		return MAP_FAILED;
+	}
+	if (!(flags & MREMAP_FIXED) && newlen > oldlen &&
+	    REAL(mmap)((void *)(a + oldlen), newlen - oldlen, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != MAP_FAILED)
+		return (void *)a;
+	if (!(flags & MREMAP_MAYMOVE)) {
+		errno = ENOMEM;
+		return MAP_FAILED;
+	}
+	lo = REAL(mmap)(NULL, 2 * MAXV * sizeof(*lo), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (lo == MAP_FAILED)
+		return MAP_FAILED;
+	hi = lo + MAXV;
+	err = vmas_in(a, a + keep, lo, hi, MAXV, &nv);
+	p = err ? MAP_FAILED
+		: REAL(mmap)(target, newlen, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | (target ? MAP_FIXED : 0), -1, 0);
+	if (p == MAP_FAILED) {
+		if (err)
+			errno = -err;
+		REAL(munmap)(lo, 2 * MAXV * sizeof(*lo));
+		return MAP_FAILED;
+	}
+	d = (uintptr_t)p;
+	for (size_t i = 0; i < nv; i++)
+		if (REAL(mremap)((void *)lo[i], hi[i] - lo[i], hi[i] - lo[i],
+				 MREMAP_MAYMOVE | MREMAP_FIXED,
+				 (void *)(d + lo[i] - a)) == MAP_FAILED) {
+			/* Half moved: nothing sound to return to the program. */
+			rr_log("0x%" PRIxPTR "-0x%" PRIxPTR ": mremap: moving 0x%" PRIxPTR
+			       " of a range of several VMAs: %s",
+			       a, a + oldlen, lo[i], strerror(errno));
+			REAL(munmap)(lo, 2 * MAXV * sizeof(*lo));
+			return MAP_FAILED;
+		}
+	REAL(munmap)((void *)a, oldlen);
+	REAL(munmap)(lo, 2 * MAXV * sizeof(*lo));
+	rr_debug("0x%" PRIxPTR "-0x%" PRIxPTR ": mremap: moved %zu VMAs to 0x%" PRIxPTR, a,
+		 a + oldlen, nv, d);
+	return p;
+}
+
+/*
  * Guest RAM the program moves stays guest RAM (the kernel moves a
  * VM_MERGEABLE flag with the mapping): release the old range, move, adopt
  * the new one.
@@ -578,6 +694,8 @@ EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
 		release_range((uintptr_t)target, page_up((uintptr_t)target + newlen), true,
 			      "mremap over it");
 	p = REAL(mremap)(old, oldlen, newlen, flags, target);
+	if (p == MAP_FAILED && errno == EFAULT && moved_ram)
+		p = mremap_pieces(a, oldlen, newlen, flags, target);
 	if (moved_ram) {
 		if (p != MAP_FAILED)
 			adopt_gaps((uintptr_t)p, page_up((uintptr_t)p + newlen), false);

@@ -6,7 +6,8 @@
 RUN := $(B)/ramfold-run
 RUN_PRELOAD := $(B)/libramfold-preload.so
 RUN_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -pthread -Iinclude -iquote vmm -iquote run -fPIC
-RUN_PRELOAD_SRCS := run/preload.c run/service.c run/options.c vmm/core/json.c vmm/core/util.c
+RUN_PRELOAD_SRCS := run/preload.c run/service.c run/options.c vmm/core/json.c vmm/core/util.c \
+	vmm/ctl/wire.c
 RUN_PRELOAD_OBJS := $(RUN_PRELOAD_SRCS:%.c=$(B)/obj/run-pic/%.o)
 RUN_MAIN_OBJS := $(addprefix $(B)/obj/run-pic/,run/main.o run/options.o vmm/core/util.o)
 # The test suite: test_run drives a small program (run_target) under ramfold-run.
@@ -36,7 +37,7 @@ $(RUN): $(RUN_MAIN_OBJS) $(B)/libramfold.a
 # The program under test knows nothing of ramfold: libc only.
 $(RUN_TARGET): tests/run/run_target.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $<
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -pthread -o $@ $<
 $(RUN_TESTS): $(RUN_TARGET) $(RUN) $(RUN_PRELOAD)
 
 .PHONY: run-test

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "ctl/wire.h"
 #include "preload.h"
 
 enum { MAX_CLIENTS = 8, LINE_MAX_BYTES = 64 * 1024 };
@@ -99,21 +100,7 @@ static void write_memory(struct jbuf *jb)
 	jb_kv_u64(jb, "discarded", atomic_load(&rr.discarded_bytes));
 	jb_kv_u64(jb, "releases", atomic_load(&rr.releases));
 	if (!rf_vm_stats(rr.vm, &st)) {
-		jb_kv_u64(jb, "promised", st.promised_bytes);
-		jb_kv_u64(jb, "mapped", st.mapped_bytes);
-		jb_kv_u64(jb, "resident", st.resident_bytes);
-		jb_kv_u64(jb, "resident-anon", st.resident_anon_bytes);
-		jb_kv_u64(jb, "resident-file", st.resident_file_bytes);
-		jb_kv_u64(jb, "metadata", st.metadata_bytes);
-		for (int s = 0; s < RF_PAGE_NSTATES; s++) {
-			char key[40];
-
-			snprintf(key, sizeof(key), "%s", rf_page_state_name(s));
-			for (char *p = key; *p; p++)
-				if (*p == '_' || *p == ' ')
-					*p = '-';
-			jb_kv_u64(jb, key, st.state_bytes[s]);
-		}
+		wire_vm_stats(jb, &st);
 	}
 	if (!rf_vm_breakdown(rr.vm, &bd)) {
 		jb_key(jb, "breakdown");
@@ -251,7 +238,7 @@ static void write_metrics_file(void)
 
 static void serve_http(int fd)
 {
-	char req[1024], head[256];
+	char req[1024];
 	char *body;
 	ssize_t n = recv(fd, req, sizeof(req) - 1, 0);
 
@@ -260,37 +247,11 @@ static void serve_http(int fd)
 	req[n] = 0;
 	body = (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6)) ? metrics_text()
 										  : NULL;
-	if (!body) {
-		static const char nf[] = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-
-		(void)!send(fd, nf, strlen(nf), MSG_NOSIGNAL);
-		return;
-	}
-	snprintf(head, sizeof(head),
-		 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-		 "Content-Length: %zu\r\n\r\n",
-		 strlen(body));
-	(void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
-	(void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
+	wire_http_reply(fd, body);
 	free(body);
 }
 
 /* ---- control commands ---------------------------------------------------- */
-
-static void reply_error(struct jbuf *out, const char *cls, const char *desc, const char *id)
-{
-	jb_obj_open(out);
-	jb_key(out, "error");
-	jb_obj_open(out);
-	jb_kv_str(out, "class", cls);
-	jb_kv_str(out, "desc", desc);
-	jb_obj_close(out);
-	if (id) {
-		jb_key(out, "id");
-		jb_raw(out, id);
-	}
-	jb_obj_close(out);
-}
 
 /* "none" or a size, as ramfold-vmm's set-swap takes them. */
 static int size_or_none(const struct json *args, const char *key, uint64_t *out)
@@ -365,7 +326,7 @@ static void execute(const char *line, size_t len, struct jbuf *out)
 		char desc[300];
 
 		snprintf(desc, sizeof(desc), "malformed JSON: %s", err);
-		reply_error(out, "GenericError", desc, NULL);
+		wire_error(out, "GenericError", desc, NULL);
 		goto done;
 	}
 	id = json_get(j, "id");
@@ -379,11 +340,11 @@ static void execute(const char *line, size_t len, struct jbuf *out)
 	cmd = j->type == JSON_OBJECT ? json_get_str(j, "execute") : NULL;
 	args = json_get(j, "arguments");
 	if (!cmd) {
-		reply_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
+		wire_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
 		goto done;
 	}
 	if (args && args->type != JSON_OBJECT) {
-		reply_error(out, "GenericError", "\"arguments\" must be an object", id_text);
+		wire_error(out, "GenericError", "\"arguments\" must be an object", id_text);
 		goto done;
 	}
 	rr_lib_enter();
@@ -396,7 +357,7 @@ static void execute(const char *line, size_t len, struct jbuf *out)
 	} else if (!strcmp(cmd, "set-swap")) {
 		if (set_swap(args, &ret, err, sizeof(err))) {
 			rr_lib_leave();
-			reply_error(out, "GenericError", err, id_text);
+			wire_error(out, "GenericError", err, id_text);
 			goto done;
 		}
 	} else if (!strcmp(cmd, "help")) {
@@ -413,7 +374,7 @@ static void execute(const char *line, size_t len, struct jbuf *out)
 
 		rr_lib_leave();
 		snprintf(desc, sizeof(desc), "unknown command \"%.64s\" (try \"help\")", cmd);
-		reply_error(out, "CommandNotFound", desc, id_text);
+		wire_error(out, "CommandNotFound", desc, id_text);
 		goto done;
 	}
 	rr_lib_leave();

@@ -71,4 +71,18 @@ readelf -d "$tmp/embed-static" | grep -q "NEEDED.*libramfold" &&
 "$tmp/embed-static" || { echo "install-test: static embedder failed ($?)"; report 0 1; }
 # The library itself must be found through its SONAME.
 readelf -d "$root/lib/libramfold.so" | grep -q "SONAME.*libramfold.so.0" || report 0 1
+# ramfold-run and its preload: installed, and the installed ramfold-run runs
+# a program with the installed preload (found from its own path), which finds
+# the installed libramfold.so.
+preload=$(find "$root" -name libramfold-preload.so | head -1)
+[ -x "$root/bin/ramfold-run" ] || { echo "install-test: ramfold-run not installed"; report 0 1; }
+[ -n "$preload" ] || { echo "install-test: libramfold-preload.so not installed"; report 0 1; }
+"$root/bin/ramfold-run" -- true || { echo "install-test: ramfold-run -- true failed"; report 0 1; }
+maps=$("$root/bin/ramfold-run" -v -- grep -E 'libramfold(-preload)?\.so' /proc/self/maps 2>&1) ||
+	{ echo "install-test: ramfold-run: $maps"; report 0 1; }
+for f in "$preload" "$root/lib/libramfold.so"; do
+	grep -q "$(readlink -f "$f")" <<<"$maps" ||
+		{ echo "install-test: $f not the one mapped: $maps"; report 0 1; }
+done
+grep -q "started" <<<"$maps" || { echo "install-test: the preload did not start: $maps"; report 0 1; }
 report 1 0

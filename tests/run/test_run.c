@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -112,6 +113,8 @@ static void test_bad_option_exits_2(void **state)
 	    {"--dedup", "bogus"},	    {"--swap-resident", "12x"},
 	    {"--swap-dir", "/nonexistent"}, {"--metrics-port", "70000"},
 	    {"--ctl", "/nonexistent/ctl"},  {"--bogus", "1"},
+	    {"--metrics-port", "0"},	    {"--metrics-port", "80x"},
+	    {"--metrics-port", ""},	    {"--metrics-file", "/nonexistent/m.prom"},
 	};
 	char out[4096], marker[128];
 
@@ -149,6 +152,80 @@ static void test_children_run_without_ramfold(void **state)
 	unsetenv("LD_PRELOAD");
 	expect_ok(out, st);
 	assert_non_null(strstr(out, "child LD_PRELOAD=(none) RAMFOLD_RUN_PID=(none) mapped=0"));
+}
+
+/* Run the target in @mode (32 MiB) with @extra options and -v, its log in a
+ * file read back into @log. */
+static void run_mode(const char *mode, const char *extra, char *out, size_t outlen, char *log,
+		     size_t loglen)
+{
+	char path[256];
+	int st, fd;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s.log", dir, mode);
+	st = run(out, outlen,
+		 extra ? (char *const[]){(char *)run_bin, "-v", "--log", path, "--swap-resident",
+					 (char *)extra, "--", (char *)target, (char *)mode, "32",
+					 NULL}
+		       : (char *const[]){(char *)run_bin, "-v", "--log", path, "--", (char *)target,
+					 (char *)mode, "32", NULL});
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	n = read(fd, log, loglen - 1);
+	log[n > 0 ? n : 0] = 0;
+	close(fd);
+	unlink(path);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("status %#x, output:\n%s\nlog:\n%s", st, out, log);
+	assert_null(strstr(out, "FAIL"));
+}
+
+static void test_mremap(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("mremap", NULL, out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok mremap shrink"));
+	assert_non_null(strstr(out, "ok mremap grow moved"));
+	assert_non_null(strstr(log, "released (mremap)"));
+	/* The growing move of a merged range (several VMAs). */
+	assert_non_null(strstr(log, "VMAs to 0x"));
+}
+
+static void test_mmap_fixed_over_adopted(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("fixed", NULL, out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok fixed merged"));
+	assert_non_null(strstr(log, "released (mmap(MAP_FIXED))"));
+}
+
+static void test_program_userfaultfd(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("uffd", "8M", out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok uffd faults"));
+	assert_non_null(strstr(out, "ok uffd kept"));
+	assert_non_null(strstr(log, "released to the kernel: registered with the program's own "
+				    "userfaultfd"));
+	assert_non_null(strstr(log, "left to the kernel's KSM: registered earlier"));
+}
+
+static void test_vfio_map_dma(void **state)
+{
+	char out[8192], log[16384];
+
+	(void)state;
+	run_mode("vfio", NULL, out, sizeof(out), log, sizeof(log));
+	assert_non_null(strstr(out, "ok vfio ioctl=-1 errno=ENOTTY"));
+	assert_non_null(strstr(log, "released to the kernel: mapped for device DMA "
+				    "(VFIO_IOMMU_MAP_DMA)"));
 }
 
 /* ---- a serving program: control socket, SIGTERM, SIGKILL ---------------- */
@@ -251,6 +328,128 @@ static void test_ctl_and_sigterm(void **state)
 	rmdir(s.swapdir);
 }
 
+/* A port nobody listens on now. */
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* The value of the first sample line starting with @name in @text, which
+ * must be a number; -1 if there is none. */
+static double sample(const char *text, const char *name)
+{
+	const char *l = text;
+	char *end;
+
+	while ((l = strstr(l, name))) {
+		if (l == text || l[-1] == '\n') {
+			const char *v = strchr(l, ' ');
+			double d;
+
+			assert_non_null(v);
+			d = strtod(v + 1, &end);
+			if (end == v + 1 || (*end != '\n' && *end != ' '))
+				fail_msg("%s: not a number: %.40s", name, v + 1);
+			return d;
+		}
+		l++;
+	}
+	return -1;
+}
+
+static void check_metrics(const char *text)
+{
+	assert_true(sample(text, "ramfold_run_adopted_bytes{vm=\"run_target\"}") == 33554432);
+	assert_true(sample(text, "ramfold_run_process_bytes{vm=\"run_target\",kind=\"pss\"}") > 0);
+	/* The VM's own figures, from the library. */
+	assert_true(sample(text, "ramfold_vm_bytes{vm=\"run_target\",category=\"private\"}") >= 0);
+	assert_true(sample(text, "ramfold_vm_bytes{vm=\"run_target\",category=\"promised\"}") > 0);
+	assert_true(sample(text, "ramfold_host_saved_bytes") >= 0);
+	assert_non_null(strstr(text, "# TYPE "));
+}
+
+static void test_metrics_file_and_port(void **state)
+{
+	char file[128], text[1 << 16], sock[128];
+	int port = free_port(), p[2], st, fd;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	char portstr[16], line[64];
+	size_t n = 0;
+	ssize_t r;
+	pid_t pid;
+	struct stat sb1, sb2;
+
+	(void)state;
+	snprintf(file, sizeof(file), "%s/m.prom", dir);
+	snprintf(sock, sizeof(sock), "%s/m.sock", dir);
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		execl(run_bin, run_bin, "--metrics-file", file, "--metrics-port", portstr, "--",
+		      target, "serve", "32", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	while (n + 1 < sizeof(line) && read(p[0], line + n, 1) == 1 && line[n] != '\n')
+		n++;
+	line[n] = 0;
+	assert_string_equal(line, "ready");
+
+	/* The file: written within a second or two, then rewritten. */
+	for (int i = 0; i < 50 && stat(file, &sb1); i++)
+		usleep(100000);
+	sleep(2);
+	assert_int_equal(stat(file, &sb1), 0);
+	fd = open(file, O_RDONLY);
+	assert_true(fd >= 0);
+	r = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	assert_true(r > 0);
+	text[r] = 0;
+	check_metrics(text);
+	sleep(2);
+	assert_int_equal(stat(file, &sb2), 0);
+	assert_true(sb2.st_ino != sb1.st_ino || sb2.st_mtim.tv_nsec != sb1.st_mtim.tv_nsec ||
+		    sb2.st_mtim.tv_sec != sb1.st_mtim.tv_sec);
+
+	/* The port: GET /metrics, the same text; anything else 404. */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_port = htons((uint16_t)port);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_true(write(fd, "GET /metrics HTTP/1.0\r\n\r\n", 25) == 25);
+	n = 0;
+	while (n + 1 < sizeof(text) && (r = read(fd, text + n, sizeof(text) - 1 - n)) > 0)
+		n += (size_t)r;
+	text[n] = 0;
+	close(fd);
+	assert_true(!strncmp(text, "HTTP/1.0 200 OK\r\n", 17));
+	assert_non_null(strstr(text, "\r\n\r\n"));
+	check_metrics(strstr(text, "\r\n\r\n") + 4);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_true(write(fd, "GET /nope HTTP/1.0\r\n\r\n", 22) == 22);
+	r = read(fd, text, sizeof(text) - 1);
+	text[r > 0 ? r : 0] = 0;
+	close(fd);
+	assert_true(!strncmp(text, "HTTP/1.0 404", 12));
+
+	kill(pid, SIGTERM);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	close(p[0]);
+	assert_int_equal(access(file, F_OK), -1); /* removed at exit */
+}
+
 static void test_sigkill_leaves_only_a_stale_socket(void **state)
 {
 	struct served s;
@@ -283,6 +482,11 @@ int main(void)
 	    cmocka_unit_test(test_memory_merge_prctl),
 	    cmocka_unit_test(test_shared_left_to_kernel),
 	    cmocka_unit_test(test_children_run_without_ramfold),
+	    cmocka_unit_test(test_mremap),
+	    cmocka_unit_test(test_mmap_fixed_over_adopted),
+	    cmocka_unit_test(test_program_userfaultfd),
+	    cmocka_unit_test(test_vfio_map_dma),
+	    cmocka_unit_test(test_metrics_file_and_port),
 	    cmocka_unit_test(test_ctl_and_sigterm),
 	    cmocka_unit_test(test_sigkill_leaves_only_a_stale_socket),
 	};

@@ -8,6 +8,7 @@
 #include "core/util.h"
 #include "core/vmm.h"
 #include "ctl/ctl.h"
+#include "ctl/wire.h"
 
 static const char *workload_name(enum rf_workload w)
 {
@@ -76,21 +77,7 @@ static int write_memory(struct vmm_ctl_req *req, struct vmm_vm *vm)
 				    strerror(-rc));
 	jb_obj_open(jb);
 	jb_kv_str(jb, "name", vm->name);
-	jb_kv_u64(jb, "promised", st.promised_bytes);
-	jb_kv_u64(jb, "mapped", st.mapped_bytes);
-	jb_kv_u64(jb, "resident", st.resident_bytes);
-	jb_kv_u64(jb, "resident-anon", st.resident_anon_bytes);
-	jb_kv_u64(jb, "resident-file", st.resident_file_bytes);
-	jb_kv_u64(jb, "metadata", st.metadata_bytes);
-	for (int s = 0; s < RF_PAGE_NSTATES; s++) {
-		char key[40];
-
-		snprintf(key, sizeof(key), "%s", rf_page_state_name(s));
-		for (char *p = key; *p; p++)
-			if (*p == '_' || *p == ' ')
-				*p = '-';
-		jb_kv_u64(jb, key, st.state_bytes[s]);
-	}
+	wire_vm_stats(jb, &st);
 	jb_obj_close(jb);
 	return 0;
 }

@@ -18,6 +18,7 @@
 
 #include "core/vmm.h"
 #include "ctl/ctl.h"
+#include "ctl/wire.h"
 
 struct ctl_cmd {
 	const char *name, *help;
@@ -81,21 +82,6 @@ struct vmm_vm *vmm_ctl_arg_vm(struct vmm_ctl_req *req)
 	return vm;
 }
 
-static void reply_error(struct jbuf *out, const char *cls, const char *desc, const char *id)
-{
-	jb_obj_open(out);
-	jb_key(out, "error");
-	jb_obj_open(out);
-	jb_kv_str(out, "class", cls);
-	jb_kv_str(out, "desc", desc);
-	jb_obj_close(out);
-	if (id) {
-		jb_key(out, "id");
-		jb_raw(out, id);
-	}
-	jb_obj_close(out);
-}
-
 /* Serialise a parsed value again (for echoing "id"). */
 static void write_value(struct jbuf *jb, const struct json *v)
 {
@@ -140,7 +126,7 @@ void vmm_ctl_execute(struct vmm *vmm, const char *line, size_t len, struct jbuf 
 	j = json_parse(line, len, err, sizeof(err));
 	if (!j) {
 		snprintf(desc, sizeof(desc), "malformed JSON: %s", err);
-		reply_error(out, "GenericError", desc, NULL);
+		wire_error(out, "GenericError", desc, NULL);
 		return;
 	}
 	id = json_get(j, "id");
@@ -149,17 +135,17 @@ void vmm_ctl_execute(struct vmm *vmm, const char *line, size_t len, struct jbuf 
 		id_text = jb_str(&idb);
 	}
 	if (j->type != JSON_OBJECT) {
-		reply_error(out, "GenericError", "a request must be a JSON object", id_text);
+		wire_error(out, "GenericError", "a request must be a JSON object", id_text);
 		goto out;
 	}
 	cmd = json_get_str(j, "execute");
 	if (!cmd) {
-		reply_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
+		wire_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
 		goto out;
 	}
 	args = json_get(j, "arguments");
 	if (args && args->type != JSON_OBJECT) {
-		reply_error(out, "GenericError", "\"arguments\" must be an object", id_text);
+		wire_error(out, "GenericError", "\"arguments\" must be an object", id_text);
 		goto out;
 	}
 	for (unsigned int i = 0; i < nr_cmds; i++) {
@@ -169,8 +155,8 @@ void vmm_ctl_execute(struct vmm *vmm, const char *line, size_t len, struct jbuf 
 		req.args = args;
 		req.ret = &ret;
 		if (cmds[i].fn(&req, cmds[i].arg)) {
-			reply_error(out, req.error_class ? req.error_class : "GenericError",
-				    req.error[0] ? req.error : "command failed", id_text);
+			wire_error(out, req.error_class ? req.error_class : "GenericError",
+				   req.error[0] ? req.error : "command failed", id_text);
 		} else {
 			jb_obj_open(out);
 			jb_key(out, "return");
@@ -184,7 +170,7 @@ void vmm_ctl_execute(struct vmm *vmm, const char *line, size_t len, struct jbuf 
 		goto out;
 	}
 	snprintf(desc, sizeof(desc), "unknown command \"%.64s\" (try \"help\")", cmd);
-	reply_error(out, "CommandNotFound", desc, id_text);
+	wire_error(out, "CommandNotFound", desc, id_text);
 out:
 	jb_free(&ret);
 	jb_free(&idb);
@@ -322,7 +308,7 @@ static void read_client(struct vmm *vmm, struct client *c)
 				jb_init(&out);
 				snprintf(desc, sizeof(desc), "request longer than %d bytes",
 					 VMM_CTL_LINE_MAX);
-				reply_error(&out, "GenericError", desc, NULL);
+				wire_error(&out, "GenericError", desc, NULL);
 				send_all(c, jb_str(&out), out.len);
 				if (c->fd >= 0)
 					send_all(c, "\n", 1);

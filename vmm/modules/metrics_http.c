@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/vmm.h"
+#include "ctl/wire.h"
 #include "modules/metrics_http.h"
 
 static struct {
@@ -32,7 +33,7 @@ static struct {
 
 static void serve_one(struct vmm *vmm, int fd)
 {
-	char req[1024], head[256];
+	char req[1024];
 	long need;
 	char *body = NULL;
 	size_t cap = 64 * 1024;
@@ -59,19 +60,7 @@ static void serve_one(struct vmm *vmm, int fd)
 			break;
 		cap = (size_t)need + 4096;
 	}
-	if (!ok) {
-		const char *nf = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-
-		(void)!send(fd, nf, strlen(nf), MSG_NOSIGNAL);
-		free(body);
-		return;
-	}
-	snprintf(head, sizeof(head),
-		 "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-		 "Content-Length: %zu\r\n\r\n",
-		 strlen(body));
-	(void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
-	(void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
+	wire_http_reply(fd, ok ? body : NULL);
 	free(body);
 }
 
