@@ -11,7 +11,14 @@
  * engine, dedup mode and VM setup the preload will make). Then the options go
  * into the environment (run.h), libramfold-preload.so is prepended to
  * LD_PRELOAD, and this process execs the program: same pid, which is how
- * the preload knows the process it must act in.
+ * the preload knows the process it must act in (and the pid libvirt or a
+ * pidfile sees is the VMM's own).
+ *
+ * A program killed with SIGKILL cannot remove its control socket or metrics
+ * file, so before the exec a cleaner process is left behind (start_cleaner):
+ * it waits for the end of a pipe whose write end only the program holds and
+ * then removes both paths. It is double-forked so that it is not the
+ * program's child (a VMM reaping its children must never see it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ramfold/ramfold.h>
@@ -210,6 +220,62 @@ static void set_env_u64(const char *name, uint64_t v)
 	set_env(name, buf);
 }
 
+/*
+ * The cleaner: reads its pipe until every writer is gone (the program ended,
+ * however), then unlinks the socket and the metrics file if the program left
+ * them. Signals meant for the program's process group (^C, a TERM to the
+ * group) must not end it first. Returns the write end for the program.
+ */
+static int start_cleaner(const struct rf_run_opts *o)
+{
+	int p[2], st;
+	pid_t a;
+
+	if (!o->ctl && !o->metrics_file)
+		return -1;
+	if (pipe(p))
+		die("cleaner: pipe: %s", strerror(errno));
+	a = fork();
+	if (a < 0)
+		die("cleaner: fork: %s", strerror(errno));
+	if (a == 0) {
+		char c;
+
+		if (fork() != 0)
+			_exit(0);
+		close(p[1]);
+		setsid();
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+		signal(SIGHUP, SIG_IGN);
+		signal(SIGQUIT, SIG_IGN);
+		prctl(PR_SET_NAME, "ramfold-clean");
+		for (int fd = 0; fd < 3; fd++) {
+			int n = open("/dev/null", O_RDWR);
+
+			if (n >= 0 && n != fd) {
+				dup2(n, fd);
+				close(n);
+			}
+		}
+		for (;;) {
+			ssize_t r = read(p[0], &c, 1);
+
+			if (r == 0 || (r < 0 && errno != EINTR))
+				break;
+		}
+		if (o->ctl)
+			unlink(o->ctl);
+		if (o->metrics_file)
+			unlink(o->metrics_file);
+		_exit(0);
+	}
+	close(p[0]);
+	while (waitpid(a, &st, 0) < 0 && errno == EINTR)
+		;
+	return p[1];
+}
+
 int main(int argc, char **argv)
 {
 	enum {
@@ -238,6 +304,7 @@ int main(int argc, char **argv)
 	    {0},
 	};
 	char preload[PATH_MAX], *ld;
+	int cleaner;
 	struct rf_run_opts o;
 	uint64_t port;
 	int c;
@@ -312,6 +379,9 @@ int main(int argc, char **argv)
 	trial(&o);
 	find_preload(preload, sizeof(preload));
 
+	cleaner = start_cleaner(&o);
+	if (cleaner >= 0)
+		set_env_u64(RF_RUN_ENV_CLEANER_FD, (uint64_t)cleaner);
 	set_env_u64(RF_RUN_ENV_PID, (uint64_t)getpid());
 	set_env(RF_RUN_ENV_PRELOAD, preload);
 	set_env(RF_RUN_ENV_DEDUP, o.dedup == RF_DEDUP_ZERO ? "zero" : "intra");

@@ -808,6 +808,7 @@ static void drop_env(const char *preload)
 	    RF_RUN_ENV_SWAP_RESIDENT, RF_RUN_ENV_SWAP_DIR,     RF_RUN_ENV_CTL,
 	    RF_RUN_ENV_METRICS_FILE,  RF_RUN_ENV_METRICS_PORT, RF_RUN_ENV_MIN_SIZE,
 	    RF_RUN_ENV_MAX_RAM,	      RF_RUN_ENV_LOG,	       RF_RUN_ENV_VERBOSE,
+	    RF_RUN_ENV_CLEANER_FD,
 	};
 	const char *ld = getenv("LD_PRELOAD");
 
@@ -927,6 +928,14 @@ __attribute__((constructor)) static void rr_init(void)
 
 	if (mine)
 		read_opts(&rr.opts);
+	/* The cleaner's pipe (ramfold-run's main.c) is for this process only:
+	 * a program it execs must not keep the cleaner waiting. */
+	if (mine && getenv(RF_RUN_ENV_CLEANER_FD)) {
+		int cfd = (int)strtol(getenv(RF_RUN_ENV_CLEANER_FD), NULL, 10);
+
+		if (cfd > 2)
+			fcntl(cfd, F_SETFD, FD_CLOEXEC);
+	}
 	drop_env(preload);
 	free(preload);
 	if (!mine)

@@ -27,6 +27,7 @@
 #define RF_RUN_ENV_MAX_RAM	 "RAMFOLD_RUN_MAX_RAM"
 #define RF_RUN_ENV_LOG		 "RAMFOLD_RUN_LOG"
 #define RF_RUN_ENV_VERBOSE	 "RAMFOLD_RUN_VERBOSE"
+#define RF_RUN_ENV_CLEANER_FD	 "RAMFOLD_RUN_CLEANER_FD" /* the pipe the cleaner watches */
 
 /* Linux 6.4's prctl, absent from older headers. */
 #ifndef PR_SET_MEMORY_MERGE

@@ -155,6 +155,13 @@ for pair in mc:TERM os1:KILL; do
 	n=${pair%:*} sig=${pair#*:}
 	pid=$(qemu_pid "$n")
 	qemu_stop "$n" "$sig"
+	# After SIGKILL, ramfold-run's cleaner removes the socket a moment after
+	# QEMU's end closes its pipe.
+	t=0
+	while [ $wrap = 1 ] && [ -e "$QEMU_DIR/$n.sock" ] && [ $t -lt 20 ]; do
+		sleep 0.1
+		t=$((t + 1))
+	done
 	left=""
 	kill -0 "$pid" 2>/dev/null && left="$left QEMU pid $pid;"
 	th=$(rf_threads "$n")
