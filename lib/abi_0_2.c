@@ -85,8 +85,11 @@ _Static_assert(offsetof(struct rf_engine_config, thread_start) == OFF + V02_rf_e
 	       "rf_engine_config: 0.2 layout moved");
 
 /* The old symbol: name@RAMFOLD_0.1, exported (the map's local: * hides the
- * _v02 name itself). */
-#define V02(name) __attribute__((symver(#name "@RAMFOLD_0.1"), visibility("default")))
+ * _v02 name itself). A .symver directive rather than GCC's symver attribute,
+ * which clang (the fuzz build) does not know. */
+#define V02(name)                                                                                  \
+	__asm__(".symver " #name "_v02, " #name "@RAMFOLD_0.1");                                   \
+	__attribute__((visibility("default")))
 
 /* An input in the 0.2 layout, as a 0.3 struct of size 8 + its 0.2 size. */
 #define IN(t, n, old)                                                                              \

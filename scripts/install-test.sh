@@ -32,7 +32,7 @@ int main(void)
 {
 	struct rf_engine_config ec;
 	struct rf_vm_config vc;
-	struct rf_vm_stats st;
+	struct rf_vm_stats st = {.size = sizeof(st)};
 	rf_engine *e;
 	rf_vm *vm;
 	Dl_info di;

@@ -158,10 +158,12 @@ static int embedder_wp_fault(struct rf_uffd *u, const struct rf_region *r, uint6
 				   strerror(ret < 0 ? -ret : EINVAL));
 		return 0;
 	}
+	/* Counted when forwarded: a lift that must be retried (-EAGAIN) calls
+	 * the handler again, and the count follows its calls. */
+	atomic_fetch_add(&u->foreign_wp, 1);
 	err = unprotect_page(u, page);
 	if (err)
 		return err;
-	atomic_fetch_add(&u->foreign_wp, 1);
 	*nv = v & ~RF_PTE_F_UWP;
 	return 0;
 }

@@ -160,7 +160,7 @@ static rf_balloon *migrate(rf_balloon *b, rf_vm *vm, const struct rf_balloon_con
 			   uint8_t mode, uint16_t off, const uint8_t *bytes, uint8_t n)
 {
 	static uint8_t img[IMG_MAX];
-	struct rf_balloon_info info;
+	struct rf_balloon_info info = {.size = sizeof(info)};
 	size_t len = 0;
 	rf_balloon *nb;
 
@@ -183,7 +183,8 @@ static rf_balloon *migrate(rf_balloon *b, rf_vm *vm, const struct rf_balloon_con
 		abort();
 	if (rf_balloon_restore(nb, img, len) == 0)
 		return nb;
-	rf_balloon_info(nb, &info);
+	if (rf_balloon_info(nb, &info))
+		abort();
 	if (info.status || info.ballooned_bytes || info.features_negotiated)
 		abort(); /* a refused image changed the device */
 	return nb;
