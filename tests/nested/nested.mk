@@ -2,7 +2,7 @@
 # guest ("L1") that QEMU runs with TCG and emulated AMD SVM, because this
 # machine's KVM (kvm_pvm) cannot run a guest kernel itself.
 #
-#   make test-linux   the scenarios short, balloon, stress, direct (NESTED_SCENARIOS=...);
+#   make test-linux   the scenarios short, balloon, stress, direct, qemu (NESTED_SCENARIOS=...);
 #                     direct runs demo-linux's runner (run-direct.sh) inside L1
 #   make demo-linux   the same directly on a host whose KVM runs ring 0 natively
 #   make test         runs the short one as part of the e2e suite
