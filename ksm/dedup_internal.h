@@ -259,7 +259,10 @@ struct rf_dedup {
 	struct scan_unit *units;
 	unsigned int nunits, units_cap;
 	_Atomic unsigned int next_unit;
-	_Atomic uint64_t pass_merges; /* merges + zero discards + unmerges this pass */
+	/* This pass's work (merges + zero discards + first-time hashes) and
+	 * pages hashed: whether it found anything new (scanner.c). */
+	_Atomic uint64_t pass_merges;
+	_Atomic uint64_t pass_hashed;
 	_Atomic bool converged;
 	_Atomic uint64_t rate_pps; /* rf_dedup_set_rate; 0 = the config's budgets */
 	_Atomic uint64_t gen;

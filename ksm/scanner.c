@@ -32,10 +32,34 @@
  *
  * Budget: until a pass finds nothing new, a "fastest" engine runs
  * unthrottled; otherwise, after each unit, a thread sleeps long enough to
- * keep within its share of a core (measured with the thread's CPU clock) and
- * within the pages-per-second limit. Once converged, the share is
- * idle_cpu_percent, and passes start at most every 100 ms. A rate set with
- * rf_dedup_set_rate replaces all of these.
+ * keep within its share of a core and within the pages-per-second limit.
+ * The share is measured with the thread's CPU clock over its whole loop
+ * (building units, reaping stores and pagemap reads count; time it spent
+ * waiting at the barrier or napping between passes is credit). Once
+ * converged, the threads share idle_cpu_percent of one core between them,
+ * and passes start at most every 100 ms. A rate set with rf_dedup_set_rate
+ * replaces all of these.
+ *
+ * "Nothing new": a pass's work is its merges, its zero pages discarded and
+ * its pages hashed for the first time (a guest touching memory it never
+ * had: a booting or loading guest). A page rewritten with fresh content is
+ * not work, nor is filing it as a candidate; a twin found later is, as the
+ * merge. A live guest does a little of that work on every pass (pages
+ * zeroed, a few twins), so the test is relative, with hysteresis:
+ *   - a pass converges when its work is at most max(CONV_FLOOR, hashed /
+ *     CONV_RATIO) pages, with hashed the pages it hashed (1/512: 32 pages
+ *     of a 64 MiB guest, 128 of a 256 MiB one; the floor keeps a small VM
+ *     from flapping over a couple of zeroed pages);
+ *   - once converged, the engine leaves the idle budget only when a pass's
+ *     work so far exceeds max(LEAVE_FLOOR, hashed / LEAVE_RATIO). An idle
+ *     pass lasts about 100 / idle_cpu_percent times longer than a fast one
+ *     and collects as much more churn; one threshold for both ways made the
+ *     engine alternate between a slow pass and an unthrottled one (about 5%
+ *     of a core on an idle Linux guest, for a 2% budget). A real burst
+ *     (thousands of pages) clears the higher bar within a unit or two and
+ *     the rest of the pass runs unthrottled.
+ * A booting guest's passes are mostly first-time hashes and merges, far
+ * above both bars, so convergence is as fast as before.
  *
  * Threads: scan_threads of them (rf-scan/0..), started by the own engine's
  * start (own_engine.c) and joined by its quiesce. Thread 0 builds each pass's
@@ -52,7 +76,11 @@
 #include "compat_linux.h"
 #include "dedup_internal.h"
 
-#define UNIT_PAGES 512
+#define UNIT_PAGES  512
+#define CONV_RATIO  512
+#define CONV_FLOOR  4
+#define LEAVE_RATIO 64
+#define LEAVE_FLOOR 64
 
 struct scan_ctx {
 	struct rf_dedup *d;
@@ -64,8 +92,12 @@ struct scan_ctx {
 	uint64_t zidx;
 	unsigned int zn;
 	uint64_t ents[UNIT_PAGES];
-	uint64_t new_hashed; /* pages hashed for the first time, this pass */
+	uint64_t new_hashed; /* pages hashed for the first time, this unit */
+	uint64_t hashed;     /* pages hashed, this unit */
 	uint64_t gen;	     /* pass number */
+	/* Throttle: the thread's CPU clock and the wall clock when it last
+	 * slept (or was last let go without sleeping). */
+	uint64_t cpu_mark, wall_mark;
 };
 
 static uint64_t thread_cpu_ns(void)
@@ -216,13 +248,14 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	page = rf_region_page(r, idx);
 	h = dedup_hash_fn(page, RF_PAGE_SIZE);
 	atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
+	c->hashed++;
 	key.hash = h;
 	stable = (pf & PF_HASHED) && dr->hash[idx] == h;
 	if (!stable) {
 		if (pf & PF_HASHED)
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
 		else if (!(pf & PF_BROKEN_MASK))
-			c->new_hashed++; /* new content; a rewritten page is only churn */
+			c->new_hashed++; /* never seen; a rewritten page is only churn */
 		if (pf & PF_CAND) {
 			struct index_key old = key;
 
@@ -286,7 +319,8 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		n->idx = idx;
 		atomic_fetch_or(&dr->pflags[idx], PF_CAND);
 		index_add(d->ht, n);
-		c->new_hashed++; /* a new candidate is progress too */
+		/* Not work by itself (a live guest's rewritten pages all end
+		 * here): its twin's merge will be. */
 		/* A twin filed by another thread at the same moment: each
 		 * thread adds, then sets the key's bit (a full barrier); the
 		 * second to set it sees the bit set and finds the other. */
@@ -303,7 +337,7 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 	struct rf_dedup_vm *dv = u->dv;
 	struct dedup_region *dr;
 	struct rf_region *r;
-	uint64_t idx0, work0;
+	uint64_t idx0, work, hashed;
 
 	if (atomic_load(&dv->dead))
 		return;
@@ -317,15 +351,18 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 	idx0 = rf_region_index(r, u->gpa);
 	if (rf_pagemap_read(c->d->e, rf_region_page(r, idx0), u->npages, c->ents) != 0)
 		goto out;
-	work0 = atomic_load(&c->d->pass_merges);
+	c->new_hashed = 0;
+	c->hashed = 0;
 	urcu_memb_read_lock();
 	for (uint64_t k = 0; k < u->npages; k++)
 		scan_page(c, dv, r, dr, idx0 + k, c->ents[k]);
 	flush_runs(c);
 	urcu_memb_read_unlock();
-	/* Guests are changing memory again: leave the idle budget now rather
-	 * than at the end of a slow pass. */
-	if (atomic_load(&c->d->pass_merges) != work0)
+	work = atomic_fetch_add(&c->d->pass_merges, c->new_hashed) + c->new_hashed;
+	hashed = atomic_fetch_add(&c->d->pass_hashed, c->hashed) + c->hashed;
+	/* Guests are changing memory in earnest: leave the idle budget now
+	 * rather than at the end of a slow pass. */
+	if (work > LEAVE_FLOOR && work > hashed / LEAVE_RATIO)
 		atomic_store(&c->d->converged, false);
 out:
 	rf_vm_regions_unlock(dv->vm);
@@ -348,31 +385,52 @@ static void nap(struct rf_dedup *d, uint64_t ns)
 	pthread_mutex_unlock(&d->lock);
 }
 
-static void throttle(struct rf_dedup *d, uint64_t cpu_ns, uint64_t wall_ns, uint64_t pages)
+/*
+ * After a unit: sleep as the budget wants. The CPU share is kept over the
+ * whole loop: the CPU used since the last call (this unit, and whatever
+ * came between: building units, reaping stores, the barrier) against the
+ * wall time since then, naps between passes included.
+ */
+static void throttle(struct scan_ctx *c, uint64_t unit_wall_ns, uint64_t pages)
 {
+	struct rf_dedup *d = c->d;
 	bool conv = atomic_load(&d->converged);
 	unsigned int pct = conv ? d->cfg.idle_cpu_percent : d->cfg.cpu_percent;
 	uint64_t sleep = 0, rate = atomic_load(&d->rate_pps);
+	uint64_t cpu = thread_cpu_ns(), wall = rf_now_ns();
+	uint64_t dcpu = cpu - c->cpu_mark, dwall = wall - c->wall_mark;
 
 	if (rate) {
 		/* A rate set at run time replaces every other budget. */
 		uint64_t want = pages * 1000000000ull / (rate / d->nthreads + 1);
 
-		if (want > wall_ns)
-			nap(d, want - wall_ns);
-		return;
-	}
-	if (!conv && d->cfg.fastest)
-		return;
-	if (pct > 0 && pct < 100)
-		sleep = cpu_ns * (100 - pct) / pct;
-	if (d->cfg.pages_per_sec && !conv) {
-		uint64_t want = pages * 1000000000ull / (d->cfg.pages_per_sec / d->nthreads + 1);
+		if (want > unit_wall_ns)
+			sleep = want - unit_wall_ns;
+	} else if (!conv && d->cfg.fastest) {
+		sleep = 0;
+	} else {
+		if (pct > 0 && pct < 100) {
+			/* idle_cpu_percent is the engine's, shared by its
+			 * threads; cpu_percent is each thread's. */
+			uint64_t need = dcpu * 100 * (conv ? d->nthreads : 1) / pct;
 
-		if (want > wall_ns && want - wall_ns > sleep)
-			sleep = want - wall_ns;
+			if (need > dwall)
+				sleep = need - dwall;
+		}
+		if (d->cfg.pages_per_sec && !conv) {
+			uint64_t want =
+			    pages * 1000000000ull / (d->cfg.pages_per_sec / d->nthreads + 1);
+
+			if (want > unit_wall_ns && want - unit_wall_ns > sleep)
+				sleep = want - unit_wall_ns;
+		}
 	}
+	atomic_store(&d->thread_cpu_ns[c->id], cpu);
 	nap(d, sleep);
+	/* The nap's own CPU goes into the next interval; its wall time paid
+	 * this one's debt and is not credited again. */
+	c->cpu_mark = cpu;
+	c->wall_mark = rf_now_ns();
 }
 
 static int build_units(struct rf_dedup *d)
@@ -444,6 +502,12 @@ static void *scanner_main(void *arg)
 	if (d->go < 0)
 		return NULL;
 	c = rf_zalloc(d->e, sizeof(*c));
+	if (c) {
+		c->d = d;
+		c->id = id;
+		c->cpu_mark = thread_cpu_ns();
+		c->wall_mark = rf_now_ns();
+	}
 	dedup_rcu_thread_online();
 	for (;;) {
 		if (id == 0) {
@@ -454,6 +518,7 @@ static void *scanner_main(void *arg)
 				nap(d, 100000000ull);
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);
+			atomic_store(&d->pass_hashed, 0);
 			build_units(d);
 			/* One decision for all threads: each reading d->stop
 			 * itself could leave one waiting at the barrier of a
@@ -462,30 +527,21 @@ static void *scanner_main(void *arg)
 		}
 		pthread_barrier_wait(&d->barrier);
 		stop = d->pass_stop;
-		if (c) {
-			c->new_hashed = 0;
+		if (c)
 			c->gen = atomic_load(&d->gen);
-		}
 		for (;;) {
 			unsigned int u = atomic_fetch_add(&d->next_unit, 1);
-			uint64_t cpu0, t0;
+			uint64_t t0;
 
 			if (u >= d->nunits)
 				break;
 			if (c && !stop && !atomic_load(&d->stop)) {
-				cpu0 = thread_cpu_ns();
 				t0 = rf_now_ns();
-				c->d = d;
-				c->id = id;
 				scan_unit(c, &d->units[u]);
-				atomic_store(&d->thread_cpu_ns[id], thread_cpu_ns());
-				throttle(d, thread_cpu_ns() - cpu0, rf_now_ns() - t0,
-					 d->units[u].npages);
+				throttle(c, rf_now_ns() - t0, d->units[u].npages);
 			}
 			atomic_fetch_sub(&d->units[u].dv->refs, 1);
 		}
-		if (c)
-			atomic_fetch_add(&d->pass_merges, c->new_hashed);
 		pthread_barrier_wait(&d->barrier);
 		if (stop)
 			break;
@@ -493,7 +549,15 @@ static void *scanner_main(void *arg)
 			for (int i = 0; i < d->nstores; i++)
 				store_reap(&d->stores[i], d->ht);
 			atomic_fetch_add(&d->passes, 1);
-			atomic_store(&d->converged, atomic_load(&d->pass_merges) == 0);
+			uint64_t work = atomic_load(&d->pass_merges);
+			uint64_t hashed = atomic_load(&d->pass_hashed);
+
+			/* Converged, or still converged: see "Nothing new"
+			 * above. Still converged means no unit of this pass
+			 * found work above the higher bar (scan_unit). */
+			if (!atomic_load(&d->converged))
+				atomic_store(&d->converged,
+					     work <= CONV_FLOOR || work <= hashed / CONV_RATIO);
 		}
 	}
 	dedup_rcu_thread_offline();
