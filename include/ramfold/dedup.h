@@ -67,10 +67,13 @@ struct rf_dedup_config {
 	 * of one core per thread, in percent (0 or 100 = no limit). */
 	uint64_t pages_per_sec;
 	unsigned int cpu_percent;
-	/* Ignore both limits until the first time a pass finds nothing new. */
+	/* Ignore both limits until a pass finds nothing new (docs/dedup.md,
+	 * "Budget": next to nothing compared with the pages it hashed). */
 	bool fastest;
-	/* Share of one core, in percent, the engine may use once converged
-	 * (a pass that merged nothing new). 0 = default (2). */
+	/* Share of one core, in percent, the engine's scanner threads may use
+	 * together once converged, measured with their CPU clocks over all
+	 * they do. It stays converged through a live guest's small churn and
+	 * leaves this budget for a burst of new work. 0 = default (2). */
 	unsigned int idle_cpu_percent;
 	/* Most VMAs (mappings) the process may have before merging stops with
 	 * a logged reason and a stat; 0 = vm.max_map_count minus a reserve of
@@ -165,7 +168,7 @@ struct rf_dedup_stats {
 	 * (rf_dedup_counters repeats the last count). */
 	uint64_t vmas;
 	uint64_t cpu_ns; /* CPU time of the scanner and fault threads (or ksmd) */
-	bool converged;	 /* the last pass merged nothing new */
+	bool converged;	 /* on the idle budget: passes find next to nothing new */
 	/*
 	 * Measured from the kernel: guest pages mapped from the store
 	 * (pagemap) minus the store's resident pages (fstat of its memfd),
