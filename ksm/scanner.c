@@ -47,15 +47,16 @@
  * merge. A live guest does a little of that work on every pass (pages
  * zeroed, a few twins), so the test is relative, with hysteresis:
  *   - a pass converges when its work is at most max(CONV_FLOOR, hashed /
- *     CONV_RATIO) pages, with hashed the pages it hashed (1/512: 32 pages
- *     of a 64 MiB guest, 128 of a 256 MiB one; the floor keeps a small VM
- *     from flapping over a couple of zeroed pages);
+ *     CONV_RATIO) pages, with hashed the pages it hashed (merged, zero
+ *     and absent pages are not hashed); 1/512 is 32 pages of 64 MiB hashed,
+ *     a churn a fast pass rarely meets, and the floor keeps a small VM from
+ *     flapping over a couple of zeroed pages;
  *   - once converged, the engine leaves the idle budget only when a pass's
  *     work so far exceeds max(LEAVE_FLOOR, hashed / LEAVE_RATIO). An idle
  *     pass lasts about 100 / idle_cpu_percent times longer than a fast one
  *     and collects as much more churn; one threshold for both ways made the
- *     engine alternate between a slow pass and an unthrottled one (about 5%
- *     of a core on an idle Linux guest, for a 2% budget). A real burst
+ *     engine alternate between a slow pass and an unthrottled one (5.8%
+ *     of a core on an idle Linux guest in QEMU, for a 2% budget). A real burst
  *     (thousands of pages) clears the higher bar within a unit or two and
  *     the rest of the pass runs unthrottled.
  * A booting guest's passes are mostly first-time hashes and merges, far
