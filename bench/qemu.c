@@ -9,25 +9,30 @@
  * ksm-default (the host's knobs as found: 100 pages / 20 ms here),
  * ksm-fastest (10000 pages, 0 ms) and ramfold (ramfold-run --dedup intra).
  *
- * Saving: the fall of the QEMU processes' summed Pss (smaps_rollup) below
- * the same guests' Pss before KSM was switched on (each round's ksm-default
- * run, measured after READY and a settle; ramfold merges from boot, so its
- * own run has no before). KSM's clock starts when run=1 is written,
- * ramfold's when every guest is READY. CPU: ksmd's utime+stime from run=1,
- * or the QEMU processes' threads named rf-* from QEMU's start (their boot
- * time counted against ramfold). Converged: the saving has not grown
- * by 0.5% for 5 s; then 3 s more give the CPU share. Time and CPU to 95% of
- * the engine's own final saving.
+ * The same footing for both: every guest boots to READY with nothing merged
+ * (KSM at run=0; ramfold-run --dedup-paused, its scanner with no VM), then
+ * after the same settle of 3 s the engine is switched on: run=1 for KSM,
+ * set-dedup {"run":true} on each QEMU's control socket for ramfold. That
+ * instant is t0 for the clock and the CPU: ksmd's utime+stime, or the sum
+ * over the QEMU processes' threads named rf-*, each read at t0 and
+ * subtracted. Saving: the fall of the QEMU processes' summed Pss
+ * (smaps_rollup) below the same run's Pss at t0. Pss is sampled every
+ * 20 ms for the first 2 s, then every 0.1 s; the cost of one reading is
+ * measured and printed. Converged: the
+ * saving has not grown by 0.5% for 5 s; then 3 s more give the CPU share.
+ * Time and CPU to 95% of the engine's own final saving.
  *
  * KSM is put back to run=0 with its knobs as found when the bench ends,
  * fails or is interrupted; every QEMU it started is killed.
  *
- * Usage: qemu [--rounds N] [--timeout S] [--out DIR]
+ * Usage: qemu [--rounds N] [--timeout S] [--out DIR] [--layout 1|3|both]
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +49,10 @@ static unsigned int opt_rounds = 3;
 static double opt_timeout = 150;
 static const char *opt_out = "build/bench";
 static const char *bdir = "build";
+static unsigned int opt_layouts = 3; /* bit 0: one guest, bit 1: three */
+/* Cost of one Pss reading of all guests (smaps_rollup), summed over runs. */
+static double pss_read_s, pss_read_max_s;
+static unsigned long pss_reads;
 static char run_bin[512];
 static bool have_run;
 
@@ -262,7 +271,9 @@ static int start_guests(unsigned int n, bool wrap)
 		 "RUN_WRAPPER=%s qemu_boot g$i osimage; done; "
 		 "for i in $(seq 0 %u); do qemu_wait g$i ^READY 300 || exit 1; done'",
 		 bdir, bdir, n - 1,
-		 wrap ? "\"$RF_RUN --dedup intra --ctl $QEMU_DIR/g$i.sock --\"" : "''", n - 1);
+		 wrap ? "\"$RF_RUN --dedup intra --dedup-paused --ctl $QEMU_DIR/g$i.sock --\""
+		      : "''",
+		 n - 1);
 	if (wrap)
 		setenv("RF_RUN", run_bin, 1);
 	for (unsigned int i = 0; i < n; i++) {
@@ -293,9 +304,46 @@ static int start_guests(unsigned int n, bool wrap)
 	return 0;
 }
 
+/* set-dedup {"run":true} on guest @i's control socket: 0 or -1 (said). */
+static int release_ramfold(unsigned int i)
+{
+	static const char req[] = "{\"execute\":\"set-dedup\",\"arguments\":{\"run\":true}}\n";
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	char reply[512];
+	size_t n = 0;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s/bench/qemu-guests/g%u.sock", bdir, i);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		fprintf(stderr, "bench-qemu: %s: %s\n", a.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while (n + 1 < sizeof(reply) && read(fd, reply + n, 1) == 1 && reply[n] != '\n')
+		n++;
+	reply[n] = 0;
+	close(fd);
+	if (!strstr(reply, "\"return\"")) {
+		fprintf(stderr, "bench-qemu: %s: set-dedup: %s\n", a.sun_path, reply);
+		return -1;
+	}
+	return 0;
+}
+
+static double rf_cpu_sum(unsigned int n)
+{
+	double cpu = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		cpu += rf_cpu(guests[i]);
+	return cpu;
+}
+
 /* One engine (k: 0 ramfold, 1 ksm-fastest, 2 ksm-default) on @n guests.
- * @baseline: in for ramfold, out for ksm-default. */
-static int run_engine(unsigned int k, unsigned int n, double *baseline, struct result *r,
+ * @before: out, the guests' Pss at t0 (the saving's baseline). */
+static int run_engine(unsigned int k, unsigned int n, double *before, struct result *r,
 		      double *load)
 {
 	struct conv_watch w;
@@ -308,10 +356,18 @@ static int run_engine(unsigned int k, unsigned int n, double *baseline, struct r
 	if (start_guests(n, !ksm))
 		return -1;
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)ksmd);
-	if (ksm) {
-		sleep(3);
-		if (k == 2)
-			*baseline = pss_sum(n);
+	/* The same settle after READY for every engine, then its switch. */
+	sleep(3);
+	*before = pss_sum(n);
+	if (!ksm) {
+		cpu0 = rf_cpu_sum(n);
+		t0 = bench_now_s();
+		for (unsigned int i = 0; i < n; i++)
+			if (release_ramfold(i)) {
+				stop_guests();
+				return -1;
+			}
+	} else {
 		write_knob("pages_to_scan", k == 1 ? "10000" : ksm_saved[1]);
 		write_knob("sleep_millisecs", k == 1 ? "0" : ksm_saved[2]);
 		if (write_knob("run", "1")) {
@@ -319,30 +375,31 @@ static int run_engine(unsigned int k, unsigned int n, double *baseline, struct r
 			stop_guests();
 			return -1;
 		}
+		t0 = bench_now_s();
+		cpu0 = stat_cpu(path);
 	}
-	t0 = bench_now_s();
 	last_growth = t0;
-	/* ramfold's threads count from QEMU's start, boot included (they
-	 * merge from there); ksmd's from run=1. */
-	cpu0 = ksm ? stat_cpu(path) : 0;
 	conv_watch_init(&w, t0, ksm, 5, k == 2 ? opt_timeout / 2 : opt_timeout,
 			(uint64_t)n * 2 * OS_KIB_D * 1024 / 2);
 	for (;;) {
-		double t, saved, cpu = 0, p;
+		double t, saved, cpu, p, rt;
 
-		usleep(500000);
+		/* 20 ms for the first 2 s (ramfold's t95 fell within the
+		 * first 0.1 s sample), then 0.1 s. */
+		usleep(bench_now_s() - t0 < 2 ? 20000 : 100000);
 		t = bench_now_s();
 		p = pss_sum(n);
+		rt = bench_now_s() - t;
+		pss_read_s += rt;
+		pss_reads++;
+		if (rt > pss_read_max_s)
+			pss_read_max_s = rt;
 		if (p < 0) {
 			snprintf(r->note, sizeof(r->note), "a QEMU ended during the run");
 			break;
 		}
-		saved = *baseline - p;
-		if (ksm)
-			cpu = stat_cpu(path) - cpu0;
-		else
-			for (unsigned int i = 0; i < n; i++)
-				cpu += rf_cpu(guests[i]);
+		saved = *before - p;
+		cpu = (ksm ? stat_cpu(path) : rf_cpu_sum(n)) - cpu0;
 		if (saved > best * 1.005 + 4096 * 16) {
 			best = saved;
 			last_growth = t;
@@ -417,7 +474,7 @@ static double medv(double *v, unsigned int n)
 int main(int argc, char **argv)
 {
 	static const unsigned int layouts[2] = {3, 1};
-	static const unsigned int order[DEDUP_ENGINES] = {2, 1, 0}; /* baseline first */
+	static const unsigned int order[DEDUP_ENGINES] = {2, 1, 0};
 	double t95[2][DEDUP_ENGINES][MAXR], c95[2][DEDUP_ENGINES][MAXR],
 	    idle[2][DEDUP_ENGINES][MAXR], saved[2][DEDUP_ENGINES][MAXR], maxload = 0;
 	FILE *csv;
@@ -432,8 +489,16 @@ int main(int argc, char **argv)
 			opt_timeout = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--out") && i + 1 < argc)
 			opt_out = argv[++i];
+		else if (!strcmp(argv[i], "--layout") && i + 1 < argc && !strcmp(argv[i + 1], "1"))
+			opt_layouts = 1, i++;
+		else if (!strcmp(argv[i], "--layout") && i + 1 < argc && !strcmp(argv[i + 1], "3"))
+			opt_layouts = 2, i++;
+		else if (!strcmp(argv[i], "--layout") && i + 1 < argc &&
+			 !strcmp(argv[i + 1], "both"))
+			opt_layouts = 3, i++;
 		else {
-			fprintf(stderr, "usage: qemu [--rounds N] [--timeout S] [--out DIR]\n");
+			fprintf(stderr, "usage: qemu [--rounds N] [--timeout S] [--out DIR] "
+					"[--layout 1|3|both]\n");
 			return 2;
 		}
 	}
@@ -455,7 +520,7 @@ int main(int argc, char **argv)
 	csv = fopen(path, "w");
 	if (csv)
 		fprintf(csv, "guests,round,engine,loadavg,t95_s,cpu_to_t95_s,idle_cpu_share,"
-			     "saved_bytes,note\n");
+			     "before_bytes,saved_bytes,note\n");
 	printf("bench-qemu: THP %s",
 	       "as QEMU sets it (MADV_HUGEPAGE on guest RAM; /sys/kernel/mm/transparent_hugepage/"
 	       "enabled: ");
@@ -469,8 +534,10 @@ int main(int argc, char **argv)
 				t95[l][k][r] = c95[l][k][r] = idle[l][k][r] = saved[l][k][r] = -1;
 	for (unsigned int r = 0; r < opt_rounds; r++) {
 		for (unsigned int l = 0; l < 2; l++) {
+			if (!(opt_layouts & (l == 0 ? 2u : 1u)))
+				continue;
 			struct result rs[DEDUP_ENGINES];
-			double baseline = 0, ideal = 0;
+			double before = 0, ideal = 0;
 			char prefix[64], title[160];
 
 			results_init(rs);
@@ -487,7 +554,7 @@ int main(int argc, char **argv)
 				       "start\n",
 				       r + 1, layouts[l], rs[k].name, loadavg());
 				fflush(stdout);
-				if (run_engine(k, layouts[l], &baseline, &rs[k], &load))
+				if (run_engine(k, layouts[l], &before, &rs[k], &load))
 					continue;
 				if (load > maxload)
 					maxload = load;
@@ -497,9 +564,9 @@ int main(int argc, char **argv)
 				if (rs[k].final_saved > ideal)
 					ideal = rs[k].final_saved;
 				if (csv)
-					fprintf(csv, "%u,%u,%s,%.2f,%.3f,%.3f,%.4f,%.0f,%s\n",
+					fprintf(csv, "%u,%u,%s,%.2f,%.3f,%.3f,%.4f,%.0f,%.0f,%s\n",
 						layouts[l], r + 1, rs[k].name, load, t95[l][k][r],
-						c95[l][k][r], idle[l][k][r], saved[l][k][r],
+						c95[l][k][r], idle[l][k][r], before, saved[l][k][r],
 						rs[k].note);
 			}
 			snprintf(prefix, sizeof(prefix), "qemu%u_r%u", layouts[l], r + 1);
@@ -513,6 +580,8 @@ int main(int argc, char **argv)
 	if (csv)
 		fclose(csv);
 	for (unsigned int l = 0; l < 2; l++) {
+		if (!(opt_layouts & (l == 0 ? 2u : 1u)))
+			continue;
 		static const char *const nm[DEDUP_ENGINES] = {"ramfold", "ksm-fastest",
 							      "ksm-default"};
 
@@ -546,6 +615,10 @@ int main(int argc, char **argv)
 			       medv(saved[l][0], opt_rounds) / medv(saved[l][1], opt_rounds),
 			       medv(idle[l][0], opt_rounds) * 100 / layouts[l]);
 	}
+	if (pss_reads)
+		printf("Pss sampling: one reading of every guest's smaps_rollup took %.2f ms on "
+		       "average, %.2f ms at most (%lu readings, 20 ms apart for 2 s, then 0.1 s)\n",
+		       pss_read_s * 1000 / (double)pss_reads, pss_read_max_s * 1000, pss_reads);
 	printf("results: %s/qemu_runs.csv, %s/qemu{3,1}_r*.{csv,svg}\n", opt_out, opt_out);
 	return 0;
 }

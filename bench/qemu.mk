@@ -10,5 +10,6 @@ $(BENCH_QEMU): bench/qemu.c bench/dedup_report.c bench/dedup_report.h
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c
 
-bench-qemu: all qemu-deps linux-guest $(QEMU_QMP) $(BENCH_QEMU)
+# tests/qemu/qemu.mk (QEMU_QMP) is read after bench/*.mk: the path is spelt out.
+bench-qemu: all qemu-deps linux-guest $(B)/tests/qemu/qmp $(BENCH_QEMU)
 	B=$(B) $(BENCH_QEMU) --out $(B)/bench $(BENCH_QEMU_ARGS)

@@ -67,10 +67,12 @@ static void usage(FILE *f)
 	      "Runs PROGRAM with ramfold adopting the memory it marks MADV_MERGEABLE\n"
 	      "(or all large anonymous memory after prctl(PR_SET_MEMORY_MERGE)).\n"
 	      "  --dedup zero|intra|domain=NAME  dedup mode (intra)\n"
+	      "  --dedup-paused                  scan nothing until the control socket's\n"
+	      "                                  set-dedup releases the scanner (needs --ctl)\n"
 	      "  --swap-resident SIZE            keep at most SIZE of guest RAM resident\n"
 	      "  --swap-dir DIR                  directory of the (unlinked) swap file\n"
 	      "  --ctl PATH                      control socket (query-memory, query-dedup,\n"
-	      "                                  set-swap, query-swap, help)\n"
+	      "                                  set-dedup, set-swap, query-swap, help)\n"
 	      "  --metrics-file PATH             Prometheus text, rewritten every second\n"
 	      "  --metrics-port N                Prometheus text on 127.0.0.1:N/metrics\n"
 	      "  --min-size SIZE                 smallest range adopted after\n"
@@ -287,10 +289,12 @@ int main(int argc, char **argv)
 		O_MPORT,
 		O_MIN,
 		O_MAX,
-		O_LOG
+		O_LOG,
+		O_PAUSED
 	};
 	static const struct option lo[] = {
 	    {"dedup", required_argument, NULL, O_DEDUP},
+	    {"dedup-paused", no_argument, NULL, O_PAUSED},
 	    {"swap-resident", required_argument, NULL, O_SWAP_RES},
 	    {"swap-dir", required_argument, NULL, O_SWAP_DIR},
 	    {"ctl", required_argument, NULL, O_CTL},
@@ -317,6 +321,9 @@ int main(int argc, char **argv)
 		case O_DEDUP:
 			if (rf_run_parse_dedup(&o, optarg))
 				die("--dedup %s: expected zero, intra or domain=NAME", optarg);
+			break;
+		case O_PAUSED:
+			o.dedup_paused = true;
 			break;
 		case O_SWAP_RES:
 			o.swap_resident = size_arg("--swap-resident", optarg, false);
@@ -362,6 +369,8 @@ int main(int argc, char **argv)
 		die("--swap-dir needs --swap-resident");
 	if (o.swap_dir)
 		check_dir("--swap-dir", o.swap_dir);
+	if (o.dedup_paused && !o.ctl)
+		die("--dedup-paused needs --ctl PATH (only set-dedup there releases the scanner)");
 	if (o.ctl) {
 		check_parent("--ctl", o.ctl);
 		if (strlen(o.ctl) >= 108)
@@ -404,6 +413,8 @@ int main(int argc, char **argv)
 	set_env(RF_RUN_ENV_LOG, o.log);
 	if (o.verbose)
 		set_env(RF_RUN_ENV_VERBOSE, "1");
+	if (o.dedup_paused)
+		set_env(RF_RUN_ENV_DEDUP_PAUSED, "1");
 	/* Prepended: our interposers must come before any other preload's. */
 	ld = getenv("LD_PRELOAD");
 	if (ld && *ld) {

@@ -808,7 +808,7 @@ static void drop_env(const char *preload)
 	    RF_RUN_ENV_SWAP_RESIDENT, RF_RUN_ENV_SWAP_DIR,     RF_RUN_ENV_CTL,
 	    RF_RUN_ENV_METRICS_FILE,  RF_RUN_ENV_METRICS_PORT, RF_RUN_ENV_MIN_SIZE,
 	    RF_RUN_ENV_MAX_RAM,	      RF_RUN_ENV_LOG,	       RF_RUN_ENV_VERBOSE,
-	    RF_RUN_ENV_CLEANER_FD,
+	    RF_RUN_ENV_CLEANER_FD,    RF_RUN_ENV_DEDUP_PAUSED,
 	};
 	const char *ld = getenv("LD_PRELOAD");
 
@@ -851,6 +851,7 @@ static void read_opts(struct rf_run_opts *o)
 	if ((v = env_dup(RF_RUN_ENV_LOG)))
 		o->log = v;
 	o->verbose = getenv(RF_RUN_ENV_VERBOSE) != NULL;
+	o->dedup_paused = getenv(RF_RUN_ENV_DEDUP_PAUSED) != NULL;
 }
 
 static void forked_child(void)
@@ -899,9 +900,14 @@ static int start_engine(void)
 	err = rf_vm_new(rr.engine, name, &vc, &rr.vm);
 	if (err)
 		return err;
-	err = rf_dedup_add_vm(rr.vm);
-	if (err)
-		return err;
+	/* Paused: the VM is attached when set-dedup releases it (service.c);
+	 * the scanner has nothing to scan until then. */
+	if (!rr.opts.dedup_paused) {
+		err = rf_dedup_add_vm(rr.vm);
+		if (err)
+			return err;
+		rr.dedup_attached = true;
+	}
 	if (rr.opts.swap_resident) {
 		struct rf_swap_config sc;
 

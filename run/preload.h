@@ -17,6 +17,9 @@ struct rf_run {
 	rf_engine *engine;
 	rf_vm *vm;
 	bool swap_on;
+	/* rf_dedup_add_vm done (at start, or by set-dedup after
+	 * --dedup-paused); under lock. */
+	bool dedup_attached;
 	/* Serialises adopt, release and the bookkeeping below; never taken by
 	 * a call the library itself makes (those pass through first). */
 	pthread_mutex_t lock;

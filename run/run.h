@@ -27,6 +27,7 @@
 #define RF_RUN_ENV_MAX_RAM	 "RAMFOLD_RUN_MAX_RAM"
 #define RF_RUN_ENV_LOG		 "RAMFOLD_RUN_LOG"
 #define RF_RUN_ENV_VERBOSE	 "RAMFOLD_RUN_VERBOSE"
+#define RF_RUN_ENV_DEDUP_PAUSED	 "RAMFOLD_RUN_DEDUP_PAUSED"
 #define RF_RUN_ENV_CLEANER_FD	 "RAMFOLD_RUN_CLEANER_FD" /* the pipe the cleaner watches */
 
 /* Linux 6.4's prctl, absent from older headers. */
@@ -47,6 +48,9 @@ struct rf_run_opts {
 	uint64_t max_ram; /* the most that may be adopted; 0: no bound */
 	const char *log;  /* path, or "-" for stderr */
 	bool verbose;
+	/* --dedup-paused: the VM is attached to the dedup engine only when
+	 * the control socket's set-dedup releases it. */
+	bool dedup_paused;
 };
 
 /* Defaults of the options (intra-VM dedup, 64 MiB minimum, log on stderr). */

@@ -139,6 +139,7 @@ static void write_dedup(struct jbuf *jb)
 
 	jb_obj_open(jb);
 	jb_kv_str(jb, "mode", rf_dedup_mode_name(rr.opts.dedup));
+	jb_kv_bool(jb, "paused", !rr.dedup_attached);
 	if (!rf_dedup_stats(rr.engine, &st)) {
 		jb_kv_bool(jb, "converged", st.converged);
 		jb_kv_u64(jb, "scan-passes", st.scan_passes);
@@ -303,9 +304,63 @@ static int set_swap(const struct json *args, struct jbuf *ret, char *err, size_t
 	return 0;
 }
 
+/*
+ * set-dedup: "run": true releases a scanner held by --dedup-paused (the VM
+ * is attached then, so nothing of it was scanned before) at the configured
+ * budgets; "rate": N sets N pages/s over all scanner threads (releasing too),
+ * 0 = back to the configured budgets. There is no "run": false: a VM once
+ * attached cannot be detached, and a rate is the way to slow the scanner.
+ */
+static int set_dedup(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
+{
+	const struct json *run = args ? json_get(args, "run") : NULL;
+	const struct json *rate = args ? json_get(args, "rate") : NULL;
+	uint64_t pps = 0;
+	int e = 0;
+
+	if (!run && !rate) {
+		snprintf(err, errlen, "set-dedup: give run=true and/or rate=PAGES_PER_SEC");
+		return -1;
+	}
+	if (run && (run->type != JSON_BOOL || !run->boolean)) {
+		snprintf(err, errlen,
+			 "set-dedup: run must be true (a released scanner is slowed with rate, "
+			 "not held again)");
+		return -1;
+	}
+	if (rate && json_get_u64(args, "rate", &pps)) {
+		snprintf(err, errlen,
+			 "set-dedup: rate must be a whole number of pages per second (0 = "
+			 "the configured budgets)");
+		return -1;
+	}
+	pthread_mutex_lock(&rr.lock);
+	if (!rr.dedup_attached) {
+		e = rf_dedup_add_vm(rr.vm);
+		if (!e) {
+			rr.dedup_attached = true;
+			rr_log("dedup: released by set-dedup");
+		}
+	}
+	pthread_mutex_unlock(&rr.lock);
+	if (!e)
+		e = rf_dedup_set_rate(rr.engine, pps);
+	if (e) {
+		snprintf(err, errlen, "set-dedup: %s: %s", rf_vm_name(rr.vm), strerror(-e));
+		return -1;
+	}
+	rf_dedup_scan_now(rr.engine);
+	jb_obj_open(ret);
+	jb_kv_bool(ret, "run", true);
+	jb_kv_u64(ret, "rate", pps);
+	jb_obj_close(ret);
+	return 0;
+}
+
 static const char *const commands[][2] = {
     {"query-memory", "the VM's page states and breakdown, and the process's Pss"},
     {"query-dedup", "dedup engine stats"},
+    {"set-dedup", "set-dedup [run=true] [rate=PAGES_PER_SEC, 0 = configured budgets]"},
     {"set-swap", "set-swap [resident=SIZE|none] [cap=SIZE|none]"},
     {"query-swap", "swapped bytes and faults"},
     {"help", "this list"},
@@ -354,6 +409,12 @@ static void execute(const char *line, size_t len, struct jbuf *out)
 		write_dedup(&ret);
 	} else if (!strcmp(cmd, "query-swap")) {
 		write_swap(&ret);
+	} else if (!strcmp(cmd, "set-dedup")) {
+		if (set_dedup(args, &ret, err, sizeof(err))) {
+			rr_lib_leave();
+			wire_error(out, "GenericError", err, id_text);
+			goto done;
+		}
 	} else if (!strcmp(cmd, "set-swap")) {
 		if (set_swap(args, &ret, err, sizeof(err))) {
 			rr_lib_leave();
@@ -565,6 +626,10 @@ void rr_service_start(void)
 			       sv.ctl_fd == -EADDRINUSE ? "in use by another process"
 							: strerror(-sv.ctl_fd));
 			sv.ctl_fd = -1;
+			if (rr.opts.dedup_paused)
+				rr_log(
+				    "--dedup-paused: nothing can release the scanner: dedup stays "
+				    "paused");
 		}
 	}
 	if (rr.opts.metrics_port) {

@@ -116,6 +116,7 @@ static void test_bad_option_exits_2(void **state)
 	    {"--ctl", "/nonexistent/ctl"},  {"--bogus", "1"},
 	    {"--metrics-port", "0"},	    {"--metrics-port", "80x"},
 	    {"--metrics-port", ""},	    {"--metrics-file", "/nonexistent/m.prom"},
+	    {"--dedup-paused", "-v"}, /* paused with no --ctl: nothing could release it */
 	};
 	char out[4096], marker[128];
 
@@ -237,7 +238,7 @@ struct served {
 	char sock[128], swapdir[128];
 };
 
-static void serve(struct served *s, const char *tag)
+static void serve_with(struct served *s, const char *tag, const char *extra)
 {
 	char line[256];
 	int p[2];
@@ -251,8 +252,12 @@ static void serve(struct served *s, const char *tag)
 	if (s->pid == 0) {
 		dup2(p[1], 1);
 		close(p[0]);
-		execl(run_bin, run_bin, "--ctl", s->sock, "--swap-resident", "1G", "--swap-dir",
-		      s->swapdir, "--", target, "serve", "32", (char *)NULL);
+		if (extra)
+			execl(run_bin, run_bin, extra, "--ctl", s->sock, "--swap-resident", "1G",
+			      "--swap-dir", s->swapdir, "--", target, "serve", "32", (char *)NULL);
+		else
+			execl(run_bin, run_bin, "--ctl", s->sock, "--swap-resident", "1G",
+			      "--swap-dir", s->swapdir, "--", target, "serve", "32", (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -261,6 +266,11 @@ static void serve(struct served *s, const char *tag)
 		n++;
 	line[n] = 0;
 	assert_string_equal(line, "ready");
+}
+
+static void serve(struct served *s, const char *tag)
+{
+	serve_with(s, tag, NULL);
 }
 
 static void ask(const char *sock, const char *req, char *reply, size_t len)
@@ -325,6 +335,95 @@ static void test_ctl_and_sigterm(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 	assert_int_equal(access(s.sock, F_OK), -1);
 	assert_int_equal(swap_files(s.swapdir), 0);
+	close(s.out);
+	rmdir(s.swapdir);
+}
+
+/* The wrapped process's Pss as query-memory reports it (smaps_rollup). */
+static double served_pss(const char *sock)
+{
+	char r[16384];
+	const char *p;
+
+	ask(sock, "{\"execute\":\"query-memory\"}\n", r, sizeof(r));
+	p = strstr(r, "\"process\":{");
+	assert_non_null(p);
+	p = strstr(p, "\"pss\":");
+	assert_non_null(p);
+	return atof(p + 6);
+}
+
+/* --dedup-paused: 32 MiB of duplicate pages stay unmerged (Pss stays) until
+ * set-dedup releases the scanner, then merge; bad arguments are refused with
+ * a clear error and leave it paused. Without the pause the same RAM merges
+ * within a second (test_ctl_and_sigterm's target). */
+static pid_t paused_pid;
+
+/* A failed assertion leaves the served program running: end it. */
+static int kill_paused(void **state)
+{
+	(void)state;
+	if (paused_pid > 0 && !kill(paused_pid, SIGKILL))
+		waitpid(paused_pid, NULL, 0);
+	paused_pid = 0;
+	return 0;
+}
+
+static void test_dedup_paused_and_set_dedup(void **state)
+{
+	struct served s;
+	char r[16384];
+	double before, pss;
+	int st, i;
+
+	(void)state;
+	serve_with(&s, "paused", "--dedup-paused");
+	paused_pid = s.pid;
+	before = served_pss(s.sock);
+	assert_true(before > 30.0 * 1048576);
+	static const char *const bad[][2] = {
+	    {"{\"execute\":\"set-dedup\"}\n", "give run=true and/or rate"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"run\":false}}\n", "run must be true"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"run\":1}}\n", "run must be true"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"rate\":\"fast\"}}\n",
+	     "rate must be a whole number"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"rate\":-5}}\n",
+	     "rate must be a whole number"},
+	};
+	for (i = 0; i < (int)(sizeof(bad) / sizeof(bad[0])); i++) {
+		ask(s.sock, bad[i][0], r, sizeof(r));
+		if (!strstr(r, "\"error\":{\"class\":\"GenericError\"") || !strstr(r, bad[i][1]))
+			fail_msg("%s -> %s", bad[i][0], r);
+	}
+	/* Paused for 3 s, the bad commands included: nothing merged. */
+	sleep(3);
+	pss = served_pss(s.sock);
+	if (pss < before - 1048576)
+		fail_msg("Pss %.0f while paused, %.0f at start: merged", pss, before);
+	ask(s.sock, "{\"execute\":\"query-dedup\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"pages-merged\":0,"));
+	assert_non_null(strstr(r, "\"paused\":true"));
+
+	ask(s.sock, "{\"execute\":\"set-dedup\",\"arguments\":{\"run\":true},\"id\":3}\n", r,
+	    sizeof(r));
+	assert_non_null(strstr(r, "\"return\":{\"run\":true,\"rate\":0}"));
+	for (i = 0; i < 100 && (pss = served_pss(s.sock)) > before - 16.0 * 1048576; i++)
+		usleep(100000);
+	if (pss > before - 16.0 * 1048576)
+		fail_msg("Pss %.0f after release, %.0f before: not merged", pss, before);
+	ask(s.sock, "{\"execute\":\"query-dedup\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"paused\":false"));
+	/* A rate once running, and back to the budgets. */
+	ask(s.sock, "{\"execute\":\"set-dedup\",\"arguments\":{\"rate\":1000}}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"return\":{\"run\":true,\"rate\":1000}"));
+	ask(s.sock, "{\"execute\":\"set-dedup\",\"arguments\":{\"rate\":0}}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"rate\":0}"));
+
+	kill(s.pid, SIGTERM);
+	assert_int_equal(waitpid(s.pid, &st, 0), s.pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	paused_pid = 0;
 	close(s.out);
 	rmdir(s.swapdir);
 }
@@ -503,6 +602,7 @@ int main(void)
 	    cmocka_unit_test(test_vfio_map_dma),
 	    cmocka_unit_test(test_metrics_file_and_port),
 	    cmocka_unit_test(test_ctl_and_sigterm),
+	    cmocka_unit_test_teardown(test_dedup_paused_and_set_dedup, kill_paused),
 	    cmocka_unit_test(test_sigkill_leaves_nothing),
 	};
 	int ret;
