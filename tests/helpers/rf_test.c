@@ -21,10 +21,17 @@ static void capture(void *arg, enum rf_log_level level, const char *msg)
 
 rf_engine *rf_test_engine(struct rf_test_log *log)
 {
+	return rf_test_engine_cap(0, log);
+}
+
+rf_engine *rf_test_engine_cap(uint64_t capacity, struct rf_test_log *log)
+{
 	struct rf_engine_config cfg;
 	rf_engine *e = NULL;
 
 	rf_engine_config_init(&cfg);
+	if (capacity)
+		cfg.host_capacity_bytes = capacity;
 	/* RF_TEST_HIDE=uffd-move,...: run the suite on the paths of an older
 	 * kernel (the Makefile's compat run). */
 	if (getenv("RF_TEST_HIDE"))

@@ -23,6 +23,8 @@ struct rf_test_log {
 
 /* An engine with default config whose messages land in @log (may be NULL). */
 rf_engine *rf_test_engine(struct rf_test_log *log);
+/* The same with a chosen host capacity (0: the default, from /proc/meminfo). */
+rf_engine *rf_test_engine_cap(uint64_t capacity, struct rf_test_log *log);
 
 /*
  * An engine for the swap tests (rf_test_engine, then its swap store in

@@ -20,31 +20,6 @@
 #define GiB (1ull << 30)
 #define PG  4096ull
 
-static void capture(void *arg, enum rf_log_level level, const char *msg)
-{
-	struct rf_test_log *log = arg;
-
-	(void)level;
-	snprintf(log->last, sizeof(log->last), "%s", msg);
-	log->count++;
-}
-
-/* An engine with a chosen capacity and a captured log. */
-static rf_engine *engine_cap(uint64_t capacity, struct rf_test_log *log)
-{
-	struct rf_engine_config cfg;
-	rf_engine *e = NULL;
-
-	rf_engine_config_init(&cfg);
-	cfg.host_capacity_bytes = capacity;
-	memset(log, 0, sizeof(*log));
-	cfg.log = capture;
-	cfg.log_arg = log;
-	cfg.log_level = RF_LOG_DEBUG;
-	assert_int_equal(rf_engine_new(&cfg, &e), 0);
-	return e;
-}
-
 static int new_vm(rf_engine *e, const char *name, uint64_t ram, uint64_t resv, rf_vm **vm)
 {
 	struct rf_vm_config vc;
@@ -102,7 +77,7 @@ static void test_admit_arithmetic(void **state)
 static void test_admission_control(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(GiB, &log);
+	rf_engine *e = rf_test_engine_cap(GiB, &log);
 	rf_vm *a = NULL, *b = NULL, *c = (rf_vm *)1;
 	struct rf_host_stats hs = {.size = sizeof(hs)};
 	struct rf_ledger_config lc;
@@ -223,7 +198,7 @@ static void test_breakdown_arithmetic(void **state)
 static void test_breakdown_real(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(GiB, &log);
+	rf_engine *e = rf_test_engine_cap(GiB, &log);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
 	struct rf_vm_breakdown b = {.size = sizeof(b)};
@@ -277,7 +252,7 @@ static void test_breakdown_real(void **state)
 static void test_fair_share(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(GiB, &log);
+	rf_engine *e = rf_test_engine_cap(GiB, &log);
 	uint8_t *ra, *rb;
 	rf_vm *a = rf_test_vm(e, "a", 4 * MiB, (void **)&ra);
 	rf_vm *b = rf_test_vm(e, "b", 4 * MiB, (void **)&rb);
@@ -335,7 +310,7 @@ static void test_fair_share(void **state)
 static void test_audit_catches(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(GiB, &log);
+	rf_engine *e = rf_test_engine_cap(GiB, &log);
 	uint8_t *ram;
 	rf_vm *vm = rf_test_vm(e, "vm0", 16 * MiB, (void **)&ram);
 	struct rf_ledger_audit_report rep = {.size = sizeof(rep)};
@@ -444,7 +419,7 @@ static void test_policy_leaves_embedder_target(void **state)
 static void test_lifecycle(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(GiB, &log);
+	rf_engine *e = rf_test_engine_cap(GiB, &log);
 	rf_vm *a = NULL, *b = NULL;
 	struct rf_host_stats hs = {.size = sizeof(hs)};
 

@@ -23,30 +23,6 @@
 #define MiB (1ull << 20)
 #define PG  4096ull
 
-static void capture(void *arg, enum rf_log_level level, const char *msg)
-{
-	struct rf_test_log *log = arg;
-
-	(void)level;
-	snprintf(log->last, sizeof(log->last), "%s", msg);
-	log->count++;
-}
-
-static rf_engine *engine_cap(uint64_t capacity, struct rf_test_log *log)
-{
-	struct rf_engine_config cfg;
-	rf_engine *e = NULL;
-
-	rf_engine_config_init(&cfg);
-	cfg.host_capacity_bytes = capacity;
-	memset(log, 0, sizeof(*log));
-	cfg.log = capture;
-	cfg.log_arg = log;
-	cfg.log_level = RF_LOG_DEBUG;
-	assert_int_equal(rf_engine_new(&cfg, &e), 0);
-	return e;
-}
-
 static rf_vm *new_vm(rf_engine *e, const char *name, uint64_t ram, uint64_t resv)
 {
 	struct rf_vm_config vc;
@@ -85,7 +61,7 @@ static uint64_t host_promised(rf_engine *e)
 static void test_grow_then_map(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(1024 * MiB, &log);
+	rf_engine *e = rf_test_engine_cap(1024 * MiB, &log);
 	rf_vm *vm = new_vm(e, "hp0", 4 * MiB, 0), *other = new_vm(e, "hp1", 8 * MiB, 0);
 	void *a, *b = NULL;
 
@@ -119,7 +95,7 @@ static void test_grow_then_map(void **state)
 static void test_grow_then_adopt(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(1024 * MiB, &log);
+	rf_engine *e = rf_test_engine_cap(1024 * MiB, &log);
 	rf_vm *vm = new_vm(e, "hp0", 2 * MiB, 0);
 	uint8_t *mem =
 	    mmap(NULL, 4 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -149,7 +125,7 @@ static void test_grow_then_adopt(void **state)
 static void test_shrink_refused(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(1024 * MiB, &log);
+	rf_engine *e = rf_test_engine_cap(1024 * MiB, &log);
 	rf_vm *vm = new_vm(e, "hp0", 8 * MiB, 2 * MiB);
 	uint8_t *a, *b;
 
@@ -196,7 +172,7 @@ static void test_shrink_refused(void **state)
 static void test_grow_admission(void **state)
 {
 	struct rf_test_log log;
-	rf_engine *e = engine_cap(64 * MiB, &log);
+	rf_engine *e = rf_test_engine_cap(64 * MiB, &log);
 	struct rf_ledger_config lc;
 	struct rf_host_stats hs = {.size = sizeof(hs)};
 	rf_vm *a, *b;
@@ -352,7 +328,7 @@ static void test_hotplug_while_writing(void **state)
 
 	(void)state;
 	assert_true(mem != MAP_FAILED);
-	r.e = engine_cap(1024 * MiB, &log);
+	r.e = rf_test_engine_cap(1024 * MiB, &log);
 	r.vm = new_vm(r.e, "hp0", A_BYTES, 0);
 	assert_int_equal(rf_vm_map_ram(r.vm, 0, A_BYTES, (void **)&r.a), 0);
 	assert_int_equal(pthread_create(&w, NULL, writer, &r), 0);
