@@ -128,6 +128,34 @@ static int unprotect_page(struct rf_uffd *u, uint64_t page)
 }
 
 /*
+ * Hands a fault the embedder owns to its handler (@flags as rf_vm_fault_fn
+ * gets them, @what names the kind in the message). 0: handled; -EAGAIN:
+ * call again; 1: the handler failed, which is counted and logged, and the
+ * faulting thread stays blocked until the embedder resolves the fault
+ * itself. No handler installed: 0 (nothing to wait for).
+ */
+static int call_handler(struct rf_uffd *u, uint64_t gpa, uint64_t page, unsigned int flags,
+			const char *what)
+{
+	rf_vm *vm = u->vm;
+	int ret = 0;
+
+	pthread_mutex_lock(&u->foreign_lock);
+	if (u->foreign_fn)
+		ret = u->foreign_fn(vm, gpa, (void *)(uintptr_t)page, flags, u->foreign_arg);
+	pthread_mutex_unlock(&u->foreign_lock);
+	if (ret == 0 || ret == -EAGAIN)
+		return ret;
+	atomic_fetch_add(&u->foreign_errors, 1);
+	rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
+			   "%s: fault handler: %s fault at hva 0x%llx (gpa 0x%llx): %s: the "
+			   "faulting thread stays blocked",
+			   vm->name, what, (unsigned long long)page, (unsigned long long)gpa,
+			   strerror(ret < 0 ? -ret : EINVAL));
+	return 1;
+}
+
+/*
  * A write to a page the embedder protected (RF_PTE_F_UWP, page @v locked by
  * the caller): its handler saves the content first, then the protection
  * is lifted and the writer woken; *@nv is what the page is unlocked with.
@@ -138,26 +166,12 @@ static int unprotect_page(struct rf_uffd *u, uint64_t page)
 static int embedder_wp_fault(struct rf_uffd *u, const struct rf_region *r, uint64_t page,
 			     uint64_t v, uint64_t *nv)
 {
-	rf_vm *vm = u->vm;
 	uint64_t gpa = r->gpa + (page - (uintptr_t)r->hva);
-	int ret = 0, err;
+	int ret = call_handler(u, gpa, page, RF_VM_FAULT_WRITE | RF_VM_FAULT_WP, "write-protect");
+	int err;
 
-	pthread_mutex_lock(&u->foreign_lock);
-	if (u->foreign_fn)
-		ret = u->foreign_fn(vm, gpa, (void *)(uintptr_t)page,
-				    RF_VM_FAULT_WRITE | RF_VM_FAULT_WP, u->foreign_arg);
-	pthread_mutex_unlock(&u->foreign_lock);
-	if (ret == -EAGAIN)
-		return -EAGAIN;
-	if (ret) {
-		atomic_fetch_add(&u->foreign_errors, 1);
-		rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
-				   "%s: fault handler: write-protect fault at gpa 0x%llx: %s: the "
-				   "writer stays blocked until the protection is lifted",
-				   vm->name, (unsigned long long)gpa,
-				   strerror(ret < 0 ? -ret : EINVAL));
-		return 0;
-	}
+	if (ret)
+		return ret == -EAGAIN ? -EAGAIN : 0;
 	/* Counted when forwarded: a lift that must be retried (-EAGAIN) calls
 	 * the handler again, and the count follows its calls. */
 	atomic_fetch_add(&u->foreign_wp, 1);
@@ -178,7 +192,7 @@ static int minor_fault(struct rf_uffd *u, uint64_t page)
 	rf_vm *vm = u->vm;
 	struct rf_region *r;
 	uint64_t gpa = RF_VM_GPA_NONE;
-	int ret = 0;
+	int ret;
 
 	if (!atomic_load(&u->foreign_on)) {
 		rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
@@ -189,23 +203,10 @@ static int minor_fault(struct rf_uffd *u, uint64_t page)
 	r = __rf_vm_find_region_hva(vm, page);
 	if (r)
 		gpa = r->gpa + (page - (uintptr_t)r->hva);
-	pthread_mutex_lock(&u->foreign_lock);
-	if (u->foreign_fn)
-		ret = u->foreign_fn(vm, gpa, (void *)(uintptr_t)page, RF_VM_FAULT_MINOR,
-				    u->foreign_arg);
-	pthread_mutex_unlock(&u->foreign_lock);
+	ret = call_handler(u, gpa, page, RF_VM_FAULT_MINOR, "minor");
 	rf_vm_regions_unlock(vm);
-	if (ret == -EAGAIN)
-		return -EAGAIN;
-	if (ret) {
-		atomic_fetch_add(&u->foreign_errors, 1);
-		rf_log_ratelimited(vm->e, &u->rl, RF_LOG_ERR,
-				   "%s: fault handler: minor fault at hva 0x%llx: %s: the faulting "
-				   "thread stays blocked",
-				   vm->name, (unsigned long long)page,
-				   strerror(ret < 0 ? -ret : EINVAL));
-		return 0;
-	}
+	if (ret)
+		return ret == -EAGAIN ? -EAGAIN : 0;
 	atomic_fetch_add(&u->foreign_minor, 1);
 	rf_uffd_wake(u, (void *)page, RF_PAGE_SIZE);
 	return 0;
