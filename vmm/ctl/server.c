@@ -158,14 +158,7 @@ void vmm_ctl_execute(struct vmm *vmm, const char *line, size_t len, struct jbuf 
 			wire_error(out, req.error_class ? req.error_class : "GenericError",
 				   req.error[0] ? req.error : "command failed", id_text);
 		} else {
-			jb_obj_open(out);
-			jb_key(out, "return");
-			jb_raw(out, ret.len ? jb_str(&ret) : "{}");
-			if (id_text) {
-				jb_key(out, "id");
-				jb_raw(out, id_text);
-			}
-			jb_obj_close(out);
+			wire_return(out, &ret, id_text);
 		}
 		goto out;
 	}

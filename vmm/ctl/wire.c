@@ -20,6 +20,18 @@ void wire_error(struct jbuf *out, const char *cls, const char *desc, const char 
 	jb_obj_close(out);
 }
 
+void wire_return(struct jbuf *out, struct jbuf *ret, const char *id)
+{
+	jb_obj_open(out);
+	jb_key(out, "return");
+	jb_raw(out, ret->len ? jb_str(ret) : "{}");
+	if (id) {
+		jb_key(out, "id");
+		jb_raw(out, id);
+	}
+	jb_obj_close(out);
+}
+
 void wire_vm_stats(struct jbuf *jb, const struct rf_vm_stats *st)
 {
 	jb_kv_u64(jb, "promised", st->promised_bytes);

@@ -15,6 +15,8 @@
 
 /* {"error":{"class":CLS,"desc":DESC},"id":ID}; @id is JSON text or NULL. */
 void wire_error(struct jbuf *out, const char *cls, const char *desc, const char *id);
+/* {"return": @ret (empty: {}), "id": @id if any}: a command's answer. */
+void wire_return(struct jbuf *out, struct jbuf *ret, const char *id);
 
 /* query-memory's figures from @st into the open object @jb: promised,
  * mapped, resident (-anon, -file), metadata, then one key per page state
