@@ -17,8 +17,8 @@
  * A program killed with SIGKILL cannot remove its control socket or metrics
  * file, so before the exec a cleaner process is left behind (start_cleaner):
  * it waits for the end of a pipe whose write end only the program holds and
- * then removes both paths. It is double-forked so that it is not the
- * program's child (a VMM reaping its children must never see it).
+ * then removes the paths the program said (over that pipe) it made. It is double-forked so that it
+ * is not the program's child (a VMM reaping its children must never see it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -241,6 +241,7 @@ static int start_cleaner(const struct rf_run_opts *o)
 	if (a < 0)
 		die("cleaner: fork: %s", strerror(errno));
 	if (a == 0) {
+		bool made_ctl = false, made_metrics = false;
 		char c;
 
 		if (fork() != 0)
@@ -265,10 +266,16 @@ static int start_cleaner(const struct rf_run_opts *o)
 
 			if (r == 0 || (r < 0 && errno != EINTR))
 				break;
+			if (r == 1 && c == RR_MADE_CTL)
+				made_ctl = true;
+			if (r == 1 && c == RR_MADE_METRICS)
+				made_metrics = true;
 		}
-		if (o->ctl)
+		/* Only what the program made: a socket path another process
+		 * holds (the program's bind failed) is not ours to remove. */
+		if (made_ctl)
 			unlink(o->ctl);
-		if (o->metrics_file)
+		if (made_metrics)
 			unlink(o->metrics_file);
 		_exit(0);
 	}

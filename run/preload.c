@@ -924,6 +924,15 @@ static int start_engine(void)
 	return 0;
 }
 
+/* The write end of the cleaner's pipe (ramfold-run's main.c), or -1. */
+static int cleaner_fd = -1;
+
+void rr_tell_cleaner(char what)
+{
+	if (cleaner_fd >= 0 && write(cleaner_fd, &what, 1) != 1)
+		rr_log("cleaner: %s: it may leave what it should remove", strerror(errno));
+}
+
 __attribute__((constructor)) static void rr_init(void)
 {
 	const char *pid = getenv(RF_RUN_ENV_PID);
@@ -939,8 +948,8 @@ __attribute__((constructor)) static void rr_init(void)
 	if (mine && getenv(RF_RUN_ENV_CLEANER_FD)) {
 		int cfd = (int)strtol(getenv(RF_RUN_ENV_CLEANER_FD), NULL, 10);
 
-		if (cfd > 2)
-			fcntl(cfd, F_SETFD, FD_CLOEXEC);
+		if (cfd > 2 && fcntl(cfd, F_SETFD, FD_CLOEXEC) == 0)
+			cleaner_fd = cfd;
 	}
 	drop_env(preload);
 	free(preload);

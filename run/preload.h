@@ -32,6 +32,9 @@ struct rf_run {
 
 extern struct rf_run rr;
 
+/* Tell ramfold-run's cleaner it made a path (RR_MADE_*, run.h). */
+void rr_tell_cleaner(char what);
+
 /* One log line ("ramfold[PID]: ...") to the --log target. */
 void rr_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define rr_debug(...)                                                                              \

@@ -28,7 +28,14 @@
 #define RF_RUN_ENV_LOG		 "RAMFOLD_RUN_LOG"
 #define RF_RUN_ENV_VERBOSE	 "RAMFOLD_RUN_VERBOSE"
 #define RF_RUN_ENV_DEDUP_PAUSED	 "RAMFOLD_RUN_DEDUP_PAUSED"
-#define RF_RUN_ENV_CLEANER_FD	 "RAMFOLD_RUN_CLEANER_FD" /* the pipe the cleaner watches */
+/*
+ * What the program tells ramfold-run's cleaner (run/main.c) over its pipe:
+ * it made a path the cleaner must remove if the program is killed. A path
+ * it never made (a socket another process holds) is never the cleaner's.
+ */
+#define RR_MADE_CTL	      'c'		       /* the control socket is bound */
+#define RR_MADE_METRICS	      'm'		       /* the metrics file exists */
+#define RF_RUN_ENV_CLEANER_FD "RAMFOLD_RUN_CLEANER_FD" /* the pipe the cleaner watches */
 
 /* Linux 6.4's prctl, absent from older headers. */
 #ifndef PR_SET_MEMORY_MERGE

@@ -219,7 +219,7 @@ static char *metrics_text(void)
 
 static void write_metrics_file(void)
 {
-	static bool warned;
+	static bool warned, told;
 	char tmp[4200];
 	char *text = metrics_text();
 	FILE *f;
@@ -233,6 +233,9 @@ static void write_metrics_file(void)
 			rr_log("--metrics-file %s: %s (not written; retried each second)",
 			       rr.opts.metrics_file, strerror(errno));
 		warned = true;
+	} else if (!told) {
+		rr_tell_cleaner(RR_MADE_METRICS);
+		told = true;
 	}
 	free(text);
 }
@@ -439,14 +442,7 @@ static void execute(const char *line, size_t len, struct jbuf *out)
 		goto done;
 	}
 	rr_lib_leave();
-	jb_obj_open(out);
-	jb_key(out, "return");
-	jb_raw(out, ret.len ? jb_str(&ret) : "{}");
-	if (id_text) {
-		jb_key(out, "id");
-		jb_raw(out, id_text);
-	}
-	jb_obj_close(out);
+	wire_return(out, &ret, id_text);
 done:
 	jb_free(&ret);
 	jb_free(&idb);
@@ -621,6 +617,8 @@ void rr_service_start(void)
 		sv.cl[i].fd = -1;
 	if (rr.opts.ctl) {
 		sv.ctl_fd = ctl_open(rr.opts.ctl);
+		if (sv.ctl_fd >= 0)
+			rr_tell_cleaner(RR_MADE_CTL);
 		if (sv.ctl_fd < 0) {
 			rr_log("--ctl %s: %s: no control socket", rr.opts.ctl,
 			       sv.ctl_fd == -EADDRINUSE ? "in use by another process"

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +28,8 @@
 
 static const char *run_bin, *target;
 static char dir[64];
+/* run(): the uid (and gid) the child takes before it execs; 0 = root's. */
+static uid_t run_uid;
 
 /* Run argv with stdout and stderr into @out; returns the wait status. */
 static int run(char *out, size_t len, char *const argv[])
@@ -42,6 +45,8 @@ static int run(char *out, size_t len, char *const argv[])
 		dup2(p[1], 1);
 		dup2(p[1], 2);
 		close(p[0]);
+		if (run_uid && (setgroups(0, NULL) || setgid(run_uid) || setuid(run_uid)))
+			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -140,6 +145,85 @@ static void test_bad_option_exits_2(void **state)
 					   NULL}));
 	assert_int_equal(access(marker, F_OK), 0);
 	unlink(marker);
+}
+
+/* Without the privilege userfaultfd needs (not root, no CAP_SYS_PTRACE,
+ * /dev/userfaultfd root's alone, vm.unprivileged_userfaultfd=0, as this
+ * machine is set): one line naming what is missing, exit status 2, and the
+ * program never ran. */
+static void test_missing_privilege_exits_2(void **state)
+{
+	char out[4096], mdir[128], marker[160], buf[8] = "";
+	struct stat st;
+	FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+	int rc;
+
+	(void)state;
+	if (f) {
+		(void)!fgets(buf, sizeof(buf), f);
+		fclose(f);
+	}
+	if (geteuid() != 0 || buf[0] != '0' || stat("/dev/userfaultfd", &st) ||
+	    (st.st_mode & 0006)) {
+		skip(); /* an unprivileged user could get userfaultfd here */
+		return;
+	}
+	snprintf(mdir, sizeof(mdir), "%s/open", dir);
+	mkdir(mdir, 0777);
+	chmod(mdir, 0777);
+	chmod(dir, 0711); /* nobody reaches the marker's directory */
+	snprintf(marker, sizeof(marker), "%s/marker", mdir);
+	run_uid = 65534;
+	rc = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--", (char *)target, "marker", marker, NULL});
+	run_uid = 0;
+	chmod(dir, 0700);
+	assert_true(WIFEXITED(rc));
+	if (WEXITSTATUS(rc) != 2)
+		fail_msg("status %#x, output:\n%s", rc, out);
+	assert_non_null(strstr(out, "ramfold-run: "));
+	assert_non_null(strstr(out, "userfaultfd"));
+	assert_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line */
+	assert_int_equal(access(marker, F_OK), -1);
+	rmdir(mdir);
+}
+
+/* A control socket another process holds: the program still runs and its
+ * RAM is still merged, the log says why once, and the other process's socket
+ * is left alone, by the program and by ramfold-run's cleaner after it. */
+static void test_socket_taken_steps_back(void **state)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	char out[8192], sock[100], logf[128], log[8192];
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0), c;
+	size_t n;
+	FILE *f;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/taken.sock", dir);
+	snprintf(logf, sizeof(logf), "%s/taken.log", dir);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	expect_ok(out, run(out, sizeof(out),
+			   (char *const[]){(char *)run_bin, "--ctl", sock, "--log", logf, "--",
+					   (char *)target, "dup", "32", NULL}));
+	assert_non_null(strstr(out, "ok pss"));
+	f = fopen(logf, "r");
+	assert_non_null(f);
+	n = fread(log, 1, sizeof(log) - 1, f);
+	log[n] = 0;
+	fclose(f);
+	assert_non_null(strstr(log, "in use by another process"));
+	assert_null(strstr(strstr(log, "in use by another process") + 1, "in use by another"));
+	usleep(300000); /* the cleaner's moment after the program's end */
+	assert_int_equal(access(sock, F_OK), 0);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	close(c);
+	close(fd);
+	unlink(sock);
+	unlink(logf);
 }
 
 static void test_children_run_without_ramfold(void **state)
@@ -592,6 +676,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bad_option_exits_2),
+	    cmocka_unit_test(test_missing_privilege_exits_2),
+	    cmocka_unit_test(test_socket_taken_steps_back),
 	    cmocka_unit_test(test_dup_merges_and_discards),
 	    cmocka_unit_test(test_memory_merge_prctl),
 	    cmocka_unit_test(test_shared_left_to_kernel),
