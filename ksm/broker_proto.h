@@ -52,8 +52,7 @@
 #define RFB_PUT_MAX	4096
 #define RFB_CAND_TTL_MS 60000
 /* The largest datagram either side sends or accepts. */
-#define RFB_DGRAM_MAX                                                                              \
-	(sizeof(struct rfb_hdr) + RFB_INSERT_MAX * (8 + RFB_PAGE_SIZE))
+#define RFB_DGRAM_MAX (sizeof(struct rfb_hdr) + RFB_INSERT_MAX * (8 + RFB_PAGE_SIZE))
 
 /* Default socket of the system broker (dist/ramfoldd.socket); the engine
  * config, ramfold-run's --broker and RAMFOLD_BROKER override it. */
@@ -172,7 +171,7 @@ struct rfb_report_r {
 	struct rfb_hdr h;
 	uint32_t clients;
 	uint32_t pad;
-	uint64_t store_pages; /* held by at least one client */
+	uint64_t store_pages;  /* held by at least one client */
 	uint64_t shared_pages; /* held by two clients or more */
 	uint64_t mapped_pages; /* sum of the clients' last REPORTs */
 };

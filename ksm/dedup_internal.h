@@ -51,6 +51,7 @@
 
 #include <ramfold/dedup.h>
 
+#include "broker_proto.h"
 #include "internal.h"
 #include "uffd.h"
 
@@ -67,11 +68,25 @@ extern uint64_t (*dedup_hash_fn)(const void *page, size_t len);
 #define STORE_PG_MASK	((1u << STORE_PG_BITS) - 1)
 #define STORE_MAX_NODES 16
 
+/*
+ * ref counts the guest pages mapping a store page plus transient holders.
+ * The last store_put turns it into STORE_REF_DYING in one step (never 0
+ * first), so that nobody can take a dying page between the drop and the
+ * queueing: STORE_REF_DYING stays until store_reap's grace period has
+ * passed, and only then is the page free (ref 0) for reuse.
+ */
+#define STORE_REF_DYING (1u << 31)
+
+/* rflags of a broker store's page (under its connection's lock). */
+#define RS_HELD 1u /* the broker counts a hold of ours on it */
+
 struct store_page {
-	_Atomic uint32_t ref; /* guest pages mapping it + transient holders */
-	uint32_t pad;
-	struct index_node *node; /* its STORE entry in the index, or NULL */
+	_Atomic uint32_t ref;
+	_Atomic uint32_t rflags;
+	struct index_node *node; /* its STORE entry in the index, or NULL (set under store->lock) */
 };
+
+struct broker_conn;
 
 struct rf_store {
 	rf_engine *e;
@@ -88,9 +103,19 @@ struct rf_store {
 	uint64_t nzombies;
 	_Atomic uint64_t live; /* allocated and not yet released (ref > 0, or being filled) */
 	_Atomic uint64_t punched;
+	/* A domain's store owned by the broker (broker_client.c): fd is the
+	 * read-only memfd it sent, win a read-only view; pages are filled,
+	 * allocated and punched by the broker only. NULL for the engine's
+	 * own stores. Set before the store is published, never changed. */
+	struct broker_conn *remote;
+	_Atomic uint64_t refs; /* broker store: references held (our guest pages) */
+	bool forgotten;	       /* broker store whose broker is gone: out of the index */
 };
 
 int store_init(struct rf_store *s, rf_engine *e, int node, uint64_t cap_pages);
+/* A broker's store: @fd (taken over) is its read-only memfd of @cap_pages. */
+int store_init_remote(struct rf_store *s, rf_engine *e, int fd, uint64_t cap_pages,
+		      struct broker_conn *bc);
 void store_destroy(struct rf_store *s);
 /* @n consecutive fresh pages; their refs start at 0. -ENOSPC when full. */
 int store_alloc(struct rf_store *s, unsigned int n, uint32_t *first);
@@ -104,7 +129,7 @@ static inline uint64_t store_off(uint32_t pg)
 {
 	return (uint64_t)pg << RF_PAGE_SHIFT;
 }
-/* Take a reference unless the page is already dying (ref 0). */
+/* Take a reference unless the page is already dying or free. */
 bool store_get_unless_zero(struct rf_store *s, uint32_t pg);
 void store_get(struct rf_store *s, uint32_t pg);
 /* Drop a reference; the last one punches the page out of the memfd at once
@@ -115,6 +140,33 @@ void store_put(struct rf_store *s, uint32_t pg);
 void store_reap(struct rf_store *s, struct cds_lfht *ht);
 /* Bytes of the memfd resident in memory (fstat). */
 uint64_t store_resident_bytes(const struct rf_store *s);
+
+/* ---- broker_client.c ---------------------------------------------------- */
+
+/* rf_dedup_start: the broker's socket from @path, RAMFOLD_BROKER or the
+ * system broker's (if it exists); none outside RF_DEDUP_DOMAINS. */
+int broker_config(struct rf_dedup *d, const char *path);
+/* Scanner thread 0 between passes, after the reap: connect (again) for
+ * every (domain, node) of the VMs, send queued PUTs, report. */
+void broker_tick(struct rf_dedup *d);
+/* own_stop, every VM detached: close the connections. */
+void broker_close_all(struct rf_dedup *d);
+/* The broker store of @dv's domain, if connected; else NULL. */
+struct rf_store *broker_store_for(struct rf_dedup *d, const struct rf_dedup_vm *dv);
+/* One LOOKUP of @n hashes (rcu_read_lock held): each HIT entry comes with a
+ * reference on its page taken; a HIT not usable here is turned into a MISS.
+ * -errno if the broker could not be asked. */
+int broker_lookup(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash, unsigned int n,
+		  struct rfb_lookup_ent *ent);
+/* INSERT @n pages (content stable, under write-protect); the number of
+ * leading pages now on adjacent store pages from *@first holding their bytes,
+ * a reference taken on each. rcu_read_lock held. */
+unsigned int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash,
+			   const uint8_t *const *pages, unsigned int n, uint32_t *first);
+/* store_reap of a broker store: these pages are no longer ours. */
+void broker_release(struct broker_conn *bc, struct rf_store *s, const uint32_t *pgs, uint64_t n);
+/* Connections up. */
+unsigned int broker_connected(struct rf_dedup *d);
 
 /* ---- index.c ---------------------------------------------------------- */
 
@@ -174,6 +226,8 @@ bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct
  * registered thread or not: takes rcu_read_lock itself. */
 void index_del_cands_of(struct cds_lfht *ht, rf_vm *vm, const struct rf_region *region);
 struct index_node *index_node_new(rf_engine *e);
+/* A node never added to the index. */
+void index_node_free(rf_engine *e, struct index_node *n);
 uint64_t index_count(struct cds_lfht *ht);
 
 /* ---- per-VM and engine state -------------------------------------------- */
@@ -236,10 +290,15 @@ struct rf_dedup {
 	const struct dedup_backend_ops *ops; /* the mode's backend */
 	struct rf_dedup_config cfg;
 
-	/* The own engine's index and stores. */
+	/* The own engine's index and stores: its own, one per node, in
+	 * stores[0, nstores); then broker stores (broker_client.c), each
+	 * published by raising nslots, never removed before stop. */
 	struct cds_lfht *ht;
 	struct rf_store stores[STORE_MAX_NODES];
 	int nstores;
+	_Atomic int nslots;
+	char broker_path[108]; /* empty: no broker */
+	struct broker_conn *_Atomic bconns;
 	uint64_t zero_hash;
 
 	pthread_mutex_t lock; /* vms, units, wake */
@@ -348,6 +407,9 @@ struct merge_run {
 	struct rf_store *store;
 	uint32_t pg;
 	bool pair;
+	/* ...or, if self, the pages themselves seed new broker store pages
+	 * (a TWIN answer: another process waits for this content) */
+	bool self;
 	/* ...or, if pair, the seed pages, allocated at flush time */
 	struct rf_dedup_vm *adv;
 	struct rf_region *ar;

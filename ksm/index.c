@@ -60,6 +60,11 @@ struct index_node *index_node_new(rf_engine *e)
 	return n;
 }
 
+void index_node_free(rf_engine *e, struct index_node *n)
+{
+	rf_free(e, n);
+}
+
 void index_destroy(struct cds_lfht *ht)
 {
 	struct cds_lfht_iter it;

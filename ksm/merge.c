@@ -97,7 +97,7 @@ struct rf_store *dedup_store_of(struct rf_dedup *d, uint32_t payload, uint32_t *
 	unsigned int node = payload >> STORE_PG_BITS;
 
 	*pg = payload & STORE_PG_MASK;
-	if ((int)node >= d->nstores)
+	if ((int)node >= atomic_load(&d->nslots))
 		return NULL;
 	return &d->stores[node];
 }
@@ -355,6 +355,20 @@ static void compare_run(struct run_flush *f)
 	unsigned int k;
 
 	RF_TEST_POINT("dedup.compare", rf_region_page(b->r, b->idx));
+	if (m->self) {
+		/* The pages seed the store themselves: what must hold is that
+		 * they still have the hash the broker was asked about. */
+		for (k = 0; k < f->n; k++)
+			if (dedup_hash_fn(rf_region_page(b->r, b->idx + k), RF_PAGE_SIZE) !=
+			    m->hashes[k]) {
+				atomic_fetch_add(&f->d->races, 1);
+				atomic_fetch_add(&b->dv->races, 1);
+				break;
+			}
+		if (k < f->n)
+			abort_run_from(f, k, true);
+		return;
+	}
 	for (k = 0; k < f->n; k++) {
 		const void *page = rf_region_page(b->r, b->idx + k);
 		const void *ref = m->pair ? (const void *)rf_region_page(a->r, a->idx + k)
@@ -369,13 +383,55 @@ static void compare_run(struct run_flush *f)
 		abort_run_from(f, k, true);
 }
 
+/* 4b. The same in the broker's store of B's domain: the broker fills the
+ * pages, INSERT by INSERT; the run ends where its pages stop being
+ * adjacent. Each page comes with a reference (publish_run drops it). */
+static bool fill_broker_pages(struct run_flush *f, struct rf_store *rs)
+{
+	const struct run_side *src = f->m->self ? &f->b : &f->a;
+	const uint8_t *pages[RFB_INSERT_MAX];
+	unsigned int done = 0;
+
+	f->s = rs;
+	while (done < f->n) {
+		unsigned int want = f->n - done < RFB_INSERT_MAX ? f->n - done : RFB_INSERT_MAX,
+			     got;
+		uint32_t first = 0;
+
+		for (unsigned int k = 0; k < want; k++)
+			pages[k] = rf_region_page(src->r, src->idx + done + k);
+		got = broker_insert(f->d, rs, f->m->hashes + done, pages, want, &first);
+		if (got && done && first != f->pg + done) {
+			for (unsigned int k = 0; k < got; k++)
+				store_put(rs, first + k);
+			got = 0;
+		}
+		if (got && !done)
+			f->pg = first;
+		done += got;
+		if (got < want)
+			break;
+	}
+	if (done < f->n)
+		abort_run_from(f, done, true);
+	return done > 0;
+}
+
 /* 4. A first-time duplicate: fill fresh adjacent store pages from the seeds
- * (on B's node). */
+ * (on B's node), in the broker's store when B's domain is shared across
+ * processes. */
 static bool fill_store_pages(struct run_flush *f)
 {
 	struct rf_dedup *d = f->d;
 	int numa = f->b.dv->numa;
+	struct rf_store *rs = broker_store_for(d, f->b.dv);
 
+	if (rs)
+		return fill_broker_pages(f, rs);
+	if (f->m->self) { /* the broker went away since it answered */
+		abort_run_from(f, 0, true);
+		return false;
+	}
 	f->s = &d->stores[numa < d->nstores && numa >= 0 ? numa : 0];
 	if (store_alloc(f->s, f->n, &f->pg) != 0) {
 		abort_run_from(f, 0, true);
@@ -414,9 +470,14 @@ static void unprotect_unmapped(struct run_flush *f)
 static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, struct rf_store *s,
 			    uint32_t pg, uint64_t hash)
 {
-	struct index_node *node = index_node_new(d->e);
+	struct index_node *node;
 	struct index_key k;
 
+	/* A broker page may be filed already (an INSERT answered with a page
+	 * we hold, or two threads publishing runs onto it at once). */
+	if (s->remote && s->pages[pg].node)
+		return;
+	node = index_node_new(d->e);
 	if (!node)
 		return;
 	node->kind = NODE_STORE;
@@ -425,8 +486,15 @@ static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, st
 	node->numa = d->cfg.cross_node ? 0 : (int16_t)dv->numa;
 	node->store = s;
 	node->pg = pg;
+	pthread_mutex_lock(&s->lock);
+	if (s->pages[pg].node) {
+		pthread_mutex_unlock(&s->lock);
+		index_node_free(d->e, node);
+		return;
+	}
 	s->pages[pg].node = node;
 	index_add(d->ht, node);
+	pthread_mutex_unlock(&s->lock);
 	k = (struct index_key){node->hash, node->domain, node->numa};
 	bloom_set(d, &k);
 }
@@ -462,18 +530,25 @@ static void publish_run(struct run_flush *f)
 	for (unsigned int k = 0; k < f->n; k++) {
 		uint32_t pg = f->pg + k, payload = store_payload(d, f->s, pg);
 
-		if (m->pair) {
+		if (m->pair || m->self) {
 			if (a->mapped)
 				store_get(f->s, pg);
 			if (b->mapped)
 				store_get(f->s, pg);
 			if (a->mapped || b->mapped)
 				file_store_page(d, b->dv, f->s, pg, m->hashes[k]);
-			else
+			else if (!f->s->remote)
 				store_unalloc(f->s, pg, 1);
-			publish_page(d, a, k, m->hashes[k], payload);
+			if (f->s->remote)
+				store_put(f->s, pg); /* the insert's reference */
+			if (m->pair)
+				publish_page(d, a, k, m->hashes[k], payload);
 		} else if (!b->mapped) {
 			store_put(f->s, pg); /* the lookup's reference */
+		} else if (f->s->remote) {
+			/* A page another process made: filed here too, so
+			 * that our own twins find it without asking. */
+			file_store_page(d, b->dv, f->s, pg, m->hashes[k]);
 		}
 		publish_page(d, b, k, m->hashes[k], payload);
 	}
@@ -525,7 +600,7 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 	if (f.n == 0 || !write_protect_run(&f))
 		goto out_refs;
 	compare_run(&f);
-	if (f.n == 0 || (m->pair && !fill_store_pages(&f)))
+	if (f.n == 0 || ((m->pair || m->self) && !fill_store_pages(&f)))
 		goto out_refs;
 	map_run(&f);
 	unprotect_unmapped(&f);
@@ -534,7 +609,7 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 
 out_refs:
 	/* A store run holds one lookup reference per page; drop the unused. */
-	if (!m->pair)
+	if (!m->pair && !m->self)
 		for (unsigned int k = f.n; k < n0; k++)
 			store_put(m->store, m->pg + k);
 out_unlock_vm:

@@ -400,6 +400,10 @@ static int own_start(struct rf_dedup *d)
 			goto err_stores;
 		}
 	}
+	atomic_store(&d->nslots, d->nstores);
+	err = broker_config(d, d->cfg.broker);
+	if (err)
+		goto err_stores;
 	d->vmas = count_vmas();
 	err = scanner_start(d);
 	if (err)
@@ -426,13 +430,17 @@ static void own_quiesce(struct rf_dedup *d)
 static void own_stop(struct rf_dedup *d)
 {
 	bool reg = dedup_rcu_enter();
+	int nslots = atomic_load(&d->nslots);
 
-	for (int i = 0; i < d->nstores; i++)
+	for (int i = 0; i < nslots; i++)
 		store_reap(&d->stores[i], d->ht);
 	dedup_rcu_leave(reg);
 	index_destroy(d->ht);
-	for (int i = 0; i < d->nstores; i++)
+	/* After the last reap's grace period (store_destroy waits for it):
+	 * its recycling reads the broker stores' pages. */
+	for (int i = 0; i < nslots; i++)
 		store_destroy(&d->stores[i]);
+	broker_close_all(d);
 	munmap((void *)d->bloom, d->bloom_bits / 8);
 	rf_free(d->e, d->units);
 	rcu_worker_put();
@@ -526,11 +534,14 @@ static int own_stats(struct rf_dedup *d, struct rf_dedup_stats *st, bool measure
 		}
 	}
 	pthread_mutex_unlock(&d->lock);
-	for (int i = 0; i < d->nstores; i++) {
+	for (int i = 0; i < atomic_load(&d->nslots); i++) {
 		if (measure)
 			store_res += store_resident_bytes(&d->stores[i]);
 		st->store_pages += atomic_load(&d->stores[i].live);
+		if (d->stores[i].remote)
+			st->broker_pages_sharing += atomic_load(&d->stores[i].refs);
 	}
+	st->broker_domains = broker_connected(d);
 	st->pages_merged = atomic_load(&d->merged);
 	st->pages_unmerged = atomic_load(&d->unmerged);
 	st->merge_races = atomic_load(&d->races);

@@ -93,6 +93,14 @@ struct scan_ctx {
 	uint64_t zidx;
 	unsigned int zn;
 	uint64_t ents[UNIT_PAGES];
+	/* This unit's questions to the broker (broker_client.c): stable
+	 * pages with no store page in our index. */
+	struct rf_store *rstore; /* the unit's VM's broker store, or NULL */
+	unsigned int rq_n;
+	uint64_t rq_base; /* the unit's first page in its region */
+	uint32_t rq_idx[UNIT_PAGES];
+	uint64_t rq_hash[UNIT_PAGES];
+	struct rfb_lookup_ent rq_ent[UNIT_PAGES];
 	uint64_t new_hashed; /* pages hashed for the first time, this unit */
 	uint64_t hashed;     /* pages hashed, this unit */
 	uint64_t gen;	     /* pass number */
@@ -141,8 +149,8 @@ static void add_store(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 {
 	struct merge_run *m = &c->run;
 
-	if (m->n && (m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx || m->store != s ||
-		     m->pg + m->n != pg || m->n == MERGE_RUN_MAX))
+	if (m->n && (m->pair || m->self || m->dv != dv || m->r != r || m->idx + m->n != idx ||
+		     m->store != s || m->pg + m->n != pg || m->n == MERGE_RUN_MAX))
 		merge_run_flush(c->d, m);
 	if (m->n == 0) {
 		m->dv = dv;
@@ -151,6 +159,7 @@ static void add_store(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		m->store = s;
 		m->pg = pg;
 		m->pair = false;
+		m->self = false;
 	}
 	m->hashes[m->n++] = h;
 }
@@ -171,10 +180,33 @@ static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 		m->r = r;
 		m->idx = idx;
 		m->pair = true;
+		m->self = false;
 		m->adv = adv;
 		m->ar = cand->region;
 		m->aidx = cand->idx;
 		m->store = NULL;
+	}
+	m->hashes[m->n++] = h;
+}
+
+/* A page another process waits for (a TWIN): it seeds a broker store page
+ * itself, and is merged onto it. */
+static void add_self(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		     uint64_t h)
+{
+	struct merge_run *m = &c->run;
+
+	if (m->n &&
+	    (!m->self || m->dv != dv || m->r != r || m->idx + m->n != idx || m->n == MERGE_RUN_MAX))
+		merge_run_flush(c->d, m);
+	if (m->n == 0) {
+		m->dv = dv;
+		m->r = r;
+		m->idx = idx;
+		m->pair = false;
+		m->self = true;
+		m->store = NULL;
+		m->adv = NULL;
 	}
 	m->hashes[m->n++] = h;
 }
@@ -307,6 +339,13 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		add_pair(c, dv, r, idx, cn, h);
 		return;
 	}
+	/* No twin here: ask the broker (at the end of the unit) whether
+	 * another process has one, when first filed and then on one pass in
+	 * 32 (this point is reached on one pass in 8 once filed). */
+	if (c->rstore && (!(pf & PF_CAND) || ((c->gen + idx) & 31) == 0)) {
+		c->rq_idx[c->rq_n] = (uint32_t)(idx - c->rq_base);
+		c->rq_hash[c->rq_n++] = h;
+	}
 	if (!(pf & PF_CAND)) {
 		n = index_node_new(d->e);
 		if (!n)
@@ -333,6 +372,26 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	}
 }
 
+/* The unit's one LOOKUP: hits are merged onto the broker's pages, twins
+ * seed new ones. Pages were hashed a moment ago; the merge compares bytes
+ * (or hashes again) under write-protect, as always. */
+static void ask_broker(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r)
+{
+	struct rf_store *s = c->rstore;
+
+	if (broker_lookup(c->d, s, c->rq_hash, c->rq_n, c->rq_ent) != 0)
+		return;
+	for (unsigned int i = 0; i < c->rq_n; i++) {
+		uint64_t idx = c->rq_base + c->rq_idx[i];
+
+		if (c->rq_ent[i].status == RFB_HIT)
+			add_store(c, dv, r, idx, s, c->rq_ent[i].pg, c->rq_hash[i]);
+		else if (c->rq_ent[i].status == RFB_TWIN)
+			add_self(c, dv, r, idx, c->rq_hash[i]);
+	}
+	flush_runs(c);
+}
+
 static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 {
 	struct rf_dedup_vm *dv = u->dv;
@@ -354,10 +413,15 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 		goto out;
 	c->new_hashed = 0;
 	c->hashed = 0;
+	c->rstore = broker_store_for(c->d, dv);
+	c->rq_n = 0;
+	c->rq_base = idx0;
 	urcu_memb_read_lock();
 	for (uint64_t k = 0; k < u->npages; k++)
 		scan_page(c, dv, r, dr, idx0 + k, c->ents[k]);
 	flush_runs(c);
+	if (c->rq_n)
+		ask_broker(c, dv, r);
 	urcu_memb_read_unlock();
 	work = atomic_fetch_add(&c->d->pass_merges, c->new_hashed) + c->new_hashed;
 	hashed = atomic_fetch_add(&c->d->pass_hashed, c->hashed) + c->hashed;
@@ -517,6 +581,7 @@ static void *scanner_main(void *arg)
 			if (atomic_load(&d->converged) && !atomic_load(&d->rate_pps) &&
 			    d->cfg.idle_cpu_percent < 100)
 				nap(d, 100000000ull);
+			broker_tick(d);
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);
 			atomic_store(&d->pass_hashed, 0);
@@ -547,7 +612,7 @@ static void *scanner_main(void *arg)
 		if (stop)
 			break;
 		if (id == 0) {
-			for (int i = 0; i < d->nstores; i++)
+			for (int i = 0; i < atomic_load(&d->nslots); i++)
 				store_reap(&d->stores[i], d->ht);
 			atomic_fetch_add(&d->passes, 1);
 			uint64_t work = atomic_load(&d->pass_merges);

@@ -20,6 +20,13 @@
  * The window is a MAP_SHARED view of the whole memfd used to fill and
  * compare store pages; with a NUMA node set it carries an mbind policy, which
  * for shmem is the file's policy, so store pages are allocated on that node.
+ *
+ * A sharing domain's store across processes belongs to the broker
+ * (broker_client.c, store_init_remote): the same structure over the
+ * read-only memfd the broker sent. Its page numbers are the broker's; the
+ * reference counts here are still this process's guest pages, and the last
+ * one, instead of punching, gives the broker back our hold on the page when
+ * the page is reaped: the broker punches it once no process holds it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +99,45 @@ err_fd:
 	return err;
 }
 
+int store_init_remote(struct rf_store *s, rf_engine *e, int fd, uint64_t cap_pages,
+		      struct broker_conn *bc)
+{
+	memset(s, 0, sizeof(*s));
+	s->e = e;
+	s->node = -1;
+	s->cap = cap_pages;
+	s->fd = fd;
+	s->remote = bc;
+	/* Read-only: the broker alone writes its store. Our guest pages map
+	 * it MAP_PRIVATE and writable, which a read-only descriptor allows. */
+	s->win =
+	    mmap(NULL, cap_pages << RF_PAGE_SHIFT, PROT_READ, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	s->pages = mmap(NULL, cap_pages * sizeof(*s->pages), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	s->free_pgs = mmap(NULL, cap_pages * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->win == MAP_FAILED || s->pages == MAP_FAILED || s->free_pgs == MAP_FAILED) {
+		int err = -errno;
+
+		rf_log(e, RF_LOG_ERR, "dedup: broker store: mapping %llu pages: %s",
+		       (unsigned long long)cap_pages, strerror(errno));
+		if (s->win != MAP_FAILED)
+			munmap(s->win, cap_pages << RF_PAGE_SHIFT);
+		if (s->pages != MAP_FAILED)
+			munmap(s->pages, cap_pages * sizeof(*s->pages));
+		if (s->free_pgs != MAP_FAILED)
+			munmap(s->free_pgs, cap_pages * sizeof(uint32_t));
+		s->win = NULL;
+		s->fd = -1;
+		close(fd);
+		return err ? err : -ENOMEM;
+	}
+	/* Only zombies: pages come from the broker, never from a free list. */
+	s->zombies = s->free_pgs;
+	pthread_mutex_init(&s->lock, NULL);
+	return 0;
+}
+
 void store_destroy(struct rf_store *s)
 {
 	if (s->fd < 0 || !s->win)
@@ -100,7 +146,7 @@ void store_destroy(struct rf_store *s)
 	urcu_memb_barrier();
 	munmap(s->win, s->cap << RF_PAGE_SHIFT);
 	munmap(s->pages, s->cap * sizeof(*s->pages));
-	munmap(s->free_pgs, s->cap * sizeof(uint32_t) * 2);
+	munmap(s->free_pgs, s->cap * sizeof(uint32_t) * (s->remote ? 1 : 2));
 	close(s->fd);
 	pthread_mutex_destroy(&s->lock);
 	s->fd = -1;
@@ -157,24 +203,44 @@ bool store_get_unless_zero(struct rf_store *s, uint32_t pg)
 {
 	uint32_t r = atomic_load(&s->pages[pg].ref);
 
-	while (r != 0)
-		if (atomic_compare_exchange_weak(&s->pages[pg].ref, &r, r + 1))
+	while (r != 0 && !(r & STORE_REF_DYING))
+		if (atomic_compare_exchange_weak(&s->pages[pg].ref, &r, r + 1)) {
+			if (s->remote)
+				atomic_fetch_add(&s->refs, 1);
 			return true;
+		}
 	return false;
 }
 
 void store_get(struct rf_store *s, uint32_t pg)
 {
 	atomic_fetch_add(&s->pages[pg].ref, 1);
+	if (s->remote)
+		atomic_fetch_add(&s->refs, 1);
 }
 
 void store_put(struct rf_store *s, uint32_t pg)
 {
-	if (atomic_fetch_sub(&s->pages[pg].ref, 1) != 1)
+	uint32_t r = atomic_load(&s->pages[pg].ref);
+
+	/* The last reference goes straight to DYING: see STORE_REF_DYING. */
+	do {
+		if (r == 0 || (r & STORE_REF_DYING)) {
+			rf_log(s->e, RF_LOG_ERR, "dedup: store: page %u released once too often",
+			       pg);
+			return;
+		}
+	} while (
+	    !atomic_compare_exchange_weak(&s->pages[pg].ref, &r, r == 1 ? STORE_REF_DYING : r - 1));
+	if (s->remote)
+		atomic_fetch_sub(&s->refs, 1);
+	if (r != 1)
 		return;
-	/* Last reference: nobody maps it. Give the memory back now; the
+	/* Last reference: nobody maps it. Give the memory back now (the
+	 * broker does for its store, once no process holds the page); the
 	 * number waits for store_reap. */
-	punch(s, pg, 1);
+	if (!s->remote)
+		punch(s, pg, 1);
 	atomic_fetch_sub(&s->live, 1);
 	pthread_mutex_lock(&s->lock);
 	s->zombies[s->nzombies++] = pg;
@@ -195,9 +261,10 @@ static void recycle_cb(struct rcu_head *head)
 
 	pthread_mutex_lock(&s->lock);
 	for (uint64_t i = 0; i < rc->n; i++) {
-		/* Revived meanwhile by a merger (store_get_unless_zero cannot, but a
-		 * page filled again is never on this list): only recycle if dead. */
-		if (atomic_load(&s->pages[rc->pgs[i]].ref) == 0)
+		/* No reader of the index can still hold the page's old entry:
+		 * it is free. A broker's page numbers are the broker's to give. */
+		atomic_store(&s->pages[rc->pgs[i]].ref, 0);
+		if (!s->remote)
 			s->free_pgs[s->nfree++] = rc->pgs[i];
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -234,6 +301,10 @@ void store_reap(struct rf_store *s, struct cds_lfht *ht)
 			index_del(ht, node);
 	}
 	urcu_memb_read_unlock();
+	/* No guest page of ours maps them: the broker may have them back
+	 * (a reader still holding an old entry sees DYING and leaves it). */
+	if (s->remote)
+		broker_release(s->remote, s, rc->pgs, n);
 	dedup_call_rcu(&rc->rcu, recycle_cb);
 }
 

@@ -67,9 +67,7 @@ SAME_LAYOUT(rf_balloon_config);
 SAME_LAYOUT(rf_balloon_info);
 SAME_LAYOUT(rf_balloon_stats);
 SAME_LAYOUT(rf_balloon_counters);
-SAME_LAYOUT(rf_dedup_config);
 SAME_LAYOUT(rf_dedup_vm_stats);
-SAME_LAYOUT(rf_dedup_stats);
 SAME_LAYOUT(rf_ledger_config);
 SAME_LAYOUT(rf_vm_breakdown);
 SAME_LAYOUT(rf_host_stats);
@@ -83,6 +81,11 @@ SAME_LAYOUT(rf_swap_config);
 SAME_LAYOUT(rf_swap_stats);
 _Static_assert(offsetof(struct rf_engine_config, thread_start) == OFF + V02_rf_engine_config,
 	       "rf_engine_config: 0.2 layout moved");
+/* Grown in 0.4 (the broker): the 0.2 members end where the new ones start. */
+_Static_assert(offsetof(struct rf_dedup_config, broker) == OFF + V02_rf_dedup_config,
+	       "rf_dedup_config: 0.2 layout moved");
+_Static_assert(offsetof(struct rf_dedup_stats, broker_domains) == OFF + V02_rf_dedup_stats,
+	       "rf_dedup_stats: 0.2 layout moved");
 
 /* The old symbol: name@RAMFOLD_0.1, exported (the map's local: * hides the
  * _v02 name itself). A .symver directive rather than GCC's symver attribute,

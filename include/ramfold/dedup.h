@@ -91,6 +91,12 @@ struct rf_dedup_config {
 	 * stay). Restored, and run=0, on stop. */
 	unsigned int ksm_pages_to_scan;
 	unsigned int ksm_sleep_ms;
+	/* RF_DEDUP_DOMAINS: the socket of the host broker (ramfoldd,
+	 * docs/broker.md) through which VMs of the same domain share pages
+	 * with other processes. NULL = the RAMFOLD_BROKER environment
+	 * variable, else /run/ramfold/broker.sock if it exists, else sharing
+	 * stays within this process. Copied at start. (0.4) */
+	const char *broker;
 };
 
 /* Defaults: RF_DEDUP_INTRA_VM, engine's threads, fastest until converged. */
@@ -177,6 +183,10 @@ struct rf_dedup_stats {
 	 * minus KSM's metadata), and pages_sharing is ksm_merging_pages.
 	 */
 	uint64_t saved_bytes;
+	/* Across processes (0.4): connections to the broker that are up, and
+	 * our guest pages mapping pages of the broker's stores. */
+	uint32_t broker_domains;
+	uint64_t broker_pages_sharing;
 };
 
 /* Engine-wide stats. Reads pagemap: meant for ~1 Hz. -ENOENT if not started. */
