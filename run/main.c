@@ -67,6 +67,10 @@ static void usage(FILE *f)
 	      "Runs PROGRAM with ramfold adopting the memory it marks MADV_MERGEABLE\n"
 	      "(or all large anonymous memory after prctl(PR_SET_MEMORY_MERGE)).\n"
 	      "  --dedup zero|intra|domain=NAME  dedup mode (intra)\n"
+	      "  --broker PATH                   with domain=NAME: share the domain with other\n"
+	      "                                  processes through ramfoldd at PATH (default:\n"
+	      "                                  $RAMFOLD_BROKER, else /run/ramfold/broker.sock\n"
+	      "                                  if it exists)\n"
 	      "  --dedup-paused                  scan nothing until the control socket's\n"
 	      "                                  set-dedup releases the scanner (needs --ctl)\n"
 	      "  --swap-resident SIZE            keep at most SIZE of guest RAM resident\n"
@@ -297,11 +301,13 @@ int main(int argc, char **argv)
 		O_MIN,
 		O_MAX,
 		O_LOG,
-		O_PAUSED
+		O_PAUSED,
+		O_BROKER
 	};
 	static const struct option lo[] = {
 	    {"dedup", required_argument, NULL, O_DEDUP},
 	    {"dedup-paused", no_argument, NULL, O_PAUSED},
+	    {"broker", required_argument, NULL, O_BROKER},
 	    {"swap-resident", required_argument, NULL, O_SWAP_RES},
 	    {"swap-dir", required_argument, NULL, O_SWAP_DIR},
 	    {"ctl", required_argument, NULL, O_CTL},
@@ -331,6 +337,9 @@ int main(int argc, char **argv)
 			break;
 		case O_PAUSED:
 			o.dedup_paused = true;
+			break;
+		case O_BROKER:
+			o.broker = optarg;
 			break;
 		case O_SWAP_RES:
 			o.swap_resident = size_arg("--swap-resident", optarg, false);
@@ -376,6 +385,16 @@ int main(int argc, char **argv)
 		die("--swap-dir needs --swap-resident");
 	if (o.swap_dir)
 		check_dir("--swap-dir", o.swap_dir);
+	if (o.broker && o.dedup != RF_DEDUP_DOMAINS)
+		die("--broker needs --dedup domain=NAME (the broker shares a domain across "
+		    "processes)");
+	if (o.broker && strlen(o.broker) >= 108)
+		die("--broker %s: a socket path has at most 107 characters", o.broker);
+	if (o.broker && access(o.broker, F_OK) != 0)
+		fprintf(stderr,
+			"ramfold-run: --broker %s: %s; the program starts, and shares across "
+			"processes once the broker is there\n",
+			o.broker, strerror(errno));
 	if (o.dedup_paused && !o.ctl)
 		die("--dedup-paused needs --ctl PATH (only set-dedup there releases the scanner)");
 	if (o.ctl) {
@@ -407,6 +426,10 @@ int main(int argc, char **argv)
 		snprintf(d, sizeof(d), "domain=%s", o.domain);
 		set_env(RF_RUN_ENV_DEDUP, d);
 	}
+	/* Read by the library itself (rf_dedup_config.broker unset), so that
+	 * the program's children that link it share through it too. */
+	if (o.broker)
+		setenv("RAMFOLD_BROKER", o.broker, 1);
 	if (o.swap_resident)
 		set_env_u64(RF_RUN_ENV_SWAP_RESIDENT, o.swap_resident);
 	set_env(RF_RUN_ENV_SWAP_DIR, o.swap_dir);

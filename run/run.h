@@ -46,6 +46,7 @@
 struct rf_run_opts {
 	enum rf_dedup_mode dedup;
 	const char *domain;	/* --dedup domain=NAME */
+	const char *broker;	/* --broker PATH (ramfold-run only: RAMFOLD_BROKER) */
 	uint64_t swap_resident; /* 0: no swap */
 	const char *swap_dir;
 	const char *ctl;

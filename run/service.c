@@ -156,6 +156,8 @@ static void write_dedup(struct jbuf *jb)
 		jb_kv_u64(jb, "vmas", st.vmas);
 		jb_kv_u64(jb, "cpu-ns", st.cpu_ns);
 		jb_kv_u64(jb, "saved-bytes", st.saved_bytes);
+		jb_kv_u64(jb, "broker-domains", st.broker_domains);
+		jb_kv_u64(jb, "broker-pages-sharing", st.broker_pages_sharing);
 	}
 	jb_obj_close(jb);
 }

@@ -11,6 +11,8 @@
  *   --dedup-rate PAGES     pages hashed per second until converged (default: no limit)
  *   --dedup-idle-cpu PCT   CPU share once converged (default 2)
  *   --dedup-ksm PAGES/MS   with ksm: ksmd's pages_to_scan and sleep_millisecs
+ *   --dedup-broker PATH    with domains: share them with other processes through
+ *                          the broker ramfoldd at PATH (docs/broker.md)
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
  *   --vm ...,dedup=off     this VM is not scanned
  *
@@ -108,6 +110,18 @@ static int opt_idle_cpu(struct vmm *vmm, const char *v)
 	(void)vmm;
 	cfg_defaults();
 	return opt_uint("dedup-idle-cpu", v, 100, &dg.cfg.idle_cpu_percent);
+}
+
+static int opt_broker(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	if (!v[0] || strlen(v) >= 108) {
+		vmm_errorf("--dedup-broker %s: expected a socket path of 1 to 107 characters", v);
+		return -1;
+	}
+	dg.cfg.broker = v;
+	return 0;
 }
 
 static int opt_ksm(struct vmm *vmm, const char *v)
@@ -250,6 +264,8 @@ static int query_dedup(struct vmm_ctl_req *req, void *arg)
 		jb_kv_u64(req->ret, "vmas", st.vmas);
 		jb_kv_u64(req->ret, "cpu-ns", st.cpu_ns);
 		jb_kv_u64(req->ret, "saved-bytes", st.saved_bytes);
+		jb_kv_u64(req->ret, "broker-domains", st.broker_domains);
+		jb_kv_u64(req->ret, "broker-pages-sharing", st.broker_pages_sharing);
 	}
 	jb_key(req->ret, "vms");
 	jb_arr_open(req->ret);
@@ -280,6 +296,8 @@ static const struct vmm_option dedup_options[] = {
     {"dedup-idle-cpu", "PCT", "dedup CPU share once converged (default 2)", opt_idle_cpu},
     {"dedup-ksm", "PAGES/MS",
      "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
+    {"dedup-broker", "PATH",
+     "with --dedup domains: share across processes through ramfoldd at PATH", opt_broker},
     {NULL},
 };
 
