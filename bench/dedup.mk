@@ -32,3 +32,19 @@ $(BENCH_DEDUP_VMM): bench/dedup_vmm.c bench/dedup_report.c bench/dedup_report.h 
 
 bench-dedup-vmm: all $(BENCH_DEDUP_VMM)
 	B=$(B) $(BENCH_DEDUP_VMM) --out $(B)/bench
+
+# One domain across processes (issue 16): four ramfold-vmm sharing through a
+# private ramfoldd against one ramfold-vmm with the four guests; three
+# interleaved rounds (about 6 minutes, so not part of `make bench`).
+BENCH_DEDUP_PROCS := $(B)/bench/dedup_procs
+.PHONY: bench-dedup-procs
+
+$(BENCH_DEDUP_PROCS): bench/dedup_procs.c bench/dedup_report.c bench/dedup_report.h \
+		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c tests/helpers/dedup_util.h \
+		$(B)/libramfold.a
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c \
+		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
+
+bench-dedup-procs: all $(BENCH_DEDUP_PROCS)
+	B=$(B) $(BENCH_DEDUP_PROCS) --out $(B)/bench $(BENCH_DEDUP_PROCS_ARGS)
