@@ -340,9 +340,11 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		return;
 	}
 	/* No twin here: ask the broker (at the end of the unit) whether
-	 * another process has one, when first filed and then on one pass in
-	 * 32 (this point is reached on one pass in 8 once filed). */
-	if (c->rstore && (!(pf & PF_CAND) || ((c->gen + idx) & 31) == 0)) {
+	 * another process has one: when first filed, then on one pass in 8
+	 * (when this point is reached once filed), so that a candidate of
+	 * ours stays fresh at the broker and a twin filed there since is
+	 * found within a few passes. */
+	if (c->rstore) {
 		c->rq_idx[c->rq_n] = (uint32_t)(idx - c->rq_base);
 		c->rq_hash[c->rq_n++] = h;
 	}
