@@ -75,7 +75,7 @@ static void dedup_region_free(struct dedup_region *dr)
 		munmap(dr->hash, dr->hash_bytes);
 	if (dr->pflags)
 		munmap((void *)dr->pflags, dr->pflags_bytes);
-	memset(dr, 0, sizeof(*dr));
+	rf_free(dr->dv->vm->e, dr);
 }
 
 struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r, bool create)
@@ -85,11 +85,14 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 
 	pthread_mutex_lock(&dv->regs_lock);
 	for (unsigned int i = 0; i < dv->nregs; i++)
-		if (dv->regs[i].r == r)
-			dr = &dv->regs[i];
+		if (dv->regs[i]->r == r)
+			dr = dv->regs[i];
 	if (dr || !create || dv->nregs == RF_MAX_REGIONS)
 		goto out;
-	dr = &dv->regs[dv->nregs];
+	dr = rf_zalloc(dv->vm->e, sizeof(*dr));
+	if (!dr)
+		goto out;
+	dr->dv = dv;
 	dr->hash_bytes =
 	    (r->npages * sizeof(uint64_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
 	dr->pflags_bytes = (r->npages + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
@@ -119,7 +122,7 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 		goto out;
 	}
 	dr->r = (struct rf_region *)r;
-	dv->nregs++;
+	dv->regs[dv->nregs++] = dr;
 	atomic_fetch_add(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
 out:
 	pthread_mutex_unlock(&dv->regs_lock);
@@ -154,17 +157,20 @@ static void own_region_unmap(struct rf_dedup_vm *dv, struct rf_region *r)
 	if (!dr)
 		return;
 	reg = dedup_rcu_enter();
-	index_del_cands_of(dv->d->ht, dv->vm, r);
+	index_del_cands_of(dv->d->ht, dv, dr);
 	dedup_rcu_leave(reg);
 	/* Scanners that found one of those entries are inside a read-side
 	 * section; none can be inside this region (we hold its write lock). */
 	urcu_memb_synchronize_rcu();
 	drop_region_refs(dv->d, r);
 	pthread_mutex_lock(&dv->regs_lock);
-	dedup_region_free(dr);
-	*dr = dv->regs[--dv->nregs];
-	memset(&dv->regs[dv->nregs], 0, sizeof(dv->regs[0]));
+	for (unsigned int i = 0; i < dv->nregs; i++)
+		if (dv->regs[i] == dr)
+			dv->regs[i] = dv->regs[--dv->nregs];
+	dv->regs[dv->nregs] = NULL;
 	pthread_mutex_unlock(&dv->regs_lock);
+	atomic_fetch_sub(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
+	dedup_region_free(dr);
 }
 
 /* Bring the MERGED pages of @r back to private (rf_dedup_stop). */
@@ -212,7 +218,7 @@ static void own_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmer
 	bool reg;
 
 	reg = dedup_rcu_enter();
-	index_del_cands_of(d->ht, vm, NULL);
+	index_del_cands_of(d->ht, dv, NULL);
 	dedup_rcu_leave(reg);
 	urcu_memb_synchronize_rcu();
 	rf_vm_regions_rdlock(vm);
@@ -227,9 +233,11 @@ static void own_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmer
 		rf_uffd_put(vm);
 	for (unsigned int i = 0; i < dv->nregs; i++) {
 		atomic_fetch_sub(&vm->metadata_bytes,
-				 dv->regs[i].hash_bytes + dv->regs[i].pflags_bytes);
-		dedup_region_free(&dv->regs[i]);
+				 dv->regs[i]->hash_bytes + dv->regs[i]->pflags_bytes);
+		dedup_region_free(dv->regs[i]);
+		dv->regs[i] = NULL;
 	}
+	dv->nregs = 0;
 }
 
 static int own_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)

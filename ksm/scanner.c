@@ -159,12 +159,13 @@ static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 		     const struct index_node *cand, uint64_t h)
 {
 	struct merge_run *m = &c->run;
-	struct rf_dedup_vm *adv = cand->vm->dedup;
+	/* Alive for this read-side section: a region's state is freed only a
+	 * grace period after its CAND nodes are removed. */
+	struct rf_dedup_vm *adv = cand->dr->dv;
+	struct rf_region *ar = cand->dr->r;
 
-	if (!adv)
-		return;
-	if (m->n && (!m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx ||
-		     m->ar != cand->region || m->aidx + m->n != cand->idx || m->n == MERGE_RUN_MAX))
+	if (m->n && (!m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx || m->ar != ar ||
+		     m->aidx + m->n != cand->idx || m->n == MERGE_RUN_MAX))
 		merge_run_flush(c->d, m);
 	if (m->n == 0) {
 		m->dv = dv;
@@ -172,7 +173,7 @@ static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 		m->idx = idx;
 		m->pair = true;
 		m->adv = adv;
-		m->ar = cand->region;
+		m->ar = ar;
 		m->aidx = cand->idx;
 		m->store = NULL;
 	}
@@ -242,7 +243,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		if (pf & PF_CAND) {
 			key.hash = dr->hash[idx];
 			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
-				index_del_cand(d->ht, &key, r, idx);
+				index_del_cand(d->ht, &key, dr, idx);
 		}
 		return;
 	}
@@ -262,7 +263,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 
 			old.hash = dr->hash[idx];
 			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
-				index_del_cand(d->ht, &old, r, idx);
+				index_del_cand(d->ht, &old, dr, idx);
 		}
 		dr->hash[idx] = h;
 		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
@@ -294,7 +295,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (stable && (pf & PF_CAND) && ((c->gen + idx) & 7) != 0)
 		return;
 	if (bloom_test(d, &key))
-		index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+		index_lookup2(d->ht, &key, dr, idx, &sn, &cn);
 	else
 		sn = cn = NULL;
 	if (sn && store_get_unless_zero(sn->store, sn->pg)) {
@@ -315,8 +316,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		n->hash = h;
 		n->domain = key.domain;
 		n->numa = key.numa;
-		n->vm = dv->vm;
-		n->region = r;
+		n->dr = dr;
 		n->idx = idx;
 		atomic_fetch_or(&dr->pflags[idx], PF_CAND);
 		index_add(d->ht, n);
@@ -326,7 +326,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		 * thread adds, then sets the key's bit (a full barrier); the
 		 * second to set it sees the bit set and finds the other. */
 		if (bloom_set(d, &key) && d->nthreads > 1) {
-			index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+			index_lookup2(d->ht, &key, dr, idx, &sn, &cn);
 			if (cn)
 				add_pair(c, dv, r, idx, cn, h);
 		}

@@ -138,13 +138,13 @@ static void test_keys_apart(void **state)
 	struct cds_lfht *ht = index_new();
 	struct index_node *st, *ca, *self;
 	struct index_key k = key_of(42, 7), other = k;
-	struct rf_region *r = (struct rf_region *)0x1000;
+	struct dedup_region *r = (struct dedup_region *)0x1000;
 
 	(void)state;
 	urcu_memb_register_thread();
 	urcu_memb_read_lock();
 	self = node(e, NODE_CAND, k);
-	self->region = r;
+	self->dr = r;
 	self->idx = 5;
 	index_add(ht, self);
 	index_lookup2(ht, &k, r, 5, &st, &ca);
