@@ -284,9 +284,12 @@ struct rf_dedup {
 	/* A one-hash Bloom filter over the keys ever filed in the index: a
 	 * page whose key's bit is clear has no twin filed, so the scanner
 	 * files it without a lookup (most pages of a pass are unique). Bits
-	 * are never cleared: a stale bit only costs a lookup. */
+	 * are never cleared: a stale bit only costs a lookup. Sized to the
+	 * RAM attached, and replaced by a bigger one only between passes
+	 * (bloom_fit). */
 	_Atomic uint64_t *bloom;
-	uint64_t bloom_bits; /* power of two */
+	uint64_t bloom_bits;	    /* power of two */
+	uint64_t bloom_failed_bits; /* the size whose mmap last failed (logged) */
 
 	uint64_t vma_budget;
 	/* The VMA budget's estimate of the process's mappings: 2 more per
@@ -396,6 +399,13 @@ bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed);
 uint64_t count_vmas(void);
 
 /* ---- own_engine.c ----------------------------------------------------- */
+
+#define BLOOM_MIN_BITS (1ull << 16)
+#define BLOOM_MAX_BITS (1ull << 26)
+
+/* Grow the Bloom filter to fit @pages of guest RAM (own_engine.c says
+ * when it may be called). 0, or -ENOMEM (logged) with the old one kept. */
+int bloom_fit(struct rf_dedup *d, uint64_t pages);
 
 /* The per-region state of @r, set up (and @r registered for write-protect)
  * if @create and it has none yet; NULL if none (or setting up failed). */

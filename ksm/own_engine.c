@@ -385,13 +385,9 @@ static int own_start(struct rf_dedup *d)
 	d->vma_budget = d->cfg.vma_budget ? d->cfg.vma_budget : e->feat.max_map_count * 9 / 10;
 	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
 	d->ht = index_new();
-	/* 2^22 bits (512 KiB, touched as used): a few % false positives at
-	 * 10^5 distinct pages. */
-	d->bloom_bits = 1ull << 22;
-	d->bloom = mmap(NULL, d->bloom_bits / 8, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!d->ht || d->bloom == MAP_FAILED) {
-		d->bloom = NULL;
+	/* The Bloom filter starts at its smallest; the scanner sizes it to
+	 * the VMs attached (bloom_fit). */
+	if (!d->ht || bloom_fit(d, 0) != 0) {
 		err = -ENOMEM;
 		goto err_stores;
 	}
@@ -422,6 +418,57 @@ err_stores:
 		munmap((void *)d->bloom, d->bloom_bits / 8);
 	rcu_worker_put();
 	return err;
+}
+
+/*
+ * Size the Bloom filter to @pages of guest RAM: about 8 bits a page (a page
+ * files at most one key, so at most 1 bit in 8 is set and a key never filed
+ * meets a set bit at most 1 time in 8), a power of two within [2^16, 2^26],
+ * never shrunk. A bigger one is filled from the index before it replaces the
+ * old: a key filed but missing from the filter would never be looked up, and
+ * its twins would be filed beside it instead of merged.
+ *
+ * Called by own_start, and by scanner thread 0 between passes, while the
+ * other scanner threads wait at the barrier: only scanner threads read the
+ * filter or add to the index (the embedder's threads only remove nodes,
+ * which leaves at most a stale bit).
+ */
+int bloom_fit(struct rf_dedup *d, uint64_t pages)
+{
+	uint64_t bits = BLOOM_MIN_BITS, old_bits = d->bloom_bits;
+	_Atomic uint64_t *nb, *old = d->bloom;
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	while (bits < 8 * pages && bits < BLOOM_MAX_BITS)
+		bits <<= 1;
+	if (old && bits <= old_bits)
+		return 0;
+	nb = mmap(NULL, bits / 8, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (nb == MAP_FAILED) {
+		if (bits == d->bloom_failed_bits)
+			return -ENOMEM; /* logged on the first try */
+		d->bloom_failed_bits = bits;
+		rf_log(d->e, old ? RF_LOG_WARN : RF_LOG_ERR,
+		       "dedup: Bloom filter of %" PRIu64 " KiB: mmap: %s%s", bits / 8192,
+		       strerror(errno), old ? " (the smaller one stays)" : "");
+		return -ENOMEM;
+	}
+	d->bloom = nb;
+	d->bloom_bits = bits;
+	if (!old)
+		return 0;
+	urcu_memb_read_lock();
+	cds_lfht_for_each_entry (d->ht, &it, n, lfht) {
+		struct index_key k = {n->hash, n->domain, n->numa};
+		uint64_t b = bloom_bit(d, &k);
+
+		atomic_fetch_or_explicit(&nb[b >> 6], 1ull << (b & 63), memory_order_relaxed);
+	}
+	urcu_memb_read_unlock();
+	munmap((void *)old, old_bits / 8);
+	return 0;
 }
 
 /* The scanner threads stop before the VMs are detached. */

@@ -186,6 +186,63 @@ static void test_savings_measured(void **state)
 	fx_fini(&f);
 }
 
+static uint64_t passes_of(rf_engine *e)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+
+	assert_int_equal(rf_dedup_counters(e, &st), 0);
+	return st.scan_passes;
+}
+
+/*
+ * Candidates filed before the Bloom filter grows are found by twins written
+ * after it: a 1 MiB VM files 200 unique pages (filter at its smallest), a
+ * 64 MiB region mapped later grows it, and twins of the 200 written there
+ * are all merged as soon as they are stable (the pass after their first
+ * hash). Were the old keys missing from the new filter, the twins would be
+ * filed as candidates beside them and merged only as each old candidate
+ * looks itself up again, one pass in 8.
+ */
+static void test_bloom_grow_keeps_twins(void **state)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+	const unsigned int n = 200;
+	uint8_t *ram2;
+	uint64_t p0;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 1u << 20, 1, NULL, NULL);
+	for (unsigned int i = 0; i < n; i++)
+		dedup_fill_page(f.ram[0] + (size_t)i * PG, 77 + i);
+	fx_start_idle(&f, RF_DEDUP_INTRA_VM, 0, 100);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(f.e->dedup->bloom_bits, BLOOM_MIN_BITS);
+	assert_int_equal(rf_vm_set_ram_bytes(f.vm[0], 65u << 20), 0);
+	assert_int_equal(rf_vm_map_ram(f.vm[0], 64u << 20, 64u << 20, (void **)&ram2), 0);
+	p0 = passes_of(f.e);
+	while (passes_of(f.e) < p0 + 2)
+		usleep(1000);
+	/* (256 + 16384) pages * 8 bits: 2^18 */
+	assert_int_equal(f.e->dedup->bloom_bits, 1ull << 18);
+	for (unsigned int i = 0; i < n; i++)
+		dedup_fill_page(ram2 + (size_t)i * PG, 77 + i);
+	/* Pass p0 + 1 may have gone by the twins, p0 + 2 hashes them, p0 + 3
+	 * finds them stable. */
+	p0 = passes_of(f.e);
+	while (passes_of(f.e) < p0 + 3)
+		usleep(1000);
+	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
+	assert_int_equal(st.pages_sharing, 2 * n);
+	assert_int_equal(st.store_pages, n);
+	for (unsigned int i = 0; i < n; i++)
+		assert_memory_equal(ram2 + (size_t)i * PG, f.ram[0] + (size_t)i * PG, PG);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
 /* A guest write to a merged page breaks the sharing, keeps the write, and
  * the engine notices: page PRIVATE again, store reference dropped. */
 static void test_cow_unmerge(void **state)
@@ -668,12 +725,19 @@ static void test_bad_config(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_config),	   cmocka_unit_test(test_savings_measured),
-	    cmocka_unit_test(test_cow_unmerge),	   cmocka_unit_test(test_forced_collision),
-	    cmocka_unit_test(test_domains),	   cmocka_unit_test(test_zero_mode),
-	    cmocka_unit_test(test_exclusion),	   cmocka_unit_test(test_vma_budget),
-	    cmocka_unit_test(test_discard_merged), cmocka_unit_test(test_racing_writers),
-	    cmocka_unit_test(test_set_rate),	   cmocka_unit_test(test_vmas_counted),
+	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_savings_measured),
+	    cmocka_unit_test(test_cow_unmerge),
+	    cmocka_unit_test(test_forced_collision),
+	    cmocka_unit_test(test_domains),
+	    cmocka_unit_test(test_zero_mode),
+	    cmocka_unit_test(test_exclusion),
+	    cmocka_unit_test(test_vma_budget),
+	    cmocka_unit_test(test_discard_merged),
+	    cmocka_unit_test(test_racing_writers),
+	    cmocka_unit_test(test_set_rate),
+	    cmocka_unit_test(test_vmas_counted),
+	    cmocka_unit_test(test_bloom_grow_keeps_twins),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

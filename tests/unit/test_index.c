@@ -3,7 +3,8 @@
  * The content index (ksm/index.c) alone: inserts and removals while reader
  * threads look keys up under RCU without any lock. A key that is never
  * removed is always found; a removed key is never found after its removal
- * returned; keys of another domain or node never match.
+ * returned; keys of another domain or node never match. And the Bloom
+ * filter in front of it keeps every filed key when it grows.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +15,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../../ksm/dedup_internal.h"
 #include "rf_test.h"
@@ -167,11 +170,74 @@ static void test_keys_apart(void **state)
 	rf_engine_free(e);
 }
 
+/*
+ * The Bloom filter grown (ksm/own_engine.c: bloom_fit): every key filed
+ * before the grow, STORE or CAND, has its bit in the new filter, or its
+ * twins would skip the lookup and be filed beside it instead of merged;
+ * nothing else is set; sizes follow the pages, within the bounds, never
+ * shrinking.
+ */
+static void test_bloom_grow(void **state)
+{
+	rf_engine *e = rf_test_engine(NULL);
+	struct rf_dedup *d = calloc(1, sizeof(*d));
+	enum { KEYS = 3000 };
+	uint64_t set = 0;
+
+	(void)state;
+	assert_non_null(d);
+	d->e = e;
+	d->ht = index_new();
+	assert_non_null(d->ht);
+	urcu_memb_register_thread();
+	assert_int_equal(bloom_fit(d, 0), 0);
+	assert_int_equal(d->bloom_bits, BLOOM_MIN_BITS);
+	urcu_memb_read_lock();
+	for (unsigned int i = 0; i < KEYS; i++) {
+		struct index_key k = key_of(i, 1 + i % 3);
+
+		index_add(d->ht, node(e, i % 2 ? NODE_STORE : NODE_CAND, k));
+		bloom_set(d, &k);
+	}
+	urcu_memb_read_unlock();
+	/* 2^16 bits for up to 8192 pages; 8193 need 2^17. */
+	assert_int_equal(bloom_fit(d, 8192), 0);
+	assert_int_equal(d->bloom_bits, BLOOM_MIN_BITS);
+	assert_int_equal(bloom_fit(d, 8193), 0);
+	assert_int_equal(d->bloom_bits, BLOOM_MIN_BITS << 1);
+	assert_int_equal(bloom_fit(d, 1u << 20), 0);
+	assert_int_equal(d->bloom_bits, 1ull << 23);
+	for (unsigned int i = 0; i < KEYS; i++) {
+		struct index_key k = key_of(i, 1 + i % 3);
+
+		assert_true(bloom_test(d, &k));
+	}
+	for (uint64_t w = 0; w < d->bloom_bits / 64; w++)
+		set += (uint64_t)__builtin_popcountll(atomic_load(&d->bloom[w]));
+	assert_true(set <= KEYS);
+	assert_true(set > KEYS * 9 / 10);      /* 3000 keys in 2^23 bits: few share one */
+	assert_int_equal(bloom_fit(d, 16), 0); /* never shrinks */
+	assert_int_equal(d->bloom_bits, 1ull << 23);
+	assert_int_equal(bloom_fit(d, 1ull << 40), 0);
+	assert_int_equal(d->bloom_bits, BLOOM_MAX_BITS);
+	for (unsigned int i = 0; i < KEYS; i++) {
+		struct index_key k = key_of(i, 1 + i % 3);
+
+		assert_true(bloom_test(d, &k));
+	}
+	urcu_memb_unregister_thread();
+	munmap((void *)d->bloom, d->bloom_bits / 8);
+	index_destroy(d->ht);
+	free(d);
+	rf_engine_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_concurrent_readers),
 	    cmocka_unit_test(test_keys_apart),
+	    cmocka_unit_test(test_bloom_grow),
 	};
 
 	return cmocka_run_group_tests_name("dedup_index", tests, NULL, NULL);
