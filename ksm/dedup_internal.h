@@ -181,6 +181,8 @@ void index_del_cands_of(struct cds_lfht *ht, const struct rf_dedup_vm *dv,
 			const struct dedup_region *dr);
 struct index_node *index_node_new(rf_engine *e);
 uint64_t index_count(struct cds_lfht *ht);
+/* Index nodes freed in this process so far (a grace period after removal). */
+uint64_t index_nodes_freed(void);
 
 /* ---- per-VM and engine state -------------------------------------------- */
 
@@ -278,6 +280,7 @@ struct rf_dedup {
 	_Atomic uint64_t pass_merges;
 	_Atomic uint64_t pass_hashed;
 	_Atomic bool converged;
+	uint64_t purge_mark;	   /* index_nodes_freed() at the last purge (thread 0) */
 	_Atomic uint64_t rate_pps; /* rf_dedup_set_rate; 0 = the config's budgets */
 	_Atomic uint64_t gen;
 

@@ -44,11 +44,22 @@ struct cds_lfht *index_new(void)
 				   NULL);
 }
 
+/* Nodes freed so far, by every engine of the process (the callback has no
+ * engine at hand): the scanner purges its arena after a pass that freed
+ * many. Another engine's frees can only cost an extra purge. */
+static _Atomic uint64_t nodes_freed;
+
 static void node_free_cb(struct rcu_head *head)
 {
 	struct index_node *n = caa_container_of(head, struct index_node, rcu);
 
 	rf_arena_free(n);
+	atomic_fetch_add_explicit(&nodes_freed, 1, memory_order_relaxed);
+}
+
+uint64_t index_nodes_freed(void)
+{
+	return atomic_load_explicit(&nodes_freed, memory_order_relaxed);
 }
 
 struct index_node *index_node_new(rf_engine *e)

@@ -405,6 +405,7 @@ static int own_start(struct rf_dedup *d)
 		}
 	}
 	d->vmas = count_vmas();
+	d->purge_mark = index_nodes_freed();
 	err = scanner_start(d);
 	if (err)
 		goto err_stores;

@@ -82,6 +82,7 @@
 #define CONV_FLOOR  4
 #define LEAVE_RATIO 64
 #define LEAVE_FLOOR 64
+#define PURGE_NODES 4096 /* 256 KiB of index nodes */
 
 struct scan_ctx {
 	struct rf_dedup *d;
@@ -479,6 +480,25 @@ static uint64_t build_units(struct rf_dedup *d)
 	return pages;
 }
 
+/*
+ * Thread 0, after a pass: give freed index nodes' pages back to the kernel.
+ * Merging frees most candidates at once, and the allocator would keep their
+ * pages dirty until its decay ran, which only allocations move on (a
+ * converged engine makes few). After a pass that freed at least PURGE_NODES
+ * nodes, and on the pass that converges if any were freed since the last
+ * purge. Nodes are freed a grace period after their removal: those still
+ * pending count for the next pass.
+ */
+static void purge_freed(struct rf_dedup *d, bool converging)
+{
+	uint64_t freed = index_nodes_freed();
+
+	if (freed - d->purge_mark >= PURGE_NODES || (converging && freed != d->purge_mark)) {
+		rf_arena_purge(d->e);
+		d->purge_mark = freed;
+	}
+}
+
 struct thread_arg {
 	struct rf_dedup *d;
 	unsigned int id;
@@ -558,13 +578,15 @@ static void *scanner_main(void *arg)
 			atomic_fetch_add(&d->passes, 1);
 			uint64_t work = atomic_load(&d->pass_merges);
 			uint64_t hashed = atomic_load(&d->pass_hashed);
+			bool was = atomic_load(&d->converged);
 
 			/* Converged, or still converged: see "Nothing new"
 			 * above. Still converged means no unit of this pass
 			 * found work above the higher bar (scan_unit). */
-			if (!atomic_load(&d->converged))
+			if (!was)
 				atomic_store(&d->converged,
 					     work <= CONV_FLOOR || work <= hashed / CONV_RATIO);
+			purge_freed(d, !was && atomic_load(&d->converged));
 		}
 	}
 	dedup_rcu_thread_offline();
