@@ -172,28 +172,33 @@ unsigned int broker_connected(struct rf_dedup *d);
 
 enum index_kind { NODE_STORE = 1, NODE_CAND = 2 };
 
+struct dedup_region;
+
 struct index_node {
 	struct cds_lfht_node lfht;
 	uint64_t hash;
 	uint32_t domain;
 	int16_t numa;
 	uint8_t kind;
-	/* 80 bytes in all: one node per distinct stable page is most of the
-	 * engine's metadata, so the two kinds share their space. */
+	/* One node per distinct stable page is most of the engine's metadata:
+	 * the two kinds share their space, and a node fills jemalloc's 64-byte
+	 * size class exactly (the next is 80). No engine pointer: the node is
+	 * freed with rf_arena_free, which finds the arena from the pointer; no
+	 * VM pointer: a CAND's region state knows its VM (dr->dv). */
 	union {
 		struct { /* NODE_STORE */
 			struct rf_store *store;
 			uint32_t pg;
 		};
 		struct { /* NODE_CAND: a private page stable over a pass, not yet merged */
-			rf_vm *vm;
-			struct rf_region *region;
+			struct dedup_region *dr;
 			uint32_t idx;
 		};
 	};
 	struct rcu_head rcu;
-	rf_engine *e;
 };
+
+_Static_assert(sizeof(struct index_node) == 64, "index_node outgrew jemalloc's 64-byte class");
 
 struct index_key {
 	uint64_t hash;
@@ -205,30 +210,33 @@ struct cds_lfht *index_new(void);
 void index_destroy(struct cds_lfht *ht);
 uint64_t index_key_hash(const struct index_key *k);
 /* Call under rcu_read_lock. First node of @kind matching @k (and, for CAND,
- * not the page @self_region/@self_idx), or NULL. */
+ * not the page @self_idx of @self_dr), or NULL. */
 struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
-				enum index_kind kind, const struct rf_region *self_region,
+				enum index_kind kind, const struct dedup_region *self_dr,
 				uint64_t self_idx);
 /* Call under rcu_read_lock. The first STORE and the first other-page CAND
  * node of @k, in one walk; either may be NULL. */
 void index_lookup2(struct cds_lfht *ht, const struct index_key *k,
-		   const struct rf_region *self_region, uint64_t self_idx,
-		   struct index_node **store, struct index_node **cand);
+		   const struct dedup_region *self_dr, uint64_t self_idx, struct index_node **store,
+		   struct index_node **cand);
 /* Call under rcu_read_lock. */
 void index_add(struct cds_lfht *ht, struct index_node *n);
 /* Call under rcu_read_lock. Removes @n; true if this call removed it (and
  * scheduled its free after a grace period). */
 bool index_del(struct cds_lfht *ht, struct index_node *n);
-/* Remove the CAND node for (@region, @idx) filed under @k. rcu_read_lock held. */
-bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct rf_region *region,
+/* Remove the CAND node for page @idx of @dr filed under @k. rcu_read_lock held. */
+bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct dedup_region *dr,
 		    uint64_t idx);
-/* Remove every CAND node of @vm (and of @region only, if not NULL). Any
+/* Remove every CAND node of @dv (and of @dr only, if not NULL). Any
  * registered thread or not: takes rcu_read_lock itself. */
-void index_del_cands_of(struct cds_lfht *ht, rf_vm *vm, const struct rf_region *region);
+void index_del_cands_of(struct cds_lfht *ht, const struct rf_dedup_vm *dv,
+			const struct dedup_region *dr);
 struct index_node *index_node_new(rf_engine *e);
 /* A node never added to the index. */
 void index_node_free(rf_engine *e, struct index_node *n);
 uint64_t index_count(struct cds_lfht *ht);
+/* Index nodes freed in this process so far (a grace period after removal). */
+uint64_t index_nodes_freed(void);
 
 /* ---- per-VM and engine state -------------------------------------------- */
 
@@ -251,8 +259,16 @@ static inline uint8_t pf_broken_bump(uint8_t pf)
 	return (uint8_t)((k < 31 ? k + 1 : 31) << PF_BROKEN_SHIFT);
 }
 
+struct rf_dedup_vm;
+
+/*
+ * Allocated on its own (dv->regs[] holds pointers), so its address is
+ * stable while the region is attached: CAND nodes name it. Freed only after
+ * its CAND nodes are removed and a grace period has passed.
+ */
 struct dedup_region {
 	struct rf_region *r;
+	struct rf_dedup_vm *dv;
 	uint64_t *hash;		 /* per page, mmap'ed */
 	_Atomic uint8_t *pflags; /* per page, mmap'ed */
 	size_t hash_bytes, pflags_bytes;
@@ -268,7 +284,7 @@ struct rf_dedup_vm {
 	int numa;		   /* store node for this VM's pages */
 	bool store_wp;		   /* store mappings can be write-protected */
 	pthread_mutex_t regs_lock; /* regs[] membership */
-	struct dedup_region regs[RF_MAX_REGIONS];
+	struct dedup_region *regs[RF_MAX_REGIONS];
 	unsigned int nregs;
 	_Atomic int refs; /* scan units in flight */
 	_Atomic bool dead;
@@ -323,15 +339,19 @@ struct rf_dedup {
 	_Atomic uint64_t pass_merges;
 	_Atomic uint64_t pass_hashed;
 	_Atomic bool converged;
+	uint64_t purge_mark;	   /* index_nodes_freed() at the last purge (thread 0) */
 	_Atomic uint64_t rate_pps; /* rf_dedup_set_rate; 0 = the config's budgets */
 	_Atomic uint64_t gen;
 
 	/* A one-hash Bloom filter over the keys ever filed in the index: a
 	 * page whose key's bit is clear has no twin filed, so the scanner
 	 * files it without a lookup (most pages of a pass are unique). Bits
-	 * are never cleared: a stale bit only costs a lookup. */
+	 * are never cleared: a stale bit only costs a lookup. Sized to the
+	 * RAM attached, and replaced by a bigger one only between passes
+	 * (bloom_fit). */
 	_Atomic uint64_t *bloom;
-	uint64_t bloom_bits; /* power of two */
+	uint64_t bloom_bits;	    /* power of two */
+	uint64_t bloom_failed_bits; /* the size whose mmap last failed (logged) */
 
 	uint64_t vma_budget;
 	/* The VMA budget's estimate of the process's mappings: 2 more per
@@ -444,6 +464,13 @@ bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed);
 uint64_t count_vmas(void);
 
 /* ---- own_engine.c ----------------------------------------------------- */
+
+#define BLOOM_MIN_BITS (1ull << 16)
+#define BLOOM_MAX_BITS (1ull << 26)
+
+/* Grow the Bloom filter to fit @pages of guest RAM (own_engine.c says
+ * when it may be called). 0, or -ENOMEM (logged) with the old one kept. */
+int bloom_fit(struct rf_dedup *d, uint64_t pages);
 
 /* The per-region state of @r, set up (and @r registered for write-protect)
  * if @create and it has none yet; NULL if none (or setting up failed). */

@@ -44,20 +44,27 @@ struct cds_lfht *index_new(void)
 				   NULL);
 }
 
+/* Nodes freed so far, by every engine of the process (the callback has no
+ * engine at hand): the scanner purges its arena after a pass that freed
+ * many. Another engine's frees can only cost an extra purge. */
+static _Atomic uint64_t nodes_freed;
+
 static void node_free_cb(struct rcu_head *head)
 {
 	struct index_node *n = caa_container_of(head, struct index_node, rcu);
 
-	rf_free(n->e, n);
+	rf_arena_free(n);
+	atomic_fetch_add_explicit(&nodes_freed, 1, memory_order_relaxed);
+}
+
+uint64_t index_nodes_freed(void)
+{
+	return atomic_load_explicit(&nodes_freed, memory_order_relaxed);
 }
 
 struct index_node *index_node_new(rf_engine *e)
 {
-	struct index_node *n = rf_zalloc(e, sizeof(*n));
-
-	if (n)
-		n->e = e;
-	return n;
+	return rf_zalloc(e, sizeof(struct index_node));
 }
 
 void index_node_free(rf_engine *e, struct index_node *n)
@@ -81,7 +88,7 @@ void index_destroy(struct cds_lfht *ht)
 }
 
 struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
-				enum index_kind kind, const struct rf_region *self_region,
+				enum index_kind kind, const struct dedup_region *self_dr,
 				uint64_t self_idx)
 {
 	struct cds_lfht_iter it;
@@ -90,7 +97,7 @@ struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
 	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match, k, &it, n, lfht) {
 		if (n->kind != kind)
 			continue;
-		if (kind == NODE_CAND && n->region == self_region && n->idx == self_idx)
+		if (kind == NODE_CAND && n->dr == self_dr && n->idx == self_idx)
 			continue;
 		return n;
 	}
@@ -98,8 +105,8 @@ struct index_node *index_lookup(struct cds_lfht *ht, const struct index_key *k,
 }
 
 void index_lookup2(struct cds_lfht *ht, const struct index_key *k,
-		   const struct rf_region *self_region, uint64_t self_idx,
-		   struct index_node **store, struct index_node **cand)
+		   const struct dedup_region *self_dr, uint64_t self_idx, struct index_node **store,
+		   struct index_node **cand)
 {
 	struct cds_lfht_iter it;
 	struct index_node *n;
@@ -111,7 +118,7 @@ void index_lookup2(struct cds_lfht *ht, const struct index_key *k,
 		if (n->kind == NODE_STORE) {
 			if (!*store)
 				*store = n;
-		} else if (!*cand && !(n->region == self_region && n->idx == self_idx)) {
+		} else if (!*cand && !(n->dr == self_dr && n->idx == self_idx)) {
 			*cand = n;
 		}
 		if (*store && *cand)
@@ -134,27 +141,30 @@ bool index_del(struct cds_lfht *ht, struct index_node *n)
 	return true;
 }
 
-bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct rf_region *region,
+bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct dedup_region *dr,
 		    uint64_t idx)
 {
 	struct cds_lfht_iter it;
 	struct index_node *n;
 
 	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match, k, &it, n, lfht) {
-		if (n->kind == NODE_CAND && n->region == region && n->idx == idx)
+		if (n->kind == NODE_CAND && n->dr == dr && n->idx == idx)
 			return index_del(ht, n);
 	}
 	return false;
 }
 
-void index_del_cands_of(struct cds_lfht *ht, rf_vm *vm, const struct rf_region *region)
+void index_del_cands_of(struct cds_lfht *ht, const struct rf_dedup_vm *dv,
+			const struct dedup_region *dr)
 {
 	struct cds_lfht_iter it;
 	struct index_node *n;
 
 	urcu_memb_read_lock();
 	cds_lfht_for_each_entry (ht, &it, n, lfht) {
-		if (n->kind == NODE_CAND && n->vm == vm && (!region || n->region == region))
+		/* n->dr is alive: it is freed only after its CAND nodes are
+		 * removed and a grace period has passed. */
+		if (n->kind == NODE_CAND && (dr ? n->dr == dr : n->dr->dv == dv))
 			index_del(ht, n);
 	}
 	urcu_memb_read_unlock();

@@ -254,15 +254,15 @@ static void classify_mismatch(struct rf_dedup *d, struct rf_dedup_vm *dv, struct
 	}
 }
 
-static void forget_cand(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r,
-			struct dedup_region *dr, uint64_t idx, uint64_t hash)
+static void forget_cand(struct rf_dedup *d, struct rf_dedup_vm *dv, struct dedup_region *dr,
+			uint64_t idx, uint64_t hash)
 {
 	struct index_key k = {hash, dv->domain, d->cfg.cross_node ? 0 : (int16_t)dv->numa};
 
 	if (!dr)
 		return;
 	if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
-		index_del_cand(d->ht, &k, r, idx);
+		index_del_cand(d->ht, &k, dr, idx);
 }
 
 /* ---- merge runs: the steps of the protocol above ------------------------ */
@@ -511,7 +511,7 @@ static void publish_page(struct rf_dedup *d, struct run_side *sd, unsigned int k
 		pte_release(sd->dv->vm, pte, old);
 		return;
 	}
-	forget_cand(d, sd->dv, sd->r, sd->dr, sd->idx + k, hash);
+	forget_cand(d, sd->dv, sd->dr, sd->idx + k, hash);
 	rf_pte_unlock(sd->dv->vm, pte, old,
 		      rf_pte_with_payload(rf_pte_with_state(old, RF_PAGE_MERGED), payload));
 	atomic_fetch_add(&sd->dv->merged, 1);
@@ -655,7 +655,7 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 	for (k = 0; k < n; k++) {
 		uint64_t v = old[k] & ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE);
 
-		forget_cand(d, dv, r, dr, idx + k, dr ? dr->hash[idx + k] : 0);
+		forget_cand(d, dv, dr, idx + k, dr ? dr->hash[idx + k] : 0);
 		if (dr)
 			atomic_store(&dr->pflags[idx + k],
 				     atomic_load(&dr->pflags[idx + k]) & PF_BROKEN_MASK);

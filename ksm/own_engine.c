@@ -75,7 +75,7 @@ static void dedup_region_free(struct dedup_region *dr)
 		munmap(dr->hash, dr->hash_bytes);
 	if (dr->pflags)
 		munmap((void *)dr->pflags, dr->pflags_bytes);
-	memset(dr, 0, sizeof(*dr));
+	rf_free(dr->dv->vm->e, dr);
 }
 
 struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_region *r, bool create)
@@ -85,11 +85,14 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 
 	pthread_mutex_lock(&dv->regs_lock);
 	for (unsigned int i = 0; i < dv->nregs; i++)
-		if (dv->regs[i].r == r)
-			dr = &dv->regs[i];
+		if (dv->regs[i]->r == r)
+			dr = dv->regs[i];
 	if (dr || !create || dv->nregs == RF_MAX_REGIONS)
 		goto out;
-	dr = &dv->regs[dv->nregs];
+	dr = rf_zalloc(dv->vm->e, sizeof(*dr));
+	if (!dr)
+		goto out;
+	dr->dv = dv;
 	dr->hash_bytes =
 	    (r->npages * sizeof(uint64_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
 	dr->pflags_bytes = (r->npages + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
@@ -119,7 +122,7 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 		goto out;
 	}
 	dr->r = (struct rf_region *)r;
-	dv->nregs++;
+	dv->regs[dv->nregs++] = dr;
 	atomic_fetch_add(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
 out:
 	pthread_mutex_unlock(&dv->regs_lock);
@@ -154,17 +157,20 @@ static void own_region_unmap(struct rf_dedup_vm *dv, struct rf_region *r)
 	if (!dr)
 		return;
 	reg = dedup_rcu_enter();
-	index_del_cands_of(dv->d->ht, dv->vm, r);
+	index_del_cands_of(dv->d->ht, dv, dr);
 	dedup_rcu_leave(reg);
 	/* Scanners that found one of those entries are inside a read-side
 	 * section; none can be inside this region (we hold its write lock). */
 	urcu_memb_synchronize_rcu();
 	drop_region_refs(dv->d, r);
 	pthread_mutex_lock(&dv->regs_lock);
-	dedup_region_free(dr);
-	*dr = dv->regs[--dv->nregs];
-	memset(&dv->regs[dv->nregs], 0, sizeof(dv->regs[0]));
+	for (unsigned int i = 0; i < dv->nregs; i++)
+		if (dv->regs[i] == dr)
+			dv->regs[i] = dv->regs[--dv->nregs];
+	dv->regs[dv->nregs] = NULL;
 	pthread_mutex_unlock(&dv->regs_lock);
+	atomic_fetch_sub(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
+	dedup_region_free(dr);
 }
 
 /* Bring the MERGED pages of @r back to private (rf_dedup_stop). */
@@ -212,7 +218,7 @@ static void own_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmer
 	bool reg;
 
 	reg = dedup_rcu_enter();
-	index_del_cands_of(d->ht, vm, NULL);
+	index_del_cands_of(d->ht, dv, NULL);
 	dedup_rcu_leave(reg);
 	urcu_memb_synchronize_rcu();
 	rf_vm_regions_rdlock(vm);
@@ -227,9 +233,11 @@ static void own_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmer
 		rf_uffd_put(vm);
 	for (unsigned int i = 0; i < dv->nregs; i++) {
 		atomic_fetch_sub(&vm->metadata_bytes,
-				 dv->regs[i].hash_bytes + dv->regs[i].pflags_bytes);
-		dedup_region_free(&dv->regs[i]);
+				 dv->regs[i]->hash_bytes + dv->regs[i]->pflags_bytes);
+		dedup_region_free(dv->regs[i]);
+		dv->regs[i] = NULL;
 	}
+	dv->nregs = 0;
 }
 
 static int own_add_vm(struct rf_dedup *d, struct rf_dedup_vm *dv)
@@ -377,13 +385,9 @@ static int own_start(struct rf_dedup *d)
 	d->vma_budget = d->cfg.vma_budget ? d->cfg.vma_budget : e->feat.max_map_count * 9 / 10;
 	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
 	d->ht = index_new();
-	/* 2^22 bits (512 KiB, touched as used): a few % false positives at
-	 * 10^5 distinct pages. */
-	d->bloom_bits = 1ull << 22;
-	d->bloom = mmap(NULL, d->bloom_bits / 8, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (!d->ht || d->bloom == MAP_FAILED) {
-		d->bloom = NULL;
+	/* The Bloom filter starts at its smallest; the scanner sizes it to
+	 * the VMs attached (bloom_fit). */
+	if (!d->ht || bloom_fit(d, 0) != 0) {
 		err = -ENOMEM;
 		goto err_stores;
 	}
@@ -405,6 +409,7 @@ static int own_start(struct rf_dedup *d)
 	if (err)
 		goto err_stores;
 	d->vmas = count_vmas();
+	d->purge_mark = index_nodes_freed();
 	err = scanner_start(d);
 	if (err)
 		goto err_stores;
@@ -418,6 +423,57 @@ err_stores:
 		munmap((void *)d->bloom, d->bloom_bits / 8);
 	rcu_worker_put();
 	return err;
+}
+
+/*
+ * Size the Bloom filter to @pages of guest RAM: about 8 bits a page (a page
+ * files at most one key, so at most 1 bit in 8 is set and a key never filed
+ * meets a set bit at most 1 time in 8), a power of two within [2^16, 2^26],
+ * never shrunk. A bigger one is filled from the index before it replaces the
+ * old: a key filed but missing from the filter would never be looked up, and
+ * its twins would be filed beside it instead of merged.
+ *
+ * Called by own_start, and by scanner thread 0 between passes, while the
+ * other scanner threads wait at the barrier: only scanner threads read the
+ * filter or add to the index (the embedder's threads only remove nodes,
+ * which leaves at most a stale bit).
+ */
+int bloom_fit(struct rf_dedup *d, uint64_t pages)
+{
+	uint64_t bits = BLOOM_MIN_BITS, old_bits = d->bloom_bits;
+	_Atomic uint64_t *nb, *old = d->bloom;
+	struct cds_lfht_iter it;
+	struct index_node *n;
+
+	while (bits < 8 * pages && bits < BLOOM_MAX_BITS)
+		bits <<= 1;
+	if (old && bits <= old_bits)
+		return 0;
+	nb = mmap(NULL, bits / 8, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (nb == MAP_FAILED) {
+		if (bits == d->bloom_failed_bits)
+			return -ENOMEM; /* logged on the first try */
+		d->bloom_failed_bits = bits;
+		rf_log(d->e, old ? RF_LOG_WARN : RF_LOG_ERR,
+		       "dedup: Bloom filter of %" PRIu64 " KiB: mmap: %s%s", bits / 8192,
+		       strerror(errno), old ? " (the smaller one stays)" : "");
+		return -ENOMEM;
+	}
+	d->bloom = nb;
+	d->bloom_bits = bits;
+	if (!old)
+		return 0;
+	urcu_memb_read_lock();
+	cds_lfht_for_each_entry (d->ht, &it, n, lfht) {
+		struct index_key k = {n->hash, n->domain, n->numa};
+		uint64_t b = bloom_bit(d, &k);
+
+		atomic_fetch_or_explicit(&nb[b >> 6], 1ull << (b & 63), memory_order_relaxed);
+	}
+	urcu_memb_read_unlock();
+	munmap((void *)old, old_bits / 8);
+	return 0;
 }
 
 /* The scanner threads stop before the VMs are detached. */

@@ -82,6 +82,7 @@
 #define CONV_FLOOR  4
 #define LEAVE_RATIO 64
 #define LEAVE_FLOOR 64
+#define PURGE_NODES 4096 /* 256 KiB of index nodes */
 
 struct scan_ctx {
 	struct rf_dedup *d;
@@ -168,12 +169,13 @@ static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 		     const struct index_node *cand, uint64_t h)
 {
 	struct merge_run *m = &c->run;
-	struct rf_dedup_vm *adv = cand->vm->dedup;
+	/* Alive for this read-side section: a region's state is freed only a
+	 * grace period after its CAND nodes are removed. */
+	struct rf_dedup_vm *adv = cand->dr->dv;
+	struct rf_region *ar = cand->dr->r;
 
-	if (!adv)
-		return;
-	if (m->n && (!m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx ||
-		     m->ar != cand->region || m->aidx + m->n != cand->idx || m->n == MERGE_RUN_MAX))
+	if (m->n && (!m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx || m->ar != ar ||
+		     m->aidx + m->n != cand->idx || m->n == MERGE_RUN_MAX))
 		merge_run_flush(c->d, m);
 	if (m->n == 0) {
 		m->dv = dv;
@@ -182,7 +184,7 @@ static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 		m->pair = true;
 		m->self = false;
 		m->adv = adv;
-		m->ar = cand->region;
+		m->ar = ar;
 		m->aidx = cand->idx;
 		m->store = NULL;
 	}
@@ -274,7 +276,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		if (pf & PF_CAND) {
 			key.hash = dr->hash[idx];
 			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
-				index_del_cand(d->ht, &key, r, idx);
+				index_del_cand(d->ht, &key, dr, idx);
 		}
 		return;
 	}
@@ -294,7 +296,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 
 			old.hash = dr->hash[idx];
 			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
-				index_del_cand(d->ht, &old, r, idx);
+				index_del_cand(d->ht, &old, dr, idx);
 		}
 		dr->hash[idx] = h;
 		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
@@ -326,7 +328,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (stable && (pf & PF_CAND) && ((c->gen + idx) & 7) != 0)
 		return;
 	if (bloom_test(d, &key))
-		index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+		index_lookup2(d->ht, &key, dr, idx, &sn, &cn);
 	else
 		sn = cn = NULL;
 	if (sn && store_get_unless_zero(sn->store, sn->pg)) {
@@ -356,8 +358,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		n->hash = h;
 		n->domain = key.domain;
 		n->numa = key.numa;
-		n->vm = dv->vm;
-		n->region = r;
+		n->dr = dr;
 		n->idx = idx;
 		atomic_fetch_or(&dr->pflags[idx], PF_CAND);
 		index_add(d->ht, n);
@@ -367,7 +368,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		 * thread adds, then sets the key's bit (a full barrier); the
 		 * second to set it sees the bit set and finds the other. */
 		if (bloom_set(d, &key) && d->nthreads > 1) {
-			index_lookup2(d->ht, &key, r, idx, &sn, &cn);
+			index_lookup2(d->ht, &key, dr, idx, &sn, &cn);
 			if (cn)
 				add_pair(c, dv, r, idx, cn, h);
 		}
@@ -500,9 +501,11 @@ static void throttle(struct scan_ctx *c, uint64_t unit_wall_ns, uint64_t pages)
 	c->wall_mark = rf_now_ns();
 }
 
-static int build_units(struct rf_dedup *d)
+/* Returns the pages of guest RAM attached. */
+static uint64_t build_units(struct rf_dedup *d)
 {
 	unsigned int n = 0;
+	uint64_t pages = 0;
 
 	pthread_mutex_lock(&d->lock);
 	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
@@ -512,6 +515,7 @@ static int build_units(struct rf_dedup *d)
 
 		rf_vm_regions_rdlock(dv->vm);
 		for (unsigned int i = 0; (r = __rf_vm_region(dv->vm, i)); i++) {
+			pages += r->npages;
 			for (uint64_t p = 0; p < r->npages; p += UNIT_PAGES) {
 				if (n == d->units_cap) {
 					unsigned int cap = d->units_cap ? 2 * d->units_cap : 1024;
@@ -539,7 +543,26 @@ static int build_units(struct rf_dedup *d)
 	atomic_store(&d->next_unit, 0);
 	d->kick = false;
 	pthread_mutex_unlock(&d->lock);
-	return 0;
+	return pages;
+}
+
+/*
+ * Thread 0, after a pass: give freed index nodes' pages back to the kernel.
+ * Merging frees most candidates at once, and the allocator would keep their
+ * pages dirty until its decay ran, which only allocations move on (a
+ * converged engine makes few). After a pass that freed at least PURGE_NODES
+ * nodes, and on the pass that converges if any were freed since the last
+ * purge. Nodes are freed a grace period after their removal: those still
+ * pending count for the next pass.
+ */
+static void purge_freed(struct rf_dedup *d, bool converging)
+{
+	uint64_t freed = index_nodes_freed();
+
+	if (freed - d->purge_mark >= PURGE_NODES || (converging && freed != d->purge_mark)) {
+		rf_arena_purge(d->e);
+		d->purge_mark = freed;
+	}
 }
 
 struct thread_arg {
@@ -587,7 +610,10 @@ static void *scanner_main(void *arg)
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);
 			atomic_store(&d->pass_hashed, 0);
-			build_units(d);
+			/* The other threads wait at the barrier: the one
+			 * time the Bloom filter may be replaced. A failure
+			 * keeps the old one (logged), tried again next pass. */
+			bloom_fit(d, build_units(d));
 			/* One decision for all threads: each reading d->stop
 			 * itself could leave one waiting at the barrier of a
 			 * pass the others have left. */
@@ -619,13 +645,15 @@ static void *scanner_main(void *arg)
 			atomic_fetch_add(&d->passes, 1);
 			uint64_t work = atomic_load(&d->pass_merges);
 			uint64_t hashed = atomic_load(&d->pass_hashed);
+			bool was = atomic_load(&d->converged);
 
 			/* Converged, or still converged: see "Nothing new"
 			 * above. Still converged means no unit of this pass
 			 * found work above the higher bar (scan_unit). */
-			if (!atomic_load(&d->converged))
+			if (!was)
 				atomic_store(&d->converged,
 					     work <= CONV_FLOOR || work <= hashed / CONV_RATIO);
+			purge_freed(d, !was && atomic_load(&d->converged));
 		}
 	}
 	dedup_rcu_thread_offline();

@@ -47,6 +47,16 @@ void rf_free(rf_engine *e, void *p)
 	(void)e;
 	free(p);
 }
+
+void rf_arena_free(void *p)
+{
+	free(p);
+}
+
+void rf_arena_purge(rf_engine *e)
+{
+	(void)e;
+}
 #else
 #include <jemalloc/jemalloc.h>
 
@@ -90,6 +100,29 @@ void rf_free(rf_engine *e, void *p)
 {
 	if (p)
 		dallocx(p, rf_arena_flags(e));
+}
+
+/* dallocx takes the arena from the pointer's extent; the flags only say
+ * which cache, and metadata bypasses the thread caches. */
+void rf_arena_free(void *p)
+{
+	if (p)
+		dallocx(p, MALLOCX_TCACHE_NONE);
+}
+
+/*
+ * jemalloc keeps freed pages dirty for dirty_decay_ms (10 s by default), and
+ * its decay only advances when the arena allocates again: a dedup engine
+ * that has just freed most of its index nodes, and then allocates next to
+ * nothing, would keep them resident. arena.<i>.purge returns every unused
+ * dirty and muzzy page of the arena at once.
+ */
+void rf_arena_purge(rf_engine *e)
+{
+	char cmd[64];
+
+	snprintf(cmd, sizeof(cmd), "arena.%u.purge", e->arena);
+	mallctl(cmd, NULL, NULL, NULL, 0);
 }
 
 #endif

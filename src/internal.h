@@ -161,6 +161,14 @@ void rf_arena_delete(unsigned int idx);
 void *rf_arena_alloc_engine(unsigned int idx, size_t size);
 void *rf_zalloc(rf_engine *e, size_t size);
 void rf_free(rf_engine *e, void *p);
+/* rf_free without the engine: the arena is the pointer's own (for metadata
+ * that is freed where the engine is not at hand, as an RCU callback). */
+void rf_arena_free(void *p);
+/* Give the engine's freed metadata pages back to the kernel now, rather than
+ * when the allocator's decay gets to them. Costs a walk of the arena's
+ * unused extents (a madvise each); call it after freeing many objects, not
+ * on a hot path. */
+void rf_arena_purge(rf_engine *e);
 char *rf_strdup(rf_engine *e, const char *s);
 
 /*
