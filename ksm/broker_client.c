@@ -533,19 +533,19 @@ out:
 	return err;
 }
 
-unsigned int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash,
-			   const uint8_t *const *pages, unsigned int n, uint32_t *first)
+int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash,
+		  const uint8_t *const *pages, unsigned int n, uint32_t *pg)
 {
 	struct broker_conn *bc = s->remote;
 	struct rfb_insert *q = (struct rfb_insert *)bc->buf;
 	const struct rfb_insert_r *a = (const struct rfb_insert_r *)bc->buf;
 	struct rfb_insert_ent ent[RFB_INSERT_MAX];
-	unsigned int k = 0, i;
+	int err = -ENOTCONN;
 
-	if (n > RFB_INSERT_MAX)
-		n = RFB_INSERT_MAX;
-	if (n == 0)
-		return 0;
+	if (n == 0 || n > RFB_INSERT_MAX)
+		return -EINVAL;
+	for (unsigned int i = 0; i < n; i++)
+		pg[i] = UINT32_MAX;
 	pthread_mutex_lock(&bc->lock);
 	if (atomic_load(&bc->state) != BC_UP || atomic_load(&bc->store) != s ||
 	    bc_flush_puts(bc) != 0)
@@ -553,36 +553,33 @@ unsigned int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_
 	q->h.type = RFB_INSERT;
 	q->h.count = n;
 	memcpy(q->hash, hash, n * sizeof(uint64_t));
-	for (i = 0; i < n; i++)
+	for (unsigned int i = 0; i < n; i++)
 		memcpy((uint8_t *)(q->hash + n) + (size_t)i * RF_PAGE_SIZE, pages[i], RF_PAGE_SIZE);
-	if (bc_call(bc, sizeof(*q) + n * (sizeof(uint64_t) + RF_PAGE_SIZE), RFB_INSERT_R,
-		    sizeof(*a), sizeof(a->ent[0]), n, NULL) != 0)
+	err = bc_call(bc, sizeof(*q) + n * (sizeof(uint64_t) + RF_PAGE_SIZE), RFB_INSERT_R,
+		      sizeof(*a), sizeof(a->ent[0]), n, NULL);
+	if (err)
 		goto out;
 	memcpy(ent, a->ent, n * sizeof(ent[0]));
-	/* The run is the leading pages granted on adjacent store pages whose
-	 * bytes are the pages' (checked: the broker's word is not taken). */
-	for (i = 0; i < n; i++) {
-		bool ok = ent[i].status == 0 && ent[i].pg < s->cap;
-
-		if (ok && !take(bc, s, ent[i].pg))
-			continue; /* dying here; given back */
-		if (ok && k == i && (i == 0 || ent[i].pg == *first + i) &&
-		    memcmp(store_addr(s, ent[i].pg), pages[i], RF_PAGE_SIZE) == 0) {
-			if (i == 0)
-				*first = ent[i].pg;
-			k++;
+	for (unsigned int i = 0; i < n; i++) {
+		if (ent[i].status) {
+			if (ent[i].status != ENOSPC)
+				rf_log(d->e, RF_LOG_WARN,
+				       "dedup: broker %s: domain \"%s\": insert refused: %s",
+				       d->broker_path, bc->name, strerror((int)ent[i].status));
 			continue;
 		}
-		if (ok) /* granted, not used: the reap gives the hold back */
+		if (ent[i].pg >= s->cap || !take(bc, s, ent[i].pg))
+			continue; /* beyond the store, or dying here (given back) */
+		/* The broker's word is not taken: the bytes are checked. */
+		if (memcmp(store_addr(s, ent[i].pg), pages[i], RF_PAGE_SIZE) != 0) {
 			store_put(s, ent[i].pg);
-		if (ent[i].status && ent[i].status != ENOSPC)
-			rf_log(d->e, RF_LOG_WARN,
-			       "dedup: broker %s: domain \"%s\": insert refused: %s",
-			       d->broker_path, bc->name, strerror((int)ent[i].status));
+			continue;
+		}
+		pg[i] = ent[i].pg;
 	}
 out:
 	pthread_mutex_unlock(&bc->lock);
-	return k;
+	return err;
 }
 
 /* ---- start and stop -------------------------------------------------------- */

@@ -158,11 +158,12 @@ struct rf_store *broker_store_for(struct rf_dedup *d, const struct rf_dedup_vm *
  * -errno if the broker could not be asked. */
 int broker_lookup(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash, unsigned int n,
 		  struct rfb_lookup_ent *ent);
-/* INSERT @n pages (content stable, under write-protect); the number of
- * leading pages now on adjacent store pages from *@first holding their bytes,
- * a reference taken on each. rcu_read_lock held. */
-unsigned int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash,
-			   const uint8_t *const *pages, unsigned int n, uint32_t *first);
+/* INSERT @n pages (content stable, under write-protect): @pg[i] is the
+ * store page now holding page i's bytes, a reference taken on it, or
+ * UINT32_MAX. 0, or -errno if the broker could not be asked (no page
+ * granted). rcu_read_lock held. */
+int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash,
+		  const uint8_t *const *pages, unsigned int n, uint32_t *pg);
 /* store_reap of a broker store: these pages are no longer ours. */
 void broker_release(struct broker_conn *bc, struct rf_store *s, const uint32_t *pgs, uint64_t n);
 /* Connections up. */
@@ -435,6 +436,18 @@ struct merge_run {
 	struct rf_region *ar;
 	uint64_t aidx;
 	uint64_t hashes[512];
+	/* Pages a flush filled in a broker store but could not map with the
+	 * run (the broker's pages were not adjacent): each holds a reference
+	 * on its page, and the scanner merges them as store runs right after
+	 * the flush (scanner.c: flush_run). */
+	unsigned int ncarry;
+	struct rf_store *carry_store;
+	struct merge_carry {
+		struct rf_dedup_vm *dv;
+		struct rf_region *r;
+		uint64_t idx, hash;
+		uint32_t pg;
+	} carry[2 * 512];
 };
 #define MERGE_RUN_MAX 512
 

@@ -281,10 +281,10 @@ struct run_side {
 /* A run being flushed: its two sides and what the steps have left of it. */
 struct run_flush {
 	struct rf_dedup *d;
-	const struct merge_run *m; /* pair, hashes[] */
-	struct run_side b, a;	   /* a: only for a pair */
-	unsigned int n;		   /* pages still in the run */
-	struct rf_store *s;	   /* the target: store pages [pg, pg + n) */
+	struct merge_run *m;  /* pair, hashes[]; carry[] filled by step 4b */
+	struct run_side b, a; /* a: only for a pair */
+	unsigned int n;	      /* pages still in the run */
+	struct rf_store *s;   /* the target: store pages [pg, pg + n) */
 	uint32_t pg;
 };
 
@@ -383,34 +383,63 @@ static void compare_run(struct run_flush *f)
 		abort_run_from(f, k, true);
 }
 
+/* A page of a broker run that cannot be mapped with the run: carried to
+ * the scanner, with its reference, to be merged as a store run. */
+static void carry(struct run_flush *f, const struct run_side *sd, unsigned int k, uint32_t pg)
+{
+	struct merge_run *m = f->m;
+
+	if (m->ncarry == sizeof(m->carry) / sizeof(m->carry[0])) {
+		store_put(f->s, pg);
+		return;
+	}
+	m->carry_store = f->s;
+	m->carry[m->ncarry++] = (struct merge_carry){sd->dv, sd->r, sd->idx + k, m->hashes[k], pg};
+}
+
 /* 4b. The same in the broker's store of B's domain: the broker fills the
- * pages, INSERT by INSERT; the run ends where its pages stop being
- * adjacent. Each page comes with a reference (publish_run drops it). */
+ * pages, INSERT by INSERT, and names them. The run keeps its leading pages
+ * on adjacent store pages; the rest (the broker reuses page numbers, so
+ * they are often not adjacent) are carried to the scanner, which merges them
+ * as store runs right away: B's, and A's when A is in B's VM (another VM's
+ * regions are not locked by this scanner). Each page comes with a reference
+ * (publish_run drops the run's; a carried page's is its store run's). */
 static bool fill_broker_pages(struct run_flush *f, struct rf_store *rs)
 {
 	const struct run_side *src = f->m->self ? &f->b : &f->a;
 	const uint8_t *pages[RFB_INSERT_MAX];
-	unsigned int done = 0;
+	uint32_t pgs[RFB_INSERT_MAX];
+	unsigned int done = 0, pos;
+	bool cut = false;
 
 	f->s = rs;
-	while (done < f->n) {
-		unsigned int want = f->n - done < RFB_INSERT_MAX ? f->n - done : RFB_INSERT_MAX,
-			     got;
-		uint32_t first = 0;
+	for (pos = 0; pos < f->n; pos += RFB_INSERT_MAX) {
+		unsigned int want = f->n - pos < RFB_INSERT_MAX ? f->n - pos : RFB_INSERT_MAX;
 
 		for (unsigned int k = 0; k < want; k++)
-			pages[k] = rf_region_page(src->r, src->idx + done + k);
-		got = broker_insert(f->d, rs, f->m->hashes + done, pages, want, &first);
-		if (got && done && first != f->pg + done) {
-			for (unsigned int k = 0; k < got; k++)
-				store_put(rs, first + k);
-			got = 0;
-		}
-		if (got && !done)
-			f->pg = first;
-		done += got;
-		if (got < want)
+			pages[k] = rf_region_page(src->r, src->idx + pos + k);
+		if (broker_insert(f->d, rs, f->m->hashes + pos, pages, want, pgs) != 0)
 			break;
+		for (unsigned int i = 0; i < want; i++) {
+			unsigned int k = pos + i;
+
+			if (pgs[i] == UINT32_MAX) {
+				cut = true;
+				continue;
+			}
+			if (!cut && (k == 0 || pgs[i] == f->pg + k)) {
+				if (k == 0)
+					f->pg = pgs[i];
+				done = k + 1;
+				continue;
+			}
+			cut = true;
+			if (f->m->pair && f->a.dv == f->b.dv) {
+				store_get(rs, pgs[i]);
+				carry(f, &f->a, k, pgs[i]);
+			}
+			carry(f, &f->b, k, pgs[i]);
+		}
 	}
 	if (done < f->n)
 		abort_run_from(f, done, true);

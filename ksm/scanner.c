@@ -125,10 +125,36 @@ static void flush_zero(struct scan_ctx *c)
 	c->zn = 0;
 }
 
+static void add_store(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		      struct rf_store *s, uint32_t pg, uint64_t h);
+
+/* Flush the pending run, then merge what it carried (merge.c: carry):
+ * broker store pages filled for it that it could not map with the run. */
+static void flush_run(struct scan_ctx *c)
+{
+	struct merge_run *m = &c->run;
+
+	merge_run_flush(c->d, m);
+	while (m->ncarry) {
+		struct merge_carry cr[64];
+		unsigned int n = m->ncarry < 64 ? m->ncarry : 64;
+		struct rf_store *s = m->carry_store;
+
+		m->ncarry -= n;
+		memcpy(cr, m->carry + m->ncarry, n * sizeof(cr[0]));
+		for (unsigned int i = 0; i < n; i++)
+			add_store(c, cr[i].dv, cr[i].r, cr[i].idx, s, cr[i].pg, cr[i].hash);
+	}
+	/* The caller starts a run of its own kind: none may be left pending
+	 * (a store run carries nothing, so this ends here). */
+	if (m->n)
+		merge_run_flush(c->d, m);
+}
+
 static void flush_runs(struct scan_ctx *c)
 {
 	if (c->run.n)
-		merge_run_flush(c->d, &c->run);
+		flush_run(c);
 	flush_zero(c);
 }
 
@@ -152,7 +178,7 @@ static void add_store(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 
 	if (m->n && (m->pair || m->self || m->dv != dv || m->r != r || m->idx + m->n != idx ||
 		     m->store != s || m->pg + m->n != pg || m->n == MERGE_RUN_MAX))
-		merge_run_flush(c->d, m);
+		flush_run(c);
 	if (m->n == 0) {
 		m->dv = dv;
 		m->r = r;
@@ -176,7 +202,7 @@ static void add_pair(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 
 	if (m->n && (!m->pair || m->dv != dv || m->r != r || m->idx + m->n != idx || m->ar != ar ||
 		     m->aidx + m->n != cand->idx || m->n == MERGE_RUN_MAX))
-		merge_run_flush(c->d, m);
+		flush_run(c);
 	if (m->n == 0) {
 		m->dv = dv;
 		m->r = r;
@@ -200,7 +226,7 @@ static void add_self(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regio
 
 	if (m->n &&
 	    (!m->self || m->dv != dv || m->r != r || m->idx + m->n != idx || m->n == MERGE_RUN_MAX))
-		merge_run_flush(c->d, m);
+		flush_run(c);
 	if (m->n == 0) {
 		m->dv = dv;
 		m->r = r;
