@@ -5,7 +5,8 @@
 #   make demo       4 guests for ~30 s with the live memory table
 #   make bench      benchmarks: tables on stdout, CSV and SVG under build/bench/
 #   make fuzz       the libFuzzer targets for a longer run
-#   make install    PREFIX=/usr/local DESTDIR= (ramfold-run in bin, its preload in lib/ramfold)
+#   make install    PREFIX=/usr/local DESTDIR= (ramfold-run and ramfoldd in bin, the preload
+#                   in lib/ramfold, ramfoldd's systemd units in lib/systemd/system)
 #
 # Every top-level target first runs scripts/deps.sh, which installs missing
 # Debian packages (quiet when all are present).
@@ -182,6 +183,7 @@ test: all
 	@$(TEST_ENV) $(MAKE) --no-print-directory kvm
 	@$(TEST_ENV) $(MAKE) --no-print-directory e2e
 	@$(TEST_ENV) $(MAKE) --no-print-directory run-test
+	@$(TEST_ENV) $(MAKE) --no-print-directory broker-test
 	@$(TEST_ENV) $(MAKE) --no-print-directory compat
 	@$(TEST_ENV) $(MAKE) --no-print-directory asan
 	@$(TEST_ENV) $(MAKE) --no-print-directory stress-test
@@ -213,5 +215,6 @@ fuzz-smoke: all
 -include guest/linux/linux.mk tests/nested/nested.mk tests/qemu/qemu.mk
 -include tests/stress/stress.mk
 -include run/run.mk
+-include ramfoldd/ramfoldd.mk
 -include examples/examples.mk
 -include tests/abi/abi.mk
