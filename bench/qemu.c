@@ -7,7 +7,11 @@
  * side by side (KSM merges across them, ramfold intra-VM does not) and one
  * guest (both see the same pages). Engines, interleaved in each round:
  * ksm-default (the host's knobs as found: 100 pages / 20 ms here),
- * ksm-fastest (10000 pages, 0 ms) and ramfold (ramfold-run --dedup intra).
+ * ksm-fastest (10000 pages, 0 ms) and ramfold (ramfold-run --dedup intra);
+ * with three guests also ramfold-domain (issue 16): ramfold-run --dedup
+ * domain=img --broker S, the three QEMUs sharing one domain through a
+ * private ramfoldd started for the run, whose own Pss and CPU count with
+ * theirs (the comparison with KSM merging across the processes).
  *
  * The same footing for both: every guest boots to READY with nothing merged
  * (KSM at run=0; ramfold-run --dedup-paused, its scanner with no VM), then
@@ -33,6 +37,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +49,8 @@
 #define MAXR	 9
 #define KSM	 "/sys/kernel/mm/ksm/"
 #define OS_KIB_D 16384
+/* The engines of dedup_report.h, and this bench's fourth (k = 3). */
+#define NENG 4
 
 static unsigned int opt_rounds = 3;
 static double opt_timeout = 150;
@@ -55,6 +62,9 @@ static double pss_read_s, pss_read_max_s;
 static unsigned long pss_reads;
 static char run_bin[512];
 static bool have_run;
+/* ramfold-domain: the private broker of the run (0 when none). */
+static pid_t broker;
+static char broker_sock[100], broker_bin[512];
 
 /* KSM's knobs as found, and the QEMUs running: for the exit paths. */
 static char ksm_saved[3][32];
@@ -244,6 +254,12 @@ static double pss_sum(unsigned int n)
 			return -1;
 		s += v;
 	}
+	if (broker > 0) {
+		double v = pss_bytes(broker);
+
+		if (v > 0)
+			s += v;
+	}
 	return s;
 }
 
@@ -261,7 +277,7 @@ static void stop_guests(void)
 }
 
 /* Boot @n osimage guests through tests/qemu/lib.sh, wait for READY. */
-static int start_guests(unsigned int n, bool wrap)
+static int start_guests(unsigned int n, bool wrap, bool domain)
 {
 	char cmd[2048], path[600];
 
@@ -271,11 +287,15 @@ static int start_guests(unsigned int n, bool wrap)
 		 "RUN_WRAPPER=%s qemu_boot g$i osimage; done; "
 		 "for i in $(seq 0 %u); do qemu_wait g$i ^READY 300 || exit 1; done'",
 		 bdir, bdir, n - 1,
-		 wrap ? "\"$RF_RUN --dedup intra --dedup-paused --ctl $QEMU_DIR/g$i.sock --\""
-		      : "''",
+		 !wrap	  ? "''"
+		 : domain ? "\"$RF_RUN --dedup domain=img --broker $RF_BROKER --dedup-paused "
+			    "--ctl $QEMU_DIR/g$i.sock --\""
+			  : "\"$RF_RUN --dedup intra --dedup-paused --ctl $QEMU_DIR/g$i.sock --\"",
 		 n - 1);
 	if (wrap)
 		setenv("RF_RUN", run_bin, 1);
+	if (domain)
+		setenv("RF_BROKER", broker_sock, 1);
 	for (unsigned int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/bench/qemu-guests/g%u.pid", bdir, i);
 		unlink(path);
@@ -338,6 +358,15 @@ static double rf_cpu_sum(unsigned int n)
 
 	for (unsigned int i = 0; i < n; i++)
 		cpu += rf_cpu(guests[i]);
+	if (broker > 0) {
+		char path[64];
+		double c;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)broker);
+		c = stat_cpu(path);
+		if (c > 0)
+			cpu += c;
+	}
 	return cpu;
 }
 
@@ -372,6 +401,46 @@ static double ksm_metadata(pid_t pid)
 	return v > 0 ? v : 0;
 }
 
+/* A private ramfoldd for the ramfold-domain run: 0, or -1 (said). */
+static int broker_start(void)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+
+	snprintf(broker_sock, sizeof(broker_sock), "%s/bench/qemu-guests/broker.sock", bdir);
+	unlink(broker_sock);
+	broker = fork();
+	if (broker == 0) {
+		execl(broker_bin, broker_bin, "--private", "--socket", broker_sock, NULL);
+		_exit(127);
+	}
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", broker_sock);
+	for (int i = 0; i < 250; i++) {
+		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+		if (fd >= 0)
+			close(fd);
+		if (ok)
+			return 0;
+		usleep(20000);
+	}
+	fprintf(stderr, "bench-qemu: %s did not listen on %s\n", broker_bin, broker_sock);
+	kill(broker, SIGKILL);
+	waitpid(broker, NULL, 0);
+	broker = 0;
+	return -1;
+}
+
+static void broker_stop(void)
+{
+	if (broker > 0) {
+		kill(broker, SIGTERM);
+		waitpid(broker, NULL, 0);
+	}
+	broker = 0;
+	unlink(broker_sock);
+}
+
 static int run_engine(unsigned int k, unsigned int n, double *before, struct result *r,
 		      double *load)
 {
@@ -379,11 +448,15 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 	double t0, cpu0, best = 0, last_growth;
 	pid_t ksmd = ksmd_pid();
 	char path[64];
-	bool ksm = k != 0;
+	bool ksm = k == 1 || k == 2;
 
 	*load = loadavg();
-	if (start_guests(n, !ksm))
+	if (k == 3 && broker_start())
 		return -1;
+	if (start_guests(n, !ksm, k == 3)) {
+		broker_stop();
+		return -1;
+	}
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)ksmd);
 	/* The same settle after READY for every engine, then its switch. */
 	sleep(3);
@@ -394,6 +467,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 		for (unsigned int i = 0; i < n; i++)
 			if (release_ramfold(i)) {
 				stop_guests();
+				broker_stop();
 				return -1;
 			}
 	} else {
@@ -442,6 +516,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 			if (guests[i] > 0)
 				r->metadata += ksm_metadata(guests[i]);
 	stop_guests();
+	broker_stop();
 	if (ksm)
 		write_knob("run", "0");
 	return 0;
@@ -507,10 +582,9 @@ static double medv(double *v, unsigned int n)
 int main(int argc, char **argv)
 {
 	static const unsigned int layouts[2] = {3, 1};
-	static const unsigned int order[DEDUP_ENGINES] = {2, 1, 0};
-	double t95[2][DEDUP_ENGINES][MAXR], c95[2][DEDUP_ENGINES][MAXR],
-	    idle[2][DEDUP_ENGINES][MAXR], saved[2][DEDUP_ENGINES][MAXR],
-	    net[2][DEDUP_ENGINES][MAXR], maxload = 0;
+	static const unsigned int order[NENG] = {2, 1, 0, 3};
+	double t95[2][NENG][MAXR], c95[2][NENG][MAXR], idle[2][NENG][MAXR], saved[2][NENG][MAXR],
+	    net[2][NENG][MAXR], maxload = 0;
 	FILE *csv;
 	char path[600];
 
@@ -543,6 +617,7 @@ int main(int argc, char **argv)
 	if (read_knobs())
 		return 2;
 	snprintf(run_bin, sizeof(run_bin), "%s/ramfold-run", bdir);
+	snprintf(broker_bin, sizeof(broker_bin), "%s/ramfoldd", bdir);
 	have_run = access(run_bin, X_OK) == 0;
 	if (!have_run)
 		printf("bench-qemu: %s is not built: the ramfold rows are left empty\n", run_bin);
@@ -563,23 +638,28 @@ int main(int argc, char **argv)
 		printf("?");
 	printf("); KSM default knobs as found: %s pages / %s ms\n", ksm_saved[1], ksm_saved[2]);
 	for (unsigned int l = 0; l < 2; l++)
-		for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
+		for (unsigned int k = 0; k < NENG; k++)
 			for (unsigned int r = 0; r < MAXR; r++)
 				t95[l][k][r] = c95[l][k][r] = idle[l][k][r] = saved[l][k][r] = -1;
 	for (unsigned int r = 0; r < opt_rounds; r++) {
 		for (unsigned int l = 0; l < 2; l++) {
 			if (!(opt_layouts & (l == 0 ? 2u : 1u)))
 				continue;
-			struct result rs[DEDUP_ENGINES];
+			struct result rs[NENG];
 			double before = 0, ideal = 0;
 			char prefix[64], title[160];
 
 			results_init(rs);
-			for (unsigned int o = 0; o < DEDUP_ENGINES; o++) {
+			memset(&rs[3], 0, sizeof(rs[3]));
+			rs[3].name = "ramfold-domain";
+			for (unsigned int o = 0; o < NENG; o++) {
 				unsigned int k = order[o];
 				double load;
 
-				if (k == 0 && !have_run) {
+				/* Across processes: only with several QEMUs. */
+				if (k == 3 && layouts[l] == 1)
+					continue;
+				if ((k == 0 || k == 3) && !have_run) {
 					snprintf(rs[k].note, sizeof(rs[k].note),
 						 "ramfold-run not built");
 					continue;
@@ -596,7 +676,7 @@ int main(int argc, char **argv)
 				idle[l][k][r] = rs[k].idle_cpu_share;
 				saved[l][k][r] = rs[k].final_saved;
 				net[l][k][r] = rs[k].final_saved - rs[k].metadata;
-				if (rs[k].final_saved > ideal)
+				if (rs[k].final_saved > ideal && k < DEDUP_ENGINES)
 					ideal = rs[k].final_saved;
 				if (csv)
 					fprintf(csv,
@@ -618,8 +698,8 @@ int main(int argc, char **argv)
 	for (unsigned int l = 0; l < 2; l++) {
 		if (!(opt_layouts & (l == 0 ? 2u : 1u)))
 			continue;
-		static const char *const nm[DEDUP_ENGINES] = {"ramfold", "ksm-fastest",
-							      "ksm-default"};
+		static const char *const nm[NENG] = {"ramfold", "ksm-fastest", "ksm-default",
+						     "ramfold-domain"};
 
 		printf("\n%u guest(s), %u round(s): median (min..max); t95 and CPU to 95%% of "
 		       "the engine's own final saving\n",
@@ -627,7 +707,7 @@ int main(int argc, char **argv)
 		printf("%-12s %-22s %-22s %-22s %-24s %-24s\n", "engine", "t95 (s)",
 		       "CPU to t95 (s)", "CPU share after (%)", "saved Pss (MiB)",
 		       "net of KSM slab (MiB)");
-		for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
+		for (unsigned int k = 0; k < (layouts[l] > 1 ? NENG : DEDUP_ENGINES); k++) {
 			char a[128], b[128], c[128], d[128], e[128];
 
 			med(a, sizeof(a), t95[l][k], opt_rounds, 1, "%.1f");
@@ -654,6 +734,17 @@ int main(int argc, char **argv)
 			       medv(saved[l][0], opt_rounds) / medv(saved[l][1], opt_rounds),
 			       medv(net[l][0], opt_rounds) / medv(net[l][1], opt_rounds),
 			       medv(idle[l][0], opt_rounds) * 100 / layouts[l]);
+		if (layouts[l] > 1 && medv(t95[l][3], opt_rounds) > 0 &&
+		    medv(t95[l][1], opt_rounds) > 0 && medv(c95[l][3], opt_rounds) > 0)
+			printf(
+			    "ramfold-domain (one domain across %u QEMU processes, broker "
+			    "included) vs ksm-fastest (medians): %.1fx sooner to 95%% (target >= "
+			    "3x), %.2fx the CPU (target <= 0.33x), saved %.2fx in Pss and %.2fx "
+			    "net of KSM's slab (target >= 1x)\n",
+			    layouts[l], medv(t95[l][1], opt_rounds) / medv(t95[l][3], opt_rounds),
+			    medv(c95[l][3], opt_rounds) / medv(c95[l][1], opt_rounds),
+			    medv(saved[l][3], opt_rounds) / medv(saved[l][1], opt_rounds),
+			    medv(net[l][3], opt_rounds) / medv(net[l][1], opt_rounds));
 	}
 	if (pss_reads)
 		printf("Pss sampling: one reading of every guest's smaps_rollup took %.2f ms on "
