@@ -71,6 +71,9 @@ static void usage(FILE *f)
 	      "                                  processes through ramfoldd at PATH (default:\n"
 	      "                                  $RAMFOLD_BROKER, else /run/ramfold/broker.sock\n"
 	      "                                  if it exists)\n"
+	      "  --broker-start PATH             the same, starting a private ramfoldd at PATH\n"
+	      "                                  if none answers there (it ends with the\n"
+	      "                                  program; for tests and demos)\n"
 	      "  --dedup-paused                  scan nothing until the control socket's\n"
 	      "                                  set-dedup releases the scanner (needs --ctl)\n"
 	      "  --swap-resident SIZE            keep at most SIZE of guest RAM resident\n"
@@ -302,12 +305,14 @@ int main(int argc, char **argv)
 		O_MAX,
 		O_LOG,
 		O_PAUSED,
-		O_BROKER
+		O_BROKER,
+		O_BROKER_START
 	};
 	static const struct option lo[] = {
 	    {"dedup", required_argument, NULL, O_DEDUP},
 	    {"dedup-paused", no_argument, NULL, O_PAUSED},
 	    {"broker", required_argument, NULL, O_BROKER},
+	    {"broker-start", required_argument, NULL, O_BROKER_START},
 	    {"swap-resident", required_argument, NULL, O_SWAP_RES},
 	    {"swap-dir", required_argument, NULL, O_SWAP_DIR},
 	    {"ctl", required_argument, NULL, O_CTL},
@@ -323,6 +328,7 @@ int main(int argc, char **argv)
 	char preload[PATH_MAX], *ld;
 	int cleaner;
 	struct rf_run_opts o;
+	bool broker_start = false;
 	uint64_t port;
 	int c;
 
@@ -340,6 +346,10 @@ int main(int argc, char **argv)
 			break;
 		case O_BROKER:
 			o.broker = optarg;
+			break;
+		case O_BROKER_START:
+			o.broker = optarg;
+			broker_start = true;
 			break;
 		case O_SWAP_RES:
 			o.swap_resident = size_arg("--swap-resident", optarg, false);
@@ -386,11 +396,17 @@ int main(int argc, char **argv)
 	if (o.swap_dir)
 		check_dir("--swap-dir", o.swap_dir);
 	if (o.broker && o.dedup != RF_DEDUP_DOMAINS)
-		die("--broker needs --dedup domain=NAME (the broker shares a domain across "
+		die("--broker and --broker-start need --dedup domain=NAME (the broker shares a "
+		    "domain across "
 		    "processes)");
 	if (o.broker && strlen(o.broker) >= 108)
 		die("--broker %s: a socket path has at most 107 characters", o.broker);
-	if (o.broker && access(o.broker, F_OK) != 0)
+	if (broker_start) {
+		char why[300];
+
+		if (broker_ensure(o.broker, why, sizeof(why)) != 0)
+			die("--broker-start %s: %s", o.broker, why);
+	} else if (o.broker && access(o.broker, F_OK) != 0)
 		fprintf(stderr,
 			"ramfold-run: --broker %s: %s; the program starts, and shares across "
 			"processes once the broker is there\n",

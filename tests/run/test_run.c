@@ -116,12 +116,19 @@ static void test_shared_left_to_kernel(void **state)
 static void test_bad_option_exits_2(void **state)
 {
 	static const char *const bad[][2] = {
-	    {"--dedup", "bogus"},	    {"--swap-resident", "12x"},
-	    {"--swap-dir", "/nonexistent"}, {"--metrics-port", "70000"},
-	    {"--ctl", "/nonexistent/ctl"},  {"--bogus", "1"},
-	    {"--metrics-port", "0"},	    {"--metrics-port", "80x"},
-	    {"--metrics-port", ""},	    {"--metrics-file", "/nonexistent/m.prom"},
-	    {"--dedup-paused", "-v"}, /* paused with no --ctl: nothing could release it */
+	    {"--dedup", "bogus"},
+	    {"--swap-resident", "12x"},
+	    {"--swap-dir", "/nonexistent"},
+	    {"--metrics-port", "70000"},
+	    {"--ctl", "/nonexistent/ctl"},
+	    {"--bogus", "1"},
+	    {"--metrics-port", "0"},
+	    {"--metrics-port", "80x"},
+	    {"--metrics-port", ""},
+	    {"--metrics-file", "/nonexistent/m.prom"},
+	    {"--dedup-paused", "-v"},	 /* paused with no --ctl: nothing could release it */
+	    {"--broker", "/tmp/b.sock"}, /* the broker shares a domain: none given */
+	    {"--broker-start", "/tmp/b.sock"},
 	};
 	char out[4096], marker[128];
 
@@ -145,6 +152,36 @@ static void test_bad_option_exits_2(void **state)
 					   NULL}));
 	assert_int_equal(access(marker, F_OK), 0);
 	unlink(marker);
+}
+
+/* --broker-start: a private ramfoldd is started at the path, the program's
+ * domain joins it, and it ends with the program. */
+static void test_broker_start(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char out[8192], sock[100];
+	int st, fd;
+
+	(void)state;
+	snprintf(sock, sizeof(sock), "%s/broker.sock", dir);
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "-v", "--dedup", "domain=t", "--broker-start",
+				 sock, "--", (char *)target, "dup", "64", NULL});
+	expect_ok(out, st);
+	assert_non_null(strstr(out, "ok pss"));
+	if (!strstr(out, "domain \"t\" joined"))
+		fail_msg("the domain did not join the broker:\n%s", out);
+	/* The broker went with the program. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	for (int i = 0; i < 100 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0; i++) {
+		close(fd);
+		usleep(50000);
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	}
+	assert_int_not_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	unlink(sock);
 }
 
 /* Without the privilege userfaultfd needs (not root, no CAP_SYS_PTRACE,
@@ -676,6 +713,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bad_option_exits_2),
+	    cmocka_unit_test(test_broker_start),
 	    cmocka_unit_test(test_missing_privilege_exits_2),
 	    cmocka_unit_test(test_socket_taken_steps_back),
 	    cmocka_unit_test(test_dup_merges_and_discards),

@@ -1,11 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/util.h"
 
@@ -80,4 +87,63 @@ uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool broker_answers(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	bool ok;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+int broker_ensure(const char *path, char *why, size_t len)
+{
+	char exe[4096], bin[4200];
+	ssize_t n;
+	pid_t pid;
+	int st;
+
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		snprintf(why, len, "%s: a socket path has at most 107 characters", path);
+		return -ENAMETOOLONG;
+	}
+	if (broker_answers(path))
+		return 0;
+	/* ramfoldd beside this program (build tree, or both in bin/). */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = 0;
+	if (strrchr(exe, '/'))
+		*strrchr(exe, '/') = 0;
+	snprintf(bin, sizeof(bin), "%s/ramfoldd", exe);
+	pid = fork();
+	if (pid < 0) {
+		snprintf(why, len, "fork: %s", strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		execl(bin, bin, "--private", "--socket", path, (char *)NULL);
+		execlp("ramfoldd", "ramfoldd", "--private", "--socket", path, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 250; i++) {
+		if (broker_answers(path))
+			return 0;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			snprintf(why, len, "ramfoldd (%s, or in PATH) did not start: exit %d", bin,
+				 WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			return -ENOENT;
+		}
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	snprintf(why, len, "ramfoldd did not answer on %s within 5 s", path);
+	return -ETIMEDOUT;
 }

@@ -14,5 +14,11 @@ int parse_u64(const char *s, uint64_t *out);
 /* Human size: "256.0M", "1.50G", "12K", into @buf. */
 const char *fmt_size(char *buf, size_t len, uint64_t bytes);
 uint64_t now_ns(void);
+/*
+ * A broker (ramfoldd) answering at @path: if none does, start a private one
+ * there (ramfoldd --private, found next to this program or in PATH), which
+ * ends with the thread that started it. 0, or -errno with @why filled.
+ */
+int broker_ensure(const char *path, char *why, size_t len);
 
 #endif

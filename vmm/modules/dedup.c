@@ -13,6 +13,8 @@
  *   --dedup-ksm PAGES/MS   with ksm: ksmd's pages_to_scan and sleep_millisecs
  *   --dedup-broker PATH    with domains: share them with other processes through
  *                          the broker ramfoldd at PATH (docs/broker.md)
+ *   --dedup-broker-start PATH  the same, starting a private ramfoldd at PATH if
+ *                          none answers there (it ends with this VMM)
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
  *   --vm ...,dedup=off     this VM is not scanned
  *
@@ -121,6 +123,19 @@ static int opt_broker(struct vmm *vmm, const char *v)
 		return -1;
 	}
 	dg.cfg.broker = v;
+	return 0;
+}
+
+static int opt_broker_start(struct vmm *vmm, const char *v)
+{
+	char why[300];
+
+	if (opt_broker(vmm, v))
+		return -1;
+	if (broker_ensure(v, why, sizeof(why)) != 0) {
+		vmm_errorf("--dedup-broker-start %s: %s", v, why);
+		return -1;
+	}
 	return 0;
 }
 
@@ -298,6 +313,9 @@ static const struct vmm_option dedup_options[] = {
      "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
     {"dedup-broker", "PATH",
      "with --dedup domains: share across processes through ramfoldd at PATH", opt_broker},
+    {"dedup-broker-start", "PATH",
+     "the same, starting a private ramfoldd at PATH if none answers (it ends with the VMM)",
+     opt_broker_start},
     {NULL},
 };
 
