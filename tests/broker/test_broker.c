@@ -24,6 +24,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <poll.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -979,6 +980,100 @@ static void test_bad_conf_names_line(void **state)
 		fail_msg("ramfoldd said: %s", out);
 }
 
+static void test_metrics_file_and_port(void **state)
+{
+	struct daemon dm;
+	static const char get[] = "GET /metrics HTTP/1.0\r\n\r\n";
+	char file[128], port[16], want[128], reply[8192];
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int p = 20000 + getpid() % 20000, fd;
+	size_t n = 0;
+	ssize_t r;
+	struct cl c;
+
+	(void)state;
+	snprintf(file, sizeof(file), "%s/metrics.prom", dir);
+	snprintf(port, sizeof(port), "%d", p);
+	daemon_start(&dm, "metrics", 0, "--private", "--metrics-file", file, "--metrics-port", port,
+		     NULL);
+	cl_join(&c, &dm, "m");
+	snprintf(want, sizeof(want), "ramfoldd_clients{domain=\"m\",node=\"-1\"} 1\n");
+	WAIT_FOR(strstr(slurp(file), want));
+	WAIT_FOR(strstr(slurp(file), "ramfoldd_connected 1\n"));
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_port = htons((uint16_t)p);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_true(write(fd, get, strlen(get)) == (ssize_t)strlen(get));
+	while (n + 1 < sizeof(reply) && (r = read(fd, reply + n, sizeof(reply) - n - 1)) > 0)
+		n += (size_t)r;
+	reply[n] = 0;
+	close(fd);
+	assert_non_null(strstr(reply, "HTTP/1.0 200 OK"));
+	assert_non_null(strstr(reply, want));
+	cl_close(&c);
+	daemon_stop(&dm);
+	assert_int_equal(access(file, F_OK), -1); /* removed at exit */
+}
+
+/* systemd's convention: the socket as fd 3, LISTEN_PID and LISTEN_FDS. */
+static pid_t activate(const char *path, int type, int log)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, type, 0);
+	pid_t pid;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	unlink(path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	pid = fork();
+	if (pid == 0) {
+		char env[32];
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(log, 2); /* first: log may be fd 3 */
+		dup2(fd, 3);
+		snprintf(env, sizeof(env), "%d", (int)getpid());
+		setenv("LISTEN_PID", env, 1);
+		setenv("LISTEN_FDS", "1", 1);
+		execl(daemon_bin, daemon_bin, "--private", "--socket", "/nonexistent/x",
+		      (char *)NULL);
+		_exit(127);
+	}
+	close(fd);
+	return pid;
+}
+
+static void test_socket_activation(void **state)
+{
+	struct daemon dm = {0};
+	int st, log;
+
+	(void)state;
+	snprintf(dm.sock, sizeof(dm.sock), "%s/act.sock", dir);
+	snprintf(dm.log, sizeof(dm.log), "%s/act.log", dir);
+	log = open(dm.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dm.pid = activate(dm.sock, SOCK_SEQPACKET, log);
+	{
+		struct cl c;
+
+		/* The listening socket exists before the daemon: connect
+		 * waits in its backlog until the daemon accepts. */
+		cl_join(&c, &dm, "act");
+		assert_int_equal(lookup1(&c, 3).status, RFB_MISS);
+		cl_close(&c);
+	}
+	assert_non_null(strstr(slurp(dm.log), "socket from systemd"));
+	daemon_stop(&dm);
+	assert_int_equal(access(dm.sock, F_OK), 0); /* systemd's to remove */
+	/* Not what ramfoldd.socket makes: refused by name. */
+	dm.pid = activate(dm.sock, SOCK_STREAM, log);
+	waitpid(dm.pid, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	assert_non_null(strstr(slurp(dm.log), "fd 3 is not a SOCK_SEQPACKET socket"));
+	close(log);
+}
+
 /* ---- the core, directly --------------------------------------------------------- */
 
 static uint64_t fake_now;
@@ -1168,6 +1263,8 @@ int main(void)
 	    cmocka_unit_test(test_emfile_survived),
 	    cmocka_unit_test(test_two_domains_two_uids),
 	    cmocka_unit_test(test_bad_conf_names_line),
+	    cmocka_unit_test(test_metrics_file_and_port),
+	    cmocka_unit_test(test_socket_activation),
 	    cmocka_unit_test(test_candidates_expire_and_leave),
 	    cmocka_unit_test(test_store_full_enospc),
 	    cmocka_unit_test(test_conf_rules),
