@@ -110,15 +110,22 @@ static struct {
 static _Alignas(16) uint8_t rbuf[RFB_DGRAM_MAX + 1];
 static _Alignas(16) uint8_t reply[BROKER_REPLY_MAX];
 
+/* One write per line: lines of one process never interleave in the
+ * journal or a shared log file. */
 static void logf_(const char *fmt, ...)
 {
+	char line[640];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	fputs("ramfoldd: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	n = snprintf(line, sizeof(line), "ramfoldd: ");
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(2, line, (size_t)n);
 }
 
 static void log_line(const char *line)
@@ -377,34 +384,54 @@ static void conn_accept(int fd)
 	d.conns = k;
 }
 
-static void on_listen(void)
+/*
+ * accept4 on @lfd; -1 when nothing is pending or the connection could not
+ * be had. Out of descriptors (EMFILE), the spare one is given up to take
+ * the connection and close it: left pending, it would keep the listening
+ * socket readable and the loop spinning.
+ */
+static int accept_or_shed(int lfd, const char *what)
 {
-	for (int i = 0; i < 64; i++) {
-		int fd = accept4(d.listen.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd >= 0) {
-			conn_accept(fd);
-			continue;
-		}
+		if (fd >= 0)
+			return fd;
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if ((errno == EMFILE || errno == ENFILE) && d.spare_fd >= 0) {
-			/* Out of descriptors: take the connection with the spare
-			 * one and close it, or it stays pending and epoll spins. */
+			int e = errno;
+
+			/* (accept4 takes the descriptor before it looks at the
+			 * queue: EMFILE does not mean a connection waits.) */
 			close(d.spare_fd);
-			fd = accept4(d.listen.fd, NULL, NULL, SOCK_CLOEXEC);
+			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd >= 0)
 				close(fd);
 			d.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				return -1;
 			if (!d.emfile++ || !(d.emfile & 1023))
-				logf_("out of descriptors (%s): %" PRIu64
-				      " connections refused so far",
-				      strerror(EMFILE), d.emfile);
+				logf_("%s: out of descriptors (%s): %" PRIu64
+				      " connections closed unserved so far",
+				      what, strerror(e), d.emfile);
 			continue;
 		}
 		if (errno != EAGAIN)
-			logf_("accept: %s", strerror(errno));
-		return;
+			logf_("%s: accept: %s", what, strerror(errno));
+		return -1;
+	}
+}
+
+static void on_listen(void)
+{
+	/* A bounded batch: the other descriptors get their turn. */
+	for (int i = 0; i < 64; i++) {
+		int fd = accept_or_shed(d.listen.fd, "broker socket");
+
+		if (fd < 0)
+			return;
+		conn_accept(fd);
 	}
 }
 
@@ -743,7 +770,7 @@ static void http_read(struct line_client *lc)
 /* A control or HTTP connection into a free slot, or closed. */
 static void line_accept(int lfd, struct line_client *slots, int nslots, enum kind kind)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int fd = accept_or_shed(lfd, kind == K_CTL ? "control socket" : "metrics port");
 
 	if (fd < 0)
 		return;

@@ -85,4 +85,11 @@ for f in "$preload" "$root/lib/libramfold.so"; do
 		{ echo "install-test: $f not the one mapped: $maps"; report 0 1; }
 done
 grep -q "started" <<<"$maps" || { echo "install-test: the preload did not start: $maps"; report 0 1; }
+# ramfoldd and its systemd units, the service naming the installed binary.
+"$root/bin/ramfoldd" --help >/dev/null || { echo "install-test: ramfoldd --help failed"; report 0 1; }
+for u in ramfoldd.service ramfoldd.socket; do
+	[ -f "$root/lib/systemd/system/$u" ] || { echo "install-test: $u not installed"; report 0 1; }
+done
+grep -q "^ExecStart=$root/bin/ramfoldd " "$root/lib/systemd/system/ramfoldd.service" ||
+	{ echo "install-test: ramfoldd.service does not start $root/bin/ramfoldd"; report 0 1; }
 report 1 0
