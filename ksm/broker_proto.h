@@ -28,8 +28,11 @@
  * Holds: a client holds a store page at most once, whatever number of its
  * guest pages map it. A HIT or a successful INSERT grants a hold; PUT gives
  * it back. A page no client holds is punched out of the memfd and leaves
- * the index. A connection that closes (the client exited or was killed)
- * drops all its holds at once.
+ * the index. A connection its client closes (the process exited or was
+ * killed) drops all its holds at once, so a live client never closes a
+ * connection while its guests map pages of the store. A connection the
+ * broker closes (after an RFB_ERROR) keeps its holds until the client
+ * process exits: its mappings may still be live.
  *
  * Candidates (the unstable side, as in mm/ksm.c, across processes): a
  * LOOKUP that misses files the hash as the asking client's candidate; a

@@ -11,6 +11,9 @@ RAMFOLDD_SRCS := $(RAMFOLDD_CORE) ramfoldd/main.c vmm/core/json.c vmm/core/util.
 RAMFOLDD_OBJS := $(RAMFOLDD_SRCS:%.c=$(B)/obj/ramfoldd/%.o)
 RAMFOLDD_LIBS := -lxxhash -lnuma
 BROKER_TESTS := $(B)/tests/broker/test_broker
+# The library's side: engines in separate processes sharing through a real
+# ramfoldd (built by the generic test rule, against libramfold.a).
+BROKER_SHARE_TESTS := $(B)/tests/broker/test_share
 
 all: $(RAMFOLDD)
 TEST_PROGRAMS += $(RAMFOLDD)
@@ -33,8 +36,9 @@ $(BROKER_TESTS): tests/broker/test_broker.c $(RAMFOLDD_CORE) ramfoldd/broker.h k
 		$(RAMFOLDD_LIBS) -lcmocka
 
 .PHONY: broker-test
-broker-test: all $(BROKER_TESTS)
-	@RF_RAMFOLDD=$(abspath $(RAMFOLDD)) scripts/run-tests.sh broker $(BROKER_TESTS)
+broker-test: all $(BROKER_TESTS) $(BROKER_SHARE_TESTS)
+	@RF_RAMFOLDD=$(abspath $(RAMFOLDD)) scripts/run-tests.sh broker $(BROKER_TESTS) \
+		$(BROKER_SHARE_TESTS)
 
 .PHONY: install-ramfoldd uninstall-ramfoldd
 install: install-ramfoldd
