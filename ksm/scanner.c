@@ -97,6 +97,7 @@ struct scan_ctx {
 	/* This unit's questions to the broker (broker_client.c): stable
 	 * pages with no store page in our index. */
 	struct rf_store *rstore; /* the unit's VM's broker store, or NULL */
+	bool eager;		 /* not converged: filed candidates ask on every pass */
 	unsigned int rq_n;
 	uint64_t rq_base; /* the unit's first page in its region */
 	uint32_t rq_idx[UNIT_PAGES];
@@ -275,6 +276,13 @@ static void written_to_private(struct rf_dedup_vm *dv, struct rf_region *r, stru
 	rf_pte_unlock(dv->vm, p, rf_pte_with_state(v, s), v);
 }
 
+/* Ask the broker about page @idx (hash @h) at the end of the unit. */
+static void queue_ask(struct scan_ctx *c, uint64_t idx, uint64_t h)
+{
+	c->rq_idx[c->rq_n] = (uint32_t)(idx - c->rq_base);
+	c->rq_hash[c->rq_n++] = h;
+}
+
 static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r,
 		      struct dedup_region *dr, uint64_t idx, uint64_t ent)
 {
@@ -350,9 +358,15 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (d->cfg.mode == RF_DEDUP_ZERO || (pf & PF_NOMERGE))
 		return;
 	/* A filed candidate is found by its twin's lookup; it looks itself up
-	 * only now and then, for the rare store page made in parallel. */
-	if (stable && (pf & PF_CAND) && ((c->gen + idx) & 7) != 0)
+	 * only now and then, for the rare store page made in parallel. Across
+	 * processes its twin cannot find it here: until the engine converges
+	 * it asks the broker on every pass (the other processes make their
+	 * store pages while they scan, as this one does), then one in 8. */
+	if (stable && (pf & PF_CAND) && ((c->gen + idx) & 7) != 0) {
+		if (c->rstore && c->eager)
+			queue_ask(c, idx, h);
 		return;
+	}
 	if (bloom_test(d, &key))
 		index_lookup2(d->ht, &key, dr, idx, &sn, &cn);
 	else
@@ -372,10 +386,8 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	 * (when this point is reached once filed), so that a candidate of
 	 * ours stays fresh at the broker and a twin filed there since is
 	 * found within a few passes. */
-	if (c->rstore) {
-		c->rq_idx[c->rq_n] = (uint32_t)(idx - c->rq_base);
-		c->rq_hash[c->rq_n++] = h;
-	}
+	if (c->rstore)
+		queue_ask(c, idx, h);
 	if (!(pf & PF_CAND)) {
 		n = index_node_new(d->e);
 		if (!n)
@@ -443,6 +455,7 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 	c->new_hashed = 0;
 	c->hashed = 0;
 	c->rstore = broker_store_for(c->d, dv);
+	c->eager = !atomic_load(&c->d->converged);
 	c->rq_n = 0;
 	c->rq_base = idx0;
 	urcu_memb_read_lock();

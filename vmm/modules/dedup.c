@@ -15,6 +15,8 @@
  *                          the broker ramfoldd at PATH (docs/broker.md)
  *   --dedup-broker-start PATH  the same, starting a private ramfoldd at PATH if
  *                          none answers there (it ends with this VMM)
+ *   --dedup-paused         attach no VM until set-dedup {"run":true} (for
+ *                          measuring from one instant, as bench-dedup-procs does)
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
  *   --vm ...,dedup=off     this VM is not scanned
  *
@@ -35,6 +37,7 @@ static struct {
 	bool set;
 	struct rf_dedup_config cfg;
 	bool started;
+	bool paused; /* --dedup-paused: VMs wait for set-dedup */
 } dg;
 
 static void cfg_defaults(void)
@@ -139,6 +142,14 @@ static int opt_broker_start(struct vmm *vmm, const char *v)
 	return 0;
 }
 
+static int opt_paused(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	(void)v;
+	dg.paused = true;
+	return 0;
+}
+
 static int opt_ksm(struct vmm *vmm, const char *v)
 {
 	unsigned int pages, ms;
@@ -202,7 +213,7 @@ static int vm_setup(struct vmm_vm *vm)
 	const char *on = vmm_vm_key(vm, "dedup");
 	int err;
 
-	if (!dg.started || (on && !strcmp(on, "off")))
+	if (!dg.started || (on && !strcmp(on, "off")) || dg.paused)
 		return 0;
 	err = rf_dedup_add_vm(vm->rf);
 	if (err) {
@@ -291,6 +302,37 @@ static int query_dedup(struct vmm_ctl_req *req, void *arg)
 	return 0;
 }
 
+/* set-dedup {"run":true}: attach the VMs --dedup-paused held back, all at
+ * once (there is no pausing again: an attached VM stays attached). */
+static int set_dedup(struct vmm_ctl_req *req, void *arg)
+{
+	const struct json *run = req->args ? json_get(req->args, "run") : NULL;
+	struct vmm *vmm = req->vmm;
+	unsigned int n = 0;
+
+	(void)arg;
+	if (!run || run->type != JSON_BOOL || !run->boolean)
+		return vmm_ctl_fail(req, "set-dedup: give run=true (attaches the VMs "
+					 "--dedup-paused held back)");
+	if (!dg.started)
+		return vmm_ctl_fail(req, "set-dedup: dedup is off");
+	dg.paused = false;
+	for (unsigned int i = 0; i < vmm->nr_vms; i++) {
+		struct vmm_vm *vm = vmm->vms[i];
+
+		if (vm->dedup || !vm->rf)
+			continue;
+		if (vm_setup(vm))
+			return vmm_ctl_fail(req, "set-dedup: %s: cannot attach", vm->name);
+		n += vm->dedup != NULL;
+	}
+	rf_dedup_scan_now(vmm->engine);
+	jb_obj_open(req->ret);
+	jb_kv_u64(req->ret, "attached", n);
+	jb_obj_close(req->ret);
+	return 0;
+}
+
 /* In engine_config, the first hook: query-dedup is listed before the other
  * modules' commands, which they register in start. */
 static int register_commands(struct vmm *vmm, struct rf_engine_config *cfg)
@@ -299,6 +341,8 @@ static int register_commands(struct vmm *vmm, struct rf_engine_config *cfg)
 	(void)cfg;
 	vmm_ctl_register("query-dedup", "dedup engine stats (vm=NAME for one VM)", query_dedup,
 			 NULL);
+	vmm_ctl_register("set-dedup", "run=true: attach the VMs --dedup-paused held back",
+			 set_dedup, NULL);
 	return 0;
 }
 
@@ -311,6 +355,7 @@ static const struct vmm_option dedup_options[] = {
     {"dedup-idle-cpu", "PCT", "dedup CPU share once converged (default 2)", opt_idle_cpu},
     {"dedup-ksm", "PAGES/MS",
      "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
+    {"dedup-paused", NULL, "attach no VM to dedup until set-dedup {\"run\":true}", opt_paused},
     {"dedup-broker", "PATH",
      "with --dedup domains: share across processes through ramfoldd at PATH", opt_broker},
     {"dedup-broker-start", "PATH",
