@@ -26,6 +26,9 @@
  * saving has not grown by 0.5% for 5 s; then 3 s more give the CPU share.
  * Time and CPU to 95% of the engine's own final saving.
  *
+ * Before each engine's run the bench waits (up to 3 minutes) for the load
+ * average to fall below 0.9: the previous run's guests raise it.
+ *
  * KSM is put back to run=0 with its knobs as found when the bench ends,
  * fails or is interrupted; every QEMU it started is killed.
  *
@@ -441,6 +444,26 @@ static void broker_stop(void)
 	unlink(broker_sock);
 }
 
+/*
+ * The guests of the run before leave the load average above 1 for a minute
+ * or more (three TCG guests boot on two cores): wait, up to 3 minutes, until
+ * it is below 0.9 again, so that each engine starts on a quiet machine.
+ */
+static void wait_quiet(void)
+{
+	double l = loadavg();
+	int waited = 0;
+
+	while (l >= 0.9 && waited < 180) {
+		sleep(5);
+		waited += 5;
+		l = loadavg();
+	}
+	if (waited)
+		printf("bench-qemu: waited %d s for the load average to fall below 0.9 (%.2f)\n",
+		       waited, l);
+}
+
 static int run_engine(unsigned int k, unsigned int n, double *before, struct result *r,
 		      double *load)
 {
@@ -450,6 +473,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 	char path[64];
 	bool ksm = k == 1 || k == 2;
 
+	wait_quiet();
 	*load = loadavg();
 	if (k == 3 && broker_start())
 		return -1;
