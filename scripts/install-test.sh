@@ -90,6 +90,6 @@ grep -q "started" <<<"$maps" || { echo "install-test: the preload did not start:
 for u in ramfoldd.service ramfoldd.socket; do
 	[ -f "$root/lib/systemd/system/$u" ] || { echo "install-test: $u not installed"; report 0 1; }
 done
-grep -q "^ExecStart=$root/bin/ramfoldd " "$root/lib/systemd/system/ramfoldd.service" ||
-	{ echo "install-test: ramfoldd.service does not start $root/bin/ramfoldd"; report 0 1; }
+grep -q "^ExecStart=$prefix/bin/ramfoldd " "$root/lib/systemd/system/ramfoldd.service" ||
+	{ echo "install-test: ramfoldd.service does not start $prefix/bin/ramfoldd (the installed path, without DESTDIR)"; report 0 1; }
 report 1 0

@@ -7,12 +7,12 @@
 #define RAMFOLD_VERSION_H
 
 #define RF_VERSION_MAJOR 0
-#define RF_VERSION_MINOR 3
+#define RF_VERSION_MINOR 4
 #define RF_VERSION_PATCH 0
 
 /* A literal (not pasted from the numbers above) so that bindgen sees it;
  * tests/abi/check-bindgen.sh checks that the two agree. */
-#define RF_VERSION_STRING "0.3.0"
+#define RF_VERSION_STRING "0.4.0"
 
 /* The library's version string at run time (may differ from the header's). */
 const char *rf_version(void);
