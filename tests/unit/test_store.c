@@ -100,11 +100,55 @@ static void test_full(void **state)
 	rf_engine_free(e);
 }
 
+/*
+ * The last reference goes straight to DYING (never 0 first): between that
+ * drop and the reap's grace period nobody may take the page, neither a
+ * lookup (store_get_unless_zero) nor a broker grant, which takes only a
+ * page at 0. Only the recycling after the grace period makes it 0 again.
+ * A release more than the references is refused (logged), not wrapped.
+ */
+static void test_dying_until_recycled(void **state)
+{
+	rf_engine *e = rf_test_engine(NULL);
+	struct cds_lfht *ht = index_new();
+	struct rf_store s;
+	uint32_t pg;
+
+	(void)state;
+	assert_int_equal(store_init(&s, e, -1, 64), 0);
+	assert_int_equal(store_alloc(&s, 1, &pg), 0);
+	assert_int_equal(atomic_load(&s.pages[pg].ref), 0);
+	store_get(&s, pg);
+	store_get(&s, pg);
+	store_put(&s, pg);
+	assert_int_equal(atomic_load(&s.pages[pg].ref), 1);
+	store_put(&s, pg);
+	assert_int_equal(atomic_load(&s.pages[pg].ref), STORE_REF_DYING);
+	assert_false(store_get_unless_zero(&s, pg));
+	/* Once too often: refused, the state stays DYING. */
+	store_put(&s, pg);
+	assert_int_equal(atomic_load(&s.pages[pg].ref), STORE_REF_DYING);
+	assert_int_equal(atomic_load(&s.live), 0);
+	urcu_memb_register_thread();
+	store_reap(&s, ht);
+	urcu_memb_unregister_thread();
+	urcu_memb_barrier();
+	/* Recycled: free, and reused by the next single-page allocation. */
+	assert_int_equal(atomic_load(&s.pages[pg].ref), 0);
+	assert_int_equal(store_alloc(&s, 1, &pg), 0);
+	assert_int_equal(atomic_load(&s.pages[pg].ref), 0);
+	store_unalloc(&s, pg, 1);
+	store_destroy(&s);
+	index_destroy(ht);
+	rf_engine_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_refcount_and_punch),
 	    cmocka_unit_test(test_full),
+	    cmocka_unit_test(test_dying_until_recycled),
 	};
 
 	return cmocka_run_group_tests_name("dedup_store", tests, NULL, NULL);
