@@ -526,69 +526,25 @@ static void write_broker(struct jbuf *jb)
 	jb_obj_close(jb);
 }
 
-static const char *const commands[][2] = {
-    {"query-domains", "per (domain, node): clients, store, shared and mapped pages, saved bytes"},
-    {"query-broker", "connections, refusals, protocol errors"},
-    {"help", "this list"},
-};
-
-static void execute(const char *line, size_t len, struct jbuf *out)
+static int query_domains(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
 {
-	struct jbuf ret, idb;
-	const struct json *id;
-	const char *cmd, *id_text = NULL;
-	char err[256] = "";
-	struct json *j;
-
-	jb_init(&ret);
-	jb_init(&idb);
-	j = json_parse(line, len, err, sizeof(err));
-	if (!j) {
-		char desc[300];
-
-		snprintf(desc, sizeof(desc), "malformed JSON: %s", err);
-		wire_error(out, "GenericError", desc, NULL);
-		goto done;
-	}
-	id = json_get(j, "id");
-	if (id && (id->type == JSON_NUMBER || id->type == JSON_STRING)) {
-		if (id->type == JSON_NUMBER)
-			jb_raw(&idb, id->str);
-		else
-			jb_string(&idb, id->str);
-		id_text = jb_str(&idb);
-	}
-	cmd = j->type == JSON_OBJECT ? json_get_str(j, "execute") : NULL;
-	if (!cmd) {
-		wire_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
-		goto done;
-	}
-	if (!strcmp(cmd, "query-domains")) {
-		write_domains(&ret);
-	} else if (!strcmp(cmd, "query-broker")) {
-		write_broker(&ret);
-	} else if (!strcmp(cmd, "help")) {
-		jb_arr_open(&ret);
-		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-			jb_obj_open(&ret);
-			jb_kv_str(&ret, "name", commands[i][0]);
-			jb_kv_str(&ret, "help", commands[i][1]);
-			jb_obj_close(&ret);
-		}
-		jb_arr_close(&ret);
-	} else {
-		char desc[128];
-
-		snprintf(desc, sizeof(desc), "unknown command \"%.64s\" (try \"help\")", cmd);
-		wire_error(out, "CommandNotFound", desc, id_text);
-		goto done;
-	}
-	wire_return(out, &ret, id_text);
-done:
-	jb_free(&ret);
-	jb_free(&idb);
-	json_free(j);
+	(void)args, (void)err, (void)errlen;
+	write_domains(ret);
+	return 0;
 }
+
+static int query_broker(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
+{
+	(void)args, (void)err, (void)errlen;
+	write_broker(ret);
+	return 0;
+}
+
+static const struct wire_cmd commands[] = {
+    {"query-domains", "per (domain, node): clients, store, shared and mapped pages, saved bytes",
+     query_domains},
+    {"query-broker", "connections, refusals, protocol errors", query_broker},
+};
 
 struct metrics_arg {
 	FILE *f;
@@ -732,7 +688,8 @@ static void ctl_read(struct line_client *lc)
 
 		jb_init(&out);
 		if (ll)
-			execute(lc->buf, ll, &out);
+			wire_execute(lc->buf, ll, commands, sizeof(commands) / sizeof(commands[0]),
+				     &out);
 		/* A reply the client has no room for ends it: the loop
 		 * never waits for a control client. */
 		if (ll && jb_str(&out))
@@ -787,57 +744,6 @@ static void line_accept(int lfd, struct line_client *slots, int nslots, enum kin
 }
 
 /* ---- sockets ----------------------------------------------------------------- */
-
-/* Bind a unix socket at @path; a stale one (nobody listening) is replaced,
- * a live one is another process's. -errno. */
-static int unix_listen(const char *path, int type, mode_t mode)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd, e;
-
-	if (strlen(path) >= sizeof(a.sun_path))
-		return -ENAMETOOLONG;
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		close(fd);
-		return -EADDRINUSE;
-	}
-	if (errno == ECONNREFUSED)
-		unlink(path);
-	close(fd);
-	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || chmod(path, mode) ||
-	    listen(fd, SOMAXCONN)) {
-		e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
-
-static int http_listen(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int e;
-
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 16)) {
-		e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
-}
 
 /*
  * systemd's socket activation, by hand: LISTEN_PID is ours and LISTEN_FDS
@@ -1011,7 +917,7 @@ static void setup(void)
 
 	d.listen = (struct ev){.kind = K_LISTEN, .fd = activated_socket()};
 	if (d.listen.fd < 0) {
-		e = unix_listen(opt.socket_path, SOCK_SEQPACKET, 0666);
+		e = wire_unix_listen(opt.socket_path, SOCK_SEQPACKET, SOCK_NONBLOCK, 0666);
 		if (e < 0) {
 			logf_("--socket %s: %s", opt.socket_path,
 			      e == -EADDRINUSE ? "in use by a running broker" : strerror(-e));
@@ -1026,7 +932,7 @@ static void setup(void)
 	for (int i = 0; i < HTTP_MAX; i++)
 		d.http[i].ev.fd = -1;
 	if (opt.ctl_path) {
-		e = unix_listen(opt.ctl_path, SOCK_STREAM, 0600);
+		e = wire_unix_listen(opt.ctl_path, SOCK_STREAM, SOCK_NONBLOCK, 0600);
 		if (e < 0) {
 			logf_("--ctl %s: %s", opt.ctl_path,
 			      e == -EADDRINUSE ? "in use by another process" : strerror(-e));
@@ -1036,7 +942,7 @@ static void setup(void)
 		ep_add(&d.ctl_listen, EPOLLIN);
 	}
 	if (opt.metrics_port) {
-		e = http_listen(opt.metrics_port);
+		e = wire_http_listen(opt.metrics_port, SOCK_NONBLOCK);
 		if (e < 0) {
 			logf_("--metrics-port %d: %s", opt.metrics_port, strerror(-e));
 			exit(1);

@@ -362,93 +362,43 @@ static int set_dedup(const struct json *args, struct jbuf *ret, char *err, size_
 	return 0;
 }
 
-static const char *const commands[][2] = {
-    {"query-memory", "the VM's page states and breakdown, and the process's Pss"},
-    {"query-dedup", "dedup engine stats"},
-    {"set-dedup", "set-dedup [run=true] [rate=PAGES_PER_SEC, 0 = configured budgets]"},
-    {"set-swap", "set-swap [resident=SIZE|none] [cap=SIZE|none]"},
-    {"query-swap", "swapped bytes and faults"},
-    {"help", "this list"},
+/* The read-only commands, in wire_cmd's form. */
+static int query_memory(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
+{
+	(void)args, (void)err, (void)errlen;
+	write_memory(ret);
+	return 0;
+}
+
+static int query_dedup(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
+{
+	(void)args, (void)err, (void)errlen;
+	write_dedup(ret);
+	return 0;
+}
+
+static int query_swap(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
+{
+	(void)args, (void)err, (void)errlen;
+	write_swap(ret);
+	return 0;
+}
+
+static const struct wire_cmd commands[] = {
+    {"query-memory", "the VM's page states and breakdown, and the process's Pss", query_memory},
+    {"query-dedup", "dedup engine stats", query_dedup},
+    {"set-dedup", "set-dedup [run=true] [rate=PAGES_PER_SEC, 0 = configured budgets]", set_dedup},
+    {"set-swap", "set-swap [resident=SIZE|none] [cap=SIZE|none]", set_swap},
+    {"query-swap", "swapped bytes and faults", query_swap},
 };
 
+/* One request: every command calls into the library, so the whole of it
+ * runs as the preload's own (rr_lib_enter: its libc calls pass through). */
 static void execute(const char *line, size_t len, struct jbuf *out)
 {
-	struct jbuf ret, idb;
-	const struct json *id, *args;
-	const char *cmd, *id_text = NULL;
-	char err[256] = "";
-	struct json *j;
-
-	jb_init(&ret);
-	jb_init(&idb);
-	j = json_parse(line, len, err, sizeof(err));
-	if (!j) {
-		char desc[300];
-
-		snprintf(desc, sizeof(desc), "malformed JSON: %s", err);
-		wire_error(out, "GenericError", desc, NULL);
-		goto done;
-	}
-	id = json_get(j, "id");
-	if (id && (id->type == JSON_NUMBER || id->type == JSON_STRING)) {
-		if (id->type == JSON_NUMBER)
-			jb_raw(&idb, id->str);
-		else
-			jb_string(&idb, id->str);
-		id_text = jb_str(&idb);
-	}
-	cmd = j->type == JSON_OBJECT ? json_get_str(j, "execute") : NULL;
-	args = json_get(j, "arguments");
-	if (!cmd) {
-		wire_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
-		goto done;
-	}
-	if (args && args->type != JSON_OBJECT) {
-		wire_error(out, "GenericError", "\"arguments\" must be an object", id_text);
-		goto done;
-	}
 	rr_lib_enter();
-	if (!strcmp(cmd, "query-memory")) {
-		write_memory(&ret);
-	} else if (!strcmp(cmd, "query-dedup")) {
-		write_dedup(&ret);
-	} else if (!strcmp(cmd, "query-swap")) {
-		write_swap(&ret);
-	} else if (!strcmp(cmd, "set-dedup")) {
-		if (set_dedup(args, &ret, err, sizeof(err))) {
-			rr_lib_leave();
-			wire_error(out, "GenericError", err, id_text);
-			goto done;
-		}
-	} else if (!strcmp(cmd, "set-swap")) {
-		if (set_swap(args, &ret, err, sizeof(err))) {
-			rr_lib_leave();
-			wire_error(out, "GenericError", err, id_text);
-			goto done;
-		}
-	} else if (!strcmp(cmd, "help")) {
-		jb_arr_open(&ret);
-		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-			jb_obj_open(&ret);
-			jb_kv_str(&ret, "name", commands[i][0]);
-			jb_kv_str(&ret, "help", commands[i][1]);
-			jb_obj_close(&ret);
-		}
-		jb_arr_close(&ret);
-	} else {
-		char desc[128];
-
-		rr_lib_leave();
-		snprintf(desc, sizeof(desc), "unknown command \"%.64s\" (try \"help\")", cmd);
-		wire_error(out, "CommandNotFound", desc, id_text);
-		goto done;
-	}
+	wire_execute(line, len, commands, sizeof(commands) / sizeof(commands[0]), out);
 	rr_lib_leave();
-	wire_return(out, &ret, id_text);
-done:
-	jb_free(&ret);
-	jb_free(&idb);
-	json_free(j);
 }
 
 static void client_close(int i)
@@ -563,54 +513,6 @@ static void *service(void *arg)
 	return NULL;
 }
 
-/* Bind the control socket; a stale one (nobody accepts) is unlinked first,
- * a live one is another process's and left alone. */
-static int ctl_open(const char *path)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-		close(fd);
-		return -EADDRINUSE;
-	}
-	if (errno == ECONNREFUSED)
-		unlink(path);
-	close(fd);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8)) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-static int http_open(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 8)) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 void rr_service_start(void)
 {
 	int err;
@@ -618,7 +520,7 @@ void rr_service_start(void)
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		sv.cl[i].fd = -1;
 	if (rr.opts.ctl) {
-		sv.ctl_fd = ctl_open(rr.opts.ctl);
+		sv.ctl_fd = wire_unix_listen(rr.opts.ctl, SOCK_STREAM, 0, 0);
 		if (sv.ctl_fd >= 0)
 			rr_tell_cleaner(RR_MADE_CTL);
 		if (sv.ctl_fd < 0) {
@@ -633,7 +535,7 @@ void rr_service_start(void)
 		}
 	}
 	if (rr.opts.metrics_port) {
-		sv.http_fd = http_open(rr.opts.metrics_port);
+		sv.http_fd = wire_http_listen(rr.opts.metrics_port, 0);
 		if (sv.http_fd < 0) {
 			rr_log("--metrics-port %d: %s: no metrics server", rr.opts.metrics_port,
 			       strerror(-sv.http_fd));

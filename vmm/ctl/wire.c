@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "ctl/wire.h"
 
@@ -18,6 +23,75 @@ void wire_error(struct jbuf *out, const char *cls, const char *desc, const char 
 		jb_raw(out, id);
 	}
 	jb_obj_close(out);
+}
+
+void wire_execute(const char *line, size_t len, const struct wire_cmd *cmds, size_t ncmds,
+		  struct jbuf *out)
+{
+	struct jbuf ret, idb;
+	const struct json *id, *args;
+	const char *cmd, *id_text = NULL;
+	char err[300] = "", desc[320];
+	struct json *j;
+
+	jb_init(&ret);
+	jb_init(&idb);
+	j = json_parse(line, len, err, sizeof(err));
+	if (!j) {
+		snprintf(desc, sizeof(desc), "malformed JSON: %s", err);
+		wire_error(out, "GenericError", desc, NULL);
+		goto done;
+	}
+	id = json_get(j, "id");
+	if (id && (id->type == JSON_NUMBER || id->type == JSON_STRING)) {
+		if (id->type == JSON_NUMBER)
+			jb_raw(&idb, id->str);
+		else
+			jb_string(&idb, id->str);
+		id_text = jb_str(&idb);
+	}
+	cmd = j->type == JSON_OBJECT ? json_get_str(j, "execute") : NULL;
+	args = j->type == JSON_OBJECT ? json_get(j, "arguments") : NULL;
+	if (!cmd) {
+		wire_error(out, "GenericError", "missing \"execute\" (the command name)", id_text);
+		goto done;
+	}
+	if (args && args->type != JSON_OBJECT) {
+		wire_error(out, "GenericError", "\"arguments\" must be an object", id_text);
+		goto done;
+	}
+	if (!strcmp(cmd, "help")) {
+		jb_arr_open(&ret);
+		for (size_t i = 0; i < ncmds; i++) {
+			jb_obj_open(&ret);
+			jb_kv_str(&ret, "name", cmds[i].name);
+			jb_kv_str(&ret, "help", cmds[i].help);
+			jb_obj_close(&ret);
+		}
+		jb_obj_open(&ret);
+		jb_kv_str(&ret, "name", "help");
+		jb_kv_str(&ret, "help", "this list");
+		jb_obj_close(&ret);
+		jb_arr_close(&ret);
+		wire_return(out, &ret, id_text);
+		goto done;
+	}
+	for (size_t i = 0; i < ncmds; i++) {
+		if (strcmp(cmds[i].name, cmd))
+			continue;
+		err[0] = 0;
+		if (cmds[i].fn(args, &ret, err, sizeof(err)))
+			wire_error(out, "GenericError", err[0] ? err : "command failed", id_text);
+		else
+			wire_return(out, &ret, id_text);
+		goto done;
+	}
+	snprintf(desc, sizeof(desc), "unknown command \"%.64s\" (try \"help\")", cmd);
+	wire_error(out, "CommandNotFound", desc, id_text);
+done:
+	jb_free(&ret);
+	jb_free(&idb);
+	json_free(j);
 }
 
 void wire_return(struct jbuf *out, struct jbuf *ret, const char *id)
@@ -67,4 +141,52 @@ void wire_http_reply(int fd, const char *body)
 		 strlen(body));
 	(void)!send(fd, head, strlen(head), MSG_NOSIGNAL);
 	(void)!send(fd, body, strlen(body), MSG_NOSIGNAL);
+}
+
+int wire_unix_listen(const char *path, int type, int flags, unsigned int mode)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd, e;
+
+	if (strlen(path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+		close(fd);
+		return -EADDRINUSE;
+	}
+	if (errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | flags, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || (mode && chmod(path, mode)) ||
+	    listen(fd, SOMAXCONN)) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+int wire_http_listen(int port, int flags)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0), e;
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 16)) {
+		e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
 }

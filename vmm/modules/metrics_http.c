@@ -10,7 +10,6 @@
  * module calls it from its stop hook, before any VM is torn down.
  */
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -92,18 +91,14 @@ static void *metrics_server(void *arg)
 
 int metrics_http_start(struct vmm *vmm, int port)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int one = 1, err;
+	int err;
 
-	http.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (http.listen_fd < 0 ||
-	    setsockopt(http.listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(http.listen_fd, (struct sockaddr *)&a, sizeof(a)) || listen(http.listen_fd, 8)) {
-		vmm_errorf("--metrics-port %d: %s", port, strerror(errno));
+	err = wire_http_listen(port, 0);
+	if (err < 0) {
+		vmm_errorf("--metrics-port %d: %s", port, strerror(-err));
 		return -1;
 	}
+	http.listen_fd = err;
 	http.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (http.stop_fd < 0) {
 		vmm_errorf("--metrics-port: eventfd: %s", strerror(errno));
