@@ -41,10 +41,10 @@ BENCH_DEDUP_PROCS := $(B)/bench/dedup_procs
 
 $(BENCH_DEDUP_PROCS): bench/dedup_procs.c bench/dedup_report.c bench/dedup_report.h \
 		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c tests/helpers/dedup_util.h \
-		$(B)/libramfold.a
+		tests/helpers/broker_proc.c $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c \
-		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c tests/helpers/vmm_proc.c \
+		tests/helpers/dedup_util.c tests/helpers/broker_proc.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup-procs: all $(BENCH_DEDUP_PROCS)
 	B=$(B) $(BENCH_DEDUP_PROCS) --out $(B)/bench $(BENCH_DEDUP_PROCS_ARGS)

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "dedup_report.h"
+#include "broker_proc.h"
 #include "dedup_util.h"
 #include "vmm_proc.h"
 
@@ -44,82 +45,7 @@
 
 static unsigned int opt_mib = 192, opt_rounds = 3;
 static const char *opt_out = "build/bench";
-static char bdir[64], bsock[96];
-
-static double jnum(const char *reply, const char *key)
-{
-	char pat[80];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(reply, pat);
-	return p ? strtod(p + strlen(pat), NULL) : -1;
-}
-
-static double loadavg(void)
-{
-	double l = -1;
-	FILE *f = fopen("/proc/loadavg", "re");
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = -1;
-		fclose(f);
-	}
-	return l;
-}
-
-/* utime + stime of @pid, seconds. */
-static double proc_cpu(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, st;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static pid_t broker_start(void)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char bin[256];
-	const char *b = getenv("B");
-	pid_t pid;
-
-	snprintf(bin, sizeof(bin), "%s/ramfoldd", b ? b : "build");
-	unlink(bsock);
-	pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(bin, bin, "--private", "--socket", bsock, NULL);
-		_exit(127);
-	}
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", bsock);
-	for (int i = 0; i < 200; i++) {
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-
-		close(fd);
-		if (ok)
-			return pid;
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
-}
+static char bdir[64], bsock[96], broker_bin[256];
 
 /* Start @nprocs VMMs holding NVMS guests between them; wait for READY. */
 static int start(struct vmm_proc *p, unsigned int nprocs, const char *dedup, bool broker)
@@ -176,6 +102,17 @@ static void stop(struct vmm_proc *p, unsigned int nprocs)
 	}
 }
 
+/* CPU of a whole process, seconds (0 if it is gone). */
+static double proc_cpu(pid_t pid)
+{
+	char path[64];
+	double c;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	c = bench_stat_cpu(path);
+	return c > 0 ? c : 0;
+}
+
 static uint64_t pss_sum(struct vmm_proc *p, unsigned int nprocs, pid_t broker)
 {
 	struct vmm_smaps sm;
@@ -203,8 +140,8 @@ static int run(struct run *out, unsigned int nprocs)
 	unsigned int n = 0;
 
 	memset(out, 0, sizeof(*out));
-	out->load = loadavg();
-	if (nprocs > 1 && (broker = broker_start()) < 0) {
+	out->load = bench_loadavg();
+	if (nprocs > 1 && (broker = broker_proc_start(broker_bin, bsock, NULL)) < 0) {
 		fprintf(stderr, "dedup_procs: ramfoldd did not start\n");
 		return -1;
 	}
@@ -221,7 +158,7 @@ static int run(struct run *out, unsigned int nprocs)
 
 		if (vmm_proc_ctl(&p[k], "{\"execute\":\"query-dedup\"}", reply, sizeof(reply),
 				 10000) == 0)
-			cpu0 += jnum(reply, "cpu-ns") / 1e9;
+			cpu0 += bench_json_num(reply, "cpu-ns") / 1e9;
 	}
 	if (broker > 0)
 		cpu0 += proc_cpu(broker);
@@ -251,9 +188,9 @@ static int run(struct run *out, unsigned int nprocs)
 
 			if (vmm_proc_ctl(&p[k], "{\"execute\":\"query-dedup\"}", reply,
 					 sizeof(reply), 10000) == 0) {
-				cpu += jnum(reply, "cpu-ns") / 1e9;
+				cpu += bench_json_num(reply, "cpu-ns") / 1e9;
 				conv += strstr(reply, "\"converged\":true") &&
-					jnum(reply, "scan-passes") >= 3;
+					bench_json_num(reply, "scan-passes") >= 3;
 			}
 		}
 		if (broker > 0)
@@ -277,10 +214,7 @@ static int run(struct run *out, unsigned int nprocs)
 			break;
 		}
 	stop(p, nprocs);
-	if (broker > 0) {
-		kill(broker, SIGTERM);
-		waitpid(broker, NULL, 0);
-	}
+	broker_proc_stop(&broker, SIGTERM, bsock);
 	return 0;
 }
 
@@ -332,9 +266,11 @@ int main(int argc, char **argv)
 	if (!mkdtemp(bdir))
 		return 1;
 	snprintf(bsock, sizeof(bsock), "%s/broker.sock", bdir);
+	snprintf(broker_bin, sizeof(broker_bin), "%s/ramfoldd",
+		 getenv("B") ? getenv("B") : "build");
 	printf("dedup_procs bench: %d osimage guests of 256 MiB over %u MiB, one domain; "
 	       "%u CPUs, load %.2f at start\n",
-	       NVMS, opt_mib, (unsigned int)sysconf(_SC_NPROCESSORS_ONLN), loadavg());
+	       NVMS, opt_mib, (unsigned int)sysconf(_SC_NPROCESSORS_ONLN), bench_loadavg());
 	for (unsigned int r = 0; r < opt_rounds; r++)
 		for (unsigned int l = 0; l < 2; l++) {
 			struct run x;

@@ -39,6 +39,13 @@ bool bench_common_opt(int argc, char **argv, int *i, unsigned int *mib, double *
 		      const char **out);
 
 double bench_now_s(void);
+/* The 1-minute load average (/proc/loadavg), -1 if unreadable. */
+double bench_loadavg(void);
+/* utime + stime in seconds of a /proc/.../stat file (a process or a
+ * thread), -1 if unreadable. */
+double bench_stat_cpu(const char *path);
+/* The number after "KEY": in a JSON reply, -1 if there is none. */
+double bench_json_num(const char *reply, const char *key);
 
 /*
  * One engine's run, sample by sample: how long it takes to converge and

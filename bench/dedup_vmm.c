@@ -41,16 +41,6 @@ static uint64_t osimage_ideal(uint64_t limit)
 	return ((uint64_t)NVMS * op.total - op.distinct) * PG;
 }
 
-static double jnum(const char *reply, const char *key)
-{
-	char pat[80];
-	const char *p;
-
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(reply, pat);
-	return p ? strtod(p + strlen(pat), NULL) : -1;
-}
-
 /* Start the VMM with the 4 guests and @dedup_args, wait for READY. */
 static int start(struct vmm_proc *p, const char *const *dedup_args)
 {
@@ -119,11 +109,11 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 		if (vmm_smaps_rollup(p.pid, &sm) ||
 		    vmm_proc_ctl(&p, "{\"execute\":\"query-dedup\"}", reply, sizeof(reply), 10000))
 			break;
-		cpu = jnum(reply, "cpu-ns") / 1e9;
+		cpu = bench_json_num(reply, "cpu-ns") / 1e9;
 		saved = base > sm.pss ? (double)(base - sm.pss) : 0;
 		if (conv_watch_sample(&w, r, t, saved, cpu,
 				      strstr(reply, "\"converged\":true") &&
-					  jnum(reply, "scan-passes") >= 3))
+					  bench_json_num(reply, "scan-passes") >= 3))
 			break;
 	}
 	result_finish(r);

@@ -46,6 +46,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "broker_proc.h"
 #include "dedup_report.h"
 
 #define MAXG	 3
@@ -135,39 +136,6 @@ static int read_knobs(void)
 	return 0;
 }
 
-static double loadavg(void)
-{
-	double l = -1;
-	FILE *f = fopen("/proc/loadavg", "re");
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = -1;
-		fclose(f);
-	}
-	return l;
-}
-
-/* utime+stime of /proc/PATH/stat in seconds (-1 if unreadable). */
-static double stat_cpu(const char *path)
-{
-	char buf[1024], *p;
-	unsigned long long ut, st;
-	FILE *f = fopen(path, "re");
-	size_t n;
-
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static pid_t ksmd_pid(void)
 {
 	DIR *d = opendir("/proc");
@@ -219,7 +187,7 @@ static double rf_cpu(pid_t pid)
 			double c;
 
 			snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
-			c = stat_cpu(path);
+			c = bench_stat_cpu(path);
 			if (c > 0)
 				sum += c;
 		}
@@ -366,7 +334,7 @@ static double rf_cpu_sum(unsigned int n)
 		double c;
 
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)broker);
-		c = stat_cpu(path);
+		c = bench_stat_cpu(path);
 		if (c > 0)
 			cpu += c;
 	}
@@ -404,46 +372,6 @@ static double ksm_metadata(pid_t pid)
 	return v > 0 ? v : 0;
 }
 
-/* A private ramfoldd for the ramfold-domain run: 0, or -1 (said). */
-static int broker_start(void)
-{
-	struct sockaddr_un a = {.sun_family = AF_UNIX};
-
-	snprintf(broker_sock, sizeof(broker_sock), "%s/bench/qemu-guests/broker.sock", bdir);
-	unlink(broker_sock);
-	broker = fork();
-	if (broker == 0) {
-		execl(broker_bin, broker_bin, "--private", "--socket", broker_sock, NULL);
-		_exit(127);
-	}
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", broker_sock);
-	for (int i = 0; i < 250; i++) {
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-
-		if (fd >= 0)
-			close(fd);
-		if (ok)
-			return 0;
-		usleep(20000);
-	}
-	fprintf(stderr, "bench-qemu: %s did not listen on %s\n", broker_bin, broker_sock);
-	kill(broker, SIGKILL);
-	waitpid(broker, NULL, 0);
-	broker = 0;
-	return -1;
-}
-
-static void broker_stop(void)
-{
-	if (broker > 0) {
-		kill(broker, SIGTERM);
-		waitpid(broker, NULL, 0);
-	}
-	broker = 0;
-	unlink(broker_sock);
-}
-
 /*
  * The guests of the run before leave the load average above 1 for a minute
  * or more (three TCG guests boot on two cores): wait, up to 3 minutes, until
@@ -451,17 +379,34 @@ static void broker_stop(void)
  */
 static void wait_quiet(void)
 {
-	double l = loadavg();
+	double l = bench_loadavg();
 	int waited = 0;
 
 	while (l >= 0.9 && waited < 180) {
 		sleep(5);
 		waited += 5;
-		l = loadavg();
+		l = bench_loadavg();
 	}
 	if (waited)
 		printf("bench-qemu: waited %d s for the load average to fall below 0.9 (%.2f)\n",
 		       waited, l);
+}
+
+/* A private ramfoldd for the ramfold-domain run: 0, or -1 (said). */
+static int broker_start(void)
+{
+	snprintf(broker_sock, sizeof(broker_sock), "%s/bench/qemu-guests/broker.sock", bdir);
+	unlink(broker_sock);
+	broker = broker_proc_start(broker_bin, broker_sock, NULL);
+	if (broker > 0)
+		return 0;
+	broker = 0;
+	return -1;
+}
+
+static void broker_stop(void)
+{
+	broker_proc_stop(&broker, SIGTERM, broker_sock);
 }
 
 static int run_engine(unsigned int k, unsigned int n, double *before, struct result *r,
@@ -474,7 +419,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 	bool ksm = k == 1 || k == 2;
 
 	wait_quiet();
-	*load = loadavg();
+	*load = bench_loadavg();
 	if (k == 3 && broker_start())
 		return -1;
 	if (start_guests(n, !ksm, k == 3)) {
@@ -503,7 +448,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 			return -1;
 		}
 		t0 = bench_now_s();
-		cpu0 = stat_cpu(path);
+		cpu0 = bench_stat_cpu(path);
 	}
 	last_growth = t0;
 	conv_watch_init(&w, t0, ksm, 5, k == 2 ? opt_timeout / 2 : opt_timeout,
@@ -526,7 +471,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 			break;
 		}
 		saved = *before - p;
-		cpu = (ksm ? stat_cpu(path) : rf_cpu_sum(n)) - cpu0;
+		cpu = (ksm ? bench_stat_cpu(path) : rf_cpu_sum(n)) - cpu0;
 		if (saved > best * 1.005 + 4096 * 16) {
 			best = saved;
 			last_growth = t;
@@ -690,7 +635,7 @@ int main(int argc, char **argv)
 				}
 				printf("bench-qemu: round %u, %u guest(s), %s: loadavg %.2f at "
 				       "start\n",
-				       r + 1, layouts[l], rs[k].name, loadavg());
+				       r + 1, layouts[l], rs[k].name, bench_loadavg());
 				fflush(stdout);
 				if (run_engine(k, layouts[l], &before, &rs[k], &load))
 					continue;

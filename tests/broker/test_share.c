@@ -38,6 +38,7 @@
 #include <ramfold/ramfold.h>
 
 #include "../../ksm/broker_proto.h"
+#include "broker_proc.h"
 #include "dedup_util.h"
 
 #define PG     4096u
@@ -303,44 +304,6 @@ static uint64_t pss_kb(pid_t pid)
 	return kb;
 }
 
-static void broker_start(const char *conf)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-	broker = fork();
-	assert_true(broker >= 0);
-	if (broker == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (conf)
-			execl(ramfoldd, ramfoldd, "--socket", sock, "--domains", conf, NULL);
-		else
-			execl(ramfoldd, ramfoldd, "--private", "--socket", sock, NULL);
-		_exit(127);
-	}
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	for (int i = 0; i < 200; i++) {
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			close(fd);
-			return;
-		}
-		close(fd);
-		usleep(20000);
-	}
-	fail_msg("ramfoldd did not listen on %s", sock);
-}
-
-static void broker_kill(void)
-{
-	if (broker > 0) {
-		kill(broker, SIGKILL);
-		waitpid(broker, NULL, 0);
-		broker = 0;
-	}
-	unlink(sock);
-}
-
 /* The broker's store of @domain as a client sees it: resident pages (the
  * test joins the domain itself, read-only, holding nothing). */
 static int64_t store_resident_pages(const char *domain)
@@ -377,6 +340,17 @@ static int64_t store_resident_pages(const char *domain)
 	}
 	close(sfd);
 	return (int64_t)st.st_blocks * 512 / PG;
+}
+
+static void broker_start(const char *conf)
+{
+	broker = broker_proc_start(ramfoldd, sock, conf);
+	assert_true(broker > 0);
+}
+
+static void broker_kill(void)
+{
+	broker_proc_stop(&broker, SIGKILL, sock);
 }
 
 static int setup(void **state)

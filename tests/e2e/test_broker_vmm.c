@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "broker_proc.h"
 #include "rf_test.h"
 #include "vmm_proc.h"
 
@@ -27,33 +28,6 @@
 
 static char dir[48], sock[96];
 static pid_t broker;
-
-static void broker_start(void)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	const char *b = getenv("B");
-	char bin[256];
-
-	snprintf(bin, sizeof(bin), "%s/ramfoldd", b ? b : "build");
-	broker = fork();
-	assert_true(broker >= 0);
-	if (broker == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(bin, bin, "--private", "--socket", sock, NULL);
-		_exit(127);
-	}
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-	for (int i = 0; i < 250; i++) {
-		int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-		int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-
-		close(fd);
-		if (ok)
-			return;
-		rf_test_sleep_ms(20);
-	}
-	fail_msg("%s did not listen on %s", bin, sock);
-}
 
 static long long query(struct vmm_proc *p, const char *key)
 {
@@ -83,7 +57,14 @@ static void test_memcheck_across_processes(void **state)
 
 	(void)state;
 	require_kvm();
-	broker_start();
+	{
+		const char *b = getenv("B");
+		char bin[256];
+
+		snprintf(bin, sizeof(bin), "%s/ramfoldd", b ? b : "build");
+		broker = broker_proc_start(bin, sock, NULL);
+		assert_true(broker > 0);
+	}
 	for (unsigned int i = 0; i < 3; i++) {
 		char spec[128];
 		const char *args[] = {"--dedup", "domains", "--dedup-broker", sock, "--vm",
@@ -126,9 +107,7 @@ static void test_memcheck_across_processes(void **state)
 
 	/* kill -9 of the broker: the guests keep running on their merged
 	 * pages, clean. */
-	kill(broker, SIGKILL);
-	waitpid(broker, NULL, 0);
-	broker = 0;
+	broker_proc_stop(&broker, SIGKILL, sock);
 	for (unsigned int i = 0; i < 2; i++) {
 		clean[i] = vmm_proc_count(&p[i], "bad_rounds=0");
 		wait_clean(&p[i], clean[i] + 2, 60000);
@@ -154,11 +133,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	if (broker > 0) {
-		kill(broker, SIGKILL);
-		waitpid(broker, NULL, 0);
-	}
-	unlink(sock);
+	broker_proc_stop(&broker, SIGKILL, sock);
 	rmdir(dir);
 	return 0;
 }
