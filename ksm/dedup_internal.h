@@ -83,7 +83,8 @@ extern uint64_t (*dedup_hash_fn)(const void *page, size_t len);
 struct store_page {
 	_Atomic uint32_t ref;
 	_Atomic uint32_t rflags;
-	struct index_node *node; /* its STORE entry in the index, or NULL (set under store->lock) */
+	struct index_node
+	    *node; /* its STORE entry, or NULL (a broker store: set under store->lock) */
 };
 
 struct broker_conn;

@@ -503,7 +503,9 @@ static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, st
 	struct index_key k;
 
 	/* A broker page may be filed already (an INSERT answered with a page
-	 * we hold, or two threads publishing runs onto it at once). */
+	 * we hold, or two threads publishing runs onto it at once): its
+	 * filing is checked under the store's lock. A page of our own store
+	 * is new here and has one publisher: no lock. */
 	if (s->remote && s->pages[pg].node)
 		return;
 	node = index_node_new(d->e);
@@ -515,15 +517,18 @@ static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, st
 	node->numa = d->cfg.cross_node ? 0 : (int16_t)dv->numa;
 	node->store = s;
 	node->pg = pg;
-	pthread_mutex_lock(&s->lock);
-	if (s->pages[pg].node) {
-		pthread_mutex_unlock(&s->lock);
-		index_node_free(d->e, node);
-		return;
+	if (s->remote) {
+		pthread_mutex_lock(&s->lock);
+		if (s->pages[pg].node) {
+			pthread_mutex_unlock(&s->lock);
+			index_node_free(d->e, node);
+			return;
+		}
 	}
 	s->pages[pg].node = node;
 	index_add(d->ht, node);
-	pthread_mutex_unlock(&s->lock);
+	if (s->remote)
+		pthread_mutex_unlock(&s->lock);
 	k = (struct index_key){node->hash, node->domain, node->numa};
 	bloom_set(d, &k);
 }
