@@ -246,19 +246,24 @@ uint64_t index_nodes_freed(void);
 #define PF_HASHED  (1u << 0) /* hash[] holds the hash from the previous pass */
 #define PF_CAND	   (1u << 1) /* a CAND node for this page is in the index */
 #define PF_NOMERGE (1u << 2) /* failed to merge with this hash: skip until it changes */
-/* Bits 3-7: how often a guest write broke this page's merge (or rewrote it
- * after a zero discard), saturating at 31. A page broken k times is only
- * merged again on one pass in 2^min(k,12): pages that a guest rewrites
- * with the same bytes (a stack, a polling loop's counters) would otherwise
- * be merged and broken forever. */
-#define PF_BROKEN_SHIFT 3
-#define PF_BROKEN_MASK	(31u << PF_BROKEN_SHIFT)
+/* Stable with no twin found, counted in the seen map (struct rf_dedup:
+ * seen) under its present hash, and not filed as a CAND unless another page
+ * set the key's seen bit first. */
+#define PF_SEEN (1u << 3)
+/* Bits 4-7: how often a guest write broke this page's merge (or rewrote it
+ * after a zero discard), saturating at 15. A page broken k times is only
+ * merged again on one pass in 2^min(k,backoff_max): pages that a guest
+ * rewrites with the same bytes (a stack, a polling loop's counters) would
+ * otherwise be merged and broken forever. */
+#define PF_BROKEN_SHIFT 4
+#define PF_BROKEN_MAX	15u
+#define PF_BROKEN_MASK	(PF_BROKEN_MAX << PF_BROKEN_SHIFT)
 
 static inline uint8_t pf_broken_bump(uint8_t pf)
 {
 	unsigned int k = (pf & PF_BROKEN_MASK) >> PF_BROKEN_SHIFT;
 
-	return (uint8_t)((k < 31 ? k + 1 : 31) << PF_BROKEN_SHIFT);
+	return (uint8_t)((k < PF_BROKEN_MAX ? k + 1 : PF_BROKEN_MAX) << PF_BROKEN_SHIFT);
 }
 
 struct rf_dedup_vm;
@@ -352,8 +357,28 @@ struct rf_dedup {
 	 * RAM attached, and replaced by a bigger one only between passes
 	 * (bloom_fit). */
 	_Atomic uint64_t *bloom;
-	uint64_t bloom_bits;	    /* power of two */
-	uint64_t bloom_failed_bits; /* the size whose mmap last failed (logged) */
+	/*
+	 * The seen map, beside the filter and as big: the key's bit of every
+	 * stable page that found no twin. Most pages of a guest are unique,
+	 * and filing each as a CAND would cost an index node (64 bytes) a
+	 * page for as long as it stays unique. So the first page of a key
+	 * only sets its bit here (PF_SEEN) and is not filed; a later page
+	 * that finds the bit set files itself, and the first one finds it by
+	 * its lookup on its next pass. A pair is merged at most one pass
+	 * later than if both were filed, and a unique page costs a bit
+	 * instead of a node (a node still, when another key's page set the
+	 * same bit: 1 time in 8 at most). Never cleared: a stale bit costs a
+	 * node, never a merge. Rebuilt from the pages' PF_SEEN when the filter
+	 * grows: a lost bit would leave both pages of a pair unfiled forever;
+	 * and refilled the same way once a quarter of its bits are set, so
+	 * that the bits of pages long since rewritten (a live guest's churn)
+	 * do not fill it up.
+	 */
+	_Atomic uint64_t *seen;
+	_Atomic uint64_t seen_count; /* bits set in the seen map, about */
+	uint64_t seen_live;	     /* seen_count after the last refill (thread 0) */
+	uint64_t bloom_bits;	     /* power of two, for both maps */
+	uint64_t bloom_failed_bits;  /* the size whose mmap last failed (logged) */
 
 	uint64_t vma_budget;
 	/* The VMA budget's estimate of the process's mappings: 2 more per
@@ -414,6 +439,14 @@ static inline bool bloom_set(struct rf_dedup *d, const struct index_key *k)
 	uint64_t b = bloom_bit(d, k);
 
 	return atomic_fetch_or(&d->bloom[b >> 6], 1ull << (b & 63)) & (1ull << (b & 63));
+}
+
+/* Set @k's bit in the seen map; whether another page had set it already. */
+static inline bool seen_set(struct rf_dedup *d, const struct index_key *k)
+{
+	uint64_t b = bloom_bit(d, k);
+
+	return atomic_fetch_or(&d->seen[b >> 6], 1ull << (b & 63)) & (1ull << (b & 63));
 }
 
 /* ---- merge.c ---------------------------------------------------------- */

@@ -420,18 +420,52 @@ err_stores:
 		store_destroy(&d->stores[i]);
 	index_destroy(d->ht);
 	if (d->bloom)
-		munmap((void *)d->bloom, d->bloom_bits / 8);
+		munmap((void *)d->bloom, d->bloom_bits / 4);
 	rcu_worker_put();
 	return err;
 }
 
 /*
- * Size the Bloom filter to @pages of guest RAM: about 8 bits a page (a page
- * files at most one key, so at most 1 bit in 8 is set and a key never filed
- * meets a set bit at most 1 time in 8), a power of two within [2^16, 2^26],
- * never shrunk. A bigger one is filled from the index before it replaces the
- * old: a key filed but missing from the filter would never be looked up, and
- * its twins would be filed beside it instead of merged.
+ * The seen map's bits again, from every page counted in it (PF_SEEN): each
+ * page's hash of its last pass is kept beside its flags. A stale hash (the
+ * page changed since) sets a bit no page needs, which costs a node at most.
+ */
+static void seen_refill(struct rf_dedup *d)
+{
+	atomic_store(&d->seen_count, 0);
+	pthread_mutex_lock(&d->lock);
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
+		struct index_key k = {0, dv->domain, d->cfg.cross_node ? 0 : (int16_t)dv->numa};
+
+		pthread_mutex_lock(&dv->regs_lock);
+		for (unsigned int i = 0; i < dv->nregs; i++) {
+			struct dedup_region *dr = dv->regs[i];
+
+			for (uint64_t p = 0; p < dr->r->npages; p++) {
+				if (!(atomic_load_explicit(&dr->pflags[p], memory_order_relaxed) &
+				      PF_SEEN))
+					continue;
+				k.hash = dr->hash[p];
+				if (!seen_set(d, &k))
+					atomic_fetch_add(&d->seen_count, 1);
+			}
+		}
+		pthread_mutex_unlock(&dv->regs_lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	d->seen_live = atomic_load(&d->seen_count);
+}
+
+/*
+ * Size the Bloom filter (and the seen map, as big) to @pages of guest RAM:
+ * about 8 bits a page (a page files at most one key, so at most 1 bit in 8
+ * is set and a key never filed meets a set bit at most 1 time in 8), a
+ * power of two within [2^16, 2^26], never shrunk. Or, at the same size,
+ * refill a seen map a quarter full (struct rf_dedup says why) if that
+ * halves it at least: with more than 2^26 / 8 pages, the live bits alone
+ * may fill a quarter, and refilling on every pass would buy nothing. A bigger one is filled from
+ * the index before it replaces the old: a key filed but missing from the filter would never be
+ * looked up, and its twins would be filed beside it instead of merged.
  *
  * Called by own_start, and by scanner thread 0 between passes, while the
  * other scanner threads wait at the barrier: only scanner threads read the
@@ -447,20 +481,29 @@ int bloom_fit(struct rf_dedup *d, uint64_t pages)
 
 	while (bits < 8 * pages && bits < BLOOM_MAX_BITS)
 		bits <<= 1;
-	if (old && bits <= old_bits)
+	if (old && bits <= old_bits) {
+		uint64_t n = atomic_load(&d->seen_count);
+
+		if (n > old_bits / 4 && n > 2 * d->seen_live) {
+			memset((void *)d->seen, 0, old_bits / 8);
+			seen_refill(d);
+		}
 		return 0;
-	nb = mmap(NULL, bits / 8, PROT_READ | PROT_WRITE,
+	}
+	/* Both maps in one mapping: the filter, then the seen map. */
+	nb = mmap(NULL, bits / 4, PROT_READ | PROT_WRITE,
 		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (nb == MAP_FAILED) {
 		if (bits == d->bloom_failed_bits)
 			return -ENOMEM; /* logged on the first try */
 		d->bloom_failed_bits = bits;
 		rf_log(d->e, old ? RF_LOG_WARN : RF_LOG_ERR,
-		       "dedup: Bloom filter of %" PRIu64 " KiB: mmap: %s%s", bits / 8192,
-		       strerror(errno), old ? " (the smaller one stays)" : "");
+		       "dedup: Bloom filter and seen map of %" PRIu64 " KiB: mmap: %s%s",
+		       bits / 4096, strerror(errno), old ? " (the smaller one stays)" : "");
 		return -ENOMEM;
 	}
 	d->bloom = nb;
+	d->seen = nb + bits / 64;
 	d->bloom_bits = bits;
 	if (!old)
 		return 0;
@@ -472,7 +515,8 @@ int bloom_fit(struct rf_dedup *d, uint64_t pages)
 		atomic_fetch_or_explicit(&nb[b >> 6], 1ull << (b & 63), memory_order_relaxed);
 	}
 	urcu_memb_read_unlock();
-	munmap((void *)old, old_bits / 8);
+	seen_refill(d);
+	munmap((void *)old, old_bits / 4);
 	return 0;
 }
 
@@ -497,7 +541,7 @@ static void own_stop(struct rf_dedup *d)
 	for (int i = 0; i < nslots; i++)
 		store_destroy(&d->stores[i]);
 	broker_close_all(d);
-	munmap((void *)d->bloom, d->bloom_bits / 8);
+	munmap((void *)d->bloom, d->bloom_bits / 4);
 	rf_free(d->e, d->units);
 	rcu_worker_put();
 }

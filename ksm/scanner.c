@@ -103,9 +103,11 @@ struct scan_ctx {
 	uint32_t rq_idx[UNIT_PAGES];
 	uint64_t rq_hash[UNIT_PAGES];
 	struct rfb_lookup_ent rq_ent[UNIT_PAGES];
-	uint64_t new_hashed; /* pages hashed for the first time, this unit */
-	uint64_t hashed;     /* pages hashed, this unit */
-	uint64_t gen;	     /* pass number */
+	/* This unit's work besides merges: pages hashed for the first time,
+	 * and (while not converged) twins of seen pages filed. */
+	uint64_t new_work;
+	uint64_t hashed; /* pages hashed, this unit */
+	uint64_t gen;	 /* pass number */
 	/* Throttle: the thread's CPU clock and the wall clock when it last
 	 * slept (or was last let go without sleeping). */
 	uint64_t cpu_mark, wall_mark;
@@ -296,7 +298,14 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	void *page;
 
 	if (rf_pte_state(v) == RF_PAGE_MERGED) {
-		if (present && !file) /* written: the kernel made a private copy */
+		/* Written: the kernel made a private copy. The unit's pagemap
+		 * may predate the merge (another thread's pair took this page
+		 * as its seed while this unit was being scanned): read it
+		 * again, or a merge just made is undone and counted as a
+		 * guest's write. */
+		if (present && !file &&
+		    rf_pagemap_read(d->e, rf_region_page(r, idx), 1, &ent) == 0 &&
+		    (ent & PM_PRESENT) && !(ent & PM_FILE))
 			unmerge_page(d, dv, r, idx, 1, true);
 		return;
 	}
@@ -324,7 +333,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		if (pf & PF_HASHED)
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
 		else if (!(pf & PF_BROKEN_MASK))
-			c->new_hashed++; /* never seen; a rewritten page is only churn */
+			c->new_work++; /* never seen; a rewritten page is only churn */
 		if (pf & PF_CAND) {
 			struct index_key old = key;
 
@@ -382,13 +391,33 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		return;
 	}
 	/* No twin here: ask the broker (at the end of the unit) whether
-	 * another process has one: when first filed, then on one pass in 8
-	 * (when this point is reached once filed), so that a candidate of
-	 * ours stays fresh at the broker and a twin filed there since is
-	 * found within a few passes. */
-	if (c->rstore)
+	 * another process has one: when first seen, then as a filed
+	 * candidate does (every pass until converged, then one in 8), so that
+	 * a candidate of ours stays fresh at the broker and a twin filed
+	 * there since is found within a few passes. */
+	if (c->rstore && (!(pf & (PF_SEEN | PF_CAND)) || c->eager || ((c->gen + idx) & 7) == 0))
 		queue_ask(c, idx, h);
 	if (!(pf & PF_CAND)) {
+		/* The first page of its key is only counted in the seen
+		 * map; a page that finds the key seen files itself, and so
+		 * does a counted page once the filter says a page of its
+		 * key was filed (its twin, since gone). */
+		if (!(pf & PF_SEEN)) {
+			atomic_fetch_or(&dr->pflags[idx], PF_SEEN);
+			if (!seen_set(d, &key)) {
+				atomic_fetch_add_explicit(&d->seen_count, 1, memory_order_relaxed);
+				return;
+			}
+			/* Its twin merges on the next pass: while converging,
+			 * that is work, so the engine does not call the pass
+			 * converged and go idle in between. Once converged it
+			 * is not (a seen bit set by another key's page would
+			 * make a live guest's churn look like work). */
+			if (c->eager)
+				c->new_work++;
+		} else if (!bloom_test(d, &key)) {
+			return;
+		}
 		n = index_node_new(d->e);
 		if (!n)
 			return;
@@ -452,7 +481,7 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 	idx0 = rf_region_index(r, u->gpa);
 	if (rf_pagemap_read(c->d->e, rf_region_page(r, idx0), u->npages, c->ents) != 0)
 		goto out;
-	c->new_hashed = 0;
+	c->new_work = 0;
 	c->hashed = 0;
 	c->rstore = broker_store_for(c->d, dv);
 	c->eager = !atomic_load(&c->d->converged);
@@ -465,7 +494,7 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 	if (c->rq_n)
 		ask_broker(c, dv, r);
 	urcu_memb_read_unlock();
-	work = atomic_fetch_add(&c->d->pass_merges, c->new_hashed) + c->new_hashed;
+	work = atomic_fetch_add(&c->d->pass_merges, c->new_work) + c->new_work;
 	hashed = atomic_fetch_add(&c->d->pass_hashed, c->hashed) + c->hashed;
 	/* Guests are changing memory in earnest: leave the idle budget now
 	 * rather than at the end of a slow pass. */

@@ -79,10 +79,11 @@ struct rf_dedup_config {
 	 * a logged reason and a stat; 0 = vm.max_map_count minus a reserve of
 	 * 10%. Every run of merged pages costs up to two mappings. */
 	uint64_t vma_budget;
-	/* A page whose merge guest writes broke k times is merged again on
-	 * one pass in 2^min(k, backoff_max): pages rewritten with the same
-	 * bytes (a stack) are not merged and broken forever. 0 = no back-off;
-	 * rf_dedup_config_init sets 12. At most 30. */
+	/* A page whose merge guest writes broke k times (counted up to 15) is
+	 * merged again on one pass in 2^min(k, backoff_max): pages rewritten
+	 * with the same bytes (a stack) are not merged and broken forever.
+	 * 0 = no back-off; rf_dedup_config_init sets 12. At most 30 (above
+	 * 15, the same as 15). */
 	unsigned int backoff_max;
 	/* Allow merges between pages of different NUMA nodes (off by default). */
 	bool cross_node;

@@ -199,13 +199,12 @@ static uint64_t passes_of(rf_engine *e)
 }
 
 /*
- * Candidates filed before the Bloom filter grows are found by twins written
- * after it: a 1 MiB VM files 200 unique pages (filter at its smallest), a
- * 64 MiB region mapped later grows it, and twins of the 200 written there
- * are all merged as soon as they are stable (the pass after their first
- * hash). Were the old keys missing from the new filter, the twins would be
- * filed as candidates beside them and merged only as each old candidate
- * looks itself up again, one pass in 8.
+ * Pages seen before the Bloom filter and the seen map grow are found by
+ * twins written after: a 1 MiB VM counts 200 unique pages in the seen map
+ * (both maps at their smallest), a 64 MiB region mapped later grows them,
+ * and twins of the 200 written there are all merged one pass after they are
+ * stable. Were the old pages' bits missing from the new seen map, neither
+ * side would ever be filed, and nothing merged.
  */
 static void test_bloom_grow_keeps_twins(void **state)
 {
@@ -234,9 +233,11 @@ static void test_bloom_grow_keeps_twins(void **state)
 	for (unsigned int i = 0; i < n; i++)
 		dedup_fill_page(ram2 + (size_t)i * PG, 77 + i);
 	/* Pass p0 + 1 may have gone by the twins, p0 + 2 hashes them, p0 + 3
-	 * finds them stable. */
+	 * finds them stable and their keys seen (the old pages are counted in
+	 * the seen map, not filed), so it files them, and on p0 + 4 the old
+	 * pages find them. */
 	p0 = passes_of(f.e);
-	while (passes_of(f.e) < p0 + 3)
+	while (passes_of(f.e) < p0 + 4)
 		usleep(1000);
 	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
 	assert_int_equal(st.pages_sharing, 2 * n);
@@ -263,12 +264,12 @@ static uint64_t arena_dirty_bytes(rf_engine *e)
 #endif
 
 /*
- * A pass that frees many index nodes gives their pages back: 16384 unique
- * pages filed as candidates (1 MiB of nodes), then zeroed by the guest, so
- * that one pass removes every candidate and files nothing. Once converged
- * again, the arena holds no freed pages worth counting: without the purge
- * the allocator would keep them for its 10 s decay, which a converged
- * engine's few allocations hardly move.
+ * A pass that frees many index nodes gives their pages back: 8192 pairs
+ * merged onto 8192 store pages (512 KiB of STORE nodes), then zeroed by the
+ * guest, so that one pass unmerges every page and the reap removes every
+ * node. Once converged again, the arena holds no freed pages worth
+ * counting: without the purge the allocator would keep them for its 10 s
+ * decay, which a converged engine's few allocations hardly move.
  */
 static void test_freed_nodes_given_back(void **state)
 {
@@ -284,9 +285,10 @@ static void test_freed_nodes_given_back(void **state)
 	if (skip_unless_supported())
 		skip();
 	fx_init(&f, (size_t)n * PG, 1, NULL, NULL);
-	fill_layout(f.ram[0], 0, 0, n, 0, 5);
+	fill_layout(f.ram[0], 2, n / 2, 0, 0, 5);
 	fx_start_idle(&f, RF_DEDUP_INTRA_VM, 0, 100);
 	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(index_count(f.e->dedup->ht), n / 2);
 	memset(f.ram[0], 0, (size_t)n * PG);
 	p0 = passes_of(f.e);
 	while (passes_of(f.e) < p0 + 3)
@@ -779,6 +781,91 @@ static void test_bad_config(void **state)
 	rf_engine_free(e);
 }
 
+/*
+ * Unique pages cost no index node: 16384 pages of which 16 pairs, the rest
+ * unique. Once converged the pairs are merged, and the index holds their 16
+ * STORE nodes plus at most the candidates of pages whose seen bit another
+ * key had set (the seen map has 8 bits a page: about 1 in 8).
+ */
+static void test_unique_pages_not_filed(void **state)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+	const unsigned int n = 16384;
+	uint64_t nodes;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, (size_t)n * PG, 1, NULL, NULL);
+	fill_layout(f.ram[0], 2, 16, n - 32, 0, 9);
+	fx_start(&f, RF_DEDUP_INTRA_VM, 0);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
+	assert_int_equal(st.pages_sharing, 32);
+	assert_int_equal(st.store_pages, 16);
+	nodes = index_count(f.e->dedup->ht);
+	printf("  %u unique pages: %llu index nodes (16 of them STORE)\n", n - 32,
+	       (unsigned long long)nodes);
+	assert_true(nodes >= 16 && nodes < 16 + n / 8);
+	check_layout(f.ram[0], 2, 16, n - 32, 0, 9);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
+/*
+ * The seen map does not fill up with a live guest's churn: every pass the
+ * guest gives 4096 of 16384 pages fresh content, each counted in the map
+ * once stable. After a few rounds, far more keys than the map's quarter
+ * (16384 bits of 65536) have passed through it; it is refilled from the
+ * pages counted now, so its bits stay near the pages themselves. Twins
+ * written at the end are still found.
+ */
+static void test_seen_map_refilled(void **state)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+	const unsigned int n = 16384;
+	uint64_t p0, total = 0;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, (size_t)n * PG, 1, NULL, NULL);
+	fill_layout(f.ram[0], 0, 0, n, 0, 100);
+	fx_start_idle(&f, RF_DEDUP_INTRA_VM, 0, 100);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	assert_int_equal(f.e->dedup->bloom_bits, 1ull << 17);
+	for (unsigned int round = 1; round <= 12; round++) {
+		for (unsigned int i = 0; i < n / 4; i++)
+			dedup_fill_page(f.ram[0] + (size_t)((round * 4099 + i * 4) % n) * PG,
+					(uint64_t)round << 32 | i);
+		total += n / 4;
+		p0 = passes_of(f.e);
+		rf_dedup_scan_now(f.e);
+		while (passes_of(f.e) < p0 + 3)
+			usleep(1000);
+	}
+	printf("  %llu keys counted over the rounds, %llu bits set now (map of %llu)\n",
+	       (unsigned long long)(total + n),
+	       (unsigned long long)atomic_load(&f.e->dedup->seen_count),
+	       (unsigned long long)f.e->dedup->bloom_bits);
+	assert_true(total + n > f.e->dedup->bloom_bits / 4);
+	/* Refilled at the start of a pass: one round's keys may come after. */
+	assert_true(atomic_load(&f.e->dedup->seen_count) <= f.e->dedup->bloom_bits / 4 + n / 4);
+	/* Twins of 64 pages, written now, are merged. */
+	for (unsigned int i = 0; i < 64; i++)
+		memcpy(f.ram[0] + (size_t)(n - 1 - i) * PG, f.ram[0] + (size_t)i * 2 * PG, PG);
+	p0 = passes_of(f.e);
+	rf_dedup_scan_now(f.e);
+	while (passes_of(f.e) < p0 + 5)
+		usleep(1000);
+	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
+	assert_true(st.pages_sharing >= 128);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -796,6 +883,8 @@ int main(void)
 	    cmocka_unit_test(test_vmas_counted),
 	    cmocka_unit_test(test_bloom_grow_keeps_twins),
 	    cmocka_unit_test(test_freed_nodes_given_back),
+	    cmocka_unit_test(test_unique_pages_not_filed),
+	    cmocka_unit_test(test_seen_map_refilled),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
