@@ -111,6 +111,7 @@ struct rf_store {
 	struct broker_conn *remote;
 	_Atomic uint64_t refs; /* broker store: references held (our guest pages) */
 	bool forgotten;	       /* broker store whose broker is gone: out of the index */
+	_Atomic bool full_logged;
 };
 
 int store_init(struct rf_store *s, rf_engine *e, int node, uint64_t cap_pages);
@@ -120,6 +121,11 @@ int store_init_remote(struct rf_store *s, rf_engine *e, int fd, uint64_t cap_pag
 void store_destroy(struct rf_store *s);
 /* @n consecutive fresh pages; their refs start at 0. -ENOSPC when full. */
 int store_alloc(struct rf_store *s, unsigned int n, uint32_t *first);
+/* Up to @n consecutive fresh pages: as many adjacent ones as are left, or
+ * a single freed one; their count, or -ENOSPC when full. */
+int store_alloc_upto(struct rf_store *s, unsigned int n, uint32_t *first);
+/* A merge found @s full: log it, once per store. */
+void store_full(struct rf_store *s);
 /* Give back pages from store_alloc that were never mapped. */
 void store_unalloc(struct rf_store *s, uint32_t first, unsigned int n);
 static inline uint8_t *store_addr(const struct rf_store *s, uint32_t pg)

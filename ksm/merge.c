@@ -454,6 +454,7 @@ static bool fill_store_pages(struct run_flush *f)
 	struct rf_dedup *d = f->d;
 	int numa = f->b.dv->numa;
 	struct rf_store *rs = broker_store_for(d, f->b.dv);
+	int got;
 
 	if (rs)
 		return fill_broker_pages(f, rs);
@@ -462,10 +463,17 @@ static bool fill_store_pages(struct run_flush *f)
 		return false;
 	}
 	f->s = &d->stores[numa < d->nstores && numa >= 0 ? numa : 0];
-	if (store_alloc(f->s, f->n, &f->pg) != 0) {
+	/* A store nearly full gives what it has left: the run is cut to it
+	 * (the rest is tried again on a later pass). A full one: the pages
+	 * stay private, the kernel's as any other, and it is said once. */
+	got = store_alloc_upto(f->s, f->n, &f->pg);
+	if (got < 0) {
+		store_full(f->s);
 		abort_run_from(f, 0, true);
 		return false;
 	}
+	if ((unsigned int)got < f->n)
+		abort_run_from(f, (unsigned int)got, true);
 	for (unsigned int k = 0; k < f->n; k++)
 		memcpy(store_addr(f->s, f->pg + k), rf_region_page(f->a.r, f->a.idx + k),
 		       RF_PAGE_SIZE);

@@ -30,6 +30,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <numa.h>
 #include <numaif.h>
 #include <stdio.h>
@@ -153,30 +154,66 @@ void store_destroy(struct rf_store *s)
 	s->win = NULL;
 }
 
-int store_alloc(struct rf_store *s, unsigned int n, uint32_t *first)
+/*
+ * A single page comes from the free list first; a run from the bump
+ * allocator, whose pages are adjacent. With @exact, all @n or none; else as
+ * many adjacent pages as the bump allocator has left, or one page of the free
+ * list once it has none.
+ */
+static int alloc_pages(struct rf_store *s, unsigned int n, bool exact, uint32_t *first)
 {
-	int err = 0;
+	int got = -ENOSPC;
 
 	if (n == 0)
 		return -EINVAL;
 	pthread_mutex_lock(&s->lock);
 	if (n == 1 && s->nfree) {
 		*first = s->free_pgs[--s->nfree];
-	} else if (s->next + n <= s->cap) {
+		got = 1;
+	} else if (s->next + n <= s->cap || (!exact && s->next < s->cap)) {
+		got = (int)(s->next + n <= s->cap ? n : s->cap - s->next);
 		*first = (uint32_t)s->next;
-		s->next += n;
-	} else {
-		err = -ENOSPC;
+		s->next += (unsigned int)got;
+	} else if (!exact && s->nfree) {
+		*first = s->free_pgs[--s->nfree];
+		got = 1;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (!err) {
-		atomic_fetch_add(&s->live, n);
-		for (unsigned int i = 0; i < n; i++) {
+	if (got > 0) {
+		atomic_fetch_add(&s->live, (uint64_t)got);
+		for (int i = 0; i < got; i++) {
 			atomic_store(&s->pages[*first + i].ref, 0);
 			s->pages[*first + i].node = NULL;
 		}
 	}
-	return err;
+	return got;
+}
+
+int store_alloc(struct rf_store *s, unsigned int n, uint32_t *first)
+{
+	int got = alloc_pages(s, n, true, first);
+
+	return got < 0 ? got : 0;
+}
+
+int store_alloc_upto(struct rf_store *s, unsigned int n, uint32_t *first)
+{
+	return alloc_pages(s, n, false, first);
+}
+
+void store_full(struct rf_store *s)
+{
+	char node[32] = "";
+
+	if (atomic_exchange(&s->full_logged, true))
+		return;
+	if (s->node >= 0)
+		snprintf(node, sizeof(node), " of node %d", s->node);
+	rf_log(s->e, RF_LOG_WARN,
+	       "dedup: store%s full: %" PRIu64 " pages (%" PRIu64
+	       " MiB, the host capacity): pages with no store page yet stay private, "
+	       "merges onto existing store pages go on",
+	       node, s->cap, s->cap >> (20 - RF_PAGE_SHIFT));
 }
 
 static void punch(struct rf_store *s, uint32_t pg, unsigned int n)

@@ -866,6 +866,92 @@ static void test_seen_map_refilled(void **state)
 	fx_fini(&f);
 }
 
+static _Atomic unsigned int full_lines;
+
+static void count_full_log(void *arg, enum rf_log_level level, const char *msg)
+{
+	if (strstr(msg, "store full"))
+		atomic_fetch_add(&full_lines, 1);
+	dedup_test_log(arg, level, msg);
+}
+
+/*
+ * A full store steps back without losing a page: the store is capped at 64
+ * pages and the guest has 128 pairs. The first run is cut to the 64 pages
+ * left; the other pairs stay private with their content, one warning says so
+ * (however many passes try them again), and merges onto existing store pages
+ * go on: a third copy of a merged page, written later, is merged at sight.
+ */
+static void test_store_full(void **state)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+	struct rf_engine_config ec;
+	struct rf_dedup_config dc;
+	struct rf_audit_report rep = {.size = sizeof(rep)};
+	struct rf_vm_config vc;
+	uint64_t cap[STORE_MAX_NODES], p0;
+	rf_engine *e;
+	uint8_t *ram;
+	rf_vm *vm;
+	void *hva;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	atomic_store(&full_lines, 0);
+	rf_engine_config_init(&ec);
+	ec.log = count_full_log;
+	ec.scan_threads = 2;
+	assert_int_equal(rf_engine_new(&ec, &e), 0);
+	rf_vm_config_init(&vc);
+	vc.ram_bytes = 4u << 20;
+	assert_int_equal(rf_vm_new(e, "vm0", &vc, &vm), 0);
+	assert_int_equal(rf_vm_map_ram(vm, 0, 4u << 20, &hva), 0);
+	ram = hva;
+	fill_layout(ram, 2, 128, 0, 0, 21);
+	rf_dedup_config_init(&dc);
+	dc.idle_cpu_percent = 100;
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	/* Before any VM is attached: nothing is allocated yet. The real
+	 * capacity goes back before the stop (it sizes the unmaps). */
+	for (int i = 0; i < e->dedup->nstores; i++) {
+		cap[i] = e->dedup->stores[i].cap;
+		e->dedup->stores[i].cap = 64;
+	}
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	assert_true(dedup_wait_converged(e, 3, 20000));
+	p0 = passes_of(e);
+	while (passes_of(e) < p0 + 3)
+		usleep(1000);
+	assert_int_equal(rf_dedup_counters(e, &st), 0);
+	printf("  store of 64 pages, 128 pairs: %llu store pages, %llu sharing, %u warning(s)\n",
+	       (unsigned long long)st.store_pages, (unsigned long long)st.pages_sharing,
+	       atomic_load(&full_lines));
+	assert_int_equal(st.store_pages, 64);
+	assert_int_equal(st.pages_sharing, 128);
+	assert_int_equal(atomic_load(&full_lines), 1);
+	check_layout(ram, 2, 128, 0, 0, 21);
+	/* A third copy of merged page 0. */
+	memcpy(ram + 300 * PG, ram, PG);
+	p0 = passes_of(e);
+	rf_dedup_scan_now(e);
+	while (passes_of(e) < p0 + 3)
+		usleep(1000);
+	assert_int_equal(rf_dedup_counters(e, &st), 0);
+	assert_int_equal(st.store_pages, 64);
+	assert_int_equal(st.pages_sharing, 129);
+	assert_int_equal(rf_vm_page_state(vm, 300 * PG), RF_PAGE_MERGED);
+	assert_memory_equal(ram + 300 * PG, ram, PG);
+	assert_int_equal(atomic_load(&full_lines), 1);
+	check_layout(ram, 2, 128, 0, 0, 21);
+	assert_int_equal(rf_vm_audit(vm, &rep, 0), 0);
+	assert_int_equal(rep.mismatches, 0);
+	for (int i = 0; i < e->dedup->nstores; i++)
+		e->dedup->stores[i].cap = cap[i];
+	rf_dedup_stop(e);
+	rf_engine_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -885,6 +971,7 @@ int main(void)
 	    cmocka_unit_test(test_freed_nodes_given_back),
 	    cmocka_unit_test(test_unique_pages_not_filed),
 	    cmocka_unit_test(test_seen_map_refilled),
+	    cmocka_unit_test(test_store_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

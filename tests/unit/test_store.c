@@ -97,6 +97,24 @@ static void test_full(void **state)
 	assert_int_equal(store_alloc(&s, 0, &pg), -EINVAL);
 	store_unalloc(&s, 0, 16);
 	store_destroy(&s);
+
+	/* Up to n: a run cut to what the bump allocator has left, then single
+	 * freed pages, then -ENOSPC; exact runs never come from the free list. */
+	assert_int_equal(store_init(&s, e, -1, 16), 0);
+	assert_int_equal(store_alloc_upto(&s, 10, &pg), 10);
+	assert_int_equal(pg, 0);
+	assert_int_equal(store_alloc_upto(&s, 10, &pg), 6);
+	assert_int_equal(pg, 10);
+	assert_int_equal(store_alloc_upto(&s, 4, &pg), -ENOSPC);
+	store_unalloc(&s, 3, 2);
+	assert_int_equal(store_alloc(&s, 2, &pg), -ENOSPC);
+	assert_int_equal(store_alloc_upto(&s, 4, &pg), 1);
+	assert_true(pg == 3 || pg == 4);
+	store_unalloc(&s, pg, 1);
+	assert_int_equal(atomic_load(&s.live), 14);
+	store_unalloc(&s, 0, 3);
+	store_unalloc(&s, 5, 11);
+	store_destroy(&s);
 	rf_engine_free(e);
 }
 
