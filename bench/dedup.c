@@ -16,15 +16,27 @@
  * once converged, final saving. KSM is run at its defaults (100 pages every
  * 20 ms) and at its fastest (10000 pages, no sleep), and is left at run=0.
  *
- * Usage: dedup [--mib N] [--ksm-default-timeout S] [--out DIR]
- * Output: a table on stdout, DIR/dedup.csv (time series), DIR/dedup_summary.csv,
- * DIR/dedup.svg (saved bytes over time).
+ * Fair measurement (docs/dedup.md): the host's CPUs, frequency policy and
+ * load average are printed at the start; each round runs the three engines
+ * one after the other, --rounds of them (3 by default), and the end gives
+ * the medians and ranges, with the ratios only if every run started at a
+ * load average under 1 ("noisy" otherwise). Both sides get the same
+ * scheduling: by default ramfold's scanner runs at ksmd's nice (5 here: a
+ * kernel thread's), set by the engine's thread_start hook; --sched zero
+ * runs both at 0 instead (ksmd reniced for its runs and put back).
+ *
+ * Usage: dedup [--mib N] [--rounds N] [--sched ksmd|zero] [--ksm-default-timeout S]
+ *              [--out DIR] [--ramfold-only]
+ * Output: per round a table on stdout, DIR/dedup_rN.csv (time series),
+ * DIR/dedup_rN_summary.csv, DIR/dedup_rN.svg (saved bytes over time); then
+ * the medians.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +54,27 @@ static bool opt_ramfold_only;
 static unsigned int sample_us = 40000;
 static double dup_ratio = 0.50, zero_ratio = 0.15; /* rest unique */
 static unsigned int copies = 8;
+static unsigned int opt_rounds = 3;
+static bool opt_sched_zero;
+static int scan_nice; /* ramfold's scanner threads: ksmd's nice, or 0 */
+
+/* The engine's thread_start hook: its scanner threads at scan_nice. */
+static void thread_start(void *arg, const char *name)
+{
+	(void)arg;
+	if (!strncmp(name, "rf-scan/", 8) &&
+	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), scan_nice) != 0)
+		fprintf(stderr, "dedup bench: %s: setpriority(%d): %s\n", name, scan_nice,
+			strerror(errno));
+}
+
+/* --sched zero: ksmd at nice 0 for a KSM run, then as it was. */
+static void ksmd_renice(int pid, int nice)
+{
+	if (pid > 0 && setpriority(PRIO_PROCESS, (id_t)pid, nice) != 0)
+		fprintf(stderr, "dedup bench: ksmd (pid %d): setpriority(%d): %s\n", pid, nice,
+			strerror(errno));
+}
 
 /*
  * CPU seconds of every thread of this process but the calling (sampling)
@@ -146,6 +179,7 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 
 	rf_engine_config_init(&ec);
 	ec.log = log_cb;
+	ec.thread_start = thread_start;
 	ec.scan_threads = 1;
 	if ((err = rf_engine_new(&ec, &e)))
 		return err;
@@ -212,31 +246,83 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	return 0;
 }
 
+static void run_round(struct result rs[DEDUP_ENGINES], bool have_ksm, int ksmd, int ksmd_nice,
+		      struct bench_rounds *br, uint64_t *ideal)
+{
+	static const struct {
+		unsigned int pages, sleep;
+		bool fast;
+	} ksm[3] = {{0, 0, true}, {10000, 0, true}, {100, 20, false}};
+
+	for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
+		double load = bench_loadavg();
+
+		if (k > 0 && (opt_ramfold_only || !have_ksm)) {
+			snprintf(rs[k].note, sizeof(rs[k].note), "%s",
+				 opt_ramfold_only ? "not run (--ramfold-only)"
+						  : "kernel KSM not available");
+			continue;
+		}
+		if (load > br->maxload)
+			br->maxload = load;
+		printf("dedup bench: round %u, %s: load average %.2f at start\n", br->n + 1,
+		       rs[k].name, load);
+		fflush(stdout);
+		if (k > 0 && opt_sched_zero)
+			ksmd_renice(ksmd, 0);
+		if (run(&rs[k], k == 0 ? RF_DEDUP_INTRA_VM : RF_DEDUP_KSM, ksm[k].pages,
+			ksm[k].sleep, ksm[k].fast, k == 2 ? opt_ksm_default_timeout : 60, ideal))
+			snprintf(rs[k].note, sizeof(rs[k].note), "failed to run");
+		if (k > 0 && opt_sched_zero)
+			ksmd_renice(ksmd, ksmd_nice);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct result rs[DEDUP_ENGINES];
-	char title[96];
+	struct bench_rounds br = {0};
+	char title[96], prefix[32];
 	uint64_t ideal = 0;
 	struct rf_engine_config ec;
 	struct rf_features feat = {.size = sizeof(feat)};
+	int ksmd, ksmd_nice;
 	rf_engine *e;
 
-	results_init(rs);
 	for (int i = 1; i < argc; i++) {
 		if (bench_common_opt(argc, argv, &i, &opt_mib, &opt_ksm_default_timeout, &opt_out))
 			continue;
 		if (!strcmp(argv[i], "--sample-ms") && i + 1 < argc)
 			sample_us = 1000u * (unsigned int)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			opt_rounds = (unsigned int)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--sched") && i + 1 < argc &&
+			 (!strcmp(argv[i + 1], "ksmd") || !strcmp(argv[i + 1], "zero")))
+			opt_sched_zero = !strcmp(argv[++i], "zero");
 		else if (!strcmp(argv[i], "--ramfold-only"))
 			opt_ramfold_only = true;
 		else {
 			fprintf(stderr,
-				"usage: %s [--mib N] [--ksm-default-timeout S] [--out DIR] "
-				"[--ramfold-only]\n",
+				"usage: %s [--mib N] [--rounds N] [--sched ksmd|zero] "
+				"[--ksm-default-timeout S] [--out DIR] [--ramfold-only]\n",
 				argv[0]);
 			return 2;
 		}
 	}
+	if (opt_rounds < 1 || opt_rounds > BENCH_MAX_ROUNDS) {
+		fprintf(stderr, "dedup bench: --rounds must be 1..%d\n", BENCH_MAX_ROUNDS);
+		return 2;
+	}
+	ksmd = bench_ksmd_pid();
+	ksmd_nice = ksmd > 0 ? bench_nice_of(ksmd) : 5;
+	scan_nice = opt_sched_zero ? 0 : ksmd_nice;
+	bench_host_line("dedup bench");
+	printf("dedup bench: scheduling: %s\n",
+	       opt_sched_zero ? "ramfold's scanner and ksmd both at nice 0 (--sched zero)"
+			      : "ramfold's scanner at ksmd's nice");
+	if (!opt_sched_zero)
+		printf("dedup bench: ksmd's nice %d%s\n", ksmd_nice,
+		       ksmd > 0 ? "" : " (no ksmd: assumed)");
 	rf_engine_config_init(&ec);
 	if (rf_engine_new(&ec, &e) == 0) {
 		rf_engine_features(e, &feat);
@@ -248,22 +334,18 @@ int main(int argc, char **argv)
 	       "%.0f%% zero, %.0f%% unique; THP off\n",
 	       opt_mib, dup_ratio * 100, copies, zero_ratio * 100,
 	       (1 - dup_ratio - zero_ratio) * 100);
-	if (run(&rs[0], RF_DEDUP_INTRA_VM, 0, 0, true, 60, &ideal))
-		snprintf(rs[0].note, sizeof(rs[0].note), "failed to run");
-	if (opt_ramfold_only) {
-		snprintf(rs[1].note, sizeof(rs[1].note), "not run (--ramfold-only)");
-		snprintf(rs[2].note, sizeof(rs[2].note), "not run (--ramfold-only)");
-	} else if (!feat.ksm) {
-		snprintf(rs[1].note, sizeof(rs[1].note), "kernel KSM not available");
-		snprintf(rs[2].note, sizeof(rs[2].note), "kernel KSM not available");
-	} else {
-		if (run(&rs[1], RF_DEDUP_KSM, 10000, 0, true, 60, &ideal))
-			snprintf(rs[1].note, sizeof(rs[1].note), "failed to run");
-		if (run(&rs[2], RF_DEDUP_KSM, 100, 20, false, opt_ksm_default_timeout, &ideal))
-			snprintf(rs[2].note, sizeof(rs[2].note), "failed to run");
+	for (unsigned int r = 0; r < opt_rounds; r++) {
+		results_init(rs);
+		run_round(rs, feat.ksm, ksmd, ksmd_nice, &br, &ideal);
+		snprintf(title, sizeof(title),
+			 "saved bytes (Pss fall) over time, %u MiB in-process, round %u", opt_mib,
+			 r + 1);
+		snprintf(prefix, sizeof(prefix), "dedup_r%u", r + 1);
+		results_report(rs, ideal, opt_out, prefix, title);
+		bench_rounds_add(&br, rs);
+		for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
+			free(rs[k].s);
 	}
-	snprintf(title, sizeof(title), "saved bytes (Pss fall) over time, %u MiB in-process",
-		 opt_mib);
-	results_report(rs, ideal, opt_out, "dedup", title);
+	bench_rounds_report(&br, opt_mib / 1024.0);
 	return 0;
 }

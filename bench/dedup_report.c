@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,4 +312,166 @@ void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char 
 	results_write(rs, DEDUP_ENGINES, ideal, dir, prefix, title);
 	printf("results: %s/%s.csv, %s/%s_summary.csv, %s/%s.svg\n", dir, prefix, dir, prefix, dir,
 	       prefix);
+}
+
+/* ---- fair measurement ------------------------------------------------------ */
+
+void bench_host_line(const char *bench)
+{
+	char gov[64] = "no cpufreq";
+	FILE *f = fopen("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "re");
+
+	if (f) {
+		if (fgets(gov, sizeof(gov), f))
+			gov[strcspn(gov, "\n")] = 0;
+		fclose(f);
+	}
+	printf("%s: host: %ld CPUs online, cpu0 frequency policy: %s, load average %.2f at start\n",
+	       bench, sysconf(_SC_NPROCESSORS_ONLN), gov, bench_loadavg());
+}
+
+int bench_ksmd_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int pid = 0;
+
+	while (d && !pid && (e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		f = fopen(path, "re");
+		if (f) {
+			if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "ksmd\n"))
+				pid = atoi(e->d_name);
+			fclose(f);
+		}
+	}
+	if (d)
+		closedir(d);
+	return pid;
+}
+
+/* Field 19 of /proc/PID/stat, after the command's closing parenthesis. */
+int bench_nice_of(int pid)
+{
+	char path[64], buf[1024], *p;
+	int nice = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
+		   &nice) != 1)
+		nice = 0;
+	fclose(f);
+	return nice;
+}
+
+void bench_rounds_add(struct bench_rounds *br, const struct result rs[DEDUP_ENGINES])
+{
+	unsigned int r = br->n;
+
+	if (r >= BENCH_MAX_ROUNDS)
+		return;
+	for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
+		const struct result *x = &rs[k];
+		bool ok = x->ran && x->reached;
+
+		br->t95[k][r] = ok ? x->t95 : -1;
+		br->cpu95[k][r] = ok ? x->cpu95 : -1;
+		br->idle[k][r] = x->ran ? x->idle_cpu_share : -1;
+		br->saved[k][r] = x->ran ? x->final_saved : -1;
+		br->net[k][r] = x->ran ? x->final_saved - x->metadata : -1;
+	}
+	br->n++;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median and range of the values >= 0 of @v; false if there are none. */
+static bool median_of(const double *v, unsigned int n, double *med, double *lo, double *hi)
+{
+	double s[BENCH_MAX_ROUNDS];
+	unsigned int m = 0;
+
+	for (unsigned int i = 0; i < n; i++)
+		if (v[i] >= 0)
+			s[m++] = v[i];
+	if (!m)
+		return false;
+	qsort(s, m, sizeof(*s), cmp_double);
+	*med = s[m / 2];
+	*lo = s[0];
+	*hi = s[m - 1];
+	return true;
+}
+
+static void med_cell(char *out, size_t cap, const double *v, unsigned int n, double scale,
+		     const char *fmt)
+{
+	double m, lo, hi;
+	char a[32], b[32], c[32];
+
+	if (!median_of(v, n, &m, &lo, &hi)) {
+		snprintf(out, cap, "-");
+		return;
+	}
+	snprintf(a, sizeof(a), fmt, m * scale);
+	snprintf(b, sizeof(b), fmt, lo * scale);
+	snprintf(c, sizeof(c), fmt, hi * scale);
+	snprintf(out, cap, "%s (%s..%s)", a, b, c);
+}
+
+void bench_rounds_report(const struct bench_rounds *br, double gib)
+{
+	static const char *const names[DEDUP_ENGINES] = {"ramfold", "ksm-fastest", "ksm-default"};
+	double t[2], c[2], sv[2], nt[2], lo, hi;
+	unsigned int n = br->n;
+
+	printf("\n%u round(s), engines interleaved in each: median (min..max)\n", n);
+	printf("%-12s %-22s %-22s %-20s %-24s %-24s\n", "engine", "t95 (s)", "CPU to t95 (s)",
+	       "idle CPU (%)", "saved Pss (MiB)", "net of metadata (MiB)");
+	for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
+		char a[128], b[128], d[128], e[128], f[128];
+
+		med_cell(a, sizeof(a), br->t95[k], n, 1, "%.2f");
+		med_cell(b, sizeof(b), br->cpu95[k], n, 1, "%.2f");
+		med_cell(d, sizeof(d), br->idle[k], n, 100, "%.1f");
+		med_cell(e, sizeof(e), br->saved[k], n, 1.0 / 1048576, "%.1f");
+		med_cell(f, sizeof(f), br->net[k], n, 1.0 / 1048576, "%.1f");
+		printf("%-12s %-22s %-22s %-20s %-24s %-24s\n", names[k], a, b, d, e, f);
+	}
+	for (unsigned int k = 0; k < 2; k++)
+		if (!median_of(br->t95[k], n, &t[k], &lo, &hi) ||
+		    !median_of(br->cpu95[k], n, &c[k], &lo, &hi) ||
+		    !median_of(br->saved[k], n, &sv[k], &lo, &hi) ||
+		    !median_of(br->net[k], n, &nt[k], &lo, &hi)) {
+			printf("ramfold vs ksm-fastest: no ratio (%s has no median)\n", names[k]);
+			return;
+		}
+	if (br->maxload >= 1) {
+		printf("ramfold vs ksm-fastest: noisy (load average %.2f at a run's start, 1 or "
+		       "more): no verdict\n",
+		       br->maxload);
+		return;
+	}
+	printf("ramfold vs ksm-fastest (medians, load average at most %.2f at the runs' starts): "
+	       "%.1fx sooner to 95%% (target >= 4x), %.2fx the CPU (target <= 0.25x), %.2f "
+	       "CPU-s per GiB to 95%% (target <= 0.3), saved %.2fx in Pss and %.2fx net of "
+	       "metadata (target >= 1x)\n",
+	       br->maxload, t[1] / (t[0] > 0 ? t[0] : 1e-9), c[0] / (c[1] > 0 ? c[1] : 1e-9),
+	       gib > 0 ? c[0] / gib : 0, sv[0] / (sv[1] > 0 ? sv[1] : 1),
+	       nt[0] / (nt[1] > 0 ? nt[1] : 1));
 }

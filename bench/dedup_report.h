@@ -48,6 +48,34 @@ double bench_stat_cpu(const char *path);
 double bench_json_num(const char *reply, const char *key);
 
 /*
+ * A peer comparison is only as fair as its host (docs/dedup.md, "Fair
+ * measurement"): bench_host_line prints, at a bench's start, the CPUs
+ * online, cpu0's cpufreq governor and the load average. bench_ksmd_pid finds
+ * the kernel's ksmd (0 if none), bench_nice_of a process's nice value.
+ */
+void bench_host_line(const char *bench);
+int bench_ksmd_pid(void);
+int bench_nice_of(int pid);
+
+/* Per-round figures of the engines, for the medians over rounds. */
+#define BENCH_MAX_ROUNDS 9
+struct bench_rounds {
+	unsigned int n;
+	double maxload; /* the highest load average at a run's start */
+	double t95[DEDUP_ENGINES][BENCH_MAX_ROUNDS], cpu95[DEDUP_ENGINES][BENCH_MAX_ROUNDS];
+	double idle[DEDUP_ENGINES][BENCH_MAX_ROUNDS], saved[DEDUP_ENGINES][BENCH_MAX_ROUNDS];
+	double net[DEDUP_ENGINES][BENCH_MAX_ROUNDS];
+};
+/* After results_report of a round: keep its figures (an engine that did
+ * not run or never reached 95% is left out of the medians). */
+void bench_rounds_add(struct bench_rounds *br, const struct result rs[DEDUP_ENGINES]);
+/* The medians (min..max) of every engine, then ramfold against ksm-fastest
+ * from the medians: the ratios with @gib of content for CPU-seconds per
+ * GiB, or "noisy" instead of any verdict when a run started at load 1 or
+ * more. */
+void bench_rounds_report(const struct bench_rounds *br, double gib);
+
+/*
  * One engine's run, sample by sample: how long it takes to converge and
  * what CPU share it keeps afterwards. An engine is done when it says so
  * (ramfold: converged after 3 passes); KSM has no such notion, so it is done

@@ -136,33 +136,6 @@ static int read_knobs(void)
 	return 0;
 }
 
-static pid_t ksmd_pid(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	pid_t pid = 0;
-
-	while (d && (e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
-		f = fopen(path, "re");
-		if (f) {
-			if (fgets(comm, sizeof(comm), f) && !strcmp(comm, "ksmd\n"))
-				pid = atoi(e->d_name);
-			fclose(f);
-		}
-		if (pid)
-			break;
-	}
-	if (d)
-		closedir(d);
-	return pid;
-}
-
 /* CPU of the threads named rf-* of @pid. */
 static double rf_cpu(pid_t pid)
 {
@@ -414,7 +387,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 {
 	struct conv_watch w;
 	double t0, cpu0, best = 0, last_growth;
-	pid_t ksmd = ksmd_pid();
+	pid_t ksmd = bench_ksmd_pid();
 	char path[64];
 	bool ksm = k == 1 || k == 2;
 
