@@ -60,6 +60,13 @@
  * force collisions; set it only while no engine is started.
  */
 extern uint64_t (*dedup_hash_fn)(const void *page, size_t len);
+/* XXH3-64 inlined with its AVX2 path (hash_avx2.c), the same value as
+ * libxxhash's; usable only where dedup_hash_avx2_usable() says so. */
+uint64_t dedup_hash_avx2(const void *page, size_t len);
+bool dedup_hash_avx2_usable(void);
+/* XXH3-64 through libxxhash: dedup_hash_fn unless the CPU has AVX2
+ * (own_engine.c: pick_hash). */
+uint64_t dedup_hash_default(const void *page, size_t len);
 
 /* ---- store.c ---------------------------------------------------------- */
 

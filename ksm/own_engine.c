@@ -32,12 +32,20 @@
 #include "compat_linux.h"
 #include "dedup_internal.h"
 
-static uint64_t xxh3_page(const void *page, size_t len)
+uint64_t dedup_hash_default(const void *page, size_t len)
 {
 	return XXH3_64bits(page, len);
 }
 
-uint64_t (*dedup_hash_fn)(const void *page, size_t len) = xxh3_page;
+uint64_t (*dedup_hash_fn)(const void *page, size_t len) = dedup_hash_default;
+
+/* The AVX2 hash where the CPU has it (the same values: hash_avx2.c), chosen
+ * once when the library is loaded, before any engine can start. */
+__attribute__((constructor)) static void pick_hash(void)
+{
+	if (dedup_hash_avx2_usable())
+		dedup_hash_fn = dedup_hash_avx2;
+}
 
 static __thread int rcu_online; /* this thread is registered with urcu-memb */
 

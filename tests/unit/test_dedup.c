@@ -866,6 +866,37 @@ static void test_seen_map_refilled(void **state)
 	fx_fini(&f);
 }
 
+/*
+ * Every hash path gives the same value: the AVX2 one (where the CPU has it)
+ * and libxxhash's, on zero, random and patterned pages and on lengths that
+ * are not a page. The broker hashes with libxxhash, and pages hashed on one
+ * path are looked up on the other.
+ */
+static void test_hash_paths_agree(void **state)
+{
+	static uint8_t buf[2 * PG];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	if (!dedup_hash_avx2_usable()) {
+		printf("skipped: no AVX2 on this CPU\n");
+		skip();
+	}
+	assert_true(dedup_hash_fn == dedup_hash_avx2);
+	for (unsigned int round = 0; round < 64; round++) {
+		for (unsigned int i = 0; i < sizeof(buf); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[i] = round < 8 ? 0 : round < 16 ? (uint8_t)i : (uint8_t)x;
+		}
+		for (size_t len = 0; len <= PG; len += len < 256 ? 1 : 509)
+			assert_true(dedup_hash_avx2(buf + round, len) ==
+				    dedup_hash_default(buf + round, len));
+		assert_true(dedup_hash_avx2(buf, PG) == dedup_hash_default(buf, PG));
+	}
+}
+
 static _Atomic unsigned int full_lines;
 
 static void count_full_log(void *arg, enum rf_log_level level, const char *msg)
@@ -972,6 +1003,7 @@ int main(void)
 	    cmocka_unit_test(test_unique_pages_not_filed),
 	    cmocka_unit_test(test_seen_map_refilled),
 	    cmocka_unit_test(test_store_full),
+	    cmocka_unit_test(test_hash_paths_agree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
