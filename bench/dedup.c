@@ -25,7 +25,9 @@
  * kernel thread's), set by the engine's thread_start hook; --sched zero
  * runs both at 0 instead (ksmd reniced for its runs and put back).
  *
- * Usage: dedup [--mib N] [--rounds N] [--sched ksmd|zero] [--ksm-default-timeout S]
+ * --threads N: ramfold's scanner threads (1 by default, as ksmd is one).
+ *
+ * Usage: dedup [--mib N] [--rounds N] [--threads N] [--sched ksmd|zero] [--ksm-default-timeout S]
  *              [--out DIR] [--ramfold-only]
  * Output: per round a table on stdout, DIR/dedup_rN.csv (time series),
  * DIR/dedup_rN_summary.csv, DIR/dedup_rN.svg (saved bytes over time); then
@@ -55,6 +57,7 @@ static unsigned int sample_us = 40000;
 static double dup_ratio = 0.50, zero_ratio = 0.15; /* rest unique */
 static unsigned int copies = 8;
 static unsigned int opt_rounds = 3;
+static unsigned int opt_threads = 1; /* ramfold's scanner threads */
 static bool opt_sched_zero;
 static int scan_nice; /* ramfold's scanner threads: ksmd's nice, or 0 */
 
@@ -180,7 +183,7 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	rf_engine_config_init(&ec);
 	ec.log = log_cb;
 	ec.thread_start = thread_start;
-	ec.scan_threads = 1;
+	ec.scan_threads = opt_threads;
 	if ((err = rf_engine_new(&ec, &e)))
 		return err;
 	rf_vm_config_init(&vc);
@@ -195,7 +198,7 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	base_host = host_anon_shmem();
 	rf_dedup_config_init(&dc);
 	dc.mode = mode;
-	dc.scan_threads = 1;
+	dc.scan_threads = opt_threads;
 	dc.fastest = mode != RF_DEDUP_KSM || ksm_fast;
 	dc.ksm_pages_to_scan = ksm_pages;
 	dc.ksm_sleep_ms = ksm_sleep;
@@ -294,6 +297,8 @@ int main(int argc, char **argv)
 			continue;
 		if (!strcmp(argv[i], "--sample-ms") && i + 1 < argc)
 			sample_us = 1000u * (unsigned int)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+			opt_threads = (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			opt_rounds = (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--sched") && i + 1 < argc &&
@@ -302,10 +307,11 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--ramfold-only"))
 			opt_ramfold_only = true;
 		else {
-			fprintf(stderr,
-				"usage: %s [--mib N] [--rounds N] [--sched ksmd|zero] "
-				"[--ksm-default-timeout S] [--out DIR] [--ramfold-only]\n",
-				argv[0]);
+			fprintf(
+			    stderr,
+			    "usage: %s [--mib N] [--rounds N] [--threads N] [--sched ksmd|zero] "
+			    "[--ksm-default-timeout S] [--out DIR] [--ramfold-only]\n",
+			    argv[0]);
 			return 2;
 		}
 	}
