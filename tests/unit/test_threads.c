@@ -264,7 +264,11 @@ static void test_v02_config_gets_no_hook(void **state)
 		rf_require(false, "userfaultfd with write-protect needed");
 	}
 	start_all(e, &vm);
-	for (unsigned int ms = 0; ms < 2000 && threads_named("rf-policy") == 0; ms += 10)
+	/* Threads name themselves once running: under ASan on a busy host
+	 * that can take a while. */
+	for (unsigned int ms = 0;
+	     ms < 5000 && (threads_named("rf-policy") == 0 || threads_named("rf-scan/0") == 0);
+	     ms += 10)
 		rf_test_sleep_ms(10);
 	assert_int_equal(threads_named("rf-scan/0"), 1);
 	rf_engine_free(e);
