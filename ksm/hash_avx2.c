@@ -15,7 +15,8 @@
 
 #include "dedup_internal.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* GCC's target pragma; clang (the fuzz builds) takes the libxxhash path. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC target("avx2")
 #define XXH_INLINE_ALL
