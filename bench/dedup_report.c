@@ -53,21 +53,30 @@ double bench_loadavg(void)
 	return l;
 }
 
-double bench_stat_cpu(const char *path)
+/* The fields of a /proc/.../stat file after the command's closing
+ * parenthesis (the command may hold any byte), in @buf; NULL if unreadable. */
+static const char *stat_after_comm(const char *path, char *buf, size_t len)
 {
-	char buf[1024], *p;
-	unsigned long long ut, st;
 	FILE *f = fopen(path, "re");
 	size_t n;
+	char *p;
 
 	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
+		return NULL;
+	n = fread(buf, 1, len - 1, f);
 	fclose(f);
 	buf[n] = 0;
 	p = strrchr(buf, ')');
-	if (!p ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+	return p && p[1] ? p + 2 : NULL;
+}
+
+double bench_stat_cpu(const char *path)
+{
+	char buf[1024];
+	const char *p = stat_after_comm(path, buf, sizeof(buf));
+	unsigned long long ut, st;
+
+	if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -355,22 +364,18 @@ int bench_ksmd_pid(void)
 	return pid;
 }
 
-/* Field 19 of /proc/PID/stat, after the command's closing parenthesis. */
+/* Field 19 of /proc/PID/stat. */
 int bench_nice_of(int pid)
 {
-	char path[64], buf[1024], *p;
-	int nice = 0;
-	FILE *f;
+	char path[64], buf[1024];
+	const char *p;
+	int nice;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	f = fopen(path, "re");
-	if (!f)
+	p = stat_after_comm(path, buf, sizeof(buf));
+	if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
+			 &nice) != 1)
 		return 0;
-	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) &&
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
-		   &nice) != 1)
-		nice = 0;
-	fclose(f);
 	return nice;
 }
 
@@ -418,8 +423,15 @@ static bool median_of(const double *v, unsigned int n, double *med, double *lo, 
 	return true;
 }
 
-static void med_cell(char *out, size_t cap, const double *v, unsigned int n, double scale,
-		     const char *fmt)
+double bench_median(const double *v, unsigned int n)
+{
+	double m, lo, hi;
+
+	return median_of(v, n, &m, &lo, &hi) ? m : -1;
+}
+
+void bench_median_cell(char *out, size_t cap, const double *v, unsigned int n, double scale,
+		       const char *fmt)
 {
 	double m, lo, hi;
 	char a[32], b[32], c[32];
@@ -446,11 +458,11 @@ void bench_rounds_report(const struct bench_rounds *br, double gib)
 	for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
 		char a[128], b[128], d[128], e[128], f[128];
 
-		med_cell(a, sizeof(a), br->t95[k], n, 1, "%.2f");
-		med_cell(b, sizeof(b), br->cpu95[k], n, 1, "%.2f");
-		med_cell(d, sizeof(d), br->idle[k], n, 100, "%.1f");
-		med_cell(e, sizeof(e), br->saved[k], n, 1.0 / 1048576, "%.1f");
-		med_cell(f, sizeof(f), br->net[k], n, 1.0 / 1048576, "%.1f");
+		bench_median_cell(a, sizeof(a), br->t95[k], n, 1, "%.2f");
+		bench_median_cell(b, sizeof(b), br->cpu95[k], n, 1, "%.2f");
+		bench_median_cell(d, sizeof(d), br->idle[k], n, 100, "%.1f");
+		bench_median_cell(e, sizeof(e), br->saved[k], n, 1.0 / 1048576, "%.1f");
+		bench_median_cell(f, sizeof(f), br->net[k], n, 1.0 / 1048576, "%.1f");
 		printf("%-12s %-22s %-22s %-20s %-24s %-24s\n", names[k], a, b, d, e, f);
 	}
 	for (unsigned int k = 0; k < 2; k++)

@@ -10,6 +10,7 @@
 #define BENCH_DEDUP_REPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct sample {
@@ -56,6 +57,13 @@ double bench_json_num(const char *reply, const char *key);
 void bench_host_line(const char *bench);
 int bench_ksmd_pid(void);
 int bench_nice_of(int pid);
+
+/* The median of the values >= 0 of @v[0..n) (at most BENCH_MAX_ROUNDS),
+ * -1 if none; bench_median_cell writes "median (min..max)" of them, each
+ * times @scale in @fmt, or "-". */
+double bench_median(const double *v, unsigned int n);
+void bench_median_cell(char *out, size_t cap, const double *v, unsigned int n, double scale,
+		       const char *fmt);
 
 /* Per-round figures of the engines, for the medians over rounds. */
 #define BENCH_MAX_ROUNDS 9

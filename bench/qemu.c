@@ -50,7 +50,7 @@
 #include "dedup_report.h"
 
 #define MAXG	 3
-#define MAXR	 9
+#define MAXR	 BENCH_MAX_ROUNDS
 #define KSM	 "/sys/kernel/mm/ksm/"
 #define OS_KIB_D 16384
 /* The engines of dedup_report.h, and this bench's fourth (k = 3). */
@@ -479,48 +479,6 @@ static void own95(const struct result *r, double *t95, double *c95)
 		}
 }
 
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* "median (min..max)" of @n values, skipping negatives. */
-static void med(char *out, size_t cap, double *v, unsigned int n, double scale, const char *fmt)
-{
-	double s[MAXR];
-	unsigned int m = 0;
-	char a[32], b[32], c[32];
-
-	for (unsigned int i = 0; i < n; i++)
-		if (v[i] >= 0)
-			s[m++] = v[i] * scale;
-	if (!m) {
-		snprintf(out, cap, "-");
-		return;
-	}
-	qsort(s, m, sizeof(double), cmpd);
-	snprintf(a, sizeof(a), fmt, s[m / 2]);
-	snprintf(b, sizeof(b), fmt, s[0]);
-	snprintf(c, sizeof(c), fmt, s[m - 1]);
-	snprintf(out, cap, "%s (%s..%s)", a, b, c);
-}
-
-static double medv(double *v, unsigned int n)
-{
-	double s[MAXR];
-	unsigned int m = 0;
-
-	for (unsigned int i = 0; i < n; i++)
-		if (v[i] >= 0)
-			s[m++] = v[i];
-	if (!m)
-		return -1;
-	qsort(s, m, sizeof(double), cmpd);
-	return s[m / 2];
-}
-
 int main(int argc, char **argv)
 {
 	static const unsigned int layouts[2] = {3, 1};
@@ -652,11 +610,13 @@ int main(int argc, char **argv)
 		for (unsigned int k = 0; k < (layouts[l] > 1 ? NENG : DEDUP_ENGINES); k++) {
 			char a[128], b[128], c[128], d[128], e[128];
 
-			med(a, sizeof(a), t95[l][k], opt_rounds, 1, "%.1f");
-			med(b, sizeof(b), c95[l][k], opt_rounds, 1, "%.2f");
-			med(c, sizeof(c), idle[l][k], opt_rounds, 100, "%.1f");
-			med(d, sizeof(d), saved[l][k], opt_rounds, 1.0 / 1048576, "%.1f");
-			med(e, sizeof(e), net[l][k], opt_rounds, 1.0 / 1048576, "%.1f");
+			bench_median_cell(a, sizeof(a), t95[l][k], opt_rounds, 1, "%.1f");
+			bench_median_cell(b, sizeof(b), c95[l][k], opt_rounds, 1, "%.2f");
+			bench_median_cell(c, sizeof(c), idle[l][k], opt_rounds, 100, "%.1f");
+			bench_median_cell(d, sizeof(d), saved[l][k], opt_rounds, 1.0 / 1048576,
+					  "%.1f");
+			bench_median_cell(e, sizeof(e), net[l][k], opt_rounds, 1.0 / 1048576,
+					  "%.1f");
 			printf("%-12s %-22s %-22s %-22s %-24s %-24s\n", nm[k], a, b, c, d, e);
 		}
 		if (maxload >= 1) {
@@ -665,28 +625,39 @@ int main(int argc, char **argv)
 			       maxload);
 			continue;
 		}
-		if (medv(t95[l][0], opt_rounds) > 0 && medv(t95[l][1], opt_rounds) > 0 &&
-		    medv(c95[l][0], opt_rounds) > 0)
+		if (bench_median(t95[l][0], opt_rounds) > 0 &&
+		    bench_median(t95[l][1], opt_rounds) > 0 &&
+		    bench_median(c95[l][0], opt_rounds) > 0)
 			printf("ramfold vs ksm-fastest (medians): %.1fx sooner to 95%% (target >= "
 			       "3x), %.2fx the CPU (target <= 0.33x), saved %.2fx in Pss and %.2fx "
 			       "net of KSM's slab (target >= 1x), %.1f%% of a core per QEMU after "
 			       "(target < 2%%)\n",
-			       medv(t95[l][1], opt_rounds) / medv(t95[l][0], opt_rounds),
-			       medv(c95[l][0], opt_rounds) / medv(c95[l][1], opt_rounds),
-			       medv(saved[l][0], opt_rounds) / medv(saved[l][1], opt_rounds),
-			       medv(net[l][0], opt_rounds) / medv(net[l][1], opt_rounds),
-			       medv(idle[l][0], opt_rounds) * 100 / layouts[l]);
-		if (layouts[l] > 1 && medv(t95[l][3], opt_rounds) > 0 &&
-		    medv(t95[l][1], opt_rounds) > 0 && medv(c95[l][3], opt_rounds) > 0)
+			       bench_median(t95[l][1], opt_rounds) /
+				   bench_median(t95[l][0], opt_rounds),
+			       bench_median(c95[l][0], opt_rounds) /
+				   bench_median(c95[l][1], opt_rounds),
+			       bench_median(saved[l][0], opt_rounds) /
+				   bench_median(saved[l][1], opt_rounds),
+			       bench_median(net[l][0], opt_rounds) /
+				   bench_median(net[l][1], opt_rounds),
+			       bench_median(idle[l][0], opt_rounds) * 100 / layouts[l]);
+		if (layouts[l] > 1 && bench_median(t95[l][3], opt_rounds) > 0 &&
+		    bench_median(t95[l][1], opt_rounds) > 0 &&
+		    bench_median(c95[l][3], opt_rounds) > 0)
 			printf(
 			    "ramfold-domain (one domain across %u QEMU processes, broker "
 			    "included) vs ksm-fastest (medians): %.1fx sooner to 95%% (target >= "
 			    "3x), %.2fx the CPU (target <= 0.33x), saved %.2fx in Pss and %.2fx "
 			    "net of KSM's slab (target >= 1x)\n",
-			    layouts[l], medv(t95[l][1], opt_rounds) / medv(t95[l][3], opt_rounds),
-			    medv(c95[l][3], opt_rounds) / medv(c95[l][1], opt_rounds),
-			    medv(saved[l][3], opt_rounds) / medv(saved[l][1], opt_rounds),
-			    medv(net[l][3], opt_rounds) / medv(net[l][1], opt_rounds));
+			    layouts[l],
+			    bench_median(t95[l][1], opt_rounds) /
+				bench_median(t95[l][3], opt_rounds),
+			    bench_median(c95[l][3], opt_rounds) /
+				bench_median(c95[l][1], opt_rounds),
+			    bench_median(saved[l][3], opt_rounds) /
+				bench_median(saved[l][1], opt_rounds),
+			    bench_median(net[l][3], opt_rounds) /
+				bench_median(net[l][1], opt_rounds));
 	}
 	if (pss_reads)
 		printf("Pss sampling: one reading of every guest's smaps_rollup took %.2f ms on "
