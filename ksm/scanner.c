@@ -16,9 +16,11 @@
  *     waiting): both cost at most a page fault if the guest writes again;
  *   - only a stable page is paired: with another stable private page filed
  *     in the index (a CAND, mm/ksm.c's unstable tree), both are merged onto
- *     a new store page filled from it; with none, it is filed as a CAND for
- *     a later twin. A volatile page is only remembered (it would be broken
- *     again at once).
+ *     a new store page filled from it. With none, the first page of its key
+ *     is only counted in the seen map (PF_SEEN; struct rf_dedup says why);
+ *     a later page that finds the key seen is filed as a CAND, and the first
+ *     one finds it on its next pass. A volatile page is only remembered (it
+ *     would be broken again at once).
  * A one-hash Bloom filter in front of the index spares the lookup of a key
  * never filed. A page that failed a byte comparison with its hash unchanged
  * (a collision) is not tried again until its content changes, and a page
@@ -44,8 +46,9 @@
  * its pages hashed for the first time (a guest touching memory it never
  * had: a booting or loading guest). A page rewritten with fresh content is
  * not work, nor is filing it as a candidate; a twin found later is, as the
- * merge. A live guest does a little of that work on every pass (pages
- * zeroed, a few twins), so the test is relative, with hysteresis:
+ * merge (and so, while converging, is filing the twin of a seen page: the
+ * pair merges on the next pass, which must not be an idle one). A live guest does a little of that
+ * work on every pass (pages zeroed, a few twins), so the test is relative, with hysteresis:
  *   - a pass converges when its work is at most max(CONV_FLOOR, hashed /
  *     CONV_RATIO) pages, with hashed the pages it hashed (merged, zero
  *     and absent pages are not hashed); 1/512 is 32 pages of 64 MiB hashed,
