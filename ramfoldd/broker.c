@@ -25,22 +25,21 @@
  * so the page array costs memory only as the store fills.
  *
  * Per client: the set of pages it holds (4 bytes a slot, half full at most)
- * and its count of candidates. A hold is granted once per page whatever the
+ * and its slot in the candidates. A hold is granted once per page whatever the
  * client asks; a PUT of a page it does not hold is refused and counted and
  * changes nothing. A page whose last hold goes is punched at once and leaves
  * the index.
  *
- * Candidates (hash -> client, stamped): a LOOKUP miss files one, another
- * client's LOOKUP of the hash gets TWIN. They are not removed when their
- * client leaves (that would be a scan): an entry is live only while its
- * client id is connected and its stamp is younger than RFB_CAND_TTL_MS, and
- * every LOOKUP sweeps a few slots ahead of a cursor, so dead ones go within
- * a bounded number of requests. Client ids are never reused (32 bits), so a
- * dead entry cannot be taken for a new client's. A client files at most
- * capacity candidates and a store holds at most 2 x capacity: a client
- * sending made-up hashes cannot grow the broker without bound.
+ * Candidates (a hash no store page has -> the client that asked last): a
+ * LOOKUP miss leaves the client's mark, another live client's LOOKUP of the
+ * hash gets TWIN. They are a lossy cache of 8-byte entries (cand.c), keyed
+ * by the asking client's slot (a small number each connection holds); its leaving
+ * frees its slot and its entries are dead from then on. The cache is
+ * capped at 2 x capacity entries (4096 at least): a client sending made-up
+ * hashes cannot grow the broker without bound, only push its own domain's
+ * candidates out (a delay of their merges, never a wrong one).
  *
- * Every table is open addressing with linear probing and deletion by
+ * The other tables are open addressing with linear probing and deletion by
  * backward shift (no tombstones), indexed through a keyed mix so that a
  * client choosing hashes cannot pile them on one slot. Nothing per request
  * is proportional to the store or the number of clients.
@@ -61,11 +60,10 @@
 #include <xxhash.h>
 
 #include "broker.h"
+#include "cand.h"
+#include "mix.h"
 
 #define PAGE RFB_PAGE_SIZE
-/* Candidate slots swept per LOOKUP entry (and a few per request). */
-#define SWEEP_PER_HASH 2
-#define SWEEP_MIN      8
 /* A REPORT's mapped_pages is the client's word: capped so sums cannot wrap. */
 #define MAPPED_MAX (1ull << 40)
 
@@ -85,16 +83,6 @@ struct lp {
 	const void *ctx; /* for key(): the store of an index */
 	uint64_t secret;
 };
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
 
 static void *lp_at(const struct lp *t, uint32_t i)
 {
@@ -202,12 +190,6 @@ struct spage {
 	uint32_t next; /* page + 1: next of the same hash (in use), next free (free); 0 = none */
 };
 
-struct cand {
-	uint64_t hash;
-	uint32_t client; /* 0 = empty slot (ids start at 1) */
-	uint32_t stamp;	 /* now_ms, truncated: compared by difference */
-};
-
 struct store {
 	struct store *next;
 	char domain[RFB_DOMAIN_MAX];
@@ -218,8 +200,7 @@ struct store {
 	uint32_t cap, hi, free_head; /* free_head: page + 1 */
 	struct spage *pages;
 	struct lp index; /* uint32_t page + 1, keyed by pages[].hash */
-	struct lp cand;	 /* struct cand, keyed by hash */
-	uint32_t cand_cursor;
+	struct cand_cache cand;
 	uint32_t clients;
 	uint64_t used, shared, mapped;
 	uint64_t lookups, hits, twins, inserts, inserts_new, bad_hash, enospc;
@@ -237,7 +218,7 @@ struct bclient {
 	bool said_hello;
 	struct store *st; /* NULL until a successful HELLO */
 	struct lp holds;  /* uint32_t page + 1 */
-	uint32_t ncand;
+	uint16_t slot;	  /* in the candidates; 0 = files none */
 	uint64_t mapped;
 };
 
@@ -246,6 +227,7 @@ struct broker {
 	uint32_t next_id;
 	struct lp byid; /* struct bclient *, keyed by id */
 	struct store *stores;
+	struct cand_slots slots;
 	struct broker_counters ctr;
 	bool punch_warned;
 };
@@ -265,15 +247,6 @@ static uint64_t index_key(const struct lp *t, const void *e)
 
 	return st->pages[*(const uint32_t *)e - 1].hash;
 }
-static bool cand_empty(const void *e)
-{
-	return ((const struct cand *)e)->client == 0;
-}
-static uint64_t cand_key(const struct lp *t, const void *e)
-{
-	(void)t;
-	return ((const struct cand *)e)->hash;
-}
 static bool ptr_empty(const void *e)
 {
 	return *(void *const *)e == NULL;
@@ -286,7 +259,6 @@ static uint64_t byid_key(const struct lp *t, const void *e)
 
 static const struct lp_ops hold_ops = {sizeof(uint32_t), u32_empty, hold_key};
 static const struct lp_ops index_ops = {sizeof(uint32_t), u32_empty, index_key};
-static const struct lp_ops cand_ops = {sizeof(struct cand), cand_empty, cand_key};
 static const struct lp_ops byid_ops = {sizeof(struct bclient *), ptr_empty, byid_key};
 
 /* ---- helpers ------------------------------------------------------------------ */
@@ -299,9 +271,9 @@ static uint64_t clock_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint32_t now32(const struct broker *b)
+static uint64_t now_ms(const struct broker *b)
 {
-	return (uint32_t)(b->conf.now_ms ? b->conf.now_ms() : clock_ms());
+	return b->conf.now_ms ? b->conf.now_ms() : clock_ms();
 }
 
 static void blog(const struct broker *b, const char *fmt, ...)
@@ -344,7 +316,7 @@ static void store_close(struct store *st)
 		close(st->memfd);
 	free(st->pages);
 	free(st->index.e);
-	free(st->cand.e);
+	cand_fini(&st->cand);
 	free(st);
 }
 
@@ -367,7 +339,10 @@ static struct store *store_open(struct broker *b, const char *domain, int node, 
 	st->node = node;
 	st->cap = (uint32_t)b->conf.store_pages;
 	st->index = (struct lp){.ops = &index_ops, .ctx = st, .secret = b->conf.secret};
-	st->cand = (struct lp){.ops = &cand_ops, .secret = b->conf.secret ^ 0x5bd1e995};
+	cand_init(&st->cand, b->conf.secret ^ 0x5bd1e995,
+		  st->cap < 2048	 ? 4096
+		  : st->cap > (1u << 30) ? 1u << 31
+					 : st->cap * 2);
 	/* calloc of a large array is fresh zero pages: touched only as the
 	 * store fills. */
 	st->pages = calloc(st->cap, sizeof(*st->pages));
@@ -534,103 +509,6 @@ static void hold_drop(struct broker *b, struct store *st, uint32_t pg)
 		page_free(b, st, pg);
 }
 
-/* ---- candidates --------------------------------------------------------------- */
-
-static bool cand_live(const struct broker *b, const struct cand *e, uint32_t now)
-{
-	return (uint32_t)(now - e->stamp) < RFB_CAND_TTL_MS && client_by_id(b, e->client);
-}
-
-static void cand_remove(struct broker *b, struct store *st, uint32_t i)
-{
-	struct cand *e = lp_at(&st->cand, i);
-	struct bclient *owner = client_by_id(b, e->client);
-
-	if (owner)
-		owner->ncand--;
-	lp_del(&st->cand, i);
-}
-
-static void cand_sweep(struct broker *b, struct store *st, uint32_t budget, uint32_t now)
-{
-	while (st->cand.count && budget--) {
-		uint32_t i = st->cand_cursor & st->cand.mask;
-		struct cand *e = lp_at(&st->cand, i);
-
-		if (!cand_empty(e) && !cand_live(b, e, now)) {
-			cand_remove(b, st, i); /* another entry may shift into i */
-			continue;
-		}
-		st->cand_cursor = i + 1;
-	}
-}
-
-struct keep_arg {
-	struct broker *b;
-	uint32_t now;
-};
-
-static bool cand_keep(void *e, void *arg)
-{
-	struct keep_arg *k = arg;
-	struct cand *c = e;
-
-	struct bclient *owner;
-
-	if (cand_live(k->b, c, k->now))
-		return true;
-	owner = client_by_id(k->b, c->client); /* expired, its client connected */
-	if (owner)
-		owner->ncand--;
-	return false;
-}
-
-/* Room for one more candidate: the dead ones dropped first, the table
- * doubled only if the live ones fill it. */
-static int cand_reserve(struct broker *b, struct store *st, uint32_t now)
-{
-	uint32_t slots = st->cand.e ? st->cand.mask + 1 : 0;
-	struct keep_arg k = {b, now};
-
-	if ((uint64_t)(st->cand.count + 1) * 2 <= slots)
-		return 0;
-	if (slots && lp_rebuild(&st->cand, slots, cand_keep, &k))
-		return -ENOMEM;
-	if ((uint64_t)(st->cand.count + 1) * 4 <= slots)
-		return 0;
-	return lp_rebuild(&st->cand, slots ? slots * 2 : 64, NULL, NULL);
-}
-
-/* A miss for @c: file or refresh its candidate of @hash. TWIN when another
- * live client has one. */
-static uint32_t cand_file(struct broker *b, struct store *st, struct bclient *c, uint64_t hash,
-			  uint32_t now)
-{
-	uint64_t limit = (uint64_t)st->cap * 2 < 4096 ? 4096 : (uint64_t)st->cap * 2;
-	uint32_t i = lp_find(&st->cand, hash);
-	struct cand *e;
-	bool found;
-
-	if (i != UINT32_MAX) {
-		e = lp_at(&st->cand, i);
-		if (cand_live(b, e, now)) {
-			if (e->client != c->id)
-				return RFB_TWIN;
-			e->stamp = now;
-			return RFB_MISS;
-		}
-		cand_remove(b, st, i);
-	}
-	if (c->ncand >= st->cap || st->cand.count >= limit || cand_reserve(b, st, now))
-		return RFB_MISS; /* not filed: the caps, or memory */
-	i = lp_probe(&st->cand, hash, &found);
-	e = lp_at(&st->cand, i);
-	*e = (struct cand){.hash = hash, .client = c->id, .stamp = now};
-	st->cand.count++;
-	c->ncand++;
-	return RFB_MISS;
-}
-
 /* ---- replies -------------------------------------------------------------------- */
 
 static void put_hdr(void *reply, uint32_t type, uint32_t len, uint32_t seq, uint32_t count)
@@ -755,7 +633,7 @@ static size_t do_lookup(struct broker *b, struct bclient *c, const struct rfb_hd
 			const uint8_t *body, void *reply)
 {
 	struct store *st = c->st;
-	uint32_t now = now32(b);
+	uint64_t now = now_ms(b);
 
 	for (uint32_t k = 0; k < h->count; k++) {
 		struct rfb_lookup_ent ent = {.status = RFB_MISS};
@@ -773,12 +651,13 @@ static size_t do_lookup(struct broker *b, struct bclient *c, const struct rfb_hd
 				st->hits++;
 			}
 		} else {
-			ent.status = cand_file(b, st, c, hash, now);
-			st->twins += ent.status == RFB_TWIN;
+			if (cand_ask(&st->cand, &b->slots, hash, c->slot, now, RFB_CAND_TTL_MS)) {
+				ent.status = RFB_TWIN;
+				st->twins++;
+			}
 		}
 		memcpy((char *)reply + sizeof(*h) + k * sizeof(ent), &ent, sizeof(ent));
 	}
-	cand_sweep(b, st, SWEEP_MIN + SWEEP_PER_HASH * h->count, now);
 	put_hdr(reply, RFB_LOOKUP_R,
 		(uint32_t)(sizeof(*h) + h->count * sizeof(struct rfb_lookup_ent)), h->seq,
 		h->count);
@@ -1030,11 +909,11 @@ struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer)
 		goto fail;
 	if (lp_reserve(&b->byid))
 		goto fail;
-	/* 0 is the empty candidate; an id still connected after 2^32
-	 * connections is skipped. */
+	/* An id still connected after 2^32 connections is skipped. */
 	do {
 		c->id = ++b->next_id;
 	} while (!c->id || client_by_id(b, c->id));
+	c->slot = cand_slot_get(&b->slots);
 	i = lp_probe(&b->byid, c->id, &found);
 	*(struct bclient **)lp_at(&b->byid, i) = c;
 	b->byid.count++;
@@ -1069,6 +948,8 @@ void broker_disconnect(struct broker *b, struct bclient *c)
 		st->clients--;
 	}
 	lp_del(&b->byid, lp_find(&b->byid, c->id));
+	if (c->slot)
+		cand_slot_put(&b->slots, c->slot); /* its candidates are dead */
 	b->ctr.clients--;
 	if (st) {
 		char w[64];
@@ -1158,6 +1039,9 @@ void broker_foreach_store(const struct broker *b,
 		    .released = st->released,
 		    .refused = st->refused,
 		    .punched = st->punched,
+		    .candidates = st->cand.count,
+		    .candidate_bytes = cand_bytes(&st->cand),
+		    .candidates_evicted = st->cand.evicted,
 		};
 		struct stat sb;
 

@@ -110,10 +110,13 @@ struct broker_store_info {
 	int node; /* -1: not bound to a node */
 	uint32_t clients;
 	uint64_t capacity_pages;
-	uint64_t store_pages;	 /* held by one client or more */
-	uint64_t shared_pages;	 /* held by two clients or more */
-	uint64_t mapped_pages;	 /* sum of the clients' last REPORTs */
-	uint64_t resident_bytes; /* of the memfd (fstat st_blocks) */
+	uint64_t store_pages;	     /* held by one client or more */
+	uint64_t shared_pages;	     /* held by two clients or more */
+	uint64_t mapped_pages;	     /* sum of the clients' last REPORTs */
+	uint64_t resident_bytes;     /* of the memfd (fstat st_blocks) */
+	uint64_t candidates;	     /* entries of the candidate cache, dead ones included */
+	uint64_t candidate_bytes;    /* what the cache costs the broker */
+	uint64_t candidates_evicted; /* live candidates pushed out of a full bucket */
 	uint64_t lookups, hits, twins, inserts, inserts_new, bad_hash, enospc;
 	uint64_t released, refused, punched;
 };

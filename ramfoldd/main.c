@@ -464,6 +464,9 @@ static void store_json(const struct broker_store_info *si, void *arg)
 	jb_kv_u64(jb, "released", si->released);
 	jb_kv_u64(jb, "refused", si->refused);
 	jb_kv_u64(jb, "punched", si->punched);
+	jb_kv_u64(jb, "candidates", si->candidates);
+	jb_kv_u64(jb, "candidate-bytes", si->candidate_bytes);
+	jb_kv_u64(jb, "candidates-evicted", si->candidates_evicted);
 	jb_obj_close(jb);
 }
 
@@ -596,6 +599,11 @@ static char *metrics_text(void)
 	    {"ramfoldd_enospc_total", "counter", "Inserts refused: store full.", F(enospc)},
 	    {"ramfoldd_put_refused_total", "counter", "PUTs of pages not held.", F(refused)},
 	    {"ramfoldd_punched_total", "counter", "Store pages punched.", F(punched)},
+	    {"ramfoldd_candidates", "gauge", "Entries of the candidate cache.", F(candidates)},
+	    {"ramfoldd_candidate_bytes", "gauge", "Memory of the candidate cache.",
+	     F(candidate_bytes)},
+	    {"ramfoldd_candidates_evicted_total", "counter",
+	     "Live candidates pushed out of a full bucket.", F(candidates_evicted)},
 #undef F
 	};
 	struct broker_counters bc;

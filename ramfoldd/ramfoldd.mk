@@ -6,11 +6,11 @@
 # (vmm/core/json.c, vmm/core/util.c, vmm/ctl/wire.c).
 RAMFOLDD := $(B)/ramfoldd
 RAMFOLDD_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -iquote ksm -iquote vmm -iquote ramfoldd
-RAMFOLDD_CORE := ramfoldd/broker.c ramfoldd/conf.c
+RAMFOLDD_CORE := ramfoldd/broker.c ramfoldd/cand.c ramfoldd/conf.c
 RAMFOLDD_SRCS := $(RAMFOLDD_CORE) ramfoldd/main.c vmm/core/json.c vmm/core/util.c vmm/ctl/wire.c
 RAMFOLDD_OBJS := $(RAMFOLDD_SRCS:%.c=$(B)/obj/ramfoldd/%.o)
 RAMFOLDD_LIBS := -lxxhash -lnuma
-BROKER_TESTS := $(B)/tests/broker/test_broker
+BROKER_TESTS := $(B)/tests/broker/test_broker $(B)/tests/broker/test_cand
 # The library's side: engines in separate processes sharing through a real
 # ramfoldd (built by the generic test rule, against libramfold.a).
 BROKER_SHARE_TESTS := $(B)/tests/broker/test_share
@@ -30,10 +30,14 @@ $(RAMFOLDD): $(RAMFOLDD_OBJS) $(B)/libramfold.a
 	$(CC) $(CFLAGS) -pthread -o $@ $(RAMFOLDD_OBJS) $(B)/libramfold.a $(LIB_DEPS)
 
 # The tests drive the real daemon over its socket, and the core directly.
-$(BROKER_TESTS): tests/broker/test_broker.c $(RAMFOLDD_CORE) ramfoldd/broker.h ksm/broker_proto.h $(RAMFOLDD)
+$(B)/tests/broker/test_broker: tests/broker/test_broker.c $(RAMFOLDD_CORE) ramfoldd/broker.h ramfoldd/cand.h ramfoldd/mix.h ksm/broker_proto.h $(RAMFOLDD)
 	@mkdir -p $(@D)
 	$(CC) $(RAMFOLDD_CFLAGS) $(CFLAGS) -o $@ tests/broker/test_broker.c $(RAMFOLDD_CORE) \
 		$(RAMFOLDD_LIBS) -lcmocka
+
+$(B)/tests/broker/test_cand: tests/broker/test_cand.c ramfoldd/cand.c ramfoldd/cand.h ramfoldd/mix.h
+	@mkdir -p $(@D)
+	$(CC) $(RAMFOLDD_CFLAGS) $(CFLAGS) -o $@ tests/broker/test_cand.c ramfoldd/cand.c -lcmocka
 
 .PHONY: broker-test
 broker-test: all $(BROKER_TESTS) $(BROKER_SHARE_TESTS)
