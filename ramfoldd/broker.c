@@ -24,8 +24,10 @@
  * numbers are reused last-freed first; pages never used are never touched,
  * so the page array costs memory only as the store fills.
  *
- * Per client: the set of pages it holds (4 bytes a slot, half full at most)
- * and its slot in the candidates. A hold is granted once per page whatever the
+ * Per client: the set of pages it holds, a bitmap over the store's pages
+ * (mapped on the first hold, MAP_NORESERVE: only the words of pages in use
+ * are ever touched, and the store hands out low page numbers first), and
+ * its slot in the candidates. A hold is granted once per page whatever the
  * client asks; a PUT of a page it does not hold is refused and counted and
  * changes nothing. A page whose last hold goes is punched at once and leaves
  * the index.
@@ -33,7 +35,7 @@
  * Candidates (a hash no store page has -> the client that asked last): a
  * LOOKUP miss leaves the client's mark, another live client's LOOKUP of the
  * hash gets TWIN. They are a lossy cache of 8-byte entries (cand.c), keyed
- * by the asking client's slot (a small number each connection holds); its leaving
+ * with the asking client's slot (a small number each connection holds); its leaving
  * frees its slot and its entries are dead from then on. The cache is
  * capped at 2 x capacity entries (4096 at least): a client sending made-up
  * hashes cannot grow the broker without bound, only push its own domain's
@@ -133,13 +135,39 @@ static void lp_del(struct lp *t, uint32_t i)
 	t->count--;
 }
 
-/* Rebuild with @slots slots (a power of two), keeping the entries @keep
- * accepts (NULL: all). -ENOMEM leaves the table as it was. */
-static int lp_rebuild(struct lp *t, uint32_t slots, bool (*keep)(void *e, void *arg), void *arg)
+/* A table of 64 KiB or more is mapped, not malloc'd: when it doubles, the
+ * old one goes back to the kernel, where a freed heap block would stay in
+ * the broker's Pss. */
+#define LP_MAP_BYTES (64u << 10)
+
+static void *lp_alloc(size_t bytes)
+{
+	void *p;
+
+	if (bytes < LP_MAP_BYTES)
+		return calloc(1, bytes);
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void lp_free(struct lp *t)
+{
+	size_t bytes = ((size_t)t->mask + 1) * t->ops->esz;
+
+	if (t->e && bytes >= LP_MAP_BYTES)
+		munmap(t->e, bytes);
+	else
+		free(t->e);
+	t->e = NULL;
+}
+
+/* Rebuild with @slots slots (a power of two). -ENOMEM leaves the table as
+ * it was. */
+static int lp_rebuild(struct lp *t, uint32_t slots)
 {
 	struct lp n = *t;
 
-	n.e = calloc(slots, t->ops->esz);
+	n.e = lp_alloc((size_t)slots * t->ops->esz);
 	if (!n.e)
 		return -ENOMEM;
 	n.mask = slots - 1;
@@ -148,12 +176,12 @@ static int lp_rebuild(struct lp *t, uint32_t slots, bool (*keep)(void *e, void *
 		void *e = lp_at(t, i);
 		bool found;
 
-		if (t->ops->empty(e) || (keep && !keep(e, arg)))
+		if (t->ops->empty(e))
 			continue;
 		memcpy(lp_at(&n, lp_probe(&n, t->ops->key(t, e), &found)), e, t->ops->esz);
 		n.count++;
 	}
-	free(t->e);
+	lp_free(t);
 	*t = n;
 	return 0;
 }
@@ -167,7 +195,7 @@ static int lp_reserve(struct lp *t)
 		return 0;
 	if (slots >= (1u << 31))
 		return -ENOMEM;
-	return lp_rebuild(t, slots ? slots * 2 : 16, NULL, NULL);
+	return lp_rebuild(t, slots ? slots * 2 : 16);
 }
 
 /* Find @key: its slot, or UINT32_MAX. */
@@ -217,8 +245,9 @@ struct bclient {
 	char *cgroup; /* until HELLO */
 	bool said_hello;
 	struct store *st; /* NULL until a successful HELLO */
-	struct lp holds;  /* uint32_t page + 1 */
-	uint16_t slot;	  /* in the candidates; 0 = files none */
+	uint64_t *held;	  /* bit per store page; NULL until the first hold */
+	uint64_t nheld;
+	uint16_t slot; /* in the candidates; 0 = files none */
 	uint64_t mapped;
 };
 
@@ -236,11 +265,6 @@ static bool u32_empty(const void *e)
 {
 	return *(const uint32_t *)e == 0;
 }
-static uint64_t hold_key(const struct lp *t, const void *e)
-{
-	(void)t;
-	return *(const uint32_t *)e - 1;
-}
 static uint64_t index_key(const struct lp *t, const void *e)
 {
 	const struct store *st = t->ctx;
@@ -257,7 +281,6 @@ static uint64_t byid_key(const struct lp *t, const void *e)
 	return (*(struct bclient *const *)e)->id;
 }
 
-static const struct lp_ops hold_ops = {sizeof(uint32_t), u32_empty, hold_key};
 static const struct lp_ops index_ops = {sizeof(uint32_t), u32_empty, index_key};
 static const struct lp_ops byid_ops = {sizeof(struct bclient *), ptr_empty, byid_key};
 
@@ -315,7 +338,7 @@ static void store_close(struct store *st)
 	if (st->memfd >= 0)
 		close(st->memfd);
 	free(st->pages);
-	free(st->index.e);
+	lp_free(&st->index);
 	cand_fini(&st->cand);
 	free(st);
 }
@@ -478,22 +501,31 @@ static int64_t page_alloc(struct store *st)
 	return pg;
 }
 
+static size_t held_bytes(const struct store *st)
+{
+	return ((size_t)st->cap + 63) / 64 * 8;
+}
+
+static bool holds(const struct bclient *c, uint32_t pg)
+{
+	return c->held && (c->held[pg / 64] >> (pg % 64) & 1);
+}
+
 /* @c holds @pg (once): 0, or -ENOMEM (not granted). */
 static int hold_grant(struct store *st, struct bclient *c, uint32_t pg)
 {
-	bool found = false;
-	uint32_t i;
+	if (!c->held) {
+		void *p = mmap(NULL, held_bytes(st), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
-	if (c->holds.e) {
-		i = lp_probe(&c->holds, pg, &found);
-		if (found)
-			return 0;
+		if (p == MAP_FAILED)
+			return -ENOMEM;
+		c->held = p;
 	}
-	if (lp_reserve(&c->holds))
-		return -ENOMEM;
-	i = lp_probe(&c->holds, pg, &found);
-	*(uint32_t *)lp_at(&c->holds, i) = pg + 1;
-	c->holds.count++;
+	if (holds(c, pg))
+		return 0;
+	c->held[pg / 64] |= 1ull << (pg % 64);
+	c->nheld++;
 	if (++st->pages[pg].holders == 2)
 		st->shared++;
 	return 0;
@@ -752,15 +784,15 @@ static size_t do_put(struct broker *b, struct bclient *c, const struct rfb_hdr *
 	struct store *st = c->st;
 
 	for (uint32_t k = 0; k < h->count; k++) {
-		uint32_t pg, i;
+		uint32_t pg;
 
 		memcpy(&pg, body + 4 * (size_t)k, 4);
-		i = pg < st->cap ? lp_find(&c->holds, pg) : UINT32_MAX;
-		if (i == UINT32_MAX) {
+		if (pg >= st->cap || !holds(c, pg)) {
 			r.refused++;
 			continue;
 		}
-		lp_del(&c->holds, i);
+		c->held[pg / 64] &= ~(1ull << (pg % 64));
+		c->nheld--;
 		hold_drop(b, st, pg);
 		r.released++;
 	}
@@ -897,7 +929,6 @@ struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer)
 	c->pid = peer->pid;
 	c->uid = peer->uid;
 	c->gid = peer->gid;
-	c->holds = (struct lp){.ops = &hold_ops, .secret = b->conf.secret ^ 0x9e3779b9};
 	if (peer->ngroups) {
 		c->groups = malloc(peer->ngroups * sizeof(gid_t));
 		if (!c->groups)
@@ -935,14 +966,15 @@ void broker_disconnect(struct broker *b, struct bclient *c)
 	if (st) {
 		uint64_t before = st->punched;
 
-		for (uint32_t i = 0; c->holds.e && i <= c->holds.mask; i++) {
-			uint32_t v = *(uint32_t *)lp_at(&c->holds, i);
-
-			if (v) {
-				hold_drop(b, st, v - 1);
+		/* Pages at hi and above were never handed out. */
+		for (uint32_t w = 0; c->held && w < (st->hi + 63) / 64; w++) {
+			for (uint64_t bits = c->held[w]; bits; bits &= bits - 1) {
+				hold_drop(b, st, w * 64 + (uint32_t)__builtin_ctzll(bits));
 				dropped++;
 			}
 		}
+		if (c->held)
+			munmap(c->held, held_bytes(st));
 		punched = st->punched - before;
 		st->mapped -= c->mapped;
 		st->clients--;
@@ -962,7 +994,6 @@ void broker_disconnect(struct broker *b, struct bclient *c)
 			store_close(st);
 		}
 	}
-	free(c->holds.e);
 	free(c->groups);
 	free(c->cgroup);
 	free(c);
@@ -975,7 +1006,7 @@ uint32_t broker_client_id(const struct bclient *c)
 
 uint64_t broker_client_holds(const struct bclient *c)
 {
-	return c->holds.count;
+	return c->nheld;
 }
 
 /* ---- the broker ---------------------------------------------------------------- */
@@ -1008,7 +1039,7 @@ void broker_free(struct broker *b)
 		b->stores = st->next;
 		store_close(st);
 	}
-	free(b->byid.e);
+	lp_free(&b->byid);
 	free(b);
 }
 
