@@ -12,9 +12,11 @@
  *   - a new store page is not allocated and filled here but INSERTed: the
  *     broker copies the bytes, hashes them itself, and answers with the page
  *     (a new one, or the one that already had these bytes);
- *   - the scanner asks the broker, one LOOKUP per scan unit, about the stable
- *     pages it found no store page for in its own index: a HIT names a
- *     store page another process made, a TWIN says another process has a
+ *   - its pages are not filed in our index (a node per page in every
+ *     process would cost more than the broker's one entry): the scanner
+ *     asks the broker, one LOOKUP per scan unit, about the stable pages
+ *     with no twin in our index. A HIT names a store page (another
+ *     process's, or one we map already), a TWIN says another process has a
  *     page with this hash and is waiting, so this one INSERTs its own;
  *   - when the last of our guest pages lets go of a broker page, the page is
  *     reaped as usual and our hold on it is given back (PUT) instead of
@@ -34,8 +36,8 @@
  * are the kernel's copy-on-write, and only scanner threads talk to it, with
  * a timeout. If the broker dies, the connection is lost: our merged pages
  * stay valid (the memfd lives as long as we map it), the store stays in
- * d->stores[] for them and for merges onto pages we already hold, and
- * nothing more is asked of it; one line is logged, and thread 0 connects
+ * d->stores[] for them, and nothing more is merged onto it or asked of
+ * it; one line is logged, and thread 0 connects
  * again every second, a new store taking a new slot. If the broker does not
  * answer in time, the connection is left open but unused: closing it would
  * make the broker drop our holds and punch pages our guests still map.
@@ -272,21 +274,6 @@ void broker_release(struct broker_conn *bc, struct rf_store *s, const uint32_t *
 
 /* ---- connecting ------------------------------------------------------------ */
 
-/* Remove the index entries of a store we no longer ask (its broker is
- * gone): a new store of the same domain takes their keys. */
-static void forget_store_nodes(struct rf_dedup *d, struct rf_store *s)
-{
-	struct cds_lfht_iter it;
-	struct index_node *n;
-
-	urcu_memb_read_lock();
-	cds_lfht_for_each_entry (d->ht, &it, n, lfht) {
-		if (n->kind == NODE_STORE && n->store == s && index_del(d->ht, n))
-			s->pages[n->pg].node = NULL;
-	}
-	urcu_memb_read_unlock();
-}
-
 static void bc_connect(struct broker_conn *bc)
 {
 	struct rf_dedup *d = bc->d;
@@ -430,24 +417,15 @@ void broker_tick(struct rf_dedup *d)
 			bc_new(d, dv);
 	pthread_mutex_unlock(&d->lock);
 	for (struct broker_conn *bc = atomic_load(&d->bconns); bc; bc = bc->next) {
-		struct rf_store *old = NULL;
-
 		pthread_mutex_lock(&bc->lock);
 		switch (atomic_load(&bc->state)) {
 		case BC_DOWN:
 			if (now < bc->retry_ns)
 				break;
 			/* The store of the broker we lost (if any) keeps
-			 * serving the pages mapped from it, but new twins go
-			 * to the new store. */
-			for (int i = d->nstores; i < atomic_load(&d->nslots); i++)
-				if (d->stores[i].remote == bc && d->stores[i].win)
-					old = &d->stores[i];
+			 * the pages mapped from it; new twins go to the new
+			 * store (broker pages are never in our index). */
 			bc_connect(bc);
-			if (old && atomic_load(&bc->state) == BC_UP && !old->forgotten) {
-				old->forgotten = true;
-				forget_store_nodes(d, old);
-			}
 			break;
 		case BC_UP:
 			if (bc_flush_puts(bc) != 0)

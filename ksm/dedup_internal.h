@@ -90,8 +90,7 @@ uint64_t dedup_hash_default(const void *page, size_t len);
 struct store_page {
 	_Atomic uint32_t ref;
 	_Atomic uint32_t rflags;
-	struct index_node
-	    *node; /* its STORE entry, or NULL (a broker store: set under store->lock) */
+	struct index_node *node; /* its STORE entry, or NULL (always, in a broker store) */
 };
 
 struct broker_conn;
@@ -117,7 +116,6 @@ struct rf_store {
 	 * own stores. Set before the store is published, never changed. */
 	struct broker_conn *remote;
 	_Atomic uint64_t refs; /* broker store: references held (our guest pages) */
-	bool forgotten;	       /* broker store whose broker is gone: out of the index */
 	_Atomic bool full_logged;
 };
 

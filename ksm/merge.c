@@ -503,18 +503,18 @@ static void unprotect_unmapped(struct run_flush *f)
 }
 
 /* File store page @pg under @hash in the index (and the Bloom filter), so
- * that its later twins find it. */
+ * that its later twins find it. A page of our own store is new here and
+ * has one publisher. A broker's page is not filed: the broker's index
+ * finds it for every process of the domain (our twins of it ask, as stable
+ * pages with no twin here do), where a node here would cost each process
+ * 64 bytes for every page of the domain it maps. */
 static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, struct rf_store *s,
 			    uint32_t pg, uint64_t hash)
 {
 	struct index_node *node;
 	struct index_key k;
 
-	/* A broker page may be filed already (an INSERT answered with a page
-	 * we hold, or two threads publishing runs onto it at once): its
-	 * filing is checked under the store's lock. A page of our own store
-	 * is new here and has one publisher: no lock. */
-	if (s->remote && s->pages[pg].node)
+	if (s->remote)
 		return;
 	node = index_node_new(d->e);
 	if (!node)
@@ -525,18 +525,8 @@ static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, st
 	node->numa = d->cfg.cross_node ? 0 : (int16_t)dv->numa;
 	node->store = s;
 	node->pg = pg;
-	if (s->remote) {
-		pthread_mutex_lock(&s->lock);
-		if (s->pages[pg].node) {
-			pthread_mutex_unlock(&s->lock);
-			index_node_free(d->e, node);
-			return;
-		}
-	}
 	s->pages[pg].node = node;
 	index_add(d->ht, node);
-	if (s->remote)
-		pthread_mutex_unlock(&s->lock);
 	k = (struct index_key){node->hash, node->domain, node->numa};
 	bloom_set(d, &k);
 }
@@ -587,10 +577,6 @@ static void publish_run(struct run_flush *f)
 				publish_page(d, a, k, m->hashes[k], payload);
 		} else if (!b->mapped) {
 			store_put(f->s, pg); /* the lookup's reference */
-		} else if (f->s->remote) {
-			/* A page another process made: filed here too, so
-			 * that our own twins find it without asking. */
-			file_store_page(d, b->dv, f->s, pg, m->hashes[k]);
 		}
 		publish_page(d, b, k, m->hashes[k], payload);
 	}
