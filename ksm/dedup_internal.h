@@ -257,9 +257,9 @@ uint64_t index_nodes_freed(void);
 #define PF_HASHED  (1u << 0) /* hash[] holds the hash from the previous pass */
 #define PF_CAND	   (1u << 1) /* a CAND node for this page is in the index */
 #define PF_NOMERGE (1u << 2) /* failed to merge with this hash: skip until it changes */
-/* Stable with no twin found, counted in the seen map (struct rf_dedup:
- * seen) under its present hash, and not filed as a CAND unless another page
- * set the key's seen bit first. */
+/* Its present content had its first stable pass (it was counted in the
+ * seen map, struct rf_dedup: seen, at first sight); filed as a CAND only if
+ * its key's Bloom bit is set. */
 #define PF_SEEN (1u << 3)
 /* Bits 4-7: how often a guest write broke this page's merge (or rewrote it
  * after a zero discard), saturating at 15. A page broken k times is only
@@ -370,20 +370,20 @@ struct rf_dedup {
 	_Atomic uint64_t *bloom;
 	/*
 	 * The seen map, beside the filter and as big: the key's bit of every
-	 * stable page that found no twin. Most pages of a guest are unique,
-	 * and filing each as a CAND would cost an index node (64 bytes) a
-	 * page for as long as it stays unique. So the first page of a key
-	 * only sets its bit here (PF_SEEN) and is not filed; a later page
-	 * that finds the bit set files itself, and the first one finds it by
-	 * its lookup on its next pass. A pair is merged at most one pass
-	 * later than if both were filed, and a unique page costs a bit
-	 * instead of a node (a node still, when another key's page set the
-	 * same bit: 1 time in 8 at most). Never cleared: a stale bit costs a
-	 * node, never a merge. Rebuilt from the pages' PF_SEEN when the filter
-	 * grows: a lost bit would leave both pages of a pair unfiled forever;
-	 * and refilled the same way once a quarter of its bits are set, so
-	 * that the bits of pages long since rewritten (a live guest's churn)
-	 * do not fill it up.
+	 * content a page had at first sight. Most pages of a guest are
+	 * unique, and filing each as a CAND would cost an index node (64
+	 * bytes) a page for as long as it stays unique. So a page only sets
+	 * its key's bit here, and a page that finds the bit set (a twin was
+	 * seen) sets the key's Bloom bit too: on their first stable pass,
+	 * pages file themselves only if the filter has their bit, and pair
+	 * with the first of them filed. A unique page costs a bit instead of
+	 * a node (a node still, when another key's page set the same bit: 1
+	 * time in 8 at most). Never cleared: a stale bit costs a node, never
+	 * a merge. Rebuilt from the pages' hashes (PF_HASHED) when the filter
+	 * grows, a key met twice setting its Bloom bit again: a lost bit would
+	 * leave both pages of a pair unfiled; and refilled the same way once a
+	 * quarter of its bits are set, so that the bits of pages long since
+	 * rewritten (a live guest's churn) do not fill it up.
 	 */
 	_Atomic uint64_t *seen;
 	_Atomic uint64_t seen_count; /* bits set in the seen map, about */

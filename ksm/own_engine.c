@@ -434,9 +434,12 @@ err_stores:
 }
 
 /*
- * The seen map's bits again, from every page counted in it (PF_SEEN): each
- * page's hash of its last pass is kept beside its flags. A stale hash (the
- * page changed since) sets a bit no page needs, which costs a node at most.
+ * The seen map's bits again, from every page hashed (PF_HASHED): each
+ * page's hash of its last pass is kept beside its flags. A key met twice
+ * gets its Bloom bit, as at first sight (scan_page): a pair of pages hashed
+ * but not yet filed would otherwise lose the bit that files them. A stale
+ * hash (the page changed or was merged since) sets a bit no page needs,
+ * which costs a node at most.
  */
 static void seen_refill(struct rf_dedup *d)
 {
@@ -451,10 +454,12 @@ static void seen_refill(struct rf_dedup *d)
 
 			for (uint64_t p = 0; p < dr->r->npages; p++) {
 				if (!(atomic_load_explicit(&dr->pflags[p], memory_order_relaxed) &
-				      PF_SEEN))
+				      PF_HASHED))
 					continue;
 				k.hash = dr->hash[p];
-				if (!seen_set(d, &k))
+				if (seen_set(d, &k))
+					bloom_set(d, &k);
+				else
 					atomic_fetch_add(&d->seen_count, 1);
 			}
 		}

@@ -14,13 +14,19 @@
  *   - a page whose key has a store page in the content index is merged onto
  *     it, at first sight (as mm/ksm.c merges into its stable tree without
  *     waiting): both cost at most a page fault if the guest writes again;
- *   - only a stable page is paired: with another stable private page filed
- *     in the index (a CAND, mm/ksm.c's unstable tree), both are merged onto
- *     a new store page filled from it. With none, the first page of its key
- *     is only counted in the seen map (PF_SEEN; struct rf_dedup says why);
- *     a later page that finds the key seen is filed as a CAND, and the first
- *     one finds it on its next pass. A volatile page is only remembered (it
- *     would be broken again at once).
+ *   - every new content is counted in the seen map (struct rf_dedup says
+ *     why) under its key; a key counted before gets its Bloom bit, as if a
+ *     twin were filed;
+ *   - a stable page is paired with another private page filed in the index
+ *     (a CAND, mm/ksm.c's unstable tree): both are merged onto a new store
+ *     page filled from it. With none, it is filed itself only if its key's
+ *     Bloom bit is set (a twin was seen or filed): a pair seen in one pass
+ *     is filed and merged in the next, and a unique page costs a bit;
+ *   - while the engine converges, a page that meets a twin at first sight
+ *     pairs or files at once, without waiting for stability (most of a
+ *     booting guest's duplicates then merge in its first pass); once
+ *     converged, a volatile page is only remembered (a live guest's fresh
+ *     copies are often written again at once).
  * A one-hash Bloom filter in front of the index spares the lookup of a key
  * never filed. A page that failed a byte comparison with its hash unchanged
  * (a collision) is not tried again until its content changes, and a page
@@ -387,8 +393,28 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		add_store(c, dv, r, idx, sn->store, sn->pg, h);
 		return;
 	}
-	if (!stable)
-		return;
+	if (!stable) {
+		/* This content's first sight: its key is counted in the seen
+		 * map now, and a key counted before (a twin, here or in
+		 * another VM of the domain) gets its Bloom bit, so that both
+		 * pages, stable on their next pass, file and pair then. */
+		if (!seen_set(d, &key)) {
+			atomic_fetch_add_explicit(&d->seen_count, 1, memory_order_relaxed);
+			return;
+		}
+		bloom_set(d, &key);
+		/* While the engine converges (guests booting, loading the
+		 * same images), a page that meets a twin at first sight is
+		 * not made to wait for stability: it pairs with a filed twin,
+		 * or files itself for the next twin of this pass. Most of a
+		 * duplicate set is then merged in the first pass, not the
+		 * second or third. Once converged, pages wait a pass, as
+		 * mm/ksm.c's do: a live guest's fresh copies are often
+		 * written again at once. The bytes are compared under
+		 * write-protect at the merge either way. */
+		if (!c->eager || c->rstore)
+			return;
+	}
 	if (cn) {
 		add_pair(c, dv, r, idx, cn, h);
 		return;
@@ -401,26 +427,24 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (c->rstore && (!(pf & (PF_SEEN | PF_CAND)) || c->eager || ((c->gen + idx) & 7) == 0))
 		queue_ask(c, idx, h);
 	if (!(pf & PF_CAND)) {
-		/* The first page of its key is only counted in the seen
-		 * map; a page that finds the key seen files itself, and so
-		 * does a counted page once the filter says a page of its
-		 * key was filed (its twin, since gone). */
-		if (!(pf & PF_SEEN)) {
+		/* A stable page with no twin filed is filed itself only if
+		 * the filter has its key's bit: a twin was counted in the
+		 * seen map (above, at first sight) or filed. Otherwise it
+		 * stays counted, not filed: most pages of a guest are unique.
+		 * PF_SEEN marks its first stable pass. */
+		bool first = !(pf & PF_SEEN);
+
+		if (first)
 			atomic_fetch_or(&dr->pflags[idx], PF_SEEN);
-			if (!seen_set(d, &key)) {
-				atomic_fetch_add_explicit(&d->seen_count, 1, memory_order_relaxed);
-				return;
-			}
-			/* Its twin merges on the next pass: while converging,
-			 * that is work, so the engine does not call the pass
-			 * converged and go idle in between. Once converged it
-			 * is not (a seen bit set by another key's page would
-			 * make a live guest's churn look like work). */
-			if (c->eager)
-				c->new_work++;
-		} else if (!bloom_test(d, &key)) {
+		if (!bloom_test(d, &key))
 			return;
-		}
+		/* Its twin merges in this pass or the next: while
+		 * converging, that is work, so the engine does not call the
+		 * pass converged and go idle in between. Once converged it is
+		 * not (a bit set by another key's page would make a live
+		 * guest's churn look like work). */
+		if (first && c->eager)
+			c->new_work++;
 		n = index_node_new(d->e);
 		if (!n)
 			return;
