@@ -33,17 +33,16 @@
  * DIR/dedup_rN_summary.csv, DIR/dedup_rN.svg (saved bytes over time); then
  * the medians.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <ramfold/ramfold.h>
 
+#include "core/util.h"
 #include "dedup_report.h"
 #include "dedup_util.h"
 
@@ -58,25 +57,17 @@ static double dup_ratio = 0.50, zero_ratio = 0.15; /* rest unique */
 static unsigned int copies = 8;
 static unsigned int opt_rounds = 3;
 static unsigned int opt_threads = 1; /* ramfold's scanner threads */
-static bool opt_sched_zero;
-static int scan_nice; /* ramfold's scanner threads: ksmd's nice, or 0 */
+static struct bench_sched sched;
 
-/* The engine's thread_start hook: its scanner threads at scan_nice. */
+/* The engine's thread_start hook: its scanner threads at sched.scan_nice. */
 static void thread_start(void *arg, const char *name)
 {
-	(void)arg;
-	if (!strncmp(name, "rf-scan/", 8) &&
-	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), scan_nice) != 0)
-		fprintf(stderr, "dedup bench: %s: setpriority(%d): %s\n", name, scan_nice,
-			strerror(errno));
-}
+	int err = scan_thread_set_nice(name, sched.scan_nice);
 
-/* --sched zero: ksmd at nice 0 for a KSM run, then as it was. */
-static void ksmd_renice(int pid, int nice)
-{
-	if (pid > 0 && setpriority(PRIO_PROCESS, (id_t)pid, nice) != 0)
-		fprintf(stderr, "dedup bench: ksmd (pid %d): setpriority(%d): %s\n", pid, nice,
-			strerror(errno));
+	(void)arg;
+	if (err)
+		fprintf(stderr, "dedup bench: %s: setpriority(%d): %s\n", name, sched.scan_nice,
+			strerror(-err));
 }
 
 /*
@@ -249,8 +240,8 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	return 0;
 }
 
-static void run_round(struct result rs[DEDUP_ENGINES], bool have_ksm, int ksmd, int ksmd_nice,
-		      struct bench_rounds *br, uint64_t *ideal)
+static void run_round(struct result rs[DEDUP_ENGINES], bool have_ksm, unsigned int round,
+		      uint64_t *ideal)
 {
 	static const struct {
 		unsigned int pages, sleep;
@@ -258,26 +249,23 @@ static void run_round(struct result rs[DEDUP_ENGINES], bool have_ksm, int ksmd, 
 	} ksm[3] = {{0, 0, true}, {10000, 0, true}, {100, 20, false}};
 
 	for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
-		double load = bench_loadavg();
-
 		if (k > 0 && (opt_ramfold_only || !have_ksm)) {
 			snprintf(rs[k].note, sizeof(rs[k].note), "%s",
 				 opt_ramfold_only ? "not run (--ramfold-only)"
 						  : "kernel KSM not available");
 			continue;
 		}
-		if (load > br->maxload)
-			br->maxload = load;
-		printf("dedup bench: round %u, %s: load average %.2f at start\n", br->n + 1,
-		       rs[k].name, load);
+		rs[k].load = bench_loadavg();
+		printf("dedup bench: round %u, %s: load average %.2f at start\n", round, rs[k].name,
+		       rs[k].load);
 		fflush(stdout);
-		if (k > 0 && opt_sched_zero)
-			ksmd_renice(ksmd, 0);
+		if (k > 0)
+			bench_sched_ksm(&sched, true);
 		if (run(&rs[k], k == 0 ? RF_DEDUP_INTRA_VM : RF_DEDUP_KSM, ksm[k].pages,
 			ksm[k].sleep, ksm[k].fast, k == 2 ? opt_ksm_default_timeout : 60, ideal))
 			snprintf(rs[k].note, sizeof(rs[k].note), "failed to run");
-		if (k > 0 && opt_sched_zero)
-			ksmd_renice(ksmd, ksmd_nice);
+		if (k > 0)
+			bench_sched_ksm(&sched, false);
 	}
 }
 
@@ -289,7 +277,9 @@ int main(int argc, char **argv)
 	uint64_t ideal = 0;
 	struct rf_engine_config ec;
 	struct rf_features feat = {.size = sizeof(feat)};
-	int ksmd, ksmd_nice;
+	/* Issue 17's targets for the in-process GiB. */
+	static const struct bench_targets targets = {
+	    .sooner = 4, .cpu = 0.25, .cpu_per_gib = 0.3, .net = 1};
 	rf_engine *e;
 
 	for (int i = 1; i < argc; i++) {
@@ -301,9 +291,8 @@ int main(int argc, char **argv)
 			opt_threads = (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			opt_rounds = (unsigned int)atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--sched") && i + 1 < argc &&
-			 (!strcmp(argv[i + 1], "ksmd") || !strcmp(argv[i + 1], "zero")))
-			opt_sched_zero = !strcmp(argv[++i], "zero");
+		else if (bench_sched_opt(argc, argv, &i, &sched))
+			continue;
 		else if (!strcmp(argv[i], "--ramfold-only"))
 			opt_ramfold_only = true;
 		else {
@@ -319,16 +308,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dedup bench: --rounds must be 1..%d\n", BENCH_MAX_ROUNDS);
 		return 2;
 	}
-	ksmd = bench_ksmd_pid();
-	ksmd_nice = ksmd > 0 ? bench_nice_of(ksmd) : 5;
-	scan_nice = opt_sched_zero ? 0 : ksmd_nice;
 	bench_host_line("dedup bench");
-	printf("dedup bench: scheduling: %s\n",
-	       opt_sched_zero ? "ramfold's scanner and ksmd both at nice 0 (--sched zero)"
-			      : "ramfold's scanner at ksmd's nice");
-	if (!opt_sched_zero)
-		printf("dedup bench: ksmd's nice %d%s\n", ksmd_nice,
-		       ksmd > 0 ? "" : " (no ksmd: assumed)");
+	bench_sched_init(&sched, "dedup bench");
 	rf_engine_config_init(&ec);
 	if (rf_engine_new(&ec, &e) == 0) {
 		rf_engine_features(e, &feat);
@@ -342,7 +323,7 @@ int main(int argc, char **argv)
 	       (1 - dup_ratio - zero_ratio) * 100);
 	for (unsigned int r = 0; r < opt_rounds; r++) {
 		results_init(rs);
-		run_round(rs, feat.ksm, ksmd, ksmd_nice, &br, &ideal);
+		run_round(rs, feat.ksm, r + 1, &ideal);
 		snprintf(title, sizeof(title),
 			 "saved bytes (Pss fall) over time, %u MiB in-process, round %u", opt_mib,
 			 r + 1);
@@ -352,6 +333,6 @@ int main(int argc, char **argv)
 		for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
 			free(rs[k].s);
 	}
-	bench_rounds_report(&br, opt_mib / 1024.0);
+	bench_rounds_report(&br, opt_mib / 1024.0, &targets);
 	return 0;
 }

@@ -6,11 +6,14 @@ BENCH_DEDUP := $(B)/bench/dedup
 .PHONY: bench-dedup bench-dedup-long
 bench: bench-dedup
 
+# vmm/core/util.c: the scanner's nice (scan_thread_set_nice), as ramfold-vmm sets it.
 $(BENCH_DEDUP): bench/dedup.c bench/dedup_report.c bench/dedup_report.h \
-		tests/helpers/dedup_util.c tests/helpers/dedup_util.h $(B)/libramfold.a
+		tests/helpers/dedup_util.c tests/helpers/dedup_util.h tests/helpers/vmm_proc.c \
+		vmm/core/util.c vmm/core/util.h $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c \
-		tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(TEST_CFLAGS) -iquote vmm $(CFLAGS) -o $@ $< bench/dedup_report.c \
+		tests/helpers/dedup_util.c tests/helpers/vmm_proc.c vmm/core/util.c \
+		$(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup: all $(BENCH_DEDUP)
 	$(BENCH_DEDUP) --out $(B)/bench

@@ -1,19 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dedup_report.h"
+#include "vmm_proc.h"
 
 void results_init(struct result rs[DEDUP_ENGINES])
 {
 	static const char *const names[DEDUP_ENGINES] = {"ramfold", "ksm-fastest", "ksm-default"};
 
 	for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
-		rs[k] = (struct result){.name = names[k]};
+		rs[k] = (struct result){.name = names[k], .load = -1};
 }
 
 bool bench_common_opt(int argc, char **argv, int *i, unsigned int *mib, double *ksm_default_timeout,
@@ -275,6 +279,8 @@ static void results_write(struct result *rs, unsigned int n, uint64_t ideal, con
 
 static void results_print(struct result *rs, unsigned int n, uint64_t ideal)
 {
+	double maxload = -1;
+
 	printf("\nideal saving (from the layout): %.1f MiB\n\n", (double)ideal / 1048576);
 	printf("%-12s %9s %11s %9s %13s %13s %13s  %s\n", "engine", "t95 (s)", "CPU to t95",
 	       "idle CPU", "saved (Pss)", "net of meta", "host anon+shm", "note");
@@ -299,17 +305,27 @@ static void results_print(struct result *rs, unsigned int n, uint64_t ideal)
 		       r->final_saved / 1048576, (r->final_saved - r->metadata) / 1048576,
 		       r->final_host_saved / 1048576, r->note);
 	}
-	if (rs[0].reached && rs[1].reached && rs[0].t95 > 0 && rs[0].cpu95 > 0 &&
-	    rs[1].final_saved > 0) {
-		printf("\nramfold vs ksm-fastest: %.1fx sooner to 95%% (target >= 3x), %.2fx the "
-		       "CPU (target <= 0.33x), idle %.1f%% of a core (target < 5%%), saved %.2fx "
-		       "in Pss and %.2fx net of metadata (target >= 1x)\n",
-		       rs[1].t95 / rs[0].t95, rs[0].cpu95 / rs[1].cpu95, rs[0].idle_cpu_share * 100,
-		       rs[0].final_saved / (rs[1].final_saved > 0 ? rs[1].final_saved : 1),
-		       rs[0].final_saved / (rs[1].final_saved - rs[1].metadata > 0
-						? rs[1].final_saved - rs[1].metadata
-						: 1));
+	if (!rs[0].reached || !rs[1].reached || rs[0].t95 <= 0 || rs[0].cpu95 <= 0 ||
+	    rs[1].final_saved <= 0)
+		return;
+	/* Every run of the round counts, as for the medians' verdict. */
+	for (unsigned int k = 0; k < n; k++)
+		if (rs[k].ran && rs[k].load > maxload)
+			maxload = rs[k].load;
+	if (maxload >= 1) {
+		printf("\nthis round, ramfold vs ksm-fastest: noisy (load average %.2f at a run's "
+		       "start, 1 or more)\n",
+		       maxload);
+		return;
 	}
+	printf("\nthis round, ramfold vs ksm-fastest: %.1fx sooner to 95%%, %.2fx the CPU, idle "
+	       "%.1f%% of a core, saved %.2fx in Pss and %.2fx net of metadata (the verdict is "
+	       "on the medians)\n",
+	       rs[1].t95 / rs[0].t95, rs[0].cpu95 / rs[1].cpu95, rs[0].idle_cpu_share * 100,
+	       rs[0].final_saved / rs[1].final_saved,
+	       rs[0].final_saved / (rs[1].final_saved - rs[1].metadata > 0
+					? rs[1].final_saved - rs[1].metadata
+					: 1));
 }
 
 void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char *dir,
@@ -325,7 +341,7 @@ void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char 
 
 /* ---- fair measurement ------------------------------------------------------ */
 
-void bench_host_line(const char *bench)
+void bench_host_describe(char *out, size_t cap)
 {
 	char gov[64] = "no cpufreq";
 	FILE *f = fopen("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "re");
@@ -335,8 +351,16 @@ void bench_host_line(const char *bench)
 			gov[strcspn(gov, "\n")] = 0;
 		fclose(f);
 	}
-	printf("%s: host: %ld CPUs online, cpu0 frequency policy: %s, load average %.2f at start\n",
-	       bench, sysconf(_SC_NPROCESSORS_ONLN), gov, bench_loadavg());
+	snprintf(out, cap, "host: %ld CPUs online, cpu0 frequency policy: %s, load average %.2f",
+		 sysconf(_SC_NPROCESSORS_ONLN), gov, bench_loadavg());
+}
+
+void bench_host_line(const char *bench)
+{
+	char host[160];
+
+	bench_host_describe(host, sizeof(host));
+	printf("%s: %s at start\n", bench, host);
 }
 
 int bench_ksmd_pid(void)
@@ -364,19 +388,94 @@ int bench_ksmd_pid(void)
 	return pid;
 }
 
-/* Field 19 of /proc/PID/stat. */
-int bench_nice_of(int pid)
+/* Field 19 of a /proc/.../stat file; 0 if unreadable. */
+static int stat_nice(const char *path)
 {
-	char path[64], buf[1024];
-	const char *p;
+	char buf[1024];
+	const char *p = stat_after_comm(path, buf, sizeof(buf));
 	int nice;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	p = stat_after_comm(path, buf, sizeof(buf));
 	if (!p || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
 			 &nice) != 1)
 		return 0;
 	return nice;
+}
+
+int bench_nice_of(int pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	return stat_nice(path);
+}
+
+static bool add_cpu(pid_t pid, int tid, void *arg)
+{
+	char stat[64];
+	double c;
+
+	snprintf(stat, sizeof(stat), "/proc/%d/task/%d/stat", (int)pid, tid);
+	c = bench_stat_cpu(stat);
+	if (c > 0)
+		*(double *)arg += c;
+	return true;
+}
+
+double bench_threads_cpu(int pid, const char *prefix)
+{
+	double sum = 0;
+
+	vmm_threads_named(pid, prefix, add_cpu, &sum);
+	return sum;
+}
+
+static bool take_nice(pid_t pid, int tid, void *arg)
+{
+	char stat[64];
+
+	snprintf(stat, sizeof(stat), "/proc/%d/task/%d/stat", (int)pid, tid);
+	*(int *)arg = stat_nice(stat);
+	return false;
+}
+
+int bench_threads_nice(int pid, const char *prefix)
+{
+	int nice = BENCH_NO_THREAD;
+
+	vmm_threads_named(pid, prefix, take_nice, &nice);
+	return nice;
+}
+
+bool bench_sched_opt(int argc, char **argv, int *i, struct bench_sched *s)
+{
+	if (strcmp(argv[*i], "--sched") || *i + 1 >= argc ||
+	    (strcmp(argv[*i + 1], "ksmd") && strcmp(argv[*i + 1], "zero")))
+		return false;
+	s->zero = !strcmp(argv[++*i], "zero");
+	return true;
+}
+
+void bench_sched_init(struct bench_sched *s, const char *bench)
+{
+	s->ksmd = bench_ksmd_pid();
+	s->ksmd_nice = s->ksmd > 0 ? bench_nice_of(s->ksmd) : 5;
+	s->scan_nice = s->zero ? 0 : s->ksmd_nice;
+	if (s->zero)
+		printf("%s: scheduling: ramfold's scanner and ksmd both at nice 0 (--sched "
+		       "zero)\n",
+		       bench);
+	else
+		printf("%s: scheduling: ramfold's scanner at ksmd's nice, %d%s\n", bench,
+		       s->ksmd_nice, s->ksmd > 0 ? "" : " (no ksmd: assumed)");
+}
+
+void bench_sched_ksm(const struct bench_sched *s, bool on)
+{
+	int nice = on ? 0 : s->ksmd_nice;
+
+	if (s->zero && s->ksmd > 0 && setpriority(PRIO_PROCESS, (id_t)s->ksmd, nice) != 0)
+		fprintf(stderr, "ksmd (pid %d): setpriority(%d): %s\n", s->ksmd, nice,
+			strerror(errno));
 }
 
 void bench_rounds_add(struct bench_rounds *br, const struct result rs[DEDUP_ENGINES])
@@ -394,6 +493,8 @@ void bench_rounds_add(struct bench_rounds *br, const struct result rs[DEDUP_ENGI
 		br->idle[k][r] = x->ran ? x->idle_cpu_share : -1;
 		br->saved[k][r] = x->ran ? x->final_saved : -1;
 		br->net[k][r] = x->ran ? x->final_saved - x->metadata : -1;
+		if (x->ran && x->load > br->maxload)
+			br->maxload = x->load;
 	}
 	br->n++;
 }
@@ -446,10 +547,86 @@ void bench_median_cell(char *out, size_t cap, const double *v, unsigned int n, d
 	snprintf(out, cap, "%s (%s..%s)", a, b, c);
 }
 
-void bench_rounds_report(const struct bench_rounds *br, double gib)
+/* The verdict line as it is written: the ratios, and the targets missed. */
+struct verdict_text {
+	char line[768];
+	char missed[128];
+};
+
+static void __attribute__((format(printf, 2, 3)))
+vt_add(struct verdict_text *v, const char *fmt, ...)
+{
+	size_t n = strlen(v->line);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v->line + n, sizeof(v->line) - n, fmt, ap);
+	va_end(ap);
+}
+
+/* " (target OP T UNIT)" after the ratio, if the bench has a target for it;
+ * @name goes to the missed ones if @met is false. */
+static void vt_target(struct verdict_text *v, const char *op, double target, const char *unit,
+		      bool met, const char *name)
+{
+	size_t n = strlen(v->missed);
+
+	if (target <= 0)
+		return;
+	vt_add(v, " (target %s %g%s)", op, target, unit);
+	if (!met)
+		snprintf(v->missed + n, sizeof(v->missed) - n, "%s%s", n ? ", " : "", name);
+}
+
+void bench_verdict(const char *who, const struct bench_medians *ours,
+		   const struct bench_medians *ksm, double maxload, double gib,
+		   const struct bench_targets *tg)
+{
+	struct verdict_text v = {"", ""};
+	double sooner, cpu, net;
+
+	if (maxload >= 1) {
+		printf("%s vs ksm-fastest: noisy (load average %.2f at a run's start, 1 or more): "
+		       "no verdict\n",
+		       who, maxload);
+		return;
+	}
+	if (ours->t95 <= 0 || ours->cpu95 <= 0 || ksm->t95 <= 0 || ksm->cpu95 <= 0 ||
+	    ksm->saved <= 0 || ksm->net <= 0) {
+		printf("%s vs ksm-fastest: no ratio (a median is missing)\n", who);
+		return;
+	}
+	sooner = ksm->t95 / ours->t95;
+	cpu = ours->cpu95 / ksm->cpu95;
+	net = ours->net / ksm->net;
+	vt_add(&v,
+	       "%s vs ksm-fastest (medians, load average at most %.2f at the runs' starts): %.1fx "
+	       "sooner to 95%%",
+	       who, maxload, sooner);
+	vt_target(&v, ">=", tg->sooner, "x", sooner >= tg->sooner, "sooner");
+	vt_add(&v, ", %.2fx the CPU", cpu);
+	vt_target(&v, "<=", tg->cpu, "x", cpu <= tg->cpu, "CPU");
+	if (gib > 0) {
+		vt_add(&v, ", %.2f CPU-s per GiB to 95%%", ours->cpu95 / gib);
+		vt_target(&v, "<=", tg->cpu_per_gib, "", ours->cpu95 / gib <= tg->cpu_per_gib,
+			  "CPU per GiB");
+	}
+	if (tg->idle > 0) {
+		vt_add(&v, ", idle %.1f%% of %s", ours->idle * 100,
+		       tg->idle_of ? tg->idle_of : "a core");
+		vt_target(&v, "<", tg->idle * 100, "%", ours->idle >= 0 && ours->idle < tg->idle,
+			  "idle");
+	}
+	vt_add(&v, ", saved %.2fx in Pss and %.2fx net of metadata", ours->saved / ksm->saved, net);
+	vt_target(&v, ">=", tg->net, "x", net >= tg->net, "saving");
+	printf("%s: %s%s\n", v.line, v.missed[0] ? "missed: " : "targets met",
+	       v.missed[0] ? v.missed : "");
+}
+
+void bench_rounds_report(const struct bench_rounds *br, double gib, const struct bench_targets *tg)
 {
 	static const char *const names[DEDUP_ENGINES] = {"ramfold", "ksm-fastest", "ksm-default"};
-	double t[2], c[2], sv[2], nt[2], lo, hi;
+	struct bench_medians m[2];
 	unsigned int n = br->n;
 
 	printf("\n%u round(s), engines interleaved in each: median (min..max)\n", n);
@@ -466,24 +643,9 @@ void bench_rounds_report(const struct bench_rounds *br, double gib)
 		printf("%-12s %-22s %-22s %-20s %-24s %-24s\n", names[k], a, b, d, e, f);
 	}
 	for (unsigned int k = 0; k < 2; k++)
-		if (!median_of(br->t95[k], n, &t[k], &lo, &hi) ||
-		    !median_of(br->cpu95[k], n, &c[k], &lo, &hi) ||
-		    !median_of(br->saved[k], n, &sv[k], &lo, &hi) ||
-		    !median_of(br->net[k], n, &nt[k], &lo, &hi)) {
-			printf("ramfold vs ksm-fastest: no ratio (%s has no median)\n", names[k]);
-			return;
-		}
-	if (br->maxload >= 1) {
-		printf("ramfold vs ksm-fastest: noisy (load average %.2f at a run's start, 1 or "
-		       "more): no verdict\n",
-		       br->maxload);
-		return;
-	}
-	printf("ramfold vs ksm-fastest (medians, load average at most %.2f at the runs' starts): "
-	       "%.1fx sooner to 95%% (target >= 4x), %.2fx the CPU (target <= 0.25x), %.2f "
-	       "CPU-s per GiB to 95%% (target <= 0.3), saved %.2fx in Pss and %.2fx net of "
-	       "metadata (target >= 1x)\n",
-	       br->maxload, t[1] / (t[0] > 0 ? t[0] : 1e-9), c[0] / (c[1] > 0 ? c[1] : 1e-9),
-	       gib > 0 ? c[0] / gib : 0, sv[0] / (sv[1] > 0 ? sv[1] : 1),
-	       nt[0] / (nt[1] > 0 ? nt[1] : 1));
+		m[k] = (struct bench_medians){
+		    bench_median(br->t95[k], n), bench_median(br->cpu95[k], n),
+		    bench_median(br->idle[k], n), bench_median(br->saved[k], n),
+		    bench_median(br->net[k], n)};
+	bench_verdict("ramfold", &m[0], &m[1], br->maxload, gib, tg);
 }

@@ -25,6 +25,7 @@ struct result {
 	double metadata; /* engine metadata outside this process (KSM's rmap items) */
 	bool reached;
 	bool ran;
+	double load; /* the load average at the run's start; -1: not recorded */
 	char note[128];
 };
 
@@ -50,13 +51,44 @@ double bench_json_num(const char *reply, const char *key);
 
 /*
  * A peer comparison is only as fair as its host (docs/dedup.md, "Fair
- * measurement"): bench_host_line prints, at a bench's start, the CPUs
- * online, cpu0's cpufreq governor and the load average. bench_ksmd_pid finds
- * the kernel's ksmd (0 if none), bench_nice_of a process's nice value.
+ * measurement"): bench_host_line prints, at a bench's start, "BENCH: " and
+ * what bench_host_describe writes: the CPUs online, cpu0's cpufreq governor
+ * and the load average. bench_ksmd_pid finds the kernel's ksmd (0 if none),
+ * bench_nice_of a process's nice value.
  */
+void bench_host_describe(char *out, size_t cap);
 void bench_host_line(const char *bench);
 int bench_ksmd_pid(void);
 int bench_nice_of(int pid);
+
+/* The threads of @pid whose name starts with @prefix ("rf-"): their
+ * utime + stime summed, in seconds (0 if none). */
+double bench_threads_cpu(int pid, const char *prefix);
+/* The nice value of the first such thread, or BENCH_NO_THREAD if none. */
+#define BENCH_NO_THREAD (-100)
+int bench_threads_nice(int pid, const char *prefix);
+
+/*
+ * Both sides get the same scheduling (--sched): by default ramfold's
+ * scanner threads run at ksmd's nice (5: a kernel thread's); "zero" runs
+ * both at 0, ksmd reniced for the KSM runs and put back after each. How a
+ * bench gives its scanner scan_nice is its own: the engine's thread_start
+ * hook in-process, --dedup-nice for ramfold-vmm and ramfold-run.
+ */
+struct bench_sched {
+	bool zero;
+	int ksmd;      /* ksmd's pid, 0 if none */
+	int ksmd_nice; /* as found (5 assumed without ksmd) */
+	int scan_nice; /* for ramfold's scanner threads */
+};
+/* If argv[*i] is --sched ksmd|zero, store it, step *i past it, true. */
+bool bench_sched_opt(int argc, char **argv, int *i, struct bench_sched *s);
+/* After the options: find ksmd and its nice, set scan_nice, and print
+ * which scheduling the runs get ("BENCH: scheduling: ..."). */
+void bench_sched_init(struct bench_sched *s, const char *bench);
+/* Before (@on) and after a KSM run: with --sched zero, ksmd at nice 0,
+ * then back to its own. */
+void bench_sched_ksm(const struct bench_sched *s, bool on);
 
 /* The median of the values >= 0 of @v[0..n) (at most BENCH_MAX_ROUNDS),
  * -1 if none; bench_median_cell writes "median (min..max)" of them, each
@@ -64,6 +96,32 @@ int bench_nice_of(int pid);
 double bench_median(const double *v, unsigned int n);
 void bench_median_cell(char *out, size_t cap, const double *v, unsigned int n, double scale,
 		       const char *fmt);
+
+/*
+ * The verdict of a peer bench: one engine's medians against ksm-fastest's,
+ * each ratio followed by its target where the bench has one (0: none).
+ */
+struct bench_medians {
+	double t95, cpu95, idle, saved, net; /* s, CPU-s, share of a core, bytes */
+};
+struct bench_targets {
+	double sooner;	     /* ksm-fastest's t95 / ours, at least */
+	double cpu;	     /* our CPU to 95% / ksm-fastest's, at most */
+	double cpu_per_gib;  /* our CPU-seconds to 95% per GiB of content, at most */
+	double idle;	     /* our CPU share once converged, below (0.02: 2%) */
+	double net;	     /* our saving net of metadata / ksm-fastest's, at least */
+	const char *idle_of; /* what the idle share is of: NULL for "a core" */
+};
+/*
+ * "WHO vs ksm-fastest (medians, ...): the ratios, then "targets met" or
+ * the ones missed; or "noisy" and no ratio when @maxload (the highest load
+ * average at a run's start) is 1 or more: on a loaded machine ksmd, a
+ * nice-5 kernel thread, starves and every ratio grows for that alone.
+ * @gib: GiB of content, for CPU-seconds per GiB (0: not given).
+ */
+void bench_verdict(const char *who, const struct bench_medians *ours,
+		   const struct bench_medians *ksm, double maxload, double gib,
+		   const struct bench_targets *tg);
 
 /* Per-round figures of the engines, for the medians over rounds. */
 #define BENCH_MAX_ROUNDS 9
@@ -75,13 +133,12 @@ struct bench_rounds {
 	double net[DEDUP_ENGINES][BENCH_MAX_ROUNDS];
 };
 /* After results_report of a round: keep its figures (an engine that did
- * not run or never reached 95% is left out of the medians). */
+ * not run or never reached 95% is left out of the medians) and the load
+ * average at its runs' starts. */
 void bench_rounds_add(struct bench_rounds *br, const struct result rs[DEDUP_ENGINES]);
-/* The medians (min..max) of every engine, then ramfold against ksm-fastest
- * from the medians: the ratios with @gib of content for CPU-seconds per
- * GiB, or "noisy" instead of any verdict when a run started at load 1 or
- * more. */
-void bench_rounds_report(const struct bench_rounds *br, double gib);
+/* The medians (min..max) of every engine, then bench_verdict of ramfold
+ * against ksm-fastest from the medians (@gib, @tg: as there). */
+void bench_rounds_report(const struct bench_rounds *br, double gib, const struct bench_targets *tg);
 
 /*
  * One engine's run, sample by sample: how long it takes to converge and
@@ -114,9 +171,10 @@ void result_finish(struct result *r);
 /*
  * Once every engine has run: each one's time and CPU to 95% of the best
  * saving (or of @ideal if the engine never got within 90% of it), the table
- * and the ramfold-vs-ksm-fastest line on stdout, DIR/PREFIX.csv,
- * DIR/PREFIX_summary.csv and DIR/PREFIX.svg (titled @title), and a line
- * naming those files.
+ * and the round's ratios of ramfold to ksm-fastest on stdout (no verdict:
+ * that is on the medians; "noisy" if a run of the round started at load 1
+ * or more), DIR/PREFIX.csv, DIR/PREFIX_summary.csv and DIR/PREFIX.svg
+ * (titled @title), and a line naming those files.
  */
 void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char *dir,
 		    const char *prefix, const char *title);

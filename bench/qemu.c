@@ -34,7 +34,6 @@
  *
  * Usage: qemu [--rounds N] [--timeout S] [--out DIR] [--layout 1|3|both]
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -134,41 +133,6 @@ static int read_knobs(void)
 		return -1;
 	}
 	return 0;
-}
-
-/* CPU of the threads named rf-* of @pid. */
-static double rf_cpu(pid_t pid)
-{
-	char path[300];
-	DIR *d;
-	struct dirent *e;
-	double sum = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	while (d && (e = readdir(d))) {
-		char comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "rf-", 3)) {
-			double c;
-
-			snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
-			c = bench_stat_cpu(path);
-			if (c > 0)
-				sum += c;
-		}
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
-	return sum;
 }
 
 static double pss_bytes(pid_t pid)
@@ -301,7 +265,7 @@ static double rf_cpu_sum(unsigned int n)
 	double cpu = 0;
 
 	for (unsigned int i = 0; i < n; i++)
-		cpu += rf_cpu(guests[i]);
+		cpu += bench_threads_cpu(guests[i], "rf-");
 	if (broker > 0) {
 		char path[64];
 		double c;

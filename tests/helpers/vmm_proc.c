@@ -405,3 +405,31 @@ int vmm_proc_find_line(struct vmm_proc *p, const char *needle, char *buf, size_t
 	snprintf(buf, len, "%.*s", (int)(e - b), b);
 	return 0;
 }
+
+void vmm_threads_named(pid_t pid, const char *prefix, bool (*fn)(pid_t pid, int tid, void *arg),
+		       void *arg)
+{
+	char path[64];
+	struct dirent *e;
+	bool more = true;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && more && (e = readdir(d))) {
+		char comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/comm", (int)pid, e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* the thread ended */
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, prefix, strlen(prefix)))
+			more = fn(pid, atoi(e->d_name), arg);
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+}

@@ -76,6 +76,11 @@ struct vmm_smaps {
 /* /proc/PID/smaps_rollup: 0 or -errno. */
 int vmm_smaps_rollup(pid_t pid, struct vmm_smaps *s);
 
+/* Call @fn(@pid, TID, @arg) for each thread of @pid whose name (comm)
+ * starts with @prefix ("rf-"), until it returns false. */
+void vmm_threads_named(pid_t pid, const char *prefix, bool (*fn)(pid_t pid, int tid, void *arg),
+		       void *arg);
+
 /* Find "key=<number>" in @line (e.g. a RESULT line): 0 or -ENOENT. */
 int vmm_line_u64(const char *line, const char *key, uint64_t *out);
 /* The first output line containing @needle (copied into @buf): 0 or -ENOENT. */

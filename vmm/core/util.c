@@ -8,7 +8,9 @@
 #include <strings.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -146,4 +148,13 @@ int broker_ensure(const char *path, char *why, size_t len)
 	waitpid(pid, NULL, 0);
 	snprintf(why, len, "ramfoldd did not answer on %s within 5 s", path);
 	return -ETIMEDOUT;
+}
+
+int scan_thread_set_nice(const char *thread_name, int nice)
+{
+	/* PRIO_PROCESS with a thread id: Linux sets that one thread. */
+	if (strncmp(thread_name, "rf-scan/", 8) ||
+	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0)
+		return 0;
+	return -errno;
 }

@@ -21,4 +21,15 @@ uint64_t now_ns(void);
  */
 int broker_ensure(const char *path, char *why, size_t len);
 
+/*
+ * For an rf_engine_config.thread_start hook (--dedup-nice of ramfold-vmm and
+ * ramfold-run, the dedup bench): if @thread_name is a dedup scanner's
+ * ("rf-scan/N"), set the calling thread's nice to @nice, so that a scanner
+ * can run at the nice of the kernel's ksmd (5) in a comparison, whatever
+ * the process runs at. Only the scanners: the fault threads serve vCPUs
+ * waiting on a write. 0 (done, or not a scanner), or -errno of setpriority
+ * (a nice below the thread's own needs CAP_SYS_NICE).
+ */
+int scan_thread_set_nice(const char *thread_name, int nice);
+
 #endif
