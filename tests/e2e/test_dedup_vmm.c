@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -254,6 +255,10 @@ static void test_bad_args(void **state)
 	     "at least one scanner thread"},
 	    {{"--dedup-ksm", "fast", "--vm", "name=a,mem=64M,workload=idle", NULL},
 	     "expected PAGES/MS"},
+	    {{"--dedup-nice", "20", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--dedup-nice 20: expected a nice value from -20 to 19"},
+	    {{"--dedup-nice", "five", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--dedup-nice five: expected a nice value from -20 to 19"},
 	};
 
 	(void)state;
@@ -276,14 +281,41 @@ static void test_bad_args(void **state)
 	}
 }
 
+/* --dedup-nice 7: every scanner thread runs at nice 7 (a peer bench gives
+ * them ksmd's nice this way); the VM's fault thread keeps the VMM's. */
+static void test_scanner_nice(void **state)
+{
+	const char *args[] = {"--dedup",
+			      "intra",
+			      "--dedup-threads",
+			      "2",
+			      "--dedup-nice",
+			      "7",
+			      "--vm",
+			      "name=a,mem=64M,workload=dup,mib=16",
+			      NULL};
+	struct vmm_proc p;
+
+	(void)state;
+	require_kvm();
+	rf_require(getpriority(PRIO_PROCESS, 0) <= 7,
+		   "running above nice 7: going down to 7 needs CAP_SYS_NICE");
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	if (vmm_proc_wait_ready(&p, "a", 60000))
+		fail_msg("a not READY: %s", p.out);
+	assert_int_equal(rf_test_threads_at_nice(p.pid, "rf-scan/", 7), 2);
+	assert_int_equal(rf_test_threads_at_nice(p.pid, "rf-fault/", getpriority(PRIO_PROCESS, 0)),
+			 1);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bad_args),
-	    cmocka_unit_test(test_osimage_twins),
-	    cmocka_unit_test(test_dup_twins),
-	    cmocka_unit_test(test_domains_apart),
-	    cmocka_unit_test(test_memcheck_while_merged),
+	    cmocka_unit_test(test_bad_args),	  cmocka_unit_test(test_scanner_nice),
+	    cmocka_unit_test(test_osimage_twins), cmocka_unit_test(test_dup_twins),
+	    cmocka_unit_test(test_domains_apart), cmocka_unit_test(test_memcheck_while_merged),
 	};
 
 	return cmocka_run_group_tests_name("dedup_vmm", tests, NULL, NULL);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <string.h>
 
@@ -215,4 +217,30 @@ int64_t rf_test_json_num(const char *reply, const char *key)
 	if (!p)
 		fail_msg("no %s in %s", key, reply);
 	return strtoll(p + strlen(pat), NULL, 10);
+}
+
+struct at_nice {
+	int nice;
+	unsigned int n;
+};
+
+static bool check_nice(pid_t pid, int tid, void *arg)
+{
+	struct at_nice *a = arg;
+	int v;
+
+	errno = 0;
+	v = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (errno || v != a->nice)
+		fail_msg("thread %d of %d at nice %d, not %d", tid, (int)pid, v, a->nice);
+	a->n++;
+	return true;
+}
+
+unsigned int rf_test_threads_at_nice(int pid, const char *prefix, int nice)
+{
+	struct at_nice a = {nice, 0};
+
+	vmm_threads_named(pid, prefix, check_nice, &a);
+	return a.n;
 }

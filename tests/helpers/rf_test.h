@@ -72,6 +72,10 @@ void rf_test_vm_query(struct vmm_proc *p, const char *cmd, const char *vm, char 
 /* The integer after "KEY": in a JSON reply; fails the test if there is none. */
 int64_t rf_test_json_num(const char *reply, const char *key);
 
+/* The threads of process @pid whose name starts with @prefix ("rf-scan/"):
+ * how many there are; fails the test if one of them is not at nice @nice. */
+unsigned int rf_test_threads_at_nice(int pid, const char *prefix, int nice);
+
 /* Field of /proc/self/smaps_rollup ("Rss", "Pss", "Anonymous", ...) in bytes. */
 uint64_t rf_test_smaps_rollup(const char *field);
 

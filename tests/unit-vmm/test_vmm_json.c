@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The demo VMM's pure parts, without KVM: the JSON reader/writer of the
- * control socket (every client line is untrusted input), size parsing, and
- * the MMIO bus's routing. The test links the VMM's objects it tests
+ * control socket (every client line is untrusted input), size and nice
+ * parsing, the dedup scanners' nice (--dedup-nice), and the MMIO bus's
+ * routing. The test links the VMM's objects it tests
  * (vmm/vmm.mk: they are not part of the library).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "rf_test.h"
 
@@ -178,6 +183,64 @@ static void test_sizes(void **state)
 	json_free(j);
 }
 
+static void test_nice(void **state)
+{
+	static const struct {
+		const char *s;
+		int v;
+	} good[] = {{"5", 5}, {"-20", -20}, {"19", 19}, {"0", 0}, {"-1", -1}};
+	static const char *const bad[] = {"20", "-21", "", "-", "+5", "5x", "--5", " 5"};
+	int v;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		v = 99;
+		assert_int_equal(parse_nice(good[i].s, &v), 0);
+		assert_int_equal(v, good[i].v);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 99;
+		if (parse_nice(bad[i], &v) != -EINVAL || v != 99)
+			fail_msg("parse_nice(\"%s\") took it (%d)", bad[i], v);
+	}
+}
+
+/* In a thread of its own, as the engine's thread_start hook runs: the
+ * nice that scan_thread_set_nice(@name, 7) leaves on the thread. */
+static void *nice_after(void *name)
+{
+	int err = scan_thread_set_nice(name, 7);
+
+	if (err)
+		return (void *)(intptr_t)(1000 - err);
+	errno = 0;
+	return (void *)(intptr_t)getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+
+static int nice_of_thread_named(const char *name)
+{
+	pthread_t t;
+	void *ret;
+
+	assert_int_equal(pthread_create(&t, NULL, nice_after, (void *)name), 0);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	return (int)(intptr_t)ret;
+}
+
+static void test_scan_thread_nice(void **state)
+{
+	int own = getpriority(PRIO_PROCESS, 0);
+
+	(void)state;
+	rf_require(own <= 7, "running above nice 7: going down to 7 needs CAP_SYS_NICE");
+	/* Only a scanner is set; the process's other threads keep its nice. */
+	assert_int_equal(nice_of_thread_named("rf-scan/0"), 7);
+	assert_int_equal(nice_of_thread_named("rf-scan/12"), 7);
+	assert_int_equal(nice_of_thread_named("rf-fault/vm0"), own);
+	assert_int_equal(nice_of_thread_named("rf-rcu"), own);
+	assert_int_equal(getpriority(PRIO_PROCESS, 0), own);
+}
+
 struct fake_dev {
 	uint64_t last_off, last_val;
 	unsigned int reads, writes, destroyed;
@@ -250,9 +313,10 @@ static void test_mmio_bus(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_values), cmocka_unit_test(test_parse_errors),
-	    cmocka_unit_test(test_writer),	 cmocka_unit_test(test_sizes),
-	    cmocka_unit_test(test_mmio_bus),
+	    cmocka_unit_test(test_parse_values),     cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_writer),	     cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_mmio_bus),	     cmocka_unit_test(test_nice),
+	    cmocka_unit_test(test_scan_thread_nice),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

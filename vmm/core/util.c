@@ -29,6 +29,17 @@ int parse_u64(const char *s, uint64_t *out)
 	return errno || *end ? -EINVAL : 0;
 }
 
+int parse_nice(const char *s, int *out)
+{
+	bool neg = s && *s == '-';
+	uint64_t v;
+
+	if (parse_u64(neg ? s + 1 : s, &v) || v > (neg ? 20u : 19u))
+		return -EINVAL;
+	*out = neg ? -(int)v : (int)v;
+	return 0;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	unsigned shift = 0;

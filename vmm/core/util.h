@@ -11,6 +11,8 @@
 int parse_size(const char *s, uint64_t *out);
 /* A non-negative decimal integer: 0 or -EINVAL. */
 int parse_u64(const char *s, uint64_t *out);
+/* A nice value, -20 to 19: 0 or -EINVAL. */
+int parse_nice(const char *s, int *out);
 /* Human size: "256.0M", "1.50G", "12K", into @buf. */
 const char *fmt_size(char *buf, size_t len, uint64_t bytes);
 uint64_t now_ns(void);

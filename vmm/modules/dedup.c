@@ -17,6 +17,8 @@
  *                          none answers there (it ends with this VMM)
  *   --dedup-paused         attach no VM until set-dedup {"run":true} (for
  *                          measuring from one instant, as bench-dedup-procs does)
+ *   --dedup-nice N         the scanner threads' nice, -20..19 (default: the
+ *                          VMM's): a peer bench runs them at ksmd's (5)
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
  *   --vm ...,dedup=off     this VM is not scanned
  *
@@ -38,6 +40,8 @@ static struct {
 	struct rf_dedup_config cfg;
 	bool started;
 	bool paused; /* --dedup-paused: VMs wait for set-dedup */
+	bool nice_set;
+	int nice; /* --dedup-nice */
 } dg;
 
 static void cfg_defaults(void)
@@ -148,6 +152,30 @@ static int opt_paused(struct vmm *vmm, const char *v)
 	(void)v;
 	dg.paused = true;
 	return 0;
+}
+
+static int opt_nice(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (parse_nice(v, &dg.nice)) {
+		vmm_errorf("--dedup-nice %s: expected a nice value from -20 to 19", v);
+		return -1;
+	}
+	dg.nice_set = true;
+	return 0;
+}
+
+/* The engine's thread_start hook with --dedup-nice: in each scanner thread
+ * as it starts, before it scans. A refusal (a nice below the VMM's without
+ * CAP_SYS_NICE) leaves the thread at the VMM's nice, said once per thread. */
+static void scanner_nice(void *arg, const char *name)
+{
+	int err = scan_thread_set_nice(name, dg.nice);
+
+	(void)arg;
+	if (err)
+		vmm_errorf("--dedup-nice %d: %s stays at the VMM's nice: %s", dg.nice, name,
+			   strerror(-err));
 }
 
 static int opt_ksm(struct vmm *vmm, const char *v)
@@ -334,11 +362,13 @@ static int set_dedup(struct vmm_ctl_req *req, void *arg)
 }
 
 /* In engine_config, the first hook: query-dedup is listed before the other
- * modules' commands, which they register in start. */
-static int register_commands(struct vmm *vmm, struct rf_engine_config *cfg)
+ * modules' commands, which they register in start. And the scanners' nice:
+ * the hook runs in every library thread the engine starts. */
+static int engine_config(struct vmm *vmm, struct rf_engine_config *cfg)
 {
 	(void)vmm;
-	(void)cfg;
+	if (dg.nice_set)
+		cfg->thread_start = scanner_nice;
 	vmm_ctl_register("query-dedup", "dedup engine stats (vm=NAME for one VM)", query_dedup,
 			 NULL);
 	vmm_ctl_register("set-dedup", "run=true: attach the VMs --dedup-paused held back",
@@ -356,6 +386,7 @@ static const struct vmm_option dedup_options[] = {
     {"dedup-ksm", "PAGES/MS",
      "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
     {"dedup-paused", NULL, "attach no VM to dedup until set-dedup {\"run\":true}", opt_paused},
+    {"dedup-nice", "N", "the dedup scanner threads' nice, -20..19 (default: the VMM's)", opt_nice},
     {"dedup-broker", "PATH",
      "with --dedup domains: share across processes through ramfoldd at PATH", opt_broker},
     {"dedup-broker-start", "PATH",
@@ -370,7 +401,7 @@ const struct vmm_module dedup_module = {
     .name = "dedup",
     .options = dedup_options,
     .vm_keys = dedup_keys,
-    .engine_config = register_commands,
+    .engine_config = engine_config,
     .start = start,
     .vm_config = vm_config,
     .vm_setup = vm_setup,
