@@ -76,6 +76,8 @@ static void usage(FILE *f)
 	      "                                  program; for tests and demos)\n"
 	      "  --dedup-paused                  scan nothing until the control socket's\n"
 	      "                                  set-dedup releases the scanner (needs --ctl)\n"
+	      "  --dedup-nice N                  the scanner threads at nice N, -20..19\n"
+	      "                                  (default: the program's)\n"
 	      "  --swap-resident SIZE            keep at most SIZE of guest RAM resident\n"
 	      "  --swap-dir DIR                  directory of the (unlinked) swap file\n"
 	      "  --ctl PATH                      control socket (query-memory, query-dedup,\n"
@@ -133,11 +135,25 @@ static void check_parent(const char *opt, const char *path)
 	check_dir(opt, dir);
 }
 
+/* --dedup-nice in the trial: the first refusal, seen once the scanner
+ * threads are joined (rf_engine_free). */
+static int trial_nice, trial_nice_err;
+
+static void trial_thread_start(void *arg, const char *name)
+{
+	int err = scan_thread_set_nice(name, trial_nice);
+
+	(void)arg;
+	if (err && !trial_nice_err)
+		trial_nice_err = err;
+}
+
 /*
  * The library's own checks, on the setup the preload will make: an engine
  * with write-protect userfaultfd, the dedup engine in the chosen mode, a VM
- * attached to it (kernel-mode userfaultfd, pagemap) and, with a swap target,
- * the VM's swap pager over a page of RAM.
+ * attached to it (kernel-mode userfaultfd, pagemap), with --dedup-nice the
+ * scanner's nice and, with a swap target, the VM's swap pager over a page
+ * of RAM.
  */
 static void trial(const struct rf_run_opts *o)
 {
@@ -152,6 +168,10 @@ static void trial(const struct rf_run_opts *o)
 	rf_engine_config_init(&ec);
 	ec.log = capture_log;
 	ec.flags = RF_ENGINE_REQUIRE_UFFD | RF_ENGINE_REQUIRE_UFFD_WP;
+	if (o->dedup_nice_set) {
+		trial_nice = o->dedup_nice;
+		ec.thread_start = trial_thread_start;
+	}
 	err = rf_engine_new(&ec, &e);
 	if (err)
 		die("cannot start ramfold: %s", last_msg[0] ? last_msg : strerror(-err));
@@ -179,6 +199,9 @@ static void trial(const struct rf_run_opts *o)
 	}
 	if (!err) {
 		rf_engine_free(e);
+		if (trial_nice_err)
+			die("--dedup-nice %d: %s (a nice below the program's needs CAP_SYS_NICE)",
+			    o->dedup_nice, strerror(-trial_nice_err));
 		return;
 	}
 fail:
@@ -306,11 +329,13 @@ int main(int argc, char **argv)
 		O_LOG,
 		O_PAUSED,
 		O_BROKER,
-		O_BROKER_START
+		O_BROKER_START,
+		O_NICE
 	};
 	static const struct option lo[] = {
 	    {"dedup", required_argument, NULL, O_DEDUP},
 	    {"dedup-paused", no_argument, NULL, O_PAUSED},
+	    {"dedup-nice", required_argument, NULL, O_NICE},
 	    {"broker", required_argument, NULL, O_BROKER},
 	    {"broker-start", required_argument, NULL, O_BROKER_START},
 	    {"swap-resident", required_argument, NULL, O_SWAP_RES},
@@ -343,6 +368,12 @@ int main(int argc, char **argv)
 			break;
 		case O_PAUSED:
 			o.dedup_paused = true;
+			break;
+		case O_NICE:
+			if (parse_nice(optarg, &o.dedup_nice))
+				die("--dedup-nice %s: expected a nice value from -20 to 19",
+				    optarg);
+			o.dedup_nice_set = true;
 			break;
 		case O_BROKER:
 			o.broker = optarg;
@@ -461,6 +492,12 @@ int main(int argc, char **argv)
 		set_env(RF_RUN_ENV_VERBOSE, "1");
 	if (o.dedup_paused)
 		set_env(RF_RUN_ENV_DEDUP_PAUSED, "1");
+	if (o.dedup_nice_set) {
+		char n[16];
+
+		snprintf(n, sizeof(n), "%d", o.dedup_nice);
+		set_env(RF_RUN_ENV_DEDUP_NICE, n);
+	}
 	/* Prepended: our interposers must come before any other preload's. */
 	ld = getenv("LD_PRELOAD");
 	if (ld && *ld) {

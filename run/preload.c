@@ -808,7 +808,7 @@ static void drop_env(const char *preload)
 	    RF_RUN_ENV_SWAP_RESIDENT, RF_RUN_ENV_SWAP_DIR,     RF_RUN_ENV_CTL,
 	    RF_RUN_ENV_METRICS_FILE,  RF_RUN_ENV_METRICS_PORT, RF_RUN_ENV_MIN_SIZE,
 	    RF_RUN_ENV_MAX_RAM,	      RF_RUN_ENV_LOG,	       RF_RUN_ENV_VERBOSE,
-	    RF_RUN_ENV_CLEANER_FD,    RF_RUN_ENV_DEDUP_PAUSED,
+	    RF_RUN_ENV_CLEANER_FD,    RF_RUN_ENV_DEDUP_PAUSED, RF_RUN_ENV_DEDUP_NICE,
 	};
 	const char *ld = getenv("LD_PRELOAD");
 
@@ -852,6 +852,8 @@ static void read_opts(struct rf_run_opts *o)
 		o->log = v;
 	o->verbose = getenv(RF_RUN_ENV_VERBOSE) != NULL;
 	o->dedup_paused = getenv(RF_RUN_ENV_DEDUP_PAUSED) != NULL;
+	/* Checked by ramfold-run, with the trial engine's scanner. */
+	o->dedup_nice_set = (v = getenv(RF_RUN_ENV_DEDUP_NICE)) && !parse_nice(v, &o->dedup_nice);
 }
 
 static void forked_child(void)
@@ -871,6 +873,18 @@ static void vm_name(char *out, size_t len)
 		snprintf(out, len, "vm");
 }
 
+/* The engine's thread_start hook with --dedup-nice: each scanner thread
+ * sets its own nice as it starts, before it scans. */
+static void scanner_nice(void *arg, const char *name)
+{
+	int err = scan_thread_set_nice(name, rr.opts.dedup_nice);
+
+	(void)arg;
+	if (err)
+		rr_log("--dedup-nice %d: %s stays at the program's nice: %s", rr.opts.dedup_nice,
+		       name, strerror(-err));
+}
+
 static int start_engine(void)
 {
 	struct rf_engine_config ec;
@@ -883,6 +897,8 @@ static int start_engine(void)
 	ec.log = lib_log;
 	ec.log_level = rr.opts.verbose ? RF_LOG_INFO : RF_LOG_WARN;
 	ec.flags = RF_ENGINE_REQUIRE_UFFD | RF_ENGINE_REQUIRE_UFFD_WP;
+	if (rr.opts.dedup_nice_set)
+		ec.thread_start = scanner_nice;
 	err = rf_engine_new(&ec, &rr.engine);
 	if (err)
 		return err;

@@ -28,6 +28,7 @@
 #define RF_RUN_ENV_LOG		 "RAMFOLD_RUN_LOG"
 #define RF_RUN_ENV_VERBOSE	 "RAMFOLD_RUN_VERBOSE"
 #define RF_RUN_ENV_DEDUP_PAUSED	 "RAMFOLD_RUN_DEDUP_PAUSED"
+#define RF_RUN_ENV_DEDUP_NICE	 "RAMFOLD_RUN_DEDUP_NICE"
 /*
  * What the program tells ramfold-run's cleaner (run/main.c) over its pipe:
  * it made a path the cleaner must remove if the program is killed. A path
@@ -59,6 +60,9 @@ struct rf_run_opts {
 	/* --dedup-paused: the VM is attached to the dedup engine only when
 	 * the control socket's set-dedup releases it. */
 	bool dedup_paused;
+	/* --dedup-nice N: the scanner threads at nice N (thread_start). */
+	bool dedup_nice_set;
+	int dedup_nice;
 };
 
 /* Defaults of the options (intra-VM dedup, 64 MiB minimum, log on stderr). */

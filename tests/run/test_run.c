@@ -18,6 +18,9 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,10 +29,15 @@
 
 #include <cmocka.h>
 
+#include "rf_test.h"
+
 static const char *run_bin, *target;
 static char dir[64];
 /* run(): the uid (and gid) the child takes before it execs; 0 = root's. */
 static uid_t run_uid;
+/* run(): a nice the child starts at, and then cannot go below (no
+ * CAP_SYS_NICE, dropped from its bounding set); 0 = none. */
+static int run_nice_floor;
 
 /* Run argv with stdout and stderr into @out; returns the wait status. */
 static int run(char *out, size_t len, char *const argv[])
@@ -46,6 +54,9 @@ static int run(char *out, size_t len, char *const argv[])
 		dup2(p[1], 2);
 		close(p[0]);
 		if (run_uid && (setgroups(0, NULL) || setgid(run_uid) || setuid(run_uid)))
+			_exit(126);
+		if (run_nice_floor && (setpriority(PRIO_PROCESS, 0, run_nice_floor) ||
+				       prctl(PR_CAPBSET_DROP, CAP_SYS_NICE)))
 			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
@@ -129,6 +140,8 @@ static void test_bad_option_exits_2(void **state)
 	    {"--dedup-paused", "-v"},	 /* paused with no --ctl: nothing could release it */
 	    {"--broker", "/tmp/b.sock"}, /* the broker shares a domain: none given */
 	    {"--broker-start", "/tmp/b.sock"},
+	    {"--dedup-nice", "20"},
+	    {"--dedup-nice", "five"},
 	};
 	char out[4096], marker[128];
 
@@ -474,21 +487,23 @@ static double served_pss(const char *sock)
 	return atof(p + 6);
 }
 
+/* The served program of the running test (0: none). A failed assertion
+ * leaves it running: the test's teardown ends it. */
+static pid_t served_pid;
+
+static int kill_served(void **state)
+{
+	(void)state;
+	if (served_pid > 0 && !kill(served_pid, SIGKILL))
+		waitpid(served_pid, NULL, 0);
+	served_pid = 0;
+	return 0;
+}
+
 /* --dedup-paused: 32 MiB of duplicate pages stay unmerged (Pss stays) until
  * set-dedup releases the scanner, then merge; bad arguments are refused with
  * a clear error and leave it paused. Without the pause the same RAM merges
  * within a second (test_ctl_and_sigterm's target). */
-static pid_t paused_pid;
-
-/* A failed assertion leaves the served program running: end it. */
-static int kill_paused(void **state)
-{
-	(void)state;
-	if (paused_pid > 0 && !kill(paused_pid, SIGKILL))
-		waitpid(paused_pid, NULL, 0);
-	paused_pid = 0;
-	return 0;
-}
 
 static void test_dedup_paused_and_set_dedup(void **state)
 {
@@ -499,7 +514,7 @@ static void test_dedup_paused_and_set_dedup(void **state)
 
 	(void)state;
 	serve_with(&s, "paused", "--dedup-paused");
-	paused_pid = s.pid;
+	served_pid = s.pid;
 	before = served_pss(s.sock);
 	assert_true(before > 30.0 * 1048576);
 	static const char *const bad[][2] = {
@@ -544,9 +559,58 @@ static void test_dedup_paused_and_set_dedup(void **state)
 	assert_int_equal(waitpid(s.pid, &st, 0), s.pid);
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 0);
-	paused_pid = 0;
+	served_pid = 0;
 	close(s.out);
 	rmdir(s.swapdir);
+}
+
+/*
+ * --dedup-nice: the program's scanner thread runs at that nice and its
+ * other threads at the program's; a nice the program may not take (below
+ * its own without CAP_SYS_NICE) is one line and status 2 before it runs,
+ * found by the trial engine's scanner.
+ */
+static void test_dedup_nice(void **state)
+{
+	int own = getpriority(PRIO_PROCESS, 0), st;
+	char out[4096], marker[128];
+	struct served s;
+
+	(void)state;
+	rf_require(own <= 7, "running above nice 7: going down to 7 needs CAP_SYS_NICE");
+	serve_with(&s, "nice", "--dedup-nice=7");
+	served_pid = s.pid;
+	assert_int_equal(rf_test_threads_at_nice(s.pid, "rf-scan/", 7), 1);
+	assert_true(rf_test_threads_at_nice(s.pid, "rf-fault/", own) >= 1);
+	assert_true(rf_test_threads_at_nice(s.pid, "run_target", own) >= 1);
+	kill(s.pid, SIGTERM);
+	assert_int_equal(waitpid(s.pid, &st, 0), s.pid);
+	served_pid = 0;
+	close(s.out);
+	rmdir(s.swapdir);
+
+	rf_require(geteuid() == 0, "dropping CAP_SYS_NICE for the refusal needs root");
+	snprintf(marker, sizeof(marker), "%s/nice-marker", dir);
+	run_nice_floor = 10;
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--dedup-nice", "5", "--", (char *)target,
+				 "marker", marker, NULL});
+	run_nice_floor = 0;
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) != 2 || !strstr(out, "ramfold-run: --dedup-nice 5: ") ||
+	    !strstr(out, "CAP_SYS_NICE"))
+		fail_msg("status %#x, output:\n%s", st, out);
+	assert_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line */
+	assert_int_equal(access(marker, F_OK), -1);
+	/* Above its own nice it may go. */
+	run_nice_floor = 10;
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--dedup-nice", "12", "--", (char *)target,
+				 "marker", marker, NULL});
+	run_nice_floor = 0;
+	expect_ok(out, st);
+	assert_int_equal(access(marker, F_OK), 0);
+	unlink(marker);
 }
 
 /* A port nobody listens on now. */
@@ -726,7 +790,8 @@ int main(void)
 	    cmocka_unit_test(test_vfio_map_dma),
 	    cmocka_unit_test(test_metrics_file_and_port),
 	    cmocka_unit_test(test_ctl_and_sigterm),
-	    cmocka_unit_test_teardown(test_dedup_paused_and_set_dedup, kill_paused),
+	    cmocka_unit_test_teardown(test_dedup_paused_and_set_dedup, kill_served),
+	    cmocka_unit_test_teardown(test_dedup_nice, kill_served),
 	    cmocka_unit_test(test_sigkill_leaves_nothing),
 	};
 	int ret;
