@@ -48,25 +48,22 @@
 
 #define PG 4096ull
 
-static unsigned int opt_mib = 1024;
-static double opt_ksm_default_timeout = 20;
-static const char *opt_out = "build/bench";
+static struct bench_opts opt = {
+    .mib = 1024, .rounds = 3, .ksm_default_timeout = 20, .out = "build/bench"};
 static bool opt_ramfold_only;
 static unsigned int sample_us = 40000;
 static double dup_ratio = 0.50, zero_ratio = 0.15; /* rest unique */
 static unsigned int copies = 8;
-static unsigned int opt_rounds = 3;
 static unsigned int opt_threads = 1; /* ramfold's scanner threads */
-static struct bench_sched sched;
 
-/* The engine's thread_start hook: its scanner threads at sched.scan_nice. */
+/* The engine's thread_start hook: its scanner threads at opt.sched.scan_nice. */
 static void thread_start(void *arg, const char *name)
 {
-	int err = scan_thread_set_nice(name, sched.scan_nice);
+	int err = scan_thread_set_nice(name, opt.sched.scan_nice);
 
 	(void)arg;
 	if (err)
-		fprintf(stderr, "dedup bench: %s: setpriority(%d): %s\n", name, sched.scan_nice,
+		fprintf(stderr, "dedup bench: %s: setpriority(%d): %s\n", name, opt.sched.scan_nice,
 			strerror(-err));
 }
 
@@ -163,7 +160,7 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	struct rf_dedup_config dc;
 	struct rf_vm_config vc;
 	struct rf_dedup_stats st = {.size = sizeof(st)};
-	uint64_t size = (uint64_t)opt_mib << 20, base_pss, base_host;
+	uint64_t size = (uint64_t)opt.mib << 20, base_pss, base_host;
 	struct conv_watch w;
 	double cpu0;
 	rf_engine *e;
@@ -240,9 +237,13 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	return 0;
 }
 
-static void run_round(struct result rs[DEDUP_ENGINES], bool have_ksm, unsigned int round,
-		      uint64_t *ideal)
+/* One round (bench_round_fn): the engines one after the other. @arg: the
+ * kernel has KSM. */
+static int run_round(struct result rs[DEDUP_ENGINES], unsigned int round, uint64_t *ideal,
+		     void *arg)
 {
+	bool have_ksm = *(const bool *)arg;
+
 	static const struct {
 		unsigned int pages, sleep;
 		bool fast;
@@ -260,21 +261,20 @@ static void run_round(struct result rs[DEDUP_ENGINES], bool have_ksm, unsigned i
 		       rs[k].load);
 		fflush(stdout);
 		if (k > 0)
-			bench_sched_ksm(&sched, true);
+			bench_sched_ksm(&opt.sched, true);
 		if (run(&rs[k], k == 0 ? RF_DEDUP_INTRA_VM : RF_DEDUP_KSM, ksm[k].pages,
-			ksm[k].sleep, ksm[k].fast, k == 2 ? opt_ksm_default_timeout : 60, ideal))
+			ksm[k].sleep, ksm[k].fast, k == 2 ? opt.ksm_default_timeout : 60, ideal))
 			snprintf(rs[k].note, sizeof(rs[k].note), "failed to run");
 		if (k > 0)
-			bench_sched_ksm(&sched, false);
+			bench_sched_ksm(&opt.sched, false);
 	}
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	struct result rs[DEDUP_ENGINES];
 	struct bench_rounds br = {0};
-	char title[96], prefix[32];
-	uint64_t ideal = 0;
+	char title[96];
 	struct rf_engine_config ec;
 	struct rf_features feat = {.size = sizeof(feat)};
 	/* Issue 17's targets for the in-process GiB. */
@@ -283,16 +283,12 @@ int main(int argc, char **argv)
 	rf_engine *e;
 
 	for (int i = 1; i < argc; i++) {
-		if (bench_common_opt(argc, argv, &i, &opt_mib, &opt_ksm_default_timeout, &opt_out))
+		if (bench_common_opt(argc, argv, &i, &opt))
 			continue;
 		if (!strcmp(argv[i], "--sample-ms") && i + 1 < argc)
 			sample_us = 1000u * (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			opt_threads = (unsigned int)atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
-			opt_rounds = (unsigned int)atoi(argv[++i]);
-		else if (bench_sched_opt(argc, argv, &i, &sched))
-			continue;
 		else if (!strcmp(argv[i], "--ramfold-only"))
 			opt_ramfold_only = true;
 		else {
@@ -304,12 +300,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (opt_rounds < 1 || opt_rounds > BENCH_MAX_ROUNDS) {
-		fprintf(stderr, "dedup bench: --rounds must be 1..%d\n", BENCH_MAX_ROUNDS);
-		return 2;
-	}
 	bench_host_line("dedup bench");
-	bench_sched_init(&sched, "dedup bench");
+	bench_sched_init(&opt.sched, "dedup bench");
 	rf_engine_config_init(&ec);
 	if (rf_engine_new(&ec, &e) == 0) {
 		rf_engine_features(e, &feat);
@@ -319,20 +311,11 @@ int main(int argc, char **argv)
 	}
 	printf("dedup bench: %u MiB in-process, %.0f%% duplicates (%u copies of a template), "
 	       "%.0f%% zero, %.0f%% unique; THP off\n",
-	       opt_mib, dup_ratio * 100, copies, zero_ratio * 100,
+	       opt.mib, dup_ratio * 100, copies, zero_ratio * 100,
 	       (1 - dup_ratio - zero_ratio) * 100);
-	for (unsigned int r = 0; r < opt_rounds; r++) {
-		results_init(rs);
-		run_round(rs, feat.ksm, r + 1, &ideal);
-		snprintf(title, sizeof(title),
-			 "saved bytes (Pss fall) over time, %u MiB in-process, round %u", opt_mib,
-			 r + 1);
-		snprintf(prefix, sizeof(prefix), "dedup_r%u", r + 1);
-		results_report(rs, ideal, opt_out, prefix, title);
-		bench_rounds_add(&br, rs);
-		for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
-			free(rs[k].s);
-	}
-	bench_rounds_report(&br, opt_mib / 1024.0, &targets);
+	snprintf(title, sizeof(title), "saved bytes (Pss fall) over time, %u MiB in-process",
+		 opt.mib);
+	bench_rounds_run(&br, opt.rounds, run_round, &feat.ksm, opt.out, "dedup", title);
+	bench_rounds_report(&br, opt.mib / 1024.0, &targets);
 	return 0;
 }

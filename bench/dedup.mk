@@ -21,9 +21,11 @@ bench-dedup: all $(BENCH_DEDUP)
 bench-dedup-long: all $(BENCH_DEDUP)
 	$(BENCH_DEDUP) --out $(B)/bench --ksm-default-timeout 300
 
-# The same comparison on guests: the demo VMM with 4 osimage guests of 256 MiB
-# (about 3 minutes, so not part of `make bench`).
+# The same comparison on guests: the demo VMM with 4 osimage guests of 256 MiB,
+# three interleaved rounds (about 2 minutes, so not part of `make bench`);
+# BENCH_DEDUP_VMM_ARGS="--rounds 1" for a quick look.
 BENCH_DEDUP_VMM := $(B)/bench/dedup_vmm
+BENCH_DEDUP_VMM_ARGS ?=
 .PHONY: bench-dedup-vmm
 
 $(BENCH_DEDUP_VMM): bench/dedup_vmm.c bench/dedup_report.c bench/dedup_report.h \
@@ -34,7 +36,7 @@ $(BENCH_DEDUP_VMM): bench/dedup_vmm.c bench/dedup_report.c bench/dedup_report.h 
 		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup-vmm: all $(BENCH_DEDUP_VMM)
-	B=$(B) $(BENCH_DEDUP_VMM) --out $(B)/bench
+	B=$(B) $(BENCH_DEDUP_VMM) --out $(B)/bench $(BENCH_DEDUP_VMM_ARGS)
 
 # One domain across processes (issue 16): four ramfold-vmm sharing through a
 # private ramfoldd against one ramfold-vmm with the four guests; three

@@ -20,22 +20,6 @@ void results_init(struct result rs[DEDUP_ENGINES])
 		rs[k] = (struct result){.name = names[k], .load = -1};
 }
 
-bool bench_common_opt(int argc, char **argv, int *i, unsigned int *mib, double *ksm_default_timeout,
-		      const char **out)
-{
-	if (*i + 1 >= argc)
-		return false;
-	if (!strcmp(argv[*i], "--mib"))
-		*mib = (unsigned int)atoi(argv[++*i]);
-	else if (!strcmp(argv[*i], "--ksm-default-timeout"))
-		*ksm_default_timeout = atof(argv[++*i]);
-	else if (!strcmp(argv[*i], "--out"))
-		*out = argv[++*i];
-	else
-		return false;
-	return true;
-}
-
 double bench_now_s(void)
 {
 	struct timespec ts;
@@ -93,6 +77,29 @@ double bench_json_num(const char *reply, const char *key)
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	p = strstr(reply, pat);
 	return p ? strtod(p + strlen(pat), NULL) : -1;
+}
+
+double bench_ksm_metadata(int pid)
+{
+	char path[64], key[64];
+	double merging = 0, zero = 0, profit = 0, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fscanf(f, "%63s %lf", key, &v) == 2) {
+		if (!strcmp(key, "ksm_merging_pages"))
+			merging = v;
+		else if (!strcmp(key, "ksm_zero_pages"))
+			zero = v;
+		else if (!strcmp(key, "ksm_process_profit"))
+			profit = v;
+	}
+	fclose(f);
+	v = (merging + zero) * 4096 - profit;
+	return v > 0 ? v : 0;
 }
 
 static void result_add(struct result *r, double t, double saved, double cpu)
@@ -446,12 +453,45 @@ int bench_threads_nice(int pid, const char *prefix)
 	return nice;
 }
 
+bool bench_rounds_opt(int argc, char **argv, int *i, unsigned int *rounds)
+{
+	int n;
+
+	if (strcmp(argv[*i], "--rounds") || *i + 1 >= argc)
+		return false;
+	n = atoi(argv[++*i]);
+	if (n < 1 || n > BENCH_MAX_ROUNDS) {
+		fprintf(stderr, "%s: --rounds must be 1..%d\n", argv[0], BENCH_MAX_ROUNDS);
+		exit(2);
+	}
+	*rounds = (unsigned int)n;
+	return true;
+}
+
 bool bench_sched_opt(int argc, char **argv, int *i, struct bench_sched *s)
 {
 	if (strcmp(argv[*i], "--sched") || *i + 1 >= argc ||
 	    (strcmp(argv[*i + 1], "ksmd") && strcmp(argv[*i + 1], "zero")))
 		return false;
 	s->zero = !strcmp(argv[++*i], "zero");
+	return true;
+}
+
+bool bench_common_opt(int argc, char **argv, int *i, struct bench_opts *o)
+{
+	if (bench_rounds_opt(argc, argv, i, &o->rounds) ||
+	    bench_sched_opt(argc, argv, i, &o->sched))
+		return true;
+	if (*i + 1 >= argc)
+		return false;
+	if (!strcmp(argv[*i], "--mib"))
+		o->mib = (unsigned int)atoi(argv[++*i]);
+	else if (!strcmp(argv[*i], "--ksm-default-timeout"))
+		o->ksm_default_timeout = atof(argv[++*i]);
+	else if (!strcmp(argv[*i], "--out"))
+		o->out = argv[++*i];
+	else
+		return false;
 	return true;
 }
 
@@ -545,6 +585,30 @@ void bench_median_cell(char *out, size_t cap, const double *v, unsigned int n, d
 	snprintf(b, sizeof(b), fmt, lo * scale);
 	snprintf(c, sizeof(c), fmt, hi * scale);
 	snprintf(out, cap, "%s (%s..%s)", a, b, c);
+}
+
+int bench_rounds_run(struct bench_rounds *br, unsigned int rounds, bench_round_fn *run_round,
+		     void *arg, const char *dir, const char *prefix, const char *title)
+{
+	struct result rs[DEDUP_ENGINES];
+	char p[64], t[192];
+	int err = 0;
+
+	for (unsigned int r = 1; r <= rounds && !err; r++) {
+		uint64_t ideal = 0;
+
+		results_init(rs);
+		err = run_round(rs, r, &ideal, arg);
+		if (!err) {
+			snprintf(p, sizeof(p), "%s_r%u", prefix, r);
+			snprintf(t, sizeof(t), "%s, round %u", title, r);
+			results_report(rs, ideal, dir, p, t);
+			bench_rounds_add(br, rs);
+		}
+		for (unsigned int k = 0; k < DEDUP_ENGINES; k++)
+			free(rs[k].s);
+	}
+	return err;
 }
 
 /* The verdict line as it is written: the ratios, and the targets missed. */

@@ -34,12 +34,6 @@ struct result {
 #define DEDUP_ENGINES 3
 void results_init(struct result rs[DEDUP_ENGINES]);
 
-/* The options every dedup bench takes: if argv[*i] is --mib N,
- * --ksm-default-timeout S or --out DIR, store its value, step *i past it
- * and return true. */
-bool bench_common_opt(int argc, char **argv, int *i, unsigned int *mib, double *ksm_default_timeout,
-		      const char **out);
-
 double bench_now_s(void);
 /* The 1-minute load average (/proc/loadavg), -1 if unreadable. */
 double bench_loadavg(void);
@@ -48,6 +42,14 @@ double bench_loadavg(void);
 double bench_stat_cpu(const char *path);
 /* The number after "KEY": in a JSON reply, -1 if there is none. */
 double bench_json_num(const char *reply, const char *key);
+/*
+ * KSM's own cost of the merging it did in process @pid, in bytes: its
+ * kernel slab (an rmap_item per page it tracks), which is in no Pss. The
+ * kernel's ksm_process_profit (/proc/PID/ksm_stat) is the merged pages minus
+ * that, so the cost is their difference; 0 if unreadable. ramfold's own
+ * metadata is in the process's Pss already.
+ */
+double bench_ksm_metadata(int pid);
 
 /*
  * A peer comparison is only as fair as its host (docs/dedup.md, "Fair
@@ -81,6 +83,9 @@ struct bench_sched {
 	int ksmd_nice; /* as found (5 assumed without ksmd) */
 	int scan_nice; /* for ramfold's scanner threads */
 };
+/* If argv[*i] is --rounds N, store N, step *i past it, true; an N outside
+ * 1..BENCH_MAX_ROUNDS ends the bench (status 2). */
+bool bench_rounds_opt(int argc, char **argv, int *i, unsigned int *rounds);
 /* If argv[*i] is --sched ksmd|zero, store it, step *i past it, true. */
 bool bench_sched_opt(int argc, char **argv, int *i, struct bench_sched *s);
 /* After the options: find ksmd and its nice, set scan_nice, and print
@@ -89,6 +94,17 @@ void bench_sched_init(struct bench_sched *s, const char *bench);
 /* Before (@on) and after a KSM run: with --sched zero, ksmd at nice 0,
  * then back to its own. */
 void bench_sched_ksm(const struct bench_sched *s, bool on);
+
+/* The options every dedup bench takes: if argv[*i] is --mib N, --rounds N,
+ * --sched ksmd|zero, --ksm-default-timeout S or --out DIR, store its value
+ * in @o, step *i past it and return true. */
+struct bench_opts {
+	unsigned int mib, rounds;
+	double ksm_default_timeout;
+	const char *out;
+	struct bench_sched sched;
+};
+bool bench_common_opt(int argc, char **argv, int *i, struct bench_opts *o);
 
 /* The median of the values >= 0 of @v[0..n) (at most BENCH_MAX_ROUNDS),
  * -1 if none; bench_median_cell writes "median (min..max)" of them, each
@@ -136,6 +152,16 @@ struct bench_rounds {
  * not run or never reached 95% is left out of the medians) and the load
  * average at its runs' starts. */
 void bench_rounds_add(struct bench_rounds *br, const struct result rs[DEDUP_ENGINES]);
+/*
+ * @rounds rounds: each @run_round (engines interleaved: it fills @rs with
+ * each engine's run and *@ideal with the ideal saving, and returns 0, or
+ * -1 to stop the bench), then results_report as DIR/PREFIX_rN.* titled
+ * "TITLE, round N", and bench_rounds_add. 0, or -1 if a round stopped.
+ */
+typedef int bench_round_fn(struct result rs[DEDUP_ENGINES], unsigned int round, uint64_t *ideal,
+			   void *arg);
+int bench_rounds_run(struct bench_rounds *br, unsigned int rounds, bench_round_fn *run_round,
+		     void *arg, const char *dir, const char *prefix, const char *title);
 /* The medians (min..max) of every engine, then bench_verdict of ramfold
  * against ksm-fastest from the medians (@gib, @tg: as there). */
 void bench_rounds_report(const struct bench_rounds *br, double gib, const struct bench_targets *tg);

@@ -278,37 +278,6 @@ static double rf_cpu_sum(unsigned int n)
 	return cpu;
 }
 
-/* One engine (k: 0 ramfold, 1 ksm-fastest, 2 ksm-default) on @n guests.
- * @before: out, the guests' Pss at t0 (the saving's baseline). */
-/*
- * KSM's own cost of the merging it did in @pid, which lives in kernel slab
- * (one rmap_item per page it tracks) and so is not in the process's Pss:
- * the kernel's ksm_process_profit is the merged pages minus that, so the
- * cost is their difference. ramfold's metadata is in QEMU's Pss already.
- */
-static double ksm_metadata(pid_t pid)
-{
-	char path[64], key[64];
-	double merging = 0, zero = 0, profit = 0, v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/ksm_stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	while (fscanf(f, "%63s %lf", key, &v) == 2) {
-		if (!strcmp(key, "ksm_merging_pages"))
-			merging = v;
-		else if (!strcmp(key, "ksm_zero_pages"))
-			zero = v;
-		else if (!strcmp(key, "ksm_process_profit"))
-			profit = v;
-	}
-	fclose(f);
-	v = (merging + zero) * 4096 - profit;
-	return v > 0 ? v : 0;
-}
-
 /*
  * The guests of the run before leave the load average above 1 for a minute
  * or more (three TCG guests boot on two cores): wait, up to 3 minutes, until
@@ -346,6 +315,9 @@ static void broker_stop(void)
 	broker_proc_stop(&broker, SIGTERM, broker_sock);
 }
 
+/* One engine (k: 0 ramfold, 1 ksm-fastest, 2 ksm-default, 3 ramfold-domain)
+ * on @n guests. @before: out, the guests' Pss at t0 (the saving's baseline);
+ * @load: out, the load average at the run's start. */
 static int run_engine(unsigned int k, unsigned int n, double *before, struct result *r,
 		      double *load)
 {
@@ -420,7 +392,7 @@ static int run_engine(unsigned int k, unsigned int n, double *before, struct res
 	if (ksm)
 		for (unsigned int i = 0; i < MAXG; i++)
 			if (guests[i] > 0)
-				r->metadata += ksm_metadata(guests[i]);
+				r->metadata += bench_ksm_metadata(guests[i]);
 	stop_guests();
 	broker_stop();
 	if (ksm)
