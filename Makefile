@@ -203,6 +203,10 @@ clean:
 
 # Benchmarks and fuzz targets: each bench/*.mk adds a prerequisite to `bench`
 # (bench: bench-dedup) and each tests/fuzz/*.mk to `fuzz` and `fuzz-smoke`.
+# What every peer bench against KSM links beside its own source: the report,
+# the host line (docs/dedup.md, "Fair measurement") and the /proc readers.
+BENCH_REPORT := bench/dedup_report.c bench/host.c tests/helpers/vmm_proc.c
+BENCH_REPORT_H := bench/dedup_report.h bench/host.h tests/helpers/vmm_proc.h
 bench: all
 	@mkdir -p $(B)/bench
 	@echo "bench: results in $(B)/bench/:"; ls $(B)/bench/ 2>/dev/null | sed 's/^/  /'

@@ -7,13 +7,11 @@ BENCH_DEDUP := $(B)/bench/dedup
 bench: bench-dedup
 
 # vmm/core/util.c: the scanner's nice (scan_thread_set_nice), as ramfold-vmm sets it.
-$(BENCH_DEDUP): bench/dedup.c bench/dedup_report.c bench/dedup_report.h \
-		tests/helpers/dedup_util.c tests/helpers/dedup_util.h tests/helpers/vmm_proc.c \
-		vmm/core/util.c vmm/core/util.h $(B)/libramfold.a
+$(BENCH_DEDUP): bench/dedup.c $(BENCH_REPORT) $(BENCH_REPORT_H) tests/helpers/dedup_util.c \
+		tests/helpers/dedup_util.h vmm/core/util.c vmm/core/util.h $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) -iquote vmm $(CFLAGS) -o $@ $< bench/dedup_report.c \
-		tests/helpers/dedup_util.c tests/helpers/vmm_proc.c vmm/core/util.c \
-		$(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(TEST_CFLAGS) -iquote vmm $(CFLAGS) -o $@ $< $(BENCH_REPORT) \
+		tests/helpers/dedup_util.c vmm/core/util.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup: all $(BENCH_DEDUP)
 	$(BENCH_DEDUP) --out $(B)/bench
@@ -28,12 +26,11 @@ BENCH_DEDUP_VMM := $(B)/bench/dedup_vmm
 BENCH_DEDUP_VMM_ARGS ?=
 .PHONY: bench-dedup-vmm
 
-$(BENCH_DEDUP_VMM): bench/dedup_vmm.c bench/dedup_report.c bench/dedup_report.h \
-		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c tests/helpers/dedup_util.h \
-		$(B)/libramfold.a
+$(BENCH_DEDUP_VMM): bench/dedup_vmm.c $(BENCH_REPORT) $(BENCH_REPORT_H) \
+		tests/helpers/dedup_util.c tests/helpers/dedup_util.h $(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c \
-		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c $(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(BENCH_REPORT) tests/helpers/dedup_util.c \
+		$(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup-vmm: all $(BENCH_DEDUP_VMM)
 	B=$(B) $(BENCH_DEDUP_VMM) --out $(B)/bench $(BENCH_DEDUP_VMM_ARGS)
@@ -44,12 +41,12 @@ bench-dedup-vmm: all $(BENCH_DEDUP_VMM)
 BENCH_DEDUP_PROCS := $(B)/bench/dedup_procs
 .PHONY: bench-dedup-procs
 
-$(BENCH_DEDUP_PROCS): bench/dedup_procs.c bench/dedup_report.c bench/dedup_report.h \
-		tests/helpers/vmm_proc.c tests/helpers/dedup_util.c tests/helpers/dedup_util.h \
-		tests/helpers/broker_proc.c $(B)/libramfold.a
+$(BENCH_DEDUP_PROCS): bench/dedup_procs.c $(BENCH_REPORT) $(BENCH_REPORT_H) \
+		tests/helpers/dedup_util.c tests/helpers/dedup_util.h tests/helpers/broker_proc.c \
+		$(B)/libramfold.a
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c tests/helpers/vmm_proc.c \
-		tests/helpers/dedup_util.c tests/helpers/broker_proc.c $(B)/libramfold.a $(LIB_DEPS)
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(BENCH_REPORT) tests/helpers/dedup_util.c \
+		tests/helpers/broker_proc.c $(B)/libramfold.a $(LIB_DEPS)
 
 bench-dedup-procs: all $(BENCH_DEDUP_PROCS)
 	B=$(B) $(BENCH_DEDUP_PROCS) --out $(B)/bench $(BENCH_DEDUP_PROCS_ARGS)

@@ -28,19 +28,6 @@ double bench_now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-double bench_loadavg(void)
-{
-	double l = -1;
-	FILE *f = fopen("/proc/loadavg", "re");
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = -1;
-		fclose(f);
-	}
-	return l;
-}
-
 /* The fields of a /proc/.../stat file after the command's closing
  * parenthesis (the command may hold any byte), in @buf; NULL if unreadable. */
 static const char *stat_after_comm(const char *path, char *buf, size_t len)
@@ -118,15 +105,9 @@ static void result_add(struct result *r, double t, double saved, double cpu)
 /* KSM's switch: 1 while it merges, -1 if unreadable. */
 static int ksm_run(void)
 {
-	int v = -1;
-	FILE *f = fopen("/sys/kernel/mm/ksm/run", "re");
+	char v[16];
 
-	if (f) {
-		if (fscanf(f, "%d", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
+	return bench_file_line("/sys/kernel/mm/ksm/run", v, sizeof(v)) ? atoi(v) : -1;
 }
 
 void conv_watch_init(struct conv_watch *w, double t0, bool ksm, double ksm_quiet_s, double timeout,
@@ -347,28 +328,6 @@ void results_report(struct result rs[DEDUP_ENGINES], uint64_t ideal, const char 
 }
 
 /* ---- fair measurement ------------------------------------------------------ */
-
-void bench_host_describe(char *out, size_t cap)
-{
-	char gov[64] = "no cpufreq";
-	FILE *f = fopen("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor", "re");
-
-	if (f) {
-		if (fgets(gov, sizeof(gov), f))
-			gov[strcspn(gov, "\n")] = 0;
-		fclose(f);
-	}
-	snprintf(out, cap, "host: %ld CPUs online, cpu0 frequency policy: %s, load average %.2f",
-		 sysconf(_SC_NPROCESSORS_ONLN), gov, bench_loadavg());
-}
-
-void bench_host_line(const char *bench)
-{
-	char host[160];
-
-	bench_host_describe(host, sizeof(host));
-	printf("%s: %s at start\n", bench, host);
-}
 
 int bench_ksmd_pid(void)
 {

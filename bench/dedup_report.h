@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "host.h"
+
 struct sample {
 	double t, saved, cpu;
 };
@@ -35,8 +37,6 @@ struct result {
 void results_init(struct result rs[DEDUP_ENGINES]);
 
 double bench_now_s(void);
-/* The 1-minute load average (/proc/loadavg), -1 if unreadable. */
-double bench_loadavg(void);
 /* utime + stime in seconds of a /proc/.../stat file (a process or a
  * thread), -1 if unreadable. */
 double bench_stat_cpu(const char *path);
@@ -51,15 +51,8 @@ double bench_json_num(const char *reply, const char *key);
  */
 double bench_ksm_metadata(int pid);
 
-/*
- * A peer comparison is only as fair as its host (docs/dedup.md, "Fair
- * measurement"): bench_host_line prints, at a bench's start, "BENCH: " and
- * what bench_host_describe writes: the CPUs online, cpu0's cpufreq governor
- * and the load average. bench_ksmd_pid finds the kernel's ksmd (0 if none),
- * bench_nice_of a process's nice value.
- */
-void bench_host_describe(char *out, size_t cap);
-void bench_host_line(const char *bench);
+/* bench_ksmd_pid finds the kernel's ksmd (0 if none), bench_nice_of a
+ * process's nice value. */
 int bench_ksmd_pid(void);
 int bench_nice_of(int pid);
 

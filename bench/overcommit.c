@@ -26,6 +26,12 @@
  * in DIR/summary.csv and DIR/summary.txt. The checks of issue 7: every
  * guest responsive (its VM exits keep growing to the end), memcheck clean,
  * and the guests' measured use under the budget after the settling time.
+ *
+ * The host line (CPUs, frequency policy, load average) is printed at the
+ * start and heads summary.txt, and each run's load average at its start is
+ * printed and in summary.csv: the runs compare only if all of them started
+ * below load 1 (the summary says "noisy" otherwise: a loaded host starves
+ * ksmd, a nice-5 kernel thread, first).
  * Exit status 0 when every run passes them, 1 otherwise, 2 on errors.
  */
 #include <errno.h>
@@ -45,6 +51,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "host.h"
 
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67 /* Linux 6.4 */
@@ -117,6 +125,7 @@ struct run_result {
 	bool memcheck_clean[MAX_VMS];
 	uint64_t memcheck_rounds[MAX_VMS];
 	int vmm_status;
+	double load; /* the load average at the run's start */
 	/* verdicts */
 	int responsive, nvms;
 	bool memcheck_ok, under_budget;
@@ -741,8 +750,9 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 	}
 	if (r->ksm)
 		ksm_on(r);
-	printf("run %s: %d VMs, budget %llu MiB, %.0f s ...\n", r->name, sc->nvms,
-	       (unsigned long long)(sc->budget >> 20), sc->duration);
+	rr->load = bench_loadavg();
+	printf("run %s: %d VMs, budget %llu MiB, %.0f s, load average %.2f at start ...\n", r->name,
+	       sc->nvms, (unsigned long long)(sc->budget >> 20), sc->duration, rr->load);
 	fflush(stdout);
 	pid = fork();
 	if (pid < 0)
@@ -877,6 +887,8 @@ int main(int argc, char **argv)
 	char path[1024];
 	FILE *sum_csv, *sum_txt;
 	bool all_ok = true;
+	double maxload = 0;
+	char host[160];
 	uint64_t promised = 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -907,12 +919,16 @@ int main(int argc, char **argv)
 		die("%s: %s", out, strerror(errno));
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	bench_host_describe(host, sizeof(host));
+	printf("overcommit-run: %s at start\n", host);
 
 	for (int r = 0; r < sc.nruns; r++) {
 		char title[256];
 
 		run_one(&sc, &sc.runs[r], vmm, out, &rr[r]);
 		judge(&sc, &rr[r]);
+		if (rr[r].load > maxload)
+			maxload = rr[r].load;
 		snprintf(path, sizeof(path), "%s/%s/samples.csv", out, sc.runs[r].name);
 		write_samples(path, &rr[r]);
 		snprintf(path, sizeof(path), "%s/%s/memory.svg", out, sc.runs[r].name);
@@ -931,8 +947,10 @@ int main(int argc, char **argv)
 	fprintf(sum_csv, "run,vmm_status,responsive,vms,memcheck_clean,under_budget,budget,"
 			 "max_used_after_settle,mean_used_after_settle,final_used,"
 			 "max_process_pss_after_settle,saved_dedup,saved_zero,saved_balloon,"
-			 "saved_free_report,saved_swap\n");
+			 "saved_free_report,saved_swap,load_at_start\n");
 	for (FILE *f = stdout;; f = sum_txt) {
+		if (f == sum_txt)
+			fprintf(f, "%s at start\n", host);
 		fprintf(f,
 			"\n%d VMs, %.0f MiB promised, budget %.0f MiB (%.2fx overcommit), %.0f s "
 			"per run, budget checked after %.0f s\n",
@@ -956,6 +974,13 @@ int main(int argc, char **argv)
 		}
 		fprintf(f, "used = guests' host cost measured by the ramfold ledger (pagemap); "
 			   "Pss = the VMM process (smaps_rollup).\n");
+		fprintf(f, "load average at each run's start:");
+		for (int r = 0; r < sc.nruns; r++)
+			fprintf(f, " %s %.2f", sc.runs[r].name, rr[r].load);
+		fprintf(f, sc.nruns > 1 && maxload >= 1
+			       ? " - noisy: a run started at load 1 or more, so the runs "
+				 "do not compare (no result)\n"
+			       : "\n");
 		if (f == sum_txt)
 			break;
 	}
@@ -963,15 +988,16 @@ int main(int argc, char **argv)
 		const struct run_result *x = &rr[r];
 		bool ok = x->responsive == x->nvms && x->memcheck_ok && x->under_budget;
 
-		fprintf(sum_csv,
-			"%s,%d,%d,%d,%d,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu\n",
-			sc.runs[r].name, x->vmm_status, x->responsive, x->nvms, x->memcheck_ok,
-			x->under_budget, (unsigned long long)sc.budget,
-			(unsigned long long)x->max_used_after,
-			(unsigned long long)x->mean_used_after, (unsigned long long)x->final_used,
-			(unsigned long long)x->max_pss_after, (unsigned long long)x->saved[0],
-			(unsigned long long)x->saved[1], (unsigned long long)x->saved[2],
-			(unsigned long long)x->saved[3], (unsigned long long)x->saved[4]);
+		fprintf(
+		    sum_csv,
+		    "%s,%d,%d,%d,%d,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.2f\n",
+		    sc.runs[r].name, x->vmm_status, x->responsive, x->nvms, x->memcheck_ok,
+		    x->under_budget, (unsigned long long)sc.budget,
+		    (unsigned long long)x->max_used_after, (unsigned long long)x->mean_used_after,
+		    (unsigned long long)x->final_used, (unsigned long long)x->max_pss_after,
+		    (unsigned long long)x->saved[0], (unsigned long long)x->saved[1],
+		    (unsigned long long)x->saved[2], (unsigned long long)x->saved[3],
+		    (unsigned long long)x->saved[4], x->load);
 		/* Only the first run is ramfold's: the comparison runs report. */
 		if (r == 0 && !ok)
 			all_ok = false;

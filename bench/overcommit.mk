@@ -6,9 +6,9 @@ OVERCOMMIT_RUN := $(B)/bench/overcommit-run
 SCENARIO ?= scenarios/overcommit-default.txt
 EXPERIMENT_SECONDS ?=
 
-$(OVERCOMMIT_RUN): bench/overcommit.c
+$(OVERCOMMIT_RUN): bench/overcommit.c bench/host.c bench/host.h
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< -lm
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< bench/host.c -lm
 
 all: $(OVERCOMMIT_RUN)
 

@@ -6,11 +6,9 @@ BENCH_QEMU := $(B)/bench/qemu
 BENCH_QEMU_ARGS ?=
 .PHONY: bench-qemu
 
-$(BENCH_QEMU): bench/qemu.c bench/dedup_report.c bench/dedup_report.h tests/helpers/broker_proc.c \
-		tests/helpers/vmm_proc.c
+$(BENCH_QEMU): bench/qemu.c $(BENCH_REPORT) $(BENCH_REPORT_H) tests/helpers/broker_proc.c
 	@mkdir -p $(@D)
-	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< bench/dedup_report.c tests/helpers/broker_proc.c \
-		tests/helpers/vmm_proc.c
+	$(CC) $(TEST_CFLAGS) $(CFLAGS) -o $@ $< $(BENCH_REPORT) tests/helpers/broker_proc.c
 
 # tests/qemu/qemu.mk (QEMU_QMP) is read after bench/*.mk: the path is spelt out.
 bench-qemu: all qemu-deps linux-guest $(B)/tests/qemu/qmp $(BENCH_QEMU)
