@@ -4,18 +4,22 @@
  * guests: the demo VMM with 4 guests of 256 MiB running osimage on the same
  * files (the page cache of VMs booted from one OS image).
  *
- * The saving is the fall of the VMM's Pss (smaps_rollup) from a run with
- * --dedup off; the ideal is computed from the files the guests hold (the
- * bench reads them as the VMM preloads them). CPU: the engine's threads
- * (ramfold) or ksmd (KSM), from query-dedup. KSM's metadata, kernel slab
+ * The same footing for both engines: the VMM starts with --dedup-paused,
+ * so the guests boot to READY with nothing merged (ramfold scans nothing,
+ * KSM is given no guest RAM); 2 s later the VMM's Pss and the engine's CPU
+ * (query-dedup's cpu-ns: ramfold's threads, or ksmd) are read and
+ * set-dedup {"run":true} releases the engine: that instant is t0 for the
+ * clock and the CPU. The saving is the fall of the VMM's Pss (smaps_rollup)
+ * below the Pss read at t0; the ideal is computed from the files the guests
+ * hold (the bench reads them as the VMM preloads them). KSM's metadata, kernel slab
  * outside any Pss, is subtracted from its saving in "net of metadata" (from
  * /proc/PID/ksm_stat); ramfold's is in the VMM's Pss. Same table, CSV and SVG as
  * bench/dedup, per round as build/bench/dedup_vmm_rN*.
  *
  * Fair measurement (docs/dedup.md): the host line at the start; --rounds
- * rounds (3 by default), each running the --dedup off baseline, ramfold,
- * KSM fastest and KSM default (cut at --ksm-default-timeout) one after the
- * other, with the load average at each run's start; then the medians and
+ * rounds (3 by default), each running ramfold, KSM fastest and KSM default
+ * (cut at --ksm-default-timeout) one after the other, with the load
+ * average at each run's start; then the medians and
  * ranges, and the verdict against issue 17's targets (CPU to 95% at most
  * 0.25x KSM fastest's, under 2% of a core once converged, the same saving
  * net of metadata or more) only if every run started below load 1.
@@ -85,38 +89,51 @@ static int start(struct vmm_proc *p, const char *const *dedup_args)
 	return 0;
 }
 
-static uint64_t baseline(void)
+/* query-dedup into @reply: 0, or -1 (said). */
+static int query_dedup(struct vmm_proc *p, char *reply, size_t len)
 {
-	const char *args[] = {"--dedup", "off", NULL};
-	struct vmm_smaps sm = {0};
-	struct vmm_proc p;
-
-	if (start(&p, args))
+	if (vmm_proc_ctl(p, "{\"execute\":\"query-dedup\"}", reply, len, 10000) == 0 &&
+	    strstr(reply, "\"return\""))
 		return 0;
-	usleep(1500000);
-	vmm_smaps_rollup(p.pid, &sm);
-	vmm_proc_stop(&p);
-	vmm_proc_free(&p);
-	return sm.pss;
+	fprintf(stderr, "dedup_vmm: query-dedup: %s\n", reply);
+	return -1;
 }
 
 static int run(struct result *r, const char *const *dedup_args, bool ksm, double timeout,
-	       uint64_t base, uint64_t ideal)
+	       uint64_t ideal)
 {
+	struct vmm_smaps sm = {0};
 	struct conv_watch w;
 	struct vmm_proc p;
 	char reply[8192];
+	double cpu0, passes0;
+	uint64_t base;
 
 	if (start(&p, dedup_args))
 		return -1;
 	if (!ksm)
 		printf("dedup_vmm bench: ramfold's scanner threads at nice %d (read from /proc)\n",
 		       bench_threads_nice(p.pid, "rf-scan/"));
-	/* Dedup runs from VM setup on; the clock starts when all guests are
-	 * READY, which is when their content is in place. */
+	/* The same settle after READY for both, then the release: t0. */
+	sleep(2);
+	if (vmm_smaps_rollup(p.pid, &sm) || query_dedup(&p, reply, sizeof(reply))) {
+		vmm_proc_stop(&p);
+		vmm_proc_free(&p);
+		return -1;
+	}
+	base = sm.pss;
+	cpu0 = bench_json_num(reply, "cpu-ns") / 1e9;
+	passes0 = bench_json_num(reply, "scan-passes");
 	conv_watch_init(&w, bench_now_s(), ksm, 3.0, timeout, ideal);
+	if (vmm_proc_ctl(&p, "{\"execute\":\"set-dedup\",\"arguments\":{\"run\":true}}", reply,
+			 sizeof(reply), 10000) ||
+	    !strstr(reply, "\"return\"")) {
+		fprintf(stderr, "dedup_vmm: set-dedup: %s\n", reply);
+		vmm_proc_stop(&p);
+		vmm_proc_free(&p);
+		return -1;
+	}
 	for (;;) {
-		struct vmm_smaps sm;
 		double t, saved, cpu;
 
 		usleep(100000);
@@ -124,11 +141,12 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 		if (vmm_smaps_rollup(p.pid, &sm) ||
 		    vmm_proc_ctl(&p, "{\"execute\":\"query-dedup\"}", reply, sizeof(reply), 10000))
 			break;
-		cpu = bench_json_num(reply, "cpu-ns") / 1e9;
+		cpu = bench_json_num(reply, "cpu-ns") / 1e9 - cpu0;
 		saved = base > sm.pss ? (double)(base - sm.pss) : 0;
+		/* Passes made while paused (over no VM) do not count. */
 		if (conv_watch_sample(&w, r, t, saved, cpu,
 				      strstr(reply, "\"converged\":true") &&
-					  bench_json_num(reply, "scan-passes") >= 3))
+					  bench_json_num(reply, "scan-passes") >= passes0 + 3))
 			break;
 	}
 	result_finish(r);
@@ -139,26 +157,21 @@ static int run(struct result *r, const char *const *dedup_args, bool ksm, double
 	return 0;
 }
 
-/* One round (bench_round_fn): the baseline, then the engines one after
- * the other. @arg: the ideal saving. */
+/* One round (bench_round_fn): the engines one after the other. @arg: the
+ * ideal saving. */
 static int run_round(struct result rs[DEDUP_ENGINES], unsigned int round, uint64_t *ideal,
 		     void *arg)
 {
 	char nice[16];
-	const char *a_ramfold[] = {"--dedup", "domains", "--dedup-nice", nice, NULL};
-	const char *a_fast[] = {"--dedup", "ksm", "--dedup-ksm", "10000/0", NULL};
-	const char *a_default[] = {"--dedup", "ksm", "--dedup-ksm", "100/20", NULL};
+	const char *a_ramfold[] = {"--dedup",	   "domains", "--dedup-paused",
+				   "--dedup-nice", nice,      NULL};
+	const char *a_fast[] = {"--dedup", "ksm", "--dedup-paused", "--dedup-ksm", "10000/0", NULL};
+	const char *a_default[] = {"--dedup",	  "ksm",    "--dedup-paused",
+				   "--dedup-ksm", "100/20", NULL};
 	const char *const *args[DEDUP_ENGINES] = {a_ramfold, a_fast, a_default};
 	bool have_ksm = access("/sys/kernel/mm/ksm/run", W_OK) == 0;
-	uint64_t base = baseline();
 
 	*ideal = *(const uint64_t *)arg;
-	if (!base) {
-		fprintf(stderr, "dedup_vmm: round %u: baseline run failed\n", round);
-		return -1;
-	}
-	printf("dedup_vmm bench: round %u: VMM Pss with --dedup off: %.1f MiB\n", round,
-	       (double)base / 1048576);
 	snprintf(nice, sizeof(nice), "%d", opt.sched.scan_nice);
 	for (unsigned int k = 0; k < DEDUP_ENGINES; k++) {
 		if (k > 0 && !have_ksm) {
@@ -171,8 +184,7 @@ static int run_round(struct result rs[DEDUP_ENGINES], unsigned int round, uint64
 		fflush(stdout);
 		if (k > 0)
 			bench_sched_ksm(&opt.sched, true);
-		if (run(&rs[k], args[k], k > 0, k == 2 ? opt.ksm_default_timeout : 60, base,
-			*ideal))
+		if (run(&rs[k], args[k], k > 0, k == 2 ? opt.ksm_default_timeout : 60, *ideal))
 			snprintf(rs[k].note, sizeof(rs[k].note), "failed to run");
 		if (k > 0)
 			bench_sched_ksm(&opt.sched, false);
