@@ -25,7 +25,9 @@
  * kernel thread's), set by the engine's thread_start hook; --sched zero
  * runs both at 0 instead (ksmd reniced for its runs and put back).
  *
- * --threads N: ramfold's scanner threads (1 by default, as ksmd is one).
+ * --threads N: ramfold's scanner threads (0 by default: the engine's default,
+ * one per CPU the process may run on; 1 is ksmd's count). The count that
+ * ran is printed after each ramfold run.
  *
  * Usage: dedup [--mib N] [--rounds N] [--threads N] [--sched ksmd|zero] [--ksm-default-timeout S]
  *              [--out DIR] [--ramfold-only]
@@ -33,6 +35,7 @@
  * DIR/dedup_rN_summary.csv, DIR/dedup_rN.svg (saved bytes over time); then
  * the medians.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +57,9 @@ static bool opt_ramfold_only;
 static unsigned int sample_us = 40000;
 static double dup_ratio = 0.50, zero_ratio = 0.15; /* rest unique */
 static unsigned int copies = 8;
-static unsigned int opt_threads = 1; /* ramfold's scanner threads */
+static unsigned int opt_threads; /* ramfold's scanner threads; 0 = the engine's default */
+
+static _Atomic unsigned int scanners_started;
 
 /* The engine's thread_start hook: its scanner threads at opt.sched.scan_nice. */
 static void thread_start(void *arg, const char *name)
@@ -62,6 +67,8 @@ static void thread_start(void *arg, const char *name)
 	int err = scan_thread_set_nice(name, opt.sched.scan_nice);
 
 	(void)arg;
+	if (!strncmp(name, "rf-scan/", 8))
+		scanners_started++;
 	if (err)
 		fprintf(stderr, "dedup bench: %s: setpriority(%d): %s\n", name, opt.sched.scan_nice,
 			strerror(-err));
@@ -234,6 +241,9 @@ static int run(struct result *r, enum rf_dedup_mode mode, unsigned int ksm_pages
 	}
 	rf_dedup_stop(e);
 	rf_engine_free(e);
+	if (mode != RF_DEDUP_KSM)
+		printf("dedup bench: %s ran %u scanner thread(s)\n", r->name,
+		       atomic_exchange(&scanners_started, 0));
 	return 0;
 }
 

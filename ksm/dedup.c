@@ -18,6 +18,7 @@
  * key, so pages of two domains can never be found as twins.
  */
 #include <errno.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,6 +292,23 @@ err_free:
 
 /* ---- start / stop ------------------------------------------------------- */
 
+/* scan_threads 0: one scanner per CPU this process may run on (its
+ * affinity, as a cpuset or taskset leaves it), up to RF_SCAN_THREADS_AUTO_MAX.
+ * Until a pass finds nothing new a "fastest" engine uses them all; once
+ * converged they share idle_cpu_percent of one core. */
+static unsigned int auto_threads(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 1;
+	n = CPU_COUNT(&set);
+	return n < 1			      ? 1
+	       : n > RF_SCAN_THREADS_AUTO_MAX ? RF_SCAN_THREADS_AUTO_MAX
+					      : (unsigned int)n;
+}
+
 RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cfg)
 {
 	struct rf_dedup_config cfg_full;
@@ -327,7 +345,7 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cf
 	d->ops = mode_backends[cfg->mode];
 	d->cfg = *cfg;
 	if (!d->cfg.scan_threads)
-		d->cfg.scan_threads = e->cfg.scan_threads ? e->cfg.scan_threads : 1;
+		d->cfg.scan_threads = e->cfg.scan_threads ? e->cfg.scan_threads : auto_threads();
 	if (!d->cfg.idle_cpu_percent)
 		d->cfg.idle_cpu_percent = 2;
 	pthread_mutex_init(&d->lock, NULL);

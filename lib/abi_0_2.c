@@ -131,6 +131,13 @@ _Static_assert(offsetof(struct rf_dedup_stats, broker_domains) == OFF + V02_rf_d
 V02(rf_engine_config_init) void rf_engine_config_init_v02(void *cfg)
 {
 	INIT(rf_engine_config, rf_engine_config_init, cfg);
+	/* 0.2 had no "0 = one per CPU": its callers keep one thread. */
+	if (cfg) {
+		unsigned int one = 1;
+
+		memcpy((char *)cfg + offsetof(struct rf_engine_config, scan_threads) - OFF, &one,
+		       sizeof(one));
+	}
 }
 
 V02(rf_engine_config_hide) int rf_engine_config_hide_v02(void *cfg, const char *names)

@@ -50,7 +50,7 @@ RF_EXPORT void rf_engine_config_init(struct rf_engine_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->size = sizeof(*cfg);
 	cfg->host_capacity_bytes = host_memory_bytes();
-	cfg->scan_threads = 1;
+	cfg->scan_threads = 0; /* one per allowed CPU */
 	cfg->log_level = RF_LOG_WARN;
 }
 RF_VERSION_0_3(rf_engine_config_init);
@@ -133,8 +133,9 @@ RF_EXPORT int rf_engine_new(const struct rf_engine_config *user, rf_engine **out
 		err = -EINVAL;
 		goto err_free;
 	}
-	if (cfg->scan_threads == 0 || cfg->scan_threads > 64) {
-		rf_log(e, RF_LOG_ERR, "ramfold: engine config: %u scanner threads (1..64 allowed)",
+	if (cfg->scan_threads > 64) {
+		rf_log(e, RF_LOG_ERR,
+		       "ramfold: engine config: %u scanner threads (1..64, or 0 for one per CPU)",
 		       cfg->scan_threads);
 		err = -EINVAL;
 		goto err_free;

@@ -52,13 +52,19 @@ typedef void (*rf_log_fn)(void *arg, enum rf_log_level level, const char *msg);
 #define RF_HIDE_UFFD_MOVE    (1u << 0) /* swap-out by write-protect + copy (before 6.8) */
 #define RF_HIDE_PAGEMAP_SCAN (1u << 1) /* resident counts from pagemap reads (before 6.7) */
 
+/* The most scanner threads scan_threads 0 starts: scanning is bound by
+ * memory bandwidth well before a large host's cores run out. */
+#define RF_SCAN_THREADS_AUTO_MAX 8
+
 struct rf_engine_config {
 	/* sizeof(struct rf_engine_config), set by rf_engine_config_init: the library reads only
 	 * what this size covers (docs/embedding.md, "ABI and versions"). */
 	size_t size;
 	/* Host memory ramfold may hand to guests, in bytes. Must not be 0. */
 	uint64_t host_capacity_bytes;
-	/* Scanner threads of the dedup engine (1..64). */
+	/* Scanner threads of the dedup engine, 1..64; 0 (rf_engine_config_init's
+	 * default) = one per CPU the process may run on when dedup starts
+	 * (sched_getaffinity), at most RF_SCAN_THREADS_AUTO_MAX. */
 	unsigned int scan_threads;
 	/* RF_ENGINE_REQUIRE_* */
 	unsigned int flags;
@@ -100,7 +106,7 @@ int rf_engine_config_hide(struct rf_engine_config *cfg, const char *names);
 
 /*
  * Create an engine. Returns 0 and sets *@out, or:
- *   -EINVAL  @cfg or @out NULL, capacity 0, scan_threads 0 or > 64;
+ *   -EINVAL  @cfg or @out NULL, capacity 0, scan_threads > 64;
  *   -ENODEV  a feature named in cfg->flags is missing (the log names it);
  *   -ENOMEM.
  * Pairs with rf_engine_free().

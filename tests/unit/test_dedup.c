@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <sys/resource.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 
 #include "../../ksm/dedup_internal.h"
 #include "dedup_util.h"
+#include "rf_test.h"
 
 #define PG 4096u
 
@@ -740,6 +743,51 @@ static void test_set_rate(void **state)
 	assert_int_equal(rf_dedup_set_rate(NULL, 5), -ENOENT);
 }
 
+/* scan_threads 0 (the default): one scanner per CPU the starting thread may
+ * run on, at most RF_SCAN_THREADS_AUTO_MAX: one under an affinity of one
+ * CPU, all of them (up to the cap) with the affinity restored. */
+static void test_default_threads(void **state)
+{
+	cpu_set_t all, one;
+	unsigned int n_all;
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	n_all = (unsigned int)CPU_COUNT(&all);
+	if (n_all > RF_SCAN_THREADS_AUTO_MAX)
+		n_all = RF_SCAN_THREADS_AUTO_MAX;
+	CPU_ZERO(&one);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &all)) {
+			CPU_SET(c, &one);
+			break;
+		}
+	for (int pass = 0; pass < 2; pass++) {
+		struct rf_engine_config ec;
+		struct rf_dedup_config dc;
+		unsigned int n = 0, want = pass ? n_all : 1;
+		rf_engine *e;
+
+		assert_int_equal(sched_setaffinity(0, sizeof(one), pass ? &all : &one), 0);
+		rf_engine_config_init(&ec);
+		ec.log = dedup_test_log;
+		assert_int_equal(rf_engine_new(&ec, &e), 0);
+		rf_dedup_config_init(&dc);
+		dc.mode = RF_DEDUP_INTRA_VM;
+		assert_int_equal(rf_dedup_start(e, &dc), 0);
+		/* Each thread names itself when it runs: wait for the names. */
+		for (int i = 0; i < 200 && n != want; i++) {
+			usleep(10000);
+			n = rf_test_threads_at_nice(getpid(), "rf-scan/",
+						    getpriority(PRIO_PROCESS, 0));
+		}
+		assert_int_equal(n, want);
+		rf_dedup_stop(e);
+		rf_engine_free(e);
+	}
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+}
+
 static void test_bad_config(void **state)
 {
 	struct rf_engine_config ec;
@@ -987,6 +1035,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_default_threads),
 	    cmocka_unit_test(test_savings_measured),
 	    cmocka_unit_test(test_cow_unmerge),
 	    cmocka_unit_test(test_forced_collision),

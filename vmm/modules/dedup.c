@@ -5,7 +5,7 @@
  * domain and to leave a VM out, and the query-dedup control command.
  *
  *   --dedup MODE           off (default), zero, intra, domains or ksm
- *   --dedup-threads N      scanner threads (default 1)
+ *   --dedup-threads N      scanner threads (default 0: one per CPU the VMM may run on)
  *   --dedup-cpu PCT        CPU share per scanner thread before convergence
  *                          (default: as fast as it can)
  *   --dedup-rate PAGES     pages hashed per second until converged (default: no limit)
@@ -49,7 +49,7 @@ static void cfg_defaults(void)
 	if (!dg.set) {
 		rf_dedup_config_init(&dg.cfg);
 		dg.cfg.mode = RF_DEDUP_OFF;
-		dg.cfg.scan_threads = 1;
+		dg.cfg.scan_threads = 0; /* the engine's: one per allowed CPU */
 		dg.set = true;
 	}
 }
@@ -82,13 +82,7 @@ static int opt_threads(struct vmm *vmm, const char *v)
 {
 	(void)vmm;
 	cfg_defaults();
-	if (opt_uint("dedup-threads", v, 64, &dg.cfg.scan_threads))
-		return -1;
-	if (dg.cfg.scan_threads == 0) {
-		vmm_errorf("--dedup-threads 0: at least one scanner thread");
-		return -1;
-	}
-	return 0;
+	return opt_uint("dedup-threads", v, 64, &dg.cfg.scan_threads);
 }
 
 static int opt_cpu(struct vmm *vmm, const char *v)
@@ -378,7 +372,8 @@ static int engine_config(struct vmm *vmm, struct rf_engine_config *cfg)
 
 static const struct vmm_option dedup_options[] = {
     {"dedup", "MODE", "page dedup: off (default), zero, intra, domains or ksm", opt_mode},
-    {"dedup-threads", "N", "dedup scanner threads (default 1)", opt_threads},
+    {"dedup-threads", "N",
+     "dedup scanner threads (default 0: one per CPU the VMM may run on, at most 8)", opt_threads},
     {"dedup-cpu", "PCT", "dedup CPU share per thread until converged (default: no limit)", opt_cpu},
     {"dedup-rate", "PAGES", "dedup pages hashed per second until converged (default: no limit)",
      opt_rate},
