@@ -41,7 +41,7 @@
 #define RF_MAX_RAM	  RF_MMIO_BASE
 
 #define RF_BOOTINFO_MAGIC   0x4f4f42444c4f4652ull /* "RFOLDBOO" */
-#define RF_BOOTINFO_VERSION 1
+#define RF_BOOTINFO_VERSION 2
 
 /* Debug device registers (64-bit accesses at RF_DEBUG_DEV_GPA + offset). */
 #define RF_DBG_CONSOLE	    0x00 /* W: gpa of a NUL-terminated line (max 255 chars) */
@@ -121,6 +121,16 @@ struct rf_bootinfo {
 	uint32_t nr_devices;
 	struct rf_wl_params p;
 	struct rf_bootinfo_device devices[RF_BOOTINFO_MAX_DEVICES];
+	/*
+	 * The one field the guest writes (the VMM zeroes it and reads it at any
+	 * time, for query-vms): the bytes of memory its workload has worked
+	 * through since READY, counted as it goes (memcheck: verified and
+	 * rewritten; hotcold: hot set read and written; every other workload
+	 * leaves it 0), so that the host can sample the guest's own work rate.
+	 * It only grows, and the guest stores it whole with one aligned 64-bit
+	 * store: a reader sees an old value or a new one, never a mix.
+	 */
+	uint64_t work_bytes;
 };
 
 #endif

@@ -11,12 +11,21 @@
 #include "workloads.h"
 
 static bool ready_printed;
+static struct rf_bootinfo *boot_info; /* set first thing in guest_main */
 
 void wl_ready(void)
 {
 	if (!ready_printed)
 		console_printf("READY");
 	ready_printed = true;
+}
+
+void wl_count_work(uint64_t bytes)
+{
+	/* This vCPU is the only writer, so a plain read is current; the
+	 * store is atomic so the VMM, reading concurrently, never sees a torn
+	 * value (see work_bytes in bootinfo.h). */
+	__atomic_store_n(&boot_info->work_bytes, boot_info->work_bytes + bytes, __ATOMIC_RELAXED);
 }
 
 void wl_pause_ms(uint64_t ms)
@@ -60,6 +69,7 @@ void guest_main(struct rf_bootinfo *bi)
 	struct mm_stats st;
 	int rc;
 
+	boot_info = bi;
 	if (bi->magic != RF_BOOTINFO_MAGIC || bi->version != RF_BOOTINFO_VERSION) {
 		console_printf("boot: bad boot-info page (magic 0x%lx version %u)", bi->magic,
 			       bi->version);

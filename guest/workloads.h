@@ -23,6 +23,10 @@ int wl_selftest(const struct rf_bootinfo *bi);
 /* Print the READY marker (once). */
 void wl_ready(void);
 
+/* Add @bytes of work done to the boot-info page's work_bytes, where the
+ * host samples the guest's work rate (memory-bound workloads, after READY). */
+void wl_count_work(uint64_t bytes);
+
 /* Sleep @ms in 10 ms slices, polling the drivers in between. */
 void wl_pause_ms(uint64_t ms);
 

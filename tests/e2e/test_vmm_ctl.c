@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The demo VMM's control socket with running guests: query-vms and
- * query-memory answer with what the library and the kernel measure; bad
+ * query-memory answer with what the library and the kernel measure, and
+ * query-vms's work-bytes with what the guest counted of its own work; bad
  * requests (malformed JSON, unknown command, wrong argument types, an
  * oversized line) get an error reply on a connection that stays usable; the
  * client mode prints the reply and sets its exit status; quit ends the VMM.
@@ -238,6 +239,52 @@ static void test_client_mode(void **state)
 	assert_non_null(strstr(out, "ramfold-vmm: ctl: argument \"novalue\" is not key=value"));
 }
 
+/* A VM's work-bytes in query-vms: the field after its name. */
+static uint64_t work_bytes(struct vmm_proc *p, const char *vm)
+{
+	char r[4096], pat[48];
+	const char *o;
+	int rc = vmm_proc_ctl(p, "{\"execute\":\"query-vms\"}", r, sizeof(r), 5000);
+
+	if (rc)
+		fail_msg("query-vms: %s", strerror(-rc));
+	snprintf(pat, sizeof(pat), "{\"name\":\"%s\"", vm);
+	o = strstr(r, pat);
+	if (!o)
+		fail_msg("no VM %s in %s", vm, r);
+	return (uint64_t)rf_test_json_num(o, "work-bytes");
+}
+
+/*
+ * work-bytes is the guest's own count of its work, which a bench samples
+ * for the guest's throughput: memcheck counts exactly the bytes of its
+ * rounds, hotcold whole passes over its hot set while it runs, and the
+ * other workloads nothing.
+ */
+static void test_work_bytes(void **state)
+{
+	const char *args[] = {"--vm", "name=mc,mem=64M,workload=memcheck,mib=16,rounds=3", "--vm",
+			      "name=hc,mem=64M,workload=hotcold,mib=8,hot=8", NULL};
+	struct vmm_proc p;
+	uint64_t a, b;
+
+	(void)state;
+	require_kvm();
+	assert_int_equal(work_bytes(&vp, "d0"), 0);
+	assert_int_equal(work_bytes(&vp, "i0"), 0);
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_output(&p, "RESULT memcheck", 30000), 0);
+	assert_int_equal(work_bytes(&p, "mc"), 3 * (16ull << 20));
+	assert_int_equal(vmm_proc_wait_ready(&p, "hc", 30000), 0);
+	a = work_bytes(&p, "hc");
+	usleep(300000);
+	b = work_bytes(&p, "hc");
+	assert_true(b > a);
+	assert_int_equal(b % (8ull << 20), 0);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
 /* Last: quit stops the VMM with status 0 and removes the socket. */
 static void test_quit(void **state)
 {
@@ -260,6 +307,7 @@ int main(void)
 	    cmocka_unit_test(test_bad_requests_get_errors),
 	    cmocka_unit_test(test_connection_survives_bad_input),
 	    cmocka_unit_test(test_client_mode),
+	    cmocka_unit_test(test_work_bytes),
 	    cmocka_unit_test(test_quit),
 	};
 

@@ -49,6 +49,11 @@ static void write_vm(struct jbuf *jb, struct vmm_vm *vm)
 		jb_kv_bool(jb, "ready", false);
 	jb_kv_u64(jb, "exits", atomic_load(&vm->exits));
 	jb_kv_u64(jb, "console-lines", atomic_load(&vm->console_lines));
+	/* The native guest's own count of its work (bootinfo.h); a Linux
+	 * guest owns that page, so it has none. */
+	if (!vm->vmm->boot && vm->bootinfo)
+		jb_kv_u64(jb, "work-bytes",
+			  __atomic_load_n(&vm->bootinfo->work_bytes, __ATOMIC_RELAXED));
 	if (state == VMM_VM_EXITED)
 		jb_kv_i64(jb, "exit-status", vm->exit_status);
 	if (state >= VMM_VM_EXITED)
