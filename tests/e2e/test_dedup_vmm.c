@@ -11,7 +11,8 @@
  *  - two dup guests with the same seed (one domain): from their RESULT
  *    counts, saved >= 90% of dup_a + dup_b - templates + zero_a + zero_b;
  *  - two memcheck guests in one domain, merged while they run (their image,
- *    page tables and stacks are twins): only clean rounds;
+ *    page tables and stacks are twins): only clean rounds; query-dedup
+ *    counters=true gives the counters without the measured figures;
  *  - the same dup guests in two domains never share a store page (each
  *    domain holds its own copy of every template).
  */
@@ -208,6 +209,22 @@ static void test_domains_apart(void **state)
 	vmm_proc_free(&p);
 }
 
+/* query-dedup counters=true: the counters (which only grow: at least
+ * @merged pages merged), nothing measured. */
+static void check_counters_only(struct vmm_proc *p, int64_t merged)
+{
+	char c[1024];
+
+	assert_int_equal(
+	    vmm_proc_ctl(p, "{\"execute\":\"query-dedup\",\"arguments\":{\"counters\":true}}", c,
+			 sizeof(c), 10000),
+	    0);
+	assert_true(rf_test_json_num(c, "pages-merged") >= merged);
+	assert_true(rf_test_json_num(c, "scan-passes") > 0);
+	assert_null(strstr(c, "saved-bytes"));
+	assert_null(strstr(c, "\"vms\""));
+}
+
 static void test_memcheck_while_merged(void **state)
 {
 	const char *vms[] = {"name=m0,mem=128M,workload=memcheck,mib=48,seed=3,domain=mc",
@@ -230,6 +247,7 @@ static void test_memcheck_while_merged(void **state)
 	       (long long)rf_test_json_num(reply, "pages-unmerged"),
 	       vmm_proc_count(&p, "bad_rounds=0"));
 	assert_true(rf_test_json_num(reply, "pages-merged") > 0);
+	check_counters_only(&p, rf_test_json_num(reply, "pages-merged"));
 	/* Both guests verified rounds, and none was bad. */
 	assert_true(vmm_proc_count(&p, "bad_rounds=0") >= 4);
 	assert_int_equal(vmm_proc_stop(&p), 0);
