@@ -333,6 +333,16 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		return;
 	}
 	page = rf_region_page(r, idx);
+	/* A zero page is found before it is hashed: hashing a page costs
+	 * more than finding that it is not zero, which its first words
+	 * almost always tell. Not a filed page (its node goes when its hash
+	 * changes, below) nor one a guest keeps rewriting (the backoff
+	 * below applies to zero pages too). */
+	if (!(pf & (PF_CAND | PF_BROKEN_MASK)) && page_is_zero(page)) {
+		atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
+		add_zero(c, dv, r, idx);
+		return;
+	}
 	h = dedup_hash_fn(page, RF_PAGE_SIZE);
 	atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
 	c->hashed++;
