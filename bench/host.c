@@ -43,3 +43,18 @@ void bench_host_line(const char *bench)
 	bench_host_describe(host, sizeof(host));
 	printf("%s: %s at start\n", bench, host);
 }
+
+void bench_wait_quiet(const char *bench, int max_s)
+{
+	double l = bench_loadavg();
+	int waited = 0;
+
+	while (l >= 0.9 && waited < max_s) {
+		sleep(5);
+		waited += 5;
+		l = bench_loadavg();
+	}
+	if (waited)
+		printf("%s: waited %d s for the load average to fall below 0.9 (%.2f)\n", bench,
+		       waited, l);
+}

@@ -21,5 +21,9 @@ double bench_loadavg(void);
 void bench_host_describe(char *out, size_t cap);
 /* "BENCH: " and that, "at start", on stdout. */
 void bench_host_line(const char *bench);
+/* The guests of a bench's run before leave the load average above 1 for a
+ * minute or more: wait, up to @max_s seconds, until it is below 0.9 again,
+ * so that each run starts on a quiet machine (and say how long it took). */
+void bench_wait_quiet(const char *bench, int max_s);
 
 #endif

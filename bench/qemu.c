@@ -298,26 +298,6 @@ static double rf_cpu_sum(unsigned int n)
 	return cpu;
 }
 
-/*
- * The guests of the run before leave the load average above 1 for a minute
- * or more (three TCG guests boot on two cores): wait, up to 3 minutes, until
- * it is below 0.9 again, so that each engine starts on a quiet machine.
- */
-static void wait_quiet(void)
-{
-	double l = bench_loadavg();
-	int waited = 0;
-
-	while (l >= 0.9 && waited < 180) {
-		sleep(5);
-		waited += 5;
-		l = bench_loadavg();
-	}
-	if (waited)
-		printf("bench-qemu: waited %d s for the load average to fall below 0.9 (%.2f)\n",
-		       waited, l);
-}
-
 /* A private ramfoldd for the ramfold-domain run: 0, or -1 (said). */
 static int broker_start(void)
 {
@@ -527,7 +507,7 @@ int main(int argc, char **argv)
 						 "ramfold-run not built");
 					continue;
 				}
-				wait_quiet();
+				bench_wait_quiet("bench-qemu", 180);
 				rs[k].load = bench_loadavg();
 				printf(
 				    "bench-qemu: round %u, %u guest(s), %s: load average %.2f at "
