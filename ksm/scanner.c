@@ -22,11 +22,8 @@
  *     page filled from it. With none, it is filed itself only if its key's
  *     Bloom bit is set (a twin was seen or filed): a pair seen in one pass
  *     is filed and merged in the next, and a unique page costs a bit;
- *   - while the engine converges, a page that meets a twin at first sight
- *     pairs or files at once, without waiting for stability (most of a
- *     booting guest's duplicates then merge in its first pass); once
- *     converged, a volatile page is only remembered (a live guest's fresh
- *     copies are often written again at once).
+ *   - a volatile page is only counted (it would be broken again at once:
+ *     a guest's hot set often starts out as equal pages).
  * A one-hash Bloom filter in front of the index spares the lookup of a key
  * never filed. A page that failed a byte comparison with its hash unchanged
  * (a collision) is not tried again until its content changes, and a page
@@ -52,9 +49,9 @@
  * its pages hashed for the first time (a guest touching memory it never
  * had: a booting or loading guest). A page rewritten with fresh content is
  * not work, nor is filing it as a candidate; a twin found later is, as the
- * merge (and so, while converging, is filing the twin of a seen page: the
- * pair merges on the next pass, which must not be an idle one). A live guest does a little of that
- * work on every pass (pages zeroed, a few twins), so the test is relative, with hysteresis:
+ * merge (in the pass after the pair was seen, which files and merges it).
+ * A live guest does a little of that work on every pass (pages zeroed, a few twins), so the test is
+ * relative, with hysteresis:
  *   - a pass converges when its work is at most max(CONV_FLOOR, hashed /
  *     CONV_RATIO) pages, with hashed the pages it hashed (merged, zero
  *     and absent pages are not hashed); 1/512 is 32 pages of 64 MiB hashed,
@@ -413,17 +410,13 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 			return;
 		}
 		bloom_set(d, &key);
-		/* While the engine converges (guests booting, loading the
-		 * same images), a page that meets a twin at first sight is
-		 * not made to wait for stability: it pairs with a filed twin,
-		 * or files itself for the next twin of this pass. Most of a
-		 * duplicate set is then merged in the first pass, not the
-		 * second or third. Once converged, pages wait a pass, as
-		 * mm/ksm.c's do: a live guest's fresh copies are often
-		 * written again at once. The bytes are compared under
-		 * write-protect at the merge either way. */
-		if (!c->eager || c->rstore)
-			return;
+		/* It waits a pass, stable, to be filed or paired, as mm/ksm.c's
+		 * pages do. Pairing pages at first sight while the engine
+		 * converged (tried) merged a guest's hot set, whose pages
+		 * start out equal, and its writes then stalled on the
+		 * copies for seconds (bench-guest-cost: hotcold at 1-5% of
+		 * its throughput). */
+		return;
 	}
 	if (cn) {
 		add_pair(c, dv, r, idx, cn, h);
@@ -442,19 +435,14 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		 * seen map (above, at first sight) or filed. Otherwise it
 		 * stays counted, not filed: most pages of a guest are unique.
 		 * PF_SEEN marks its first stable pass. */
-		bool first = !(pf & PF_SEEN);
-
-		if (first)
+		if (!(pf & PF_SEEN))
 			atomic_fetch_or(&dr->pflags[idx], PF_SEEN);
 		if (!bloom_test(d, &key))
 			return;
-		/* Its twin merges in this pass or the next: while
-		 * converging, that is work, so the engine does not call the
-		 * pass converged and go idle in between. Once converged it is
-		 * not (a bit set by another key's page would make a live
-		 * guest's churn look like work). */
-		if (first && c->eager)
-			c->new_work++;
+		/* Not work (a page a guest keeps rewriting with contents
+		 * it had before finds its own old bits): the pair's merge
+		 * is, and comes in this pass or the next, a pass that the
+		 * fresh hashes of the pair's pages made work already. */
 		n = index_node_new(d->e);
 		if (!n)
 			return;
