@@ -98,7 +98,7 @@ struct rf_wl_params {
 	uint64_t templates; /* dup: distinct duplicate contents */
 	uint64_t rounds;    /* memcheck/hotcold/churn: 0 = forever */
 	uint64_t hot_mib;   /* hotcold */
-	uint64_t pause_ms;  /* churn: pause between waves; idle: poll interval */
+	uint64_t pause_ms;  /* churn: between waves; osimage: passes; idle: wake-ups */
 	uint64_t crash;	    /* crash: enum rf_crash_kind */
 	uint64_t arg;	    /* crash: exit status */
 	uint64_t then_exit; /* 1: exit when the workload is done, 0: idle */
@@ -125,8 +125,10 @@ struct rf_bootinfo {
 	 * The one field the guest writes (the VMM zeroes it and reads it at any
 	 * time, for query-vms): the bytes of memory its workload has worked
 	 * through since READY, counted as it goes (memcheck: verified and
-	 * rewritten; hotcold: hot set read and written; every other workload
-	 * leaves it 0), so that the host can sample the guest's own work rate.
+	 * rewritten; hotcold: hot set read and written; churn: written by its
+	 * waves; osimage with pause=: read by its checksum passes; idle with
+	 * pause=: a page per wake-up on time; dup leaves it 0), so that the
+	 * host can sample the guest's own work rate.
 	 * It only grows, and the guest stores it whole with one aligned 64-bit
 	 * store: a reader sees an old value or a new one, never a mix.
 	 */
