@@ -5,6 +5,7 @@
  * reclaim, the kernel's KSM instead, ...), and show what the host paid.
  *
  *   overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] SCENARIO
+ *   overcommit-run [--out DIR] --restore
  *
  * Scenario file, one directive per line ('#' starts a comment):
  *   budget SIZE          host memory the guests may use (--host-budget)
@@ -15,7 +16,14 @@
  *                        KSM on for the VMM (prctl PR_SET_MEMORY_MERGE in
  *                        the child, /sys/kernel/mm/ksm driven and restored);
  *                        a token @KEY=VALUE adds KEY=VALUE to every VM of
- *                        the run (e.g. @balloon-report=on)
+ *                        the run (e.g. @balloon-report=on); +kernel makes it
+ *                        the kernel's own stack (kernel_stack.h): the VMM
+ *                        in a memory cgroup limited to the budget, a swap
+ *                        file, zswap with lz4, KSM at its fastest
+ *                        (10000 pages, no sleep, unless +ksm= says
+ *                        otherwise); +unconstrained marks the run the
+ *                        others' guest work is a share of (its budget is
+ *                        not checked)
  *   vm SPEC              a VM, as ramfold-vmm --vm takes it
  *
  * For each run, in DIR/NAME/: the VMM's output and console logs, its
@@ -26,6 +34,19 @@
  * in DIR/summary.csv and DIR/summary.txt. The checks of issue 7: every
  * guest responsive (its VM exits keep growing to the end), memcheck clean,
  * and the guests' measured use under the budget after the settling time.
+ *
+ * Guest work: each second the runner samples every guest's work_bytes
+ * (query-vms' work-bytes) and, for runs without ramfold's reclaim, the
+ * memory pressure stall (PSI "some": the cgroup's on v2, else the host's).
+ * The table gives each run's guest work after the settling time as a share
+ * of the unconstrained run's (mean over the guests that count work, and the
+ * worst guest), and DIR/work.svg the same share over time for every run.
+ *
+ * Whatever a run changes on the host is journaled in DIR/host.journal
+ * first and put back after the run, on SIGINT/SIGTERM, and, after a SIGKILL,
+ * at the next start or by --restore (make experiment-restore). A part of the
+ * kernel's stack the host cannot set up is one line, and the run's row is
+ * marked incomplete.
  *
  * The host line (CPUs, frequency policy, load average) is printed at the
  * start and heads summary.txt, and each run's load average at its start is
@@ -53,85 +74,20 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "kernel_stack.h"
+#include "overcommit.h"
 
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67 /* Linux 6.4 */
 #endif
 
-#define MAX_VMS	    64
-#define MAX_RUNS    8
-#define MAX_ARGS    32
-#define MAX_SAMPLES 7200
 #define KSM_DIR	    "/sys/kernel/mm/ksm"
-
-struct run_spec {
-	char name[32];
-	char *args[MAX_ARGS];
-	int nargs;
-	bool ksm;
-	unsigned int ksm_pages, ksm_sleep_ms;
-	char vm_keys[256]; /* ",key=value..." added to every VM of this run */
-};
-
-struct scenario {
-	uint64_t budget;
-	double duration, settle;
-	char *vms[MAX_VMS];
-	char vm_names[MAX_VMS][32];
-	bool vm_memcheck[MAX_VMS];
-	uint64_t vm_mem[MAX_VMS];
-	int nvms;
-	struct run_spec runs[MAX_RUNS];
-	int nruns;
-};
-
-/* One second of a run. Ledger fields come from the VMM's --ledger-csv. */
-enum {
-	L_USED,
-	L_PRIVATE,
-	L_SHARED,
-	L_ZERO,
-	L_BALLOONED,
-	L_REPORTED,
-	L_SWAPPED,
-	L_COMPRESSED,
-	L_META,
-	L_S_DEDUP,
-	L_S_ZERO,
-	L_S_BALLOON,
-	L_S_REPORT,
-	L_S_SWAP,
-	L_NF
-};
+#define KSM_FASTEST 10000, 0 /* pages_to_scan, sleep_millisecs: bench/dedup.c's */
 
 static const char *const lnames[L_NF] = {
     "used",	     "private",	      "shared_fair",	   "zero",	"ballooned",
     "free_reported", "swapped",	      "compressed_host",   "metadata",	"saved_dedup",
     "saved_zero",    "saved_balloon", "saved_free_report", "saved_swap"};
-
-struct sample {
-	double t;
-	uint64_t rss, pss, ksm_sharing;
-	uint64_t l[L_NF];
-	bool have_ledger;
-	char state[8];
-};
-
-struct run_result {
-	struct sample *s;
-	int n;
-	uint64_t exits_settle[MAX_VMS], exits_end[MAX_VMS];
-	bool faulted[MAX_VMS];
-	bool memcheck_clean[MAX_VMS];
-	uint64_t memcheck_rounds[MAX_VMS];
-	int vmm_status;
-	double load; /* the load average at the run's start */
-	/* verdicts */
-	int responsive, nvms;
-	bool memcheck_ok, under_budget;
-	uint64_t max_used_after, mean_used_after, max_pss_after, final_used;
-	uint64_t saved[5];
-};
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -271,6 +227,10 @@ static void read_scenario(const char *path, struct scenario *sc)
 						die("%s:%d: +ksm=PAGES/MS", path, lineno);
 					continue;
 				}
+				if (!strcmp(tok, "+kernel") || !strcmp(tok, "+unconstrained")) {
+					*(tok[1] == 'k' ? &r->kernel : &r->unconstrained) = true;
+					continue;
+				}
 				if (tok[0] == '@') {
 					size_t l = strlen(r->vm_keys);
 
@@ -281,6 +241,15 @@ static void read_scenario(const char *path, struct scenario *sc)
 				if (r->nargs == MAX_ARGS)
 					die("%s:%d: too many arguments", path, lineno);
 				r->args[r->nargs++] = strdup(tok);
+				if (r->nargs > 1 && !strcmp(r->args[r->nargs - 2], "--policy"))
+					r->ramfold_reclaim = strcmp(tok, "off") != 0;
+			}
+			if (r->kernel && !r->ksm) {
+				static const unsigned int fastest[2] = {KSM_FASTEST};
+
+				r->ksm = true;
+				r->ksm_pages = fastest[0];
+				r->ksm_sleep_ms = fastest[1];
 			}
 			sc->nruns++;
 		} else {
@@ -295,92 +264,69 @@ static void read_scenario(const char *path, struct scenario *sc)
 		sc->runs[0].args[0] = "--policy";
 		sc->runs[0].args[1] = "500";
 		sc->runs[0].nargs = 2;
+		sc->runs[0].ramfold_reclaim = true;
 		sc->nruns = 1;
 	}
 }
 
-/* ---- kernel KSM, for the comparison run ---- */
+/* ---- the host, changed for a run and put back ---- */
 
-static int sysfs_read(const char *name, char *buf, size_t len)
-{
-	char path[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), KSM_DIR "/%s", name);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	if (!fgets(buf, (int)len, f))
-		buf[0] = 0;
-	fclose(f);
-	buf[strcspn(buf, "\n")] = 0;
-	return 0;
-}
-
-static int sysfs_write(const char *name, const char *val)
-{
-	char path[256];
-	FILE *f;
-	int err = 0;
-
-	snprintf(path, sizeof(path), KSM_DIR "/%s", name);
-	f = fopen(path, "we");
-	if (!f)
-		return -errno;
-	if (fputs(val, f) < 0)
-		err = -EIO;
-	if (fclose(f) && !err)
-		err = -errno;
-	return err;
-}
+static struct kstack host_changes; /* journaled in OUT/host.journal */
+static volatile pid_t vmm_pid;	   /* the running VMM, for the signal handler */
 
 static uint64_t ksm_u64(const char *name)
 {
-	char b[64];
+	char p[128], b[64];
 
-	return sysfs_read(name, b, sizeof(b)) ? 0 : strtoull(b, NULL, 10);
+	snprintf(p, sizeof(p), KSM_DIR "/%s", name);
+	return bench_file_line(p, b, sizeof(b)) ? strtoull(b, NULL, 10) : 0;
 }
 
-static struct {
-	char pages[32], sleep[32];
-	bool saved;
-} ksm_old;
-
-static void ksm_on(const struct run_spec *r)
-{
-	char v[32];
-
-	if (sysfs_read("pages_to_scan", ksm_old.pages, sizeof(ksm_old.pages)) ||
-	    sysfs_read("sleep_millisecs", ksm_old.sleep, sizeof(ksm_old.sleep)))
-		die("run %s: kernel KSM not available at " KSM_DIR, r->name);
-	ksm_old.saved = true;
-	snprintf(v, sizeof(v), "%u", r->ksm_pages);
-	sysfs_write("pages_to_scan", v);
-	snprintf(v, sizeof(v), "%u", r->ksm_sleep_ms);
-	sysfs_write("sleep_millisecs", v);
-	if (sysfs_write("run", "1"))
-		die("run %s: cannot start KSM (root needed)", r->name);
-}
-
-/* Unmerge (run=2), restore the settings, and leave KSM at run=0. */
-static void ksm_off(void)
-{
-	if (!ksm_old.saved)
-		return;
-	sysfs_write("run", "2");
-	for (int i = 0; i < 100 && ksm_u64("pages_shared"); i++)
-		usleep(100000);
-	sysfs_write("pages_to_scan", ksm_old.pages);
-	sysfs_write("sleep_millisecs", ksm_old.sleep);
-	sysfs_write("run", "0");
-	ksm_old.saved = false;
-}
-
+/* The VMM first (its memory comes back through swapoff otherwise), then
+ * whatever the run changed on the host. */
 static void on_signal(int sig)
 {
-	ksm_off();
+	if (vmm_pid > 0) {
+		kill(vmm_pid, SIGKILL);
+		waitpid(vmm_pid, NULL, 0);
+	}
+	kstack_restore(&host_changes, stderr);
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+/* Append "WHAT" to the run's list of what could not be set up, and say it. */
+static void incomplete(const struct run_spec *r, struct run_result *rr, const char *what)
+{
+	size_t l = strlen(rr->incomplete);
+
+	printf("run %s: incomplete: %s\n", r->name, what);
+	snprintf(rr->incomplete + l, sizeof(rr->incomplete) - l, "%s%s", l ? "; " : "", what);
+}
+
+/* Set up the kernel's stack (or KSM alone) for run @r; each part that fails
+ * is one line, and the run goes on without it. */
+static void host_setup(const struct scenario *sc, const struct run_spec *r, const char *out,
+		       struct run_result *rr)
+{
+	char why[400], path[600], name[64];
+	uint64_t promised = 0;
+
+	if (r->ksm && kstack_ksm_on(&host_changes, r->ksm_pages, r->ksm_sleep_ms, why, sizeof(why)))
+		incomplete(r, rr, why);
+	if (!r->kernel)
+		return;
+	for (int i = 0; i < sc->nvms; i++)
+		promised += sc->vm_mem[i];
+	/* Room for every guest's memory: the kernel never runs out of swap. */
+	snprintf(path, sizeof(path), "%s/kernel-stack.swap", out);
+	if (kstack_swap_on(&host_changes, path, promised, why, sizeof(why)))
+		incomplete(r, rr, why);
+	if (kstack_zswap_on(&host_changes, "lz4", why, sizeof(why)))
+		incomplete(r, rr, why);
+	snprintf(name, sizeof(name), "ramfold-experiment-%d", (int)getpid());
+	if (kstack_cgroup_make(&host_changes, name, sc->budget, why, sizeof(why)))
+		incomplete(r, rr, why);
 }
 
 /* ---- talking to the VMM ---- */
@@ -418,8 +364,9 @@ static int ctl_request(const char *sock, const char *req, char *reply, size_t le
 	return got ? 0 : -EIO;
 }
 
-/* From query-vms: each VM's exits and whether it faulted. */
-static void read_vms(const char *sock, const struct scenario *sc, uint64_t *exits, bool *faulted)
+/* From query-vms: each VM's exits, whether it faulted, and its work. */
+static void read_vms(const char *sock, const struct scenario *sc, uint64_t *exits, bool *faulted,
+		     uint64_t *work)
 {
 	static char reply[1 << 16];
 
@@ -439,6 +386,9 @@ static void read_vms(const char *sock, const struct scenario *sc, uint64_t *exit
 		q = strstr(p, "\"state\":\"");
 		if (q && !strncmp(q + 9, "faulted", 7))
 			faulted[i] = true;
+		q = strstr(p, "\"work-bytes\":");
+		if (q && q < strchr(p, '}'))
+			work[i] = strtoull(q + 13, NULL, 10);
 	}
 }
 
@@ -656,18 +606,7 @@ static void write_svg(const char *path, const char *title, const struct run_resu
 		"stroke-width=\"2\" stroke-dasharray=\"6,4\"/>\n",
 		X0, PY(budget), X0 + PW, PY(budget));
 	/* Axes and ticks. */
-	fprintf(f,
-		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n"
-		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n",
-		X0, Y0, X0, Y0 + PH, X0, Y0 + PH, X0 + PW, Y0 + PH);
-	for (int i = 0; i <= 5; i++) {
-		double v = ymax * i / 5, t = tmax * i / 5;
-
-		fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%.0f MiB</text>\n",
-			X0 - 4, PY(v) + 4, v / 1048576.0);
-		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f s</text>\n",
-			PX(t), Y0 + PH + 16, t);
-	}
+	plot_axes(f, &(struct plot_frame){X0, Y0, PW, PH, tmax, ymax}, 1 / 1048576.0, " MiB");
 	/* Legend. */
 	for (int k = 0; k < nl; k++)
 		fprintf(f,
@@ -748,8 +687,7 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 			fprintf(f, "%s%s", argv[i], i + 1 < argc ? " " : "\n");
 		fclose(f);
 	}
-	if (r->ksm)
-		ksm_on(r);
+	host_setup(sc, r, out, rr);
 	rr->load = bench_loadavg();
 	printf("run %s: %d VMs, budget %llu MiB, %.0f s, load average %.2f at start ...\n", r->name,
 	       sc->nvms, (unsigned long long)(sc->budget >> 20), sc->duration, rr->load);
@@ -759,6 +697,10 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (kstack_cgroup_join(&host_changes)) {
+			perror("overcommit-run: joining the cgroup");
+			_exit(127);
+		}
 		if (r->ksm && prctl(PR_SET_MEMORY_MERGE, 1, 0, 0, 0)) {
 			perror("overcommit-run: prctl(PR_SET_MEMORY_MERGE)");
 			_exit(127);
@@ -770,6 +712,7 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		_exit(127);
 	}
 	close(outfd);
+	vmm_pid = pid;
 	t0 = now_s();
 	settle_at = sc->settle;
 	rr->s = calloc(MAX_SAMPLES, sizeof(*rr->s));
@@ -782,6 +725,7 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			rr->vmm_status =
 			    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			vmm_pid = 0;
 			break;
 		}
 		usleep(1000000 - (useconds_t)(fmod(now_s() - t0, 1.0) * 1e6));
@@ -794,13 +738,17 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		if (!s->rss)
 			continue; /* exiting */
 		s->ksm_sharing = r->ksm ? ksm_u64("pages_sharing") : 0;
+		s->cgroup_bytes = kstack_cgroup_usage(&host_changes);
+		s->stall_us = kstack_stall_us(&host_changes, &rr->stall_source);
+		if (rr->n)
+			memcpy(s->work, s[-1].work, sizeof(s->work));
 		rr->n++;
-		read_vms(sock, sc, rr->exits_end, rr->faulted);
+		read_vms(sock, sc, rr->exits_end, rr->faulted, s->work);
 		if (t < settle_at)
 			memcpy(rr->exits_settle, rr->exits_end, sizeof(rr->exits_settle));
 	}
-	if (r->ksm)
-		ksm_off();
+	if (kstack_restore(&host_changes, stdout))
+		incomplete(r, rr, "the host could not be put back: see above");
 	merge_ledger(csv, rr, t0);
 	for (int i = 0; i < sc->nvms; i++) {
 		if (!sc->vm_memcheck[i])
@@ -846,6 +794,7 @@ static void judge(const struct scenario *sc, struct run_result *rr)
 	if (!cnt)
 		rr->under_budget = false;
 	rr->mean_used_after = cnt ? sum / (uint64_t)cnt : 0;
+	judge_work(sc, rr);
 	if (last) {
 		rr->final_used = last->l[L_USED];
 		for (int k = 0; k < 5; k++)
@@ -853,7 +802,7 @@ static void judge(const struct scenario *sc, struct run_result *rr)
 	}
 }
 
-static void write_samples(const char *path, const struct run_result *rr)
+static void write_samples(const char *path, const struct scenario *sc, const struct run_result *rr)
 {
 	FILE *f = fopen(path, "we");
 
@@ -862,6 +811,9 @@ static void write_samples(const char *path, const struct run_result *rr)
 	fprintf(f, "t_s,process_rss,process_pss,ksm_pages_sharing,state");
 	for (int k = 0; k < L_NF; k++)
 		fprintf(f, ",%s", lnames[k]);
+	fprintf(f, ",cgroup_bytes,psi_some_total_us");
+	for (int i = 0; i < sc->nvms; i++)
+		fprintf(f, ",work_bytes_%s", sc->vm_names[i]);
 	fprintf(f, "\n");
 	for (int i = 0; i < rr->n; i++) {
 		const struct sample *s = &rr->s[i];
@@ -871,6 +823,10 @@ static void write_samples(const char *path, const struct run_result *rr)
 			s->have_ledger ? s->state : "");
 		for (int k = 0; k < L_NF; k++)
 			fprintf(f, ",%llu", (unsigned long long)s->l[k]);
+		fprintf(f, ",%llu,%lld", (unsigned long long)s->cgroup_bytes,
+			(long long)s->stall_us);
+		for (int i = 0; i < sc->nvms; i++)
+			fprintf(f, ",%llu", (unsigned long long)s->work[i]);
 		fprintf(f, "\n");
 	}
 	fclose(f);
@@ -878,15 +834,135 @@ static void write_samples(const char *path, const struct run_result *rr)
 
 #define MB(x) ((double)(x) / 1048576.0)
 
+/* "  87%" or what stands for a figure this run does not have. */
+static const char *pct_cell(char *b, size_t cap, double v, const char *none)
+{
+	if (v < 0)
+		snprintf(b, cap, "%s", none);
+	else
+		snprintf(b, cap, "%.0f%%", v * 100);
+	return b;
+}
+
+static const char *budget_cell(const struct run_spec *r, const struct run_result *x)
+{
+	if (r->unconstrained)
+		return "n/a";
+	return x->under_budget ? "held" : "OVER";
+}
+
+/* The guests' stall: PSI for the kernel's reclaim; ramfold's own fault-wait
+ * time is not kept by the library yet (only fault latency percentiles). */
+static const char *stall_cell(char *b, size_t cap, const struct run_spec *r,
+			      const struct run_result *x)
+{
+	if (r->ramfold_reclaim)
+		return "n/m";
+	if (x->stall_pct < 0)
+		return "no PSI";
+	snprintf(b, cap, "%.2f%%", x->stall_pct);
+	return b;
+}
+
+static void write_table(FILE *f, const struct scenario *sc, const struct run_result *rr,
+			double maxload, uint64_t promised)
+{
+	bool any_incomplete = false, any_ramfold = false;
+	const char *psi_source = NULL;
+
+	fprintf(f,
+		"\n%d VMs, %.0f MiB promised, budget %.0f MiB (%.2fx overcommit), %.0f s "
+		"per run, budget and work after %.0f s\n",
+		sc->nvms, MB(promised), MB(sc->budget), (double)promised / (double)sc->budget,
+		sc->duration, sc->settle);
+	fprintf(f,
+		"%-14s %6s %8s %6s %6s %7s %9s %9s %9s | %-8s | saved MiB: %6s %6s %7s %6s "
+		"%6s\n",
+		"run", "alive", "memcheck", "budget", "work", "worst", "stall", "max Pss", "mean",
+		"setup", "dedup", "zero", "balloon", "report", "swap");
+	for (int r = 0; r < sc->nruns; r++) {
+		const struct run_result *x = &rr[r];
+		const struct run_spec *rs = &sc->runs[r];
+		char w[16], wo[16], st[16];
+
+		fprintf(f,
+			"%-14s %3d/%-2d %8s %6s %6s %7s %9s %9.1f %9.1f | %-8s | %17.1f %6.1f "
+			"%7.1f %6.1f %6.1f\n",
+			rs->name, x->responsive, x->nvms, x->memcheck_ok ? "clean" : "FAILED",
+			budget_cell(rs, x), pct_cell(w, sizeof(w), x->work_share, "-"),
+			pct_cell(wo, sizeof(wo), x->work_worst, "-"),
+			stall_cell(st, sizeof(st), rs, x), MB(x->max_pss_after),
+			MB(x->mean_used_after), *x->incomplete ? "INCOMPL." : "complete",
+			MB(x->saved[0]), MB(x->saved[1]), MB(x->saved[2]), MB(x->saved[3]),
+			MB(x->saved[4]));
+		any_incomplete |= *x->incomplete != 0;
+		any_ramfold |= rs->ramfold_reclaim;
+		if (!rs->ramfold_reclaim && x->stall_source)
+			psi_source = x->stall_source;
+	}
+	fprintf(f, "work = the guests' work after settling as a share of the unconstrained run's "
+		   "(mean of the guests that count work; worst = the lowest guest).\n");
+	if (psi_source)
+		fprintf(f,
+			"stall = memory pressure stall, PSI \"some\" of the %s, %% of the time "
+			"after settling.\n",
+			psi_source);
+	if (any_ramfold)
+		fprintf(f, "n/m = not measured yet: ramfold does not keep the time vCPUs wait in "
+			   "its fault handling (only fault latency percentiles).\n");
+	fprintf(f, "Pss = the VMM process (smaps_rollup); mean = guests' host cost by the "
+		   "ramfold ledger (pagemap).\n");
+	for (int r = 0; any_incomplete && r < sc->nruns; r++)
+		if (*rr[r].incomplete)
+			fprintf(f, "%s incomplete: %s\n", sc->runs[r].name, rr[r].incomplete);
+	fprintf(f, "load average at each run's start:");
+	for (int r = 0; r < sc->nruns; r++)
+		fprintf(f, " %s %.2f", sc->runs[r].name, rr[r].load);
+	fprintf(f, sc->nruns > 1 && maxload >= 1
+		       ? " - noisy: a run started at load 1 or more, so the runs "
+			 "do not compare (no result)\n"
+		       : "\n");
+}
+
+static void write_summary_csv(FILE *f, const struct scenario *sc, const struct run_result *rr)
+{
+	fprintf(f, "run,vmm_status,responsive,vms,memcheck_clean,under_budget,budget,"
+		   "max_used_after_settle,mean_used_after_settle,final_used,"
+		   "max_process_pss_after_settle,saved_dedup,saved_zero,saved_balloon,"
+		   "saved_free_report,saved_swap,load_at_start,work_share,work_worst,"
+		   "stall_pct,incomplete\n");
+	for (int r = 0; r < sc->nruns; r++) {
+		const struct run_result *x = &rr[r];
+
+		fprintf(f,
+			"%s,%d,%d,%d,%d,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.2f,"
+			"%.4f,%.4f,%.4f,\"%s\"\n",
+			sc->runs[r].name, x->vmm_status, x->responsive, x->nvms, x->memcheck_ok,
+			x->under_budget, (unsigned long long)sc->budget,
+			(unsigned long long)x->max_used_after,
+			(unsigned long long)x->mean_used_after, (unsigned long long)x->final_used,
+			(unsigned long long)x->max_pss_after, (unsigned long long)x->saved[0],
+			(unsigned long long)x->saved[1], (unsigned long long)x->saved[2],
+			(unsigned long long)x->saved[3], (unsigned long long)x->saved[4], x->load,
+			x->work_share, x->work_worst,
+			sc->runs[r].ramfold_reclaim ? -1 : x->stall_pct, x->incomplete);
+	}
+}
+
+#define USAGE                                                                                      \
+	"usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] SCENARIO\n"               \
+	"       overcommit-run [--out DIR] --restore"
+
 int main(int argc, char **argv)
 {
 	const char *vmm = "build/ramfold-vmm", *out = "build/experiment", *scen = NULL;
 	struct scenario sc = {0};
 	static struct run_result rr[MAX_RUNS];
+	const struct run_result *base = NULL;
 	double duration = 0;
 	char path[1024];
 	FILE *sum_csv, *sum_txt;
-	bool all_ok = true;
+	bool all_ok = true, restore_only = false;
 	double maxload = 0;
 	char host[160];
 	uint64_t promised = 0;
@@ -898,14 +974,24 @@ int main(int argc, char **argv)
 			out = argv[++i];
 		else if (!strcmp(argv[i], "--duration") && i + 1 < argc)
 			duration = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--restore"))
+			restore_only = true;
 		else if (argv[i][0] != '-' && !scen)
 			scen = argv[i];
 		else
-			die("usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] "
-			    "SCENARIO");
+			die(USAGE);
 	}
+	/* A runner killed outright (SIGKILL) left its changes in the journal. */
+	snprintf(path, sizeof(path), "%s/host.journal", out);
+	if (kstack_restore_journal(path, stdout))
+		die("%s: the host could not be put back (see above); fix it, then run "
+		    "overcommit-run --out %s --restore",
+		    path, out);
+	if (restore_only)
+		return 0;
+	kstack_init(&host_changes, path);
 	if (!scen)
-		die("usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] SCENARIO");
+		die(USAGE);
 	if (access(vmm, X_OK))
 		die("%s: %s (build it with make)", vmm, strerror(errno));
 	read_scenario(scen, &sc);
@@ -927,16 +1013,22 @@ int main(int argc, char **argv)
 
 		run_one(&sc, &sc.runs[r], vmm, out, &rr[r]);
 		judge(&sc, &rr[r]);
+		if (sc.runs[r].unconstrained && !base)
+			base = &rr[r];
 		if (rr[r].load > maxload)
 			maxload = rr[r].load;
 		snprintf(path, sizeof(path), "%s/%s/samples.csv", out, sc.runs[r].name);
-		write_samples(path, &rr[r]);
+		write_samples(path, &sc, &rr[r]);
 		snprintf(path, sizeof(path), "%s/%s/memory.svg", out, sc.runs[r].name);
 		snprintf(title, sizeof(title),
 			 "%s: guest memory by category (ramfold ledger) vs budget %.0f MiB",
 			 sc.runs[r].name, MB(sc.budget));
 		write_svg(path, title, &rr[r], sc.budget);
 	}
+	for (int r = 0; r < sc.nruns; r++)
+		judge_share(&sc, &rr[r], base);
+	snprintf(path, sizeof(path), "%s/work.svg", out);
+	write_work_svg(path, &sc, rr, base);
 
 	snprintf(path, sizeof(path), "%s/summary.csv", out);
 	sum_csv = fopen(path, "we");
@@ -944,66 +1036,22 @@ int main(int argc, char **argv)
 	sum_txt = fopen(path, "we");
 	if (!sum_csv || !sum_txt)
 		die("%s: cannot write the summary", out);
-	fprintf(sum_csv, "run,vmm_status,responsive,vms,memcheck_clean,under_budget,budget,"
-			 "max_used_after_settle,mean_used_after_settle,final_used,"
-			 "max_process_pss_after_settle,saved_dedup,saved_zero,saved_balloon,"
-			 "saved_free_report,saved_swap,load_at_start\n");
-	for (FILE *f = stdout;; f = sum_txt) {
-		if (f == sum_txt)
-			fprintf(f, "%s at start\n", host);
-		fprintf(f,
-			"\n%d VMs, %.0f MiB promised, budget %.0f MiB (%.2fx overcommit), %.0f s "
-			"per run, budget checked after %.0f s\n",
-			sc.nvms, MB(promised), MB(sc.budget), (double)promised / (double)sc.budget,
-			sc.duration, sc.settle);
-		fprintf(f, "%-10s %6s %9s %8s %9s %9s %9s %9s | saved MiB: %6s %6s %7s %6s %6s\n",
-			"run", "alive", "memcheck", "budget", "max used", "mean", "final",
-			"max Pss", "dedup", "zero", "balloon", "report", "swap");
-		for (int r = 0; r < sc.nruns; r++) {
-			const struct run_result *x = &rr[r];
-
-			fprintf(f,
-				"%-10s %3d/%-2d %9s %8s %9.1f %9.1f %9.1f %9.1f | %17.1f %6.1f "
-				"%7.1f %6.1f %6.1f\n",
-				sc.runs[r].name, x->responsive, x->nvms,
-				x->memcheck_ok ? "clean" : "FAILED",
-				x->under_budget ? "held" : "OVER", MB(x->max_used_after),
-				MB(x->mean_used_after), MB(x->final_used), MB(x->max_pss_after),
-				MB(x->saved[0]), MB(x->saved[1]), MB(x->saved[2]), MB(x->saved[3]),
-				MB(x->saved[4]));
-		}
-		fprintf(f, "used = guests' host cost measured by the ramfold ledger (pagemap); "
-			   "Pss = the VMM process (smaps_rollup).\n");
-		fprintf(f, "load average at each run's start:");
-		for (int r = 0; r < sc.nruns; r++)
-			fprintf(f, " %s %.2f", sc.runs[r].name, rr[r].load);
-		fprintf(f, sc.nruns > 1 && maxload >= 1
-			       ? " - noisy: a run started at load 1 or more, so the runs "
-				 "do not compare (no result)\n"
-			       : "\n");
-		if (f == sum_txt)
-			break;
-	}
-	for (int r = 0; r < sc.nruns; r++) {
-		const struct run_result *x = &rr[r];
-		bool ok = x->responsive == x->nvms && x->memcheck_ok && x->under_budget;
-
-		fprintf(
-		    sum_csv,
-		    "%s,%d,%d,%d,%d,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.2f\n",
-		    sc.runs[r].name, x->vmm_status, x->responsive, x->nvms, x->memcheck_ok,
-		    x->under_budget, (unsigned long long)sc.budget,
-		    (unsigned long long)x->max_used_after, (unsigned long long)x->mean_used_after,
-		    (unsigned long long)x->final_used, (unsigned long long)x->max_pss_after,
-		    (unsigned long long)x->saved[0], (unsigned long long)x->saved[1],
-		    (unsigned long long)x->saved[2], (unsigned long long)x->saved[3],
-		    (unsigned long long)x->saved[4], x->load);
-		/* Only the first run is ramfold's: the comparison runs report. */
-		if (r == 0 && !ok)
-			all_ok = false;
-	}
+	write_summary_csv(sum_csv, &sc, rr);
+	fprintf(sum_txt, "%s at start\n", host);
+	write_table(stdout, &sc, rr, maxload, promised);
+	write_table(sum_txt, &sc, rr, maxload, promised);
 	fclose(sum_csv);
 	fclose(sum_txt);
-	printf("results in %s/ (summary.txt, summary.csv, RUN/memory.svg, RUN/samples.csv)\n", out);
+	/* ramfold's runs must pass; the peers and the baseline report. */
+	for (int r = 0; r < sc.nruns; r++) {
+		const struct run_result *x = &rr[r];
+
+		if (sc.runs[r].ramfold_reclaim &&
+		    !(x->responsive == x->nvms && x->memcheck_ok && x->under_budget))
+			all_ok = false;
+	}
+	printf("results in %s/ (summary.txt, summary.csv, work.svg, RUN/memory.svg, "
+	       "RUN/samples.csv)\n",
+	       out);
 	return all_ok ? 0 : 1;
 }

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest work as the experiment's measure (issue 18): what the guests got
+ * done under a budget, as a share of what they did unconstrained. Guests
+ * count their own work in their boot-info page (work_bytes; each workload
+ * its own unit: bytes verified, written or read, or a page per wake-up on
+ * time), so a share is taken guest by guest against the same guest's
+ * unconstrained rate, and only then averaged: a memcheck guest's GB/s does
+ * not drown an idle guest's wake-ups.
+ */
+#include <stdio.h>
+
+#include "overcommit.h"
+
+/* Each guest's work rate and the stall, from the first sample after the
+ * settling time to the last. */
+void judge_work(const struct scenario *sc, struct run_result *rr)
+{
+	const struct sample *a = NULL, *b = rr->n ? &rr->s[rr->n - 1] : NULL;
+	double dt;
+
+	rr->stall_pct = -1;
+	for (int i = 0; i < rr->n && !a; i++)
+		if (rr->s[i].t >= sc->settle)
+			a = &rr->s[i];
+	if (!a || !b || (dt = b->t - a->t) < 1)
+		return;
+	for (int i = 0; i < sc->nvms; i++)
+		rr->work_rate[i] = (double)(b->work[i] - a->work[i]) / dt;
+	if (a->stall_us >= 0 && b->stall_us >= 0)
+		rr->stall_pct = (double)(b->stall_us - a->stall_us) / 1e4 / dt;
+}
+
+/* Guest work as a share of the unconstrained run's @base, guest by guest:
+ * the mean over the guests that worked there, and the worst of them. */
+void judge_share(const struct scenario *sc, struct run_result *rr, const struct run_result *base)
+{
+	double sum = 0;
+	int n = 0;
+
+	rr->work_share = rr->work_worst = -1;
+	for (int i = 0; base && i < sc->nvms; i++) {
+		double share;
+
+		if (base->work_rate[i] <= 0)
+			continue;
+		share = rr->work_rate[i] / base->work_rate[i];
+		sum += share;
+		n++;
+		if (rr->work_worst < 0 || share < rr->work_worst)
+			rr->work_worst = share;
+	}
+	if (n)
+		rr->work_share = sum / n;
+}
+
+/* The guests' mean share at sample @i, over the @w seconds before it; -1
+ * when no guest of @base worked. */
+static double share_at(const struct scenario *sc, const struct run_result *rr, int i, int w,
+		       const struct run_result *base)
+{
+	const struct sample *a = &rr->s[i - w], *b = &rr->s[i];
+	double sum = 0, dt = b->t - a->t;
+	int n = 0;
+
+	for (int v = 0; v < sc->nvms; v++) {
+		if (base->work_rate[v] <= 0)
+			continue;
+		sum += (double)(b->work[v] - a->work[v]) / dt / base->work_rate[v];
+		n++;
+	}
+	return n && dt > 0 ? sum / n : -1;
+}
+
+void write_work_svg(const char *path, const struct scenario *sc, const struct run_result *rr,
+		    const struct run_result *base)
+{
+	static const char *const colors[] = {"#4e79a7", "#e15759", "#59a14f", "#f28e2b",
+					     "#b07aa1", "#76b7b2", "#9c755f", "#edc948"};
+	const double W = 960, H = 420, X0 = 70, Y0 = 30, PW = 640, PH = 340;
+	const int win = 3; /* seconds each point averages: work comes in bursts */
+	double tmax = sc->duration, ymax = 1.2;
+	FILE *f;
+
+	if (!base)
+		return;
+	for (int r = 0; r < sc->nruns; r++)
+		for (int i = win; i < rr[r].n; i++) {
+			double y = share_at(sc, &rr[r], i, win, base);
+
+			if (y > ymax)
+				ymax = y < 3 ? y : 3;
+		}
+	if (!(f = fopen(path, "we")))
+		return;
+#define PX(t) (X0 + (t) / tmax * PW)
+#define PY(v) (Y0 + PH - (v) / ymax * PH)
+	fprintf(f,
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+		"font-family=\"sans-serif\" font-size=\"12\">\n"
+		"<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+		"<text x=\"%.0f\" y=\"18\" font-size=\"14\">guest work, share of the unconstrained "
+		"run's (mean of the guests, %d s windows); settled after %.0f s</text>\n",
+		W, H, X0, win, sc->settle);
+	fprintf(f,
+		"<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#bbb\" "
+		"stroke-dasharray=\"4,4\"/>\n",
+		PX(sc->settle), Y0, PX(sc->settle), Y0 + PH);
+	for (int r = 0; r < sc->nruns; r++) {
+		const char *c = colors[r % 8];
+
+		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+			c);
+		for (int i = win; i < rr[r].n; i++) {
+			double y = share_at(sc, &rr[r], i, win, base);
+
+			if (y >= 0)
+				fprintf(f, "%.1f,%.1f ", PX(rr[r].s[i].t), PY(y < ymax ? y : ymax));
+		}
+		fprintf(f,
+			"\"/>\n<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"12\" "
+			"fill=\"%s\"/><text x=\"%.0f\" y=\"%.0f\">%s</text>\n",
+			X0 + PW + 20, Y0 + 20.0 * r, c, X0 + PW + 38, Y0 + 20.0 * r + 10,
+			sc->runs[r].name);
+	}
+	plot_axes(f, &(struct plot_frame){X0, Y0, PW, PH, tmax, ymax}, 100, "%");
+	fprintf(f, "</svg>\n");
+#undef PX
+#undef PY
+	fclose(f);
+}
