@@ -216,6 +216,10 @@ int kstack_swap_on(struct kstack *ks, const char *path, uint64_t bytes, char *wh
 		say(why, cap, "swap: a swap file is already on (%s)", ks->swap_file);
 		return -EBUSY;
 	}
+	if (strlen(path) >= sizeof(ks->swap_file)) {
+		say(why, cap, "swap: the path %s is too long", path);
+		return -ENAMETOOLONG;
+	}
 	snprintf(ks->swap_file, sizeof(ks->swap_file), "%s", path);
 	if ((err = journal_write(ks))) {
 		say(why, cap, "swap: cannot write the journal %s: %s", ks->journal, strerror(-err));

@@ -81,8 +81,10 @@
 #define PR_SET_MEMORY_MERGE 67 /* Linux 6.4 */
 #endif
 
-#define KSM_DIR	    "/sys/kernel/mm/ksm"
-#define KSM_FASTEST 10000, 0 /* pages_to_scan, sleep_millisecs: bench/dedup.c's */
+#define KSM_DIR "/sys/kernel/mm/ksm"
+/* KSM at its fastest, as bench/dedup.c runs it: pages_to_scan, sleep_millisecs. */
+#define KSM_FASTEST_PAGES    10000
+#define KSM_FASTEST_SLEEP_MS 0
 
 static const char *const lnames[L_NF] = {
     "used",	     "private",	      "shared_fair",	   "zero",	"ballooned",
@@ -245,11 +247,9 @@ static void read_scenario(const char *path, struct scenario *sc)
 					r->ramfold_reclaim = strcmp(tok, "off") != 0;
 			}
 			if (r->kernel && !r->ksm) {
-				static const unsigned int fastest[2] = {KSM_FASTEST};
-
 				r->ksm = true;
-				r->ksm_pages = fastest[0];
-				r->ksm_sleep_ms = fastest[1];
+				r->ksm_pages = KSM_FASTEST_PAGES;
+				r->ksm_sleep_ms = KSM_FASTEST_SLEEP_MS;
 			}
 			sc->nruns++;
 		} else {
@@ -309,7 +309,7 @@ static void incomplete(const struct run_spec *r, struct run_result *rr, const ch
 static void host_setup(const struct scenario *sc, const struct run_spec *r, const char *out,
 		       struct run_result *rr)
 {
-	char why[400], path[600], name[64];
+	char why[400], path[4200], name[64], abs[4096];
 	uint64_t promised = 0;
 
 	if (r->ksm && kstack_ksm_on(&host_changes, r->ksm_pages, r->ksm_sleep_ms, why, sizeof(why)))
@@ -318,8 +318,11 @@ static void host_setup(const struct scenario *sc, const struct run_spec *r, cons
 		return;
 	for (int i = 0; i < sc->nvms; i++)
 		promised += sc->vm_mem[i];
-	/* Room for every guest's memory: the kernel never runs out of swap. */
-	snprintf(path, sizeof(path), "%s/kernel-stack.swap", out);
+	/* Room for every guest's memory: the kernel never runs out of swap. The
+	 * path absolute: a restore may start from another directory. */
+	if (!realpath(out, abs))
+		snprintf(abs, sizeof(abs), "%s", out);
+	snprintf(path, sizeof(path), "%s/kernel-stack.swap", abs);
 	if (kstack_swap_on(&host_changes, path, promised, why, sizeof(why)))
 		incomplete(r, rr, why);
 	if (kstack_zswap_on(&host_changes, "lz4", why, sizeof(why)))
