@@ -868,7 +868,7 @@ static const char *stall_cell(char *b, size_t cap, const struct run_spec *r,
 }
 
 static void write_table(FILE *f, const struct scenario *sc, const struct run_result *rr,
-			double maxload, uint64_t promised)
+			const struct run_result *base, double maxload, uint64_t promised)
 {
 	bool any_incomplete = false, any_ramfold = false;
 	const char *psi_source = NULL;
@@ -905,6 +905,7 @@ static void write_table(FILE *f, const struct scenario *sc, const struct run_res
 	}
 	fprintf(f, "work = the guests' work after settling as a share of the unconstrained run's "
 		   "(mean of the guests that count work; worst = the lowest guest).\n");
+	write_guest_shares(f, sc, rr, base);
 	if (psi_source)
 		fprintf(f,
 			"stall = memory pressure stall, PSI \"some\" of the %s, %% of the time "
@@ -1041,8 +1042,8 @@ int main(int argc, char **argv)
 		die("%s: cannot write the summary", out);
 	write_summary_csv(sum_csv, &sc, rr);
 	fprintf(sum_txt, "%s at start\n", host);
-	write_table(stdout, &sc, rr, maxload, promised);
-	write_table(sum_txt, &sc, rr, maxload, promised);
+	write_table(stdout, &sc, rr, base, maxload, promised);
+	write_table(sum_txt, &sc, rr, base, maxload, promised);
 	fclose(sum_csv);
 	fclose(sum_txt);
 	/* ramfold's runs must pass; the peers and the baseline report. */

@@ -102,6 +102,9 @@ void plot_axes(FILE *f, const struct plot_frame *p, double yscale, const char *y
 void judge_work(const struct scenario *sc, struct run_result *rr);
 /* @rr's guest work as a share of the unconstrained run @base's (NULL: none). */
 void judge_share(const struct scenario *sc, struct run_result *rr, const struct run_result *base);
+/* One line per run but @base: each guest's share of its work in @base. */
+void write_guest_shares(FILE *f, const struct scenario *sc, const struct run_result *rr,
+			const struct run_result *base);
 /* Guest work over time, as a share of @base's, one line per run, into @path. */
 void write_work_svg(const char *path, const struct scenario *sc, const struct run_result *rr,
 		    const struct run_result *base);

@@ -129,3 +129,21 @@ void write_work_svg(const char *path, const struct scenario *sc, const struct ru
 #undef PY
 	fclose(f);
 }
+
+void write_guest_shares(FILE *f, const struct scenario *sc, const struct run_result *rr,
+			const struct run_result *base)
+{
+	if (!base)
+		return;
+	fprintf(f, "work by guest, share of unconstrained:");
+	for (int r = 0; r < sc->nruns; r++) {
+		if (&rr[r] == base)
+			continue;
+		fprintf(f, "\n  %-14s", sc->runs[r].name);
+		for (int v = 0; v < sc->nvms; v++)
+			if (base->work_rate[v] > 0)
+				fprintf(f, " %s %.0f%%", sc->vm_names[v],
+					100 * rr[r].work_rate[v] / base->work_rate[v]);
+	}
+	fprintf(f, "\n");
+}
