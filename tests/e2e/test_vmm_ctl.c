@@ -285,6 +285,39 @@ static void test_work_bytes(void **state)
 	vmm_proc_free(&p);
 }
 
+/*
+ * churn, osimage and idle count theirs too: churn exactly the bytes of its
+ * waves after the first, osimage (pause=) what its later checksum passes
+ * read, idle (pause=) a page per wake-up on time, at most one per period.
+ */
+static void test_work_bytes_other_workloads(void **state)
+{
+	const char *args[] = {"--vm", "name=ch,mem=64M,workload=churn,mib=8,rounds=3,pause=50",
+			      "--vm", "name=os,mem=64M,workload=osimage,mib=8,pause=100",
+			      "--vm", "name=id,mem=64M,workload=idle,mib=4,pause=50",
+			      NULL};
+	struct vmm_proc p;
+	uint64_t os, id;
+
+	(void)state;
+	require_kvm();
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_output(&p, "RESULT churn", 30000), 0);
+	assert_int_equal(work_bytes(&p, "ch"), 2 * (8ull << 20));
+	assert_int_equal(vmm_proc_wait_ready(&p, "os", 30000), 0);
+	assert_int_equal(vmm_proc_wait_ready(&p, "id", 30000), 0);
+	usleep(1000000);
+	os = work_bytes(&p, "os");
+	id = work_bytes(&p, "id");
+	assert_true(os > 0);
+	assert_true(id > 0);
+	assert_int_equal(id % 4096, 0);
+	/* 1 s since READY at most, a wake-up every 50 ms: 20 and a margin */
+	assert_true(id / 4096 <= 25);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
 /* Last: quit stops the VMM with status 0 and removes the socket. */
 static void test_quit(void **state)
 {
@@ -308,6 +341,7 @@ int main(void)
 	    cmocka_unit_test(test_connection_survives_bad_input),
 	    cmocka_unit_test(test_client_mode),
 	    cmocka_unit_test(test_work_bytes),
+	    cmocka_unit_test(test_work_bytes_other_workloads),
 	    cmocka_unit_test(test_quit),
 	};
 
