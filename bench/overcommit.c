@@ -903,8 +903,12 @@ static void write_table(FILE *f, const struct scenario *sc, const struct run_res
 		if (!rs->ramfold_reclaim && x->stall_source)
 			psi_source = x->stall_source;
 	}
-	fprintf(f, "work = the guests' work after settling as a share of the unconstrained run's "
-		   "(mean of the guests that count work; worst = the lowest guest).\n");
+	if (base)
+		fprintf(f,
+			"work = the guests' work after settling as a share of the unconstrained "
+			"run's (mean of the guests that count work; worst = the lowest guest).\n");
+	else
+		fprintf(f, "work: - (the scenario has no +unconstrained run to compare with)\n");
 	write_guest_shares(f, sc, rr, base);
 	if (psi_source)
 		fprintf(f,
