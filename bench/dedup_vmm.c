@@ -178,6 +178,8 @@ static int run_round(struct result rs[DEDUP_ENGINES], unsigned int round, uint64
 			snprintf(rs[k].note, sizeof(rs[k].note), "kernel KSM not available");
 			continue;
 		}
+		/* The guests of the run before raise the load for a while. */
+		bench_wait_quiet("dedup_vmm bench", 120);
 		rs[k].load = bench_loadavg();
 		printf("dedup_vmm bench: round %u, %s: load average %.2f at start\n", round,
 		       rs[k].name, rs[k].load);
