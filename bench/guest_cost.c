@@ -21,7 +21,11 @@
  *    ended: scan-passes two above its count just after set-dedup (the pass
  *    under way then may have begun before the VMs were in). At most one
  *    pass late, never early;
- *  - converged: query-dedup says so, at least 3 passes after the attach.
+ *  - converged: query-dedup says so once the first pass is over. The flag
+ *    is set at the end of a pass that found no work; the first whole pass
+ *    over the VMs hashes their pages for the first time, which is work, so
+ *    a flag read then comes from a pass that saw them all. (Waiting for a
+ *    third pass put the window past an idle pass of seconds.)
  * Each guest's throughput during the first pass (over [0, its end]), until
  * converged (over [0, converged]: the engine works as fast as it can until
  * then, which can be many passes after the first) and once converged (over
@@ -261,7 +265,7 @@ static int run_one(struct run *r, FILE *csv, unsigned int round)
 			s->v[k] -= base[k];
 		if (r->on && r->t_pass < 0 && s->pass >= 2)
 			r->t_pass = s->t;
-		if (r->on && r->t_conv < 0 && s->pass >= 3 && s->converged)
+		if (r->on && r->t_conv < 0 && s->pass >= 2 && s->converged)
 			r->t_conv = s->t;
 		fprintf(csv, "%u,%s,%.3f,%.0f,%.0f,%.4f,%u,%d,%.0f,%.0f,%.0f\n", round,
 			r->on ? "on" : "off", s->t, s->v[0], s->v[1], s->v[CPU], s->pass,
