@@ -580,7 +580,8 @@ static void test_dedup_nice(void **state)
 	rf_require(own <= 7, "running above nice 7: going down to 7 needs CAP_SYS_NICE");
 	serve_with(&s, "nice", "--dedup-nice=7");
 	served_pid = s.pid;
-	assert_int_equal(rf_test_threads_at_nice(s.pid, "rf-scan/", 7), 1);
+	/* One scanner per CPU (the engine's default): each at 7. */
+	assert_true(rf_test_threads_at_nice(s.pid, "rf-scan/", 7) >= 1);
 	assert_true(rf_test_threads_at_nice(s.pid, "rf-fault/", own) >= 1);
 	assert_true(rf_test_threads_at_nice(s.pid, "run_target", own) >= 1);
 	kill(s.pid, SIGTERM);
