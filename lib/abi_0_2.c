@@ -78,7 +78,6 @@ SAME_LAYOUT(rf_policy_config);
 SAME_LAYOUT(rf_policy_actuators);
 SAME_LAYOUT(rf_policy_counters);
 SAME_LAYOUT(rf_swap_config);
-SAME_LAYOUT(rf_swap_stats);
 _Static_assert(offsetof(struct rf_engine_config, thread_start) == OFF + V02_rf_engine_config,
 	       "rf_engine_config: 0.2 layout moved");
 /* Grown in 0.4 (the broker): the 0.2 members end where the new ones start. */
@@ -86,6 +85,9 @@ _Static_assert(offsetof(struct rf_dedup_config, broker) == OFF + V02_rf_dedup_co
 	       "rf_dedup_config: 0.2 layout moved");
 _Static_assert(offsetof(struct rf_dedup_stats, broker_domains) == OFF + V02_rf_dedup_stats,
 	       "rf_dedup_stats: 0.2 layout moved");
+/* Grown in 0.4 (the fault stall): likewise. */
+_Static_assert(offsetof(struct rf_swap_stats, stall_ns) == OFF + V02_rf_swap_stats,
+	       "rf_swap_stats: 0.2 layout moved");
 
 /* The old symbol: name@RAMFOLD_0.1, exported (the map's local: * hides the
  * _v02 name itself). A .symver directive rather than GCC's symver attribute,

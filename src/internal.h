@@ -128,6 +128,10 @@ struct rf_vm {
 	/* The VM's userfaultfd and fault thread, shared by the modules that
 	 * need it (src/uffd.c: rf_uffd_get/rf_uffd_put). */
 	struct rf_uffd *uffd;
+	/* Time threads waited in the fault handling of this VM, summed over
+	 * faults, and the faults it covers (src/fault_stall.h). Kept here,
+	 * not in the userfaultfd, so that they survive it. */
+	_Atomic uint64_t stall_ns, stall_faults;
 
 	rf_vm *next; /* engine->vms, under engine->vms_lock */
 };

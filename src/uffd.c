@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "compat_linux.h"
+#include "fault_stall.h"
 #include "uffd.h"
 
 #define PENDING_MAX 256
@@ -46,7 +47,15 @@ struct rf_uffd {
 	} handlers[RF_UFFD_NKINDS];
 
 	struct uffd_msg pending[PENDING_MAX];
+	uint64_t pending_t0[PENDING_MAX]; /* when each was first read */
 	unsigned int npending;
+
+	/* Fault stall (fault_stall.h). cur_t0: when the message being
+	 * dispatched was first read; cur_parked: its handler left it parked
+	 * for the holder's wake. Both fault thread only. */
+	uint64_t cur_t0;
+	bool cur_parked;
+	struct rf_stall_parked parked;
 
 	_Atomic uint64_t msgs[RF_UFFD_NKINDS];
 	_Atomic uint64_t retried;
@@ -213,6 +222,24 @@ static int minor_fault(struct rf_uffd *u, uint64_t page)
 }
 
 /*
+ * A write-protect fault left to the holder of the page's protection (@pte
+ * has RF_PTE_F_WP): its wait ends at the holder's wake, so it is parked
+ * there (fault_stall.h). Looked at again once parked: a holder that
+ * cleared F_WP meanwhile may have woken the page before the park, and then
+ * nobody else ends the wait.
+ */
+static void park_wp_fault(struct rf_uffd *u, rf_pte_t *pte, uint64_t page)
+{
+	int slot = rf_stall_park(&u->parked, page, u->cur_t0);
+
+	if (slot < 0)
+		return; /* full: ended when the handler returns */
+	u->cur_parked = true;
+	if (!(rf_pte_peek(pte) & RF_PTE_F_WP) && rf_stall_unpark(&u->parked, slot, page, u->cur_t0))
+		u->cur_parked = false;
+}
+
+/*
  * A write-protect fault: a module holding the protection (RF_PTE_F_WP)
  * wakes the writer itself once it is done (uffd.h), so the fault is left to
  * it. A protection nobody claims (one left behind by the fault thread's own
@@ -241,6 +268,7 @@ static int wp_fault(struct rf_uffd *u, uint64_t page)
 	}
 	pte = &r->pte[(page - (uintptr_t)r->hva) >> RF_PAGE_SHIFT];
 	if (rf_pte_peek(pte) & RF_PTE_F_WP) {
+		park_wp_fault(u, pte, page);
 		rf_vm_regions_unlock(vm);
 		return 0; /* its holder wakes the writer */
 	}
@@ -291,9 +319,8 @@ static int default_handler(struct rf_uffd *u, const struct uffd_msg *m)
 
 static void foreign_forget(struct rf_uffd *u, uint64_t start, uint64_t end);
 
-static int dispatch(struct rf_uffd *u, const struct uffd_msg *m)
+static int dispatch_kind(struct rf_uffd *u, const struct uffd_msg *m, enum rf_uffd_kind k)
 {
-	enum rf_uffd_kind k = msg_kind(m);
 	rf_uffd_handler fn = atomic_load(&u->handlers[k].fn);
 
 	RF_TEST_POINT("uffd.dispatch", (void *)m);
@@ -307,21 +334,43 @@ static int dispatch(struct rf_uffd *u, const struct uffd_msg *m)
 	return default_handler(u, m);
 }
 
+/*
+ * Dispatch @m, first read at @t0. A fault whose handler is done with it
+ * (not -EAGAIN) has released its thread, unless it was parked for a
+ * holder's wake: its wait ends now (fault_stall.h). Events are not waits.
+ */
+static int dispatch(struct rf_uffd *u, const struct uffd_msg *m, uint64_t t0)
+{
+	enum rf_uffd_kind k = msg_kind(m);
+	int ret;
+
+	u->cur_t0 = t0;
+	u->cur_parked = false;
+	ret = dispatch_kind(u, m, k);
+	if (ret != -EAGAIN && !u->cur_parked &&
+	    (k == RF_UFFD_FAULT_WP || k == RF_UFFD_FAULT_MISSING || k == RF_UFFD_FAULT_MINOR))
+		rf_stall_end(u->vm, t0, rf_stall_now());
+	return ret;
+}
+
 static void retry_pending(struct rf_uffd *u)
 {
 	struct uffd_msg batch[PENDING_MAX];
+	uint64_t t0[PENDING_MAX];
 	unsigned int n = u->npending;
 
 	/* Work on a copy: a handler that asks for a retry is queued again. */
 	memcpy(batch, u->pending, n * sizeof(batch[0]));
+	memcpy(t0, u->pending_t0, n * sizeof(t0[0]));
 	u->npending = 0;
 	for (unsigned int i = 0; i < n; i++) {
-		if (dispatch(u, &batch[i]) != -EAGAIN)
+		if (dispatch(u, &batch[i], t0[i]) != -EAGAIN)
 			continue;
 		atomic_fetch_add(&u->retried, 1);
-		if (u->npending < PENDING_MAX)
+		if (u->npending < PENDING_MAX) {
+			u->pending_t0[u->npending] = t0[i];
 			u->pending[u->npending++] = batch[i];
-		else
+		} else
 			rf_log(u->vm->e, RF_LOG_ERR,
 			       "%s: fault thread: retry list full, fault at 0x%llx dropped (its "
 			       "thread "
@@ -338,13 +387,16 @@ static unsigned int process_ready(struct rf_uffd *u)
 
 	for (;;) {
 		ssize_t n = read(u->fd, msgs, sizeof(msgs));
+		uint64_t t0;
 
 		if (n <= 0)
 			return total;
+		/* One clock read for the batch: where each fault's wait starts. */
+		t0 = rf_stall_now();
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			atomic_fetch_add_explicit(&u->msgs[msg_kind(&msgs[i])], 1,
 						  memory_order_relaxed);
-			if (dispatch(u, &msgs[i]) != -EAGAIN)
+			if (dispatch(u, &msgs[i], t0) != -EAGAIN)
 				continue;
 			atomic_fetch_add(&u->retried, 1);
 			while (u->npending == PENDING_MAX) {
@@ -352,6 +404,7 @@ static unsigned int process_ready(struct rf_uffd *u)
 				sched_yield();
 				retry_pending(u);
 			}
+			u->pending_t0[u->npending] = t0;
 			u->pending[u->npending++] = msgs[i];
 		}
 		total += (unsigned int)((size_t)n / sizeof(msgs[0]));
@@ -573,6 +626,9 @@ int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, b
 {
 	int err = writeprotect_split(u, (uintptr_t)addr, len, wp, dontwake);
 
+	/* Un-protecting woke the writers parked there (fault_stall.h). */
+	if (!wp && !dontwake)
+		rf_stall_woken(u->vm, &u->parked, (uintptr_t)addr, len);
 	/* A failed protect may have protected part of the range (the kernel
 	 * goes VMA by VMA): lift it again, so that failure means none. */
 	if (err && wp)
@@ -583,10 +639,10 @@ int rf_uffd_writeprotect(struct rf_uffd *u, void *addr, uint64_t len, bool wp, b
 int rf_uffd_wake(struct rf_uffd *u, void *addr, uint64_t len)
 {
 	struct uffdio_range r = {(uintptr_t)addr, len};
+	int err = ioctl(u->fd, UFFDIO_WAKE, &r) != 0 ? -errno : 0;
 
-	if (ioctl(u->fd, UFFDIO_WAKE, &r) != 0)
-		return -errno;
-	return 0;
+	rf_stall_woken(u->vm, &u->parked, (uintptr_t)addr, len);
+	return err;
 }
 
 void rf_uffd_set_handler(struct rf_uffd *u, enum rf_uffd_kind kind, rf_uffd_handler fn, void *arg)
@@ -728,6 +784,7 @@ static int uffd_open(rf_vm *vm, int given, struct rf_uffd **out)
 	pthread_mutex_init(&u->own_lock, NULL);
 	pthread_cond_init(&u->own_free, NULL);
 	pthread_mutex_init(&u->foreign_lock, NULL);
+	rf_stall_parked_init(&u->parked);
 	u->rl.burst = 5;
 	if (given < 0) {
 		err = rf_uffd_open_kernel(e, vm->name, &u->fd);
@@ -782,6 +839,7 @@ err_free:
 	pthread_mutex_destroy(&u->own_lock);
 	pthread_cond_destroy(&u->own_free);
 	pthread_mutex_destroy(&u->foreign_lock);
+	rf_stall_parked_destroy(&u->parked);
 	rf_free(e, u);
 	return err;
 }
@@ -831,6 +889,7 @@ void rf_uffd_put(rf_vm *vm)
 	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
 		rf_free(vm->e, u->foreign[i].bits);
 	pthread_mutex_destroy(&u->foreign_lock);
+	rf_stall_parked_destroy(&u->parked);
 	rf_free(vm->e, u);
 }
 

@@ -197,6 +197,9 @@ static int rf_vm_swap_stats_full(rf_vm *vm, struct rf_swap_stats *st)
 	/* vm->pager is set once and freed only by rf_vm_free. */
 	if (vm->pager)
 		rf_swap_pager_stats(vm->pager, st);
+	/* Kept by the core for every VM, swapping or not (src/fault_stall.h). */
+	st->stall_ns = atomic_load_explicit(&vm->stall_ns, memory_order_relaxed);
+	st->stall_faults = atomic_load_explicit(&vm->stall_faults, memory_order_relaxed);
 	finish_ratio(st);
 	return 0;
 }
@@ -223,6 +226,8 @@ static int rf_engine_swap_stats_full(rf_engine *e, struct rf_swap_stats *st)
 	for (rf_vm *vm = __rf_engine_vm_first(e); vm; vm = __rf_engine_vm_next(vm)) {
 		struct rf_swap_stats v;
 
+		st->stall_ns += atomic_load_explicit(&vm->stall_ns, memory_order_relaxed);
+		st->stall_faults += atomic_load_explicit(&vm->stall_faults, memory_order_relaxed);
 		if (!vm->pager)
 			continue;
 		memset(&v, 0, sizeof(v));

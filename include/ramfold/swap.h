@@ -123,12 +123,26 @@ struct rf_swap_stats {
 	uint64_t fault_p50_ns, fault_p99_ns, fault_max_ns;
 	bool stopped;	/* the VM was stopped: a page could not be read back */
 	bool copy_mode; /* swaps out by write-protect + copy (no UFFDIO_MOVE) */
+	/* 0.4: the time threads (vCPUs, the VMM's) waited in the VM's fault
+	 * handling, in nanoseconds, summed over faults: two vCPUs waiting at
+	 * once count twice (vCPU-seconds, like PSI "some" summed over vCPUs).
+	 * Every fault on the VM's userfaultfd counts, whoever answers it:
+	 * swap-ins, first touches answered with zeros, writes that wait for a
+	 * merge, a zero discard or a copy-mode swap-out, the embedder's
+	 * handler. A wait runs from when the fault thread reads the fault to
+	 * when the faulting thread is released (the time before the read is
+	 * not seen: a lower bound). Filled whether or not the VM swaps.
+	 * Divide its growth by wall time times the VM's vCPUs for a share. */
+	uint64_t stall_ns;
+	uint64_t stall_faults; /* faults whose wait stall_ns holds */
 };
 
-/* Swap stats of one VM (zeros if it never swapped). */
+/* Swap stats of one VM (zeros if it never swapped, but for the stall).
+ * Older callers' smaller size gets the members it knows. */
 int rf_vm_swap_stats(rf_vm *vm, struct rf_swap_stats *st);
 
-/* Swap stats of the whole engine: the store's contents and every VM's counters. */
+/* Swap stats of the whole engine: the store's contents and every VM's
+ * counters (stall_ns and stall_faults summed over the VMs). */
 int rf_engine_swap_stats(rf_engine *e, struct rf_swap_stats *st);
 
 #ifdef __cplusplus

@@ -117,6 +117,22 @@ struct stats_older {
 	uint64_t canary[4];
 };
 
+/* @buf (@total bytes) all 0xa5 but for its leading size, @size: the
+ * caller's struct and what lies behind it. */
+static void poison(void *buf, size_t total, size_t size)
+{
+	memset(buf, 0xa5, total);
+	memcpy(buf, &size, sizeof(size));
+}
+
+/* Nothing in @buf from @small to @total was written: still 0xa5. */
+static void assert_untouched_past(const void *buf, size_t small, size_t total)
+{
+	for (size_t i = small; i < total; i++)
+		if (((const unsigned char *)buf)[i] != 0xa5)
+			fail_msg("byte %zu written, past the caller's %zu", i, small);
+}
+
 static void test_output_sizes(void **state)
 {
 	struct rf_test_log log;
@@ -128,18 +144,14 @@ static void test_output_sizes(void **state)
 
 	(void)state;
 	/* An older, shorter struct: filled up to its size, nothing after. */
-	memset(&o, 0xa5, sizeof(o));
-	o.st.size = small;
+	poison(&o, sizeof(o), small);
 	assert_int_equal(rf_vm_stats(vm, &o.st), 0);
 	assert_int_equal(o.st.size, small);
 	assert_int_equal(o.st.promised_bytes, RAM);
 	assert_int_equal(o.st.mapped_bytes, RAM);
-	for (size_t i = small; i < sizeof(o); i++)
-		if (((unsigned char *)&o)[i] != 0xa5)
-			fail_msg("byte %zu written, past the caller's %zu", i, small);
+	assert_untouched_past(&o, small, sizeof(o));
 	/* A newer, longer one: what the library knows, and size says how much. */
-	memset(&o, 0xa5, sizeof(o));
-	o.st.size = sizeof(o);
+	poison(&o, sizeof(o), sizeof(o));
 	assert_int_equal(rf_vm_stats(vm, &o.st), 0);
 	assert_int_equal(o.st.size, sizeof(struct rf_vm_stats));
 	assert_int_equal(o.st.metadata_bytes > 0, 1);
@@ -149,6 +161,42 @@ static void test_output_sizes(void **state)
 	log.count = 0;
 	assert_int_equal(rf_vm_stats(vm, &o.st), -EINVAL);
 	assert_non_null(strstr(log.last, "rf_vm_stats"));
+	rf_engine_free(e);
+}
+
+/* rf_swap_stats grew in 0.4 (stall_ns, stall_faults): a caller built
+ * before it passes the size up to copy_mode and gets just that; a current
+ * caller gets the stall too (0: this VM never faulted). */
+struct swap_stats_older {
+	struct rf_swap_stats st;
+	uint64_t canary[4];
+};
+
+static void test_swap_stats_before_stall(void **state)
+{
+	rf_engine *e = rf_test_engine(NULL);
+	void *hva;
+	rf_vm *vm = rf_test_vm(e, "vm0", RAM, &hva);
+	struct swap_stats_older o;
+	size_t old = offsetof(struct rf_swap_stats, stall_ns);
+
+	(void)state;
+	poison(&o, sizeof(o), old);
+	assert_int_equal(rf_vm_swap_stats(vm, &o.st), 0);
+	assert_int_equal(o.st.size, old);
+	assert_int_equal(o.st.swap_ins, 0);
+	assert_int_equal(o.st.stopped, false);
+	assert_untouched_past(&o, old, sizeof(o));
+	poison(&o, sizeof(o), old);
+	assert_int_equal(rf_engine_swap_stats(e, &o.st), 0);
+	assert_int_equal(o.st.size, old);
+	assert_untouched_past(&o, old, sizeof(o));
+	poison(&o, sizeof(o), sizeof(o.st));
+	assert_int_equal(rf_vm_swap_stats(vm, &o.st), 0);
+	assert_int_equal(o.st.size, sizeof(o.st));
+	assert_int_equal(o.st.stall_ns, 0);
+	assert_int_equal(o.st.stall_faults, 0);
+	assert_untouched_past(&o, sizeof(o.st), sizeof(o));
 	rf_engine_free(e);
 }
 
@@ -180,9 +228,12 @@ static void test_ops_smaller(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_input_larger),	cmocka_unit_test(test_input_smaller),
-	    cmocka_unit_test(test_engine_config_sizes), cmocka_unit_test(test_output_sizes),
+	    cmocka_unit_test(test_input_larger),
+	    cmocka_unit_test(test_input_smaller),
+	    cmocka_unit_test(test_engine_config_sizes),
+	    cmocka_unit_test(test_output_sizes),
 	    cmocka_unit_test(test_ops_smaller),
+	    cmocka_unit_test(test_swap_stats_before_stall),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

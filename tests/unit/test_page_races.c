@@ -311,6 +311,20 @@ static void read_then_write_when_zero_discarded(const char *where, void *arg)
 	touch(&wtr, tp.ram + tp.gpa, true, RF_UFFD_FAULT_WP);
 }
 
+/* dedup.compare on @tp.gpa: the page is write-protected for the
+ * comparison. A writer faults on it (left to the engine, which holds it),
+ * and the comparison takes @tp.delay_ms longer: the writer waits for both. */
+#define HOLD_MS 50
+static void write_when_comparing(const char *where, void *arg)
+{
+	if (strcmp(where, "dedup.compare") != 0 || arg != tp.ram + tp.gpa ||
+	    atomic_exchange(&tp.fired, 1))
+		return;
+	atomic_store(&tp.dispatched_ns, now_ns()); /* the writer's start */
+	touch(&wtr, tp.ram + tp.gpa, true, RF_UFFD_FAULT_WP);
+	rf_test_sleep_ms(HOLD_MS);
+}
+
 static void audit_recheck_point(const char *where, void *arg)
 {
 	(void)arg;
@@ -719,6 +733,51 @@ static void test_writer_after_read_of_zero_run(void **state)
 	rf_engine_free(e);
 }
 
+/* A writer that faults on a page the dedup engine holds write-protected is
+ * left to the engine (uffd.h), which wakes it once the merge is published:
+ * the VM's fault stall holds that whole wait (the fault parked until the
+ * engine's wake, src/fault_stall.h), not just the fault thread's part. */
+static void test_stall_of_writer_held_by_merge(void **state)
+{
+	rf_engine *e = engine("");
+	struct rf_dedup_config dc;
+	struct rf_swap_stats a = {.size = sizeof(a)}, b = {.size = sizeof(b)};
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	uint64_t waited;
+
+	(void)state;
+	fill(ram + 8 * PG, 8, 5);
+	memcpy(ram + 12 * PG, ram + 8 * PG, PG); /* a twin: 12 is compared */
+	assert_int_equal(rf_vm_swap_stats(vm, &a), 0);
+	assert_int_equal(a.stall_faults, 0);
+	rf_dedup_config_init(&dc);
+	assert_int_equal(rf_dedup_start(e, &dc), 0);
+	tp.vm = vm;
+	tp.ram = ram;
+	tp.gpa = 12 * PG;
+	memset(&wtr, 0, sizeof(wtr));
+	rf_test_point = write_when_comparing;
+	assert_int_equal(rf_dedup_add_vm(vm), 0);
+	for (unsigned int ms = 0; !atomic_load(&wtr.done) && ms < HANG_MS; ms += 10)
+		rf_test_sleep_ms(10);
+	assert_true(atomic_load(&wtr.done));
+	waited = now_ns() - atomic_load(&tp.dispatched_ns);
+	rf_test_point = NULL;
+	assert_int_equal(rf_vm_swap_stats(vm, &b), 0);
+	print_message("writer held by a merge: %llu faults, stall %.2f ms (held >= %d ms, %.2f ms "
+		      "since it started)\n",
+		      (unsigned long long)b.stall_faults, (double)b.stall_ns / 1e6, HOLD_MS,
+		      (double)waited / 1e6);
+	/* Its one fault, and nothing else faulted: the VM has no missing mode. */
+	assert_int_equal(b.stall_faults, 1);
+	assert_true(b.stall_ns >= HOLD_MS * 1000000ull);
+	assert_true(b.stall_ns <= waited);
+	assert_int_equal(ram[12 * PG + 100], 0x5a);
+	assert_true(check(ram + 8 * PG, 8, 5));
+	rf_engine_free(e);
+}
+
 static bool uffd_wp_set(rf_vm *vm, const uint8_t *page)
 {
 	uint64_t pm = 0;
@@ -923,6 +982,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_outside_discard_waits_for_holder, teardown_points),
 	    cmocka_unit_test_teardown(test_dedup_compare_page_discarded_outside, teardown_points),
 	    cmocka_unit_test_teardown(test_writer_after_read_of_zero_run, teardown_points),
+	    cmocka_unit_test_teardown(test_stall_of_writer_held_by_merge, teardown_points),
 	    cmocka_unit_test_teardown(test_move_miscounted_by_kernel, teardown_points),
 	    cmocka_unit_test_teardown(test_pager_unprotects_under_page_lock, teardown_points),
 	    cmocka_unit_test_teardown(test_reported_page_written_becomes_private, teardown_points),

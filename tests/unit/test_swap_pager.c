@@ -603,6 +603,85 @@ static void test_unreachable_target_is_reported(void **state)
 	rf_engine_free(e);
 }
 
+/* The fault thread takes SLOW_MS longer over every fault on [slow_lo,
+ * slow_hi): time the faulting thread waits, which its VM's stall must hold. */
+#define SLOW_MS 2
+static uint64_t slow_lo, slow_hi;
+
+static void slow_dispatch(const char *where, void *arg)
+{
+	const struct uffd_msg *m = arg;
+
+	if (strcmp(where, "uffd.dispatch") == 0 && m->event == UFFD_EVENT_PAGEFAULT &&
+	    m->arg.pagefault.address >= slow_lo && m->arg.pagefault.address < slow_hi)
+		rf_test_sleep_ms(SLOW_MS);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The fault stall (rf_swap_stats.stall_ns): a thread reads N swapped-out
+ * pages, one fault each, while every fault is made SLOW_MS slower: the
+ * VM's stall grows by at least N * SLOW_MS and by no more than the wall
+ * time the thread spent (one thread waits at most that long), and its
+ * stall_faults by exactly N. A VM that never faults keeps 0, and the
+ * engine's sum is the two VMs'.
+ */
+static void test_fault_stall(void **state)
+{
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 16 * MiB);
+	uint8_t *ram, *quiet_ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	rf_vm *quiet = rf_test_vm(e, "quiet", 4 * MiB, (void **)&quiet_ram);
+	struct rf_swap_stats a = {.size = sizeof(a)}, b = {.size = sizeof(b)};
+	struct rf_swap_stats q = {.size = sizeof(q)}, all = {.size = sizeof(all)};
+	const uint64_t n = 64;
+	uint64_t done, t0, wall;
+	struct rf_pager *p;
+
+	(void)state;
+	for (uint64_t i = 0; i < n; i++)
+		fill(ram + i * PG, i, 11);
+	memset(quiet_ram, 1, 16 * PG); /* resident, never swapped: no fault */
+	p = pager_of(vm);
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, n, &done), 0);
+	assert_int_equal(done, n);
+	assert_int_equal(rf_vm_swap_stats(vm, &a), 0);
+	slow_lo = (uintptr_t)ram;
+	slow_hi = slow_lo + n * PG;
+	rf_test_point = slow_dispatch;
+	t0 = mono_ns();
+	for (uint64_t i = 0; i < n; i++)
+		if (!check(ram + i * PG, i, 11))
+			fail_msg("page %llu differs after swap-in", (unsigned long long)i);
+	wall = mono_ns() - t0;
+	rf_test_point = NULL;
+	assert_int_equal(rf_vm_swap_stats(vm, &b), 0);
+	print_message("stall: %llu faults, %.2f ms waited in %.2f ms (at least %llu ms)\n",
+		      (unsigned long long)(b.stall_faults - a.stall_faults),
+		      (double)(b.stall_ns - a.stall_ns) / 1e6, (double)wall / 1e6,
+		      (unsigned long long)(n * SLOW_MS));
+	assert_int_equal(b.stall_faults - a.stall_faults, n);
+	assert_true(b.stall_ns - a.stall_ns >= n * SLOW_MS * 1000000ull);
+	assert_true(b.stall_ns - a.stall_ns <= wall);
+	/* No more counted than the swap-ins and zero fills answered. */
+	assert_int_equal(b.swap_ins + b.zero_fills - a.swap_ins - a.zero_fills, n);
+
+	assert_int_equal(rf_vm_swap_stats(quiet, &q), 0);
+	assert_int_equal(q.stall_ns, 0);
+	assert_int_equal(q.stall_faults, 0);
+	assert_int_equal(rf_engine_swap_stats(e, &all), 0);
+	assert_int_equal(all.stall_ns, b.stall_ns);
+	assert_int_equal(all.stall_faults, b.stall_faults);
+	rf_engine_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -618,6 +697,7 @@ int main(void)
 	    cmocka_unit_test(test_swap_after_dedup_remaps),
 	    cmocka_unit_test(test_target_leaves_merged_out),
 	    cmocka_unit_test(test_unreachable_target_is_reported),
+	    cmocka_unit_test(test_fault_stall),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
