@@ -37,11 +37,15 @@ void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 	out->guest_free_bytes = lv ? atomic_load(&lv->guest_free) : UINT64_MAX;
 	out->resident_target_bytes = lv ? atomic_load(&lv->resident_target) : UINT64_MAX;
 	out->compressed_host_bytes = 0;
+	out->stall_ns = out->stall_faults = 0;
 
 	/* The swap store's compressed tier holds this VM's pages in host
 	 * memory: that is part of what the VM costs. */
-	if (rf_vm_swap_stats(vm, &ss) == 0)
+	if (rf_vm_swap_stats(vm, &ss) == 0) {
 		out->compressed_host_bytes = ss.tier_compressed_bytes;
+		out->stall_ns = ss.stall_ns;
+		out->stall_faults = ss.stall_faults;
+	}
 
 	/* ramfold's balloon (balloon/): driven once the guest's driver is up.
 	 * The guest's free memory is its own report: it only weighs the idle

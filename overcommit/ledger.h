@@ -143,6 +143,7 @@ struct rf_ledger_vm_snap {
 	 * its own only, never lifting or moving the embedder's. */
 	uint64_t policy_target;
 	uint64_t swapped_target;
+	uint64_t stall_ns, stall_faults; /* the VM's fault stall (rf_swap_stats) */
 	uint64_t kernel_rss, kernel_pss; /* filled by the audit only */
 };
 

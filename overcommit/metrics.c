@@ -159,6 +159,26 @@ RF_EXPORT long rf_metrics_format(rf_engine *e, char *buf, size_t len)
 		     name, sv->swap);
 	}
 	emit(&o,
+	     "# HELP ramfold_vm_fault_stall_seconds_total Time threads waited in the VM's fault "
+	     "handling, summed over faults (vCPU-seconds, like PSI some).\n"
+	     "# TYPE ramfold_vm_fault_stall_seconds_total counter\n");
+	for (unsigned int i = 0; i < s.nr; i++) {
+		char name[80];
+
+		label_escape(s.vms[i].name, name, sizeof(name));
+		emit(&o, "ramfold_vm_fault_stall_seconds_total{vm=\"%s\"} %.9f\n", name,
+		     (double)s.vms[i].stall_ns / 1e9);
+	}
+	emit(&o, "# HELP ramfold_vm_fault_stall_faults_total Faults the stall covers.\n"
+		 "# TYPE ramfold_vm_fault_stall_faults_total counter\n");
+	for (unsigned int i = 0; i < s.nr; i++) {
+		char name[80];
+
+		label_escape(s.vms[i].name, name, sizeof(name));
+		emit(&o, "ramfold_vm_fault_stall_faults_total{vm=\"%s\"} %" PRIu64 "\n", name,
+		     s.vms[i].stall_faults);
+	}
+	emit(&o,
 	     "# HELP ramfold_policy_ticks_total Policy ticks.\n"
 	     "# TYPE ramfold_policy_ticks_total counter\nramfold_policy_ticks_total %" PRIu64 "\n",
 	     pc.ticks);

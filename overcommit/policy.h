@@ -117,6 +117,8 @@ struct rf_mech_reading {
 	uint64_t guest_free_bytes; /* UINT64_MAX = unknown */
 	uint64_t resident_target_bytes;
 	uint64_t compressed_host_bytes;
+	/* The VM's fault stall so far (rf_swap_stats.stall_ns, stall_faults). */
+	uint64_t stall_ns, stall_faults;
 };
 
 /* Read what the balloon and swap of @vm report (engine->vms_lock held). */

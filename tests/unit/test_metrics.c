@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Prometheus exposition: one gauge per breakdown category per VM with a vm
- * label, values equal to the breakdown, names escaped, a short buffer
- * reporting the length it needs, and the file written atomically.
+ * label, values equal to the breakdown, each VM's fault stall as a counter
+ * in seconds, names escaped, a short buffer reporting the length it needs,
+ * and the file written atomically.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "rf_test.h"
 
 #define MiB (1ull << 20)
@@ -40,6 +42,9 @@ static void test_format(void **state)
 	(void)state;
 	rf_test_vm(e, "we\"ird\\", 4 * MiB, NULL);
 	memset(ram, 1, 3 * MiB);
+	/* As if vm0's threads had waited 1.5 s over 7 faults (fault_stall.h). */
+	atomic_store(&vm->stall_ns, 1500000000ull);
+	atomic_store(&vm->stall_faults, 7);
 	need = rf_metrics_format(e, buf, 1 << 16);
 	assert_true(need > 0 && need < (1 << 16));
 	assert_int_equal(strlen(buf), (size_t)need);
@@ -57,6 +62,12 @@ static void test_format(void **state)
 	assert_int_equal(metric(buf, "ramfold_host_promised_bytes "), 12 * MiB);
 	assert_int_equal(metric(buf, "ramfold_host_saved_bytes{mechanism=\"balloon\"} "), 0);
 	assert_non_null(strstr(buf, "# TYPE ramfold_vm_bytes gauge\n"));
+	assert_non_null(strstr(buf, "# TYPE ramfold_vm_fault_stall_seconds_total counter\n"));
+	assert_non_null(
+	    strstr(buf, "\nramfold_vm_fault_stall_seconds_total{vm=\"vm0\"} 1.500000000\n"));
+	assert_non_null(strstr(
+	    buf, "\nramfold_vm_fault_stall_seconds_total{vm=\"we\\\"ird\\\\\"} 0.000000000\n"));
+	assert_int_equal(metric(buf, "ramfold_vm_fault_stall_faults_total{vm=\"vm0\"} "), 7);
 	/* The odd name, escaped. */
 	assert_int_equal(
 	    metric(buf, "ramfold_vm_bytes{vm=\"we\\\"ird\\\\\",category=\"promised\"} "), 4 * MiB);
