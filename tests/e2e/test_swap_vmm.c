@@ -116,6 +116,9 @@ static void test_memcheck_held_to_cap(void **state)
 	assert_int_equal(vmm_proc_find_line(&p, "a: memcheck: rounds=", line, sizeof(line)), 0);
 	assert_non_null(strstr(line, "bad_rounds=0"));
 	assert_true(rf_test_json_num(reply, "swap-ins") > 100000);
+	/* Every swap-in was a fault its vCPU waited for: in the VM's stall. */
+	assert_true(rf_test_json_num(reply, "stall-faults") >= rf_test_json_num(reply, "swap-ins"));
+	assert_true(rf_test_json_num(reply, "stall-ns") > 0);
 	assert_int_equal(rf_test_json_num(reply, "csum-errors"), 0);
 	assert_non_null(strstr(reply, "\"stopped\":false"));
 	/* The compat run (make compat) hides UFFDIO_MOVE: the swap pager must have

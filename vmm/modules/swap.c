@@ -9,7 +9,7 @@
  *   --swap-file-limit SIZE  size limit of the swap file
  *   --vm ...,swap-resident=SIZE,swap-cap=SIZE
  *   set-swap vm=NAME [resident=SIZE|none] [cap=SIZE|none]
- *   query-swap vm=NAME
+ *   query-swap vm=NAME   (also the VM's fault stall: stall-ns, stall-faults)
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -193,6 +193,10 @@ static int cmd_query_swap(struct vmm_ctl_req *req, void *arg)
 	jb_kv_u64(req->ret, "fault-max-ns", st.fault_max_ns);
 	jb_kv_bool(req->ret, "stopped", st.stopped);
 	jb_kv_str(req->ret, "swap-out", st.copy_mode ? "copy" : "move");
+	/* The time the VM's threads waited in the library's fault handling
+	 * (vCPU-ns, summed over faults), for a stall share over an interval. */
+	jb_kv_u64(req->ret, "stall-ns", st.stall_ns);
+	jb_kv_u64(req->ret, "stall-faults", st.stall_faults);
 	jb_obj_close(req->ret);
 	return 0;
 }
@@ -201,7 +205,7 @@ static int swap_start_cmds(struct vmm *vmm)
 {
 	vmm_ctl_register("set-swap", "set-swap vm=NAME [resident=SIZE|none] [cap=SIZE|none]",
 			 cmd_set_swap, NULL);
-	vmm_ctl_register("query-swap", "query-swap vm=NAME: swapped bytes, faults, latency",
+	vmm_ctl_register("query-swap", "query-swap vm=NAME: swapped bytes, faults, latency, stall",
 			 cmd_query_swap, NULL);
 	return swap_start(vmm);
 }
