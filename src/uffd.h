@@ -27,7 +27,10 @@
  *     flag is gone, whenever the fault arrived (the swap pager's missing-fault
  *     handler on this thread may map a write-protected page while the flag is
  *     set: swap/swap_in.c, read_under_wp). A fault on a page without F_WP is
- *     resolved by the fault thread itself.
+ *     resolved by the fault thread itself. Modules wake threads and lift
+ *     protections only through rf_uffd_wake and rf_uffd_writeprotect: the
+ *     fault stall (fault_stall.h) ends the waits of faults left to a holder
+ *     there, and a raw UFFDIO_WAKE would leave them running.
  *   - REMOVE events (a discard of guest RAM): the library's own discards
  *     are announced (rf_vm_own_begin) before their first page is locked,
  *     made under the page locks, and wait until their event is dispatched
