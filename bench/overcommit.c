@@ -36,8 +36,10 @@
  * and the guests' measured use under the budget after the settling time.
  *
  * Guest work: each second the runner samples every guest's work_bytes
- * (query-vms' work-bytes) and, for runs without ramfold's reclaim, the
- * memory pressure stall (PSI "some": the cgroup's on v2, else the host's).
+ * (query-vms' work-bytes) and the guests' stall: for runs with ramfold's
+ * reclaim, the time their vCPUs waited in ramfold's fault handling
+ * (query-swap's stall-ns, summed over the VMs), for the others the memory
+ * pressure stall (PSI "some": the cgroup's on v2, else the host's).
  * The table gives each run's guest work after the settling time as a share
  * of the unconstrained run's (mean over the guests that count work, and the
  * worst guest), and DIR/work.svg the same share over time for every run.
@@ -395,6 +397,27 @@ static void read_vms(const char *sock, const struct scenario *sc, uint64_t *exit
 	}
 }
 
+/* The VMs' fault stall so far (query-swap's stall-ns, vCPU-ns), summed;
+ * -1 if a VM did not answer (a sum without it would look like a drop). */
+static int64_t read_rf_stall(const char *sock, const struct scenario *sc)
+{
+	char req[160], reply[4096];
+	int64_t sum = 0;
+
+	for (int i = 0; i < sc->nvms; i++) {
+		const char *q;
+
+		snprintf(req, sizeof(req),
+			 "{\"execute\":\"query-swap\",\"arguments\":{\"vm\":\"%s\"}}",
+			 sc->vm_names[i]);
+		if (ctl_request(sock, req, reply, sizeof(reply)) ||
+		    !(q = strstr(reply, "\"stall-ns\":")))
+			return -1;
+		sum += (int64_t)strtoull(q + 11, NULL, 10);
+	}
+	return sum;
+}
+
 static void read_rollup(pid_t pid, uint64_t *rss, uint64_t *pss)
 {
 	char path[64], line[256], key[64];
@@ -743,6 +766,7 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		s->ksm_sharing = r->ksm ? ksm_u64("pages_sharing") : 0;
 		s->cgroup_bytes = kstack_cgroup_usage(&host_changes);
 		s->stall_us = kstack_stall_us(&host_changes, &rr->stall_source);
+		s->rf_stall_ns = r->ramfold_reclaim ? read_rf_stall(sock, sc) : -1;
 		if (rr->n)
 			memcpy(s->work, s[-1].work, sizeof(s->work));
 		rr->n++;
@@ -814,7 +838,7 @@ static void write_samples(const char *path, const struct scenario *sc, const str
 	fprintf(f, "t_s,process_rss,process_pss,ksm_pages_sharing,state");
 	for (int k = 0; k < L_NF; k++)
 		fprintf(f, ",%s", lnames[k]);
-	fprintf(f, ",cgroup_bytes,psi_some_total_us");
+	fprintf(f, ",cgroup_bytes,psi_some_total_us,ramfold_stall_ns");
 	for (int i = 0; i < sc->nvms; i++)
 		fprintf(f, ",work_bytes_%s", sc->vm_names[i]);
 	fprintf(f, "\n");
@@ -826,8 +850,8 @@ static void write_samples(const char *path, const struct scenario *sc, const str
 			s->have_ledger ? s->state : "");
 		for (int k = 0; k < L_NF; k++)
 			fprintf(f, ",%llu", (unsigned long long)s->l[k]);
-		fprintf(f, ",%llu,%lld", (unsigned long long)s->cgroup_bytes,
-			(long long)s->stall_us);
+		fprintf(f, ",%llu,%lld,%lld", (unsigned long long)s->cgroup_bytes,
+			(long long)s->stall_us, (long long)s->rf_stall_ns);
 		for (int i = 0; i < sc->nvms; i++)
 			fprintf(f, ",%llu", (unsigned long long)s->work[i]);
 		fprintf(f, "\n");
@@ -854,16 +878,19 @@ static const char *budget_cell(const struct run_spec *r, const struct run_result
 	return x->under_budget ? "held" : "OVER";
 }
 
-/* The guests' stall: PSI for the kernel's reclaim; ramfold's own fault-wait
- * time is not kept by the library yet (only fault latency percentiles). */
+/* The guests' stall, % after settling: for ramfold's reclaim the time their
+ * vCPUs waited in its fault handling (per vCPU), else PSI. -1: none. */
+static double stall_of(const struct run_spec *r, const struct run_result *x)
+{
+	return r->ramfold_reclaim ? x->rf_stall_pct : x->stall_pct;
+}
+
 static const char *stall_cell(char *b, size_t cap, const struct run_spec *r,
 			      const struct run_result *x)
 {
-	if (r->ramfold_reclaim)
-		return "n/m";
-	if (x->stall_pct < 0)
-		return "no PSI";
-	snprintf(b, cap, "%.2f%%", x->stall_pct);
+	if (stall_of(r, x) < 0)
+		return r->ramfold_reclaim ? "-" : "no PSI";
+	snprintf(b, cap, "%.2f%%", stall_of(r, x));
 	return b;
 }
 
@@ -916,8 +943,9 @@ static void write_table(FILE *f, const struct scenario *sc, const struct run_res
 			"after settling.\n",
 			psi_source);
 	if (any_ramfold)
-		fprintf(f, "n/m = not measured yet: ramfold does not keep the time vCPUs wait in "
-			   "its fault handling (only fault latency percentiles).\n");
+		fprintf(f, "stall of ramfold's runs = the time the guests' vCPUs waited in "
+			   "ramfold's fault handling (rf_swap_stats.stall_ns), %% of their vCPU "
+			   "time after settling (one vCPU a guest).\n");
 	fprintf(f, "Pss = the VMM process (smaps_rollup); mean = guests' host cost by the "
 		   "ramfold ledger (pagemap).\n");
 	for (int r = 0; any_incomplete && r < sc->nruns; r++)
@@ -952,8 +980,7 @@ static void write_summary_csv(FILE *f, const struct scenario *sc, const struct r
 			(unsigned long long)x->max_pss_after, (unsigned long long)x->saved[0],
 			(unsigned long long)x->saved[1], (unsigned long long)x->saved[2],
 			(unsigned long long)x->saved[3], (unsigned long long)x->saved[4], x->load,
-			x->work_share, x->work_worst,
-			sc->runs[r].ramfold_reclaim ? -1 : x->stall_pct, x->incomplete);
+			x->work_share, x->work_worst, stall_of(&sc->runs[r], x), x->incomplete);
 	}
 }
 

@@ -63,6 +63,7 @@ struct sample {
 	uint64_t rss, pss, ksm_sharing, cgroup_bytes;
 	uint64_t work[MAX_VMS]; /* each guest's work_bytes */
 	int64_t stall_us;	/* PSI "some" total, -1 without PSI */
+	int64_t rf_stall_ns;	/* ramfold's fault stall, summed over the VMs; -1: not read */
 	uint64_t l[L_NF];
 	bool have_ledger;
 	char state[8];
@@ -87,6 +88,9 @@ struct run_result {
 	double work_rate[MAX_VMS];     /* work_bytes per second after the settling time */
 	double work_share, work_worst; /* of the unconstrained run's; -1: no baseline */
 	double stall_pct;	       /* PSI some, % of the time after settling; -1: none */
+	/* ramfold's fault stall after settling, % of the guests' vCPU time
+	 * (one vCPU each in the demo VMM); -1: not read (runs without it). */
+	double rf_stall_pct;
 };
 
 /* A plot's area (pixels) and the ranges its axes show. */
@@ -98,7 +102,8 @@ struct plot_frame {
 /* The axes of @p with 6 ticks each, y labels v * @yscale followed by @yunit. */
 void plot_axes(FILE *f, const struct plot_frame *p, double yscale, const char *yunit);
 
-/* Each guest's work rate after the settling time, and the stall (PSI). */
+/* Each guest's work rate after the settling time, and the stall (PSI, and
+ * ramfold's fault stall). */
 void judge_work(const struct scenario *sc, struct run_result *rr);
 /* @rr's guest work as a share of the unconstrained run @base's (NULL: none). */
 void judge_share(const struct scenario *sc, struct run_result *rr, const struct run_result *base);

@@ -19,7 +19,7 @@ void judge_work(const struct scenario *sc, struct run_result *rr)
 	const struct sample *a = NULL, *b = rr->n ? &rr->s[rr->n - 1] : NULL;
 	double dt;
 
-	rr->stall_pct = -1;
+	rr->stall_pct = rr->rf_stall_pct = -1;
 	for (int i = 0; i < rr->n && !a; i++)
 		if (rr->s[i].t >= sc->settle)
 			a = &rr->s[i];
@@ -29,6 +29,10 @@ void judge_work(const struct scenario *sc, struct run_result *rr)
 		rr->work_rate[i] = (double)(b->work[i] - a->work[i]) / dt;
 	if (a->stall_us >= 0 && b->stall_us >= 0)
 		rr->stall_pct = (double)(b->stall_us - a->stall_us) / 1e4 / dt;
+	/* vCPU-ns waited per second, over the vCPUs there are: each demo
+	 * guest has one (vmm/core/vm.c), so the VMs' count. */
+	if (a->rf_stall_ns >= 0 && b->rf_stall_ns >= 0 && sc->nvms)
+		rr->rf_stall_pct = (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e7 / dt / sc->nvms;
 }
 
 /* Guest work as a share of the unconstrained run's @base, guest by guest:
