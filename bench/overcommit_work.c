@@ -12,6 +12,28 @@
 
 #include "overcommit.h"
 
+/*
+ * ramfold's fault stall, % of the guests' vCPU time: vCPU-ns waited per
+ * second over the vCPUs there are (each demo guest has one, vmm/core/vm.c,
+ * so the VMs' count), between the first reading after the settling time and
+ * the last reading (the VMM answers none once its guests are stopping).
+ */
+static void judge_rf_stall(const struct scenario *sc, struct run_result *rr)
+{
+	const struct sample *a = NULL, *b = NULL;
+
+	for (int i = 0; i < rr->n; i++) {
+		if (rr->s[i].rf_stall_ns < 0)
+			continue;
+		if (!a && rr->s[i].t >= sc->settle)
+			a = &rr->s[i];
+		b = &rr->s[i];
+	}
+	if (a && b && b->t - a->t >= 1 && sc->nvms)
+		rr->rf_stall_pct =
+		    (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e7 / (b->t - a->t) / sc->nvms;
+}
+
 /* Each guest's work rate and the stall, from the first sample after the
  * settling time to the last. */
 void judge_work(const struct scenario *sc, struct run_result *rr)
@@ -20,6 +42,7 @@ void judge_work(const struct scenario *sc, struct run_result *rr)
 	double dt;
 
 	rr->stall_pct = rr->rf_stall_pct = -1;
+	judge_rf_stall(sc, rr);
 	for (int i = 0; i < rr->n && !a; i++)
 		if (rr->s[i].t >= sc->settle)
 			a = &rr->s[i];
@@ -29,10 +52,6 @@ void judge_work(const struct scenario *sc, struct run_result *rr)
 		rr->work_rate[i] = (double)(b->work[i] - a->work[i]) / dt;
 	if (a->stall_us >= 0 && b->stall_us >= 0)
 		rr->stall_pct = (double)(b->stall_us - a->stall_us) / 1e4 / dt;
-	/* vCPU-ns waited per second, over the vCPUs there are: each demo
-	 * guest has one (vmm/core/vm.c), so the VMs' count. */
-	if (a->rf_stall_ns >= 0 && b->rf_stall_ns >= 0 && sc->nvms)
-		rr->rf_stall_pct = (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e7 / dt / sc->nvms;
 }
 
 /* Guest work as a share of the unconstrained run's @base, guest by guest:
