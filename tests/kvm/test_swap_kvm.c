@@ -65,7 +65,7 @@ static void test_guest_writes_while_swapping(void **state)
 	struct rf_swap_stats st = {.size = sizeof(st)};
 	struct rf_pager *p;
 	struct rf_kvm_mini k;
-	uint64_t writes = 0, bad = 0, first_bad_round = 0;
+	uint64_t writes = 0, bad = 0, first_bad_round = 0, t0, wall;
 	pthread_t t;
 	uint8_t *ram;
 	rf_engine *e;
@@ -90,6 +90,7 @@ static void test_guest_writes_while_swapping(void **state)
 	atomic_store(&stop_swapping, false);
 	assert_int_equal(pthread_create(&t, NULL, swapper, p), 0);
 
+	t0 = rf_test_now_ms();
 	for (unsigned int r = 0; r < rounds; r++) {
 		unsigned int n;
 
@@ -103,6 +104,7 @@ static void test_guest_writes_while_swapping(void **state)
 	}
 	atomic_store(&stop_swapping, true);
 	pthread_join(t, NULL);
+	wall = rf_test_now_ms() - t0;
 	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
 	printf("  %llu guest writes in %u rounds, %llu lost (first in round %llu); pager: %llu "
 	       "swap-outs, %llu swap-ins, fault p50 %llu ns p99 %llu ns\n",
@@ -110,12 +112,19 @@ static void test_guest_writes_while_swapping(void **state)
 	       (unsigned long long)first_bad_round, (unsigned long long)st.swap_outs,
 	       (unsigned long long)st.swap_ins, (unsigned long long)st.fault_p50_ns,
 	       (unsigned long long)st.fault_p99_ns);
+	printf("  stall: %.0f ms over %llu faults in %llu ms of run\n", (double)st.stall_ns / 1e6,
+	       (unsigned long long)st.stall_faults, (unsigned long long)wall);
 	assert_true(writes >= 1000000);
 	assert_int_equal(bad, 0);
 	assert_false(st.stopped);
 	/* The race was real: pages went out and came back under the guest. */
 	assert_true(st.swap_outs > 10000);
 	assert_true(st.swap_ins > 10000);
+	/* Each swap-in was a fault that this thread waited for, running the
+	 * vCPU or checking the pages: all in the stall, and one thread cannot
+	 * wait longer than the run. */
+	assert_true(st.stall_faults >= st.swap_ins);
+	assert_true(st.stall_ns > 0 && st.stall_ns <= (wall + 1) * 1000000ull);
 	rf_kvm_mini_teardown(&k);
 	rf_engine_free(e);
 }
