@@ -667,11 +667,15 @@ static void test_fault_stall(void **state)
 		      (unsigned long long)(b.stall_faults - a.stall_faults),
 		      (double)(b.stall_ns - a.stall_ns) / 1e6, (double)wall / 1e6,
 		      (unsigned long long)(n * SLOW_MS));
-	assert_int_equal(b.stall_faults - a.stall_faults, n);
-	assert_true(b.stall_ns - a.stall_ns >= n * SLOW_MS * 1000000ull);
+	/* One fault a page, but a swap-in may bring a neighbour in with it
+	 * (no fault left for that one): at most n, each at least SLOW_MS. */
+	assert_true(b.stall_faults - a.stall_faults >= 1 && b.stall_faults - a.stall_faults <= n);
+	assert_true(b.stall_ns - a.stall_ns >=
+		    (b.stall_faults - a.stall_faults) * SLOW_MS * 1000000ull);
 	assert_true(b.stall_ns - a.stall_ns <= wall);
 	/* No more counted than the swap-ins and zero fills answered. */
-	assert_int_equal(b.swap_ins + b.zero_fills - a.swap_ins - a.zero_fills, n);
+	assert_true(b.stall_faults - a.stall_faults <=
+		    b.swap_ins + b.zero_fills - a.swap_ins - a.zero_fills);
 
 	assert_int_equal(rf_vm_swap_stats(quiet, &q), 0);
 	assert_int_equal(q.stall_ns, 0);
