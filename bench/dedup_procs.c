@@ -140,6 +140,8 @@ static int run(struct run *out, unsigned int nprocs)
 	unsigned int n = 0;
 
 	memset(out, 0, sizeof(*out));
+	/* The guests of the run before raise the load for a while. */
+	bench_wait_quiet("dedup_procs", 120);
 	out->load = bench_loadavg();
 	if (nprocs > 1 && (broker = broker_proc_start(broker_bin, bsock, NULL)) < 0) {
 		fprintf(stderr, "dedup_procs: ramfoldd did not start\n");
