@@ -64,6 +64,18 @@ bool dedup_wait_converged(rf_engine *e, unsigned int min_passes, unsigned int ti
 	return false;
 }
 
+uint64_t dedup_wait_sharing(rf_engine *e, uint64_t want, unsigned int timeout_ms)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+
+	for (unsigned int t = 0;; t += 10) {
+		if (rf_dedup_counters(e, &st) != 0 || st.pages_sharing >= want || t >= timeout_ms)
+			return st.pages_sharing;
+		rf_dedup_scan_now(e);
+		usleep(10000);
+	}
+}
+
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);

@@ -29,6 +29,14 @@ void dedup_fill_page(void *page, uint64_t seed);
 bool dedup_wait_converged(rf_engine *e, unsigned int min_passes, unsigned int timeout_ms);
 
 /*
+ * After convergence, wait (kicking passes, up to @timeout_ms) until the
+ * engine's pages_sharing reaches @want. Converged allows a few pages of
+ * work a pass: with two scanner threads a pair that lost a race merges a
+ * pass after the flag. Returns the last pages_sharing read.
+ */
+uint64_t dedup_wait_sharing(rf_engine *e, uint64_t want, unsigned int timeout_ms);
+
+/*
  * What the demo VMM's osimage preload puts in a guest: the files of @dir
  * matching @glob (regular files, by name), each from a page boundary, up to
  * @limit bytes. From that the ideal saving of N guests on the same files is

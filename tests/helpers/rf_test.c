@@ -126,18 +126,8 @@ void rf_test_every_state(rf_engine *e, rf_vm *vm, uint8_t *ram, unsigned int npa
 	assert_int_equal(rf_dedup_start(e, &dc), 0);
 	assert_int_equal(rf_dedup_add_vm(vm), 0);
 	assert_true(dedup_wait_converged(e, 3, 20000));
-	/* Converged allows a few pages of work a pass (CONV_FLOOR): with two
-	 * scanner threads a pair can lose a race in one pass and merge in the
-	 * next, after the flag was set. Give it the passes. */
-	for (unsigned int ms = 0, left = 1; left && ms < 10000; ms += 10) {
-		left = 0;
-		for (unsigned int i = 8; i < 16; i++)
-			left += rf_vm_page_state(vm, i * 4096) != RF_PAGE_MERGED;
-		if (left) {
-			rf_dedup_scan_now(e);
-			rf_test_sleep_ms(10);
-		}
-	}
+	/* Pages 8-11 and 12-15 are two sets of four copies: 8 pages shared. */
+	dedup_wait_sharing(e, 8, 10000);
 	for (unsigned int i = 8; i < 16; i++)
 		assert_int_equal(rf_vm_page_state(vm, i * 4096), RF_PAGE_MERGED);
 	for (unsigned int i = 16; i < 24; i++)

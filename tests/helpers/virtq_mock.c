@@ -278,7 +278,8 @@ int bdrv_setup2(struct bdrv *d, uint64_t ram_bytes, uint64_t gpa2, uint64_t byte
 {
 	struct rf_engine_config ec;
 	struct rf_vm_config vc;
-	struct rf_balloon_ops ops = {.size = sizeof(ops), .irq = on_irq, .actual_changed = on_actual};
+	struct rf_balloon_ops ops = {
+	    .size = sizeof(ops), .irq = on_irq, .actual_changed = on_actual};
 	void *hva;
 
 	memset(d, 0, sizeof(*d));

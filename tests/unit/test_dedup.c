@@ -243,13 +243,7 @@ static void test_bloom_grow_keeps_twins(void **state)
 	p0 = passes_of(f.e);
 	while (passes_of(f.e) < p0 + 4)
 		usleep(1000);
-	for (unsigned int ms = 0; ms < 10000; ms += 10) {
-		assert_int_equal(rf_dedup_counters(f.e, &st), 0);
-		if (st.pages_sharing >= 2 * n)
-			break;
-		rf_dedup_scan_now(f.e);
-		usleep(10000);
-	}
+	dedup_wait_sharing(f.e, 2 * n, 10000);
 	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
 	assert_int_equal(st.pages_sharing, 2 * n);
 	assert_int_equal(st.store_pages, n);
@@ -499,15 +493,7 @@ static void run_domains(const char *d0, const char *d1, enum rf_dedup_mode mode,
 		fill_layout(f.ram[i], 1, 512, 0, 256, 99);
 	fx_start(&f, mode, 0);
 	assert_true(dedup_wait_converged(f.e, 3, 20000));
-	/* Converged allows a few pages of work a pass: with two scanner
-	 * threads a pair that lost a race merges a pass after the flag. */
-	for (unsigned int ms = 0; ms < 10000; ms += 10) {
-		assert_int_equal(rf_dedup_stats(f.e, &st), 0);
-		if (st.pages_sharing >= want_sharing)
-			break;
-		rf_dedup_scan_now(f.e);
-		usleep(10000);
-	}
+	dedup_wait_sharing(f.e, want_sharing, 10000);
 	assert_int_equal(rf_dedup_stats(f.e, &st), 0);
 	printf("  domains %s/%s mode %s: sharing %llu zero %llu\n", d0 ? d0 : "-", d1 ? d1 : "-",
 	       rf_dedup_mode_name(mode), (unsigned long long)st.pages_sharing,
