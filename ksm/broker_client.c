@@ -81,11 +81,33 @@ struct broker_conn {
 	uint32_t *puts; /* queued PUTs */
 	unsigned int nputs, puts_cap;
 	bool down_logged;
-	uint8_t *buf; /* RFB_DGRAM_MAX: the request, then its reply */
+	uint8_t *buf; /* BC_BUF_MAX: the request, then its reply */
 	struct broker_conn *next;
 };
 
 /* ---- I/O ---------------------------------------------------------------- */
+
+#define BC_MAX(a, b) ((a) > (b) ? (a) : (b))
+/*
+ * The connection's buffer: every request but an INSERT's page bytes, and
+ * every reply. The pages of an INSERT are sent from where they are
+ * (bc_call's @pages), not copied in: a buffer big enough for them (128 KiB)
+ * would be memory each process pays for as soon as its first full INSERT
+ * touched it, against 16 KiB for the biggest other message (a full PUT).
+ */
+#define BC_BUF_MAX                                                                                 \
+	BC_MAX(                                                                                    \
+	    sizeof(struct rfb_put) + RFB_PUT_MAX * sizeof(uint32_t),                               \
+	    BC_MAX(sizeof(struct rfb_lookup_r) + RFB_LOOKUP_MAX * sizeof(struct rfb_lookup_ent),   \
+		   BC_MAX(sizeof(struct rfb_welcome), sizeof(struct rfb_error))))
+_Static_assert(sizeof(struct rfb_lookup) + RFB_LOOKUP_MAX * sizeof(uint64_t) <= BC_BUF_MAX,
+	       "a full LOOKUP fits the buffer");
+_Static_assert(sizeof(struct rfb_insert) + RFB_INSERT_MAX * sizeof(uint64_t) <= BC_BUF_MAX &&
+		   sizeof(struct rfb_insert_r) + RFB_INSERT_MAX * sizeof(struct rfb_insert_ent) <=
+		       BC_BUF_MAX,
+	       "an INSERT's hashes and its reply fit the buffer");
+_Static_assert(sizeof(struct rfb_hello) <= BC_BUF_MAX && sizeof(struct rfb_report_r) <= BC_BUF_MAX,
+	       "HELLO and REPORT_R fit the buffer");
 
 static void bc_lost(struct broker_conn *bc, const char *why, int err)
 {
@@ -115,30 +137,41 @@ static void bc_lost(struct broker_conn *bc, const char *why, int err)
 }
 
 /*
- * Send the request in bc->buf (@len bytes) and receive its reply there;
- * the reply must be @type with @fixed bytes plus hdr.count entries of
- * @ent bytes (@count entries when @count is not ~0u). *@fd receives a
- * descriptor passed with it, if @fd. Connection lock held.
+ * Send the request in bc->buf (@len bytes), followed by @npages pages of
+ * RF_PAGE_SIZE bytes from @pages (an INSERT's; the datagram is one, the
+ * kernel gathers it), and receive its reply in bc->buf; the reply must be
+ * @type with @fixed bytes plus hdr.count entries of @ent bytes (@count
+ * entries when @count is not ~0u). *@fd receives a descriptor passed with
+ * it, if @fd. Connection lock held.
  */
-static int bc_call(struct broker_conn *bc, size_t len, uint32_t type, size_t fixed, size_t ent,
-		   uint32_t count, int *fd)
+static int bc_call_pages(struct broker_conn *bc, size_t len, const uint8_t *const *pages,
+			 unsigned int npages, uint32_t type, size_t fixed, size_t ent,
+			 uint32_t count, int *fd)
 {
 	struct rfb_hdr *h = (struct rfb_hdr *)bc->buf;
 	union {
 		struct cmsghdr c;
 		char b[CMSG_SPACE(sizeof(int))];
 	} cm;
-	struct iovec iov = {bc->buf, RFB_DGRAM_MAX};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct iovec out[1 + RFB_INSERT_MAX];
+	struct iovec iov = {bc->buf, BC_BUF_MAX};
+	struct msghdr mh = {.msg_iov = out, .msg_iovlen = 1 + npages};
+	size_t total = len + (size_t)npages * RF_PAGE_SIZE;
 	uint32_t seq = ++bc->seq;
 	ssize_t got;
 
+	if (npages > RFB_INSERT_MAX)
+		return -EINVAL;
 	h->seq = seq;
-	h->len = (uint32_t)len;
-	if (send(bc->fd, bc->buf, len, MSG_NOSIGNAL) != (ssize_t)len) {
+	h->len = (uint32_t)total;
+	out[0] = (struct iovec){bc->buf, len};
+	for (unsigned int i = 0; i < npages; i++)
+		out[1 + i] = (struct iovec){(void *)pages[i], RF_PAGE_SIZE};
+	if (sendmsg(bc->fd, &mh, MSG_NOSIGNAL) != (ssize_t)total) {
 		bc_lost(bc, "sending a request", -errno);
 		return -EPIPE;
 	}
+	mh = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1};
 	if (fd) {
 		*fd = -1;
 		mh.msg_control = cm.b;
@@ -174,6 +207,12 @@ static int bc_call(struct broker_conn *bc, size_t len, uint32_t type, size_t fix
 		return -EPROTO;
 	}
 	return 0;
+}
+
+static int bc_call(struct broker_conn *bc, size_t len, uint32_t type, size_t fixed, size_t ent,
+		   uint32_t count, int *fd)
+{
+	return bc_call_pages(bc, len, NULL, 0, type, fixed, ent, count, fd);
 }
 
 /* Send the queued PUTs. Connection lock held. */
@@ -378,7 +417,7 @@ static struct broker_conn *bc_new(struct rf_dedup *d, const struct rf_dedup_vm *
 
 	if (!bc)
 		return NULL;
-	bc->buf = rf_zalloc(d->e, RFB_DGRAM_MAX);
+	bc->buf = rf_zalloc(d->e, BC_BUF_MAX);
 	if (!bc->buf) {
 		rf_free(d->e, bc);
 		return NULL;
@@ -531,10 +570,8 @@ int broker_insert(struct rf_dedup *d, struct rf_store *s, const uint64_t *hash,
 	q->h.type = RFB_INSERT;
 	q->h.count = n;
 	memcpy(q->hash, hash, n * sizeof(uint64_t));
-	for (unsigned int i = 0; i < n; i++)
-		memcpy((uint8_t *)(q->hash + n) + (size_t)i * RF_PAGE_SIZE, pages[i], RF_PAGE_SIZE);
-	err = bc_call(bc, sizeof(*q) + n * (sizeof(uint64_t) + RF_PAGE_SIZE), RFB_INSERT_R,
-		      sizeof(*a), sizeof(a->ent[0]), n, NULL);
+	err = bc_call_pages(bc, sizeof(*q) + n * sizeof(uint64_t), pages, n, RFB_INSERT_R,
+			    sizeof(*a), sizeof(a->ent[0]), n, NULL);
 	if (err)
 		goto out;
 	memcpy(ent, a->ent, n * sizeof(ent[0]));

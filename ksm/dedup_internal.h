@@ -87,10 +87,11 @@ uint64_t dedup_hash_default(const void *page, size_t len);
 /* rflags of a broker store's page (under its connection's lock). */
 #define RS_HELD 1u /* the broker counts a hold of ours on it */
 
+/* 8 bytes: a broker store has one for each of its pages that we map, in
+ * every process of the domain. */
 struct store_page {
 	_Atomic uint32_t ref;
 	_Atomic uint32_t rflags;
-	struct index_node *node; /* its STORE entry, or NULL (always, in a broker store) */
 };
 
 struct broker_conn;
@@ -102,9 +103,13 @@ struct rf_store {
 	uint8_t *win;		  /* MAP_SHARED window over the whole memfd */
 	uint64_t cap;		  /* pages */
 	struct store_page *pages; /* cap entries, mmap'ed */
-	pthread_mutex_t lock;	  /* next, free list, zombies */
-	uint64_t next;		  /* bump allocator */
-	uint32_t *free_pgs;	  /* cap entries, mmap'ed */
+	/* The engine's own stores: each page's STORE entry in the index, or
+	 * NULL (cap entries, mmap'ed). NULL for a broker's store, whose pages
+	 * are never in our index. */
+	struct index_node **nodes;
+	pthread_mutex_t lock; /* next, free list, zombies */
+	uint64_t next;	      /* bump allocator */
+	uint32_t *free_pgs;   /* cap entries, mmap'ed */
 	uint64_t nfree;
 	uint32_t *zombies; /* ref hit 0: index entry still to remove */
 	uint64_t nzombies;

@@ -525,7 +525,7 @@ static void file_store_page(struct rf_dedup *d, const struct rf_dedup_vm *dv, st
 	node->numa = d->cfg.cross_node ? 0 : (int16_t)dv->numa;
 	node->store = s;
 	node->pg = pg;
-	s->pages[pg].node = node;
+	s->nodes[pg] = node;
 	index_add(d->ht, node);
 	k = (struct index_key){node->hash, node->domain, node->numa};
 	bloom_set(d, &k);

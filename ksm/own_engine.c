@@ -394,7 +394,7 @@ static int own_start(struct rf_dedup *d)
 	d->zero_hash = dedup_hash_fn(zero, sizeof(zero));
 	d->ht = index_new();
 	/* The Bloom filter starts at its smallest; the scanner sizes it to
-	 * the VMs attached (bloom_fit). */
+	 * the pages it hashes (bloom_fit). */
 	if (!d->ht || bloom_fit(d, 0) != 0) {
 		err = -ENOMEM;
 		goto err_stores;
@@ -470,15 +470,23 @@ static void seen_refill(struct rf_dedup *d)
 }
 
 /*
- * Size the Bloom filter (and the seen map, as big) to @pages of guest RAM:
- * about 8 bits a page (a page files at most one key, so at most 1 bit in 8
- * is set and a key never filed meets a set bit at most 1 time in 8), a
- * power of two within [2^16, 2^26], never shrunk. Or, at the same size,
- * refill a seen map a quarter full (struct rf_dedup says why) if that
- * halves it at least: with more than 2^26 / 8 pages, the live bits alone
- * may fill a quarter, and refilling on every pass would buy nothing. A bigger one is filled from
- * the index before it replaces the old: a key filed but missing from the filter would never be
- * looked up, and its twins would be filed beside it instead of merged.
+ * Size the Bloom filter (and the seen map, as big) to @pages, the pages the
+ * last pass hashed: about 8 bits a page (a page files at most one key, so at
+ * most 1 bit in 8 is set and a key never filed meets a set bit at most 1
+ * time in 8), a power of two within [2^16, 2^26], never shrunk. Sized to the
+ * pages with content rather than to guest RAM: the maps are touched all
+ * over (a few thousand keys set a bit in every 4 KiB of them), so their
+ * whole size is memory the process pays, and a freshly booted guest has
+ * content in a third of its RAM or less. The first pass runs on the
+ * smallest maps, over-full; nothing is filed on a first sight, and the
+ * bigger maps that follow it are rebuilt exactly (below), so its false
+ * bits go with the old maps. Or, at the same size, refill a seen map a
+ * quarter full (struct rf_dedup says why) if that halves it at least: with
+ * more than 2^26 / 8 pages, the live bits alone may fill a quarter, and
+ * refilling on every pass would buy nothing. A bigger one is filled from
+ * the index before it replaces the old: a key filed but missing from the
+ * filter would never be looked up, and its twins would be filed beside it
+ * instead of merged.
  *
  * Called by own_start, and by scanner thread 0 between passes, while the
  * other scanner threads wait at the barrier: only scanner threads read the

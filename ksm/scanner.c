@@ -594,11 +594,9 @@ static void throttle(struct scan_ctx *c, uint64_t unit_wall_ns, uint64_t pages)
 	c->wall_mark = rf_now_ns();
 }
 
-/* Returns the pages of guest RAM attached. */
-static uint64_t build_units(struct rf_dedup *d)
+static void build_units(struct rf_dedup *d)
 {
 	unsigned int n = 0;
-	uint64_t pages = 0;
 
 	pthread_mutex_lock(&d->lock);
 	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
@@ -608,7 +606,6 @@ static uint64_t build_units(struct rf_dedup *d)
 
 		rf_vm_regions_rdlock(dv->vm);
 		for (unsigned int i = 0; (r = __rf_vm_region(dv->vm, i)); i++) {
-			pages += r->npages;
 			for (uint64_t p = 0; p < r->npages; p += UNIT_PAGES) {
 				if (n == d->units_cap) {
 					unsigned int cap = d->units_cap ? 2 * d->units_cap : 1024;
@@ -636,7 +633,6 @@ static uint64_t build_units(struct rf_dedup *d)
 	atomic_store(&d->next_unit, 0);
 	d->kick = false;
 	pthread_mutex_unlock(&d->lock);
-	return pages;
 }
 
 /*
@@ -702,11 +698,13 @@ static void *scanner_main(void *arg)
 			broker_tick(d);
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);
-			atomic_store(&d->pass_hashed, 0);
+			uint64_t hashed = atomic_exchange(&d->pass_hashed, 0);
+			build_units(d);
 			/* The other threads wait at the barrier: the one
-			 * time the Bloom filter may be replaced. A failure
-			 * keeps the old one (logged), tried again next pass. */
-			bloom_fit(d, build_units(d));
+			 * time the Bloom filter may be replaced, sized to
+			 * the pages the pass before hashed. A failure keeps
+			 * the old one (logged), tried again next pass. */
+			bloom_fit(d, hashed);
 			/* One decision for all threads: each reading d->stop
 			 * itself could leave one waiting at the barrier of a
 			 * pass the others have left. */

@@ -67,9 +67,12 @@ int store_init(struct rf_store *s, rf_engine *e, int node, uint64_t cap_pages)
 		      MAP_SHARED | MAP_NORESERVE, s->fd, 0);
 	s->pages = mmap(NULL, cap_pages * sizeof(*s->pages), PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	s->nodes = mmap(NULL, cap_pages * sizeof(*s->nodes), PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	s->free_pgs = mmap(NULL, cap_pages * sizeof(uint32_t) * 2, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (s->win == MAP_FAILED || s->pages == MAP_FAILED || s->free_pgs == MAP_FAILED) {
+	if (s->win == MAP_FAILED || s->pages == MAP_FAILED || s->nodes == MAP_FAILED ||
+	    s->free_pgs == MAP_FAILED) {
 		err = -ENOMEM;
 		rf_log(e, RF_LOG_ERR, "dedup: store: mapping the store window: %s",
 		       strerror(errno));
@@ -92,8 +95,11 @@ err_map:
 		munmap(s->win, cap_pages << RF_PAGE_SHIFT);
 	if (s->pages != MAP_FAILED)
 		munmap(s->pages, cap_pages * sizeof(*s->pages));
+	if (s->nodes != MAP_FAILED)
+		munmap(s->nodes, cap_pages * sizeof(*s->nodes));
 	if (s->free_pgs != MAP_FAILED)
 		munmap(s->free_pgs, cap_pages * sizeof(uint32_t) * 2);
+	s->nodes = NULL;
 err_fd:
 	close(s->fd);
 	s->fd = -1;
@@ -147,6 +153,8 @@ void store_destroy(struct rf_store *s)
 	urcu_memb_barrier();
 	munmap(s->win, s->cap << RF_PAGE_SHIFT);
 	munmap(s->pages, s->cap * sizeof(*s->pages));
+	if (s->nodes)
+		munmap(s->nodes, s->cap * sizeof(*s->nodes));
 	munmap(s->free_pgs, s->cap * sizeof(uint32_t) * (s->remote ? 1 : 2));
 	close(s->fd);
 	pthread_mutex_destroy(&s->lock);
@@ -183,7 +191,8 @@ static int alloc_pages(struct rf_store *s, unsigned int n, bool exact, uint32_t 
 		atomic_fetch_add(&s->live, (uint64_t)got);
 		for (int i = 0; i < got; i++) {
 			atomic_store(&s->pages[*first + i].ref, 0);
-			s->pages[*first + i].node = NULL;
+			if (s->nodes)
+				s->nodes[*first + i] = NULL;
 		}
 	}
 	return got;
@@ -331,11 +340,12 @@ void store_reap(struct rf_store *s, struct cds_lfht *ht)
 	rc->n = n;
 	urcu_memb_read_lock();
 	for (uint64_t i = 0; i < n; i++) {
-		struct index_node *node = s->pages[rc->pgs[i]].node;
+		struct index_node *node = s->nodes ? s->nodes[rc->pgs[i]] : NULL;
 
-		s->pages[rc->pgs[i]].node = NULL;
-		if (node)
+		if (node) {
+			s->nodes[rc->pgs[i]] = NULL;
 			index_del(ht, node);
+		}
 	}
 	urcu_memb_read_unlock();
 	/* No guest page of ours maps them: the broker may have them back

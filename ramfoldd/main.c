@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -108,7 +109,26 @@ static struct {
 /* Datagrams are received here: one larger than the largest allowed, so an
  * oversized one arrives too long rather than silently cut to fit. */
 static _Alignas(16) uint8_t rbuf[RFB_DGRAM_MAX + 1];
+/* When a datagram longer than a page last came in (mono_ms), or 0 once
+ * rbuf's pages were given back: an INSERT touches up to 128 KiB of it,
+ * which would otherwise stay in the broker's Pss for good. Given back
+ * RBUF_IDLE_MS after the last such datagram (rbuf_release); the small
+ * LOOKUPs and REPORTs of converged clients touch its first page only. */
+static uint64_t rbuf_big_ms;
+#define RBUF_IDLE_MS 1000
 static _Alignas(16) uint8_t reply[BROKER_REPLY_MAX];
+
+/* Give rbuf's whole pages back (they read as zeros after): no datagram
+ * longer than a page for RBUF_IDLE_MS. A failure only keeps them. */
+static void rbuf_release(void)
+{
+	uintptr_t a = ((uintptr_t)rbuf + 4095) & ~(uintptr_t)4095;
+	uintptr_t b = ((uintptr_t)rbuf + sizeof(rbuf)) & ~(uintptr_t)4095;
+
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+	rbuf_big_ms = 0;
+}
 
 /* One write per line: lines of one process never interleave in the
  * journal or a shared log file. */
@@ -290,6 +310,8 @@ static void conn_event(struct conn *k, uint32_t events)
 	n = recv(k->ev.fd, rbuf, sizeof(rbuf), MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
+	if (n > 4096)
+		rbuf_big_ms = mono_ms();
 	if (n <= 0) {
 		conn_gone(k);
 		return;
@@ -1009,6 +1031,14 @@ int main(int argc, char **argv)
 				d.next_metrics_ms = now + 1000;
 			}
 			timeout = (int)(d.next_metrics_ms - now);
+		}
+		if (rbuf_big_ms) {
+			uint64_t now = mono_ms();
+
+			if (now >= rbuf_big_ms + RBUF_IDLE_MS)
+				rbuf_release();
+			else if (timeout < 0 || (uint64_t)timeout > rbuf_big_ms + RBUF_IDLE_MS - now)
+				timeout = (int)(rbuf_big_ms + RBUF_IDLE_MS - now);
 		}
 		n = epoll_wait(d.epfd, ev, 64, timeout);
 		for (int i = 0; i < n && !d.stop; i++) {
