@@ -370,28 +370,31 @@ struct rf_dedup {
 	 * page whose key's bit is clear has no twin filed, so the scanner
 	 * files it without a lookup (most pages of a pass are unique). Bits
 	 * are never cleared: a stale bit only costs a lookup. Sized to the
-	 * RAM attached, and replaced by a bigger one only between passes
+	 * pages hashed, and replaced by a bigger one only between passes
 	 * (bloom_fit). */
 	_Atomic uint64_t *bloom;
 	/*
-	 * The seen map, beside the filter and as big: the key's bit of every
-	 * content a page had at first sight. Most pages of a guest are
-	 * unique, and filing each as a CAND would cost an index node (64
-	 * bytes) a page for as long as it stays unique. So a page only sets
-	 * its key's bit here, and a page that finds the bit set (a twin was
-	 * seen) sets the key's Bloom bit too: on their first stable pass,
-	 * pages file themselves only if the filter has their bit, and pair
-	 * with the first of them filed. A unique page costs a bit instead of
-	 * a node (a node still, when another key's page set the same bit: 1
-	 * time in 8 at most). Never cleared: a stale bit costs a node, never
-	 * a merge. Rebuilt from the pages' hashes (PF_HASHED) when the filter
-	 * grows, a key met twice setting its Bloom bit again: a lost bit would
-	 * leave both pages of a pair unfiled; and refilled the same way once a
-	 * quarter of its bits are set, so that the bits of pages long since
-	 * rewritten (a live guest's churn) do not fill it up.
+	 * The seen map, beside the filter and as big: the key's two bits
+	 * (seen_set) of every content a page had at first sight. Most pages
+	 * of a guest are unique, and filing each as a CAND would cost an
+	 * index node (64 bytes) a page for as long as it stays unique. So a
+	 * page only sets its key's bits here, and a page that finds both set
+	 * (a twin was seen) sets the key's Bloom bit too: on their first
+	 * stable pass, pages file themselves only if the filter has their
+	 * bit, and pair with the first of them filed. A unique page costs two
+	 * bits instead of a node (a node still, when other keys' pages set
+	 * both of its bits: about 1 time in 20 at 8 bits a key, where one bit
+	 * a key was 1 in 8 and cost each QEMU of bench-qemu 200 KiB of
+	 * nodes). Never cleared: a stale bit costs a node, never a merge.
+	 * Rebuilt from the pages' hashes (PF_HASHED) when the filter grows, a
+	 * key met twice setting its Bloom bit again: a lost bit would leave
+	 * both pages of a pair unfiled; and refilled the same way once a
+	 * quarter of its bits are set (keys counted above an eighth of the
+	 * bits), so that the bits of pages long since rewritten (a live
+	 * guest's churn) do not fill it up.
 	 */
 	_Atomic uint64_t *seen;
-	_Atomic uint64_t seen_count; /* bits set in the seen map, about */
+	_Atomic uint64_t seen_count; /* keys counted in the seen map, about */
 	uint64_t seen_live;	     /* seen_count after the last refill (thread 0) */
 	uint64_t bloom_bits;	     /* power of two, for both maps */
 	uint64_t bloom_failed_bits;  /* the size whose mmap last failed (logged) */
@@ -458,11 +461,17 @@ static inline bool bloom_set(struct rf_dedup *d, const struct index_key *k)
 }
 
 /* Set @k's bit in the seen map; whether another page had set it already. */
+/* Count @k in the seen map: set its two bits (the Bloom filter's, and one
+ * from the key hash's high bits, independent of it up to BLOOM_MAX_BITS).
+ * Whether both were set already: the key, or two others, was counted. */
 static inline bool seen_set(struct rf_dedup *d, const struct index_key *k)
 {
-	uint64_t b = bloom_bit(d, k);
+	uint64_t h = index_key_hash(k);
+	uint64_t b1 = (h >> 7) & (d->bloom_bits - 1), b2 = (h >> 33) & (d->bloom_bits - 1);
+	bool was1 = atomic_fetch_or(&d->seen[b1 >> 6], 1ull << (b1 & 63)) & (1ull << (b1 & 63));
+	bool was2 = atomic_fetch_or(&d->seen[b2 >> 6], 1ull << (b2 & 63)) & (1ull << (b2 & 63));
 
-	return atomic_fetch_or(&d->seen[b >> 6], 1ull << (b & 63)) & (1ull << (b & 63));
+	return was1 && was2;
 }
 
 /* ---- merge.c ---------------------------------------------------------- */

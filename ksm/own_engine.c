@@ -481,7 +481,8 @@ static void seen_refill(struct rf_dedup *d)
  * smallest maps, over-full; nothing is filed on a first sight, and the
  * bigger maps that follow it are rebuilt exactly (below), so its false
  * bits go with the old maps. Or, at the same size, refill a seen map a
- * quarter full (struct rf_dedup says why) if that halves it at least: with
+ * quarter full (more keys counted than an eighth of its bits, two bits a
+ * key; struct rf_dedup says why) if that halves it at least: with
  * more than 2^26 / 8 pages, the live bits alone may fill a quarter, and
  * refilling on every pass would buy nothing. A bigger one is filled from
  * the index before it replaces the old: a key filed but missing from the
@@ -505,7 +506,7 @@ int bloom_fit(struct rf_dedup *d, uint64_t pages)
 	if (old && bits <= old_bits) {
 		uint64_t n = atomic_load(&d->seen_count);
 
-		if (n > old_bits / 4 && n > 2 * d->seen_live) {
+		if (n > old_bits / 8 && n > 2 * d->seen_live) {
 			memset((void *)d->seen, 0, old_bits / 8);
 			seen_refill(d);
 		}
