@@ -242,7 +242,8 @@ void index_add(struct cds_lfht *ht, struct index_node *n);
 /* Call under rcu_read_lock. Removes @n; true if this call removed it (and
  * scheduled its free after a grace period). */
 bool index_del(struct cds_lfht *ht, struct index_node *n);
-/* Remove the CAND node for page @idx of @dr filed under @k. rcu_read_lock held. */
+/* Remove the CAND node for page @idx of @dr filed under @k (of whose hash the
+ * low 32 bits are enough). rcu_read_lock held. */
 bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct dedup_region *dr,
 		    uint64_t idx);
 /* Remove every CAND node of @dv (and of @dr only, if not NULL). Any
@@ -292,7 +293,12 @@ struct rf_dedup_vm;
 struct dedup_region {
 	struct rf_region *r;
 	struct rf_dedup_vm *dv;
-	uint64_t *hash;		 /* per page, mmap'ed */
+	/* Per page, mmap'ed: the low 32 bits of its content hash at its last
+	 * pass (PF_HASHED). Enough to tell a page unchanged (a false match,
+	 * 1 in 2^32, can only cost a byte comparison) and to find its CAND
+	 * node (index_key_hash uses these bits only); half the memory of the
+	 * whole hash, which each process pays for every page with content. */
+	uint32_t *hash;
 	_Atomic uint8_t *pflags; /* per page, mmap'ed */
 	size_t hash_bytes, pflags_bytes;
 };

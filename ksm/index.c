@@ -27,11 +27,36 @@ static int key_match(struct cds_lfht_node *node, const void *key)
 	return n->hash == k->hash && n->domain == k->domain && n->numa == k->numa;
 }
 
+/*
+ * The key's place in the table (and its bits in the Bloom filter and the
+ * seen map) from the low 32 bits of the content hash only: the scanner
+ * keeps 4 bytes of each page's hash (struct dedup_region), and must find a
+ * candidate it filed from them (index_del_cand). The nodes keep the whole
+ * hash, which lookups compare. A full 64-bit mix (the filter's two bits take
+ * their own bits of it), with the domain and node folded in first so that
+ * equal pages of two domains land apart.
+ */
 uint64_t index_key_hash(const struct index_key *k)
 {
-	/* The content hash is already uniform; fold the domain and node in
-	 * with an odd multiplier so equal pages of two domains land apart. */
-	return k->hash ^ (((uint64_t)k->domain << 16 | (uint16_t)k->numa) * 0x9e3779b97f4a7c15ull);
+	uint64_t x = (uint32_t)k->hash ^
+		     (((uint64_t)k->domain << 16 | (uint16_t)k->numa) * 0x9e3779b97f4a7c15ull);
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+/* A candidate's key from its page's 4 bytes of hash (index_key_hash). */
+static int key_match_low(struct cds_lfht_node *node, const void *key)
+{
+	const struct index_node *n = caa_container_of(node, struct index_node, lfht);
+	const struct index_key *k = key;
+
+	return (uint32_t)n->hash == (uint32_t)k->hash && n->domain == k->domain &&
+	       n->numa == k->numa;
 }
 
 struct cds_lfht *index_new(void)
@@ -147,7 +172,7 @@ bool index_del_cand(struct cds_lfht *ht, const struct index_key *k, const struct
 	struct cds_lfht_iter it;
 	struct index_node *n;
 
-	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match, k, &it, n, lfht) {
+	cds_lfht_for_each_entry_duplicate (ht, index_key_hash(k), key_match_low, k, &it, n, lfht) {
 		if (n->kind == NODE_CAND && n->dr == dr && n->idx == idx)
 			return index_del(ht, n);
 	}

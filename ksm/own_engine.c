@@ -102,7 +102,7 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 		goto out;
 	dr->dv = dv;
 	dr->hash_bytes =
-	    (r->npages * sizeof(uint64_t) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
+	    (r->npages * sizeof(*dr->hash) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
 	dr->pflags_bytes = (r->npages + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
 	dr->hash = mmap(NULL, dr->hash_bytes, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

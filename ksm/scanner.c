@@ -344,7 +344,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
 	c->hashed++;
 	key.hash = h;
-	stable = (pf & PF_HASHED) && dr->hash[idx] == h;
+	stable = (pf & PF_HASHED) && dr->hash[idx] == (uint32_t)h;
 	if (!stable) {
 		if (pf & PF_HASHED)
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
@@ -357,7 +357,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
 				index_del_cand(d->ht, &old, dr, idx);
 		}
-		dr->hash[idx] = h;
+		dr->hash[idx] = (uint32_t)h;
 		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
 		atomic_store_explicit(&dr->pflags[idx], pf, memory_order_relaxed);
 	}
