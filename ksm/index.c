@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "dedup_internal.h"
+#include "mix.h"
 
 static int key_match(struct cds_lfht_node *node, const void *key)
 {
@@ -38,15 +39,8 @@ static int key_match(struct cds_lfht_node *node, const void *key)
  */
 uint64_t index_key_hash(const struct index_key *k)
 {
-	uint64_t x = (uint32_t)k->hash ^
-		     (((uint64_t)k->domain << 16 | (uint16_t)k->numa) * 0x9e3779b97f4a7c15ull);
-
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
+	return mix64((uint32_t)k->hash ^
+		     (((uint64_t)k->domain << 16 | (uint16_t)k->numa) * 0x9e3779b97f4a7c15ull));
 }
 
 /* A candidate's key from its page's 4 bytes of hash (index_key_hash). */

@@ -30,12 +30,12 @@ $(RAMFOLDD): $(RAMFOLDD_OBJS) $(B)/libramfold.a
 	$(CC) $(CFLAGS) -pthread -o $@ $(RAMFOLDD_OBJS) $(B)/libramfold.a $(LIB_DEPS)
 
 # The tests drive the real daemon over its socket, and the core directly.
-$(B)/tests/broker/test_broker: tests/broker/test_broker.c $(RAMFOLDD_CORE) ramfoldd/broker.h ramfoldd/cand.h ramfoldd/mix.h ksm/broker_proto.h $(RAMFOLDD)
+$(B)/tests/broker/test_broker: tests/broker/test_broker.c $(RAMFOLDD_CORE) ramfoldd/broker.h ramfoldd/cand.h ksm/mix.h ksm/broker_proto.h $(RAMFOLDD)
 	@mkdir -p $(@D)
 	$(CC) $(RAMFOLDD_CFLAGS) $(CFLAGS) -o $@ tests/broker/test_broker.c $(RAMFOLDD_CORE) \
 		$(RAMFOLDD_LIBS) -lcmocka
 
-$(B)/tests/broker/test_cand: tests/broker/test_cand.c ramfoldd/cand.c ramfoldd/cand.h ramfoldd/mix.h
+$(B)/tests/broker/test_cand: tests/broker/test_cand.c ramfoldd/cand.c ramfoldd/cand.h ksm/mix.h
 	@mkdir -p $(@D)
 	$(CC) $(RAMFOLDD_CFLAGS) $(CFLAGS) -o $@ tests/broker/test_cand.c ramfoldd/cand.c -lcmocka
 

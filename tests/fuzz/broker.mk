@@ -10,7 +10,7 @@ fuzz-smoke: fuzz-smoke-broker
 FUZZ_BROKER_RUNS ?= 1000000
 FUZZ_BROKER_SRCS := tests/fuzz/fuzz_broker.c ramfoldd/broker.c ramfoldd/cand.c ramfoldd/conf.c
 
-$(B)/fuzz/fuzz_broker: $(FUZZ_BROKER_SRCS) ramfoldd/broker.h ramfoldd/cand.h ramfoldd/mix.h ksm/broker_proto.h
+$(B)/fuzz/fuzz_broker: $(FUZZ_BROKER_SRCS) ramfoldd/broker.h ramfoldd/cand.h ksm/mix.h ksm/broker_proto.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -std=c11 -D_GNU_SOURCE $(WARN) -iquote ksm -iquote ramfoldd $(FUZZ_SAN) \
 		-fsanitize=fuzzer -o $@ $(FUZZ_BROKER_SRCS) -lxxhash -lnuma
