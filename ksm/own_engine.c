@@ -477,10 +477,12 @@ static void seen_refill(struct rf_dedup *d)
  * pages with content rather than to guest RAM: the maps are touched all
  * over (a few thousand keys set a bit in every 4 KiB of them), so their
  * whole size is memory the process pays, and a freshly booted guest has
- * content in a third of its RAM or less. The first pass runs on the
- * smallest maps, over-full; nothing is filed on a first sight, and the
- * bigger maps that follow it are rebuilt exactly (below), so its false
- * bits go with the old maps. Or, at the same size, refill a seen map a
+ * content in a third of its RAM or less. Before any pass hashed a page,
+ * the scanner gives the VMs' resident pages instead (an over-estimate). A
+ * VM attached later may run its first pass on maps too small, over-full:
+ * nothing is filed on a first sight, and the bigger maps that follow it
+ * are rebuilt exactly (below), so the false bits go with the old maps;
+ * what such a pass pays is more index lookups. Or, at the same size, refill a seen map a
  * quarter full (more keys counted than an eighth of its bits, two bits a
  * key; struct rf_dedup says why) if that halves it at least: with
  * more than 2^26 / 8 pages, the live bits alone may fill a quarter, and

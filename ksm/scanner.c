@@ -594,6 +594,43 @@ static void throttle(struct scan_ctx *c, uint64_t unit_wall_ns, uint64_t pages)
 	c->wall_mark = rf_now_ns();
 }
 
+/*
+ * Pages of the attached VMs' RAM that are resident now (mincore), for the
+ * Bloom filter's first size: before a pass has hashed anything, the maps
+ * would run a whole first pass at their smallest, and over-full maps send
+ * nearly every page of that pass to an index lookup. An over-estimate
+ * (pages the guest only read map the zero page, and are counted) only
+ * makes the maps a little bigger.
+ */
+static uint64_t resident_pages(struct rf_dedup *d)
+{
+	unsigned char vec[4096];
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (struct rf_dedup_vm *dv = d->vms; dv; dv = dv->next) {
+		struct rf_region *r;
+
+		if (atomic_load(&dv->dead))
+			continue;
+		rf_vm_regions_rdlock(dv->vm);
+		for (unsigned int i = 0; (r = __rf_vm_region(dv->vm, i)); i++) {
+			for (uint64_t p = 0; p < r->npages; p += sizeof(vec)) {
+				uint64_t k =
+				    r->npages - p < sizeof(vec) ? r->npages - p : sizeof(vec);
+
+				if (mincore(rf_region_page(r, p), k << RF_PAGE_SHIFT, vec) != 0)
+					break;
+				for (uint64_t j = 0; j < k; j++)
+					n += vec[j] & 1;
+			}
+		}
+		rf_vm_regions_unlock(dv->vm);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return n;
+}
+
 static void build_units(struct rf_dedup *d)
 {
 	unsigned int n = 0;
@@ -699,6 +736,9 @@ static void *scanner_main(void *arg)
 			atomic_fetch_add(&d->gen, 1);
 			atomic_store(&d->pass_merges, 0);
 			uint64_t hashed = atomic_exchange(&d->pass_hashed, 0);
+
+			if (hashed == 0 && d->bloom_bits == BLOOM_MIN_BITS)
+				hashed = resident_pages(d);
 			build_units(d);
 			/* The other threads wait at the barrier: the one
 			 * time the Bloom filter may be replaced, sized to
