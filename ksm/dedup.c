@@ -422,6 +422,50 @@ RF_EXPORT int rf_dedup_set_rate(rf_engine *e, uint64_t pages_per_sec)
 	return 0;
 }
 
+static const char *const huge_names[] = {
+    [RF_DEDUP_HUGE_SPLIT] = "split",
+    [RF_DEDUP_HUGE_KEEP] = "keep",
+    [RF_DEDUP_HUGE_SPLIT_COLD] = "split-cold",
+};
+
+RF_EXPORT const char *rf_dedup_huge_name(enum rf_dedup_huge m)
+{
+	if ((unsigned int)m > RF_DEDUP_HUGE_SPLIT_COLD)
+		return "invalid";
+	return huge_names[m];
+}
+
+/*
+ * The mode is one atomic the scanner reads once per unit (scanner.c,
+ * "Huge pages"): the policy tick calls this every tick, so only a change is
+ * logged, and a refusal once.
+ */
+RF_EXPORT int rf_dedup_set_huge(rf_engine *e, enum rf_dedup_huge mode)
+{
+	struct rf_dedup *d;
+	int old;
+
+	if (!e || !e->dedup)
+		return -ENOENT;
+	d = e->dedup;
+	if ((unsigned int)mode > RF_DEDUP_HUGE_SPLIT_COLD)
+		return -EINVAL;
+	if (mode != RF_DEDUP_HUGE_SPLIT && (d->ops == &dedup_ksm_ops || !e->feat.pagemap_scan)) {
+		if (!atomic_exchange(&d->huge_nosupport_logged, true))
+			rf_log(e, RF_LOG_WARN,
+			       "dedup: huge pages: cannot keep them whole: %s; their pages are "
+			       "merged as any",
+			       d->ops == &dedup_ksm_ops ? "the kernel's KSM splits them"
+							: "no PAGEMAP_SCAN (Linux 6.7+) to find them");
+		return -EOPNOTSUPP;
+	}
+	old = atomic_exchange(&d->huge_mode, (int)mode);
+	if (old != (int)mode)
+		rf_log(e, RF_LOG_INFO, "dedup: huge pages: %s -> %s",
+		       rf_dedup_huge_name((enum rf_dedup_huge)old), rf_dedup_huge_name(mode));
+	return 0;
+}
+
 /* ---- stats -------------------------------------------------------------- */
 
 static int rf_dedup_vm_stats_full(rf_vm *vm, struct rf_dedup_vm_stats *st)
@@ -557,6 +601,10 @@ static int stats_fill(rf_engine *e, struct rf_dedup_stats *st, bool measure)
 	if (measure)
 		measure_ram_vmas(d);
 	st->vmas = atomic_load(&d->ram_vmas);
+	st->huge_mode = (enum rf_dedup_huge)atomic_load(&d->huge_mode);
+	st->huge_kept_pages = atomic_load(&d->huge_kept);
+	st->huge_zero_freed = atomic_load(&d->huge_zero);
+	st->huge_opened = atomic_load(&d->huge_opened);
 	return err;
 }
 

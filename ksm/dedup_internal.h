@@ -418,6 +418,12 @@ struct rf_dedup {
 
 	_Atomic uint64_t scanned, merged, zeroed, unmerged, volatile_skipped, races, collisions;
 	_Atomic uint64_t passes;
+	/* Huge pages (scanner.c, "Huge pages"): the mode (enum rf_dedup_huge),
+	 * set at any time by rf_dedup_set_huge and read once per unit; its
+	 * counters; and whether the missing PAGEMAP_SCAN was logged. */
+	_Atomic int huge_mode;
+	_Atomic uint64_t huge_kept, huge_zero, huge_opened;
+	_Atomic bool huge_nosupport_logged;
 	_Atomic uint64_t cpu_ns_exited; /* CPU of threads that have ended */
 	_Atomic uint64_t thread_cpu_ns[64];
 
@@ -519,9 +525,11 @@ struct merge_run {
 /* Flush a run: the merge protocol's steps 1-8 (merge.c). Called with the B
  * VM's regions lock held for reading and rcu_read_lock held. */
 void merge_run_flush(struct rf_dedup *d, struct merge_run *m);
-/* Discard a run of all-zero pages (verified under write-protect). */
-void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
-		    unsigned int n);
+/* Discard a run of all-zero pages (verified under write-protect). With
+ * @whole (an all-zero huge page, discarded without splitting it), either
+ * every page of the run is discarded or none is; true if any was. */
+bool zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		    unsigned int n, bool whole);
 /* Bring up to @n MERGED pages from @idx back to private anonymous mappings
  * with their content: a guest write broke their copy-on-write
  * (@count_as_write: the scanner, page locks tried, the write counted) or

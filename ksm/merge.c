@@ -49,7 +49,9 @@
  * zeroed page and writes it. This is done here rather than through
  * rf_vm_discard_as() because the page locks must be held from the comparison to
  * the discard: between the two, another module (the balloon) must not change
- * the page.
+ * the page. An all-zero huge page is one zero run of its 512 pages, discarded
+ * whole or not at all (a partial discard would split it); one madvise over
+ * the whole huge page frees it without a split.
  *
  * Unmerge (a guest wrote a merged page: the kernel gave it a private copy
  * inside the store VMA): write-protect it, copy it into a scratch anonymous
@@ -645,21 +647,27 @@ out_unlock_vm:
 		rf_vm_regions_unlock(f.a.dv->vm);
 }
 
-void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
-		    unsigned int n)
+bool zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,
+		    unsigned int n, bool whole)
 {
 	struct dedup_region *dr = dedup_region_of(dv, r, false);
 	uint64_t old[MERGE_RUN_MAX];
 	void *addr = rf_region_page(r, idx);
-	unsigned int k;
+	unsigned int k, want = n;
 	int err;
 
 	n = lock_private(r, idx, n, old);
+	/* A huge page discarded in part would be split: all or nothing. */
+	if (whole && n < want) {
+		for (k = 0; k < n; k++)
+			pte_release(dv->vm, &r->pte[idx + k], old[k]);
+		return false;
+	}
 	if (n == 0)
-		return;
+		return false;
 	if (rf_uffd_writeprotect(dv->uffd, addr, (uint64_t)n << RF_PAGE_SHIFT, true, false) != 0) {
 		abort_pages(dv, r, idx, n, old, false);
-		return;
+		return false;
 	}
 	for (k = 0; k < n; k++)
 		if (memcmp(rf_region_page(r, idx + k), zero_page, RF_PAGE_SIZE) != 0)
@@ -667,17 +675,19 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 	if (k < n) {
 		atomic_fetch_add(&d->races, 1);
 		atomic_fetch_add(&dv->races, 1);
+		if (whole)
+			k = 0;
 		abort_pages(dv, r, idx + k, n - k, old + k, true);
 		n = k;
 	}
 	if (n == 0)
-		return;
+		return false;
 	err = rf_vm_discard_locked(dv->vm, addr, (uint64_t)n << RF_PAGE_SHIFT);
 	if (err) {
 		rf_log(d->e, RF_LOG_ERR, "%s: dedup: madvise(DONTNEED) at gpa 0x%" PRIx64 ": %s",
 		       dv->vm->name, r->gpa + (idx << RF_PAGE_SHIFT), strerror(-err));
 		abort_pages(dv, r, idx, n, old, true);
-		return;
+		return false;
 	}
 	RF_TEST_POINT("dedup.zero-discarded", addr);
 	for (k = 0; k < n; k++) {
@@ -697,6 +707,7 @@ void zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 	RF_TEST_POINT("dedup.zero-published", addr);
 	atomic_fetch_add(&d->zeroed, n);
 	atomic_fetch_add(&d->pass_merges, n);
+	return true;
 }
 
 int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r, uint64_t idx,

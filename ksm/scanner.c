@@ -68,6 +68,27 @@
  * A booting guest's passes are mostly first-time hashes and merges, far
  * above both bars, so convergence is as fast as before.
  *
+ * Huge pages (rf_dedup_set_huge, the policy's memory state): merging a
+ * page of a transparent huge page splits it, and the guest loses its 2 MiB
+ * TLB entries for all 512 pages. In the default mode (SPLIT) the scanner
+ * does not look: pages are pages, as for the kernel's KSM. Otherwise it asks
+ * the kernel once per unit which of its pages a huge page maps
+ * (PAGEMAP_SCAN, PAGE_IS_HUGE; pagemap entries do not say, and
+ * /proc/kpageflags needs root), only for regions that may have huge pages
+ * (RF_VM_THP or adopted). A huge page that is all zero is discarded whole
+ * (one zero run, all or nothing: MADV_DONTNEED of the whole huge page frees
+ * it unsplit). Any other is first observed: its pages are hashed and their
+ * hashes kept, as every pass does, but none is merged or filed as a
+ * candidate (a candidate is remapped with its twin), so ESX's trick holds:
+ * when pressure comes, the hashes are ready. In KEEP it stays so. In
+ * SPLIT_COLD it is cold if none of its pages changed since the previous
+ * pass (the scanner's own stability test, not swap's cold marks, which
+ * exist only with swap attached): then its pages are scanned as any, with
+ * the hashes just taken, and the first merge splits it; a huge page with a
+ * page written since stays whole for this pass. A huge page that a unit
+ * boundary cuts (RAM not 2 MiB aligned) is judged by the unit's part and
+ * never discarded whole.
+ *
  * Threads: scan_threads of them (rf-scan/0..), started by the own engine's
  * start (own_engine.c) and joined by its quiesce. Thread 0 builds each pass's
  * units under d->lock; all meet at a barrier before and after the pass.
@@ -76,6 +97,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <xxhash.h>
@@ -84,6 +106,7 @@
 #include "dedup_internal.h"
 
 #define UNIT_PAGES  512
+#define HUGE_PAGES  512 /* 4 KiB pages in a transparent huge page (x86-64 PMD) */
 #define CONV_RATIO  512
 #define CONV_FLOOR  4
 #define LEAVE_RATIO 64
@@ -117,6 +140,24 @@ struct scan_ctx {
 	/* Throttle: the thread's CPU clock and the wall clock when it last
 	 * slept (or was last let go without sleeping). */
 	uint64_t cpu_mark, wall_mark;
+	/* The unit's huge pages (huge_ranges), as pages [lo, hi) of the unit,
+	 * one entry per huge page (whole: all of it is in the unit); and
+	 * what observing one found: the hashes, and whether a page changed. */
+	unsigned int nhuge;
+	struct huge_range {
+		uint32_t lo, hi;
+		bool whole;
+	} huge[4];
+	uint64_t hbuf[UNIT_PAGES];
+	bool hot;
+	uint64_t kept; /* pages left unmerged in huge pages, this unit */
+};
+
+/* How scan_page treats a page (scanner.c's header, "Huge pages"). */
+enum scan_how {
+	SCAN_ACT,	 /* any page: hashed, then merged, discarded or filed */
+	SCAN_OBSERVE,	 /* in a huge page kept whole: hashed and its hash kept, never acted on */
+	SCAN_ACT_HASHED, /* in a cold huge page, observed a moment ago: acted on with that hash */
 };
 
 static uint64_t thread_cpu_ns(void)
@@ -130,7 +171,7 @@ static uint64_t thread_cpu_ns(void)
 static void flush_zero(struct scan_ctx *c)
 {
 	if (c->zn)
-		zero_run_flush(c->d, c->zdv, c->zr, c->zidx, c->zn);
+		zero_run_flush(c->d, c->zdv, c->zr, c->zidx, c->zn, false);
 	c->zn = 0;
 }
 
@@ -292,7 +333,7 @@ static void queue_ask(struct scan_ctx *c, uint64_t idx, uint64_t h)
 }
 
 static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r,
-		      struct dedup_region *dr, uint64_t idx, uint64_t ent)
+		      struct dedup_region *dr, uint64_t idx, uint64_t ent, enum scan_how how)
 {
 	struct rf_dedup *d = c->d;
 	uint64_t v = rf_pte_peek(&r->pte[idx]), h;
@@ -303,6 +344,10 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	bool stable;
 	void *page;
 
+	/* The observation just now did what follows for pages that are not
+	 * private and resident (none are, in a huge page mapped whole). */
+	if (how == SCAN_ACT_HASHED && rf_pte_state(v) != RF_PAGE_PRIVATE)
+		return;
 	if (rf_pte_state(v) == RF_PAGE_MERGED) {
 		/* Written: the kernel made a private copy. The unit's pagemap
 		 * may predate the merge (another thread's pair took this page
@@ -335,14 +380,18 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	 * almost always tell. Not a filed page (its node goes when its hash
 	 * changes, below) nor one a guest keeps rewriting (the backoff
 	 * below applies to zero pages too). */
-	if (!(pf & (PF_CAND | PF_BROKEN_MASK)) && page_is_zero(page)) {
+	if (how == SCAN_ACT && !(pf & (PF_CAND | PF_BROKEN_MASK)) && page_is_zero(page)) {
 		atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
 		add_zero(c, dv, r, idx);
 		return;
 	}
-	h = dedup_hash_fn(page, RF_PAGE_SIZE);
-	atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
-	c->hashed++;
+	if (how == SCAN_ACT_HASHED) {
+		h = c->hbuf[idx - c->rq_base];
+	} else {
+		h = dedup_hash_fn(page, RF_PAGE_SIZE);
+		atomic_fetch_add_explicit(&dv->scanned, 1, memory_order_relaxed);
+		c->hashed++;
+	}
 	key.hash = h;
 	stable = (pf & PF_HASHED) && dr->hash[idx] == (uint32_t)h;
 	if (!stable) {
@@ -360,6 +409,24 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		dr->hash[idx] = (uint32_t)h;
 		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
 		atomic_store_explicit(&dr->pflags[idx], pf, memory_order_relaxed);
+	}
+	if (how == SCAN_OBSERVE) {
+		/* Kept whole: no merge, and no twin's merge either (a filed
+		 * candidate is remapped with its twin), so it is not filed.
+		 * Its first sight is counted as any page's, so that it and
+		 * its twins pair as soon as the huge page is opened. */
+		c->hbuf[idx - c->rq_base] = h;
+		if (!stable) {
+			c->hot = true;
+			if (seen_set(d, &key))
+				bloom_set(d, &key);
+			else
+				atomic_fetch_add_explicit(&d->seen_count, 1, memory_order_relaxed);
+		} else if ((pf & PF_CAND) &&
+			   (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)) {
+			index_del_cand(d->ht, &key, dr, idx);
+		}
+		return;
 	}
 	if ((pf & PF_BROKEN_MASK) && d->cfg.backoff_max) {
 		unsigned int k = (pf & PF_BROKEN_MASK) >> PF_BROKEN_SHIFT;
@@ -487,12 +554,103 @@ static void ask_broker(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_reg
 	flush_runs(c);
 }
 
+/*
+ * The huge pages of the unit's @npages pages from @idx0 of @r: one
+ * PAGEMAP_SCAN for the unit (not a question per page), pages mapped by a
+ * huge page other than the huge zero page. A range the ioctl returns is cut
+ * at huge page boundaries (adjacent huge pages come back as one range).
+ * None if the ioctl fails: the unit is then scanned as 4 KiB pages.
+ */
+static void huge_ranges(struct scan_ctx *c, struct rf_region *r, uint64_t idx0, uint64_t npages)
+{
+	const uintptr_t hb = (uintptr_t)HUGE_PAGES << RF_PAGE_SHIFT;
+	uintptr_t start = (uintptr_t)rf_region_page(r, idx0);
+	struct page_region reg[4];
+	struct pm_scan_arg arg = {
+	    .size = sizeof(arg),
+	    .start = start,
+	    .end = start + (npages << RF_PAGE_SHIFT),
+	    .vec = (uintptr_t)reg,
+	    .vec_len = 4,
+	    .category_mask = PAGE_IS_HUGE | PAGE_IS_PFNZERO,
+	    .category_inverted = PAGE_IS_PFNZERO,
+	    .return_mask = PAGE_IS_HUGE,
+	};
+	int n = ioctl(c->d->e->pagemap_fd, PAGEMAP_SCAN, &arg);
+
+	c->nhuge = 0;
+	for (int i = 0; i < n; i++)
+		for (uintptr_t a = reg[i].start; a < reg[i].end;) {
+			uintptr_t next = (a + hb) & ~(hb - 1);
+
+			if (next > reg[i].end)
+				next = reg[i].end;
+			if (c->nhuge == sizeof(c->huge) / sizeof(c->huge[0]))
+				return;
+			c->huge[c->nhuge++] = (struct huge_range){
+			    (uint32_t)((a - start) >> RF_PAGE_SHIFT),
+			    (uint32_t)((next - start) >> RF_PAGE_SHIFT),
+			    !(a & (hb - 1)) && next - a == hb,
+			};
+			a = next;
+		}
+}
+
+/* Every page of huge page @h is private, resident and all zero (the first
+ * words of a page in use almost always say it is not). */
+static bool huge_is_zero(struct scan_ctx *c, struct rf_region *r, const struct huge_range *h)
+{
+	for (uint32_t k = h->lo; k < h->hi; k++) {
+		uint64_t idx = c->rq_base + k, v = rf_pte_peek(&r->pte[idx]), ent = c->ents[k];
+
+		if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_EXCLUDED) ||
+		    !rf_pagemap_resident(c->d->e, ent) || (ent & PM_FILE) ||
+		    !page_is_zero(rf_region_page(r, idx)))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Huge page @h of the unit, in mode @mode (KEEP or SPLIT_COLD): discarded
+ * whole if all zero; else observed, page by page, and kept whole unless
+ * the mode opens cold huge pages and none of its pages changed since the
+ * previous pass. Then its pages are scanned as any (with the hashes just
+ * taken), and the first merge or discard splits it.
+ */
+static void scan_huge(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_region *r,
+		      struct dedup_region *dr, const struct huge_range *h, enum rf_dedup_huge mode)
+{
+	struct rf_dedup *d = c->d;
+
+	if (h->whole && huge_is_zero(c, r, h)) {
+		flush_runs(c);
+		if (zero_run_flush(d, dv, r, c->rq_base + h->lo, h->hi - h->lo, true)) {
+			atomic_fetch_add_explicit(&dv->scanned, h->hi - h->lo, memory_order_relaxed);
+			atomic_fetch_add(&d->huge_zero, 1);
+			return;
+		}
+	}
+	c->hot = false;
+	for (uint32_t k = h->lo; k < h->hi; k++)
+		scan_page(c, dv, r, dr, c->rq_base + k, c->ents[k], SCAN_OBSERVE);
+	if (mode != RF_DEDUP_HUGE_SPLIT_COLD || c->hot) {
+		c->kept += h->hi - h->lo;
+		return;
+	}
+	atomic_fetch_add(&d->huge_opened, 1);
+	for (uint32_t k = h->lo; k < h->hi; k++)
+		scan_page(c, dv, r, dr, c->rq_base + k, c->ents[k], SCAN_ACT_HASHED);
+}
+
 static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 {
 	struct rf_dedup_vm *dv = u->dv;
 	struct dedup_region *dr;
 	struct rf_region *r;
 	uint64_t idx0, work, hashed;
+	enum rf_dedup_huge mode;
+	unsigned int hn = 0;
 
 	if (atomic_load(&dv->dead))
 		return;
@@ -512,10 +670,25 @@ static void scan_unit(struct scan_ctx *c, const struct scan_unit *u)
 	c->eager = !atomic_load(&c->d->converged);
 	c->rq_n = 0;
 	c->rq_base = idx0;
+	c->kept = 0;
+	c->nhuge = 0;
+	/* Read once per unit: a mode set meanwhile applies from the next. */
+	mode = (enum rf_dedup_huge)atomic_load_explicit(&c->d->huge_mode, memory_order_relaxed);
+	if (mode != RF_DEDUP_HUGE_SPLIT && rf_region_may_be_thp(dv->vm, r))
+		huge_ranges(c, r, idx0, u->npages);
 	urcu_memb_read_lock();
-	for (uint64_t k = 0; k < u->npages; k++)
-		scan_page(c, dv, r, dr, idx0 + k, c->ents[k]);
+	for (uint64_t k = 0; k < u->npages;) {
+		if (hn < c->nhuge && k == c->huge[hn].lo) {
+			scan_huge(c, dv, r, dr, &c->huge[hn], mode);
+			k = c->huge[hn++].hi;
+			continue;
+		}
+		scan_page(c, dv, r, dr, idx0 + k, c->ents[k], SCAN_ACT);
+		k++;
+	}
 	flush_runs(c);
+	if (c->kept)
+		atomic_fetch_add_explicit(&c->d->huge_kept, c->kept, memory_order_relaxed);
 	if (c->rq_n)
 		ask_broker(c, dv, r);
 	urcu_memb_read_unlock();

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <ramfold/dedup.h>
+
 #include "abi.h"
 #include "internal.h"
 #include "ledger.h"
@@ -161,6 +163,11 @@ int rf_policy_run(rf_engine *e, struct rf_policy_runner *r, struct rf_ledger *l,
 	}
 	if (l)
 		atomic_store(&l->state, (int)st);
+	/* Huge pages follow the state (dedup.h, rf_dedup_set_huge): kept whole
+	 * while memory is plentiful, cold ones split and merged under pressure.
+	 * Every tick, so that an engine started later follows too; -ENOENT
+	 * without one, a refusal logged once by dedup. */
+	rf_dedup_set_huge(e, st == RF_MEM_HIGH ? RF_DEDUP_HUGE_KEEP : RF_DEDUP_HUGE_SPLIT_COLD);
 	for (unsigned int i = 0; i < n; i++) {
 		const struct rf_policy_action *a = &r->acts[i];
 		const struct rf_policy_vm *v = NULL;

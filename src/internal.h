@@ -136,6 +136,16 @@ struct rf_vm {
 	rf_vm *next; /* engine->vms, under engine->vms_lock */
 };
 
+/* Whether the kernel may back @r with transparent huge pages: RAM the
+ * library maps with RF_VM_THP, or the embedder's anonymous or shared RAM
+ * (its THP settings are its own). Not hugetlbfs, whose pages never split. */
+static inline bool rf_region_may_be_thp(const rf_vm *vm, const struct rf_region *r)
+{
+	if (r->backing == RF_BACKING_HUGETLB)
+		return false;
+	return r->adopted || (vm->cfg.flags & RF_VM_THP);
+}
+
 struct rf_engine {
 	struct rf_engine_config cfg;
 	char dev_kvm_path[256];
