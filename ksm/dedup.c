@@ -455,8 +455,9 @@ RF_EXPORT int rf_dedup_set_huge(rf_engine *e, enum rf_dedup_huge mode)
 			rf_log(e, RF_LOG_WARN,
 			       "dedup: huge pages: cannot keep them whole: %s; their pages are "
 			       "merged as any",
-			       d->ops == &dedup_ksm_ops ? "the kernel's KSM splits them"
-							: "no PAGEMAP_SCAN (Linux 6.7+) to find them");
+			       d->ops == &dedup_ksm_ops
+				   ? "the kernel's KSM splits them"
+				   : "no PAGEMAP_SCAN (Linux 6.7+) to find them");
 		return -EOPNOTSUPP;
 	}
 	old = atomic_exchange(&d->huge_mode, (int)mode);

@@ -626,7 +626,8 @@ static void scan_huge(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (h->whole && huge_is_zero(c, r, h)) {
 		flush_runs(c);
 		if (zero_run_flush(d, dv, r, c->rq_base + h->lo, h->hi - h->lo, true)) {
-			atomic_fetch_add_explicit(&dv->scanned, h->hi - h->lo, memory_order_relaxed);
+			atomic_fetch_add_explicit(&dv->scanned, h->hi - h->lo,
+						  memory_order_relaxed);
 			atomic_fetch_add(&d->huge_zero, 1);
 			return;
 		}
