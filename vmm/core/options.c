@@ -70,7 +70,8 @@ static const struct param_key {
 
 void vm_spec_help(FILE *f)
 {
-	fprintf(f, "  --vm keys: name=NAME mem=SIZE workload=W then=idle|exit console=on|off\n");
+	fprintf(f, "  --vm keys: name=NAME mem=SIZE workload=W then=idle|exit console=on|off "
+		   "thp=on|off\n");
 	for (size_t i = 0; i < sizeof(param_keys) / sizeof(param_keys[0]); i++)
 		fprintf(f, "    %-10s %s\n", param_keys[i].name, param_keys[i].help);
 	fprintf(f, "    %-10s %s\n", "dir", "osimage: directory of the files to preload");
@@ -192,6 +193,14 @@ static int apply_key(struct vmm *vmm, struct vmm_vm *vm, const char *k, const ch
 			return -1;
 		}
 		vm->params.then_exit = !strcmp(v, "exit");
+		return 0;
+	}
+	if (!strcmp(k, "thp")) {
+		if (strcmp(v, "on") && strcmp(v, "off")) {
+			vmm_errorf("%s: thp=%s: expected on or off", vm->name, v);
+			return -1;
+		}
+		vm->thp = !strcmp(v, "on");
 		return 0;
 	}
 	if (!strcmp(k, "console")) {

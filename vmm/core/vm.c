@@ -156,6 +156,8 @@ int vm_setup(struct vmm *vmm, struct vmm_vm *vm)
 	vm->vmfd = vm->vcpufd = -1;
 	rf_vm_config_init(&cfg);
 	cfg.ram_bytes = vm->mem_bytes;
+	if (vm->thp)
+		cfg.flags |= RF_VM_THP;
 	for (const struct vmm_module *const *m = vmm_modules; *m; m++)
 		if ((*m)->vm_config && (*m)->vm_config(vm, &cfg))
 			return -1;

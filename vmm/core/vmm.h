@@ -79,6 +79,7 @@ struct vmm_vm {
 	char *preload_dir; /* osimage */
 	char *preload_glob;
 	bool console_stdout;
+	bool thp; /* thp=on: guest RAM backed by transparent huge pages (RF_VM_THP) */
 
 	/* Library and KVM [setup]. */
 	rf_vm *rf;

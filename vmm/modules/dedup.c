@@ -327,6 +327,10 @@ static int query_dedup(struct vmm_ctl_req *req, void *arg)
 			jb_kv_u64(req->ret, "saved-bytes", st.saved_bytes);
 		jb_kv_u64(req->ret, "broker-domains", st.broker_domains);
 		jb_kv_u64(req->ret, "broker-pages-sharing", st.broker_pages_sharing);
+		jb_kv_str(req->ret, "huge-mode", rf_dedup_huge_name(st.huge_mode));
+		jb_kv_u64(req->ret, "huge-kept-pages", st.huge_kept_pages);
+		jb_kv_u64(req->ret, "huge-zero-freed", st.huge_zero_freed);
+		jb_kv_u64(req->ret, "huge-opened", st.huge_opened);
 	}
 	if (!counters) {
 		jb_key(req->ret, "vms");
