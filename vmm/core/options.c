@@ -173,6 +173,17 @@ static void set_defaults(struct vmm *vmm, struct vmm_vm *vm)
 	}
 }
 
+/* Key @k=@v of @vm, "on" or "off", into *@out: 0 or -1 (said). */
+static int parse_on_off(const struct vmm_vm *vm, const char *k, const char *v, bool *out)
+{
+	if (strcmp(v, "on") && strcmp(v, "off")) {
+		vmm_errorf("%s: %s=%s: expected on or off", vm->name, k, v);
+		return -1;
+	}
+	*out = !strcmp(v, "on");
+	return 0;
+}
+
 static int apply_key(struct vmm *vmm, struct vmm_vm *vm, const char *k, const char *v)
 {
 	uint64_t x;
@@ -195,22 +206,10 @@ static int apply_key(struct vmm *vmm, struct vmm_vm *vm, const char *k, const ch
 		vm->params.then_exit = !strcmp(v, "exit");
 		return 0;
 	}
-	if (!strcmp(k, "thp")) {
-		if (strcmp(v, "on") && strcmp(v, "off")) {
-			vmm_errorf("%s: thp=%s: expected on or off", vm->name, v);
-			return -1;
-		}
-		vm->thp = !strcmp(v, "on");
-		return 0;
-	}
-	if (!strcmp(k, "console")) {
-		if (strcmp(v, "on") && strcmp(v, "off")) {
-			vmm_errorf("%s: console=%s: expected on or off", vm->name, v);
-			return -1;
-		}
-		vm->console_stdout = !strcmp(v, "on");
-		return 0;
-	}
+	if (!strcmp(k, "thp"))
+		return parse_on_off(vm, k, v, &vm->thp);
+	if (!strcmp(k, "console"))
+		return parse_on_off(vm, k, v, &vm->console_stdout);
 	if (!strcmp(k, "dir") || !strcmp(k, "files")) {
 		if (vm->workload != RF_WL_OSIMAGE) {
 			vmm_errorf("%s: key %s applies to workload osimage only", vm->name, k);
