@@ -330,7 +330,8 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cf
 	if (!e || !cfg)
 		return -EINVAL;
 	if ((unsigned int)cfg->mode > RF_DEDUP_KSM || cfg->scan_threads > 64 ||
-	    cfg->cpu_percent > 100 || cfg->idle_cpu_percent > 100 || cfg->backoff_max > 30) {
+	    cfg->cpu_percent > 100 || cfg->idle_cpu_percent > 100 || cfg->backoff_max > 30 ||
+	    (unsigned int)cfg->huge > RF_DEDUP_HUGE_SPLIT_COLD) {
 		rf_log(e, RF_LOG_ERR,
 		       "dedup: start: bad config (mode %d, %u threads, cpu %u%%, idle cpu %u%%)",
 		       cfg->mode, cfg->scan_threads, cfg->cpu_percent, cfg->idle_cpu_percent);
@@ -357,6 +358,11 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cf
 		if (err)
 			goto err_free;
 	}
+	/* Before any VM is attached, so that no pass sees another mode; one
+	 * the engine cannot keep is refused here as at run time (logged),
+	 * and huge pages are then merged as any. */
+	if (cfg->huge != RF_DEDUP_HUGE_SPLIT)
+		rf_dedup_set_huge(e, cfg->huge);
 	return 0;
 
 err_free:

@@ -55,6 +55,48 @@ const char *rf_dedup_mode_name(enum rf_dedup_mode m);
 /* Parse a mode name as printed by rf_dedup_mode_name(): 0 or -EINVAL. */
 int rf_dedup_mode_parse(const char *name, enum rf_dedup_mode *out);
 
+/*
+ * What the scanner does with the 4 KiB pages of a transparent huge page
+ * (RF_VM_THP, or adopted RAM that the kernel backs with THP). Merging or
+ * discarding one of them splits the huge page: the guest loses its 2 MiB
+ * TLB entries for all 512. As ESX does, a host with memory to spare keeps
+ * huge pages whole, and splits only cold ones under pressure:
+ *
+ *   RF_DEDUP_HUGE_SPLIT       a huge page's pages are merged like any other
+ *                             (the kernel's KSM does the same). The default:
+ *                             what an engine does with no policy telling it
+ *                             the host's memory state.
+ *   RF_DEDUP_HUGE_KEEP        huge pages stay whole; their pages are still
+ *                             hashed (so that they merge at once when the
+ *                             mode changes), never merged nor offered as a
+ *                             twin. An all-zero huge page is discarded whole.
+ *   RF_DEDUP_HUGE_SPLIT_COLD  a huge page none of whose pages changed since
+ *                             the previous pass (cold, as the scanner's hashes
+ *                             tell) is merged page by page, and so split;
+ *                             a huge page with a page written since is kept.
+ *
+ * The policy runner (policy.h) sets KEEP while the host is in the high
+ * state and SPLIT_COLD in the others, at every tick. Going back to KEEP
+ * splits nothing more; pages already merged stay merged.
+ */
+enum rf_dedup_huge {
+	RF_DEDUP_HUGE_SPLIT = 0,
+	RF_DEDUP_HUGE_KEEP,
+	RF_DEDUP_HUGE_SPLIT_COLD,
+};
+
+/* "split", "keep", "split-cold". */
+const char *rf_dedup_huge_name(enum rf_dedup_huge m);
+
+/*
+ * Set how huge pages are treated from the next 2 MiB the scanner looks at
+ * (the change is logged once). Any thread. -ENOENT if not started, -EINVAL
+ * for an unknown mode, -EOPNOTSUPP with the KSM backend or without
+ * PAGEMAP_SCAN (Linux 6.7+; logged once), which is how a page is known to
+ * be part of a huge page: huge pages are then merged as RF_DEDUP_HUGE_SPLIT.
+ */
+int rf_dedup_set_huge(rf_engine *e, enum rf_dedup_huge mode);
+
 struct rf_dedup_config {
 	/* sizeof(struct rf_dedup_config), set by rf_dedup_config_init: the library reads only what
 	 * this size covers (docs/embedding.md, "ABI and versions"). */
@@ -98,49 +140,12 @@ struct rf_dedup_config {
 	 * variable, else /run/ramfold/broker.sock if it exists, else sharing
 	 * stays within this process. Copied at start. (0.4) */
 	const char *broker;
+	/* How huge pages are treated from the first pass (rf_dedup_set_huge
+	 * changes it later): an embedder that runs the policy starts in
+	 * RF_DEDUP_HUGE_KEEP, so that no pass before its first tick splits a
+	 * huge page. Default RF_DEDUP_HUGE_SPLIT. (0.4) */
+	enum rf_dedup_huge huge;
 };
-
-/*
- * What the scanner does with the 4 KiB pages of a transparent huge page
- * (RF_VM_THP, or adopted RAM that the kernel backs with THP). Merging or
- * discarding one of them splits the huge page: the guest loses its 2 MiB
- * TLB entries for all 512. As ESX does, a host with memory to spare keeps
- * huge pages whole, and splits only cold ones under pressure:
- *
- *   RF_DEDUP_HUGE_SPLIT       a huge page's pages are merged like any other
- *                             (the kernel's KSM does the same). The default:
- *                             what an engine does with no policy telling it
- *                             the host's memory state.
- *   RF_DEDUP_HUGE_KEEP        huge pages stay whole; their pages are still
- *                             hashed (so that they merge at once when the
- *                             mode changes), never merged nor offered as a
- *                             twin. An all-zero huge page is discarded whole.
- *   RF_DEDUP_HUGE_SPLIT_COLD  a huge page none of whose pages changed since
- *                             the previous pass (cold, as the scanner's hashes
- *                             tell) is merged page by page, and so split;
- *                             a huge page with a page written since is kept.
- *
- * The policy runner (policy.h) sets KEEP while the host is in the high
- * state and SPLIT_COLD in the others, at every tick. Going back to KEEP
- * splits nothing more; pages already merged stay merged.
- */
-enum rf_dedup_huge {
-	RF_DEDUP_HUGE_SPLIT = 0,
-	RF_DEDUP_HUGE_KEEP,
-	RF_DEDUP_HUGE_SPLIT_COLD,
-};
-
-/* "split", "keep", "split-cold". */
-const char *rf_dedup_huge_name(enum rf_dedup_huge m);
-
-/*
- * Set how huge pages are treated from the next 2 MiB the scanner looks at
- * (the change is logged once). Any thread. -ENOENT if not started, -EINVAL
- * for an unknown mode, -EOPNOTSUPP with the KSM backend or without
- * PAGEMAP_SCAN (Linux 6.7+; logged once), which is how a page is known to
- * be part of a huge page: huge pages are then merged as RF_DEDUP_HUGE_SPLIT.
- */
-int rf_dedup_set_huge(rf_engine *e, enum rf_dedup_huge mode);
 
 /* Defaults: RF_DEDUP_INTRA_VM, engine's threads, fastest until converged. */
 void rf_dedup_config_init(struct rf_dedup_config *cfg);

@@ -115,6 +115,19 @@ static int opt_idle_cpu(struct vmm *vmm, const char *v)
 	return opt_uint("dedup-idle-cpu", v, 100, &dg.cfg.idle_cpu_percent);
 }
 
+static int opt_huge(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	cfg_defaults();
+	for (unsigned int m = RF_DEDUP_HUGE_SPLIT; m <= RF_DEDUP_HUGE_SPLIT_COLD; m++)
+		if (!strcmp(v, rf_dedup_huge_name((enum rf_dedup_huge)m))) {
+			dg.cfg.huge = (enum rf_dedup_huge)m;
+			return 0;
+		}
+	vmm_errorf("--dedup-huge %s: expected split, keep or split-cold", v);
+	return -1;
+}
+
 static int opt_broker(struct vmm *vmm, const char *v)
 {
 	(void)vmm;
@@ -401,6 +414,10 @@ static const struct vmm_option dedup_options[] = {
     {"dedup-idle-cpu", "PCT", "dedup CPU share once converged (default 2)", opt_idle_cpu},
     {"dedup-ksm", "PAGES/MS",
      "with --dedup ksm: ksmd pages_to_scan/sleep_millisecs (default: the kernel's)", opt_ksm},
+    {"dedup-huge", "MODE",
+     "huge pages (thp=on) from the first pass: split (default), keep or split-cold; the "
+     "--policy sets keep in its high state, split-cold in the others",
+     opt_huge},
     {"dedup-paused", NULL, "attach no VM to dedup until set-dedup {\"run\":true}", opt_paused},
     {"dedup-nice", "N", "the dedup scanner threads' nice, -20..19 (default: the VMM's)", opt_nice},
     {"dedup-broker", "PATH",
