@@ -14,7 +14,9 @@
  *   - back in high, huge pages still whole stay whole (nothing forces a
  *     split), and every page holds what was last written to it;
  *   - without a policy (the default, as under ramfold-run with stock QEMU),
- *     the same pages are merged at once, splitting their huge pages.
+ *     the same pages are merged at once, splitting their huge pages;
+ *   - an engine started in keep (rf_dedup_config.huge) keeps them from the
+ *     first pass, and rf_dedup_set_huge opens them by hand.
  *
  * Skips (with the reason) where THP is off, PAGEMAP_SCAN is missing, or the
  * kernel gave no huge pages (fragmented memory).
@@ -25,6 +27,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -213,12 +216,18 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void start_dedup(struct fixture *f)
+static void start_dedup_huge(struct fixture *f, enum rf_dedup_huge huge)
 {
 	struct rf_dedup_config dc;
 
 	rf_dedup_config_init(&dc);
+	dc.huge = huge;
 	assert_int_equal(rf_dedup_start(f->e, &dc), 0);
+}
+
+static void start_dedup(struct fixture *f)
+{
+	start_dedup_huge(f, RF_DEDUP_HUGE_SPLIT);
 }
 
 static uint64_t region_huge(const struct fixture *f)
@@ -376,11 +385,36 @@ static void test_no_policy_splits(void **state)
 	check_bytes(f);
 }
 
+/* An embedder running its own policy starts in keep (rf_dedup_config.huge):
+ * no tick needed; and the setter's errors. */
+static void test_config_keep(void **state)
+{
+	struct fixture *f = *state;
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+
+	if (!f)
+		skip();
+	assert_int_equal(rf_dedup_set_huge(f->e, RF_DEDUP_HUGE_KEEP), -ENOENT);
+	start_dedup_huge(f, RF_DEDUP_HUGE_KEEP);
+	assert_int_equal(rf_dedup_set_huge(f->e, (enum rf_dedup_huge)7), -EINVAL);
+	assert_int_equal(rf_dedup_add_vm(f->vm), 0);
+	assert_true(dedup_wait_converged(f->e, 3, 20000));
+	assert_int_equal(rf_dedup_stats(f->e, &st), 0);
+	assert_int_equal(st.huge_mode, RF_DEDUP_HUGE_KEEP);
+	assert_int_equal(region_huge(f), (uint64_t)(NHUGE - 1) * HP);
+	assert_int_equal(st.pages_sharing, 0);
+	/* The embedder's own pressure: split-cold by hand. */
+	assert_int_equal(rf_dedup_set_huge(f->e, RF_DEDUP_HUGE_SPLIT_COLD), 0);
+	assert_true(dedup_wait_sharing(f->e, NDUP * HPAGES / 2, 20000) >= NDUP * HPAGES / 2);
+	check_bytes(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_keep_then_split_cold, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_policy_splits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_config_keep, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
