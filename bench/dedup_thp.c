@@ -4,7 +4,8 @@
  * pages the way ESX treats them"; docs/dedup.md, "Huge pages").
  *
  * Part 1, what THP gives the guests: a memcheck and a hotcold guest (as in
- * bench/guest_cost), dedup off, with thp=off then thp=on; each guest's
+ * bench/guest_cost), dedup off, with thp=off then thp=on, --rounds times
+ * interleaved (medians and ranges); each guest's
  * throughput (query-vms' work-bytes) over --seconds, from SETTLE_S after
  * READY. On a host whose KVM has EPT/NPT the huge pages save TLB misses;
  * this machine's kvm_pvm shadows the guest's page tables in 4 KiB pages, so
@@ -26,11 +27,14 @@
  * (/proc/PID/smaps_rollup), with what dedup measures itself (saved-bytes)
  * and its huge-page counters (query-dedup).
  *
- * The host line (load, CPUs, frequency policy) is printed first; each
- * configuration's load average at its start is printed with it. One run of
- * each (about 3 minutes in all), so not part of `make bench`.
+ * The host line (load, CPUs, frequency policy) is printed first; each run's
+ * load average at its start is printed with it, and a load of 1 or more makes
+ * the throughput table "noisy". Three throughput rounds and one saving run of
+ * each configuration (about 4 minutes on a quiet machine), so not part of
+ * `make bench`.
  *
- * Usage: dedup_thp [--seconds S] [--wait S] [--skip-throughput] [--skip-saving]
+ * Usage: dedup_thp [--rounds N] [--seconds S] [--wait S] [--skip-throughput]
+ *                  [--skip-saving]
  * (--wait: the longest wait for a quiet machine before a run, 60 s).
  */
 #include <stdio.h>
@@ -46,6 +50,7 @@
 #define MIB	 (1024.0 * 1024.0)
 
 static double opt_seconds = 8;
+static unsigned int opt_rounds = 3;
 static int opt_wait = 60; /* longest wait for a quiet machine before a run, s */
 
 /* /proc/PID/smaps_rollup: Pss and AnonHugePages, bytes. 0 or -1. */
@@ -156,26 +161,52 @@ fail:
 	return -1;
 }
 
+/* --rounds rounds of thp=off then thp=on, interleaved: the medians and
+ * ranges, each run's load average at its start said. */
 static int part_throughput(void)
 {
-	double r[2][2], ready[2];
+	double r[2][2][BENCH_MAX_ROUNDS], ready[2][BENCH_MAX_ROUNDS], ratio[2][BENCH_MAX_ROUNDS];
+	double maxload = 0;
+	char c[3][64];
 
-	for (unsigned int k = 0; k < 2; k++) {
-		bench_wait_quiet("dedup_thp bench", opt_wait);
-		printf("dedup_thp bench: throughput, thp=%s: load average %.2f at start\n",
-		       k ? "on" : "off", bench_loadavg());
-		fflush(stdout);
-		if (throughput(k == 1, r[k], &ready[k]))
-			return -1;
+	for (unsigned int i = 0; i < opt_rounds; i++) {
+		for (unsigned int k = 0; k < 2; k++) {
+			double rate[2], load;
+
+			bench_wait_quiet("dedup_thp bench", opt_wait);
+			load = bench_loadavg();
+			if (load > maxload)
+				maxload = load;
+			printf("dedup_thp bench: throughput round %u, thp=%s: load average %.2f at "
+			       "start\n",
+			       i + 1, k ? "on" : "off", load);
+			fflush(stdout);
+			if (throughput(k == 1, rate, &ready[k][i]))
+				return -1;
+			r[k][0][i] = rate[0];
+			r[k][1][i] = rate[1];
+		}
+		for (unsigned int g = 0; g < 2; g++)
+			ratio[g][i] = r[1][g][i] / r[0][g][i];
 	}
-	printf("\nguest throughput, dedup off, over %.0f s from %d s after READY (MB/s)\n",
-	       opt_seconds, SETTLE_S);
-	printf("%-10s %12s %12s %8s\n", "guest", "thp=off", "thp=on", "on/off");
-	for (unsigned int g = 0; g < 2; g++)
-		printf("%-10s %12.0f %12.0f %7.1f%%\n", tp_names[g], r[0][g] / 1e6, r[1][g] / 1e6,
-		       100 * r[1][g] / r[0][g]);
-	printf("time to READY (both guests): thp=off %.2f s, thp=on %.2f s\n\n", ready[0],
-	       ready[1]);
+	printf("\nguest throughput, dedup off, over %.0f s from %d s after READY: median "
+	       "(min..max) of %u interleaved rounds\n",
+	       opt_seconds, SETTLE_S, opt_rounds);
+	printf("%-10s %-24s %-24s %-24s\n", "guest", "thp=off (MB/s)", "thp=on (MB/s)",
+	       "on/off (%)");
+	for (unsigned int g = 0; g < 2; g++) {
+		bench_median_cell(c[0], 64, r[0][g], opt_rounds, 1e-6, "%.0f");
+		bench_median_cell(c[1], 64, r[1][g], opt_rounds, 1e-6, "%.0f");
+		bench_median_cell(c[2], 64, ratio[g], opt_rounds, 100, "%.1f");
+		printf("%-10s %-24s %-24s %-24s\n", tp_names[g], c[0], c[1], c[2]);
+	}
+	bench_median_cell(c[0], 64, ready[0], opt_rounds, 1, "%.2f");
+	bench_median_cell(c[1], 64, ready[1], opt_rounds, 1, "%.2f");
+	printf("time to READY (both guests): thp=off %s s, thp=on %s s\n", c[0], c[1]);
+	if (maxload >= 1)
+		printf("noisy: load average %.2f at a run's start (1 or more): not a result\n",
+		       maxload);
+	printf("\n");
 	return 0;
 }
 
@@ -328,6 +359,8 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			opt_seconds = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			opt_rounds = (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--wait") && i + 1 < argc)
 			opt_wait = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--skip-throughput"))
@@ -341,6 +374,10 @@ int main(int argc, char **argv)
 				argv[0]);
 			return 2;
 		}
+	}
+	if (opt_rounds < 1 || opt_rounds > BENCH_MAX_ROUNDS || opt_seconds <= 0) {
+		fprintf(stderr, "dedup_thp: --rounds 1..%d, --seconds above 0\n", BENCH_MAX_ROUNDS);
+		return 2;
 	}
 	if (access("/dev/kvm", R_OK | W_OK)) {
 		printf("dedup_thp: /dev/kvm not accessible: skipped\n");
