@@ -72,11 +72,8 @@ SAME_LAYOUT(rf_ledger_config);
 SAME_LAYOUT(rf_vm_breakdown);
 SAME_LAYOUT(rf_host_stats);
 SAME_LAYOUT(rf_ledger_audit_report);
-SAME_LAYOUT(rf_policy_vm);
 SAME_LAYOUT(rf_policy_reading);
-SAME_LAYOUT(rf_policy_config);
 SAME_LAYOUT(rf_policy_actuators);
-SAME_LAYOUT(rf_policy_counters);
 SAME_LAYOUT(rf_swap_config);
 _Static_assert(offsetof(struct rf_engine_config, thread_start) == OFF + V02_rf_engine_config,
 	       "rf_engine_config: 0.2 layout moved");
@@ -88,6 +85,15 @@ _Static_assert(offsetof(struct rf_dedup_stats, broker_domains) == OFF + V02_rf_d
 /* Grown in 0.4 (the fault stall): likewise. */
 _Static_assert(offsetof(struct rf_swap_stats, stall_ns) == OFF + V02_rf_swap_stats,
 	       "rf_swap_stats: 0.2 layout moved");
+/* Grown in 0.4 (the proactive mode): likewise. */
+_Static_assert(offsetof(struct rf_policy_vm, resident_bytes) == OFF + V02_rf_policy_vm,
+	       "rf_policy_vm: 0.2 layout moved");
+_Static_assert(offsetof(struct rf_policy_config, proactive_floor_bytes) ==
+		   OFF + V02_rf_policy_config,
+	       "rf_policy_config: 0.2 layout moved");
+_Static_assert(offsetof(struct rf_policy_counters, proactive_shrinks) ==
+		   OFF + V02_rf_policy_counters,
+	       "rf_policy_counters: 0.2 layout moved");
 
 /* The old symbol: name@RAMFOLD_0.1, exported (the map's local: * hides the
  * _v02 name itself). A .symver directive rather than GCC's symver attribute,

@@ -38,6 +38,7 @@ void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 	out->resident_target_bytes = lv ? atomic_load(&lv->resident_target) : UINT64_MAX;
 	out->compressed_host_bytes = 0;
 	out->stall_ns = out->stall_faults = 0;
+	out->guest_alloc_stalls = RF_BALLOON_STAT_UNSET;
 
 	/* The swap store's compressed tier holds this VM's pages in host
 	 * memory: that is part of what the VM costs. */
@@ -58,6 +59,10 @@ void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 		if (rf_balloon_stats(vm->balloon, &bs) == 0 && bs.last_update_ns &&
 		    bs.value[RF_BALLOON_S_MEMFREE] != RF_BALLOON_STAT_UNSET)
 			out->guest_free_bytes = bs.value[RF_BALLOON_S_MEMFREE];
+		/* A guest-written counter: passed on as sent; the policy only
+		 * acts on it going up (policy.c, proactive mode). */
+		if (bs.last_update_ns)
+			out->guest_alloc_stalls = bs.value[RF_BALLOON_S_ALLOC_STALL];
 	}
 }
 

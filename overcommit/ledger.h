@@ -144,6 +144,8 @@ struct rf_ledger_vm_snap {
 	uint64_t policy_target;
 	uint64_t swapped_target;
 	uint64_t stall_ns, stall_faults; /* the VM's fault stall (rf_swap_stats) */
+	uint32_t vcpus;			 /* rf_vm_config.vcpus, at least 1 */
+	uint64_t guest_alloc_stalls;	 /* the guest's report, or RF_BALLOON_STAT_UNSET */
 	uint64_t kernel_rss, kernel_pss; /* filled by the audit only */
 };
 

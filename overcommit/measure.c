@@ -181,6 +181,8 @@ static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *
 	vs->has_balloon = m.has_balloon;
 	vs->stall_ns = m.stall_ns;
 	vs->stall_faults = m.stall_faults;
+	vs->vcpus = vm->cfg.vcpus ? vm->cfg.vcpus : 1;
+	vs->guest_alloc_stalls = m.guest_alloc_stalls;
 	vs->bd.compressed_host_bytes = m.compressed_host_bytes;
 	vs->bd.balloon_target_bytes = m.balloon_target_bytes;
 	/* The target the VM's swap pager holds, however it was set (the

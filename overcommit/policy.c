@@ -41,15 +41,43 @@
  * 4. Sharing is the cheapest: the dedup scan rate goes up the moment the
  *    host leaves high, and back down to the idle rate when it returns.
  *
+ * 5. Proactive reclaim (cfg.proactive, off by default), as Meta's TMO does
+ *    with PSI: memory that is cold is reclaimed before the host needs it,
+ *    by asking how much the guest suffers rather than how much the host
+ *    lacks. Each VM's stall is measured over windows of
+ *    proactive_interval_ms: the growth of its fault stall (vCPU-ns, every
+ *    wait in ramfold's fault handling) over the window's wall time times
+ *    its vCPUs. In the high state, at the end of a window whose stall
+ *    share stayed under stall_target_ppm, the VM's resident target (swap)
+ *    goes down a small step: proactive_step_permille of what it holds (or
+ *    of its target, if lower), scaled by how far under the target the
+ *    stall was (half the headroom, half the step), at least 1 MiB, never
+ *    below max(reservation, proactive_floor_bytes). As soon as a quarter
+ *    window shows the stall above the target, or the guest's balloon stats
+ *    report new allocation stalls, the target grows by proactive_grow_pct
+ *    (at least 16 MiB) at once, up to "none" (or the limit), and no step
+ *    down is taken for proactive_hold_ms: a growth is fast, a shrink slow,
+ *    so the target settles just above the VM's working set. The guest's
+ *    counter is hostile input: only its going up between two windows
+ *    counts (a reset or a guest that stops sending it is no signal), and
+ *    the worst a lying guest gets is to keep its own memory, as it would
+ *    without this mode. Outside the high state the windows keep rolling
+ *    but the pressure states (2, 3) decide alone: they only ever lower a
+ *    target, and the proactive mode does not lift what they set until the
+ *    stall asks for it; in high it replaces the lift of (3).
+ *
  * rf_policy_default_decide() takes these steps in this order: enter_state
  * (1), decide_scan_rate (4), allot (2), then for each VM decide_balloon and
- * decide_swap (3). Actions come out in that order too: the scan rate first,
- * then each VM's balloon action before its swap action.
+ * decide_swap (3) or decide_proactive (5). Actions come out in that order
+ * too: the scan rate first, then each VM's balloon action before its swap
+ * action.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <ramfold/balloon.h>
 
 #include "abi.h"
 #include "internal.h"
@@ -81,6 +109,13 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->min_guest_bytes = 32ull << 20;
 	cfg->deflate_step_bytes = 64ull << 20;
 	cfg->swap = true;
+	cfg->proactive = false;
+	cfg->stall_target_ppm = 5000;
+	cfg->proactive_interval_ms = 2000;
+	cfg->proactive_step_permille = 20;
+	cfg->proactive_grow_pct = 25;
+	cfg->proactive_hold_ms = 10000;
+	cfg->proactive_floor_bytes = 32ull << 20;
 }
 RF_VERSION_0_3(rf_policy_config_init);
 
@@ -90,6 +125,13 @@ int rf_policy_config_check(const struct rf_policy_config *cfg)
 	    !(cfg->low_bp < cfg->hard_bp && cfg->hard_bp < cfg->soft_bp &&
 	      cfg->soft_bp < cfg->high_bp) ||
 	    cfg->high_bp + cfg->hysteresis_bp > 10000 || cfg->idle_tax_pct > 99)
+		return -EINVAL;
+	if (cfg->proactive &&
+	    (cfg->stall_target_ppm == 0 || cfg->stall_target_ppm > 1000000 ||
+	     cfg->proactive_interval_ms < 100 || cfg->proactive_interval_ms > 600000 ||
+	     cfg->proactive_step_permille == 0 || cfg->proactive_step_permille > 500 ||
+	     cfg->proactive_grow_pct == 0 || cfg->proactive_grow_pct > 1000 ||
+	     cfg->proactive_hold_ms > 3600000))
 		return -EINVAL;
 	return 0;
 }
@@ -532,8 +574,161 @@ static void decide_swap(struct tick *tk, unsigned int i, const struct rf_policy_
 	    (!v->has_balloon || balloon_grace_over(tk, t)))
 		swap_down(tk, i);
 	else if (!excess && tk->st == RF_MEM_HIGH && tk->room &&
-		 v->resident_target_bytes != UINT64_MAX)
-		lift_swap_target(tk, i);
+		 v->resident_target_bytes != UINT64_MAX && !tk->c->proactive)
+		lift_swap_target(tk, i); /* the proactive mode lifts on stall instead */
+}
+
+/* ---- 5. proactive reclaim ---- */
+
+#define PRO_GROW_MIN (16ull << 20) /* a growth step is at least this */
+
+uint64_t rf_policy_stall_ppm(uint64_t stall_ns, uint64_t wall_ns, uint32_t vcpus)
+{
+	double ppm;
+
+	if (!wall_ns)
+		return 0;
+	ppm = (double)stall_ns * 1e6 / ((double)wall_ns * (double)(vcpus ? vcpus : 1));
+	return ppm >= 1e12 ? (uint64_t)1e12 : (uint64_t)ppm;
+}
+
+/* What a stall window of @t shows now: the stall share in ppm and whether
+ * the guest reported new allocation stalls. */
+struct pro_window {
+	uint64_t wall_ns, ppm;
+	bool alloc_stalled;
+};
+
+static void pro_open(const struct rf_policy_vm *v, struct rf_policy_vm_track *t, uint64_t now)
+{
+	t->pro_since_ns = now + 1; /* +1: 0 means "not yet" */
+	t->pro_stall_ns = v->stall_ns;
+	t->pro_alloc_stalls = v->guest_alloc_stalls;
+}
+
+/* Read the window; true when it is to be judged now (a whole window, or a
+ * quarter of one that already shows the stall rising), and then opens the
+ * next one. */
+static bool pro_window_read(const struct tick *tk, const struct rf_policy_vm *v,
+			    struct rf_policy_vm_track *t, struct pro_window *w)
+{
+	uint64_t now = tk->in->now_ns, win = (uint64_t)tk->c->proactive_interval_ms * 1000000ull;
+	uint64_t stall;
+
+	if (!t->pro_since_ns || now + 1 < t->pro_since_ns) {
+		pro_open(v, t, now);
+		return false;
+	}
+	w->wall_ns = now + 1 - t->pro_since_ns;
+	if (w->wall_ns < win / 4)
+		return false;
+	/* Ours, monotonic; a VM re-created under the same name starts over. */
+	stall = v->stall_ns >= t->pro_stall_ns ? v->stall_ns - t->pro_stall_ns : 0;
+	w->ppm = rf_policy_stall_ppm(stall, w->wall_ns, v->vcpus);
+	/* The guest's: only a rise between two reports it sent counts. */
+	w->alloc_stalled = v->guest_alloc_stalls != RF_BALLOON_STAT_UNSET &&
+			   t->pro_alloc_stalls != RF_BALLOON_STAT_UNSET &&
+			   v->guest_alloc_stalls > t->pro_alloc_stalls;
+	if (w->wall_ns < win && !w->alloc_stalled && w->ppm <= tk->c->stall_target_ppm)
+		return false;
+	pro_open(v, t, now);
+	return true;
+}
+
+/* "stall 0.12% < 0.50% over 2.0 s": the window's part of a reason. */
+static void describe_stall(const struct tick *tk, const struct pro_window *w, char *buf, size_t len)
+{
+	snprintf(
+	    buf, len, "stall %.2f%% %s %.2f%% of vCPU time over %.1f s%s", (double)w->ppm / 1e4,
+	    w->ppm > tk->c->stall_target_ppm ? ">" : "<=", (double)tk->c->stall_target_ppm / 1e4,
+	    (double)w->wall_ns / 1e9, w->alloc_stalled ? ", guest reports allocation stalls" : "");
+}
+
+/* The stall rose: give memory back at once, and hold off shrinking. */
+static void pro_grow(struct tick *tk, unsigned int i, struct rf_policy_vm_track *t,
+		     const struct pro_window *w)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t cur = v->resident_target_bytes, grow, want;
+	struct rf_policy_action *a;
+	char sw[128], b1[32];
+
+	t->pro_hold_until_ns = tk->in->now_ns + (uint64_t)tk->c->proactive_hold_ms * 1000000ull;
+	if (cur == UINT64_MAX)
+		return; /* nothing held back */
+	grow = cur / 100 * tk->c->proactive_grow_pct;
+	if (grow < PRO_GROW_MIN)
+		grow = PRO_GROW_MIN;
+	want = PAGE_DOWN(cur + grow);
+	if (v->limit_bytes < v->promised_bytes) {
+		if (want > PAGE_DOWN(v->limit_bytes))
+			want = PAGE_DOWN(v->limit_bytes);
+	} else if (want >= v->promised_bytes) {
+		want = UINT64_MAX; /* all of it: no target */
+	}
+	if (want <= cur)
+		return;
+	a = add_action(tk, RF_POLICY_SET_SWAP, i, want);
+	if (!a)
+		return;
+	tk->p->proactive_grows++;
+	describe_stall(tk, w, sw, sizeof(sw));
+	snprintf(a->why, sizeof(a->why), "%s: proactive: %s, holds %s: grow", tk->ctx, sw,
+		 rf_ledger_fmt_bytes(v->resident_bytes, b1, sizeof(b1)));
+}
+
+/* The stall stayed under the target: take a small step, the smaller the
+ * closer the stall came to the target. */
+static void pro_shrink(struct tick *tk, unsigned int i, const struct pro_window *w)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	const struct rf_policy_config *c = tk->c;
+	uint64_t cur = v->resident_target_bytes;
+	uint64_t base = v->resident_bytes < cur ? v->resident_bytes : cur;
+	uint64_t floor = v->reservation_bytes > c->proactive_floor_bytes ? v->reservation_bytes
+									 : c->proactive_floor_bytes;
+	uint64_t step, want;
+	struct rf_policy_action *a;
+	char sw[128], b1[32], b2[32];
+
+	/* step = base * permille * (1 - ppm / target), in that order so no
+	 * product overflows (base < 2^50, permille <= 500, ppm <= target). */
+	step = base / 1000 * c->proactive_step_permille;
+	step = (uint64_t)((double)step * (double)(c->stall_target_ppm - w->ppm) /
+			  (double)c->stall_target_ppm);
+	if (step < MIN_STEP)
+		step = MIN_STEP;
+	want = PAGE_DOWN(floor);
+	if (base > floor + step)
+		want = PAGE_DOWN(base - step);
+	if (want >= cur)
+		return;
+	a = add_action(tk, RF_POLICY_SET_SWAP, i, want);
+	if (!a)
+		return;
+	tk->p->proactive_shrinks++;
+	describe_stall(tk, w, sw, sizeof(sw));
+	snprintf(a->why, sizeof(a->why), "%s: proactive: %s, holds %s: shrink by %s", tk->ctx, sw,
+		 rf_ledger_fmt_bytes(v->resident_bytes, b1, sizeof(b1)),
+		 rf_ledger_fmt_bytes(cur == UINT64_MAX ? base - want : cur - want, b2, sizeof(b2)));
+}
+
+/* 5. The proactive mode for VM @i: its windows roll in every state; only
+ * in high, and with no excess the steps above must remove, does it act. */
+static void decide_proactive(struct tick *tk, unsigned int i, struct rf_policy_vm_track *t,
+			     uint64_t excess)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	struct pro_window w;
+
+	if (!pro_window_read(tk, v, t, &w))
+		return;
+	if (tk->st != RF_MEM_HIGH || excess || !v->has_swap)
+		return;
+	if (w.ppm > tk->c->stall_target_ppm || w.alloc_stalled)
+		pro_grow(tk, i, t, &w);
+	else if (tk->in->now_ns >= t->pro_hold_until_ns)
+		pro_shrink(tk, i, &w);
 }
 
 int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
@@ -558,6 +753,8 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 		uint64_t excess = track_excess(&tk, i, t);
 
 		decide_balloon(&tk, i, excess);
+		if (p->cfg.proactive && p->cfg.swap)
+			decide_proactive(&tk, i, t, excess);
 		decide_swap(&tk, i, t, excess);
 	}
 	return 0;

@@ -26,6 +26,13 @@ struct rf_policy_vm_track {
 	char name[32];
 	uint64_t excess_since_ns; /* 1 + when it went above its target; 0: not */
 	uint64_t seen_tick;
+	/* The proactive mode's stall window: 1 + when it opened (0: not yet),
+	 * the VM's stall and the guest's allocation stalls then, and until
+	 * when shrinking waits after a growth. */
+	uint64_t pro_since_ns;
+	uint64_t pro_stall_ns;
+	uint64_t pro_alloc_stalls;
+	uint64_t pro_hold_until_ns;
 };
 
 struct rf_policy_default {
@@ -35,6 +42,7 @@ struct rf_policy_default {
 	uint64_t scan_rate;
 	uint64_t tick;
 	struct rf_policy_vm_track track[RF_POLICY_MAX_TRACKED];
+	uint64_t proactive_shrinks, proactive_grows; /* rf_policy_counters */
 };
 
 void rf_policy_default_init(struct rf_policy_default *p, const struct rf_policy_config *cfg);
@@ -63,6 +71,14 @@ void rf_policy_share(uint64_t total, unsigned int n, const double *weight, const
 /* The idle-taxed weight of a VM: shares / (active + k * idle) per byte. */
 double rf_policy_weight(uint32_t shares, uint64_t promised, uint64_t guest_free,
 			unsigned int idle_tax_pct);
+
+/*
+ * The share of @vcpus vCPUs' time over @wall_ns that @stall_ns of stall
+ * (vCPU-nanoseconds) is, in parts per million (1e6 = every vCPU waited all
+ * the time; more is possible, as the VMM's own threads count too). @vcpus
+ * 0 counts as 1; @wall_ns 0 gives 0.
+ */
+uint64_t rf_policy_stall_ppm(uint64_t stall_ns, uint64_t wall_ns, uint32_t vcpus);
 
 /* The default rf_policy_fn; @arg is a struct rf_policy_default. */
 int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
@@ -119,6 +135,9 @@ struct rf_mech_reading {
 	uint64_t compressed_host_bytes;
 	/* The VM's fault stall so far (rf_swap_stats.stall_ns, stall_faults). */
 	uint64_t stall_ns, stall_faults;
+	/* The guest's allocation stalls (balloon stats), RF_BALLOON_STAT_UNSET
+	 * when it sends none or the balloon is not driven. */
+	uint64_t guest_alloc_stalls;
 };
 
 /* Read what the balloon and swap of @vm report (engine->vms_lock held). */

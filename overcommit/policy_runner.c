@@ -279,6 +279,10 @@ RF_EXPORT int rf_policy_tick(rf_engine *e)
 		v->guest_free_bytes = b->guest_free_bytes;
 		v->has_balloon = s.vms[i].has_balloon;
 		v->has_swap = r->act.set_swap && !r->swap_missing; /* read unlocked: a hint */
+		v->resident_bytes = b->private_bytes + b->drift_bytes + b->compressed_host_bytes;
+		v->stall_ns = s.vms[i].stall_ns;
+		v->vcpus = s.vms[i].vcpus;
+		v->guest_alloc_stalls = s.vms[i].guest_alloc_stalls;
 	}
 	in.size = sizeof(in);
 	in.now_ns = rf_now_ns();
@@ -476,6 +480,8 @@ static int rf_policy_counters_full(rf_engine *e, struct rf_policy_counters *out)
 	if (err)
 		return err;
 	*out = r->counters;
+	out->proactive_shrinks = r->def.proactive_shrinks;
+	out->proactive_grows = r->def.proactive_grows;
 	runner_unlock(r);
 	return 0;
 }

@@ -72,6 +72,20 @@ struct rf_policy_vm {
 	uint64_t guest_free_bytes;	/* guest's report; UINT64_MAX = unknown */
 	int has_balloon;		/* a balloon device is attached and driven */
 	int has_swap;			/* swap can be asked for (its actuator works) */
+	/* 0.4, for the proactive mode (rf_policy_config.proactive): */
+	/* What the resident target counts now: private, drift and the VM's part
+	 * of the compressed tier (merged pages are not swap's, swap.h). */
+	uint64_t resident_bytes;
+	/* The time the VM's threads waited in its fault handling so far, in
+	 * vCPU-nanoseconds (rf_swap_stats.stall_ns), and its vCPUs
+	 * (rf_vm_config.vcpus, at least 1). */
+	uint64_t stall_ns;
+	uint32_t vcpus;
+	/* The guest's own count of allocation stalls (balloon stats tag 11,
+	 * RF_BALLOON_S_ALLOC_STALL, Linux 6.12+) as it last sent it: a
+	 * counter, guest-written, so only trusted to go up;
+	 * RF_BALLOON_STAT_UNSET (all ones) when the guest does not send it. */
+	uint64_t guest_alloc_stalls;
 };
 
 struct rf_policy_reading {
@@ -132,6 +146,27 @@ struct rf_policy_config {
 	/* Ask swap for memory at all (default true). Off: the policy never
 	 * sets a resident target; the balloon and sharing work alone. */
 	bool swap;
+	/*
+	 * 0.4: stall-driven proactive reclaim (as Meta's TMO does with PSI),
+	 * off by default. While the host is in the high state, each VM's
+	 * resident target shrinks a small step every proactive_interval_ms
+	 * for as long as the VM's fault stall (rf_swap_stats.stall_ns growth
+	 * over wall time times its vCPUs) stays under stall_target_ppm; when
+	 * the stall rises above it, or the guest's balloon stats report new
+	 * allocation stalls, the target grows back by proactive_grow_pct at
+	 * once, and shrinking waits proactive_hold_ms. Never below the VM's
+	 * reservation nor proactive_floor_bytes. Outside the high state the
+	 * pressure states above decide alone. Needs swap (the field above).
+	 * (The floor comes first so that no 0.4 member sits in the padding a
+	 * 0.3 caller's smaller struct ends with.)
+	 */
+	uint64_t proactive_floor_bytes; /* 32 MiB: never a resident target below this */
+	bool proactive;
+	unsigned int stall_target_ppm;	      /* 5000: 0.5% of the VM's vCPU time */
+	unsigned int proactive_interval_ms;   /* 2000: the window a stall share is taken over */
+	unsigned int proactive_step_permille; /* 20: a shrink step, of what the VM holds */
+	unsigned int proactive_grow_pct;      /* 25: a growth step, of the target */
+	unsigned int proactive_hold_ms;	      /* 10000: no shrinking this long after a growth */
 };
 
 void rf_policy_config_init(struct rf_policy_config *cfg);
@@ -179,6 +214,8 @@ struct rf_policy_counters {
 	uint64_t balloon_bytes_asked;	       /* sum of balloon increases */
 	uint64_t swap_bytes_asked;	       /* sum of resident target decreases */
 	enum rf_mem_state state;
+	/* 0.4: resident targets the proactive mode lowered and raised. */
+	uint64_t proactive_shrinks, proactive_grows;
 };
 
 int rf_policy_counters(rf_engine *e, struct rf_policy_counters *out);

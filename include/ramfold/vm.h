@@ -92,6 +92,9 @@ struct rf_vm_config {
 	uint64_t reservation_bytes;
 	uint64_t limit_bytes;
 	uint32_t shares;
+	/* 0.4: the guest's vCPUs (0 = 1): its fault stall is a share of their
+	 * time (policy.h, the proactive mode). */
+	uint32_t vcpus;
 };
 
 void rf_vm_config_init(struct rf_vm_config *cfg);

@@ -30,9 +30,11 @@ static struct {
 	uint64_t budget; /* 0: the library's default (MemTotal or cgroup) */
 	uint64_t host_reserved;
 	unsigned int max_overcommit_permille;
-	unsigned int policy_ms; /* 0: no policy thread */
-	int policy_swap;	/* -1: the library's default */
-	unsigned int free_bp;	/* 0: the library's thresholds */
+	unsigned int policy_ms;	    /* 0: no policy thread */
+	int policy_swap;	    /* -1: the library's default */
+	unsigned int free_bp;	    /* 0: the library's thresholds */
+	unsigned int proactive_ppm; /* 0: no proactive mode; else its stall target */
+	struct rf_policy_config pc; /* as configured, for set-policy to change */
 	bool policy_started;
 	int metrics_port; /* 0: none */
 	const char *metrics_file;
@@ -118,6 +120,34 @@ static int opt_policy_free(struct vmm *vmm, const char *v)
 	return 0;
 }
 
+/* A stall target in % of vCPU time (0.001..100) as ppm, or -1. */
+static int parse_stall_pct(const char *v, unsigned int *ppm)
+{
+	char *end;
+	double pct = strtod(v, &end);
+
+	if (end == v || *end || !(pct >= 0.001 && pct <= 100.0))
+		return -1;
+	*ppm = (unsigned int)(pct * 10000.0 + 0.5);
+	return 0;
+}
+
+static int opt_policy_proactive(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (!strcmp(v, "off")) {
+		lg.proactive_ppm = 0;
+		return 0;
+	}
+	if (parse_stall_pct(v, &lg.proactive_ppm)) {
+		vmm_errorf("--policy-proactive %s: expected a stall target in %% of vCPU time "
+			   "(e.g. 0.5) or off",
+			   v);
+		return -1;
+	}
+	return 0;
+}
+
 static int opt_metrics_port(struct vmm *vmm, const char *v)
 {
 	uint64_t p;
@@ -153,6 +183,10 @@ static const struct vmm_option ledger_options[] = {
     {"policy-swap", "on|off", "let the policy swap guest memory (default on)", opt_policy_swap},
     {"policy-free", "PCT", "free memory the policy keeps, in % of the budget (default 6)",
      opt_policy_free},
+    {"policy-proactive", "PCT|off",
+     "in the high state, shrink each VM while its fault stall stays under PCT % of its "
+     "vCPU time (default off)",
+     opt_policy_proactive},
     {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
      opt_metrics_port},
     {"metrics-file", "FILE", "Prometheus metrics written to FILE every second", opt_metrics_file},
@@ -268,6 +302,13 @@ static void kv_saved(struct jbuf *jb, const struct rf_saved *s)
 	jb_obj_close(jb);
 }
 
+static void write_proactive(struct jbuf *jb, const struct rf_policy_config *pc)
+{
+	jb_kv_bool(jb, "proactive", pc->proactive);
+	jb_kv_double(jb, "stall-target-pct", (double)pc->stall_target_ppm / 1e4);
+	jb_kv_u64(jb, "proactive-floor", pc->proactive_floor_bytes);
+}
+
 static int cmd_query_host(struct vmm_ctl_req *req, void *arg)
 {
 	struct rf_host_stats h = {.size = sizeof(h)};
@@ -313,6 +354,9 @@ static int cmd_query_host(struct vmm_ctl_req *req, void *arg)
 		jb_kv_u64(jb, "failed-actions", pc.failed[0] + pc.failed[1] + pc.failed[2]);
 		jb_kv_u64(jb, "balloon-bytes-asked", pc.balloon_bytes_asked);
 		jb_kv_u64(jb, "swap-bytes-asked", pc.swap_bytes_asked);
+		write_proactive(jb, &lg.pc);
+		jb_kv_u64(jb, "proactive-shrinks", pc.proactive_shrinks);
+		jb_kv_u64(jb, "proactive-grows", pc.proactive_grows);
 		jb_obj_close(jb);
 	}
 	jb_obj_close(jb);
@@ -451,6 +495,56 @@ static int cmd_set_vm(struct vmm_ctl_req *req, void *arg)
 	return 0;
 }
 
+/*
+ * set-policy [proactive=on|off] [stall-target=PCT] [proactive-floor=SIZE]:
+ * the proactive mode at run time, applied at the next tick. Checked whole
+ * before anything changes.
+ */
+static int cmd_set_policy(struct vmm_ctl_req *req, void *arg)
+{
+	struct rf_policy_config pc = lg.pc;
+	const struct json *st = json_get(req->args, "stall-target");
+	const char *on = json_get_str(req->args, "proactive");
+	uint64_t floor;
+	int fl, rc;
+
+	(void)arg;
+	if (!on && json_get(req->args, "proactive") &&
+	    json_get(req->args, "proactive")->type == JSON_BOOL)
+		on = json_get(req->args, "proactive")->boolean ? "on" : "off";
+	if (on) {
+		if (strcmp(on, "on") && strcmp(on, "off"))
+			return vmm_ctl_fail(req, "set-policy: proactive=%s: expected on or off",
+					    on);
+		pc.proactive = !strcmp(on, "on");
+	}
+	if (st) {
+		char num[64];
+
+		snprintf(num, sizeof(num), "%s", st->str ? st->str : "");
+		if ((st->type != JSON_STRING && st->type != JSON_NUMBER) ||
+		    parse_stall_pct(num, &pc.stall_target_ppm))
+			return vmm_ctl_fail(req, "set-policy: stall-target: expected a %% of vCPU "
+						 "time, 0.001..100");
+	}
+	fl = json_get_size(req->args, "proactive-floor", &floor);
+	if (fl == -EINVAL)
+		return vmm_ctl_fail(req, "set-policy: proactive-floor: expected a size");
+	if (!fl)
+		pc.proactive_floor_bytes = floor;
+	if (!on && !st && fl)
+		return vmm_ctl_fail(req, "set-policy: nothing to set (proactive=, stall-target=, "
+					 "proactive-floor=)");
+	rc = rf_policy_configure(req->vmm->engine, &pc);
+	if (rc)
+		return vmm_ctl_fail(req, "set-policy: %s", strerror(-rc));
+	lg.pc = pc;
+	jb_obj_open(req->ret);
+	write_proactive(req->ret, &pc);
+	jb_obj_close(req->ret);
+	return 0;
+}
+
 static int cmd_ledger_audit(struct vmm_ctl_req *req, void *arg)
 {
 	struct rf_ledger_audit_report rep = {.size = sizeof(rep)};
@@ -493,6 +587,9 @@ static int ledger_start(struct vmm *vmm)
 			     cmd_query_breakdown, NULL) ||
 	    vmm_ctl_register("set-vm", "vm=NAME [reservation=SIZE] [limit=SIZE] [shares=N]",
 			     cmd_set_vm, NULL) ||
+	    vmm_ctl_register("set-policy",
+			     "[proactive=on|off] [stall-target=PCT] [proactive-floor=SIZE]",
+			     cmd_set_policy, NULL) ||
 	    vmm_ctl_register("ledger-audit", "check the ledger against the kernel",
 			     cmd_ledger_audit, NULL)) {
 		vmm_errorf("ledger: cannot register the control commands");
@@ -508,10 +605,14 @@ static int ledger_start(struct vmm *vmm)
 	}
 	if (lg.metrics_port && metrics_http_start(vmm, lg.metrics_port))
 		return -1;
-	if (lg.policy_swap >= 0 || lg.free_bp) {
-		struct rf_policy_config pc;
+	rf_policy_config_init(&lg.pc);
+	if (lg.policy_swap >= 0 || lg.free_bp || lg.proactive_ppm) {
+		struct rf_policy_config pc = lg.pc;
 
-		rf_policy_config_init(&pc);
+		if (lg.proactive_ppm) {
+			pc.proactive = true;
+			pc.stall_target_ppm = lg.proactive_ppm;
+		}
 		if (lg.policy_swap >= 0)
 			pc.swap = lg.policy_swap;
 		if (lg.free_bp) {
@@ -524,9 +625,12 @@ static int ledger_start(struct vmm *vmm)
 			pc.hysteresis_bp = lg.free_bp / 6;
 		}
 		if (rf_policy_configure(vmm->engine, &pc)) {
-			vmm_errorf("--policy-swap/--policy-free: cannot configure the policy");
+			vmm_errorf(
+			    "--policy-swap/--policy-free/--policy-proactive: cannot configure "
+			    "the policy");
 			return -1;
 		}
+		lg.pc = pc;
 	}
 	return 0;
 }
