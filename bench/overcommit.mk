@@ -24,6 +24,23 @@ experiment-short: all $(OVERCOMMIT_RUN)
 	$(OVERCOMMIT_RUN) --vmm $(B)/ramfold-vmm --out $(B)/experiment-short \
 		scenarios/overcommit-short.txt
 
+# Stall-driven proactive reclaim (issue 18): scenarios/overcommit-proactive.txt,
+# then the check of what it reclaimed beyond dedup (bench/proactive_report.c).
+PROACTIVE_REPORT := $(B)/bench/proactive-report
+$(PROACTIVE_REPORT): bench/proactive_report.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $<
+
+all: $(PROACTIVE_REPORT)
+
+.PHONY: experiment-proactive
+experiment-proactive: all $(OVERCOMMIT_RUN) $(PROACTIVE_REPORT)
+	$(OVERCOMMIT_RUN) --vmm $(B)/ramfold-vmm --out $(B)/experiment-proactive \
+		scenarios/overcommit-proactive.txt; \
+	$(PROACTIVE_REPORT) $(B)/experiment-proactive \
+		$$(awk '$$1 == "settle" { print $$2 }' scenarios/overcommit-proactive.txt) \
+		| tee $(B)/experiment-proactive/proactive.txt
+
 experiment-restore: $(OVERCOMMIT_RUN)
 	$(OVERCOMMIT_RUN) --out $(B)/experiment --restore
 	$(OVERCOMMIT_RUN) --out $(B)/experiment-short --restore

@@ -195,6 +195,13 @@ RF_EXPORT long rf_metrics_format(rf_engine *e, char *buf, size_t len)
 	     "ramfold_policy_actions_total{action=\"scan_rate\"} %" PRIu64 "\n",
 	     pc.actions[RF_POLICY_SET_BALLOON], pc.actions[RF_POLICY_SET_SWAP],
 	     pc.actions[RF_POLICY_SET_SCAN_RATE]);
+	emit(&o,
+	     "# HELP ramfold_policy_proactive_total Resident targets the proactive mode "
+	     "lowered (shrink) and raised (grow).\n"
+	     "# TYPE ramfold_policy_proactive_total counter\n"
+	     "ramfold_policy_proactive_total{direction=\"shrink\"} %" PRIu64 "\n"
+	     "ramfold_policy_proactive_total{direction=\"grow\"} %" PRIu64 "\n",
+	     pc.proactive_shrinks, pc.proactive_grows);
 	rf_ledger_snap_free(e, &s);
 	if (len)
 		buf[o.pos < len ? o.pos : len - 1] = '\0';
