@@ -34,6 +34,7 @@ static struct {
 	int policy_swap;	    /* -1: the library's default */
 	unsigned int free_bp;	    /* 0: the library's thresholds */
 	unsigned int proactive_ppm; /* 0: no proactive mode; else its stall target */
+	uint64_t proactive_floor;   /* 0: the library's */
 	struct rf_policy_config pc; /* as configured, for set-policy to change */
 	bool policy_started;
 	int metrics_port; /* 0: none */
@@ -175,6 +176,19 @@ static int opt_csv(struct vmm *vmm, const char *v)
 	return 0;
 }
 
+static int opt_policy_proactive_floor(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (parse_size(v, &lg.proactive_floor) || !lg.proactive_floor ||
+	    (lg.proactive_floor & 0xfff)) {
+		vmm_errorf("--policy-proactive-floor %s: expected a size, a multiple of 4K (e.g. "
+			   "16M)",
+			   v);
+		return -1;
+	}
+	return 0;
+}
+
 static const struct vmm_option ledger_options[] = {
     {"host-budget", "SIZE", "host memory the guests may use (default: MemTotal)", opt_budget},
     {"host-reserved", "SIZE", "kept back from reservations for the host", opt_reserved},
@@ -187,6 +201,9 @@ static const struct vmm_option ledger_options[] = {
      "in the high state, shrink each VM while its fault stall stays under PCT % of its "
      "vCPU time (default off)",
      opt_policy_proactive},
+    {"policy-proactive-floor", "SIZE",
+     "the proactive mode leaves each VM at least this resident (default 32M)",
+     opt_policy_proactive_floor},
     {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
      opt_metrics_port},
     {"metrics-file", "FILE", "Prometheus metrics written to FILE every second", opt_metrics_file},
@@ -606,13 +623,15 @@ static int ledger_start(struct vmm *vmm)
 	if (lg.metrics_port && metrics_http_start(vmm, lg.metrics_port))
 		return -1;
 	rf_policy_config_init(&lg.pc);
-	if (lg.policy_swap >= 0 || lg.free_bp || lg.proactive_ppm) {
+	if (lg.policy_swap >= 0 || lg.free_bp || lg.proactive_ppm || lg.proactive_floor) {
 		struct rf_policy_config pc = lg.pc;
 
 		if (lg.proactive_ppm) {
 			pc.proactive = true;
 			pc.stall_target_ppm = lg.proactive_ppm;
 		}
+		if (lg.proactive_floor)
+			pc.proactive_floor_bytes = lg.proactive_floor;
 		if (lg.policy_swap >= 0)
 			pc.swap = lg.policy_swap;
 		if (lg.free_bp) {
