@@ -31,6 +31,12 @@
  *   balloon_grace_ms (or at once when the VM has no balloon), in the hard and
  *   low states or above the VM's limit, as a resident target.
  *
+ *   proactive (off by default, rf_policy_config.proactive): in high, each
+ *   VM's resident target shrinks a small step per window while its fault
+ *   stall stays under a target share of its vCPU time, and grows back at
+ *   once when the stall rises or the guest reports allocation stalls (as
+ *   Meta's TMO does with PSI); see docs/overcommit.md.
+ *
  *   A balloon device freed by the embedder (rf_balloon_free) while the tick
  *   thread runs is a race: stop the policy first (rf_policy_stop).
  *

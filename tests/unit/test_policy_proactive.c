@@ -11,6 +11,7 @@
  * the VM's stall and vCPUs from the library, and the counters count.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -399,6 +400,30 @@ static void test_runner_reading(void **state)
 	rf_engine_free(e);
 }
 
+/* A caller built before the mode passes a smaller config: whatever lies
+ * past its size is not read, so the mode stays off. */
+static void test_older_config_leaves_it_off(void **state)
+{
+	struct rf_test_log log;
+	rf_engine *e = rf_test_engine(&log);
+	struct rf_policy_config c;
+	struct rf_policy_runner *r;
+
+	(void)state;
+	rf_policy_config_init(&c);
+	c.proactive = true;
+	c.stall_target_ppm = 0; /* would be refused, were it read */
+	c.size = offsetof(struct rf_policy_config, proactive_floor_bytes);
+	assert_int_equal(rf_policy_configure(e, &c), 0);
+	r = rf_policy_runner_get(e);
+	assert_non_null(r);
+	assert_false(r->def.cfg.proactive);
+	assert_int_equal(r->def.cfg.stall_target_ppm, 5000);
+	c.size = sizeof(c);
+	assert_int_equal(rf_policy_configure(e, &c), -EINVAL);
+	rf_engine_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +435,7 @@ int main(void)
 	    cmocka_unit_test(test_floor_and_limit),
 	    cmocka_unit_test(test_leaves_pressure_to_default),
 	    cmocka_unit_test(test_runner_reading),
+	    cmocka_unit_test(test_older_config_leaves_it_off),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
