@@ -691,6 +691,10 @@ static void pro_shrink(struct tick *tk, unsigned int i, const struct pro_window 
 	struct rf_policy_action *a;
 	char sw[128], b1[32], b2[32];
 
+	/* Nothing above the floor: no target at all, which would start the
+	 * VM's swap pager and send its first touches through it for nothing. */
+	if (base <= floor)
+		return;
 	/* step = base * permille * (1 - ppm / target), in that order so no
 	 * product overflows (base < 2^50, permille <= 500, ppm <= target). */
 	step = base / 1000 * c->proactive_step_permille;

@@ -283,6 +283,12 @@ static void test_floor_and_limit(void **state)
 		assert_true(s.vm.target <= 450 * MiB);
 	}
 	assert_int_equal(s.vm.target, 450 * MiB);
+	/* A VM that holds less than the floor is given no target at all. */
+	sim_init(&s, 5000);
+	s.vm.demand = s.vm.resident = 20 * MiB;
+	for (t = 0; t < 100; t++)
+		assert_int_equal(sim_tick(&s, 500, 0), 0);
+	assert_int_equal(s.vm.target, UINT64_MAX);
 }
 
 /* Outside high the pressure states decide: no proactive growth however
