@@ -121,7 +121,8 @@ static int opt_policy_free(struct vmm *vmm, const char *v)
 	return 0;
 }
 
-/* A stall target in % of vCPU time (0.001..100) as ppm, or -1. */
+/* @v, a stall target in % of vCPU time (0.001..100), as ppm: 0, or -1 if
+ * it is not one. */
 static int parse_stall_pct(const char *v, unsigned int *ppm)
 {
 	char *end;
@@ -143,6 +144,19 @@ static int opt_policy_proactive(struct vmm *vmm, const char *v)
 	if (parse_stall_pct(v, &lg.proactive_ppm)) {
 		vmm_errorf("--policy-proactive %s: expected a stall target in %% of vCPU time "
 			   "(e.g. 0.5) or off",
+			   v);
+		return -1;
+	}
+	return 0;
+}
+
+static int opt_policy_proactive_floor(struct vmm *vmm, const char *v)
+{
+	(void)vmm;
+	if (parse_size(v, &lg.proactive_floor) || !lg.proactive_floor ||
+	    (lg.proactive_floor & 0xfff)) {
+		vmm_errorf("--policy-proactive-floor %s: expected a size, a multiple of 4K (e.g. "
+			   "16M)",
 			   v);
 		return -1;
 	}
@@ -173,19 +187,6 @@ static int opt_csv(struct vmm *vmm, const char *v)
 {
 	(void)vmm;
 	lg.csv_path = v;
-	return 0;
-}
-
-static int opt_policy_proactive_floor(struct vmm *vmm, const char *v)
-{
-	(void)vmm;
-	if (parse_size(v, &lg.proactive_floor) || !lg.proactive_floor ||
-	    (lg.proactive_floor & 0xfff)) {
-		vmm_errorf("--policy-proactive-floor %s: expected a size, a multiple of 4K (e.g. "
-			   "16M)",
-			   v);
-		return -1;
-	}
 	return 0;
 }
 
