@@ -38,7 +38,8 @@ experiment-proactive: all $(OVERCOMMIT_RUN) $(PROACTIVE_REPORT)
 	$(OVERCOMMIT_RUN) --vmm $(B)/ramfold-vmm --out $(B)/experiment-proactive \
 		scenarios/overcommit-proactive.txt; \
 	$(PROACTIVE_REPORT) $(B)/experiment-proactive \
-		$$(awk '$$1 == "settle" { print $$2 }' scenarios/overcommit-proactive.txt) \
+		$$(awk '$$1 == "settle" { s = $$2 } $$1 == "duration" { d = $$2 } \
+			END { print s, d }' scenarios/overcommit-proactive.txt) \
 		| tee $(B)/experiment-proactive/proactive.txt
 
 experiment-restore: $(OVERCOMMIT_RUN)

@@ -6,9 +6,10 @@
  * proactive mode, all with the budget lifted (scenarios/overcommit-proactive.txt,
  * make experiment-proactive).
  *
- *   proactive-report DIR SETTLE_S [UNCONSTRAINED DEDUP PROACTIVE]
+ *   proactive-report DIR SETTLE_S END_S [UNCONSTRAINED DEDUP PROACTIVE]
  *
- * For each run, over the samples at or after SETTLE_S: the VMM process's
+ * For each run, over the samples from SETTLE_S to END_S (the scenario's
+ * settle and duration: later samples see the VMM tear down): the VMM process's
  * mean Pss and Rss (smaps_rollup, the kernel's numbers) and the guests'
  * host cost by the ledger (pagemap), and each guest's work rate. Then what
  * the proactive run reclaimed beyond what dedup saves (dedup's Pss less the
@@ -36,18 +37,21 @@ struct run_means {
 	int n;
 };
 
+/* Split @line at commas, keeping empty fields (a sample without a ledger
+ * row has an empty state): the columns must not shift. */
 static int split(char *line, char **f, int max)
 {
 	int n = 0;
+	char *tok;
 
-	for (char *save, *tok = strtok_r(line, ",\n", &save); tok && n < max;
-	     tok = strtok_r(NULL, ",\n", &save))
+	line[strcspn(line, "\n")] = 0;
+	while (n < max && (tok = strsep(&line, ",")))
 		f[n++] = tok;
 	return n;
 }
 
 /* Read DIR/RUN/samples.csv into @m. 0, or -errno with a message. */
-static int read_run(const char *dir, struct run_means *m, double settle)
+static int read_run(const char *dir, struct run_means *m, double settle, double end)
 {
 	char path[1024], line[8192], *f[MAX_COLS];
 	int t_col = -1, pss_col = -1, rss_col = -1, used_col = -1, work_col[MAX_VMS], nf;
@@ -86,7 +90,9 @@ static int read_run(const char *dir, struct run_means *m, double settle)
 		double t;
 
 		nf = split(line, f, MAX_COLS);
-		if (nf <= used_col || nf <= pss_col || (t = atof(f[t_col])) < settle)
+		/* From the settling time to the run's end: after it the VMM
+		 * tears down (dedup puts merged pages back, Pss climbs). */
+		if (nf <= used_col || nf <= pss_col || (t = atof(f[t_col])) < settle || t > end)
 			continue;
 		m->pss += atof(f[pss_col]);
 		m->rss += atof(f[rss_col]);
@@ -123,23 +129,24 @@ int main(int argc, char **argv)
 {
 	struct run_means r[3] = {
 	    {.name = "unconstrained"}, {.name = "dedup"}, {.name = "proactive"}};
-	double settle, reclaimed, of_dedup, of_unc, worst = -1;
+	double settle, end, reclaimed, of_dedup, of_unc, worst = -1;
 	bool ok;
 
-	if (argc != 3 && argc != 6) {
-		fprintf(stderr, "usage: proactive-report DIR SETTLE_S [UNCONSTRAINED DEDUP "
+	if (argc != 4 && argc != 7) {
+		fprintf(stderr, "usage: proactive-report DIR SETTLE_S END_S [UNCONSTRAINED DEDUP "
 				"PROACTIVE]\n");
 		return 2;
 	}
 	settle = atof(argv[2]);
-	for (int i = 0; argc == 6 && i < 3; i++)
-		r[i].name = argv[3 + i];
+	end = atof(argv[3]);
+	for (int i = 0; argc == 7 && i < 3; i++)
+		r[i].name = argv[4 + i];
 	for (int i = 0; i < 3; i++)
-		if (read_run(argv[1], &r[i], settle))
+		if (read_run(argv[1], &r[i], settle, end))
 			return 2;
-	printf("\nproactive reclaim, means after %.0f s (Pss, Rss: the VMM process's "
+	printf("\nproactive reclaim, means from %.0f to %.0f s (Pss, Rss: the VMM process's "
 	       "smaps_rollup; used: the guests' host cost by the ledger)\n",
-	       settle);
+	       settle, end);
 	printf("%-14s %9s %9s %9s\n", "run", "Pss MiB", "Rss MiB", "used MiB");
 	for (int i = 0; i < 3; i++)
 		printf("%-14s %9.1f %9.1f %9.1f\n", r[i].name, MB(r[i].pss), MB(r[i].rss),
@@ -152,7 +159,7 @@ int main(int argc, char **argv)
 	       MB(reclaimed), of_dedup * 100, r[1].name, of_unc * 100, r[0].name,
 	       MB(r[1].used - r[2].used),
 	       r[1].used > 0 ? (r[1].used - r[2].used) / r[1].used * 100 : 0.0);
-	printf("guest work as a share of %s (after %.0f s):", r[0].name, settle);
+	printf("guest work as a share of %s (%.0f to %.0f s):", r[0].name, settle, end);
 	for (int v = 0; v < r[2].nvms; v++) {
 		double base = -1, share;
 
