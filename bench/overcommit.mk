@@ -45,3 +45,38 @@ experiment-proactive: all $(OVERCOMMIT_RUN) $(PROACTIVE_REPORT)
 experiment-restore: $(OVERCOMMIT_RUN)
 	$(OVERCOMMIT_RUN) --out $(B)/experiment --restore
 	$(OVERCOMMIT_RUN) --out $(B)/experiment-short --restore
+	$(OVERCOMMIT_RUN) --out $(B)/density --restore
+	$(OVERCOMMIT_RUN) --out $(B)/density-smoke --restore
+
+# The density search (issue 18, "Density"): `make experiment-density` finds,
+# for the default scenario's guest mix on its budget, the largest number of
+# guests that all keep 90% of their unconstrained work, under ramfold and
+# under the kernel's stack, with short trials of overcommit-run
+# (bench/density.c; docs/overcommit.md, "Density"). DENSITY_ARGS adds
+# options (--settle, --measure, --max, --retries, --quiet-wait, ...).
+# `make experiment-density-smoke` runs it with tiny guests in about 2 minutes.
+DENSITY_RUN := $(B)/bench/density-run
+DENSITY_ARGS ?=
+
+$(DENSITY_RUN): bench/density.c bench/density_search.c bench/density_search.h bench/host.c \
+		bench/host.h
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< bench/density_search.c bench/host.c -lm
+
+all: $(DENSITY_RUN)
+
+# The search's unit test links the pure search beside the test helpers.
+$(B)/tests/unit/test_density_search: tests/unit/test_density_search.c bench/density_search.c \
+		bench/density_search.h $(HELPER_SRCS) $(B)/libramfold.a
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -Ibench $(CFLAGS) -o $@ $< bench/density_search.c $(HELPER_SRCS) \
+		$(B)/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
+
+.PHONY: experiment-density experiment-density-smoke
+experiment-density: all $(OVERCOMMIT_RUN) $(DENSITY_RUN)
+	$(DENSITY_RUN) --vmm $(B)/ramfold-vmm --runner $(OVERCOMMIT_RUN) --out $(B)/density \
+		--csv $(B)/bench/density.csv $(DENSITY_ARGS) $(SCENARIO)
+
+experiment-density-smoke: all $(OVERCOMMIT_RUN) $(DENSITY_RUN)
+	$(DENSITY_RUN) --smoke --vmm $(B)/ramfold-vmm --runner $(OVERCOMMIT_RUN) \
+		--out $(B)/density-smoke --csv $(B)/bench/density-smoke.csv $(DENSITY_ARGS) $(SCENARIO)
