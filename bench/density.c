@@ -153,7 +153,7 @@ static const char *spec_value(const char *spec, const char *key, char *out, size
 static void guest_spec(const struct density *d, int i, char *out, size_t cap)
 {
 	const char *tpl = d->mix[i % d->nmix];
-	char base[32], name[32], key[64];
+	char base[32], name[32], key[64], v[32];
 	int kind = 0;
 	size_t l = 0;
 
@@ -175,7 +175,7 @@ static void guest_spec(const struct density *d, int i, char *out, size_t cap)
 			l += snprintf(out + l, cap - l, "%sname=%s%d", l ? "," : "", base, kind);
 		else if (d->scale > 1 && (!strcmp(key, "mem") || !strcmp(key, "mib")))
 			l += snprintf(out + l, cap - l, "%s%s=%lld%s", l ? "," : "", key,
-				      size_mib(p + strlen(key) + 1) / d->scale,
+				      size_mib(spec_value(p, key, v, sizeof(v))) / d->scale,
 				      key[1] == 'e' ? "M" : "");
 		else
 			l += snprintf(out + l, cap - l, "%s%.*s", l ? "," : "", (int)n, p);
@@ -313,7 +313,10 @@ static int read_summary(const char *path, struct trial *t)
 	t->under_budget = atoi(FIELD("under_budget"));
 	t->load = atof(FIELD("load_at_start"));
 	t->stall_pct = atof(FIELD("stall_pct"));
-	snprintf(t->incomplete, sizeof(t->incomplete), "%s", FIELD("incomplete"));
+	/* quoted: "" when the setup was complete */
+	FIELD("incomplete");
+	snprintf(t->incomplete, sizeof(t->incomplete), "%.*s",
+		 f[0] == '"' ? (int)strcspn(f + 1, "\"") : (int)strlen(f), f + (f[0] == '"'));
 #undef FIELD
 	return 0;
 }
@@ -446,6 +449,13 @@ static int reference(struct density *d, int n)
 		return 0;
 	if ((r = run_trial(d, "unconstrained", d->ref_run, n, &t)))
 		return r;
+	if (t.status || t.responsive != n) {
+		fprintf(stderr,
+			"density-run: %s: the unconstrained run of %d guests did not run them "
+			"all (VMM status %d, %d alive): no reference to measure against\n",
+			t.name, n, t.status, t.responsive);
+		return -EIO;
+	}
 	memcpy(d->ref_rate[n], t.rate, sizeof(t.rate));
 	d->have_ref[n] = true;
 	printf("  reference N=%-3d unconstrained, load %.2f\n", n, t.load);
@@ -527,11 +537,11 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 
-		if (!strcmp(o, "--smoke"))
-			smoke = true;
-		else if (!strcmp(o, "--no-confirm"))
-			confirm = false;
-		else if (!v || o[0] != '-') {
+		if (!strcmp(o, "--smoke") || !strcmp(o, "--no-confirm")) {
+			*(o[2] == 's' ? &smoke : &confirm) = o[2] == 's';
+			continue;
+		}
+		if (!v || o[0] != '-') {
 			if (o[0] == '-' || scen)
 				die(USAGE);
 			scen = o;
@@ -569,12 +579,12 @@ int main(int argc, char **argv)
 	if (!scen)
 		die(USAGE);
 	/* Smoke: the same mix at an eighth of its size, on an eighth of the
-	 * budget, in trials of ~15 s, at most 4 guests: the machinery, not a
+	 * budget, in trials of ~12 s, at most 4 guests: the machinery, not a
 	 * result. */
 	if (smoke) {
 		d.scale = 8;
-		d.settle = set[0] ? d.settle : 8;
-		d.measure = set[1] ? d.measure : 6;
+		d.settle = set[0] ? d.settle : 6;
+		d.measure = set[1] ? d.measure : 5;
 		max = set[2] ? max : 4;
 		retries = set[3] ? retries : 0;
 		confirm = false;
