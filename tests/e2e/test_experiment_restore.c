@@ -6,7 +6,9 @@
  * the memory cgroup: first `overcommit-run --restore`, then the next start
  * of the runner. Each kill comes only once the runner has changed all four
  * (so a runner that changed nothing fails too), and the teardown puts the
- * host back by hand if the restore path did not.
+ * host back by hand if the restore path did not. The density search
+ * (bench/density.c) killed outright during its kernel-stack trial: its
+ * runner, told by PR_SET_PDEATHSIG, puts the host back on its own.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,7 +34,7 @@ static const char *const knobs[] = {KSM "run", KSM "pages_to_scan", KSM "sleep_m
 #define NKNOBS (sizeof(knobs) / sizeof(knobs[0]))
 
 static struct {
-	char out[512], runner[512], journal[600], scenario[600];
+	char out[512], runner[512], journal[600], scenario[600], density[512];
 	char knob[NKNOBS][64]; /* the host's values before the test */
 	char before[1 << 13];  /* the state as one string, to compare */
 	pid_t runner_pid;
@@ -154,6 +156,7 @@ static int setup(void **state)
 		read_line(knobs[i], t.knob[i], sizeof(t.knob[i]));
 	host_state(t.before, sizeof(t.before));
 	snprintf(t.runner, sizeof(t.runner), "%s/bench/overcommit-run", b);
+	snprintf(t.density, sizeof(t.density), "%s/bench/density-run", b);
 	snprintf(t.out, sizeof(t.out), "%s/experiment-restore-e2e", b);
 	snprintf(t.journal, sizeof(t.journal), "%s/host.journal", t.out);
 	snprintf(t.scenario, sizeof(t.scenario), "%s/scenario.txt", t.out);
@@ -165,6 +168,7 @@ static int setup(void **state)
 	 * it restores from it, as the test then expects. */
 	fprintf(f, "budget 96M\nduration 40\nsettle 10\n"
 		   "run kernel-stack --policy off +kernel\n"
+		   "run ramfold --policy 250\n"
 		   "vm name=check0,mem=128M,workload=memcheck,mib=80\n"
 		   "vm name=idle0,mem=128M,workload=idle,mib=8,pause=100\n");
 	fclose(f);
@@ -178,8 +182,21 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Start the runner, wait until it has changed all four, kill it (SIGKILL). */
-static void start_and_kill(void)
+/* The pid of the runner density-run (t.runner_pid) started; 0 if none yet. */
+static int density_runner(void)
+{
+	char path[64], l[256];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)t.runner_pid,
+		 (int)t.runner_pid);
+	read_line(path, l, sizeof(l));
+	return atoi(l);
+}
+
+/* Start the runner (@density: the density search over it, its kernel stack
+ * only), wait until the runner has changed all four, kill what was started
+ * (SIGKILL). */
+static void start_and_kill(bool density)
 {
 	char cg[700], swapfile[600], procs[720];
 	int i;
@@ -192,16 +209,24 @@ static void start_and_kill(void)
 		snprintf(log, sizeof(log), "%s/runner.log", t.out);
 		if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr))
 			_exit(127);
-		execl(t.runner, t.runner, "--vmm", vmm_bin_path(), "--out", t.out, t.scenario,
-		      (char *)NULL);
+		if (density)
+			execl(t.density, t.density, "--vmm", vmm_bin_path(), "--runner", t.runner,
+			      "--out", t.out, "--stacks", "kernel", "--start", "1", "--max", "1",
+			      "--settle", "10", "--measure", "20", "--quiet-wait", "0", t.scenario,
+			      (char *)NULL);
+		else
+			execl(t.runner, t.runner, "--vmm", vmm_bin_path(), "--out", t.out,
+			      t.scenario, (char *)NULL);
 		_exit(127);
 	}
 	snprintf(swapfile, sizeof(swapfile), "%s/kernel-stack.swap", t.out);
-	snprintf(cg, sizeof(cg), "%s/ramfold-experiment-%d", cgroup_root(), (int)t.runner_pid);
-	snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
-	for (i = 0; i < 300; i++) {
+	for (i = 0; i < 900; i++) {
 		char run[16], procs_line[32];
 
+		/* The cgroup is named after the runner: a child of density-run's. */
+		snprintf(cg, sizeof(cg), "%s/ramfold-experiment-%d", cgroup_root(),
+			 density ? density_runner() : (int)t.runner_pid);
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
 		read_line(KSM "run", run, sizeof(run));
 		read_line(procs, procs_line, sizeof(procs_line));
 		if (file_has("/proc/swaps", swapfile) && !strcmp(run, "1") && *procs_line &&
@@ -210,19 +235,22 @@ static void start_and_kill(void)
 		assert_int_equal(waitpid(t.runner_pid, NULL, WNOHANG), 0);
 		usleep(100000);
 	}
-	assert_true(i < 300); /* the run set up the kernel's stack within 30 s */
+	assert_true(i < 900); /* the run set up the kernel's stack within 90 s */
 	sleep(3);	      /* half-way: the guests run in the cgroup */
 	kill(t.runner_pid, SIGKILL);
 	waitpid(t.runner_pid, NULL, 0);
 	t.runner_pid = 0;
-	assert_true(file_has(t.journal, "swap_file "));
+	if (!density) /* else the runner is putting the host back already */
+		assert_true(file_has(t.journal, "swap_file "));
 }
 
 static void assert_host_as_before(void)
 {
 	char now[1 << 13];
 
-	host_state(now, sizeof(now));
+	/* A runner restoring on its own (SIGTERM) takes a moment. */
+	for (int i = 0; i < 300 && (host_state(now, sizeof(now)), strcmp(now, t.before)); i++)
+		usleep(100000);
 	if (strcmp(now, t.before))
 		fail_msg("the host was not put back:\n--- before\n%s--- after\n%s", t.before, now);
 	assert_int_equal(access(t.journal, F_OK), -1);
@@ -243,7 +271,7 @@ static void test_restore_after_sigkill(void **state)
 	rf_require(!system("command -v mkswap >/dev/null || test -x /sbin/mkswap"), "no mkswap");
 
 	/* The restore target's path: overcommit-run --restore. */
-	start_and_kill();
+	start_and_kill(false);
 	snprintf(cmd, sizeof(cmd), "%s --out %s --restore", t.runner, t.out);
 	rc = system(cmd);
 	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
@@ -251,7 +279,7 @@ static void test_restore_after_sigkill(void **state)
 
 	/* The next start's path: it restores before it reads its scenario (one
 	 * that does not exist here, so it stops right after). */
-	start_and_kill();
+	start_and_kill(false);
 	snprintf(cmd, sizeof(cmd), "%s --vmm %s --out %s /nonexistent-scenario 2>/dev/null",
 		 t.runner, vmm_bin_path(), t.out);
 	rc = system(cmd);
@@ -259,10 +287,26 @@ static void test_restore_after_sigkill(void **state)
 	assert_host_as_before();
 }
 
+/* density-run killed outright in its kernel-stack trial: the runner it
+ * started gets SIGTERM (PR_SET_PDEATHSIG) and puts the host back itself,
+ * with no --restore. */
+static void test_density_killed(void **state)
+{
+	(void)state;
+	rf_require(geteuid() == 0, "root needed (swap, zswap, KSM, cgroups)");
+	rf_require(access("/dev/kvm", R_OK | W_OK) == 0, "/dev/kvm not accessible");
+	rf_require(!access(KSM "run", W_OK) && !access(ZSWAP "enabled", W_OK),
+		   "no KSM or zswap in this kernel");
+	rf_require(!access(t.density, X_OK), "no density-run (make all)");
+	start_and_kill(true);
+	assert_host_as_before();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_restore_after_sigkill, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_density_killed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
