@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "density_plot.h"
 #include "density_search.h"
 #include "host.h"
 
@@ -84,6 +85,9 @@ struct density {
 	double max_load;
 	FILE *csv;
 	struct stack *cur;
+	int cur_index; /* 0 ramfold, 1 kernel stack */
+	struct density_point pt[2 * DENSITY_MAX_TRIALS];
+	int npt;
 };
 
 static volatile pid_t runner_pid;
@@ -499,6 +503,8 @@ static int density_trial(void *ctx, int n)
 	       *t.incomplete ? " (incomplete setup)" : "");
 	fflush(stdout);
 	csv_row(d, st->label, n, &t, min, counted ? sum / counted : -1, worst, pass);
+	if (d->npt < 2 * DENSITY_MAX_TRIALS)
+		d->pt[d->npt++] = (struct density_point){d->cur_index, n, min, pass};
 	return pass;
 }
 
@@ -642,6 +648,7 @@ int main(int argc, char **argv)
 		st->ds.confirm = confirm;
 		st->ds.max_trials = max_trials;
 		d.cur = st;
+		d.cur_index = s;
 		printf("%s (run \"%s\"):\n", st->label, st->name);
 		if ((r = density_search_run(&st->ds, density_trial, &d)))
 			die("%s: the search stopped: %s", st->label, strerror(-r));
@@ -673,6 +680,23 @@ int main(int argc, char **argv)
 		 : !ks.ds.best && rf.ds.best	  ? "met"
 						  : "not met");
 	printf("%s\n", line);
+	/* The picture beside the CSV: FILE.csv -> FILE.svg. */
+	snprintf(path, sizeof(path), "%.*s.svg",
+		 (int)(strlen(d.csv_path) - (strstr(d.csv_path, ".csv") ? 4 : 0)), d.csv_path);
+	{
+		char title[300];
+		int best[2] = {run_stack[0] ? rf.ds.best : -1, run_stack[1] ? ks.ds.best : -1};
+
+		snprintf(title, sizeof(title),
+			 "%sthe lowest guest's share of its unconstrained work, %llu MiB budget, "
+			 "%.0f+%.0f s trials, load up to %.2f%s",
+			 smoke ? "SMOKE: " : "", (unsigned long long)d.budget_mib, d.settle,
+			 d.measure, d.max_load, d.max_load >= 1 ? " (noisy)" : "");
+		if (density_plot(path, title, d.pt, d.npt, d.threshold, best))
+			fprintf(stderr, "density-run: %s: cannot write the plot\n", path);
+		else
+			printf("density: plot %s\n", path);
+	}
 	snprintf(path, sizeof(path), "%s/density.txt", d.out);
 	if ((f = fopen(path, "we"))) {
 		fprintf(f, "%s\n", line);
