@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "density_plot.h"
+#include "overcommit.h"
 
 int density_plot(const char *path, const char *title, const struct density_point *pt, int npt,
 		 double threshold, const int best[2])
@@ -25,12 +26,7 @@ int density_plot(const char *path, const char *title, const struct density_point
 		return -errno;
 #define PX(n) (X0 + (double)(n) / nmax * PW)
 #define PY(v) (Y0 + PH - (v) / ymax * PH)
-	fprintf(f,
-		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-		"font-family=\"sans-serif\" font-size=\"12\">\n"
-		"<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-		"<text x=\"%.0f\" y=\"18\" font-size=\"14\">%s</text>\n",
-		W, H, X0, title);
+	plot_header(f, W, H, X0, title);
 	/* Axes: guests across, the lowest guest's share up. */
 	fprintf(f,
 		"<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"black\"/>\n"

@@ -597,12 +597,7 @@ static void write_svg(const char *path, const char *title, const struct run_resu
 	ymax *= 1.05;
 #define PX(t) (X0 + (t) / tmax * PW)
 #define PY(v) (Y0 + PH - (double)(v) / ymax * PH)
-	fprintf(f,
-		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-		"font-family=\"sans-serif\" font-size=\"12\">\n"
-		"<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-		"<text x=\"%.0f\" y=\"18\" font-size=\"14\">%s</text>\n",
-		W, H, X0, title);
+	plot_header(f, W, H, X0, title);
 	/* Stacked areas: each layer a polygon between its bottom and top. */
 	for (int k = 0; k < nl; k++) {
 		fprintf(f, "<polygon fill=\"%s\" stroke=\"none\" points=\"", colors[layers[k]]);

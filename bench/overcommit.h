@@ -99,6 +99,9 @@ struct plot_frame {
 	double tmax, ymax;     /* seconds and values at its right and top edges */
 };
 
+/* An SVG of @w x @h on white, @title at (@title_x, 18): the head every
+ * plot shares (close it with "</svg>"). */
+void plot_header(FILE *f, double w, double h, double title_x, const char *title);
 /* The axes of @p with 6 ticks each, y labels v * @yscale followed by @yunit. */
 void plot_axes(FILE *f, const struct plot_frame *p, double yscale, const char *yunit);
 

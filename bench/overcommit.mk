@@ -59,11 +59,10 @@ DENSITY_RUN := $(B)/bench/density-run
 DENSITY_ARGS ?=
 
 $(DENSITY_RUN): bench/density.c bench/density_search.c bench/density_search.h bench/density_plot.c \
-		bench/density_plot.h bench/host.c \
-		bench/host.h
+		bench/density_plot.h bench/overcommit_plot.c bench/overcommit.h bench/host.c bench/host.h
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< bench/density_search.c bench/density_plot.c \
-		bench/host.c -lm
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -o $@ $< bench/density_search.c \
+		bench/density_plot.c bench/overcommit_plot.c bench/host.c -lm
 
 all: $(DENSITY_RUN)
 

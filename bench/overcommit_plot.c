@@ -1,6 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* The frame every plot of the experiment shares: axes and their ticks. */
+/* The frame every plot of the experiment shares: the SVG's head, the axes
+ * and their ticks. */
 #include "overcommit.h"
+
+void plot_header(FILE *f, double w, double h, double title_x, const char *title)
+{
+	fprintf(f,
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+		"font-family=\"sans-serif\" font-size=\"12\">\n"
+		"<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+		"<text x=\"%.0f\" y=\"18\" font-size=\"14\">%s</text>\n",
+		w, h, title_x, title);
+}
 
 void plot_axes(FILE *f, const struct plot_frame *p, double yscale, const char *yunit)
 {
