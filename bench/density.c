@@ -83,6 +83,8 @@ struct density {
 	/* bookkeeping */
 	int trial_no;
 	double max_load;
+	char host_at_start[512]; /* host_state() when density-run started */
+	int host_changed;	 /* trials after which the host was not as found */
 	FILE *csv;
 	struct stack *cur;
 	int cur_index; /* 0 ramfold, 1 kernel stack */
@@ -364,6 +366,58 @@ static int read_rates(const char *path, double settle, int nguests, struct trial
 	return 0;
 }
 
+/*
+ * What the kernel stack's trials change and put back, as one line: KSM's
+ * knobs, zswap's, the swap areas. The runner's journal assumes nobody else
+ * changes these meanwhile; another bench or test that does (KSM at its
+ * fastest for a while) would be journaled as the host's own and put back
+ * after it had restored. So density-run compares the host with its own
+ * start before and after every trial, and says so when they differ.
+ */
+static void host_state(char *out, size_t cap)
+{
+	static const char *const knobs[] = {
+	    "/sys/kernel/mm/ksm/run", "/sys/kernel/mm/ksm/pages_to_scan",
+	    "/sys/kernel/mm/ksm/sleep_millisecs", "/sys/module/zswap/parameters/enabled",
+	    "/sys/module/zswap/parameters/compressor"};
+	char l[256];
+	size_t n = 0;
+	FILE *f;
+
+	out[0] = 0;
+	for (size_t i = 0; i < sizeof(knobs) / sizeof(knobs[0]) && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s=%s ", strrchr(knobs[i], '/') + 1,
+				      bench_file_line(knobs[i], l, sizeof(l)) ? l : "?");
+	if ((f = fopen("/proc/swaps", "re"))) {
+		int areas = -1; /* the header line */
+
+		while (fgets(l, sizeof(l), f))
+			areas++;
+		fclose(f);
+		if (n < cap)
+			snprintf(out + n, cap - n, "swap_areas=%d", areas);
+	}
+}
+
+/* Wait up to @max_s for the host to be as at the start; false if it is not. */
+static bool host_as_found(struct density *d, const char *when, int max_s)
+{
+	char now[512];
+
+	for (int waited = 0;; waited += 5) {
+		host_state(now, sizeof(now));
+		if (!strcmp(now, d->host_at_start))
+			return true;
+		if (waited >= max_s)
+			break;
+		sleep(5);
+	}
+	printf("  density: %s, the host is not as it was at the start (another user of KSM, "
+	       "zswap or swap?):\n    now   %s\n    start %s\n",
+	       when, now, d->host_at_start);
+	return false;
+}
+
 /* Run @run_args (a scenario run line's arguments) with @n guests. */
 static int run_trial(struct density *d, const char *label, const char *run_args, int n,
 		     struct trial *t)
@@ -389,6 +443,8 @@ static int run_trial(struct density *d, const char *label, const char *run_args,
 	}
 	fclose(f);
 	bench_wait_quiet("density", d->quiet_wait);
+	if (!host_as_found(d, "before the trial", 60))
+		d->host_changed++;
 	snprintf(log, sizeof(log), "%s/%s.log", d->out, t->name);
 	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
@@ -429,6 +485,8 @@ static int run_trial(struct density *d, const char *label, const char *run_args,
 			t->name, d->settle, path);
 		return -EIO;
 	}
+	if (!host_as_found(d, "after the trial", 0))
+		d->host_changed++;
 	if (t->load > d->max_load)
 		d->max_load = t->load;
 	return 0;
@@ -628,6 +686,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	bench_host_line("density");
+	host_state(d.host_at_start, sizeof(d.host_at_start));
+	printf("density: the host at the start: %s\n", d.host_at_start);
 	printf("density: %s%d-guest mix of %s on %llu MiB; trials of %.0f s settle + %.0f s "
 	       "measured; pass = every guest alive, memcheck clean, budget held and each "
 	       "guest >= %.0f%% of its unconstrained work (same N); N from %d, at most %d, "
@@ -673,13 +733,13 @@ int main(int argc, char **argv)
 		 "1.5x): %s",
 		 run_stack[0] ? count_cell(a, sizeof(a), &rf.ds) : "-",
 		 run_stack[1] ? count_cell(b, sizeof(b), &ks.ds) : "-", rc,
-		 d.max_load >= 1 ? "noisy (a trial started at load average >= 1: not a result)"
-		 : smoke	 ? "smoke (not a result)"
+		 d.host_changed	   ? "host changed by another user during the search: not a result"
+		 : d.max_load >= 1 ? "noisy (a trial started at load average >= 1: not a result)"
+		 : smoke	   ? "smoke (not a result)"
 		 : !run_stack[0] || !run_stack[1] ? "no verdict"
 		 : ks.ds.best && ratio >= 1.5	  ? "met"
 		 : !ks.ds.best && rf.ds.best	  ? "met"
 						  : "not met");
-	printf("%s\n", line);
 	/* The picture beside the CSV: FILE.csv -> FILE.svg. */
 	snprintf(path, sizeof(path), "%.*s.svg",
 		 (int)(strlen(d.csv_path) - (strstr(d.csv_path, ".csv") ? 4 : 0)), d.csv_path);
@@ -697,6 +757,7 @@ int main(int argc, char **argv)
 		else
 			printf("density: plot %s\n", path);
 	}
+	printf("%s\n", line);
 	snprintf(path, sizeof(path), "%s/density.txt", d.out);
 	if ((f = fopen(path, "we"))) {
 		fprintf(f, "%s\n", line);
