@@ -620,9 +620,11 @@ int main(int argc, char **argv)
 			d.out = v;
 		else if (!strcmp(o, "--csv"))
 			d.csv_path = v;
-		else if (!strcmp(o, "--budget"))
+		else if (!strcmp(o, "--budget")) {
+			if (size_mib(v) <= 0)
+				die("--budget %s: expected a size such as 1G", v);
 			d.budget_mib = (uint64_t)size_mib(v);
-		else if (!strcmp(o, "--settle"))
+		} else if (!strcmp(o, "--settle"))
 			d.settle = atof(v), set[0] = true;
 		else if (!strcmp(o, "--measure"))
 			d.measure = atof(v), set[1] = true;

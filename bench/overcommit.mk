@@ -66,12 +66,18 @@ $(DENSITY_RUN): bench/density.c bench/density_search.c bench/density_search.h be
 
 all: $(DENSITY_RUN)
 
-# The search's unit test links the pure search beside the test helpers.
-$(B)/tests/unit/test_density_search: tests/unit/test_density_search.c bench/density_search.c \
-		bench/density_search.h $(HELPER_SRCS) $(B)/libramfold.a
+# The search's unit test links the pure search beside the test helpers, in
+# the unit suite and in its ASan build alike.
+DENSITY_TEST_DEPS := tests/unit/test_density_search.c bench/density_search.c \
+	bench/density_search.h $(HELPER_SRCS)
+$(B)/tests/unit/test_density_search: $(DENSITY_TEST_DEPS) $(B)/libramfold.a
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -Ibench $(CFLAGS) -o $@ $< bench/density_search.c $(HELPER_SRCS) \
 		$(B)/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
+$(B)/asan/tests/unit/test_density_search: $(DENSITY_TEST_DEPS) $(B)/asan/libramfold.a
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -Ibench $(ASAN_FLAGS) -o $@ $< bench/density_search.c $(HELPER_SRCS) \
+		$(B)/asan/libramfold.a $(LIB_DEPS) $(TEST_LIBS)
 
 .PHONY: experiment-density experiment-density-smoke
 experiment-density: all $(OVERCOMMIT_RUN) $(DENSITY_RUN)
