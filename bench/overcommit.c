@@ -800,6 +800,9 @@ static void judge(const struct scenario *sc, struct run_result *rr)
 
 		if (!s->have_ledger)
 			continue;
+		/* Teardown (after the duration) is not the run: see judge_work. */
+		if (s->t > sc->duration)
+			break;
 		last = s;
 		if (s->t < sc->settle)
 			continue;
