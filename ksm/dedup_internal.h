@@ -403,6 +403,7 @@ struct rf_dedup {
 	_Atomic uint64_t seen_count; /* keys counted in the seen map, about */
 	uint64_t seen_live;	     /* seen_count after the last refill (thread 0) */
 	uint64_t bloom_bits;	     /* power of two, for both maps */
+	bool bloom_guessed;	     /* sized from resident pages, not hashed ones (bloom_fit) */
 	uint64_t bloom_failed_bits;  /* the size whose mmap last failed (logged) */
 
 	uint64_t vma_budget;

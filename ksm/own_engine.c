@@ -478,7 +478,10 @@ static void seen_refill(struct rf_dedup *d)
  * over (a few thousand keys set a bit in every 4 KiB of them), so their
  * whole size is memory the process pays, and a freshly booted guest has
  * content in a third of its RAM or less. Before any pass hashed a page,
- * the scanner gives the VMs' resident pages instead (an over-estimate). A
+ * the scanner gives the VMs' resident pages instead (an over-estimate:
+ * under QEMU, huge pages' zero-filled pages count), and maps at least twice
+ * too big for the first count of pages hashed are then replaced, once, by
+ * the smaller ones (bloom_guessed). A
  * VM attached later may run its first pass on maps too small, over-full:
  * nothing is filed on a first sight, and the bigger maps that follow it
  * are rebuilt exactly (below), so the false bits go with the old maps;
@@ -505,15 +508,20 @@ int bloom_fit(struct rf_dedup *d, uint64_t pages)
 
 	while (bits < 8 * pages && bits < BLOOM_MAX_BITS)
 		bits <<= 1;
-	if (old && bits <= old_bits) {
+	if (old && bits <= old_bits && !(d->bloom_guessed && pages && 2 * bits <= old_bits)) {
 		uint64_t n = atomic_load(&d->seen_count);
 
 		if (n > old_bits / 8 && n > 2 * d->seen_live) {
 			memset((void *)d->seen, 0, old_bits / 8);
 			seen_refill(d);
 		}
+		if (pages)
+			d->bloom_guessed = false;
 		return 0;
 	}
+	/* Past here: bigger maps, or (once) smaller ones than the resident
+	 * guess gave, rebuilt the same way. */
+	d->bloom_guessed = false;
 	/* Both maps in one mapping: the filter, then the seen map. */
 	nb = mmap(NULL, bits / 4, PROT_READ | PROT_WRITE,
 		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

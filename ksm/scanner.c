@@ -911,7 +911,9 @@ static void *scanner_main(void *arg)
 			atomic_store(&d->pass_merges, 0);
 			uint64_t hashed = atomic_exchange(&d->pass_hashed, 0);
 
-			if (hashed == 0 && d->bloom_bits == BLOOM_MIN_BITS)
+			bool guess = hashed == 0 && d->bloom_bits == BLOOM_MIN_BITS;
+
+			if (guess)
 				hashed = resident_pages(d);
 			build_units(d);
 			/* The other threads wait at the barrier: the one
@@ -919,6 +921,8 @@ static void *scanner_main(void *arg)
 			 * the pages the pass before hashed. A failure keeps
 			 * the old one (logged), tried again next pass. */
 			bloom_fit(d, hashed);
+			if (guess && d->bloom_bits > BLOOM_MIN_BITS)
+				d->bloom_guessed = true;
 			/* One decision for all threads: each reading d->stop
 			 * itself could leave one waiting at the barrier of a
 			 * pass the others have left. */

@@ -265,6 +265,43 @@ static void test_bloom_grow_keeps_twins(void **state)
 	fx_fini(&f);
 }
 
+/*
+ * The first size of the maps comes from the resident pages (nothing is
+ * hashed yet), which over-counts: here 16,384 resident pages, all but 200
+ * of them zero-filled (as a booted QEMU guest's huge pages mostly are).
+ * Once the first pass has counted the 200 pages it hashed, the maps are
+ * replaced by the smallest, and twins of the 200 written after are merged:
+ * the smaller maps were rebuilt from the pages' hashes.
+ */
+static void test_bloom_guess_shrunk(void **state)
+{
+	struct rf_dedup_stats st = {.size = sizeof(st)};
+	const unsigned int n = 200;
+	uint64_t p0;
+	struct fx f;
+
+	(void)state;
+	if (skip_unless_supported())
+		skip();
+	fx_init(&f, 64u << 20, 1, NULL, NULL);
+	memset(f.ram[0], 0, 64u << 20); /* resident, zero */
+	for (unsigned int i = 0; i < n; i++)
+		dedup_fill_page(f.ram[0] + (size_t)i * PG, 5000 + i);
+	fx_start_idle(&f, RF_DEDUP_INTRA_VM, 0, 100);
+	assert_true(dedup_wait_converged(f.e, 3, 20000));
+	p0 = passes_of(f.e);
+	while (passes_of(f.e) < p0 + 2)
+		usleep(1000);
+	assert_int_equal(f.e->dedup->bloom_bits, BLOOM_MIN_BITS);
+	for (unsigned int i = 0; i < n; i++)
+		dedup_fill_page(f.ram[0] + (size_t)(8192 + i) * PG, 5000 + i);
+	dedup_wait_sharing(f.e, 2 * n, 10000);
+	assert_int_equal(rf_dedup_counters(f.e, &st), 0);
+	assert_int_equal(st.pages_sharing, 2 * n);
+	fx_audit(&f);
+	fx_fini(&f);
+}
+
 #ifndef RF_ARENA_LIBC
 /* The engine's arena's freed pages still resident (jemalloc's own count). */
 static uint64_t arena_dirty_bytes(rf_engine *e)
@@ -1064,6 +1101,7 @@ int main(void)
 	    cmocka_unit_test(test_set_rate),
 	    cmocka_unit_test(test_vmas_counted),
 	    cmocka_unit_test(test_bloom_grow_keeps_twins),
+	    cmocka_unit_test(test_bloom_guess_shrunk),
 	    cmocka_unit_test(test_freed_nodes_given_back),
 	    cmocka_unit_test(test_unique_pages_not_filed),
 	    cmocka_unit_test(test_seen_map_refilled),
