@@ -769,16 +769,18 @@ static void throttle(struct scan_ctx *c, uint64_t unit_wall_ns, uint64_t pages)
 }
 
 /*
- * Pages of the attached VMs' RAM that are resident now (mincore), for the
- * Bloom filter's first size: before a pass has hashed anything, the maps
+ * Pages of the attached VMs' RAM that are resident now (pagemap, as the
+ * scanner reads it: no system call beyond those the library makes), for
+ * the Bloom filter's first size: before a pass has hashed anything, the maps
  * would run a whole first pass at their smallest, and over-full maps send
  * nearly every page of that pass to an index lookup. An over-estimate
- * (pages the guest only read map the zero page, and are counted) only
- * makes the maps a little bigger.
+ * (zero-filled pages count; bloom_fit replaces maps sized from it once the
+ * first count of pages hashed is known) only makes the maps bigger for a
+ * pass.
  */
 static uint64_t resident_pages(struct rf_dedup *d)
 {
-	unsigned char vec[4096];
+	uint64_t ents[UNIT_PAGES];
 	uint64_t n = 0;
 
 	pthread_mutex_lock(&d->lock);
@@ -789,14 +791,14 @@ static uint64_t resident_pages(struct rf_dedup *d)
 			continue;
 		rf_vm_regions_rdlock(dv->vm);
 		for (unsigned int i = 0; (r = __rf_vm_region(dv->vm, i)); i++) {
-			for (uint64_t p = 0; p < r->npages; p += sizeof(vec)) {
+			for (uint64_t p = 0; p < r->npages; p += UNIT_PAGES) {
 				uint64_t k =
-				    r->npages - p < sizeof(vec) ? r->npages - p : sizeof(vec);
+				    r->npages - p < UNIT_PAGES ? r->npages - p : UNIT_PAGES;
 
-				if (mincore(rf_region_page(r, p), k << RF_PAGE_SHIFT, vec) != 0)
+				if (rf_pagemap_read(d->e, rf_region_page(r, p), k, ents) != 0)
 					break;
 				for (uint64_t j = 0; j < k; j++)
-					n += vec[j] & 1;
+					n += rf_pagemap_resident(d->e, ents[j]);
 			}
 		}
 		rf_vm_regions_unlock(dv->vm);
