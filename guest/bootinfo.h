@@ -103,7 +103,9 @@ struct rf_wl_params {
 	uint64_t arg;	    /* crash: exit status */
 	uint64_t then_exit; /* 1: exit when the workload is done, 0: idle */
 	uint64_t report_s;  /* idle: print the memory manager's figures every N s */
-	uint64_t reserved[4];
+	uint64_t hot_ro;    /* hotcold: 1 = the hot set is only read, never written */
+	uint64_t stream;    /* hotcold: cold pages read after each hot pass, in order */
+	uint64_t reserved[2];
 };
 
 struct rf_bootinfo {

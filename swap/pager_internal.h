@@ -44,9 +44,36 @@
 #include "swap_pager.h"
 #include "uffd.h"
 
-#define PAGER_CACHE_MAX 64  /* swap cache entries (prefetched pages) */
-#define PAGER_FILL_MAX	256 /* pages a first write may fill ahead: 1 MiB */
-#define PAGER_WINDOW	512 /* pagemap entries read at once */
+#define PAGER_CACHE_MAX	   64	/* swap cache entries (prefetched pages) */
+#define PAGER_FILL_MAX	   256	/* pages a first write may fill ahead: 1 MiB */
+#define PAGER_WINDOW	   512	/* pagemap entries read at once */
+#define PAGER_SAMPLE_SLOTS 2048 /* pages staged at once by sampling: 8 MiB */
+
+/*
+ * A staged page's store handle: bit 30 set, bit 31 clear. File slots stay
+ * below 2^30 (rf_engine_set_swap refuses larger files) and tier entries
+ * have bit 31, so no store handle looks like one.
+ */
+#define PAGER_H_SAMPLE (1u << 30)
+
+static inline bool handle_is_sample(uint32_t h)
+{
+	return h != UINT32_MAX && (h & ((1u << 31) | PAGER_H_SAMPLE)) == PAGER_H_SAMPLE;
+}
+
+/* Why a page is staged (swap_sample.c). */
+enum sample_kind {
+	SAMPLE_NONE = 0, /* swap-out proper (swap_out.c): to the store */
+	SAMPLE_EST,	 /* the period's random sample: the active estimate */
+	SAMPLE_PROBE,	 /* the hand's cold candidate: evicted if not touched */
+};
+
+struct sample_slot {
+	struct rf_region *r;
+	uint64_t idx;
+	uint64_t t_ns; /* when it was staged */
+	uint8_t kind;  /* enum sample_kind; SAMPLE_NONE: free */
+};
 
 /* Which 2 MiB chunks of one region are registered for missing faults. */
 struct chunk_map {
@@ -86,6 +113,20 @@ struct rf_pager {
 	uint64_t target, cap;
 	struct chunk_map chunks[RF_MAX_REGIONS];
 	uint64_t hand_gpa; /* the CLOCK hand */
+
+	/* Working-set sampling (swap_sample.c). The slots and the counters of
+	 * the period are under sample_lock (a leaf); the settings under lock. */
+	pthread_mutex_t sample_lock;
+	struct sample_slot *slots; /* PAGER_SAMPLE_SLOTS */
+	uint8_t *sample_area;	   /* their pages: after the staging buffer */
+	unsigned int slot_next, slots_used, probes_used;
+	uint32_t sample_period_ms, sample_pages; /* 0: off */
+	uint64_t period_start_ns, rng;
+	uint64_t est_touched, est_untouched; /* this period's random sample */
+	double share;			     /* smoothed share touched; < 0: none yet */
+	uint64_t throttled_seen;	     /* p->throttled at the swapper's last round */
+	_Atomic uint64_t active_bytes;	     /* the estimate */
+	_Atomic uint64_t sampled, sampled_touched, probed, probed_touched, hot_skips;
 
 	pthread_mutex_t cache_lock;
 	struct cache_ent cache[PAGER_CACHE_MAX];
@@ -152,9 +193,38 @@ int pager_ensure_registered(struct rf_pager *p, struct rf_region *r, uint64_t id
 void pager_register_all(struct rf_pager *p);
 void pager_chunks_forget(struct rf_pager *p, struct rf_region *r);
 
-/* swap_out.c: swap out the pages of a range of @r, for the swapper. */
+/* swap_out.c: swap out the pages of a range of @r, for the swapper. With
+ * @clock, the walk is the hand's: see swapper.c; with @probe too, its cold
+ * pages are staged as probes (swap_sample.c) instead of swapped out. */
 int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first, uint64_t npages,
-			bool clock, uint64_t want, uint64_t *done);
+			bool clock, bool probe, uint64_t want, uint64_t *done);
+/* swap_out.c: stage page @idx of @r for sampling (kind SAMPLE_EST), if it
+ * is resident and swappable and can be locked now. 1 staged, 0 not. */
+int pager_stage_one(struct rf_pager *p, struct rf_region *r, uint64_t idx);
+
+/* swapper.c: the VM's resident bytes as a target counts them (merged
+ * pages to *@merged). Takes regions_lock for reading. */
+uint64_t pager_measure_resident(struct rf_pager *p, uint64_t *merged);
+
+/* swap_sample.c: working-set sampling. */
+int pager_sample_init(struct rf_pager *p);
+void pager_sample_destroy(struct rf_pager *p);
+bool pager_sample_on(struct rf_pager *p);
+/* A free slot for page (r, idx), reserved: false if none. */
+bool pager_slot_get(struct rf_pager *p, struct rf_region *r, uint64_t idx, enum sample_kind kind,
+		    uint32_t *slot);
+/* Give a reserved slot back (its page never arrived, or left again). */
+void pager_slot_put(struct rf_pager *p, uint32_t slot);
+uint8_t *pager_slot_page(const struct rf_pager *p, uint32_t slot);
+unsigned int pager_probes_pending(struct rf_pager *p);
+unsigned int pager_slots_free(struct rf_pager *p);
+/* Fault thread: the guest touched staged page @h, now mapped back. */
+void pager_sample_touched(struct rf_pager *p, uint32_t h);
+/* A staged page was discarded (page lock held): forget it. */
+void pager_sample_dropped(struct rf_pager *p, uint32_t h);
+/* Swapper thread, each tick, no lock held: settle the slots whose period
+ * is over, take the next random sample when it is time. */
+void pager_sample_tick(struct rf_pager *p, uint64_t target);
 
 /* swapper.c: the swapper thread's body (arg: the pager). */
 void *pager_swapper_main(void *arg);

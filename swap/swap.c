@@ -171,6 +171,19 @@ RF_EXPORT int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes)
 	return err;
 }
 
+RF_EXPORT int rf_vm_set_swap_sampling(rf_vm *vm, uint32_t period_ms, uint32_t sample_pages)
+{
+	struct rf_pager *p;
+	int err;
+
+	if (!vm || period_ms > 60000)
+		return -EINVAL;
+	err = pager_of(vm, &p);
+	if (!err)
+		rf_swap_pager_set_sampling(p, period_ms, sample_pages);
+	return err;
+}
+
 RF_EXPORT int rf_vm_set_swap_cap(rf_vm *vm, uint64_t max_swapped_bytes)
 {
 	struct rf_pager *p;
@@ -249,6 +262,12 @@ static int rf_engine_swap_stats_full(rf_engine *e, struct rf_swap_stats *st)
 		if (v.fault_max_ns > st->fault_max_ns)
 			st->fault_max_ns = v.fault_max_ns;
 		st->stopped |= v.stopped;
+		st->active_bytes += v.active_bytes;
+		st->sampled += v.sampled;
+		st->sampled_touched += v.sampled_touched;
+		st->probed += v.probed;
+		st->probed_touched += v.probed_touched;
+		st->hot_skips += v.hot_skips;
 	}
 	pthread_mutex_unlock(&e->vms_lock);
 	st->fault_p50_ns = p50;

@@ -234,6 +234,38 @@ static int read_under_wp(struct rf_pager *p, uint64_t page, uint64_t v, bool wri
 }
 
 /*
+ * A touch of a staged page (swap_sample.c): the guest wants it within its
+ * period, so it is hot. Its bytes are in its slot: map them back, publish
+ * PRIVATE marked hot, then wake the thread, so a write lands on the page's
+ * own bytes. Never held back by the throttle line: the page was counted in
+ * memory while staged, and it makes the VM no bigger. Page locked; unlocks
+ * it. 0, or -EAGAIN to be retried.
+ */
+static int sample_in(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint64_t v, uint64_t nv)
+{
+	uint64_t page = (uintptr_t)rf_region_page(r, idx);
+	uint32_t h = rf_pte_payload(v);
+	int err = pager_map_copy(p, page, pager_slot_page(p, h & ~PAGER_H_SAMPLE), false);
+
+	if (err == -EAGAIN) {
+		rf_pte_unlock(p->vm, &r->pte[idx], v, v);
+		return -EAGAIN;
+	}
+	if (err && err != -EEXIST) {
+		/* Not registered any more: the bytes stay in the slot, and the
+		 * thread faults again on what is mapped now. */
+		rf_pte_unlock(p->vm, &r->pte[idx], v, v);
+		fill_done(p, page, err);
+		return 0;
+	}
+	pager_sample_touched(p, h);
+	nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0) | RF_PTE_F_HOT;
+	rf_pte_unlock(p->vm, &r->pte[idx], v, nv);
+	rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
+	return 0;
+}
+
+/*
  * A missing fault: a swap-in, or the first touch of a page that is not
  * there (never touched, zero, ballooned, free-reported). 0 when answered
  * (or left unanswered for good: a stopped VM), -EAGAIN to be retried.
@@ -278,6 +310,11 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		return err; /* being swapped out or discarded right now */
 	}
 	nv = v & ~RF_PTE_F_COLD; /* touched: a whole revolution before it may go */
+	if (pte_is_swapped(v) && handle_is_sample(rf_pte_payload(v))) {
+		err = sample_in(p, r, idx, v, nv);
+		rf_vm_regions_unlock(vm);
+		return err;
+	}
 	/* A swap-in or a first write makes the VM a page bigger: it waits
 	 * while the VM is over its line. A read of a never-written page does
 	 * not (the zero page is shared, and not the VM's). */

@@ -74,21 +74,42 @@ static bool all_zero(const void *page)
 
 struct victim {
 	uint64_t idx;
-	uint64_t v0; /* the entry as locked: what rf_pte_unlock is told was there */
-	uint64_t v;  /* what it becomes */
+	uint64_t v0;   /* the entry as locked: what rf_pte_unlock is told was there */
+	uint64_t v;    /* what it becomes */
+	uint32_t slot; /* staged (sampling): its slot in the sample area */
+};
+
+/* One batch: its victims go to the store (kind SAMPLE_NONE) or are staged
+ * in sample slots (swap_sample.c), each in a slot of its own. */
+struct batch {
+	struct rf_region *r;
+	struct victim *vs;
+	unsigned int n;
+	enum sample_kind kind;
 };
 
 /* End of the run of adjacent pages that starts at vs[@i] (vs ascending),
  * among the first @n; with @moved, only pages with moved[] >= 2 (stored
- * or zero) belong to it. */
-static unsigned int run_end(const struct victim *vs, unsigned int i, unsigned int n,
+ * or zero) belong to it. Staged pages go one by one: their slots are not
+ * adjacent. */
+static unsigned int run_end(const struct batch *b, unsigned int i, unsigned int n,
 			    const unsigned int *moved)
 {
+	const struct victim *vs = b->vs;
 	unsigned int j = i + 1;
 
-	while (j < n && vs[j].idx == vs[j - 1].idx + 1 && (!moved || moved[j] >= 2))
+	while (!b->kind && j < n && vs[j].idx == vs[j - 1].idx + 1 && (!moved || moved[j] >= 2))
 		j++;
 	return j;
+}
+
+/* Where victim @i goes out of guest RAM: its place in the staging buffer,
+ * or its sample slot. */
+static uint8_t *victim_dst(const struct rf_pager *p, const struct batch *b, unsigned int i)
+{
+	if (b->kind)
+		return pager_slot_page(p, b->vs[i].slot);
+	return p->stage + ((size_t)i << RF_PAGE_SHIFT);
 }
 
 /* Put a page's content back where it was (the store refused it). We hold
@@ -245,19 +266,24 @@ static unsigned int keep_resident(struct rf_pager *p, struct rf_region *r, struc
  * left waits for them. A page found in neither place is reported (it
  * cannot happen while we hold its lock) and published as staying.
  */
-static void moved_by_pagemap(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
-			     unsigned int n, unsigned int *moved)
+static void moved_by_pagemap(struct rf_pager *p, const struct batch *b, unsigned int n,
+			     unsigned int *moved)
 {
 	uint64_t src[PAGER_WINDOW], stage[RF_SWAP_MAX_BATCH], first, have = PM_PRESENT | PM_SWAP;
+	const struct victim *vs = b->vs;
+	struct rf_region *r = b->r;
 	unsigned int miscounted = 0;
+	bool unread = false;
 
 	if (n == 0)
 		return;
 	first = vs[0].idx;
+	for (unsigned int k = 0; k < n && b->kind; k++)
+		unread |= rf_pagemap_read(p->e, victim_dst(p, b, k), 1, &stage[k]) != 0;
 	/* keep_resident kept only victims inside one window of pagemap. */
-	if (vs[n - 1].idx - first >= PAGER_WINDOW ||
+	if (unread || vs[n - 1].idx - first >= PAGER_WINDOW ||
 	    rf_pagemap_read(p->e, rf_region_page(r, first), vs[n - 1].idx - first + 1, src) != 0 ||
-	    rf_pagemap_read(p->e, p->stage, n, stage) != 0) {
+	    (!b->kind && rf_pagemap_read(p->e, p->stage, n, stage) != 0)) {
 		rf_log_ratelimited(
 		    p->e, &p->rl, RF_LOG_WARN,
 		    "%s: swap: pagemap unreadable after a move: trusting the kernel's "
@@ -294,17 +320,19 @@ static void moved_by_pagemap(struct rf_pager *p, struct rf_region *r, const stru
  * move fell short, what moved is read back from the page tables
  * (moved_by_pagemap); a move that took its whole run needs no check.
  */
-static void move_victims(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
-			 unsigned int n, unsigned int *moved)
+static void move_victims(struct rf_pager *p, const struct batch *b, unsigned int n,
+			 unsigned int *moved)
 {
+	const struct victim *vs = b->vs;
+	struct rf_region *r = b->r;
 	bool short_move = false;
 
 	for (unsigned int i = 0; i < n;) {
-		unsigned int j = run_end(vs, i, n, NULL), npg;
+		unsigned int j = run_end(b, i, n, NULL), npg;
 		struct uffdio_move mv;
 
 		mv = (struct uffdio_move){
-		    .dst = (uintptr_t)p->stage + ((uint64_t)i << RF_PAGE_SHIFT),
+		    .dst = (uintptr_t)victim_dst(p, b, i),
 		    .src = (uintptr_t)rf_region_page(r, vs[i].idx),
 		    .len = (uint64_t)(j - i) << RF_PAGE_SHIFT,
 		};
@@ -322,7 +350,7 @@ static void move_victims(struct rf_pager *p, struct rf_region *r, const struct v
 		i = i + npg == j ? j : i + npg + 1;
 	}
 	if (short_move)
-		moved_by_pagemap(p, r, vs, n, moved);
+		moved_by_pagemap(p, b, n, moved);
 }
 
 /*
@@ -333,21 +361,23 @@ static void move_victims(struct rf_pager *p, struct rf_region *r, const struct v
  * could not be read (it went absent under us: only a discard from outside
  * the library can do that to a page we hold); its protection is lifted.
  */
-static void copy_victims(struct rf_pager *p, struct rf_region *r, struct victim *vs, unsigned int n,
+static void copy_victims(struct rf_pager *p, const struct batch *b, unsigned int n,
 			 unsigned int *moved)
 {
+	const struct victim *vs = b->vs;
+	struct rf_region *r = b->r;
+
 	for (unsigned int i = 0; i < n; i++)
 		atomic_store_explicit(&r->pte[vs[i].idx], vs[i].v0 | RF_PTE_F_WP | RF_PTE_LOCKED,
 				      memory_order_release);
 	RF_TEST_POINT("swap.copy", p->vm);
 	for (unsigned int i = 0; i < n;) {
-		unsigned int j = run_end(vs, i, n, NULL);
+		unsigned int j = run_end(b, i, n, NULL);
 		bool ok[RF_SWAP_MAX_BATCH] = {false};
 
 		if (rf_uffd_writeprotect(p->u, rf_region_page(r, vs[i].idx),
 					 (uint64_t)(j - i) << RF_PAGE_SHIFT, true, false) == 0) {
-			read_run(p, rf_region_page(r, vs[i].idx), j - i,
-				 p->stage + ((size_t)i << RF_PAGE_SHIFT), ok);
+			read_run(p, rf_region_page(r, vs[i].idx), j - i, victim_dst(p, b, i), ok);
 			for (unsigned int k = i; k < j; k++) {
 				if (ok[k - i])
 					moved[k] = 1;
@@ -422,15 +452,35 @@ static int store_victims(struct rf_pager *p, struct rf_region *r, struct victim 
 }
 
 /*
+ * Step 6 of a staged batch (sampling): every victim that left is kept in
+ * its slot as it is, zero or not (moved = 3), SWAPPED with its slot's
+ * handle, so that every path that meets a swapped page (the fault, a
+ * discard, an unmap) meets it too. Nothing is compressed or written.
+ */
+static void stage_victims(const struct batch *b, unsigned int n, unsigned int *moved)
+{
+	for (unsigned int i = 0; i < n; i++) {
+		if (!moved[i])
+			continue;
+		moved[i] = 3;
+		b->vs[i].v = rf_pte_with_payload(b->vs[i].v, PAGER_H_SAMPLE | b->vs[i].slot);
+		b->vs[i].v = rf_pte_with_state(b->vs[i].v, RF_PAGE_SWAPPED);
+	}
+}
+
+/*
  * Copy mode, step 7, after the store: discard every run of adjacent pages
  * that is stored or zero (moved >= 2). If madvise fails part way, pagemap tells
  * which pages are still there: those stay PRIVATE (their store copy is
  * dropped and their protection lifted), the others are gone and go on to be
  * published as swapped. Nothing is lost either way.
  */
-static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
-			   unsigned int n, unsigned int *moved)
+static void discard_stored(struct rf_pager *p, const struct batch *b, unsigned int n,
+			   unsigned int *moved)
 {
+	const struct victim *vs = b->vs;
+	struct rf_region *r = b->r;
+
 	for (unsigned int i = 0; i < n;) {
 		uint64_t ents[RF_SWAP_MAX_BATCH];
 		unsigned int j;
@@ -440,7 +490,7 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
 			i++;
 			continue;
 		}
-		j = run_end(vs, i, n, moved);
+		j = run_end(b, i, n, moved);
 		/* From the discard until publication the content is only in
 		 * the store: faults wait, even reads of a protected page. */
 		for (unsigned int k = i; k < j; k++)
@@ -463,7 +513,8 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
 			for (unsigned int k = i; k < j; k++) {
 				if (!(ents[k - i] & PM_PRESENT))
 					continue;
-				if (moved[k] == 3)
+				/* (A staged page's slot is given back at publish.) */
+				if (moved[k] == 3 && !b->kind)
 					pager_drop_page(p, r, vs[k].idx, rf_pte_payload(vs[k].v));
 				moved[k] = 0;
 				unprotect(p, r, vs[k].idx, 1);
@@ -479,14 +530,27 @@ static void discard_stored(struct rf_pager *p, struct rf_region *r, const struct
  * others; none stays marked cold or write-protected. *@out counts the
  * pages that left guest RAM.
  */
-static void publish_victims(struct rf_pager *p, struct rf_region *r, const struct victim *vs,
-			    unsigned int n, const unsigned int *moved, uint64_t *out)
+static void publish_victims(struct rf_pager *p, const struct batch *b, unsigned int n,
+			    const unsigned int *moved, uint64_t *out)
 {
+	const struct victim *vs = b->vs;
+
 	for (unsigned int i = 0; i < n; i++) {
-		rf_pte_t *pte = &r->pte[vs[i].idx];
+		rf_pte_t *pte = &b->r->pte[vs[i].idx];
 		uint64_t nv = vs[i].v;
 
-		if (moved[i] >= 2) {
+		if (b->kind) {
+			/* Staged: still in memory, in its slot (counted there
+			 * by the measure). A victim that stayed gives its slot
+			 * back. */
+			if (moved[i] == 3) {
+				atomic_fetch_add(b->kind == SAMPLE_EST ? &p->sampled : &p->probed,
+						 1);
+				(*out)++;
+			} else {
+				pager_slot_put(p, vs[i].slot);
+			}
+		} else if (moved[i] >= 2) {
 			uint64_t est = atomic_load(&p->resident_est);
 
 			/* One page less in memory (saturating: the estimate is
@@ -496,7 +560,9 @@ static void publish_victims(struct rf_pager *p, struct rf_region *r, const struc
 							     est - RF_PAGE_SIZE))
 				;
 		}
-		if (moved[i] == 2) {
+		if (b->kind) {
+			/* (Its new state is in vs[].v already.) */
+		} else if (moved[i] == 2) {
 			nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_ZERO), 0);
 			atomic_fetch_add(&p->zero_outs, 1);
 			(*out)++;
@@ -504,7 +570,7 @@ static void publish_victims(struct rf_pager *p, struct rf_region *r, const struc
 			atomic_fetch_add(&p->swap_outs, 1);
 			(*out)++;
 		}
-		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP);
+		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP | RF_PTE_F_HOT);
 		rf_pte_unlock(p->vm, pte, vs[i].v0, nv);
 	}
 }
@@ -516,27 +582,52 @@ static void publish_victims(struct rf_pager *p, struct rf_region *r, const struc
  * in copy mode), 2 is all zero, 3 is stored. Returns 0 or the store's
  * error; *@out counts pages that left guest RAM (stored or zero).
  */
-static int swap_out_batch(struct rf_pager *p, struct rf_region *r, struct victim *vs,
-			  unsigned int n, uint64_t *out)
+/* A staged batch: a slot for each victim, in order; a victim without one
+ * (all taken) is let go. Returns the victims kept. */
+static unsigned int take_slots(struct rf_pager *p, const struct batch *b, unsigned int n)
+{
+	unsigned int kept = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		if (!pager_slot_get(p, b->r, b->vs[i].idx, b->kind, &b->vs[i].slot)) {
+			rf_pte_unlock(p->vm, &b->r->pte[b->vs[i].idx], b->vs[i].v0, b->vs[i].v0);
+			continue;
+		}
+		b->vs[kept++] = b->vs[i];
+	}
+	return kept;
+}
+
+static int swap_out_batch(struct rf_pager *p, struct batch *b, uint64_t *out)
 {
 	unsigned int moved[RF_SWAP_MAX_BATCH] = {0};
-	int err;
+	struct rf_region *r = b->r;
+	struct victim *vs = b->vs;
+	unsigned int n = b->n;
+	int err = 0;
 
-	err = check_cap(p, n);
+	/* Staged pages stay in memory: the cap on swapped bytes is not theirs. */
+	if (!b->kind)
+		err = check_cap(p, n);
 	if (err)
 		goto publish;
 	n = register_victims(p, r, vs, n);
 	n = keep_resident(p, r, vs, n);
+	if (b->kind)
+		n = take_slots(p, b, n);
 	RF_TEST_POINT("swap.victims-locked", p->vm);
 	if (p->copy_mode)
-		copy_victims(p, r, vs, n, moved);
+		copy_victims(p, b, n, moved);
 	else
-		move_victims(p, r, vs, n, moved);
-	err = store_victims(p, r, vs, n, moved);
+		move_victims(p, b, n, moved);
+	if (b->kind)
+		stage_victims(b, n, moved);
+	else
+		err = store_victims(p, r, vs, n, moved);
 	if (p->copy_mode)
-		discard_stored(p, r, vs, n, moved);
+		discard_stored(p, b, n, moved);
 publish:
-	publish_victims(p, r, vs, n, moved, out);
+	publish_victims(p, b, n, moved, out);
 	/* Copy mode: writers that waited on the protection retry now, and
 	 * fault as missing on the pages that left. */
 	if (p->copy_mode && n)
@@ -565,14 +656,20 @@ static bool swappable(uint64_t v)
  * Step 1: walk [@first, @first + @npages) of @r, pick the pages that are
  * resident and swappable, and (if @clock) still marked cold, marking the
  * others, and lock them as victims; swap them out a batch at a time.
- * Stops after @want pages left. Returns 0 or the first store error.
- * Called with regions_lock held for reading and out_lock held.
+ * With @clock, a page that sampling found touched (RF_PTE_F_HOT) is
+ * skipped, and loses the mark: it is marked cold a revolution later, and
+ * tested again before it can go. With @probe too, the victims are staged
+ * as probes (swap_sample.c) rather than swapped out: they go to the store
+ * only if the guest leaves them alone for a period. Stops after @want
+ * pages left. Returns 0 or the first store error. Called with
+ * regions_lock held for reading and out_lock held.
  */
 int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first, uint64_t npages,
-			bool clock, uint64_t want, uint64_t *done)
+			bool clock, bool probe, uint64_t want, uint64_t *done)
 {
 	uint64_t ents[PAGER_WINDOW];
 	struct victim vs[RF_SWAP_MAX_BATCH];
+	struct batch b = {.r = r, .vs = vs, .kind = probe ? SAMPLE_PROBE : SAMPLE_NONE};
 	unsigned int n = 0;
 	int err = 0;
 
@@ -583,6 +680,8 @@ int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first,
 
 		if (rf_pagemap_read(p->e, rf_region_page(r, base), cnt, ents) != 0)
 			return -EIO;
+		if (probe && pager_slots_free(p) == 0)
+			break; /* every slot holds a probe: wait for them to settle */
 		for (size_t k = 0; k < cnt && *done + n < want; k++) {
 			uint64_t idx = base + k, v;
 			rf_pte_t *pte = &r->pte[idx];
@@ -596,6 +695,11 @@ int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first,
 				rf_pte_unlock(p->vm, pte, v, v);
 				continue;
 			}
+			if (clock && (v & RF_PTE_F_HOT)) {
+				atomic_fetch_add(&p->hot_skips, 1);
+				rf_pte_unlock(p->vm, pte, v, v & ~(RF_PTE_F_HOT | RF_PTE_F_COLD));
+				continue;
+			}
 			if (clock && !(v & RF_PTE_F_COLD)) {
 				rf_pte_unlock(p->vm, pte, v, v | RF_PTE_F_COLD);
 				continue;
@@ -606,23 +710,47 @@ int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first,
 			vs[n].v0 = v;
 			vs[n].v = v;
 			if (++n == RF_SWAP_MAX_BATCH) {
-				err = swap_out_batch(p, r, vs, n, done);
+				b.n = n;
+				err = swap_out_batch(p, &b, done);
 				n = 0;
 				if (err)
 					break;
 			}
 		}
 		if (n && !err) {
-			err = swap_out_batch(p, r, vs, n, done);
+			b.n = n;
+			err = swap_out_batch(p, &b, done);
 			n = 0;
 		}
 	}
 	if (n) {
 		uint64_t ignored = 0;
 
-		swap_out_batch(p, r, vs, n, &ignored);
+		b.n = n;
+		swap_out_batch(p, &b, &ignored);
 	}
 	return err;
+}
+
+int pager_stage_one(struct rf_pager *p, struct rf_region *r, uint64_t idx)
+{
+	struct victim vs[1];
+	struct batch b = {.r = r, .vs = vs, .n = 1, .kind = SAMPLE_EST};
+	uint64_t ent, v, out = 0;
+	rf_pte_t *pte = &r->pte[idx];
+
+	if (rf_pagemap_read(p->e, rf_region_page(r, idx), 1, &ent) != 0 ||
+	    !rf_pagemap_resident(p->e, ent) || (ent & PM_FILE) || !swappable(rf_pte_peek(pte)))
+		return 0;
+	if (!rf_pte_trylock(pte, &v))
+		return 0;
+	if (!swappable(v)) {
+		rf_pte_unlock(p->vm, pte, v, v);
+		return 0;
+	}
+	vs[0] = (struct victim){.idx = idx, .v0 = v, .v = v};
+	swap_out_batch(p, &b, &out);
+	return out ? 1 : 0;
 }
 
 int rf_swap_pager_swap_out(struct rf_pager *p, uint64_t gpa, uint64_t npages, uint64_t *done)
@@ -643,7 +771,8 @@ int rf_swap_pager_swap_out(struct rf_pager *p, uint64_t gpa, uint64_t npages, ui
 		return -EFAULT;
 	}
 	pthread_mutex_lock(&p->out_lock);
-	err = pager_swap_out_walk(p, r, rf_region_index(r, gpa), npages, false, UINT64_MAX, &d);
+	err = pager_swap_out_walk(p, r, rf_region_index(r, gpa), npages, false, false, UINT64_MAX,
+				  &d);
 	pthread_mutex_unlock(&p->out_lock);
 	rf_vm_regions_unlock(vm);
 	if (done)

@@ -68,6 +68,10 @@ void pager_account_add(struct rf_pager *p, uint32_t h, int sign)
 /* Release the store handle of a locked SWAPPED/COMPRESSED page. */
 void pager_drop_page(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h)
 {
+	if (handle_is_sample(h)) {
+		pager_sample_dropped(p, h); /* staged: its bytes only leave the slot */
+		return;
+	}
 	pager_cache_forget(p, r, idx);
 	pager_account_add(p, h, -1);
 	rf_swap_store_drop(p->store, h);
@@ -227,7 +231,9 @@ static int stage_open(struct rf_pager *p)
 {
 	struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_MOVE};
 	struct uffdio_register reg;
-	size_t len = (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT;
+	/* The sample area (swap_sample.c) follows the buffer, in the same
+	 * mapping: pages are moved into it the same way. */
+	size_t len = (size_t)(RF_SWAP_MAX_BATCH + PAGER_SAMPLE_SLOTS) << RF_PAGE_SHIFT;
 
 	if (p->copy_mode) {
 		p->stage =
@@ -236,6 +242,7 @@ static int stage_open(struct rf_pager *p)
 			p->stage = NULL;
 			return -errno;
 		}
+		p->sample_area = p->stage + ((size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT);
 		return 0;
 	}
 	p->stage_fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
@@ -248,6 +255,7 @@ static int stage_open(struct rf_pager *p)
 		p->stage = NULL;
 		return -errno;
 	}
+	p->sample_area = p->stage + ((size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT);
 	/* Nobody touches the staging buffer but us, and only after a move has
 	 * filled it, so missing faults never arrive on this descriptor. */
 	reg = (struct uffdio_register){.range = {(uintptr_t)p->stage, len},
@@ -264,7 +272,8 @@ static void pager_free(struct rf_pager *p)
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
 	if (p->stage)
-		munmap(p->stage, (size_t)RF_SWAP_MAX_BATCH << RF_PAGE_SHIFT);
+		munmap(p->stage, (size_t)(RF_SWAP_MAX_BATCH + PAGER_SAMPLE_SLOTS) << RF_PAGE_SHIFT);
+	pager_sample_destroy(p);
 	if (p->bounce)
 		munmap(p->bounce, RF_PAGE_SIZE);
 	if (p->zeros)
@@ -332,6 +341,9 @@ static int pager_new(rf_vm *vm, struct rf_pager **out)
 	pthread_mutex_lock(&sw->lock);
 	p->prefetch = sw->cfg.prefetch_pages;
 	pthread_mutex_unlock(&sw->lock);
+	err = pager_sample_init(p);
+	if (err)
+		goto err_free;
 
 	if (p->copy_mode) {
 		p->mem_fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
@@ -442,6 +454,12 @@ void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st)
 	st->fault_max_ns = atomic_load(&p->lat.max);
 	st->stopped = atomic_load(&p->stopped);
 	st->copy_mode = p->copy_mode;
+	st->active_bytes = atomic_load(&p->active_bytes);
+	st->sampled = atomic_load(&p->sampled);
+	st->sampled_touched = atomic_load(&p->sampled_touched);
+	st->probed = atomic_load(&p->probed);
+	st->probed_touched = atomic_load(&p->probed_touched);
+	st->hot_skips = atomic_load(&p->hot_skips);
 	/* I/O and checksum errors are the store's, shared by all VMs. */
 	rf_swap_store_stats(p->store, &ss);
 	st->io_errors = ss.io_errors;

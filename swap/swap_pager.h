@@ -36,6 +36,8 @@ int rf_swap_pager_get(rf_vm *vm, struct rf_pager **out);
  * swapped bytes, as rf_vm_set_swap_target and rf_vm_set_swap_cap. */
 void rf_swap_pager_set_target(struct rf_pager *p, uint64_t resident_bytes);
 void rf_swap_pager_set_cap(struct rf_pager *p, uint64_t max_swapped_bytes);
+/* swap_sample.c: working-set sampling, as rf_vm_set_swap_sampling. */
+void rf_swap_pager_set_sampling(struct rf_pager *p, uint32_t period_ms, uint32_t pages);
 /* swap_pager.c: the VM's counters into *@st (all but compression_ratio). */
 void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st);
 /* swap_pager.c: free the pagers of freed VMs (engine teardown, no VM left). */

@@ -93,10 +93,11 @@ static int64_t resident_scan(struct rf_pager *p, struct rf_region *r, uint64_t *
 /*
  * Resident bytes of the VM as a target counts them: guest pages present
  * (not the zero page, not the dedup store's pages mapped over merged guest
- * pages) plus the VM's compressed-tier memory. The merged pages left out go
- * to *@merged. Takes regions_lock for reading.
+ * pages), pages staged by sampling (out of the mapping, still in memory),
+ * plus the VM's compressed-tier memory. The merged pages left out go to
+ * *@merged. Takes regions_lock for reading.
  */
-static uint64_t measure_resident(struct rf_pager *p, uint64_t *merged)
+uint64_t pager_measure_resident(struct rf_pager *p, uint64_t *merged)
 {
 	rf_vm *vm = p->vm;
 	uint64_t ents[PAGER_WINDOW], pages = 0, file = 0;
@@ -130,6 +131,7 @@ static uint64_t measure_resident(struct rf_pager *p, uint64_t *merged)
 	}
 	rf_vm_regions_unlock(vm);
 	*merged = file << RF_PAGE_SHIFT;
+	pages += PAGER_SAMPLE_SLOTS - pager_slots_free(p);
 	return (pages << RF_PAGE_SHIFT) + atomic_load(&p->tier_mem);
 }
 
@@ -178,14 +180,16 @@ static void report_unreachable(struct rf_pager *p, uint64_t target, uint64_t res
 static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 {
 	rf_vm *vm = p->vm;
-	uint64_t res, want, done = 0, slack, merged, refused = atomic_load(&p->enospc);
+	uint64_t res, want, done = 0, slack, merged, refused = atomic_load(&p->enospc), pending;
+	uint64_t throttled;
 	unsigned int laps = 0;
+	bool probe;
 
 	/* Regions added since the target was set. */
 	rf_vm_regions_rdlock(vm);
 	pager_register_all(p);
 	rf_vm_regions_unlock(vm);
-	res = measure_resident(p, &merged);
+	res = pager_measure_resident(p, &merged);
 	atomic_store(&p->resident_est, res);
 	if (res <= target) {
 		atomic_store(&p->swapper_stuck, false);
@@ -198,6 +202,15 @@ static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 	 * not page by page. */
 	slack = target / 64 > (1u << 20) ? target / 64 : (1u << 20);
 	want = (res - target + slack) >> RF_PAGE_SHIFT;
+	/* Probe cold pages before evicting them (swap_sample.c), unless a
+	 * guest waited for room since the last round: then evict them as they
+	 * are, a period sooner. Probes staged already leave at their period's
+	 * end: not asked for twice. */
+	throttled = atomic_load(&p->throttled);
+	probe = pager_sample_on(p) && throttled == p->throttled_seen;
+	p->throttled_seen = throttled;
+	pending = probe ? pager_probes_pending(p) : 0;
+	want = want > pending ? want - pending : 0;
 	rf_vm_regions_rdlock(vm);
 	pthread_mutex_lock(&p->out_lock);
 	while (done < want && laps < 3 * rf_vm_nr_regions(vm) + 3) {
@@ -215,7 +228,7 @@ static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 		}
 		idx = rf_region_index(r, p->hand_gpa);
 		n = r->npages - idx < 4096 ? r->npages - idx : 4096;
-		err = pager_swap_out_walk(p, r, idx, n, true, want, &done);
+		err = pager_swap_out_walk(p, r, idx, n, true, probe, want, &done);
 		p->hand_gpa = r->gpa + ((idx + n) << RF_PAGE_SHIFT);
 		if (err)
 			break; /* full or broken: counted; try again next tick */
@@ -224,8 +237,8 @@ static uint64_t enforce_target(struct rf_pager *p, uint64_t target)
 	rf_vm_regions_unlock(vm);
 	/* Nothing left to evict (all excluded, in use, or the store is full):
 	 * never hold swap-ins back then, or the guest would wait forever. */
-	atomic_store(&p->swapper_stuck, done == 0);
-	if (done == 0)
+	atomic_store(&p->swapper_stuck, done == 0 && pending == 0);
+	if (done == 0 && pending == 0)
 		report_unreachable(p, target, res, merged, atomic_load(&p->enospc) != refused);
 	return TICK_NS;
 }
@@ -246,6 +259,11 @@ void *pager_swapper_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		if (target != RF_SWAP_NO_TARGET && !atomic_load(&p->stopped))
 			wait = enforce_target(p, target);
+		/* Working-set sampling rides on the same ticks. */
+		if (pager_sample_on(p) || pager_slots_free(p) != PAGER_SAMPLE_SLOTS) {
+			pager_sample_tick(p, target);
+			wait = wait < TICK_NS ? wait : TICK_NS;
+		}
 		pthread_mutex_lock(&p->lock);
 		if (p->stop)
 			break;

@@ -97,6 +97,20 @@ static const uint64_t RF_SWAP_NO_TARGET = 0xffffffffffffffffull;
  */
 int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
 
+/*
+ * Working-set sampling for @vm (0.4): every @period_ms, stage @sample_pages
+ * of its resident pages drawn at random (moved out of the guest's mapping,
+ * kept in memory as they are) and count the ones the guest touches again
+ * within the period: rf_swap_stats.active_bytes is the estimate. With a
+ * resident target, the swapper also stops evicting a page only because no
+ * fault cleared its cold mark: it stages it first, and evicts it only if
+ * the guest does not touch it within a period, so pages that are only read
+ * stay resident (docs/swap.md). @period_ms 0 turns sampling off (staged
+ * pages are put back). @sample_pages is at most 1024. Starts the VM's swap
+ * pager. 0 or -errno (-EINVAL: no VM, or a period over 60 s).
+ */
+int rf_vm_set_swap_sampling(rf_vm *vm, uint32_t period_ms, uint32_t sample_pages);
+
 /* Hard cap on @vm's swapped bytes (file + tier, uncompressed); swap-out stops
  * there with a stat. RF_SWAP_NO_TARGET (the default) means none. */
 int rf_vm_set_swap_cap(rf_vm *vm, uint64_t max_swapped_bytes);
@@ -135,6 +149,17 @@ struct rf_swap_stats {
 	 * Divide its growth by wall time times the VM's vCPUs for a share. */
 	uint64_t stall_ns;
 	uint64_t stall_faults; /* faults whose wait stall_ns holds */
+	/* 0.4, working-set sampling (rf_vm_set_swap_sampling): the VM's
+	 * active memory, estimated as the share of a random sample of its
+	 * resident pages the guest touched (read or wrote) within a period,
+	 * smoothed over periods, times its resident bytes; 0 while sampling is
+	 * off or before its first period. */
+	uint64_t active_bytes;
+	uint64_t sampled;	  /* pages staged for the estimate */
+	uint64_t sampled_touched; /* of those, touched within their period */
+	uint64_t probed;	  /* cold candidates staged by the hand before eviction */
+	uint64_t probed_touched;  /* of those, touched: kept (hot) */
+	uint64_t hot_skips;	  /* pages the hand passed over because they were hot */
 };
 
 /* Swap stats of one VM (zeros if it never swapped, but for the stall).

@@ -7,9 +7,10 @@
  *   --swap-dir DIR          directory of the (unlinked) swap file
  *   --swap-tier SIZE        memory of the compressed tier (0: off)
  *   --swap-file-limit SIZE  size limit of the swap file
- *   --vm ...,swap-resident=SIZE,swap-cap=SIZE
+ *   --vm ...,swap-resident=SIZE,swap-cap=SIZE,swap-sample=MS[:PAGES]|off
  *   set-swap vm=NAME [resident=SIZE|none] [cap=SIZE|none]
- *   query-swap vm=NAME   (also the VM's fault stall: stall-ns, stall-faults)
+ *   query-swap vm=NAME   (also the VM's fault stall: stall-ns, stall-faults,
+ *                        and working-set sampling: active-bytes & co.)
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -99,8 +100,28 @@ static int swap_vm_setup(struct vmm_vm *vm)
 {
 	const char *res = vmm_vm_key(vm, "swap-resident");
 	const char *cap = vmm_vm_key(vm, "swap-cap");
+	const char *smp = vmm_vm_key(vm, "swap-sample");
 	uint64_t v;
 	int err;
+
+	if (smp && strcmp(smp, "off") != 0) {
+		/* Working-set sampling: a period in ms, and pages a period
+		 * (default 128). */
+		char *end;
+		unsigned long ms = strtoul(smp, &end, 10), pages = 128;
+
+		if (*end == ':')
+			pages = strtoul(end + 1, &end, 10);
+		if (*end || ms == 0 || pages == 0) {
+			vmm_errorf("%s: swap-sample=%s: give MS[:PAGES] or off", vm->name, smp);
+			return -1;
+		}
+		err = rf_vm_set_swap_sampling(vm->rf, (uint32_t)ms, (uint32_t)pages);
+		if (err) {
+			vmm_errorf("%s: swap-sample: %s", vm->name, strerror(-err));
+			return -1;
+		}
+	}
 
 	if (cap) {
 		if (size_or_none(cap, &v)) {
@@ -197,6 +218,12 @@ static int cmd_query_swap(struct vmm_ctl_req *req, void *arg)
 	 * (vCPU-ns, summed over faults), for a stall share over an interval. */
 	jb_kv_u64(req->ret, "stall-ns", st.stall_ns);
 	jb_kv_u64(req->ret, "stall-faults", st.stall_faults);
+	jb_kv_u64(req->ret, "active-bytes", st.active_bytes);
+	jb_kv_u64(req->ret, "sampled", st.sampled);
+	jb_kv_u64(req->ret, "sampled-touched", st.sampled_touched);
+	jb_kv_u64(req->ret, "probed", st.probed);
+	jb_kv_u64(req->ret, "probed-touched", st.probed_touched);
+	jb_kv_u64(req->ret, "hot-skips", st.hot_skips);
 	jb_obj_close(req->ret);
 	return 0;
 }
@@ -234,7 +261,7 @@ static const struct vmm_option swap_options[] = {
     {NULL},
 };
 
-static const char *const swap_keys[] = {"swap-resident", "swap-cap", NULL};
+static const char *const swap_keys[] = {"swap-resident", "swap-cap", "swap-sample", NULL};
 
 const struct vmm_module swap_module = {
     .name = "swap",
