@@ -69,7 +69,6 @@ SAME_LAYOUT(rf_balloon_stats);
 SAME_LAYOUT(rf_balloon_counters);
 SAME_LAYOUT(rf_dedup_vm_stats);
 SAME_LAYOUT(rf_ledger_config);
-SAME_LAYOUT(rf_vm_breakdown);
 SAME_LAYOUT(rf_host_stats);
 SAME_LAYOUT(rf_ledger_audit_report);
 SAME_LAYOUT(rf_policy_reading);
@@ -82,6 +81,9 @@ _Static_assert(offsetof(struct rf_dedup_config, broker) == OFF + V02_rf_dedup_co
 	       "rf_dedup_config: 0.2 layout moved");
 _Static_assert(offsetof(struct rf_dedup_stats, broker_domains) == OFF + V02_rf_dedup_stats,
 	       "rf_dedup_stats: 0.2 layout moved");
+/* Grown in 0.4 (working-set sampling's active figure): likewise. */
+_Static_assert(offsetof(struct rf_vm_breakdown, active_bytes) == OFF + V02_rf_vm_breakdown,
+	       "rf_vm_breakdown: 0.2 layout moved");
 /* Grown in 0.4 (the fault stall): likewise. */
 _Static_assert(offsetof(struct rf_swap_stats, stall_ns) == OFF + V02_rf_swap_stats,
 	       "rf_swap_stats: 0.2 layout moved");

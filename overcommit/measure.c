@@ -193,6 +193,7 @@ static int measure_vm(rf_vm *vm, struct rf_ledger_vm_snap *vs, struct pfn_list *
 	if (vs->bd.resident_target_bytes == RF_SWAP_NO_TARGET)
 		vs->bd.resident_target_bytes = m.resident_target_bytes;
 	vs->bd.guest_free_bytes = m.guest_free_bytes;
+	vs->bd.active_bytes = rf_swap_vm_active(vm);
 	if (vm->ledger) {
 		vs->bd.reservation_bytes = atomic_load(&vm->ledger->reservation);
 		vs->bd.limit_bytes = atomic_load(&vm->ledger->limit);

@@ -134,6 +134,8 @@ RF_EXPORT long rf_metrics_format(rf_engine *e, char *buf, size_t len)
 		    {"balloon_target", b->balloon_target_bytes},
 		    {"resident_target",
 		     b->resident_target_bytes == UINT64_MAX ? 0 : b->resident_target_bytes},
+		    /* Working-set sampling's estimate (0: off), like ESX's active. */
+		    {"active", b->active_bytes},
 		};
 		char name[80];
 

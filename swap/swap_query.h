@@ -19,4 +19,8 @@
  * its swap pager never started. Takes the pager's lock. */
 uint64_t rf_swap_vm_target(rf_vm *vm);
 
+/* swap_sample.c: @vm's active-memory estimate in bytes (0 if sampling is
+ * off or its swap pager never started). Lock-free. */
+uint64_t rf_swap_vm_active(rf_vm *vm);
+
 #endif

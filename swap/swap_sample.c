@@ -58,6 +58,7 @@
 
 #include "compat_linux.h"
 #include "pager_internal.h"
+#include "swap_query.h"
 
 static uint64_t now_ns(void)
 {
@@ -445,6 +446,14 @@ void pager_sample_tick(struct rf_pager *p, uint64_t target)
 	rf_vm_regions_unlock(p->vm);
 }
 
+uint64_t rf_swap_vm_active(rf_vm *vm)
+{
+	/* vm->pager is set once and freed only by rf_vm_free. */
+	struct rf_pager *p = vm->pager;
+
+	return p ? atomic_load(&p->active_bytes) : 0;
+}
+
 void rf_swap_pager_set_sampling(struct rf_pager *p, uint32_t period_ms, uint32_t pages)
 {
 	/* From a sampling target on, every page of the VM faults to the pager
@@ -454,6 +463,21 @@ void rf_swap_pager_set_sampling(struct rf_pager *p, uint32_t period_ms, uint32_t
 	p->sample_pages = pages > PAGER_SAMPLE_SLOTS / 2 ? PAGER_SAMPLE_SLOTS / 2 : pages;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	if (!period_ms)
-		atomic_store(&p->active_bytes, 0);
+	if (period_ms)
+		return;
+	atomic_store(&p->active_bytes, 0);
+	/* Off: every staged page goes back before this returns (a page whose
+	 * lock someone holds right now is tried again, for a second at most;
+	 * the swapper's next tick takes any left). */
+	for (int t = 0; t < 1000 && pager_slots_free(p) != PAGER_SAMPLE_SLOTS; t++) {
+		struct timespec ts = {0, 1000000};
+
+		rf_vm_regions_rdlock(p->vm);
+		pthread_mutex_lock(&p->out_lock);
+		settle_slots(p, 0, RF_SWAP_NO_TARGET, true);
+		pthread_mutex_unlock(&p->out_lock);
+		rf_vm_regions_unlock(p->vm);
+		if (pager_slots_free(p) != PAGER_SAMPLE_SLOTS)
+			nanosleep(&ts, NULL);
+	}
 }

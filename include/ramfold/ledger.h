@@ -121,6 +121,11 @@ struct rf_vm_breakdown {
 	uint64_t balloon_target_bytes;
 	uint64_t resident_target_bytes; /* swap's resident target; UINT64_MAX = none */
 	uint64_t guest_free_bytes;	/* from the guest's balloon stats; UINT64_MAX = unknown */
+	/* 0.4: the VM's active memory as working-set sampling estimates it
+	 * (rf_vm_set_swap_sampling; rf_swap_stats.active_bytes); 0 while
+	 * sampling is off. Like ESX's "active": the memory the guest touched
+	 * within a sampling period, read or written. */
+	uint64_t active_bytes;
 };
 
 /*

@@ -105,8 +105,9 @@ int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
  * resident target, the swapper also stops evicting a page only because no
  * fault cleared its cold mark: it stages it first, and evicts it only if
  * the guest does not touch it within a period, so pages that are only read
- * stay resident (docs/swap.md). @period_ms 0 turns sampling off (staged
- * pages are put back). @sample_pages is at most 1024. Starts the VM's swap
+ * stay resident (docs/swap.md). @period_ms 0 turns sampling off: the
+ * staged pages are put back before it returns (not from the VM's fault
+ * thread: the embedder's fault handler must not call it). @sample_pages is at most 1024. Starts the VM's swap
  * pager. 0 or -errno (-EINVAL: no VM, or a period over 60 s).
  */
 int rf_vm_set_swap_sampling(rf_vm *vm, uint32_t period_ms, uint32_t sample_pages);

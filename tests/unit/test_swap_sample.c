@@ -110,6 +110,11 @@ static uint64_t run_hot_read_only(bool sampling, uint64_t *hot_gone, uint64_t *c
 	rf_test_sleep_ms(500);
 	stop_reader(th);
 	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	/* Staged pages (SWAPPED, in memory) go back: what is left swapped
+	 * was evicted. */
+	assert_int_equal(rf_vm_set_swap_target(vm, RF_SWAP_NO_TARGET), 0);
+	if (sampling)
+		assert_int_equal(rf_vm_set_swap_sampling(vm, 0, 0), 0);
 	ins = st.swap_ins;
 	*hot_gone = 0;
 	*cold_out = 0;

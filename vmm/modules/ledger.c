@@ -410,6 +410,7 @@ static void write_breakdown(struct jbuf *jb, const char *name, const struct rf_v
 	jb_kv_u64(jb, "balloon-target", b->balloon_target_bytes);
 	if (b->resident_target_bytes != UINT64_MAX)
 		jb_kv_u64(jb, "resident-target", b->resident_target_bytes);
+	jb_kv_u64(jb, "active", b->active_bytes); /* sampling's estimate; 0: off */
 	if (b->guest_free_bytes != UINT64_MAX)
 		jb_kv_u64(jb, "guest-free", b->guest_free_bytes);
 	jb_obj_close(jb);
