@@ -131,6 +131,7 @@ e2e: all $(E2E_TESTS) $(TEST_PROGRAMS)
 # UFFDIO_MOVE, no PAGEMAP_SCAN), as in the nested rig's Debian 6.1 L1.
 COMPAT_HIDE  := uffd-move,pagemap-scan
 COMPAT_TESTS := $(B)/tests/unit/test_swap_pager $(B)/tests/unit/test_swap_race \
+	$(B)/tests/unit/test_swap_sample \
 	$(B)/tests/kvm/test_swap_kvm $(B)/tests/e2e/test_swap_vmm
 compat: all $(COMPAT_TESTS) $(TEST_PROGRAMS)
 	@RF_TEST_HIDE=$(COMPAT_HIDE) scripts/run-tests.sh compat $(COMPAT_TESTS)

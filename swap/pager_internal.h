@@ -27,6 +27,11 @@
  *                                                   at a time (out_lock)
  *   swapper.c        pager_swapper_main             the pager's own swapper
  *                                                   thread (the target keeper)
+ *   swap_sample.c    pager_sample_tick, settling    the swapper thread
+ *                    pager_sample_touched           the uffd fault thread
+ *                    pager_sample_dropped           whoever drops the page
+ *                    rf_swap_pager_set_sampling     the caller of
+ *                                                   rf_vm_set_swap_sampling
  *                    rf_swap_pager_set_target,      the caller of
  *                    _set_cap                       rf_vm_set_swap_target/cap
  *

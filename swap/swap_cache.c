@@ -84,7 +84,9 @@ void pager_cache_prefetch(struct rf_pager *p, struct rf_region *r, uint64_t idx,
 			if (p->cache[i].valid && p->cache[i].r == r && p->cache[i].idx == idx + d)
 				dup = true;
 		pthread_mutex_unlock(&p->cache_lock);
-		if (dup || rf_pte_state(v) != RF_PAGE_SWAPPED || rf_pte_payload(v) != h + d) {
+		/* (A staged page's handle is no file slot: swap_sample.c.) */
+		if (dup || rf_pte_state(v) != RF_PAGE_SWAPPED || rf_pte_payload(v) != h + d ||
+		    handle_is_sample(rf_pte_payload(v))) {
 			rf_pte_unlock(p->vm, pte, v, v);
 			break;
 		}

@@ -36,6 +36,12 @@
  *      payload (or ZERO) and unlock. In copy mode the writers are woken
  *      after that, fault as missing and are served like any other swap-in.
  *
+ * Staging for working-set sampling (swap_sample.c) is the same batch with
+ * another end: each victim gets a slot of the sample area (after step 4)
+ * and moves (or is copied) there alone; step 6 keeps it there as it is,
+ * SWAPPED with its slot's handle, with no store write and no cap; step 8
+ * publishes it as such. A victim that stayed gives its slot back.
+ *
  * The staging buffer is registered on a private userfaultfd of its own
  * (UFFDIO_MOVE wants its destination registered on the ioctl's context),
  * one without UFFD_EVENT_REMOVE, so discarding it never waits on a reader.

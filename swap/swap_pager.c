@@ -9,7 +9,8 @@
  * The pager works on two threads that are not the same:
  *   - its own swapper thread (swapper.c), the target keeper: it measures the
  *     VM, moves a CLOCK hand over its pages and swaps the cold ones out
- *     (swap_out.c) until the VM is below its target;
+ *     (swap_out.c) until the VM is below its target; it also runs
+ *     working-set sampling (swap_sample.c), when that is on;
  *   - the VM's userfaultfd fault thread (src/uffd.c, shared with dedup),
  *     which calls the pager's handlers (swap_in.c): swap-ins, zero fills of
  *     first touches, and remove events, read ahead into the swap cache

@@ -33,6 +33,18 @@
  * only moves while the VM is above its target, so a VM that fits keeps
  * everything.
  *
+ * That alone never sees a page that is only read: it stays marked, and
+ * goes. With working-set sampling on (rf_vm_set_swap_sampling,
+ * swap_sample.c), the fault is made to happen: the hand stages a marked
+ * page (moves it out of the guest's mapping, keeps it in memory) instead
+ * of evicting it, and it goes to the store only if the guest leaves it
+ * alone for a sampling period; a page the guest touched comes back marked
+ * hot (RF_PTE_F_HOT), and the hand passes over it once. Probing frees
+ * memory a period late, so when a guest had to wait for room since the
+ * last round (the throttle below), the hand evicts marked pages at once,
+ * as without sampling. Staged pages count as resident (they are in
+ * memory), and probes already staged are not asked for again.
+ *
  * Locking: a round takes regions_lock (read), then out_lock (the hand and
  * the staging buffer are the swap-out's); target and stop are read under
  * the pager's lock, which the thread sleeps on (cond).
