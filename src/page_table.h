@@ -43,7 +43,8 @@ typedef _Atomic uint64_t rf_pte_t;
 #define RF_PTE_F_COLD	     (1ull << 8)  /* swap: not accessed in the last period */
 #define RF_PTE_F_OUT	     (1ull << 9)  /* swap: content out of guest RAM, not yet published */
 #define RF_PTE_F_UWP	     (1ull << 10) /* write-protected by the embedder (rf_vm_write_protect) */
-#define RF_PTE_F_HOT	     (1ull << 11) /* swap: staged by sampling and touched since (swap_sample.c) */
+#define RF_PTE_F_HOT	     (1ull << 11) /* swap: staged by sampling, touched: laps to skip, bit 0 */
+#define RF_PTE_F_HOT2	     (1ull << 12) /* swap: the same count, bit 1 (swap_sample.c) */
 #define RF_PTE_FLAGS_MASK    0xfff0ull
 #define RF_PTE_PAYLOAD_SHIFT 32
 

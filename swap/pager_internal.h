@@ -164,6 +164,20 @@ struct rf_pager {
 	struct rf_ratelimit rl;
 };
 
+/* RF_PTE_F_HOT and _HOT2: how many more passes of the hand skip a page the
+ * guest touched while it was staged (0-3; swap_sample.c). */
+#define PTE_HOT_MASK (RF_PTE_F_HOT | RF_PTE_F_HOT2)
+
+static inline unsigned int pte_hot_laps(uint64_t v)
+{
+	return (v & RF_PTE_F_HOT ? 1u : 0u) + (v & RF_PTE_F_HOT2 ? 2u : 0u);
+}
+
+static inline uint64_t pte_with_hot_laps(uint64_t v, unsigned int laps)
+{
+	return (v & ~PTE_HOT_MASK) | (laps & 1 ? RF_PTE_F_HOT : 0) | (laps & 2 ? RF_PTE_F_HOT2 : 0);
+}
+
 /* Is page-table entry @v a page in the store (SWAPPED or COMPRESSED)? */
 static inline bool pte_is_swapped(uint64_t v)
 {

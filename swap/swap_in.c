@@ -259,7 +259,7 @@ static int sample_in(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint
 		return 0;
 	}
 	pager_sample_touched(p, h);
-	nv = rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0) | RF_PTE_F_HOT;
+	nv = pte_with_hot_laps(rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_PRIVATE), 0), 3);
 	rf_pte_unlock(p->vm, &r->pte[idx], v, nv);
 	rf_uffd_wake(p->u, (void *)page, RF_PAGE_SIZE);
 	return 0;

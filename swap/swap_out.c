@@ -576,7 +576,7 @@ static void publish_victims(struct rf_pager *p, const struct batch *b, unsigned 
 			atomic_fetch_add(&p->swap_outs, 1);
 			(*out)++;
 		}
-		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP | RF_PTE_F_HOT);
+		nv &= ~(RF_PTE_F_COLD | RF_PTE_F_WP | PTE_HOT_MASK);
 		rf_pte_unlock(p->vm, pte, vs[i].v0, nv);
 	}
 }
@@ -662,9 +662,11 @@ static bool swappable(uint64_t v)
  * Step 1: walk [@first, @first + @npages) of @r, pick the pages that are
  * resident and swappable, and (if @clock) still marked cold, marking the
  * others, and lock them as victims; swap them out a batch at a time.
- * With @clock, a page that sampling found touched (RF_PTE_F_HOT) is
- * skipped, and loses the mark: it is marked cold a revolution later, and
- * tested again before it can go. With @probe too, the victims are staged
+ * With @clock, a page that sampling found touched (pte_hot_laps) is
+ * skipped for three passes: it is marked cold on the fourth, and tested
+ * again before it can go. (With one pass, the hot set of the read-only
+ * hotcold bench was tested every third revolution, a fault per hot page
+ * each time.) With @probe too, the victims are staged
  * as probes (swap_sample.c) rather than swapped out: they go to the store
  * only if the guest leaves them alone for a period. Stops after @want
  * pages left. Returns 0 or the first store error. Called with
@@ -701,9 +703,11 @@ int pager_swap_out_walk(struct rf_pager *p, struct rf_region *r, uint64_t first,
 				rf_pte_unlock(p->vm, pte, v, v);
 				continue;
 			}
-			if (clock && (v & RF_PTE_F_HOT)) {
+			if (clock && pte_hot_laps(v)) {
 				atomic_fetch_add(&p->hot_skips, 1);
-				rf_pte_unlock(p->vm, pte, v, v & ~(RF_PTE_F_HOT | RF_PTE_F_COLD));
+				rf_pte_unlock(p->vm, pte, v,
+					      pte_with_hot_laps(v, pte_hot_laps(v) - 1) &
+						  ~RF_PTE_F_COLD);
 				continue;
 			}
 			if (clock && !(v & RF_PTE_F_COLD)) {

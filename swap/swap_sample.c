@@ -29,11 +29,11 @@
  *     mark (a page read every millisecond never faults): it stages it, and
  *     the page goes to the store only if the guest leaves it alone for a
  *     whole period. So a hot set that is only ever read stays resident.
- * A staged page the guest touched comes back marked RF_PTE_F_HOT, and the
- * hand passes it over once. A staged page the period ends on untouched is
- * settled here: a probe (or a sample page) goes straight to the store if
- * the VM is still above its target (it is out of the mapping already),
- * else it is put back marked cold, first in line when the hand comes.
+ * A staged page the guest touched comes back marked hot (RF_PTE_F_HOT and
+ * _HOT2, a count of 3), and the hand passes it over three times. A staged page the period ends on
+ * untouched is settled here: a probe (or a sample page) goes straight to the store if the VM is
+ * still above its target (it is out of the mapping already), else it is put back marked cold, first
+ * in line when the hand comes.
  *
  * When the VM is over its throttle line (a guest waits for room), the hand
  * evicts cold pages without probing, as it did without sampling: probing
@@ -233,7 +233,7 @@ static bool put_back_staged(struct rf_pager *p, const struct settle *s)
 		return false;
 	}
 	nv = rf_pte_with_payload(rf_pte_with_state(s->v, RF_PAGE_PRIVATE), 0);
-	nv = (nv | RF_PTE_F_COLD) & ~RF_PTE_F_HOT;
+	nv = (nv | RF_PTE_F_COLD) & ~PTE_HOT_MASK;
 	rf_pte_unlock(p->vm, &s->r->pte[s->idx], s->v, nv);
 	pager_slot_put(p, s->slot);
 	return true;
@@ -282,7 +282,7 @@ static void evict_staged(struct rf_pager *p, struct settle *ss, unsigned int n)
 		}
 		nv = rf_pte_with_payload(rf_pte_with_state(ss[i].v, RF_PAGE_ZERO), 0);
 		rf_pte_unlock(p->vm, &ss[i].r->pte[ss[i].idx], ss[i].v,
-			      nv & ~(RF_PTE_F_COLD | RF_PTE_F_HOT));
+			      nv & ~(RF_PTE_F_COLD | PTE_HOT_MASK));
 		pager_slot_put(p, ss[i].slot);
 		atomic_fetch_add(&p->zero_outs, 1);
 		shrank(p);
@@ -302,7 +302,7 @@ static void evict_staged(struct rf_pager *p, struct settle *ss, unsigned int n)
 		nv = rf_pte_with_state(nv, rf_swap_handle_in_tier(handles[k]) ? RF_PAGE_COMPRESSED
 									      : RF_PAGE_SWAPPED);
 		rf_pte_unlock(p->vm, &s->r->pte[s->idx], s->v,
-			      nv & ~(RF_PTE_F_COLD | RF_PTE_F_HOT));
+			      nv & ~(RF_PTE_F_COLD | PTE_HOT_MASK));
 		pager_slot_put(p, s->slot);
 		atomic_fetch_add(&p->swap_outs, 1);
 		shrank(p);

@@ -39,7 +39,7 @@
  * page (moves it out of the guest's mapping, keeps it in memory) instead
  * of evicting it, and it goes to the store only if the guest leaves it
  * alone for a sampling period; a page the guest touched comes back marked
- * hot (RF_PTE_F_HOT), and the hand passes over it once. Probing frees
+ * hot (RF_PTE_F_HOT, _HOT2), and the hand passes over it three times. Probing frees
  * memory a period late, so when a guest had to wait for room since the
  * last round (the throttle below), the hand evicts marked pages at once,
  * as without sampling. Staged pages count as resident (they are in
