@@ -74,23 +74,6 @@ static double mean_mbps(struct vmm_proc *p, size_t from, unsigned int *n)
 	return *n ? sum / *n : 0;
 }
 
-/* Sum of the guest's "N cold pages read" after output offset @from. */
-static long long cold_reads(struct vmm_proc *p, size_t from)
-{
-	const char *s = p->out + from;
-	long long sum = 0;
-
-	while ((s = strstr(s, "h: hotcold: hot "))) {
-		const char *c = strstr(s, " MB/s, ");
-		const char *nl = strchr(s, '\n');
-
-		if (c && (!nl || c < nl))
-			sum += strtoll(c + 7, NULL, 10);
-		s++;
-	}
-	return sum;
-}
-
 struct result {
 	double mbps;
 	unsigned int reports;
@@ -129,7 +112,7 @@ static int run(const char *spec, struct result *res)
 	res->ins_after_ready = jnum(reply, "swap-ins") - ins_ready;
 	res->ins_window = jnum(reply, "swap-ins") - ins_settled;
 	res->outs = jnum(reply, "swap-outs");
-	res->cold_window = cold_reads(&p, from);
+	res->cold_window = vmm_proc_sum_after(&p, from, "h: hotcold: hot ", " MB/s, ");
 	res->probed = jnum(reply, "probed");
 	/* Faults sampling cost the guest in the window: staged pages it
 	 * touched, the hand's probes and the estimate's sample. */

@@ -41,9 +41,11 @@ void rf_mech_read(rf_vm *vm, struct rf_mech_reading *out)
 	out->guest_alloc_stalls = RF_BALLOON_STAT_UNSET;
 
 	/* The swap store's compressed tier holds this VM's pages in host
-	 * memory: that is part of what the VM costs. */
+	 * memory: that is part of what the VM costs. So do the pages
+	 * working-set sampling holds out of the guest's mapping (SWAPPED in
+	 * the table, whole pages in the pager's memory). */
 	if (rf_vm_swap_stats(vm, &ss) == 0) {
-		out->compressed_host_bytes = ss.tier_compressed_bytes;
+		out->compressed_host_bytes = ss.tier_compressed_bytes + ss.staged_bytes;
 		out->stall_ns = ss.stall_ns;
 		out->stall_faults = ss.stall_faults;
 	}

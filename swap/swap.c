@@ -268,6 +268,7 @@ static int rf_engine_swap_stats_full(rf_engine *e, struct rf_swap_stats *st)
 		st->probed += v.probed;
 		st->probed_touched += v.probed_touched;
 		st->hot_skips += v.hot_skips;
+		st->staged_bytes += v.staged_bytes;
 	}
 	pthread_mutex_unlock(&e->vms_lock);
 	st->fault_p50_ns = p50;

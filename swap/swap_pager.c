@@ -461,6 +461,7 @@ void rf_swap_pager_stats(struct rf_pager *p, struct rf_swap_stats *st)
 	st->probed = atomic_load(&p->probed);
 	st->probed_touched = atomic_load(&p->probed_touched);
 	st->hot_skips = atomic_load(&p->hot_skips);
+	st->staged_bytes = (uint64_t)(PAGER_SAMPLE_SLOTS - pager_slots_free(p)) << RF_PAGE_SHIFT;
 	/* I/O and checksum errors are the store's, shared by all VMs. */
 	rf_swap_store_stats(p->store, &ss);
 	st->io_errors = ss.io_errors;

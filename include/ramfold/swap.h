@@ -107,8 +107,8 @@ int rf_vm_set_swap_target(rf_vm *vm, uint64_t resident_bytes);
  * the guest does not touch it within a period, so pages that are only read
  * stay resident (docs/swap.md). @period_ms 0 turns sampling off: the
  * staged pages are put back before it returns (not from the VM's fault
- * thread: the embedder's fault handler must not call it). @sample_pages is at most 1024. Starts the VM's swap
- * pager. 0 or -errno (-EINVAL: no VM, or a period over 60 s).
+ * thread: the embedder's fault handler must not call it). @sample_pages is at most 1024. Starts the
+ * VM's swap pager. 0 or -errno (-EINVAL: no VM, or a period over 60 s).
  */
 int rf_vm_set_swap_sampling(rf_vm *vm, uint32_t period_ms, uint32_t sample_pages);
 
@@ -161,6 +161,7 @@ struct rf_swap_stats {
 	uint64_t probed;	  /* cold candidates staged by the hand before eviction */
 	uint64_t probed_touched;  /* of those, touched: kept (hot) */
 	uint64_t hot_skips;	  /* pages the hand passed over because they were hot */
+	uint64_t staged_bytes;	  /* held by sampling right now: SWAPPED, yet in memory */
 };
 
 /* Swap stats of one VM (zeros if it never swapped, but for the stall).

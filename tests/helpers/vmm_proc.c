@@ -206,6 +206,22 @@ int vmm_proc_wait_ready(struct vmm_proc *p, const char *vm, int timeout_ms)
 	return vmm_proc_wait_output(p, needle, timeout_ms);
 }
 
+int64_t vmm_proc_sum_after(const struct vmm_proc *p, size_t from, const char *line, const char *key)
+{
+	const char *s = p->out + from;
+	int64_t sum = 0;
+
+	while ((s = strstr(s, line))) {
+		const char *c = strstr(s, key);
+		const char *nl = strchr(s, '\n');
+
+		if (c && (!nl || c < nl))
+			sum += strtoll(c + strlen(key), NULL, 10);
+		s++;
+	}
+	return sum;
+}
+
 unsigned int vmm_proc_count(struct vmm_proc *p, const char *needle)
 {
 	unsigned int n = 0;

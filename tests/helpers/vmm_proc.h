@@ -55,6 +55,11 @@ int vmm_proc_wait_ready(struct vmm_proc *p, const char *vm, int timeout_ms);
 /* Count the occurrences of @needle in the output so far (after pumping it). */
 unsigned int vmm_proc_count(struct vmm_proc *p, const char *needle);
 
+/* Sum of the numbers that follow @key on the output lines containing
+ * @line, from output offset @from (already read: vmm_proc_count pumps). */
+int64_t vmm_proc_sum_after(const struct vmm_proc *p, size_t from, const char *line,
+			   const char *key);
+
 /* One request line (without newline) on a fresh connection; the reply line
  * (without newline) in @reply. 0 or -errno. */
 int vmm_proc_ctl(struct vmm_proc *p, const char *request, char *reply, size_t len, int timeout_ms);
