@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -267,6 +268,59 @@ static void test_exact_bytes_with_dedup(void **state)
 	exact_bytes(true);
 }
 
+/* ---- discards of staged pages ------------------------------------------- */
+
+/*
+ * Staged pages discarded by the balloon (rf_vm_discard_as, the page_release
+ * hook) and behind the library's back (madvise: the remove event) read as
+ * zeros afterwards and give their slots back, through the paths that free
+ * swap slots; the others keep their bytes, and nothing reaches the store.
+ */
+static void test_discard_while_staged(void **state)
+{
+	rf_engine *e = rf_test_swap_engine(NULL, false, 64 * MiB, 0);
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	struct rf_swap_stats st = {.size = sizeof(st)};
+	uint64_t n = 4 * MiB / PG, staged_low = 0, skipped;
+
+	(void)state;
+	for (uint64_t i = 0; i < n; i++)
+		fill(ram + i * PG, i, 5);
+	/* A long period: what is staged stays staged while we discard. */
+	assert_int_equal(rf_vm_set_swap_sampling(vm, 5000, 1024), 0);
+	for (int t = 0; t < 200; t++) {
+		assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+		if (st.sampled >= 500)
+			break;
+		rf_test_sleep_ms(10);
+	}
+	assert_true(st.sampled >= 500);
+	for (uint64_t i = 0; i < n / 2; i++)
+		staged_low += rf_vm_page_state(vm, i * PG) == RF_PAGE_SWAPPED;
+	assert_true(staged_low > 100);
+	/* The balloon takes the first quarter; madvise drops the second. */
+	assert_int_equal(rf_vm_discard_as(vm, 0, n / 4, RF_PAGE_BALLOONED, &skipped), 0);
+	assert_int_equal(madvise(ram + n / 4 * PG, n / 4 * PG, MADV_DONTNEED), 0);
+	for (uint64_t i = 0; i < n / 2; i++)
+		for (unsigned int k = 0; k < PG; k += 256)
+			if (ram[i * PG + k])
+				fail_msg("page %llu not zero after discard", (unsigned long long)i);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	print_message("%llu of the discarded pages were staged; %llu KiB staged after\n",
+		      (unsigned long long)staged_low, (unsigned long long)st.staged_bytes >> 10);
+	/* Their slots are free: what is staged now is in the upper half. */
+	assert_true(st.staged_bytes <= (n / 2) * PG);
+	for (uint64_t i = n / 2; i < n; i++)
+		if (!same(ram + i * PG, i, 5))
+			fail_msg("page %llu differs", (unsigned long long)i);
+	assert_int_equal(rf_vm_set_swap_sampling(vm, 0, 0), 0);
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.staged_bytes, 0);
+	assert_int_equal(st.file_bytes + st.tier_bytes, 0);
+	assert_int_equal(rf_vm_page_state(vm, 0), RF_PAGE_BALLOONED);
+	rf_engine_free(e);
+}
+
 /* ---- the active estimate ------------------------------------------------ */
 
 /* 32 MiB written, a reader on the first @pct percent: the estimate after 40
@@ -316,6 +370,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_read_only_hot_set_stays),
 	    cmocka_unit_test(test_exact_bytes_with_dedup),
+	    cmocka_unit_test(test_discard_while_staged),
 	    cmocka_unit_test(test_active_estimate),
 	};
 
