@@ -428,6 +428,8 @@ void pager_sample_tick(struct rf_pager *p, uint64_t target)
 		return;
 	period_ns = (uint64_t)period_ms * 1000000ull;
 	new_period = period_ms && now - p->period_start_ns >= period_ns;
+	if (!new_period && pager_slots_free(p) == PAGER_SAMPLE_SLOTS)
+		return; /* nothing staged, nothing to take yet */
 	rf_vm_regions_rdlock(p->vm);
 	pthread_mutex_lock(&p->out_lock);
 	/* Sampling off: every staged page goes back now. */
