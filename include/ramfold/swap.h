@@ -18,6 +18,8 @@
  *   call                         embedder  policy thread  any thread
  *   rf_engine_set_swap           yes, before any VM swaps
  *   rf_vm_set_swap_target/_cap   yes       yes
+ *   rf_vm_set_swap_sampling      yes       yes            (not the VM's fault
+ *                                                         handler: off waits)
  *   rf_vm_swap_stats & co.                                yes
  */
 #ifndef RAMFOLD_SWAP_H
