@@ -153,12 +153,20 @@ static void slot_clear(struct rf_pager *p, uint32_t slot)
 	madvise(pager_slot_page(p, slot), RF_PAGE_SIZE, MADV_DONTNEED);
 }
 
+/*
+ * The slot's page is cleared before the slot is free: once free, the
+ * swapper may hand it out and move another page's bytes into it at once,
+ * and a clear after that would discard them (the staged page would then be
+ * read back as zeros in copy mode, or hang its reader on the staging
+ * buffer's userfaultfd, which nobody serves, in move mode: seen once in
+ * four runs of test_exact_bytes_with_dedup).
+ */
 void pager_slot_put(struct rf_pager *p, uint32_t slot)
 {
+	slot_clear(p, slot);
 	pthread_mutex_lock(&p->sample_lock);
 	slot_free_locked(p, slot);
 	pthread_mutex_unlock(&p->sample_lock);
-	slot_clear(p, slot);
 }
 
 unsigned int pager_probes_pending(struct rf_pager *p)
@@ -185,6 +193,9 @@ void pager_sample_touched(struct rf_pager *p, uint32_t h)
 {
 	uint32_t slot = h & ~PAGER_H_SAMPLE;
 
+	/* Its bytes are back in guest RAM; cleared before it is free
+	 * (pager_slot_put says why). */
+	slot_clear(p, slot);
 	pthread_mutex_lock(&p->sample_lock);
 	if (p->slots[slot].kind == SAMPLE_EST) {
 		p->est_touched++;
@@ -194,7 +205,6 @@ void pager_sample_touched(struct rf_pager *p, uint32_t h)
 	}
 	slot_free_locked(p, slot);
 	pthread_mutex_unlock(&p->sample_lock);
-	slot_clear(p, slot);
 }
 
 void pager_sample_dropped(struct rf_pager *p, uint32_t h)
