@@ -248,4 +248,16 @@ void pager_sample_tick(struct rf_pager *p, uint64_t target);
 /* swapper.c: the swapper thread's body (arg: the pager). */
 void *pager_swapper_main(void *arg);
 
+/* Whether a page about to be stored is all zero (it becomes ZERO, not a
+ * store slot): swap-out and the settling of staged samples both ask. */
+static inline bool pager_page_zero(const void *page)
+{
+	const uint64_t *w = page;
+
+	for (size_t i = 0; i < RF_PAGE_SIZE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
 #endif

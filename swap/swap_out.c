@@ -68,16 +68,6 @@
 #include "compat_linux.h"
 #include "pager_internal.h"
 
-static bool all_zero(const void *page)
-{
-	const uint64_t *w = page;
-
-	for (size_t i = 0; i < RF_PAGE_SIZE / sizeof(*w); i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 struct victim {
 	uint64_t idx;
 	uint64_t v0;   /* the entry as locked: what rf_pte_unlock is told was there */
@@ -426,7 +416,7 @@ static int store_victims(struct rf_pager *p, struct rf_region *r, struct victim 
 		if (!moved[i])
 			continue;
 		pages[ns] = p->stage + ((size_t)i << RF_PAGE_SHIFT);
-		if (all_zero(pages[ns])) {
+		if (pager_page_zero(pages[ns])) {
 			moved[i] = 2;
 			continue;
 		}

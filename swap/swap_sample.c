@@ -249,16 +249,6 @@ static bool put_back_staged(struct rf_pager *p, const struct settle *s)
 	return true;
 }
 
-static bool all_zero(const void *page)
-{
-	const uint64_t *w = page;
-
-	for (size_t i = 0; i < RF_PAGE_SIZE / sizeof(*w); i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 /* One page less in memory (saturating: every measure resets it). */
 static void shrank(struct rf_pager *p)
 {
@@ -285,7 +275,7 @@ static void evict_staged(struct rf_pager *p, struct settle *ss, unsigned int n)
 		uint8_t *pg = pager_slot_page(p, ss[i].slot);
 		uint64_t nv;
 
-		if (!all_zero(pg)) {
+		if (!pager_page_zero(pg)) {
 			pages[ns] = pg;
 			sidx[ns++] = i;
 			continue;
