@@ -168,8 +168,14 @@ static void report_unreachable(struct rf_pager *p, uint64_t target, uint64_t res
 			       bool refused)
 {
 	char note[96] = "";
+	bool said;
 
-	if (atomic_exchange(&p->target_unmet, true))
+	/* Under the lock that orders targets: a round begun under an older
+	 * target ends after a new one is set, and says nothing of it. */
+	pthread_mutex_lock(&p->lock);
+	said = p->target != target || atomic_exchange(&p->target_unmet, true);
+	pthread_mutex_unlock(&p->lock);
+	if (said)
 		return;
 	atomic_fetch_add(&p->targets_unmet, 1);
 	if (merged)
