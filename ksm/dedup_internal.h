@@ -259,8 +259,9 @@ uint64_t index_nodes_freed(void);
 
 /* ---- per-VM and engine state -------------------------------------------- */
 
-/* Per-page byte of scanner state (pflags). */
-#define PF_HASHED  (1u << 0) /* hash[] holds the hash from the previous pass */
+/* The scanner's flags of a page: the low byte of its pinfo word
+ * (struct dedup_region). */
+#define PF_HASHED  (1u << 0) /* pinfo holds the hash from the previous pass */
 #define PF_CAND	   (1u << 1) /* a CAND node for this page is in the index */
 #define PF_NOMERGE (1u << 2) /* failed to merge with this hash: skip until it changes */
 /* Its present content had its first stable pass (it was counted in the
@@ -293,15 +294,56 @@ struct rf_dedup_vm;
 struct dedup_region {
 	struct rf_region *r;
 	struct rf_dedup_vm *dv;
-	/* Per page, mmap'ed: the low 32 bits of its content hash at its last
-	 * pass (PF_HASHED). Enough to tell a page unchanged (a false match,
-	 * 1 in 2^32, can only cost a byte comparison) and to find its CAND
-	 * node (index_key_hash uses these bits only); half the memory of the
-	 * whole hash, which each process pays for every page with content. */
-	uint32_t *hash;
-	_Atomic uint8_t *pflags; /* per page, mmap'ed */
-	size_t hash_bytes, pflags_bytes;
+	/*
+	 * One word per page, mmap'ed: bits 0-7 the scanner's flags (PF_*),
+	 * bits 8-31 the low 24 bits of the page's content hash at its last
+	 * pass (valid with PF_HASHED). 24 bits tell a page unchanged (a false
+	 * match, 1 in 2^24, can only cost a byte comparison: merges compare
+	 * the bytes) and find its CAND node (index_key_hash uses these bits
+	 * only). Four bytes a page with content, which each process pays for
+	 * all of its guests' pages: flags and hash in separate arrays cost 5.
+	 * Flags change by atomic or/and on the word, which keeps the hash;
+	 * a store of a whole word (pi_word) sets both.
+	 */
+	_Atomic uint32_t *pinfo;
+	size_t pinfo_bytes;
 };
+
+#define PI_HASH_SHIFT 8
+#define PI_HASH_MASK  0xffffffu /* the hash bits a page keeps (index_key_hash) */
+
+static inline uint32_t pi_word(uint64_t hash, uint8_t pf)
+{
+	return ((uint32_t)hash & PI_HASH_MASK) << PI_HASH_SHIFT | pf;
+}
+
+/* The page's kept hash bits (as the low bits of an index_key's hash). */
+static inline uint32_t pi_hash(uint32_t w)
+{
+	return w >> PI_HASH_SHIFT;
+}
+
+static inline uint8_t pf_load(const struct dedup_region *dr, uint64_t idx)
+{
+	return (uint8_t)atomic_load_explicit(&dr->pinfo[idx], memory_order_relaxed);
+}
+
+/* Set / clear flags; returns the flags before. The hash bits stay. */
+static inline uint8_t pf_or(const struct dedup_region *dr, uint64_t idx, uint8_t f)
+{
+	return (uint8_t)atomic_fetch_or(&dr->pinfo[idx], f);
+}
+
+static inline uint8_t pf_clear(const struct dedup_region *dr, uint64_t idx, uint8_t f)
+{
+	return (uint8_t)atomic_fetch_and(&dr->pinfo[idx], ~(uint32_t)f);
+}
+
+/* Replace the flags with @pf, which must not claim a hash (no PF_HASHED). */
+static inline void pf_reset(const struct dedup_region *dr, uint64_t idx, uint8_t pf)
+{
+	atomic_store(&dr->pinfo[idx], pi_word(0, pf & (uint8_t)~PF_HASHED));
+}
 
 struct rf_dedup;
 

@@ -30,27 +30,30 @@ static int key_match(struct cds_lfht_node *node, const void *key)
 
 /*
  * The key's place in the table (and its bits in the Bloom filter and the
- * seen map) from the low 32 bits of the content hash only: the scanner
- * keeps 4 bytes of each page's hash (struct dedup_region), and must find a
- * candidate it filed from them (index_del_cand). The nodes keep the whole
+ * seen map) from the low 24 bits of the content hash only: the scanner
+ * keeps 3 bytes of each page's hash (struct dedup_region: pinfo), and must
+ * find a candidate it filed from them (index_del_cand). 2^24 places are
+ * plenty for the table's chains; the filter's largest sizes (2^25 and 2^26
+ * bits, past 4 and 8 million pages hashed) reach fewer of their bits than
+ * they have, which costs lookups, never a twin. The nodes keep the whole
  * hash, which lookups compare. A full 64-bit mix (the filter's two bits take
  * their own bits of it), with the domain and node folded in first so that
  * equal pages of two domains land apart.
  */
 uint64_t index_key_hash(const struct index_key *k)
 {
-	return mix64((uint32_t)k->hash ^
+	return mix64(((uint32_t)k->hash & PI_HASH_MASK) ^
 		     (((uint64_t)k->domain << 16 | (uint16_t)k->numa) * 0x9e3779b97f4a7c15ull));
 }
 
-/* A candidate's key from its page's 4 bytes of hash (index_key_hash). */
+/* A candidate's key from its page's kept hash bits (index_key_hash). */
 static int key_match_low(struct cds_lfht_node *node, const void *key)
 {
 	const struct index_node *n = caa_container_of(node, struct index_node, lfht);
 	const struct index_key *k = key;
 
-	return (uint32_t)n->hash == (uint32_t)k->hash && n->domain == k->domain &&
-	       n->numa == k->numa;
+	return (((uint32_t)n->hash ^ (uint32_t)k->hash) & PI_HASH_MASK) == 0 &&
+	       n->domain == k->domain && n->numa == k->numa;
 }
 
 struct cds_lfht *index_new(void)

@@ -249,7 +249,7 @@ static void classify_mismatch(struct rf_dedup *d, struct rf_dedup_vm *dv, struct
 		 * page again until its content changes. */
 		atomic_fetch_add(&d->collisions, 1);
 		if (dr)
-			atomic_fetch_or(&dr->pflags[idx], PF_NOMERGE);
+			pf_or(dr, idx, PF_NOMERGE);
 	} else {
 		atomic_fetch_add(&d->races, 1);
 		atomic_fetch_add(&dv->races, 1);
@@ -263,7 +263,7 @@ static void forget_cand(struct rf_dedup *d, struct rf_dedup_vm *dv, struct dedup
 
 	if (!dr)
 		return;
-	if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
+	if (pf_clear(dr, idx, PF_CAND) & PF_CAND)
 		index_del_cand(d->ht, &k, dr, idx);
 }
 
@@ -693,10 +693,9 @@ bool zero_run_flush(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region
 	for (k = 0; k < n; k++) {
 		uint64_t v = old[k] & ~(RF_PTE_F_VOLATILE | RF_PTE_F_NOMERGE);
 
-		forget_cand(d, dv, dr, idx + k, dr ? dr->hash[idx + k] : 0);
+		forget_cand(d, dv, dr, idx + k, dr ? pi_hash(atomic_load(&dr->pinfo[idx + k])) : 0);
 		if (dr)
-			atomic_store(&dr->pflags[idx + k],
-				     atomic_load(&dr->pflags[idx + k]) & PF_BROKEN_MASK);
+			pf_reset(dr, idx + k, pf_load(dr, idx + k) & PF_BROKEN_MASK);
 		rf_pte_unlock(dv->vm, &r->pte[idx + k], old[k],
 			      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0));
 	}
@@ -776,9 +775,8 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 		if (s)
 			store_put(s, pg);
 		if (dr)
-			atomic_store(
-			    &dr->pflags[idx + k],
-			    count_as_write ? pf_broken_bump(atomic_load(&dr->pflags[idx + k])) : 0);
+			pf_reset(dr, idx + k,
+				 count_as_write ? pf_broken_bump(pf_load(dr, idx + k)) : 0);
 		rf_pte_unlock(dv->vm, &r->pte[idx + k], old[k],
 			      rf_pte_with_payload(
 				  rf_pte_with_state(old[k] & ~RF_PTE_F_WP, RF_PAGE_PRIVATE), 0));
@@ -830,6 +828,6 @@ int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pt
 		store_put(s, pg);
 	dr = dedup_region_of(dv, r, false);
 	if (dr)
-		atomic_store(&dr->pflags[idx], 0);
+		pf_reset(dr, idx, 0);
 	return 0;
 }

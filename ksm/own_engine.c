@@ -79,10 +79,8 @@ void dedup_rcu_leave(bool registered_here)
 
 static void dedup_region_free(struct dedup_region *dr)
 {
-	if (dr->hash)
-		munmap(dr->hash, dr->hash_bytes);
-	if (dr->pflags)
-		munmap((void *)dr->pflags, dr->pflags_bytes);
+	if (dr->pinfo)
+		munmap((void *)dr->pinfo, dr->pinfo_bytes);
 	rf_free(dr->dv->vm->e, dr);
 }
 
@@ -101,18 +99,12 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 	if (!dr)
 		goto out;
 	dr->dv = dv;
-	dr->hash_bytes =
-	    (r->npages * sizeof(*dr->hash) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
-	dr->pflags_bytes = (r->npages + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
-	dr->hash = mmap(NULL, dr->hash_bytes, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	dr->pflags = mmap(NULL, dr->pflags_bytes, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (dr->hash == MAP_FAILED || dr->pflags == MAP_FAILED) {
-		if (dr->hash == MAP_FAILED)
-			dr->hash = NULL;
-		if (dr->pflags == MAP_FAILED)
-			dr->pflags = NULL;
+	dr->pinfo_bytes =
+	    (r->npages * sizeof(*dr->pinfo) + RF_PAGE_SIZE - 1) & ~(size_t)(RF_PAGE_SIZE - 1);
+	dr->pinfo = mmap(NULL, dr->pinfo_bytes, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (dr->pinfo == MAP_FAILED) {
+		dr->pinfo = NULL;
 		dedup_region_free(dr);
 		dr = NULL;
 		goto out;
@@ -131,7 +123,7 @@ struct dedup_region *dedup_region_of(struct rf_dedup_vm *dv, const struct rf_reg
 	}
 	dr->r = (struct rf_region *)r;
 	dv->regs[dv->nregs++] = dr;
-	atomic_fetch_add(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
+	atomic_fetch_add(&dv->vm->metadata_bytes, dr->pinfo_bytes);
 out:
 	pthread_mutex_unlock(&dv->regs_lock);
 	return dr;
@@ -177,7 +169,7 @@ static void own_region_unmap(struct rf_dedup_vm *dv, struct rf_region *r)
 			dv->regs[i] = dv->regs[--dv->nregs];
 	dv->regs[dv->nregs] = NULL;
 	pthread_mutex_unlock(&dv->regs_lock);
-	atomic_fetch_sub(&dv->vm->metadata_bytes, dr->hash_bytes + dr->pflags_bytes);
+	atomic_fetch_sub(&dv->vm->metadata_bytes, dr->pinfo_bytes);
 	dedup_region_free(dr);
 }
 
@@ -240,8 +232,7 @@ static void own_remove_vm(struct rf_dedup *d, struct rf_dedup_vm *dv, bool unmer
 	if (dv->uffd)
 		rf_uffd_put(vm);
 	for (unsigned int i = 0; i < dv->nregs; i++) {
-		atomic_fetch_sub(&vm->metadata_bytes,
-				 dv->regs[i]->hash_bytes + dv->regs[i]->pflags_bytes);
+		atomic_fetch_sub(&vm->metadata_bytes, dv->regs[i]->pinfo_bytes);
 		dedup_region_free(dv->regs[i]);
 		dv->regs[i] = NULL;
 	}
@@ -453,10 +444,12 @@ static void seen_refill(struct rf_dedup *d)
 			struct dedup_region *dr = dv->regs[i];
 
 			for (uint64_t p = 0; p < dr->r->npages; p++) {
-				if (!(atomic_load_explicit(&dr->pflags[p], memory_order_relaxed) &
-				      PF_HASHED))
+				uint32_t w =
+				    atomic_load_explicit(&dr->pinfo[p], memory_order_relaxed);
+
+				if (!(w & PF_HASHED))
 					continue;
-				k.hash = dr->hash[p];
+				k.hash = pi_hash(w);
 				if (seen_set(d, &k))
 					bloom_set(d, &k);
 				else
@@ -586,8 +579,6 @@ static int own_set_rate(struct rf_dedup *d, uint64_t pages_per_sec)
 }
 
 /* ---- stats -------------------------------------------------------------- */
-
-#define STATS_CHUNK 4096
 
 #define STATS_CHUNK 4096
 

@@ -319,7 +319,7 @@ static void written_to_private(struct rf_dedup_vm *dv, struct rf_region *r, stru
 	if ((s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED) &&
 	    rf_pagemap_read(dv->vm->e, rf_region_page(r, idx), 1, &ent) == 0 &&
 	    rf_pagemap_resident(dv->vm->e, ent) && !(ent & PM_FILE)) {
-		atomic_store(&dr->pflags[idx], pf_broken_bump(atomic_load(&dr->pflags[idx])));
+		pf_reset(dr, idx, pf_broken_bump(pf_load(dr, idx)));
 		v = rf_pte_with_state(v, RF_PAGE_PRIVATE);
 	}
 	rf_pte_unlock(dv->vm, p, rf_pte_with_state(v, s), v);
@@ -337,7 +337,8 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 {
 	struct rf_dedup *d = c->d;
 	uint64_t v = rf_pte_peek(&r->pte[idx]), h;
-	uint8_t pf = atomic_load_explicit(&dr->pflags[idx], memory_order_relaxed);
+	uint32_t pw = atomic_load_explicit(&dr->pinfo[idx], memory_order_relaxed);
+	uint8_t pf = (uint8_t)pw;
 	struct index_key key = {0, dv->domain, d->cfg.cross_node ? 0 : (int16_t)dv->numa};
 	bool present = ent & PM_PRESENT, file = ent & PM_FILE;
 	struct index_node *n, *sn, *cn;
@@ -368,8 +369,8 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 	if (rf_pte_state(v) != RF_PAGE_PRIVATE || (v & RF_PTE_EXCLUDED) || !present || file ||
 	    !rf_pagemap_resident(d->e, ent)) {
 		if (pf & PF_CAND) {
-			key.hash = dr->hash[idx];
-			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
+			key.hash = pi_hash(pw);
+			if (pf_clear(dr, idx, PF_CAND) & PF_CAND)
 				index_del_cand(d->ht, &key, dr, idx);
 		}
 		return;
@@ -393,7 +394,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		c->hashed++;
 	}
 	key.hash = h;
-	stable = (pf & PF_HASHED) && dr->hash[idx] == (uint32_t)h;
+	stable = (pf & PF_HASHED) && pi_hash(pw) == ((uint32_t)h & PI_HASH_MASK);
 	if (!stable) {
 		if (pf & PF_HASHED)
 			atomic_fetch_add_explicit(&dv->volatile_skipped, 1, memory_order_relaxed);
@@ -402,13 +403,12 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		if (pf & PF_CAND) {
 			struct index_key old = key;
 
-			old.hash = dr->hash[idx];
-			if (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)
+			old.hash = pi_hash(pw);
+			if (pf_clear(dr, idx, PF_CAND) & PF_CAND)
 				index_del_cand(d->ht, &old, dr, idx);
 		}
-		dr->hash[idx] = (uint32_t)h;
 		pf = PF_HASHED | (pf & PF_BROKEN_MASK);
-		atomic_store_explicit(&dr->pflags[idx], pf, memory_order_relaxed);
+		atomic_store_explicit(&dr->pinfo[idx], pi_word(h, pf), memory_order_relaxed);
 	}
 	if (how == SCAN_OBSERVE) {
 		/* Kept whole: no merge, and no twin's merge either (a filed
@@ -422,8 +422,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 				bloom_set(d, &key);
 			else
 				atomic_fetch_add_explicit(&d->seen_count, 1, memory_order_relaxed);
-		} else if ((pf & PF_CAND) &&
-			   (atomic_fetch_and(&dr->pflags[idx], (uint8_t)~PF_CAND) & PF_CAND)) {
+		} else if ((pf & PF_CAND) && (pf_clear(dr, idx, PF_CAND) & PF_CAND)) {
 			index_del_cand(d->ht, &key, dr, idx);
 		}
 		return;
@@ -503,7 +502,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		 * stays counted, not filed: most pages of a guest are unique.
 		 * PF_SEEN marks its first stable pass. */
 		if (!(pf & PF_SEEN))
-			atomic_fetch_or(&dr->pflags[idx], PF_SEEN);
+			pf_or(dr, idx, PF_SEEN);
 		if (!bloom_test(d, &key))
 			return;
 		/* Not work (a page a guest keeps rewriting with contents
@@ -519,7 +518,7 @@ static void scan_page(struct scan_ctx *c, struct rf_dedup_vm *dv, struct rf_regi
 		n->numa = key.numa;
 		n->dr = dr;
 		n->idx = idx;
-		atomic_fetch_or(&dr->pflags[idx], PF_CAND);
+		pf_or(dr, idx, PF_CAND);
 		index_add(d->ht, n);
 		/* Not work by itself (a live guest's rewritten pages all end
 		 * here): its twin's merge will be. */

@@ -163,22 +163,50 @@ static void test_keys_apart(void **state)
 	other.numa = 1;
 	index_lookup2(ht, &other, NULL, 0, &st, &ca);
 	assert_null(ca);
-	/* The scanner removes a candidate knowing the low 32 bits of its
-	 * hash only (struct dedup_region keeps no more): a key whose high
+	/* The scanner removes a candidate knowing the low 24 bits of its
+	 * hash only (the page's pinfo word keeps no more): a key whose high
 	 * bits differ is another content for lookups, and the same place. */
 	other = k;
-	other.hash = (uint32_t)k.hash;
-	assert_true(k.hash >> 32 != 0);
+	other.hash = pi_hash(pi_word(k.hash, PF_HASHED | PF_CAND));
+	assert_true(k.hash >> 24 != 0);
+	assert_int_equal(other.hash, k.hash & PI_HASH_MASK);
 	assert_int_equal(index_key_hash(&other), index_key_hash(&k));
 	index_lookup2(ht, &other, NULL, 0, &st, &ca);
 	assert_null(ca);
 	assert_false(index_del_cand(ht, &other, r, 6)); /* another page */
+	other.hash ^= 1u << 23;				/* another content's kept bits */
+	assert_false(index_del_cand(ht, &other, r, 5));
+	other.hash ^= 1u << 23;
 	assert_true(index_del_cand(ht, &other, r, 5));
 	assert_false(index_del_cand(ht, &k, r, 5));
 	urcu_memb_read_unlock();
 	urcu_memb_unregister_thread();
 	index_destroy(ht);
 	rf_engine_free(e);
+}
+
+/*
+ * A page's pinfo word: flags change by atomic or/and without touching the
+ * kept hash bits; a reset drops the hash's claim (PF_HASHED) with them.
+ */
+static void test_pinfo_word(void **state)
+{
+	_Atomic uint32_t w[2] = {0, 0};
+	struct dedup_region dr = {.pinfo = w};
+	uint64_t h = 0x0123456789abcdefull;
+
+	(void)state;
+	atomic_store(&w[1], pi_word(h, PF_HASHED | PF_SEEN));
+	assert_int_equal(pi_hash(atomic_load(&w[1])), h & PI_HASH_MASK);
+	assert_int_equal(pf_or(&dr, 1, PF_CAND), PF_HASHED | PF_SEEN);
+	assert_int_equal(pf_clear(&dr, 1, PF_SEEN), PF_HASHED | PF_SEEN | PF_CAND);
+	assert_int_equal(pf_load(&dr, 1), PF_HASHED | PF_CAND);
+	assert_int_equal(pi_hash(atomic_load(&w[1])), h & PI_HASH_MASK);
+	/* the broken count saturates in the flags' high bits */
+	pf_reset(&dr, 1, PF_HASHED | pf_broken_bump(PF_BROKEN_MASK));
+	assert_int_equal(pf_load(&dr, 1), PF_BROKEN_MASK);
+	assert_int_equal(pi_hash(atomic_load(&w[1])), 0);
+	assert_int_equal(atomic_load(&w[0]), 0); /* its neighbour untouched */
 }
 
 /*
@@ -285,9 +313,8 @@ static void test_freed_nodes_purged(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_concurrent_readers),
-	    cmocka_unit_test(test_keys_apart),
-	    cmocka_unit_test(test_bloom_grow),
+	    cmocka_unit_test(test_concurrent_readers), cmocka_unit_test(test_keys_apart),
+	    cmocka_unit_test(test_pinfo_word),	       cmocka_unit_test(test_bloom_grow),
 	    cmocka_unit_test(test_freed_nodes_purged),
 	};
 
