@@ -24,8 +24,9 @@ $(B)/obj/ramfoldd/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(RAMFOLDD_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# wire.c's wire_vm_stats names the library's page states: libramfold.a
-# resolves that one symbol.
+# wire.c names the library's page states and huge-page modes
+# (rf_page_state_name, rf_dedup_huge_name), and util.c parses the latter:
+# libramfold.a resolves those symbols.
 $(RAMFOLDD): $(RAMFOLDD_OBJS) $(B)/libramfold.a
 	$(CC) $(CFLAGS) -pthread -o $@ $(RAMFOLDD_OBJS) $(B)/libramfold.a $(LIB_DEPS)
 

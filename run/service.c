@@ -140,25 +140,8 @@ static void write_dedup(struct jbuf *jb)
 	jb_obj_open(jb);
 	jb_kv_str(jb, "mode", rf_dedup_mode_name(rr.opts.dedup));
 	jb_kv_bool(jb, "paused", !rr.dedup_attached);
-	if (!rf_dedup_stats(rr.engine, &st)) {
-		jb_kv_bool(jb, "converged", st.converged);
-		jb_kv_u64(jb, "scan-passes", st.scan_passes);
-		jb_kv_u64(jb, "pages-scanned", st.pages_scanned);
-		jb_kv_u64(jb, "pages-merged", st.pages_merged);
-		jb_kv_u64(jb, "pages-sharing", st.pages_sharing);
-		jb_kv_u64(jb, "pages-zero", st.pages_zero);
-		jb_kv_u64(jb, "pages-unmerged", st.pages_unmerged);
-		jb_kv_u64(jb, "volatile-skipped", st.volatile_skipped);
-		jb_kv_u64(jb, "merge-races", st.merge_races);
-		jb_kv_u64(jb, "hash-collisions", st.hash_collisions);
-		jb_kv_u64(jb, "store-pages", st.store_pages);
-		jb_kv_u64(jb, "vma-budget-stops", st.vma_budget_stops);
-		jb_kv_u64(jb, "vmas", st.vmas);
-		jb_kv_u64(jb, "cpu-ns", st.cpu_ns);
-		jb_kv_u64(jb, "saved-bytes", st.saved_bytes);
-		jb_kv_u64(jb, "broker-domains", st.broker_domains);
-		jb_kv_u64(jb, "broker-pages-sharing", st.broker_pages_sharing);
-	}
+	if (!rf_dedup_stats(rr.engine, &st))
+		wire_dedup_stats(jb, &st, true);
 	jb_obj_close(jb);
 }
 

@@ -40,6 +40,16 @@ int parse_nice(const char *s, int *out)
 	return 0;
 }
 
+int parse_dedup_huge(const char *s, enum rf_dedup_huge *out)
+{
+	for (unsigned int m = RF_DEDUP_HUGE_SPLIT; s && m <= RF_DEDUP_HUGE_SPLIT_COLD; m++)
+		if (!strcmp(s, rf_dedup_huge_name((enum rf_dedup_huge)m))) {
+			*out = (enum rf_dedup_huge)m;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 int parse_size(const char *s, uint64_t *out)
 {
 	unsigned shift = 0;

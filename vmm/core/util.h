@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include <ramfold/dedup.h>
+
 /* "256M", "1G", "4096", "2k": bytes. Suffixes K/M/G/T are powers of 1024,
  * optionally followed by "iB" or "B". 0, or -EINVAL (also on overflow). */
 int parse_size(const char *s, uint64_t *out);
@@ -13,6 +15,11 @@ int parse_size(const char *s, uint64_t *out);
 int parse_u64(const char *s, uint64_t *out);
 /* A nice value, -20 to 19: 0 or -EINVAL. */
 int parse_nice(const char *s, int *out);
+/* A huge-page mode by the library's own names (rf_dedup_huge_name), for
+ * --dedup-huge of ramfold-vmm and ramfold-run and ramfold-run's set-dedup:
+ * 0 or -EINVAL. DEDUP_HUGE_NAMES is the list for a message. */
+#define DEDUP_HUGE_NAMES "split, keep or split-cold"
+int parse_dedup_huge(const char *s, enum rf_dedup_huge *out);
 /* Human size: "256.0M", "1.50G", "12K", into @buf. */
 const char *fmt_size(char *buf, size_t len, uint64_t bytes);
 uint64_t now_ns(void);

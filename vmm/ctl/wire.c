@@ -125,6 +125,33 @@ void wire_vm_stats(struct jbuf *jb, const struct rf_vm_stats *st)
 	}
 }
 
+void wire_dedup_stats(struct jbuf *jb, const struct rf_dedup_stats *st, bool measured)
+{
+	jb_kv_bool(jb, "converged", st->converged);
+	jb_kv_u64(jb, "scan-passes", st->scan_passes);
+	jb_kv_u64(jb, "pages-scanned", st->pages_scanned);
+	jb_kv_u64(jb, "pages-merged", st->pages_merged);
+	jb_kv_u64(jb, "pages-sharing", st->pages_sharing);
+	jb_kv_u64(jb, "pages-zero", st->pages_zero);
+	jb_kv_u64(jb, "pages-unmerged", st->pages_unmerged);
+	jb_kv_u64(jb, "volatile-skipped", st->volatile_skipped);
+	jb_kv_u64(jb, "merge-races", st->merge_races);
+	jb_kv_u64(jb, "hash-collisions", st->hash_collisions);
+	jb_kv_u64(jb, "store-pages", st->store_pages);
+	jb_kv_u64(jb, "vma-budget-stops", st->vma_budget_stops);
+	if (measured)
+		jb_kv_u64(jb, "vmas", st->vmas);
+	jb_kv_u64(jb, "cpu-ns", st->cpu_ns);
+	if (measured)
+		jb_kv_u64(jb, "saved-bytes", st->saved_bytes);
+	jb_kv_u64(jb, "broker-domains", st->broker_domains);
+	jb_kv_u64(jb, "broker-pages-sharing", st->broker_pages_sharing);
+	jb_kv_str(jb, "huge-mode", rf_dedup_huge_name(st->huge_mode));
+	jb_kv_u64(jb, "huge-kept-pages", st->huge_kept_pages);
+	jb_kv_u64(jb, "huge-zero-freed", st->huge_zero_freed);
+	jb_kv_u64(jb, "huge-opened", st->huge_opened);
+}
+
 void wire_http_reply(int fd, const char *body)
 {
 	char head[256];

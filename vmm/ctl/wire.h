@@ -44,6 +44,12 @@ void wire_execute(const char *line, size_t len, const struct wire_cmd *cmds, siz
  * (the library's names with '_' and ' ' as '-'). */
 void wire_vm_stats(struct jbuf *jb, const struct rf_vm_stats *st);
 
+/* query-dedup's figures from @st into the open object @jb: converged, the
+ * page and merge counts, cpu-ns, the broker's, then the huge-page mode
+ * ("huge-mode", rf_dedup_huge_name) and its counters. @measured: also
+ * vmas and saved-bytes, which rf_dedup_counters does not measure. */
+void wire_dedup_stats(struct jbuf *jb, const struct rf_dedup_stats *st, bool measured);
+
 /*
  * A listening unix socket at @path (@type: SOCK_STREAM or SOCK_SEQPACKET;
  * @flags: SOCK_NONBLOCK or 0; @mode: chmod of the socket file, 0 = as

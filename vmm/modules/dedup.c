@@ -34,6 +34,7 @@
 #include "core/util.h"
 #include "core/vmm.h"
 #include "ctl/ctl.h"
+#include "ctl/wire.h"
 
 static struct {
 	bool set;
@@ -119,12 +120,9 @@ static int opt_huge(struct vmm *vmm, const char *v)
 {
 	(void)vmm;
 	cfg_defaults();
-	for (unsigned int m = RF_DEDUP_HUGE_SPLIT; m <= RF_DEDUP_HUGE_SPLIT_COLD; m++)
-		if (!strcmp(v, rf_dedup_huge_name((enum rf_dedup_huge)m))) {
-			dg.cfg.huge = (enum rf_dedup_huge)m;
-			return 0;
-		}
-	vmm_errorf("--dedup-huge %s: expected split, keep or split-cold", v);
+	if (!parse_dedup_huge(v, &dg.cfg.huge))
+		return 0;
+	vmm_errorf("--dedup-huge %s: expected " DEDUP_HUGE_NAMES, v);
 	return -1;
 }
 
@@ -320,31 +318,8 @@ static int query_dedup(struct vmm_ctl_req *req, void *arg)
 	jb_obj_open(req->ret);
 	jb_kv_str(req->ret, "mode", rf_dedup_mode_name(dg.started ? dg.cfg.mode : RF_DEDUP_OFF));
 	if (dg.started && (counters ? rf_dedup_counters(vmm->engine, &st)
-				    : rf_dedup_stats(vmm->engine, &st)) == 0) {
-		jb_kv_bool(req->ret, "converged", st.converged);
-		jb_kv_u64(req->ret, "scan-passes", st.scan_passes);
-		jb_kv_u64(req->ret, "pages-scanned", st.pages_scanned);
-		jb_kv_u64(req->ret, "pages-merged", st.pages_merged);
-		jb_kv_u64(req->ret, "pages-sharing", st.pages_sharing);
-		jb_kv_u64(req->ret, "pages-zero", st.pages_zero);
-		jb_kv_u64(req->ret, "pages-unmerged", st.pages_unmerged);
-		jb_kv_u64(req->ret, "volatile-skipped", st.volatile_skipped);
-		jb_kv_u64(req->ret, "merge-races", st.merge_races);
-		jb_kv_u64(req->ret, "hash-collisions", st.hash_collisions);
-		jb_kv_u64(req->ret, "store-pages", st.store_pages);
-		jb_kv_u64(req->ret, "vma-budget-stops", st.vma_budget_stops);
-		if (!counters)
-			jb_kv_u64(req->ret, "vmas", st.vmas);
-		jb_kv_u64(req->ret, "cpu-ns", st.cpu_ns);
-		if (!counters)
-			jb_kv_u64(req->ret, "saved-bytes", st.saved_bytes);
-		jb_kv_u64(req->ret, "broker-domains", st.broker_domains);
-		jb_kv_u64(req->ret, "broker-pages-sharing", st.broker_pages_sharing);
-		jb_kv_str(req->ret, "huge-mode", rf_dedup_huge_name(st.huge_mode));
-		jb_kv_u64(req->ret, "huge-kept-pages", st.huge_kept_pages);
-		jb_kv_u64(req->ret, "huge-zero-freed", st.huge_zero_freed);
-		jb_kv_u64(req->ret, "huge-opened", st.huge_opened);
-	}
+				    : rf_dedup_stats(vmm->engine, &st)) == 0)
+		wire_dedup_stats(req->ret, &st, !counters);
 	if (!counters) {
 		jb_key(req->ret, "vms");
 		jb_arr_open(req->ret);
