@@ -78,6 +78,12 @@ static void usage(FILE *f)
 	      "                                  set-dedup releases the scanner (needs --ctl)\n"
 	      "  --dedup-nice N                  the scanner threads at nice N, -20..19\n"
 	      "                                  (default: the program's)\n"
+	      "  --dedup-huge split|keep|split-cold\n"
+	      "                                  transparent huge pages from the first pass:\n"
+	      "                                  merged and so split (split, the default),\n"
+	      "                                  kept whole (keep; all-zero ones still freed),\n"
+	      "                                  or split only when cold (split-cold);\n"
+	      "                                  set-dedup huge=MODE changes it later\n"
 	      "  --swap-resident SIZE            keep at most SIZE of guest RAM resident\n"
 	      "  --swap-dir DIR                  directory of the (unlinked) swap file\n"
 	      "  --ctl PATH                      control socket (query-memory, query-dedup,\n"
@@ -177,9 +183,21 @@ static void trial(const struct rf_run_opts *o)
 		die("cannot start ramfold: %s", last_msg[0] ? last_msg : strerror(-err));
 	rf_dedup_config_init(&dc);
 	dc.mode = o->dedup;
+	dc.huge = o->huge;
+	last_msg[0] = 0;
 	err = rf_dedup_start(e, &dc);
 	if (err)
 		goto fail;
+	/* The library starts with huge pages split when it cannot do the mode
+	 * asked (logged, start succeeds): asked again, it says so. */
+	if (o->huge != RF_DEDUP_HUGE_SPLIT && (err = rf_dedup_set_huge(e, o->huge))) {
+		char msg[sizeof(last_msg)];
+
+		snprintf(msg, sizeof(msg), "%s", last_msg[0] ? last_msg : strerror(-err));
+		rf_engine_free(e);
+		die("--dedup-huge %s: refused here (%s); only split is possible",
+		    rf_dedup_huge_name(o->huge), msg);
+	}
 	rf_vm_config_init(&vc);
 	vc.ram_bytes = 2u << 20;
 	vc.domain = o->domain;
@@ -330,12 +348,14 @@ int main(int argc, char **argv)
 		O_PAUSED,
 		O_BROKER,
 		O_BROKER_START,
-		O_NICE
+		O_NICE,
+		O_HUGE
 	};
 	static const struct option lo[] = {
 	    {"dedup", required_argument, NULL, O_DEDUP},
 	    {"dedup-paused", no_argument, NULL, O_PAUSED},
 	    {"dedup-nice", required_argument, NULL, O_NICE},
+	    {"dedup-huge", required_argument, NULL, O_HUGE},
 	    {"broker", required_argument, NULL, O_BROKER},
 	    {"broker-start", required_argument, NULL, O_BROKER_START},
 	    {"swap-resident", required_argument, NULL, O_SWAP_RES},
@@ -374,6 +394,10 @@ int main(int argc, char **argv)
 				die("--dedup-nice %s: expected a nice value from -20 to 19",
 				    optarg);
 			o.dedup_nice_set = true;
+			break;
+		case O_HUGE:
+			if (parse_dedup_huge(optarg, &o.huge))
+				die("--dedup-huge %s: expected " DEDUP_HUGE_NAMES, optarg);
 			break;
 		case O_BROKER:
 			o.broker = optarg;
@@ -498,6 +522,8 @@ int main(int argc, char **argv)
 		snprintf(n, sizeof(n), "%d", o.dedup_nice);
 		set_env(RF_RUN_ENV_DEDUP_NICE, n);
 	}
+	if (o.huge != RF_DEDUP_HUGE_SPLIT)
+		set_env(RF_RUN_ENV_DEDUP_HUGE, rf_dedup_huge_name(o.huge));
 	/* Prepended: our interposers must come before any other preload's. */
 	ld = getenv("LD_PRELOAD");
 	if (ld && *ld) {

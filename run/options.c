@@ -9,6 +9,7 @@ void rf_run_opts_init(struct rf_run_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->dedup = RF_DEDUP_INTRA_VM;
+	o->huge = RF_DEDUP_HUGE_SPLIT;
 	/* Below this, an anonymous mapping is not guest RAM under
 	 * PR_SET_MEMORY_MERGE (thread stacks are 8 MiB, malloc arenas 64 MiB
 	 * reserved but mostly PROT_NONE). */
@@ -22,6 +23,7 @@ int rf_run_parse_dedup(struct rf_run_opts *o, const char *s)
 		o->dedup = RF_DEDUP_ZERO;
 	} else if (!strcmp(s, "intra")) {
 		o->dedup = RF_DEDUP_INTRA_VM;
+	o->huge = RF_DEDUP_HUGE_SPLIT;
 	} else if (!strncmp(s, "domain=", 7) && s[7]) {
 		o->dedup = RF_DEDUP_DOMAINS;
 		o->domain = s + 7;

@@ -809,6 +809,7 @@ static void drop_env(const char *preload)
 	    RF_RUN_ENV_METRICS_FILE,  RF_RUN_ENV_METRICS_PORT, RF_RUN_ENV_MIN_SIZE,
 	    RF_RUN_ENV_MAX_RAM,	      RF_RUN_ENV_LOG,	       RF_RUN_ENV_VERBOSE,
 	    RF_RUN_ENV_CLEANER_FD,    RF_RUN_ENV_DEDUP_PAUSED, RF_RUN_ENV_DEDUP_NICE,
+	    RF_RUN_ENV_DEDUP_HUGE,
 	};
 	const char *ld = getenv("LD_PRELOAD");
 
@@ -854,6 +855,9 @@ static void read_opts(struct rf_run_opts *o)
 	o->dedup_paused = getenv(RF_RUN_ENV_DEDUP_PAUSED) != NULL;
 	/* Checked by ramfold-run, with the trial engine's scanner. */
 	o->dedup_nice_set = (v = getenv(RF_RUN_ENV_DEDUP_NICE)) && !parse_nice(v, &o->dedup_nice);
+	/* Checked by ramfold-run, with the trial engine. */
+	if ((v = getenv(RF_RUN_ENV_DEDUP_HUGE)))
+		parse_dedup_huge(v, &o->huge);
 }
 
 static void forked_child(void)
@@ -904,9 +908,17 @@ static int start_engine(void)
 		return err;
 	rf_dedup_config_init(&dc);
 	dc.mode = rr.opts.dedup;
+	dc.huge = rr.opts.huge;
 	err = rf_dedup_start(rr.engine, &dc);
 	if (err)
 		return err;
+	/* The trial found the mode possible; should this process's engine
+	 * not (the library logged why), the log says so once more, in
+	 * --dedup-huge's words. */
+	if (rr.opts.huge != RF_DEDUP_HUGE_SPLIT &&
+	    (err = rf_dedup_set_huge(rr.engine, rr.opts.huge)))
+		rr_log("--dedup-huge %s: %s: huge pages are merged and split",
+		       rf_dedup_huge_name(rr.opts.huge), strerror(-err));
 	rf_vm_config_init(&vc);
 	/* Promised what is adopted (adopt, release_range): nothing yet, and a
 	 * VM is promised at least a page. */

@@ -29,6 +29,7 @@
 #define RF_RUN_ENV_VERBOSE	 "RAMFOLD_RUN_VERBOSE"
 #define RF_RUN_ENV_DEDUP_PAUSED	 "RAMFOLD_RUN_DEDUP_PAUSED"
 #define RF_RUN_ENV_DEDUP_NICE	 "RAMFOLD_RUN_DEDUP_NICE"
+#define RF_RUN_ENV_DEDUP_HUGE	 "RAMFOLD_RUN_DEDUP_HUGE" /* rf_dedup_huge_name's */
 /*
  * What the program tells ramfold-run's cleaner (run/main.c) over its pipe:
  * it made a path the cleaner must remove if the program is killed. A path
@@ -63,9 +64,13 @@ struct rf_run_opts {
 	/* --dedup-nice N: the scanner threads at nice N (thread_start). */
 	bool dedup_nice_set;
 	int dedup_nice;
+	/* --dedup-huge: huge pages from the first pass (rf_dedup_config.huge;
+	 * set-dedup's "huge" changes it later). */
+	enum rf_dedup_huge huge;
 };
 
-/* Defaults of the options (intra-VM dedup, 64 MiB minimum, log on stderr). */
+/* Defaults of the options (intra-VM dedup, huge pages split, 64 MiB minimum,
+ * log on stderr). */
 void rf_run_opts_init(struct rf_run_opts *o);
 
 /* Parse "--dedup" values: zero, intra, domain=NAME. 0 or -EINVAL. */

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "core/util.h"
 #include "ctl/wire.h"
 #include "preload.h"
 
@@ -298,16 +299,24 @@ static int set_swap(const struct json *args, struct jbuf *ret, char *err, size_t
  * budgets; "rate": N sets N pages/s over all scanner threads (releasing too),
  * 0 = back to the configured budgets. There is no "run": false: a VM once
  * attached cannot be detached, and a rate is the way to slow the scanner.
+ * "huge": "split"|"keep"|"split-cold" sets how transparent huge pages are
+ * treated (rf_dedup_set_huge) before the rest, so that a scanner released in
+ * the same request never sees the old mode; alone, it releases nothing.
+ * Every argument is checked before any takes effect.
  */
 static int set_dedup(const struct json *args, struct jbuf *ret, char *err, size_t errlen)
 {
 	const struct json *run = args ? json_get(args, "run") : NULL;
 	const struct json *rate = args ? json_get(args, "rate") : NULL;
+	const struct json *huge = args ? json_get(args, "huge") : NULL;
+	enum rf_dedup_huge hmode = RF_DEDUP_HUGE_SPLIT;
 	uint64_t pps = 0;
 	int e = 0;
 
-	if (!run && !rate) {
-		snprintf(err, errlen, "set-dedup: give run=true and/or rate=PAGES_PER_SEC");
+	if (!run && !rate && !huge) {
+		snprintf(err, errlen,
+			 "set-dedup: give run=true and/or rate=PAGES_PER_SEC and/or "
+			 "huge=split|keep|split-cold");
 		return -1;
 	}
 	if (run && (run->type != JSON_BOOL || !run->boolean)) {
@@ -322,25 +331,46 @@ static int set_dedup(const struct json *args, struct jbuf *ret, char *err, size_
 			 "the configured budgets)");
 		return -1;
 	}
-	pthread_mutex_lock(&rr.lock);
-	if (!rr.dedup_attached) {
-		e = rf_dedup_add_vm(rr.vm);
-		if (!e) {
-			rr.dedup_attached = true;
-			rr_log("dedup: released by set-dedup");
-		}
-	}
-	pthread_mutex_unlock(&rr.lock);
-	if (!e)
-		e = rf_dedup_set_rate(rr.engine, pps);
-	if (e) {
-		snprintf(err, errlen, "set-dedup: %s: %s", rf_vm_name(rr.vm), strerror(-e));
+	if (huge && parse_dedup_huge(json_get_str(args, "huge"), &hmode)) {
+		if (huge->type == JSON_STRING)
+			snprintf(err, errlen, "set-dedup: huge \"%s\": expected " DEDUP_HUGE_NAMES,
+				 json_get_str(args, "huge"));
+		else
+			snprintf(err, errlen,
+				 "set-dedup: huge must be a string: " DEDUP_HUGE_NAMES);
 		return -1;
+	}
+	if (huge && (e = rf_dedup_set_huge(rr.engine, hmode))) {
+		snprintf(err, errlen, "set-dedup: huge %s: %s%s", rf_dedup_huge_name(hmode),
+			 strerror(-e),
+			 e == -EOPNOTSUPP ? " here (the log says why): huge pages stay split" : "");
+		return -1;
+	}
+	if (run || rate) {
+		pthread_mutex_lock(&rr.lock);
+		if (!rr.dedup_attached) {
+			e = rf_dedup_add_vm(rr.vm);
+			if (!e) {
+				rr.dedup_attached = true;
+				rr_log("dedup: released by set-dedup");
+			}
+		}
+		pthread_mutex_unlock(&rr.lock);
+		if (!e)
+			e = rf_dedup_set_rate(rr.engine, pps);
+		if (e) {
+			snprintf(err, errlen, "set-dedup: %s: %s", rf_vm_name(rr.vm), strerror(-e));
+			return -1;
+		}
 	}
 	rf_dedup_scan_now(rr.engine);
 	jb_obj_open(ret);
-	jb_kv_bool(ret, "run", true);
-	jb_kv_u64(ret, "rate", pps);
+	if (run || rate) {
+		jb_kv_bool(ret, "run", true);
+		jb_kv_u64(ret, "rate", pps);
+	}
+	if (huge)
+		jb_kv_str(ret, "huge", rf_dedup_huge_name(hmode));
 	jb_obj_close(ret);
 	return 0;
 }
@@ -370,7 +400,10 @@ static int query_swap(const struct json *args, struct jbuf *ret, char *err, size
 static const struct wire_cmd commands[] = {
     {"query-memory", "the VM's page states and breakdown, and the process's Pss", query_memory},
     {"query-dedup", "dedup engine stats", query_dedup},
-    {"set-dedup", "set-dedup [run=true] [rate=PAGES_PER_SEC, 0 = configured budgets]", set_dedup},
+    {"set-dedup",
+     "set-dedup [run=true] [rate=PAGES_PER_SEC, 0 = configured budgets] "
+     "[huge=split|keep|split-cold]",
+     set_dedup},
     {"set-swap", "set-swap [resident=SIZE|none] [cap=SIZE|none]", set_swap},
     {"query-swap", "swapped bytes and faults", query_swap},
 };

@@ -142,6 +142,8 @@ static void test_bad_option_exits_2(void **state)
 	    {"--broker-start", "/tmp/b.sock"},
 	    {"--dedup-nice", "20"},
 	    {"--dedup-nice", "five"},
+	    {"--dedup-huge", "always"},
+	    {"--dedup-huge", ""},
 	};
 	char out[4096], marker[128];
 
@@ -452,6 +454,7 @@ static void test_ctl_and_sigterm(void **state)
 	assert_non_null(strstr(r, "\"id\":7"));
 	ask(s.sock, "{\"execute\":\"query-dedup\"}\n", r, sizeof(r));
 	assert_non_null(strstr(r, "\"mode\":\"intra\""));
+	assert_non_null(strstr(r, "\"huge-mode\":\"split\"")); /* the default */
 	ask(s.sock, "{\"execute\":\"set-swap\",\"arguments\":{\"resident\":\"4M\"}}\n", r,
 	    sizeof(r));
 	assert_non_null(strstr(r, "\"return\":{\"vm\":\"run_target\",\"enabled\":true"));
@@ -500,6 +503,21 @@ static int kill_served(void **state)
 	return 0;
 }
 
+/* SIGTERM to the served program, which must exit with status 0, and its
+ * swap directory removed. */
+static void stop_served(struct served *s)
+{
+	int st;
+
+	kill(s->pid, SIGTERM);
+	assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	served_pid = 0;
+	close(s->out);
+	rmdir(s->swapdir);
+}
+
 /* --dedup-paused: 32 MiB of duplicate pages stay unmerged (Pss stays) until
  * set-dedup releases the scanner, then merge; bad arguments are refused with
  * a clear error and leave it paused. Without the pause the same RAM merges
@@ -510,7 +528,7 @@ static void test_dedup_paused_and_set_dedup(void **state)
 	struct served s;
 	char r[16384];
 	double before, pss;
-	int st, i;
+	int i;
 
 	(void)state;
 	serve_with(&s, "paused", "--dedup-paused");
@@ -555,13 +573,7 @@ static void test_dedup_paused_and_set_dedup(void **state)
 	ask(s.sock, "{\"execute\":\"set-dedup\",\"arguments\":{\"rate\":0}}\n", r, sizeof(r));
 	assert_non_null(strstr(r, "\"rate\":0}"));
 
-	kill(s.pid, SIGTERM);
-	assert_int_equal(waitpid(s.pid, &st, 0), s.pid);
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
-	served_pid = 0;
-	close(s.out);
-	rmdir(s.swapdir);
+	stop_served(&s);
 }
 
 /*
@@ -612,6 +624,91 @@ static void test_dedup_nice(void **state)
 	expect_ok(out, st);
 	assert_int_equal(access(marker, F_OK), 0);
 	unlink(marker);
+}
+
+/* query-dedup's huge-mode is @mode (else the test fails with the answer). */
+static void expect_huge_mode(const char *sock, const char *mode)
+{
+	char r[16384], want[64];
+
+	ask(sock, "{\"execute\":\"query-dedup\"}\n", r, sizeof(r));
+	snprintf(want, sizeof(want), "\"huge-mode\":\"%s\"", mode);
+	if (!strstr(r, want))
+		fail_msg("query-dedup: no %s in %s", want, r);
+}
+
+/*
+ * --dedup-huge: a bad mode is one line naming the option and the accepted
+ * modes, status 2, and the program never runs; a good one reaches the
+ * program's engine (query-dedup's huge-mode), and set-dedup's "huge"
+ * changes it, alone or with a rate; a bad "huge" is an error naming it
+ * that changes nothing (not even a rate given with it), and the socket
+ * serves on.
+ */
+static void test_dedup_huge(void **state)
+{
+	static const char *const bad[][2] = {
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"huge\":\"never\"}}\n",
+	     "set-dedup: huge \\\"never\\\": expected split, keep or split-cold"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"huge\":1}}\n",
+	     "set-dedup: huge must be a string: split, keep or split-cold"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"huge\":\"keep\",\"rate\":-1}}\n",
+	     "rate must be a whole number"},
+	    {"{\"execute\":\"set-dedup\",\"arguments\":{\"huge\":\"split\",\"run\":false}}\n",
+	     "run must be true"},
+	};
+	char out[4096], marker[128], r[16384];
+	struct served s;
+	int st;
+
+	(void)state;
+	snprintf(marker, sizeof(marker), "%s/huge-marker", dir);
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--dedup-huge", "sometimes", "--", (char *)target,
+				 "marker", marker, NULL});
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) != 2 ||
+	    strcmp(out, "ramfold-run: --dedup-huge sometimes: expected split, keep or "
+			"split-cold\n"))
+		fail_msg("status %#x, output:\n%s", st, out);
+	assert_int_equal(access(marker, F_OK), -1);
+	/* A mode the library cannot do here (no PAGEMAP_SCAN) is refused the
+	 * same way, with its reason: nothing more to test on such a kernel. */
+	st = run(out, sizeof(out),
+		 (char *const[]){(char *)run_bin, "--dedup-huge", "keep", "--", (char *)target,
+				 "marker", marker, NULL});
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
+		assert_non_null(strstr(out, "ramfold-run: --dedup-huge keep: refused here ("));
+		assert_int_equal(access(marker, F_OK), -1);
+		rf_require(false,
+			   "huge pages cannot be kept whole here (PAGEMAP_SCAN, Linux 6.7+)");
+	}
+	expect_ok(out, st);
+	assert_int_equal(access(marker, F_OK), 0);
+	unlink(marker);
+
+	serve_with(&s, "huge", "--dedup-huge=keep");
+	served_pid = s.pid;
+	expect_huge_mode(s.sock, "keep");
+	ask(s.sock, "{\"execute\":\"set-dedup\",\"arguments\":{\"huge\":\"split-cold\"}}\n", r,
+	    sizeof(r));
+	assert_non_null(strstr(r, "\"return\":{\"huge\":\"split-cold\"}"));
+	expect_huge_mode(s.sock, "split-cold");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ask(s.sock, bad[i][0], r, sizeof(r));
+		if (!strstr(r, "\"error\":{\"class\":\"GenericError\"") || !strstr(r, bad[i][1]))
+			fail_msg("%s -> %s", bad[i][0], r);
+		expect_huge_mode(s.sock, "split-cold");
+	}
+	ask(s.sock,
+	    "{\"execute\":\"set-dedup\",\"arguments\":{\"huge\":\"split\",\"rate\":1000}}\n", r,
+	    sizeof(r));
+	assert_non_null(strstr(r, "\"return\":{\"run\":true,\"rate\":1000,\"huge\":\"split\"}"));
+	expect_huge_mode(s.sock, "split");
+	ask(s.sock, "{\"execute\":\"help\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "huge=split|keep|split-cold"));
+
+	stop_served(&s);
 }
 
 /* A port nobody listens on now. */
@@ -793,6 +890,7 @@ int main(void)
 	    cmocka_unit_test(test_ctl_and_sigterm),
 	    cmocka_unit_test_teardown(test_dedup_paused_and_set_dedup, kill_served),
 	    cmocka_unit_test_teardown(test_dedup_nice, kill_served),
+	    cmocka_unit_test_teardown(test_dedup_huge, kill_served),
 	    cmocka_unit_test(test_sigkill_leaves_nothing),
 	};
 	int ret;
