@@ -23,7 +23,7 @@
  *     punching it: the broker punches a page no process holds.
  *
  * Holds and references. The broker counts at most one hold per process and
- * page (RS_HELD here); our store_page.ref counts our guest pages, as for
+ * page (STORE_REF_HELD here); our store_page.ref counts our guest pages, as for
  * our own stores. A granted hold becomes a reference in take(); a page that
  * is dying here (STORE_REF_DYING: its last reference just went and the
  * reap's grace period has not passed) cannot be taken, so a grant of it is
@@ -274,22 +274,22 @@ static void bc_queue_put(struct broker_conn *bc, uint32_t pg)
 static bool take(struct broker_conn *bc, struct rf_store *s, uint32_t pg)
 {
 	struct store_page *p = &s->pages[pg];
-	uint32_t free_ref = 0;
+	uint32_t free_ref = 0, v;
 
 	if (store_get_unless_zero(s, pg))
 		return true; /* ours already (held): one more reference */
-	if (atomic_load(&p->ref) & STORE_REF_DYING) {
+	v = atomic_load(&p->ref);
+	if (v & STORE_REF_DYING) {
 		/* Still held: the reap will give it back. Not held: the reap
 		 * did, and this grant is a new hold to give back too. */
-		if (!(atomic_load(&p->rflags) & RS_HELD))
+		if (!(v & STORE_REF_HELD))
 			bc_queue_put(bc, pg);
 		return false;
 	}
 	/* Free here: no guest page of ours maps it. Only grants (under this
 	 * lock) take a free page, so nobody races the 0 -> 1. */
-	if (!atomic_compare_exchange_strong(&p->ref, &free_ref, 1))
+	if (!atomic_compare_exchange_strong(&p->ref, &free_ref, 1 | STORE_REF_HELD))
 		return store_get_unless_zero(s, pg);
-	atomic_store(&p->rflags, RS_HELD);
 	atomic_fetch_add(&s->live, 1);
 	atomic_fetch_add(&s->refs, 1);
 	return true;
@@ -301,7 +301,7 @@ void broker_release(struct broker_conn *bc, struct rf_store *s, const uint32_t *
 	for (uint64_t i = 0; i < n; i++) {
 		struct store_page *p = &s->pages[pgs[i]];
 
-		if (atomic_exchange(&p->rflags, 0) & RS_HELD) {
+		if (atomic_fetch_and(&p->ref, ~STORE_REF_HELD) & STORE_REF_HELD) {
 			/* A store no longer up keeps its pages for us: the
 			 * broker that held them is gone. */
 			if (atomic_load(&bc->store) == s)

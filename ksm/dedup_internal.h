@@ -76,22 +76,29 @@ uint64_t dedup_hash_default(const void *page, size_t len);
 #define STORE_MAX_NODES 16
 
 /*
- * ref counts the guest pages mapping a store page plus transient holders.
- * The last store_put turns it into STORE_REF_DYING in one step (never 0
+ * A store page's word (struct store_page): its reference count in the low
+ * 30 bits, STORE_REF_HELD, and STORE_REF_DYING.
+ *
+ * The count is the guest pages mapping a store page plus transient holders;
+ * it stops at STORE_REF_COUNT (store_get_unless_zero refuses a full page:
+ * its twins make another). The last store_put turns it into STORE_REF_DYING
+ * in one step (never 0
  * first), so that nobody can take a dying page between the drop and the
  * queueing: STORE_REF_DYING stays until store_reap's grace period has
  * passed, and only then is the page free (ref 0) for reuse.
  */
 #define STORE_REF_DYING (1u << 31)
+/* A broker store's page: the broker counts a hold of ours on it. Set with
+ * the first reference (take), cleared when the hold is given back
+ * (broker_release), under the connection's lock; it outlives the count's
+ * DYING, which keeps it. Never set for the engine's own stores. */
+#define STORE_REF_HELD	(1u << 30)
+#define STORE_REF_COUNT (STORE_REF_HELD - 1)
 
-/* rflags of a broker store's page (under its connection's lock). */
-#define RS_HELD 1u /* the broker counts a hold of ours on it */
-
-/* 8 bytes: a broker store has one for each of its pages that we map, in
+/* 4 bytes: a broker store has one for each of its pages that we map, in
  * every process of the domain. */
 struct store_page {
 	_Atomic uint32_t ref;
-	_Atomic uint32_t rflags;
 };
 
 struct broker_conn;

@@ -610,7 +610,8 @@ static int measure_vm(struct rf_dedup_vm *dv, uint64_t *file_pages, uint64_t *ze
 
 					(*file_pages)++;
 					st = dedup_store_of(dv->d, rf_pte_payload(v), &pg);
-					ref = st ? atomic_load(&st->pages[pg].ref) : 0;
+					ref = st ? atomic_load(&st->pages[pg].ref) & STORE_REF_COUNT
+						 : 0;
 					if (ref > 1)
 						*shared_frac_bytes +=
 						    RF_PAGE_SIZE - RF_PAGE_SIZE / ref;

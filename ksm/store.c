@@ -249,7 +249,8 @@ bool store_get_unless_zero(struct rf_store *s, uint32_t pg)
 {
 	uint32_t r = atomic_load(&s->pages[pg].ref);
 
-	while (r != 0 && !(r & STORE_REF_DYING))
+	while ((r & STORE_REF_COUNT) != 0 && (r & STORE_REF_COUNT) != STORE_REF_COUNT &&
+	       !(r & STORE_REF_DYING))
 		if (atomic_compare_exchange_weak(&s->pages[pg].ref, &r, r + 1)) {
 			if (s->remote)
 				atomic_fetch_add(&s->refs, 1);
@@ -269,18 +270,20 @@ void store_put(struct rf_store *s, uint32_t pg)
 {
 	uint32_t r = atomic_load(&s->pages[pg].ref);
 
-	/* The last reference goes straight to DYING: see STORE_REF_DYING. */
+	/* The last reference goes straight to DYING (see STORE_REF_DYING),
+	 * keeping HELD for the reap. */
 	do {
-		if (r == 0 || (r & STORE_REF_DYING)) {
+		if ((r & STORE_REF_COUNT) == 0 || (r & STORE_REF_DYING)) {
 			rf_log(s->e, RF_LOG_ERR, "dedup: store: page %u released once too often",
 			       pg);
 			return;
 		}
-	} while (
-	    !atomic_compare_exchange_weak(&s->pages[pg].ref, &r, r == 1 ? STORE_REF_DYING : r - 1));
+	} while (!atomic_compare_exchange_weak(
+	    &s->pages[pg].ref, &r,
+	    (r & STORE_REF_COUNT) == 1 ? STORE_REF_DYING | (r & STORE_REF_HELD) : r - 1));
 	if (s->remote)
 		atomic_fetch_sub(&s->refs, 1);
-	if (r != 1)
+	if ((r & STORE_REF_COUNT) != 1)
 		return;
 	/* Last reference: nobody maps it. Give the memory back now (the
 	 * broker does for its store, once no process holds the page); the
