@@ -34,12 +34,13 @@
  *
  * Candidates (a hash no store page has -> the client that asked last): a
  * LOOKUP miss leaves the client's mark, another live client's LOOKUP of the
- * hash gets TWIN. They are a lossy cache of 8-byte entries (cand.c), keyed
- * with the asking client's slot (a small number each connection holds); its leaving
- * frees its slot and its entries are dead from then on. The cache is
- * capped at 2 x capacity entries (4096 at least): a client sending made-up
- * hashes cannot grow the broker without bound, only push its own domain's
- * candidates out (a delay of their merges, never a wrong one).
+ * hash gets TWIN. They are a lossy cache of 4-byte entries (cand.c), keyed
+ * with the asking client's slot (a small number each client of the store
+ * holds from its HELLO); its leaving frees its slot and its entries are dead
+ * from then on. The cache is capped at 2 x capacity entries (4096 at
+ * least): a client sending made-up hashes cannot grow the broker without
+ * bound, only push its own domain's candidates out (a delay of their
+ * merges, never a wrong one).
  *
  * The other tables are open addressing with linear probing and deletion by
  * backward shift (no tombstones), indexed through a keyed mix so that a
@@ -229,6 +230,7 @@ struct store {
 	struct spage *pages;
 	struct lp index; /* uint32_t page + 1, keyed by pages[].hash */
 	struct cand_cache cand;
+	struct cand_slots slots; /* of the clients of this store */
 	uint32_t clients;
 	uint64_t used, shared, mapped;
 	uint64_t lookups, hits, twins, inserts, inserts_new, bad_hash, enospc;
@@ -247,7 +249,7 @@ struct bclient {
 	struct store *st; /* NULL until a successful HELLO */
 	uint64_t *held;	  /* bit per store page; NULL until the first hold */
 	uint64_t nheld;
-	uint16_t slot; /* in the candidates; 0 = files none */
+	uint16_t slot; /* in its store's candidates, from HELLO; 0 = files none */
 	uint64_t mapped;
 };
 
@@ -256,7 +258,6 @@ struct broker {
 	uint32_t next_id;
 	struct lp byid; /* struct bclient *, keyed by id */
 	struct store *stores;
-	struct cand_slots slots;
 	struct broker_counters ctr;
 	bool punch_warned;
 };
@@ -650,6 +651,7 @@ static size_t do_hello(struct broker *b, struct bclient *c, const struct rfb_hel
 	}
 	st->clients++;
 	c->st = st;
+	c->slot = cand_slot_get(&st->slots);
 	free(c->groups);
 	free(c->cgroup);
 	c->groups = NULL;
@@ -683,7 +685,7 @@ static size_t do_lookup(struct broker *b, struct bclient *c, const struct rfb_hd
 				st->hits++;
 			}
 		} else {
-			if (cand_ask(&st->cand, &b->slots, hash, c->slot, now, RFB_CAND_TTL_MS)) {
+			if (cand_ask(&st->cand, &st->slots, hash, c->slot, now, RFB_CAND_TTL_MS)) {
 				ent.status = RFB_TWIN;
 				st->twins++;
 			}
@@ -944,7 +946,6 @@ struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer)
 	do {
 		c->id = ++b->next_id;
 	} while (!c->id || client_by_id(b, c->id));
-	c->slot = cand_slot_get(&b->slots);
 	i = lp_probe(&b->byid, c->id, &found);
 	*(struct bclient **)lp_at(&b->byid, i) = c;
 	b->byid.count++;
@@ -978,10 +979,10 @@ void broker_disconnect(struct broker *b, struct bclient *c)
 		punched = st->punched - before;
 		st->mapped -= c->mapped;
 		st->clients--;
+		if (c->slot)
+			cand_slot_put(&st->slots, c->slot); /* its candidates are dead */
 	}
 	lp_del(&b->byid, lp_find(&b->byid, c->id));
-	if (c->slot)
-		cand_slot_put(&b->slots, c->slot); /* its candidates are dead */
 	b->ctr.clients--;
 	if (st) {
 		char w[64];

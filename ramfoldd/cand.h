@@ -10,8 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Client slots: 1..CAND_SLOTS-1; 0 = a client that files no candidates. */
-#define CAND_SLOTS 65536u
+/* Client slots of one store: 1..CAND_SLOTS-1; 0 = a client that files no
+ * candidates (it is still told of twins). */
+#define CAND_SLOTS 256u
 
 struct cand_ent;
 
@@ -24,7 +25,8 @@ struct cand_cache {
 	uint64_t evicted; /* live candidates pushed out of a full bucket */
 };
 
-/* The live slots: a bitmap of CAND_SLOTS bits, kept by the broker. */
+/* The live slots: a bitmap of CAND_SLOTS bits, one per store (a slot
+ * means something in its store's cache only). */
 struct cand_slots {
 	uint64_t live[CAND_SLOTS / 64];
 	uint32_t next; /* where the next allocation starts looking */

@@ -34,8 +34,11 @@ static uint64_t key(uint64_t i)
 
 /* Pairs across two clients, asked the way scanners ask (all of one
  * client's pages, then all of the other's), while the cache grows from
- * nothing: almost every pair is told TWIN, and the cache costs a small
- * fraction of the table it replaced (16-byte entries, half full at most). */
+ * nothing: almost every pair is told TWIN, and the cache costs 4 bytes an
+ * entry (5.2 a key here; the 8-byte entries before cost 10.5, the exact
+ * table before them 16 at half load). A pair neither told TWIN nor pushed
+ * out is one whose first ask met an entry of its own client alike in the
+ * bits that entry kept (about 6 in 10,000 here: cand.c). */
 static void test_pairs_found_while_growing(void **state)
 {
 	struct cand_slots *s = slots_new();
@@ -54,12 +57,47 @@ static void test_pairs_found_while_growing(void **state)
 		      (unsigned long long)twins, (unsigned long long)n,
 		      (unsigned long long)cc.evicted, cand_bytes(&cc),
 		      (double)cand_bytes(&cc) / (double)n);
-	assert_true(twins + cc.evicted >= n);
-	assert_true(twins >= n * 97 / 100);
-	assert_true(cand_bytes(&cc) <= n * 16);
+	assert_true(twins + cc.evicted >= n - n / 1000);
+	assert_true(twins >= n * 98 / 100);
+	assert_true(cand_bytes(&cc) <= n * 6);
 	/* The first asker asking again is not its own twin. */
 	assert_false(cand_ask(&cc, s, key(n - 1), a, 5000, TTL));
 	assert_true(cand_ask(&cc, s, key(n - 1), b, 5000, TTL));
+	cand_fini(&cc);
+	free(s);
+}
+
+/* A candidate filed when the table was at its smallest is still found
+ * after the table doubled nine times under it (its entry moved each time,
+ * with a bit of its fingerprint fewer), by another client only. Those not
+ * found were pushed out of full buckets by the flood, as many as the
+ * 8-byte entries lost (6 of 100 there, 8 here; a move that lost entries
+ * would find next to none). */
+static void test_twin_found_after_doublings(void **state)
+{
+	struct cand_slots *s = slots_new();
+	struct cand_cache cc;
+	uint16_t a = cand_slot_get(s), b = cand_slot_get(s), c = cand_slot_get(s);
+	uint64_t found = 0;
+
+	(void)state;
+	cand_init(&cc, 3, 1u << 22);
+	for (uint64_t i = 0; i < 100; i++)
+		assert_false(cand_ask(&cc, s, key(i), a, 2000, TTL));
+	assert_int_equal(cand_bytes(&cc), 4096);
+	for (uint64_t i = 1000; i < 1000 + 400000; i++)
+		cand_ask(&cc, s, key(i), c, 2000, TTL);
+	assert_int_equal(cand_bytes(&cc), 4096 << 9);
+	for (uint64_t i = 0; i < 100; i++) {
+		bool twin = cand_ask(&cc, s, key(i), b, 3000, TTL);
+
+		/* a is told TWIN only if its candidate was lost (b's now). */
+		assert_int_equal(cand_ask(&cc, s, key(i), a, 3000, TTL), !twin);
+		found += twin;
+	}
+	print_message("    %llu of 100 found, %llu evicted\n", (unsigned long long)found,
+		      (unsigned long long)cc.evicted);
+	assert_true(found >= 90);
 	cand_fini(&cc);
 	free(s);
 }
@@ -77,7 +115,7 @@ static void test_made_up_hashes_bounded(void **state)
 	for (uint64_t i = 0; i < 1000000; i++)
 		cand_ask(&cc, s, key(i) ^ 0xdead, bad, 1000, TTL);
 	assert_true(cc.count <= 4096);
-	assert_int_equal(cand_bytes(&cc), 4096 * 8);
+	assert_int_equal(cand_bytes(&cc), 4096 * 4);
 	assert_false(cand_ask(&cc, s, 77, a, 1000, TTL));
 	assert_true(cand_ask(&cc, s, 77, b, 1000, TTL));
 	cand_fini(&cc);
@@ -128,8 +166,8 @@ static void test_slots_run_out(void **state)
 	for (uint32_t i = 1; i < CAND_SLOTS; i++)
 		assert_int_not_equal(cand_slot_get(s), 0);
 	assert_int_equal(cand_slot_get(s), 0);
-	cand_slot_put(s, 300);
-	assert_int_equal(cand_slot_get(s), 300);
+	cand_slot_put(s, 200);
+	assert_int_equal(cand_slot_get(s), 200);
 	free(s);
 }
 
@@ -137,6 +175,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_pairs_found_while_growing),
+	    cmocka_unit_test(test_twin_found_after_doublings),
 	    cmocka_unit_test(test_made_up_hashes_bounded),
 	    cmocka_unit_test(test_ttl_leave_and_no_slot),
 	    cmocka_unit_test(test_slots_run_out),
