@@ -1188,16 +1188,24 @@ static struct bclient *core_join(struct broker *b, const char *domain)
 	return c;
 }
 
-static void test_candidates_expire_and_leave(void **state)
+/* A broker of 64-page stores on the fake clock, any domain for this uid
+ * (@d, kept: it must outlive the broker). */
+static struct broker *core_broker(const struct domains *d)
 {
-	struct domains d = {.private_uid = getuid()};
-	struct broker_conf conf = {.domains = &d,
+	struct broker_conf conf = {.domains = d,
 				   .store_pages = 64,
 				   .nr_nodes = 1,
 				   .secret = 1,
 				   .now_ms = fake_clock,
 				   .log = quiet};
-	struct broker *b = broker_new(&conf);
+
+	return broker_new(&conf);
+}
+
+static void test_candidates_expire_and_leave(void **state)
+{
+	struct domains d = {.private_uid = getuid()};
+	struct broker *b = core_broker(&d);
 	struct bclient *x, *y, *z;
 
 	(void)state;
@@ -1221,6 +1229,35 @@ static void test_candidates_expire_and_leave(void **state)
 	assert_int_equal(core_lookup(b, z, 5), RFB_MISS);
 	assert_int_equal(core_lookup(b, x, 5), RFB_TWIN);
 	broker_disconnect(b, x);
+	broker_disconnect(b, z);
+	broker_free(b);
+}
+
+/* Slots are per store: the first client of each domain takes slot 1 of
+ * its own store. A candidate is never a TWIN in another domain, and a
+ * client leaving one domain frees its slot there only: the candidates of
+ * the other domain's client with the same slot number stay live. */
+static void test_candidate_slots_per_domain(void **state)
+{
+	struct domains d = {.private_uid = getuid()};
+	struct broker *b = core_broker(&d);
+	struct bclient *x, *y, *z;
+
+	(void)state;
+	fake_now = 1000;
+	x = core_join(b, "red");
+	y = core_join(b, "blue");
+	assert_int_equal(core_lookup(b, x, 5), RFB_MISS);
+	assert_int_equal(core_lookup(b, y, 5), RFB_MISS); /* not red's */
+	assert_int_equal(core_lookup(b, y, 6), RFB_MISS);
+	broker_disconnect(b, x);
+	z = core_join(b, "blue");
+	assert_int_equal(core_lookup(b, z, 5), RFB_TWIN); /* y's, still live */
+	assert_int_equal(core_lookup(b, z, 6), RFB_TWIN);
+	x = core_join(b, "red");
+	assert_int_equal(core_lookup(b, x, 6), RFB_MISS);
+	broker_disconnect(b, x);
+	broker_disconnect(b, y);
 	broker_disconnect(b, z);
 	broker_free(b);
 }
@@ -1327,6 +1364,7 @@ int main(void)
 	    cmocka_unit_test(test_metrics_file_and_port),
 	    cmocka_unit_test(test_socket_activation),
 	    cmocka_unit_test(test_candidates_expire_and_leave),
+	    cmocka_unit_test(test_candidate_slots_per_domain),
 	    cmocka_unit_test(test_store_full_enospc),
 	    cmocka_unit_test(test_conf_rules),
 	};
