@@ -983,7 +983,8 @@ static void write_summary_csv(FILE *f, const struct scenario *sc, const struct r
 }
 
 #define USAGE                                                                                      \
-	"usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] SCENARIO\n"               \
+	"usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] [--quiet-wait SEC] "      \
+	"SCENARIO\n"                                                                               \
 	"       overcommit-run [--out DIR] --restore"
 
 int main(int argc, char **argv)
@@ -997,6 +998,7 @@ int main(int argc, char **argv)
 	FILE *sum_csv, *sum_txt;
 	bool all_ok = true, restore_only = false;
 	double maxload = 0;
+	int quiet_wait = 0;
 	char host[160];
 	uint64_t promised = 0;
 
@@ -1007,6 +1009,8 @@ int main(int argc, char **argv)
 			out = argv[++i];
 		else if (!strcmp(argv[i], "--duration") && i + 1 < argc)
 			duration = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--quiet-wait") && i + 1 < argc)
+			quiet_wait = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--restore"))
 			restore_only = true;
 		else if (argv[i][0] != '-' && !scen)
@@ -1044,6 +1048,12 @@ int main(int argc, char **argv)
 	for (int r = 0; r < sc.nruns; r++) {
 		char title[256];
 
+		/* Each run's guests load the host for a while after they
+		 * stop: the next run waits (up to --quiet-wait s) for the
+		 * load average to fall, as the peer benches do, so that its
+		 * start is as quiet as the first's. */
+		if (quiet_wait > 0)
+			bench_wait_quiet("overcommit-run", quiet_wait);
 		run_one(&sc, &sc.runs[r], vmm, out, &rr[r]);
 		judge(&sc, &rr[r]);
 		if (sc.runs[r].unconstrained && !base)

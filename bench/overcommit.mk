@@ -7,6 +7,9 @@
 OVERCOMMIT_RUN := $(B)/bench/overcommit-run
 SCENARIO ?= scenarios/overcommit-default.txt
 EXPERIMENT_SECONDS ?=
+# Before each run, wait up to this many seconds for the load average to fall
+# below 0.9 (the previous run's guests load the host for a while); 0: no wait.
+EXPERIMENT_QUIET_WAIT ?= 180
 
 $(OVERCOMMIT_RUN): bench/overcommit.c bench/overcommit_work.c bench/overcommit_plot.c bench/overcommit.h \
 		bench/kernel_stack.c bench/kernel_stack.h bench/host.c bench/host.h
@@ -18,6 +21,7 @@ all: $(OVERCOMMIT_RUN)
 .PHONY: experiment experiment-short experiment-restore
 experiment: all $(OVERCOMMIT_RUN)
 	$(OVERCOMMIT_RUN) --vmm $(B)/ramfold-vmm --out $(B)/experiment \
+		--quiet-wait $(EXPERIMENT_QUIET_WAIT) \
 		$(if $(EXPERIMENT_SECONDS),--duration $(EXPERIMENT_SECONDS)) $(SCENARIO)
 
 experiment-short: all $(OVERCOMMIT_RUN)
@@ -36,6 +40,7 @@ all: $(PROACTIVE_REPORT)
 .PHONY: experiment-proactive
 experiment-proactive: all $(OVERCOMMIT_RUN) $(PROACTIVE_REPORT)
 	$(OVERCOMMIT_RUN) --vmm $(B)/ramfold-vmm --out $(B)/experiment-proactive \
+		--quiet-wait $(EXPERIMENT_QUIET_WAIT) \
 		scenarios/overcommit-proactive.txt; \
 	$(PROACTIVE_REPORT) $(B)/experiment-proactive \
 		$$(awk '$$1 == "settle" { s = $$2 } $$1 == "duration" { d = $$2 } \
