@@ -80,6 +80,9 @@
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 static const uint8_t zero_page[RF_PAGE_SIZE];
 
@@ -476,6 +479,11 @@ static bool fill_store_pages(struct run_flush *f)
 	}
 	if ((unsigned int)got < f->n)
 		abort_run_from(f, (unsigned int)got, true);
+	/* One call allocates and maps the run's store pages: the copy below
+	 * would otherwise take a page fault per page, which cost more than
+	 * the copy (4% of the scanner's CPU in bench-dedup). If it fails the
+	 * copy faults them in as before. */
+	madvise(store_addr(f->s, f->pg), (size_t)f->n << RF_PAGE_SHIFT, MADV_POPULATE_WRITE);
 	for (unsigned int k = 0; k < f->n; k++)
 		memcpy(store_addr(f->s, f->pg + k), rf_region_page(f->a.r, f->a.idx + k),
 		       RF_PAGE_SIZE);
