@@ -77,13 +77,6 @@
 #include "compat_linux.h"
 #include "dedup_internal.h"
 
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
 static const uint8_t zero_page[RF_PAGE_SIZE];
 
 static inline void pte_mark_wp(rf_pte_t *p, uint64_t v)
