@@ -25,12 +25,15 @@
  * kernel thread's), set by the engine's thread_start hook; --sched zero
  * runs both at 0 instead (ksmd reniced for its runs and put back).
  *
+ * --quiet-wait S: before each run, wait up to S seconds (180 by default, 0:
+ * not at all) for the load average to fall below 0.9.
+ *
  * --threads N: ramfold's scanner threads (0 by default: the engine's default,
  * one per CPU the process may run on; 1 is ksmd's count). The count that
  * ran is printed after each ramfold run.
  *
  * Usage: dedup [--mib N] [--rounds N] [--threads N] [--sched ksmd|zero] [--ksm-default-timeout S]
- *              [--out DIR] [--ramfold-only]
+ *              [--out DIR] [--ramfold-only] [--quiet-wait S]
  * Output: per round a table on stdout, DIR/dedup_rN.csv (time series),
  * DIR/dedup_rN_summary.csv, DIR/dedup_rN.svg (saved bytes over time); then
  * the medians.
@@ -54,6 +57,7 @@
 static struct bench_opts opt = {
     .mib = 1024, .rounds = 3, .ksm_default_timeout = 20, .out = "build/bench"};
 static bool opt_ramfold_only;
+static int opt_quiet_wait = 180; /* s, before each run (--quiet-wait) */
 static unsigned int sample_us = 40000;
 static double dup_ratio = 0.50, zero_ratio = 0.15; /* rest unique */
 static unsigned int copies = 8;
@@ -266,6 +270,9 @@ static int run_round(struct result rs[DEDUP_ENGINES], unsigned int round, uint64
 						  : "kernel KSM not available");
 			continue;
 		}
+		/* The run before leaves the load average up for a while: wait
+		 * for a quiet start, as the other peer benches do. */
+		bench_wait_quiet("dedup bench", opt_quiet_wait);
 		rs[k].load = bench_loadavg();
 		printf("dedup bench: round %u, %s: load average %.2f at start\n", round, rs[k].name,
 		       rs[k].load);
@@ -301,11 +308,14 @@ int main(int argc, char **argv)
 			opt_threads = (unsigned int)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--ramfold-only"))
 			opt_ramfold_only = true;
+		else if (!strcmp(argv[i], "--quiet-wait") && i + 1 < argc)
+			opt_quiet_wait = atoi(argv[++i]);
 		else {
 			fprintf(
 			    stderr,
 			    "usage: %s [--mib N] [--rounds N] [--threads N] [--sched ksmd|zero] "
-			    "[--ksm-default-timeout S] [--out DIR] [--ramfold-only]\n",
+			    "[--ksm-default-timeout S] [--out DIR] [--ramfold-only] [--quiet-wait "
+			    "S]\n",
 			    argv[0]);
 			return 2;
 		}
