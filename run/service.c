@@ -153,18 +153,8 @@ static void write_swap(struct jbuf *jb)
 	jb_obj_open(jb);
 	jb_kv_str(jb, "vm", rf_vm_name(rr.vm));
 	jb_kv_bool(jb, "enabled", rr.swap_on);
-	if (!rf_vm_swap_stats(rr.vm, &st)) {
-		jb_kv_u64(jb, "file-bytes", st.file_bytes);
-		jb_kv_u64(jb, "tier-bytes", st.tier_bytes);
-		jb_kv_u64(jb, "tier-compressed-bytes", st.tier_compressed_bytes);
-		jb_kv_u64(jb, "swap-outs", st.swap_outs);
-		jb_kv_u64(jb, "swap-ins", st.swap_ins);
-		jb_kv_u64(jb, "zero-fills", st.zero_fills);
-		jb_kv_u64(jb, "enospc", st.enospc);
-		jb_kv_u64(jb, "io-errors", st.io_errors);
-		jb_kv_u64(jb, "csum-errors", st.csum_errors);
-		jb_kv_bool(jb, "stopped", st.stopped);
-	}
+	if (!rf_vm_swap_stats(rr.vm, &st))
+		wire_swap_stats(jb, &st);
 	jb_obj_close(jb);
 }
 

@@ -458,6 +458,13 @@ static void test_ctl_and_sigterm(void **state)
 	ask(s.sock, "{\"execute\":\"set-swap\",\"arguments\":{\"resident\":\"4M\"}}\n", r,
 	    sizeof(r));
 	assert_non_null(strstr(r, "\"return\":{\"vm\":\"run_target\",\"enabled\":true"));
+	/* query-swap gives ramfold-vmm's figures (wire_swap_stats): the
+	 * fault stall and the working-set sampling too. */
+	ask(s.sock, "{\"execute\":\"query-swap\"}\n", r, sizeof(r));
+	assert_non_null(strstr(r, "\"stall-ns\":"));
+	assert_non_null(strstr(r, "\"fault-p99-ns\":"));
+	assert_non_null(strstr(r, "\"active-bytes\":"));
+	assert_non_null(strstr(r, "\"swap-out\":\""));
 	ask(s.sock, "{\"execute\":\"set-swap\",\"arguments\":{\"resident\":\"lots\"}}\n", r,
 	    sizeof(r));
 	assert_non_null(strstr(r, "\"error\":{\"class\":\"GenericError\""));

@@ -125,6 +125,38 @@ void wire_vm_stats(struct jbuf *jb, const struct rf_vm_stats *st)
 	}
 }
 
+void wire_swap_stats(struct jbuf *jb, const struct rf_swap_stats *st)
+{
+	jb_kv_u64(jb, "file-bytes", st->file_bytes);
+	jb_kv_u64(jb, "tier-bytes", st->tier_bytes);
+	jb_kv_u64(jb, "tier-compressed-bytes", st->tier_compressed_bytes);
+	jb_kv_double(jb, "compression-ratio", st->compression_ratio);
+	jb_kv_u64(jb, "swap-outs", st->swap_outs);
+	jb_kv_u64(jb, "zero-outs", st->zero_outs);
+	jb_kv_u64(jb, "swap-ins", st->swap_ins);
+	jb_kv_u64(jb, "zero-fills", st->zero_fills);
+	jb_kv_u64(jb, "prefetched", st->prefetched);
+	jb_kv_u64(jb, "prefetch-hits", st->prefetch_hits);
+	jb_kv_u64(jb, "enospc", st->enospc);
+	jb_kv_u64(jb, "io-errors", st->io_errors);
+	jb_kv_u64(jb, "csum-errors", st->csum_errors);
+	jb_kv_u64(jb, "fault-p50-ns", st->fault_p50_ns);
+	jb_kv_u64(jb, "fault-p99-ns", st->fault_p99_ns);
+	jb_kv_u64(jb, "fault-max-ns", st->fault_max_ns);
+	jb_kv_bool(jb, "stopped", st->stopped);
+	jb_kv_str(jb, "swap-out", st->copy_mode ? "copy" : "move");
+	/* The time the VM's threads waited in the library's fault handling
+	 * (vCPU-ns, summed over faults), for a stall share over an interval. */
+	jb_kv_u64(jb, "stall-ns", st->stall_ns);
+	jb_kv_u64(jb, "stall-faults", st->stall_faults);
+	jb_kv_u64(jb, "active-bytes", st->active_bytes);
+	jb_kv_u64(jb, "sampled", st->sampled);
+	jb_kv_u64(jb, "sampled-touched", st->sampled_touched);
+	jb_kv_u64(jb, "probed", st->probed);
+	jb_kv_u64(jb, "probed-touched", st->probed_touched);
+	jb_kv_u64(jb, "hot-skips", st->hot_skips);
+}
+
 void wire_dedup_stats(struct jbuf *jb, const struct rf_dedup_stats *st, bool measured)
 {
 	jb_kv_bool(jb, "converged", st->converged);

@@ -50,6 +50,11 @@ void wire_vm_stats(struct jbuf *jb, const struct rf_vm_stats *st);
  * vmas and saved-bytes, which rf_dedup_counters does not measure. */
 void wire_dedup_stats(struct jbuf *jb, const struct rf_dedup_stats *st, bool measured);
 
+/* query-swap's figures of one VM (rf_vm_swap_stats), the same in ramfold-vmm
+ * and ramfold-run: store sizes, counts, fault latency, the VM's fault stall
+ * and the working-set sampling; into an open object. */
+void wire_swap_stats(struct jbuf *jb, const struct rf_swap_stats *st);
+
 /*
  * A listening unix socket at @path (@type: SOCK_STREAM or SOCK_SEQPACKET;
  * @flags: SOCK_NONBLOCK or 0; @mode: chmod of the socket file, 0 = as

@@ -20,6 +20,7 @@
 #include "core/util.h"
 #include "core/vmm.h"
 #include "ctl/ctl.h"
+#include "ctl/wire.h"
 
 static struct rf_swap_config swap_cfg;
 static bool swap_cfg_set;
@@ -196,34 +197,7 @@ static int cmd_query_swap(struct vmm_ctl_req *req, void *arg)
 	rf_vm_swap_stats(vm->rf, &st);
 	jb_obj_open(req->ret);
 	jb_kv_str(req->ret, "vm", vm->name);
-	jb_kv_u64(req->ret, "file-bytes", st.file_bytes);
-	jb_kv_u64(req->ret, "tier-bytes", st.tier_bytes);
-	jb_kv_u64(req->ret, "tier-compressed-bytes", st.tier_compressed_bytes);
-	jb_kv_double(req->ret, "compression-ratio", st.compression_ratio);
-	jb_kv_u64(req->ret, "swap-outs", st.swap_outs);
-	jb_kv_u64(req->ret, "zero-outs", st.zero_outs);
-	jb_kv_u64(req->ret, "swap-ins", st.swap_ins);
-	jb_kv_u64(req->ret, "zero-fills", st.zero_fills);
-	jb_kv_u64(req->ret, "prefetched", st.prefetched);
-	jb_kv_u64(req->ret, "prefetch-hits", st.prefetch_hits);
-	jb_kv_u64(req->ret, "enospc", st.enospc);
-	jb_kv_u64(req->ret, "io-errors", st.io_errors);
-	jb_kv_u64(req->ret, "csum-errors", st.csum_errors);
-	jb_kv_u64(req->ret, "fault-p50-ns", st.fault_p50_ns);
-	jb_kv_u64(req->ret, "fault-p99-ns", st.fault_p99_ns);
-	jb_kv_u64(req->ret, "fault-max-ns", st.fault_max_ns);
-	jb_kv_bool(req->ret, "stopped", st.stopped);
-	jb_kv_str(req->ret, "swap-out", st.copy_mode ? "copy" : "move");
-	/* The time the VM's threads waited in the library's fault handling
-	 * (vCPU-ns, summed over faults), for a stall share over an interval. */
-	jb_kv_u64(req->ret, "stall-ns", st.stall_ns);
-	jb_kv_u64(req->ret, "stall-faults", st.stall_faults);
-	jb_kv_u64(req->ret, "active-bytes", st.active_bytes);
-	jb_kv_u64(req->ret, "sampled", st.sampled);
-	jb_kv_u64(req->ret, "sampled-touched", st.sampled_touched);
-	jb_kv_u64(req->ret, "probed", st.probed);
-	jb_kv_u64(req->ret, "probed-touched", st.probed_touched);
-	jb_kv_u64(req->ret, "hot-skips", st.hot_skips);
+	wire_swap_stats(req->ret, &st);
 	jb_obj_close(req->ret);
 	return 0;
 }
