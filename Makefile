@@ -54,6 +54,19 @@ E2E_TESTS  := $(patsubst tests/e2e/%.c,$(B)/tests/e2e/%,$(wildcard tests/e2e/tes
 deps:
 	@scripts/deps.sh
 
+# Installed before any rule runs, not only as the `deps` prerequisite: under
+# `make -j` a prerequisite list is built in parallel, and on a fresh machine
+# the first objects compiled while apt-get was still installing the headers
+# they include (urcu/urcu-memb.h). Once per top-level make; not for clean or
+# format, which need none of them.
+ifeq ($(MAKELEVEL),0)
+ifneq ($(filter-out clean format,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(shell scripts/deps.sh >&2 && echo ok),ok)
+$(error deps: scripts/deps.sh failed to install the Debian packages the build needs (see above))
+endif
+endif
+endif
+
 all: deps lib
 lib: $(B)/libramfold.a $(B)/$(SONAME) $(B)/libramfold.so $(B)/ramfold.pc
 
