@@ -449,6 +449,7 @@ RF_EXPORT void rf_balloon_config_init(struct rf_balloon_config *cfg)
 	cfg->queue_size_max = 256;
 	cfg->max_pfns_per_buffer = 256;
 	cfg->max_report_bytes = 128ull << 20;
+	cfg->report_reuse_ms = 10000;
 }
 RF_VERSION_0_3(rf_balloon_config_init);
 
@@ -459,6 +460,7 @@ static void balloon_destroy(struct rf_balloon *b)
 	b->vm->balloon = NULL;
 	pthread_mutex_destroy(&b->lock);
 	balloon_map_free(b);
+	report_reuse_free(b);
 	rf_free(e, b->pfns);
 	rf_free(e, b->runs);
 	rf_free(e, b->sub);
@@ -514,12 +516,15 @@ RF_EXPORT int rf_balloon_new(rf_vm *vm, const struct rf_balloon_ops *ops,
 	qmax = c.queue_size_max;
 	if (qmax < 2 || qmax > RF_VIRTQ_MAX_SIZE || (qmax & (qmax - 1)) ||
 	    c.max_pfns_per_buffer == 0 || c.max_pfns_per_buffer > 4096 ||
-	    c.max_report_bytes < RF_PAGE_SIZE) {
+	    c.max_report_bytes < RF_PAGE_SIZE ||
+	    c.report_reuse_ms > RF_BALLOON_REPORT_REUSE_MAX_MS) {
 		rf_log(vm->e, RF_LOG_ERR,
 		       "%s: balloon_new: queue_size_max %u (power of two 2..%u), "
-		       "max_pfns_per_buffer %u (1..4096), max_report_bytes %llu (>= 4096)",
+		       "max_pfns_per_buffer %u (1..4096), max_report_bytes %llu (>= 4096), "
+		       "report_reuse_ms %u (0..%u)",
 		       vm->name, qmax, RF_VIRTQ_MAX_SIZE, c.max_pfns_per_buffer,
-		       (unsigned long long)c.max_report_bytes);
+		       (unsigned long long)c.max_report_bytes, c.report_reuse_ms,
+		       RF_BALLOON_REPORT_REUSE_MAX_MS);
 		return -EINVAL;
 	}
 	if (vm->balloon) {

@@ -11,6 +11,8 @@
  *                        every ballooned page on a guest reset
  *   balloon_map.c        which 2 MiB chunks of guest RAM may hold ballooned
  *                        pages, so that a reset visits only those
+ *   report_reuse.c       whether the guest takes back what it reports
+ *                        free: its reports kept, not discarded, while it does
  *   balloon_transport.c  the public calls a transport makes (virtio-mmio
  *                        window, own-transport calls): lock, one call into
  *                        virtio_dev / virtio_mmio, unlock
@@ -51,6 +53,22 @@ enum queue_role {
 	ROLE_REPORTING
 };
 
+/* report_reuse.c: the seconds at which a report discarded each 2 MiB chunk
+ * of one region (0: never). */
+struct report_reuse_region {
+	uint64_t gpa, npages;
+	uint8_t *stamp;
+};
+
+/* report_reuse.c: whether the guest takes back what it reports. */
+struct report_reuse {
+	struct report_reuse_region reg[RF_MAX_REGIONS];
+	uint64_t rechecked, reused; /* pages, halved past EVIDENCE_MAX */
+	unsigned int kept_run;	    /* reports since the last probe, while keeping */
+	bool keeping;
+	uint64_t *pm; /* pagemap scratch: one chunk */
+};
+
 struct rf_balloon {
 	struct rf_virtio_dev dev; /* first: the ops get it back by a cast */
 	rf_vm *vm;
@@ -88,6 +106,7 @@ struct rf_balloon {
 	struct rf_pfn_run *runs;
 	struct rf_pfn_run *sub;
 	struct rf_pfn_run report[RF_VIRTQ_MAX_SEGS]; /* one report's ranges */
+	struct report_reuse reuse;
 };
 
 /* Count one rejected guest input in b->ctr.@field and log it (rate-limited). */
@@ -108,6 +127,17 @@ void balloon_assign_roles(struct rf_balloon *b, uint64_t f);
 void balloon_inflate_buffer(struct rf_balloon *b);
 void balloon_deflate_buffer(struct rf_balloon *b);
 void balloon_report_buffer(struct rf_balloon *b);
+/*
+ * report_reuse.c. Before a report's @n ranges (@pages pages, each range
+ * inside one region) are discarded: count the ones the guest took back since
+ * an earlier report discarded them; true means keep this report (discard
+ * nothing). After they were discarded, report_reuse_stamp() notes when.
+ * b->lock held.
+ */
+bool report_reuse_judge(struct rf_balloon *b, const struct rf_pfn_run *runs, size_t n,
+			uint64_t pages);
+void report_reuse_stamp(struct rf_balloon *b, const struct rf_pfn_run *runs, size_t n);
+void report_reuse_free(struct rf_balloon *b);
 /* After a guest reset: every BALLOONED page of the VM becomes PRIVATE. */
 void balloon_unballoon_all(struct rf_balloon *b);
 

@@ -14,7 +14,9 @@
  *              while they were in the balloon.
  *   reporting  any state but BALLOONED -> FREE_REPORTED, by rf_vm_discard_as():
  *              free memory the guest lends, still the guest's. Overlapping
- *              ranges of one report are merged first (each page once).
+ *              ranges of one report are merged first (each page once). A
+ *              guest that takes reported memory back within seconds gets
+ *              its reports kept, nothing discarded (report_reuse.c).
  *   reset      BALLOONED -> PRIVATE under the page lock, nothing discarded:
  *              after a reset the guest owns all its RAM again. Only the
  *              chunks inflate marked (balloon_map.c) are looked at.
@@ -361,8 +363,13 @@ void balloon_report_buffer(struct rf_balloon *b)
 		b->ctr.report_poison_kept += pages;
 		return;
 	}
+	/* A guest that takes its reported memory back within seconds gets
+	 * its reports kept: nothing discarded (report_reuse.c). */
+	if (report_reuse_judge(b, b->report, n, pages))
+		return;
 	for (size_t i = 0; i < n; i++)
 		report_range(b, b->report[i].pfn, b->report[i].pfn + b->report[i].npages);
+	report_reuse_stamp(b, b->report, n);
 }
 
 /* ---- reset -------------------------------------------------------------------- */

@@ -63,10 +63,8 @@ SAME_LAYOUT(rf_vm_config);
 SAME_LAYOUT(rf_vm_stats);
 SAME_LAYOUT(rf_audit_report);
 SAME_LAYOUT(rf_balloon_ops);
-SAME_LAYOUT(rf_balloon_config);
 SAME_LAYOUT(rf_balloon_info);
 SAME_LAYOUT(rf_balloon_stats);
-SAME_LAYOUT(rf_balloon_counters);
 SAME_LAYOUT(rf_dedup_vm_stats);
 SAME_LAYOUT(rf_ledger_config);
 SAME_LAYOUT(rf_host_stats);
@@ -87,6 +85,13 @@ _Static_assert(offsetof(struct rf_vm_breakdown, active_bytes) == OFF + V02_rf_vm
 /* Grown in 0.4 (the fault stall): likewise. */
 _Static_assert(offsetof(struct rf_swap_stats, stall_ns) == OFF + V02_rf_swap_stats,
 	       "rf_swap_stats: 0.2 layout moved");
+/* Grown in 0.4 (free page reporting that keeps what the guest takes back):
+ * likewise. */
+_Static_assert(offsetof(struct rf_balloon_config, report_reuse_ms) == OFF + V02_rf_balloon_config,
+	       "rf_balloon_config: 0.2 layout moved");
+_Static_assert(offsetof(struct rf_balloon_counters, report_reused_pages) ==
+		   OFF + V02_rf_balloon_counters,
+	       "rf_balloon_counters: 0.2 layout moved");
 /* Grown in 0.4 (the proactive mode): likewise. */
 _Static_assert(offsetof(struct rf_policy_vm, resident_bytes) == OFF + V02_rf_policy_vm,
 	       "rf_policy_vm: 0.2 layout moved");

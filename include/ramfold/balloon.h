@@ -136,7 +136,23 @@ struct rf_balloon_config {
 	/* Most bytes one free page reporting buffer may cover (Linux reports
 	 * at most 32 blocks of at most 4 MiB). Default 128 MiB. */
 	uint64_t max_report_bytes;
+	/*
+	 * 0.4: free page reporting keeps what the guest takes back. When at
+	 * least half of the pages reported again within this many ms of an
+	 * earlier report's discard are back in use (resident), reports are
+	 * kept instead of discarded (one in 16 is still discarded, to notice
+	 * when the guest stops), until that share of the latest evidence
+	 * (128-256 MiB of pages reported again) falls under half: a guest
+	 * that frees and reallocates the same memory every few seconds would
+	 * otherwise refault all of it each time. 0: every report discarded
+	 * (0.3's behaviour). Default 10000, at most
+	 * RF_BALLOON_REPORT_REUSE_MAX_MS. Counted in report_reused_pages and
+	 * report_kept_pages.
+	 */
+	unsigned int report_reuse_ms;
 };
+
+#define RF_BALLOON_REPORT_REUSE_MAX_MS 120000u
 
 /* Defaults as documented above. */
 void rf_balloon_config_init(struct rf_balloon_config *cfg);
@@ -448,11 +464,17 @@ struct rf_balloon_counters {
 	uint64_t stats_tag_unknown;   /* ignored (a newer driver) */
 	uint64_t stats_second_buffer; /* a stats buffer while one is outstanding */
 	uint64_t actual_implausible;  /* guest's actual above its RAM */
+
+	/* 0.4, work done (after the rejections so that the 0.3 layout holds;
+	 * rf_balloon_rejected_total stops before them): */
+	uint64_t report_reused_pages; /* reported again, resident again, within report_reuse_ms */
+	uint64_t report_kept_pages;   /* reported pages kept resident: the guest reuses them */
 };
 
 int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out);
 
-/* Sum of the rejected-input counters (every field after `resets`). */
+/* Sum of the rejected-input counters (every field from mmio_access_invalid to
+ * actual_implausible). */
 uint64_t rf_balloon_rejected_total(const struct rf_balloon_counters *c);
 
 #ifdef __cplusplus

@@ -214,6 +214,87 @@ static void test_free_page_reporting(void **state)
 	vmm_proc_free(&p);
 }
 
+/* The churn guest's wave times, as it prints them, into @ms (at most @max). */
+static unsigned int wave_times(struct vmm_proc *p, const char *vm, uint64_t *ms, unsigned int max)
+{
+	char needle[64], line[512];
+	unsigned int n = 0;
+
+	for (unsigned int w = 2; w <= max + 1 && n < max; w++) {
+		const char *t;
+
+		snprintf(needle, sizeof(needle), "%s: churn: wave %u: ", vm, w);
+		if (vmm_proc_find_line(p, needle, line, sizeof(line)) ||
+		    !(t = strstr(line, " in ")))
+			break;
+		ms[n++] = strtoull(t + 4, NULL, 10);
+	}
+	return n;
+}
+
+/*
+ * A guest that frees and reallocates the same memory every wave: with the
+ * default window its reports are kept after the first waves (counted, logged
+ * once) and only probes are discarded; with balloon-report-reuse=0 every
+ * report is discarded as before. Wave times are printed, not asserted
+ * (speed is shown by benchmarks).
+ */
+static void test_reporting_keeps_what_the_guest_reuses(void **state)
+{
+	const char *args[] = {
+	    "--verbose",
+	    "--vm",
+	    "name=k,mem=256M,workload=churn,mib=96,rounds=8,pause=1500,balloon-report=on",
+	    "--vm",
+	    "name=d,mem=256M,workload=churn,mib=96,rounds=8,pause=1500,balloon-report=on,"
+	    "balloon-report-reuse=0",
+	    NULL};
+	struct vmm_proc p;
+	char reply[4096];
+	uint64_t wk[7], wd[7];
+	unsigned int nk, nd;
+	int64_t kept, reported;
+
+	(void)state;
+	require_kvm();
+	assert_int_equal(vmm_proc_start(&p, args), 0);
+	assert_int_equal(vmm_proc_wait_output(&p, "k: RESULT churn", 120000), 0);
+	assert_int_equal(vmm_proc_wait_output(&p, "d: RESULT churn", 120000), 0);
+	nk = wave_times(&p, "k", wk, 7);
+	nd = wave_times(&p, "d", wd, 7);
+	assert_int_equal(nk, 7);
+	assert_int_equal(nd, 7);
+	print_message("reuse: wave ms, reports kept:");
+	for (unsigned int i = 0; i < nk; i++)
+		print_message(" %llu", (unsigned long long)wk[i]);
+	print_message("; every report discarded:");
+	for (unsigned int i = 0; i < nd; i++)
+		print_message(" %llu", (unsigned long long)wd[i]);
+	print_message("\n");
+
+	query_balloon(&p, "k", reply, sizeof(reply));
+	kept = rf_test_json_num(reply, "report-kept-pages");
+	reported = rf_test_json_num(reply, "reported-pages");
+	print_message("reuse: k: reported (discarded) %lld pages, reused %lld, kept %lld\n",
+		      (long long)reported,
+		      (long long)rf_test_json_num(reply, "report-reused-pages"), (long long)kept);
+	/* 8 waves of 96 MiB reported: the first discarded, most of the rest kept */
+	assert_true(rf_test_json_num(reply, "report-reused-pages") > 0);
+	assert_true(kept >= (int64_t)(4 * 96 * MiB / 4096));
+	assert_true(kept > reported);
+	assert_int_equal(rf_test_json_num(reply, "rejected"), 0);
+	assert_int_equal(vmm_proc_count(&p, "k: balloon: free page reporting: reports kept"), 1);
+	assert_int_equal(vmm_proc_count(&p, "k: balloon: free page reporting: reports discarded"),
+			 0);
+	query_balloon(&p, "d", reply, sizeof(reply));
+	assert_int_equal(rf_test_json_num(reply, "report-kept-pages"), 0);
+	assert_int_equal(rf_test_json_num(reply, "report-reused-pages"), 0);
+	assert_true(rf_test_json_num(reply, "reported-pages") >= (int64_t)(6 * 96 * MiB / 4096));
+	assert_int_equal(vmm_proc_count(&p, "d: balloon: free page reporting"), 0);
+	assert_int_equal(vmm_proc_stop(&p), 0);
+	vmm_proc_free(&p);
+}
+
 static void test_deflate_on_oom(void **state)
 {
 	const char *args[] = {
@@ -343,6 +424,7 @@ int main(void)
 	    cmocka_unit_test(test_inflate_and_deflate_512m),
 	    cmocka_unit_test(test_memcheck_after_deflate),
 	    cmocka_unit_test(test_free_page_reporting),
+	    cmocka_unit_test(test_reporting_keeps_what_the_guest_reuses),
 	    cmocka_unit_test(test_deflate_on_oom),
 	    cmocka_unit_test(test_stats_interval_and_totals),
 	    cmocka_unit_test(test_control_errors),

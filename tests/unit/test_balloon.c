@@ -321,6 +321,108 @@ static void test_reporting_with_poison_keeps_pages(void **state)
 	bdrv_teardown(&d);
 }
 
+/* Pages [pfn, pfn + n) all hold @seed's content, or all read as zero. */
+static bool pages_are(struct bdrv *d, uint64_t pfn, uint64_t n, uint32_t seed)
+{
+	for (uint64_t p = pfn; p < pfn + n; p++)
+		if (seed ? !bdrv_page_is(d, p, seed) : !bdrv_page_is_zero(d, p))
+			return false;
+	return true;
+}
+
+/*
+ * A guest that takes reported memory back within the window gets its reports
+ * kept (nothing discarded, every page's content as the guest left it), one in
+ * 16 still discarded as a probe; when it stops taking memory back the device
+ * discards again. Each turn is logged once.
+ */
+static void test_report_reuse_keeps_churn(void **state)
+{
+	struct bdrv d;
+	struct rf_balloon_counters c;
+	unsigned int kept;
+
+	(void)state;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, NULL, true), 0);
+	/* wave 1: written, freed, reported: discarded */
+	for (uint64_t p = 1024; p < 2048; p++)
+		bdrv_fill_page(&d, p, 7);
+	report(&d, 4ull << 20, 2u << 20);
+	report(&d, 6ull << 20, 2u << 20);
+	assert_true(pages_are(&d, 1024, 1024, 0));
+	c = ctr(&d);
+	assert_int_equal(c.reported_pages, 1024);
+	assert_int_equal(c.report_kept_pages, 0);
+	/* wave 2: the same pages taken back and written, reported again: kept */
+	for (uint64_t p = 1024; p < 2048; p++)
+		bdrv_fill_page(&d, p, 8);
+	report(&d, 4ull << 20, 2u << 20);
+	assert_non_null(strstr(d.last_log, "vm0: balloon: free page reporting: reports kept"));
+	report(&d, 6ull << 20, 2u << 20);
+	assert_int_equal(vq_mock_used_idx(&d.q[d.report_q]), 4);
+	assert_true(pages_are(&d, 1024, 1024, 8));
+	c = ctr(&d);
+	assert_int_equal(c.reported_pages, 1024);
+	assert_int_equal(c.report_reused_pages, 1024);
+	assert_int_equal(c.report_kept_pages, 1024);
+	assert_int_equal(rf_vm_page_state(d.vm, 4ull << 20), RF_PAGE_PRIVATE);
+	/* kept reports tell nothing (the pages are resident either way); every
+	 * 16th is discarded all the same */
+	for (kept = 2; kept < 15; kept++) {
+		report(&d, 4ull << 20, 2u << 20);
+		assert_true(pages_are(&d, 1024, 512, 8));
+	}
+	assert_int_equal(ctr(&d).report_kept_pages, 15 * 512);
+	assert_int_equal(ctr(&d).report_reused_pages, 1024);
+	report(&d, 4ull << 20, 2u << 20); /* the probe */
+	assert_true(pages_are(&d, 1024, 512, 0));
+	assert_true(pages_are(&d, 1536, 512, 8));
+	assert_int_equal(ctr(&d).reported_pages, 1536);
+	/* the guest no longer takes it back: reported again, still free; at
+	 * under half reused the device discards again */
+	report(&d, 4ull << 20, 2u << 20);
+	report(&d, 4ull << 20, 2u << 20);
+	assert_int_equal(ctr(&d).report_kept_pages, 17 * 512);
+	report(&d, 4ull << 20, 2u << 20);
+	assert_non_null(strstr(d.last_log, "reports discarded again (1024 of 2560 pages"));
+	report(&d, 6ull << 20, 2u << 20);
+	assert_true(pages_are(&d, 1536, 512, 0));
+	c = ctr(&d);
+	assert_int_equal(c.report_kept_pages, 17 * 512);
+	assert_int_equal(rf_balloon_rejected_total(&c), 0);
+	bdrv_teardown(&d);
+}
+
+/* report_reuse_ms = 0: every report is discarded, as in 0.3; a window past
+ * the maximum is refused, naming the field. */
+static void test_report_reuse_off_and_bad_window(void **state)
+{
+	struct rf_balloon_config cfg;
+	struct bdrv d;
+	rf_balloon *b2;
+
+	(void)state;
+	rf_balloon_config_init(&cfg);
+	assert_int_equal(cfg.report_reuse_ms, 10000);
+	cfg.report_reuse_ms = 0;
+	assert_int_equal(bdrv_setup(&d, RAM, ALL, &cfg, true), 0);
+	for (int wave = 1; wave <= 3; wave++) {
+		for (uint64_t p = 1024; p < 1536; p++)
+			bdrv_fill_page(&d, p, (uint32_t)wave);
+		report(&d, 4ull << 20, 2u << 20);
+		assert_true(pages_are(&d, 1024, 512, 0));
+	}
+	assert_int_equal(ctr(&d).reported_pages, 3 * 512);
+	assert_int_equal(ctr(&d).report_reused_pages, 0);
+	assert_int_equal(ctr(&d).report_kept_pages, 0);
+	rf_balloon_free(d.b);
+	cfg.report_reuse_ms = RF_BALLOON_REPORT_REUSE_MAX_MS + 1;
+	assert_int_equal(rf_balloon_new(d.vm, NULL, &cfg, &b2), -EINVAL);
+	assert_non_null(strstr(d.last_log, "report_reuse_ms 120001 (0..120000)"));
+	d.b = NULL;
+	bdrv_teardown(&d);
+}
+
 static void put_stat(uint8_t *b, unsigned int i, uint16_t tag, uint64_t v)
 {
 	memcpy(b + 10 * i, &tag, 2);
@@ -652,6 +754,8 @@ int main(void)
 	    cmocka_unit_test(test_excluded_pages_stay),
 	    cmocka_unit_test(test_free_page_reporting),
 	    cmocka_unit_test(test_reporting_with_poison_keeps_pages),
+	    cmocka_unit_test(test_report_reuse_keeps_churn),
+	    cmocka_unit_test(test_report_reuse_off_and_bad_window),
 	    cmocka_unit_test(test_stats_polling),
 	    cmocka_unit_test(test_target_and_actual),
 	    cmocka_unit_test(test_reset_unballoons),

@@ -12,6 +12,9 @@
  *                                     reported pages leave PRIVATE, which changes
  *                                     what every other experiment measures; the
  *                                     library itself offers it by default)
+ *                 balloon-report-reuse=MS  keep the reports of a guest that takes
+ *                                     reported memory back within MS (default
+ *                                     10000, 0 = discard every report)
  *   commands      set-balloon {"vm", "balloon": SIZE | "guest-size": SIZE,
  *                              ["stats-interval": MS]}
  *                 query-balloon {"vm"}: target and actual, each both as the
@@ -124,7 +127,7 @@ static int balloon_vm_devices(struct vmm_vm *vm)
 	struct rf_balloon_config cfg;
 	struct balloon_dev *d;
 	bool oom = true, report = false;
-	uint64_t target = 0, ms = 1000, base;
+	uint64_t target = 0, ms = 1000, base, reuse;
 	const char *v;
 	int err;
 
@@ -140,6 +143,15 @@ static int balloon_vm_devices(struct vmm_vm *vm)
 	}
 	if (key_onoff(vm, "balloon-oom", &oom) || key_onoff(vm, "balloon-report", &report))
 		return -1;
+	if ((v = vmm_vm_key(vm, "balloon-report-reuse"))) {
+		if (parse_u64(v, &reuse) || reuse > RF_BALLOON_REPORT_REUSE_MAX_MS) {
+			vmm_errorf("%s: balloon-report-reuse=%s: expected a window in ms, "
+				   "0..%u (0 = discard every report)",
+				   vm->name, v, RF_BALLOON_REPORT_REUSE_MAX_MS);
+			return -1;
+		}
+		cfg.report_reuse_ms = (unsigned int)reuse;
+	}
 	if (!oom)
 		cfg.features &= ~RF_BALLOON_F_DEFLATE_ON_OOM;
 	if (!report)
@@ -151,8 +163,10 @@ static int balloon_vm_devices(struct vmm_vm *vm)
 		return -1;
 	}
 	d->vm = vm;
-	err =
-	    rf_balloon_new(vm->rf, &(struct rf_balloon_ops){.size = sizeof(struct rf_balloon_ops), .irq = dev_irq, .arg = d}, &cfg, &d->b);
+	err = rf_balloon_new(vm->rf,
+			     &(struct rf_balloon_ops){
+				 .size = sizeof(struct rf_balloon_ops), .irq = dev_irq, .arg = d},
+			     &cfg, &d->b);
 	if (err) {
 		vmm_errorf("%s: balloon: %s", vm->name, strerror(-err));
 		free(d);
@@ -312,6 +326,8 @@ static int cmd_query_balloon(struct vmm_ctl_req *req, void *arg)
 	jb_kv_u64(req->ret, "inflated-pages", c.inflated_pages);
 	jb_kv_u64(req->ret, "deflated-pages", c.deflated_pages);
 	jb_kv_u64(req->ret, "reported-pages", c.reported_pages);
+	jb_kv_u64(req->ret, "report-reused-pages", c.report_reused_pages);
+	jb_kv_u64(req->ret, "report-kept-pages", c.report_kept_pages);
 	jb_kv_u64(req->ret, "stats-buffers", c.stats_buffers);
 	jb_kv_u64(req->ret, "rejected", rf_balloon_rejected_total(&c));
 	jb_obj_close(req->ret);
@@ -348,8 +364,8 @@ static void balloon_stop(struct vmm *vmm)
 	bd.running = false;
 }
 
-static const char *const balloon_vm_keys[] = {"balloon", "balloon-stats", "balloon-oom",
-					      "balloon-report", NULL};
+static const char *const balloon_vm_keys[] = {
+    "balloon", "balloon-stats", "balloon-oom", "balloon-report", "balloon-report-reuse", NULL};
 
 const struct vmm_module balloon_module = {
     .name = "balloon",
