@@ -378,6 +378,28 @@ uint64_t kstack_cgroup_usage(const struct kstack *ks)
 	return bench_file_line(p, l, sizeof(l)) ? strtoull(l, NULL, 10) : 0;
 }
 
+uint64_t kstack_cgroup_oom_kills(const struct kstack *ks)
+{
+	char p[700], l[128];
+	uint64_t n = 0;
+	FILE *f;
+
+	if (!*ks->cgroup)
+		return 0;
+	/* v1: memory.oom_control has "oom_kill N" (since 4.13); v2:
+	 * memory.events has it too. */
+	snprintf(p, sizeof(p), "%s/%s", ks->cgroup,
+		 ks->cgroup_version == 2 ? "memory.events" : "memory.oom_control");
+	f = fopen(p, "r");
+	if (!f)
+		return 0;
+	while (fgets(l, sizeof(l), f))
+		if (!strncmp(l, "oom_kill ", 9))
+			n = strtoull(l + 9, NULL, 10);
+	fclose(f);
+	return n;
+}
+
 /* ---- putting back ---- */
 
 static void note(FILE *log, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -62,6 +62,8 @@ int64_t kstack_stall_us(const struct kstack *ks, const char **source);
 /* The cgroup's charged memory (v1 usage_in_bytes, v2 memory.current), 0
  * without a cgroup. */
 uint64_t kstack_cgroup_usage(const struct kstack *ks);
+/* Processes the cgroup's OOM killer killed so far (0 without a cgroup). */
+uint64_t kstack_cgroup_oom_kills(const struct kstack *ks);
 
 /* Put back everything the journal holds, in reverse order of setup (the
  * cgroup's tasks killed first, so swapoff does not race them), one line per

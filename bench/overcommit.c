@@ -746,6 +746,7 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			rr->vmm_status =
 			    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			rr->vmm_end_t = now_s() - t0;
 			vmm_pid = 0;
 			break;
 		}
@@ -769,6 +770,14 @@ static void run_one(const struct scenario *sc, const struct run_spec *r, const c
 		if (t < settle_at)
 			memcpy(rr->exits_settle, rr->exits_end, sizeof(rr->exits_settle));
 	}
+	/* An OOM kill is the kernel stack's own failure, not a setup problem:
+	 * said in one line, and in the summary below the table. */
+	rr->oom_kills = kstack_cgroup_oom_kills(&host_changes);
+	if (rr->oom_kills)
+		printf("run %s: the cgroup's OOM killer killed %llu process%s (the VMM: status %d "
+		       "at %.0f s)\n",
+		       r->name, (unsigned long long)rr->oom_kills, rr->oom_kills == 1 ? "" : "es",
+		       rr->vmm_status, rr->vmm_end_t);
 	if (kstack_restore(&host_changes, stdout))
 		incomplete(r, rr, "the host could not be put back: see above");
 	merge_ledger(csv, rr, t0);
@@ -949,6 +958,14 @@ static void write_table(FILE *f, const struct scenario *sc, const struct run_res
 	for (int r = 0; any_incomplete && r < sc->nruns; r++)
 		if (*rr[r].incomplete)
 			fprintf(f, "%s incomplete: %s\n", sc->runs[r].name, rr[r].incomplete);
+	for (int r = 0; r < sc->nruns; r++)
+		if (rr[r].oom_kills)
+			fprintf(f,
+				"%s: the cgroup's OOM killer killed the VMM %.0f s into the run "
+				"(%llu kill%s): its guests did no work from then on\n",
+				sc->runs[r].name, rr[r].vmm_end_t,
+				(unsigned long long)rr[r].oom_kills,
+				rr[r].oom_kills == 1 ? "" : "s");
 	fprintf(f, "load average at each run's start:");
 	for (int r = 0; r < sc->nruns; r++)
 		fprintf(f, " %s %.2f", sc->runs[r].name, rr[r].load);

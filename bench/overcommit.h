@@ -77,6 +77,8 @@ struct run_result {
 	bool memcheck_clean[MAX_VMS];
 	uint64_t memcheck_rounds[MAX_VMS];
 	int vmm_status;
+	uint64_t oom_kills;   /* by the kernel stack's cgroup, during the run */
+	double vmm_end_t;     /* seconds from the start to the VMM's exit, if it died */
 	double load;	      /* the load average at the run's start */
 	char incomplete[512]; /* what of the kernel's stack could not be set up */
 	const char *stall_source;
