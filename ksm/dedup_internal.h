@@ -456,6 +456,9 @@ struct rf_dedup {
 	uint64_t bloom_failed_bits;  /* the size whose mmap last failed (logged) */
 
 	uint64_t vma_budget;
+	/* The process's mappings when the engine started: what the budget's
+	 * halves are counted from (merge.c, vma_budget_allows). */
+	uint64_t vma_base;
 	/* The VMA budget's estimate of the process's mappings: 2 more per
 	 * remap, none fewer when the kernel merges neighbours, so it only
 	 * grows until vma_budget_allows recounts /proc/self/maps. Not a stat. */
@@ -463,7 +466,7 @@ struct rf_dedup {
 	pthread_mutex_t vma_lock; /* recounts */
 	uint64_t vma_recount_ns;  /* under vma_lock */
 	_Atomic uint64_t vma_stops;
-	_Atomic bool vma_stop_logged;
+	_Atomic bool vma_stop_logged, vma_short_logged;
 	_Atomic uint64_t ram_vmas; /* rf_dedup_stats.vmas at its last count (dedup.c) */
 
 	_Atomic uint64_t scanned, merged, zeroed, unmerged, volatile_skipped, races, collisions;
@@ -593,9 +596,12 @@ int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pt
 /* The store of a MERGED entry's payload, and its page in *@pg; NULL if the
  * payload names no store. */
 struct rf_store *dedup_store_of(struct rf_dedup *d, uint32_t payload, uint32_t *pg);
-/* Whether @vmas_needed more mappings fit the VMA budget (recounting the
- * process's mappings before refusing; each refusal counted, the first logged). */
-bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed);
+/* Whether @vmas_needed more mappings, for a run of @run_pages pages, fit the
+ * VMA budget: single pages (runs shorter than VMA_RUN_PAGES) only its first half (recounting
+ * the process's mappings before refusing; each refusal counted, the first of
+ * each kind logged). */
+#define VMA_RUN_PAGES 2
+bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed, unsigned int run_pages);
 /* The process's mappings, from /proc/self/maps. */
 uint64_t count_vmas(void);
 

@@ -121,33 +121,61 @@ uint64_t count_vmas(void)
 	return n;
 }
 
-bool vma_budget_allows(struct rf_dedup *d, unsigned int need)
+/*
+ * Every run mapped costs up to two mappings wherever it lands, whatever its
+ * length: a run of one page saves 4 KiB for them, a run of 512 saves 2 MiB.
+ * Duplicates scattered one page at a time (a guest's copies of a few
+ * templates, at random addresses) would take the whole budget a page at a
+ * time and leave nothing for the runs an OS image shared by several guests
+ * brings (in the density search, a dup guest's 60,000 scattered copies took
+ * all 58,977 mappings of the budget before a third OS-image guest came).
+ * So single pages (runs shorter than VMA_RUN_PAGES: scattered copies are
+ * almost never next to the copy of the next page of the same template) may
+ * use only the first half of what the
+ * budget leaves above the mappings the process had at the start, and longer
+ * runs all of it (and so may a short run that continues its neighbour's
+ * mapping: budget_pages). Refusals are recounted at most once a second: counting
+ * /proc/self/maps with 59,000 lines costs milliseconds, and the scanner
+ * asks again on every pass.
+ */
+bool vma_budget_allows(struct rf_dedup *d, unsigned int need, unsigned int run_pages)
 {
-	uint64_t now, v = atomic_load(&d->vmas);
+	bool short_run = run_pages < VMA_RUN_PAGES;
+	uint64_t now, v = atomic_load(&d->vmas), limit = d->vma_budget;
 
-	if (v + need <= d->vma_budget)
+	if (short_run && limit > d->vma_base)
+		limit = d->vma_base + (limit - d->vma_base) / 2;
+	if (v + need <= limit)
 		return true;
 	/* The estimate only grows (the kernel merges adjacent mappings we
 	 * count as new): recount from the kernel, one thread at a time and at
-	 * most every 50 ms, before refusing. */
+	 * most every second, before refusing. */
 	pthread_mutex_lock(&d->vma_lock);
 	v = atomic_load(&d->vmas);
 	now = rf_now_ns();
-	if (v + need > d->vma_budget && now - d->vma_recount_ns > 50000000ull) {
+	if (v + need > limit && now - d->vma_recount_ns > 1000000000ull) {
 		v = count_vmas();
 		atomic_store(&d->vmas, v);
 		d->vma_recount_ns = now;
 	}
 	pthread_mutex_unlock(&d->vma_lock);
-	if (v + need <= d->vma_budget)
+	if (v + need <= limit)
 		return true;
 	atomic_fetch_add(&d->vma_stops, 1);
-	if (!atomic_exchange(&d->vma_stop_logged, true))
+	if (short_run && limit < d->vma_budget) {
+		if (!atomic_exchange(&d->vma_short_logged, true))
+			rf_log(d->e, RF_LOG_WARN,
+			       "dedup: merging of single pages stopped at half the VMA budget: the "
+			       "process has %" PRIu64 " mappings, the budget is %" PRIu64
+			       " (vm.max_map_count %" PRIu64 "); the rest is kept for runs",
+			       v, d->vma_budget, d->e->feat.max_map_count);
+	} else if (!atomic_exchange(&d->vma_stop_logged, true)) {
 		rf_log(d->e, RF_LOG_WARN,
 		       "dedup: merging stopped: the process has %" PRIu64
 		       " mappings and the VMA budget is %" PRIu64 " (vm.max_map_count %" PRIu64
 		       "); pages stay private",
 		       v, d->vma_budget, d->e->feat.max_map_count);
+	}
 	return false;
 }
 
@@ -483,12 +511,45 @@ static bool fill_store_pages(struct run_flush *f)
 	return true;
 }
 
+/* Is page @idx of @r merged onto page @pg of store @s? */
+static bool maps_store_page(struct rf_dedup *d, const struct rf_region *r, uint64_t idx,
+			    const struct rf_store *s, uint32_t pg)
+{
+	uint64_t v = rf_pte_peek(&r->pte[idx]);
+	uint32_t got;
+
+	return rf_pte_state(v) == RF_PAGE_MERGED &&
+	       dedup_store_of(d, rf_pte_payload(v), &got) == s && got == pg;
+}
+
+/*
+ * The run's length as the VMA budget weighs it (vma_budget_allows): a short
+ * run that continues a neighbour merged onto the store pages next to its own
+ * costs no new mapping (the kernel joins the two), so it counts as long; that
+ * is the piece of a long run that two scanner threads or two passes cut.
+ * Scattered copies of a template have merged neighbours too, but onto other
+ * store pages. A pair run's store pages are known only once filled (@pg
+ * UINT32_MAX before): it is weighed by its length alone until then.
+ */
+static unsigned int budget_pages(struct rf_dedup *d, const struct rf_region *r, uint64_t idx,
+				 unsigned int n, const struct rf_store *s, uint32_t pg)
+{
+	if (n >= VMA_RUN_PAGES)
+		return VMA_RUN_PAGES;
+	if (pg != UINT32_MAX &&
+	    ((idx > 0 && pg > 0 && maps_store_page(d, r, idx - 1, s, pg - 1)) ||
+	     (idx + n < r->npages && maps_store_page(d, r, idx + n, s, pg + n))))
+		return VMA_RUN_PAGES;
+	return n;
+}
+
 /* 5. Map the store pages over B (and A), if the VMA budget allows. */
 static void map_run(struct run_flush *f)
 {
 	struct run_side *b = &f->b, *a = &f->a;
 
-	if (!vma_budget_allows(f->d, f->m->pair ? 4 : 2))
+	if (!vma_budget_allows(f->d, f->m->pair ? 4 : 2,
+			       budget_pages(f->d, b->r, b->idx, f->n, f->s, f->pg)))
 		return;
 	b->mapped = map_store_run(f->d, b->dv, b->r, b->idx, f->n, f->s, f->pg) == 0;
 	if (f->m->pair)
@@ -627,6 +688,15 @@ void merge_run_flush(struct rf_dedup *d, struct merge_run *m)
 		f.a.dr = dedup_region_of(f.a.dv, f.a.r, false);
 	}
 
+	/* Asked first as well, so that a run the budget refuses costs no
+	 * write-protect, comparison or copy (map_run asks again for what is
+	 * left of the run). */
+	if (!vma_budget_allows(d, m->pair ? 4 : 2,
+			       budget_pages(d, m->r, m->idx, n0, m->store,
+					    m->pair || m->self ? UINT32_MAX : m->pg))) {
+		f.n = 0;
+		goto out_refs;
+	}
 	lock_run(&f);
 	if (f.n == 0 || !write_protect_run(&f))
 		goto out_refs;

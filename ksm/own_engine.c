@@ -408,6 +408,7 @@ static int own_start(struct rf_dedup *d)
 	if (err)
 		goto err_stores;
 	d->vmas = count_vmas();
+	d->vma_base = d->vmas;
 	d->purge_mark = index_nodes_freed();
 	err = scanner_start(d);
 	if (err)
