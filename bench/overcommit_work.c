@@ -100,25 +100,49 @@ static double share_at(const struct scenario *sc, const struct run_result *rr, i
 	return n && dt > 0 ? sum / n : -1;
 }
 
+/* The run's stall at sample @i over the @w seconds before it, as a fraction
+ * of the time: for a run with ramfold's reclaim, the vCPU time its guests
+ * waited in ramfold's fault handling (one vCPU a guest); for the others, PSI
+ * "some" (the cgroup's or the host's). -1 when the run has no such reading. */
+static double stall_at(const struct scenario *sc, const struct run_result *rr, int i, int w)
+{
+	const struct sample *a = &rr->s[i - w], *b = &rr->s[i];
+	double dt = b->t - a->t;
+
+	if (dt <= 0)
+		return -1;
+	if (a->rf_stall_ns >= 0 && b->rf_stall_ns >= 0)
+		return sc->nvms ? (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e9 / dt / sc->nvms
+				: -1;
+	if (a->stall_us >= 0 && b->stall_us >= 0)
+		return (double)(b->stall_us - a->stall_us) / 1e6 / dt;
+	return -1;
+}
+
 void write_work_svg(const char *path, const struct scenario *sc, const struct run_result *rr,
 		    const struct run_result *base)
 {
 	static const char *const colors[] = {"#4e79a7", "#e15759", "#59a14f", "#f28e2b",
 					     "#b07aa1", "#76b7b2", "#9c755f", "#edc948"};
-	const double W = 960, H = 420, X0 = 70, Y0 = 30, PW = 640, PH = 340;
+	/* Two panels on one time axis: the work above, the stall below. */
+	const double W = 960, H = 680, X0 = 70, Y0 = 30, PW = 640, PH = 340, Y1 = 440, PH1 = 200;
 	const int win = 3; /* seconds each point averages: work comes in bursts */
-	double tmax = sc->duration, ymax = 1.2;
+	double tmax = sc->duration, ymax = 1.2, smax = 0.05;
 	FILE *f;
 
 	if (!base)
 		return;
 	for (int r = 0; r < sc->nruns; r++)
 		for (int i = win; i < rr[r].n; i++) {
-			double y = share_at(sc, &rr[r], i, win, base);
+			double y = share_at(sc, &rr[r], i, win, base),
+			       st = stall_at(sc, &rr[r], i, win);
 
 			if (y > ymax)
 				ymax = y < 3 ? y : 3;
+			if (st > smax)
+				smax = st < 1 ? st : 1;
 		}
+	smax = (double)(int)(smax * 20 + 0.999) / 20; /* a multiple of 5% */
 	if (!(f = fopen(path, "we")))
 		return;
 #define PX(t) (X0 + (t) / tmax * PW)
@@ -134,6 +158,31 @@ void write_work_svg(const char *path, const struct scenario *sc, const struct ru
 		"<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#bbb\" "
 		"stroke-dasharray=\"4,4\"/>\n",
 		PX(sc->settle), Y0, PX(sc->settle), Y0 + PH);
+	fprintf(
+	    f,
+	    "<text x=\"%.0f\" y=\"%.0f\" font-size=\"14\">memory stall, %% of the time (ramfold's "
+	    "runs: vCPU time waiting in its fault handling; others: PSI some)</text>\n",
+	    X0, Y1 - 12);
+	if (smax > 0.02)
+		fprintf(f,
+			"<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#bbb\" "
+			"stroke-dasharray=\"2,3\"/><text x=\"%.0f\" y=\"%.1f\" fill=\"#888\">2%% "
+			"(issue 18's bound for ramfold)</text>\n",
+			X0, Y1 + PH1 - 0.02 / smax * PH1, X0 + PW, Y1 + PH1 - 0.02 / smax * PH1,
+			X0 + PW + 4, Y1 + PH1 - 0.02 / smax * PH1 + 4);
+	for (int r = 0; r < sc->nruns; r++) {
+		fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"",
+			colors[r % 8]);
+		for (int i = win; i < rr[r].n && rr[r].s[i].t <= sc->duration; i++) {
+			double st = stall_at(sc, &rr[r], i, win);
+
+			if (st >= 0)
+				fprintf(f, "%.1f,%.1f ", PX(rr[r].s[i].t),
+					Y1 + PH1 - (st < smax ? st : smax) / smax * PH1);
+		}
+		fprintf(f, "\"/>\n");
+	}
+	plot_axes(f, &(struct plot_frame){X0, Y1, PW, PH1, tmax, smax}, 100, "%");
 	for (int r = 0; r < sc->nruns; r++) {
 		const char *c = colors[r % 8];
 
