@@ -449,7 +449,7 @@ RF_EXPORT void rf_balloon_config_init(struct rf_balloon_config *cfg)
 	cfg->queue_size_max = 256;
 	cfg->max_pfns_per_buffer = 256;
 	cfg->max_report_bytes = 128ull << 20;
-	cfg->report_reuse_ms = 30000;
+	cfg->report_reuse_ms = 10000;
 }
 RF_VERSION_0_3(rf_balloon_config_init);
 

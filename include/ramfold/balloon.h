@@ -145,7 +145,7 @@ struct rf_balloon_config {
 	 * (128-256 MiB of pages reported again) falls under half: a guest
 	 * that frees and reallocates the same memory every few seconds would
 	 * otherwise refault all of it each time. 0: every report discarded
-	 * (0.3's behaviour). Default 30000, at most
+	 * (0.3's behaviour). Default 10000, at most
 	 * RF_BALLOON_REPORT_REUSE_MAX_MS. Counted in report_reused_pages and
 	 * report_kept_pages.
 	 */

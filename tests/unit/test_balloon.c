@@ -403,7 +403,7 @@ static void test_report_reuse_off_and_bad_window(void **state)
 
 	(void)state;
 	rf_balloon_config_init(&cfg);
-	assert_int_equal(cfg.report_reuse_ms, 30000);
+	assert_int_equal(cfg.report_reuse_ms, 10000);
 	cfg.report_reuse_ms = 0;
 	assert_int_equal(bdrv_setup(&d, RAM, ALL, &cfg, true), 0);
 	for (int wave = 1; wave <= 3; wave++) {

@@ -14,7 +14,7 @@
  *                                     library itself offers it by default)
  *                 balloon-report-reuse=MS  keep the reports of a guest that takes
  *                                     reported memory back within MS (default
- *                                     30000, 0 = discard every report)
+ *                                     10000, 0 = discard every report)
  *   commands      set-balloon {"vm", "balloon": SIZE | "guest-size": SIZE,
  *                              ["stats-interval": MS]}
  *                 query-balloon {"vm"}: target and actual, each both as the
