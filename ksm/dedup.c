@@ -71,6 +71,7 @@ RF_EXPORT void rf_dedup_config_init(struct rf_dedup_config *cfg)
 	cfg->fastest = true;
 	cfg->idle_cpu_percent = 2;
 	cfg->backoff_max = 12;
+	cfg->vma_single_pct = 100;
 }
 RF_VERSION_0_3(rf_dedup_config_init);
 
@@ -331,10 +332,12 @@ RF_EXPORT int rf_dedup_start(rf_engine *e, const struct rf_dedup_config *user_cf
 		return -EINVAL;
 	if ((unsigned int)cfg->mode > RF_DEDUP_KSM || cfg->scan_threads > 64 ||
 	    cfg->cpu_percent > 100 || cfg->idle_cpu_percent > 100 || cfg->backoff_max > 30 ||
-	    (unsigned int)cfg->huge > RF_DEDUP_HUGE_SPLIT_COLD) {
+	    (unsigned int)cfg->huge > RF_DEDUP_HUGE_SPLIT_COLD || cfg->vma_single_pct > 100) {
 		rf_log(e, RF_LOG_ERR,
-		       "dedup: start: bad config (mode %d, %u threads, cpu %u%%, idle cpu %u%%)",
-		       cfg->mode, cfg->scan_threads, cfg->cpu_percent, cfg->idle_cpu_percent);
+		       "dedup: start: bad config (mode %d, %u threads, cpu %u%%, idle cpu %u%%, "
+		       "vma_single_pct %u (0..100))",
+		       cfg->mode, cfg->scan_threads, cfg->cpu_percent, cfg->idle_cpu_percent,
+		       cfg->vma_single_pct);
 		return -EINVAL;
 	}
 	if (e->dedup)

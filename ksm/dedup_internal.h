@@ -597,9 +597,9 @@ int dedup_page_release(rf_vm *vm, struct rf_region *r, uint64_t idx, uint64_t pt
  * payload names no store. */
 struct rf_store *dedup_store_of(struct rf_dedup *d, uint32_t payload, uint32_t *pg);
 /* Whether @vmas_needed more mappings, for a run of @run_pages pages, fit the
- * VMA budget: single pages (runs shorter than VMA_RUN_PAGES) only its first half (recounting
- * the process's mappings before refusing; each refusal counted, the first of
- * each kind logged). */
+ * VMA budget: single pages (runs shorter than VMA_RUN_PAGES) only their share
+ * of it, cfg.vma_single_pct (recounting the process's mappings before
+ * refusing; each refusal counted, the first of each kind logged). */
 #define VMA_RUN_PAGES 2
 bool vma_budget_allows(struct rf_dedup *d, unsigned int vmas_needed, unsigned int run_pages);
 /* The process's mappings, from /proc/self/maps. */

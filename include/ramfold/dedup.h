@@ -145,6 +145,13 @@ struct rf_dedup_config {
 	 * RF_DEDUP_HUGE_KEEP, so that no pass before its first tick splits a
 	 * huge page. Default RF_DEDUP_HUGE_SPLIT. (0.4) */
 	enum rf_dedup_huge huge;
+	/* Share of the VMA budget, above the mappings the process has at start,
+	 * that merges of single pages may use, 1..100; runs may use all of it.
+	 * Single pages cost two mappings for 4 KiB, a run two for up to 2 MiB:
+	 * below 100, scattered duplicates leave room for runs that come later
+	 * (guests sharing an OS image laid out alike). Default 100, as 0.3;
+	 * 0 = default. (0.4) */
+	unsigned int vma_single_pct;
 };
 
 /* Defaults: RF_DEDUP_INTRA_VM, engine's threads, fastest until converged. */

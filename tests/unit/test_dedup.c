@@ -77,6 +77,9 @@ static void fx_init(struct fx *f, size_t size, unsigned int nvms, const char *do
 	}
 }
 
+/* rf_dedup_config.vma_single_pct for the next fx_start (0: the default). */
+static unsigned int fx_vma_single_pct;
+
 static void fx_start_idle(struct fx *f, enum rf_dedup_mode mode, uint64_t vma_budget,
 			  unsigned int idle_pct)
 {
@@ -85,6 +88,8 @@ static void fx_start_idle(struct fx *f, enum rf_dedup_mode mode, uint64_t vma_bu
 	rf_dedup_config_init(&dc);
 	dc.mode = mode;
 	dc.vma_budget = vma_budget;
+	if (fx_vma_single_pct)
+		dc.vma_single_pct = fx_vma_single_pct;
 	dc.idle_cpu_percent = idle_pct;
 	if (idle_pct == 100)
 		dc.backoff_max = 0; /* racing tests: merge rewritten pages at once */
@@ -684,10 +689,11 @@ static void test_vma_budget(void **state)
 }
 
 /*
- * Single pages may use only half of what the VMA budget leaves, so that a
- * long run of duplicates after them still merges: 1,024 single-page pairs
- * come first in the scan, then a 256-page run equal to another. Without the
- * halves the pairs took every mapping and the run stayed private.
+ * With vma_single_pct at 50, single pages may use only half of what the VMA
+ * budget leaves, so that a long run of duplicates after them still merges:
+ * 1,024 single-page pairs come first in the scan, then a 256-page run equal
+ * to another. Without the share the pairs took every mapping and the run
+ * stayed private. A share over 100 is refused.
  */
 static void test_vma_budget_keeps_runs(void **state)
 {
@@ -700,8 +706,20 @@ static void test_vma_budget_keeps_runs(void **state)
 	if (skip_unless_supported())
 		skip();
 	fx_init(&f, 16u << 20, 1, NULL, NULL);
+	{
+		struct rf_dedup_config bad;
+
+		rf_dedup_config_init(&bad);
+		bad.vma_single_pct = 101;
+		assert_int_equal(rf_dedup_start(f.e, &bad), -EINVAL);
+		assert_true(rf_engine_last_error(f.e, err, sizeof(err)) > 0);
+		assert_non_null(strstr(err, "vma_single_pct 101 (0..100)"));
+	}
+	fx_vma_single_pct = 50;
 	vma_budget_run(&f, true, 60, &st, err, sizeof(err));
-	assert_non_null(strstr(err, "merging of single pages stopped at half the VMA budget"));
+	fx_vma_single_pct = 0;
+	assert_non_null(
+	    strstr(err, "merging of single pages stopped at their share of the VMA budget (50%)"));
 	/* Two scanner threads may cut the run where one files candidates
 	 * while the other pairs with them; a cut-off single page is weighed
 	 * as any (nearly all of the run merges all the same). */

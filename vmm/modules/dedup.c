@@ -19,6 +19,8 @@
  *                          measuring from one instant, as bench-dedup-procs does)
  *   --dedup-nice N         the scanner threads' nice, -20..19 (default: the
  *                          VMM's): a peer bench runs them at ksmd's (5)
+ *   --dedup-vma-single PCT share of the VMA budget single-page merges may use
+ *                          (default 100; the experiment's scenarios: 50)
  *   --vm ...,domain=NAME   sharing domain (mode domains: same name shares)
  *   --vm ...,dedup=off     this VM is not scanned
  *
@@ -156,6 +158,22 @@ static int opt_paused(struct vmm *vmm, const char *v)
 	(void)vmm;
 	(void)v;
 	dg.paused = true;
+	return 0;
+}
+
+static int opt_vma_single(struct vmm *vmm, const char *v)
+{
+	uint64_t pct;
+
+	(void)vmm;
+	cfg_defaults();
+	if (parse_u64(v, &pct) || pct < 1 || pct > 100) {
+		vmm_errorf("--dedup-vma-single %s: expected a share of the VMA budget, 1..100 "
+			   "(percent)",
+			   v);
+		return -1;
+	}
+	dg.cfg.vma_single_pct = (unsigned int)pct;
 	return 0;
 }
 
@@ -395,6 +413,9 @@ static const struct vmm_option dedup_options[] = {
      opt_huge},
     {"dedup-paused", NULL, "attach no VM to dedup until set-dedup {\"run\":true}", opt_paused},
     {"dedup-nice", "N", "the dedup scanner threads' nice, -20..19 (default: the VMM's)", opt_nice},
+    {"dedup-vma-single", "PCT",
+     "share of the VMA budget merges of single pages may use, 1..100 (default 100)",
+     opt_vma_single},
     {"dedup-broker", "PATH",
      "with --dedup domains: share across processes through ramfoldd at PATH", opt_broker},
     {"dedup-broker-start", "PATH",
