@@ -36,11 +36,14 @@
 #include "pfn_runs.h"
 #include "virtio_dev.h"
 
-/* balloon_map.c: the chunks of one region that may hold ballooned pages. */
+/* balloon_map.c: what the device keeps per 2 MiB chunk of one region: which
+ * chunks may hold ballooned pages, and (report_reuse.c) when a report last
+ * discarded each. Either array may be NULL; both NULL: slot unused. */
 #define BALLOON_CHUNK_PAGES 512u /* 2 MiB */
 struct balloon_map_region {
-	uint64_t gpa, npages; /* the region the bits describe */
-	uint64_t *bits;	      /* one per chunk; NULL: slot unused */
+	uint64_t gpa, npages; /* the region the arrays describe */
+	uint64_t *bits;	      /* one bit per chunk */
+	uint8_t *stamp;	      /* per chunk: 0 never, else the second % 255 + 1 */
 };
 
 /* What a queue carries; its index follows the negotiated features. */
@@ -53,16 +56,8 @@ enum queue_role {
 	ROLE_REPORTING
 };
 
-/* report_reuse.c: the seconds at which a report discarded each 2 MiB chunk
- * of one region (0: never). */
-struct report_reuse_region {
-	uint64_t gpa, npages;
-	uint8_t *stamp;
-};
-
 /* report_reuse.c: whether the guest takes back what it reports. */
 struct report_reuse {
-	struct report_reuse_region reg[RF_MAX_REGIONS];
 	uint64_t rechecked, reused; /* pages, halved past EVIDENCE_MAX */
 	unsigned int kept_run;	    /* reports since the last probe, while keeping */
 	bool keeping;
@@ -149,6 +144,10 @@ void balloon_unballoon_all(struct rf_balloon *b);
  * free the bitmaps. The __ calls need the regions lock.
  */
 void __balloon_map_mark(struct rf_balloon *b, const struct rf_pfn_run *runs, size_t n);
+/* The slot of region @r (NULL if none); if @make, one is made (its arrays
+ * NULL) when it has none. Regions lock held. */
+struct balloon_map_region *__balloon_map_slot(struct rf_balloon *b, const struct rf_region *r,
+					      bool make);
 typedef void balloon_chunk_fn(struct rf_balloon *b, struct rf_region *r, uint64_t first,
 			      uint64_t end, void *arg);
 void __balloon_map_walk(struct rf_balloon *b, balloon_chunk_fn *fn, void *arg);

@@ -18,8 +18,10 @@
  *
  * Regions come and go (hotplug), so a region's bits are kept with its gpa
  * and size, and a slot whose region is gone (nothing with that gpa and
- * size is mapped now) is reused. The bitmaps are small: 4 KiB for a 64 GiB
- * region. Used under b->lock; the calls named __ need the regions lock.
+ * size is mapped now) is reused. The same slot holds free page reporting's
+ * per-chunk stamps (report_reuse.c), so the two share one lookup. The
+ * bitmaps are small: 4 KiB for a 64 GiB region. Used under b->lock; the
+ * calls named __ need the regions lock.
  */
 #include <string.h>
 
@@ -40,31 +42,32 @@ static bool __map_region_live(struct rf_balloon *b, const struct balloon_map_reg
 	return r && r->gpa == m->gpa && r->npages == m->npages;
 }
 
-/* The bits of region @r, made if need be; NULL if there is no memory for
- * them. Regions lock held. */
-static struct balloon_map_region *__map_slot(struct rf_balloon *b, const struct rf_region *r)
+struct balloon_map_region *__balloon_map_slot(struct rf_balloon *b, const struct rf_region *r,
+					      bool make)
 {
 	struct balloon_map_region *m;
 	unsigned int i;
 
 	for (i = 0; i < RF_MAX_REGIONS; i++) {
 		m = &b->map[i];
-		if (m->bits && m->gpa == r->gpa && m->npages == r->npages)
+		if ((m->bits || m->stamp) && m->gpa == r->gpa && m->npages == r->npages)
 			return m;
 	}
+	if (!make)
+		return NULL;
 	/* At most RF_MAX_REGIONS regions are mapped, so while @r is one of
 	 * them, some slot is free or describes a region that is gone. */
 	for (i = 0; i < RF_MAX_REGIONS; i++) {
 		m = &b->map[i];
-		if (!m->bits || !__map_region_live(b, m))
+		if ((!m->bits && !m->stamp) || !__map_region_live(b, m))
 			break;
 	}
 	if (i == RF_MAX_REGIONS)
 		return NULL;
 	rf_free(b->e, m->bits);
-	m->bits = rf_zalloc(b->e, map_words(r->npages) * sizeof(*m->bits));
-	if (!m->bits)
-		return NULL;
+	rf_free(b->e, m->stamp);
+	m->bits = NULL;
+	m->stamp = NULL;
 	m->gpa = r->gpa;
 	m->npages = r->npages;
 	return m;
@@ -75,10 +78,13 @@ void __balloon_map_mark(struct rf_balloon *b, const struct rf_pfn_run *runs, siz
 	for (size_t i = 0; i < n; i++) {
 		uint64_t gpa = runs[i].pfn << RF_PAGE_SHIFT;
 		struct rf_region *r = __rf_vm_find_region(b->vm, gpa);
-		struct balloon_map_region *m = r ? __map_slot(b, r) : NULL;
+		struct balloon_map_region *m = r ? __balloon_map_slot(b, r, true) : NULL;
 		uint64_t first, last;
 
-		if (!m)
+		if (m && !m->bits)
+			m->bits = rf_zalloc(b->e, map_words(m->npages) * sizeof(*m->bits));
+
+		if (!m || !m->bits)
 			continue; /* the reset's fallback walk finds these pages */
 		first = rf_region_index(r, gpa) / BALLOON_CHUNK_PAGES;
 		last = (rf_region_index(r, gpa) + runs[i].npages - 1) / BALLOON_CHUNK_PAGES;
@@ -94,13 +100,9 @@ void __balloon_map_walk(struct rf_balloon *b, balloon_chunk_fn *fn, void *arg)
 	/* Region by region in gpa order, chunks ascending: a save writes its
 	 * runs in the order found. */
 	for (unsigned int i = 0; (r = __rf_vm_region(b->vm, i)); i++) {
-		const struct balloon_map_region *m = NULL;
+		const struct balloon_map_region *m = __balloon_map_slot(b, r, false);
 
-		for (unsigned int k = 0; k < RF_MAX_REGIONS && !m; k++)
-			if (b->map[k].bits && b->map[k].gpa == r->gpa &&
-			    b->map[k].npages == r->npages)
-				m = &b->map[k];
-		for (uint64_t w = 0; m && w < map_words(m->npages); w++) {
+		for (uint64_t w = 0; m && m->bits && w < map_words(m->npages); w++) {
 			for (uint64_t bits = m->bits[w]; bits; bits &= bits - 1) {
 				uint64_t c = w * 64 + (uint64_t)__builtin_ctzll(bits);
 				uint64_t first = c * BALLOON_CHUNK_PAGES;
@@ -123,6 +125,8 @@ void balloon_map_free(struct rf_balloon *b)
 {
 	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++) {
 		rf_free(b->e, b->map[i].bits);
+		rf_free(b->e, b->map[i].stamp);
 		b->map[i].bits = NULL;
+		b->map[i].stamp = NULL;
 	}
 }

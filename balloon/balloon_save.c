@@ -209,8 +209,9 @@ static void put_image(struct wcur *w, struct rf_balloon *b, uint64_t nruns)
 	unsigned int nq = rf_virtio_num_queues(&b->dev);
 	/* The counters after their size member (the image holds no sizes). */
 	const uint64_t *ctr = &b->ctr.inflate_buffers;
-	const size_t nctr = (sizeof(b->ctr) - offsetof(struct rf_balloon_counters, inflate_buffers)) /
-			    sizeof(uint64_t);
+	const size_t nctr =
+	    (sizeof(b->ctr) - offsetof(struct rf_balloon_counters, inflate_buffers)) /
+	    sizeof(uint64_t);
 
 	put(w, SAVE_MAGIC, 4);
 	put(w, SAVE_VERSION, 2);
@@ -613,8 +614,9 @@ static void apply_state(struct rf_balloon *b, const uint8_t *p, const struct sav
 {
 	struct rf_virtio_dev *d = &b->dev;
 	uint64_t *ctr = &b->ctr.inflate_buffers;
-	const size_t nctr = (sizeof(b->ctr) - offsetof(struct rf_balloon_counters, inflate_buffers)) /
-			    sizeof(uint64_t);
+	const size_t nctr =
+	    (sizeof(b->ctr) - offsetof(struct rf_balloon_counters, inflate_buffers)) /
+	    sizeof(uint64_t);
 	bool fok = s->status & RF_VIRTIO_STATUS_FEATURES_OK;
 	struct rcur r = {p, s->stats_off};
 	uint64_t now = rf_now_ns();

@@ -39,9 +39,10 @@
  * window is at most 120 s, and at worst one report is judged on stale
  * evidence.
  *
- * Memory: one byte per 2 MiB chunk of each region (512 bytes per GiB),
- * made at the first report that needs it; a region that went away (hotplug)
- * frees its slot to the next. Used under b->lock; the regions lock is taken
+ * Memory: one byte per 2 MiB chunk of each region (512 bytes per GiB), kept
+ * in balloon_map.c's per-region slot beside the ballooned-chunk bits, made at
+ * the first report that needs it; a region that went away (hotplug) frees
+ * its slot to the next. Used under b->lock; the regions lock is taken
  * for reading here.
  */
 #include <string.h>
@@ -64,39 +65,16 @@ static unsigned int stamp_age(uint8_t now, uint8_t s)
 	return (unsigned int)(now + 255 - s) % 255;
 }
 
-/* The stamps of region @r, made if @make and need be; NULL if none.
- * Regions lock held. */
+/* The stamps of region @r (balloon_map.c's slot), made if @make and need
+ * be; NULL if none. Regions lock held. */
 static uint8_t *region_stamps(struct rf_balloon *b, const struct rf_region *r, bool make)
 {
-	struct report_reuse_region *m;
-	unsigned int i;
+	struct balloon_map_region *m = __balloon_map_slot(b, r, make);
 
-	for (i = 0; i < RF_MAX_REGIONS; i++) {
-		m = &b->reuse.reg[i];
-		if (m->stamp && m->gpa == r->gpa && m->npages == r->npages)
-			return m->stamp;
-	}
-	if (!make)
-		return NULL;
-	for (i = 0; i < RF_MAX_REGIONS; i++) {
-		const struct rf_region *live;
-
-		m = &b->reuse.reg[i];
-		if (!m->stamp)
-			break;
-		live = __rf_vm_find_region(b->vm, m->gpa);
-		if (!live || live->gpa != m->gpa || live->npages != m->npages)
-			break;
-	}
-	if (i == RF_MAX_REGIONS)
-		return NULL;
-	rf_free(b->e, m->stamp);
-	m->stamp = rf_zalloc(b->e, (r->npages + BALLOON_CHUNK_PAGES - 1) / BALLOON_CHUNK_PAGES);
-	if (!m->stamp)
-		return NULL;
-	m->gpa = r->gpa;
-	m->npages = r->npages;
-	return m->stamp;
+	if (m && !m->stamp && make)
+		m->stamp =
+		    rf_zalloc(b->e, (m->npages + BALLOON_CHUNK_PAGES - 1) / BALLOON_CHUNK_PAGES);
+	return m ? m->stamp : NULL;
 }
 
 /* Pages of [@idx, @idx + @n) of @r resident now (at most one chunk). */
@@ -269,8 +247,7 @@ void report_reuse_stamp(struct rf_balloon *b, const struct rf_pfn_run *runs, siz
 
 void report_reuse_free(struct rf_balloon *b)
 {
-	for (unsigned int i = 0; i < RF_MAX_REGIONS; i++)
-		rf_free(b->e, b->reuse.reg[i].stamp);
+	/* The stamps go with balloon_map.c's slots (balloon_map_free). */
 	rf_free(b->e, b->reuse.pm);
 	memset(&b->reuse, 0, sizeof(b->reuse));
 }
