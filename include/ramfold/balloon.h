@@ -468,8 +468,8 @@ struct rf_balloon_counters {
 	/* 0.4, work done (after the rejections so that the 0.3 layout holds;
 	 * rf_balloon_rejected_total stops before them): */
 	uint64_t report_reused_pages; /* reported again, resident again, within report_reuse_ms */
-	uint64_t
-	    report_kept_pages; /* pages of reports kept, not discarded (ballooned ones stay so) */
+	/* pages of reports kept, not discarded (ballooned ones among them stay so) */
+	uint64_t report_kept_pages;
 };
 
 int rf_balloon_counters(rf_balloon *b, struct rf_balloon_counters *out);
