@@ -13,11 +13,34 @@
 #include "overcommit.h"
 
 /*
- * ramfold's fault stall, % of the guests' vCPU time: vCPU-ns waited per
- * second over the vCPUs there are (each demo guest has one, vmm/core/vm.c,
- * so the VMs' count), between the first reading after the settling time and
- * the last reading (the VMM answers none once its guests are stopping).
+ * ramfold's fault stall between samples @a and @b, as a fraction of the
+ * guests' vCPU time: vCPU-ns waited per second over the vCPUs there are
+ * (each demo guest has one, vmm/core/vm.c, so the VMs' count); -1 without
+ * both readings.
  */
+static double rf_stall_between(const struct scenario *sc, const struct sample *a,
+			       const struct sample *b)
+{
+	double dt = b->t - a->t;
+
+	if (a->rf_stall_ns < 0 || b->rf_stall_ns < 0 || dt <= 0 || !sc->nvms)
+		return -1;
+	return (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e9 / dt / sc->nvms;
+}
+
+/* PSI "some" between @a and @b, as a fraction of the time; -1 without it. */
+static double psi_between(const struct sample *a, const struct sample *b)
+{
+	double dt = b->t - a->t;
+
+	if (a->stall_us < 0 || b->stall_us < 0 || dt <= 0)
+		return -1;
+	return (double)(b->stall_us - a->stall_us) / 1e6 / dt;
+}
+
+/* ramfold's fault stall, % of the guests' vCPU time, between the first
+ * reading after the settling time and the last reading within the duration
+ * (the VMM answers none once its guests are stopping). */
 static void judge_rf_stall(const struct scenario *sc, struct run_result *rr)
 {
 	const struct sample *a = NULL, *b = NULL;
@@ -29,9 +52,8 @@ static void judge_rf_stall(const struct scenario *sc, struct run_result *rr)
 			a = &rr->s[i];
 		b = &rr->s[i];
 	}
-	if (a && b && b->t - a->t >= 1 && sc->nvms)
-		rr->rf_stall_pct =
-		    (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e7 / (b->t - a->t) / sc->nvms;
+	if (a && b && b->t - a->t >= 1 && rf_stall_between(sc, a, b) >= 0)
+		rr->rf_stall_pct = 100 * rf_stall_between(sc, a, b);
 }
 
 /* Each guest's work rate and the stall, from the first sample after the
@@ -55,8 +77,8 @@ void judge_work(const struct scenario *sc, struct run_result *rr)
 		return;
 	for (int i = 0; i < sc->nvms; i++)
 		rr->work_rate[i] = (double)(b->work[i] - a->work[i]) / dt;
-	if (a->stall_us >= 0 && b->stall_us >= 0)
-		rr->stall_pct = (double)(b->stall_us - a->stall_us) / 1e4 / dt;
+	if (psi_between(a, b) >= 0)
+		rr->stall_pct = 100 * psi_between(a, b);
 }
 
 /* Guest work as a share of the unconstrained run's @base, guest by guest:
@@ -107,16 +129,8 @@ static double share_at(const struct scenario *sc, const struct run_result *rr, i
 static double stall_at(const struct scenario *sc, const struct run_result *rr, int i, int w)
 {
 	const struct sample *a = &rr->s[i - w], *b = &rr->s[i];
-	double dt = b->t - a->t;
 
-	if (dt <= 0)
-		return -1;
-	if (a->rf_stall_ns >= 0 && b->rf_stall_ns >= 0)
-		return sc->nvms ? (double)(b->rf_stall_ns - a->rf_stall_ns) / 1e9 / dt / sc->nvms
-				: -1;
-	if (a->stall_us >= 0 && b->stall_us >= 0)
-		return (double)(b->stall_us - a->stall_us) / 1e6 / dt;
-	return -1;
+	return rf_stall_between(sc, a, b) >= 0 ? rf_stall_between(sc, a, b) : psi_between(a, b);
 }
 
 void write_work_svg(const char *path, const struct scenario *sc, const struct run_result *rr,
