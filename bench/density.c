@@ -327,47 +327,31 @@ static int read_summary(const char *path, struct trial *t)
 	return 0;
 }
 
-/* Each guest's work per second from the first sample after @settle to the
- * last one at or before @end, the trial's duration (samples.csv's
- * work_bytes_NAME columns, in guest order). The runner samples on through
- * the VMM's teardown, when no guest works: ramfold's VMM took 13 s to exit
- * in one trial, and counting those seconds put its guests at 41-54% of
- * their reference when they did 70-100%. */
-static int read_rates(const char *path, double settle, double end, int nguests, struct trial *t)
+/* Each guest's work per second, as the runner judged it (RUN/work.csv: from
+ * the first sample after the settling time to the last within the duration,
+ * overcommit_work.c's judge_work), in guest order. -ENODATA when no guest
+ * worked at all (the VMM died before settling). */
+static int read_rates(const char *path, int nguests, struct trial *t)
 {
-	static char line[1 << 16];
+	char line[256];
 	FILE *fp = fopen(path, "re");
-	int col0 = -1, ncols = 0;
-	double ta = -1, tb = -1, wa[MAX_GUESTS], wb[MAX_GUESTS];
+	bool any = false;
+	int i = 0;
 
 	if (!fp)
 		return -errno;
-	if (fgets(line, sizeof(line), fp)) {
-		char *p = strstr(line, "work_bytes_");
-
-		for (char *q = line; p && q < p; q++)
-			col0 += *q == ',';
-		col0 += p != NULL;
-		for (char *q = line; *q; q++)
-			ncols += *q == ',';
-		ncols++;
+	if (!fgets(line, sizeof(line), fp)) { /* the header */
+		fclose(fp);
+		return -ENODATA;
 	}
-	while (col0 >= 0 && fgets(line, sizeof(line), fp)) {
-		double ts = atof(line), *w = ta < 0 && ts >= settle ? wa : wb;
-		char f[32];
+	for (; i < nguests && fgets(line, sizeof(line), fp); i++) {
+		const char *c = strchr(line, ',');
 
-		if (ts < settle || ts > end + 0.5)
-			continue;
-		for (int i = 0; i < nguests; i++)
-			w[i] = atof(csv_field(line, col0 + i, ncols, f, sizeof(f)));
-		*(w == wa ? &ta : &tb) = ts;
+		t->rate[i] = c ? atof(c + 1) : 0;
+		any |= t->rate[i] > 0;
 	}
 	fclose(fp);
-	if (ta < 0 || tb - ta < 1)
-		return -ENODATA;
-	for (int i = 0; i < nguests; i++)
-		t->rate[i] = (wb[i] - wa[i]) / (tb - ta);
-	return 0;
+	return i == nguests && any ? 0 : -ENODATA;
 }
 
 /*
@@ -483,8 +467,8 @@ static int run_trial(struct density *d, const char *label, const char *run_args,
 	}
 	snprintf(scen, sizeof(scen), "%s/%s/summary.csv", d->out, t->name);
 	rename(path, scen);
-	snprintf(path, sizeof(path), "%s/%s/samples.csv", d->out, t->name);
-	if (read_rates(path, d->settle, d->settle + d->measure, n, t)) {
+	snprintf(path, sizeof(path), "%s/%s/work.csv", d->out, t->name);
+	if (read_rates(path, n, t)) {
 		/* A VMM that died before the settling time (the kernel stack's
 		 * cgroup OOM-killed it 3 s in, in one trial) did no work: the
 		 * trial failed, the search goes on. With every guest alive to

@@ -29,7 +29,8 @@
  * For each run, in DIR/NAME/: the VMM's output and console logs, its
  * ledger CSV (host memory by category each second, from the library),
  * samples.csv (the ledger's rows plus the kernel's view of the VMM process:
- * smaps_rollup Rss/Pss, and KSM's pages_sharing), memory.svg (stacked
+ * smaps_rollup Rss/Pss, and KSM's pages_sharing), work.csv (each guest's
+ * work per second after the settling time, as judged), memory.svg (stacked
  * categories over time, with the budget and the process's Pss), and a row
  * in DIR/summary.csv and DIR/summary.txt. The checks of issue 7: every
  * guest responsive (its VM exits keep growing to the end), memcheck clean,
@@ -1079,6 +1080,8 @@ int main(int argc, char **argv)
 			maxload = rr[r].load;
 		snprintf(path, sizeof(path), "%s/%s/samples.csv", out, sc.runs[r].name);
 		write_samples(path, &sc, &rr[r]);
+		snprintf(path, sizeof(path), "%s/%s/work.csv", out, sc.runs[r].name);
+		write_work_rates(path, &sc, &rr[r]);
 		snprintf(path, sizeof(path), "%s/%s/memory.svg", out, sc.runs[r].name);
 		snprintf(title, sizeof(title),
 			 "%s: guest memory by category (ramfold ledger) vs budget %.0f MiB",

@@ -110,6 +110,9 @@ void plot_axes(FILE *f, const struct plot_frame *p, double yscale, const char *y
 /* Each guest's work rate after the settling time, and the stall (PSI, and
  * ramfold's fault stall). */
 void judge_work(const struct scenario *sc, struct run_result *rr);
+/* @path: a line per guest, its work per second after the settling time as
+ * judge_work found it (density-run reads it). */
+void write_work_rates(const char *path, const struct scenario *sc, const struct run_result *rr);
 /* @rr's guest work as a share of the unconstrained run @base's (NULL: none). */
 void judge_share(const struct scenario *sc, struct run_result *rr, const struct run_result *base);
 /* One line per run but @base: each guest's share of its work in @base. */

@@ -81,6 +81,18 @@ void judge_work(const struct scenario *sc, struct run_result *rr)
 		rr->stall_pct = 100 * psi_between(a, b);
 }
 
+void write_work_rates(const char *path, const struct scenario *sc, const struct run_result *rr)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return;
+	fprintf(f, "guest,work_per_s\n");
+	for (int i = 0; i < sc->nvms; i++)
+		fprintf(f, "%s,%.1f\n", sc->vm_names[i], rr->work_rate[i]);
+	fclose(f);
+}
+
 /* Guest work as a share of the unconstrained run's @base, guest by guest:
  * the mean over the guests that worked there, and the worst of them. */
 void judge_share(const struct scenario *sc, struct run_result *rr, const struct run_result *base)
