@@ -281,6 +281,15 @@ static void test_bad_args(void **state)
 	     "--dedup-nice 20: expected a nice value from -20 to 19"},
 	    {{"--dedup-nice", "five", "--vm", "name=a,mem=64M,workload=idle", NULL},
 	     "--dedup-nice five: expected a nice value from -20 to 19"},
+	    {{"--dedup-vma-single", "0", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--dedup-vma-single 0: expected a share of the VMA budget, 1..100 (percent)"},
+	    {{"--dedup-vma-single", "101", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--dedup-vma-single 101: expected a share of the VMA budget, 1..100 (percent)"},
+	    /* the balloon's window for reports a guest takes back */
+	    {{"--vm", "name=a,mem=64M,workload=idle,balloon-report-reuse=200000", NULL},
+	     "a: balloon-report-reuse=200000: expected a window in ms, 0..120000"},
+	    {{"--vm", "name=a,mem=64M,workload=idle,balloon-report-reuse=lots", NULL},
+	     "a: balloon-report-reuse=lots: expected a window in ms, 0..120000"},
 	};
 
 	(void)state;
