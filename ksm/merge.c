@@ -540,7 +540,9 @@ static bool maps_store_page(struct rf_dedup *d, const struct rf_region *r, uint6
 static unsigned int budget_pages(struct rf_dedup *d, const struct rf_region *r, uint64_t idx,
 				 unsigned int n, const struct rf_store *s, uint32_t pg)
 {
-	if (n >= VMA_RUN_PAGES)
+	/* With no share set (the default) a single page is not held back:
+	 * nothing to look at on the merge path. */
+	if (n >= VMA_RUN_PAGES || !d->cfg.vma_single_pct || d->cfg.vma_single_pct >= 100)
 		return VMA_RUN_PAGES;
 	if (pg != UINT32_MAX &&
 	    ((idx > 0 && pg > 0 && maps_store_page(d, r, idx - 1, s, pg - 1)) ||
