@@ -129,35 +129,33 @@ struct judge {
 	uint64_t rechecked, reused;
 };
 
+/*
+ * One piece of a report, before the verdict: if its chunk was discarded by a
+ * report within the window, its pages are rechecked and the resident ones
+ * counted as reused. Whatever the verdict, a resident page is the guest's
+ * again: one still marked FREE_REPORTED (nothing noticed the write yet) is
+ * PRIVATE, so that the ledger does not count it saved if the report is kept
+ * (a discard makes it FREE_REPORTED again), and a chunk with pages back in
+ * use forgets its stamp, since a kept page stays resident whether or not the
+ * guest uses it again (a discard stamps it again, report_reuse_stamp). Pages
+ * still out (reported twice, untouched between) keep the stamp: each report
+ * of them says the guest is not taking them back. Only this device makes
+ * pages FREE_REPORTED, under b->lock, so the pagemap reading taken before a
+ * page's lock still holds for a page whose state is FREE_REPORTED under it.
+ */
 static void judge_piece(struct rf_balloon *b, const struct rf_region *r, uint8_t *st,
 			uint64_t chunk, uint64_t idx, uint64_t n, void *arg)
 {
+	const uint64_t *pm = b->reuse.pm;
 	struct judge *j = arg;
+	uint64_t back;
 
 	if (!st[chunk] || stamp_age(j->now, st[chunk]) > j->window_s)
 		return;
+	back = resident_pages(b, r, idx, n);
 	j->rechecked += n;
-	j->reused += resident_pages(b, r, idx, n);
-}
-
-/*
- * A kept chunk whose pages are back in use: they stay resident, so its stamp
- * would tell nothing more and goes, and its resident pages still marked
- * FREE_REPORTED (the guest wrote them since the discard, and nothing has
- * noticed yet) are PRIVATE again, so that the ledger does not count as saved
- * what the report leaves resident. Only this device makes pages
- * FREE_REPORTED, under b->lock, so the pagemap reading taken before the lock
- * still holds for a page whose state is FREE_REPORTED under it. Pages still
- * out (reported twice, untouched between) keep the stamp: each report of
- * them again says the guest is not taking them back.
- */
-static void forget_piece(struct rf_balloon *b, const struct rf_region *r, uint8_t *st,
-			 uint64_t chunk, uint64_t idx, uint64_t n, void *arg)
-{
-	const uint64_t *pm = b->reuse.pm;
-
-	(void)arg;
-	if (!st[chunk] || !resident_pages(b, r, idx, n))
+	j->reused += back;
+	if (!back)
 		return;
 	st[chunk] = 0;
 	for (uint64_t i = 0; i < n; i++) {
@@ -212,8 +210,6 @@ bool report_reuse_judge(struct rf_balloon *b, const struct rf_pfn_run *runs, siz
 	keep = churning && ++u->kept_run % KEEP_PROBE != 0;
 	if (!churning)
 		u->kept_run = 0;
-	if (keep)
-		for_each_piece(b, runs, n, false, forget_piece, NULL);
 	rf_vm_regions_unlock(b->vm);
 	if (keep)
 		b->ctr.report_kept_pages += pages;
