@@ -79,10 +79,11 @@
 
 static const uint8_t zero_page[RF_PAGE_SIZE];
 
-static inline void pte_mark_wp(rf_pte_t *p, uint64_t v)
+static inline void pte_mark_wp(rf_pte_t *p)
 {
-	/* Still locked: the fault thread reads F_WP without the lock (uffd.h). */
-	atomic_store_explicit(p, v | RF_PTE_F_WP | RF_PTE_LOCKED, memory_order_release);
+	/* Still locked: the fault thread reads F_WP without the lock (uffd.h).
+	 * An OR, not a store: F_DISCARD may be set meanwhile (page_table.h). */
+	atomic_fetch_or_explicit(p, RF_PTE_F_WP, memory_order_release);
 }
 
 static inline void pte_release(rf_vm *vm, rf_pte_t *p, uint64_t old)
@@ -266,7 +267,7 @@ static unsigned int lock_private(struct rf_region *r, uint64_t idx, unsigned int
 			break;
 		}
 		old[k] = v;
-		pte_mark_wp(p, v);
+		pte_mark_wp(p);
 	}
 	return k;
 }
@@ -816,7 +817,7 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 			break;
 		}
 		old[k] = v;
-		pte_mark_wp(p, v);
+		pte_mark_wp(p);
 	}
 	n = k;
 	if (n == 0)

@@ -252,5 +252,18 @@ void rf_pte_unlock(rf_vm *vm, rf_pte_t *p, uint64_t old, uint64_t new)
 		atomic_fetch_sub_explicit(&vm->state_pages[so], 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&vm->state_pages[sn], 1, memory_order_relaxed);
 	}
-	atomic_store_explicit(p, new & ~RF_PTE_LOCKED, memory_order_release);
+	/* RF_PTE_F_DISCARD may have been set under the holder's lock
+	 * (rf_pte_mark_discard): the holder's new value keeps it then. A
+	 * holder that found it set at lock time may clear it. */
+	uint64_t cur = atomic_load_explicit(p, memory_order_relaxed), fin;
+
+	do
+		fin = (new & ~RF_PTE_LOCKED) | (cur & ~old & RF_PTE_F_DISCARD);
+	while (!atomic_compare_exchange_weak_explicit(p, &cur, fin, memory_order_release,
+						      memory_order_relaxed));
+}
+
+uint64_t rf_pte_mark_discard(rf_pte_t *p)
+{
+	return atomic_fetch_or_explicit(p, RF_PTE_F_DISCARD, memory_order_seq_cst);
 }

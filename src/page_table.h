@@ -7,6 +7,7 @@
  *   bit  3      lock: held by the one thread changing the page's mapping
  *   bit  4      excluded by the embedder (never merged, swapped, ballooned)
  *   bits 5-15   module flags (RF_PTE_F_*), changed only under the lock
+ *               (but F_DISCARD, see rf_pte_mark_discard)
  *   bits 32-63  payload: store page for MERGED, swap slot for SWAPPED, ...
  *
  * A state transition is: lock the entry (rf_pte_lock), change the mapping
@@ -45,6 +46,7 @@ typedef _Atomic uint64_t rf_pte_t;
 #define RF_PTE_F_UWP	     (1ull << 10) /* write-protected by the embedder (rf_vm_write_protect) */
 #define RF_PTE_F_HOT	     (1ull << 11) /* swap: staged by sampling, touched: laps to skip, bit 0 */
 #define RF_PTE_F_HOT2	     (1ull << 12) /* swap: the same count, bit 1 (swap_sample.c) */
+#define RF_PTE_F_DISCARD     (1ull << 13) /* swap: an outside discard covers it (swap_in.c) */
 #define RF_PTE_FLAGS_MASK    0xfff0ull
 #define RF_PTE_PAYLOAD_SHIFT 32
 
@@ -77,6 +79,15 @@ static inline uint64_t rf_pte_peek(rf_pte_t *p)
 /* Take the entry's lock, spinning (then yielding) while another holds it.
  * Returns the entry's value without the lock bit. */
 uint64_t rf_pte_lock(rf_pte_t *p);
+
+/*
+ * Set RF_PTE_F_DISCARD, locked or not, and return the entry as it was (the
+ * lock bit included): the one flag set without the lock, by the swap
+ * pager's REMOVE handler, which may not wait for a holder (swap_in.c). The
+ * holder's rf_pte_unlock keeps it; the entry as returned says whether the
+ * holder had already published.
+ */
+uint64_t rf_pte_mark_discard(rf_pte_t *p);
 
 /* Take the lock if free: true and *@v set, or false. */
 bool rf_pte_trylock(rf_pte_t *p, uint64_t *v);

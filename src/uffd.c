@@ -60,6 +60,11 @@ struct rf_uffd {
 	_Atomic uint64_t msgs[RF_UFFD_NKINDS];
 	_Atomic uint64_t retried;
 	_Atomic uint64_t eagain;
+	/* REMOVE events read and not yet dispatched to the end (a handler
+	 * that asked for a retry keeps its event counted): a discard whose
+	 * zap may still be to come and whose handler has not yet looked at
+	 * its pages (rf_uffd_remove_pending). */
+	_Atomic unsigned int removes_unhandled;
 
 	/* rf_uffd_sync: a caller takes ticket sync_req + 1 and waits until
 	 * sync_done reaches it; the fault thread sets sync_done to the sync_req it
@@ -347,6 +352,8 @@ static int dispatch(struct rf_uffd *u, const struct uffd_msg *m, uint64_t t0)
 	u->cur_t0 = t0;
 	u->cur_parked = false;
 	ret = dispatch_kind(u, m, k);
+	if (k == RF_UFFD_EV_REMOVE && ret != -EAGAIN)
+		atomic_fetch_sub(&u->removes_unhandled, 1);
 	if (ret != -EAGAIN && !u->cur_parked &&
 	    (k == RF_UFFD_FAULT_WP || k == RF_UFFD_FAULT_MISSING || k == RF_UFFD_FAULT_MINOR))
 		rf_stall_end(u->vm, t0, rf_stall_now());
@@ -370,12 +377,15 @@ static void retry_pending(struct rf_uffd *u)
 		if (u->npending < PENDING_MAX) {
 			u->pending_t0[u->npending] = t0[i];
 			u->pending[u->npending++] = batch[i];
-		} else
+		} else {
+			if (msg_kind(&batch[i]) == RF_UFFD_EV_REMOVE)
+				atomic_fetch_sub(&u->removes_unhandled, 1);
 			rf_log(u->vm->e, RF_LOG_ERR,
 			       "%s: fault thread: retry list full, fault at 0x%llx dropped (its "
 			       "thread "
 			       "stays blocked until woken)",
 			       u->vm->name, (unsigned long long)batch[i].arg.pagefault.address);
+		}
 	}
 }
 
@@ -393,6 +403,11 @@ static unsigned int process_ready(struct rf_uffd *u)
 			return total;
 		/* One clock read for the batch: where each fault's wait starts. */
 		t0 = rf_stall_now();
+		/* Counted before any is dispatched: from the read on, the
+		 * discarder's zap may come at any time. */
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+			if (msg_kind(&msgs[i]) == RF_UFFD_EV_REMOVE)
+				atomic_fetch_add(&u->removes_unhandled, 1);
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			atomic_fetch_add_explicit(&u->msgs[msg_kind(&msgs[i])], 1,
 						  memory_order_relaxed);
@@ -509,6 +524,11 @@ void rf_uffd_own_del(struct rf_uffd *u, unsigned int i)
 	u->own[i].lo = u->own[i].hi = 0;
 	pthread_cond_signal(&u->own_free);
 	pthread_mutex_unlock(&u->own_lock);
+}
+
+bool rf_uffd_remove_pending(struct rf_uffd *u)
+{
+	return atomic_load(&u->removes_unhandled) != 0;
 }
 
 bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr)

@@ -196,6 +196,16 @@ void rf_uffd_own_del(struct rf_uffd *u, unsigned int slot);
 bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr);
 
 /*
+ * Has the fault thread read a UFFD_EVENT_REMOVE that its handler has not
+ * yet finished with? The discarder's madvise goes on from the read, so its
+ * zap may come at any time, and the kernel no longer fails UFFDIO_COPY or
+ * UFFDIO_MOVE with EAGAIN: a module putting bytes back into guest RAM
+ * (swap_sample.c) waits until this is false, or they could land after the
+ * zap and outlive the discard.
+ */
+bool rf_uffd_remove_pending(struct rf_uffd *u);
+
+/*
  * A missing fault @m, before the handler that received it answers it: if
  * the page is the embedder's (foreign, above), call the embedder's handler
  * with the page locked. Returns 1 when the fault is not the embedder's, or

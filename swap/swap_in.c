@@ -34,11 +34,13 @@
  * Events: UFFD_EVENT_REMOVE (someone discarded guest RAM with madvise)
  * turns swapped pages in the range into ZERO and frees their slots, so a
  * discarded page reads as zeros afterwards, never as stale swap content.
- * Pages locked when the event is handled are skipped and the event is not
- * retried: every discard the library makes (copy mode's own included) is
- * made under the page locks through rf_vm_discard_locked, which returns
- * only once the event is dispatched, so the event can never be taken for a
- * later discard of pages swapped out since. Discards done through
+ * Pages locked by one of the library's own discards are left to it (it
+ * makes every discard, copy mode's own included, under the page locks
+ * through rf_vm_discard_locked, which returns only once the event is
+ * dispatched); other locks are waited for; the event is never retried for
+ * a lock, so it can never be taken for a later discard of pages swapped
+ * out since. Resident pages are marked so that nothing moves their bytes
+ * out before the kernel's zap (pager_on_remove says why). Discards done through
  * rf_vm_discard_as() reach the pager earlier, through the page_release hook
  * (swap_pager.c), under the page lock. While an event is pending the
  * kernel fails uffd ioctls with EAGAIN: the handler then returns -EAGAIN
@@ -309,7 +311,26 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		rf_vm_regions_unlock(vm);
 		return err; /* being swapped out or discarded right now */
 	}
-	nv = v & ~RF_PTE_F_COLD; /* touched: a whole revolution before it may go */
+	/* Touched: a whole revolution before it may go. Missing: an outside
+	 * discard that marked it is done with it (pager_on_remove). */
+	nv = v & ~(RF_PTE_F_COLD | RF_PTE_F_DISCARD);
+	/* Swapped while an outside discard was under way (pager_on_remove):
+	 * its bytes were discarded. ZERO now; the retry answers it as such. */
+	if (pte_is_swapped(v) && (v & RF_PTE_F_DISCARD)) {
+		pager_drop_page(p, r, idx, rf_pte_payload(v));
+		rf_pte_unlock(vm, pte, v,
+			      rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_ZERO), 0));
+		rf_vm_regions_unlock(vm);
+		return -EAGAIN;
+	}
+	/* A REMOVE read before this fault and not yet handled (its handler
+	 * asked for a retry) may cover the page: it goes first, or the bytes
+	 * mapped here would outlive its zap. Retries run in reading order. */
+	if (pte_is_swapped(v) && rf_uffd_remove_pending(p->u)) {
+		rf_pte_unlock(vm, pte, v, v);
+		rf_vm_regions_unlock(vm);
+		return -EAGAIN;
+	}
 	if (pte_is_swapped(v) && handle_is_sample(rf_pte_payload(v))) {
 		err = sample_in(p, r, idx, v, nv);
 		rf_vm_regions_unlock(vm);
@@ -401,15 +422,33 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 }
 
 /*
- * A discard of guest RAM (madvise(MADV_DONTNEED) or similar): swapped pages
- * in the range become ZERO and their slots are freed, so a discarded page
- * reads as zeros afterwards, never as stale swap content. A locked swapped
- * page inside a discard the library is making itself belongs to that
- * discard (rf_vm_discard_as releases it through page_release); any other
- * locked page is waited for, without blocking: its holder (an audit
- * looking again, a test) never waits for the fault thread. The event is never
- * retried for a page lock: a retry could run after the page had been
- * written and swapped out again, and wipe it.
+ * A discard of guest RAM (madvise(MADV_DONTNEED) or similar) from outside
+ * the library: afterwards the pages read as zeros, never as bytes they had
+ * before it.
+ *
+ * Swapped pages in the range become ZERO and their slots are freed. A
+ * locked swapped page inside a discard the library is making itself
+ * belongs to that discard (rf_vm_discard_as releases it through
+ * page_release); any other locked swapped page is waited for, without
+ * blocking: its holder (a swap-in on this thread is impossible, so a
+ * sample settling, an audit, a test) never waits for the fault thread. The
+ * event is never retried for a page lock: a retry could run after the page
+ * had been written and swapped out again, and wipe it.
+ *
+ * Resident pages are the kernel's to zap, but only after this event was
+ * read; from the read on the kernel no longer fails UFFDIO_MOVE or
+ * UFFDIO_COPY with EAGAIN, so until the zap a swap-out or a sample stage
+ * could still move a page's bytes out of the mapping, where the zap would
+ * not find them. Each such page is marked RF_PTE_F_DISCARD, without its
+ * lock (rf_pte_mark_discard): a holder may be in the middle of that very
+ * move, and may need this thread to answer a fault of its own meanwhile (a
+ * copy-mode swap-out reading the page). The mark means "these bytes were
+ * discarded": no mover takes a marked page (swappable(), swap_out.c); a
+ * marked page that is nevertheless swapped (the move was under way) reads
+ * as zeros when it is next touched or settled (pager_on_missing,
+ * swap_sample.c); a missing fault on a resident-state page clears it (the
+ * zap is done). The other way, bytes put back into the mapping, is held
+ * off while the event is read and not yet handled (rf_uffd_remove_pending).
  */
 int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 {
@@ -421,6 +460,12 @@ int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	(void)u;
 	if (atomic_load(&p->dead))
 		return 0;
+	/* The library's own discard: every page of it is locked by the
+	 * discarder, which releases it through page_release and makes no
+	 * move before this event is dispatched. */
+	if (end > start && rf_uffd_own_discard(p->u, start) &&
+	    rf_uffd_own_discard(p->u, end - RF_PAGE_SIZE))
+		return 0;
 	/* Only map/unmap hold it for writing, and never while a discarder of
 	 * ours (a reader) is inside: a retry here is for outside discards. */
 	if (rf_vm_regions_tryrdlock(vm) != 0)
@@ -430,11 +475,20 @@ int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 		uint64_t lo = start > a ? start : a, hi = end < b ? end : b;
 
 		for (uint64_t pg = lo; pg < hi; pg += RF_PAGE_SIZE) {
-			uint64_t idx = (pg - a) >> RF_PAGE_SHIFT, v;
+			uint64_t idx = (pg - a) >> RF_PAGE_SHIFT, v = rf_pte_peek(&r->pte[idx]);
 			rf_pte_t *pte = &r->pte[idx];
+			enum rf_page_state s = rf_pte_state(v);
 			bool got;
 
-			if (!pte_is_swapped(rf_pte_peek(pte)))
+			/* Only these states have bytes a mover could take. */
+			if (!pte_is_swapped(v) && s != RF_PAGE_PRIVATE && s != RF_PAGE_ZERO &&
+			    s != RF_PAGE_FREE_REPORTED)
+				continue;
+			/* Marked first, then looked at: a holder either
+			 * published before the mark (we see it swapped) or
+			 * keeps the mark with what it publishes. */
+			v = rf_pte_mark_discard(pte);
+			if (!pte_is_swapped(v))
 				continue;
 			for (;;) {
 				if ((got = rf_pte_trylock(pte, &v)))
@@ -445,14 +499,14 @@ int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 			}
 			if (!got)
 				continue;
-			if (pte_is_swapped(v)) {
-				pager_drop_page(p, r, idx, rf_pte_payload(v));
-				rf_pte_unlock(
-				    vm, pte, v,
-				    rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0));
-			} else {
-				rf_pte_unlock(vm, pte, v, v);
+			if (!pte_is_swapped(v)) {
+				rf_pte_unlock(vm, pte, v, v); /* put back meanwhile: marked */
+				continue;
 			}
+			pager_drop_page(p, r, idx, rf_pte_payload(v));
+			rf_pte_unlock(vm, pte, v,
+				      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0) &
+					  ~RF_PTE_F_DISCARD);
 		}
 	}
 	rf_vm_regions_unlock(vm);

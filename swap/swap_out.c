@@ -363,9 +363,9 @@ static void copy_victims(struct rf_pager *p, const struct batch *b, unsigned int
 	const struct victim *vs = b->vs;
 	struct rf_region *r = b->r;
 
+	/* ORs, not stores: F_DISCARD may be set meanwhile (page_table.h). */
 	for (unsigned int i = 0; i < n; i++)
-		atomic_store_explicit(&r->pte[vs[i].idx], vs[i].v0 | RF_PTE_F_WP | RF_PTE_LOCKED,
-				      memory_order_release);
+		atomic_fetch_or_explicit(&r->pte[vs[i].idx], RF_PTE_F_WP, memory_order_release);
 	RF_TEST_POINT("swap.copy", p->vm);
 	for (unsigned int i = 0; i < n;) {
 		unsigned int j = run_end(b, i, n, NULL);
@@ -490,9 +490,8 @@ static void discard_stored(struct rf_pager *p, const struct batch *b, unsigned i
 		/* From the discard until publication the content is only in
 		 * the store: faults wait, even reads of a protected page. */
 		for (unsigned int k = i; k < j; k++)
-			atomic_store_explicit(&r->pte[vs[k].idx],
-					      vs[k].v0 | RF_PTE_F_WP | RF_PTE_F_OUT | RF_PTE_LOCKED,
-					      memory_order_release);
+			atomic_fetch_or_explicit(&r->pte[vs[k].idx], RF_PTE_F_WP | RF_PTE_F_OUT,
+						 memory_order_release);
 		err = rf_vm_discard_locked(p->vm, rf_region_page(r, vs[i].idx),
 					   (uint64_t)(j - i) << RF_PAGE_SHIFT);
 		RF_TEST_POINT("swap.discarded", rf_region_page(r, vs[i].idx));
@@ -644,8 +643,10 @@ static bool swappable(uint64_t v)
 {
 	enum rf_page_state s = rf_pte_state(v);
 
+	/* F_DISCARD: an outside discard may still zap it; bytes moved out now
+	 * would outlive the discard (pager_on_remove). */
 	return (s == RF_PAGE_PRIVATE || s == RF_PAGE_ZERO || s == RF_PAGE_FREE_REPORTED) &&
-	       !(v & (RF_PTE_EXCLUDED | RF_PTE_F_WP | RF_PTE_F_UWP));
+	       !(v & (RF_PTE_EXCLUDED | RF_PTE_F_WP | RF_PTE_F_UWP | RF_PTE_F_DISCARD));
 }
 
 /*

@@ -346,6 +346,22 @@ static void miscount_move(const char *where, void *arg)
 	mv->move = a > mv->src ? (int64_t)(a - mv->src) : -EEXIST;
 }
 
+/* swap.moved: the run over @tp.gpa has just left guest RAM, still locked
+ * and not yet published. The VMM discards the page now (madvise from this
+ * thread; it waits for the fault thread to read the event): what the kernel
+ * allows between reading a REMOVE event and zapping its range, where a move
+ * finds the page still there. */
+static void discard_outside_when_moved(const char *where, void *arg)
+{
+	struct uffdio_move *mv = arg;
+	uint64_t a = (uintptr_t)(tp.ram + tp.gpa);
+
+	if (strcmp(where, "swap.moved") != 0 || mv->src > a || mv->src + mv->len <= a ||
+	    mv->move != (int64_t)mv->len || atomic_exchange(&tp.fired, 1))
+		return;
+	assert_int_equal(madvise(tp.ram + tp.gpa, PG, MADV_DONTNEED), 0);
+}
+
 static int teardown_points(void **state)
 {
 	(void)state;
@@ -469,6 +485,30 @@ static void test_copy_mode_read_between_discard_and_publish(void **state)
 	rf_engine_free(e);
 }
 
+/* Move mode (skips the test where the kernel has no UFFDIO_MOVE): swap out
+ * every page of a new VM with @point set on @gpa. */
+static void move_out_with_point(rf_engine *e, rf_vm *vm, uint8_t *ram, uint64_t gpa,
+				void (*point)(const char *, void *), const char *what,
+				struct swap_job *j)
+{
+	struct rf_features f = {.size = sizeof(f)};
+
+	assert_int_equal(rf_engine_features(e, &f), 0);
+	if (!f.uffd_move) {
+		rf_engine_free(e);
+		skip();
+	}
+	tp.ram = ram;
+	tp.gpa = gpa;
+	rf_test_point = point;
+	assert_int_equal(rf_swap_pager_get(vm, &j->p), 0);
+	j->npages = NPAGES;
+	swap_out_or_die(j, what);
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&tp.fired), 1);
+	assert_int_equal(j->err, 0);
+}
+
 /* Move mode: the kernel moves a page out of guest RAM and reports that it
  * did not (the count UFFDIO_MOVE gives is short). The swap pager follows
  * the page tables: the page is in the staging buffer, so it is stored and
@@ -478,26 +518,12 @@ static void test_copy_mode_read_between_discard_and_publish(void **state)
 static void test_move_miscounted_by_kernel(void **state)
 {
 	rf_engine *e = engine("");
-	struct rf_features f = {.size = sizeof(f)};
 	struct swap_job j = {0};
 	uint8_t *ram;
 	rf_vm *vm = vm_with_pages(e, &ram);
 
 	(void)state;
-	assert_int_equal(rf_engine_features(e, &f), 0);
-	if (!f.uffd_move) {
-		rf_engine_free(e);
-		skip();
-	}
-	tp.ram = ram;
-	tp.gpa = 5 * PG;
-	rf_test_point = miscount_move;
-	assert_int_equal(rf_swap_pager_get(vm, &j.p), 0);
-	j.npages = NPAGES;
-	swap_out_or_die(&j, "move miscounted by the kernel");
-	rf_test_point = NULL;
-	assert_int_equal(atomic_load(&tp.fired), 1);
-	assert_int_equal(j.err, 0);
+	move_out_with_point(e, vm, ram, 5 * PG, miscount_move, "move miscounted by the kernel", &j);
 	for (uint64_t i = 0; i < NPAGES; i++) {
 		if (!check(ram + i * PG, i, 1)) {
 			fprintf(stderr,
@@ -507,6 +533,33 @@ static void test_move_miscounted_by_kernel(void **state)
 		assert_true(check(ram + i * PG, i, 1));
 	}
 	assert_int_equal(j.done, NPAGES); /* all of them went out */
+	rf_engine_free(e);
+}
+
+/* Move mode: a page is discarded from outside while a swap-out that took
+ * its bytes out of the mapping still holds it. The REMOVE handler finds it
+ * locked and not yet swapped; it may not wait (the holder may need the
+ * fault thread), so it marks it, and the swap-out publishes it swapped
+ * with the mark: the next touch reads zeros, and its slot is freed. Before
+ * the fix the handler passed over a page that was not swapped yet, and the
+ * page came back from the store with the bytes the VMM had discarded. */
+static void test_move_out_discarded_outside(void **state)
+{
+	rf_engine *e = engine("");
+	struct rf_swap_stats st = {.size = sizeof(st)};
+	struct swap_job j = {0};
+	uint8_t *ram;
+	rf_vm *vm = vm_with_pages(e, &ram);
+
+	(void)state;
+	move_out_with_point(e, vm, ram, 7 * PG, discard_outside_when_moved,
+			    "move out, discarded from outside before publication", &j);
+	assert_true(all_zero(ram + 7 * PG));
+	assert_int_equal(rf_vm_page_state(vm, 7 * PG), RF_PAGE_ZERO);
+	others_intact(ram, 7);
+	/* Every page is back in memory: no slot is left behind. */
+	assert_int_equal(rf_vm_swap_stats(vm, &st), 0);
+	assert_int_equal(st.file_bytes + st.tier_bytes, 0);
 	rf_engine_free(e);
 }
 
@@ -984,6 +1037,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_writer_after_read_of_zero_run, teardown_points),
 	    cmocka_unit_test_teardown(test_stall_of_writer_held_by_merge, teardown_points),
 	    cmocka_unit_test_teardown(test_move_miscounted_by_kernel, teardown_points),
+	    cmocka_unit_test_teardown(test_move_out_discarded_outside, teardown_points),
 	    cmocka_unit_test_teardown(test_pager_unprotects_under_page_lock, teardown_points),
 	    cmocka_unit_test_teardown(test_reported_page_written_becomes_private, teardown_points),
 	    cmocka_unit_test_teardown(test_audit_rechecks_under_lock, teardown_points),
