@@ -470,9 +470,22 @@ RF_EXPORT int rf_dedup_set_huge(rf_engine *e, enum rf_dedup_huge mode)
 		return -EOPNOTSUPP;
 	}
 	old = atomic_exchange(&d->huge_mode, (int)mode);
-	if (old != (int)mode)
-		rf_log(e, RF_LOG_INFO, "dedup: huge pages: %s -> %s",
-		       rf_dedup_huge_name((enum rf_dedup_huge)old), rf_dedup_huge_name(mode));
+	if (old == (int)mode)
+		return 0;
+	rf_log(e, RF_LOG_INFO, "dedup: huge pages: %s -> %s",
+	       rf_dedup_huge_name((enum rf_dedup_huge)old), rf_dedup_huge_name(mode));
+	if (old == RF_DEDUP_HUGE_KEEP) {
+		/* Pressure: the kept huge pages are judged now, over a
+		 * full-speed pass rather than the idle pace's (scanner.c,
+		 * "Huge pages"): the pass in progress and the next end off
+		 * the idle budget, and the one after judges. */
+		pthread_mutex_lock(&d->lock);
+		atomic_store(&d->huge_fast_until, atomic_load(&d->gen) + 1);
+		d->kick = true;
+		atomic_store(&d->converged, false);
+		pthread_cond_broadcast(&d->wake);
+		pthread_mutex_unlock(&d->lock);
+	}
 	return 0;
 }
 

@@ -473,9 +473,13 @@ struct rf_dedup {
 	_Atomic uint64_t passes;
 	/* Huge pages (scanner.c, "Huge pages"): the mode (enum rf_dedup_huge),
 	 * set at any time by rf_dedup_set_huge and read once per unit; its
-	 * counters; and whether the missing PAGEMAP_SCAN was logged. */
+	 * counters; and whether the missing PAGEMAP_SCAN was logged. A change
+	 * out of KEEP sets huge_fast_until: passes up to that one (gen) end
+	 * off the idle budget, so that the next one judges which huge pages
+	 * are cold over a full-speed pass (scanner.c). */
 	_Atomic int huge_mode;
 	_Atomic uint64_t huge_kept, huge_zero, huge_opened;
+	_Atomic uint64_t huge_fast_until;
 	_Atomic bool huge_nosupport_logged;
 	_Atomic uint64_t cpu_ns_exited; /* CPU of threads that have ended */
 	_Atomic uint64_t thread_cpu_ns[64];

@@ -85,9 +85,17 @@
  * pass (the scanner's own stability test, not swap's cold marks, which
  * exist only with swap attached): then its pages are scanned as any, with
  * the hashes just taken, and the first merge splits it; a huge page with a
- * page written since stays whole for this pass. A huge page that a unit
- * boundary cuts (RAM not 2 MiB aligned) is judged by the unit's part and
- * never discarded whole.
+ * page written since stays whole for this pass. So a huge page is judged
+ * over one pass's interval, and a converged engine's passes come at the
+ * idle pace (their CPU times 100 / idle_cpu_percent, 0.3-0.7 s for 32 MiB):
+ * a guest writing a page of each huge page that often would keep them all
+ * hot, nothing would be merged, no work found, and the engine would stay
+ * idle for good. A change out of KEEP (pressure) therefore leaves the idle
+ * budget for the pass in progress and the next (d->huge_fast_until): the
+ * next refreshes every hash at full speed and the one after judges over a
+ * full-speed pass; what it merges keeps the engine busy as any work does.
+ * A huge page that a unit boundary cuts (RAM not 2 MiB aligned) is judged
+ * by the unit's part and never discarded whole.
  *
  * Threads: scan_threads of them (rf-scan/0..), started by the own engine's
  * start (own_engine.c) and joined by its quiesce. Thread 0 builds each pass's
@@ -959,8 +967,12 @@ static void *scanner_main(void *arg)
 
 			/* Converged, or still converged: see "Nothing new"
 			 * above. Still converged means no unit of this pass
-			 * found work above the higher bar (scan_unit). */
-			if (!was)
+			 * found work above the higher bar (scan_unit). Not
+			 * after a change out of KEEP until the pass that
+			 * judges the huge pages (rf_dedup_set_huge). */
+			if (atomic_load(&d->gen) <= atomic_load(&d->huge_fast_until))
+				atomic_store(&d->converged, false);
+			else if (!was)
 				atomic_store(&d->converged,
 					     work <= CONV_FLOOR || work <= hashed / CONV_RATIO);
 			purge_freed(d, !was && atomic_load(&d->converged));
