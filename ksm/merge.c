@@ -263,7 +263,7 @@ static unsigned int lock_private(struct rf_region *r, uint64_t idx, unsigned int
 		/* F_UWP: merging would replace the page the embedder protects. */
 		if (rf_pte_state(v) != RF_PAGE_PRIVATE ||
 		    (v & (RF_PTE_EXCLUDED | RF_PTE_F_WP | RF_PTE_F_UWP))) {
-			atomic_store_explicit(p, v, memory_order_release);
+			rf_pte_publish(p, v, v);
 			break;
 		}
 		old[k] = v;
@@ -813,7 +813,7 @@ int unmerge_page(struct rf_dedup *d, struct rf_dedup_vm *dv, struct rf_region *r
 			v = rf_pte_lock(p);
 		}
 		if (rf_pte_state(v) != RF_PAGE_MERGED) {
-			atomic_store_explicit(p, v, memory_order_release);
+			rf_pte_publish(p, v, v);
 			break;
 		}
 		old[k] = v;

@@ -252,6 +252,11 @@ void rf_pte_unlock(rf_vm *vm, rf_pte_t *p, uint64_t old, uint64_t new)
 		atomic_fetch_sub_explicit(&vm->state_pages[so], 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&vm->state_pages[sn], 1, memory_order_relaxed);
 	}
+	rf_pte_publish(p, old, new);
+}
+
+void rf_pte_publish(rf_pte_t *p, uint64_t old, uint64_t new)
+{
 	/* RF_PTE_F_DISCARD may have been set under the holder's lock
 	 * (rf_pte_mark_discard): the holder's new value keeps it then. A
 	 * holder that found it set at lock time may clear it. */

@@ -89,6 +89,11 @@ uint64_t rf_pte_lock(rf_pte_t *p);
  */
 uint64_t rf_pte_mark_discard(rf_pte_t *p);
 
+/* Drop the lock of an entry taken as @old, publishing @new with no state
+ * change to count (rf_pte_unlock's store, for a holder without its VM at
+ * hand): keeps an F_DISCARD set meanwhile. */
+void rf_pte_publish(rf_pte_t *p, uint64_t old, uint64_t new);
+
 /* Take the lock if free: true and *@v set, or false. */
 bool rf_pte_trylock(rf_pte_t *p, uint64_t *v);
 

@@ -49,6 +49,7 @@ struct rf_uffd {
 	struct uffd_msg pending[PENDING_MAX];
 	uint64_t pending_t0[PENDING_MAX]; /* when each was first read */
 	unsigned int npending;
+	unsigned int pending_removes; /* REMOVE events among them */
 
 	/* Fault stall (fault_stall.h). cur_t0: when the message being
 	 * dispatched was first read; cur_parked: its handler left it parked
@@ -360,6 +361,14 @@ static int dispatch(struct rf_uffd *u, const struct uffd_msg *m, uint64_t t0)
 	return ret;
 }
 
+/* Queue @m, first read at @t0, for a retry (fault thread; room known). */
+static void queue_retry(struct rf_uffd *u, const struct uffd_msg *m, uint64_t t0)
+{
+	u->pending_removes += msg_kind(m) == RF_UFFD_EV_REMOVE;
+	u->pending_t0[u->npending] = t0;
+	u->pending[u->npending++] = *m;
+}
+
 static void retry_pending(struct rf_uffd *u)
 {
 	struct uffd_msg batch[PENDING_MAX];
@@ -370,13 +379,13 @@ static void retry_pending(struct rf_uffd *u)
 	memcpy(batch, u->pending, n * sizeof(batch[0]));
 	memcpy(t0, u->pending_t0, n * sizeof(t0[0]));
 	u->npending = 0;
+	u->pending_removes = 0;
 	for (unsigned int i = 0; i < n; i++) {
 		if (dispatch(u, &batch[i], t0[i]) != -EAGAIN)
 			continue;
 		atomic_fetch_add(&u->retried, 1);
 		if (u->npending < PENDING_MAX) {
-			u->pending_t0[u->npending] = t0[i];
-			u->pending[u->npending++] = batch[i];
+			queue_retry(u, &batch[i], t0[i]);
 		} else {
 			if (msg_kind(&batch[i]) == RF_UFFD_EV_REMOVE)
 				atomic_fetch_sub(&u->removes_unhandled, 1);
@@ -419,8 +428,7 @@ static unsigned int process_ready(struct rf_uffd *u)
 				sched_yield();
 				retry_pending(u);
 			}
-			u->pending_t0[u->npending] = t0;
-			u->pending[u->npending++] = msgs[i];
+			queue_retry(u, &msgs[i], t0);
 		}
 		total += (unsigned int)((size_t)n / sizeof(msgs[0]));
 	}
@@ -529,6 +537,11 @@ void rf_uffd_own_del(struct rf_uffd *u, unsigned int i)
 bool rf_uffd_remove_pending(struct rf_uffd *u)
 {
 	return atomic_load(&u->removes_unhandled) != 0;
+}
+
+bool rf_uffd_remove_ahead(const struct rf_uffd *u)
+{
+	return u->pending_removes != 0;
 }
 
 bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr)

@@ -205,6 +205,11 @@ bool rf_uffd_own_discard(struct rf_uffd *u, uint64_t addr);
  */
 bool rf_uffd_remove_pending(struct rf_uffd *u);
 
+/* Fault thread only, from a handler: is a REMOVE event read before the
+ * message being handled still waiting for its retry? (A fault that maps
+ * bytes back then waits for it: the retries run in reading order.) */
+bool rf_uffd_remove_ahead(const struct rf_uffd *u);
+
 /*
  * A missing fault @m, before the handler that received it answers it: if
  * the page is the embedder's (foreign, above), call the embedder's handler

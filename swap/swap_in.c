@@ -326,7 +326,7 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	/* A REMOVE read before this fault and not yet handled (its handler
 	 * asked for a retry) may cover the page: it goes first, or the bytes
 	 * mapped here would outlive its zap. Retries run in reading order. */
-	if (pte_is_swapped(v) && rf_uffd_remove_pending(p->u)) {
+	if (pte_is_swapped(v) && rf_uffd_remove_ahead(p->u)) {
 		rf_pte_unlock(vm, pte, v, v);
 		rf_vm_regions_unlock(vm);
 		return -EAGAIN;
