@@ -108,16 +108,36 @@ static uint8_t *victim_dst(const struct rf_pager *p, const struct batch *b, unsi
 	return p->stage + ((size_t)i << RF_PAGE_SHIFT);
 }
 
+/* Yields a put-back waits, at most, for a REMOVE event read and not yet
+ * handled (about 100 ms): the handler never waits for our lock, so only a
+ * map or unmap holding the regions lock for writing keeps it that long. */
+#define PUT_BACK_WAIT 100000
+
 /* Put a page's content back where it was (the store refused it). We hold
  * the page lock, so no fill can race us; EAGAIN means an event is pending
- * for the fault thread to read, which it will. */
+ * for the fault thread to read, which it will. A discard from outside
+ * that covered the page while we held it (the REMOVE handler marked it,
+ * swap_in.c) took its bytes: they are not put back, the page stays absent
+ * and reads as zeros. So a REMOVE already read is waited for first: from
+ * its read on, the kernel may zap the range before our copy lands, and the
+ * copy would outlive it. */
 static int put_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, const void *src)
 {
 	uint64_t page = (uintptr_t)rf_region_page(r, idx);
+	unsigned int waited = 0;
 	int err;
 
-	while ((err = pager_map_copy(p, page, src, true)) == -EAGAIN)
+	for (;;) {
+		if (atomic_load(&r->pte[idx]) & RF_PTE_F_DISCARD)
+			return 0;
+		if (rf_uffd_remove_pending(p->u) && waited++ < PUT_BACK_WAIT) {
+			sched_yield();
+			continue;
+		}
+		if ((err = pager_map_copy(p, page, src, true)) != -EAGAIN)
+			break;
 		sched_yield();
+	}
 	if (err == -EEXIST)
 		err = 0;
 	if (err)

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compat_linux.h"
 #include "internal.h"
 #include "pager_internal.h"
 #include "rf_test.h"
@@ -214,6 +215,62 @@ static void test_bad_page_stops_vm(void **state)
 	pthread_kill(t, SIGUSR1);
 	pthread_join(t, NULL);
 	assert_int_equal(atomic_load(&rd.done), 2);
+	rf_engine_free(e);
+}
+
+/* swap.moved over page 61 of refused_ram: the VMM discards it now, after
+ * the move took its bytes out and before the store refuses them. */
+static uint8_t *refused_ram;
+static _Atomic int refused_fired;
+
+static void discard_when_moved(const char *where, void *arg)
+{
+	struct uffdio_move *mv = arg;
+	uint64_t a = (uintptr_t)(refused_ram + 61 * PG);
+
+	if (strcmp(where, "swap.moved") != 0 || mv->src > a || mv->src + mv->len <= a ||
+	    atomic_exchange(&refused_fired, 1))
+		return;
+	assert_int_equal(madvise(refused_ram + 61 * PG, PG, MADV_DONTNEED), 0);
+}
+
+/* Move mode, store full: a refused page goes back into guest RAM, except
+ * one discarded from outside while the swap-out held it, whose bytes go
+ * with the discard: it reads zeros. Before the fix the put-back copied the
+ * discarded bytes back in. */
+static void test_refused_page_discarded_outside(void **state)
+{
+	rf_engine *e = rf_test_swap_engine(NULL, false, 16 * PG, 0); /* 16 file slots */
+	struct rf_features f = {.size = sizeof(f)};
+	uint8_t *ram;
+	rf_vm *vm = rf_test_vm(e, "vm0", 4 * MiB, (void **)&ram);
+	struct rf_pager *p = pager_of(vm);
+	uint64_t done;
+
+	(void)state;
+	assert_int_equal(rf_engine_features(e, &f), 0);
+	if (!f.uffd_move) {
+		rf_engine_free(e);
+		skip(); /* copy mode never takes a refused page out */
+	}
+	for (uint64_t i = 0; i < 64; i++)
+		fill(ram + i * PG, i, 5);
+	refused_ram = ram;
+	atomic_store(&refused_fired, 0);
+	rf_test_point = discard_when_moved;
+	/* One batch of 64: 16 stored, 48 refused and put back, page 61 among them (a third of the
+	 * pages are zero, and go as such). */
+	assert_int_equal(rf_swap_pager_swap_out(p, 0, 64, &done), -ENOSPC);
+	rf_test_point = NULL;
+	assert_int_equal(atomic_load(&refused_fired), 1);
+	assert_int_equal(rf_vm_page_state(vm, 61 * PG), RF_PAGE_PRIVATE); /* refused */
+	for (uint64_t i = 0; i < 64; i++) {
+		if (i != 61 && !check(ram + i * PG, i, 5))
+			fail_msg("page %llu lost after ENOSPC", (unsigned long long)i);
+		for (unsigned int k = 0; i == 61 && k < PG; k++)
+			if (ram[i * PG + k])
+				fail_msg("page 61 kept its bytes after a discard (byte %u)", k);
+	}
 	rf_engine_free(e);
 }
 
@@ -693,6 +750,7 @@ int main(void)
 	    cmocka_unit_test(test_discarded_pages_read_zero),
 	    cmocka_unit_test(test_bad_page_stops_vm),
 	    cmocka_unit_test(test_enospc_and_cap_lose_nothing),
+	    cmocka_unit_test(test_refused_page_discarded_outside),
 	    cmocka_unit_test(test_never_swapped),
 	    cmocka_unit_test(test_unmap_frees_slots),
 	    cmocka_unit_test(test_sequential_prefetch),
