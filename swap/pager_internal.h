@@ -190,6 +190,10 @@ static inline bool pte_is_swapped(uint64_t v)
 void pager_account_add(struct rf_pager *p, uint32_t h, int sign);
 /* swap_pager.c: release the store handle @h of locked swapped page (r, idx). */
 void pager_drop_page(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint32_t h);
+/* swap_pager.c: the swapped page (r, idx), locked as @v, lost its bytes to a
+ * discard (swap_in.c, pager_on_remove): its handle released, published ZERO
+ * with none of the swapper's marks, unlocked. */
+void pager_zero_discarded(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint64_t v);
 
 /* swap_in.c: the handlers installed on the VM's userfaultfd. */
 int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg);
@@ -197,6 +201,12 @@ int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg);
 /* swap_in.c: UFFDIO_COPY one page from @src to guest address @page, waking
  * its faulting threads if @wake. 0 or -errno (-EEXIST: a page is there). */
 int pager_map_copy(struct rf_pager *p, uint64_t page, const void *src, bool wake);
+/* swap_in.c: put bytes the swapper took out of locked page (r, idx) back,
+ * from a thread other than the fault thread: -ECANCELED if an outside
+ * discard marked the page meanwhile (its bytes are gone: it stays absent
+ * and reads zeros), -EAGAIN while a REMOVE is read and not yet handled or
+ * unread, else pager_map_copy's result (waking its faulting threads). */
+int pager_map_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, const void *src);
 /* swap_in.c: stop the VM, whose page at @gpa (handle @h) is lost (@err);
  * logs once. Its faults are never answered from then on. */
 void pager_stop_vm(struct rf_pager *p, uint64_t gpa, uint32_t h, int err);

@@ -85,6 +85,22 @@ int pager_map_copy(struct rf_pager *p, uint64_t page, const void *src, bool wake
 	return uffd_call(rf_uffd_fd(p->u), UFFDIO_COPY, &c);
 }
 
+/*
+ * Bytes go back into the mapping only when no outside discard can be under
+ * way for them: from the fault thread's read of a REMOVE on, the kernel may
+ * zap the range at any moment and no longer fails the copy with EAGAIN, so
+ * a copy landing after the zap would outlive the discard; and a page the
+ * REMOVE handler marked while its bytes were out has lost them.
+ */
+int pager_map_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, const void *src)
+{
+	if (atomic_load(&r->pte[idx]) & RF_PTE_F_DISCARD)
+		return -ECANCELED;
+	if (rf_uffd_remove_pending(p->u))
+		return -EAGAIN;
+	return pager_map_copy(p, (uintptr_t)rf_region_page(r, idx), src, true);
+}
+
 static int map_zero(struct rf_pager *p, uint64_t page)
 {
 	struct uffdio_zeropage z = {.range = {page, RF_PAGE_SIZE},
@@ -315,19 +331,16 @@ int pager_on_missing(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 	 * discard that marked it is done with it (pager_on_remove). */
 	nv = v & ~(RF_PTE_F_COLD | RF_PTE_F_DISCARD);
 	/* Swapped while an outside discard was under way (pager_on_remove):
-	 * its bytes were discarded. ZERO now; the retry answers it as such. */
-	if (pte_is_swapped(v) && (v & RF_PTE_F_DISCARD)) {
-		pager_drop_page(p, r, idx, rf_pte_payload(v));
-		rf_pte_unlock(vm, pte, v,
-			      rf_pte_with_payload(rf_pte_with_state(nv, RF_PAGE_ZERO), 0));
-		rf_vm_regions_unlock(vm);
-		return -EAGAIN;
-	}
-	/* A REMOVE read before this fault and not yet handled (its handler
-	 * asked for a retry) may cover the page: it goes first, or the bytes
-	 * mapped here would outlive its zap. Retries run in reading order. */
-	if (pte_is_swapped(v) && rf_uffd_remove_ahead(p->u)) {
-		rf_pte_unlock(vm, pte, v, v);
+	 * its bytes were discarded, ZERO now, and the retry answers it as
+	 * such. Or a REMOVE read before this fault and not yet handled (its
+	 * handler asked for a retry) may cover the page: it goes first, or the
+	 * bytes mapped here would outlive its zap (retries run in reading
+	 * order). */
+	if (pte_is_swapped(v) && ((v & RF_PTE_F_DISCARD) || rf_uffd_remove_ahead(p->u))) {
+		if (v & RF_PTE_F_DISCARD)
+			pager_zero_discarded(p, r, idx, v);
+		else
+			rf_pte_unlock(vm, pte, v, v);
 		rf_vm_regions_unlock(vm);
 		return -EAGAIN;
 	}
@@ -499,14 +512,10 @@ int pager_on_remove(struct rf_uffd *u, const struct uffd_msg *m, void *arg)
 			}
 			if (!got)
 				continue;
-			if (!pte_is_swapped(v)) {
+			if (pte_is_swapped(v))
+				pager_zero_discarded(p, r, idx, v);
+			else
 				rf_pte_unlock(vm, pte, v, v); /* put back meanwhile: marked */
-				continue;
-			}
-			pager_drop_page(p, r, idx, rf_pte_payload(v));
-			rf_pte_unlock(vm, pte, v,
-				      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0) &
-					  ~RF_PTE_F_DISCARD);
 		}
 	}
 	rf_vm_regions_unlock(vm);

@@ -114,31 +114,22 @@ static uint8_t *victim_dst(const struct rf_pager *p, const struct batch *b, unsi
 #define PUT_BACK_WAIT 100000
 
 /* Put a page's content back where it was (the store refused it). We hold
- * the page lock, so no fill can race us; EAGAIN means an event is pending
- * for the fault thread to read, which it will. A discard from outside
- * that covered the page while we held it (the REMOVE handler marked it,
- * swap_in.c) took its bytes: they are not put back, the page stays absent
- * and reads as zeros. So a REMOVE already read is waited for first: from
- * its read on, the kernel may zap the range before our copy lands, and the
- * copy would outlive it. */
+ * the page lock, so no fill can race us. While an outside discard is under
+ * way we wait (pager_map_back, swap_in.c: the content is only in the
+ * staging buffer, so it must go back now), past PUT_BACK_WAIT only for the
+ * kernel's own EAGAIN; a page such a discard marked meanwhile lost its
+ * bytes with it: not put back, it stays absent and reads as zeros. */
 static int put_back(struct rf_pager *p, struct rf_region *r, uint64_t idx, const void *src)
 {
-	uint64_t page = (uintptr_t)rf_region_page(r, idx);
 	unsigned int waited = 0;
 	int err;
 
-	for (;;) {
-		if (atomic_load(&r->pte[idx]) & RF_PTE_F_DISCARD)
-			return 0;
-		if (rf_uffd_remove_pending(p->u) && waited++ < PUT_BACK_WAIT) {
-			sched_yield();
-			continue;
-		}
-		if ((err = pager_map_copy(p, page, src, true)) != -EAGAIN)
-			break;
+	while ((err = pager_map_back(p, r, idx, src)) == -EAGAIN && waited++ < PUT_BACK_WAIT)
 		sched_yield();
-	}
-	if (err == -EEXIST)
+	while (err == -EAGAIN &&
+	       (err = pager_map_copy(p, (uintptr_t)rf_region_page(r, idx), src, true)) == -EAGAIN)
+		sched_yield();
+	if (err == -EEXIST || err == -ECANCELED)
 		err = 0;
 	if (err)
 		rf_log(p->e, RF_LOG_ERR, "%s: swap: putting gpa 0x%llx back: %s", p->vm->name,

@@ -78,6 +78,14 @@ void pager_drop_page(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint
 	rf_swap_store_drop(p->store, h);
 }
 
+void pager_zero_discarded(struct rf_pager *p, struct rf_region *r, uint64_t idx, uint64_t v)
+{
+	pager_drop_page(p, r, idx, rf_pte_payload(v));
+	rf_pte_unlock(p->vm, &r->pte[idx], v,
+		      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0) &
+			  ~(RF_PTE_F_DISCARD | RF_PTE_F_COLD | PTE_HOT_MASK));
+}
+
 /* ---- hooks from the core ---------------------------------------------- */
 
 /* rf_vm_discard_as() on a swapped page (the balloon, free page reporting): the

@@ -223,22 +223,18 @@ struct settle {
 /*
  * Put a staged page back where it was, unlocked and marked cold (the guest
  * left it alone for a period). We hold its lock, so no fault can fill it
- * meanwhile. Not while an outside discard is under way: one whose event is
- * still unread fails the copy with EAGAIN; one whose event the fault
- * thread has read but not yet handled may zap the range at any moment,
- * and bytes copied in after its zap would outlive it (the handler, once it
- * runs, turns the staged page into zeros instead). Either way the page
- * stays staged and is tried again: false, as when it could not be mapped
- * (no longer registered).
+ * meanwhile. Not while an outside discard is under way (pager_map_back,
+ * swap_in.c): the page stays staged and is tried again next tick (the
+ * REMOVE handler, once it runs, turns it into zeros instead); false, as
+ * when it could not be mapped (no longer registered), or marked by such a
+ * discard while we held it (settle_slots zeroes it next tick).
  */
 static bool put_back_staged(struct rf_pager *p, const struct settle *s)
 {
-	uint64_t page = (uintptr_t)rf_region_page(s->r, s->idx), nv;
-	int err = -EAGAIN;
+	int err = pager_map_back(p, s->r, s->idx, pager_slot_page(p, s->slot));
+	uint64_t nv;
 
-	if (!rf_uffd_remove_pending(p->u))
-		err = pager_map_copy(p, page, pager_slot_page(p, s->slot), true);
-	if (err == -EAGAIN) {
+	if (err == -EAGAIN || err == -ECANCELED) { /* marked: the next tick zeroes it */
 		rf_pte_unlock(p->vm, &s->r->pte[s->idx], s->v, s->v);
 		return false;
 	}
@@ -355,10 +351,7 @@ static void settle_slots(struct rf_pager *p, uint64_t period_ns, uint64_t target
 		if (v & RF_PTE_F_DISCARD) {
 			/* Staged while an outside discard was under way: its
 			 * bytes were discarded (swap_in.c, pager_on_remove). */
-			pager_drop_page(p, sl.r, sl.idx, rf_pte_payload(v));
-			rf_pte_unlock(p->vm, &sl.r->pte[sl.idx], v,
-				      rf_pte_with_payload(rf_pte_with_state(v, RF_PAGE_ZERO), 0) &
-					  ~(RF_PTE_F_DISCARD | RF_PTE_F_COLD | PTE_HOT_MASK));
+			pager_zero_discarded(p, sl.r, sl.idx, v);
 			continue;
 		}
 		if (sl.kind == SAMPLE_EST) {

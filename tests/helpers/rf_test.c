@@ -6,6 +6,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "compat_linux.h"
 #include "dedup_util.h"
 #include "internal.h"
 #include "rf_test.h"
@@ -245,4 +246,13 @@ unsigned int rf_test_threads_at_nice(int pid, const char *prefix, int nice)
 
 	vmm_threads_named(pid, prefix, check_nice, &a);
 	return a.n;
+}
+
+bool rf_test_moved_out(const char *where, void *arg, const void *page)
+{
+	const struct uffdio_move *mv = arg;
+	uint64_t a = (uintptr_t)page;
+
+	return strcmp(where, "swap.moved") == 0 && mv->src <= a && a < mv->src + mv->len &&
+	       mv->move == (int64_t)mv->len;
 }

@@ -41,6 +41,10 @@ rf_vm *rf_test_vm_unmapped(rf_engine *e, const char *name, uint64_t ram_bytes);
 /* Are the @len bytes at @p all zero? */
 bool rf_test_all_zero(const void *p, size_t len);
 
+/* At the library's test point @where, @arg: is it "swap.moved" for a move
+ * (its struct uffdio_move) that took the page at @page out, whole run moved? */
+bool rf_test_moved_out(const char *where, void *arg, const void *page);
+
 /*
  * Guest RAM @ram (@npages >= 36 pages of @vm at gpa 0, any backing dedup
  * and swap take) with a page in every state: 0-7 private (content

@@ -340,8 +340,7 @@ static void miscount_move(const char *where, void *arg)
 	struct uffdio_move *mv = arg;
 	uint64_t a = (uintptr_t)(tp.ram + tp.gpa);
 
-	if (strcmp(where, "swap.moved") != 0 || mv->src > a || mv->src + mv->len <= a ||
-	    mv->move != (int64_t)mv->len || atomic_exchange(&tp.fired, 1))
+	if (!rf_test_moved_out(where, arg, tp.ram + tp.gpa) || atomic_exchange(&tp.fired, 1))
 		return;
 	mv->move = a > mv->src ? (int64_t)(a - mv->src) : -EEXIST;
 }
@@ -353,11 +352,7 @@ static void miscount_move(const char *where, void *arg)
  * finds the page still there. */
 static void discard_outside_when_moved(const char *where, void *arg)
 {
-	struct uffdio_move *mv = arg;
-	uint64_t a = (uintptr_t)(tp.ram + tp.gpa);
-
-	if (strcmp(where, "swap.moved") != 0 || mv->src > a || mv->src + mv->len <= a ||
-	    mv->move != (int64_t)mv->len || atomic_exchange(&tp.fired, 1))
+	if (!rf_test_moved_out(where, arg, tp.ram + tp.gpa) || atomic_exchange(&tp.fired, 1))
 		return;
 	assert_int_equal(madvise(tp.ram + tp.gpa, PG, MADV_DONTNEED), 0);
 }
