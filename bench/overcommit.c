@@ -657,7 +657,7 @@ static void write_svg(const char *path, const char *title, const struct run_resu
 static void run_one(const struct scenario *sc, const struct run_spec *r, const char *vmm,
 		    const char *out, struct run_result *rr)
 {
-	char dir[512], path[1024], sock[600], csv[600], logs[600], buf[256];
+	char dir[700], path[1024], sock[800], csv[800], logs[800], buf[256];
 	const char *argv[MAX_ARGS + MAX_VMS * 2 + 32];
 	int argc = 0, outfd;
 	double t0, settle_at;
@@ -886,19 +886,12 @@ static const char *budget_cell(const struct run_spec *r, const struct run_result
 	return x->under_budget ? "held" : "OVER";
 }
 
-/* The guests' stall, % after settling: for ramfold's reclaim the time their
- * vCPUs waited in its fault handling (per vCPU), else PSI. -1: none. */
-static double stall_of(const struct run_spec *r, const struct run_result *x)
-{
-	return r->ramfold_reclaim ? x->rf_stall_pct : x->stall_pct;
-}
-
 static const char *stall_cell(char *b, size_t cap, const struct run_spec *r,
 			      const struct run_result *x)
 {
-	if (stall_of(r, x) < 0)
+	if (run_stall(r, x) < 0)
 		return r->ramfold_reclaim ? "-" : "no PSI";
-	snprintf(b, cap, "%.2f%%", stall_of(r, x));
+	snprintf(b, cap, "%.2f%%", run_stall(r, x));
 	return b;
 }
 
@@ -996,27 +989,145 @@ static void write_summary_csv(FILE *f, const struct scenario *sc, const struct r
 			(unsigned long long)x->max_pss_after, (unsigned long long)x->saved[0],
 			(unsigned long long)x->saved[1], (unsigned long long)x->saved[2],
 			(unsigned long long)x->saved[3], (unsigned long long)x->saved[4], x->load,
-			x->work_share, x->work_worst, stall_of(&sc->runs[r], x), x->incomplete);
+			x->work_share, x->work_worst, run_stall(&sc->runs[r], x), x->incomplete);
 	}
+}
+
+/* What every round shares. */
+struct runner {
+	const struct scenario *sc;
+	const char *vmm, *host;
+	int quiet_wait;
+	uint64_t promised;
+	double maxload;
+};
+
+/* The index of @sc's unconstrained run in @rr, or NULL. */
+static const struct run_result *base_of(const struct scenario *sc, const struct run_result *rr)
+{
+	for (int r = 0; r < sc->nruns; r++)
+		if (sc->runs[r].unconstrained)
+			return &rr[r];
+	return NULL;
+}
+
+/* One round: every run of the scenario into @dir, its table on stdout and
+ * in @dir/summary.txt. */
+static void run_round(struct runner *rn, const char *dir, struct run_result *rr)
+{
+	const struct scenario *sc = rn->sc;
+	const struct run_result *base;
+	char path[1024];
+	FILE *sum_csv, *sum_txt;
+	double maxload = 0;
+
+	for (int r = 0; r < sc->nruns; r++) {
+		char title[256];
+
+		/* Each run's guests load the host for a while after they
+		 * stop: the next run waits (up to --quiet-wait s) for the
+		 * load average to fall, as the peer benches do, so that its
+		 * start is as quiet as the first's. */
+		if (rn->quiet_wait > 0)
+			bench_wait_quiet("overcommit-run", rn->quiet_wait);
+		run_one(sc, &sc->runs[r], rn->vmm, dir, &rr[r]);
+		judge(sc, &rr[r]);
+		if (rr[r].load > maxload)
+			maxload = rr[r].load;
+		snprintf(path, sizeof(path), "%s/%s/samples.csv", dir, sc->runs[r].name);
+		write_samples(path, sc, &rr[r]);
+		snprintf(path, sizeof(path), "%s/%s/work.csv", dir, sc->runs[r].name);
+		write_work_rates(path, sc, &rr[r]);
+		snprintf(path, sizeof(path), "%s/%s/memory.svg", dir, sc->runs[r].name);
+		snprintf(title, sizeof(title),
+			 "%s: guest memory by category (ramfold ledger) vs budget %.0f MiB",
+			 sc->runs[r].name, MB(sc->budget));
+		write_svg(path, title, &rr[r], sc->budget);
+	}
+	if (maxload > rn->maxload)
+		rn->maxload = maxload;
+	base = base_of(sc, rr);
+	for (int r = 0; r < sc->nruns; r++)
+		judge_share(sc, &rr[r], base);
+	snprintf(path, sizeof(path), "%s/work.svg", dir);
+	write_work_svg(path, sc, rr, base);
+
+	snprintf(path, sizeof(path), "%s/summary.csv", dir);
+	sum_csv = fopen(path, "we");
+	snprintf(path, sizeof(path), "%s/summary.txt", dir);
+	sum_txt = fopen(path, "we");
+	if (!sum_csv || !sum_txt)
+		die("%s: cannot write the summary", dir);
+	write_summary_csv(sum_csv, sc, rr);
+	fprintf(sum_txt, "%s at start\n", rn->host);
+	write_table(stdout, sc, rr, base, maxload, rn->promised);
+	write_table(sum_txt, sc, rr, base, maxload, rn->promised);
+	fclose(sum_csv);
+	fclose(sum_txt);
+}
+
+/* The rounds together (--rounds 2 or more): OUT/summary.txt with the
+ * rounds table, OUT/rounds.csv with every round's rows, OUT/work.svg the
+ * median round's. */
+static void write_rounds(struct runner *rn, const char *out, struct run_result *const rr[],
+			 int rounds)
+{
+	const struct scenario *sc = rn->sc;
+	char path[1024], line[4096];
+	int med = rounds_median_index(sc, rr, rounds);
+	FILE *f;
+
+	/* Every round's summary.csv rows, the round first. */
+	snprintf(path, sizeof(path), "%s/rounds.csv", out);
+	if ((f = fopen(path, "we"))) {
+		for (int k = 0; k < rounds; k++) {
+			char rpath[1024];
+			FILE *in;
+
+			snprintf(rpath, sizeof(rpath), "%s/r%d/summary.csv", out, k + 1);
+			if (!(in = fopen(rpath, "re")))
+				continue;
+			for (int l = 0; fgets(line, sizeof(line), in); l++) {
+				if (l == 0 && k == 0)
+					fprintf(f, "round,%s", line);
+				else if (l > 0)
+					fprintf(f, "%d,%s", k + 1, line);
+			}
+			fclose(in);
+		}
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/work.svg", out);
+	write_work_svg(path, sc, rr[med], base_of(sc, rr[med]));
+	snprintf(path, sizeof(path), "%s/summary.txt", out);
+	if ((f = fopen(path, "we"))) {
+		fprintf(f, "%s at start\n", rn->host);
+		fprintf(f,
+			"each round's table: %s/rN/summary.txt; work.svg is round %d's (ramfold's "
+			"median work)\n",
+			out, med + 1);
+		write_rounds_table(f, sc, rr, rounds, rn->maxload);
+		fclose(f);
+	}
+	write_rounds_table(stdout, sc, rr, rounds, rn->maxload);
 }
 
 #define USAGE                                                                                      \
 	"usage: overcommit-run [--vmm PATH] [--out DIR] [--duration SEC] [--quiet-wait SEC] "      \
-	"SCENARIO\n"                                                                               \
+	"[--rounds N] SCENARIO\n"                                                                  \
 	"       overcommit-run [--out DIR] --restore"
 
 int main(int argc, char **argv)
 {
 	const char *vmm = "build/ramfold-vmm", *out = "build/experiment", *scen = NULL;
-	struct scenario sc = {0};
-	static struct run_result rr[MAX_RUNS];
-	const struct run_result *base = NULL;
+	static struct scenario sc;
+	static struct run_result results[MAX_ROUNDS][MAX_RUNS];
+	struct run_result *rr[MAX_ROUNDS];
+	struct runner rn = {0};
 	double duration = 0;
 	char path[1024];
-	FILE *sum_csv, *sum_txt;
 	bool all_ok = true, restore_only = false;
-	double maxload = 0;
-	int quiet_wait = 0;
+	int quiet_wait = 0, rounds = 1;
 	char host[160];
 	uint64_t promised = 0;
 
@@ -1029,7 +1140,15 @@ int main(int argc, char **argv)
 			duration = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--quiet-wait") && i + 1 < argc)
 			quiet_wait = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--restore"))
+		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+
+			if (*end || v < 1 || v > MAX_ROUNDS)
+				die("--rounds %s: a whole number from 1 to %d", argv[i],
+				    MAX_ROUNDS);
+			rounds = (int)v;
+		} else if (!strcmp(argv[i], "--restore"))
 			restore_only = true;
 		else if (argv[i][0] != '-' && !scen)
 			scen = argv[i];
@@ -1063,58 +1182,39 @@ int main(int argc, char **argv)
 	bench_host_describe(host, sizeof(host));
 	printf("overcommit-run: %s at start\n", host);
 
-	for (int r = 0; r < sc.nruns; r++) {
-		char title[256];
+	rn.sc = &sc;
+	rn.vmm = vmm;
+	rn.host = host;
+	rn.quiet_wait = quiet_wait;
+	rn.promised = promised;
+	for (int k = 0; k < rounds; k++) {
+		char dir[600];
 
-		/* Each run's guests load the host for a while after they
-		 * stop: the next run waits (up to --quiet-wait s) for the
-		 * load average to fall, as the peer benches do, so that its
-		 * start is as quiet as the first's. */
-		if (quiet_wait > 0)
-			bench_wait_quiet("overcommit-run", quiet_wait);
-		run_one(&sc, &sc.runs[r], vmm, out, &rr[r]);
-		judge(&sc, &rr[r]);
-		if (sc.runs[r].unconstrained && !base)
-			base = &rr[r];
-		if (rr[r].load > maxload)
-			maxload = rr[r].load;
-		snprintf(path, sizeof(path), "%s/%s/samples.csv", out, sc.runs[r].name);
-		write_samples(path, &sc, &rr[r]);
-		snprintf(path, sizeof(path), "%s/%s/work.csv", out, sc.runs[r].name);
-		write_work_rates(path, &sc, &rr[r]);
-		snprintf(path, sizeof(path), "%s/%s/memory.svg", out, sc.runs[r].name);
-		snprintf(title, sizeof(title),
-			 "%s: guest memory by category (ramfold ledger) vs budget %.0f MiB",
-			 sc.runs[r].name, MB(sc.budget));
-		write_svg(path, title, &rr[r], sc.budget);
+		rr[k] = results[k];
+		/* One round: its files where they always were. More: a
+		 * directory each, and the rounds together at the top. */
+		if (rounds == 1) {
+			snprintf(dir, sizeof(dir), "%s", out);
+		} else {
+			snprintf(dir, sizeof(dir), "%s/r%d", out, k + 1);
+			if (mkdir(dir, 0755) && errno != EEXIST)
+				die("%s: %s", dir, strerror(errno));
+			printf("overcommit-run: round %d of %d\n", k + 1, rounds);
+		}
+		run_round(&rn, dir, rr[k]);
+		/* ramfold's runs must pass; the peers and the baseline report. */
+		for (int r = 0; r < sc.nruns; r++) {
+			const struct run_result *x = &rr[k][r];
+
+			if (sc.runs[r].ramfold_reclaim &&
+			    !(x->responsive == x->nvms && x->memcheck_ok && x->under_budget))
+				all_ok = false;
+		}
 	}
-	for (int r = 0; r < sc.nruns; r++)
-		judge_share(&sc, &rr[r], base);
-	snprintf(path, sizeof(path), "%s/work.svg", out);
-	write_work_svg(path, &sc, rr, base);
-
-	snprintf(path, sizeof(path), "%s/summary.csv", out);
-	sum_csv = fopen(path, "we");
-	snprintf(path, sizeof(path), "%s/summary.txt", out);
-	sum_txt = fopen(path, "we");
-	if (!sum_csv || !sum_txt)
-		die("%s: cannot write the summary", out);
-	write_summary_csv(sum_csv, &sc, rr);
-	fprintf(sum_txt, "%s at start\n", host);
-	write_table(stdout, &sc, rr, base, maxload, promised);
-	write_table(sum_txt, &sc, rr, base, maxload, promised);
-	fclose(sum_csv);
-	fclose(sum_txt);
-	/* ramfold's runs must pass; the peers and the baseline report. */
-	for (int r = 0; r < sc.nruns; r++) {
-		const struct run_result *x = &rr[r];
-
-		if (sc.runs[r].ramfold_reclaim &&
-		    !(x->responsive == x->nvms && x->memcheck_ok && x->under_budget))
-			all_ok = false;
-	}
-	printf("results in %s/ (summary.txt, summary.csv, work.svg, RUN/memory.svg, "
+	if (rounds > 1)
+		write_rounds(&rn, out, rr, rounds);
+	printf("results in %s/ (%ssummary.txt, summary.csv, work.svg, RUN/memory.svg, "
 	       "RUN/samples.csv)\n",
-	       out);
+	       out, rounds > 1 ? "summary.txt and rounds.csv, then per round rN/: " : "");
 	return all_ok ? 0 : 1;
 }

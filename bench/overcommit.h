@@ -16,6 +16,7 @@
 #define MAX_RUNS    8
 #define MAX_ARGS    32
 #define MAX_SAMPLES 7200
+#define MAX_ROUNDS  9
 
 struct run_spec {
 	char name[32];
@@ -121,5 +122,21 @@ void write_guest_shares(FILE *f, const struct scenario *sc, const struct run_res
 /* Guest work over time, as a share of @base's, one line per run, into @path. */
 void write_work_svg(const char *path, const struct scenario *sc, const struct run_result *rr,
 		    const struct run_result *base);
+
+/* The guests' stall of @x, % after settling: for ramfold's reclaim the time
+ * their vCPUs waited in its fault handling, else PSI; -1: none. */
+double run_stall(const struct run_spec *r, const struct run_result *x);
+
+/* overcommit_rounds.c: the median, min and max of the values of @v[0..n)
+ * that are >= 0 (a figure a round does not have is -1); returns how many. */
+int rounds_median(const double *v, int n, double *med, double *lo, double *hi);
+/* The rounds table: @rr[k] is round k's results, one per run of @sc; then
+ * the line comparing ramfold's run with its peer on issue 18's targets, no
+ * verdict if @maxload (the highest load average at a run's start) >= 1. */
+void write_rounds_table(FILE *f, const struct scenario *sc, struct run_result *const rr[],
+			int rounds, double maxload);
+/* The round whose ramfold run's work is nearest the median (its work.svg
+ * stands for the rounds). */
+int rounds_median_index(const struct scenario *sc, struct run_result *const rr[], int rounds);
 
 #endif
