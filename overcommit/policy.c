@@ -35,8 +35,9 @@
  *    resident target becomes its allocation, and the balloon's pending
  *    inflation is cancelled (swap took it over). Without swap (has_swap 0)
  *    the balloon keeps working alone. In high, with room to spare beyond the
- *    hysteresis, balloons are deflated a step at a time, in the reading's
- *    VM order until the room is used up, never past a VM's limit.
+ *    hysteresis and no tick outside high for deflate_hold_ms, balloons are
+ *    deflated a step at a time, in the reading's VM order until the room is
+ *    used up, never past a VM's limit.
  *
  * 4. Sharing is the cheapest: the dedup scan rate goes up the moment the
  *    host leaves high, and back down to the idle rate when it returns.
@@ -116,6 +117,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->proactive_grow_pct = 25;
 	cfg->proactive_hold_ms = 10000;
 	cfg->proactive_floor_bytes = 32ull << 20;
+	cfg->deflate_hold_ms = 10000;
 }
 RF_VERSION_0_3(rf_policy_config_init);
 
@@ -124,7 +126,8 @@ int rf_policy_config_check(const struct rf_policy_config *cfg)
 	if (!cfg ||
 	    !(cfg->low_bp < cfg->hard_bp && cfg->hard_bp < cfg->soft_bp &&
 	      cfg->soft_bp < cfg->high_bp) ||
-	    cfg->high_bp + cfg->hysteresis_bp > 10000 || cfg->idle_tax_pct > 99)
+	    cfg->high_bp + cfg->hysteresis_bp > 10000 || cfg->idle_tax_pct > 99 ||
+	    cfg->deflate_hold_ms > 3600000)
 		return -EINVAL;
 	if (cfg->proactive &&
 	    (cfg->stall_target_ppm == 0 || cfg->stall_target_ppm > 1000000 ||
@@ -329,6 +332,8 @@ static void enter_state(struct tick *tk)
 	tk->high_thr = bp_of(cap, tk->c->high_bp);
 	tk->st = rf_policy_next_state(tk->c, tk->p->state, tk->free_b, cap);
 	tk->p->state = tk->st;
+	if (tk->st != RF_MEM_HIGH)
+		tk->p->pressure_ns = tk->in->now_ns ? tk->in->now_ns : 1;
 	snprintf(tk->ctx, sizeof(tk->ctx), "%s (free %s %s high %s)", rf_mem_state_name(tk->st),
 		 rf_ledger_fmt_bytes(tk->free_b, fb, sizeof(fb)),
 		 tk->free_b < tk->high_thr ? "<" : ">=",
@@ -497,8 +502,21 @@ static void deflate_balloon(struct tick *tk, unsigned int i)
 	}
 }
 
-/* 3a. The balloon: inflated by a VM's excess; in high, with room to spare,
- * deflated a step. */
+/* Pressure was seen less than deflate_hold_ms ago: balloons stay as they
+ * are. A guest that allocates and frees in waves takes the host in and out
+ * of soft; deflating at once would hand it back pages it faults in anew
+ * (through the VM's fault handling, tens of microseconds a page under
+ * nested or PVM KVM) before the next wave has them ballooned again. */
+static bool deflate_held(const struct tick *tk)
+{
+	const struct rf_policy_default *p = tk->p;
+
+	return p->pressure_ns &&
+	       tk->in->now_ns - p->pressure_ns < (uint64_t)tk->c->deflate_hold_ms * 1000000ull;
+}
+
+/* 3a. The balloon: inflated by a VM's excess; in high, with room to spare
+ * and no pressure for deflate_hold_ms, deflated a step. */
 static void decide_balloon(struct tick *tk, unsigned int i, uint64_t excess)
 {
 	const struct rf_policy_vm *v = &tk->in->vms[i];
@@ -507,7 +525,7 @@ static void decide_balloon(struct tick *tk, unsigned int i, uint64_t excess)
 		return;
 	if (excess)
 		inflate_balloon(tk, i, excess);
-	else if (tk->st == RF_MEM_HIGH && v->balloon_target_bytes && tk->room)
+	else if (tk->st == RF_MEM_HIGH && v->balloon_target_bytes && tk->room && !deflate_held(tk))
 		deflate_balloon(tk, i);
 }
 

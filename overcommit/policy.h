@@ -43,6 +43,9 @@ struct rf_policy_default {
 	uint64_t tick;
 	struct rf_policy_vm_track track[RF_POLICY_MAX_TRACKED];
 	uint64_t proactive_shrinks, proactive_grows; /* rf_policy_counters */
+	/* The reading time of the last tick outside the high state (0: none
+	 * yet): balloons deflate only deflate_hold_ms after it. */
+	uint64_t pressure_ns;
 };
 
 void rf_policy_default_init(struct rf_policy_default *p, const struct rf_policy_config *cfg);

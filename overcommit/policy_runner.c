@@ -432,7 +432,8 @@ RF_EXPORT int rf_policy_configure(rf_engine *e, const struct rf_policy_config *u
 		if (e)
 			rf_log(e, RF_LOG_ERR,
 			       "ramfold: policy: thresholds must be low < hard < soft < high "
-			       "<= 100%% and the idle tax below 100%%");
+			       "<= 100%%, the idle tax below 100%%, deflate_hold_ms at most "
+			       "3600000 and the proactive settings within their ranges");
 		return -EINVAL;
 	}
 	err = runner_lock(e, &r);

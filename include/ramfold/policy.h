@@ -173,6 +173,15 @@ struct rf_policy_config {
 	unsigned int proactive_step_permille; /* 20: a shrink step, of what the VM holds */
 	unsigned int proactive_grow_pct;      /* 25: a growth step, of the target */
 	unsigned int proactive_hold_ms;	      /* 10000: no shrinking this long after a growth */
+	/*
+	 * Balloons deflate only once the host has stayed in the high state
+	 * this long since it last left it: 10000 ms. A guest whose use swings
+	 * around a threshold (allocating and freeing in waves) would
+	 * otherwise get its balloon back the tick after each inflation and
+	 * fault every page of it in again before the next one. 0: deflate in
+	 * the first high tick with room, as before.
+	 */
+	unsigned int deflate_hold_ms;
 };
 
 void rf_policy_config_init(struct rf_policy_config *cfg);

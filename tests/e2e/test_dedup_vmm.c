@@ -266,7 +266,8 @@ static void test_memcheck_while_merged(void **state)
 	vmm_proc_free(&p);
 }
 
-/* Bad dedup arguments: one clear line, exit status 2, nothing started. */
+/* Bad dedup (and balloon, policy) arguments: one clear line, exit status
+ * 2, nothing started. */
 static void test_bad_args(void **state)
 {
 	static const struct {
@@ -297,6 +298,11 @@ static void test_bad_args(void **state)
 	     "a: balloon-report-reuse=200000: expected a window in ms, 0..120000"},
 	    {{"--vm", "name=a,mem=64M,workload=idle,balloon-report-reuse=lots", NULL},
 	     "a: balloon-report-reuse=lots: expected a window in ms, 0..120000"},
+	    /* the policy's hold before balloons deflate */
+	    {{"--policy-deflate-hold", "3600001", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--policy-deflate-hold 3600001: expected milliseconds, 0 to 3600000"},
+	    {{"--policy-deflate-hold", "-5", "--vm", "name=a,mem=64M,workload=idle", NULL},
+	     "--policy-deflate-hold -5: expected milliseconds, 0 to 3600000"},
 	};
 
 	(void)state;

@@ -424,6 +424,91 @@ static void test_swap_after_grace(void **state)
 	assert_int_equal(st, RF_MEM_HIGH);
 }
 
+/* The balloon action among @n actions, or NULL. */
+static const struct rf_policy_action *balloon_action(const struct rf_policy_action *a,
+						     unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (a[i].kind == RF_POLICY_SET_BALLOON)
+			return &a[i];
+	return NULL;
+}
+
+/*
+ * A guest that allocates and frees in waves takes the host into soft and
+ * back: its balloon is inflated, then kept while pressure was seen less
+ * than deflate_hold_ms ago (every high tick with room would otherwise hand
+ * it back, to be faulted in anew and ballooned again), and deflated a step
+ * once the host has stayed in high that long. With the hold at 0 it
+ * deflates in the first high tick, as before; a hold above an hour is
+ * refused.
+ */
+static void test_deflate_hold(void **state)
+{
+	struct rf_policy_config c;
+	struct rf_policy_default p;
+	struct rf_policy_action acts[16];
+	const struct rf_policy_action *b;
+	struct rf_policy_vm v = {.name = "churn0",
+				 .promised_bytes = 512 * MiB,
+				 .limit_bytes = UINT64_MAX,
+				 .shares = 1000,
+				 .guest_free_bytes = 300 * MiB,
+				 .resident_target_bytes = UINT64_MAX,
+				 .has_balloon = 1,
+				 .has_swap = 1};
+	struct rf_policy_reading in = {.capacity_bytes = GiB, .nr_vms = 1, .vms = &v};
+	enum rf_mem_state st;
+	unsigned int n;
+
+	(void)state;
+	for (int hold = 1; hold >= 0; hold--) {
+		rf_policy_config_init(&c);
+		assert_int_equal(c.deflate_hold_ms, 10000);
+		if (!hold)
+			c.deflate_hold_ms = 0;
+		rf_policy_default_init(&p, &c);
+		v.balloon_target_bytes = v.ballooned_bytes = 0;
+		/* A wave: soft, and the balloon grows. */
+		in.now_ns = 1000 * MS;
+		in.used_bytes = v.host_bytes = 1000 * MiB;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		assert_int_equal(st, RF_MEM_SOFT);
+		b = balloon_action(acts, n);
+		assert_non_null(b);
+		assert_true(b->value > 0);
+		v.balloon_target_bytes = v.ballooned_bytes = b->value;
+		/* The wave freed: high, with room to spare. */
+		in.now_ns = 1500 * MS;
+		in.used_bytes = v.host_bytes = 500 * MiB;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		assert_int_equal(st, RF_MEM_HIGH);
+		b = balloon_action(acts, n);
+		if (!hold) {
+			assert_non_null(b);
+			assert_true(b->value < v.balloon_target_bytes);
+			continue;
+		}
+		assert_null(b);
+		/* Just inside the hold: still kept. */
+		in.now_ns = (1000 + 10000) * MS - 1;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		assert_null(balloon_action(acts, n));
+		/* The hold over: a step back to the guest. */
+		in.now_ns = (1000 + 10000) * MS;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		b = balloon_action(acts, n);
+		assert_non_null(b);
+		assert_true(b->value < v.balloon_target_bytes);
+		assert_non_null(strstr(b->why, "room to spare"));
+	}
+	rf_policy_config_init(&c);
+	c.deflate_hold_ms = 3600001;
+	assert_int_equal(rf_policy_config_check(&c), -EINVAL);
+	c.deflate_hold_ms = 3600000;
+	assert_int_equal(rf_policy_config_check(&c), 0);
+}
+
 /* The limit is enforced in the high state too, and the scan rate follows the state. */
 static void test_limit_in_high_and_scan_rate(void **state)
 {
@@ -701,6 +786,7 @@ int main(void)
 	    cmocka_unit_test(test_idle_tax_weight),
 	    cmocka_unit_test(test_scripted_pressure),
 	    cmocka_unit_test(test_swap_after_grace),
+	    cmocka_unit_test(test_deflate_hold),
 	    cmocka_unit_test(test_limit_in_high_and_scan_rate),
 	    cmocka_unit_test(test_runner),
 	    cmocka_unit_test(test_tick_thread),

@@ -35,13 +35,14 @@ static struct {
 	unsigned int free_bp;	    /* 0: the library's thresholds */
 	unsigned int proactive_ppm; /* 0: no proactive mode; else its stall target */
 	uint64_t proactive_floor;   /* 0: the library's */
+	int deflate_hold_ms;	    /* -1: the library's */
 	struct rf_policy_config pc; /* as configured, for set-policy to change */
 	bool policy_started;
 	int metrics_port; /* 0: none */
 	const char *metrics_file;
 	const char *csv_path;
 	FILE *csv;
-} lg = {.policy_swap = -1};
+} lg = {.policy_swap = -1, .deflate_hold_ms = -1};
 
 /* ---- options -------------------------------------------------------- */
 
@@ -163,6 +164,19 @@ static int opt_policy_proactive_floor(struct vmm *vmm, const char *v)
 	return 0;
 }
 
+static int opt_policy_deflate_hold(struct vmm *vmm, const char *v)
+{
+	uint64_t ms;
+
+	(void)vmm;
+	if (parse_u64(v, &ms) || ms > 3600000) {
+		vmm_errorf("--policy-deflate-hold %s: expected milliseconds, 0 to 3600000", v);
+		return -1;
+	}
+	lg.deflate_hold_ms = (int)ms;
+	return 0;
+}
+
 static int opt_metrics_port(struct vmm *vmm, const char *v)
 {
 	uint64_t p;
@@ -205,6 +219,9 @@ static const struct vmm_option ledger_options[] = {
     {"policy-proactive-floor", "SIZE",
      "the proactive mode leaves each VM at least this resident (default 32M)",
      opt_policy_proactive_floor},
+    {"policy-deflate-hold", "MS",
+     "balloons deflate only after MS ms without pressure (default 10000; 0: at once)",
+     opt_policy_deflate_hold},
     {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
      opt_metrics_port},
     {"metrics-file", "FILE", "Prometheus metrics written to FILE every second", opt_metrics_file},
@@ -625,7 +642,8 @@ static int ledger_start(struct vmm *vmm)
 	if (lg.metrics_port && metrics_http_start(vmm, lg.metrics_port))
 		return -1;
 	rf_policy_config_init(&lg.pc);
-	if (lg.policy_swap >= 0 || lg.free_bp || lg.proactive_ppm || lg.proactive_floor) {
+	if (lg.policy_swap >= 0 || lg.free_bp || lg.proactive_ppm || lg.proactive_floor ||
+	    lg.deflate_hold_ms >= 0) {
 		struct rf_policy_config pc = lg.pc;
 
 		if (lg.proactive_ppm) {
@@ -634,6 +652,8 @@ static int ledger_start(struct vmm *vmm)
 		}
 		if (lg.proactive_floor)
 			pc.proactive_floor_bytes = lg.proactive_floor;
+		if (lg.deflate_hold_ms >= 0)
+			pc.deflate_hold_ms = (unsigned int)lg.deflate_hold_ms;
 		if (lg.policy_swap >= 0)
 			pc.swap = lg.policy_swap;
 		if (lg.free_bp) {
