@@ -117,7 +117,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->proactive_grow_pct = 25;
 	cfg->proactive_hold_ms = 10000;
 	cfg->proactive_floor_bytes = 32ull << 20;
-	cfg->deflate_hold_ms = 10000;
+	cfg->deflate_hold_ms = 0;
 }
 RF_VERSION_0_3(rf_policy_config_init);
 

@@ -175,11 +175,13 @@ struct rf_policy_config {
 	unsigned int proactive_hold_ms;	      /* 10000: no shrinking this long after a growth */
 	/*
 	 * Balloons deflate only once the host has stayed in the high state
-	 * this long since it last left it: 10000 ms. A guest whose use swings
-	 * around a threshold (allocating and freeing in waves) would
-	 * otherwise get its balloon back the tick after each inflation and
-	 * fault every page of it in again before the next one. 0: deflate in
-	 * the first high tick with room, as before.
+	 * this long since it last left it (0, the default: in the first high
+	 * tick with room). A guest whose use swings around a threshold
+	 * (allocating and freeing in waves) otherwise gets its balloon back
+	 * the tick after each inflation and faults every page of it in again
+	 * before the next one; but a balloon held while the guest needs the
+	 * memory makes it deflate on OOM, again and again (docs/overcommit.md,
+	 * "The policy"). At most 3600000.
 	 */
 	unsigned int deflate_hold_ms;
 };

@@ -439,8 +439,8 @@ static const struct rf_policy_action *balloon_action(const struct rf_policy_acti
  * back: its balloon is inflated, then kept while pressure was seen less
  * than deflate_hold_ms ago (every high tick with room would otherwise hand
  * it back, to be faulted in anew and ballooned again), and deflated a step
- * once the host has stayed in high that long. With the hold at 0 it
- * deflates in the first high tick, as before; a hold above an hour is
+ * once the host has stayed in high that long. With the hold at 0 (the
+ * default) it deflates in the first high tick; a hold above an hour is
  * refused.
  */
 static void test_deflate_hold(void **state)
@@ -464,9 +464,9 @@ static void test_deflate_hold(void **state)
 	(void)state;
 	for (int hold = 1; hold >= 0; hold--) {
 		rf_policy_config_init(&c);
-		assert_int_equal(c.deflate_hold_ms, 10000);
-		if (!hold)
-			c.deflate_hold_ms = 0;
+		assert_int_equal(c.deflate_hold_ms, 0);
+		if (hold)
+			c.deflate_hold_ms = 10000;
 		rf_policy_default_init(&p, &c);
 		v.balloon_target_bytes = v.ballooned_bytes = 0;
 		/* A wave: soft, and the balloon grows. */
