@@ -37,7 +37,10 @@
  *    the balloon keeps working alone. In high, with room to spare beyond the
  *    hysteresis and no tick outside high for deflate_hold_ms, balloons are
  *    deflated a step at a time, in the reading's VM order until the room is
- *    used up, never past a VM's limit.
+ *    used up, never past a VM's limit. The hold works the other way too: a
+ *    guest that took pages back from its balloon on its own (deflate on
+ *    OOM) has its target lowered to what it kept and is not inflated again
+ *    for deflate_hold_ms.
  *
  * 4. Sharing is the cheapest: the dedup scan rate goes up the moment the
  *    host leaves high, and back down to the idle rate when it returns.
@@ -117,7 +120,7 @@ RF_EXPORT void rf_policy_config_init(struct rf_policy_config *cfg)
 	cfg->proactive_grow_pct = 25;
 	cfg->proactive_hold_ms = 10000;
 	cfg->proactive_floor_bytes = 32ull << 20;
-	cfg->deflate_hold_ms = 0;
+	cfg->deflate_hold_ms = 10000;
 }
 RF_VERSION_0_3(rf_policy_config_init);
 
@@ -515,15 +518,65 @@ static bool deflate_held(const struct tick *tk)
 	       tk->in->now_ns - p->pressure_ns < (uint64_t)tk->c->deflate_hold_ms * 1000000ull;
 }
 
-/* 3a. The balloon: inflated by a VM's excess; in high, with room to spare
- * and no pressure for deflate_hold_ms, deflated a step. */
-static void decide_balloon(struct tick *tk, unsigned int i, uint64_t excess)
+/*
+ * With a hold, the guest's side of it: a guest whose balloon fell below both
+ * what it held at the last tick and the target took pages back on its own
+ * (deflate on OOM, or a reset): it needs them. Inflating it again at the
+ * next tick would have it deflate again, page by page, each time it
+ * allocates; so its target comes down to what it kept and it is not
+ * inflated for deflate_hold_ms (its excess waits; outside high, swap takes
+ * it after the grace as for any VM the balloon does not serve).
+ */
+static bool note_guest_deflate(struct tick *tk, unsigned int i, struct rf_policy_vm_track *t)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+	uint64_t below =
+	    t->bal_last < v->balloon_target_bytes ? t->bal_last : v->balloon_target_bytes;
+	struct rf_policy_action *a;
+	char b1[32], b2[32];
+
+	if (!tk->c->deflate_hold_ms || !v->has_balloon || !t->bal_seen ||
+	    v->ballooned_bytes + RF_PAGE_SIZE > below)
+		return false;
+	t->oom_until_ns = tk->in->now_ns + (uint64_t)tk->c->deflate_hold_ms * 1000000ull;
+	a = add_action(tk, RF_POLICY_SET_BALLOON, i, PAGE_DOWN(v->ballooned_bytes));
+	if (a)
+		snprintf(a->why, sizeof(a->why),
+			 "%s: the guest took back %s (deflate on OOM): target down to the %s it "
+			 "kept, no inflation for %u ms",
+			 tk->ctx,
+			 rf_ledger_fmt_bytes(t->bal_last - v->ballooned_bytes, b1, sizeof(b1)),
+			 rf_ledger_fmt_bytes(v->ballooned_bytes, b2, sizeof(b2)),
+			 tk->c->deflate_hold_ms);
+	return true;
+}
+
+/* After the tick: what the balloon of VM @i holds and the target it was
+ * left with (this tick's last balloon action for it, else the reading's). */
+static void note_balloon(struct tick *tk, unsigned int i, struct rf_policy_vm_track *t,
+			 unsigned int first_act)
+{
+	const struct rf_policy_vm *v = &tk->in->vms[i];
+
+	t->bal_seen = true;
+	t->bal_last = v->ballooned_bytes;
+	t->bal_target_last = v->balloon_target_bytes;
+	for (unsigned int k = first_act; k < *tk->n; k++)
+		if (tk->acts[k].vm == i && tk->acts[k].kind == RF_POLICY_SET_BALLOON)
+			t->bal_target_last = tk->acts[k].value;
+}
+
+/* 3a. The balloon: inflated by a VM's excess (unless the guest took pages
+ * back on OOM within deflate_hold_ms); in high, with room to spare and no
+ * pressure for deflate_hold_ms, deflated a step. */
+static void decide_balloon(struct tick *tk, unsigned int i, const struct rf_policy_vm_track *t,
+			   uint64_t excess)
 {
 	const struct rf_policy_vm *v = &tk->in->vms[i];
 
 	if (!v->has_balloon)
 		return;
-	if (excess)
+	if (excess && tk->in->now_ns >= t->oom_until_ns)
 		inflate_balloon(tk, i, excess);
 	else if (tk->st == RF_MEM_HIGH && v->balloon_target_bytes && tk->room && !deflate_held(tk))
 		deflate_balloon(tk, i);
@@ -773,11 +826,14 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 	for (unsigned int i = 0; i < in->nr_vms; i++) {
 		struct rf_policy_vm_track *t = track_of(p, in->vms[i].name);
 		uint64_t excess = track_excess(&tk, i, t);
+		unsigned int first_act = *n;
 
-		decide_balloon(&tk, i, excess);
+		if (!note_guest_deflate(&tk, i, t))
+			decide_balloon(&tk, i, t, excess);
 		if (p->cfg.proactive && p->cfg.swap)
 			decide_proactive(&tk, i, t, excess);
 		decide_swap(&tk, i, t, excess);
+		note_balloon(&tk, i, t, first_act);
 	}
 	return 0;
 }

@@ -174,14 +174,16 @@ struct rf_policy_config {
 	unsigned int proactive_grow_pct;      /* 25: a growth step, of the target */
 	unsigned int proactive_hold_ms;	      /* 10000: no shrinking this long after a growth */
 	/*
-	 * Balloons deflate only once the host has stayed in the high state
-	 * this long since it last left it (0, the default: in the first high
-	 * tick with room). A guest whose use swings around a threshold
+	 * Balloons held steady, both ways: they deflate only once the host
+	 * has stayed in the high state this long since it last left it, and a
+	 * guest that takes pages back from its balloon on its own (deflate on
+	 * OOM) has its target lowered to what it kept and is not inflated
+	 * again for this long. A guest whose use swings around a threshold
 	 * (allocating and freeing in waves) otherwise gets its balloon back
-	 * the tick after each inflation and faults every page of it in again
-	 * before the next one; but a balloon held while the guest needs the
-	 * memory makes it deflate on OOM, again and again (docs/overcommit.md,
-	 * "The policy"). At most 3600000.
+	 * the tick after each inflation, faults every page of it in again,
+	 * and has it taken at the next (docs/overcommit.md, "The policy").
+	 * 10000 ms; 0: deflate in the first high tick with room and inflate
+	 * regardless, as 0.3 did. At most 3600000.
 	 */
 	unsigned int deflate_hold_ms;
 };

@@ -439,8 +439,8 @@ static const struct rf_policy_action *balloon_action(const struct rf_policy_acti
  * back: its balloon is inflated, then kept while pressure was seen less
  * than deflate_hold_ms ago (every high tick with room would otherwise hand
  * it back, to be faulted in anew and ballooned again), and deflated a step
- * once the host has stayed in high that long. With the hold at 0 (the
- * default) it deflates in the first high tick; a hold above an hour is
+ * once the host has stayed in high that long (10 s by default). With the
+ * hold at 0 it deflates in the first high tick; a hold above an hour is
  * refused.
  */
 static void test_deflate_hold(void **state)
@@ -464,9 +464,9 @@ static void test_deflate_hold(void **state)
 	(void)state;
 	for (int hold = 1; hold >= 0; hold--) {
 		rf_policy_config_init(&c);
-		assert_int_equal(c.deflate_hold_ms, 0);
-		if (hold)
-			c.deflate_hold_ms = 10000;
+		assert_int_equal(c.deflate_hold_ms, 10000);
+		if (!hold)
+			c.deflate_hold_ms = 0;
 		rf_policy_default_init(&p, &c);
 		v.balloon_target_bytes = v.ballooned_bytes = 0;
 		/* A wave: soft, and the balloon grows. */
@@ -507,6 +507,95 @@ static void test_deflate_hold(void **state)
 	assert_int_equal(rf_policy_config_check(&c), -EINVAL);
 	c.deflate_hold_ms = 3600000;
 	assert_int_equal(rf_policy_config_check(&c), 0);
+}
+
+/*
+ * With a hold, a guest that takes pages back on OOM is believed: its target
+ * comes down to what it kept and it is not inflated again for the hold
+ * (else each allocation of its next wave would deflate the balloon a page
+ * at a time, and the next tick would inflate it again). A balloon the host
+ * deflated is not taken for that; without a hold nothing changes.
+ */
+static void test_guest_oom_deflate(void **state)
+{
+	struct rf_policy_config c;
+	struct rf_policy_default p;
+	struct rf_policy_action acts[16];
+	const struct rf_policy_action *b;
+	struct rf_policy_vm v = {.name = "churn0",
+				 .promised_bytes = 512 * MiB,
+				 .limit_bytes = UINT64_MAX,
+				 .shares = 1000,
+				 .guest_free_bytes = 300 * MiB,
+				 .resident_target_bytes = UINT64_MAX,
+				 .has_balloon = 1,
+				 .has_swap = 1};
+	struct rf_policy_reading in = {.capacity_bytes = GiB, .nr_vms = 1, .vms = &v};
+	enum rf_mem_state st;
+	unsigned int n;
+	uint64_t x;
+
+	(void)state;
+	for (int hold = 1; hold >= 0; hold--) {
+		rf_policy_config_init(&c);
+		c.deflate_hold_ms = hold ? 10000 : 0;
+		rf_policy_default_init(&p, &c);
+		v.balloon_target_bytes = v.ballooned_bytes = 0;
+		/* Soft: the balloon grows, and the guest gives it all. */
+		in.now_ns = 1000 * MS;
+		in.used_bytes = v.host_bytes = 1000 * MiB;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		b = balloon_action(acts, n);
+		assert_non_null(b);
+		x = b->value;
+		v.balloon_target_bytes = v.ballooned_bytes = x;
+		in.now_ns = 1500 * MS;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		/* The guest takes 8 MiB back on OOM, still in soft. */
+		v.ballooned_bytes = x - 8 * MiB;
+		in.now_ns = 2000 * MS;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		assert_int_equal(st, RF_MEM_SOFT);
+		b = balloon_action(acts, n);
+		assert_non_null(b);
+		if (!hold) {
+			/* As before: inflated again by its excess. */
+			assert_true(b->value > x - 8 * MiB);
+			assert_null(strstr(b->why, "deflate on OOM"));
+			continue;
+		}
+		assert_int_equal(b->value, x - 8 * MiB);
+		assert_non_null(strstr(b->why, "took back 8.0 MiB (deflate on OOM)"));
+		v.balloon_target_bytes = v.ballooned_bytes;
+		/* Within the hold: not inflated again, though in soft. */
+		in.now_ns = 2000 * MS + 10000 * MS - 1;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		assert_int_equal(st, RF_MEM_SOFT);
+		assert_null(balloon_action(acts, n));
+		/* The hold over: inflated by its excess again. */
+		in.now_ns = 2000 * MS + 10000 * MS;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		b = balloon_action(acts, n);
+		assert_non_null(b);
+		assert_true(b->value > v.balloon_target_bytes);
+		/* A balloon the host deflates is not the guest's OOM: high,
+		 * room, hold over since the last soft tick; the target goes
+		 * down a step and the guest follows it. */
+		v.balloon_target_bytes = v.ballooned_bytes = b->value;
+		in.used_bytes = v.host_bytes = 500 * MiB;
+		in.now_ns = 30000 * MS;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		assert_int_equal(st, RF_MEM_HIGH);
+		b = balloon_action(acts, n);
+		assert_non_null(b);
+		assert_true(b->value < v.balloon_target_bytes); /* a step back */
+		v.balloon_target_bytes = b->value;
+		v.ballooned_bytes = b->value + 4 * MiB; /* on its way down */
+		in.now_ns = 30500 * MS;
+		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
+		for (unsigned int k = 0; k < n; k++)
+			assert_null(strstr(acts[k].why, "deflate on OOM"));
+	}
 }
 
 /* The limit is enforced in the high state too, and the scan rate follows the state. */
@@ -787,6 +876,7 @@ int main(void)
 	    cmocka_unit_test(test_scripted_pressure),
 	    cmocka_unit_test(test_swap_after_grace),
 	    cmocka_unit_test(test_deflate_hold),
+	    cmocka_unit_test(test_guest_oom_deflate),
 	    cmocka_unit_test(test_limit_in_high_and_scan_rate),
 	    cmocka_unit_test(test_runner),
 	    cmocka_unit_test(test_tick_thread),

@@ -220,7 +220,8 @@ static const struct vmm_option ledger_options[] = {
      "the proactive mode leaves each VM at least this resident (default 32M)",
      opt_policy_proactive_floor},
     {"policy-deflate-hold", "MS",
-     "balloons deflate only after MS ms without pressure (default 0: at once)",
+     "balloons deflate only after MS ms without pressure, nor inflate for MS ms after the guest "
+     "took pages back on OOM (default 10000; 0: neither)",
      opt_policy_deflate_hold},
     {"metrics-port", "PORT", "Prometheus metrics on http://127.0.0.1:PORT/metrics",
      opt_metrics_port},
