@@ -969,16 +969,24 @@ static void write_table(FILE *f, const struct scenario *sc, const struct run_res
 		       : "\n");
 }
 
-static void write_summary_csv(FILE *f, const struct scenario *sc, const struct run_result *rr)
+/* A row per run of @rr; with @round > 0 (rounds.csv) the round comes first,
+ * and the header only with @header. */
+static void write_summary_csv(FILE *f, const struct scenario *sc, const struct run_result *rr,
+			      int round, bool header)
 {
-	fprintf(f, "run,vmm_status,responsive,vms,memcheck_clean,under_budget,budget,"
-		   "max_used_after_settle,mean_used_after_settle,final_used,"
-		   "max_process_pss_after_settle,saved_dedup,saved_zero,saved_balloon,"
-		   "saved_free_report,saved_swap,load_at_start,work_share,work_worst,"
-		   "stall_pct,incomplete\n");
+	if (header)
+		fprintf(f,
+			"%srun,vmm_status,responsive,vms,memcheck_clean,under_budget,budget,"
+			"max_used_after_settle,mean_used_after_settle,final_used,"
+			"max_process_pss_after_settle,saved_dedup,saved_zero,saved_balloon,"
+			"saved_free_report,saved_swap,load_at_start,work_share,work_worst,"
+			"stall_pct,incomplete\n",
+			round ? "round," : "");
 	for (int r = 0; r < sc->nruns; r++) {
 		const struct run_result *x = &rr[r];
 
+		if (round)
+			fprintf(f, "%d,", round);
 		fprintf(f,
 			"%s,%d,%d,%d,%d,%d,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.2f,"
 			"%.4f,%.4f,%.4f,\"%s\"\n",
@@ -1058,7 +1066,7 @@ static void run_round(struct runner *rn, const char *dir, struct run_result *rr)
 	sum_txt = fopen(path, "we");
 	if (!sum_csv || !sum_txt)
 		die("%s: cannot write the summary", dir);
-	write_summary_csv(sum_csv, sc, rr);
+	write_summary_csv(sum_csv, sc, rr, 0, true);
 	fprintf(sum_txt, "%s at start\n", rn->host);
 	write_table(stdout, sc, rr, base, maxload, rn->promised);
 	write_table(sum_txt, sc, rr, base, maxload, rn->promised);
@@ -1073,28 +1081,15 @@ static void write_rounds(struct runner *rn, const char *out, struct run_result *
 			 int rounds)
 {
 	const struct scenario *sc = rn->sc;
-	char path[1024], line[4096];
+	char path[1024];
 	int med = rounds_median_index(sc, rr, rounds);
 	FILE *f;
 
 	/* Every round's summary.csv rows, the round first. */
 	snprintf(path, sizeof(path), "%s/rounds.csv", out);
 	if ((f = fopen(path, "we"))) {
-		for (int k = 0; k < rounds; k++) {
-			char rpath[1024];
-			FILE *in;
-
-			snprintf(rpath, sizeof(rpath), "%s/r%d/summary.csv", out, k + 1);
-			if (!(in = fopen(rpath, "re")))
-				continue;
-			for (int l = 0; fgets(line, sizeof(line), in); l++) {
-				if (l == 0 && k == 0)
-					fprintf(f, "round,%s", line);
-				else if (l > 0)
-					fprintf(f, "%d,%s", k + 1, line);
-			}
-			fclose(in);
-		}
+		for (int k = 0; k < rounds; k++)
+			write_summary_csv(f, sc, rr[k], k + 1, k == 0);
 		fclose(f);
 	}
 	snprintf(path, sizeof(path), "%s/work.svg", out);

@@ -319,6 +319,11 @@ static struct rf_policy_action *add_action(struct tick *tk, enum rf_policy_actio
 
 #define PAGE_DOWN(x) ((x) & ~(uint64_t)(RF_PAGE_SIZE - 1))
 
+static inline uint64_t ms_ns(unsigned int ms)
+{
+	return (uint64_t)ms * 1000000ull;
+}
+
 static bool above_limit(const struct rf_policy_vm *v)
 {
 	return v->host_bytes > v->limit_bytes;
@@ -514,8 +519,7 @@ static bool deflate_held(const struct tick *tk)
 {
 	const struct rf_policy_default *p = tk->p;
 
-	return p->pressure_ns &&
-	       tk->in->now_ns - p->pressure_ns < (uint64_t)tk->c->deflate_hold_ms * 1000000ull;
+	return p->pressure_ns && tk->in->now_ns - p->pressure_ns < ms_ns(tk->c->deflate_hold_ms);
 }
 
 /*
@@ -538,7 +542,7 @@ static bool note_guest_deflate(struct tick *tk, unsigned int i, struct rf_policy
 	if (!tk->c->deflate_hold_ms || !v->has_balloon || !t->bal_seen ||
 	    v->ballooned_bytes + RF_PAGE_SIZE > below)
 		return false;
-	t->oom_until_ns = tk->in->now_ns + (uint64_t)tk->c->deflate_hold_ms * 1000000ull;
+	t->oom_until_ns = tk->in->now_ns + ms_ns(tk->c->deflate_hold_ms);
 	a = add_action(tk, RF_POLICY_SET_BALLOON, i, PAGE_DOWN(v->ballooned_bytes));
 	if (a)
 		snprintf(a->why, sizeof(a->why),
@@ -549,21 +553,6 @@ static bool note_guest_deflate(struct tick *tk, unsigned int i, struct rf_policy
 			 rf_ledger_fmt_bytes(v->ballooned_bytes, b2, sizeof(b2)),
 			 tk->c->deflate_hold_ms);
 	return true;
-}
-
-/* After the tick: what the balloon of VM @i holds and the target it was
- * left with (this tick's last balloon action for it, else the reading's). */
-static void note_balloon(struct tick *tk, unsigned int i, struct rf_policy_vm_track *t,
-			 unsigned int first_act)
-{
-	const struct rf_policy_vm *v = &tk->in->vms[i];
-
-	t->bal_seen = true;
-	t->bal_last = v->ballooned_bytes;
-	t->bal_target_last = v->balloon_target_bytes;
-	for (unsigned int k = first_act; k < *tk->n; k++)
-		if (tk->acts[k].vm == i && tk->acts[k].kind == RF_POLICY_SET_BALLOON)
-			t->bal_target_last = tk->acts[k].value;
 }
 
 /* 3a. The balloon: inflated by a VM's excess (unless the guest took pages
@@ -629,8 +618,7 @@ static void lift_swap_target(struct tick *tk, unsigned int i)
  * seen since excess_since_ns. */
 static bool balloon_grace_over(const struct tick *tk, const struct rf_policy_vm_track *t)
 {
-	return tk->in->now_ns + 1 - t->excess_since_ns >=
-	       (uint64_t)tk->c->balloon_grace_ms * 1000000ull;
+	return tk->in->now_ns + 1 - t->excess_since_ns >= ms_ns(tk->c->balloon_grace_ms);
 }
 
 /* 3b. Swap: only in hard and low or above a limit, and only once the
@@ -683,7 +671,7 @@ static void pro_open(const struct rf_policy_vm *v, struct rf_policy_vm_track *t,
 static bool pro_window_read(const struct tick *tk, const struct rf_policy_vm *v,
 			    struct rf_policy_vm_track *t, struct pro_window *w)
 {
-	uint64_t now = tk->in->now_ns, win = (uint64_t)tk->c->proactive_interval_ms * 1000000ull;
+	uint64_t now = tk->in->now_ns, win = ms_ns(tk->c->proactive_interval_ms);
 	uint64_t stall;
 
 	if (!t->pro_since_ns || now + 1 < t->pro_since_ns) {
@@ -724,7 +712,7 @@ static void pro_grow(struct tick *tk, unsigned int i, struct rf_policy_vm_track 
 	struct rf_policy_action *a;
 	char sw[128], b1[32];
 
-	t->pro_hold_until_ns = tk->in->now_ns + (uint64_t)tk->c->proactive_hold_ms * 1000000ull;
+	t->pro_hold_until_ns = tk->in->now_ns + ms_ns(tk->c->proactive_hold_ms);
 	if (cur == UINT64_MAX)
 		return; /* nothing held back */
 	grow = cur / 100 * tk->c->proactive_grow_pct;
@@ -826,14 +814,14 @@ int rf_policy_default_decide(void *arg, const struct rf_policy_reading *in,
 	for (unsigned int i = 0; i < in->nr_vms; i++) {
 		struct rf_policy_vm_track *t = track_of(p, in->vms[i].name);
 		uint64_t excess = track_excess(&tk, i, t);
-		unsigned int first_act = *n;
 
 		if (!note_guest_deflate(&tk, i, t))
 			decide_balloon(&tk, i, t, excess);
 		if (p->cfg.proactive && p->cfg.swap)
 			decide_proactive(&tk, i, t, excess);
 		decide_swap(&tk, i, t, excess);
-		note_balloon(&tk, i, t, first_act);
+		t->bal_seen = true;
+		t->bal_last = in->vms[i].ballooned_bytes;
 	}
 	return 0;
 }

@@ -33,11 +33,11 @@ struct rf_policy_vm_track {
 	uint64_t pro_stall_ns;
 	uint64_t pro_alloc_stalls;
 	uint64_t pro_hold_until_ns;
-	/* The balloon as the last tick left it (with deflate_hold_ms): what
-	 * the guest held, the target set, and until when the VM is not
-	 * inflated again after the guest took pages back on OOM. */
+	/* With deflate_hold_ms: what the guest's balloon held at the last
+	 * tick, and until when the VM is not inflated again after the guest
+	 * took pages back on OOM. */
 	bool bal_seen;
-	uint64_t bal_last, bal_target_last;
+	uint64_t bal_last;
 	uint64_t oom_until_ns;
 };
 

@@ -434,6 +434,54 @@ static const struct rf_policy_action *balloon_action(const struct rf_policy_acti
 	return NULL;
 }
 
+/* One churning guest (512 MiB, 300 MiB of it reported free) on a 1 GiB
+ * host, the default policy with a balloon hold of @hold_ms. */
+struct wave {
+	struct rf_policy_default p;
+	struct rf_policy_vm v;
+	struct rf_policy_reading in;
+	struct rf_policy_action acts[16];
+	unsigned int n;
+	enum rf_mem_state st;
+};
+
+/* A tick at @ms with the guest costing @used_mib: its balloon action, or NULL. */
+static const struct rf_policy_action *wave_tick(struct wave *w, uint64_t ms, uint64_t used_mib)
+{
+	w->in.now_ns = ms * MS;
+	w->in.used_bytes = w->v.host_bytes = used_mib * MiB;
+	assert_int_equal(rf_policy_default_decide(&w->p, &w->in, w->acts, 16, &w->n, &w->st), 0);
+	return balloon_action(w->acts, w->n);
+}
+
+/* Set up @w and take the host into soft at 1 s: the balloon grows, and the
+ * guest gives all of it (its target and what it holds). */
+static void wave_start(struct wave *w, unsigned int hold_ms)
+{
+	struct rf_policy_config c;
+	const struct rf_policy_action *b;
+
+	memset(w, 0, sizeof(*w));
+	rf_policy_config_init(&c);
+	assert_int_equal(c.deflate_hold_ms, 10000);
+	c.deflate_hold_ms = hold_ms;
+	rf_policy_default_init(&w->p, &c);
+	w->v = (struct rf_policy_vm){.name = "churn0",
+				     .promised_bytes = 512 * MiB,
+				     .limit_bytes = UINT64_MAX,
+				     .shares = 1000,
+				     .guest_free_bytes = 300 * MiB,
+				     .resident_target_bytes = UINT64_MAX,
+				     .has_balloon = 1,
+				     .has_swap = 1};
+	w->in = (struct rf_policy_reading){.capacity_bytes = GiB, .nr_vms = 1, .vms = &w->v};
+	b = wave_tick(w, 1000, 1000);
+	assert_int_equal(w->st, RF_MEM_SOFT);
+	assert_non_null(b);
+	assert_true(b->value > 0);
+	w->v.balloon_target_bytes = w->v.ballooned_bytes = b->value;
+}
+
 /*
  * A guest that allocates and frees in waves takes the host into soft and
  * back: its balloon is inflated, then kept while pressure was seen less
@@ -446,62 +494,31 @@ static const struct rf_policy_action *balloon_action(const struct rf_policy_acti
 static void test_deflate_hold(void **state)
 {
 	struct rf_policy_config c;
-	struct rf_policy_default p;
-	struct rf_policy_action acts[16];
 	const struct rf_policy_action *b;
-	struct rf_policy_vm v = {.name = "churn0",
-				 .promised_bytes = 512 * MiB,
-				 .limit_bytes = UINT64_MAX,
-				 .shares = 1000,
-				 .guest_free_bytes = 300 * MiB,
-				 .resident_target_bytes = UINT64_MAX,
-				 .has_balloon = 1,
-				 .has_swap = 1};
-	struct rf_policy_reading in = {.capacity_bytes = GiB, .nr_vms = 1, .vms = &v};
-	enum rf_mem_state st;
-	unsigned int n;
+	struct wave w;
 
 	(void)state;
-	for (int hold = 1; hold >= 0; hold--) {
-		rf_policy_config_init(&c);
-		assert_int_equal(c.deflate_hold_ms, 10000);
-		if (!hold)
-			c.deflate_hold_ms = 0;
-		rf_policy_default_init(&p, &c);
-		v.balloon_target_bytes = v.ballooned_bytes = 0;
-		/* A wave: soft, and the balloon grows. */
-		in.now_ns = 1000 * MS;
-		in.used_bytes = v.host_bytes = 1000 * MiB;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		assert_int_equal(st, RF_MEM_SOFT);
-		b = balloon_action(acts, n);
-		assert_non_null(b);
-		assert_true(b->value > 0);
-		v.balloon_target_bytes = v.ballooned_bytes = b->value;
-		/* The wave freed: high, with room to spare. */
-		in.now_ns = 1500 * MS;
-		in.used_bytes = v.host_bytes = 500 * MiB;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		assert_int_equal(st, RF_MEM_HIGH);
-		b = balloon_action(acts, n);
-		if (!hold) {
-			assert_non_null(b);
-			assert_true(b->value < v.balloon_target_bytes);
-			continue;
-		}
-		assert_null(b);
-		/* Just inside the hold: still kept. */
-		in.now_ns = (1000 + 10000) * MS - 1;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		assert_null(balloon_action(acts, n));
-		/* The hold over: a step back to the guest. */
-		in.now_ns = (1000 + 10000) * MS;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		b = balloon_action(acts, n);
-		assert_non_null(b);
-		assert_true(b->value < v.balloon_target_bytes);
-		assert_non_null(strstr(b->why, "room to spare"));
-	}
+	/* Without a hold: the first high tick with room deflates. */
+	wave_start(&w, 0);
+	b = wave_tick(&w, 1500, 500);
+	assert_int_equal(w.st, RF_MEM_HIGH);
+	assert_non_null(b);
+	assert_true(b->value < w.v.balloon_target_bytes);
+	/* With one: kept up to the end of the hold, then a step back. */
+	wave_start(&w, 10000);
+	assert_null(wave_tick(&w, 1500, 500));
+	assert_int_equal(w.st, RF_MEM_HIGH);
+	b = wave_tick(&w, 1000 + 10000, 500);
+	assert_non_null(b);
+	assert_true(b->value < w.v.balloon_target_bytes);
+	assert_non_null(strstr(b->why, "room to spare"));
+	/* Just inside the hold (1 ns before its end): still kept. */
+	wave_start(&w, 10000);
+	w.in.now_ns = (1000 + 10000) * MS - 1;
+	w.in.used_bytes = w.v.host_bytes = 500 * MiB;
+	assert_int_equal(rf_policy_default_decide(&w.p, &w.in, w.acts, 16, &w.n, &w.st), 0);
+	assert_null(balloon_action(w.acts, w.n));
+
 	rf_policy_config_init(&c);
 	c.deflate_hold_ms = 3600001;
 	assert_int_equal(rf_policy_config_check(&c), -EINVAL);
@@ -518,84 +535,55 @@ static void test_deflate_hold(void **state)
  */
 static void test_guest_oom_deflate(void **state)
 {
-	struct rf_policy_config c;
-	struct rf_policy_default p;
-	struct rf_policy_action acts[16];
 	const struct rf_policy_action *b;
-	struct rf_policy_vm v = {.name = "churn0",
-				 .promised_bytes = 512 * MiB,
-				 .limit_bytes = UINT64_MAX,
-				 .shares = 1000,
-				 .guest_free_bytes = 300 * MiB,
-				 .resident_target_bytes = UINT64_MAX,
-				 .has_balloon = 1,
-				 .has_swap = 1};
-	struct rf_policy_reading in = {.capacity_bytes = GiB, .nr_vms = 1, .vms = &v};
-	enum rf_mem_state st;
-	unsigned int n;
+	struct wave w;
 	uint64_t x;
 
 	(void)state;
-	for (int hold = 1; hold >= 0; hold--) {
-		rf_policy_config_init(&c);
-		c.deflate_hold_ms = hold ? 10000 : 0;
-		rf_policy_default_init(&p, &c);
-		v.balloon_target_bytes = v.ballooned_bytes = 0;
-		/* Soft: the balloon grows, and the guest gives it all. */
-		in.now_ns = 1000 * MS;
-		in.used_bytes = v.host_bytes = 1000 * MiB;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		b = balloon_action(acts, n);
-		assert_non_null(b);
-		x = b->value;
-		v.balloon_target_bytes = v.ballooned_bytes = x;
-		in.now_ns = 1500 * MS;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		/* The guest takes 8 MiB back on OOM, still in soft. */
-		v.ballooned_bytes = x - 8 * MiB;
-		in.now_ns = 2000 * MS;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		assert_int_equal(st, RF_MEM_SOFT);
-		b = balloon_action(acts, n);
-		assert_non_null(b);
-		if (!hold) {
-			/* As before: inflated again by its excess. */
-			assert_true(b->value > x - 8 * MiB);
-			assert_null(strstr(b->why, "deflate on OOM"));
-			continue;
-		}
-		assert_int_equal(b->value, x - 8 * MiB);
-		assert_non_null(strstr(b->why, "took back 8.0 MiB (deflate on OOM)"));
-		v.balloon_target_bytes = v.ballooned_bytes;
-		/* Within the hold: not inflated again, though in soft. */
-		in.now_ns = 2000 * MS + 10000 * MS - 1;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		assert_int_equal(st, RF_MEM_SOFT);
-		assert_null(balloon_action(acts, n));
-		/* The hold over: inflated by its excess again. */
-		in.now_ns = 2000 * MS + 10000 * MS;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		b = balloon_action(acts, n);
-		assert_non_null(b);
-		assert_true(b->value > v.balloon_target_bytes);
-		/* A balloon the host deflates is not the guest's OOM: high,
-		 * room, hold over since the last soft tick; the target goes
-		 * down a step and the guest follows it. */
-		v.balloon_target_bytes = v.ballooned_bytes = b->value;
-		in.used_bytes = v.host_bytes = 500 * MiB;
-		in.now_ns = 30000 * MS;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		assert_int_equal(st, RF_MEM_HIGH);
-		b = balloon_action(acts, n);
-		assert_non_null(b);
-		assert_true(b->value < v.balloon_target_bytes); /* a step back */
-		v.balloon_target_bytes = b->value;
-		v.ballooned_bytes = b->value + 4 * MiB; /* on its way down */
-		in.now_ns = 30500 * MS;
-		assert_int_equal(rf_policy_default_decide(&p, &in, acts, 16, &n, &st), 0);
-		for (unsigned int k = 0; k < n; k++)
-			assert_null(strstr(acts[k].why, "deflate on OOM"));
-	}
+	/* Without a hold: inflated again by its excess, as before. */
+	wave_start(&w, 0);
+	wave_tick(&w, 1500, 1000);
+	x = w.v.ballooned_bytes;
+	w.v.ballooned_bytes = x - 8 * MiB;
+	b = wave_tick(&w, 2000, 1000);
+	assert_non_null(b);
+	assert_true(b->value > x - 8 * MiB);
+	assert_null(strstr(b->why, "deflate on OOM"));
+
+	/* With one: a tick sees the guest hold its balloon, then it takes
+	 * 8 MiB back on OOM, still in soft. */
+	wave_start(&w, 10000);
+	wave_tick(&w, 1500, 1000);
+	x = w.v.ballooned_bytes;
+	w.v.ballooned_bytes = x - 8 * MiB;
+	b = wave_tick(&w, 2000, 1000);
+	assert_int_equal(w.st, RF_MEM_SOFT);
+	assert_non_null(b);
+	assert_int_equal(b->value, x - 8 * MiB);
+	assert_non_null(strstr(b->why, "took back 8.0 MiB (deflate on OOM)"));
+	w.v.balloon_target_bytes = w.v.ballooned_bytes;
+	/* Within the hold: not inflated again, though in soft. */
+	w.in.now_ns = (2000 + 10000) * MS - 1;
+	assert_int_equal(rf_policy_default_decide(&w.p, &w.in, w.acts, 16, &w.n, &w.st), 0);
+	assert_int_equal(w.st, RF_MEM_SOFT);
+	assert_null(balloon_action(w.acts, w.n));
+	/* The hold over: inflated by its excess again. */
+	b = wave_tick(&w, 2000 + 10000, 1000);
+	assert_non_null(b);
+	assert_true(b->value > w.v.balloon_target_bytes);
+	/* A balloon the host deflates is not the guest's OOM: high, room,
+	 * the hold over since the last soft tick; the target goes down a
+	 * step and the guest follows it. */
+	w.v.balloon_target_bytes = w.v.ballooned_bytes = b->value;
+	b = wave_tick(&w, 30000, 500);
+	assert_int_equal(w.st, RF_MEM_HIGH);
+	assert_non_null(b);
+	assert_true(b->value < w.v.balloon_target_bytes);
+	w.v.balloon_target_bytes = b->value;
+	w.v.ballooned_bytes = b->value + 4 * MiB; /* on its way down */
+	wave_tick(&w, 30500, 500);
+	for (unsigned int k = 0; k < w.n; k++)
+		assert_null(strstr(w.acts[k].why, "deflate on OOM"));
 }
 
 /* The limit is enforced in the high state too, and the scan rate follows the state. */
@@ -853,6 +841,10 @@ static void test_tick_thread(void **state)
 	rf_policy_config_init(&c);
 	c.low_bp = c.hard_bp;
 	assert_int_equal(rf_policy_configure(e, &c), -EINVAL);
+	rf_policy_config_init(&c);
+	c.deflate_hold_ms = 3600001;
+	assert_int_equal(rf_policy_configure(e, &c), -EINVAL);
+	assert_log_contains(&log, "deflate_hold_ms at most 3600000");
 	rf_policy_config_init(&c);
 	assert_int_equal(rf_policy_configure(e, &c), 0);
 	assert_int_equal(rf_policy_start(e, 100), 0);
